@@ -1,0 +1,693 @@
+//! `corelog-bench compare A B`: compares two runs (or two sets of repeat
+//! runs, by their medians) and decides whether B regressed against A.
+//!
+//! The default rule is built for shared, noisy machines: results are judged
+//! as fractions of the limits measured in the same run, so a slower disk or a
+//! busy neighbour during run B moves both the result and its yardstick.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::hist::{self, HistogramSummary};
+use crate::run::{self, RunRecord, RUN_JSON};
+
+/// When a comparison counts as a regression.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegressionRule {
+    /// B regressed when its throughput is below `(1 - this) x` A's.
+    pub max_throughput_drop_fraction: f64,
+    /// B regressed when its p99 is above `this x` A's.
+    pub max_p99_increase_ratio: f64,
+    /// Judge throughput as a fraction of the same-run limit and p99 divided
+    /// by the same-run fdatasync p99, where both runs have limits.
+    pub normalise_by_limits: bool,
+}
+
+impl Default for RegressionRule {
+    fn default() -> Self {
+        RegressionRule {
+            max_throughput_drop_fraction: 1.0 / 3.0,
+            max_p99_increase_ratio: 2.0,
+            normalise_by_limits: true,
+        }
+    }
+}
+
+/// Whether and how a row is gated by the rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// Human-readable threshold, e.g. "<= 2.00".
+    pub threshold: String,
+    /// Whether this row crossed it.
+    pub regressed: bool,
+}
+
+/// One line of the comparison table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonRow {
+    /// What is compared, e.g. "produce p99 (us)".
+    pub metric: String,
+    /// Value in A (median over repeats).
+    pub a: Option<f64>,
+    /// Value in B (median over repeats).
+    pub b: Option<f64>,
+    /// `b / a` when both exist and `a` is non-zero.
+    pub ratio_b_over_a: Option<f64>,
+    /// Present when the regression rule judges this row.
+    pub gate: Option<Gate>,
+}
+
+/// Medians of one set of repeat runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunSetSummary {
+    /// The run directory or the directory of repeats.
+    pub path: PathBuf,
+    /// Number of runs the medians are over.
+    pub repeats: usize,
+    /// Scenario name of the first run.
+    pub scenario: String,
+    /// Git sha of the first run.
+    pub git_sha: String,
+    /// Median latency summaries by histogram name.
+    pub latency: BTreeMap<String, HistogramSummary>,
+    /// Median of per-run `p99 / fdatasync p99`, by histogram name.
+    pub p99_over_fdatasync_p99: BTreeMap<String, f64>,
+    /// Median messages/s.
+    pub msgs_per_s: Option<f64>,
+    /// Median MiB/s.
+    pub mib_per_s: Option<f64>,
+    /// Median throughput as a fraction of the same-run limit.
+    pub throughput_fraction_of_limit: Option<f64>,
+    /// Median total error count.
+    pub errors: Option<f64>,
+}
+
+/// The outcome of [`compare_runs`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Baseline.
+    pub a: RunSetSummary,
+    /// Candidate.
+    pub b: RunSetSummary,
+    /// Rule applied.
+    pub rule: RegressionRule,
+    /// Table rows in display order.
+    pub rows: Vec<ComparisonRow>,
+    /// Whether any gated row regressed.
+    pub regressed: bool,
+    /// One sentence per regressed row.
+    pub reasons: Vec<String>,
+}
+
+/// Loads the runs under `path`: `path` itself when it holds `run.json`,
+/// else every immediate subdirectory that does (repeats), sorted by name.
+pub fn load_runs(path: &Path) -> Result<Vec<(PathBuf, RunRecord)>> {
+    if path.join(RUN_JSON).is_file() {
+        return Ok(vec![(path.to_path_buf(), run::read_run(path)?)]);
+    }
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(path).at("listing", path)? {
+        let entry = entry.at("listing", path)?;
+        let p = entry.path();
+        if p.join(RUN_JSON).is_file() {
+            dirs.push(p);
+        }
+    }
+    if dirs.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} holds no {RUN_JSON} and no subdirectories with one",
+            path.display()
+        )));
+    }
+    dirs.sort();
+    dirs.into_iter()
+        .map(|d| run::read_run(&d).map(|r| (d, r)))
+        .collect()
+}
+
+/// Median of the present values (mean of the middle two for even counts).
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+/// The latency summary of one histogram of one run, read from its `.hgrm`
+/// file when present (the authoritative record), else from `run.json`.
+fn latency_summary(dir: &Path, name: &str, record: &RunRecord) -> Result<Option<HistogramSummary>> {
+    let Some(result) = record.results.latency.get(name) else {
+        return Ok(None);
+    };
+    let hgrm_path = dir.join(&result.hgrm_file);
+    if hgrm_path.is_file() {
+        Ok(Some(HistogramSummary::from_hgrm(&hist::read_hgrm(
+            &hgrm_path,
+        )?)))
+    } else {
+        Ok(Some(result.summary))
+    }
+}
+
+/// Summarises a run directory or a directory of repeats.
+pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
+    let runs = load_runs(path)?;
+    let names: BTreeSet<String> = runs
+        .iter()
+        .flat_map(|(_, r)| r.results.latency.keys().cloned())
+        .collect();
+    let mut latency = BTreeMap::new();
+    let mut normalised = BTreeMap::new();
+    for name in &names {
+        let mut per_run = Vec::new();
+        let mut ratios = Vec::new();
+        for (dir, record) in &runs {
+            if let Some(s) = latency_summary(dir, name, record)? {
+                let sync_p99_us = record
+                    .results
+                    .latency
+                    .get(name)
+                    .and_then(|r| r.fdatasync_p99_us);
+                if let Some(sync) = sync_p99_us.filter(|v| *v > 0.0) {
+                    ratios.push(s.p99_us / sync);
+                }
+                per_run.push(s);
+            }
+        }
+        let m = |f: fn(&HistogramSummary) -> f64| median(per_run.iter().map(f)).unwrap_or(0.0);
+        latency.insert(
+            name.clone(),
+            HistogramSummary {
+                count: m(|s| s.count as f64) as u64,
+                p50_us: m(|s| s.p50_us),
+                p90_us: m(|s| s.p90_us),
+                p99_us: m(|s| s.p99_us),
+                p999_us: m(|s| s.p999_us),
+                p9999_us: m(|s| s.p9999_us),
+                max_us: m(|s| s.max_us),
+                mean_us: m(|s| s.mean_us),
+            },
+        );
+        // Normalisation is only meaningful when every repeat has limits.
+        if ratios.len() == per_run.len() {
+            if let Some(r) = median(ratios) {
+                normalised.insert(name.clone(), r);
+            }
+        }
+    }
+    let throughputs: Vec<_> = runs
+        .iter()
+        .filter_map(|(_, r)| r.results.throughput.as_ref())
+        .collect();
+    let fractions: Vec<f64> = throughputs
+        .iter()
+        .filter_map(|t| t.fraction_of_limit)
+        .collect();
+    let first = &runs[0].1;
+    Ok(RunSetSummary {
+        path: path.to_path_buf(),
+        repeats: runs.len(),
+        scenario: first.scenario.clone(),
+        git_sha: first.git_sha.clone(),
+        latency,
+        p99_over_fdatasync_p99: normalised,
+        msgs_per_s: median(throughputs.iter().map(|t| t.msgs_per_s)),
+        mib_per_s: median(throughputs.iter().map(|t| t.mib_per_s)),
+        throughput_fraction_of_limit: if fractions.len() == throughputs.len() {
+            median(fractions)
+        } else {
+            None
+        },
+        errors: median(runs.iter().map(|(_, r)| r.total_errors() as f64)),
+    })
+}
+
+/// Accessor for one percentile of a summary.
+type SummaryField = fn(&HistogramSummary) -> f64;
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a != 0.0 => Some(b / a),
+        _ => None,
+    }
+}
+
+fn row(metric: String, a: Option<f64>, b: Option<f64>) -> ComparisonRow {
+    ComparisonRow {
+        ratio_b_over_a: ratio(a, b),
+        metric,
+        a,
+        b,
+        gate: None,
+    }
+}
+
+/// Compares run (set) `b` against baseline `a` under `rule`.
+pub fn compare_runs(a: &Path, b: &Path, rule: &RegressionRule) -> Result<Comparison> {
+    let sa = summarise_run_set(a)?;
+    let sb = summarise_run_set(b)?;
+    Ok(compare_summaries(sa, sb, rule))
+}
+
+/// Compares two already summarised run sets.
+pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRule) -> Comparison {
+    let mut rows = Vec::new();
+    let mut reasons = Vec::new();
+    let names: BTreeSet<&String> = a.latency.keys().chain(b.latency.keys()).collect();
+    for name in names {
+        let la = a.latency.get(name);
+        let lb = b.latency.get(name);
+        let fields: [(&str, SummaryField); 6] = [
+            ("p50", |s| s.p50_us),
+            ("p90", |s| s.p90_us),
+            ("p99", |s| s.p99_us),
+            ("p99.9", |s| s.p999_us),
+            ("p99.99", |s| s.p9999_us),
+            ("max", |s| s.max_us),
+        ];
+        let na = a.p99_over_fdatasync_p99.get(name).copied();
+        let nb = b.p99_over_fdatasync_p99.get(name).copied();
+        let normalised = rule.normalise_by_limits && na.is_some() && nb.is_some();
+        for (label, f) in fields {
+            let mut r = row(format!("{name} {label} (us)"), la.map(f), lb.map(f));
+            if label == "p99" && !normalised {
+                gate_p99(&mut r, rule, &mut reasons);
+            }
+            rows.push(r);
+        }
+        if na.is_some() || nb.is_some() {
+            let mut r = row(format!("{name} p99 / fdatasync p99"), na, nb);
+            if normalised {
+                gate_p99(&mut r, rule, &mut reasons);
+            }
+            rows.push(r);
+        }
+        rows.push(row(
+            format!("{name} count"),
+            la.map(|s| s.count as f64),
+            lb.map(|s| s.count as f64),
+        ));
+    }
+
+    let fractions_usable = rule.normalise_by_limits
+        && a.throughput_fraction_of_limit.is_some()
+        && b.throughput_fraction_of_limit.is_some();
+    let raw_gate_metric = if a.msgs_per_s.is_some() && b.msgs_per_s.is_some() {
+        "msgs/s"
+    } else {
+        "MiB/s"
+    };
+    let mut msgs = row("throughput (msgs/s)".into(), a.msgs_per_s, b.msgs_per_s);
+    let mut mib = row("throughput (MiB/s)".into(), a.mib_per_s, b.mib_per_s);
+    if !fractions_usable {
+        let r = if raw_gate_metric == "msgs/s" {
+            &mut msgs
+        } else {
+            &mut mib
+        };
+        gate_throughput(r, rule, &mut reasons);
+    }
+    rows.push(msgs);
+    rows.push(mib);
+    if a.throughput_fraction_of_limit.is_some() || b.throughput_fraction_of_limit.is_some() {
+        let mut r = row(
+            "throughput / same-run limit".into(),
+            a.throughput_fraction_of_limit,
+            b.throughput_fraction_of_limit,
+        );
+        if fractions_usable {
+            gate_throughput(&mut r, rule, &mut reasons);
+        }
+        rows.push(r);
+    }
+    rows.push(row("errors".into(), a.errors, b.errors));
+
+    Comparison {
+        regressed: !reasons.is_empty(),
+        a,
+        b,
+        rule: *rule,
+        rows,
+        reasons,
+    }
+}
+
+fn gate_p99(r: &mut ComparisonRow, rule: &RegressionRule, reasons: &mut Vec<String>) {
+    let regressed = r
+        .ratio_b_over_a
+        .is_some_and(|x| x > rule.max_p99_increase_ratio);
+    if regressed {
+        reasons.push(format!(
+            "{}: B/A = {:.2} exceeds {:.2}",
+            r.metric,
+            r.ratio_b_over_a.unwrap_or(f64::NAN),
+            rule.max_p99_increase_ratio
+        ));
+    }
+    r.gate = Some(Gate {
+        threshold: format!("<= {:.2}", rule.max_p99_increase_ratio),
+        regressed,
+    });
+}
+
+fn gate_throughput(r: &mut ComparisonRow, rule: &RegressionRule, reasons: &mut Vec<String>) {
+    let floor = 1.0 - rule.max_throughput_drop_fraction;
+    let regressed = r.ratio_b_over_a.is_some_and(|x| x < floor);
+    if regressed {
+        reasons.push(format!(
+            "{}: B/A = {:.2} is below {:.2}",
+            r.metric,
+            r.ratio_b_over_a.unwrap_or(f64::NAN),
+            floor
+        ));
+    }
+    r.gate = Some(Gate {
+        threshold: format!(">= {floor:.2}"),
+        regressed,
+    });
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.abs() >= 1000.0 || x == 0.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
+        Some(x) => format!("{x:.4}"),
+    }
+}
+
+/// Renders a comparison as a plain-text table with a verdict line.
+pub fn format_comparison_table(c: &Comparison) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "A: {} ({} run(s), {})",
+        c.a.path.display(),
+        c.a.repeats,
+        c.a.git_sha
+    );
+    let _ = writeln!(
+        s,
+        "B: {} ({} run(s), {})\n",
+        c.b.path.display(),
+        c.b.repeats,
+        c.b.git_sha
+    );
+    let _ = writeln!(
+        s,
+        "{:<34} {:>12} {:>12} {:>8}  check",
+        "metric", "A", "B", "B/A"
+    );
+    for r in &c.rows {
+        let check = match &r.gate {
+            None => String::new(),
+            Some(g) => format!(
+                "{} ({})",
+                if g.regressed { "REGRESSED" } else { "ok" },
+                g.threshold
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "{:<34} {:>12} {:>12} {:>8}  {}",
+            r.metric,
+            fmt_opt(r.a),
+            fmt_opt(r.b),
+            r.ratio_b_over_a.map_or("-".into(), |x| format!("{x:.2}")),
+            check
+        );
+    }
+    if c.regressed {
+        let _ = writeln!(s, "\nREGRESSED:");
+        for reason in &c.reasons {
+            let _ = writeln!(s, "  {reason}");
+        }
+    } else {
+        let _ = writeln!(s, "\nok: no regression under the rule");
+    }
+    s
+}
+
+/// Command-line arguments of `corelog-bench compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Baseline run directory (or directory of repeat runs).
+    pub a: PathBuf,
+    /// Candidate run directory (or directory of repeat runs).
+    pub b: PathBuf,
+    /// Largest tolerated drop in throughput, as a fraction of A's.
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    pub max_throughput_drop: f64,
+    /// Largest tolerated p99 ratio B/A.
+    #[arg(long, default_value_t = 2.0)]
+    pub max_p99_ratio: f64,
+    /// Judge raw numbers, ignoring the same-run limits.
+    #[arg(long)]
+    pub raw: bool,
+    /// Also write the comparison as JSON to this file (usable by `report`).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
+
+/// Runs `corelog-bench compare`; exit code 1 means regressed.
+pub fn run_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.max_throughput_drop),
+        "--max-throughput-drop must be in [0, 1)"
+    );
+    anyhow::ensure!(args.max_p99_ratio > 0.0, "--max-p99-ratio must be positive");
+    let rule = RegressionRule {
+        max_throughput_drop_fraction: args.max_throughput_drop,
+        max_p99_increase_ratio: args.max_p99_ratio,
+        normalise_by_limits: !args.raw,
+    };
+    let c = compare_runs(&args.a, &args.b, &rule).context("comparing runs")?;
+    print!("{}", format_comparison_table(&c));
+    if let Some(path) = &args.save {
+        let json = serde_json::to_string_pretty(&c).context("serialising comparison")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if c.regressed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Synthetic run directories for tests of this and other modules.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::hist::new_latency_histogram;
+    use crate::limits::{
+        FdatasyncLatency, Limits, LimitsOptions, TcpBandwidth, WriteBandwidth, WriteMode,
+    };
+    use crate::run::{RunWriter, ThroughputBasis};
+
+    /// Limits with one 16 KiB disk bandwidth and fdatasync p99.
+    pub fn limits(disk_mib_per_s: f64, sync_p99_us: f64) -> Limits {
+        Limits {
+            dir: "/data".into(),
+            measured_at_unix_s: 1_700_000_000,
+            total_duration_s: 1.0,
+            options: LimitsOptions::quick(),
+            write_bandwidth: vec![WriteBandwidth {
+                block_bytes: 16384,
+                mode: WriteMode::Preallocated,
+                bytes_written: 1,
+                duration_s: 1.0,
+                write_bandwidth_bytes_per_s: disk_mib_per_s * 1024.0 * 1024.0,
+            }],
+            fdatasync_latency: vec![FdatasyncLatency {
+                block_bytes: 16384,
+                samples: 100,
+                fdatasync_p50_us: sync_p99_us / 2.0,
+                fdatasync_p99_us: sync_p99_us,
+                fdatasync_p999_us: sync_p99_us * 1.5,
+                fdatasync_max_us: sync_p99_us * 2.0,
+                write_fdatasync_p50_us: sync_p99_us / 2.0,
+                write_fdatasync_p99_us: sync_p99_us,
+            }],
+            loopback_tcp: TcpBandwidth {
+                write_bytes: 1 << 20,
+                bytes_received: 1,
+                duration_s: 1.0,
+                bandwidth_bytes_per_s: 4e9,
+            },
+        }
+    }
+
+    /// Writes a run whose latencies are uniform in `[base_us, 2 * base_us]`
+    /// (so p99 is about `1.98 * base_us`) and whose throughput is `mib_per_s`.
+    pub fn write_run(dir: &Path, base_us: u64, mib_per_s: f64, limits: Option<Limits>) {
+        let mut w = RunWriter::create(dir, "synthetic", serde_json::json!({"base_us": base_us}))
+            .expect("create run");
+        let mut h = new_latency_histogram();
+        for i in 0..10_000 {
+            h.saturating_record(base_us + base_us * i / 10_000);
+        }
+        w.add_latency("produce", &h, 16384).expect("latency");
+        let bytes = (mib_per_s * 1024.0 * 1024.0) as u64;
+        w.set_throughput(
+            bytes / 1024,
+            bytes,
+            Duration::from_secs(1),
+            ThroughputBasis::DiskWrite { block_bytes: 16384 },
+        );
+        if let Some(l) = limits {
+            w.set_limits(l).expect("limits");
+        }
+        w.finish().expect("finish");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{limits, write_run};
+    use super::*;
+
+    fn compare_pair(
+        a: (u64, f64, Option<crate::limits::Limits>),
+        b: (u64, f64, Option<crate::limits::Limits>),
+    ) -> Comparison {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_run(&dir.path().join("a"), a.0, a.1, a.2);
+        write_run(&dir.path().join("b"), b.0, b.1, b.2);
+        compare_runs(
+            &dir.path().join("a"),
+            &dir.path().join("b"),
+            &RegressionRule::default(),
+        )
+        .expect("compare")
+    }
+
+    #[test]
+    fn identical_runs_do_not_regress() {
+        let c = compare_pair(
+            (100, 200.0, Some(limits(1000.0, 500.0))),
+            (100, 200.0, Some(limits(1000.0, 500.0))),
+        );
+        assert!(!c.regressed, "{}", format_comparison_table(&c));
+        let p99 = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "produce p99 (us)")
+            .expect("row");
+        assert_eq!(p99.ratio_b_over_a, Some(1.0));
+    }
+
+    #[test]
+    fn tripled_p99_and_halved_throughput_regress() {
+        let c = compare_pair(
+            (100, 200.0, Some(limits(1000.0, 500.0))),
+            (300, 100.0, Some(limits(1000.0, 500.0))),
+        );
+        assert!(c.regressed);
+        assert_eq!(c.reasons.len(), 2, "{:?}", c.reasons);
+        let text = format_comparison_table(&c);
+        assert!(text.contains("REGRESSED"), "{text}");
+    }
+
+    #[test]
+    fn noisy_machine_is_judged_against_its_own_limits() {
+        // Run B happened on a busier machine: raw throughput is 40% lower and
+        // raw p99 2.4x higher, but the same-run disk bandwidth and fdatasync
+        // p99 moved almost as much, so the system itself did not regress.
+        let c = compare_pair(
+            (100, 200.0, Some(limits(1000.0, 500.0))),
+            (240, 120.0, Some(limits(620.0, 1000.0))),
+        );
+        assert!(!c.regressed, "{}", format_comparison_table(&c));
+        let raw = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "throughput (msgs/s)")
+            .expect("row");
+        assert!(raw.ratio_b_over_a.is_some_and(|x| x < 0.67));
+        assert!(raw.gate.is_none());
+
+        // The same pair judged on raw numbers does regress.
+        let raw_rule = RegressionRule {
+            normalise_by_limits: false,
+            ..RegressionRule::default()
+        };
+        let c = compare_summaries(c.a, c.b, &raw_rule);
+        assert!(c.regressed);
+    }
+
+    #[test]
+    fn runs_without_limits_fall_back_to_raw_numbers() {
+        let c = compare_pair((100, 200.0, None), (110, 190.0, None));
+        assert!(!c.regressed);
+        assert!(c
+            .rows
+            .iter()
+            .any(|r| r.metric == "produce p99 (us)" && r.gate.is_some()));
+    }
+
+    #[test]
+    fn repeats_are_compared_by_median() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        for (i, base) in [100, 100, 900].iter().enumerate() {
+            write_run(
+                &a.join(format!("r{i}")),
+                *base,
+                200.0,
+                Some(limits(1000.0, 500.0)),
+            );
+        }
+        for (i, base) in [105, 400, 98].iter().enumerate() {
+            write_run(
+                &b.join(format!("r{i}")),
+                *base,
+                200.0,
+                Some(limits(1000.0, 500.0)),
+            );
+        }
+        let c = compare_runs(&a, &b, &RegressionRule::default()).expect("compare");
+        assert_eq!(c.a.repeats, 3);
+        assert!(!c.regressed, "{}", format_comparison_table(&c));
+        let p99 = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "produce p99 (us)")
+            .expect("row");
+        assert!(p99.ratio_b_over_a.is_some_and(|x| (x - 1.05).abs() < 0.02));
+    }
+
+    #[test]
+    fn missing_runs_are_errors_not_panics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(compare_runs(dir.path(), dir.path(), &RegressionRule::default()).is_err());
+        assert!(compare_runs(
+            &dir.path().join("nope"),
+            dir.path(),
+            &RegressionRule::default()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn median_handles_even_and_empty() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0]), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+}

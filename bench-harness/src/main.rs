@@ -1,0 +1,41 @@
+//! `corelog-bench`: thin command-line dispatch; each subcommand's arguments
+//! and logic live in its own library module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use corelog_bench::{compare, limits, report};
+
+#[derive(Debug, Parser)]
+#[command(name = "corelog-bench", version, about = "Corelog benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure the machine's disk, fdatasync and loopback TCP limits.
+    Limits(limits::LimitsArgs),
+    /// Compare two runs (or sets of repeats); exits 1 when B regressed.
+    Compare(compare::CompareArgs),
+    /// Render a run or a comparison as a markdown report with a latency plot.
+    Report(report::ReportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Limits(args) => limits::run_command(args),
+        Command::Compare(args) => compare::run_command(args),
+        Command::Report(args) => report::run_command(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // 2 keeps "the tool failed" distinct from compare's 1, "regressed".
+            ExitCode::from(2)
+        }
+    }
+}

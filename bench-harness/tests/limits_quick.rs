@@ -1,0 +1,115 @@
+//! Runs the real `limits` measurement with tiny sizes on a scratch directory
+//! and through the binary, checking that every number comes out positive.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use corelog_bench::limits::{measure_limits, Limits, LimitsOptions};
+
+/// A scratch directory on the target directory's filesystem, which supports
+/// O_DIRECT even where /tmp is a tmpfs that may not.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir")
+}
+
+fn tiny() -> LimitsOptions {
+    LimitsOptions {
+        bandwidth_file_bytes: 2 << 20,
+        bandwidth_time_per_case: Duration::from_millis(100),
+        bandwidth_max_bytes_per_case: 8 << 20,
+        fdatasync_file_bytes: 2 << 20,
+        fdatasync_max_iterations: 50,
+        fdatasync_time_per_case: Duration::from_millis(200),
+        tcp_duration: Duration::from_millis(200),
+        ..LimitsOptions::quick()
+    }
+}
+
+fn assert_positive(l: &Limits) {
+    assert_eq!(l.write_bandwidth.len(), 7);
+    for w in &l.write_bandwidth {
+        assert!(w.bytes_written >= w.block_bytes, "{w:?}");
+        assert!(w.write_bandwidth_bytes_per_s > 0.0, "{w:?}");
+    }
+    assert_eq!(l.fdatasync_latency.len(), 5);
+    for f in &l.fdatasync_latency {
+        assert!(f.samples > 0, "{f:?}");
+        assert!(
+            f.fdatasync_p50_us > 0.0 && f.fdatasync_p99_us >= f.fdatasync_p50_us,
+            "{f:?}"
+        );
+        assert!(f.fdatasync_max_us >= f.fdatasync_p999_us, "{f:?}");
+    }
+    assert!(l.loopback_tcp.bandwidth_bytes_per_s > 0.0);
+}
+
+#[test]
+fn tiny_limits_measure_positive_numbers_and_clean_up() {
+    let dir = scratch();
+    let started = Instant::now();
+    let limits = measure_limits(dir.path(), &tiny()).expect("measure limits");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_positive(&limits);
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch files left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn limits_quick_subcommand_writes_limits_json() {
+    let dir = scratch();
+    let out = dir.path().join("run");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_corelog-bench"))
+        .arg("limits")
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .args(["--quick", "--file-mib", "2"])
+        .output()
+        .expect("run corelog-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stdout.contains("O_DIRECT sequential write bandwidth"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(out.join("limits.json")).expect("limits.json");
+    let limits: Limits = serde_json::from_str(&text).expect("parse limits.json");
+    assert!(limits.options.quick);
+    assert_positive(&limits);
+}
+
+#[test]
+fn limits_on_missing_dir_fails_cleanly() {
+    let dir = scratch();
+    let output = Command::new(env!("CARGO_BIN_EXE_corelog-bench"))
+        .args(["limits", "--quick", "--dir"])
+        .arg(dir.path().join("does-not-exist"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run corelog-bench");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("error:"));
+}

@@ -1,1 +1,36 @@
-//! placeholder
+//! Corelog's storage layer: the partition log.
+//!
+//! A partition is a directory of segments. Each segment is a `.log` file of
+//! Kafka record batches (magic v2) byte for byte as producers sent them (with
+//! the assigned base offset), a sparse `.index` and a `.timeindex` in Kafka's
+//! layout, plus one `partition.checkpoint` per partition.
+//!
+//! Layering: this crate does no networking and imports no executor. Disk I/O
+//! goes through the [`io::StorageIo`] and [`io::DirectFile`] traits, which the
+//! shard runtime implements on glommio (io_uring, O_DIRECT) and which
+//! [`io::StdIo`] implements with blocking calls for tests and tools.
+//!
+//! The durability contract is documented on [`log`].
+
+pub mod batch;
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod io;
+mod job;
+pub mod log;
+mod read;
+mod recover;
+mod scan;
+pub mod types;
+
+pub use cache::{BatchCache, CacheId, SharedBatchCache};
+pub use config::{FlushPolicy, LogConfig};
+pub use error::{Result, StorageError};
+pub use job::{Job, JobDone};
+pub use log::{AppendInfo, PartitionLog};
+pub use read::{ReadChunks, ReadPlan, TimestampPlan};
+pub use recover::RecoveryReport;
+pub use types::Offset;

@@ -1,0 +1,147 @@
+//! A partition log on its shard: the driver task that runs the log's jobs
+//! (group commit), and the handle that appends and waits for durability.
+//!
+//! Lives on: the shard that owns the partition. The log sits in a `RefCell`;
+//! every borrow here is taken and dropped between awaits.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use corelog_storage::{AppendInfo, Offset, PartitionLog, StorageError};
+use futures_lite::FutureExt;
+
+use crate::io::GlommioIo;
+use crate::notify::Notify;
+
+/// How long the driver waits before retrying after a failed job, so that a
+/// failing disk is probed, not hammered.
+pub const FAILED_JOB_BACKOFF_MS: u64 = 100;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Inner {
+    log: RefCell<PartitionLog<GlommioIo>>,
+    /// Wakes the driver: there is new work.
+    work: Notify,
+    /// Wakes durability waiters: a job finished.
+    progress: Notify,
+    closed: std::cell::Cell<bool>,
+}
+
+/// A shard-local handle to a partition log with a running driver.
+#[derive(Clone)]
+pub struct Partition {
+    inner: Rc<Inner>,
+}
+
+/// The batch was discarded before it became durable (the write failed).
+#[derive(Debug)]
+pub struct Discarded;
+
+impl Partition {
+    /// Takes ownership of an opened log and starts its driver on the current executor.
+    pub fn start(log: PartitionLog<GlommioIo>) -> Partition {
+        let inner = Rc::new(Inner {
+            log: RefCell::new(log),
+            work: Notify::new(),
+            progress: Notify::new(),
+            closed: std::cell::Cell::new(false),
+        });
+        glommio::spawn_local(drive(inner.clone())).detach();
+        Partition { inner }
+    }
+
+    /// Appends one batch (see the durability contract of `PartitionLog`).
+    /// Returns the assigned offsets and the discard generation to wait with.
+    pub fn append(&self, batch: Bytes) -> Result<(AppendInfo, u64), StorageError> {
+        let mut log = self.inner.log.borrow_mut();
+        let info = log.append(batch)?;
+        let generation = log.discard_generation();
+        drop(log);
+        self.inner.work.notify_all();
+        Ok((info, generation))
+    }
+
+    /// Waits until every offset below `end` is durable, or reports that the
+    /// batch was discarded by a failed write.
+    pub async fn wait_flushed(&self, end: Offset, generation: u64) -> Result<(), Discarded> {
+        loop {
+            {
+                let log = self.inner.log.borrow();
+                if log.discard_generation() != generation {
+                    return Err(Discarded);
+                }
+                if log.flushed_offset() >= end {
+                    return Ok(());
+                }
+            }
+            self.inner.progress.notified().await;
+        }
+    }
+
+    /// Runs `f` with the log borrowed. `f` must not await.
+    pub fn with_log<R>(&self, f: impl FnOnce(&mut PartitionLog<GlommioIo>) -> R) -> R {
+        let r = f(&mut self.inner.log.borrow_mut());
+        self.inner.work.notify_all();
+        r
+    }
+
+    /// Flushes everything, writes a final checkpoint and stops the driver.
+    pub async fn close(&self) {
+        self.with_log(|l| l.request_checkpoint());
+        loop {
+            let idle = {
+                let log = self.inner.log.borrow();
+                !log.has_work() && log.flushed_offset() == log.next_offset()
+            };
+            if idle || self.inner.log.borrow().is_failed() {
+                break;
+            }
+            self.inner.progress.notified().await;
+        }
+        self.inner.closed.set(true);
+        self.inner.work.notify_all();
+    }
+}
+
+async fn drive(inner: Rc<Inner>) {
+    loop {
+        if inner.closed.get() {
+            return;
+        }
+        let now = now_ms();
+        let job = inner.log.borrow_mut().next_job(now);
+        match job {
+            Some(job) => {
+                let kind = job.kind();
+                let done = job.run(now_ms()).await;
+                let result = inner.log.borrow_mut().finish_job(done);
+                inner.progress.notify_all();
+                if let Err(e) = result {
+                    tracing::warn!(job = kind, error = %e, "partition job failed; retrying after backoff");
+                    glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
+                }
+            }
+            None => {
+                let deadline = inner.log.borrow().next_deadline_ms();
+                let wake = inner.work.notified();
+                match deadline {
+                    Some(at) => {
+                        let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
+                        wake.or(async {
+                            glommio::timer::sleep(wait).await;
+                        })
+                        .await
+                    }
+                    None => wake.await,
+                }
+            }
+        }
+    }
+}

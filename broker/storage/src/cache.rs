@@ -1,0 +1,221 @@
+//! The shard's batch cache: recently flushed batches kept in memory, so that
+//! consumers at the tail are served without touching the disk and without
+//! copying record bytes (entries are `Bytes` shared with the fetch response).
+//!
+//! Lives on: one shard, shared by all its partitions through an
+//! `Rc<RefCell<_>>`. Borrows are short and synchronous; none is held across
+//! an `.await`.
+//!
+//! Eviction is first-in first-out across all partitions of the shard, bounded
+//! by `bytes_max`: the oldest cached batch goes first, whichever partition it
+//! belongs to.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::batch::BatchHeader;
+use crate::types::Offset;
+
+/// Identifies a partition log within its shard's cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheId(pub u64);
+
+pub type SharedBatchCache = Rc<RefCell<BatchCache>>;
+
+#[derive(Debug)]
+pub struct BatchCache {
+    bytes_max: usize,
+    bytes_used: usize,
+    /// Per log: base offset -> (next offset after the batch, the batch).
+    logs: HashMap<CacheId, BTreeMap<i64, (i64, Bytes)>>,
+    fifo: VecDeque<(CacheId, i64)>,
+}
+
+impl BatchCache {
+    pub fn new(bytes_max: usize) -> BatchCache {
+        BatchCache {
+            bytes_max,
+            bytes_used: 0,
+            logs: HashMap::new(),
+            fifo: VecDeque::new(),
+        }
+    }
+
+    pub fn shared(bytes_max: usize) -> SharedBatchCache {
+        Rc::new(RefCell::new(BatchCache::new(bytes_max)))
+    }
+
+    pub fn bytes_used(&self) -> usize {
+        self.bytes_used
+    }
+
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
+    /// Caches a flushed batch. Batches larger than the whole cache are not kept.
+    pub fn insert(&mut self, id: CacheId, base: Offset, next: Offset, batch: Bytes) {
+        if batch.len() > self.bytes_max {
+            return;
+        }
+        self.bytes_used += batch.len();
+        if let Some((_, old)) = self
+            .logs
+            .entry(id)
+            .or_default()
+            .insert(base.0, (next.0, batch))
+        {
+            self.bytes_used -= old.len();
+        }
+        self.fifo.push_back((id, base.0));
+        while self.bytes_used > self.bytes_max {
+            let Some((victim, at)) = self.fifo.pop_front() else {
+                break;
+            };
+            self.remove_one(victim, at);
+        }
+    }
+
+    fn remove_one(&mut self, id: CacheId, base: i64) {
+        if let Some(map) = self.logs.get_mut(&id) {
+            if let Some((_, b)) = map.remove(&base) {
+                self.bytes_used -= b.len();
+            }
+            if map.is_empty() {
+                self.logs.remove(&id);
+            }
+        }
+    }
+
+    /// Collects cached batches starting with the one that contains `offset`,
+    /// contiguous, ending before `max_offset`, up to `max_bytes` (but always
+    /// the first batch if it is there). Returns the batches and the offset
+    /// after the last one; empty if the batch holding `offset` is not cached.
+    pub fn collect(
+        &self,
+        id: CacheId,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+    ) -> (Vec<Bytes>, Offset) {
+        let mut out = Vec::new();
+        let mut next = offset;
+        let Some(map) = self.logs.get(&id) else {
+            return (out, next);
+        };
+        let Some((&first_base, _)) = map.range(..=offset.0).next_back() else {
+            return (out, next);
+        };
+        let mut bytes = 0usize;
+        for (&base, (batch_next, batch)) in map.range(first_base..) {
+            if (base > next.0) || *batch_next <= offset.0 || *batch_next > max_offset.0 {
+                break;
+            }
+            if !out.is_empty() && bytes + batch.len() > max_bytes {
+                break;
+            }
+            bytes += batch.len();
+            out.push(batch.clone());
+            next = Offset(*batch_next);
+        }
+        (out, next)
+    }
+
+    /// Drops every cached batch of `id` that ends at or before `below`
+    /// (retention, DeleteRecords) or, with `at_or_above`, that ends after it (truncation).
+    pub fn remove_range(
+        &mut self,
+        id: CacheId,
+        below: Option<Offset>,
+        at_or_above: Option<Offset>,
+    ) {
+        let Some(map) = self.logs.get_mut(&id) else {
+            return;
+        };
+        let doomed: Vec<i64> = map
+            .iter()
+            .filter(|(_, (next, _))| {
+                below.is_some_and(|b| *next <= b.0) || at_or_above.is_some_and(|a| *next > a.0)
+            })
+            .map(|(&base, _)| base)
+            .collect();
+        for base in doomed {
+            self.remove_one(id, base);
+        }
+    }
+
+    /// Drops every cached batch of a log (the partition was deleted or closed).
+    pub fn remove_log(&mut self, id: CacheId) {
+        if let Some(map) = self.logs.remove(&id) {
+            self.bytes_used -= map.values().map(|(_, b)| b.len()).sum::<usize>();
+        }
+    }
+}
+
+/// The offset after a cached batch, read from its header.
+pub fn next_offset_of(batch: &[u8]) -> Option<Offset> {
+    BatchHeader::parse(batch).ok().map(|h| h.next_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(len: usize) -> Bytes {
+        Bytes::from(vec![0u8; len])
+    }
+
+    #[test]
+    fn cache_stays_within_its_byte_bound_evicting_oldest_first_across_logs() {
+        let mut c = BatchCache::new(1000);
+        c.insert(CacheId(1), Offset(0), Offset(10), b(400));
+        c.insert(CacheId(2), Offset(0), Offset(10), b(400));
+        c.insert(CacheId(1), Offset(10), Offset(20), b(400));
+        assert!(c.bytes_used() <= 1000);
+        assert!(c
+            .collect(CacheId(1), Offset(0), 10_000, Offset(100))
+            .0
+            .is_empty());
+        assert_eq!(
+            c.collect(CacheId(2), Offset(5), 10_000, Offset(100))
+                .0
+                .len(),
+            1
+        );
+        assert_eq!(
+            c.collect(CacheId(1), Offset(15), 10_000, Offset(100)).1,
+            Offset(20)
+        );
+    }
+
+    #[test]
+    fn collect_stops_at_gaps_limits_and_the_high_watermark() {
+        let mut c = BatchCache::new(1 << 20);
+        for i in 0..5 {
+            c.insert(CacheId(1), Offset(i * 10), Offset(i * 10 + 10), b(100));
+        }
+        c.insert(CacheId(1), Offset(70), Offset(80), b(100));
+        let (got, next) = c.collect(CacheId(1), Offset(12), 250, Offset(1000));
+        assert_eq!((got.len(), next), (2, Offset(30)));
+        let (got, next) = c.collect(CacheId(1), Offset(0), 1 << 20, Offset(1000));
+        assert_eq!((got.len(), next), (5, Offset(50)));
+        let (got, _) = c.collect(CacheId(1), Offset(0), 1 << 20, Offset(25));
+        assert_eq!(got.len(), 2);
+        let (got, _) = c.collect(CacheId(1), Offset(0), 1, Offset(1000));
+        assert_eq!(
+            got.len(),
+            1,
+            "the first batch is returned even over max_bytes"
+        );
+        c.remove_range(CacheId(1), Some(Offset(20)), None);
+        assert!(c
+            .collect(CacheId(1), Offset(5), 1000, Offset(1000))
+            .0
+            .is_empty());
+        c.remove_log(CacheId(1));
+        assert_eq!(c.bytes_used(), 0);
+    }
+}

@@ -1,0 +1,84 @@
+//! Per-partition log settings, named after the Kafka topic configs they implement.
+
+/// When appended data is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fdatasync after every group-commit write (the default): `flushed_offset`
+    /// follows the log end within one write.
+    Always,
+    /// Write at once, fdatasync at most every this many milliseconds.
+    IntervalMs(u64),
+}
+
+/// Settings of one partition's log. Defaults are Kafka's where Kafka has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll to a new segment before one grows past this.
+    pub segment_bytes_max: u64,
+    /// `segment.ms`: roll a segment this long after its first write.
+    pub segment_ms: i64,
+    /// `retention.ms`: delete whole segments whose newest record is older. None keeps forever.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`: delete the oldest segments while the log is larger. None: no limit.
+    pub retention_bytes: Option<u64>,
+    /// `index.interval.bytes`: bytes between sparse index entries.
+    pub index_interval_bytes: u32,
+    /// `flush.policy`: see [`FlushPolicy`].
+    pub flush_policy: FlushPolicy,
+    /// Segment files grow in steps of this size, reserved ahead of the data,
+    /// so that data writes do not change file metadata.
+    pub preallocate_step_bytes: u64,
+    /// The most bytes one group-commit write carries; a larger backlog takes
+    /// several writes.
+    pub write_bytes_max: usize,
+    /// Write a checkpoint (recovery point) after this many flushed bytes.
+    /// Bounds how much of the log a restart re-validates, whatever the log size.
+    pub checkpoint_interval_bytes: u64,
+}
+
+/// The largest segment a 32-bit index position can address.
+pub const SEGMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            index_interval_bytes: 4096,
+            flush_policy: FlushPolicy::Always,
+            preallocate_step_bytes: 32 << 20,
+            write_bytes_max: 4 << 20,
+            checkpoint_interval_bytes: 64 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes_max < 14 || self.segment_bytes_max > SEGMENT_BYTES_LIMIT {
+            return Err(format!(
+                "segment.bytes must be between 14 and {SEGMENT_BYTES_LIMIT}, got {}",
+                self.segment_bytes_max
+            ));
+        }
+        if self.segment_ms <= 0 {
+            return Err(format!(
+                "segment.ms must be positive, got {}",
+                self.segment_ms
+            ));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err("index.interval.bytes must be positive".into());
+        }
+        if self.preallocate_step_bytes == 0 || self.preallocate_step_bytes % 4096 != 0 {
+            return Err("preallocate step must be a positive multiple of 4096".into());
+        }
+        if self.write_bytes_max < 4096 {
+            return Err("write_bytes_max must be at least 4096".into());
+        }
+        Ok(())
+    }
+}

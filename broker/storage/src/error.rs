@@ -1,0 +1,65 @@
+//! Typed storage errors. The server maps each to the Kafka error code a client expects.
+
+use std::path::PathBuf;
+
+use crate::batch::BatchError;
+use crate::types::Offset;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The batch failed validation; nothing was appended.
+    /// Kafka: CORRUPT_MESSAGE or INVALID_RECORD (see [`BatchError::is_corruption`]).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The batch is larger than a segment can hold. Kafka: RECORD_LIST_TOO_LARGE.
+    #[error("batch of {batch_bytes} bytes exceeds segment.bytes {segment_bytes_max}")]
+    BatchTooLarge {
+        batch_bytes: usize,
+        segment_bytes_max: u64,
+    },
+    /// Read below the log start or past the log end. Kafka: OFFSET_OUT_OF_RANGE.
+    #[error("offset {requested} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
+    /// A write, sync or read failed (EIO, ENOSPC, ...). Kafka: KAFKA_STORAGE_ERROR.
+    /// Unflushed appends were discarded; the log stays readable and accepts
+    /// appends again once the disk does.
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Data that was flushed and checkpointed does not validate. Reported
+    /// loudly with file and position; never skipped.
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// A setting is invalid.
+    #[error("invalid log config: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the disk is full, so that callers can report it as such.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,293 @@
+//! The storage layer's view of files: direct (O_DIRECT) files written from
+//! aligned buffers, plus the few directory operations a partition needs.
+//!
+//! Architecture invariant: the storage layer never imports an executor. The
+//! shard runtime implements these traits on glommio's DMA files (io_uring);
+//! [`StdIo`] implements them with blocking system calls for tests, tools and
+//! recovery utilities that run outside a shard.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// Alignment of every direct write and read: position, length and buffer
+/// address. 4 KiB covers every logical block size in common use.
+pub const IO_ALIGN_BYTES: usize = 4096;
+
+/// Rounds `n` up to the next multiple of [`IO_ALIGN_BYTES`].
+pub fn align_up(n: u64) -> u64 {
+    n.div_ceil(IO_ALIGN_BYTES as u64) * IO_ALIGN_BYTES as u64
+}
+
+/// Rounds `n` down to a multiple of [`IO_ALIGN_BYTES`].
+pub fn align_down(n: u64) -> u64 {
+    n / IO_ALIGN_BYTES as u64 * IO_ALIGN_BYTES as u64
+}
+
+/// A file opened for direct I/O.
+///
+/// Futures returned by these methods are not `Send`: a file belongs to the
+/// shard that opened it.
+#[allow(async_fn_in_trait)]
+pub trait DirectFile: 'static {
+    /// An aligned buffer that `write_at` takes ownership of.
+    type Buffer: AsRef<[u8]> + AsMut<[u8]>;
+
+    /// Allocates an aligned buffer of `len` bytes (a multiple of
+    /// [`IO_ALIGN_BYTES`]). Its contents are unspecified: callers fill every byte.
+    fn alloc_buffer(&self, len: usize) -> Self::Buffer;
+
+    /// Writes the whole buffer at `pos` (aligned). A short write is an error.
+    async fn write_at(&self, buf: Self::Buffer, pos: u64) -> io::Result<()>;
+
+    /// Reads `len` bytes at `pos` (both aligned). Returns fewer bytes at end of file.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+
+    /// Makes every completed write durable (fdatasync).
+    async fn fdatasync(&self) -> io::Result<()>;
+
+    /// Reserves space up to `len_bytes` and extends the file size to it, so
+    /// that later writes inside it change no file metadata.
+    async fn preallocate(&self, len_bytes: u64) -> io::Result<()>;
+
+    /// Sets the file size to `len_bytes`, discarding anything after it.
+    async fn truncate(&self, len_bytes: u64) -> io::Result<()>;
+
+    /// The file's current size in bytes (its preallocated size, not its data).
+    async fn size(&self) -> io::Result<u64>;
+}
+
+/// Directory-level operations, and the factory for [`DirectFile`]s.
+#[allow(async_fn_in_trait)]
+pub trait StorageIo: Clone + 'static {
+    type File: DirectFile;
+
+    /// Opens `path` for direct reads and writes, creating it if `create`.
+    async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
+
+    /// Creates a directory and its parents, and makes the new entries durable.
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Lists the file names in a directory.
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+
+    /// Deletes a file; a missing file is not an error.
+    async fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Deletes a directory and everything in it.
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// Reads a small whole file; `None` if it does not exist.
+    async fn read_small_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+
+    /// Replaces `path` with `data` atomically and durably: write a temporary
+    /// file, fsync it, rename it over `path`, fsync the directory. After a
+    /// crash the file holds either the old or the new contents, never a mix.
+    async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+}
+
+/// Blocking implementation on std and libc, with real O_DIRECT. Each call
+/// blocks the calling thread, which is right for tests and offline tools and
+/// wrong inside a shard (the runtime has its own implementation).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdIo;
+
+/// A heap buffer aligned to [`IO_ALIGN_BYTES`], as O_DIRECT requires.
+pub struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
+unsafe impl Send for AlignedBuf {}
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        let cap = len.max(IO_ALIGN_BYTES);
+        let layout = std::alloc::Layout::from_size_align(cap, IO_ALIGN_BYTES)
+            .expect("aligned buffer layout");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr =
+            std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, len }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let cap = self.len.max(IO_ALIGN_BYTES);
+        let layout = std::alloc::Layout::from_size_align(cap, IO_ALIGN_BYTES)
+            .expect("aligned buffer layout");
+        // SAFETY: allocated in `zeroed` with this same layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+    }
+}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: ptr is valid for len initialised bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl AsMut<[u8]> for AlignedBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is valid for len bytes and uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+/// A file opened with O_DIRECT through std.
+pub struct StdFile {
+    file: std::fs::File,
+}
+
+fn open_direct(path: &Path, create: bool) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(create);
+    match opts.clone().custom_flags(libc::O_DIRECT).open(path) {
+        // Some filesystems (tmpfs on older kernels) refuse O_DIRECT; the
+        // aligned writes still work through the page cache there.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => opts.open(path),
+        other => other,
+    }
+}
+
+impl DirectFile for StdFile {
+    type Buffer = AlignedBuf;
+
+    fn alloc_buffer(&self, len: usize) -> AlignedBuf {
+        AlignedBuf::zeroed(len)
+    }
+
+    async fn write_at(&self, buf: AlignedBuf, pos: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(buf.as_ref(), pos)
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = AlignedBuf::zeroed(len);
+        let mut done = 0;
+        while done < len {
+            let n = self
+                .file
+                .read_at(&mut buf.as_mut()[done..], pos + done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.len = done;
+        // The aligned buffer becomes the Bytes' owner: no copy.
+        Ok(Bytes::from_owner(buf))
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    async fn preallocate(&self, len_bytes: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on an owned descriptor.
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len_bytes as libc::off_t) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            // Filesystems without fallocate still work; writes then extend the file.
+            return Ok(());
+        }
+        Err(err)
+    }
+
+    async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
+        self.file.set_len(len_bytes)
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+/// Syncs a directory so that entries created, renamed or removed in it survive power loss.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+impl StorageIo for StdIo {
+    type File = StdFile;
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<StdFile> {
+        Ok(StdFile {
+            file: open_direct(path, create)?,
+        })
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn read_small_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = tmp_path(path);
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+/// The name a temporary file of [`StorageIo::write_file_atomic`] has, so that
+/// recovery can remove leftovers from a crash.
+pub fn is_temporary_file(name: &str) -> bool {
+    name.ends_with(".tmp")
+}

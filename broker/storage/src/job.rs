@@ -1,0 +1,225 @@
+//! The disk work of a partition log, handed out by
+//! [`crate::PartitionLog::next_job`] and run without borrowing the log.
+//!
+//! A job owns everything it touches (file handles as `Rc`, buffers, encoded
+//! index and checkpoint bytes), so the shard can keep appending to and
+//! reading from the log while a job's I/O is in flight.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::error::StorageError;
+use crate::io::{DirectFile, StorageIo};
+
+pub(crate) enum Work<F: DirectFile> {
+    /// One group-commit write, optionally preceded by preallocation and
+    /// followed by fdatasync.
+    Write {
+        file: Rc<F>,
+        path: PathBuf,
+        buf: F::Buffer,
+        pos: u64,
+        preallocate_to: Option<u64>,
+        sync: bool,
+    },
+    Sync {
+        file: Rc<F>,
+        path: PathBuf,
+    },
+    /// Seal the active segment (indexes written, file trimmed to its data and
+    /// synced), create the next one, and checkpoint the new layout.
+    Roll {
+        old_file: Rc<F>,
+        old_path: PathBuf,
+        old_len_bytes: u64,
+        index_files: Vec<(PathBuf, Vec<u8>)>,
+        new_path: PathBuf,
+        preallocate_to: u64,
+        checkpoint: (PathBuf, Vec<u8>),
+    },
+    Checkpoint {
+        index_files: Vec<(PathBuf, Vec<u8>)>,
+        checkpoint: (PathBuf, Vec<u8>),
+    },
+    /// Checkpoint the new log start first, then delete the files: a crash in
+    /// between leaves files that recovery deletes, never a checkpoint that
+    /// points at missing data.
+    Retention {
+        checkpoint: (PathBuf, Vec<u8>),
+        remove: Vec<PathBuf>,
+    },
+    Repair {
+        file: Rc<F>,
+        path: PathBuf,
+        tail_block: Option<(F::Buffer, u64)>,
+        truncate_to: u64,
+        preallocate_to: u64,
+    },
+}
+
+/// A unit of disk work for one partition log.
+pub struct Job<I: StorageIo> {
+    pub(crate) io: I,
+    pub(crate) work: Work<I::File>,
+}
+
+/// The outcome of a job, to be handed to [`crate::PartitionLog::finish_job`].
+pub struct JobDone<I: StorageIo> {
+    pub(crate) result: Result<Option<Rc<I::File>>, StorageError>,
+    pub(crate) now_ms: i64,
+}
+
+impl<I: StorageIo> JobDone<I> {
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+impl<I: StorageIo> Job<I> {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self.work {
+            Work::Write { .. } => "write",
+            Work::Sync { .. } => "sync",
+            Work::Roll { .. } => "roll",
+            Work::Checkpoint { .. } => "checkpoint",
+            Work::Retention { .. } => "retention",
+            Work::Repair { .. } => "repair",
+        }
+    }
+
+    /// Performs the job's I/O. `now_ms` is the time the caller will consider
+    /// the job finished at (used for the interval flush policy).
+    pub async fn run(self, now_ms: i64) -> JobDone<I> {
+        let result = run_work(&self.io, self.work).await;
+        JobDone { result, now_ms }
+    }
+}
+
+async fn write_index_files<I: StorageIo>(
+    io: &I,
+    files: &[(PathBuf, Vec<u8>)],
+) -> Result<(), StorageError> {
+    for (path, bytes) in files {
+        io.write_file_atomic(path, bytes)
+            .await
+            .map_err(|e| StorageError::io("write index", path, e))?;
+    }
+    Ok(())
+}
+
+async fn run_work<I: StorageIo>(
+    io: &I,
+    work: Work<I::File>,
+) -> Result<Option<Rc<I::File>>, StorageError> {
+    match work {
+        Work::Write {
+            file,
+            path,
+            buf,
+            pos,
+            preallocate_to,
+            sync,
+        } => {
+            if let Some(len) = preallocate_to {
+                file.preallocate(len)
+                    .await
+                    .map_err(|e| StorageError::io("preallocate", &path, e))?;
+            }
+            file.write_at(buf, pos)
+                .await
+                .map_err(|e| StorageError::io("write", &path, e))?;
+            if sync {
+                file.fdatasync()
+                    .await
+                    .map_err(|e| StorageError::io("fdatasync", &path, e))?;
+            }
+            Ok(None)
+        }
+        Work::Sync { file, path } => {
+            file.fdatasync()
+                .await
+                .map_err(|e| StorageError::io("fdatasync", &path, e))?;
+            Ok(None)
+        }
+        Work::Roll {
+            old_file,
+            old_path,
+            old_len_bytes,
+            index_files,
+            new_path,
+            preallocate_to,
+            checkpoint,
+        } => {
+            write_index_files(io, &index_files).await?;
+            // Trim the preallocated space, so a sealed segment's file size is
+            // its data size, then make both data and size durable.
+            old_file
+                .truncate(old_len_bytes)
+                .await
+                .map_err(|e| StorageError::io("truncate", &old_path, e))?;
+            old_file
+                .fdatasync()
+                .await
+                .map_err(|e| StorageError::io("fdatasync", &old_path, e))?;
+            let new_file = io
+                .open(&new_path, true)
+                .await
+                .map_err(|e| StorageError::io("create segment", &new_path, e))?;
+            new_file
+                .preallocate(preallocate_to)
+                .await
+                .map_err(|e| StorageError::io("preallocate", &new_path, e))?;
+            // The checkpoint's atomic write syncs the directory, which makes
+            // the new segment's directory entry durable too.
+            io.write_file_atomic(&checkpoint.0, &checkpoint.1)
+                .await
+                .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+            Ok(Some(Rc::new(new_file)))
+        }
+        Work::Checkpoint {
+            index_files,
+            checkpoint,
+        } => {
+            write_index_files(io, &index_files).await?;
+            io.write_file_atomic(&checkpoint.0, &checkpoint.1)
+                .await
+                .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+            Ok(None)
+        }
+        Work::Retention { checkpoint, remove } => {
+            io.write_file_atomic(&checkpoint.0, &checkpoint.1)
+                .await
+                .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+            for path in remove {
+                io.remove_file(&path)
+                    .await
+                    .map_err(|e| StorageError::io("delete segment", &path, e))?;
+            }
+            Ok(None)
+        }
+        Work::Repair {
+            file,
+            path,
+            tail_block,
+            truncate_to,
+            preallocate_to,
+        } => {
+            if let Some((buf, pos)) = tail_block {
+                file.write_at(buf, pos)
+                    .await
+                    .map_err(|e| StorageError::io("rewrite tail", &path, e))?;
+            }
+            file.truncate(truncate_to)
+                .await
+                .map_err(|e| StorageError::io("truncate", &path, e))?;
+            file.preallocate(preallocate_to)
+                .await
+                .map_err(|e| StorageError::io("preallocate", &path, e))?;
+            file.fdatasync()
+                .await
+                .map_err(|e| StorageError::io("fdatasync", &path, e))?;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,788 @@
+//! One partition's log: an append-only sequence of segment files.
+//!
+//! Lives on: the shard that owns the partition. Nothing here is shared
+//! across threads; the runtime keeps the log in an `Rc<RefCell<_>>` and never
+//! holds a borrow across an `.await`, which this API makes natural: every
+//! method is synchronous, and all disk work is handed out as a [`Job`] that
+//! runs without borrowing the log.
+//!
+//! # Durability contract
+//! - [`PartitionLog::append`] validates a batch, assigns its offsets and
+//!   buffers it. When it returns, the batch is readable up to
+//!   [`PartitionLog::next_offset`] by the broker, but it is not durable.
+//! - Batches reach the disk through jobs from [`PartitionLog::next_job`]:
+//!   every batch buffered while a write is in flight goes into the next single
+//!   write (group commit). With `flush.policy=always` each write is followed by
+//!   fdatasync before the job completes.
+//! - [`PartitionLog::flushed_offset`] advances only after the write *and* its
+//!   fdatasync complete. Everything below it survives a process crash and a
+//!   power loss.
+//! - The high watermark may never pass `flushed_offset()`: consumers must
+//!   not see data that a crash could take back. Reads take an explicit
+//!   `max_offset` for this reason.
+//! - If a write or sync fails, every unflushed batch is discarded, the log end
+//!   goes back to `flushed_offset()`, [`PartitionLog::discard_generation`]
+//!   increases (so that waiters for durability can tell their batch is gone),
+//!   and appends fail until a repair job finds the disk writable again.
+//!   Nothing flushed is touched.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader};
+use crate::cache::{CacheId, SharedBatchCache};
+use crate::checkpoint::{ActiveSegmentMeta, Checkpoint, SealedSegmentMeta, CHECKPOINT_FILE};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Result, StorageError};
+use crate::index::SegmentIndex;
+use crate::io::{align_down, align_up, DirectFile, StorageIo, IO_ALIGN_BYTES};
+use crate::job::{Job, JobDone, Work};
+use crate::types::{segment_file_stem, Offset};
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub max_timestamp_ms: i64,
+}
+
+/// A batch that is buffered but not yet durable. Its bytes are the producer's
+/// own, with the producer's base offset; the assigned one is patched in when
+/// the batch is copied into a write buffer or served from memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub base: Offset,
+    pub next: Offset,
+    pub bytes: Bytes,
+}
+
+/// A segment that no longer takes appends.
+pub(crate) struct Sealed<F> {
+    pub base: Offset,
+    pub next: Offset,
+    pub size_bytes: u64,
+    pub max_timestamp_ms: i64,
+    pub handle: Rc<SealedHandle<F>>,
+}
+
+/// The parts of a sealed segment that are loaded on first use, so that
+/// opening a partition reads no index and opens no old file.
+pub(crate) struct SealedHandle<F> {
+    pub log_path: PathBuf,
+    pub file: OnceCell<Rc<F>>,
+    pub index: OnceCell<Rc<SegmentIndex>>,
+}
+
+/// The segment that takes appends.
+pub(crate) struct Active<F> {
+    pub base: Offset,
+    pub file: Rc<F>,
+    pub path: PathBuf,
+    /// Bytes of batches written to the file (not necessarily synced).
+    pub written_bytes: u64,
+    /// The written bytes of the last, partly filled block. The next write
+    /// starts with them, so that block is rewritten from memory and never
+    /// read back from disk.
+    pub tail: Vec<u8>,
+    pub synced_bytes: u64,
+    pub synced_tail: Vec<u8>,
+    pub preallocated_bytes: u64,
+    pub index: SegmentIndex,
+    /// Wall-clock time of the segment's first write, for `segment.ms`; 0 while empty.
+    pub first_write_ms: i64,
+}
+
+/// Why the log refuses appends until a repair job succeeds.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub message: String,
+    pub os_error: Option<i32>,
+}
+
+/// What the job in flight will change when it completes.
+pub(crate) enum InFlight {
+    Write {
+        batches: usize,
+        bytes: u64,
+        new_tail: Vec<u8>,
+        preallocate_to: Option<u64>,
+        sync: bool,
+    },
+    Sync,
+    Roll {
+        new_base: Offset,
+        preallocate_to: u64,
+    },
+    Checkpoint,
+    Retention,
+    Repair {
+        preallocate_to: u64,
+    },
+}
+
+pub struct PartitionLog<I: StorageIo> {
+    pub(crate) io: I,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) cache: SharedBatchCache,
+    pub(crate) cache_id: CacheId,
+    pub(crate) log_start: Offset,
+    /// Sealed segments by base offset.
+    pub(crate) sealed: BTreeMap<i64, Sealed<I::File>>,
+    pub(crate) active: Active<I::File>,
+    pub(crate) next_offset: Offset,
+    pub(crate) written_offset: Offset,
+    pub(crate) flushed_offset: Offset,
+    /// Batches at and above `written_offset`, oldest first.
+    pub(crate) unflushed: VecDeque<Pending>,
+    pub(crate) unflushed_bytes: usize,
+    pub(crate) in_flight: Option<InFlight>,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) discard_generation: u64,
+    pub(crate) bytes_since_checkpoint: u64,
+    pub(crate) checkpoint_requested: bool,
+    pub(crate) last_sync_ms: i64,
+}
+
+impl<I: StorageIo> PartitionLog<I> {
+    /// Offset the next append gets (the log end offset).
+    pub fn next_offset(&self) -> Offset {
+        self.next_offset
+    }
+
+    /// Every offset below this is durable.
+    pub fn flushed_offset(&self) -> Offset {
+        self.flushed_offset
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+
+    /// Increases whenever unflushed batches are discarded after a failed
+    /// write. A waiter that saw generation `g` when its batch was appended
+    /// knows the batch is gone if the generation is no longer `g`.
+    pub fn discard_generation(&self) -> u64 {
+        self.discard_generation
+    }
+
+    /// Bytes buffered and not yet written: the memory a slow disk holds up.
+    pub fn unflushed_bytes(&self) -> usize {
+        self.unflushed_bytes
+    }
+
+    /// Bytes of all segments, as retention counts them.
+    pub fn size_bytes(&self) -> u64 {
+        self.sealed.values().map(|s| s.size_bytes).sum::<u64>() + self.active.written_bytes
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the settings (AlterConfigs). Takes effect from the next job.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate().map_err(StorageError::Config)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Whether the last write failed and appends are refused until a repair.
+    pub fn is_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// Validates one record batch, assigns it the next offsets and buffers it.
+    /// Returns at once; the batch becomes durable through later jobs. An
+    /// invalid batch changes nothing.
+    pub fn append(&mut self, batch_bytes: Bytes) -> Result<AppendInfo> {
+        if let Some(f) = &self.failure {
+            tracing::debug!(reason = %f.message, "append refused");
+            return Err(StorageError::io(
+                "append (the log is unwritable until the disk recovers)",
+                &self.dir,
+                std::io::Error::from_raw_os_error(f.os_error.unwrap_or(libc::EIO)),
+            ));
+        }
+        let header = batch::validate(&batch_bytes)?;
+        if header.total_bytes as u64 > self.config.segment_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                batch_bytes: header.total_bytes,
+                segment_bytes_max: self.config.segment_bytes_max,
+            });
+        }
+        let base = self.next_offset;
+        let next = base.plus(header.last_offset_delta as i64 + 1);
+        self.unflushed_bytes += batch_bytes.len();
+        self.unflushed.push_back(Pending {
+            base,
+            next,
+            bytes: batch_bytes,
+        });
+        self.next_offset = next;
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: Offset(next.0 - 1),
+            max_timestamp_ms: header.max_timestamp_ms,
+        })
+    }
+
+    /// Moves the log start forward (DeleteRecords). Offsets below it become
+    /// unreadable at once; whole segments below it are deleted by a later
+    /// retention job. `offset` may not pass the flushed offset.
+    pub fn advance_log_start(&mut self, offset: Offset) -> Result<Offset> {
+        if offset > self.flushed_offset || offset < Offset::ZERO {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start,
+                log_end: self.flushed_offset,
+            });
+        }
+        if offset > self.log_start {
+            self.log_start = offset;
+            self.checkpoint_requested = true;
+            self.cache
+                .borrow_mut()
+                .remove_range(self.cache_id, Some(offset), None);
+        }
+        Ok(self.log_start)
+    }
+
+    /// Asks for a checkpoint at the next opportunity (clean shutdown does).
+    pub fn request_checkpoint(&mut self) {
+        self.checkpoint_requested = true;
+    }
+
+    /// Whether the log has work for a job right now, ignoring timers.
+    pub fn has_work(&self) -> bool {
+        self.in_flight.is_none()
+            && (self.failure.is_some() || !self.unflushed.is_empty() || self.checkpoint_requested)
+    }
+
+    /// When the runtime should ask [`Self::next_job`] again even if nothing is
+    /// appended: the interval flush deadline, if one is pending.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        match self.config.flush_policy {
+            FlushPolicy::IntervalMs(ms) if self.written_offset > self.flushed_offset => {
+                Some(self.last_sync_ms + ms as i64)
+            }
+            _ => None,
+        }
+    }
+
+    /// The next piece of disk work, or None if there is none or one is
+    /// already in flight. At most one job runs at a time per log; run it with
+    /// [`Job::run`] and hand the result to [`Self::finish_job`].
+    pub fn next_job(&mut self, now_ms: i64) -> Option<Job<I>> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if self.failure.is_some() {
+            return Some(self.repair_job());
+        }
+        if self.checkpoint_requested
+            || self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes
+        {
+            // A checkpoint covers synced data only; with an interval policy,
+            // sync first so that the recovery point can move.
+            if self.written_offset > self.flushed_offset {
+                return Some(self.sync_job());
+            }
+            return Some(self.checkpoint_job());
+        }
+        if let Some(job) = self.retention_job(now_ms) {
+            return Some(job);
+        }
+        if let Some(first) = self.unflushed.front() {
+            let too_big = self.active.written_bytes + first.bytes.len() as u64
+                > self.config.segment_bytes_max;
+            let too_old = now_ms - self.active.first_write_ms >= self.config.segment_ms;
+            if self.active.written_bytes > 0 && (too_big || too_old) {
+                return Some(self.roll_job());
+            }
+            return Some(self.write_job(now_ms));
+        }
+        if let Some(deadline) = self.next_deadline_ms() {
+            if now_ms >= deadline {
+                return Some(self.sync_job());
+            }
+        }
+        None
+    }
+
+    fn job(&self, work: Work<I::File>) -> Job<I> {
+        Job {
+            io: self.io.clone(),
+            work,
+        }
+    }
+
+    fn path_of(&self, base: Offset, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", segment_file_stem(base)))
+    }
+
+    /// The preallocation target for a file that must hold `needed` bytes.
+    fn preallocation_for(&self, needed: u64) -> u64 {
+        let step = self.config.preallocate_step_bytes;
+        let stepped = needed.div_ceil(step) * step;
+        stepped
+            .min(align_up(self.config.segment_bytes_max))
+            .max(align_up(needed))
+    }
+
+    fn write_job(&mut self, now_ms: i64) -> Job<I> {
+        let active = &self.active;
+        let mut count = 0;
+        let mut bytes = 0u64;
+        for p in &self.unflushed {
+            let len = p.bytes.len() as u64;
+            let fits_segment = active.written_bytes + bytes + len <= self.config.segment_bytes_max;
+            let fits_write = bytes + len <= self.config.write_bytes_max as u64;
+            if count > 0 && !(fits_segment && fits_write) {
+                break;
+            }
+            count += 1;
+            bytes += len;
+        }
+        let start = align_down(active.written_bytes);
+        let head = active.tail.len();
+        let end_in_buf = head + bytes as usize;
+        let mut buf = active
+            .file
+            .alloc_buffer(align_up(end_in_buf as u64) as usize);
+        {
+            let dst = buf.as_mut();
+            dst[..head].copy_from_slice(&active.tail);
+            let mut at = head;
+            for p in self.unflushed.iter().take(count) {
+                // The one copy of record bytes on the produce path: into the
+                // aligned buffer that O_DIRECT requires. The assigned base
+                // offset is patched in here.
+                dst[at..at + p.bytes.len()].copy_from_slice(&p.bytes);
+                batch::set_base_offset(&mut dst[at..], p.base);
+                at += p.bytes.len();
+            }
+            // Padding up to the block end: zeros, which recovery reads as the end of data.
+            dst[at..].fill(0);
+        }
+        let new_tail = buf.as_ref()[align_down(end_in_buf as u64) as usize..end_in_buf].to_vec();
+        let needed = start + align_up(end_in_buf as u64);
+        let preallocate_to =
+            (needed > active.preallocated_bytes).then(|| self.preallocation_for(needed));
+        let sync = match self.config.flush_policy {
+            FlushPolicy::Always => true,
+            FlushPolicy::IntervalMs(ms) => now_ms - self.last_sync_ms >= ms as i64,
+        };
+        if self.active.first_write_ms == 0 {
+            self.active.first_write_ms = now_ms.max(1);
+        }
+        self.in_flight = Some(InFlight::Write {
+            batches: count,
+            bytes,
+            new_tail,
+            preallocate_to,
+            sync,
+        });
+        self.job(Work::Write {
+            file: self.active.file.clone(),
+            path: self.active.path.clone(),
+            buf,
+            pos: start,
+            preallocate_to,
+            sync,
+        })
+    }
+
+    fn sync_job(&mut self) -> Job<I> {
+        self.in_flight = Some(InFlight::Sync);
+        self.job(Work::Sync {
+            file: self.active.file.clone(),
+            path: self.active.path.clone(),
+        })
+    }
+
+    /// The checkpoint as it will be once the job in flight completes, with
+    /// the active segment's recovery point at its synced bytes.
+    fn checkpoint_bytes(
+        &self,
+        sealed_extra: Option<SealedSegmentMeta>,
+        active: ActiveSegmentMeta,
+    ) -> (PathBuf, Vec<u8>) {
+        let mut sealed: Vec<SealedSegmentMeta> = self
+            .sealed
+            .values()
+            .map(|s| SealedSegmentMeta {
+                base_offset: s.base.0,
+                size_bytes: s.size_bytes,
+                max_timestamp_ms: s.max_timestamp_ms,
+            })
+            .collect();
+        sealed.extend(sealed_extra);
+        let cp = Checkpoint {
+            log_start_offset: self.log_start.0,
+            sealed,
+            active,
+        };
+        (self.dir.join(CHECKPOINT_FILE), cp.encode())
+    }
+
+    fn active_meta(&self) -> ActiveSegmentMeta {
+        ActiveSegmentMeta {
+            base_offset: self.active.base.0,
+            recovery_position_bytes: self.active.synced_bytes,
+            recovery_next_offset: self.flushed_offset.0,
+            max_timestamp_ms: self.active.index.max_timestamp_ms(),
+            first_write_ms: self.active.first_write_ms,
+        }
+    }
+
+    fn checkpoint_job(&mut self) -> Job<I> {
+        let index_files = vec![
+            (
+                self.path_of(self.active.base, "index"),
+                self.active.index.encode_offsets(),
+            ),
+            (
+                self.path_of(self.active.base, "timeindex"),
+                self.active.index.encode_times(),
+            ),
+        ];
+        let checkpoint = self.checkpoint_bytes(None, self.active_meta());
+        self.in_flight = Some(InFlight::Checkpoint);
+        self.job(Work::Checkpoint {
+            index_files,
+            checkpoint,
+        })
+    }
+
+    fn roll_job(&mut self) -> Job<I> {
+        let old = &self.active;
+        let new_base = self.written_offset;
+        let sealed_meta = SealedSegmentMeta {
+            base_offset: old.base.0,
+            size_bytes: old.written_bytes,
+            max_timestamp_ms: old.index.max_timestamp_ms(),
+        };
+        let new_active = ActiveSegmentMeta {
+            base_offset: new_base.0,
+            recovery_position_bytes: 0,
+            recovery_next_offset: new_base.0,
+            max_timestamp_ms: i64::MIN,
+            first_write_ms: 0,
+        };
+        let checkpoint = self.checkpoint_bytes(Some(sealed_meta), new_active);
+        let preallocate_to =
+            self.preallocation_for(self.unflushed.front().map_or(0, |p| p.bytes.len() as u64));
+        self.in_flight = Some(InFlight::Roll {
+            new_base,
+            preallocate_to,
+        });
+        self.job(Work::Roll {
+            old_file: old.file.clone(),
+            old_path: old.path.clone(),
+            old_len_bytes: old.written_bytes,
+            index_files: vec![
+                (self.path_of(old.base, "index"), old.index.encode_offsets()),
+                (
+                    self.path_of(old.base, "timeindex"),
+                    old.index.encode_times(),
+                ),
+            ],
+            new_path: self.path_of(new_base, "log"),
+            preallocate_to,
+            checkpoint,
+        })
+    }
+
+    /// Sealed segments that retention or the log start offset make deletable,
+    /// oldest first. The active segment is never deleted here.
+    fn retention_job(&mut self, now_ms: i64) -> Option<Job<I>> {
+        let mut doomed = Vec::new();
+        let mut remaining = self.size_bytes();
+        for s in self.sealed.values() {
+            let below_start = s.next <= self.log_start;
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| s.max_timestamp_ms < now_ms - ms);
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|max| remaining - s.size_bytes >= max);
+            if !(below_start || expired || oversize) {
+                break;
+            }
+            remaining -= s.size_bytes;
+            doomed.push(s.base);
+        }
+        if doomed.is_empty() {
+            return None;
+        }
+        let mut remove = Vec::new();
+        for base in &doomed {
+            if let Some(s) = self.sealed.remove(&base.0) {
+                self.log_start = self.log_start.max(s.next);
+                for ext in ["log", "index", "timeindex"] {
+                    remove.push(self.path_of(s.base, ext));
+                }
+            }
+        }
+        self.cache
+            .borrow_mut()
+            .remove_range(self.cache_id, Some(self.log_start), None);
+        let checkpoint = self.checkpoint_bytes(None, self.active_meta());
+        self.in_flight = Some(InFlight::Retention);
+        Some(self.job(Work::Retention { checkpoint, remove }))
+    }
+
+    /// Puts the active file back into the state of its last sync: the synced
+    /// tail block rewritten, everything after it cut off, then space reserved
+    /// again for the next write. Succeeds once the disk takes writes again.
+    fn repair_job(&mut self) -> Job<I> {
+        let a = &self.active;
+        let start = align_down(a.synced_bytes);
+        let mut buf = a.file.alloc_buffer(IO_ALIGN_BYTES);
+        buf.as_mut().fill(0);
+        buf.as_mut()[..a.synced_tail.len()].copy_from_slice(&a.synced_tail);
+        let preallocate_to =
+            self.preallocation_for(align_up(a.synced_bytes) + IO_ALIGN_BYTES as u64);
+        self.in_flight = Some(InFlight::Repair { preallocate_to });
+        self.job(Work::Repair {
+            file: a.file.clone(),
+            path: a.path.clone(),
+            tail_block: (!a.synced_tail.is_empty()).then_some((buf, start)),
+            truncate_to: align_up(a.synced_bytes),
+            preallocate_to,
+        })
+    }
+
+    /// Applies a completed job. On failure the log discards its unflushed
+    /// batches (see the durability contract) and returns the error.
+    pub fn finish_job(&mut self, done: JobDone<I>) -> Result<()> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let new_file = match done.result {
+            Ok(f) => f,
+            Err(e) => {
+                self.on_failure(&in_flight, &e);
+                return Err(e);
+            }
+        };
+        match in_flight {
+            InFlight::Write {
+                batches,
+                bytes,
+                new_tail,
+                preallocate_to,
+                sync,
+            } => self.finish_write(batches, bytes, new_tail, preallocate_to, sync, done.now_ms),
+            InFlight::Sync => self.mark_synced(done.now_ms),
+            InFlight::Roll {
+                new_base,
+                preallocate_to,
+            } => {
+                let Some(file) = new_file else {
+                    return Ok(());
+                };
+                self.finish_roll(new_base, file, preallocate_to)
+            }
+            InFlight::Checkpoint => {
+                self.bytes_since_checkpoint = 0;
+                self.checkpoint_requested = false;
+            }
+            InFlight::Retention => {}
+            InFlight::Repair { preallocate_to } => {
+                let a = &mut self.active;
+                a.written_bytes = a.synced_bytes;
+                a.tail = a.synced_tail.clone();
+                a.preallocated_bytes = preallocate_to;
+                a.index.truncate_to_position(a.base, a.synced_bytes);
+                self.failure = None;
+                tracing::info!(dir = %self.dir.display(), "log writable again after repair");
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_write(
+        &mut self,
+        batches: usize,
+        bytes: u64,
+        new_tail: Vec<u8>,
+        preallocate_to: Option<u64>,
+        sync: bool,
+        now_ms: i64,
+    ) {
+        let mut cache = self.cache.borrow_mut();
+        let a = &mut self.active;
+        let mut pos = a.written_bytes;
+        for _ in 0..batches {
+            let Some(p) = self.unflushed.pop_front() else {
+                break;
+            };
+            if let Ok(header) = BatchHeader::parse(&p.bytes) {
+                let mut h = header;
+                h.base_offset = p.base;
+                a.index
+                    .on_append(a.base, &h, pos, self.config.index_interval_bytes);
+            }
+            pos += p.bytes.len() as u64;
+            self.unflushed_bytes -= p.bytes.len();
+            self.written_offset = p.next;
+            cache.insert(self.cache_id, p.base, p.next, p.bytes);
+        }
+        debug_assert_eq!(pos, a.written_bytes + bytes);
+        a.written_bytes = pos;
+        a.tail = new_tail;
+        if let Some(to) = preallocate_to {
+            a.preallocated_bytes = a.preallocated_bytes.max(to);
+        }
+        self.bytes_since_checkpoint += bytes;
+        drop(cache);
+        if sync {
+            self.mark_synced(now_ms);
+        }
+    }
+
+    fn mark_synced(&mut self, now_ms: i64) {
+        let a = &mut self.active;
+        a.synced_bytes = a.written_bytes;
+        a.synced_tail = a.tail.clone();
+        self.flushed_offset = self.written_offset;
+        self.last_sync_ms = now_ms;
+    }
+
+    fn finish_roll(&mut self, new_base: Offset, file: Rc<I::File>, preallocate_to: u64) {
+        let path = self.path_of(new_base, "log");
+        let new_active = Active {
+            base: new_base,
+            file,
+            path,
+            written_bytes: 0,
+            tail: Vec::new(),
+            synced_bytes: 0,
+            synced_tail: Vec::new(),
+            preallocated_bytes: preallocate_to,
+            index: SegmentIndex::new(),
+            first_write_ms: 0,
+        };
+        let old = std::mem::replace(&mut self.active, new_active);
+        // The roll job synced the old segment, so everything written is durable.
+        self.flushed_offset = self.written_offset;
+        let handle = SealedHandle {
+            log_path: old.path,
+            file: OnceCell::new(),
+            index: OnceCell::new(),
+        };
+        let _ = handle.file.set(old.file);
+        let max_timestamp_ms = old.index.max_timestamp_ms();
+        let _ = handle.index.set(Rc::new(old.index));
+        self.sealed.insert(
+            old.base.0,
+            Sealed {
+                base: old.base,
+                next: new_base,
+                size_bytes: old.written_bytes,
+                max_timestamp_ms,
+                handle: Rc::new(handle),
+            },
+        );
+        self.bytes_since_checkpoint = 0;
+    }
+
+    fn on_failure(&mut self, in_flight: &InFlight, error: &StorageError) {
+        let os_error = match error {
+            StorageError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        tracing::error!(dir = %self.dir.display(), %error, "log write failed; unflushed batches discarded");
+        match in_flight {
+            InFlight::Checkpoint | InFlight::Retention => {
+                // Nothing in the data files changed; a later job retries.
+                return;
+            }
+            InFlight::Repair { .. } => {}
+            _ => {
+                let dropped: usize = self.unflushed.iter().map(|p| p.bytes.len()).sum();
+                let lost_written = self.written_offset > self.flushed_offset;
+                if !self.unflushed.is_empty() || lost_written {
+                    self.discard_generation += 1;
+                }
+                self.unflushed.clear();
+                self.unflushed_bytes = 0;
+                if lost_written {
+                    self.cache.borrow_mut().remove_range(
+                        self.cache_id,
+                        None,
+                        Some(self.flushed_offset),
+                    );
+                }
+                self.written_offset = self.flushed_offset;
+                self.next_offset = self.flushed_offset;
+                let a = &mut self.active;
+                a.written_bytes = a.synced_bytes;
+                a.tail = a.synced_tail.clone();
+                a.index.truncate_to_position(a.base, a.synced_bytes);
+                tracing::warn!(dropped_bytes = dropped, "discarded unflushed batches");
+            }
+        }
+        self.failure = Some(Failure {
+            message: error.to_string(),
+            os_error,
+        });
+    }
+
+    /// Runs jobs until none is left: everything appended is written, synced
+    /// (whatever the flush policy) and checkpointed. Holds `&mut self` across
+    /// awaits, so it is for tests, tools and single-owner use, not for a shard
+    /// that serves requests while the jobs run.
+    pub async fn flush_all(&mut self, now_ms: i64) -> Result<()> {
+        let mut result = Ok(());
+        loop {
+            let job = match self.next_job(now_ms) {
+                Some(job) => job,
+                None if self.written_offset > self.flushed_offset => self.sync_job(),
+                None => break,
+            };
+            let done = job.run(now_ms).await;
+            if let Err(e) = self.finish_job(done) {
+                result = Err(e);
+                break;
+            }
+        }
+        result
+    }
+
+    /// Flushes, syncs and checkpoints, so that the next open needs no recovery.
+    pub async fn close(mut self, now_ms: i64) -> Result<()> {
+        self.flush_all(now_ms).await?;
+        self.checkpoint_requested = true;
+        self.flush_all(now_ms).await?;
+        self.cache.borrow_mut().remove_log(self.cache_id);
+        Ok(())
+    }
+
+    /// Deletes the whole partition directory. The log must not be used after.
+    pub async fn delete(self) -> Result<()> {
+        self.cache.borrow_mut().remove_log(self.cache_id);
+        self.io
+            .remove_dir_all(&self.dir)
+            .await
+            .map_err(|e| StorageError::io("delete partition", &self.dir, e))
+    }
+}

@@ -1,0 +1,445 @@
+//! Opening a partition: trust the checkpoint, re-validate only what follows
+//! the recovery point, cut off a torn tail.
+//!
+//! The work done is bounded by `checkpoint_interval_bytes` (plus at most one
+//! segment rolled after the last checkpoint), not by the size of the log:
+//! sealed segments listed in the checkpoint are neither opened nor read.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::cache::{CacheId, SharedBatchCache};
+use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::index::SegmentIndex;
+use crate::io::{align_down, align_up, is_temporary_file, DirectFile, StorageIo};
+use crate::log::{Active, PartitionLog, Sealed, SealedHandle};
+use crate::scan::{scan, ScanCheck, ScanEnd};
+use crate::types::{segment_file_stem, Offset};
+
+const RECOVERY_READ_BYTES: usize = 1 << 20;
+
+/// What recovery found, for the log line and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes re-validated past the recovery point.
+    pub scanned_bytes: u64,
+    /// Bytes cut off the end because they did not validate (a torn tail).
+    pub truncated_bytes: u64,
+    /// Segment files removed: left over from retention, or after a torn segment.
+    pub removed_segments: usize,
+    /// Whether a usable checkpoint was found.
+    pub from_checkpoint: bool,
+}
+
+fn parse_segment_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// One segment as recovery walks it.
+struct Walked<F> {
+    base: Offset,
+    file: Rc<F>,
+    path: PathBuf,
+    /// Where valid data ends.
+    end_bytes: u64,
+    file_bytes: u64,
+    index: SegmentIndex,
+    next: Offset,
+    torn: bool,
+}
+
+impl<I: StorageIo> PartitionLog<I> {
+    /// Opens (or creates) the partition in `dir`, recovering from a crash if
+    /// needed. `now_ms` is the wall clock, used for `segment.ms` of a new segment.
+    pub async fn open(
+        io: I,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: SharedBatchCache,
+        cache_id: CacheId,
+    ) -> Result<(Self, RecoveryReport)> {
+        config.validate().map_err(StorageError::Config)?;
+        io.create_dir_all(&dir)
+            .await
+            .map_err(|e| StorageError::io("create dir", &dir, e))?;
+        let names = io
+            .list_dir(&dir)
+            .await
+            .map_err(|e| StorageError::io("list dir", &dir, e))?;
+        for name in names.iter().filter(|n| is_temporary_file(n)) {
+            let _ = io.remove_file(&dir.join(name)).await;
+        }
+        let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+        bases.sort_unstable();
+        let cp_path = dir.join(CHECKPOINT_FILE);
+        let checkpoint = match io.read_small_file(&cp_path).await {
+            Ok(Some(bytes)) => match Checkpoint::decode(&bytes) {
+                Ok(cp) => Some(cp),
+                Err(e) => {
+                    tracing::warn!(path = %cp_path.display(), error = %e, "checkpoint unreadable; validating the whole log");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => return Err(StorageError::io("read checkpoint", &cp_path, e)),
+        };
+        let mut report = RecoveryReport {
+            from_checkpoint: checkpoint.is_some(),
+            ..Default::default()
+        };
+        let path_of =
+            |base: i64, ext: &str| dir.join(format!("{}.{ext}", segment_file_stem(Offset(base))));
+
+        let mut sealed = BTreeMap::new();
+        let log_start;
+        // Segments to walk: (base, start position, index so far, expected offset).
+        let mut to_walk: Vec<(i64, u64, SegmentIndex, Offset)> = Vec::new();
+        match &checkpoint {
+            Some(cp) => {
+                log_start = Offset(cp.log_start_offset);
+                let first_kept = cp
+                    .sealed
+                    .first()
+                    .map_or(cp.active.base_offset, |s| s.base_offset);
+                // Files below the first checkpointed segment are retention's
+                // leftovers from a crash between checkpoint and delete.
+                for &b in bases.iter().filter(|&&b| b < first_kept) {
+                    remove_segment_files(&io, &dir, b).await;
+                    report.removed_segments += 1;
+                }
+                bases.retain(|&b| b >= first_kept);
+                let on_disk = |b: i64| bases.binary_search(&b).is_ok();
+                for (i, s) in cp.sealed.iter().enumerate() {
+                    if !on_disk(s.base_offset) {
+                        return Err(StorageError::Corrupt {
+                            path: path_of(s.base_offset, "log"),
+                            position: 0,
+                            reason: "segment listed in the checkpoint is missing".into(),
+                        });
+                    }
+                    let next = cp
+                        .sealed
+                        .get(i + 1)
+                        .map_or(cp.active.base_offset, |n| n.base_offset);
+                    sealed.insert(
+                        s.base_offset,
+                        Sealed {
+                            base: Offset(s.base_offset),
+                            next: Offset(next),
+                            size_bytes: s.size_bytes,
+                            max_timestamp_ms: s.max_timestamp_ms,
+                            handle: Rc::new(SealedHandle {
+                                log_path: path_of(s.base_offset, "log"),
+                                file: OnceCell::new(),
+                                index: OnceCell::new(),
+                            }),
+                        },
+                    );
+                }
+                let a = &cp.active;
+                if !on_disk(a.base_offset) {
+                    if a.recovery_position_bytes > 0 {
+                        return Err(StorageError::Corrupt {
+                            path: path_of(a.base_offset, "log"),
+                            position: 0,
+                            reason: "active segment listed in the checkpoint is missing".into(),
+                        });
+                    }
+                    bases.push(a.base_offset);
+                    bases.sort_unstable();
+                }
+                let offsets = io
+                    .read_small_file(&path_of(a.base_offset, "index"))
+                    .await
+                    .ok()
+                    .flatten();
+                let times = io
+                    .read_small_file(&path_of(a.base_offset, "timeindex"))
+                    .await
+                    .ok()
+                    .flatten();
+                let recovered_index = match (offsets, times) {
+                    (Some(o), Some(t)) => SegmentIndex::decode(&o, &t, a.recovery_position_bytes),
+                    (None, None) if a.recovery_position_bytes == 0 => Some(SegmentIndex::new()),
+                    _ => None,
+                };
+                let (mut index, from) = match recovered_index {
+                    Some(idx) => (idx, a.recovery_position_bytes),
+                    // Without a usable index the active segment is walked from
+                    // its start: slower, still correct.
+                    None => (SegmentIndex::new(), 0),
+                };
+                index.set_max_timestamp_ms(a.max_timestamp_ms);
+                let expect = if from == 0 {
+                    Offset(a.base_offset)
+                } else {
+                    Offset(a.recovery_next_offset)
+                };
+                to_walk.push((a.base_offset, from, index, expect));
+                for &b in bases.iter().filter(|&&b| b > a.base_offset) {
+                    to_walk.push((b, 0, SegmentIndex::new(), Offset(b)));
+                }
+            }
+            None => {
+                if bases.is_empty() {
+                    bases.push(0);
+                }
+                log_start = Offset(bases[0]);
+                for &b in &bases {
+                    to_walk.push((b, 0, SegmentIndex::new(), Offset(b)));
+                }
+            }
+        }
+
+        // Walk the unchecked segments in order. The first one that ends in
+        // invalid bytes ends the log: it is cut there and later ones removed.
+        let mut walked: Vec<Walked<I::File>> = Vec::new();
+        let mut expect_next: Option<Offset> = None;
+        let mut walk_iter = to_walk.into_iter();
+        for (base, from, mut index, expect) in walk_iter.by_ref() {
+            let path = path_of(base, "log");
+            let file = io
+                .open(&path, true)
+                .await
+                .map_err(|e| StorageError::io("open segment", &path, e))?;
+            let file_bytes = file
+                .size()
+                .await
+                .map_err(|e| StorageError::io("stat segment", &path, e))?;
+            let expect = expect_next.unwrap_or(expect);
+            if Offset(base) != expect && from == 0 {
+                // A segment whose name does not continue the log is not ours to trust.
+                tracing::warn!(path = %path.display(), "segment does not continue the log; removing it and what follows");
+                remove_segment_files(&io, &dir, base).await;
+                report.removed_segments += 1;
+                break;
+            }
+            let mut next = expect;
+            let interval = config.index_interval_bytes;
+            let end = scan(
+                &file,
+                from,
+                file_bytes,
+                RECOVERY_READ_BYTES,
+                ScanCheck {
+                    validate: true,
+                    expect_offset: Some(expect),
+                },
+                |pos, h, _| {
+                    index.on_append(Offset(base), h, pos, interval);
+                    next = h.next_offset();
+                    ControlFlow::Continue(())
+                },
+            )
+            .await
+            .map_err(|e| StorageError::io("recovery read", &path, e))?;
+            let (end_bytes, torn) = match end {
+                ScanEnd::Complete => (file_bytes, false),
+                ScanEnd::Invalid { position, reason } => {
+                    tracing::debug!(path = %path.display(), position, %reason, "valid data ends");
+                    (position, true)
+                }
+                ScanEnd::Stopped { position } => (position, true),
+            };
+            report.scanned_bytes += end_bytes - from;
+            walked.push(Walked {
+                base: Offset(base),
+                file: Rc::new(file),
+                path,
+                end_bytes,
+                file_bytes,
+                index,
+                next,
+                torn,
+            });
+            expect_next = Some(next);
+            if torn {
+                break;
+            }
+        }
+        // Segments after a torn one cannot be trusted: they were never
+        // acknowledged, since a roll happens only after the data before it is synced.
+        for (base, _, _, _) in walk_iter {
+            tracing::warn!(base, "removing segment that follows a torn one");
+            remove_segment_files(&io, &dir, base).await;
+            report.removed_segments += 1;
+        }
+
+        let mut last = walked
+            .pop()
+            .expect("recovery walks at least the active segment");
+        for w in walked {
+            let max_timestamp_ms = w.index.max_timestamp_ms();
+            let handle = SealedHandle {
+                log_path: w.path,
+                file: OnceCell::new(),
+                index: OnceCell::new(),
+            };
+            let _ = handle.file.set(w.file);
+            let _ = handle.index.set(Rc::new(w.index));
+            sealed.insert(
+                w.base.0,
+                Sealed {
+                    base: w.base,
+                    next: w.next,
+                    size_bytes: w.end_bytes,
+                    max_timestamp_ms,
+                    handle: Rc::new(handle),
+                },
+            );
+        }
+        let mut checkpoint_requested = report.removed_segments > 0 || !report.from_checkpoint;
+        if last.end_bytes < last.file_bytes {
+            // Cut everything after the valid data: torn bytes, and stale bytes
+            // that a later, shorter write could otherwise leave reachable.
+            let (tail, truncated) = cut_tail(&last).await?;
+            report.truncated_bytes = truncated;
+            if truncated > 0 && last.torn {
+                tracing::warn!(path = %last.path.display(), position = last.end_bytes, "torn tail truncated");
+            }
+            last.file_bytes = align_up(last.end_bytes);
+            checkpoint_requested |= report.scanned_bytes > 0;
+            return Ok((
+                Self::assemble(
+                    io,
+                    dir,
+                    config,
+                    cache,
+                    cache_id,
+                    log_start,
+                    sealed,
+                    last,
+                    tail,
+                    checkpoint_requested,
+                ),
+                report,
+            ));
+        }
+        let tail = read_tail(&last).await?;
+        checkpoint_requested |= report.scanned_bytes > 0;
+        Ok((
+            Self::assemble(
+                io,
+                dir,
+                config,
+                cache,
+                cache_id,
+                log_start,
+                sealed,
+                last,
+                tail,
+                checkpoint_requested,
+            ),
+            report,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        io: I,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: SharedBatchCache,
+        cache_id: CacheId,
+        log_start: Offset,
+        sealed: BTreeMap<i64, Sealed<I::File>>,
+        last: Walked<I::File>,
+        tail: Vec<u8>,
+        checkpoint_requested: bool,
+    ) -> Self {
+        let next = last.next;
+        let log_start = log_start.min(next);
+        let active = Active {
+            base: last.base,
+            file: last.file,
+            path: last.path,
+            written_bytes: last.end_bytes,
+            synced_tail: tail.clone(),
+            tail,
+            synced_bytes: last.end_bytes,
+            preallocated_bytes: last.file_bytes,
+            index: last.index,
+            first_write_ms: if last.end_bytes > 0 { 1 } else { 0 },
+        };
+        PartitionLog {
+            io,
+            dir,
+            config,
+            cache,
+            cache_id,
+            log_start,
+            sealed,
+            active,
+            next_offset: next,
+            written_offset: next,
+            flushed_offset: next,
+            unflushed: VecDeque::new(),
+            unflushed_bytes: 0,
+            in_flight: None,
+            failure: None,
+            discard_generation: 0,
+            bytes_since_checkpoint: 0,
+            checkpoint_requested,
+            last_sync_ms: 0,
+        }
+    }
+}
+
+/// Reads the written part of the last, partly filled block.
+async fn read_tail<F: DirectFile>(w: &Walked<F>) -> Result<Vec<u8>> {
+    let start = align_down(w.end_bytes);
+    let len = (w.end_bytes - start) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let block = w
+        .file
+        .read_at(start, 4096)
+        .await
+        .map_err(|e| StorageError::io("read tail", &w.path, e))?;
+    Ok(block.get(..len).map(<[u8]>::to_vec).unwrap_or_default())
+}
+
+/// Rewrites the last block with zeros after the valid data, cuts the file at
+/// the block's end and syncs. Returns the kept tail and the bytes dropped.
+async fn cut_tail<F: DirectFile>(w: &Walked<F>) -> Result<(Vec<u8>, u64)> {
+    let tail = read_tail(w).await?;
+    let start = align_down(w.end_bytes);
+    if !tail.is_empty() {
+        let mut buf = w.file.alloc_buffer(4096);
+        buf.as_mut().fill(0);
+        buf.as_mut()[..tail.len()].copy_from_slice(&tail);
+        w.file
+            .write_at(buf, start)
+            .await
+            .map_err(|e| StorageError::io("rewrite tail", &w.path, e))?;
+    }
+    let keep = align_up(w.end_bytes);
+    w.file
+        .truncate(keep)
+        .await
+        .map_err(|e| StorageError::io("truncate", &w.path, e))?;
+    w.file
+        .fdatasync()
+        .await
+        .map_err(|e| StorageError::io("fdatasync", &w.path, e))?;
+    Ok((tail, w.file_bytes.saturating_sub(keep)))
+}
+
+async fn remove_segment_files<I: StorageIo>(io: &I, dir: &Path, base: i64) {
+    for ext in ["log", "index", "timeindex"] {
+        let path = dir.join(format!("{}.{ext}", segment_file_stem(Offset(base))));
+        if let Err(e) = io.remove_file(&path).await {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove segment file");
+        }
+    }
+}

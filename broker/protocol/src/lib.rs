@@ -18,7 +18,9 @@
 //!    body's structure, and decodes it with kafka-protocol into a
 //!    [`Request`]. On error the server sends [`ProtocolError::error_response`]
 //!    if there is one (only for an ApiVersions request with an unsupported
-//!    version, per KIP-511) and otherwise closes the connection.
+//!    version, per KIP-511) and otherwise closes the connection. For an
+//!    ApiVersions request that decodes, [`api_versions_request_is_valid`]
+//!    tells whether Kafka would answer it with INVALID_REQUEST.
 //!
 //! # The response path
 //!
@@ -66,7 +68,7 @@ pub use fetch_writer::{
 pub use frame::{FrameDecoder, REQUEST_BYTES_MAX_DEFAULT, SIZE_PREFIX_BYTES};
 pub use header::{decode_request_header, RequestHeader};
 pub use produce::{partition_records, PartitionRecords};
-pub use request::{decode_request, decode_request_with, Request};
+pub use request::{api_versions_request_is_valid, decode_request, decode_request_with, Request};
 pub use response::{
     api_versions_response, encode_response, encode_unsupported_api_versions_response, Response,
 };

@@ -190,3 +190,59 @@ pub fn decode_request_with(
     }
     Ok(request)
 }
+
+/// Whether an ApiVersions request's client software name and version are
+/// acceptable, as Kafka checks them from v3 on (KIP-511): each must match
+/// `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`. Kafka does not close the
+/// connection for an invalid one; it answers with an ApiVersions response of
+/// the request's version carrying INVALID_REQUEST.
+pub fn api_versions_request_is_valid(request: &ApiVersionsRequest, version: i16) -> bool {
+    version < 3
+        || (is_valid_software_token(&request.client_software_name)
+            && is_valid_software_token(&request.client_software_version))
+}
+
+fn is_valid_software_token(token: &str) -> bool {
+    let bytes = token.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn request(name: &'static str, version: &'static str) -> ApiVersionsRequest {
+        ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str(name))
+            .with_client_software_version(StrBytes::from_static_str(version))
+    }
+
+    #[test]
+    fn client_software_validation_matches_kafka() {
+        assert!(api_versions_request_is_valid(
+            &request("librdkafka", "2.3.0"),
+            3
+        ));
+        assert!(api_versions_request_is_valid(
+            &request("apache-kafka-java", "3.7.0"),
+            4
+        ));
+        assert!(api_versions_request_is_valid(&request("a", "1"), 3));
+        assert!(!api_versions_request_is_valid(&request("", "1"), 3));
+        assert!(!api_versions_request_is_valid(
+            &request("kafka python", "2.0"),
+            3
+        ));
+        assert!(!api_versions_request_is_valid(&request("-x", "1"), 3));
+        assert!(!api_versions_request_is_valid(&request("x", "1."), 3));
+        assert!(api_versions_request_is_valid(&request("", ""), 2));
+    }
+}

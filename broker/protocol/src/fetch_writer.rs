@@ -233,7 +233,9 @@ impl FetchResponseWriter {
 
     /// Adds the next partition of the current topic, with its records given
     /// as chunks (for example one per log segment read). The chunks are
-    /// referenced, not copied; empty chunks are left out of the segments.
+    /// referenced, not copied; empty chunks are left out of the segments. No
+    /// chunks at all encode an empty, non-null records field, which is what
+    /// Kafka sends for a partition with nothing to return.
     pub fn add_partition(
         &mut self,
         partition: &FetchPartitionHeader<'_>,

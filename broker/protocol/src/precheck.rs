@@ -183,9 +183,8 @@ impl<'a> Walker<'a> {
 }
 
 /// Checks that `body` is a structurally sound request for `api_key` at
-/// `version` and that nothing follows it. Returns `Ok` for apis the walker
-/// does not know only if they have no arrays (none at present), so callers
-/// must only decode apis listed here.
+/// `version` and that nothing follows it. Apis without a schema here are
+/// refused, so nothing reaches kafka-protocol unchecked.
 pub(crate) fn precheck_request(api_key: ApiKey, version: i16, body: &[u8]) -> WalkResult {
     let mut w = Walker { buf: body };
     let v = version;

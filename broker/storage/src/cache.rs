@@ -16,7 +16,6 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::batch::BatchHeader;
 use crate::types::Offset;
 
 /// Identifies a partition log within its shard's cache.
@@ -92,36 +91,37 @@ impl BatchCache {
 
     /// Collects cached batches starting with the one that contains `offset`,
     /// contiguous, ending before `max_offset`, up to `max_bytes` (but always
-    /// the first batch if it is there). Returns the batches and the offset
-    /// after the last one; empty if the batch holding `offset` is not cached.
+    /// the first batch if it is there), as (base offset, next offset, bytes).
+    /// The bytes still carry the producer's base offset; the caller supplies
+    /// the assigned one. Empty if the batch holding `offset` is not cached.
     pub fn collect(
         &self,
         id: CacheId,
         offset: Offset,
         max_bytes: usize,
         max_offset: Offset,
-    ) -> (Vec<Bytes>, Offset) {
+    ) -> Vec<(Offset, Offset, Bytes)> {
         let mut out = Vec::new();
-        let mut next = offset;
         let Some(map) = self.logs.get(&id) else {
-            return (out, next);
+            return out;
         };
         let Some((&first_base, _)) = map.range(..=offset.0).next_back() else {
-            return (out, next);
+            return out;
         };
+        let mut next = offset;
         let mut bytes = 0usize;
         for (&base, (batch_next, batch)) in map.range(first_base..) {
-            if (base > next.0) || *batch_next <= offset.0 || *batch_next > max_offset.0 {
+            if base > next.0 || *batch_next <= offset.0 || *batch_next > max_offset.0 {
                 break;
             }
             if !out.is_empty() && bytes + batch.len() > max_bytes {
                 break;
             }
             bytes += batch.len();
-            out.push(batch.clone());
+            out.push((Offset(base), Offset(*batch_next), batch.clone()));
             next = Offset(*batch_next);
         }
-        (out, next)
+        out
     }
 
     /// Drops every cached batch of `id` that ends at or before `below`
@@ -155,11 +155,6 @@ impl BatchCache {
     }
 }
 
-/// The offset after a cached batch, read from its header.
-pub fn next_offset_of(batch: &[u8]) -> Option<Offset> {
-    BatchHeader::parse(batch).ok().map(|h| h.next_offset())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,18 +170,11 @@ mod tests {
         c.insert(CacheId(2), Offset(0), Offset(10), b(400));
         c.insert(CacheId(1), Offset(10), Offset(20), b(400));
         assert!(c.bytes_used() <= 1000);
-        assert!(c
-            .collect(CacheId(1), Offset(0), 10_000, Offset(100))
-            .0
-            .is_empty());
+        let max = Offset(100);
+        assert!(c.collect(CacheId(1), Offset(0), 10_000, max).is_empty());
+        assert_eq!(c.collect(CacheId(2), Offset(5), 10_000, max).len(), 1);
         assert_eq!(
-            c.collect(CacheId(2), Offset(5), 10_000, Offset(100))
-                .0
-                .len(),
-            1
-        );
-        assert_eq!(
-            c.collect(CacheId(1), Offset(15), 10_000, Offset(100)).1,
+            c.collect(CacheId(1), Offset(15), 10_000, max)[0].1,
             Offset(20)
         );
     }
@@ -198,23 +186,27 @@ mod tests {
             c.insert(CacheId(1), Offset(i * 10), Offset(i * 10 + 10), b(100));
         }
         c.insert(CacheId(1), Offset(70), Offset(80), b(100));
-        let (got, next) = c.collect(CacheId(1), Offset(12), 250, Offset(1000));
-        assert_eq!((got.len(), next), (2, Offset(30)));
-        let (got, next) = c.collect(CacheId(1), Offset(0), 1 << 20, Offset(1000));
-        assert_eq!((got.len(), next), (5, Offset(50)));
-        let (got, _) = c.collect(CacheId(1), Offset(0), 1 << 20, Offset(25));
-        assert_eq!(got.len(), 2);
-        let (got, _) = c.collect(CacheId(1), Offset(0), 1, Offset(1000));
+        let max = Offset(1000);
+        let got = c.collect(CacheId(1), Offset(12), 250, max);
+        assert_eq!((got.len(), got[1].1), (2, Offset(30)));
+        let got = c.collect(CacheId(1), Offset(0), 1 << 20, max);
+        assert_eq!(
+            (got.len(), got[4].1),
+            (5, Offset(50)),
+            "stops at the gap before 70"
+        );
+        assert_eq!(
+            c.collect(CacheId(1), Offset(0), 1 << 20, Offset(25)).len(),
+            2
+        );
+        let got = c.collect(CacheId(1), Offset(0), 1, max);
         assert_eq!(
             got.len(),
             1,
             "the first batch is returned even over max_bytes"
         );
         c.remove_range(CacheId(1), Some(Offset(20)), None);
-        assert!(c
-            .collect(CacheId(1), Offset(5), 1000, Offset(1000))
-            .0
-            .is_empty());
+        assert!(c.collect(CacheId(1), Offset(5), 1000, max).is_empty());
         c.remove_log(CacheId(1));
         assert_eq!(c.bytes_used(), 0);
     }

@@ -16,7 +16,7 @@ use crate::batch::{self, BatchHeader};
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::StorageIo;
-use crate::log::{PartitionLog, Pending, SealedHandle};
+use crate::log::{PartitionLog, SealedHandle};
 use crate::scan::{scan, ScanCheck, ScanEnd};
 use crate::types::Offset;
 
@@ -49,19 +49,24 @@ impl ReadChunks {
         out
     }
 
-    fn push_pending(&mut self, batches: &[&Pending]) {
-        // One small buffer holds every patched base offset of this read, so
-        // the read allocates once, not once per batch.
+    /// Adds batches held in memory, whose bytes still carry the producer's
+    /// base offset, each as two chunks: its assigned base offset and the rest
+    /// of its bytes. One small buffer holds every base offset of this read,
+    /// so the read allocates once, not once per batch.
+    fn push_in_memory<'a>(
+        &mut self,
+        batches: impl ExactSizeIterator<Item = (Offset, Offset, &'a Bytes)> + Clone,
+    ) {
         let mut offsets = BytesMut::with_capacity(8 * batches.len());
-        for p in batches {
-            offsets.extend_from_slice(&p.base.0.to_be_bytes());
+        for (base, _, _) in batches.clone() {
+            offsets.extend_from_slice(&base.0.to_be_bytes());
         }
         let offsets = offsets.freeze();
-        for (i, p) in batches.iter().enumerate() {
+        for (i, (_, next, bytes)) in batches.enumerate() {
             self.chunks.push(offsets.slice(i * 8..i * 8 + 8));
-            self.chunks.push(p.bytes.slice(8..));
-            self.bytes += p.bytes.len();
-            self.next_offset = p.next;
+            self.chunks.push(bytes.slice(8..));
+            self.bytes += bytes.len();
+            self.next_offset = next;
         }
     }
 }
@@ -131,15 +136,13 @@ impl<I: StorageIo> PartitionLog<I> {
             self.read_unflushed(&mut out, max_bytes, max_offset);
             return Ok(ReadPlan::Ready(out));
         }
-        let (cached, next) =
-            self.cache
-                .borrow()
-                .collect(self.cache_id, offset, max_bytes, max_offset);
+        let cached = self
+            .cache
+            .borrow()
+            .collect(self.cache_id, offset, max_bytes, max_offset);
         if !cached.is_empty() {
-            out.bytes = cached.iter().map(|c| c.len()).sum();
-            out.chunks = cached;
-            out.next_offset = next;
-            if next >= self.written_offset && out.bytes < max_bytes {
+            out.push_in_memory(cached.iter().map(|(b, n, bytes)| (*b, *n, bytes)));
+            if out.next_offset >= self.written_offset && out.bytes < max_bytes {
                 self.read_unflushed(&mut out, max_bytes, max_offset);
             }
             return Ok(ReadPlan::Ready(out));
@@ -162,7 +165,7 @@ impl<I: StorageIo> PartitionLog<I> {
             bytes += p.bytes.len();
             picked.push(p);
         }
-        out.push_pending(&picked);
+        out.push_in_memory(picked.iter().map(|p| (p.base, p.next, &p.bytes)));
     }
 
     fn plan_disk_read(&self, offset: Offset, max_bytes: usize, max_offset: Offset) -> DiskRead<I> {
@@ -400,7 +403,10 @@ impl<I: StorageIo> DiskRead<I> {
                 reason,
             });
         }
-        if let ScanEnd::Invalid { position, reason } = end {
+        if let ScanEnd::Invalid {
+            position, reason, ..
+        } = end
+        {
             if out.chunks.is_empty() {
                 tracing::error!(path = %path.display(), position, %reason, "corrupt batch in flushed data");
                 return Err(StorageError::Corrupt {

@@ -28,8 +28,9 @@ const RECOVERY_READ_BYTES: usize = 1 << 20;
 pub struct RecoveryReport {
     /// Bytes re-validated past the recovery point.
     pub scanned_bytes: u64,
-    /// Bytes cut off the end because they did not validate (a torn tail).
-    pub truncated_bytes: u64,
+    /// Where damaged bytes after the last valid batch were found and cut
+    /// off (a torn write), if any. Zero padding is not damage.
+    pub torn_tail_position_bytes: Option<u64>,
     /// Segment files removed: left over from retention, or after a torn segment.
     pub removed_segments: usize,
     /// Whether a usable checkpoint was found.
@@ -54,7 +55,6 @@ struct Walked<F> {
     file_bytes: u64,
     index: SegmentIndex,
     next: Offset,
-    torn: bool,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -244,8 +244,15 @@ impl<I: StorageIo> PartitionLog<I> {
             .map_err(|e| StorageError::io("recovery read", &path, e))?;
             let (end_bytes, torn) = match end {
                 ScanEnd::Complete => (file_bytes, false),
-                ScanEnd::Invalid { position, reason } => {
-                    tracing::debug!(path = %path.display(), position, %reason, "valid data ends");
+                ScanEnd::Invalid {
+                    position,
+                    reason,
+                    zeroed,
+                } => {
+                    if !zeroed {
+                        tracing::warn!(path = %path.display(), position, %reason, "torn tail: cutting the log here");
+                        report.torn_tail_position_bytes.get_or_insert(position);
+                    }
                     (position, true)
                 }
                 ScanEnd::Stopped { position } => (position, true),
@@ -259,7 +266,6 @@ impl<I: StorageIo> PartitionLog<I> {
                 file_bytes,
                 index,
                 next,
-                torn,
             });
             expect_next = Some(next);
             if torn {
@@ -301,11 +307,7 @@ impl<I: StorageIo> PartitionLog<I> {
         if last.end_bytes < last.file_bytes {
             // Cut everything after the valid data: torn bytes, and stale bytes
             // that a later, shorter write could otherwise leave reachable.
-            let (tail, truncated) = cut_tail(&last).await?;
-            report.truncated_bytes = truncated;
-            if truncated > 0 && last.torn {
-                tracing::warn!(path = %last.path.display(), position = last.end_bytes, "torn tail truncated");
-            }
+            let tail = cut_tail(&last).await?;
             last.file_bytes = align_up(last.end_bytes);
             checkpoint_requested |= report.scanned_bytes > 0;
             return Ok((
@@ -410,8 +412,8 @@ async fn read_tail<F: DirectFile>(w: &Walked<F>) -> Result<Vec<u8>> {
 }
 
 /// Rewrites the last block with zeros after the valid data, cuts the file at
-/// the block's end and syncs. Returns the kept tail and the bytes dropped.
-async fn cut_tail<F: DirectFile>(w: &Walked<F>) -> Result<(Vec<u8>, u64)> {
+/// the block's end and syncs. Returns the kept tail.
+async fn cut_tail<F: DirectFile>(w: &Walked<F>) -> Result<Vec<u8>> {
     let tail = read_tail(w).await?;
     let start = align_down(w.end_bytes);
     if !tail.is_empty() {
@@ -432,7 +434,7 @@ async fn cut_tail<F: DirectFile>(w: &Walked<F>) -> Result<(Vec<u8>, u64)> {
         .fdatasync()
         .await
         .map_err(|e| StorageError::io("fdatasync", &w.path, e))?;
-    Ok((tail, w.file_bytes.saturating_sub(keep)))
+    Ok(tail)
 }
 
 async fn remove_segment_files<I: StorageIo>(io: &I, dir: &Path, base: i64) {

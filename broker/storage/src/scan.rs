@@ -16,8 +16,14 @@ pub(crate) enum ScanEnd {
     Complete,
     /// The visitor stopped at the batch starting at `position`.
     Stopped { position: u64 },
-    /// The bytes at `position` are not a valid batch (or not the expected offset).
-    Invalid { position: u64, reason: String },
+    /// The bytes at `position` are not a valid batch (or not the expected
+    /// offset). `zeroed` is true when they are zero padding, the normal end
+    /// of the data in a preallocated file, rather than damage.
+    Invalid {
+        position: u64,
+        reason: String,
+        zeroed: bool,
+    },
 }
 
 /// What a scan checks of each batch.
@@ -40,6 +46,8 @@ pub(crate) async fn scan<F: DirectFile>(
     mut visit: impl FnMut(u64, &BatchHeader, Bytes) -> ControlFlow<()>,
 ) -> std::io::Result<ScanEnd> {
     let mut pos = from;
+    // O_DIRECT needs every read length aligned, whatever the caller asked for.
+    let chunk_bytes = align_up(chunk_bytes as u64) as usize;
     let mut expect = check.expect_offset;
     // The buffer covers file bytes [buf_start, buf_start + buf.len()).
     let mut buf = Bytes::new();
@@ -62,6 +70,7 @@ pub(crate) async fn scan<F: DirectFile>(
                     return Ok(ScanEnd::Invalid {
                         position: pos,
                         reason: "file ends inside a batch".into(),
+                        zeroed: false,
                     });
                 }
             }
@@ -75,10 +84,12 @@ pub(crate) async fn scan<F: DirectFile>(
                     needed = needed_bytes as u64;
                 }
                 Err(e) => {
+                    let zeroed = avail.iter().take(BATCH_HEADER_BYTES).all(|&b| b == 0);
                     return Ok(ScanEnd::Invalid {
                         position: pos,
                         reason: e.to_string(),
-                    })
+                        zeroed,
+                    });
                 }
             }
         };
@@ -88,6 +99,7 @@ pub(crate) async fn scan<F: DirectFile>(
                 return Ok(ScanEnd::Invalid {
                     position: pos,
                     reason: e.to_string(),
+                    zeroed: false,
                 });
             }
         }
@@ -99,6 +111,7 @@ pub(crate) async fn scan<F: DirectFile>(
                         "batch offset {} where {} was expected",
                         header.base_offset, want
                     ),
+                    zeroed: false,
                 });
             }
             expect = Some(header.next_offset());

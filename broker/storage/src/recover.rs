@@ -53,6 +53,9 @@ struct Walked<F> {
     /// Where valid data ends.
     end_bytes: u64,
     file_bytes: u64,
+    /// When the segment was first written, for `segment.ms`: from the
+    /// checkpoint, else the first batch's timestamp (as Kafka does); 0 if empty.
+    first_write_ms: i64,
     index: SegmentIndex,
     next: Offset,
 }
@@ -100,6 +103,9 @@ impl<I: StorageIo> PartitionLog<I> {
             |base: i64, ext: &str| dir.join(format!("{}.{ext}", segment_file_stem(Offset(base))));
 
         let mut sealed = BTreeMap::new();
+        let checkpointed_first_write = checkpoint
+            .as_ref()
+            .map(|c| (c.active.base_offset, c.active.first_write_ms));
         let log_start;
         // Segments to walk: (base, start position, index so far, expected offset).
         let mut to_walk: Vec<(i64, u64, SegmentIndex, Offset)> = Vec::new();
@@ -224,6 +230,10 @@ impl<I: StorageIo> PartitionLog<I> {
                 break;
             }
             let mut next = expect;
+            let mut first_write_ms = match checkpointed_first_write {
+                Some((b, ms)) if b == base && ms > 0 => ms,
+                _ => 0,
+            };
             let interval = config.index_interval_bytes;
             let end = scan(
                 &file,
@@ -236,6 +246,9 @@ impl<I: StorageIo> PartitionLog<I> {
                 },
                 |pos, h, _| {
                     index.on_append(Offset(base), h, pos, interval);
+                    if first_write_ms == 0 {
+                        first_write_ms = h.max_timestamp_ms.max(1);
+                    }
                     next = h.next_offset();
                     ControlFlow::Continue(())
                 },
@@ -266,6 +279,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 file_bytes,
                 index,
                 next,
+                first_write_ms,
             });
             expect_next = Some(next);
             if torn {
@@ -360,6 +374,11 @@ impl<I: StorageIo> PartitionLog<I> {
     ) -> Self {
         let next = last.next;
         let log_start = log_start.min(next);
+        let first_write_ms = match (last.end_bytes, last.first_write_ms) {
+            (0, _) => 0,
+            (_, 0) => last.index.max_timestamp_ms().max(1),
+            (_, ms) => ms,
+        };
         let active = Active {
             base: last.base,
             file: last.file,
@@ -370,7 +389,7 @@ impl<I: StorageIo> PartitionLog<I> {
             synced_bytes: last.end_bytes,
             preallocated_bytes: last.file_bytes,
             index: last.index,
-            first_write_ms: if last.end_bytes > 0 { 1 } else { 0 },
+            first_write_ms,
         };
         PartitionLog {
             io,

@@ -104,6 +104,7 @@ fn main() -> ExitCode {
                     records: args.records_per_batch,
                     value_bytes: args.value_bytes,
                     fill: (base.0 % 251) as u8,
+                    base_timestamp_ms: corelog_runtime::now_ms(),
                     ..BatchSpec::default()
                 };
                 match partition.append(Bytes::from(batch(&spec))) {

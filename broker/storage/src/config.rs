@@ -73,7 +73,7 @@ impl LogConfig {
         if self.index_interval_bytes == 0 {
             return Err("index.interval.bytes must be positive".into());
         }
-        if self.preallocate_step_bytes == 0 || self.preallocate_step_bytes % 4096 != 0 {
+        if self.preallocate_step_bytes == 0 || !self.preallocate_step_bytes.is_multiple_of(4096) {
             return Err("preallocate step must be a positive multiple of 4096".into());
         }
         if self.write_bytes_max < 4096 {

@@ -125,7 +125,9 @@ impl SegmentIndex {
     /// malformed (not a whole number of entries, or out of order), in which
     /// case the caller rebuilds the index from the log.
     pub fn decode(offsets: &[u8], times: &[u8], valid_bytes: u64) -> Option<SegmentIndex> {
-        if offsets.len() % OFFSET_ENTRY_BYTES != 0 || times.len() % TIME_ENTRY_BYTES != 0 {
+        if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
+            || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
+        {
             return None;
         }
         let mut idx = SegmentIndex::new();

@@ -190,6 +190,7 @@ impl Report {
         );
 
         let _ = writeln!(out, "Details");
+        let mut explained: Vec<&str> = Vec::new();
         for item in &self.items {
             let _ = writeln!(
                 out,
@@ -201,7 +202,11 @@ impl Report {
             );
             let _ = writeln!(out, "  current:     {}", item.current);
             let _ = writeln!(out, "  recommended: {}", item.recommended);
-            let _ = writeln!(out, "  why:         {}", item.why);
+            // The reason is per setting, so print it once rather than for every device.
+            if !explained.contains(&item.setting.as_str()) {
+                explained.push(&item.setting);
+                let _ = writeln!(out, "  why:         {}", item.why);
+            }
             let _ = writeln!(out, "  change:      {}", item.change);
             let _ = writeln!(out, "  revert:      {}", item.revert);
             if let Some(note) = &item.note {

@@ -291,6 +291,7 @@ fn check_aio_max_nr(ctx: &Context) -> Vec<Item> {
         &AIO_DOC,
         "fs.aio-max-nr",
         &format!(">= {AIO_MAX_NR_MIN}"),
+        &AIO_MAX_NR_MIN.to_string(),
         at_least(AIO_MAX_NR_MIN),
     );
     vec![match ctx.root.read_trimmed("/proc/sys/fs/aio-nr") {

@@ -131,6 +131,7 @@ fn check_swappiness(ctx: &Context) -> Vec<Item> {
         &SWAPPINESS_DOC,
         "vm.swappiness",
         "1",
+        "1",
         |s| {
             let v = super::parse_u64(s)?;
             Ok(if v <= 10 {

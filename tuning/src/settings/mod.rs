@@ -171,18 +171,24 @@ pub(crate) fn sysctl_path(name: &str) -> String {
 }
 
 /// Checks one sysctl: reads it, judges it, and describes how to change and revert it.
+///
+/// `recommended` is what the report shows (it may be a bound such as `>= 4096`); `example` is
+/// a concrete value for the hand-written `sysctl -w` command when the judge proposes none.
 pub(crate) fn sysctl_item(
     ctx: &Context,
     doc: &Doc,
     name: &str,
     recommended: &str,
+    example: &str,
     judge: impl Fn(&str) -> Result<Judgement, String>,
 ) -> Item {
     let path = sysctl_path(name);
-    let change = format!(
-        "sysctl -w {name}='{recommended}'; persist with a line `{name} = {recommended}` in \
-         /etc/sysctl.d/90-corelog.conf"
-    );
+    let change = |value: &str| {
+        format!(
+            "sysctl -w {name}='{value}'; persist with a line `{name} = {value}` in \
+             /etc/sysctl.d/90-corelog.conf"
+        )
+    };
     match ctx.root.read(&path) {
         Err(e) => with_note(
             doc.item(
@@ -190,7 +196,7 @@ pub(crate) fn sysctl_item(
                 "unreadable",
                 recommended,
                 Status::Unreadable,
-                change,
+                change(example),
                 "nothing to revert",
             ),
             e.to_string(),
@@ -208,12 +214,21 @@ pub(crate) fn sysctl_item(
                         format!("unreadable ({current:?})"),
                         recommended,
                         Status::Unreadable,
-                        change,
+                        change(example),
                         revert,
                     ),
                     e,
                 ),
                 Ok(j) => {
+                    let change = match (&j.fix, j.status) {
+                        (Some(v), _) => change(v),
+                        // Suggesting the example here could lower a value that is already
+                        // above the recommended bound, so say so instead.
+                        (None, Status::Ok) => {
+                            format!("no change needed; if ever required: {}", change(&current))
+                        }
+                        (None, _) => change(example),
+                    };
                     let fixes = j
                         .fix
                         .map(|value| vec![Fix { path, value }])

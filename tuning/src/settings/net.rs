@@ -56,6 +56,7 @@ fn check_somaxconn(ctx: &Context) -> Vec<Item> {
         &SOMAXCONN_DOC,
         "net.core.somaxconn",
         &format!(">= {BACKLOG_MIN}"),
+        &BACKLOG_MIN.to_string(),
         at_least(BACKLOG_MIN),
     )]
 }
@@ -67,6 +68,7 @@ fn check_tcp_backlog(ctx: &Context) -> Vec<Item> {
             &BACKLOG_DOC,
             "net.ipv4.tcp_max_syn_backlog",
             &format!(">= {BACKLOG_MIN}"),
+            &BACKLOG_MIN.to_string(),
             at_least(BACKLOG_MIN),
         ),
         sysctl_item(
@@ -74,6 +76,7 @@ fn check_tcp_backlog(ctx: &Context) -> Vec<Item> {
             &BACKLOG_DOC,
             "net.core.netdev_max_backlog",
             &format!(">= {BACKLOG_MIN}"),
+            &BACKLOG_MIN.to_string(),
             at_least(BACKLOG_MIN),
         ),
     ]
@@ -111,6 +114,7 @@ fn check_tcp_buffers(ctx: &Context) -> Vec<Item> {
             &BUFFERS_DOC,
             name,
             &format!(">= {BUFFER_MAX_BYTES}"),
+            &BUFFER_MAX_BYTES.to_string(),
             at_least(BUFFER_MAX_BYTES),
         )
     };
@@ -120,6 +124,7 @@ fn check_tcp_buffers(ctx: &Context) -> Vec<Item> {
             &BUFFERS_DOC,
             name,
             &format!("max >= {BUFFER_MAX_BYTES}"),
+            &format!("4096 131072 {BUFFER_MAX_BYTES}"),
             triple_max_at_least(BUFFER_MAX_BYTES),
         )
     };

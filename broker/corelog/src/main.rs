@@ -1,1 +1,132 @@
-fn main() {}
+//! `corelog`: the broker binary.
+//!
+//! `corelog serve` with no arguments runs a single-node broker on port 9092
+//! with its data in `./data`. Flags override a TOML config file, which
+//! overrides the built-in defaults (see `corelog_server::ServerConfig`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use corelog_server::ServerConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "corelog",
+    version,
+    about = "A Kafka-compatible, thread-per-core streaming broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Audit, apply or revert host settings, or probe the data disk.
+    Tune(corelog_tuning::TuneArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML file with any of the settings below (and topic_defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [default: data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Listen address [default: 0.0.0.0:9092].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// host:port advertised to clients [default: the listen address].
+    #[arg(long)]
+    advertised_listener: Option<String>,
+    /// Shards (pinned cores); 0 = all cores [default: 0].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Create unknown topics on produce and metadata requests [default: false].
+    #[arg(long)]
+    auto_create_topics: Option<bool>,
+}
+
+fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("config {}: {e}", path.display()))?;
+            toml::from_str::<ServerConfig>(&text)
+                .map_err(|e| format!("config {}: {e}", path.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(v) = &args.data_dir {
+        config.data_dir = v.clone();
+    }
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = &args.advertised_listener {
+        config.advertised_listener = Some(v.clone());
+    }
+    if let Some(v) = args.cores {
+        config.cores = v;
+    }
+    if let Some(v) = args.auto_create_topics {
+        config.auto_create_topics = v;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("corelog: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = corelog_tuning::io_uring_available() {
+        eprintln!(
+            "corelog: io_uring is unavailable, and the broker's disk and network I/O need it: {e}"
+        );
+        return ExitCode::FAILURE;
+    }
+    for finding in corelog_tuning::startup_findings(Path::new("/"), &config.data_dir) {
+        tracing::warn!(setting = %finding.setting, "{}", finding.message);
+    }
+    let io_props = config.data_dir.join("io-properties.toml");
+    if io_props.exists() {
+        match corelog_tuning::IoProperties::load(&io_props) {
+            Ok(p) => tracing::info!("disk probe found ({}): {}", io_props.display(), p.summary()),
+            Err(e) => tracing::warn!("ignoring {}: {e}", io_props.display()),
+        }
+    }
+    match corelog_server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corelog: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORELOG_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Tune(args) => corelog_tuning::run(args),
+    }
+}

@@ -85,6 +85,12 @@ impl Partition {
         }
     }
 
+    /// Completes after the log's next finished job: a write, a sync, a
+    /// roll... Long polls use it to notice new durable data.
+    pub async fn changed(&self) {
+        self.inner.progress.notified().await
+    }
+
     /// Runs `f` with the log borrowed. `f` must not await.
     pub fn with_log<R>(&self, f: impl FnOnce(&mut PartitionLog<GlommioIo>) -> R) -> R {
         let r = f(&mut self.inner.log.borrow_mut());

@@ -777,6 +777,11 @@ impl<I: StorageIo> PartitionLog<I> {
         Ok(())
     }
 
+    /// Drops this log's batches from the shard cache (the log is going away).
+    pub fn cache_remove(&self) {
+        self.cache.borrow_mut().remove_log(self.cache_id);
+    }
+
     /// Deletes the whole partition directory. The log must not be used after.
     pub async fn delete(self) -> Result<()> {
         self.cache.borrow_mut().remove_log(self.cache_id);

@@ -1,0 +1,207 @@
+//! Broker settings: every one has a default, and a bad value is an error
+//! naming the setting before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use corelog_storage::{FlushPolicy, LogConfig};
+use serde::Deserialize;
+
+/// Settings of the broker process. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where partitions and cluster metadata live.
+    pub data_dir: PathBuf,
+    /// Address every shard listens on (SO_REUSEPORT spreads connections).
+    pub listen: SocketAddr,
+    /// Host:port clients are told to connect to; defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    /// Number of shards (one pinned executor each); 0 means every core.
+    pub cores: usize,
+    /// Whether producing to or asking metadata for an unknown topic creates it.
+    pub auto_create_topics: bool,
+    /// Partitions of a topic created without a count.
+    pub default_partitions: u32,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    pub request_bytes_max: usize,
+    /// Connections one shard serves at once; further ones are closed at accept.
+    pub connections_per_shard_max: usize,
+    /// Bytes of flushed batches each shard keeps in memory for tail reads.
+    pub batch_cache_bytes_per_shard: usize,
+    /// Topic defaults (Kafka's broker-level `log.*` settings).
+    pub topic_defaults: TopicDefaults,
+    /// Cluster id reported to clients; generated and persisted if absent.
+    pub cluster_id: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("data"),
+            listen: "0.0.0.0:9092".parse().expect("static address"),
+            advertised_listener: None,
+            cores: 0,
+            auto_create_topics: false,
+            default_partitions: 1,
+            request_bytes_max: 100 << 20,
+            connections_per_shard_max: 10_000,
+            batch_cache_bytes_per_shard: 256 << 20,
+            topic_defaults: TopicDefaults::default(),
+            cluster_id: None,
+        }
+    }
+}
+
+/// Broker-level defaults for topic configs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1 keeps data forever.
+    pub retention_ms: i64,
+    /// -1: no size limit.
+    pub retention_bytes: i64,
+    /// `max.message.bytes`: the largest record batch accepted.
+    pub max_message_bytes: u32,
+    /// "always", or a number of milliseconds between fdatasyncs.
+    pub flush_policy: String,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            flush_policy: "always".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every setting, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err("data_dir: must not be empty".into());
+        }
+        if self.default_partitions == 0 {
+            return Err("default_partitions: must be at least 1".into());
+        }
+        if self.request_bytes_max < 1024 || self.request_bytes_max > i32::MAX as usize {
+            return Err(format!(
+                "request_bytes_max: must be between 1024 and {}",
+                i32::MAX
+            ));
+        }
+        if self.connections_per_shard_max == 0 {
+            return Err("connections_per_shard_max: must be at least 1".into());
+        }
+        if let Some(adv) = &self.advertised_listener {
+            parse_host_port(adv).map_err(|e| format!("advertised_listener: {e}"))?;
+        }
+        let d = &self.topic_defaults;
+        parse_flush_policy(&d.flush_policy)
+            .map_err(|e| format!("topic_defaults.flush_policy: {e}"))?;
+        if d.max_message_bytes == 0 {
+            return Err("topic_defaults.max_message_bytes: must be positive".into());
+        }
+        self.base_log_config()
+            .validate()
+            .map_err(|e| format!("topic_defaults: {e}"))?;
+        Ok(())
+    }
+
+    /// The log settings a topic without overrides gets.
+    pub fn base_log_config(&self) -> LogConfig {
+        let d = &self.topic_defaults;
+        LogConfig {
+            segment_bytes_max: d.segment_bytes,
+            segment_ms: d.segment_ms,
+            retention_ms: (d.retention_ms >= 0).then_some(d.retention_ms),
+            retention_bytes: (d.retention_bytes >= 0).then_some(d.retention_bytes as u64),
+            flush_policy: parse_flush_policy(&d.flush_policy).unwrap_or(FlushPolicy::Always),
+            ..LogConfig::default()
+        }
+    }
+
+    /// (host, port) clients should connect to.
+    pub fn advertised(&self) -> (String, u16) {
+        match self.advertised_listener.as_deref().map(parse_host_port) {
+            Some(Ok(hp)) => hp,
+            _ => {
+                let ip = self.listen.ip();
+                let host = if ip.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    ip.to_string()
+                };
+                (host, self.listen.port())
+            }
+        }
+    }
+}
+
+pub fn parse_flush_policy(s: &str) -> Result<FlushPolicy, String> {
+    match s {
+        "always" => Ok(FlushPolicy::Always),
+        ms => ms
+            .parse::<u64>()
+            .ok()
+            .filter(|&v| v > 0)
+            .map(FlushPolicy::IntervalMs)
+            .ok_or_else(|| format!("expected \"always\" or a positive number of ms, got {s:?}")),
+    }
+}
+
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected host:port, got {s:?}"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|e| format!("bad port in {s:?}: {e}"))?;
+    if host.is_empty() {
+        return Err(format!("missing host in {s:?}"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_listen_on_9092() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 9092);
+        assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let c = ServerConfig {
+            default_partitions: 0,
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().starts_with("default_partitions"));
+        let mut c = ServerConfig::default();
+        c.topic_defaults.flush_policy = "sometimes".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("topic_defaults.flush_policy"));
+        let mut c = ServerConfig::default();
+        c.topic_defaults.segment_bytes = 1 << 40;
+        assert!(c.validate().unwrap_err().contains("segment.bytes"));
+        let c = ServerConfig {
+            advertised_listener: Some("nohostport".into()),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().starts_with("advertised_listener"));
+    }
+}

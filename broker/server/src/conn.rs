@@ -1,0 +1,115 @@
+//! One client connection: read frames, answer each request in order.
+//!
+//! Lives on: the shard that accepted the connection; it never migrates.
+//! Requests on one connection are handled one at a time, as Kafka does
+//! (a connection's next request is read only after the previous response
+//! is written): that is the bound on in-flight requests per connection, and
+//! it makes reading stop, which is backpressure, when the broker is busy.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use corelog_protocol::{decode_request_header, decode_request_with, FrameDecoder, ProtocolError};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::handlers::{self, Reply};
+use crate::shard::Shard;
+
+/// Bytes read from the socket at a time.
+pub const READ_CHUNK_BYTES: usize = 64 << 10;
+
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let decoder = FrameDecoder::new(shard.config.request_bytes_max);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "closing connection: bad frame");
+                    return;
+                }
+            };
+            match handle_frame(&shard, frame).await {
+                Ok(Reply::None) => {}
+                Ok(Reply::Bytes(b)) => {
+                    if stream.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Reply::Segments(segments)) => {
+                    // Record chunks are written straight from the cache or read
+                    // buffers they live in: no user-space copy.
+                    for s in segments {
+                        if stream.write_all(&s).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(close) => {
+                    tracing::info!(%peer, reason = %close, "closing connection");
+                    if let Some(bytes) = close.final_bytes {
+                        let _ = stream.write_all(&bytes).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if shard.stopping.get() {
+            return;
+        }
+        let len = buf.len();
+        buf.reserve(READ_CHUNK_BYTES);
+        // SAFETY-free way to read into spare capacity: extend with zeros,
+        // read, then cut back to what arrived.
+        buf.resize(len + READ_CHUNK_BYTES, 0);
+        let read = stream.read(&mut buf[len..]).await;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.truncate(len + n),
+        }
+    }
+}
+
+/// Why a connection is closed, with bytes to send before closing if any.
+#[derive(Debug)]
+pub struct Close {
+    pub reason: String,
+    pub final_bytes: Option<Bytes>,
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Reply, Close> {
+    let (header, body) = decode_request_header(frame).map_err(protocol_close)?;
+    let request = match decode_request_with(handlers::SERVER_APIS, &header, body) {
+        Ok(r) => r,
+        Err(e) => {
+            // KIP-511: an ApiVersions request of an unknown version gets an
+            // answer; every other undecodable request closes the connection.
+            if let Some(resp) = e.error_response() {
+                return Ok(Reply::Bytes(resp.freeze()));
+            }
+            return Err(protocol_close(e));
+        }
+    };
+    handlers::dispatch(shard, &header, request).await
+}
+
+fn protocol_close(e: ProtocolError) -> Close {
+    Close {
+        reason: e.to_string(),
+        final_bytes: None,
+    }
+}

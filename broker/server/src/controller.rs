@@ -1,0 +1,157 @@
+//! The controller: the one place where cluster metadata changes.
+//!
+//! Lives on: shard 0. An admin request arriving on any shard is sent here
+//! as a shard job. A change is applied to a copy of the metadata, persisted,
+//! then published to every shard, which opens or deletes the partition logs
+//! it owns to match (`reconcile`). Changes are applied one at a time.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use corelog_runtime::{GlommioIo, Partition};
+use corelog_storage::{CacheId, PartitionLog};
+use glommio::sync::Semaphore;
+
+use crate::metadata::{partition_dir, ClusterMetadata};
+use crate::shard::Shard;
+use crate::ShardId;
+
+pub struct Controller {
+    /// Admits one metadata change at a time.
+    changes: Semaphore,
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Controller {
+    pub fn new() -> Controller {
+        Controller {
+            changes: Semaphore::new(1),
+        }
+    }
+}
+
+/// Applies `change` to the metadata on the controller shard, persists it and
+/// publishes it to every shard. `change` returns Err to leave the metadata
+/// as it was. Must run on shard 0.
+pub async fn change_metadata<T>(
+    shard: &Rc<Shard>,
+    change: impl FnOnce(&mut ClusterMetadata) -> Result<T, String>,
+) -> Result<T, String> {
+    let controller = shard
+        .controller
+        .as_ref()
+        .ok_or("metadata changes run on the controller shard")?;
+    let _permit = controller
+        .changes
+        .acquire_permit(1)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut md = (*shard.metadata()).clone();
+    let out = change(&mut md)?;
+    md.version += 1;
+    md.persist(&shard.config.data_dir)
+        .map_err(|e| format!("persisting cluster metadata: {e}"))?;
+    publish(shard, md).await;
+    Ok(out)
+}
+
+/// Sends a metadata snapshot to every shard and waits until each has
+/// reconciled its partitions with it.
+pub async fn publish(shard: &Rc<Shard>, md: ClusterMetadata) {
+    for target in 0..shard.shard_count {
+        let md = md.clone();
+        let _ = shard
+            .call(ShardId(target as u32), move |s| async move {
+                s.set_metadata(Rc::new(md));
+                reconcile(&s).await;
+            })
+            .await;
+    }
+}
+
+/// Opens the partitions this shard owns but has not opened, with their
+/// topic's settings, and closes and deletes those no longer in the metadata.
+/// Also applies changed topic settings to open logs.
+pub async fn reconcile(shard: &Rc<Shard>) {
+    let md = shard.metadata();
+    let mut wanted = HashSet::new();
+    for (name, topic) in &md.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            if p.shard == shard.id {
+                wanted.insert((name.clone(), i as i32));
+            }
+        }
+    }
+    let gone: Vec<_> = shard
+        .partitions
+        .borrow()
+        .keys()
+        .filter(|k| !wanted.contains(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        let Some(p) = shard.partitions.borrow_mut().remove(&key) else {
+            continue;
+        };
+        p.close().await;
+        let dir = partition_dir(&shard.config.data_dir, &key.0, key.1);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not delete partition directory");
+        }
+        p.with_log(|l| l.cache_remove());
+        tracing::info!(topic = %key.0, partition = key.1, "partition deleted");
+    }
+    for key in wanted {
+        let settings = md.settings(&shard.config, &key.0);
+        if let Some(p) = shard.partition(&key.0, key.1) {
+            let changed = p.with_log(|l| *l.config() != settings.log);
+            if changed {
+                let log_config = settings.log.clone();
+                if let Err(e) = p.with_log(|l| l.set_config(log_config)) {
+                    tracing::warn!(topic = %key.0, error = %e, "topic settings not applied");
+                }
+            }
+            continue;
+        }
+        let dir = partition_dir(&shard.config.data_dir, &key.0, key.1);
+        let cache_id = CacheId(next_cache_id(shard));
+        match PartitionLog::open(
+            GlommioIo,
+            dir.clone(),
+            settings.log,
+            shard.cache.clone(),
+            cache_id,
+        )
+        .await
+        {
+            Ok((log, report)) => {
+                if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
+                    tracing::info!(dir = %dir.display(), ?report, "partition recovered");
+                }
+                shard
+                    .partitions
+                    .borrow_mut()
+                    .insert(key, Partition::start(log));
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")
+            }
+        }
+    }
+}
+
+fn next_cache_id(shard: &Shard) -> u64 {
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    NEXT.with(|n| {
+        let v = n.get();
+        n.set(v + 1);
+        (shard.id.0 as u64) << 48 | v
+    })
+}

@@ -1,0 +1,125 @@
+//! ListOffsets: the earliest offset, the latest (the high watermark), or the
+//! first offset whose record timestamp is at or after a given time.
+
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use corelog_protocol::RequestHeader;
+
+use crate::shard::Shard;
+
+const EARLIEST: i64 = -2;
+const LATEST: i64 = -1;
+
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    error_code: i16,
+    timestamp: i64,
+    offset: i64,
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let md = shard.metadata();
+    let mut topics = Vec::new();
+    for t in &request.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let owner = md
+                .topics
+                .get(&name)
+                .and_then(|m| m.partitions.get(usize::try_from(p.partition_index).ok()?))
+                .map(|pm| pm.shard);
+            let found = match owner {
+                None => Found {
+                    error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                    timestamp: -1,
+                    offset: -1,
+                },
+                Some(owner) => {
+                    let (topic, index, ts) = (name.clone(), p.partition_index, p.timestamp);
+                    shard
+                        .call(owner, move |s| lookup(s, topic, index, ts))
+                        .await
+                        .unwrap_or(Found {
+                            error_code: error_code::NOT_LEADER_OR_FOLLOWER,
+                            timestamp: -1,
+                            offset: -1,
+                        })
+                }
+            };
+            parts.push(
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(found.error_code)
+                    .with_timestamp(found.timestamp)
+                    .with_offset(found.offset)
+                    // The field exists from v4; older versions must leave its default.
+                    .with_leader_epoch(if header.api_version >= 4 { 0 } else { -1 }),
+            );
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(parts),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Runs on the owning shard.
+async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64) -> Found {
+    let Some(p) = shard.partition(&topic, partition) else {
+        return Found {
+            error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            timestamp: -1,
+            offset: -1,
+        };
+    };
+    match timestamp {
+        EARLIEST => Found {
+            error_code: 0,
+            timestamp: -1,
+            offset: p.with_log(|l| l.log_start_offset().0),
+        },
+        LATEST => Found {
+            error_code: 0,
+            timestamp: -1,
+            offset: p.with_log(|l| l.flushed_offset().0),
+        },
+        t if t >= 0 => {
+            let plan = p.with_log(|l| l.plan_offset_for_timestamp(t, l.flushed_offset()));
+            match plan.execute().await {
+                Ok(Some((offset, ts))) => Found {
+                    error_code: 0,
+                    timestamp: ts,
+                    offset: offset.0,
+                },
+                // No record at or after the time: Kafka answers -1.
+                Ok(None) => Found {
+                    error_code: 0,
+                    timestamp: -1,
+                    offset: -1,
+                },
+                Err(e) => Found {
+                    error_code: super::storage_error_code(&e),
+                    timestamp: -1,
+                    offset: -1,
+                },
+            }
+        }
+        _ => Found {
+            error_code: error_code::INVALID_REQUEST,
+            timestamp: -1,
+            offset: -1,
+        },
+    }
+}

@@ -1,0 +1,97 @@
+//! Metadata: brokers, controller and topics with their partitions. On a
+//! single node this broker leads every partition.
+
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use corelog_protocol::kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::RequestHeader;
+
+use crate::metadata::ClusterMetadata;
+use crate::shard::Shard;
+use crate::NODE_ID;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let mut md = shard.metadata();
+    let requested: Option<Vec<String>> = match &request.topics {
+        // v0 asks for every topic with an empty list; later versions with null.
+        Some(t) if t.is_empty() && header.api_version == 0 => None,
+        Some(t) => Some(
+            t.iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect(),
+        ),
+        None => None,
+    };
+    let auto_create = shard.config.auto_create_topics
+        && (header.api_version < 4 || request.allow_auto_topic_creation);
+    if let (Some(names), true) = (&requested, auto_create) {
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                !md.topics.contains_key(*n) && crate::metadata::validate_topic_name(n).is_ok()
+            })
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            super::create_topics::auto_create(shard, missing).await;
+            md = shard.metadata();
+        }
+    }
+    let topics = match requested {
+        None => md
+            .topics
+            .keys()
+            .map(|n| topic_entry(&md, n, header.api_version))
+            .collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| topic_entry(&md, n, header.api_version))
+            .collect(),
+    };
+    let (host, port) = shard.config.advertised();
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(NODE_ID))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port as i32)])
+        .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_topics(topics)
+}
+
+fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataResponseTopic {
+    let entry = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
+    let Some(topic) = md.topics.get(name) else {
+        let code = if crate::metadata::validate_topic_name(name).is_ok() {
+            error_code::UNKNOWN_TOPIC_OR_PARTITION
+        } else {
+            error_code::INVALID_TOPIC_EXCEPTION
+        };
+        return entry.with_error_code(code);
+    };
+    entry.with_topic_id(topic.uuid()).with_partitions(
+        (0..topic.partitions.len() as i32)
+            .map(|i| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_leader_id(BrokerId(NODE_ID))
+                    // The field exists from v7; older versions must leave its default.
+                    .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                    .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                    .with_isr_nodes(vec![BrokerId(NODE_ID)])
+            })
+            .collect(),
+    )
+}

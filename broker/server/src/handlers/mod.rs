@@ -1,0 +1,120 @@
+//! One file per Kafka API. Each handler takes the decoded request and
+//! returns what to send back.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use corelog_protocol::kafka_protocol::messages::ApiKey;
+use corelog_protocol::{encode_response, ApiSupport, Request, RequestHeader, Response};
+
+use crate::conn::Close;
+use crate::shard::Shard;
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// The APIs and versions this broker implements and advertises. Each entry
+/// lies within what the protocol crate can decode and encode.
+pub const SERVER_APIS: &[ApiSupport] = &[
+    ApiSupport {
+        api_key: ApiKey::ApiVersions,
+        min_version: 0,
+        max_version: 4,
+    },
+    ApiSupport {
+        api_key: ApiKey::Metadata,
+        min_version: 0,
+        max_version: 12,
+    },
+    ApiSupport {
+        api_key: ApiKey::Produce,
+        min_version: 3,
+        max_version: 11,
+    },
+    ApiSupport {
+        api_key: ApiKey::Fetch,
+        min_version: 4,
+        max_version: 16,
+    },
+    // Version 7 adds the max-timestamp query (-3), not implemented yet.
+    ApiSupport {
+        api_key: ApiKey::ListOffsets,
+        min_version: 1,
+        max_version: 6,
+    },
+    ApiSupport {
+        api_key: ApiKey::CreateTopics,
+        min_version: 2,
+        max_version: 7,
+    },
+];
+
+/// What a handler answers.
+pub enum Reply {
+    /// Nothing is sent (Produce with acks=0).
+    None,
+    Bytes(Bytes),
+    /// A response in pieces, for a vectored write (Fetch).
+    Segments(Vec<Bytes>),
+}
+
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: Request,
+) -> Result<Reply, Close> {
+    let response = match request {
+        Request::ApiVersions(r) => api_versions::handle(header, r),
+        Request::Metadata(r) => Response::Metadata(metadata::handle(shard, header, r).await),
+        Request::Produce(r) => match produce::handle(shard, header, r).await {
+            Some(resp) => Response::Produce(resp),
+            None => return Ok(Reply::None),
+        },
+        Request::Fetch(r) => return fetch::handle(shard, header, r).await.map(Reply::Segments),
+        Request::ListOffsets(r) => {
+            Response::ListOffsets(list_offsets::handle(shard, header, r).await)
+        }
+        Request::CreateTopics(r) => {
+            Response::CreateTopics(create_topics::handle(shard, header, r).await)
+        }
+        other => {
+            return Err(Close {
+                reason: format!("{:?} is not implemented", other.api_key()),
+                final_bytes: None,
+            });
+        }
+    };
+    encode(header, &response)
+}
+
+pub fn encode(header: &RequestHeader, response: &Response) -> Result<Reply, Close> {
+    encode_response(
+        header.api_key,
+        header.api_version,
+        header.correlation_id,
+        response,
+    )
+    .map(|b| Reply::Bytes(b.freeze()))
+    .map_err(|e| Close {
+        reason: format!("encoding response: {e}"),
+        final_bytes: None,
+    })
+}
+
+/// The error code a storage error becomes.
+pub fn storage_error_code(e: &corelog_storage::StorageError) -> i16 {
+    use corelog_protocol::error_code as ec;
+    use corelog_storage::StorageError as S;
+    match e {
+        S::Batch(b) if b.is_corruption() => ec::CORRUPT_MESSAGE,
+        S::Batch(_) => ec::INVALID_RECORD,
+        S::BatchTooLarge { .. } => ec::RECORD_LIST_TOO_LARGE,
+        S::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
+        S::Io { .. } | S::Corrupt { .. } => ec::KAFKA_STORAGE_ERROR,
+        S::Config(_) => ec::INVALID_CONFIG,
+    }
+}

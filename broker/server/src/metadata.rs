@@ -1,0 +1,357 @@
+//! Cluster metadata of a single node: topics, their partitions' owning
+//! shards (the persisted placement table) and topic config overrides.
+//!
+//! Lives on: shard 0 (the controller shard) changes it and persists it;
+//! every other shard holds a read-only `Rc` snapshot that shard 0 replaces
+//! after each change.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use corelog_storage::{FlushPolicy, LogConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{parse_flush_policy, ServerConfig};
+use crate::ShardId;
+
+pub const METADATA_FILE: &str = "cluster-metadata.json";
+
+/// The topic configs this broker implements, with Kafka's names.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "flush.policy",
+    "max.message.bytes",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionMeta {
+    pub shard: ShardId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicMeta {
+    /// Kafka topic id (UUID), as 32 hex digits.
+    pub id: String,
+    pub partitions: Vec<PartitionMeta>,
+    /// Overrides of broker defaults, by Kafka config name.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::parse_str(&self.id).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ClusterMetadata {
+    pub cluster_id: String,
+    /// Bumped on every change, so shards can ignore stale snapshots.
+    pub version: u64,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+/// Effective settings of one topic: broker defaults plus its overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub log: LogConfig,
+    pub max_message_bytes: u32,
+    pub min_insync_replicas: u32,
+}
+
+impl ClusterMetadata {
+    /// Loads the metadata file, or starts empty with a new cluster id.
+    pub fn load_or_create(
+        data_dir: &Path,
+        configured_cluster_id: Option<&str>,
+    ) -> std::io::Result<ClusterMetadata> {
+        let path = data_dir.join(METADATA_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let cluster_id = configured_cluster_id
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        // Kafka cluster ids are 22 characters of URL-safe base64; a
+                        // UUID's simple form is unique just the same.
+                        uuid::Uuid::new_v4().simple().to_string()[..22].to_string()
+                    });
+                let md = ClusterMetadata {
+                    cluster_id,
+                    version: 0,
+                    topics: BTreeMap::new(),
+                };
+                md.persist(data_dir)?;
+                Ok(md)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the metadata atomically: temporary file, fsync, rename, fsync dir.
+    /// Called only on the controller shard, for admin changes; the brief
+    /// blocking is off the produce and fetch paths.
+    pub fn persist(&self, data_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(METADATA_FILE);
+        let tmp = data_dir.join(format!("{METADATA_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    }
+
+    /// Chooses shards for `count` new partitions: each goes to the shard
+    /// owning the fewest partitions so far, so cores stay even as topics come
+    /// and go (a bare hash would not).
+    pub fn place(&self, shards: usize, count: usize) -> Vec<ShardId> {
+        let mut load = vec![0usize; shards.max(1)];
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                if let Some(l) = load.get_mut(p.shard.0 as usize) {
+                    *l += 1;
+                }
+            }
+        }
+        (0..count)
+            .map(|_| {
+                let (i, _) = load
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|&(i, l)| (*l, i))
+                    .expect("at least one shard");
+                load[i] += 1;
+                ShardId(i as u32)
+            })
+            .collect()
+    }
+
+    /// Moves partitions placed on shards that no longer exist (the broker
+    /// restarted with fewer cores). Returns whether anything moved.
+    pub fn rebalance_missing_shards(&mut self, shards: usize) -> bool {
+        let mut moved = Vec::new();
+        for (name, t) in &self.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.shard.0 as usize >= shards {
+                    moved.push((name.clone(), i));
+                }
+            }
+        }
+        for (name, i) in &moved {
+            let target = self.place(shards, 1)[0];
+            if let Some(t) = self.topics.get_mut(name) {
+                t.partitions[*i].shard = target;
+            }
+        }
+        !moved.is_empty()
+    }
+
+    pub fn settings(&self, server: &ServerConfig, topic: &str) -> TopicSettings {
+        let empty = BTreeMap::new();
+        let overrides = self.topics.get(topic).map_or(&empty, |t| &t.configs);
+        settings_with(server, overrides)
+            .unwrap_or_else(|_| settings_with(server, &empty).expect("defaults are valid"))
+    }
+}
+
+/// Applies config overrides on top of the broker defaults, checking each.
+pub fn settings_with(
+    server: &ServerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<TopicSettings, ConfigError> {
+    let mut s = TopicSettings {
+        log: server.base_log_config(),
+        max_message_bytes: server.topic_defaults.max_message_bytes,
+        min_insync_replicas: 1,
+    };
+    for (k, v) in overrides {
+        let bad = |why: &str| ConfigError {
+            key: k.clone(),
+            message: format!("invalid value {v:?} for {k}: {why}"),
+        };
+        let int = || v.parse::<i64>().map_err(|_| bad("not an integer"));
+        match k.as_str() {
+            "retention.ms" => s.log.retention_ms = Some(int()?).filter(|&ms| ms >= 0),
+            "retention.bytes" => {
+                s.log.retention_bytes = Some(int()?).filter(|&b| b >= 0).map(|b| b as u64)
+            }
+            "segment.bytes" => {
+                s.log.segment_bytes_max = u64::try_from(int()?).map_err(|_| bad("negative"))?
+            }
+            "segment.ms" => s.log.segment_ms = int()?,
+            "max.message.bytes" => {
+                s.max_message_bytes = u32::try_from(int()?)
+                    .ok()
+                    .filter(|&m| m > 0)
+                    .ok_or_else(|| bad("out of range"))?
+            }
+            "min.insync.replicas" => {
+                s.min_insync_replicas = u32::try_from(int()?)
+                    .ok()
+                    .filter(|&m| m >= 1)
+                    .ok_or_else(|| bad("must be >= 1"))?
+            }
+            "cleanup.policy" => {
+                if v != "delete" {
+                    return Err(bad(
+                        "only \"delete\" is supported; compaction is not implemented yet",
+                    ));
+                }
+            }
+            "compression.type" => {
+                if v != "producer" {
+                    return Err(bad(
+                        "only \"producer\" is supported: batches are stored as produced",
+                    ));
+                }
+            }
+            "flush.policy" => {
+                s.log.flush_policy = parse_flush_policy(v).map_err(|e| bad(&e))?;
+            }
+            _ => {
+                return Err(ConfigError {
+                    key: k.clone(),
+                    message: format!("unknown or unsupported topic config {k}"),
+                })
+            }
+        }
+    }
+    s.log.validate().map_err(|e| ConfigError {
+        key: String::new(),
+        message: e,
+    })?;
+    Ok(s)
+}
+
+/// The value a topic config has, for DescribeConfigs, and whether it is the default.
+pub fn describe_value(
+    server: &ServerConfig,
+    topic: &TopicMeta,
+    key: &str,
+) -> Option<(String, bool)> {
+    if let Some(v) = topic.configs.get(key) {
+        return Some((v.clone(), false));
+    }
+    let d = &server.topic_defaults;
+    let v = match key {
+        "cleanup.policy" => "delete".to_string(),
+        "compression.type" => "producer".to_string(),
+        "flush.policy" => d.flush_policy.clone(),
+        "max.message.bytes" => d.max_message_bytes.to_string(),
+        "min.insync.replicas" => "1".to_string(),
+        "retention.bytes" => d.retention_bytes.to_string(),
+        "retention.ms" => d.retention_ms.to_string(),
+        "segment.bytes" => d.segment_bytes.to_string(),
+        "segment.ms" => d.segment_ms.to_string(),
+        _ => return None,
+    };
+    Some((v, true))
+}
+
+/// A rejected topic config. Kafka: INVALID_CONFIG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be {name:?}"));
+    }
+    if name.len() > 249 {
+        return Err("topic name is longer than 249 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(format!("topic name {name:?} contains characters other than ASCII alphanumerics, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// The directory of a partition's log, as Kafka names it.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> std::path::PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+pub fn is_interval(p: FlushPolicy) -> bool {
+    matches!(p, FlushPolicy::IntervalMs(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_balances_partitions_by_count_across_shards() {
+        let mut md = ClusterMetadata::default();
+        let shards = md.place(4, 6);
+        let mut counts = [0; 4];
+        for s in &shards {
+            counts[s.0 as usize] += 1;
+        }
+        assert_eq!(counts, [2, 2, 1, 1]);
+        md.topics.insert(
+            "a".into(),
+            TopicMeta {
+                id: String::new(),
+                partitions: shards
+                    .into_iter()
+                    .map(|shard| PartitionMeta { shard })
+                    .collect(),
+                configs: BTreeMap::new(),
+            },
+        );
+        // The next topic fills the emptier shards first.
+        assert_eq!(md.place(4, 2), vec![ShardId(2), ShardId(3)]);
+        assert!(md.rebalance_missing_shards(2));
+        assert!(md.topics["a"].partitions.iter().all(|p| p.shard.0 < 2));
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn configs_are_checked_and_applied() {
+        let server = ServerConfig::default();
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "1000".to_string());
+        o.insert("segment.bytes".to_string(), "1048576".to_string());
+        let s = settings_with(&server, &o).unwrap();
+        assert_eq!(s.log.retention_ms, Some(1000));
+        assert_eq!(s.log.segment_bytes_max, 1 << 20);
+        o.insert("cleanup.policy".to_string(), "compact".to_string());
+        assert_eq!(
+            settings_with(&server, &o).unwrap_err().key,
+            "cleanup.policy"
+        );
+        let mut o = BTreeMap::new();
+        o.insert("no.such".to_string(), "1".to_string());
+        assert!(settings_with(&server, &o).is_err());
+    }
+}

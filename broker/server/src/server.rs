@@ -1,0 +1,255 @@
+//! Starting and stopping the broker: shard threads, listeners, shutdown.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::ServerConfig;
+use crate::controller::reconcile;
+use crate::metadata::{ClusterMetadata, METADATA_FILE};
+use crate::shard::{bind, make_shard, Shard, ShardJob, MESH_CHANNEL_DEPTH};
+use crate::ShardId;
+
+/// How often each shard checks whether shutdown was requested.
+const STOP_POLL_MS: u64 = 50;
+
+/// Runs the broker until SIGTERM or SIGINT, then shuts down gracefully:
+/// stop accepting, finish in-flight requests, flush and checkpoint every
+/// partition. Returns an error message for start-up failures.
+pub fn run(config: ServerConfig) -> Result<(), String> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("data_dir: cannot create {}: {e}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let available = cores.len().max(1);
+    let shard_count = if config.cores == 0 {
+        available
+    } else {
+        config.cores
+    };
+    let mut metadata =
+        ClusterMetadata::load_or_create(&config.data_dir, config.cluster_id.as_deref())
+            .map_err(|e| format!("cluster metadata: {e}"))?;
+    if metadata.rebalance_missing_shards(shard_count) {
+        metadata.version += 1;
+        metadata
+            .persist(&config.data_dir)
+            .map_err(|e| format!("cluster metadata: {e}"))?;
+        tracing::info!(shard_count, "partitions of missing shards moved");
+    }
+    remove_orphan_partitions(&config.data_dir, &metadata);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(stop.clone())?;
+    let mesh: MeshBuilder<ShardJob, _> = MeshBuilder::full(shard_count, MESH_CHANNEL_DEPTH);
+    let config = Arc::new(config);
+    let mut handles = Vec::new();
+    for i in 0..shard_count {
+        // Pin shard i to a core when there are enough cores; with more
+        // shards than cores (tests), let the kernel place them.
+        let placement = match cores.get(i) {
+            Some(c) if shard_count <= available => Placement::Fixed(c.id),
+            _ => Placement::Unbound,
+        };
+        let (mesh, config, metadata, stop) =
+            (mesh.clone(), config.clone(), metadata.clone(), stop.clone());
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{i}"))
+            .spawn(move || async move {
+                shard_main(ShardId(i as u32), shard_count, config, metadata, mesh, stop).await
+            })
+            .map_err(|e| format!("cannot start shard {i}: {e}"))?;
+        handles.push(handle);
+    }
+    let mut result = Ok(());
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(format!("shard failed: {e}")),
+        }
+    }
+    tracing::info!("corelog stopped");
+    result
+}
+
+async fn shard_main(
+    id: ShardId,
+    shard_count: usize,
+    config: Arc<ServerConfig>,
+    metadata: ClusterMetadata,
+    mesh: MeshBuilder<ShardJob, glommio::channels::channel_mesh::Full>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let (senders, receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| "shard mesh failed to form".to_string())?;
+    let config = Rc::new((*config).clone());
+    let shard = make_shard(
+        id,
+        shard_count,
+        config.clone(),
+        metadata,
+        senders,
+        receivers,
+    );
+    reconcile(&shard).await;
+    let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions.borrow().len(), "shard ready");
+    if id.0 == 0 {
+        let (host, port) = config.advertised();
+        eprintln!(
+            "corelog ready: {} shard(s), listening on {}, advertised as {host}:{port}",
+            shard_count, config.listen
+        );
+    }
+    {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while !stop.load(Ordering::Relaxed) {
+                glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+            }
+            shard.stopping.set(true);
+            shard.stop_notify.notify_all();
+        })
+        .detach();
+    }
+    accept_loop(&shard, listener).await;
+    shutdown(&shard).await;
+    Ok(())
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
+    loop {
+        let stopped = async {
+            shard.stop_notify.notified().await;
+            None
+        };
+        let accepted = async { Some(listener.accept().await) };
+        if shard.stopping.get() {
+            return;
+        }
+        match accepted.or(stopped).await {
+            None => return,
+            Some(Ok(stream)) => {
+                if shard.connections.get() >= shard.config.connections_per_shard_max {
+                    tracing::warn!(
+                        limit = shard.config.connections_per_shard_max,
+                        "connection refused: shard at its connection bound"
+                    );
+                    drop(stream);
+                    continue;
+                }
+                shard.connections.set(shard.connections.get() + 1);
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    crate::conn::serve(shard.clone(), stream).await;
+                    shard.connections.set(shard.connections.get() - 1);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Finishes in-flight requests (bounded wait), then flushes and checkpoints
+/// every partition so the next start needs no recovery.
+async fn shutdown(shard: &Rc<Shard>) {
+    let waited = std::time::Instant::now();
+    while shard.connections.get() > 0 && waited.elapsed() < Duration::from_secs(5) {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
+    for p in partitions {
+        p.close().await;
+    }
+    tracing::info!(shard = shard.id.0, "shard stopped");
+}
+
+/// Deletes partition directories that the metadata does not list: left by a
+/// crash in the middle of deleting a topic.
+fn remove_orphan_partitions(data_dir: &Path, md: &ClusterMetadata) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let Some((topic, part)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(part) = part.parse::<usize>() else {
+            continue;
+        };
+        let known = md
+            .topics
+            .get(topic)
+            .is_some_and(|t| part < t.partitions.len());
+        if !known {
+            tracing::warn!(dir = %entry.path().display(), "removing partition directory not in {METADATA_FILE}");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Holds an exclusive lock on the data directory for the process lifetime,
+/// so two brokers never share one.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("data_dir: cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "data_dir: {} is in use by another corelog process",
+            dir.display()
+        ));
+    }
+    Ok(f)
+}
+
+/// Waits for SIGTERM or SIGINT on a thread of its own and sets `stop`.
+fn spawn_signal_thread(stop: Arc<AtomicBool>) -> Result<(), String> {
+    // SAFETY: signal mask manipulation on the calling thread, before any
+    // other thread exists, so every later thread inherits the mask and the
+    // signals are only ever delivered to sigwait below.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err("cannot block termination signals".into());
+        }
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut sig = 0;
+                if libc::sigwait(&set, &mut sig) == 0 {
+                    tracing::info!(signal = sig, "shutting down");
+                    stop.store(true, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    }
+    Ok(())
+}

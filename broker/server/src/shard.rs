@@ -1,0 +1,162 @@
+//! Shards: one glommio executor pinned per core, each owning a set of
+//! partitions, all listening on the same port.
+//!
+//! Cross-shard work travels as [`ShardJob`]s over glommio's channel mesh. A
+//! job is a `Send` closure that carries ownership of everything it needs
+//! (record `Bytes` included) and runs on the target shard's executor; its
+//! answer comes back on a oneshot channel. Nothing is shared between shards
+//! but these messages: no `Mutex` or `RwLock` on the data path.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use corelog_runtime::Partition;
+use corelog_storage::SharedBatchCache;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use glommio::net::TcpListener;
+
+use crate::config::ServerConfig;
+use crate::metadata::ClusterMetadata;
+use crate::ShardId;
+
+type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Work sent to another shard: runs there with that shard's context.
+pub struct ShardJob(Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>);
+
+/// Depth of each shard-to-shard channel: senders wait when it is full,
+/// which is the backpressure between shards.
+pub const MESH_CHANNEL_DEPTH: usize = 1024;
+
+/// Topic and partition, as a key of the partitions a shard owns.
+pub type TopicPartition = (String, i32);
+
+/// State of one shard. Lives on: that shard's thread only.
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub config: Rc<ServerConfig>,
+    /// Read-only snapshot of the cluster metadata; replaced whole by the
+    /// controller shard after each change.
+    metadata: RefCell<Rc<ClusterMetadata>>,
+    /// Partitions this shard owns.
+    pub partitions: RefCell<HashMap<TopicPartition, Partition>>,
+    pub cache: SharedBatchCache,
+    senders: Senders<ShardJob>,
+    pub connections: Cell<usize>,
+    /// Controller state, present on shard 0 only.
+    pub controller: Option<crate::controller::Controller>,
+    /// Becomes true when shutdown starts: stop accepting, finish, flush.
+    pub stopping: Cell<bool>,
+    pub stop_notify: corelog_runtime::notify::Notify,
+}
+
+impl Shard {
+    pub fn metadata(&self) -> Rc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    /// Installs a newer metadata snapshot (older ones are ignored).
+    pub fn set_metadata(&self, md: Rc<ClusterMetadata>) {
+        let mut cur = self.metadata.borrow_mut();
+        if md.version >= cur.version {
+            *cur = md;
+        }
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Partition> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Runs `f` on shard `target` and returns its answer. On this shard it
+    /// runs in place; elsewhere it travels over the mesh.
+    pub async fn call<R, F, Fut>(self: &Rc<Self>, target: ShardId, f: F) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if target == self.id {
+            return Ok(f(self.clone()).await);
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let job = ShardJob(Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = tx.send(f(shard).await);
+            })
+        }));
+        self.senders
+            .send_to(target.0 as usize, job)
+            .await
+            .map_err(|_| ShardGone)?;
+        rx.await.map_err(|_| ShardGone)
+    }
+}
+
+/// The target shard stopped before answering.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardGone;
+
+/// Everything a shard thread needs to start.
+pub struct ShardBoot {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub config: Rc<ServerConfig>,
+    pub metadata: ClusterMetadata,
+    pub mesh: MeshBuilder<ShardJob, Full>,
+}
+
+pub async fn join_mesh(
+    mesh: MeshBuilder<ShardJob, Full>,
+) -> Option<(Senders<ShardJob>, Receivers<ShardJob>)> {
+    mesh.join().await.ok()
+}
+
+/// Builds the shard's state and starts serving mesh jobs.
+pub fn make_shard(
+    boot_id: ShardId,
+    shard_count: usize,
+    config: Rc<ServerConfig>,
+    metadata: ClusterMetadata,
+    senders: Senders<ShardJob>,
+    mut receivers: Receivers<ShardJob>,
+) -> Rc<Shard> {
+    let cache = corelog_storage::BatchCache::shared(config.batch_cache_bytes_per_shard);
+    let controller = (boot_id.0 == 0).then(crate::controller::Controller::new);
+    let shard = Rc::new(Shard {
+        id: boot_id,
+        shard_count,
+        config,
+        metadata: RefCell::new(Rc::new(metadata)),
+        partitions: RefCell::new(HashMap::new()),
+        cache,
+        senders,
+        connections: Cell::new(0),
+        controller,
+        stopping: Cell::new(false),
+        stop_notify: corelog_runtime::notify::Notify::new(),
+    });
+    for (_, stream) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            use futures_lite::StreamExt;
+            let mut stream = stream;
+            while let Some(ShardJob(job)) = stream.next().await {
+                glommio::spawn_local(job(shard.clone())).detach();
+            }
+        })
+        .detach();
+    }
+    shard
+}
+
+/// Binds the shared port on this shard (SO_REUSEPORT, set by glommio).
+pub fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
+    Ok(TcpListener::bind(config.listen)?)
+}

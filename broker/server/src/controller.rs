@@ -5,6 +5,7 @@
 //! then published to every shard, which opens or deletes the partition logs
 //! it owns to match (`reconcile`). Changes are applied one at a time.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 
@@ -19,7 +20,15 @@ use crate::ShardId;
 pub struct Controller {
     /// Admits one metadata change at a time.
     changes: Semaphore,
+    /// Admits one producer id allocation at a time.
+    producer_ids: Semaphore,
+    /// The next producer id to hand out, and the end of the persisted block.
+    next_producer_id: Cell<i64>,
+    producer_id_block_end: Cell<i64>,
 }
+
+/// Producer ids persisted per metadata write.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl Default for Controller {
     fn default() -> Self {
@@ -31,6 +40,9 @@ impl Controller {
     pub fn new() -> Controller {
         Controller {
             changes: Semaphore::new(1),
+            producer_ids: Semaphore::new(1),
+            next_producer_id: Cell::new(0),
+            producer_id_block_end: Cell::new(0),
         }
     }
 }
@@ -58,6 +70,32 @@ pub async fn change_metadata<T>(
         .map_err(|e| format!("persisting cluster metadata: {e}"))?;
     publish(shard, md).await;
     Ok(out)
+}
+
+/// Hands out a producer id that was never handed out before. Must run on
+/// shard 0.
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, String> {
+    let controller = shard
+        .controller
+        .as_ref()
+        .ok_or("producer ids are allocated on the controller shard")?;
+    let _permit = controller
+        .producer_ids
+        .acquire_permit(1)
+        .await
+        .map_err(|e| e.to_string())?;
+    if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
+        let end = change_metadata(shard, |md| {
+            md.producer_id_block_end += PRODUCER_ID_BLOCK;
+            Ok(md.producer_id_block_end)
+        })
+        .await?;
+        controller.next_producer_id.set(end - PRODUCER_ID_BLOCK);
+        controller.producer_id_block_end.set(end);
+    }
+    let id = controller.next_producer_id.get();
+    controller.next_producer_id.set(id + 1);
+    Ok(id)
 }
 
 /// Sends a metadata snapshot to every shard and waits until each has

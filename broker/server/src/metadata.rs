@@ -56,6 +56,11 @@ pub struct ClusterMetadata {
     /// Bumped on every change, so shards can ignore stale snapshots.
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this may have been handed out; the controller
+    /// allocates ids in blocks and persists each block's end before using it,
+    /// so no id is ever given out twice, across restarts included.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
 }
 
 /// Effective settings of one topic: broker defaults plus its overrides.
@@ -92,6 +97,7 @@ impl ClusterMetadata {
                     cluster_id,
                     version: 0,
                     topics: BTreeMap::new(),
+                    producer_id_block_end: 0,
                 };
                 md.persist(data_dir)?;
                 Ok(md)

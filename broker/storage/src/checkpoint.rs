@@ -38,11 +38,29 @@ pub struct ActiveSegmentMeta {
     pub first_write_ms: i64,
 }
 
+/// One remembered batch of an idempotent producer.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ProducerBatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// An idempotent producer's state as of the recovery point.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ProducerMeta {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub batches: Vec<ProducerBatchMeta>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub log_start_offset: i64,
     pub sealed: Vec<SealedSegmentMeta>,
     pub active: ActiveSegmentMeta,
+    pub producers: Vec<ProducerMeta>,
 }
 
 /// Why a checkpoint file could not be read.
@@ -115,6 +133,16 @@ mod tests {
                 max_timestamp_ms: 9,
                 first_write_ms: 1,
             },
+            producers: vec![ProducerMeta {
+                producer_id: 9,
+                epoch: 2,
+                batches: vec![ProducerBatchMeta {
+                    first_seq: 0,
+                    last_seq: 4,
+                    base_offset: 40,
+                    last_offset: 44,
+                }],
+            }],
         }
     }
 

@@ -42,6 +42,10 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
+    /// An idempotent producer's batch is out of sequence or from a stale
+    /// epoch. Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH.
+    #[error(transparent)]
+    Sequence(#[from] crate::producer::SequenceError),
     /// A setting is invalid.
     #[error("invalid log config: {0}")]
     Config(String),

@@ -21,6 +21,7 @@ pub mod index;
 pub mod io;
 mod job;
 pub mod log;
+pub mod producer;
 mod read;
 mod recover;
 mod scan;

@@ -49,6 +49,9 @@ pub struct AppendInfo {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub max_timestamp_ms: i64,
+    /// The batch was an idempotent producer's retry of a batch already in
+    /// the log: nothing was appended, and the offsets are the original's.
+    pub duplicate: bool,
 }
 
 /// A batch that is buffered but not yet durable. Its bytes are the producer's
@@ -147,6 +150,7 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) bytes_since_checkpoint: u64,
     pub(crate) checkpoint_requested: bool,
     pub(crate) last_sync_ms: i64,
+    pub(crate) producers: crate::producer::ProducerStates,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -225,8 +229,19 @@ impl<I: StorageIo> PartitionLog<I> {
                 segment_bytes_max: self.config.segment_bytes_max,
             });
         }
+        if header.has_producer_id() {
+            if let crate::producer::SequenceCheck::Duplicate(b) = self.producers.check(&header)? {
+                return Ok(AppendInfo {
+                    base_offset: Offset(b.base_offset),
+                    last_offset: Offset(b.last_offset),
+                    max_timestamp_ms: header.max_timestamp_ms,
+                    duplicate: true,
+                });
+            }
+        }
         let base = self.next_offset;
         let next = base.plus(header.last_offset_delta as i64 + 1);
+        self.producers.record(&header, base);
         self.unflushed_bytes += batch_bytes.len();
         self.unflushed.push_back(Pending {
             base,
@@ -238,6 +253,7 @@ impl<I: StorageIo> PartitionLog<I> {
             base_offset: base,
             last_offset: Offset(next.0 - 1),
             max_timestamp_ms: header.max_timestamp_ms,
+            duplicate: false,
         })
     }
 
@@ -432,10 +448,15 @@ impl<I: StorageIo> PartitionLog<I> {
             })
             .collect();
         sealed.extend(sealed_extra);
+        // Producer state as of the recovery point: recovery replays the rest.
+        let producers = self
+            .producers
+            .to_checkpoint(Offset(active.recovery_next_offset));
         let cp = Checkpoint {
             log_start_offset: self.log_start.0,
             sealed,
             active,
+            producers,
         };
         (self.dir.join(CHECKPOINT_FILE), cp.encode())
     }
@@ -734,6 +755,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 }
                 self.written_offset = self.flushed_offset;
                 self.next_offset = self.flushed_offset;
+                self.producers.forget_from(self.flushed_offset);
                 let a = &mut self.active;
                 a.written_bytes = a.synced_bytes;
                 a.tail = a.synced_tail.clone();

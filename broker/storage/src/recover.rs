@@ -103,6 +103,10 @@ impl<I: StorageIo> PartitionLog<I> {
             |base: i64, ext: &str| dir.join(format!("{}.{ext}", segment_file_stem(Offset(base))));
 
         let mut sealed = BTreeMap::new();
+        let mut producers = checkpoint
+            .as_ref()
+            .map(|c| crate::producer::ProducerStates::from_checkpoint(&c.producers))
+            .unwrap_or_default();
         let checkpointed_first_write = checkpoint
             .as_ref()
             .map(|c| (c.active.base_offset, c.active.first_write_ms));
@@ -246,6 +250,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 },
                 |pos, h, _| {
                     index.on_append(Offset(base), h, pos, interval);
+                    producers.record(h, h.base_offset);
                     if first_write_ms == 0 {
                         first_write_ms = h.max_timestamp_ms.max(1);
                     }
@@ -318,45 +323,30 @@ impl<I: StorageIo> PartitionLog<I> {
             );
         }
         let mut checkpoint_requested = report.removed_segments > 0 || !report.from_checkpoint;
-        if last.end_bytes < last.file_bytes {
+        let tail = if last.end_bytes < last.file_bytes {
             // Cut everything after the valid data: torn bytes, and stale bytes
             // that a later, shorter write could otherwise leave reachable.
             let tail = cut_tail(&last).await?;
             last.file_bytes = align_up(last.end_bytes);
-            checkpoint_requested |= report.scanned_bytes > 0;
-            return Ok((
-                Self::assemble(
-                    io,
-                    dir,
-                    config,
-                    cache,
-                    cache_id,
-                    log_start,
-                    sealed,
-                    last,
-                    tail,
-                    checkpoint_requested,
-                ),
-                report,
-            ));
-        }
-        let tail = read_tail(&last).await?;
+            tail
+        } else {
+            read_tail(&last).await?
+        };
         checkpoint_requested |= report.scanned_bytes > 0;
-        Ok((
-            Self::assemble(
-                io,
-                dir,
-                config,
-                cache,
-                cache_id,
-                log_start,
-                sealed,
-                last,
-                tail,
-                checkpoint_requested,
-            ),
-            report,
-        ))
+        let mut log = Self::assemble(
+            io,
+            dir,
+            config,
+            cache,
+            cache_id,
+            log_start,
+            sealed,
+            last,
+            tail,
+            checkpoint_requested,
+        );
+        log.producers = producers;
+        Ok((log, report))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -411,6 +401,7 @@ impl<I: StorageIo> PartitionLog<I> {
             bytes_since_checkpoint: 0,
             checkpoint_requested,
             last_sync_ms: 0,
+            producers: Default::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::shard::Shard;
 pub mod api_versions;
 pub mod create_topics;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -51,6 +52,11 @@ pub const SERVER_APIS: &[ApiSupport] = &[
         min_version: 2,
         max_version: 7,
     },
+    ApiSupport {
+        api_key: ApiKey::InitProducerId,
+        min_version: 0,
+        max_version: 5,
+    },
 ];
 
 /// What a handler answers.
@@ -80,6 +86,9 @@ pub async fn dispatch(
         }
         Request::CreateTopics(r) => {
             Response::CreateTopics(create_topics::handle(shard, header, r).await)
+        }
+        Request::InitProducerId(r) => {
+            Response::InitProducerId(init_producer_id::handle(shard, r).await)
         }
         other => {
             return Err(Close {
@@ -116,5 +125,11 @@ pub fn storage_error_code(e: &corelog_storage::StorageError) -> i16 {
         S::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
         S::Io { .. } | S::Corrupt { .. } => ec::KAFKA_STORAGE_ERROR,
         S::Config(_) => ec::INVALID_CONFIG,
+        S::Sequence(corelog_storage::producer::SequenceError::OutOfOrder { .. }) => {
+            ec::OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
+        S::Sequence(corelog_storage::producer::SequenceError::StaleEpoch { .. }) => {
+            ec::INVALID_PRODUCER_EPOCH
+        }
     }
 }

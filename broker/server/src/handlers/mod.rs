@@ -10,9 +10,16 @@ use corelog_protocol::{encode_response, ApiSupport, Request, RequestHeader, Resp
 use crate::conn::Close;
 use crate::shard::Shard;
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -57,6 +64,41 @@ pub const SERVER_APIS: &[ApiSupport] = &[
         min_version: 0,
         max_version: 5,
     },
+    ApiSupport {
+        api_key: ApiKey::DeleteTopics,
+        min_version: 1,
+        max_version: 6,
+    },
+    ApiSupport {
+        api_key: ApiKey::CreatePartitions,
+        min_version: 0,
+        max_version: 3,
+    },
+    ApiSupport {
+        api_key: ApiKey::DescribeConfigs,
+        min_version: 1,
+        max_version: 4,
+    },
+    ApiSupport {
+        api_key: ApiKey::AlterConfigs,
+        min_version: 0,
+        max_version: 2,
+    },
+    ApiSupport {
+        api_key: ApiKey::IncrementalAlterConfigs,
+        min_version: 0,
+        max_version: 1,
+    },
+    ApiSupport {
+        api_key: ApiKey::DeleteRecords,
+        min_version: 0,
+        max_version: 2,
+    },
+    ApiSupport {
+        api_key: ApiKey::DescribeCluster,
+        min_version: 0,
+        max_version: 1,
+    },
 ];
 
 /// What a handler answers.
@@ -86,6 +128,27 @@ pub async fn dispatch(
         }
         Request::CreateTopics(r) => {
             Response::CreateTopics(create_topics::handle(shard, header, r).await)
+        }
+        Request::DeleteTopics(r) => {
+            Response::DeleteTopics(delete_topics::handle(shard, header, r).await)
+        }
+        Request::CreatePartitions(r) => {
+            Response::CreatePartitions(create_partitions::handle(shard, header, r).await)
+        }
+        Request::DescribeConfigs(r) => {
+            Response::DescribeConfigs(describe_configs::handle(shard, header, r).await)
+        }
+        Request::AlterConfigs(r) => {
+            Response::AlterConfigs(alter_configs::handle(shard, header, r).await)
+        }
+        Request::IncrementalAlterConfigs(r) => Response::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(shard, header, r).await,
+        ),
+        Request::DeleteRecords(r) => {
+            Response::DeleteRecords(delete_records::handle(shard, header, r).await)
+        }
+        Request::DescribeCluster(r) => {
+            Response::DescribeCluster(describe_cluster::handle(shard, header, r).await)
         }
         Request::InitProducerId(r) => {
             Response::InitProducerId(init_producer_id::handle(shard, r).await)

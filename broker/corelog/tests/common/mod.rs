@@ -1,0 +1,255 @@
+//! Test helpers: a real `corelog serve` child process on 127.0.0.1, killed
+//! when dropped, and a minimal blocking Kafka client over a std `TcpStream`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use corelog_protocol::kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// How long a broker may take to print its ready line or to exit.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on every request/response exchange.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+pub fn topic(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+/// A running broker. Dropping it kills the process (SIGKILL) and reaps it.
+pub struct Broker {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts `corelog serve` with 2 shards on a free port of 127.0.0.1.
+    pub fn start(data_dir: &Path) -> Broker {
+        let port = free_port();
+        Broker::start_on(data_dir, port)
+    }
+
+    pub fn start_on(data_dir: &Path, port: u16) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corelog"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--cores")
+            .arg("2")
+            .env("CORELOG_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn corelog");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        // Forwards the broker's log to the test output and signals readiness.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[corelog:{port}] {line}");
+                if line.contains("corelog ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let broker = Broker {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            port,
+        };
+        rx.recv_timeout(START_TIMEOUT)
+            .expect("broker printed no 'corelog ready' line in time");
+        broker
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: sending a signal to our own child process.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM)");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(status.success(), "broker exited with {status}");
+                return;
+            }
+            if started.elapsed() > STOP_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A blocking Kafka client: one request at a time.
+pub struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to broker");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends `request` as `api_key` version `version` and decodes the answer.
+    /// Panics if the broker closes the connection instead.
+    pub fn request<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.try_request(api_key, version, request)
+            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"))
+    }
+
+    pub fn try_request<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, String> {
+        self.correlation_id += 1;
+        let correlation_id = self.correlation_id;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(s("admin-api-test")));
+        let mut payload = BytesMut::new();
+        header
+            .encode(&mut payload, api_key.request_header_version(version))
+            .map_err(|e| format!("encoding header: {e}"))?;
+        request
+            .encode(&mut payload, version)
+            .map_err(|e| format!("encoding request: {e}"))?;
+        let mut frame = BytesMut::with_capacity(payload.len() + 4);
+        frame.put_i32(payload.len() as i32);
+        frame.extend_from_slice(&payload);
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| format!("write: {e}"))?;
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .map_err(|e| format!("reading response size (connection closed?): {e}"))?;
+        let size = i32::from_be_bytes(size);
+        if size < 0 {
+            return Err(format!("negative response size {size}"));
+        }
+        let mut body = vec![0u8; size as usize];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("reading response body: {e}"))?;
+        let mut buf = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+            .map_err(|e| format!("decoding response header: {e}"))?;
+        if header.correlation_id != correlation_id {
+            return Err(format!(
+                "correlation id {} in answer to {correlation_id}",
+                header.correlation_id
+            ));
+        }
+        let response =
+            Resp::decode(&mut buf, version).map_err(|e| format!("decoding response: {e}"))?;
+        if buf.has_remaining() {
+            return Err(format!("{} bytes left after the response", buf.remaining()));
+        }
+        Ok(response)
+    }
+
+    /// Creates a topic (CreateTopics v7) and asserts success.
+    pub fn create_topic(&mut self, name: &str, partitions: i32) {
+        use corelog_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)])
+            .with_timeout_ms(10_000);
+        let resp: CreateTopicsResponse = self.request(ApiKey::CreateTopics, 7, &req);
+        assert_eq!(resp.topics.len(), 1);
+        assert_eq!(
+            resp.topics[0].error_code, 0,
+            "creating {name}: {:?}",
+            resp.topics[0].error_message
+        );
+    }
+
+    /// Metadata v12 for all topics: proves the broker still answers.
+    pub fn metadata(&mut self) -> MetadataResponse {
+        let resp: MetadataResponse = self.request(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        );
+        assert_eq!(resp.brokers.len(), 1);
+        resp
+    }
+
+    /// The partition count Metadata reports for `name`, or None if unknown.
+    pub fn partition_count(&mut self, name: &str) -> Option<usize> {
+        self.metadata()
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(name))
+            .filter(|t| t.error_code == 0)
+            .map(|t| t.partitions.len())
+    }
+}
+
+/// Whether the partition directory `<data>/<topic>-<p>` exists.
+pub fn partition_dir_exists(data_dir: &Path, topic: &str, partition: i32) -> bool {
+    data_dir.join(format!("{topic}-{partition}")).is_dir()
+}

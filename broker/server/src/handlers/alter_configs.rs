@@ -1,0 +1,300 @@
+//! AlterConfigs (legacy): replaces the whole override set of a topic. Also
+//! the controller-side code that IncrementalAlterConfigs shares: checking a
+//! resource, applying edits to a topic's overrides, validating the result.
+//!
+//! Broker configs are static (the config file): altering a BROKER resource
+//! is refused with INVALID_REQUEST.
+
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use corelog_protocol::kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::RequestHeader;
+
+use super::delete_topics::change_metadata_if;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::metadata::{describe_value, settings_with, TopicMeta};
+use crate::shard::Shard;
+use crate::{ShardId, NODE_ID};
+
+/// IncrementalAlterConfigs operation codes.
+pub const OP_SET: i8 = 0;
+pub const OP_DELETE: i8 = 1;
+pub const OP_APPEND: i8 = 2;
+pub const OP_SUBTRACT: i8 = 3;
+
+/// The change asked for one topic.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// AlterConfigs: these become the topic's overrides (a null value
+    /// leaves the key at its default).
+    Replace(Vec<(String, Option<String>)>),
+    /// IncrementalAlterConfigs: (key, operation, value), applied in order.
+    Incremental(Vec<(String, i8, Option<String>)>),
+}
+
+/// The outcome for one resource.
+pub type Outcome = Result<(), (i16, String)>;
+
+/// One resource of an alter request: Ok(topic name and edit) to go to the
+/// controller, or the error it is answered with at once.
+pub type Checked = Result<(String, Edit), (i16, String)>;
+
+/// Checks the resources of an alter request that do not need the
+/// metadata: duplicates, resource types, broker resources, duplicate keys.
+pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
+    let mut seen = HashSet::new();
+    let mut duplicates = HashSet::new();
+    for (t, n, _) in &resources {
+        if !seen.insert((*t, n.clone())) {
+            duplicates.insert((*t, n.clone()));
+        }
+    }
+    resources
+        .into_iter()
+        .map(|(resource_type, name, edit)| {
+            if duplicates.contains(&(resource_type, name.clone())) {
+                return Err((
+                    error_code::INVALID_REQUEST,
+                    "Each resource must appear at most once.".to_string(),
+                ));
+            }
+            match resource_type {
+                RESOURCE_TOPIC => {}
+                RESOURCE_BROKER => {
+                    let msg = if name.is_empty() || name == NODE_ID.to_string() {
+                        "Dynamic broker configs are not supported: broker settings come from the \
+                         config file and take effect at restart."
+                            .to_string()
+                    } else {
+                        format!(
+                            "Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
+                        )
+                    };
+                    return Err((error_code::INVALID_REQUEST, msg));
+                }
+                other => {
+                    return Err((
+                        error_code::INVALID_REQUEST,
+                        format!("Unsupported resource type {other}; only topic (2) configs can be altered."),
+                    ))
+                }
+            }
+            let keys: Vec<&String> = match &edit {
+                Edit::Replace(c) => c.iter().map(|(k, _)| k).collect(),
+                Edit::Incremental(c) => c.iter().map(|(k, _, _)| k).collect(),
+            };
+            let mut seen_keys = HashSet::new();
+            if keys.iter().any(|k| !seen_keys.insert(*k)) {
+                return Err((
+                    error_code::INVALID_REQUEST,
+                    "Error due to duplicate config keys".to_string(),
+                ));
+            }
+            Ok((name, edit))
+        })
+        .collect()
+}
+
+/// Applies the edits of the checked resources to their topics in one
+/// metadata change on the controller shard (none with `validate_only`).
+/// Answers one outcome per resource, in order.
+pub async fn alter_topics(
+    shard: &Rc<Shard>,
+    resources: Vec<Checked>,
+    validate_only: bool,
+) -> Vec<Outcome> {
+    let edits: Vec<(String, Edit)> = resources.iter().flatten().cloned().collect();
+    let count = edits.len();
+    let applied: Vec<Outcome> = if edits.is_empty() {
+        Vec::new()
+    } else {
+        let answer = shard
+            .call(ShardId(0), move |s| async move {
+                let server = s.config.clone();
+                change_metadata_if(&s, |md| {
+                    let mut changed = false;
+                    let outcomes = edits
+                        .into_iter()
+                        .map(|(name, edit)| {
+                            let Some(topic) = md.topics.get_mut(&name) else {
+                                return Err((
+                                    error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                                    format!("Topic '{name}' does not exist."),
+                                ));
+                            };
+                            let configs = apply(&server, topic, &edit)?;
+                            settings_with(&server, &configs)
+                                .map_err(|e| (error_code::INVALID_CONFIG, e.message))?;
+                            if !validate_only && configs != topic.configs {
+                                tracing::info!(topic = %name, ?configs, "topic configs changed");
+                                topic.configs = configs;
+                                changed = true;
+                            }
+                            Ok(())
+                        })
+                        .collect::<Vec<Outcome>>();
+                    (outcomes, changed)
+                })
+                .await
+            })
+            .await;
+        match answer {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(e)) => vec![Err((error_code::UNKNOWN_SERVER_ERROR, e)); count],
+            Err(_) => vec![
+                Err((
+                    error_code::UNKNOWN_SERVER_ERROR,
+                    "the controller shard stopped".to_string()
+                ));
+                count
+            ],
+        }
+    };
+    let mut applied = applied.into_iter();
+    resources
+        .into_iter()
+        .map(|r| match r {
+            Ok(_) => applied.next().unwrap_or(Err((
+                error_code::UNKNOWN_SERVER_ERROR,
+                "no answer from the controller".to_string(),
+            ))),
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
+/// The topic's overrides after `edit`.
+fn apply(
+    server: &crate::config::ServerConfig,
+    topic: &TopicMeta,
+    edit: &Edit,
+) -> Result<BTreeMap<String, String>, (i16, String)> {
+    match edit {
+        Edit::Replace(configs) => Ok(configs
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect()),
+        Edit::Incremental(ops) => {
+            let mut configs = topic.configs.clone();
+            for (key, op, value) in ops {
+                match *op {
+                    OP_SET => {
+                        let Some(v) = value else {
+                            return Err((
+                                error_code::INVALID_REQUEST,
+                                format!("Null value not supported for : {key}"),
+                            ));
+                        };
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    OP_DELETE => {
+                        configs.remove(key);
+                    }
+                    OP_APPEND | OP_SUBTRACT => {
+                        let verb = if *op == OP_APPEND {
+                            "append"
+                        } else {
+                            "subtract"
+                        };
+                        if !is_list_config(key) {
+                            return Err((
+                                error_code::INVALID_CONFIG,
+                                format!("Config value {verb} is not allowed for config key: {key}"),
+                            ));
+                        }
+                        let current = match configs.get(key) {
+                            Some(v) => v.clone(),
+                            None => {
+                                let defaults = TopicMeta {
+                                    id: String::new(),
+                                    partitions: Vec::new(),
+                                    configs: BTreeMap::new(),
+                                };
+                                describe_value(server, &defaults, key)
+                                    .map_or_else(String::new, |v| v.0)
+                            }
+                        };
+                        let mut list: Vec<String> = split_list(&current);
+                        let items = split_list(value.as_deref().unwrap_or(""));
+                        if *op == OP_APPEND {
+                            for item in items {
+                                if !list.contains(&item) {
+                                    list.push(item);
+                                }
+                            }
+                        } else {
+                            list.retain(|i| !items.contains(i));
+                        }
+                        configs.insert(key.clone(), list.join(","));
+                    }
+                    other => {
+                        return Err((
+                            error_code::INVALID_REQUEST,
+                            format!("Unknown alter configs op type {other}"),
+                        ))
+                    }
+                }
+            }
+            Ok(configs)
+        }
+    }
+}
+
+/// Whether Kafka types the topic config as a list (APPEND and SUBTRACT
+/// apply only to those).
+fn is_list_config(key: &str) -> bool {
+    key == "cleanup.policy"
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    _header: &RequestHeader,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let resources = request
+        .resources
+        .iter()
+        .map(|r| {
+            let configs = r
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect();
+            (
+                r.resource_type,
+                r.resource_name.to_string(),
+                Edit::Replace(configs),
+            )
+        })
+        .collect();
+    let outcomes = alter_topics(shard, check_resources(resources), request.validate_only).await;
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(r, outcome)| {
+            let resp = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match outcome {
+                Ok(()) => resp,
+                Err((code, msg)) => resp
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(msg))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,199 @@
+//! CreatePartitions: raises a topic's partition count. The new partitions
+//! are placed on the least loaded shards (`ClusterMetadata::place`) and
+//! opened there by `reconcile`.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use corelog_protocol::kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::RequestHeader;
+
+use super::delete_topics::change_metadata_if;
+use crate::metadata::{ClusterMetadata, PartitionMeta};
+use crate::shard::Shard;
+use crate::{ShardId, NODE_ID};
+
+/// A topic's requested partition count, as the controller receives it.
+#[derive(Debug, Clone)]
+struct Growth {
+    name: String,
+    count: i32,
+    /// Replica lists of the new partitions, if the client chose them.
+    assignments: Option<Vec<Vec<i32>>>,
+}
+
+type Outcome = Result<(), (i16, String)>;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    _header: &RequestHeader,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut seen = HashSet::new();
+    let mut duplicates = HashSet::new();
+    for t in &request.topics {
+        let name = t.name.0.to_string();
+        if !seen.insert(name.clone()) {
+            duplicates.insert(name);
+        }
+    }
+    let mut growths = Vec::new();
+    let mut results: Vec<(String, Option<Outcome>)> = Vec::new();
+    for t in &request.topics {
+        let name = t.name.0.to_string();
+        if duplicates.contains(&name) {
+            results.push((
+                name,
+                Some(Err((
+                    error_code::INVALID_REQUEST,
+                    "Duplicate topic in request.".to_string(),
+                ))),
+            ));
+            continue;
+        }
+        growths.push(Growth {
+            name: name.clone(),
+            count: t.count,
+            assignments: t.assignments.as_ref().map(|a| {
+                a.iter()
+                    .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            }),
+        });
+        results.push((name, None));
+    }
+    let mut outcomes = grow(shard, growths, request.validate_only)
+        .await
+        .into_iter();
+    let results = results
+        .into_iter()
+        .map(|(name, early)| {
+            let outcome = early.unwrap_or_else(|| {
+                outcomes.next().unwrap_or(Err((
+                    error_code::UNKNOWN_SERVER_ERROR,
+                    "no answer from the controller".to_string(),
+                )))
+            });
+            let r = CreatePartitionsTopicResult::default()
+                .with_name(TopicName(StrBytes::from_string(name)));
+            match outcome {
+                Ok(()) => r,
+                Err((code, msg)) => r
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(msg))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Applies the growths in one metadata change on the controller shard.
+async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> Vec<Outcome> {
+    if growths.is_empty() {
+        return Vec::new();
+    }
+    let count = growths.len();
+    let answer = shard
+        .call(ShardId(0), move |s| async move {
+            let shard_count = s.shard_count;
+            change_metadata_if(&s, |md| {
+                let mut changed = false;
+                let outcomes = growths
+                    .into_iter()
+                    .map(|g| {
+                        let added = check(md, &g)?;
+                        if !validate_only {
+                            let shards = md.place(shard_count, added);
+                            if let Some(t) = md.topics.get_mut(&g.name) {
+                                t.partitions
+                                    .extend(shards.into_iter().map(|shard| PartitionMeta { shard }));
+                                changed = true;
+                                tracing::info!(topic = %g.name, partitions = g.count, "partitions added");
+                            }
+                        }
+                        Ok(())
+                    })
+                    .collect::<Vec<Outcome>>();
+                (outcomes, changed)
+            })
+            .await
+        })
+        .await;
+    let error = match answer {
+        Ok(Ok(outcomes)) => return outcomes,
+        Ok(Err(e)) => e,
+        Err(_) => "the controller shard stopped".to_string(),
+    };
+    vec![Err((error_code::UNKNOWN_SERVER_ERROR, error)); count]
+}
+
+/// Checks one request entry against the metadata as Kafka does, and returns
+/// the number of partitions to add.
+fn check(md: &ClusterMetadata, g: &Growth) -> Result<usize, (i16, String)> {
+    let Some(topic) = md.topics.get(&g.name) else {
+        return Err((
+            error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("The topic '{}' does not exist.", g.name),
+        ));
+    };
+    let current = topic.partitions.len() as i32;
+    if g.count < current {
+        return Err((
+            error_code::INVALID_PARTITIONS,
+            format!(
+                "Topic currently has {current} partitions, which is higher than the requested {}.",
+                g.count
+            ),
+        ));
+    }
+    if g.count == current {
+        return Err((
+            error_code::INVALID_PARTITIONS,
+            format!("Topic already has {current} partitions."),
+        ));
+    }
+    let added = (g.count - current) as usize;
+    if let Some(assignments) = &g.assignments {
+        if assignments.len() != added {
+            return Err((
+                error_code::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "Attempted to add {added} additional partitions, but only {} assignments were specified.",
+                    assignments.len()
+                ),
+            ));
+        }
+        for (i, replicas) in assignments.iter().enumerate() {
+            let unknown: Vec<String> = replicas
+                .iter()
+                .filter(|&&b| b != NODE_ID)
+                .map(|b| b.to_string())
+                .collect();
+            if !unknown.is_empty() {
+                return Err((
+                    error_code::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "The manual partition assignment includes broker(s) {} which are not registered; this cluster has broker {NODE_ID} only.",
+                        unknown.join(", ")
+                    ),
+                ));
+            }
+            if replicas.len() != 1 {
+                return Err((
+                    error_code::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "The manual partition assignment of partition {} has {} replicas; the topic's replication factor is 1.",
+                        current as usize + i,
+                        replicas.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(added)
+}

@@ -1,0 +1,83 @@
+//! DeleteRecords: moves partitions' log start forward. Offsets below it
+//! become unreadable at once; the move is durable at the partition's next
+//! checkpoint, which is requested here (see the durability contract).
+
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use corelog_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use corelog_protocol::RequestHeader;
+use corelog_storage::Offset;
+
+use crate::shard::Shard;
+
+/// Offset -1 in a request: delete up to the high watermark.
+const HIGH_WATERMARK: i64 = -1;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    _header: &RequestHeader,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let md = shard.metadata();
+    let mut topics = Vec::new();
+    for t in &request.topics {
+        let name = t.name.0.to_string();
+        let mut partitions = Vec::new();
+        for p in &t.partitions {
+            let owner = md
+                .topics
+                .get(&name)
+                .and_then(|m| m.partitions.get(usize::try_from(p.partition_index).ok()?))
+                .map(|pm| pm.shard);
+            let (code, low_watermark) = match owner {
+                None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1),
+                Some(owner) => {
+                    let (topic, index, offset) = (name.clone(), p.partition_index, p.offset);
+                    shard
+                        .call(owner, move |s| async move {
+                            delete_before(&s, &topic, index, offset)
+                        })
+                        .await
+                        .unwrap_or((error_code::NOT_LEADER_OR_FOLLOWER, -1))
+                }
+            };
+            partitions.push(
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(low_watermark)
+                    .with_error_code(code),
+            );
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Runs on the owning shard: (error code, new log start offset).
+fn delete_before(shard: &Shard, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
+    let Some(p) = shard.partition(topic, partition) else {
+        return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1);
+    };
+    p.with_log(|log| {
+        let target = match offset {
+            HIGH_WATERMARK => log.flushed_offset(),
+            o if o < 0 => return (error_code::OFFSET_OUT_OF_RANGE, -1),
+            o => Offset(o),
+        };
+        match log.advance_log_start(target) {
+            Ok(start) => {
+                log.request_checkpoint();
+                (error_code::NONE, start.0)
+            }
+            Err(e) => (super::storage_error_code(&e), -1),
+        }
+    })
+}

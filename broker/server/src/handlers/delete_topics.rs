@@ -1,0 +1,223 @@
+//! DeleteTopics: removes topics from the metadata on the controller shard;
+//! every shard's `reconcile` then closes the partitions it owns and deletes
+//! their directories. From v6 a topic may be named by its id.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use corelog_protocol::kafka_protocol::messages::{
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::RequestHeader;
+
+use crate::controller::change_metadata;
+use crate::metadata::ClusterMetadata;
+use crate::shard::Shard;
+use crate::ShardId;
+
+/// One topic to delete, as the request names it.
+#[derive(Debug, Clone)]
+enum Target {
+    Name(String),
+    /// 32 hex digits, as `TopicMeta::id` holds it.
+    Id(String),
+}
+
+/// The outcome for one topic: its name and id (as far as known) and an error.
+#[derive(Debug, Clone)]
+struct Outcome {
+    name: Option<String>,
+    id: Option<String>,
+    error: Option<(i16, String)>,
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let v6 = header.api_version >= 6;
+    // Entries answered without asking the controller, in request order.
+    let mut early: Vec<(usize, Outcome)> = Vec::new();
+    let mut targets: Vec<(usize, Target)> = Vec::new();
+    let mut seen_names = HashSet::new();
+    let mut seen_ids = HashSet::new();
+    let requested: Vec<(Option<String>, Option<String>)> = if v6 {
+        request
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.0.to_string());
+                let id = (!t.topic_id.is_nil()).then(|| t.topic_id.simple().to_string());
+                (name, id)
+            })
+            .collect()
+    } else {
+        request
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), None))
+            .collect()
+    };
+    for (i, (name, id)) in requested.into_iter().enumerate() {
+        let bad = |msg: &str| Outcome {
+            name: name.clone(),
+            id: id.clone(),
+            error: Some((error_code::INVALID_REQUEST, msg.to_string())),
+        };
+        match (&name, &id) {
+            (Some(_), Some(_)) => {
+                early.push((i, bad("You may not specify both topic name and topic id.")))
+            }
+            (None, None) => early.push((i, bad("Neither topic name nor id were specified."))),
+            (Some(n), None) => {
+                if seen_names.insert(n.clone()) {
+                    targets.push((i, Target::Name(n.clone())));
+                } else {
+                    early.push((i, bad("Duplicate topic name.")));
+                }
+            }
+            (None, Some(t)) => {
+                if seen_ids.insert(t.clone()) {
+                    targets.push((i, Target::Id(t.clone())));
+                } else {
+                    early.push((i, bad("Duplicate topic id.")));
+                }
+            }
+        }
+    }
+    let (indexes, targets): (Vec<usize>, Vec<Target>) = targets.into_iter().unzip();
+    let outcomes = delete(shard, targets).await;
+    let mut all: Vec<(usize, Outcome)> = indexes.into_iter().zip(outcomes).collect();
+    all.extend(early);
+    all.sort_by_key(|(i, _)| *i);
+    let responses = all
+        .into_iter()
+        .map(|(_, o)| {
+            let mut r = DeletableTopicResult::default()
+                .with_name(o.name.map(|n| TopicName(StrBytes::from_string(n))));
+            if v6 {
+                let id =
+                    o.id.and_then(|id| uuid::Uuid::parse_str(&id).ok())
+                        .unwrap_or_default();
+                r = r.with_topic_id(id);
+            }
+            if let Some((code, msg)) = o.error {
+                r = r.with_error_code(code);
+                if header.api_version >= 5 {
+                    r = r.with_error_message(Some(StrBytes::from_string(msg)));
+                }
+            }
+            r
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Deletes the topics in one metadata change on the controller shard.
+async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let fallback: Vec<(Option<String>, Option<String>)> = targets
+        .iter()
+        .map(|t| match t {
+            Target::Name(n) => (Some(n.clone()), None),
+            Target::Id(id) => (None, Some(id.clone())),
+        })
+        .collect();
+    let answer = shard
+        .call(ShardId(0), move |s| async move {
+            change_metadata_if(&s, |md| {
+                let mut outcomes = Vec::with_capacity(targets.len());
+                let mut removed = false;
+                for t in targets {
+                    let name = match &t {
+                        Target::Name(n) => md.topics.contains_key(n).then(|| n.clone()),
+                        Target::Id(id) => md
+                            .topics
+                            .iter()
+                            .find(|(_, m)| m.id.eq_ignore_ascii_case(id))
+                            .map(|(n, _)| n.clone()),
+                    };
+                    let outcome = match (name, t) {
+                        (Some(name), _) => {
+                            let meta = md.topics.remove(&name);
+                            removed = true;
+                            tracing::info!(topic = %name, "topic deleted");
+                            Outcome {
+                                name: Some(name),
+                                id: meta.map(|m| m.id),
+                                error: None,
+                            }
+                        }
+                        (None, Target::Name(n)) => Outcome {
+                            error: Some((
+                                error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                                format!("Topic '{n}' does not exist."),
+                            )),
+                            name: Some(n),
+                            id: None,
+                        },
+                        (None, Target::Id(id)) => Outcome {
+                            error: Some((
+                                error_code::UNKNOWN_TOPIC_ID,
+                                format!("Topic id {id} does not exist."),
+                            )),
+                            name: None,
+                            id: Some(id),
+                        },
+                    };
+                    outcomes.push(outcome);
+                }
+                (outcomes, removed)
+            })
+            .await
+        })
+        .await;
+    let error = match answer {
+        Ok(Ok(outcomes)) => return outcomes,
+        Ok(Err(e)) => e,
+        Err(_) => "the controller shard stopped".to_string(),
+    };
+    fallback
+        .into_iter()
+        .map(|(name, id)| Outcome {
+            name,
+            id,
+            error: Some((error_code::UNKNOWN_SERVER_ERROR, error.clone())),
+        })
+        .collect()
+}
+
+/// Runs `change` as a metadata change on the controller shard (see
+/// [`change_metadata`]), but persists and publishes the result only when
+/// `change` reports that it changed something: validate-only requests and
+/// requests where every entry failed leave the metadata version alone.
+/// Must run on shard 0.
+pub(crate) async fn change_metadata_if<T>(
+    shard: &Rc<Shard>,
+    change: impl FnOnce(&mut ClusterMetadata) -> (T, bool),
+) -> Result<T, String> {
+    const UNCHANGED: &str = "\0metadata unchanged";
+    let mut out = None;
+    let result = change_metadata(shard, |md| {
+        let (value, changed) = change(md);
+        out = Some(value);
+        if changed {
+            Ok(())
+        } else {
+            Err(UNCHANGED.to_string())
+        }
+    })
+    .await;
+    match result {
+        Ok(()) => {}
+        Err(e) if e == UNCHANGED => {}
+        Err(e) => return Err(e),
+    }
+    out.ok_or_else(|| "metadata change did not run".to_string())
+}

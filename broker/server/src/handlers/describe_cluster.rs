@@ -1,0 +1,62 @@
+//! DescribeCluster: the cluster id, the controller and the one broker.
+
+use std::rc::Rc;
+
+use corelog_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use corelog_protocol::kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse,
+};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::{RequestHeader, ResponseError};
+
+use crate::shard::Shard;
+use crate::NODE_ID;
+
+/// `endpoint_type` 1: brokers (the only kind this node serves).
+const ENDPOINT_BROKERS: i8 = 1;
+
+/// Kafka's `AclOperation` codes a cluster resource has; with no authorizer
+/// every one of them is allowed.
+const CLUSTER_OPERATIONS: [i32; 9] = [
+    5,  // CREATE
+    7,  // ALTER
+    8,  // DESCRIBE
+    9,  // CLUSTER_ACTION
+    10, // DESCRIBE_CONFIGS
+    11, // ALTER_CONFIGS
+    12, // IDEMPOTENT_WRITE
+    13, // CREATE_TOKENS
+    14, // DESCRIBE_TOKENS
+];
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let md = shard.metadata();
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(md.cluster_id.clone()))
+        .with_controller_id(BrokerId(NODE_ID));
+    if header.api_version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
+        // Like a Kafka broker, which describes only brokers; controllers are
+        // described by a controller.
+        return response
+            .with_endpoint_type(request.endpoint_type)
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "The broker does not support endpoint type {}; only brokers (1).",
+                request.endpoint_type
+            ))));
+    }
+    if request.include_cluster_authorized_operations {
+        response = response.with_cluster_authorized_operations(
+            CLUSTER_OPERATIONS.iter().fold(0, |bits, op| bits | 1 << op),
+        );
+    }
+    let (host, port) = shard.config.advertised();
+    response.with_brokers(vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(NODE_ID))
+        .with_host(StrBytes::from_string(host))
+        .with_port(port as i32)])
+}

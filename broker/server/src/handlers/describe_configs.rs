@@ -1,0 +1,403 @@
+//! DescribeConfigs: a topic's configs (its overrides and the broker
+//! defaults for the rest), and the broker's own settings, read-only.
+
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use corelog_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::RequestHeader;
+
+use crate::config::ServerConfig;
+use crate::metadata::{describe_value, validate_topic_name, TopicMeta, TOPIC_CONFIG_KEYS};
+use crate::shard::Shard;
+use crate::NODE_ID;
+
+/// Kafka's `ConfigResource.Type` codes.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's `ConfigSource` codes.
+const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+/// Kafka's `ConfigType` codes (DescribeConfigs v3+).
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+
+/// A topic config's type, the broker setting that supplies its default
+/// (Kafka's synonym) and its documentation.
+fn topic_key_info(key: &str) -> (i8, Option<&'static str>, &'static str) {
+    match key {
+        "cleanup.policy" => (
+            TYPE_LIST,
+            Some("log.cleanup.policy"),
+            "The retention policy of the topic's log segments. Only \"delete\" is supported.",
+        ),
+        "compression.type" => (
+            TYPE_STRING,
+            Some("compression.type"),
+            "Batches are stored as the producer sent them; only \"producer\" is supported.",
+        ),
+        "flush.policy" => (
+            TYPE_STRING,
+            None,
+            "Corelog: \"always\" to fdatasync every write before acknowledging it, or a number of milliseconds between fdatasyncs.",
+        ),
+        "max.message.bytes" => (
+            TYPE_INT,
+            Some("message.max.bytes"),
+            "The largest record batch size allowed.",
+        ),
+        "min.insync.replicas" => (
+            TYPE_INT,
+            Some("min.insync.replicas"),
+            "The minimum number of in-sync replicas for acks=all.",
+        ),
+        "retention.bytes" => (
+            TYPE_LONG,
+            Some("log.retention.bytes"),
+            "The size a partition may grow to before old segments are deleted; -1 for no limit.",
+        ),
+        "retention.ms" => (
+            TYPE_LONG,
+            Some("log.retention.ms"),
+            "How long a segment is kept before it is deleted; -1 for no time limit.",
+        ),
+        "segment.bytes" => (TYPE_INT, Some("log.segment.bytes"), "The segment file size."),
+        "segment.ms" => (
+            TYPE_LONG,
+            Some("log.roll.ms"),
+            "The time after which a segment is rolled even if it is not full.",
+        ),
+        _ => (0, None, ""),
+    }
+}
+
+/// One broker-level setting: name, value, type, whether it has the built-in
+/// default value, documentation.
+struct BrokerEntry {
+    name: &'static str,
+    value: String,
+    config_type: i8,
+    is_default: bool,
+    doc: &'static str,
+}
+
+/// The broker settings this broker reports, with Kafka's names.
+fn broker_entries(c: &ServerConfig) -> Vec<BrokerEntry> {
+    let d = ServerConfig::default();
+    let (t, dt) = (&c.topic_defaults, &d.topic_defaults);
+    let (host, port) = c.advertised();
+    let e = |name, value: String, default: String, config_type, doc| BrokerEntry {
+        name,
+        is_default: value == default,
+        value,
+        config_type,
+        doc,
+    };
+    vec![
+        e(
+            "advertised.listeners",
+            format!("PLAINTEXT://{host}:{port}"),
+            String::new(),
+            TYPE_STRING,
+            "The listener clients are told to connect to.",
+        ),
+        e(
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            d.auto_create_topics.to_string(),
+            TYPE_BOOLEAN,
+            "Whether producing to or asking metadata for an unknown topic creates it.",
+        ),
+        e(
+            "broker.id",
+            NODE_ID.to_string(),
+            NODE_ID.to_string(),
+            TYPE_INT,
+            "The id of this broker.",
+        ),
+        e(
+            "compression.type",
+            "producer".into(),
+            "producer".into(),
+            TYPE_STRING,
+            "Batches are stored as the producer sent them.",
+        ),
+        e(
+            "default.replication.factor",
+            "1".into(),
+            "1".into(),
+            TYPE_INT,
+            "The replication factor of topics created without one.",
+        ),
+        e(
+            "listeners",
+            format!("PLAINTEXT://{}", c.listen),
+            format!("PLAINTEXT://{}", d.listen),
+            TYPE_STRING,
+            "The address the broker listens on.",
+        ),
+        e(
+            "log.cleanup.policy",
+            "delete".into(),
+            "delete".into(),
+            TYPE_LIST,
+            "The default cleanup policy of topics.",
+        ),
+        e(
+            "log.dirs",
+            c.data_dir.display().to_string(),
+            d.data_dir.display().to_string(),
+            TYPE_STRING,
+            "The directory holding the partitions and the cluster metadata.",
+        ),
+        e(
+            "log.retention.bytes",
+            t.retention_bytes.to_string(),
+            dt.retention_bytes.to_string(),
+            TYPE_LONG,
+            "The default retention.bytes of topics.",
+        ),
+        e(
+            "log.retention.ms",
+            t.retention_ms.to_string(),
+            dt.retention_ms.to_string(),
+            TYPE_LONG,
+            "The default retention.ms of topics.",
+        ),
+        e(
+            "log.roll.ms",
+            t.segment_ms.to_string(),
+            dt.segment_ms.to_string(),
+            TYPE_LONG,
+            "The default segment.ms of topics.",
+        ),
+        e(
+            "log.segment.bytes",
+            t.segment_bytes.to_string(),
+            dt.segment_bytes.to_string(),
+            TYPE_INT,
+            "The default segment.bytes of topics.",
+        ),
+        e(
+            "message.max.bytes",
+            t.max_message_bytes.to_string(),
+            dt.max_message_bytes.to_string(),
+            TYPE_INT,
+            "The default max.message.bytes of topics.",
+        ),
+        e(
+            "min.insync.replicas",
+            "1".into(),
+            "1".into(),
+            TYPE_INT,
+            "The default min.insync.replicas of topics.",
+        ),
+        e(
+            "node.id",
+            NODE_ID.to_string(),
+            NODE_ID.to_string(),
+            TYPE_INT,
+            "The id of this node.",
+        ),
+        e(
+            "num.partitions",
+            c.default_partitions.to_string(),
+            d.default_partitions.to_string(),
+            TYPE_INT,
+            "The partition count of topics created without one.",
+        ),
+        e(
+            "socket.request.max.bytes",
+            c.request_bytes_max.to_string(),
+            d.request_bytes_max.to_string(),
+            TYPE_INT,
+            "The largest request accepted.",
+        ),
+    ]
+}
+
+/// The value of a broker setting, by Kafka name, and whether it is the
+/// built-in default.
+fn broker_value(c: &ServerConfig, name: &str) -> Option<(String, bool)> {
+    broker_entries(c)
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| (e.value, e.is_default))
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let md = shard.metadata();
+    let config = &shard.config;
+    let v3 = header.api_version >= 3;
+    let synonyms = request.include_synonyms;
+    let docs = v3 && request.include_documentation;
+    let results = request
+        .resources
+        .iter()
+        .map(|r| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let wanted = |key: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+            };
+            let name = r.resource_name.as_str();
+            let fail = |code: i16, msg: String| {
+                result
+                    .clone()
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(msg)))
+            };
+            match r.resource_type {
+                RESOURCE_TOPIC => {
+                    if let Err(e) = validate_topic_name(name) {
+                        return fail(error_code::INVALID_TOPIC_EXCEPTION, e);
+                    }
+                    let Some(topic) = md.topics.get(name) else {
+                        return fail(
+                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!("Topic '{name}' does not exist."),
+                        );
+                    };
+                    let configs = TOPIC_CONFIG_KEYS
+                        .iter()
+                        .filter(|k| wanted(k))
+                        .filter_map(|k| topic_entry(config, topic, k, v3, synonyms, docs))
+                        .collect();
+                    result.with_configs(configs)
+                }
+                RESOURCE_BROKER => {
+                    if !(name.is_empty() || name == NODE_ID.to_string()) {
+                        return fail(
+                            error_code::INVALID_REQUEST,
+                            format!(
+                                "Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
+                            ),
+                        );
+                    }
+                    let configs = broker_entries(config)
+                        .into_iter()
+                        .filter(|e| wanted(e.name))
+                        .map(|e| {
+                            let source = if e.is_default {
+                                SOURCE_DEFAULT_CONFIG
+                            } else {
+                                SOURCE_STATIC_BROKER_CONFIG
+                            };
+                            let value = StrBytes::from_string(e.value);
+                            let mut entry = DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_static_str(e.name))
+                                .with_value(Some(value.clone()))
+                                .with_read_only(true)
+                                .with_config_source(source)
+                                .with_is_sensitive(false);
+                            if synonyms {
+                                entry = entry.with_synonyms(vec![DescribeConfigsSynonym::default()
+                                    .with_name(StrBytes::from_static_str(e.name))
+                                    .with_value(Some(value))
+                                    .with_source(source)]);
+                            }
+                            if v3 {
+                                entry = entry.with_config_type(e.config_type);
+                                if docs {
+                                    entry = entry
+                                        .with_documentation(Some(StrBytes::from_static_str(e.doc)));
+                                }
+                            }
+                            entry
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                other => fail(
+                    error_code::INVALID_REQUEST,
+                    format!("Unsupported resource type {other}; this broker describes topics (2) and brokers (4)."),
+                ),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// One topic config entry: its value, where it comes from and, if asked,
+/// its synonyms (the override, then the broker default) and documentation.
+fn topic_entry(
+    config: &ServerConfig,
+    topic: &TopicMeta,
+    key: &'static str,
+    v3: bool,
+    synonyms: bool,
+    docs: bool,
+) -> Option<DescribeConfigsResourceResult> {
+    let (value, is_default) = describe_value(config, topic, key)?;
+    let (config_type, broker_key, doc) = topic_key_info(key);
+    // The default comes from a broker setting (Kafka's synonym), which the
+    // config file may have set.
+    let empty = TopicMeta {
+        id: String::new(),
+        partitions: Vec::new(),
+        configs: Default::default(),
+    };
+    let (default_name, default_value, default_source) =
+        match broker_key.and_then(|b| Some((b, broker_value(config, b)?))) {
+            Some((b, (v, true))) => (b, v, SOURCE_DEFAULT_CONFIG),
+            Some((b, (v, false))) => (b, v, SOURCE_STATIC_BROKER_CONFIG),
+            None => (
+                key,
+                describe_value(config, &empty, key).map_or_else(String::new, |(v, _)| v),
+                SOURCE_DEFAULT_CONFIG,
+            ),
+        };
+    let source = if is_default {
+        default_source
+    } else {
+        SOURCE_TOPIC_CONFIG
+    };
+    let mut entry = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_static_str(key))
+        .with_value(Some(StrBytes::from_string(value.clone())))
+        .with_read_only(false)
+        .with_config_source(source)
+        .with_is_sensitive(false);
+    if synonyms {
+        let mut list = Vec::new();
+        if !is_default {
+            list.push(
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_static_str(key))
+                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_source(SOURCE_TOPIC_CONFIG),
+            );
+        }
+        list.push(
+            DescribeConfigsSynonym::default()
+                .with_name(StrBytes::from_static_str(default_name))
+                .with_value(Some(StrBytes::from_string(default_value)))
+                .with_source(default_source),
+        );
+        entry = entry.with_synonyms(list);
+    }
+    if v3 {
+        entry = entry.with_config_type(config_type);
+        if docs {
+            entry = entry.with_documentation(Some(StrBytes::from_static_str(doc)));
+        }
+    }
+    Some(entry)
+}

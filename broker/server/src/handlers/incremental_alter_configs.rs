@@ -1,0 +1,62 @@
+//! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on single
+//! topic configs. APPEND and SUBTRACT apply to list configs only, which
+//! among this broker's topic configs is `cleanup.policy`.
+
+use std::rc::Rc;
+
+use corelog_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use corelog_protocol::kafka_protocol::messages::{
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_protocol::RequestHeader;
+
+use super::alter_configs::{alter_topics, check_resources, Edit};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    _header: &RequestHeader,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let resources = request
+        .resources
+        .iter()
+        .map(|r| {
+            let ops = r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            (
+                r.resource_type,
+                r.resource_name.to_string(),
+                Edit::Incremental(ops),
+            )
+        })
+        .collect();
+    let outcomes = alter_topics(shard, check_resources(resources), request.validate_only).await;
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(r, outcome)| {
+            let resp = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match outcome {
+                Ok(()) => resp,
+                Err((code, msg)) => resp
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(msg))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -19,6 +19,7 @@ pub mod hist;
 pub mod limits;
 pub mod report;
 pub mod run;
+pub mod storage;
 pub mod svg;
 
 pub use compare::{compare_runs, Comparison, ComparisonRow, RegressionRule};

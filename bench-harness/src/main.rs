@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use corelog_bench::{compare, limits, report};
+use corelog_bench::{compare, limits, report, storage};
 
 #[derive(Debug, Parser)]
 #[command(name = "corelog-bench", version, about = "Corelog benchmark harness")]
@@ -21,6 +21,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Render a run or a comparison as a markdown report with a latency plot.
     Report(report::ReportArgs),
+    /// Append throughput and latency of one partition log (storage layer).
+    Storage(storage::StorageArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         Command::Limits(args) => limits::run_command(args),
         Command::Compare(args) => compare::run_command(args),
         Command::Report(args) => report::run_command(args),
+        Command::Storage(args) => storage::run_command(args),
     };
     match result {
         Ok(code) => code,

@@ -45,28 +45,126 @@ impl DirectFile for GlommioFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        // fdatasync cannot complete without blocking, so io_uring hands it to
+        // an io-wq worker; measured here, the shard's executor then spins
+        // until the worker, pinned to the same core, gets a scheduler tick
+        // (3.8 ms per durable append, against 0.35 ms). It runs on glommio's
+        // blocking pool instead, on a thread allowed on every core, and the
+        // executor parks until it is done.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        glommio::executor()
+            .spawn_blocking(move || {
+                unpin_current_thread();
+                // SAFETY: the descriptor stays open: `self` outlives this await.
+                if unsafe { libc::fdatasync(fd) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+            .await
     }
 
     async fn preallocate(&self, len_bytes: u64) -> io::Result<()> {
-        match self.file.pre_allocate(len_bytes, false).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e: io::Error = e.into();
-                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-                    return Ok(());
-                }
-                Err(e)
-            }
+        // Reserve the space and write zeros over it, so that data writes
+        // overwrite written blocks. A write into fallocated (unwritten)
+        // extents needs an extent conversion, which io_uring also hands to a
+        // worker (the stall above, at p99: 4.5 ms against 0.36 ms at 16 KiB).
+        // This costs a second write of each segment's bytes, done ahead of
+        // the data by the partition's preallocation lane on the blocking pool.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let from = self.file.file_size().await?;
+        if from >= len_bytes {
+            return Ok(());
         }
+        glommio::executor()
+            .spawn_blocking(move || {
+                unpin_current_thread();
+                zero_fill(fd, from, len_bytes)
+            })
+            .await
     }
 
     async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
-        Ok(self.file.truncate(len_bytes).await?)
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        glommio::executor()
+            .spawn_blocking(move || {
+                unpin_current_thread();
+                // SAFETY: the descriptor stays open: `self` outlives this await.
+                if unsafe { libc::ftruncate(fd, len_bytes as libc::off_t) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+            .await
     }
 
     async fn size(&self) -> io::Result<u64> {
         Ok(self.file.file_size().await?)
+    }
+}
+
+/// Reserves [from, to) of `fd` with fallocate (so ENOSPC shows before any
+/// write), then writes zeros over it in 1 MiB O_DIRECT writes.
+fn zero_fill(fd: i32, from: u64, to: u64) -> io::Result<()> {
+    const STEP_BYTES: usize = 1 << 20;
+    // SAFETY: plain syscalls on a descriptor that stays open for the call.
+    unsafe {
+        if libc::fallocate(fd, 0, from as libc::off_t, (to - from) as libc::off_t) != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(e);
+            }
+        }
+    }
+    let buf = corelog_storage::io::AlignedBuf::zeroed(STEP_BYTES);
+    // Never below `from`: the block holding it may hold data (a segment cut
+    // at an unaligned size), and writes may be rewriting it concurrently.
+    // The bytes between `from` and the next block read as zeros already.
+    let mut pos = from.div_ceil(4096) * 4096;
+    while pos < to {
+        let len = (STEP_BYTES as u64).min(to - pos).div_ceil(4096) * 4096;
+        // SAFETY: buf is valid for len bytes (len <= STEP_BYTES).
+        let n = unsafe {
+            libc::pwrite(
+                fd,
+                buf.as_ref().as_ptr().cast(),
+                len as usize,
+                pos as libc::off_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        pos += n as u64;
+    }
+    // Commit the extent conversions now, in one journal commit, rather than
+    // leaving them for the next data fdatasync to pay for.
+    // SAFETY: plain syscall on an open descriptor.
+    if unsafe { libc::fdatasync(fd) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Lets the calling blocking-pool thread run on any core (once per thread):
+/// it inherits the shard's pinning, and pinned it would wait for the very
+/// core whose executor is waiting for it.
+fn unpin_current_thread() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if DONE.with(|d| d.replace(true)) {
+        return;
+    }
+    // SAFETY: sched_setaffinity on the calling thread with a full mask.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
@@ -141,27 +239,16 @@ impl StorageIo for GlommioIo {
     }
 
     async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
-        let tmp = path.with_file_name(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .buffered_open(&tmp)
-            .await?;
-        let written = file.write_at(data.to_vec(), 0).await?;
-        if written != data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "short write of a small file",
-            ));
-        }
-        file.fdatasync().await?;
-        file.close().await?;
-        glommio::io::rename(&tmp, path).await?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        glommio::io::Directory::open(dir).await?.sync().await?;
-        Ok(())
+        // Checkpoints and index files are written at every roll and every
+        // checkpoint interval. Their fsyncs run on the blocking pool for the
+        // same reason as fdatasync above; through io_uring each would stall
+        // the shard for a scheduler tick.
+        let (path, data) = (path.to_path_buf(), data.to_vec());
+        glommio::executor()
+            .spawn_blocking(move || {
+                unpin_current_thread();
+                corelog_storage::io::write_file_atomic_blocking(&path, &data)
+            })
+            .await
     }
 }

@@ -54,6 +54,7 @@ impl Partition {
             closed: std::cell::Cell::new(false),
         });
         glommio::spawn_local(drive(inner.clone())).detach();
+        glommio::spawn_local(preallocate_ahead(inner.clone())).detach();
         Partition { inner }
     }
 
@@ -113,6 +114,26 @@ impl Partition {
         }
         self.inner.closed.set(true);
         self.inner.work.notify_all();
+    }
+}
+
+/// Keeps space reserved ahead of the writes, beside the job driver, so a
+/// write rarely waits for a preallocation step.
+async fn preallocate_ahead(inner: Rc<Inner>) {
+    loop {
+        if inner.closed.get() {
+            return;
+        }
+        let job = inner.log.borrow_mut().next_preallocation();
+        match job {
+            Some(job) => {
+                let done = job.run().await;
+                inner.log.borrow_mut().finish_preallocation(done);
+                // A write may have been waiting for the space.
+                inner.work.notify_all();
+            }
+            None => inner.work.notified().or(inner.progress.notified()).await,
+        }
     }
 }
 

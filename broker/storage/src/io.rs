@@ -274,16 +274,22 @@ impl StorageIo for StdIo {
     }
 
     async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let tmp = tmp_path(path);
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
+        write_file_atomic_blocking(path, data)
     }
+}
+
+/// Replaces `path` with `data` atomically and durably with blocking calls:
+/// write a temporary file, fsync it, rename it over `path`, fsync the directory.
+pub fn write_file_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = tmp_path(path);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// The name a temporary file of [`StorageIo::write_file_atomic`] has, so that

@@ -43,6 +43,44 @@ use crate::io::{align_down, align_up, DirectFile, StorageIo, IO_ALIGN_BYTES};
 use crate::job::{Job, JobDone, Work};
 use crate::types::{segment_file_stem, Offset};
 
+/// Reserving (and, where the I/O layer does so, zero-filling) the active
+/// segment's next `preallocate_step_bytes` while writes go on below it.
+///
+/// It runs beside the job pipeline, not in it, so that a write never waits
+/// for a whole step to be reserved. It only touches bytes at or past the
+/// reserved size, which no write reaches while it runs: `next_job` caps
+/// writes at the reserved size and holds back rolls and repairs until
+/// [`PartitionLog::finish_preallocation`].
+pub struct Preallocation<I: StorageIo> {
+    io: I,
+    file: Rc<I::File>,
+    path: PathBuf,
+    base: Offset,
+    to: u64,
+}
+
+pub struct PreallocationDone {
+    base: Offset,
+    to: u64,
+    result: std::result::Result<(), StorageError>,
+}
+
+impl<I: StorageIo> Preallocation<I> {
+    pub async fn run(self) -> PreallocationDone {
+        let _ = &self.io;
+        let result = self
+            .file
+            .preallocate(self.to)
+            .await
+            .map_err(|e| StorageError::io("preallocate", &self.path, e));
+        PreallocationDone {
+            base: self.base,
+            to: self.to,
+            result,
+        }
+    }
+}
+
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -151,6 +189,8 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) checkpoint_requested: bool,
     pub(crate) last_sync_ms: i64,
     pub(crate) producers: crate::producer::ProducerStates,
+    /// A preallocation running beside the jobs: (segment base, target size).
+    pub(crate) preallocating: Option<(Offset, u64)>,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -307,8 +347,11 @@ impl<I: StorageIo> PartitionLog<I> {
         if self.in_flight.is_some() {
             return None;
         }
+        // Jobs that change the active file's size wait for a running
+        // preallocation, which writes zeros past the written data.
+        let file_busy = self.preallocating.is_some();
         if self.failure.is_some() {
-            return Some(self.repair_job());
+            return (!file_busy).then(|| self.repair_job());
         }
         if self.checkpoint_requested
             || self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes
@@ -328,9 +371,12 @@ impl<I: StorageIo> PartitionLog<I> {
                 > self.config.segment_bytes_max;
             let too_old = now_ms - self.active.first_write_ms >= self.config.segment_ms;
             if self.active.written_bytes > 0 && (too_big || too_old) {
-                return Some(self.roll_job());
+                return (!file_busy).then(|| self.roll_job());
             }
-            return Some(self.write_job(now_ms));
+            // While a preallocation runs, a write may only use space that is
+            // already preallocated.
+            let cap = file_busy.then_some(self.active.preallocated_bytes);
+            return self.write_job(now_ms, cap);
         }
         if let Some(deadline) = self.next_deadline_ms() {
             if now_ms >= deadline {
@@ -360,22 +406,29 @@ impl<I: StorageIo> PartitionLog<I> {
             .max(align_up(needed))
     }
 
-    fn write_job(&mut self, now_ms: i64) -> Job<I> {
+    /// One group-commit write of the batches queued so far, or None if the
+    /// first one does not fit under `cap_bytes` (the file end it may reach).
+    fn write_job(&mut self, now_ms: i64, cap_bytes: Option<u64>) -> Option<Job<I>> {
         let active = &self.active;
+        let start = align_down(active.written_bytes);
+        let head = active.tail.len();
         let mut count = 0;
         let mut bytes = 0u64;
         for p in &self.unflushed {
             let len = p.bytes.len() as u64;
             let fits_segment = active.written_bytes + bytes + len <= self.config.segment_bytes_max;
             let fits_write = bytes + len <= self.config.write_bytes_max as u64;
-            if count > 0 && !(fits_segment && fits_write) {
+            let fits_cap =
+                cap_bytes.is_none_or(|cap| start + align_up(head as u64 + bytes + len) <= cap);
+            if !fits_cap || (count > 0 && !(fits_segment && fits_write)) {
                 break;
             }
             count += 1;
             bytes += len;
         }
-        let start = align_down(active.written_bytes);
-        let head = active.tail.len();
+        if count == 0 {
+            return None;
+        }
         let end_in_buf = head + bytes as usize;
         let mut buf = active
             .file
@@ -413,14 +466,66 @@ impl<I: StorageIo> PartitionLog<I> {
             preallocate_to,
             sync,
         });
-        self.job(Work::Write {
+        Some(self.job(Work::Write {
             file: self.active.file.clone(),
             path: self.active.path.clone(),
             buf,
             pos: start,
             preallocate_to,
             sync,
+        }))
+    }
+
+    /// Space reservation ahead of the writes, to run beside the jobs (see
+    /// [`Preallocation`]): Some when the active segment has less than one
+    /// two `preallocate_step_bytes` reserved beyond its written and queued bytes.
+    pub fn next_preallocation(&mut self) -> Option<Preallocation<I>> {
+        let touches_size = matches!(
+            self.in_flight,
+            Some(InFlight::Write {
+                preallocate_to: Some(_),
+                ..
+            }) | Some(InFlight::Roll { .. })
+                | Some(InFlight::Repair { .. })
+        );
+        if self.preallocating.is_some() || self.failure.is_some() || touches_size {
+            return None;
+        }
+        let a = &self.active;
+        let limit = align_up(self.config.segment_bytes_max);
+        // Two steps ahead: a step being filled while writes use the one before
+        // it, so writes do not catch up with the fill at high rates.
+        let wanted =
+            a.written_bytes + self.unflushed_bytes as u64 + 2 * self.config.preallocate_step_bytes;
+        if a.preallocated_bytes >= wanted.min(limit) {
+            return None;
+        }
+        let to = (a.preallocated_bytes + self.config.preallocate_step_bytes)
+            .min(limit)
+            .max(align_up(wanted.min(limit)));
+        self.preallocating = Some((a.base, to));
+        Some(Preallocation {
+            io: self.io.clone(),
+            file: a.file.clone(),
+            path: a.path.clone(),
+            base: a.base,
+            to,
         })
+    }
+
+    /// Applies a finished [`Preallocation`]. A failure is only logged: the
+    /// write that needs the space preallocates inline and reports the error.
+    pub fn finish_preallocation(&mut self, done: PreallocationDone) {
+        self.preallocating = None;
+        match done.result {
+            Ok(()) if done.base == self.active.base => {
+                self.active.preallocated_bytes = self.active.preallocated_bytes.max(done.to);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "preallocation ahead of writes failed")
+            }
+        }
     }
 
     fn sync_job(&mut self) -> Job<I> {

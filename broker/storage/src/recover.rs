@@ -402,6 +402,7 @@ impl<I: StorageIo> PartitionLog<I> {
             checkpoint_requested,
             last_sync_ms: 0,
             producers: Default::default(),
+            preallocating: None,
         }
     }
 }

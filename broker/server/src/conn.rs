@@ -92,7 +92,9 @@ impl std::fmt::Display for Close {
 }
 
 async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Reply, Close> {
-    let (header, body) = decode_request_header(frame).map_err(protocol_close)?;
+    let raw = frame.clone();
+    let (header, body) =
+        decode_request_header(frame).map_err(|e| with_frame(protocol_close(e), &raw))?;
     let request = match decode_request_with(handlers::SERVER_APIS, &header, body) {
         Ok(r) => r,
         Err(e) => {
@@ -101,10 +103,27 @@ async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Reply, Close> {
             if let Some(resp) = e.error_response() {
                 return Ok(Reply::Bytes(resp.freeze()));
             }
-            return Err(protocol_close(e));
+            return Err(with_frame(protocol_close(e), &raw));
         }
     };
     handlers::dispatch(shard, &header, request).await
+}
+
+/// Adds the start of the offending frame to the log line, in hex, so that a
+/// client's bad request can be diagnosed from the broker's log alone.
+fn with_frame(mut close: Close, frame: &[u8]) -> Close {
+    const SHOWN_BYTES: usize = 64;
+    let hex: String = frame
+        .iter()
+        .take(SHOWN_BYTES)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    close.reason = format!(
+        "{} (frame of {} bytes starts {hex})",
+        close.reason,
+        frame.len()
+    );
+    close
 }
 
 fn protocol_close(e: ProtocolError) -> Close {

@@ -104,13 +104,20 @@ async fn shard_main(
     reconcile(&shard).await;
     let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
     tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions.borrow().len(), "shard ready");
-    if id.0 == 0 {
-        let (host, port) = config.advertised();
-        eprintln!(
-            "corelog ready: {} shard(s), listening on {}, advertised as {host}:{port}",
-            shard_count, config.listen
-        );
-    }
+    // "ready" means every shard serves: its partitions are open and it
+    // accepts connections. Shard 0 counts the shards and says so once.
+    let _ = shard
+        .call(ShardId(0), move |s| async move {
+            s.shards_ready.set(s.shards_ready.get() + 1);
+            if s.shards_ready.get() == s.shard_count {
+                let (host, port) = s.config.advertised();
+                eprintln!(
+                    "corelog ready: {} shard(s), listening on {}, advertised as {host}:{port}",
+                    s.shard_count, s.config.listen
+                );
+            }
+        })
+        .await;
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {

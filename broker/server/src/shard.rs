@@ -47,6 +47,9 @@ pub struct Shard {
     pub cache: SharedBatchCache,
     senders: Senders<ShardJob>,
     pub connections: Cell<usize>,
+    /// On shard 0: how many shards have opened their partitions and bound
+    /// the port.
+    pub shards_ready: Cell<usize>,
     /// Controller state, present on shard 0 only.
     pub controller: Option<crate::controller::Controller>,
     /// Becomes true when shutdown starts: stop accepting, finish, flush.
@@ -138,6 +141,7 @@ pub fn make_shard(
         cache,
         senders,
         connections: Cell::new(0),
+        shards_ready: Cell::new(0),
         controller,
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),

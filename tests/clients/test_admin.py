@@ -168,7 +168,7 @@ def test_describe_configs_has_defaults(broker):
 
 
 def test_create_topic_with_configs(broker):
-    cfg = {"retention.ms": "3600000", "cleanup.policy": "compact", "max.message.bytes": "2000000"}
+    cfg = {"retention.ms": "3600000", "cleanup.policy": "delete", "max.message.bytes": "2000000"}
     name = create_topic(broker.bootstrap, config=cfg)
     values, entries = _describe(broker.bootstrap, name)
     for k, v in cfg.items():
@@ -179,8 +179,8 @@ def test_create_topic_with_configs(broker):
 def test_alter_configs_round_trip(broker):
     name = create_topic(broker.bootstrap)
     want = {"retention.ms": "3600000", "retention.bytes": "1073741824", "segment.bytes": "16777216",
-            "segment.ms": "600000", "cleanup.policy": "compact", "max.message.bytes": "2000000",
-            "min.insync.replicas": "1", "compression.type": "zstd"}
+            "segment.ms": "600000", "cleanup.policy": "delete", "max.message.bytes": "2000000",
+            "min.insync.replicas": "1", "compression.type": "producer"}
     res = ConfigResource(ResourceType.TOPIC, name, set_config=want)
     fs = admin(broker.bootstrap).alter_configs([res], request_timeout=TIMEOUT)
     fs[res].result(timeout=TIMEOUT)
@@ -195,15 +195,15 @@ def test_alter_configs_round_trip(broker):
     values, entries = _describe(broker.bootstrap, name)
     assert values["retention.ms"] == "7200000"
     assert values["cleanup.policy"] == "delete" and entries["cleanup.policy"].is_default
-    assert values["compression.type"] == "producer"
+    assert values["compression.type"] == "producer" and entries["compression.type"].is_default
 
 
 def test_incremental_alter_configs_round_trip(broker):
     name = create_topic(broker.bootstrap)
     a = admin(broker.bootstrap)
     sets = {"retention.ms": "86400000", "retention.bytes": "5368709120", "segment.bytes": "33554432",
-            "segment.ms": "3600000", "cleanup.policy": "compact", "max.message.bytes": "500000",
-            "min.insync.replicas": "1", "compression.type": "lz4"}
+            "segment.ms": "3600000", "cleanup.policy": "delete", "max.message.bytes": "500000",
+            "min.insync.replicas": "1", "compression.type": "producer"}
     res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
         ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sets.items()])
     a.incremental_alter_configs([res], request_timeout=TIMEOUT)[res].result(timeout=TIMEOUT)
@@ -219,7 +219,7 @@ def test_incremental_alter_configs_round_trip(broker):
     values, entries = _describe(broker.bootstrap, name)
     assert values["retention.ms"] == "1000"
     assert values["segment.bytes"] == "33554432"
-    assert values["cleanup.policy"] == "compact"
+    assert values["cleanup.policy"] == "delete" and not entries["cleanup.policy"].is_default
     assert values["compression.type"] == "producer" and entries["compression.type"].is_default
 
 
@@ -233,6 +233,22 @@ def test_alter_configs_invalid_value_is_invalid_config(broker):
     assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG, ei.value
     values, _ = _describe(broker.bootstrap, name)
     assert values["cleanup.policy"] == "delete"
+
+
+@pytest.mark.parametrize("key,value", [("cleanup.policy", "compact"), ("compression.type", "zstd")])
+def test_unimplemented_config_values_are_refused_with_a_reason(broker, key, value):
+    # Compaction and broker-side recompression are not implemented: the
+    # broker says so (INVALID_CONFIG with a message) instead of storing a
+    # setting it would not honour.
+    name = create_topic(broker.bootstrap)
+    res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as ei:
+        admin(broker.bootstrap).incremental_alter_configs([res], request_timeout=TIMEOUT)[res].result(timeout=TIMEOUT)
+    assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG, ei.value
+    assert "supported" in ei.value.args[0].str(), ei.value
+    with pytest.raises(KafkaException):
+        create_topic(broker.bootstrap, config={key: value})
 
 
 def test_describe_configs_unknown_topic(broker):

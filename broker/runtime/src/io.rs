@@ -148,6 +148,37 @@ fn zero_fill(fd: i32, from: u64, to: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes glommio learn whether the device under `path` supports polled
+/// I/O from a file that has data.
+///
+/// glommio probes a device the first time a DMA file on it is opened, by
+/// reading that file's first block, and caches the answer per device (per
+/// thread). If that file is empty (a new segment), the read ends at EOF
+/// before reaching the device, the probe wrongly says "pollable", and every
+/// later read on the device fails with EOPNOTSUPP (seen on virtio disks).
+/// So, once per device and thread, a scratch file with one block of data is
+/// opened first.
+async fn probe_device_once(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    thread_local! {
+        static PROBED: std::cell::RefCell<std::collections::HashSet<u64>> = Default::default();
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dev = std::fs::metadata(dir)?.dev();
+    if PROBED.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let probe = dir.join(format!(".corelog-iopoll-probe-{}.tmp", std::process::id()));
+    std::fs::write(&probe, vec![0u8; 4096])?;
+    let opened = OpenOptions::new().read(true).dma_open(&probe).await;
+    let _ = std::fs::remove_file(&probe);
+    if let Ok(f) = opened {
+        let _ = f.close().await;
+    }
+    PROBED.with(|p| p.borrow_mut().insert(dev));
+    Ok(())
+}
+
 /// Lets the calling blocking-pool thread run on any core (once per thread):
 /// it inherits the shard's pinning, and pinned it would wait for the very
 /// core whose executor is waiting for it.
@@ -172,6 +203,7 @@ impl StorageIo for GlommioIo {
     type File = GlommioFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<GlommioFile> {
+        probe_device_once(path).await?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -106,6 +106,7 @@ async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Reply, Close> {
             return Err(with_frame(protocol_close(e), &raw));
         }
     };
+    tracing::debug!(api = ?header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     handlers::dispatch(shard, &header, request).await
 }
 

@@ -199,6 +199,26 @@ impl<I: StorageIo> PartitionLog<I> {
         }
     }
 
+    /// The newest record timestamp among batches that end at or before
+    /// `max_offset`, or None if there are none (Kafka's max-timestamp
+    /// query, ListOffsets -3, then looks up the first record carrying it).
+    pub fn max_timestamp_ms(&self, max_offset: Offset) -> Option<i64> {
+        let mut max = None::<i64>;
+        let mut note = |ts: i64| max = Some(max.map_or(ts, |m: i64| m.max(ts)));
+        for s in self.sealed.values().filter(|s| s.next > self.log_start) {
+            note(s.max_timestamp_ms);
+        }
+        if self.active.written_bytes > 0 {
+            note(self.active.index.max_timestamp_ms());
+        }
+        for p in self.unflushed.iter().take_while(|p| p.next <= max_offset) {
+            if let Ok(h) = BatchHeader::parse(&p.bytes) {
+                note(h.max_timestamp_ms);
+            }
+        }
+        max
+    }
+
     /// Plans a lookup of the first record whose timestamp is at or after
     /// `target_ms`, below `max_offset`. For a compressed batch, whose records
     /// this layer does not decompress, the answer is the batch's base offset

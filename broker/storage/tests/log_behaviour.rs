@@ -378,3 +378,45 @@ fn bad_config_values_are_refused_naming_the_setting() {
     .unwrap();
     assert!(err.to_string().contains("segment.bytes"), "{err}");
 }
+
+#[test]
+fn max_timestamp_is_the_newest_record_below_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(
+        corelog_storage::io::StdIo,
+        dir.path(),
+        small_config(),
+        BatchCache::shared(0),
+    );
+    assert_eq!(log.max_timestamp_ms(log.flushed_offset()), None);
+    // Timestamps go up, then back down: the newest is in the middle.
+    for (i, ts) in [1000i64, 5000, 9000, 3000, 2000].into_iter().enumerate() {
+        let b = batch(&BatchSpec {
+            records: 2,
+            base_timestamp_ms: ts,
+            timestamp_step_ms: 7,
+            value_bytes: 9000,
+            ..Default::default()
+        });
+        log.append(b.into()).unwrap();
+        if i == 1 {
+            flush(&mut log);
+        }
+    }
+    assert_eq!(
+        log.max_timestamp_ms(log.flushed_offset()),
+        Some(5007),
+        "unflushed batches are not counted"
+    );
+    flush(&mut log);
+    assert!(log.segment_count() > 1);
+    let hw = log.flushed_offset();
+    let max = log.max_timestamp_ms(hw).unwrap();
+    assert_eq!(max, 9007);
+    let found = block_on(log.plan_offset_for_timestamp(max, hw).execute()).unwrap();
+    assert_eq!(
+        found,
+        Some((Offset(5), 9007)),
+        "the record carrying the max timestamp"
+    );
+}

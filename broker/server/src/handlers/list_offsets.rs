@@ -14,6 +14,8 @@ use crate::shard::Shard;
 
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
+/// ListOffsets v7 (KIP-734): the offset of the record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
 
 #[derive(Debug, Clone, Copy)]
 struct Found {
@@ -95,6 +97,39 @@ async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64)
             timestamp: -1,
             offset: p.with_log(|l| l.flushed_offset().0),
         },
+        MAX_TIMESTAMP => {
+            // The record with the newest timestamp: the first record at or
+            // after the log's max timestamp.
+            let plan = p.with_log(|l| {
+                let hw = l.flushed_offset();
+                l.max_timestamp_ms(hw)
+                    .map(|max| l.plan_offset_for_timestamp(max, hw))
+            });
+            match plan {
+                None => Found {
+                    error_code: 0,
+                    timestamp: -1,
+                    offset: -1,
+                },
+                Some(plan) => match plan.execute().await {
+                    Ok(Some((offset, ts))) => Found {
+                        error_code: 0,
+                        timestamp: ts,
+                        offset: offset.0,
+                    },
+                    Ok(None) => Found {
+                        error_code: 0,
+                        timestamp: -1,
+                        offset: -1,
+                    },
+                    Err(e) => Found {
+                        error_code: super::storage_error_code(&e),
+                        timestamp: -1,
+                        offset: -1,
+                    },
+                },
+            }
+        }
         t if t >= 0 => {
             let plan = p.with_log(|l| l.plan_offset_for_timestamp(t, l.flushed_offset()));
             match plan.execute().await {
@@ -109,11 +144,14 @@ async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64)
                     timestamp: -1,
                     offset: -1,
                 },
-                Err(e) => Found {
-                    error_code: super::storage_error_code(&e),
-                    timestamp: -1,
-                    offset: -1,
-                },
+                Err(e) => {
+                    tracing::error!(%topic, partition, timestamp = t, error = %e, "timestamp lookup failed");
+                    Found {
+                        error_code: super::storage_error_code(&e),
+                        timestamp: -1,
+                        offset: -1,
+                    }
+                }
             }
         }
         _ => Found {

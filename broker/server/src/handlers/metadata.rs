@@ -17,6 +17,13 @@ use crate::metadata::ClusterMetadata;
 use crate::shard::Shard;
 use crate::NODE_ID;
 
+/// Kafka's `AclOperation` codes of a cluster: CREATE, ALTER, DESCRIBE,
+/// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+pub const CLUSTER_OPERATIONS: [i32; 7] = [5, 7, 8, 9, 10, 11, 12];
+/// Of a topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub const TOPIC_OPERATIONS: [i32; 8] = [3, 4, 5, 6, 7, 8, 10, 11];
+
 pub async fn handle(
     shard: &Rc<Shard>,
     header: &RequestHeader,
@@ -48,7 +55,8 @@ pub async fn handle(
             md = shard.metadata();
         }
     }
-    let topics = match requested {
+    let include_topic_ops = header.api_version >= 8 && request.include_topic_authorized_operations;
+    let topics: Vec<MetadataResponseTopic> = match requested {
         None => md
             .topics
             .keys()
@@ -59,6 +67,18 @@ pub async fn handle(
             .map(|n| topic_entry(&md, n, header.api_version))
             .collect(),
     };
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            if include_topic_ops && t.error_code == 0 {
+                t.with_topic_authorized_operations(
+                    TOPIC_OPERATIONS.iter().fold(0, |bits, op| bits | 1 << op),
+                )
+            } else {
+                t
+            }
+        })
+        .collect::<Vec<_>>();
     let (host, port) = shard.config.advertised();
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
@@ -68,6 +88,17 @@ pub async fn handle(
         .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
         .with_controller_id(BrokerId(NODE_ID))
         .with_topics(topics)
+        // v8-10 can carry the cluster's authorized operations; with no
+        // authorizer every operation is allowed, as in Kafka.
+        .with_cluster_authorized_operations(
+            if (8..=10).contains(&header.api_version)
+                && request.include_cluster_authorized_operations
+            {
+                CLUSTER_OPERATIONS.iter().fold(0, |bits, op| bits | 1 << op)
+            } else {
+                i32::MIN
+            },
+        )
 }
 
 fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataResponseTopic {
@@ -81,17 +112,20 @@ fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataRespon
         };
         return entry.with_error_code(code);
     };
-    entry.with_topic_id(topic.uuid()).with_partitions(
-        (0..topic.partitions.len() as i32)
-            .map(|i| {
-                MetadataResponsePartition::default()
-                    .with_partition_index(i)
-                    .with_leader_id(BrokerId(NODE_ID))
-                    // The field exists from v7; older versions must leave its default.
-                    .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                    .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                    .with_isr_nodes(vec![BrokerId(NODE_ID)])
-            })
-            .collect(),
-    )
+    entry
+        .with_topic_id(topic.uuid())
+        .with_topic_authorized_operations(i32::MIN)
+        .with_partitions(
+            (0..topic.partitions.len() as i32)
+                .map(|i| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(i)
+                        .with_leader_id(BrokerId(NODE_ID))
+                        // The field exists from v7; older versions must leave its default.
+                        .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                })
+                .collect(),
+        )
 }

@@ -48,11 +48,12 @@ pub const SERVER_APIS: &[ApiSupport] = &[
         min_version: 4,
         max_version: 16,
     },
-    // Version 7 adds the max-timestamp query (-3), not implemented yet.
+    // Version 7 adds the max-timestamp query (-3); 8 adds tiered-storage
+    // queries (-4, -5), which have no meaning without tiered storage.
     ApiSupport {
         api_key: ApiKey::ListOffsets,
         min_version: 1,
-        max_version: 6,
+        max_version: 7,
     },
     ApiSupport {
         api_key: ApiKey::CreateTopics,

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod report;
 pub mod run;
 pub mod storage;
+pub mod storage_open;
 pub mod svg;
 
 pub use compare::{compare_runs, Comparison, ComparisonRow, RegressionRule};

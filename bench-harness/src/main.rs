@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use corelog_bench::{compare, limits, report, storage};
+use corelog_bench::{compare, limits, report, storage, storage_open};
 
 #[derive(Debug, Parser)]
 #[command(name = "corelog-bench", version, about = "Corelog benchmark harness")]
@@ -23,6 +23,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Append throughput and latency of one partition log (storage layer).
     Storage(storage::StorageArgs),
+    /// Time to open a partition as its log grows (clean shutdown and crash).
+    StorageOpen(storage_open::StorageOpenArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::run_command(args),
         Command::Report(args) => report::run_command(args),
         Command::Storage(args) => storage::run_command(args),
+        Command::StorageOpen(args) => storage_open::run_command(args),
     };
     match result {
         Ok(code) => code,

@@ -128,7 +128,11 @@ async fn preallocate_ahead(inner: Rc<Inner>) {
         match job {
             Some(job) => {
                 let done = job.run().await;
+                let failed = !done.is_ok();
                 inner.log.borrow_mut().finish_preallocation(done);
+                if failed {
+                    glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
+                }
                 // A write may have been waiting for the space.
                 inner.work.notify_all();
             }

@@ -65,6 +65,12 @@ pub struct PreallocationDone {
     result: std::result::Result<(), StorageError>,
 }
 
+impl PreallocationDone {
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
 impl<I: StorageIo> Preallocation<I> {
     pub async fn run(self) -> PreallocationDone {
         let _ = &self.io;
@@ -191,6 +197,9 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) producers: crate::producer::ProducerStates,
     /// A preallocation running beside the jobs: (segment base, target size).
     pub(crate) preallocating: Option<(Offset, u64)>,
+    /// The last preallocation failed; none is started until a write or a
+    /// repair succeeds.
+    pub(crate) preallocation_failed: bool,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -488,7 +497,11 @@ impl<I: StorageIo> PartitionLog<I> {
             }) | Some(InFlight::Roll { .. })
                 | Some(InFlight::Repair { .. })
         );
-        if self.preallocating.is_some() || self.failure.is_some() || touches_size {
+        if self.preallocating.is_some()
+            || self.failure.is_some()
+            || touches_size
+            || self.preallocation_failed
+        {
             return None;
         }
         let a = &self.active;
@@ -523,6 +536,11 @@ impl<I: StorageIo> PartitionLog<I> {
             }
             Ok(()) => {}
             Err(e) => {
+                // Stand down until a write or repair succeeds: retrying at
+                // once would spin on a full disk and, since writes wait for a
+                // running preallocation, keep the failing write (which
+                // reports the error to producers) from ever running.
+                self.preallocation_failed = true;
                 tracing::warn!(dir = %self.dir.display(), error = %e, "preallocation ahead of writes failed")
             }
         }
@@ -739,6 +757,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 a.preallocated_bytes = preallocate_to;
                 a.index.truncate_to_position(a.base, a.synced_bytes);
                 self.failure = None;
+                self.preallocation_failed = false;
                 tracing::info!(dir = %self.dir.display(), "log writable again after repair");
             }
         }
@@ -779,6 +798,7 @@ impl<I: StorageIo> PartitionLog<I> {
             a.preallocated_bytes = a.preallocated_bytes.max(to);
         }
         self.bytes_since_checkpoint += bytes;
+        self.preallocation_failed = false;
         drop(cache);
         if sync {
             self.mark_synced(now_ms);

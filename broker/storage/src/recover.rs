@@ -403,6 +403,7 @@ impl<I: StorageIo> PartitionLog<I> {
             last_sync_ms: 0,
             producers: Default::default(),
             preallocating: None,
+            preallocation_failed: false,
         }
     }
 }

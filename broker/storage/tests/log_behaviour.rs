@@ -420,3 +420,46 @@ fn max_timestamp_is_the_newest_record_below_the_high_watermark() {
         "the record carrying the max timestamp"
     );
 }
+
+#[test]
+fn failed_preallocation_stands_down_so_the_write_reports_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::default();
+    let (mut log, _) = open(
+        io.clone(),
+        dir.path(),
+        small_config(),
+        BatchCache::shared(0),
+    );
+    flush(&mut log);
+    io.fail_with.set(Some(libc::ENOSPC));
+    append_n(&mut log, 2, 1, 10);
+    let pre = log
+        .next_preallocation()
+        .expect("space is reserved ahead of the first write");
+    assert!(
+        log.next_job(NOW_MS).is_none(),
+        "writes wait for the running preallocation"
+    );
+    let done = block_on(pre.run());
+    assert!(!done.is_ok());
+    log.finish_preallocation(done);
+    assert!(
+        log.next_preallocation().is_none(),
+        "no retry loop on a full disk"
+    );
+    let job = log
+        .next_job(NOW_MS)
+        .expect("the write runs and reports the error");
+    let err = log.finish_job(block_on(job.run(NOW_MS))).unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    io.fail_with.set(None);
+    flush(&mut log);
+    append_n(&mut log, 2, 1, 10);
+    flush(&mut log);
+    assert_eq!(
+        log.flushed_offset(),
+        Offset(2),
+        "appends work again once the disk recovers"
+    );
+}

@@ -25,8 +25,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `flush.policy`: see [`FlushPolicy`].
     pub flush_policy: FlushPolicy,
-    /// Segment files grow in steps of this size, reserved ahead of the data,
-    /// so that data writes do not change file metadata.
+    /// The largest step in which segment files grow, reserved ahead of the
+    /// data so that data writes do not change file metadata. The step grows
+    /// with the segment from 1 MiB, so idle partitions reserve little.
     pub preallocate_step_bytes: u64,
     /// The most bytes one group-commit write carries; a larger backlog takes
     /// several writes.

@@ -87,6 +87,9 @@ impl<I: StorageIo> Preallocation<I> {
     }
 }
 
+/// The smallest step of space reserved ahead of a segment's data.
+pub const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
+
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -407,8 +410,17 @@ impl<I: StorageIo> PartitionLog<I> {
     }
 
     /// The preallocation target for a file that must hold `needed` bytes.
+    /// How far ahead of the data space is reserved: in proportion to the
+    /// active segment's size, from [`PREALLOCATE_STEP_MIN_BYTES`] up to
+    /// `preallocate_step_bytes`. A busy partition reserves in large steps;
+    /// thousands of quiet ones do not each hold (and zero-fill) the full step.
+    fn preallocation_step(&self) -> u64 {
+        align_up(self.active.written_bytes.max(PREALLOCATE_STEP_MIN_BYTES))
+            .min(self.config.preallocate_step_bytes)
+    }
+
     fn preallocation_for(&self, needed: u64) -> u64 {
-        let step = self.config.preallocate_step_bytes;
+        let step = self.preallocation_step();
         let stepped = needed.div_ceil(step) * step;
         stepped
             .min(align_up(self.config.segment_bytes_max))
@@ -508,12 +520,18 @@ impl<I: StorageIo> PartitionLog<I> {
         let limit = align_up(self.config.segment_bytes_max);
         // Two steps ahead: a step being filled while writes use the one before
         // it, so writes do not catch up with the fill at high rates.
-        let wanted =
-            a.written_bytes + self.unflushed_bytes as u64 + 2 * self.config.preallocate_step_bytes;
+        // Nothing is reserved ahead of a segment that has no data and none
+        // queued: an idle partition costs no disk space.
+        let data = a.written_bytes + self.unflushed_bytes as u64;
+        if data == 0 {
+            return None;
+        }
+        let step = self.preallocation_step();
+        let wanted = data + 2 * step;
         if a.preallocated_bytes >= wanted.min(limit) {
             return None;
         }
-        let to = (a.preallocated_bytes + self.config.preallocate_step_bytes)
+        let to = (a.preallocated_bytes + step)
             .min(limit)
             .max(align_up(wanted.min(limit)));
         self.preallocating = Some((a.base, to));

@@ -203,7 +203,7 @@ impl ProducerStates {
                     .filter(|b| b.last_offset < end.0)
                     .copied()
                     .collect();
-                (!batches.is_empty()).then(|| {
+                (!batches.is_empty()).then_some({
                     (
                         pid,
                         ProducerEntry {

@@ -474,11 +474,21 @@ fn an_idle_partition_reserves_no_space_and_a_quiet_one_little() {
     };
     let (mut log, _) = open_std(dir.path(), config);
     flush(&mut log);
-    assert!(log.next_preallocation().is_none(), "nothing reserved ahead of an empty segment");
+    assert!(
+        log.next_preallocation().is_none(),
+        "nothing reserved ahead of an empty segment"
+    );
     append_n(&mut log, 1, 1, 100);
-    let pre = log.next_preallocation().expect("writing starts the reservation");
+    let pre = log
+        .next_preallocation()
+        .expect("writing starts the reservation");
     log.finish_preallocation(block_on(pre.run()));
     flush(&mut log);
-    let reserved = std::fs::metadata(&segment_files(dir.path())[0]).unwrap().len();
-    assert!(reserved <= 3 << 20, "a quiet partition reserved {reserved} bytes");
+    let reserved = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    assert!(
+        reserved <= 3 << 20,
+        "a quiet partition reserved {reserved} bytes"
+    );
 }

@@ -16,8 +16,10 @@ use glommio::net::TcpStream;
 use crate::handlers::{self, Reply};
 use crate::shard::Shard;
 
-/// Bytes read from the socket at a time.
+/// The most bytes read from the socket at a time.
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
+/// The least: what an idle connection holds while it waits for a request.
+pub const READ_CHUNK_MIN_BYTES: usize = 4 << 10;
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let peer = stream
@@ -26,7 +28,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(shard.config.request_bytes_max);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buf = BytesMut::new();
     loop {
         loop {
             let frame = match decoder.decode(&mut buf) {
@@ -66,10 +68,21 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             return;
         }
         let len = buf.len();
-        buf.reserve(READ_CHUNK_BYTES);
-        // SAFETY-free way to read into spare capacity: extend with zeros,
-        // read, then cut back to what arrived.
-        buf.resize(len + READ_CHUNK_BYTES, 0);
+        if len == 0 && buf.capacity() > READ_CHUNK_MIN_BYTES {
+            // Between requests a connection keeps only a small buffer, so
+            // thousands of idle connections cost little memory.
+            buf = BytesMut::new();
+        }
+        // Read what the frame being assembled still needs, within bounds:
+        // small while waiting for the next request, larger for a big one.
+        let want = decoder
+            .bytes_needed(&buf)
+            .unwrap_or(READ_CHUNK_MIN_BYTES)
+            .clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_BYTES);
+        buf.reserve(want);
+        // Read into spare capacity without unsafe: extend with zeros, read,
+        // then cut back to what arrived.
+        buf.resize(len + want, 0);
         let read = stream.read(&mut buf[len..]).await;
         match read {
             Ok(0) | Err(_) => return,

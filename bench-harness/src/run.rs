@@ -50,6 +50,10 @@ pub struct RunRecord {
     pub config: serde_json::Value,
     /// Machine ceilings measured in the same run, when measured.
     pub limits: Option<Limits>,
+    /// How the host was tuned: `corelog tune --check` as JSON, taken when
+    /// the run started (and again when the data directory is set).
+    #[serde(default)]
+    pub host_tuning: Option<serde_json::Value>,
     /// Measured results.
     pub results: RunResults,
 }
@@ -187,6 +191,12 @@ impl RunRecord {
     }
 }
 
+/// The host audit (`corelog tune --check`, read-only) as JSON.
+fn host_tuning_report(data_dir: Option<&Path>) -> Option<serde_json::Value> {
+    let data_dir = data_dir.unwrap_or(Path::new("/"));
+    serde_json::to_value(corelog_tuning::check_report(Path::new("/"), data_dir)).ok()
+}
+
 /// Builds a run directory: create it, add results, then [`RunWriter::finish`].
 ///
 /// ```no_run
@@ -224,6 +234,7 @@ impl RunWriter {
                 machine: detect_machine(None),
                 config,
                 limits: None,
+                host_tuning: host_tuning_report(None),
                 results: RunResults::default(),
             },
             started: Instant::now(),
@@ -253,6 +264,7 @@ impl RunWriter {
     /// Records the broker's data directory and its filesystem and device.
     pub fn set_data_dir(&mut self, data_dir: &Path) {
         self.record.machine = detect_machine(Some(data_dir));
+        self.record.host_tuning = host_tuning_report(Some(data_dir));
     }
 
     /// Attaches limits measured elsewhere and writes them as `limits.json`.

@@ -83,6 +83,42 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
+/// File `corelog tune --probe-disk <data dir>` writes.
+const IO_PROPERTIES_FILE: &str = "io-properties.toml";
+
+/// Uses a disk probe of the data directory, when there is one, to size the
+/// group-commit writes, unless the config sets `write_bytes_max` itself.
+fn apply_disk_probe(mut config: ServerConfig) -> ServerConfig {
+    let path = config.data_dir.join(IO_PROPERTIES_FILE);
+    if !path.exists() {
+        tracing::info!(
+            "no disk probe at {}; group-commit writes up to the default size",
+            path.display()
+        );
+        return config;
+    }
+    match corelog_tuning::IoProperties::load(&path) {
+        Ok(p) if config.write_bytes_max.is_none() => {
+            let bytes = corelog_server::config::write_bytes_from_probe(
+                p.write_chunk_bytes,
+                p.write_queue_depth,
+            );
+            config.write_bytes_max = Some(bytes);
+            tracing::info!(
+                "using disk probe {} ({}): group-commit writes up to {bytes} bytes (write_chunk_bytes x write_queue_depth)",
+                path.display(),
+                p.summary()
+            );
+        }
+        Ok(_) => tracing::info!(
+            "disk probe {} present; write_bytes_max is set in the config",
+            path.display()
+        ),
+        Err(e) => tracing::warn!("ignoring {}: {e}", path.display()),
+    }
+    config
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
     let config = match load_config(&args) {
         Ok(c) => c,
@@ -100,13 +136,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     for finding in corelog_tuning::startup_findings(Path::new("/"), &config.data_dir) {
         tracing::warn!(setting = %finding.setting, "{}", finding.message);
     }
-    let io_props = config.data_dir.join("io-properties.toml");
-    if io_props.exists() {
-        match corelog_tuning::IoProperties::load(&io_props) {
-            Ok(p) => tracing::info!("disk probe found ({}): {}", io_props.display(), p.summary()),
-            Err(e) => tracing::warn!("ignoring {}: {e}", io_props.display()),
-        }
-    }
+    let config = apply_disk_probe(config);
     match corelog_server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub topic_defaults: TopicDefaults,
     /// Cluster id reported to clients; generated and persisted if absent.
     pub cluster_id: Option<String>,
+    /// The most bytes one group-commit write carries. Unset: taken from the
+    /// data directory's `io-properties.toml` (`corelog tune --probe-disk`)
+    /// when present, else 4 MiB.
+    pub write_bytes_max: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
+            write_bytes_max: None,
         }
     }
 }
@@ -97,6 +102,13 @@ impl ServerConfig {
                 i32::MAX
             ));
         }
+        if let Some(w) = self.write_bytes_max {
+            if !(WRITE_BYTES_MIN..=WRITE_BYTES_LIMIT).contains(&w) {
+                return Err(format!(
+                    "write_bytes_max: must be between {WRITE_BYTES_MIN} and {WRITE_BYTES_LIMIT}"
+                ));
+            }
+        }
         if self.connections_per_shard_max == 0 {
             return Err("connections_per_shard_max: must be at least 1".into());
         }
@@ -124,6 +136,9 @@ impl ServerConfig {
             retention_ms: (d.retention_ms >= 0).then_some(d.retention_ms),
             retention_bytes: (d.retention_bytes >= 0).then_some(d.retention_bytes as u64),
             flush_policy: parse_flush_policy(&d.flush_policy).unwrap_or(FlushPolicy::Always),
+            write_bytes_max: self
+                .write_bytes_max
+                .unwrap_or(LogConfig::default().write_bytes_max),
             ..LogConfig::default()
         }
     }
@@ -143,6 +158,19 @@ impl ServerConfig {
             }
         }
     }
+}
+
+/// Bounds of `write_bytes_max`.
+pub const WRITE_BYTES_MIN: usize = 64 << 10;
+pub const WRITE_BYTES_LIMIT: usize = 16 << 20;
+
+/// The group-commit write size a disk probe recommends: the write size
+/// that reaches 90% of the device's bandwidth times the writes it needs in
+/// flight (the kernel splits one large direct write into parallel requests),
+/// within [`WRITE_BYTES_MIN`, `WRITE_BYTES_LIMIT`].
+pub fn write_bytes_from_probe(write_chunk_bytes: u64, write_queue_depth: u32) -> usize {
+    let bytes = write_chunk_bytes.saturating_mul(write_queue_depth.max(1) as u64);
+    (bytes.min(WRITE_BYTES_LIMIT as u64) as usize).max(WRITE_BYTES_MIN)
 }
 
 pub fn parse_flush_policy(s: &str) -> Result<FlushPolicy, String> {
@@ -180,6 +208,23 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.listen.port(), 9092);
         assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
+    }
+
+    #[test]
+    fn probe_results_set_the_group_commit_write_size_within_bounds() {
+        assert_eq!(write_bytes_from_probe(64 << 10, 16), 1 << 20);
+        assert_eq!(write_bytes_from_probe(4096, 1), WRITE_BYTES_MIN);
+        assert_eq!(write_bytes_from_probe(1 << 20, 64), WRITE_BYTES_LIMIT);
+        let c = ServerConfig {
+            write_bytes_max: Some(write_bytes_from_probe(64 << 10, 16)),
+            ..Default::default()
+        };
+        assert_eq!(c.base_log_config().write_bytes_max, 1 << 20);
+        let bad = ServerConfig {
+            write_bytes_max: Some(100),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("write_bytes_max"));
     }
 
     #[test]

@@ -16,7 +16,9 @@
 pub mod compare;
 pub mod error;
 pub mod hist;
+pub mod kafka_client;
 pub mod limits;
+pub mod loadgen;
 pub mod report;
 pub mod run;
 pub mod storage;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use corelog_bench::{compare, limits, report, storage, storage_open};
+use corelog_bench::{compare, limits, loadgen, report, storage, storage_open};
 
 #[derive(Debug, Parser)]
 #[command(name = "corelog-bench", version, about = "Corelog benchmark harness")]
@@ -25,6 +25,8 @@ enum Command {
     Storage(storage::StorageArgs),
     /// Time to open a partition as its log grows (clean shutdown and crash).
     StorageOpen(storage_open::StorageOpenArgs),
+    /// Kafka load generator: run a scenario against a broker.
+    Run(loadgen::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run_command(args),
         Command::Storage(args) => storage::run_command(args),
         Command::StorageOpen(args) => storage_open::run_command(args),
+        Command::Run(args) => loadgen::run_command(args),
     };
     match result {
         Ok(code) => code,

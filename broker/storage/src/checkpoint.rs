@@ -36,6 +36,10 @@ pub struct ActiveSegmentMeta {
     pub max_timestamp_ms: i64,
     /// Wall-clock time of the segment's first write, for `segment.ms`; 0 if empty.
     pub first_write_ms: i64,
+    /// The log ends at the recovery point: recovery keeps nothing after it,
+    /// even valid batches. Set while a truncation is cutting the log short,
+    /// so that a crash in the middle cannot bring the cut data back.
+    pub recovery_point_is_end: bool,
 }
 
 /// One remembered batch of an idempotent producer.
@@ -132,6 +136,7 @@ mod tests {
                 recovery_next_offset: 52,
                 max_timestamp_ms: 9,
                 first_write_ms: 1,
+                recovery_point_is_end: false,
             },
             producers: vec![ProducerMeta {
                 producer_id: 9,

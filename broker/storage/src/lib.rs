@@ -25,6 +25,7 @@ pub mod producer;
 mod read;
 mod recover;
 mod scan;
+mod truncate;
 pub mod types;
 
 pub use cache::{BatchCache, CacheId, SharedBatchCache};

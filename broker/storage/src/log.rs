@@ -574,7 +574,7 @@ impl<I: StorageIo> PartitionLog<I> {
 
     /// The checkpoint as it will be once the job in flight completes, with
     /// the active segment's recovery point at its synced bytes.
-    fn checkpoint_bytes(
+    pub(crate) fn checkpoint_bytes(
         &self,
         sealed_extra: Option<SealedSegmentMeta>,
         active: ActiveSegmentMeta,
@@ -602,13 +602,14 @@ impl<I: StorageIo> PartitionLog<I> {
         (self.dir.join(CHECKPOINT_FILE), cp.encode())
     }
 
-    fn active_meta(&self) -> ActiveSegmentMeta {
+    pub(crate) fn active_meta(&self) -> ActiveSegmentMeta {
         ActiveSegmentMeta {
             base_offset: self.active.base.0,
             recovery_position_bytes: self.active.synced_bytes,
             recovery_next_offset: self.flushed_offset.0,
             max_timestamp_ms: self.active.index.max_timestamp_ms(),
             first_write_ms: self.active.first_write_ms,
+            recovery_point_is_end: false,
         }
     }
 
@@ -645,6 +646,7 @@ impl<I: StorageIo> PartitionLog<I> {
             recovery_next_offset: new_base.0,
             max_timestamp_ms: i64::MIN,
             first_write_ms: 0,
+            recovery_point_is_end: false,
         };
         let checkpoint = self.checkpoint_bytes(Some(sealed_meta), new_active);
         let preallocate_to =

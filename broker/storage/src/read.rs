@@ -298,7 +298,7 @@ fn record_at_or_after(bytes: &[u8], h: &BatchHeader, target_ms: i64) -> (Offset,
 
 /// Opens a sealed segment's file and loads its index on first use. A missing
 /// or malformed index file is rebuilt from the log rather than trusted.
-async fn sealed_parts<I: StorageIo>(
+pub(crate) async fn sealed_parts<I: StorageIo>(
     io: &I,
     handle: &SealedHandle<I::File>,
     base: Offset,

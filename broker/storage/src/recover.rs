@@ -113,6 +113,8 @@ impl<I: StorageIo> PartitionLog<I> {
         let log_start;
         // Segments to walk: (base, start position, index so far, expected offset).
         let mut to_walk: Vec<(i64, u64, SegmentIndex, Offset)> = Vec::new();
+        // Set when the checkpoint says the log ends at its recovery point.
+        let mut end_at: Option<u64> = None;
         match &checkpoint {
             Some(cp) => {
                 log_start = Offset(cp.log_start_offset);
@@ -195,6 +197,15 @@ impl<I: StorageIo> PartitionLog<I> {
                     Offset(a.recovery_next_offset)
                 };
                 to_walk.push((a.base_offset, from, index, expect));
+                if a.recovery_point_is_end {
+                    // A truncation was cutting the log here: keep nothing after it.
+                    end_at = Some(a.recovery_position_bytes);
+                    for &b in bases.iter().filter(|&&b| b > a.base_offset) {
+                        remove_segment_files(&io, &dir, b).await;
+                        report.removed_segments += 1;
+                    }
+                    bases.retain(|&b| b <= a.base_offset);
+                }
                 for &b in bases.iter().filter(|&&b| b > a.base_offset) {
                     to_walk.push((b, 0, SegmentIndex::new(), Offset(b)));
                 }
@@ -239,10 +250,13 @@ impl<I: StorageIo> PartitionLog<I> {
                 _ => 0,
             };
             let interval = config.index_interval_bytes;
+            // Only the checkpointed active segment is walked when the log ends
+            // at its recovery point (the later ones were removed above).
+            let scan_end = end_at.map_or(file_bytes, |e| e.min(file_bytes));
             let end = scan(
                 &file,
                 from,
-                file_bytes,
+                scan_end,
                 RECOVERY_READ_BYTES,
                 ScanCheck {
                     validate: true,
@@ -261,7 +275,7 @@ impl<I: StorageIo> PartitionLog<I> {
             .await
             .map_err(|e| StorageError::io("recovery read", &path, e))?;
             let (end_bytes, torn) = match end {
-                ScanEnd::Complete => (file_bytes, false),
+                ScanEnd::Complete => (scan_end, false),
                 ScanEnd::Invalid {
                     position,
                     reason,
@@ -410,42 +424,57 @@ impl<I: StorageIo> PartitionLog<I> {
 
 /// Reads the written part of the last, partly filled block.
 async fn read_tail<F: DirectFile>(w: &Walked<F>) -> Result<Vec<u8>> {
-    let start = align_down(w.end_bytes);
-    let len = (w.end_bytes - start) as usize;
+    read_tail_at(&*w.file, &w.path, w.end_bytes).await
+}
+
+async fn cut_tail<F: DirectFile>(w: &Walked<F>) -> Result<Vec<u8>> {
+    cut_file_at(&*w.file, &w.path, w.end_bytes).await
+}
+
+/// Reads the bytes of the block holding `end_bytes` that lie before it.
+pub(crate) async fn read_tail_at<F: DirectFile>(
+    file: &F,
+    path: &Path,
+    end_bytes: u64,
+) -> Result<Vec<u8>> {
+    let start = align_down(end_bytes);
+    let len = (end_bytes - start) as usize;
     if len == 0 {
         return Ok(Vec::new());
     }
-    let block = w
-        .file
+    let block = file
         .read_at(start, 4096)
         .await
-        .map_err(|e| StorageError::io("read tail", &w.path, e))?;
+        .map_err(|e| StorageError::io("read tail", path, e))?;
     Ok(block.get(..len).map(<[u8]>::to_vec).unwrap_or_default())
 }
 
-/// Rewrites the last block with zeros after the valid data, cuts the file at
-/// the block's end and syncs. Returns the kept tail.
-async fn cut_tail<F: DirectFile>(w: &Walked<F>) -> Result<Vec<u8>> {
-    let tail = read_tail(w).await?;
-    let start = align_down(w.end_bytes);
+/// Ends a segment file's data at `end_bytes`: rewrites the last block with
+/// zeros after the data, cuts the file at that block's end (nothing stale
+/// stays reachable past the data) and syncs. Returns the kept tail.
+/// Recovery uses it to cut a torn tail, truncation to cut a log short.
+pub(crate) async fn cut_file_at<F: DirectFile>(
+    file: &F,
+    path: &Path,
+    end_bytes: u64,
+) -> Result<Vec<u8>> {
+    let tail = read_tail_at(file, path, end_bytes).await?;
+    let start = align_down(end_bytes);
     if !tail.is_empty() {
-        let mut buf = w.file.alloc_buffer(4096);
+        let mut buf = file.alloc_buffer(4096);
         buf.as_mut().fill(0);
         buf.as_mut()[..tail.len()].copy_from_slice(&tail);
-        w.file
-            .write_at(buf, start)
+        file.write_at(buf, start)
             .await
-            .map_err(|e| StorageError::io("rewrite tail", &w.path, e))?;
+            .map_err(|e| StorageError::io("rewrite tail", path, e))?;
     }
-    let keep = align_up(w.end_bytes);
-    w.file
-        .truncate(keep)
+    let keep = align_up(end_bytes);
+    file.truncate(keep)
         .await
-        .map_err(|e| StorageError::io("truncate", &w.path, e))?;
-    w.file
-        .fdatasync()
+        .map_err(|e| StorageError::io("truncate", path, e))?;
+    file.fdatasync()
         .await
-        .map_err(|e| StorageError::io("fdatasync", &w.path, e))?;
+        .map_err(|e| StorageError::io("fdatasync", path, e))?;
     Ok(tail)
 }
 

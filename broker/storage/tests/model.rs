@@ -22,6 +22,7 @@ enum Op {
     AdvanceStart { at_permille: u32 },
     Reopen { clean: bool },
     Tick { ms: i64 },
+    Truncate { at_permille: u32 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -32,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u32..=1000).prop_map(|at_permille| Op::AdvanceStart { at_permille }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
         1 => (0i64..40_000).prop_map(|ms| Op::Tick { ms }),
+        1 => (0u32..=1000).prop_map(|at_permille| Op::Truncate { at_permille }),
     ]
 }
 
@@ -193,6 +195,25 @@ proptest! {
                     log = Some(l);
                 }
                 Op::Tick { ms } => now += ms,
+                Op::Truncate { at_permille } => {
+                    let span = (model.end().0 - model.start.0) as u64;
+                    let to = Offset(model.start.0 + (span * at_permille as u64 / 1000) as i64);
+                    // Whole batches: the log ends at the start of the batch holding `to`.
+                    let expected = model.batches.iter().find(|b| b.next > to).map_or(model.end(), |b| b.base);
+                    let result = block_on(l.truncate_to(to, now));
+                    if expected < model.start {
+                        // That batch starts before the log start: refused, nothing changes.
+                        let refused = matches!(result, Err(StorageError::OffsetOutOfRange { .. }));
+                        prop_assert!(refused, "truncation below the log start must be refused");
+                        prop_assert_eq!(l.next_offset(), model.end());
+                        continue;
+                    }
+                    let end = result.unwrap();
+                    prop_assert_eq!(end, expected);
+                    model.batches.retain(|b| b.next <= expected);
+                    prop_assert_eq!(l.next_offset(), model.end());
+                    prop_assert!(l.flushed_offset() <= model.end());
+                }
             }
         }
     }

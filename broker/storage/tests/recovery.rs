@@ -335,3 +335,50 @@ fn segment_files_left_by_a_crash_during_retention_are_removed_on_load() {
     assert_eq!(segment_files(dir.path()).len(), log.segment_count());
     read_and_verify(&log, start, end);
 }
+
+#[test]
+fn crash_in_the_middle_of_a_truncation_never_brings_cut_batches_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_std(dir.path(), small_config());
+    for _ in 0..10 {
+        append_n(&mut log, 20, 3, 300);
+        flush(&mut log);
+    }
+    assert!(log.segment_count() > 3);
+    block_on(log.close(NOW_MS)).unwrap();
+    // The state a crash right after truncation's first step leaves: every
+    // old file intact, and a checkpoint that says the log ends at the cut.
+    let before = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, before.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let (mut log, _) = open_std(dir.path(), small_config());
+    let new_end = block_on(log.truncate_to(Offset(100), NOW_MS)).unwrap();
+    assert_eq!(
+        new_end,
+        Offset(99),
+        "the batch [99, 102) holding 100 is cut whole"
+    );
+    drop(log);
+    let cp = corelog_storage::checkpoint::Checkpoint::decode(
+        &std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap(),
+    )
+    .unwrap();
+    let mut mid = cp.clone();
+    mid.active.recovery_point_is_end = true;
+    std::fs::write(before.path().join(CHECKPOINT_FILE), mid.encode()).unwrap();
+
+    let (log, report) = open_std(before.path(), small_config());
+    assert_eq!(
+        log.next_offset(),
+        new_end,
+        "cut batches came back: {report:?}"
+    );
+    assert!(report.removed_segments > 0);
+    read_and_verify(&log, Offset(0), new_end);
+    // And the finished truncation itself reopens the same.
+    let (log, _) = open_std(dir.path(), small_config());
+    assert_eq!(log.next_offset(), new_end);
+    read_and_verify(&log, Offset(0), new_end);
+}

@@ -33,6 +33,10 @@ use crate::run::{RunRecord, RunWriter, ThroughputBasis};
 /// a produce workload's disk throughput.
 pub const BROKER_WRITE_BYTES: u64 = 1 << 20;
 
+/// How long after the end an open-loop producer still sends what was due
+/// before the end; what is still unsent then is `open_loop_behind_schedule`.
+const SCHEDULE_GRACE: Duration = Duration::from_secs(1);
+
 /// A scenario file (`bench-harness/scenarios/*.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -424,7 +428,7 @@ fn produce(
     let mut next_send = start;
     let mut sent: u64 = 0;
     let mut part_idx = 0usize;
-    let drain_deadline = end + Duration::from_secs(10);
+    let drain_deadline = end + SCHEDULE_GRACE + Duration::from_secs(10);
     let payload_bytes = (s.record_bytes as u64) * per_batch;
 
     let on_response = |body: Bytes,
@@ -472,7 +476,12 @@ fn produce(
     }
     loop {
         let now = Instant::now();
-        let sending_done = next_send >= end || now >= end;
+        // Open loop: sends due before `end` still go out late (their latency
+        // counts from the schedule), for at most `SCHEDULE_GRACE`.
+        let sending_done = match interval {
+            Some(_) => next_send >= end || now >= end + SCHEDULE_GRACE,
+            None => now >= end,
+        };
         if sending_done && pending.is_empty() {
             break;
         }
@@ -537,6 +546,18 @@ fn produce(
                 *errors.entry("produce_io".into()).or_default() += pending.len() as u64;
                 break;
             }
+        }
+    }
+    // Open loop: a producer that fell behind its schedule stops at the end
+    // time with sends still due. Those that were due inside the measured
+    // window are reported, so a missed rate cannot pass as a clean run.
+    if let Some(iv) = interval {
+        let first_due = next_send.max(warmup_end);
+        if first_due < end {
+            let missed = ((end - first_due).as_secs_f64() / iv.as_secs_f64()).ceil() as u64;
+            *errors
+                .entry("open_loop_behind_schedule".into())
+                .or_default() += missed * per_batch;
         }
     }
     if s.acks != 0 {

@@ -633,3 +633,52 @@ fn consume(
         errors: errors.into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_defaults_and_validation() {
+        let s: Scenario = toml::from_str(
+            r#"
+            name = "t"
+            topic = "t"
+            record_bytes = 100
+            acks = -1
+            duration_s = 1
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.partitions,
+                s.producers,
+                s.records_per_batch,
+                s.max_in_flight
+            ),
+            (1, 1, 1, 5)
+        );
+        assert_eq!((s.rate_msgs_per_s, s.consumers, s.warmup_s), (0, 0, 2.0));
+        s.validate().unwrap();
+        assert!(Scenario {
+            acks: 2,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(Scenario {
+            consumers: 2,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(Scenario {
+            record_bytes: 7,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(toml::from_str::<Scenario>("name = \"t\"\nbogus = 1").is_err());
+    }
+}

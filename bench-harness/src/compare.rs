@@ -214,9 +214,13 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
         .iter()
         .filter_map(|t| t.fraction_of_limit)
         .collect();
-    let first = &runs[0].1;
+    let (_, first) = runs
+        .first()
+        .ok_or_else(|| Error::Invalid(format!("{} holds no runs", path.display())))?;
+    // An absolute path keeps a saved comparison usable from another directory.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(RunSetSummary {
-        path: path.to_path_buf(),
+        path,
         repeats: runs.len(),
         scenario: first.scenario.clone(),
         git_sha: first.git_sha.clone(),

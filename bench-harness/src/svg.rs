@@ -21,7 +21,7 @@ pub struct PlotSeries {
 const WIDTH: f64 = 820.0;
 const HEIGHT: f64 = 460.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 24.0;
+const RIGHT: f64 = 44.0;
 const TOP: f64 = 44.0;
 const BOTTOM: f64 = 56.0;
 const COLORS: [&str; 6] = [

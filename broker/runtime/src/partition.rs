@@ -92,7 +92,15 @@ impl Partition {
         self.inner.progress.notified().await
     }
 
-    /// Runs `f` with the log borrowed. `f` must not await.
+    /// Reads the log. `f` must not await. Unlike [`Self::with_log`] it does
+    /// not wake the driver: fetches and offset lookups on the hot path
+    /// change nothing the driver acts on.
+    pub fn read_log<R>(&self, f: impl FnOnce(&PartitionLog<GlommioIo>) -> R) -> R {
+        f(&self.inner.log.borrow())
+    }
+
+    /// Runs `f` with the log borrowed mutably, then wakes the driver in case
+    /// `f` gave it work. `f` must not await.
     pub fn with_log<R>(&self, f: impl FnOnce(&mut PartitionLog<GlommioIo>) -> R) -> R {
         let r = f(&mut self.inner.log.borrow_mut());
         self.inner.work.notify_all();

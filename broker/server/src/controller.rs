@@ -141,13 +141,13 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "could not delete partition directory");
         }
-        p.with_log(|l| l.cache_remove());
+        p.read_log(|l| l.cache_remove());
         tracing::info!(topic = %key.0, partition = key.1, "partition deleted");
     }
     for key in wanted {
         let settings = md.settings(&shard.config, &key.0);
         if let Some(p) = shard.partition(&key.0, key.1) {
-            let changed = p.with_log(|l| *l.config() != settings.log);
+            let changed = p.read_log(|l| *l.config() != settings.log);
             if changed {
                 let log_config = settings.log.clone();
                 if let Err(e) = p.with_log(|l| l.set_config(log_config)) {

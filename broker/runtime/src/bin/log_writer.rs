@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         while appended < args.batches_max {
             let mut last = None;
             for _ in 0..args.pipeline_depth {
-                let base = partition.with_log(|l| l.next_offset());
+                let base = partition.read_log(|l| l.next_offset());
                 let spec = BatchSpec {
                     records: args.records_per_batch,
                     value_bytes: args.value_bytes,

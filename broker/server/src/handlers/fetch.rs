@@ -217,7 +217,7 @@ async fn read_partition(
     let Some(p) = shard.partition(&topic, partition) else {
         return PartitionData::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let (plan, hw, start) = p.with_log(|l| {
+    let (plan, hw, start) = p.read_log(|l| {
         let hw = l.flushed_offset();
         (
             l.plan_read(Offset(offset), max_bytes, hw),
@@ -291,7 +291,7 @@ async fn wait_partition(
         return;
     };
     loop {
-        if p.with_log(|l| l.flushed_offset().0 > offset)
+        if p.read_log(|l| l.flushed_offset().0 > offset)
             || Instant::now() >= deadline
             || shard.stopping.get()
         {

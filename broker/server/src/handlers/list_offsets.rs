@@ -90,17 +90,17 @@ async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64)
         EARLIEST => Found {
             error_code: 0,
             timestamp: -1,
-            offset: p.with_log(|l| l.log_start_offset().0),
+            offset: p.read_log(|l| l.log_start_offset().0),
         },
         LATEST => Found {
             error_code: 0,
             timestamp: -1,
-            offset: p.with_log(|l| l.flushed_offset().0),
+            offset: p.read_log(|l| l.flushed_offset().0),
         },
         MAX_TIMESTAMP => {
             // The record with the newest timestamp: the first record at or
             // after the log's max timestamp.
-            let plan = p.with_log(|l| {
+            let plan = p.read_log(|l| {
                 let hw = l.flushed_offset();
                 l.max_timestamp_ms(hw)
                     .map(|max| l.plan_offset_for_timestamp(max, hw))
@@ -131,7 +131,7 @@ async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64)
             }
         }
         t if t >= 0 => {
-            let plan = p.with_log(|l| l.plan_offset_for_timestamp(t, l.flushed_offset()));
+            let plan = p.read_log(|l| l.plan_offset_for_timestamp(t, l.flushed_offset()));
             match plan.execute().await {
                 Ok(Some((offset, ts))) => Found {
                     error_code: 0,

@@ -164,6 +164,6 @@ async fn append(
     Outcome {
         error_code: error_code::NONE,
         base_offset: info.base_offset.0,
-        log_start_offset: p.with_log(|l| l.log_start_offset().0),
+        log_start_offset: p.read_log(|l| l.log_start_offset().0),
     }
 }

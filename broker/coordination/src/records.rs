@@ -229,7 +229,10 @@ pub fn encode_batches(records: &[LogRecord], now_ms: i64, batch_bytes_max: usize
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: pending.len() as i64,
-            sequence: -1,
+            // kafka-protocol starts a new batch unless offset minus
+            // sequence stays constant; the batch's base sequence is the
+            // first record's, which must be -1 (no producer id).
+            sequence: pending.len() as i32 - 1,
             timestamp: now_ms,
             key: Some(key),
             value,
@@ -314,6 +317,16 @@ mod tests {
         });
         let batches = encode_batches(&records, 1_000, 1024);
         assert!(batches.len() > 1, "split into several batches");
+        assert!(
+            batches.len() < records.len() / 2,
+            "several records share each batch"
+        );
+        for b in &batches {
+            // Each is exactly one batch whose length field covers it.
+            let length = i32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;
+            assert_eq!(length + 12, b.len());
+            assert_eq!(i32::from_be_bytes([b[53], b[54], b[55], b[56]]), -1, "base sequence");
+        }
         let mut back = Vec::new();
         for b in batches {
             for (_, r) in decode_batches(b).unwrap() {

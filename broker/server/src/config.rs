@@ -343,5 +343,34 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().starts_with("advertised_listener"));
+        let mut c = ServerConfig::default();
+        c.groups.consumer_heartbeat_interval_ms = c.groups.consumer_session_timeout_ms;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("groups.consumer_heartbeat_interval_ms"));
+        let mut c = ServerConfig::default();
+        c.groups.offsets_topic_partitions = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("groups.offsets_topic_partitions"));
+    }
+
+    #[test]
+    fn group_defaults_are_kafkas_and_reach_the_coordinator() {
+        let g = GroupSettings::default();
+        assert_eq!(g.min_session_timeout_ms, 6_000);
+        assert_eq!(g.max_session_timeout_ms, 1_800_000);
+        assert_eq!(g.initial_rebalance_delay_ms, 3_000);
+        assert_eq!(g.offsets_topic_partitions, 50);
+        assert_eq!(g.offsets_retention_ms, 7 * 24 * 3600 * 1000);
+        let mut g = GroupSettings::default();
+        g.min_session_timeout_ms = 1_000;
+        g.initial_rebalance_delay_ms = 0;
+        let c = g.coordinator_config();
+        assert_eq!(c.min_session_timeout_ms, 1_000);
+        assert_eq!(c.initial_rebalance_delay_ms, 0);
+        assert_eq!(c.snapshot_min_bytes, g.offsets_segment_bytes);
     }
 }

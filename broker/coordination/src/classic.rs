@@ -907,7 +907,11 @@ impl GroupCoordinator {
             return code;
         }
         let state = g.state;
-        let generation = g.generation;
+        // Kafka checks the generation before the state: a member of an
+        // older generation learns that, even while a rebalance is on.
+        if state != ClassicState::Empty && r.generation_id != g.generation {
+            return codes::ILLEGAL_GENERATION;
+        }
         let m = g.members.get_mut(&r.member_id).expect("checked");
         match state {
             ClassicState::Empty => codes::UNKNOWN_MEMBER_ID,
@@ -916,9 +920,6 @@ impl GroupCoordinator {
                 codes::REBALANCE_IN_PROGRESS
             }
             ClassicState::CompletingRebalance | ClassicState::Stable => {
-                if r.generation_id != generation {
-                    return codes::ILLEGAL_GENERATION;
-                }
                 m.heartbeat_deadline_ms = now + m.session_timeout_ms as i64;
                 codes::NONE
             }

@@ -682,9 +682,14 @@ impl GroupCoordinator {
         let mut failed = Vec::new();
         if g.state == ClassicState::CompletingRebalance {
             // The assignment being synced is void: those waiting learn so.
+            // A member blocked in SyncGroup could not heartbeat: its
+            // session starts again with the answer, as in Kafka.
             for m in g.members.values_mut() {
                 m.assignment = Bytes::new();
-                failed.extend(m.awaiting_sync.take());
+                if let Some(x) = m.awaiting_sync.take() {
+                    m.heartbeat_deadline_ms = now + m.session_timeout_ms as i64;
+                    failed.push(x);
+                }
             }
         }
         g.pending_sync.clear();
@@ -860,6 +865,9 @@ impl GroupCoordinator {
                     let mut replies = Vec::new();
                     for m in g.members.values_mut() {
                         if let Some(x) = m.awaiting_sync.take() {
+                            // It could not heartbeat while it waited: its
+                            // session starts again with the answer.
+                            m.heartbeat_deadline_ms = now + m.session_timeout_ms as i64;
                             replies.push((
                                 x,
                                 SyncResult {

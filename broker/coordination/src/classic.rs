@@ -743,8 +743,16 @@ impl GroupCoordinator {
         for m in &gone {
             g.members.remove(m);
         }
-        g.join_deadline_ms = None;
         g.initial_delay = None;
+        if !g.members.is_empty() && g.members.values().all(|m| m.awaiting_join.is_none()) {
+            // Only static members that have not rejoined are left: there
+            // is no one to lead a generation. Kafka waits another
+            // rebalance timeout for them (their sessions still run).
+            let timeout = g.rebalance_timeout_ms();
+            g.join_deadline_ms = Some(now + timeout.max(1));
+            return;
+        }
+        g.join_deadline_ms = None;
         g.generation += 1;
         if g.members.is_empty() {
             g.protocol_name = None;

@@ -394,28 +394,16 @@ impl GroupCoordinator {
         if r.group_id.is_empty() {
             return ConsumerHeartbeatResult::error(codes::INVALID_GROUP_ID, "empty group id");
         }
-        match self.groups.get(&r.group_id) {
-            Some(Group::Classic(c)) if !c.is_empty() => {
-                return ConsumerHeartbeatResult::error(
-                    codes::GROUP_ID_NOT_FOUND,
-                    format!("group {} is a classic group with members", r.group_id),
-                );
-            }
-            Some(Group::Classic(_)) | None => {
-                if r.member_epoch != 0 {
-                    return ConsumerHeartbeatResult::error(
-                        codes::UNKNOWN_MEMBER_ID,
-                        "the group has no such member",
-                    );
-                }
-                // An empty classic group (say, offsets committed by a simple
-                // consumer) becomes a consumer group, keeping its offsets.
-                self.groups.insert(
-                    r.group_id.clone(),
-                    Group::Consumer(ConsumerGroup::new(&r.group_id, now)),
-                );
-            }
-            Some(Group::Consumer(_)) => {}
+        // The request is checked before any group is created or changed,
+        // as Kafka does (throwIfConsumerGroupHeartbeatRequestIsInvalid).
+        if r.member_epoch == 0
+            && r.subscribed_topic_names.is_none()
+            && r.subscribed_topic_regex.is_none()
+        {
+            return ConsumerHeartbeatResult::error(
+                codes::INVALID_REQUEST,
+                "a joining member must give its subscriptions",
+            );
         }
         if let Some(re) = r
             .subscribed_topic_regex
@@ -439,6 +427,29 @@ impl GroupCoordinator {
                     ),
                 );
             }
+        }
+        match self.groups.get(&r.group_id) {
+            Some(Group::Classic(c)) if !c.is_empty() => {
+                return ConsumerHeartbeatResult::error(
+                    codes::GROUP_ID_NOT_FOUND,
+                    format!("group {} is a classic group with members", r.group_id),
+                );
+            }
+            Some(Group::Classic(_)) | None => {
+                if r.member_epoch != 0 {
+                    return ConsumerHeartbeatResult::error(
+                        codes::UNKNOWN_MEMBER_ID,
+                        "the group has no such member",
+                    );
+                }
+                // An empty classic group (say, offsets committed by a simple
+                // consumer) becomes a consumer group, keeping its offsets.
+                self.groups.insert(
+                    r.group_id.clone(),
+                    Group::Consumer(ConsumerGroup::new(&r.group_id, now)),
+                );
+            }
+            Some(Group::Consumer(_)) => {}
         }
         self.touched.insert(r.group_id.clone());
         let session_ms = self.config.consumer_session_timeout_ms as i64;
@@ -472,12 +483,6 @@ impl GroupCoordinator {
         }
         let mut changed = false;
         if r.member_epoch == 0 {
-            if r.subscribed_topic_names.is_none() && r.subscribed_topic_regex.is_none() {
-                return ConsumerHeartbeatResult::error(
-                    codes::INVALID_REQUEST,
-                    "a joining member must give its subscriptions",
-                );
-            }
             if member_id.is_empty() {
                 member_id = generated;
             }

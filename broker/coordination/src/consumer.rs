@@ -556,8 +556,14 @@ impl GroupCoordinator {
                     ),
                 );
             }
-            if r.member_epoch != m.member_epoch {
-                // The member missed our last answer: repeat it.
+            // A full request (every field set) is what a client sends
+            // after an error, a lost answer among them: it gets the whole
+            // assignment again, as in Kafka. So does a member one epoch
+            // behind, which missed our last answer.
+            let full = r.rebalance_timeout_ms != -1
+                && (r.subscribed_topic_names.is_some() || r.subscribed_topic_regex.is_some())
+                && r.owned.is_some();
+            if full || r.member_epoch != m.member_epoch {
                 m.assignment_unsent = true;
             }
             m.session_deadline_ms = now + session_ms;

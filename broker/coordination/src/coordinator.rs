@@ -316,28 +316,15 @@ impl GroupCoordinator {
 
     /// Every live record: the state the log describes.
     pub fn live_records(&self) -> Vec<LogRecord> {
-        let mut out = Vec::new();
-        for (group, value) in &self.written {
-            out.push(LogRecord {
-                key: RecordKey::Group {
-                    group: group.clone(),
-                },
-                value: Some(RecordValue::Group(value.clone())),
-            });
-        }
-        for (group, offsets) in &self.offsets {
-            for ((topic, partition), v) in offsets {
-                out.push(LogRecord {
-                    key: RecordKey::Offset {
-                        group: group.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    },
-                    value: Some(RecordValue::Offset(v.clone())),
-                });
-            }
-        }
-        out
+        records_of(&self.written, &self.offsets)
+    }
+
+    /// Offset writes asked for and not yet durable, in write order.
+    fn pending_offsets(&self) -> impl Iterator<Item = &(String, String, i32, Option<OffsetValue>)> {
+        self.held
+            .iter()
+            .flat_map(|(_, h)| h.offsets.iter())
+            .chain(self.step_offsets.iter())
     }
 
     // ----------------------------------------------------------- plumbing --
@@ -372,22 +359,7 @@ impl GroupCoordinator {
         partition: i32,
         v: Option<OffsetValue>,
     ) {
-        match v {
-            Some(v) => {
-                self.offsets
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), v);
-            }
-            None => {
-                if let Some(o) = self.offsets.get_mut(&group) {
-                    o.remove(&(topic, partition));
-                    if o.is_empty() {
-                        self.offsets.remove(&group);
-                    }
-                }
-            }
-        }
+        apply(&mut self.offsets, group, topic, partition, v);
     }
 
     /// Offsets of `group` as OffsetFetch sees them: durable ones only.
@@ -445,23 +417,15 @@ impl GroupCoordinator {
         });
         if self.wants_snapshot() {
             // The snapshot is taken after this step's records, so pending
-            // offsets are included as they will be once durable.
-            let mut live = self.live_records();
-            for (_, h) in &self.held {
-                for (g, t, p, v) in &h.offsets {
-                    live.push(LogRecord {
-                        key: RecordKey::Offset {
-                            group: g.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        },
-                        value: v.clone().map(RecordValue::Offset),
-                    });
-                }
+            // offsets are included as they will be once durable: a pending
+            // tombstone removes its key. (Tombstones themselves are only
+            // needed while older records exist; the snapshot drops
+            // everything before it, so it holds none.)
+            let mut offsets = self.offsets.clone();
+            for (g, t, p, v) in self.pending_offsets() {
+                apply(&mut offsets, g.clone(), t.clone(), *p, v.clone());
             }
-            // Tombstones are only needed while older records exist; the
-            // snapshot drops everything before it, so leave them out.
-            live.retain(|r| r.value.is_some());
+            let live = records_of(&self.written, &offsets);
             let write = self.new_write();
             self.held.push_back((write, Held::default()));
             self.snapshot_in_flight = Some(write);
@@ -813,4 +777,55 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+type OffsetsByGroup = BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>;
+
+/// Applies one offset write (a tombstone when `v` is None).
+fn apply(
+    offsets: &mut OffsetsByGroup,
+    group: String,
+    topic: String,
+    partition: i32,
+    v: Option<OffsetValue>,
+) {
+    match v {
+        Some(v) => {
+            offsets.entry(group).or_default().insert((topic, partition), v);
+        }
+        None => {
+            if let Some(o) = offsets.get_mut(&group) {
+                o.remove(&(topic, partition));
+                if o.is_empty() {
+                    offsets.remove(&group);
+                }
+            }
+        }
+    }
+}
+
+/// The records describing these groups and offsets, tombstones left out.
+fn records_of(written: &BTreeMap<String, GroupValue>, offsets: &OffsetsByGroup) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for (group, value) in written {
+        out.push(LogRecord {
+            key: RecordKey::Group {
+                group: group.clone(),
+            },
+            value: Some(RecordValue::Group(value.clone())),
+        });
+    }
+    for (group, offsets) in offsets {
+        for ((topic, partition), v) in offsets {
+            out.push(LogRecord {
+                key: RecordKey::Offset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                },
+                value: Some(RecordValue::Offset(v.clone())),
+            });
+        }
+    }
+    out
 }

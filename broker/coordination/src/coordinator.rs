@@ -327,6 +327,27 @@ impl GroupCoordinator {
             .chain(self.step_offsets.iter())
     }
 
+    /// The offsets of `group` as they will be once every write asked for
+    /// so far is durable. Deletions work from this view, so that an
+    /// offset whose commit is still being written goes too.
+    fn offsets_after_writes(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
+        let mut out = self.offsets.get(group).cloned().unwrap_or_default();
+        for (g, t, p, v) in self.pending_offsets() {
+            if g != group {
+                continue;
+            }
+            match v {
+                Some(v) => {
+                    out.insert((t.clone(), *p), v.clone());
+                }
+                None => {
+                    out.remove(&(t.clone(), *p));
+                }
+            }
+        }
+        out
+    }
+
     // ----------------------------------------------------------- plumbing --
 
     pub(crate) fn reply(&mut self, to: ReplyId, response: Response) {
@@ -672,11 +693,7 @@ impl GroupCoordinator {
     fn remove_group(&mut self, id: &str) {
         self.groups.remove(id);
         self.touched.insert(id.to_string());
-        let partitions: Vec<(String, i32)> = self
-            .offsets
-            .get(id)
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+        let partitions: Vec<(String, i32)> = self.offsets_after_writes(id).into_keys().collect();
         for (t, p) in partitions {
             self.write_offset(id, &t, p, None);
         }
@@ -694,15 +711,12 @@ impl GroupCoordinator {
             Some(Group::Consumer(c)) => Some(c.subscribed_topics(&self.topics)),
         };
         let mut partitions = Vec::new();
+        let committed = self.offsets_after_writes(&r.group_id);
         for (t, p) in r.partitions {
             let code = if subscribed.as_ref().is_some_and(|s| s.contains(&t)) {
                 codes::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
-                let exists = self
-                    .offsets
-                    .get(&r.group_id)
-                    .is_some_and(|o| o.contains_key(&(t.clone(), p)));
-                if exists {
+                if committed.contains_key(&(t.clone(), p)) {
                     self.write_offset(&r.group_id, &t, p, None);
                 }
                 codes::NONE
@@ -756,17 +770,14 @@ impl GroupCoordinator {
             })
             .collect();
         for (id, since) in empty_since {
-            let stale: Vec<(String, i32)> = self
-                .offsets
-                .get(&id)
-                .map(|o| {
-                    o.iter()
-                        .filter(|(_, v)| since.max(v.commit_ms).saturating_add(retention) <= now)
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let all = self.offsets.get(&id).map_or(0, |o| o.len()) == stale.len();
+            // A commit still being written counts (it is recent).
+            let committed = self.offsets_after_writes(&id);
+            let stale: Vec<(String, i32)> = committed
+                .iter()
+                .filter(|(_, v)| since.max(v.commit_ms).saturating_add(retention) <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let all = committed.len() == stale.len();
             // Every offset stale (or none at all): the group goes, as in Kafka.
             if all {
                 self.remove_group(&id);

@@ -700,20 +700,25 @@ impl GroupCoordinator {
     }
 
     fn offset_delete(&mut self, r: OffsetDelete) -> OffsetDeleteResult {
-        let subscribed: Option<HashSet<String>> = match self.groups.get(&r.group_id) {
-            None => {
+        // None: every topic counts as subscribed.
+        let subscribed = match self.groups.get(&r.group_id) {
+            None => Err(codes::GROUP_ID_NOT_FOUND),
+            Some(Group::Classic(c)) => c.subscribed_topics(),
+            Some(Group::Consumer(c)) => Ok(Some(c.subscribed_topics(&self.topics))),
+        };
+        let subscribed: Option<HashSet<String>> = match subscribed {
+            Ok(s) => s,
+            Err(error) => {
                 return OffsetDeleteResult {
-                    error: codes::GROUP_ID_NOT_FOUND,
+                    error,
                     partitions: Vec::new(),
                 }
             }
-            Some(Group::Classic(c)) => c.subscribed_topics(),
-            Some(Group::Consumer(c)) => Some(c.subscribed_topics(&self.topics)),
         };
         let mut partitions = Vec::new();
         let committed = self.offsets_after_writes(&r.group_id);
         for (t, p) in r.partitions {
-            let code = if subscribed.as_ref().is_some_and(|s| s.contains(&t)) {
+            let code = if subscribed.as_ref().is_none_or(|s| s.contains(&t)) {
                 codes::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
                 if committed.contains_key(&(t.clone(), p)) {

@@ -807,7 +807,10 @@ fn apply(
 ) {
     match v {
         Some(v) => {
-            offsets.entry(group).or_default().insert((topic, partition), v);
+            offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), v);
         }
         None => {
             if let Some(o) = offsets.get_mut(&group) {

@@ -69,7 +69,10 @@ fn response(v: i16, r: JoinResult) -> JoinGroupResponse {
         .with_protocol_type(r.protocol_type.map(sb))
         .with_protocol_name(protocol_name)
         .with_leader(sb(r.leader))
-        .with_skip_assignment(r.skip_assignment)
+        // The flag exists from v9. An older static leader rejoining a stable
+        // group gets the member list, computes an assignment, and its
+        // SyncGroup is answered with the assignment in force.
+        .with_skip_assignment(v >= 9 && r.skip_assignment)
         .with_member_id(sb(r.member_id))
         .with_members(
             r.members

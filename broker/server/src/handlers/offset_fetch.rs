@@ -26,7 +26,21 @@ pub async fn handle(
                 .flat_map(|t| t.partition_indexes.iter().map(move |p| (s(&t.name.0), *p)))
                 .collect()
         });
-        let (error, offsets) = fetch(shard, s(&request.group_id.0), wanted, None).await;
+        let asked: Vec<(String, i32)> = wanted.clone().unwrap_or_default();
+        let (error, mut offsets) = fetch(shard, s(&request.group_id.0), wanted, None).await;
+        if header.api_version < 2 && error != codes::NONE {
+            // v1 has no group-level error: report it on every partition.
+            offsets = asked
+                .into_iter()
+                .map(|(topic, partition)| FetchedOffset {
+                    topic,
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: Some(String::new()),
+                })
+                .collect();
+        }
         let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
         for o in offsets {
             let part = OffsetFetchResponsePartition::default()
@@ -34,7 +48,11 @@ pub async fn handle(
                 .with_committed_offset(o.offset)
                 .with_committed_leader_epoch(o.leader_epoch)
                 .with_metadata(o.metadata.map(sb))
-                .with_error_code(codes::NONE);
+                .with_error_code(if header.api_version < 2 {
+                    error
+                } else {
+                    codes::NONE
+                });
             match topics.last_mut() {
                 Some(t) if t.name.0.as_str() == o.topic => t.partitions.push(part),
                 _ => topics.push(
@@ -43,6 +61,9 @@ pub async fn handle(
                         .with_partitions(vec![part]),
                 ),
             }
+        }
+        if header.api_version < 2 {
+            return OffsetFetchResponse::default().with_topics(topics);
         }
         return OffsetFetchResponse::default()
             .with_error_code(error)

@@ -8,13 +8,20 @@
 
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, FetchRequest, FetchResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::Message;
 
@@ -78,6 +85,10 @@ macro_rules! supported {
 /// - DescribeCluster stops at 1; v2 adds fenced-broker listing.
 /// - InitProducerId stops at 5, the highest request version kafka-protocol
 ///   knows (its response goes to 6).
+/// - The group apis cover every request version kafka-protocol knows:
+///   OffsetCommit stops at 9 and OffsetFetch at 9 although their responses go
+///   to 10; OffsetCommit starts at 2 and OffsetFetch at 1, the lowest
+///   versions kafka-protocol has.
 ///
 /// Raising a maximum is a one-line change here; the compile-time checks in
 /// `supported!` reject ranges kafka-protocol cannot handle, and the request
@@ -143,6 +154,54 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         InitProducerIdResponse,
         0..=5
     ),
+    supported!(
+        FindCoordinator,
+        FindCoordinatorRequest,
+        FindCoordinatorResponse,
+        0..=6
+    ),
+    supported!(JoinGroup, JoinGroupRequest, JoinGroupResponse, 0..=9),
+    supported!(SyncGroup, SyncGroupRequest, SyncGroupResponse, 0..=5),
+    supported!(Heartbeat, HeartbeatRequest, HeartbeatResponse, 0..=4),
+    supported!(LeaveGroup, LeaveGroupRequest, LeaveGroupResponse, 0..=5),
+    supported!(
+        OffsetCommit,
+        OffsetCommitRequest,
+        OffsetCommitResponse,
+        2..=9
+    ),
+    supported!(OffsetFetch, OffsetFetchRequest, OffsetFetchResponse, 1..=9),
+    supported!(ListGroups, ListGroupsRequest, ListGroupsResponse, 0..=5),
+    supported!(
+        DescribeGroups,
+        DescribeGroupsRequest,
+        DescribeGroupsResponse,
+        0..=6
+    ),
+    supported!(
+        DeleteGroups,
+        DeleteGroupsRequest,
+        DeleteGroupsResponse,
+        0..=2
+    ),
+    supported!(
+        OffsetDelete,
+        OffsetDeleteRequest,
+        OffsetDeleteResponse,
+        0..=0
+    ),
+    supported!(
+        ConsumerGroupHeartbeat,
+        ConsumerGroupHeartbeatRequest,
+        ConsumerGroupHeartbeatResponse,
+        0..=1
+    ),
+    supported!(
+        ConsumerGroupDescribe,
+        ConsumerGroupDescribeRequest,
+        ConsumerGroupDescribeResponse,
+        0..=1
+    ),
 ];
 
 /// The ApiVersions entry of [`SUPPORTED_APIS`], which the KIP-511 answer to an
@@ -169,6 +228,8 @@ mod tests {
         let fetch = find_api_support(SUPPORTED_APIS, ApiKey::Fetch).unwrap();
         assert!(fetch.contains(4) && fetch.contains(16));
         assert!(!fetch.contains(3) && !fetch.contains(17));
-        assert!(find_api_support(SUPPORTED_APIS, ApiKey::JoinGroup).is_none());
+        let join = find_api_support(SUPPORTED_APIS, ApiKey::JoinGroup).unwrap();
+        assert!(join.contains(0) && join.contains(9) && !join.contains(10));
+        assert!(find_api_support(SUPPORTED_APIS, ApiKey::TxnOffsetCommit).is_none());
     }
 }

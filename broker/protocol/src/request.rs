@@ -2,10 +2,13 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -49,6 +52,32 @@ pub enum Request {
     DescribeCluster(DescribeClusterRequest),
     /// InitProducerId.
     InitProducerId(InitProducerIdRequest),
+    /// FindCoordinator.
+    FindCoordinator(FindCoordinatorRequest),
+    /// JoinGroup. Each protocol's `metadata` is a slice of the frame.
+    JoinGroup(JoinGroupRequest),
+    /// SyncGroup. Each member's `assignment` is a slice of the frame.
+    SyncGroup(SyncGroupRequest),
+    /// Heartbeat.
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup.
+    LeaveGroup(LeaveGroupRequest),
+    /// OffsetCommit.
+    OffsetCommit(OffsetCommitRequest),
+    /// OffsetFetch.
+    OffsetFetch(OffsetFetchRequest),
+    /// ListGroups.
+    ListGroups(ListGroupsRequest),
+    /// DescribeGroups.
+    DescribeGroups(DescribeGroupsRequest),
+    /// DeleteGroups.
+    DeleteGroups(DeleteGroupsRequest),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteRequest),
+    /// ConsumerGroupHeartbeat.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    /// ConsumerGroupDescribe.
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 impl Request {
@@ -69,6 +98,19 @@ impl Request {
             Self::DeleteRecords(_) => ApiKey::DeleteRecords,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
             Self::InitProducerId(_) => ApiKey::InitProducerId,
+            Self::FindCoordinator(_) => ApiKey::FindCoordinator,
+            Self::JoinGroup(_) => ApiKey::JoinGroup,
+            Self::SyncGroup(_) => ApiKey::SyncGroup,
+            Self::Heartbeat(_) => ApiKey::Heartbeat,
+            Self::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Self::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Self::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Self::ListGroups(_) => ApiKey::ListGroups,
+            Self::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Self::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Self::OffsetDelete(_) => ApiKey::OffsetDelete,
+            Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
         }
     }
 }
@@ -167,6 +209,33 @@ pub fn decode_request_with(
         ApiKey::InitProducerId => {
             InitProducerIdRequest::decode(&mut buf, version).map(Request::InitProducerId)
         }
+        ApiKey::FindCoordinator => {
+            FindCoordinatorRequest::decode(&mut buf, version).map(Request::FindCoordinator)
+        }
+        ApiKey::JoinGroup => JoinGroupRequest::decode(&mut buf, version).map(Request::JoinGroup),
+        ApiKey::SyncGroup => SyncGroupRequest::decode(&mut buf, version).map(Request::SyncGroup),
+        ApiKey::Heartbeat => HeartbeatRequest::decode(&mut buf, version).map(Request::Heartbeat),
+        ApiKey::LeaveGroup => LeaveGroupRequest::decode(&mut buf, version).map(Request::LeaveGroup),
+        ApiKey::OffsetCommit => {
+            OffsetCommitRequest::decode(&mut buf, version).map(Request::OffsetCommit)
+        }
+        ApiKey::OffsetFetch => {
+            OffsetFetchRequest::decode(&mut buf, version).map(Request::OffsetFetch)
+        }
+        ApiKey::ListGroups => ListGroupsRequest::decode(&mut buf, version).map(Request::ListGroups),
+        ApiKey::DescribeGroups => {
+            DescribeGroupsRequest::decode(&mut buf, version).map(Request::DescribeGroups)
+        }
+        ApiKey::DeleteGroups => {
+            DeleteGroupsRequest::decode(&mut buf, version).map(Request::DeleteGroups)
+        }
+        ApiKey::OffsetDelete => {
+            OffsetDeleteRequest::decode(&mut buf, version).map(Request::OffsetDelete)
+        }
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut buf, version)
+            .map(Request::ConsumerGroupHeartbeat),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::decode(&mut buf, version)
+            .map(Request::ConsumerGroupDescribe),
         // The pre-check already refused every other api; this arm keeps the
         // match total without a panic.
         _ => {

@@ -4,10 +4,14 @@
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterConfigsResponse, ApiKey, ApiVersionsResponse, CreatePartitionsResponse,
-    CreateTopicsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
-    DescribeConfigsResponse, FetchResponse, IncrementalAlterConfigsResponse,
-    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
+    AlterConfigsResponse, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatResponse, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
+    DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse,
+    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -48,6 +52,32 @@ pub enum Response {
     DescribeCluster(DescribeClusterResponse),
     /// InitProducerId.
     InitProducerId(InitProducerIdResponse),
+    /// FindCoordinator.
+    FindCoordinator(FindCoordinatorResponse),
+    /// JoinGroup.
+    JoinGroup(JoinGroupResponse),
+    /// SyncGroup.
+    SyncGroup(SyncGroupResponse),
+    /// Heartbeat.
+    Heartbeat(HeartbeatResponse),
+    /// LeaveGroup.
+    LeaveGroup(LeaveGroupResponse),
+    /// OffsetCommit.
+    OffsetCommit(OffsetCommitResponse),
+    /// OffsetFetch.
+    OffsetFetch(OffsetFetchResponse),
+    /// ListGroups.
+    ListGroups(ListGroupsResponse),
+    /// DescribeGroups.
+    DescribeGroups(DescribeGroupsResponse),
+    /// DeleteGroups.
+    DeleteGroups(DeleteGroupsResponse),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteResponse),
+    /// ConsumerGroupHeartbeat.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// ConsumerGroupDescribe.
+    ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
 }
 
 impl Response {
@@ -68,6 +98,19 @@ impl Response {
             Self::DeleteRecords(_) => ApiKey::DeleteRecords,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
             Self::InitProducerId(_) => ApiKey::InitProducerId,
+            Self::FindCoordinator(_) => ApiKey::FindCoordinator,
+            Self::JoinGroup(_) => ApiKey::JoinGroup,
+            Self::SyncGroup(_) => ApiKey::SyncGroup,
+            Self::Heartbeat(_) => ApiKey::Heartbeat,
+            Self::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Self::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Self::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Self::ListGroups(_) => ApiKey::ListGroups,
+            Self::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Self::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Self::OffsetDelete(_) => ApiKey::OffsetDelete,
+            Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
         }
     }
 
@@ -89,6 +132,19 @@ impl Response {
             Self::DeleteRecords(r) => r.encode(buf, version),
             Self::DescribeCluster(r) => r.encode(buf, version),
             Self::InitProducerId(r) => r.encode(buf, version),
+            Self::FindCoordinator(r) => r.encode(buf, version),
+            Self::JoinGroup(r) => r.encode(buf, version),
+            Self::SyncGroup(r) => r.encode(buf, version),
+            Self::Heartbeat(r) => r.encode(buf, version),
+            Self::LeaveGroup(r) => r.encode(buf, version),
+            Self::OffsetCommit(r) => r.encode(buf, version),
+            Self::OffsetFetch(r) => r.encode(buf, version),
+            Self::ListGroups(r) => r.encode(buf, version),
+            Self::DescribeGroups(r) => r.encode(buf, version),
+            Self::DeleteGroups(r) => r.encode(buf, version),
+            Self::OffsetDelete(r) => r.encode(buf, version),
+            Self::ConsumerGroupHeartbeat(r) => r.encode(buf, version),
+            Self::ConsumerGroupDescribe(r) => r.encode(buf, version),
         }
         .map_err(|e| e.to_string())
     }

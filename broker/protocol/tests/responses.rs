@@ -6,10 +6,14 @@ mod common;
 use bytes::{Buf, Bytes};
 use common::{client_header, frame_request};
 use corelog_protocol::kafka_protocol::messages::{
-    AlterConfigsResponse, ApiKey, ApiVersionsResponse, CreatePartitionsResponse,
-    CreateTopicsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
-    DescribeConfigsResponse, FetchResponse, IncrementalAlterConfigsResponse,
-    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
+    AlterConfigsResponse, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatResponse, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
+    DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse,
+    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse,
+    SyncGroupResponse,
 };
 use corelog_protocol::kafka_protocol::protocol::Decodable;
 use corelog_protocol::{
@@ -152,6 +156,23 @@ fn every_supported_response_encodes_with_the_right_header() {
                 ApiKey::DeleteRecords => check!(DeleteRecords, DeleteRecordsResponse, v),
                 ApiKey::DescribeCluster => check!(DescribeCluster, DescribeClusterResponse, v),
                 ApiKey::InitProducerId => check!(InitProducerId, InitProducerIdResponse, v),
+                ApiKey::FindCoordinator => check!(FindCoordinator, FindCoordinatorResponse, v),
+                ApiKey::JoinGroup => check!(JoinGroup, JoinGroupResponse, v),
+                ApiKey::SyncGroup => check!(SyncGroup, SyncGroupResponse, v),
+                ApiKey::Heartbeat => check!(Heartbeat, HeartbeatResponse, v),
+                ApiKey::LeaveGroup => check!(LeaveGroup, LeaveGroupResponse, v),
+                ApiKey::OffsetCommit => check!(OffsetCommit, OffsetCommitResponse, v),
+                ApiKey::OffsetFetch => check!(OffsetFetch, OffsetFetchResponse, v),
+                ApiKey::ListGroups => check!(ListGroups, ListGroupsResponse, v),
+                ApiKey::DescribeGroups => check!(DescribeGroups, DescribeGroupsResponse, v),
+                ApiKey::DeleteGroups => check!(DeleteGroups, DeleteGroupsResponse, v),
+                ApiKey::OffsetDelete => check!(OffsetDelete, OffsetDeleteResponse, v),
+                ApiKey::ConsumerGroupHeartbeat => {
+                    check!(ConsumerGroupHeartbeat, ConsumerGroupHeartbeatResponse, v)
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    check!(ConsumerGroupDescribe, ConsumerGroupDescribeResponse, v)
+                }
                 other => panic!("no check for {other:?}"),
             }
         }

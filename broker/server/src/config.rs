@@ -37,6 +37,8 @@ pub struct ServerConfig {
     /// data directory's `io-properties.toml` (`corelog tune --probe-disk`)
     /// when present, else 4 MiB.
     pub write_bytes_max: Option<usize>,
+    /// Consumer-group settings (Kafka's `group.*` and `offsets.*`).
+    pub groups: GroupSettings,
 }
 
 impl Default for ServerConfig {
@@ -54,7 +56,99 @@ impl Default for ServerConfig {
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
             write_bytes_max: None,
+            groups: GroupSettings::default(),
         }
+    }
+}
+
+/// Consumer-group settings, with Kafka's defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSettings {
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout_ms: i32,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: i32,
+    /// `group.max.size`
+    pub members_max: usize,
+    /// `offsets.retention.minutes`, in milliseconds.
+    pub offsets_retention_ms: i64,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_bytes_max: usize,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `offsets.topic.num.partitions`: used when the data directory is new;
+    /// after that the count recorded in the cluster metadata holds, because
+    /// changing it would move groups away from their committed offsets.
+    pub offsets_topic_partitions: u32,
+    /// `offsets.topic.segment.bytes`
+    pub offsets_segment_bytes: u64,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        let c = corelog_coordination::CoordinatorConfig::default();
+        GroupSettings {
+            min_session_timeout_ms: c.min_session_timeout_ms,
+            max_session_timeout_ms: c.max_session_timeout_ms,
+            initial_rebalance_delay_ms: c.initial_rebalance_delay_ms,
+            members_max: c.members_max,
+            offsets_retention_ms: c.offsets_retention_ms,
+            offset_metadata_bytes_max: c.offset_metadata_bytes_max,
+            consumer_session_timeout_ms: c.consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: c.consumer_heartbeat_interval_ms,
+            offsets_topic_partitions: 50,
+            offsets_segment_bytes: 100 << 20,
+        }
+    }
+}
+
+impl GroupSettings {
+    pub fn coordinator_config(&self) -> corelog_coordination::CoordinatorConfig {
+        corelog_coordination::CoordinatorConfig {
+            min_session_timeout_ms: self.min_session_timeout_ms,
+            max_session_timeout_ms: self.max_session_timeout_ms,
+            initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
+            members_max: self.members_max,
+            offsets_retention_ms: self.offsets_retention_ms,
+            offset_metadata_bytes_max: self.offset_metadata_bytes_max,
+            consumer_session_timeout_ms: self.consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: self.consumer_heartbeat_interval_ms,
+            // Rewrite the live state once the superseded data reaches a
+            // segment's worth, so whole segments can be dropped.
+            snapshot_min_bytes: self.offsets_segment_bytes,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.min_session_timeout_ms <= 0
+            || self.min_session_timeout_ms > self.max_session_timeout_ms
+        {
+            return Err("groups.min_session_timeout_ms: must be positive and at most max_session_timeout_ms".into());
+        }
+        if self.initial_rebalance_delay_ms < 0 {
+            return Err("groups.initial_rebalance_delay_ms: must not be negative".into());
+        }
+        if self.members_max == 0 {
+            return Err("groups.members_max: must be at least 1".into());
+        }
+        if self.consumer_session_timeout_ms <= 0
+            || self.consumer_heartbeat_interval_ms <= 0
+            || self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms
+        {
+            return Err("groups.consumer_heartbeat_interval_ms: must be positive and below consumer_session_timeout_ms".into());
+        }
+        if !(1..=1000).contains(&self.offsets_topic_partitions) {
+            return Err("groups.offsets_topic_partitions: must be between 1 and 1000".into());
+        }
+        if self.offsets_segment_bytes < (1 << 20) {
+            return Err("groups.offsets_segment_bytes: must be at least 1 MiB".into());
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +209,7 @@ impl ServerConfig {
         if let Some(adv) = &self.advertised_listener {
             parse_host_port(adv).map_err(|e| format!("advertised_listener: {e}"))?;
         }
+        self.groups.validate()?;
         let d = &self.topic_defaults;
         parse_flush_policy(&d.flush_policy)
             .map_err(|e| format!("topic_defaults.flush_policy: {e}"))?;
@@ -248,5 +343,34 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().starts_with("advertised_listener"));
+        let mut c = ServerConfig::default();
+        c.groups.consumer_heartbeat_interval_ms = c.groups.consumer_session_timeout_ms;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("groups.consumer_heartbeat_interval_ms"));
+        let mut c = ServerConfig::default();
+        c.groups.offsets_topic_partitions = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("groups.offsets_topic_partitions"));
+    }
+
+    #[test]
+    fn group_defaults_are_kafkas_and_reach_the_coordinator() {
+        let g = GroupSettings::default();
+        assert_eq!(g.min_session_timeout_ms, 6_000);
+        assert_eq!(g.max_session_timeout_ms, 1_800_000);
+        assert_eq!(g.initial_rebalance_delay_ms, 3_000);
+        assert_eq!(g.offsets_topic_partitions, 50);
+        assert_eq!(g.offsets_retention_ms, 7 * 24 * 3600 * 1000);
+        let mut g = GroupSettings::default();
+        g.min_session_timeout_ms = 1_000;
+        g.initial_rebalance_delay_ms = 0;
+        let c = g.coordinator_config();
+        assert_eq!(c.min_session_timeout_ms, 1_000);
+        assert_eq!(c.initial_rebalance_delay_ms, 0);
+        assert_eq!(c.snapshot_min_bytes, g.offsets_segment_bytes);
     }
 }

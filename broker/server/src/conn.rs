@@ -22,9 +22,11 @@ pub const READ_CHUNK_BYTES: usize = 64 << 10;
 pub const READ_CHUNK_MIN_BYTES: usize = 4 << 10;
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    // Kafka shows a group member's host as Java prints an InetAddress.
+    let client_host = peer_addr
+        .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(shard.config.request_bytes_max);
@@ -39,7 +41,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     return;
                 }
             };
-            match handle_frame(&shard, frame).await {
+            match handle_frame(&shard, &client_host, frame).await {
                 Ok(Reply::None) => {}
                 Ok(Reply::Bytes(b)) => {
                     if stream.write_all(&b).await.is_err() {
@@ -104,7 +106,7 @@ impl std::fmt::Display for Close {
     }
 }
 
-async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Reply, Close> {
+async fn handle_frame(shard: &Rc<Shard>, client_host: &str, frame: Bytes) -> Result<Reply, Close> {
     let raw = frame.clone();
     let (header, body) =
         decode_request_header(frame).map_err(|e| with_frame(protocol_close(e), &raw))?;
@@ -120,7 +122,7 @@ async fn handle_frame(shard: &Rc<Shard>, frame: Bytes) -> Result<Reply, Close> {
         }
     };
     tracing::debug!(api = ?header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
-    handlers::dispatch(shard, &header, request).await
+    handlers::dispatch(shard, &header, client_host, request).await
 }
 
 /// Adds the start of the offending frame to the log line, in hex, so that a

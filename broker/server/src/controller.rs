@@ -183,7 +183,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     }
 }
 
-fn next_cache_id(shard: &Shard) -> u64 {
+pub(crate) fn next_cache_id(shard: &Shard) -> u64 {
     thread_local! {
         static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod conn;
 pub mod controller;
+pub mod groups;
 pub mod handlers;
 pub mod metadata;
 pub mod server;

@@ -61,6 +61,12 @@ pub struct ClusterMetadata {
     /// so no id is ever given out twice, across restarts included.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Partitions of the internal offsets log. Fixed when the data
+    /// directory is created (0 in files written before groups existed:
+    /// then set at the next start), because a group's coordinator is found
+    /// by hashing its id over this count.
+    #[serde(default)]
+    pub offsets_topic_partitions: u32,
 }
 
 /// Effective settings of one topic: broker defaults plus its overrides.
@@ -98,6 +104,7 @@ impl ClusterMetadata {
                     version: 0,
                     topics: BTreeMap::new(),
                     producer_id_block_end: 0,
+                    offsets_topic_partitions: 0,
                 };
                 md.persist(data_dir)?;
                 Ok(md)
@@ -279,6 +286,9 @@ pub struct ConfigError {
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("topic name is empty".into());
+    }
+    if name == crate::groups::OFFSETS_TOPIC {
+        return Err(format!("{name} is the internal offsets topic"));
     }
     if name == "." || name == ".." {
         return Err(format!("topic name cannot be {name:?}"));

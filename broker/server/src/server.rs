@@ -44,6 +44,19 @@ pub fn run(config: ServerConfig) -> Result<(), String> {
             .map_err(|e| format!("cluster metadata: {e}"))?;
         tracing::info!(shard_count, "partitions of missing shards moved");
     }
+    if metadata.offsets_topic_partitions == 0 {
+        metadata.offsets_topic_partitions = config.groups.offsets_topic_partitions;
+        metadata.version += 1;
+        metadata
+            .persist(&config.data_dir)
+            .map_err(|e| format!("cluster metadata: {e}"))?;
+    } else if metadata.offsets_topic_partitions != config.groups.offsets_topic_partitions {
+        tracing::warn!(
+            recorded = metadata.offsets_topic_partitions,
+            configured = config.groups.offsets_topic_partitions,
+            "groups.offsets_topic_partitions differs from the count this data directory was created with; keeping the recorded count"
+        );
+    }
     remove_orphan_partitions(&config.data_dir, &metadata);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -102,6 +115,7 @@ async fn shard_main(
         receivers,
     );
     reconcile(&shard).await;
+    crate::groups::open_existing(&shard).await;
     let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
     tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions.borrow().len(), "shard ready");
     // "ready" means every shard serves: its partitions are open and it
@@ -182,6 +196,7 @@ async fn shutdown(shard: &Rc<Shard>) {
     for p in partitions {
         p.close().await;
     }
+    crate::groups::close_all(shard).await;
     tracing::info!(shard = shard.id.0, "shard stopped");
 }
 
@@ -202,6 +217,9 @@ fn remove_orphan_partitions(data_dir: &Path, md: &ClusterMetadata) {
         let Ok(part) = part.parse::<usize>() else {
             continue;
         };
+        if topic == crate::groups::OFFSETS_TOPIC {
+            continue;
+        }
         let known = md
             .topics
             .get(topic)

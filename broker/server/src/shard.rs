@@ -55,6 +55,11 @@ pub struct Shard {
     /// Becomes true when shutdown starts: stop accepting, finish, flush.
     pub stopping: Cell<bool>,
     pub stop_notify: corelog_runtime::notify::Notify,
+    /// Group coordinators of the offsets partitions this shard owns, by
+    /// partition (see `groups`).
+    pub groups: RefCell<HashMap<u32, Rc<crate::groups::GroupPartition>>>,
+    /// Admits one coordinator opening at a time.
+    pub groups_opening: glommio::sync::Semaphore,
 }
 
 impl Shard {
@@ -145,6 +150,8 @@ pub fn make_shard(
         controller,
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
+        groups: RefCell::new(HashMap::new()),
+        groups_opening: glommio::sync::Semaphore::new(1),
     });
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();

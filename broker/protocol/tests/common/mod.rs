@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod groups;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request,
@@ -36,6 +38,19 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::DeleteRecords, 0, 2),
     support(ApiKey::DescribeCluster, 0, 2),
     support(ApiKey::InitProducerId, 0, 5),
+    support(ApiKey::FindCoordinator, 0, 6),
+    support(ApiKey::JoinGroup, 0, 9),
+    support(ApiKey::SyncGroup, 0, 5),
+    support(ApiKey::Heartbeat, 0, 4),
+    support(ApiKey::LeaveGroup, 0, 5),
+    support(ApiKey::OffsetCommit, 2, 9),
+    support(ApiKey::OffsetFetch, 1, 9),
+    support(ApiKey::ListGroups, 0, 5),
+    support(ApiKey::DescribeGroups, 0, 6),
+    support(ApiKey::DeleteGroups, 0, 2),
+    support(ApiKey::OffsetDelete, 0, 0),
+    support(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    support(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 const fn support(api_key: ApiKey, min_version: i16, max_version: i16) -> ApiSupport {
@@ -282,6 +297,7 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
             }
             Request::InitProducerId(r)
         }
+        other if groups::is_group_api(other) => groups::build_group_request(other, v, false),
         other => panic!("no builder for {other:?}"),
     }
 }
@@ -409,6 +425,19 @@ pub fn encode_body(request: &Request, version: i16) -> BytesMut {
         Request::DeleteRecords(r) => r.encode(&mut buf, version),
         Request::DescribeCluster(r) => r.encode(&mut buf, version),
         Request::InitProducerId(r) => r.encode(&mut buf, version),
+        Request::FindCoordinator(r) => r.encode(&mut buf, version),
+        Request::JoinGroup(r) => r.encode(&mut buf, version),
+        Request::SyncGroup(r) => r.encode(&mut buf, version),
+        Request::Heartbeat(r) => r.encode(&mut buf, version),
+        Request::LeaveGroup(r) => r.encode(&mut buf, version),
+        Request::OffsetCommit(r) => r.encode(&mut buf, version),
+        Request::OffsetFetch(r) => r.encode(&mut buf, version),
+        Request::ListGroups(r) => r.encode(&mut buf, version),
+        Request::DescribeGroups(r) => r.encode(&mut buf, version),
+        Request::DeleteGroups(r) => r.encode(&mut buf, version),
+        Request::OffsetDelete(r) => r.encode(&mut buf, version),
+        Request::ConsumerGroupHeartbeat(r) => r.encode(&mut buf, version),
+        Request::ConsumerGroupDescribe(r) => r.encode(&mut buf, version),
         other => panic!("no encoder for {other:?}"),
     };
     result.unwrap_or_else(|e| panic!("encoding {:?} v{version}: {e}", request.api_key()));

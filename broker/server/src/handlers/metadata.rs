@@ -30,6 +30,15 @@ pub async fn handle(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let mut md = shard.metadata();
+    // From v10 a topic may be asked for by id alone (name null), as KIP-848
+    // consumers do for the topic ids in their assignment.
+    let by_id: Vec<uuid::Uuid> = request
+        .topics
+        .iter()
+        .flatten()
+        .filter(|t| t.name.is_none() && !t.topic_id.is_nil())
+        .map(|t| t.topic_id)
+        .collect();
     let requested: Option<Vec<String>> = match &request.topics {
         // v0 asks for every topic with an empty list; later versions with null.
         Some(t) if t.is_empty() && header.api_version == 0 => None,
@@ -65,6 +74,14 @@ pub async fn handle(
         Some(names) => names
             .iter()
             .map(|n| topic_entry(&md, n, header.api_version))
+            .chain(by_id.iter().map(|id| {
+                match md.topics.iter().find(|(_, t)| t.uuid() == *id) {
+                    Some((name, _)) => topic_entry(&md, name, header.api_version),
+                    None => MetadataResponseTopic::default()
+                        .with_topic_id(*id)
+                        .with_error_code(error_code::UNKNOWN_TOPIC_ID),
+                }
+            }))
             .collect(),
     };
     let topics = topics

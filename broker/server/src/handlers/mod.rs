@@ -12,18 +12,32 @@ use crate::shard::Shard;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+mod group_common;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// The APIs and versions this broker implements and advertises. Each entry
 /// lies within what the protocol crate can decode and encode.
@@ -100,6 +114,73 @@ pub const SERVER_APIS: &[ApiSupport] = &[
         min_version: 0,
         max_version: 1,
     },
+    // Consumer groups: the classic protocol in every version clients use,
+    // and KIP-848's consumer protocol.
+    ApiSupport {
+        api_key: ApiKey::FindCoordinator,
+        min_version: 0,
+        max_version: 6,
+    },
+    ApiSupport {
+        api_key: ApiKey::JoinGroup,
+        min_version: 0,
+        max_version: 9,
+    },
+    ApiSupport {
+        api_key: ApiKey::SyncGroup,
+        min_version: 0,
+        max_version: 5,
+    },
+    ApiSupport {
+        api_key: ApiKey::Heartbeat,
+        min_version: 0,
+        max_version: 4,
+    },
+    ApiSupport {
+        api_key: ApiKey::LeaveGroup,
+        min_version: 0,
+        max_version: 5,
+    },
+    ApiSupport {
+        api_key: ApiKey::OffsetCommit,
+        min_version: 2,
+        max_version: 9,
+    },
+    ApiSupport {
+        api_key: ApiKey::OffsetFetch,
+        min_version: 1,
+        max_version: 9,
+    },
+    ApiSupport {
+        api_key: ApiKey::ListGroups,
+        min_version: 0,
+        max_version: 5,
+    },
+    ApiSupport {
+        api_key: ApiKey::DescribeGroups,
+        min_version: 0,
+        max_version: 6,
+    },
+    ApiSupport {
+        api_key: ApiKey::DeleteGroups,
+        min_version: 0,
+        max_version: 2,
+    },
+    ApiSupport {
+        api_key: ApiKey::OffsetDelete,
+        min_version: 0,
+        max_version: 0,
+    },
+    ApiSupport {
+        api_key: ApiKey::ConsumerGroupHeartbeat,
+        min_version: 0,
+        max_version: 1,
+    },
+    ApiSupport {
+        api_key: ApiKey::ConsumerGroupDescribe,
+        min_version: 0,
+        max_version: 1,
+    },
 ];
 
 /// What a handler answers.
@@ -111,9 +192,12 @@ pub enum Reply {
     Segments(Vec<Bytes>),
 }
 
+/// Handles one request. `client_host` is the peer as Kafka reports it in
+/// group descriptions ("/127.0.0.1").
 pub async fn dispatch(
     shard: &Rc<Shard>,
     header: &RequestHeader,
+    client_host: &str,
     request: Request,
 ) -> Result<Reply, Close> {
     let response = match request {
@@ -153,6 +237,31 @@ pub async fn dispatch(
         }
         Request::InitProducerId(r) => {
             Response::InitProducerId(init_producer_id::handle(shard, r).await)
+        }
+        Request::FindCoordinator(r) => {
+            Response::FindCoordinator(find_coordinator::handle(shard, header, r))
+        }
+        Request::JoinGroup(r) => {
+            Response::JoinGroup(join_group::handle(shard, header, client_host, r).await)
+        }
+        Request::SyncGroup(r) => Response::SyncGroup(sync_group::handle(shard, header, r).await),
+        Request::Heartbeat(r) => Response::Heartbeat(heartbeat::handle(shard, r).await),
+        Request::LeaveGroup(r) => Response::LeaveGroup(leave_group::handle(shard, header, r).await),
+        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(shard, r).await),
+        Request::OffsetFetch(r) => {
+            Response::OffsetFetch(offset_fetch::handle(shard, header, r).await)
+        }
+        Request::ListGroups(r) => Response::ListGroups(list_groups::handle(shard, r).await),
+        Request::DescribeGroups(r) => {
+            Response::DescribeGroups(describe_groups::handle(shard, header, r).await)
+        }
+        Request::DeleteGroups(r) => Response::DeleteGroups(delete_groups::handle(shard, r).await),
+        Request::OffsetDelete(r) => Response::OffsetDelete(offset_delete::handle(shard, r).await),
+        Request::ConsumerGroupHeartbeat(r) => Response::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(shard, header, client_host, r).await,
+        ),
+        Request::ConsumerGroupDescribe(r) => {
+            Response::ConsumerGroupDescribe(consumer_group_describe::handle(shard, r).await)
         }
         other => {
             return Err(Close {

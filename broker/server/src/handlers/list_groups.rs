@@ -1,0 +1,54 @@
+//! ListGroups: every group of every coordinator, gathered from each shard.
+
+use std::rc::Rc;
+
+use corelog_coordination::{codes, ListGroups, Request as G, Response as R};
+use corelog_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use corelog_protocol::kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+
+use super::group_common::{gid, s, sb};
+use crate::groups::submit_to_local_partitions;
+use crate::shard::Shard;
+use crate::ShardId;
+
+pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListGroupsResponse {
+    let filter = ListGroups {
+        states: request.states_filter.iter().map(s).collect(),
+        types: request.types_filter.iter().map(s).collect(),
+    };
+    let mut groups = Vec::new();
+    let mut error = codes::NONE;
+    for target in 0..shard.shard_count {
+        let filter = filter.clone();
+        let answers = shard
+            .call(ShardId(target as u32), move |s| async move {
+                submit_to_local_partitions(&s, G::ListGroups(filter)).await
+            })
+            .await
+            .unwrap_or_else(|_| vec![Err(codes::COORDINATOR_NOT_AVAILABLE)]);
+        for a in answers {
+            match a {
+                Ok(R::ListGroups(list)) => groups.extend(list),
+                Ok(_) => error = codes::UNKNOWN_SERVER_ERROR,
+                // A coordinator still loading: Kafka reports its error and
+                // lists what the others have.
+                Err(code) => error = code,
+            }
+        }
+    }
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    ListGroupsResponse::default()
+        .with_error_code(error)
+        .with_groups(
+            groups
+                .into_iter()
+                .map(|g| {
+                    ListedGroup::default()
+                        .with_group_id(gid(g.group_id))
+                        .with_protocol_type(sb(g.protocol_type))
+                        .with_group_state(sb(g.state))
+                        .with_group_type(sb(g.group_type.as_str()))
+                })
+                .collect(),
+        )
+}

@@ -1,0 +1,107 @@
+//! OffsetFetch: a group's committed offsets, one group (v1-7) or several
+//! (v8+, each sent to its own coordinator).
+
+use std::rc::Rc;
+
+use corelog_coordination::{codes, FetchedOffset, OffsetFetch, Request as G, Response as R};
+use corelog_protocol::kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use corelog_protocol::kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use corelog_protocol::RequestHeader;
+
+use super::group_common::{gid, s, sb, tname};
+use crate::groups::call_group;
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    if header.api_version < 8 {
+        let wanted = request.topics.as_ref().map(|ts| {
+            ts.iter()
+                .flat_map(|t| t.partition_indexes.iter().map(move |p| (s(&t.name.0), *p)))
+                .collect()
+        });
+        let (error, offsets) = fetch(shard, s(&request.group_id.0), wanted, None).await;
+        let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+        for o in offsets {
+            let part = OffsetFetchResponsePartition::default()
+                .with_partition_index(o.partition)
+                .with_committed_offset(o.offset)
+                .with_committed_leader_epoch(o.leader_epoch)
+                .with_metadata(o.metadata.map(sb))
+                .with_error_code(codes::NONE);
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == o.topic => t.partitions.push(part),
+                _ => topics.push(
+                    OffsetFetchResponseTopic::default()
+                        .with_name(tname(o.topic))
+                        .with_partitions(vec![part]),
+                ),
+            }
+        }
+        return OffsetFetchResponse::default()
+            .with_error_code(error)
+            .with_topics(topics);
+    }
+    let mut groups = Vec::new();
+    for g in &request.groups {
+        let wanted = g.topics.as_ref().map(|ts| {
+            ts.iter()
+                .flat_map(|t| t.partition_indexes.iter().map(move |p| (s(&t.name.0), *p)))
+                .collect()
+        });
+        let member = g
+            .member_id
+            .as_ref()
+            .filter(|_| header.api_version >= 9)
+            .map(|m| (s(m), g.member_epoch));
+        let (error, offsets) = fetch(shard, s(&g.group_id.0), wanted, member).await;
+        let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+        for o in offsets {
+            let part = OffsetFetchResponsePartitions::default()
+                .with_partition_index(o.partition)
+                .with_committed_offset(o.offset)
+                .with_committed_leader_epoch(o.leader_epoch)
+                .with_metadata(o.metadata.map(sb))
+                .with_error_code(codes::NONE);
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == o.topic => t.partitions.push(part),
+                _ => topics.push(
+                    OffsetFetchResponseTopics::default()
+                        .with_name(tname(o.topic))
+                        .with_partitions(vec![part]),
+                ),
+            }
+        }
+        groups.push(
+            OffsetFetchResponseGroup::default()
+                .with_group_id(gid(s(&g.group_id.0)))
+                .with_error_code(error)
+                .with_topics(topics),
+        );
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    group_id: String,
+    partitions: Option<Vec<(String, i32)>>,
+    member: Option<(String, i32)>,
+) -> (i16, Vec<FetchedOffset>) {
+    let request = OffsetFetch {
+        group_id: group_id.clone(),
+        partitions,
+        member,
+    };
+    match call_group(shard, &group_id, G::OffsetFetch(request)).await {
+        Ok(R::OffsetFetch(r)) => (r.error, r.offsets),
+        Ok(_) => (codes::UNKNOWN_SERVER_ERROR, Vec::new()),
+        Err(code) => (code, Vec::new()),
+    }
+}

@@ -249,8 +249,10 @@ pub struct ConsumerHeartbeat {
     pub group_id: String,
     /// v0: empty on join (the coordinator picks one); v1: chosen by the client.
     pub member_id: String,
-    /// 0: join; -1: leave; -2: leave, but a static member keeps its
-    /// assignment for a while; otherwise the member's current epoch.
+    /// 0: join; -1: leave; -2: a static member leaving temporarily, which
+    /// Kafka answers by keeping its assignment for its return. Not kept
+    /// here yet: -2 is handled like -1 and the partitions move at once.
+    /// Otherwise the member's current epoch.
     pub member_epoch: i32,
     pub group_instance_id: Option<String>,
     pub rack_id: Option<String>,

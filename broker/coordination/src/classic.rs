@@ -299,18 +299,30 @@ impl ClassicGroup {
         codes::NONE
     }
 
-    /// Topics the members subscribe to, for a consumer-protocol group with
-    /// members; None when that cannot be known (then nothing is protected).
-    pub fn subscribed_topics(&self) -> Option<HashSet<String>> {
-        if self.state == ClassicState::Empty || self.protocol_type.as_deref() != Some("consumer") {
-            return None;
+    /// The topics whose offsets OffsetDelete must keep, as Kafka decides
+    /// (validateOffsetDelete, isSubscribedToTopic): none for an empty
+    /// group; for a "consumer" protocol group, its members' topics, or
+    /// None (every topic) when a subscription cannot be read. A group of
+    /// another protocol with members refuses (NON_EMPTY_GROUP): what it
+    /// reads is unknown.
+    pub fn subscribed_topics(&self) -> Result<Option<HashSet<String>>, i16> {
+        if self.state == ClassicState::Empty {
+            return Ok(Some(HashSet::new()));
         }
-        let protocol = self.protocol_name.clone()?;
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return Err(codes::NON_EMPTY_GROUP);
+        }
+        let Some(protocol) = self.protocol_name.clone() else {
+            return Ok(None);
+        };
         let mut out = HashSet::new();
         for m in self.members.values() {
-            out.extend(decode_subscription(&m.metadata_for(&protocol))?);
+            match decode_subscription(&m.metadata_for(&protocol)) {
+                Some(topics) => out.extend(topics),
+                None => return Ok(None),
+            }
         }
-        Some(out)
+        Ok(Some(out))
     }
 
     pub fn describe(&self) -> DescribedGroup {

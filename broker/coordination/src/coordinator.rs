@@ -316,25 +316,33 @@ impl GroupCoordinator {
 
     /// Every live record: the state the log describes.
     pub fn live_records(&self) -> Vec<LogRecord> {
-        let mut out = Vec::new();
-        for (group, value) in &self.written {
-            out.push(LogRecord {
-                key: RecordKey::Group {
-                    group: group.clone(),
-                },
-                value: Some(RecordValue::Group(value.clone())),
-            });
-        }
-        for (group, offsets) in &self.offsets {
-            for ((topic, partition), v) in offsets {
-                out.push(LogRecord {
-                    key: RecordKey::Offset {
-                        group: group.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    },
-                    value: Some(RecordValue::Offset(v.clone())),
-                });
+        records_of(&self.written, &self.offsets)
+    }
+
+    /// Offset writes asked for and not yet durable, in write order.
+    fn pending_offsets(&self) -> impl Iterator<Item = &(String, String, i32, Option<OffsetValue>)> {
+        self.held
+            .iter()
+            .flat_map(|(_, h)| h.offsets.iter())
+            .chain(self.step_offsets.iter())
+    }
+
+    /// The offsets of `group` as they will be once every write asked for
+    /// so far is durable. Deletions work from this view, so that an
+    /// offset whose commit is still being written goes too.
+    fn offsets_after_writes(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
+        let mut out = self.offsets.get(group).cloned().unwrap_or_default();
+        for (g, t, p, v) in self.pending_offsets() {
+            if g != group {
+                continue;
+            }
+            match v {
+                Some(v) => {
+                    out.insert((t.clone(), *p), v.clone());
+                }
+                None => {
+                    out.remove(&(t.clone(), *p));
+                }
             }
         }
         out
@@ -372,22 +380,7 @@ impl GroupCoordinator {
         partition: i32,
         v: Option<OffsetValue>,
     ) {
-        match v {
-            Some(v) => {
-                self.offsets
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), v);
-            }
-            None => {
-                if let Some(o) = self.offsets.get_mut(&group) {
-                    o.remove(&(topic, partition));
-                    if o.is_empty() {
-                        self.offsets.remove(&group);
-                    }
-                }
-            }
-        }
+        apply(&mut self.offsets, group, topic, partition, v);
     }
 
     /// Offsets of `group` as OffsetFetch sees them: durable ones only.
@@ -445,23 +438,15 @@ impl GroupCoordinator {
         });
         if self.wants_snapshot() {
             // The snapshot is taken after this step's records, so pending
-            // offsets are included as they will be once durable.
-            let mut live = self.live_records();
-            for (_, h) in &self.held {
-                for (g, t, p, v) in &h.offsets {
-                    live.push(LogRecord {
-                        key: RecordKey::Offset {
-                            group: g.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        },
-                        value: v.clone().map(RecordValue::Offset),
-                    });
-                }
+            // offsets are included as they will be once durable: a pending
+            // tombstone removes its key. (Tombstones themselves are only
+            // needed while older records exist; the snapshot drops
+            // everything before it, so it holds none.)
+            let mut offsets = self.offsets.clone();
+            for (g, t, p, v) in self.pending_offsets() {
+                apply(&mut offsets, g.clone(), t.clone(), *p, v.clone());
             }
-            // Tombstones are only needed while older records exist; the
-            // snapshot drops everything before it, so leave them out.
-            live.retain(|r| r.value.is_some());
+            let live = records_of(&self.written, &offsets);
             let write = self.new_write();
             self.held.push_back((write, Held::default()));
             self.snapshot_in_flight = Some(write);
@@ -708,37 +693,35 @@ impl GroupCoordinator {
     fn remove_group(&mut self, id: &str) {
         self.groups.remove(id);
         self.touched.insert(id.to_string());
-        let partitions: Vec<(String, i32)> = self
-            .offsets
-            .get(id)
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+        let partitions: Vec<(String, i32)> = self.offsets_after_writes(id).into_keys().collect();
         for (t, p) in partitions {
             self.write_offset(id, &t, p, None);
         }
     }
 
     fn offset_delete(&mut self, r: OffsetDelete) -> OffsetDeleteResult {
-        let subscribed: Option<HashSet<String>> = match self.groups.get(&r.group_id) {
-            None => {
+        // None: every topic counts as subscribed.
+        let subscribed = match self.groups.get(&r.group_id) {
+            None => Err(codes::GROUP_ID_NOT_FOUND),
+            Some(Group::Classic(c)) => c.subscribed_topics(),
+            Some(Group::Consumer(c)) => Ok(Some(c.subscribed_topics(&self.topics))),
+        };
+        let subscribed: Option<HashSet<String>> = match subscribed {
+            Ok(s) => s,
+            Err(error) => {
                 return OffsetDeleteResult {
-                    error: codes::GROUP_ID_NOT_FOUND,
+                    error,
                     partitions: Vec::new(),
                 }
             }
-            Some(Group::Classic(c)) => c.subscribed_topics(),
-            Some(Group::Consumer(c)) => Some(c.subscribed_topics(&self.topics)),
         };
         let mut partitions = Vec::new();
+        let committed = self.offsets_after_writes(&r.group_id);
         for (t, p) in r.partitions {
-            let code = if subscribed.as_ref().is_some_and(|s| s.contains(&t)) {
+            let code = if subscribed.as_ref().is_none_or(|s| s.contains(&t)) {
                 codes::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
-                let exists = self
-                    .offsets
-                    .get(&r.group_id)
-                    .is_some_and(|o| o.contains_key(&(t.clone(), p)));
-                if exists {
+                if committed.contains_key(&(t.clone(), p)) {
                     self.write_offset(&r.group_id, &t, p, None);
                 }
                 codes::NONE
@@ -792,17 +775,14 @@ impl GroupCoordinator {
             })
             .collect();
         for (id, since) in empty_since {
-            let stale: Vec<(String, i32)> = self
-                .offsets
-                .get(&id)
-                .map(|o| {
-                    o.iter()
-                        .filter(|(_, v)| since.max(v.commit_ms).saturating_add(retention) <= now)
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let all = self.offsets.get(&id).map_or(0, |o| o.len()) == stale.len();
+            // A commit still being written counts (it is recent).
+            let committed = self.offsets_after_writes(&id);
+            let stale: Vec<(String, i32)> = committed
+                .iter()
+                .filter(|(_, v)| since.max(v.commit_ms).saturating_add(retention) <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let all = committed.len() == stale.len();
             // Every offset stale (or none at all): the group goes, as in Kafka.
             if all {
                 self.remove_group(&id);
@@ -813,4 +793,58 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+type OffsetsByGroup = BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>;
+
+/// Applies one offset write (a tombstone when `v` is None).
+fn apply(
+    offsets: &mut OffsetsByGroup,
+    group: String,
+    topic: String,
+    partition: i32,
+    v: Option<OffsetValue>,
+) {
+    match v {
+        Some(v) => {
+            offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), v);
+        }
+        None => {
+            if let Some(o) = offsets.get_mut(&group) {
+                o.remove(&(topic, partition));
+                if o.is_empty() {
+                    offsets.remove(&group);
+                }
+            }
+        }
+    }
+}
+
+/// The records describing these groups and offsets, tombstones left out.
+fn records_of(written: &BTreeMap<String, GroupValue>, offsets: &OffsetsByGroup) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for (group, value) in written {
+        out.push(LogRecord {
+            key: RecordKey::Group {
+                group: group.clone(),
+            },
+            value: Some(RecordValue::Group(value.clone())),
+        });
+    }
+    for (group, offsets) in offsets {
+        for ((topic, partition), v) in offsets {
+            out.push(LogRecord {
+                key: RecordKey::Offset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                },
+                value: Some(RecordValue::Offset(v.clone())),
+            });
+        }
+    }
+    out
 }

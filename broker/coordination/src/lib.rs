@@ -20,7 +20,10 @@ pub mod records;
 mod rng;
 
 pub use api::*;
-pub use coordinator::{CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId};
+pub use coordinator::{
+    CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId, OFFSETS_PER_GROUP_MAX,
+    RETENTION_CHECK_INTERVAL_MS,
+};
 
 /// The offsets-log partition a group's coordinator lives on: Kafka's rule
 /// (`abs(groupId.hashCode) % partitions`, with Java's `String.hashCode`), so

@@ -325,7 +325,11 @@ mod tests {
             // Each is exactly one batch whose length field covers it.
             let length = i32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;
             assert_eq!(length + 12, b.len());
-            assert_eq!(i32::from_be_bytes([b[53], b[54], b[55], b[56]]), -1, "base sequence");
+            assert_eq!(
+                i32::from_be_bytes([b[53], b[54], b[55], b[56]]),
+                -1,
+                "base sequence"
+            );
         }
         let mut back = Vec::new();
         for b in batches {

@@ -27,6 +27,16 @@ pub struct ServerConfig {
     pub request_bytes_max: usize,
     /// Connections one shard serves at once; further ones are closed at accept.
     pub connections_per_shard_max: usize,
+    /// Requests one connection may have in flight: read and being handled,
+    /// answered in order. Produce and Fetch requests overlap up to this
+    /// bound; any other request waits for those before it and holds back
+    /// those after it, so admin and group requests keep Kafka's one-at-a-
+    /// time order.
+    pub requests_in_flight_per_connection_max: usize,
+    /// Bytes of request frames a shard holds in flight across all its
+    /// connections (Kafka's `queued.max.request.bytes`). When it is used
+    /// up, connections stop reading their sockets until responses go out.
+    pub request_bytes_in_flight_per_shard_max: usize,
     /// Bytes of flushed batches each shard keeps in memory for tail reads.
     pub batch_cache_bytes_per_shard: usize,
     /// Topic defaults (Kafka's broker-level `log.*` settings).
@@ -52,6 +62,8 @@ impl Default for ServerConfig {
             default_partitions: 1,
             request_bytes_max: 100 << 20,
             connections_per_shard_max: 10_000,
+            requests_in_flight_per_connection_max: 5,
+            request_bytes_in_flight_per_shard_max: 256 << 20,
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
@@ -205,6 +217,15 @@ impl ServerConfig {
         }
         if self.connections_per_shard_max == 0 {
             return Err("connections_per_shard_max: must be at least 1".into());
+        }
+        if !(1..=1024).contains(&self.requests_in_flight_per_connection_max) {
+            return Err("requests_in_flight_per_connection_max: must be between 1 and 1024".into());
+        }
+        if self.request_bytes_in_flight_per_shard_max < self.request_bytes_max {
+            return Err(
+                "request_bytes_in_flight_per_shard_max: must be at least request_bytes_max, or the largest request could never be admitted"
+                    .into(),
+            );
         }
         if let Some(adv) = &self.advertised_listener {
             parse_host_port(adv).map_err(|e| format!("advertised_listener: {e}"))?;
@@ -365,9 +386,11 @@ mod tests {
         assert_eq!(g.initial_rebalance_delay_ms, 3_000);
         assert_eq!(g.offsets_topic_partitions, 50);
         assert_eq!(g.offsets_retention_ms, 7 * 24 * 3600 * 1000);
-        let mut g = GroupSettings::default();
-        g.min_session_timeout_ms = 1_000;
-        g.initial_rebalance_delay_ms = 0;
+        let g = GroupSettings {
+            min_session_timeout_ms: 1_000,
+            initial_rebalance_delay_ms: 0,
+            ..Default::default()
+        };
         let c = g.coordinator_config();
         assert_eq!(c.min_session_timeout_ms, 1_000);
         assert_eq!(c.initial_rebalance_delay_ms, 0);

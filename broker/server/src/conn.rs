@@ -1,17 +1,26 @@
 //! One client connection: read frames, answer each request in order.
 //!
 //! Lives on: the shard that accepted the connection; it never migrates.
-//! Requests on one connection are handled one at a time, as Kafka does
-//! (a connection's next request is read only after the previous response
-//! is written): that is the bound on in-flight requests per connection, and
-//! it makes reading stop, which is backpressure, when the broker is busy.
+//!
+//! Pipelining: Produce and Fetch requests on one connection are handled
+//! concurrently, up to `requests_in_flight_per_connection_max`, and answered
+//! in the order they arrived. Every other request runs alone: it waits for
+//! the requests before it and holds back those after it, so admin and group
+//! requests keep Kafka's one-at-a-time order. A request's frame bytes count
+//! against the shard's `request_bytes_in_flight_per_shard_max` until its
+//! response is written; when either bound is reached the connection stops
+//! reading its socket, which is the backpressure.
 
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use corelog_protocol::kafka_protocol::messages::ApiKey;
 use corelog_protocol::{decode_request_header, decode_request_with, FrameDecoder, ProtocolError};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
+use glommio::sync::StaticPermit;
 
 use crate::handlers::{self, Reply};
 use crate::shard::Shard;
@@ -20,53 +29,103 @@ use crate::shard::Shard;
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
 /// The least: what an idle connection holds while it waits for a request.
 pub const READ_CHUNK_MIN_BYTES: usize = 4 << 10;
+/// The most buffers one `sendmsg` hands the kernel (Linux's IOV_MAX).
+const IOVECS_PER_SEND_MAX: usize = 1024;
+
+/// A request being handled; its frame's bytes stay counted until its
+/// response is written.
+struct InFlight {
+    task: glommio::Task<Result<Reply, Close>>,
+    pipelined: bool,
+    _budget: StaticPermit,
+}
+
+/// Whether a request may overlap others on its connection.
+fn pipelined(frame: &[u8]) -> bool {
+    let Some(key) = frame.first_chunk::<2>() else {
+        return false;
+    };
+    let key = i16::from_be_bytes(*key);
+    key == ApiKey::Produce as i16 || key == ApiKey::Fetch as i16
+}
+
+enum Event {
+    Answered(Result<Reply, Close>),
+    Read(std::io::Result<usize>),
+}
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     // Kafka shows a group member's host as Java prints an InetAddress.
-    let client_host = peer_addr
+    let client_host: Rc<str> = peer_addr
         .map(|a| format!("/{}", a.ip()))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(shard.config.request_bytes_max);
+    let in_flight_max = shard.config.requests_in_flight_per_connection_max;
+    let budget_max = shard.config.request_bytes_in_flight_per_shard_max;
     let mut buf = BytesMut::new();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // A frame that must run alone, waiting for those before it.
+    let mut waiting: Option<Bytes> = None;
     loop {
+        // Start every request that may start now.
         loop {
-            let frame = match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "closing connection: bad frame");
-                    return;
-                }
-            };
-            match handle_frame(&shard, &client_host, frame).await {
-                Ok(Reply::None) => {}
-                Ok(Reply::Bytes(b)) => {
-                    if stream.write_all(&b).await.is_err() {
+            if in_flight.len() >= in_flight_max || in_flight.back().is_some_and(|f| !f.pipelined) {
+                break;
+            }
+            let frame = match waiting.take() {
+                Some(f) => f,
+                None => match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "closing connection: bad frame");
                         return;
                     }
-                }
-                Ok(Reply::Segments(segments)) => {
-                    // Record chunks are written straight from the cache or read
-                    // buffers they live in: no user-space copy.
-                    for s in segments {
-                        if stream.write_all(&s).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(close) => {
-                    tracing::info!(%peer, reason = %close, "closing connection");
-                    if let Some(bytes) = close.final_bytes {
-                        let _ = stream.write_all(&bytes).await;
-                    }
-                    return;
-                }
+                },
+            };
+            let alone = !pipelined(&frame);
+            if alone && !in_flight.is_empty() {
+                waiting = Some(frame);
+                break;
             }
+            let units = frame.len().clamp(1, budget_max) as u64;
+            // Wait for budget only while holding none: a connection that
+            // waited with answered requests still unwritten could keep the
+            // budget it waits for.
+            let budget = if in_flight.is_empty() {
+                match shard
+                    .request_bytes_budget
+                    .acquire_static_permit(units)
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(_) => return,
+                }
+            } else {
+                match shard.request_bytes_budget.try_acquire_static_permit(units) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        waiting = Some(frame);
+                        break;
+                    }
+                }
+            };
+            let task = {
+                let shard = shard.clone();
+                let client_host = client_host.clone();
+                glommio::spawn_local(async move { handle_frame(&shard, &client_host, frame).await })
+            };
+            in_flight.push_back(InFlight {
+                task,
+                pipelined: !alone,
+                _budget: budget,
+            });
         }
-        if shard.stopping.get() {
+        if in_flight.is_empty() && shard.stopping.get() {
             return;
         }
         let len = buf.len();
@@ -75,22 +134,143 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             // thousands of idle connections cost little memory.
             buf = BytesMut::new();
         }
-        // Read what the frame being assembled still needs, within bounds:
-        // small while waiting for the next request, larger for a big one.
-        let want = decoder
-            .bytes_needed(&buf)
-            .unwrap_or(READ_CHUNK_MIN_BYTES)
-            .clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_BYTES);
-        buf.reserve(want);
-        // Read into spare capacity without unsafe: extend with zeros, read,
-        // then cut back to what arrived.
-        buf.resize(len + want, 0);
-        let read = stream.read(&mut buf[len..]).await;
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.truncate(len + n),
+        // Reading more helps only if another request could start.
+        let may_read = waiting.is_none()
+            && in_flight.len() < in_flight_max
+            && in_flight.back().is_none_or(|f| f.pipelined);
+        let event = if may_read {
+            // Read what the frame being assembled still needs, within
+            // bounds: small while waiting for the next request, larger for
+            // a big one.
+            let want = decoder
+                .bytes_needed(&buf)
+                .unwrap_or(READ_CHUNK_MIN_BYTES)
+                .clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_BYTES);
+            buf.reserve(want);
+            // Read into spare capacity without unsafe: extend with zeros,
+            // read, then cut back to what arrived.
+            buf.resize(len + want, 0);
+            let event = {
+                let read = async { Event::Read(stream.read(&mut buf[len..]).await) };
+                match in_flight.front_mut() {
+                    // glommio reads wait for readiness and take bytes only
+                    // when they complete, so a read that loses this race
+                    // loses no data.
+                    Some(f) => {
+                        let answered = async { Event::Answered((&mut f.task).await) };
+                        answered.or(read).await
+                    }
+                    None => read.await,
+                }
+            };
+            let got = match &event {
+                Event::Read(Ok(n)) => *n,
+                _ => 0,
+            };
+            buf.truncate(len + got);
+            event
+        } else {
+            let f = in_flight.front_mut().expect("a request is in flight");
+            Event::Answered((&mut f.task).await)
+        };
+        match event {
+            Event::Read(Ok(0)) | Event::Read(Err(_)) => return,
+            Event::Read(Ok(_)) => {}
+            Event::Answered(result) => {
+                let done = in_flight.pop_front();
+                let ok = write_reply(&mut stream, &peer, result).await;
+                drop(done);
+                if !ok {
+                    return;
+                }
+            }
         }
     }
+}
+
+/// Writes one response. Returns false when the connection must close.
+async fn write_reply(stream: &mut TcpStream, peer: &str, result: Result<Reply, Close>) -> bool {
+    match result {
+        Ok(Reply::None) => true,
+        Ok(Reply::Bytes(b)) => stream.write_all(&b).await.is_ok(),
+        // Record chunks are written straight from the cache or read buffers
+        // they live in: no user-space copy.
+        Ok(Reply::Segments(segments)) => write_vectored_all(stream, &segments).await.is_ok(),
+        Err(close) => {
+            tracing::info!(%peer, reason = %close, "closing connection");
+            if let Some(bytes) = close.final_bytes {
+                let _ = stream.write_all(&bytes).await;
+            }
+            false
+        }
+    }
+}
+
+/// Writes every segment, as few system calls as the socket buffer allows:
+/// a non-blocking `sendmsg` of many buffers at once, and, when the socket
+/// is full, glommio's write of the next piece, which waits for room.
+async fn write_vectored_all(stream: &mut TcpStream, segments: &[Bytes]) -> std::io::Result<()> {
+    let mut index = 0usize;
+    let mut offset = 0usize;
+    while index < segments.len() {
+        let fd = stream.as_raw_fd();
+        match send_vectored(fd, &segments[index..], offset) {
+            Ok(0) => {
+                // Nothing taken: let glommio wait for room.
+                stream.write_all(&segments[index][offset..]).await?;
+                index += 1;
+                offset = 0;
+            }
+            Ok(mut sent) => {
+                // Advance past what the kernel took.
+                while index < segments.len() {
+                    let left = segments[index].len() - offset;
+                    if sent < left {
+                        offset += sent;
+                        break;
+                    }
+                    sent -= left;
+                    index += 1;
+                    offset = 0;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stream.write_all(&segments[index][offset..]).await?;
+                index += 1;
+                offset = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One non-blocking `sendmsg` of `segments` (the first from `offset`).
+fn send_vectored(fd: i32, segments: &[Bytes], offset: usize) -> std::io::Result<usize> {
+    let iov: Vec<libc::iovec> = segments
+        .iter()
+        .take(IOVECS_PER_SEND_MAX)
+        .enumerate()
+        .map(|(i, s)| {
+            let s = if i == 0 { &s[offset..] } else { &s[..] };
+            libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            }
+        })
+        .collect();
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: `msg` points at `iov`, whose buffers are borrowed from
+    // `segments` and outlive the call; the kernel only reads them.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// Why a connection is closed, with bytes to send before closing if any.

@@ -60,6 +60,9 @@ pub struct Shard {
     pub groups: RefCell<HashMap<u32, Rc<crate::groups::GroupPartition>>>,
     /// Admits one coordinator opening at a time.
     pub groups_opening: glommio::sync::Semaphore,
+    /// Bytes of request frames in flight on this shard
+    /// (`request_bytes_in_flight_per_shard_max`).
+    pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
 }
 
 impl Shard {
@@ -137,6 +140,9 @@ pub fn make_shard(
 ) -> Rc<Shard> {
     let cache = corelog_storage::BatchCache::shared(config.batch_cache_bytes_per_shard);
     let controller = (boot_id.0 == 0).then(crate::controller::Controller::new);
+    let request_bytes_budget = Rc::new(glommio::sync::Semaphore::new(
+        config.request_bytes_in_flight_per_shard_max as u64,
+    ));
     let shard = Rc::new(Shard {
         id: boot_id,
         shard_count,
@@ -152,6 +158,7 @@ pub fn make_shard(
         stop_notify: corelog_runtime::notify::Notify::new(),
         groups: RefCell::new(HashMap::new()),
         groups_opening: glommio::sync::Semaphore::new(1),
+        request_bytes_budget,
     });
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();

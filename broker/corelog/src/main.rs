@@ -3,6 +3,11 @@
 //! `corelog serve` with no arguments runs a single-node broker on port 9092
 //! with its data in `./data`. Flags override a TOML config file, which
 //! overrides the built-in defaults (see `corelog_server::ServerConfig`).
+//! `corelog group list|describe` inspects consumer groups over the Kafka
+//! protocol, as a client of any broker.
+
+mod group_cli;
+mod kafka_client;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +35,8 @@ enum Command {
     Serve(ServeArgs),
     /// Audit, apply or revert host settings, or probe the data disk.
     Tune(corelog_tuning::TuneArgs),
+    /// List consumer groups, or describe one: members, offsets and lag.
+    Group(group_cli::GroupArgs),
 }
 
 #[derive(clap::Args)]
@@ -158,5 +165,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
         Command::Tune(args) => corelog_tuning::run(args),
+        Command::Group(args) => group_cli::run(args),
     }
 }

@@ -4,6 +4,16 @@
 //! The default rule is built for shared, noisy machines: results are judged
 //! as fractions of the limits measured in the same run, so a slower disk or a
 //! busy neighbour during run B moves both the result and its yardstick.
+//!
+//! Which yardstick judges a row:
+//!
+//! - throughput: an open-loop run (its config has `rate_msgs_per_s > 0`)
+//!   cannot exceed the rate it was asked to send, so it is judged as a
+//!   fraction of that offered rate; a closed-loop run as a fraction of the
+//!   same-run machine limit (`fraction_of_limit`); runs without either by
+//!   raw msgs/s;
+//! - p99: divided by the same-run fdatasync p99 (default) or p50
+//!   ([`LatencyBasis`]), else raw.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +25,30 @@ use crate::error::{Error, IoContext, Result};
 use crate::hist::{self, HistogramSummary};
 use crate::run::{self, RunRecord, RUN_JSON};
 
+/// Which same-run device latency divides a p99 before runs are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyBasis {
+    /// fdatasync p99 at the histogram's block size: the device's own tail.
+    #[default]
+    FdatasyncP99,
+    /// fdatasync p50 at the histogram's block size: the device's typical
+    /// durable write. Use it when limits are measured briefly: a quick
+    /// measurement's p99 is a handful of samples and moved 6x between
+    /// back-to-back runs on the project's machine, while its p50 moved 1.3x.
+    FdatasyncP50,
+}
+
+impl LatencyBasis {
+    /// Short label used in table rows, e.g. "fdatasync p99".
+    pub fn label(self) -> &'static str {
+        match self {
+            LatencyBasis::FdatasyncP99 => "fdatasync p99",
+            LatencyBasis::FdatasyncP50 => "fdatasync p50",
+        }
+    }
+}
+
 /// When a comparison counts as a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RegressionRule {
@@ -23,8 +57,11 @@ pub struct RegressionRule {
     /// B regressed when its p99 is above `this x` A's.
     pub max_p99_increase_ratio: f64,
     /// Judge throughput as a fraction of the same-run limit and p99 divided
-    /// by the same-run fdatasync p99, where both runs have limits.
+    /// by the same-run fdatasync latency, where both runs have limits.
     pub normalise_by_limits: bool,
+    /// Which fdatasync percentile divides p99.
+    #[serde(default)]
+    pub latency_basis: LatencyBasis,
 }
 
 impl Default for RegressionRule {
@@ -33,6 +70,7 @@ impl Default for RegressionRule {
             max_throughput_drop_fraction: 1.0 / 3.0,
             max_p99_increase_ratio: 2.0,
             normalise_by_limits: true,
+            latency_basis: LatencyBasis::FdatasyncP99,
         }
     }
 }
@@ -76,12 +114,22 @@ pub struct RunSetSummary {
     pub latency: BTreeMap<String, HistogramSummary>,
     /// Median of per-run `p99 / fdatasync p99`, by histogram name.
     pub p99_over_fdatasync_p99: BTreeMap<String, f64>,
+    /// Median of per-run `p99 / fdatasync p50`, by histogram name.
+    #[serde(default)]
+    pub p99_over_fdatasync_p50: BTreeMap<String, f64>,
     /// Median messages/s.
     pub msgs_per_s: Option<f64>,
     /// Median MiB/s.
     pub mib_per_s: Option<f64>,
     /// Median throughput as a fraction of the same-run limit.
     pub throughput_fraction_of_limit: Option<f64>,
+    /// Median offered rate (msgs/s) of open-loop runs; `None` unless every
+    /// run is open loop.
+    #[serde(default)]
+    pub offered_msgs_per_s: Option<f64>,
+    /// Median of per-run msgs/s divided by the offered rate.
+    #[serde(default)]
+    pub throughput_fraction_of_offered: Option<f64>,
     /// Median total error count.
     pub errors: Option<f64>,
 }
@@ -169,18 +217,26 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
         .collect();
     let mut latency = BTreeMap::new();
     let mut normalised = BTreeMap::new();
+    let mut normalised_p50 = BTreeMap::new();
     for name in &names {
         let mut per_run = Vec::new();
         let mut ratios = Vec::new();
+        let mut ratios_p50 = Vec::new();
         for (dir, record) in &runs {
             if let Some(s) = latency_summary(dir, name, record)? {
-                let sync_p99_us = record
-                    .results
-                    .latency
-                    .get(name)
-                    .and_then(|r| r.fdatasync_p99_us);
+                let result = record.results.latency.get(name);
+                let sync_p99_us = result.and_then(|r| r.fdatasync_p99_us);
                 if let Some(sync) = sync_p99_us.filter(|v| *v > 0.0) {
                     ratios.push(s.p99_us / sync);
+                }
+                let sync_p50_us = result.and_then(|r| {
+                    record
+                        .limits
+                        .as_ref()
+                        .and_then(|l| l.fdatasync_p50_us(r.fdatasync_block_bytes))
+                });
+                if let Some(sync) = sync_p50_us.filter(|v| *v > 0.0) {
+                    ratios_p50.push(s.p99_us / sync);
                 }
                 per_run.push(s);
             }
@@ -205,6 +261,11 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
                 normalised.insert(name.clone(), r);
             }
         }
+        if ratios_p50.len() == per_run.len() {
+            if let Some(r) = median(ratios_p50) {
+                normalised_p50.insert(name.clone(), r);
+            }
+        }
     }
     let throughputs: Vec<_> = runs
         .iter()
@@ -214,6 +275,15 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
         .iter()
         .filter_map(|t| t.fraction_of_limit)
         .collect();
+    // Open loop: (offered rate, achieved msgs/s) of every run that has both.
+    let offered: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|(_, r)| {
+            let rate = offered_rate_msgs_per_s(&r.config)?;
+            Some((rate, r.results.throughput.as_ref()?.msgs_per_s))
+        })
+        .collect();
+    let all_open_loop = !offered.is_empty() && offered.len() == runs.len();
     let (_, first) = runs
         .first()
         .ok_or_else(|| Error::Invalid(format!("{} holds no runs", path.display())))?;
@@ -226,6 +296,7 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
         git_sha: first.git_sha.clone(),
         latency,
         p99_over_fdatasync_p99: normalised,
+        p99_over_fdatasync_p50: normalised_p50,
         msgs_per_s: median(throughputs.iter().map(|t| t.msgs_per_s)),
         mib_per_s: median(throughputs.iter().map(|t| t.mib_per_s)),
         throughput_fraction_of_limit: if fractions.len() == throughputs.len() {
@@ -233,8 +304,27 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
         } else {
             None
         },
+        offered_msgs_per_s: if all_open_loop {
+            median(offered.iter().map(|(rate, _)| *rate))
+        } else {
+            None
+        },
+        throughput_fraction_of_offered: if all_open_loop {
+            median(offered.iter().map(|(rate, achieved)| achieved / rate))
+        } else {
+            None
+        },
         errors: median(runs.iter().map(|(_, r)| r.total_errors() as f64)),
     })
+}
+
+/// The offered rate of an open-loop load-generator run: its config's
+/// `rate_msgs_per_s` when positive (0 means closed loop).
+pub fn offered_rate_msgs_per_s(config: &serde_json::Value) -> Option<f64> {
+    config
+        .get("rate_msgs_per_s")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|r| r.is_finite() && *r > 0.0)
 }
 
 /// Accessor for one percentile of a summary.
@@ -280,9 +370,21 @@ pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRu
             ("p99.99", |s| s.p9999_us),
             ("max", |s| s.max_us),
         ];
-        let na = a.p99_over_fdatasync_p99.get(name).copied();
-        let nb = b.p99_over_fdatasync_p99.get(name).copied();
-        let normalised = rule.normalise_by_limits && na.is_some() && nb.is_some();
+        let per_basis = |basis: LatencyBasis| {
+            let map = |s: &RunSetSummary| match basis {
+                LatencyBasis::FdatasyncP99 => s.p99_over_fdatasync_p99.get(name).copied(),
+                LatencyBasis::FdatasyncP50 => s.p99_over_fdatasync_p50.get(name).copied(),
+            };
+            (basis, map(&a), map(&b))
+        };
+        let bases = [
+            per_basis(LatencyBasis::FdatasyncP99),
+            per_basis(LatencyBasis::FdatasyncP50),
+        ];
+        let normalised = rule.normalise_by_limits
+            && bases.iter().any(|(basis, na, nb)| {
+                *basis == rule.latency_basis && na.is_some() && nb.is_some()
+            });
         for (label, f) in fields {
             let mut r = row(format!("{name} {label} (us)"), la.map(f), lb.map(f));
             if label == "p99" && !normalised {
@@ -290,12 +392,14 @@ pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRu
             }
             rows.push(r);
         }
-        if na.is_some() || nb.is_some() {
-            let mut r = row(format!("{name} p99 / fdatasync p99"), na, nb);
-            if normalised {
-                gate_p99(&mut r, rule, &mut reasons);
+        for (basis, na, nb) in bases {
+            if na.is_some() || nb.is_some() {
+                let mut r = row(format!("{name} p99 / {}", basis.label()), na, nb);
+                if normalised && basis == rule.latency_basis {
+                    gate_p99(&mut r, rule, &mut reasons);
+                }
+                rows.push(r);
             }
-            rows.push(r);
         }
         rows.push(row(
             format!("{name} count"),
@@ -304,7 +408,14 @@ pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRu
         ));
     }
 
-    let fractions_usable = rule.normalise_by_limits
+    // An open-loop run's throughput is bounded by its offered rate, not by
+    // the machine: judged against the machine, a faster disk in run B would
+    // read as a throughput drop. So open-loop pairs are judged by the
+    // fraction of the offered rate they delivered.
+    let offered_usable =
+        a.throughput_fraction_of_offered.is_some() && b.throughput_fraction_of_offered.is_some();
+    let fractions_usable = !offered_usable
+        && rule.normalise_by_limits
         && a.throughput_fraction_of_limit.is_some()
         && b.throughput_fraction_of_limit.is_some();
     let raw_gate_metric = if a.msgs_per_s.is_some() && b.msgs_per_s.is_some() {
@@ -314,7 +425,7 @@ pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRu
     };
     let mut msgs = row("throughput (msgs/s)".into(), a.msgs_per_s, b.msgs_per_s);
     let mut mib = row("throughput (MiB/s)".into(), a.mib_per_s, b.mib_per_s);
-    if !fractions_usable {
+    if !fractions_usable && !offered_usable {
         let r = if raw_gate_metric == "msgs/s" {
             &mut msgs
         } else {
@@ -331,6 +442,22 @@ pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRu
             b.throughput_fraction_of_limit,
         );
         if fractions_usable {
+            gate_throughput(&mut r, rule, &mut reasons);
+        }
+        rows.push(r);
+    }
+    if a.offered_msgs_per_s.is_some() || b.offered_msgs_per_s.is_some() {
+        rows.push(row(
+            "offered rate (msgs/s)".into(),
+            a.offered_msgs_per_s,
+            b.offered_msgs_per_s,
+        ));
+        let mut r = row(
+            "throughput / offered rate".into(),
+            a.throughput_fraction_of_offered,
+            b.throughput_fraction_of_offered,
+        );
+        if offered_usable {
             gate_throughput(&mut r, rule, &mut reasons);
         }
         rows.push(r);
@@ -411,6 +538,24 @@ pub fn format_comparison_table(c: &Comparison) -> String {
     );
     let _ = writeln!(
         s,
+        "rule: regressed when throughput B/A < {:.2} (open loop: / offered rate; \
+         else / same-run limit{}) or p99 B/A > {:.2} (p99 / same-run {}{})\n",
+        1.0 - c.rule.max_throughput_drop_fraction,
+        if c.rule.normalise_by_limits {
+            ""
+        } else {
+            ": off, raw"
+        },
+        c.rule.max_p99_increase_ratio,
+        c.rule.latency_basis.label(),
+        if c.rule.normalise_by_limits {
+            ""
+        } else {
+            ": off, raw"
+        },
+    );
+    let _ = writeln!(
+        s,
         "{:<34} {:>12} {:>12} {:>8}  check",
         "metric", "A", "B", "B/A"
     );
@@ -460,6 +605,10 @@ pub struct CompareArgs {
     /// Judge raw numbers, ignoring the same-run limits.
     #[arg(long)]
     pub raw: bool,
+    /// Which same-run fdatasync percentile divides p99 (`fdatasync-p50` is
+    /// the steadier one for quick limits).
+    #[arg(long, value_enum, default_value_t = LatencyBasis::FdatasyncP99)]
+    pub latency_basis: LatencyBasis,
     /// Also write the comparison as JSON to this file (usable by `report`).
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -477,6 +626,7 @@ pub fn run_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         max_throughput_drop_fraction: args.max_throughput_drop,
         max_p99_increase_ratio: args.max_p99_ratio,
         normalise_by_limits: !args.raw,
+        latency_basis: args.latency_basis,
     };
     let c = compare_runs(&args.a, &args.b, &rule).context("comparing runs")?;
     print!("{}", format_comparison_table(&c));
@@ -539,8 +689,25 @@ pub(crate) mod testutil {
     /// Writes a run whose latencies are uniform in `[base_us, 2 * base_us]`
     /// (so p99 is about `1.98 * base_us`) and whose throughput is `mib_per_s`.
     pub fn write_run(dir: &Path, base_us: u64, mib_per_s: f64, limits: Option<Limits>) {
-        let mut w = RunWriter::create(dir, "synthetic", serde_json::json!({"base_us": base_us}))
-            .expect("create run");
+        write_run_with_config(
+            dir,
+            base_us,
+            mib_per_s,
+            limits,
+            serde_json::json!({"base_us": base_us}),
+        );
+    }
+
+    /// [`write_run`] with a given config (e.g. an open-loop `rate_msgs_per_s`).
+    /// Messages are 1 KiB, so msgs/s is `mib_per_s * 1024`.
+    pub fn write_run_with_config(
+        dir: &Path,
+        base_us: u64,
+        mib_per_s: f64,
+        limits: Option<Limits>,
+        config: serde_json::Value,
+    ) {
+        let mut w = RunWriter::create(dir, "synthetic", config).expect("create run");
         let mut h = new_latency_histogram();
         for i in 0..10_000 {
             h.saturating_record(base_us + base_us * i / 10_000);
@@ -686,6 +853,196 @@ mod tests {
             &RegressionRule::default()
         )
         .is_err());
+    }
+
+    /// A pair of open-loop runs offered `rate` msgs/s each, at 1 KiB per message.
+    fn compare_open_loop(
+        rate: f64,
+        a: (u64, f64, crate::limits::Limits),
+        b: (u64, f64, crate::limits::Limits),
+        rule: &RegressionRule,
+    ) -> Comparison {
+        use super::testutil::write_run_with_config;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = serde_json::json!({"rate_msgs_per_s": rate});
+        write_run_with_config(&dir.path().join("a"), a.0, a.1, Some(a.2), config.clone());
+        write_run_with_config(&dir.path().join("b"), b.0, b.1, Some(b.2), config);
+        compare_runs(&dir.path().join("a"), &dir.path().join("b"), rule).expect("compare")
+    }
+
+    fn gated(c: &Comparison) -> Vec<&str> {
+        c.rows
+            .iter()
+            .filter(|r| r.gate.is_some())
+            .map(|r| r.metric.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn open_loop_throughput_is_judged_against_the_offered_rate() {
+        // 20 MiB/s of 1 KiB messages is 20,480 msgs/s: both runs delivered
+        // the whole offered rate. B's disk measured twice as fast, which
+        // halves its fraction of the machine limit; that is no regression.
+        let rule = RegressionRule::default();
+        let c = compare_open_loop(
+            20_480.0,
+            (100, 20.0, limits(1000.0, 500.0)),
+            (100, 20.0, limits(2000.0, 500.0)),
+            &rule,
+        );
+        assert!(!c.regressed, "{}", format_comparison_table(&c));
+        assert_eq!(c.b.throughput_fraction_of_offered, Some(1.0));
+        assert_eq!(c.b.offered_msgs_per_s, Some(20_480.0));
+        assert!(gated(&c).contains(&"throughput / offered rate"));
+        assert!(!gated(&c).contains(&"throughput / same-run limit"));
+        let machine = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "throughput / same-run limit")
+            .expect("row");
+        assert!(machine
+            .ratio_b_over_a
+            .is_some_and(|x| (x - 0.5).abs() < 1e-9));
+
+        // B delivered only 60% of the offered rate (it fell behind its
+        // schedule): a gross regression whatever the machine did.
+        let c = compare_open_loop(
+            20_480.0,
+            (100, 20.0, limits(1000.0, 500.0)),
+            (100, 12.0, limits(1000.0, 500.0)),
+            &rule,
+        );
+        assert!(c.regressed);
+        assert_eq!(c.reasons.len(), 1, "{:?}", c.reasons);
+        assert!(
+            c.reasons[0].starts_with("throughput / offered rate"),
+            "{:?}",
+            c.reasons
+        );
+
+        // 70% of A's fraction is inside the one-third allowance.
+        let c = compare_open_loop(
+            20_480.0,
+            (100, 20.0, limits(1000.0, 500.0)),
+            (100, 14.0, limits(1000.0, 500.0)),
+            &rule,
+        );
+        assert!(!c.regressed, "{}", format_comparison_table(&c));
+    }
+
+    #[test]
+    fn closed_loop_runs_are_not_judged_by_an_offered_rate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let closed = serde_json::json!({"rate_msgs_per_s": 0});
+        super::testutil::write_run_with_config(
+            &dir.path().join("a"),
+            100,
+            200.0,
+            Some(limits(1000.0, 500.0)),
+            closed.clone(),
+        );
+        super::testutil::write_run_with_config(
+            &dir.path().join("b"),
+            100,
+            120.0,
+            Some(limits(1000.0, 500.0)),
+            closed,
+        );
+        let c = compare_runs(
+            &dir.path().join("a"),
+            &dir.path().join("b"),
+            &RegressionRule::default(),
+        )
+        .expect("compare");
+        assert_eq!(c.b.offered_msgs_per_s, None);
+        assert!(c.regressed, "{}", format_comparison_table(&c));
+        assert_eq!(
+            gated(&c),
+            ["produce p99 / fdatasync p99", "throughput / same-run limit"]
+        );
+        assert_eq!(
+            offered_rate_msgs_per_s(&serde_json::json!({"rate_msgs_per_s": 0})),
+            None
+        );
+        assert_eq!(offered_rate_msgs_per_s(&serde_json::json!({})), None);
+        assert_eq!(
+            offered_rate_msgs_per_s(&serde_json::json!({"rate_msgs_per_s": 5})),
+            Some(5.0)
+        );
+    }
+
+    /// Limits whose fdatasync p50 and p99 are set independently.
+    fn limits_p50_p99(p50_us: f64, p99_us: f64) -> crate::limits::Limits {
+        let mut l = limits(1000.0, p99_us);
+        l.fdatasync_latency[0].fdatasync_p50_us = p50_us;
+        l
+    }
+
+    #[test]
+    fn p99_can_be_judged_against_the_fdatasync_p50() {
+        // Same broker p99 in both runs; the quick limits of run A caught a
+        // few slow syncs (p99 5x B's) while the typical sync is unchanged.
+        let (a, b) = (limits_p50_p99(60.0, 600.0), limits_p50_p99(60.0, 120.0));
+        let p50_rule = RegressionRule {
+            latency_basis: LatencyBasis::FdatasyncP50,
+            ..RegressionRule::default()
+        };
+        let c = compare_open_loop(
+            20_480.0,
+            (1000, 20.0, a.clone()),
+            (1000, 20.0, b.clone()),
+            &p50_rule,
+        );
+        assert!(!c.regressed, "{}", format_comparison_table(&c));
+        assert!(gated(&c).contains(&"produce p99 / fdatasync p50"));
+        assert!(!gated(&c).contains(&"produce p99 / fdatasync p99"));
+        let row = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "produce p99 / fdatasync p50")
+            .expect("row");
+        assert!(
+            row.a.is_some_and(|x| (x - 1980.0 / 60.0).abs() < 1.0),
+            "{row:?}"
+        );
+
+        // The default basis reads the noisy normaliser as a 5x regression.
+        let c = compare_open_loop(
+            20_480.0,
+            (1000, 20.0, a.clone()),
+            (1000, 20.0, b.clone()),
+            &RegressionRule::default(),
+        );
+        assert!(c.regressed);
+
+        // A real 3x p99 regression is caught on the p50 basis.
+        let c = compare_open_loop(20_480.0, (1000, 20.0, a), (3000, 20.0, b), &p50_rule);
+        assert!(c.regressed);
+        assert!(
+            c.reasons[0].starts_with("produce p99 / fdatasync p50"),
+            "{:?}",
+            c.reasons
+        );
+    }
+
+    #[test]
+    fn rules_and_summaries_saved_before_the_new_fields_still_load() {
+        let rule: RegressionRule = serde_json::from_str(
+            r#"{"max_throughput_drop_fraction":0.25,"max_p99_increase_ratio":3.0,"normalise_by_limits":true}"#,
+        )
+        .expect("old rule");
+        assert_eq!(rule.latency_basis, LatencyBasis::FdatasyncP99);
+        let mut old = serde_json::to_value(RunSetSummary::default()).expect("to json");
+        let obj = old.as_object_mut().expect("object");
+        for k in [
+            "p99_over_fdatasync_p50",
+            "offered_msgs_per_s",
+            "throughput_fraction_of_offered",
+        ] {
+            obj.remove(k);
+        }
+        let back: RunSetSummary = serde_json::from_value(old).expect("old summary");
+        assert!(back.p99_over_fdatasync_p50.is_empty());
     }
 
     #[test]

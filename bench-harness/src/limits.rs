@@ -208,6 +208,19 @@ impl Limits {
             .collect();
         pick_for_block(&cases, block_bytes)
     }
+
+    /// fdatasync p50 for `block_bytes`, chosen like
+    /// [`Limits::write_bandwidth_bytes_per_s`]. Far steadier than the p99 in
+    /// a quick measurement on a shared machine (a few hundred samples at
+    /// 1 MiB, whose p99 is a handful of stalls).
+    pub fn fdatasync_p50_us(&self, block_bytes: u64) -> Option<f64> {
+        let cases: Vec<(u64, f64)> = self
+            .fdatasync_latency
+            .iter()
+            .map(|f| (f.block_bytes, f.fdatasync_p50_us))
+            .collect();
+        pick_for_block(&cases, block_bytes)
+    }
 }
 
 fn pick_for_block(cases: &[(u64, f64)], block_bytes: u64) -> Option<f64> {
@@ -741,6 +754,12 @@ pub struct LimitsArgs {
     /// least the largest block size, 1 MiB).
     #[arg(long)]
     pub file_mib: Option<u64>,
+    /// Also attach the limits to this run directory, or to every run in a
+    /// directory of repeat runs: its `run.json` gets the limits and the
+    /// fractions derived from them (for limits measured after the runs, so
+    /// that measuring cannot disturb them). Repeatable.
+    #[arg(long)]
+    pub attach: Vec<PathBuf>,
 }
 
 /// Runs `corelog-bench limits`.
@@ -768,6 +787,15 @@ pub fn run_command(args: &LimitsArgs) -> anyhow::Result<std::process::ExitCode> 
     let json = serde_json::to_string_pretty(&limits).context("serialising limits")?;
     std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     println!("\nwrote {}", path.display());
+    for target in &args.attach {
+        let runs = crate::compare::load_runs(target)
+            .with_context(|| format!("finding runs to attach limits to in {}", target.display()))?;
+        for (dir, _) in runs {
+            crate::run::attach_limits(&dir, &limits)
+                .with_context(|| format!("attaching limits to {}", dir.display()))?;
+            println!("attached limits to {}", dir.display());
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -161,7 +161,40 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
     };
     let record = run_scenario(&scenario, &args.bootstrap, &args.out, &limits)?;
     println!("{}", summary_line(&record));
+    if let Some(problem) = measured_nothing(&record) {
+        // Not a result to compare: the broker or the generator is broken.
+        bail!("the run measured nothing: {problem}");
+    }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Why a finished run holds no measurement, if it holds none: no message
+/// acknowledged in the measured window, or an empty latency histogram (a
+/// consumer that saw nothing).
+pub fn measured_nothing(record: &RunRecord) -> Option<String> {
+    let errors = || {
+        if record.results.errors.is_empty() {
+            "no errors recorded".to_string()
+        } else {
+            format!("errors {:?}", record.results.errors)
+        }
+    };
+    let messages = record.results.throughput.as_ref().map_or(0, |t| t.messages);
+    if messages == 0 {
+        return Some(format!(
+            "no message was acknowledged in the measured window ({})",
+            errors()
+        ));
+    }
+    for (name, l) in &record.results.latency {
+        if l.summary.count == 0 {
+            return Some(format!(
+                "the {name} latency histogram is empty ({})",
+                errors()
+            ));
+        }
+    }
+    None
 }
 
 /// One line: throughput and the latency percentiles.
@@ -680,5 +713,44 @@ mod tests {
         .validate()
         .is_err());
         assert!(toml::from_str::<Scenario>("name = \"t\"\nbogus = 1").is_err());
+    }
+
+    fn record_with(messages: u64, latency_counts: &[(&str, u64)]) -> RunRecord {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = RunWriter::create(dir.path(), "t", serde_json::json!({})).expect("create");
+        for (name, n) in latency_counts {
+            let mut h = crate::hist::new_latency_histogram();
+            for _ in 0..*n {
+                h.saturating_record(100);
+            }
+            w.add_latency(name, &h, BROKER_WRITE_BYTES)
+                .expect("latency");
+        }
+        w.set_throughput(
+            messages,
+            messages * 1024,
+            Duration::from_secs(1),
+            ThroughputBasis::LoopbackTcp,
+        );
+        if messages == 0 {
+            w.add_errors("produce_error_3", 7);
+        }
+        w.finish().expect("finish")
+    }
+
+    #[test]
+    fn runs_that_measured_nothing_are_errors() {
+        assert_eq!(
+            measured_nothing(&record_with(10, &[("publish", 10), ("end_to_end", 10)])),
+            None
+        );
+        let none = measured_nothing(&record_with(0, &[("publish", 0)])).expect("zero throughput");
+        assert!(
+            none.contains("no message") && none.contains("produce_error_3"),
+            "{none}"
+        );
+        let empty = measured_nothing(&record_with(10, &[("publish", 10), ("end_to_end", 0)]))
+            .expect("empty histogram");
+        assert!(empty.contains("end_to_end"), "{empty}");
     }
 }

@@ -395,10 +395,11 @@ fn write_comparison_report(
     }
     let _ = writeln!(
         md,
-        "\nRule: throughput (as a fraction of the same-run limit{}) may drop by at most {:.0}%; \
-         p99 (divided by the same-run fdatasync p99{}) may grow at most {:.2}x. Values are medians over repeats.\n",
+        "\nRule: throughput (as a fraction of the offered rate for open-loop runs, else of the same-run limit{}) may drop by at most {:.0}%; \
+         p99 (divided by the same-run {}{}) may grow at most {:.2}x. Values are medians over repeats.\n",
         if rule.normalise_by_limits { "" } else { ", disabled" },
         rule.max_throughput_drop_fraction * 100.0,
+        rule.latency_basis.label(),
         if rule.normalise_by_limits { "" } else { ", disabled" },
         rule.max_p99_increase_ratio
     );

@@ -394,6 +394,22 @@ pub fn write_run(dir: &Path, record: &RunRecord) -> Result<()> {
     write_json(&dir.join(RUN_JSON), record)
 }
 
+/// Attaches `limits` to the run in `dir`, measured after the run itself
+/// (so measuring them cannot disturb it): writes `limits.json`, recomputes
+/// the limit-derived fields and rewrites `run.json`. The limits' directory
+/// becomes the run's data directory when the run recorded none.
+pub fn attach_limits(dir: &Path, limits: &Limits) -> Result<RunRecord> {
+    let mut record = read_run(dir)?;
+    if record.machine.data_dir.is_none() {
+        record.machine = detect_machine(Some(Path::new(&limits.dir)));
+    }
+    record.limits = Some(limits.clone());
+    record.apply_limits();
+    write_json(&dir.join(LIMITS_JSON), limits)?;
+    write_run(dir, &record)?;
+    Ok(record)
+}
+
 /// Reads `<dir>/run.json`.
 pub fn read_run(dir: &Path) -> Result<RunRecord> {
     let path = dir.join(RUN_JSON);
@@ -659,6 +675,43 @@ mod tests {
             .throughput
             .as_ref()
             .is_some_and(|t| (t.mib_per_s - 10.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn attached_limits_fill_in_fractions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = RunWriter::create(dir.path(), "unit", serde_json::json!({})).expect("create");
+        let mut h = hist::new_latency_histogram();
+        h.saturating_record(1000);
+        w.add_latency("publish", &h, 16384).expect("latency");
+        w.set_throughput(
+            100,
+            50 * 1024 * 1024,
+            Duration::from_secs(1),
+            ThroughputBasis::DiskWrite { block_bytes: 16384 },
+        );
+        let before = w.finish().expect("finish");
+        assert!(before.limits.is_none());
+        assert!(before
+            .results
+            .throughput
+            .as_ref()
+            .unwrap()
+            .fraction_of_limit
+            .is_none());
+
+        let limits = crate::compare::testutil::limits(500.0, 250.0);
+        let after = attach_limits(dir.path(), &limits).expect("attach");
+        assert_eq!(after, read_run(dir.path()).expect("read"));
+        assert!(dir.path().join(LIMITS_JSON).is_file());
+        let t = after.results.throughput.as_ref().unwrap();
+        assert!(t.fraction_of_limit.is_some_and(|f| (f - 0.1).abs() < 1e-9));
+        let p = &after.results.latency["publish"];
+        assert_eq!(p.fdatasync_p99_us, Some(250.0));
+        assert!(p
+            .p99_over_fdatasync_p99
+            .is_some_and(|r| (r - 1000.0 / 250.0).abs() < 0.05));
+        assert_eq!(after.machine.data_dir.as_deref(), Some("/data"));
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     /// connections (Kafka's `queued.max.request.bytes`). When it is used
     /// up, connections stop reading their sockets until responses go out.
     pub request_bytes_in_flight_per_shard_max: usize,
+    /// `fetch.max.bytes`: the most record bytes one Fetch response carries
+    /// (a consumer's own max_bytes can only lower it), which also bounds
+    /// what a Fetch reads into memory.
+    pub fetch_bytes_max: usize,
     /// Bytes of flushed batches each shard keeps in memory for tail reads.
     pub batch_cache_bytes_per_shard: usize,
     /// Topic defaults (Kafka's broker-level `log.*` settings).
@@ -64,6 +68,7 @@ impl Default for ServerConfig {
             connections_per_shard_max: 10_000,
             requests_in_flight_per_connection_max: 5,
             request_bytes_in_flight_per_shard_max: 256 << 20,
+            fetch_bytes_max: 57_671_680,
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
@@ -220,6 +225,12 @@ impl ServerConfig {
         }
         if !(1..=1024).contains(&self.requests_in_flight_per_connection_max) {
             return Err("requests_in_flight_per_connection_max: must be between 1 and 1024".into());
+        }
+        if self.fetch_bytes_max < 1024 || self.fetch_bytes_max > i32::MAX as usize {
+            return Err(format!(
+                "fetch_bytes_max: must be between 1024 and {}",
+                i32::MAX
+            ));
         }
         if self.request_bytes_in_flight_per_shard_max < self.request_bytes_max {
             return Err(

@@ -98,7 +98,25 @@ pub async fn handle(
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = request.max_bytes.max(0) as usize;
+    // v0-2 have no response limit; Kafka then applies fetch.max.bytes.
+    let fetch_bytes_max = shard.config.fetch_bytes_max;
+    let max_bytes = if header.api_version >= 3 {
+        (request.max_bytes.max(0) as usize).min(fetch_bytes_max)
+    } else {
+        fetch_bytes_max
+    };
+    // Bound what the reads may bring into memory: each partition reads at
+    // most what is left of max_bytes after the partitions before it (a
+    // partition left with nothing still returns its first batch, so a
+    // consumer always progresses), rather than every partition its own
+    // partition_max_bytes.
+    let mut left = max_bytes;
+    for (_, _, parts) in &mut topics {
+        for w in parts.iter_mut() {
+            w.max_bytes = w.max_bytes.min(left);
+            left -= w.max_bytes;
+        }
+    }
     let results = loop {
         let results = read_all(shard, &topics).await;
         let total: usize = results.iter().flatten().map(|r| r.bytes).sum();

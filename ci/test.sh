@@ -27,4 +27,5 @@ cargo test --workspace --doc --locked || status=$?
 # The real-client suite drives the broker binary built above.
 export CORELOG_BIN="${CORELOG_BIN:-$PWD/target/debug/corelog}"
 .venv/bin/python -m pytest tests/clients -q -p no:cacheprovider || status=$?
+bash ci/bench.sh || status=$?
 exit $status

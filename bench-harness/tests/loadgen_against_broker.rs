@@ -124,13 +124,41 @@ fn tiny_scenario_against_real_broker() {
 #[test]
 fn shipped_scenarios_parse() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut n = 0;
+    let mut names = Vec::new();
+    let mut topics = std::collections::BTreeSet::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
-            Scenario::from_file(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
-            n += 1;
+            let s = Scenario::from_file(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            // Run directories and reports are named after the scenario, so
+            // the name is the file's; each scenario has its own topic.
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            assert_eq!(
+                s.name,
+                stem,
+                "{}: name differs from the file name",
+                p.display()
+            );
+            assert!(
+                topics.insert(s.topic.clone()),
+                "{}: topic {} is shared",
+                p.display(),
+                s.topic
+            );
+            names.push(s.name);
         }
     }
-    assert!(n >= 3);
+    names.sort();
+    for expected in [
+        "latency-1kib-acks-all",
+        "max-1kib",
+        "small-100b",
+        "producers-50",
+        "partitions-1000",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
 }

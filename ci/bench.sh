@@ -60,6 +60,9 @@ fail() {
   exit 2
 }
 
+# Exit status 1 means "regressed" only: any other failure is the benchmark's.
+trap 'fail "unexpected failure (exit $?) at ci/bench.sh line $LINENO: $BASH_COMMAND"' ERR
+
 started=$(date +%s)
 echo "== ci/bench.sh: latency scenario against the committed baseline =="
 

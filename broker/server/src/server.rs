@@ -22,10 +22,15 @@ const STOP_POLL_MS: u64 = 50;
 /// Runs the broker until SIGTERM or SIGINT, then shuts down gracefully:
 /// stop accepting, finish in-flight requests, flush and checkpoint every
 /// partition. Returns an error message for start-up failures.
-pub fn run(config: ServerConfig) -> Result<(), String> {
+pub fn run(mut config: ServerConfig) -> Result<(), String> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data_dir: cannot create {}: {e}", config.data_dir.display()))?;
+    // glommio fails to create directories under a relative path (EBADF), and
+    // the default data directory ("data") is relative: work with the
+    // absolute path from here on.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .map_err(|e| format!("data_dir: cannot resolve {}: {e}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let available = cores.len().max(1);

@@ -29,13 +29,19 @@ impl<I: StorageIo> PartitionLog<I> {
         if offset >= self.next_offset {
             return Ok(self.next_offset);
         }
-        let out_of_range = || StorageError::OffsetOutOfRange {
+        // Flush first, so everything below is on disk and no job is in
+        // flight. The flush may run retention, which moves the log start
+        // and deletes whole segments; checking the range only after it
+        // means a refused truncation changes nothing. (Batches that are
+        // about to be cut get written first; truncation is rare.)
+        self.flush_all(now_ms).await?;
+        let out_of_range = |log: &Self| StorageError::OffsetOutOfRange {
             requested: offset,
-            log_start: self.log_start,
-            log_end: self.next_offset,
+            log_start: log.log_start,
+            log_end: log.next_offset,
         };
         if offset < self.log_start {
-            return Err(out_of_range());
+            return Err(out_of_range(self));
         }
         // Cutting at the start of a batch that begins before the log start
         // would end the log before it starts. Kafka then empties the log and
@@ -43,21 +49,7 @@ impl<I: StorageIo> PartitionLog<I> {
         // layer does not do yet: it refuses and changes nothing.
         let batch_start = self.batch_start_for(offset).await?;
         if batch_start < self.log_start {
-            return Err(out_of_range());
-        }
-        // What is only in memory is dropped without touching the disk.
-        if let Some(first) = self.unflushed.iter().position(|p| p.next > offset) {
-            let new_end = self.unflushed[first].base;
-            for p in self.unflushed.drain(first..) {
-                self.unflushed_bytes -= p.bytes.len();
-            }
-            self.next_offset = new_end;
-            self.producers.forget_from(new_end);
-        }
-        // Everything else is written and synced, so no job is in flight.
-        self.flush_all(now_ms).await?;
-        if offset >= self.flushed_offset {
-            return Ok(self.next_offset);
+            return Err(out_of_range(self));
         }
 
         // The segment holding `offset`, its file and its index.
@@ -71,7 +63,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 .range(..=offset.0)
                 .next_back()
                 .map(|(_, s)| s)
-                .expect("offset lies in a segment");
+                .ok_or_else(|| out_of_range(self))?;
             let (file, _) = sealed_parts(&self.io, &s.handle, s.base, s.size_bytes).await?;
             (s.base, file, s.handle.log_path.clone(), s.size_bytes)
         };

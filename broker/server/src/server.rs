@@ -29,8 +29,12 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
     // glommio fails to create directories under a relative path (EBADF), and
     // the default data directory ("data") is relative: work with the
     // absolute path from here on.
-    config.data_dir = std::fs::canonicalize(&config.data_dir)
-        .map_err(|e| format!("data_dir: cannot resolve {}: {e}", config.data_dir.display()))?;
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| {
+        format!(
+            "data_dir: cannot resolve {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let available = cores.len().max(1);

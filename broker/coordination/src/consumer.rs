@@ -50,10 +50,6 @@ pub(crate) struct ConsumerGroup {
     topics_seen: Vec<(String, uuid::Uuid, u32)>,
 }
 
-fn count(a: &Assignment) -> usize {
-    a.values().map(|p| p.len()).sum()
-}
-
 fn contains(a: &Assignment, t: &uuid::Uuid, p: i32) -> bool {
     a.get(t).is_some_and(|ps| ps.contains(&p))
 }
@@ -211,7 +207,7 @@ impl ConsumerGroup {
         out
     }
 
-    pub fn validate_commit(&mut self, r: &OffsetCommit, now_ms: i64) -> i16 {
+    pub fn validate_commit(&self, r: &OffsetCommit) -> i16 {
         if r.member_id.is_empty() && r.generation_id < 0 {
             return if self.members.is_empty() {
                 codes::NONE
@@ -219,7 +215,7 @@ impl ConsumerGroup {
                 codes::UNKNOWN_MEMBER_ID
             };
         }
-        let Some(m) = self.members.get_mut(&r.member_id) else {
+        let Some(m) = self.members.get(&r.member_id) else {
             return codes::UNKNOWN_MEMBER_ID;
         };
         if r.generation_id > m.member_epoch {
@@ -228,7 +224,6 @@ impl ConsumerGroup {
         if r.generation_id < m.member_epoch {
             return codes::STALE_MEMBER_EPOCH;
         }
-        let _ = now_ms;
         codes::NONE
     }
 
@@ -335,8 +330,7 @@ impl ConsumerGroup {
         changed
     }
 
-    pub fn describe(&self, topics: &TopicsView) -> DescribedConsumerGroup {
-        let _ = topics;
+    pub fn describe(&self) -> DescribedConsumerGroup {
         DescribedConsumerGroup {
             group_id: self.group_id.clone(),
             error: codes::NONE,
@@ -618,7 +612,7 @@ impl GroupCoordinator {
 
     pub(crate) fn consumer_describe(&self, id: &str) -> DescribedConsumerGroup {
         match self.groups.get(id) {
-            Some(Group::Consumer(g)) => g.describe(&self.topics),
+            Some(Group::Consumer(g)) => g.describe(),
             Some(Group::Classic(_)) => DescribedConsumerGroup {
                 group_id: id.to_string(),
                 error: codes::GROUP_ID_NOT_FOUND,
@@ -670,6 +664,5 @@ impl GroupCoordinator {
             g.state_since_ms = now;
         }
         g.compute_target(&topics);
-        let _ = count;
     }
 }

@@ -186,22 +186,13 @@ impl GroupCoordinator {
                     partition,
                 },
                 value,
-            ) => match value {
-                Some(RecordValue::Offset(v)) => {
-                    self.offsets
-                        .entry(group)
-                        .or_default()
-                        .insert((topic, partition), v);
-                }
-                _ => {
-                    if let Some(o) = self.offsets.get_mut(&group) {
-                        o.remove(&(topic, partition));
-                        if o.is_empty() {
-                            self.offsets.remove(&group);
-                        }
-                    }
-                }
-            },
+            ) => {
+                let v = match value {
+                    Some(RecordValue::Offset(v)) => Some(v),
+                    _ => None,
+                };
+                self.apply_offset(group, topic, partition, v);
+            }
             (RecordKey::Group { group }, Some(RecordValue::Group(v))) => {
                 self.written.insert(group, v);
             }
@@ -575,7 +566,7 @@ impl GroupCoordinator {
             // Kafka: a generation for a group it does not know.
             None => codes::ILLEGAL_GENERATION,
             Some(Group::Classic(g)) => g.validate_commit(r, now),
-            Some(Group::Consumer(g)) => g.validate_commit(r, now),
+            Some(Group::Consumer(g)) => g.validate_commit(r),
         }
     }
 

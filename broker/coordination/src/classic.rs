@@ -375,18 +375,7 @@ impl ClassicGroup {
 /// The topics of a ConsumerProtocolSubscription (an i16 version, then the
 /// message). None if the bytes are not one.
 fn decode_subscription(bytes: &Bytes) -> Option<Vec<String>> {
-    use corelog_protocol::kafka_protocol::messages::ConsumerProtocolSubscription;
-    use corelog_protocol::kafka_protocol::protocol::Decodable;
-    let mut buf = bytes.clone();
-    if buf.len() < 2 {
-        return None;
-    }
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    let _ = bytes::Buf::get_i16(&mut buf);
-    // Versions above what the codec knows still start with the same
-    // fields; decode them as the highest known.
-    let version = version.clamp(0, 3);
-    let s = ConsumerProtocolSubscription::decode(&mut buf, version).ok()?;
+    let s = corelog_protocol::consumer_protocol::decode_subscription(bytes).ok()?;
     Some(s.topics.iter().map(|t| t.to_string()).collect())
 }
 

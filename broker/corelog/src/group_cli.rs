@@ -15,19 +15,18 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::consumer_group_describe_response;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    ConsumerProtocolAssignment, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListGroupsRequest,
-    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::kafka_client::{ClientError, Connection};
@@ -56,10 +55,6 @@ const COORDINATOR_KEY_TYPE_GROUP: i8 = 0;
 const LATEST_TIMESTAMP: i64 = -1;
 /// ListOffsets replica id of an ordinary client (not a follower).
 const CONSUMER_REPLICA_ID: i32 = -1;
-/// Highest ConsumerProtocolAssignment version the protocol crate decodes.
-/// Newer versions only add fields at the end, so a newer assignment is
-/// read as this version, as Kafka's own clients do.
-const ASSIGNMENT_VERSION_MAX: i16 = 3;
 /// The protocol type of groups formed by Kafka consumers (as opposed to,
 /// say, Kafka Connect workers, whose assignments have another format).
 const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
@@ -730,18 +725,7 @@ fn decode_consumer_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>, Stri
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut buf = bytes.clone();
-    if buf.remaining() < 2 {
-        return Err("shorter than its version field".to_string());
-    }
-    let version = buf.get_i16();
-    if version < 0 {
-        return Err(format!("negative version {version}"));
-    }
-    check_assignment_lengths(&buf)?;
-    let assignment =
-        ConsumerProtocolAssignment::decode(&mut buf, version.min(ASSIGNMENT_VERSION_MAX))
-            .map_err(|e| e.to_string())?;
+    let assignment = corelog_protocol::consumer_protocol::decode_assignment(bytes)?;
     Ok(assignment
         .assigned_partitions
         .iter()
@@ -750,46 +734,6 @@ fn decode_consumer_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>, Stri
             t.partitions.iter().map(move |&p| (topic.clone(), p))
         })
         .collect())
-}
-
-/// Checks every array length in an assignment against the bytes left before
-/// the protocol crate decodes it: that decoder reserves room for an array
-/// from its length field alone, and these bytes were written by some other
-/// client, so a corrupt length must be an error, not a huge allocation.
-fn check_assignment_lengths(mut buf: &[u8]) -> Result<(), String> {
-    fn take<const N: usize>(buf: &mut &[u8]) -> Result<[u8; N], String> {
-        if buf.len() < N {
-            return Err("truncated".to_string());
-        }
-        let (head, rest) = buf.split_at(N);
-        *buf = rest;
-        head.try_into().map_err(|_| "truncated".to_string())
-    }
-    let topics = i32::from_be_bytes(take::<4>(&mut buf)?);
-    // Each topic takes at least 6 bytes: an empty name and an empty array.
-    let topics = usize::try_from(topics).map_err(|_| format!("topic count {topics}"))?;
-    if topics > buf.len() / 6 {
-        return Err(format!("topic count {topics} exceeds the bytes left"));
-    }
-    for _ in 0..topics {
-        let name_len = i16::from_be_bytes(take::<2>(&mut buf)?);
-        let name_len =
-            usize::try_from(name_len).map_err(|_| format!("topic name length {name_len}"))?;
-        if name_len > buf.len() {
-            return Err("topic name runs past the end".to_string());
-        }
-        buf = &buf[name_len..];
-        let partitions = i32::from_be_bytes(take::<4>(&mut buf)?);
-        let partitions =
-            usize::try_from(partitions).map_err(|_| format!("partition count {partitions}"))?;
-        if partitions > buf.len() / 4 {
-            return Err(format!(
-                "partition count {partitions} exceeds the bytes left"
-            ));
-        }
-        buf = &buf[partitions * 4..];
-    }
-    Ok(())
 }
 
 /// Lag of a partition: log end minus committed offset, when both are known.
@@ -893,6 +837,7 @@ mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::protocol::Encodable;
 
     fn tp(t: &str, p: i32) -> TopicPartition {
@@ -1043,8 +988,11 @@ mod tests {
         );
         let mut buf = BytesMut::new();
         buf.put_i16(version);
-        a.encode(&mut buf, version.min(ASSIGNMENT_VERSION_MAX))
-            .expect("encode");
+        a.encode(
+            &mut buf,
+            version.min(corelog_protocol::consumer_protocol::CONSUMER_PROTOCOL_VERSION_MAX),
+        )
+        .expect("encode");
         buf.freeze()
     }
 

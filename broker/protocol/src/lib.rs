@@ -50,6 +50,7 @@
 //! present.
 
 pub mod api;
+pub mod consumer_protocol;
 pub mod errors;
 pub mod fetch_writer;
 pub mod frame;

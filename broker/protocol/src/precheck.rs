@@ -194,6 +194,39 @@ pub(crate) fn precheck_request(api_key: ApiKey, version: i16, body: &[u8]) -> Wa
 
 /// Walks `body` as a request for `api_key` at `version` and returns the bytes
 /// after its last field.
+/// Checks a consumer-protocol subscription body (after its i16 version),
+/// versions 0-3: topics, user data, owned partitions (v1+), generation
+/// (v2+), rack (v3+). Not flexible.
+pub(crate) fn precheck_consumer_subscription(version: i16, body: &[u8]) -> WalkResult {
+    let mut w = Walker { buf: body };
+    w.array(false, 2, |w| w.string(false))?;
+    w.bytes(false)?;
+    if version >= 1 {
+        w.array(false, 6, |w| {
+            w.string(false)?;
+            w.primitive_array(false, 4)
+        })?;
+    }
+    if version >= 2 {
+        w.skip(4)?;
+    }
+    if version >= 3 {
+        w.string(false)?;
+    }
+    Ok(())
+}
+
+/// Checks a consumer-protocol assignment body (after its i16 version),
+/// versions 0-3: assigned partitions by topic, then user data.
+pub(crate) fn precheck_consumer_assignment(body: &[u8]) -> WalkResult {
+    let mut w = Walker { buf: body };
+    w.array(false, 6, |w| {
+        w.string(false)?;
+        w.primitive_array(false, 4)
+    })?;
+    w.bytes(false)
+}
+
 fn walk_request(api_key: ApiKey, version: i16, body: &[u8]) -> Result<&[u8], WalkError> {
     let mut w = Walker { buf: body };
     let v = version;

@@ -1,5 +1,7 @@
-//! A single-threaded notification: tasks wait until the next `notify_all`.
-//! Used to wake a partition's driver on append and waiters on durability.
+//! Single-threaded notifications. [`Notify`]: tasks wait until the next
+//! `notify_all`; it wakes a partition's driver on append and waiters on
+//! durability. [`Doorbell`]: one task waits, and a ring before it waits is
+//! not lost; it wakes a timer loop whose deadline moved.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -47,6 +49,43 @@ impl Future for Notified<'_> {
             return Poll::Ready(());
         }
         self.notify.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A wake-up for a single waiting task that keeps a ring until it is
+/// awaited. Unlike [`Notify`], a task that waits in a loop (racing a timer)
+/// holds one waker slot, not one per iteration.
+#[derive(Default)]
+pub struct Doorbell {
+    rung: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        self.rung.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Completes at the next ring, or at once if one came since the last wait.
+    pub fn wait(&self) -> DoorbellWait<'_> {
+        DoorbellWait(self)
+    }
+}
+
+pub struct DoorbellWait<'a>(&'a Doorbell);
+
+impl Future for DoorbellWait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.rung.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
         Poll::Pending
     }
 }

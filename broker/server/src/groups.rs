@@ -16,11 +16,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +26,7 @@ use corelog_coordination::{
     codes, offsets_partition_for, GroupCoordinator, Input, Output, ReplyId, Request, Response,
     TopicInfo, TopicsView,
 };
+use corelog_runtime::notify::Doorbell;
 use corelog_runtime::{now_ms, GlommioIo, Partition};
 use corelog_storage::{CacheId, Offset, PartitionLog};
 use futures_lite::FutureExt;
@@ -60,41 +58,6 @@ const RELOAD_BACKOFF_MS: u64 = 200;
 /// What a handler gets back: the coordinator's answer, or an error code for
 /// the whole request (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, ...).
 pub type GroupReply = Result<Response, i16>;
-
-/// A single-waiter wake-up: the coordinator's timer task sleeps on it so a
-/// step that moves a deadline earlier can wake it.
-#[derive(Default)]
-struct Doorbell {
-    rung: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Doorbell {
-    fn ring(&self) {
-        self.rung.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
-
-    fn wait(&self) -> DoorbellWait<'_> {
-        DoorbellWait(self)
-    }
-}
-
-struct DoorbellWait<'a>(&'a Doorbell);
-
-impl Future for DoorbellWait<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.rung.replace(false) {
-            return Poll::Ready(());
-        }
-        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
 
 /// One offsets partition's coordinator and its log.
 pub struct GroupPartition {

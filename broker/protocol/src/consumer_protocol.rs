@@ -66,14 +66,19 @@ mod tests {
                 StrBytes::from_static_str("a"),
                 StrBytes::from_static_str("b"),
             ]);
-            assert_eq!(decode_subscription(&framed(&s, version)).unwrap().topics, s.topics);
+            assert_eq!(
+                decode_subscription(&framed(&s, version)).unwrap().topics,
+                s.topics
+            );
             let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
                 TopicPartition::default()
                     .with_topic(TopicName(StrBytes::from_static_str("a")))
                     .with_partitions(vec![0, 2]),
             ]);
             assert_eq!(
-                decode_assignment(&framed(&a, version)).unwrap().assigned_partitions,
+                decode_assignment(&framed(&a, version))
+                    .unwrap()
+                    .assigned_partitions,
                 a.assigned_partitions
             );
         }
@@ -81,7 +86,10 @@ mod tests {
             .with_topics(vec![StrBytes::from_static_str("t")]);
         let mut future = BytesMut::from(&framed(&s, 3)[..]);
         future[..2].copy_from_slice(&9i16.to_be_bytes());
-        assert_eq!(decode_subscription(&future.freeze()).unwrap().topics.len(), 1);
+        assert_eq!(
+            decode_subscription(&future.freeze()).unwrap().topics.len(),
+            1
+        );
     }
 
     #[test]

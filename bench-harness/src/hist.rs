@@ -93,6 +93,13 @@ impl LatencyRecorder {
         self.interval.saturating_record(clamped_us);
     }
 
+    /// Records `count` samples of one latency.
+    pub fn record_n_us(&mut self, latency_us: u64, count: u64) {
+        let clamped_us = latency_us.clamp(1, MAX_TRACKABLE_LATENCY_US);
+        self.total.saturating_record_n(clamped_us, count);
+        self.interval.saturating_record_n(clamped_us, count);
+    }
+
     /// Records the time elapsed since `started`.
     pub fn record_since(&mut self, started: Instant) {
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -117,6 +124,64 @@ impl LatencyRecorder {
     /// Consumes the recorder and returns its whole-run histogram.
     pub fn into_total(self) -> Histogram<u64> {
         self.total
+    }
+}
+
+/// Merges the interval histograms of many workers into one interval log:
+/// each worker drains its [`LatencyRecorder`] interval into the slot of the
+/// interval it is in, and the run writes the merged slots at the end. The
+/// lock is taken once per worker per interval, never per sample.
+#[derive(Debug)]
+pub struct IntervalCollector {
+    origin: Instant,
+    origin_wall: SystemTime,
+    interval: Duration,
+    slots: std::sync::Mutex<std::collections::BTreeMap<u64, Histogram<u64>>>,
+}
+
+impl IntervalCollector {
+    /// Intervals of length `interval` counted from `origin` (which is
+    /// `origin_wall` on the wall clock).
+    pub fn new(origin: Instant, origin_wall: SystemTime, interval: Duration) -> Self {
+        IntervalCollector {
+            origin,
+            origin_wall,
+            interval: interval.max(Duration::from_millis(1)),
+            slots: Default::default(),
+        }
+    }
+
+    /// The interval `at` falls in (0 for anything before the origin).
+    pub fn index(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.origin).as_nanos() / self.interval.as_nanos()) as u64
+    }
+
+    /// Moves `rec`'s current interval into slot `*slot` when `now` is past
+    /// it, and advances `*slot`. `force` drains whatever is there (at the end).
+    pub fn drain(&self, rec: &mut LatencyRecorder, slot: &mut u64, now: Instant, force: bool) {
+        let current = self.index(now);
+        if current <= *slot && !force {
+            return;
+        }
+        let (h, _) = rec.take_interval();
+        if !h.is_empty() {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let merged = slots.entry(*slot).or_insert_with(new_latency_histogram);
+            // Histograms from `new_latency_histogram` share bounds, so this
+            // cannot fail; a failure would only lose one interval's samples.
+            let _ = merged.add(&h);
+        }
+        *slot = current;
+    }
+
+    /// Writes every interval, in order, to `log`.
+    pub fn write(&self, log: &mut IntervalLogFile, tag: Option<&str>) -> Result<()> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for (idx, h) in slots.iter() {
+            let start = self.origin_wall + self.interval * (*idx as u32);
+            log.write_interval(h, start, self.interval, tag)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! A minimal blocking Kafka client over `std::net::TcpStream`, for the load
-//! generator: ApiVersions, Metadata, CreateTopics, Produce and Fetch, plus a
-//! magic v2 record batch encoder and a small batch walker for fetched data.
+//! generator: ApiVersions, Metadata, CreateTopics, Produce and Fetch. Record
+//! batches are built and walked in [`crate::records`].
 //!
 //! Requests may be pipelined: [`KafkaClient::send`] writes a request and
 //! returns its correlation id; [`KafkaClient::poll_response`] returns the
@@ -8,14 +8,14 @@
 //! at most the given time, so a producer can keep several requests in flight
 //! and still wake up on its own send schedule.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -91,17 +91,7 @@ impl KafkaClient {
     ) -> Result<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("corelog-bench")));
-        let header_version = api_key.request_header_version(version);
-        let size = header.compute_size(header_version)? + body.compute_size(version)?;
-        let mut buf = BytesMut::with_capacity(4 + size);
-        buf.extend_from_slice(&(size as i32).to_be_bytes());
-        header.encode(&mut buf, header_version)?;
-        body.encode(&mut buf, version)?;
+        let buf = encode_request(api_key, version, correlation_id, body)?;
         self.stream.write_all(&buf).context("writing request")?;
         if expect_response {
             self.in_flight.push_back((correlation_id, api_key, version));
@@ -121,27 +111,17 @@ impl KafkaClient {
         };
         let deadline = Instant::now() + timeout;
         loop {
-            if self.read_buf.len() >= 4 {
-                let size = i32::from_be_bytes(self.read_buf[..4].try_into().unwrap());
-                if size < 0 || size as usize > RESPONSE_BYTES_MAX {
-                    bail!("bad response size {size}");
+            if let Some(mut frame) = take_frame(&mut self.read_buf)? {
+                let header =
+                    ResponseHeader::decode(&mut frame, api_key.response_header_version(version))?;
+                if header.correlation_id != correlation_id {
+                    bail!(
+                        "response correlation id {} where {correlation_id} was expected",
+                        header.correlation_id
+                    );
                 }
-                if self.read_buf.len() >= 4 + size as usize {
-                    let _ = self.read_buf.split_to(4);
-                    let mut frame = self.read_buf.split_to(size as usize).freeze();
-                    let header = ResponseHeader::decode(
-                        &mut frame,
-                        api_key.response_header_version(version),
-                    )?;
-                    if header.correlation_id != correlation_id {
-                        bail!(
-                            "response correlation id {} where {correlation_id} was expected",
-                            header.correlation_id
-                        );
-                    }
-                    self.in_flight.pop_front();
-                    return Ok(Some((correlation_id, api_key, version, frame)));
-                }
+                self.in_flight.pop_front();
+                return Ok(Some((correlation_id, api_key, version, frame)));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -219,20 +199,41 @@ impl KafkaClient {
         Ok(Some(parts))
     }
 
-    /// Creates `topic`; an existing topic is not an error. Returns the
-    /// topic's error code (0 or TOPIC_ALREADY_EXISTS).
-    pub fn create_topic(&mut self, topic: &str, partitions: i32) -> Result<i16> {
+    /// Creates `topic` with the given topic configs; an existing topic is
+    /// not an error (and keeps its own configs). Returns the topic's error
+    /// code (0 or TOPIC_ALREADY_EXISTS).
+    pub fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<i16> {
         let req = CreateTopicsRequest::default()
             .with_topics(vec![CreatableTopic::default()
                 .with_name(topic_name(topic))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)])
+                .with_replication_factor(1)
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.clone()))
+                                .with_value(Some(StrBytes::from_string(v.clone())))
+                        })
+                        .collect(),
+                )])
             .with_timeout_ms(30_000);
         let resp: CreateTopicsResponse =
             self.call(ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &req)?;
         let code = resp.topics.first().map_or(-1, |t| t.error_code);
         if code != 0 && code != TOPIC_ALREADY_EXISTS {
-            bail!("CreateTopics error {code} for topic {topic}");
+            let message = resp
+                .topics
+                .first()
+                .and_then(|t| t.error_message.as_ref())
+                .map_or(String::new(), |m| format!(": {}", m.as_str()));
+            bail!("CreateTopics error {code} for topic {topic}{message}");
         }
         Ok(code)
     }
@@ -246,21 +247,7 @@ impl KafkaClient {
         timeout_ms: i32,
         batches: &[(i32, Bytes)],
     ) -> Result<i32> {
-        let req = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(timeout_ms)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(
-                    batches
-                        .iter()
-                        .map(|(p, b)| {
-                            PartitionProduceData::default()
-                                .with_index(*p)
-                                .with_records(Some(b.clone()))
-                        })
-                        .collect(),
-                )]);
+        let req = produce_request(topic, acks, timeout_ms, batches.to_vec());
         self.send(ApiKey::Produce, PRODUCE_VERSION, &req, acks != 0)
     }
 
@@ -303,197 +290,69 @@ impl KafkaClient {
     }
 }
 
+/// Encodes one request frame (size prefix, header, body).
+pub fn encode_request<R: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("corelog-bench")));
+    let header_version = api_key.request_header_version(version);
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.extend_from_slice(&(size as i32).to_be_bytes());
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    Ok(buf)
+}
+
+/// Splits one complete response frame (without its size prefix) off the
+/// front of `buf`, or returns `None` while it is incomplete.
+pub fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let size = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
+    if size < 0 || size as usize > RESPONSE_BYTES_MAX {
+        bail!("bad response size {size}");
+    }
+    if buf.len() < 4 + size as usize {
+        return Ok(None);
+    }
+    let _ = buf.split_to(4);
+    Ok(Some(buf.split_to(size as usize).freeze()))
+}
+
+/// A Produce request with one batch per listed partition of `topic`.
+pub fn produce_request(
+    topic: &str,
+    acks: i16,
+    timeout_ms: i32,
+    batches: Vec<(i32, Bytes)>,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(
+                batches
+                    .into_iter()
+                    .map(|(p, b)| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(b))
+                    })
+                    .collect(),
+            )])
+}
+
 /// Reads a produce response body.
 pub fn decode_produce_response(mut body: Bytes, version: i16) -> Result<ProduceResponse> {
     ProduceResponse::decode(&mut body, version)
-}
-
-// ---------------------------------------------------------------------------
-// Record batches (magic v2, uncompressed).
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        if z < 0x80 {
-            out.push(z as u8);
-            return;
-        }
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut z: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        z |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-        }
-    }
-    None
-}
-
-/// Offset of the attributes field: where the CRC's coverage starts.
-const CRC_START: usize = 21;
-/// Size of the v2 batch header.
-pub const BATCH_HEADER_BYTES: usize = 61;
-
-/// Encodes a v2 batch of `records` records whose values are `value_bytes`
-/// long (at least 8) and begin with `send_us` (microseconds since the Unix
-/// epoch, big-endian), the rest filler.
-pub fn encode_batch(records: usize, value_bytes: usize, send_us: u64) -> Vec<u8> {
-    let value_bytes = value_bytes.max(8);
-    let records = records.max(1);
-    let ts_ms = (send_us / 1000) as i64;
-    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + records * (value_bytes + 16));
-    out.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    out.extend_from_slice(&0i32.to_be_bytes()); // batch length, patched
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    out.push(2); // magic
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched
-    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    out.extend_from_slice(&(records as i32 - 1).to_be_bytes()); // last offset delta
-    out.extend_from_slice(&ts_ms.to_be_bytes()); // base timestamp
-    out.extend_from_slice(&ts_ms.to_be_bytes()); // max timestamp
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    out.extend_from_slice(&(records as i32).to_be_bytes());
-    debug_assert_eq!(out.len(), BATCH_HEADER_BYTES);
-    let mut rec = Vec::with_capacity(value_bytes + 16);
-    for i in 0..records {
-        rec.clear();
-        rec.push(0); // attributes
-        put_varint(&mut rec, 0); // timestamp delta
-        put_varint(&mut rec, i as i64); // offset delta
-        put_varint(&mut rec, -1); // key length (null)
-        put_varint(&mut rec, value_bytes as i64);
-        rec.extend_from_slice(&send_us.to_be_bytes());
-        rec.resize(rec.len() + value_bytes - 8, b'x');
-        put_varint(&mut rec, 0); // headers
-        put_varint(&mut out, rec.len() as i64);
-        out.extend_from_slice(&rec);
-    }
-    let batch_len = (out.len() - 12) as i32;
-    out[8..12].copy_from_slice(&batch_len.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
-}
-
-/// One batch found in fetched record data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchInfo {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub records: u32,
-    /// The send timestamp in the first record's value, when it has one.
-    pub send_us: Option<u64>,
-}
-
-/// Walks the complete batches in `data` (a trailing partial batch, which
-/// Fetch may return, is ignored).
-pub fn walk_batches(data: &[u8]) -> Vec<BatchInfo> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while data.len() - pos >= BATCH_HEADER_BYTES {
-        let b = &data[pos..];
-        let base_offset = i64::from_be_bytes(b[0..8].try_into().unwrap());
-        let len = i32::from_be_bytes(b[8..12].try_into().unwrap());
-        if len < (BATCH_HEADER_BYTES - 12) as i32 || 12 + len as usize > b.len() {
-            break;
-        }
-        let batch = &b[..12 + len as usize];
-        let last_delta = i32::from_be_bytes(batch[23..27].try_into().unwrap());
-        let attributes = i16::from_be_bytes(batch[21..23].try_into().unwrap());
-        let records = i32::from_be_bytes(batch[57..61].try_into().unwrap()).max(0) as u32;
-        let send_us = if attributes & 0x07 == 0 {
-            first_value_prefix(&batch[BATCH_HEADER_BYTES..])
-        } else {
-            None
-        };
-        out.push(BatchInfo {
-            base_offset,
-            last_offset: base_offset + i64::from(last_delta),
-            records,
-            send_us,
-        });
-        pos += batch.len();
-    }
-    out
-}
-
-fn first_value_prefix(recs: &[u8]) -> Option<u64> {
-    let mut pos = 0;
-    let _len = get_varint(recs, &mut pos)?;
-    pos += 1; // attributes
-    get_varint(recs, &mut pos)?; // timestamp delta
-    get_varint(recs, &mut pos)?; // offset delta
-    let key_len = get_varint(recs, &mut pos)?;
-    if key_len > 0 {
-        pos += key_len as usize;
-    }
-    let value_len = get_varint(recs, &mut pos)?;
-    if value_len < 8 {
-        return None;
-    }
-    let v = recs.get(pos..pos + 8)?;
-    Some(u64::from_be_bytes(v.try_into().unwrap()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varint_round_trip() {
-        for v in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            300,
-            -300,
-            i32::MAX as i64,
-            i64::MIN,
-        ] {
-            let mut buf = Vec::new();
-            put_varint(&mut buf, v);
-            let mut pos = 0;
-            assert_eq!(get_varint(&buf, &mut pos), Some(v));
-            assert_eq!(pos, buf.len());
-        }
-    }
-
-    #[test]
-    fn batch_walks_back() {
-        let mut data = encode_batch(3, 100, 1_700_000_000_123_456);
-        data[0..8].copy_from_slice(&10i64.to_be_bytes());
-        let second = encode_batch(1, 8, 42);
-        data.extend_from_slice(&second);
-        data.extend_from_slice(&second[..30]); // partial
-        let batches = walk_batches(&data);
-        assert_eq!(batches.len(), 2);
-        assert_eq!(batches[0].base_offset, 10);
-        assert_eq!(batches[0].last_offset, 12);
-        assert_eq!(batches[0].records, 3);
-        assert_eq!(batches[0].send_us, Some(1_700_000_000_123_456));
-        assert_eq!(batches[1].send_us, Some(42));
-    }
-
-    #[test]
-    fn batch_crc_is_crc32c_of_the_tail() {
-        let data = encode_batch(2, 16, 7);
-        let crc = u32::from_be_bytes(data[17..21].try_into().unwrap());
-        assert_eq!(crc, crc32c::crc32c(&data[21..]));
-        assert_eq!(
-            i32::from_be_bytes(data[8..12].try_into().unwrap()) as usize,
-            data.len() - 12
-        );
-    }
 }

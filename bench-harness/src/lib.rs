@@ -14,11 +14,14 @@
 //! (a storage append benchmark, the Kafka load generator) are new modules.
 
 pub mod compare;
+pub mod compression;
 pub mod error;
 pub mod hist;
 pub mod kafka_client;
 pub mod limits;
 pub mod loadgen;
+pub mod producer;
+pub mod records;
 pub mod report;
 pub mod run;
 pub mod storage;

@@ -1,41 +1,45 @@
 //! `corelog-bench run`: the Kafka load generator.
 //!
-//! Producers are threads, one connection each, each with its own
-//! [`LatencyRecorder`]. Every record value starts with its send time
-//! (microseconds since the Unix epoch), so an optional tail consumer can
-//! measure end-to-end latency.
+//! Producers are state machines on a few worker threads
+//! ([`crate::producer`]); consumers are threads of their own, one
+//! connection each:
+//! - tail consumers start at the log end and measure end-to-end latency per
+//!   record (fetch arrival minus the send time in the record's value);
+//! - catch-up consumers start at the log start and read as fast as they can
+//!   beside them, from disk once the broker's batch cache no longer holds
+//!   the old data (`preload_mib` writes that data before the run).
 //!
-//! - Closed loop (`rate_msgs_per_s = 0`): each producer keeps
-//!   `max_in_flight` requests in flight; publish latency runs from the
-//!   request's send to its acknowledgement.
-//! - Open loop: each producer sends on a fixed schedule and latency runs from
-//!   the *intended* send time, so a stall that delays later sends shows up in
-//!   their latency instead of being hidden (coordinated omission). The
-//!   embedded send timestamp is the intended time too.
-//!
-//! Requests whose intended send time falls in the warmup are not recorded.
+//! Records whose intended send time falls in the warmup are not measured.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::hist::{merge_histograms, LatencyRecorder};
-use crate::kafka_client::{decode_produce_response, walk_batches, KafkaClient};
+use crate::compression::Codec;
+use crate::hist::{merge_histograms, IntervalCollector, LatencyRecorder};
+use crate::kafka_client::{decode_produce_response, KafkaClient};
 use crate::limits::LimitsOptions;
+use crate::producer::{self, Clock, ProducerSpec, Window, WorkerResult};
+use crate::records::{self, walk_batches, KeyMode};
 use crate::run::{RunRecord, RunWriter, ThroughputBasis};
 
 /// The broker's largest disk write (its group-commit size), which bounds
 /// a produce workload's disk throughput.
 pub const BROKER_WRITE_BYTES: u64 = 1 << 20;
 
-/// How long after the end an open-loop producer still sends what was due
-/// before the end; what is still unsent then is `open_loop_behind_schedule`.
-const SCHEDULE_GRACE: Duration = Duration::from_secs(1);
+/// Most consumers of either kind a scenario may ask for (each is a thread
+/// with its own connection).
+pub const CONSUMERS_MAX: u32 = 64;
+/// Most producers a scenario may ask for (each is a connection).
+pub const PRODUCERS_MAX: u32 = 10_000;
+/// Length of one interval in the `.hlog` interval logs.
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// A scenario file (`bench-harness/scenarios/*.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,8 +50,11 @@ pub struct Scenario {
     #[serde(default = "one")]
     pub partitions: u32,
     pub record_bytes: usize,
+    /// Records per request (open loop without linger, closed loop), or the
+    /// most records in one request (open loop with linger).
     #[serde(default = "one")]
     pub records_per_batch: u32,
+    /// Connections producing; they share `rate_msgs_per_s`.
     #[serde(default = "one")]
     pub producers: u32,
     /// 0, 1 or -1 ("all").
@@ -58,12 +65,42 @@ pub struct Scenario {
     #[serde(default = "default_warmup")]
     pub warmup_s: f64,
     pub duration_s: f64,
-    /// 0 or 1 tail consumers.
+    /// Tail consumers, each reading every partition from the log end.
     #[serde(default)]
     pub consumers: u32,
+    /// Catch-up consumers, each reading every partition from the log start.
+    #[serde(default)]
+    pub catchup_consumers: u32,
+    /// MiB written (closed loop, acks=1) before the run starts, so that
+    /// catch-up consumers have old data to read.
+    #[serde(default)]
+    pub preload_mib: u64,
     /// Requests each producer keeps in flight.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: u32,
+    /// Record keys: "none", "uniform" or "skewed" (Zipf). Keyed records go
+    /// to partitions by Kafka's default partitioner (murmur2).
+    #[serde(default)]
+    pub keys: KeyMode,
+    /// Distinct keys for keyed records.
+    #[serde(default = "default_key_space")]
+    pub key_space: u64,
+    /// Batch compression: "none", "gzip", "snappy", "lz4" or "zstd".
+    #[serde(default)]
+    pub compression: Codec,
+    /// Open loop: 0 hands `records_per_batch` records over at once on the
+    /// schedule; above 0 records arrive one by one and a request leaves when
+    /// `records_per_batch` are waiting or the oldest waited this long.
+    #[serde(default)]
+    pub linger_ms: f64,
+    /// Topic configs sent with CreateTopics (e.g. "retention.bytes"); a
+    /// topic that already exists keeps its own.
+    #[serde(default)]
+    pub topic_configs: BTreeMap<String, String>,
+    /// Producer worker threads; 0 = one per available CPU, at most one per
+    /// producer.
+    #[serde(default)]
+    pub threads: u32,
 }
 
 fn one() -> u32 {
@@ -74,6 +111,9 @@ fn default_warmup() -> f64 {
 }
 fn default_in_flight() -> u32 {
     5
+}
+fn default_key_space() -> u64 {
+    10_000
 }
 
 impl Scenario {
@@ -90,8 +130,8 @@ impl Scenario {
         if !matches!(self.acks, -1..=1) {
             bail!("acks must be 0, 1 or -1, not {}", self.acks);
         }
-        if self.consumers > 1 {
-            bail!("consumers must be 0 or 1");
+        if self.consumers > CONSUMERS_MAX || self.catchup_consumers > CONSUMERS_MAX {
+            bail!("consumers and catchup_consumers must be at most {CONSUMERS_MAX}");
         }
         if self.record_bytes < 8 {
             bail!("record_bytes must be at least 8 (the send timestamp)");
@@ -99,13 +139,39 @@ impl Scenario {
         if self.partitions == 0 || self.producers == 0 || self.records_per_batch == 0 {
             bail!("partitions, producers and records_per_batch must be positive");
         }
+        if self.producers > PRODUCERS_MAX {
+            bail!("producers must be at most {PRODUCERS_MAX}");
+        }
         if self.max_in_flight == 0 {
             bail!("max_in_flight must be positive");
         }
         if !(self.duration_s > 0.0 && self.warmup_s >= 0.0) {
             bail!("duration_s must be positive and warmup_s not negative");
         }
+        if !(self.linger_ms >= 0.0 && self.linger_ms.is_finite()) {
+            bail!("linger_ms must not be negative");
+        }
+        if self.linger_ms > 0.0 && self.rate_msgs_per_s == 0 {
+            bail!("linger_ms applies to the open loop (rate_msgs_per_s > 0) only");
+        }
+        if self.key_space == 0 {
+            bail!("key_space must be positive");
+        }
+        if self.preload_mib > 1 << 20 {
+            bail!("preload_mib is unreasonably large");
+        }
         Ok(())
+    }
+
+    /// Worker threads for the producers.
+    pub fn worker_threads(&self) -> u32 {
+        let auto = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let t = if self.threads == 0 {
+            auto
+        } else {
+            self.threads
+        };
+        t.clamp(1, self.producers)
     }
 }
 
@@ -126,6 +192,12 @@ pub struct RunArgs {
     /// Override the scenario's warmup.
     #[arg(long)]
     pub warmup_s: Option<f64>,
+    /// Override the scenario's producer worker threads (0 = one per CPU).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Override the scenario's topic (e.g. to run it again on a fresh topic).
+    #[arg(long)]
+    pub topic: Option<String>,
     /// Directory whose filesystem the quick limits are measured on (ideally
     /// the broker's data dir's filesystem); default the system temp dir.
     #[arg(long)]
@@ -149,6 +221,12 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
     }
     if let Some(w) = args.warmup_s {
         scenario.warmup_s = w;
+    }
+    if let Some(t) = args.threads {
+        scenario.threads = t;
+    }
+    if let Some(t) = &args.topic {
+        scenario.topic = t.clone();
     }
     scenario.validate()?;
     let limits = if args.no_limits {
@@ -216,50 +294,27 @@ pub fn summary_line(record: &RunRecord) -> String {
             l.summary.max_us
         );
     }
+    for (name, t) in &record.results.part_throughput {
+        s += &format!(
+            "; {name}: {:.0} msgs/s, {:.1} MiB/s",
+            t.msgs_per_s, t.mib_per_s
+        );
+    }
     s += &format!("; errors {}", record.total_errors());
     s
 }
 
-fn unix_us(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Maps `Instant`s to wall-clock microseconds with one shared reference, so
-/// producer and consumer timestamps agree.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    instant: Instant,
-    unix_us: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            instant: Instant::now(),
-            unix_us: unix_us(SystemTime::now()),
-        }
-    }
-    fn us(&self, t: Instant) -> u64 {
-        self.unix_us + t.saturating_duration_since(self.instant).as_micros() as u64
-    }
-    fn now_us(&self) -> u64 {
-        self.us(Instant::now())
-    }
-}
-
-#[derive(Default)]
-struct ProducerResult {
-    latency: Option<LatencyRecorder>,
-    messages: u64,
-    bytes: u64,
-    errors: Vec<(String, u64)>,
-}
-
+/// What one consumer measured.
+#[derive(Debug, Default)]
 struct ConsumerResult {
-    latency: LatencyRecorder,
+    /// End-to-end latency (tail consumers).
+    latency: Option<LatencyRecorder>,
+    /// Records seen whose send time is in the measured window (tail).
     messages: u64,
-    errors: Vec<(String, u64)>,
+    /// Records and stored bytes fetched in the measured window (catch-up).
+    window_messages: u64,
+    window_bytes: u64,
+    errors: BTreeMap<String, u64>,
 }
 
 /// Runs `scenario` against `bootstrap` and writes a run directory under
@@ -271,7 +326,9 @@ pub fn run_scenario(
     limits: &LimitsChoice,
 ) -> Result<RunRecord> {
     scenario.validate()?;
-    let config = serde_json::to_value(scenario)?;
+    let mut config = serde_json::to_value(scenario)?;
+    let threads = scenario.worker_threads();
+    config["worker_threads"] = serde_json::json!(threads);
     let mut run = RunWriter::create_timestamped(out, &scenario.name, config)?;
     if let LimitsChoice::Measure(dir, opts) = limits {
         eprintln!("measuring machine limits on {} ...", dir.display());
@@ -281,7 +338,11 @@ pub fn run_scenario(
     // Topic setup.
     let mut admin = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
     admin.api_versions()?;
-    admin.create_topic(&scenario.topic, scenario.partitions as i32)?;
+    admin.create_topic(
+        &scenario.topic,
+        scenario.partitions as i32,
+        &scenario.topic_configs,
+    )?;
     let partitions = wait_for_partitions(&mut admin, &scenario.topic)?;
     if partitions.len() < scenario.partitions as usize {
         bail!(
@@ -292,62 +353,107 @@ pub fn run_scenario(
         );
     }
     let partitions: Vec<i32> = partitions[..scenario.partitions as usize].to_vec();
+    if scenario.preload_mib > 0 {
+        eprintln!("preloading {} MiB ...", scenario.preload_mib);
+        preload(&mut admin, scenario, &partitions).context("preloading")?;
+    }
     drop(admin);
 
     let clock = Clock::new();
     let start = Instant::now() + Duration::from_millis(200);
     let warmup_end = start + Duration::from_secs_f64(scenario.warmup_s);
     let end = warmup_end + Duration::from_secs_f64(scenario.duration_s);
+    let window = Window {
+        clock,
+        start,
+        warmup_end,
+        end,
+    };
     let acked_msgs = Arc::new(AtomicU64::new(0));
     let producers_done = Arc::new(AtomicBool::new(false));
+    let wall = clock.wall(warmup_end);
+    let publish_intervals = Arc::new(IntervalCollector::new(warmup_end, wall, INTERVAL));
+    let e2e_intervals = Arc::new(IntervalCollector::new(warmup_end, wall, INTERVAL));
 
-    let consumer = if scenario.consumers == 1 {
-        // Find where the log ends now, so old data is skipped.
-        let mut c = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
-        let start_offsets = log_end_offsets(&mut c, &scenario.topic, &partitions)?;
-        let (topic, done) = (scenario.topic.clone(), producers_done.clone());
-        let (acked, warm_us) = (acked_msgs.clone(), clock.us(warmup_end));
-        Some(
-            std::thread::Builder::new()
-                .name("consumer".into())
-                .spawn(move || consume(c, &topic, start_offsets, clock, warm_us, done, acked))?,
-        )
-    } else {
-        None
+    let mut consumers = Vec::new();
+    for (kind, count) in [
+        (ConsumerKind::Tail, scenario.consumers),
+        (ConsumerKind::CatchUp, scenario.catchup_consumers),
+    ] {
+        for i in 0..count {
+            let mut c = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
+            let offsets = match kind {
+                // From where the log ends now, so old data is skipped.
+                ConsumerKind::Tail => log_end_offsets(&mut c, &scenario.topic, &partitions)?,
+                // From the log start (offset 0 is moved up to it).
+                ConsumerKind::CatchUp => partitions.iter().map(|&p| (p, 0)).collect(),
+            };
+            let ctx = ConsumerCtx {
+                kind,
+                topic: scenario.topic.clone(),
+                window,
+                producers_done: producers_done.clone(),
+                acked: acked_msgs.clone(),
+                intervals: e2e_intervals.clone(),
+            };
+            let name = format!("{}-{i}", kind.name());
+            consumers.push((
+                kind,
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || consume(c, offsets, ctx))?,
+            ));
+        }
+    }
+
+    let spec = ProducerSpec {
+        topic: scenario.topic.clone(),
+        partitions: partitions.clone(),
+        acks: scenario.acks,
+        records_per_batch: scenario.records_per_batch,
+        record_bytes: scenario.record_bytes,
+        codec: scenario.compression,
+        keys: scenario.keys,
+        key_space: scenario.key_space,
+        linger: Duration::from_secs_f64(scenario.linger_ms / 1000.0),
+        max_in_flight: scenario.max_in_flight as usize,
+        rate_per_producer: (scenario.rate_msgs_per_s > 0)
+            .then(|| scenario.rate_msgs_per_s as f64 / f64::from(scenario.producers)),
     };
-
-    let mut handles = Vec::new();
-    for i in 0..scenario.producers {
-        let s = scenario.clone();
-        let bootstrap = bootstrap.to_string();
-        let acked = acked_msgs.clone();
-        // Producer i starts at partition i and goes round robin.
-        let mine: Vec<i32> = (0..partitions.len())
-            .map(|k| partitions[(k + i as usize) % partitions.len()])
+    let mut workers = Vec::new();
+    for t in 0..threads {
+        // Producer ids are dealt round robin to the workers.
+        let ids: Vec<u32> = (0..scenario.producers)
+            .filter(|id| id % threads == t)
             .collect();
-        handles.push(
+        let (spec, bootstrap) = (spec.clone(), bootstrap.to_string());
+        let (acked, intervals) = (acked_msgs.clone(), publish_intervals.clone());
+        workers.push(
             std::thread::Builder::new()
-                .name(format!("producer-{i}"))
+                .name(format!("producers-{t}"))
                 .spawn(move || {
-                    produce(&s, &bootstrap, &mine, clock, start, warmup_end, end, acked)
+                    producer::run_worker(&ids, &spec, window, &bootstrap, &acked, &intervals)
                 })?,
         );
     }
     let mut results = Vec::new();
-    for h in handles {
-        results.push(h.join().unwrap_or_else(|_| ProducerResult {
-            errors: vec![("producer_panic".into(), 1)],
-            ..Default::default()
+    for h in workers {
+        results.push(h.join().unwrap_or_else(|_| {
+            let mut r = WorkerResult::default();
+            r.errors.insert("producer_panic".into(), 1);
+            r
         }));
     }
     producers_done.store(true, Ordering::Release);
-    let consumed = consumer.map(|h| {
-        h.join().unwrap_or_else(|_| ConsumerResult {
-            latency: LatencyRecorder::new(),
-            messages: 0,
-            errors: vec![("consumer_panic".into(), 1)],
-        })
-    });
+    let mut consumed = Vec::new();
+    for (kind, h) in consumers {
+        let r = h.join().unwrap_or_else(|_| {
+            let mut r = ConsumerResult::default();
+            r.errors.insert("consumer_panic".into(), 1);
+            r
+        });
+        consumed.push((kind, r));
+    }
 
     let (mut messages, mut bytes) = (0u64, 0u64);
     for r in &results {
@@ -361,15 +467,46 @@ pub fn run_scenario(
     if !recorders.is_empty() {
         let publish = merge_histograms(recorders.iter().map(|r| r.total()))?;
         run.add_latency("publish", &publish, BROKER_WRITE_BYTES)?;
+        let mut log = run.interval_log("publish")?;
+        publish_intervals.write(&mut log, Some("publish"))?;
+        log.finish()?;
     }
-    if let Some(c) = &consumed {
-        run.add_latency("end_to_end", c.latency.total(), BROKER_WRITE_BYTES)?;
-        for (k, n) in &c.errors {
+    let tails: Vec<&ConsumerResult> = consumed
+        .iter()
+        .filter(|(k, _)| *k == ConsumerKind::Tail)
+        .map(|(_, r)| r)
+        .collect();
+    if !tails.is_empty() {
+        let e2e = merge_histograms(
+            tails
+                .iter()
+                .filter_map(|r| r.latency.as_ref())
+                .map(|l| l.total()),
+        )?;
+        run.add_latency("end_to_end", &e2e, BROKER_WRITE_BYTES)?;
+        let mut log = run.interval_log("end_to_end")?;
+        e2e_intervals.write(&mut log, Some("end_to_end"))?;
+        log.finish()?;
+        for r in &tails {
+            if r.messages < messages {
+                run.add_errors("not_consumed", messages - r.messages);
+            }
+        }
+    }
+    let measured = Duration::from_secs_f64(scenario.duration_s);
+    let (mut cu_msgs, mut cu_bytes, mut catchups) = (0u64, 0u64, 0u32);
+    for (kind, r) in &consumed {
+        for (k, n) in &r.errors {
             run.add_errors(k, *n);
         }
-        if c.messages < messages {
-            run.add_errors("not_consumed", messages - c.messages);
+        if *kind == ConsumerKind::CatchUp {
+            cu_msgs += r.window_messages;
+            cu_bytes += r.window_bytes;
+            catchups += 1;
         }
+    }
+    if catchups > 0 {
+        run.add_part_throughput("catchup_consumers", cu_msgs, cu_bytes, measured);
     }
     let basis = if scenario.acks == 0 {
         ThroughputBasis::LoopbackTcp
@@ -378,12 +515,7 @@ pub fn run_scenario(
             block_bytes: BROKER_WRITE_BYTES,
         }
     };
-    run.set_throughput(
-        messages,
-        bytes,
-        Duration::from_secs_f64(scenario.duration_s),
-        basis,
-    );
+    run.set_throughput(messages, bytes, measured, basis);
     Ok(run.finish()?)
 }
 
@@ -423,248 +555,165 @@ fn log_end_offsets(
     Ok(out)
 }
 
-struct Pending {
-    intended: Instant,
-    messages: u64,
-    bytes: u64,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn produce(
-    s: &Scenario,
-    bootstrap: &str,
-    partitions: &[i32],
-    clock: Clock,
-    start: Instant,
-    warmup_end: Instant,
-    end: Instant,
-    acked: Arc<AtomicU64>,
-) -> ProducerResult {
-    let mut result = ProducerResult::default();
-    let mut errors = std::collections::BTreeMap::<String, u64>::new();
-    let mut client = match KafkaClient::connect(bootstrap, Duration::from_secs(10)) {
-        Ok(c) => c,
-        Err(_) => {
-            result.errors.push(("produce_connect".into(), 1));
-            return result;
+/// Writes `preload_mib` MiB round robin over `partitions` with acks=1,
+/// eight requests of about 256 KiB in flight. The records' send times are
+/// before the run, so tail consumers never count them.
+fn preload(c: &mut KafkaClient, s: &Scenario, partitions: &[i32]) -> Result<()> {
+    let target = s.preload_mib << 20;
+    let per_batch = ((256usize << 10) / s.record_bytes).max(1);
+    let batch_bytes = (per_batch * s.record_bytes) as u64;
+    let clock = Clock::new();
+    let (mut sent, mut acked, mut i) = (0u64, 0u64, 0usize);
+    while acked < target {
+        while sent < target && c.in_flight() < 8 {
+            let specs = vec![
+                records::RecordSpec {
+                    send_us: clock.now_us(),
+                    key: None,
+                };
+                per_batch
+            ];
+            let batch = records::encode_batch_with(&specs, s.record_bytes, s.compression, i)?;
+            let p = partitions[i % partitions.len()];
+            i += 1;
+            c.send_produce(&s.topic, 1, 30_000, &[(p, Bytes::from(batch))])?;
+            sent += batch_bytes;
         }
-    };
-    let mut rec = LatencyRecorder::new();
-    let per_batch = u64::from(s.records_per_batch);
-    // Open loop: one batch every `interval` per producer.
-    let interval = (s.rate_msgs_per_s > 0).then(|| {
-        let per_producer = s.rate_msgs_per_s as f64 / f64::from(s.producers);
-        Duration::from_secs_f64(per_batch as f64 / per_producer)
-    });
-    let max_in_flight = s.max_in_flight as usize;
-    let mut pending = std::collections::VecDeque::<Pending>::new();
-    let mut next_send = start;
-    let mut sent: u64 = 0;
-    let mut part_idx = 0usize;
-    let drain_deadline = end + SCHEDULE_GRACE + Duration::from_secs(10);
-    let payload_bytes = (s.record_bytes as u64) * per_batch;
-
-    let on_response = |body: Bytes,
-                       version: i16,
-                       p: Pending,
-                       rec: &mut LatencyRecorder,
-                       errors: &mut std::collections::BTreeMap<String, u64>,
-                       result: &mut ProducerResult| {
-        let ok = match decode_produce_response(body, version) {
-            Ok(r) => {
-                let codes: Vec<i16> = r
+        match c.poll_response(Duration::from_secs(30))? {
+            Some((_, _, version, body)) => {
+                let r = decode_produce_response(body, version)?;
+                for part in r
                     .responses
                     .iter()
-                    .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
-                    .collect();
-                match codes.iter().find(|&&c| c != 0) {
-                    Some(c) => {
-                        *errors.entry(format!("produce_error_{c}")).or_default() += 1;
-                        false
+                    .flat_map(|t| t.partition_responses.iter())
+                {
+                    if part.error_code != 0 {
+                        bail!("preload produce error {}", part.error_code);
                     }
-                    None if codes.is_empty() => {
-                        *errors.entry("produce_empty_response".into()).or_default() += 1;
-                        false
-                    }
-                    None => true,
                 }
+                acked += batch_bytes;
             }
-            Err(_) => {
-                *errors.entry("produce_decode".into()).or_default() += 1;
-                false
-            }
-        };
-        if ok && p.intended >= warmup_end && p.intended < end {
-            rec.record_since(p.intended);
-            result.messages += p.messages;
-            result.bytes += p.bytes;
-            acked.fetch_add(p.messages, Ordering::Relaxed);
-        }
-    };
-
-    // Wait for the common start.
-    let now = Instant::now();
-    if start > now {
-        std::thread::sleep(start - now);
-    }
-    loop {
-        let now = Instant::now();
-        // Open loop: sends due before `end` still go out late (their latency
-        // counts from the schedule), for at most `SCHEDULE_GRACE`.
-        let sending_done = match interval {
-            Some(_) => next_send >= end || now >= end + SCHEDULE_GRACE,
-            None => now >= end,
-        };
-        if sending_done && pending.is_empty() {
-            break;
-        }
-        if now >= drain_deadline {
-            *errors.entry("produce_timeout".into()).or_default() += pending.len() as u64;
-            break;
-        }
-        let can_send = !sending_done && pending.len() < max_in_flight && now >= next_send;
-        if can_send {
-            // Closed loop: the intended time is now; open loop: the schedule.
-            let intended = if interval.is_some() { next_send } else { now };
-            let batch = Bytes::from(crate::kafka_client::encode_batch(
-                s.records_per_batch as usize,
-                s.record_bytes,
-                clock.us(intended),
-            ));
-            let p = partitions[part_idx % partitions.len()];
-            part_idx += 1;
-            if let Err(_e) = client.send_produce(&s.topic, s.acks, 30_000, &[(p, batch)]) {
-                *errors.entry("produce_io".into()).or_default() += 1;
-                break;
-            }
-            sent += 1;
-            next_send = match interval {
-                Some(iv) => start + iv.mul_f64(sent as f64),
-                None => now,
-            };
-            let entry = Pending {
-                intended,
-                messages: per_batch,
-                bytes: payload_bytes,
-            };
-            if s.acks == 0 {
-                // Nothing comes back: count it as sent, no latency.
-                if intended >= warmup_end && intended < end {
-                    result.messages += entry.messages;
-                    result.bytes += entry.bytes;
-                    acked.fetch_add(entry.messages, Ordering::Relaxed);
-                }
-            } else {
-                pending.push_back(entry);
-            }
-            continue;
-        }
-        // Wait for a response, but not past the next scheduled send.
-        let wait = if sending_done || pending.len() >= max_in_flight {
-            drain_deadline.saturating_duration_since(now)
-        } else {
-            next_send.saturating_duration_since(now)
-        };
-        if pending.is_empty() {
-            std::thread::sleep(wait.min(Duration::from_millis(100)));
-            continue;
-        }
-        match client.poll_response(wait.min(Duration::from_millis(100))) {
-            Ok(Some((_, _, version, body))) => {
-                let p = pending.pop_front().expect("pending matches in flight");
-                on_response(body, version, p, &mut rec, &mut errors, &mut result);
-            }
-            Ok(None) => {}
-            Err(_) => {
-                *errors.entry("produce_io".into()).or_default() += pending.len() as u64;
-                break;
-            }
+            None => bail!("preload produce timed out"),
         }
     }
-    // Open loop: a producer that fell behind its schedule stops at the end
-    // time with sends still due. Those that were due inside the measured
-    // window are reported, so a missed rate cannot pass as a clean run.
-    if let Some(iv) = interval {
-        let first_due = next_send.max(warmup_end);
-        if first_due < end {
-            let missed = ((end - first_due).as_secs_f64() / iv.as_secs_f64()).ceil() as u64;
-            *errors
-                .entry("open_loop_behind_schedule".into())
-                .or_default() += missed * per_batch;
-        }
-    }
-    if s.acks != 0 {
-        result.latency = Some(rec);
-    }
-    result.errors.extend(errors);
-    result
+    Ok(())
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConsumerKind {
+    Tail,
+    CatchUp,
+}
+
+impl ConsumerKind {
+    fn name(self) -> &'static str {
+        match self {
+            ConsumerKind::Tail => "tail",
+            ConsumerKind::CatchUp => "catchup",
+        }
+    }
+}
+
+struct ConsumerCtx {
+    kind: ConsumerKind,
+    topic: String,
+    window: Window,
+    producers_done: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    intervals: Arc<IntervalCollector>,
+}
+
+/// Kafka error code OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 fn consume(
     mut client: KafkaClient,
-    topic: &str,
     mut offsets: Vec<(i32, i64)>,
-    clock: Clock,
-    warmup_end_us: u64,
-    producers_done: Arc<AtomicBool>,
-    acked: Arc<AtomicU64>,
+    ctx: ConsumerCtx,
 ) -> ConsumerResult {
+    let tail = ctx.kind == ConsumerKind::Tail;
     let mut rec = LatencyRecorder::new();
-    let mut messages = 0u64;
-    let mut errors = std::collections::BTreeMap::<String, u64>::new();
+    let mut slot = 0u64;
+    let mut r = ConsumerResult::default();
+    let warmup_end_us = ctx.window.clock.us(ctx.window.warmup_end);
     let mut done_at: Option<Instant> = None;
     loop {
-        if producers_done.load(Ordering::Acquire) {
+        if ctx.producers_done.load(Ordering::Acquire) {
             let t = *done_at.get_or_insert_with(Instant::now);
-            // Stop when everything acknowledged was seen, or 5 s after the
-            // producers finished.
-            if messages >= acked.load(Ordering::Relaxed) || t.elapsed() > Duration::from_secs(5) {
+            // A tail consumer stops when it saw everything acknowledged, or
+            // 5 s after the producers finished; a catch-up consumer at once.
+            if !tail
+                || r.messages >= ctx.acked.load(Ordering::Relaxed)
+                || t.elapsed() > Duration::from_secs(5)
+            {
                 break;
             }
         }
-        let resp = match client.fetch(topic, &offsets, 100, 1, 8 << 20) {
-            Ok(r) => r,
+        let (wait_ms, partition_max) = if tail { (100, 8 << 20) } else { (100, 1 << 20) };
+        let resp = match client.fetch(&ctx.topic, &offsets, wait_ms, 1, partition_max) {
+            Ok(resp) => resp,
             Err(_) => {
-                *errors.entry("fetch_io".into()).or_default() += 1;
+                *r.errors.entry("fetch_io".into()).or_default() += 1;
                 break;
             }
         };
-        let now_us = clock.now_us();
+        let now = Instant::now();
+        let now_us = ctx.window.clock.us(now);
+        let in_window = now >= ctx.window.warmup_end && now < ctx.window.end;
         for pd in resp.responses.iter().flat_map(|t| t.partitions.iter()) {
+            let Some(slot_offset) = offsets.iter_mut().find(|(p, _)| *p == pd.partition_index)
+            else {
+                continue;
+            };
+            if pd.error_code == OFFSET_OUT_OF_RANGE && pd.log_start_offset > slot_offset.1 {
+                // Retention moved the log start past us: skip ahead.
+                slot_offset.1 = pd.log_start_offset;
+                continue;
+            }
             if pd.error_code != 0 {
-                *errors
+                *r.errors
                     .entry(format!("fetch_error_{}", pd.error_code))
                     .or_default() += 1;
                 continue;
             }
-            let Some(slot) = offsets.iter_mut().find(|(p, _)| *p == pd.partition_index) else {
-                continue;
-            };
             let Some(data) = &pd.records else { continue };
-            for b in walk_batches(data) {
-                if b.last_offset < slot.1 {
+            for b in walk_batches(data, tail) {
+                if b.last_offset < slot_offset.1 {
                     continue;
                 }
-                slot.1 = b.last_offset + 1;
-                match b.send_us {
-                    Some(send) if send >= warmup_end_us => {
-                        let lat = now_us.saturating_sub(send);
-                        for _ in 0..b.records {
-                            rec.record_us(lat);
-                        }
-                        messages += u64::from(b.records);
+                slot_offset.1 = b.last_offset + 1;
+                if !tail {
+                    if in_window {
+                        r.window_messages += u64::from(b.records);
+                        r.window_bytes += b.stored_bytes as u64;
                     }
-                    Some(_) => {}
-                    None => *errors.entry("fetch_no_timestamp".into()).or_default() += 1,
+                    continue;
+                }
+                if b.undecodable {
+                    *r.errors
+                        .entry("fetch_undecodable_batch".into())
+                        .or_default() += 1;
+                    continue;
+                }
+                if b.send_us.is_empty() {
+                    *r.errors.entry("fetch_no_timestamp".into()).or_default() += 1;
+                }
+                for &send in b.send_us.iter().filter(|&&s| s >= warmup_end_us) {
+                    rec.record_us(now_us.saturating_sub(send));
+                    r.messages += 1;
                 }
             }
         }
+        if tail {
+            ctx.intervals.drain(&mut rec, &mut slot, now, false);
+        }
     }
-    ConsumerResult {
-        latency: rec,
-        messages,
-        errors: errors.into_iter().collect(),
+    if tail {
+        ctx.intervals
+            .drain(&mut rec, &mut slot, Instant::now(), true);
+        r.latency = Some(rec);
     }
+    r
 }
 
 #[cfg(test)]
@@ -701,11 +750,31 @@ mod tests {
         .validate()
         .is_err());
         assert!(Scenario {
-            consumers: 2,
+            consumers: CONSUMERS_MAX + 1,
             ..s.clone()
         }
         .validate()
         .is_err());
+        assert!(
+            Scenario {
+                linger_ms: 5.0,
+                ..s.clone()
+            }
+            .validate()
+            .is_err(),
+            "linger in the closed loop"
+        );
+        assert_eq!(s.keys, KeyMode::None);
+        assert_eq!(s.compression, Codec::None);
+        let keyed: Scenario = toml::from_str(
+            "name = \"t\"\ntopic = \"t\"\nrecord_bytes = 100\nacks = 1\nduration_s = 1\n\
+             keys = \"skewed\"\ncompression = \"zstd\"\n\
+             topic_configs = { \"retention.bytes\" = \"1048576\" }\n",
+        )
+        .unwrap();
+        assert_eq!(keyed.keys, KeyMode::Skewed);
+        assert_eq!(keyed.compression, Codec::Zstd);
+        assert_eq!(keyed.topic_configs["retention.bytes"], "1048576");
         assert!(Scenario {
             record_bytes: 7,
             ..s.clone()

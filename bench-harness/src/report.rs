@@ -238,6 +238,21 @@ fn results_sections(record: &RunRecord, md: &mut String) {
             md_cell(&basis)
         );
     }
+    if !record.results.part_throughput.is_empty() {
+        let _ = writeln!(md, "\n### Throughput of parts of the run\n");
+        let _ = writeln!(md, "| part | msgs/s | MiB/s | messages |");
+        let _ = writeln!(md, "|---|---:|---:|---:|");
+        for (name, t) in &record.results.part_throughput {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {} |",
+                md_cell(name),
+                fmt_num(t.msgs_per_s),
+                t.mib_per_s,
+                t.messages
+            );
+        }
+    }
     if !record.results.latency.is_empty() {
         let _ = writeln!(md, "\n### Latency (microseconds)\n");
         let _ = writeln!(

@@ -88,6 +88,10 @@ pub struct RunResults {
     pub latency: BTreeMap<String, LatencyResult>,
     /// Error counts by kind (e.g. "timeout", "not_leader").
     pub errors: BTreeMap<String, u64>,
+    /// Throughput of individual parts of the run by name (e.g. a catch-up
+    /// consumer's read rate), beside the overall `throughput`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub part_throughput: BTreeMap<String, Throughput>,
 }
 
 /// Which machine limit bounds a throughput result.
@@ -342,6 +346,30 @@ impl RunWriter {
             limit_bytes_per_s: None,
             fraction_of_limit: None,
         });
+    }
+
+    /// Records the throughput of one part of the run (no limit applies).
+    pub fn add_part_throughput(
+        &mut self,
+        name: &str,
+        messages: u64,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
+        let duration_s = elapsed.as_secs_f64().max(1e-9);
+        self.record.results.part_throughput.insert(
+            name.to_string(),
+            Throughput {
+                messages,
+                bytes,
+                duration_s,
+                msgs_per_s: messages as f64 / duration_s,
+                mib_per_s: bytes as f64 / duration_s / MIB,
+                basis: ThroughputBasis::None,
+                limit_bytes_per_s: None,
+                fraction_of_limit: None,
+            },
+        );
     }
 
     /// Adds `count` errors of `kind`.

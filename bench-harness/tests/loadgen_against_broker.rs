@@ -72,6 +72,19 @@ fn start_broker(bin: &PathBuf, data_dir: &std::path::Path) -> (KillOnDrop, Strin
     (guard, addr)
 }
 
+fn scenario(toml_text: &str) -> Scenario {
+    let s: Scenario = toml::from_str(toml_text).expect("scenario parses");
+    s.validate().expect("scenario is valid");
+    s
+}
+
+fn run_dirs(out: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
 #[test]
 fn tiny_scenario_against_real_broker() {
     let Some(bin) = broker_bin() else { return };
@@ -80,45 +93,170 @@ fn tiny_scenario_against_real_broker() {
     std::fs::create_dir_all(&data_dir).unwrap();
     let (_broker, addr) = start_broker(&bin, &data_dir);
 
-    let scenario = Scenario {
-        name: "test-tiny".into(),
-        topic: "loadgen-test".into(),
-        partitions: 2,
-        record_bytes: 200,
-        records_per_batch: 4,
-        producers: 2,
-        acks: -1,
-        rate_msgs_per_s: 2_000,
-        warmup_s: 0.5,
-        duration_s: 2.5,
-        consumers: 1,
-        max_in_flight: 4,
-    };
-    let out = scratch.path().join("runs");
-    let record = run_scenario(&scenario, &addr, &out, &LimitsChoice::None).expect("run");
-    eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
+    // Two producers on two worker threads and one on its own, with a tail consumer.
+    for (i, threads) in [2, 1].into_iter().enumerate() {
+        let s = scenario(&format!(
+            r#"
+            name = "test-tiny"
+            topic = "loadgen-test-{i}"
+            partitions = 2
+            record_bytes = 200
+            records_per_batch = 4
+            producers = 2
+            threads = {threads}
+            acks = -1
+            rate_msgs_per_s = 2000
+            warmup_s = 0.5
+            duration_s = 2.5
+            consumers = 1
+            max_in_flight = 4
+            "#
+        ));
+        let out = scratch.path().join(format!("runs-{i}"));
+        let record = run_scenario(&s, &addr, &out, &LimitsChoice::None).expect("run");
+        eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
 
-    let t = record.results.throughput.as_ref().expect("throughput");
-    assert!(t.messages > 0, "no messages acknowledged");
-    let publish = &record.results.latency["publish"];
-    assert!(publish.summary.count > 0, "publish histogram is empty");
-    let e2e = &record.results.latency["end_to_end"];
-    assert!(e2e.summary.count > 0, "end-to-end histogram is empty");
+        let t = record.results.throughput.as_ref().expect("throughput");
+        // The open loop offers 2,000 msgs/s for 2.5 s: all of it is acknowledged.
+        assert_eq!(t.messages, 5000, "acknowledged messages");
+        let publish = &record.results.latency["publish"];
+        assert_eq!(publish.summary.count, 5000, "one publish sample per record");
+        let e2e = &record.results.latency["end_to_end"];
+        assert_eq!(e2e.summary.count, 5000, "one end-to-end sample per record");
+        assert_eq!(
+            record.total_errors(),
+            0,
+            "errors: {:?}",
+            record.results.errors
+        );
+        let dirs = run_dirs(&out);
+        assert_eq!(dirs.len(), 1);
+        for f in [
+            "run.json",
+            "publish.hgrm",
+            "end_to_end.hgrm",
+            "publish.hlog",
+            "end_to_end.hlog",
+        ] {
+            assert!(dirs[0].join(f).exists(), "{f} missing");
+        }
+        let hlog = std::fs::read_to_string(dirs[0].join("publish.hlog")).unwrap();
+        let intervals = hlog
+            .lines()
+            .filter(|l| l.starts_with("Tag=publish,"))
+            .count();
+        assert!(
+            (2..=4).contains(&intervals),
+            "expected about 3 one-second intervals, got {intervals}:\n{hlog}"
+        );
+    }
+}
+
+#[test]
+fn keyed_compressed_records_reach_the_consumer_with_every_codec() {
+    let Some(bin) = broker_bin() else { return };
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
+    let data_dir = scratch.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let (_broker, addr) = start_broker(&bin, &data_dir);
+
+    for (codec, keys, linger) in [
+        ("gzip", "uniform", 0.0),
+        ("snappy", "skewed", 2.0),
+        ("lz4", "uniform", 2.0),
+        ("zstd", "skewed", 0.0),
+    ] {
+        let s = scenario(&format!(
+            r#"
+            name = "test-{codec}"
+            topic = "loadgen-{codec}"
+            partitions = 4
+            record_bytes = 300
+            records_per_batch = 20
+            acks = 1
+            rate_msgs_per_s = 4000
+            linger_ms = {linger}
+            keys = "{keys}"
+            key_space = 100
+            compression = "{codec}"
+            warmup_s = 0.2
+            duration_s = 1.0
+            consumers = 1
+            "#
+        ));
+        let out = scratch.path().join(format!("runs-{codec}"));
+        let record = run_scenario(&s, &addr, &out, &LimitsChoice::None).expect("run");
+        eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
+        let t = record.results.throughput.as_ref().expect("throughput");
+        assert_eq!(t.messages, 4000, "{codec}: acknowledged messages");
+        // Every record came back through the broker and was decompressed
+        // by the consumer with its own send time.
+        assert_eq!(
+            record.results.latency["end_to_end"].summary.count, 4000,
+            "{codec}: consumed records"
+        );
+        assert_eq!(
+            record.total_errors(),
+            0,
+            "{codec} errors: {:?}",
+            record.results.errors
+        );
+    }
+}
+
+#[test]
+fn catch_up_consumer_reads_while_retention_deletes_segments() {
+    let Some(bin) = broker_bin() else { return };
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
+    let data_dir = scratch.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let (_broker, addr) = start_broker(&bin, &data_dir);
+
+    // 1 MiB segments and at most 4 MiB kept: the 8 MiB preload and the run
+    // roll and delete segments while both consumers read.
+    let s = scenario(
+        r#"
+        name = "test-retention"
+        topic = "loadgen-retention"
+        partitions = 1
+        record_bytes = 1024
+        records_per_batch = 16
+        acks = -1
+        rate_msgs_per_s = 4000
+        warmup_s = 0.3
+        duration_s = 2.0
+        consumers = 1
+        catchup_consumers = 1
+        preload_mib = 8
+        topic_configs = { "segment.bytes" = "1048576", "retention.bytes" = "4194304" }
+        "#,
+    );
+    let out = scratch.path().join("runs");
+    let record = run_scenario(&s, &addr, &out, &LimitsChoice::None).expect("run");
+    eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
     assert_eq!(
         record.total_errors(),
         0,
         "errors: {:?}",
         record.results.errors
     );
-
-    let run_dirs: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(run_dirs.len(), 1);
-    assert!(run_dirs[0].join("run.json").exists());
-    assert!(run_dirs[0].join("publish.hgrm").exists());
-    assert!(run_dirs[0].join("end_to_end.hgrm").exists());
+    let catchup = &record.results.part_throughput["catchup_consumers"];
+    assert!(catchup.messages > 0, "the catch-up consumer read nothing");
+    let segments = std::fs::read_dir(data_dir.join("loadgen-retention-0"))
+        .expect("partition dir")
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    // 8 MiB + 8 MiB written into 1 MiB segments, at most ~4 MiB kept.
+    assert!(
+        segments <= 6,
+        "retention should have deleted segments, {segments} remain"
+    );
 }
 
 #[test]
@@ -155,6 +293,9 @@ fn shipped_scenarios_parse() {
         "small-100b",
         "producers-50",
         "partitions-1000",
+        "keyed-1kib",
+        "retention-1kib",
+        "catchup-1kib",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

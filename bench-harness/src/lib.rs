@@ -24,6 +24,7 @@ pub mod producer;
 pub mod records;
 pub mod report;
 pub mod run;
+pub mod sink;
 pub mod storage;
 pub mod storage_open;
 pub mod svg;

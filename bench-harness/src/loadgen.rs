@@ -101,6 +101,10 @@ pub struct Scenario {
     /// producer.
     #[serde(default)]
     pub threads: u32,
+    /// Pin producer worker thread i to the i-th CPU this process may use
+    /// (thread-per-core, as the broker's shards are).
+    #[serde(default)]
+    pub pin_threads: bool,
 }
 
 fn one() -> u32 {
@@ -195,6 +199,9 @@ pub struct RunArgs {
     /// Override the scenario's producer worker threads (0 = one per CPU).
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Pin each producer worker thread to its own CPU (of those allowed).
+    #[arg(long)]
+    pub pin: bool,
     /// Override the scenario's topic (e.g. to run it again on a fresh topic).
     #[arg(long)]
     pub topic: Option<String>,
@@ -205,6 +212,34 @@ pub struct RunArgs {
     /// Skip the limits measurement.
     #[arg(long)]
     pub no_limits: bool,
+    /// Label of the `--bootstrap` target when peers are measured beside it.
+    #[arg(long, default_value = "corelog")]
+    pub label: String,
+    /// Another Kafka-compatible broker to run the same scenario against, as
+    /// LABEL=HOST:PORT (repeatable). Runs alternate between the targets,
+    /// land in `<out>/<label>/`, and each peer is compared with the
+    /// `--bootstrap` target (B/A, medians over `--repeats`).
+    #[arg(long = "peer", value_name = "LABEL=HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Runs per target (alternating between targets, so that a noisy
+    /// machine's drift hits all of them alike).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: u32,
+}
+
+/// A `--peer LABEL=HOST:PORT` argument.
+fn parse_peer(arg: &str) -> Result<(String, String)> {
+    let Some((label, addr)) = arg.split_once('=') else {
+        bail!("--peer {arg:?}: expected LABEL=HOST:PORT");
+    };
+    let label_ok = !label.is_empty()
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !label_ok || addr.is_empty() {
+        bail!("--peer {arg:?}: the label must be [A-Za-z0-9_-]+ and the address not empty");
+    }
+    Ok((label.to_string(), addr.to_string()))
 }
 
 /// How to obtain machine limits for a run.
@@ -228,6 +263,9 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
     if let Some(t) = &args.topic {
         scenario.topic = t.clone();
     }
+    if args.pin {
+        scenario.pin_threads = true;
+    }
     scenario.validate()?;
     let limits = if args.no_limits {
         LimitsChoice::None
@@ -237,11 +275,43 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
             LimitsOptions::quick(),
         )
     };
-    let record = run_scenario(&scenario, &args.bootstrap, &args.out, &limits)?;
-    println!("{}", summary_line(&record));
-    if let Some(problem) = measured_nothing(&record) {
-        // Not a result to compare: the broker or the generator is broken.
-        bail!("the run measured nothing: {problem}");
+    if args.peers.is_empty() && args.repeats <= 1 {
+        let record = run_scenario(&scenario, &args.bootstrap, &args.out, &limits)?;
+        println!("{}", summary_line(&record));
+        if let Some(problem) = measured_nothing(&record) {
+            // Not a result to compare: the broker or the generator is broken.
+            bail!("the run measured nothing: {problem}");
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let mut targets = vec![(args.label.clone(), args.bootstrap.clone())];
+    for p in &args.peers {
+        let peer = parse_peer(p)?;
+        if targets.iter().any(|(l, _)| *l == peer.0) {
+            bail!("target label {} is used twice", peer.0);
+        }
+        targets.push(peer);
+    }
+    for round in 0..args.repeats.max(1) {
+        for (label, addr) in &targets {
+            eprintln!(
+                "run {} of {} against {label} ({addr})",
+                round + 1,
+                args.repeats.max(1)
+            );
+            let record = run_scenario(&scenario, addr, &args.out.join(label), &limits)?;
+            println!("{label}: {}", summary_line(&record));
+            if let Some(problem) = measured_nothing(&record) {
+                bail!("the run against {label} measured nothing: {problem}");
+            }
+        }
+    }
+    let rule = crate::compare::RegressionRule::default();
+    let base = args.out.join(&targets[0].0);
+    for (label, _) in &targets[1..] {
+        let c = crate::compare::compare_runs(&base, &args.out.join(label), &rule)?;
+        println!("\n{} (A) vs {label} (B):", targets[0].0);
+        print!("{}", crate::compare::format_comparison_table(&c));
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -420,8 +490,14 @@ pub fn run_scenario(
         rate_per_producer: (scenario.rate_msgs_per_s > 0)
             .then(|| scenario.rate_msgs_per_s as f64 / f64::from(scenario.producers)),
     };
+    let cpus = if scenario.pin_threads {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut workers = Vec::new();
     for t in 0..threads {
+        let cpu = cpus.get(t as usize).copied();
         // Producer ids are dealt round robin to the workers.
         let ids: Vec<u32> = (0..scenario.producers)
             .filter(|id| id % threads == t)
@@ -432,6 +508,10 @@ pub fn run_scenario(
             std::thread::Builder::new()
                 .name(format!("producers-{t}"))
                 .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        // Best effort: an unpinned worker still measures.
+                        core_affinity::set_for_current(cpu);
+                    }
                     producer::run_worker(&ids, &spec, window, &bootstrap, &acked, &intervals)
                 })?,
         );

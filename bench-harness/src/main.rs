@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use corelog_bench::{compare, limits, loadgen, report, storage, storage_open};
+use corelog_bench::{compare, limits, loadgen, report, sink, storage, storage_open};
 
 #[derive(Debug, Parser)]
 #[command(name = "corelog-bench", version, about = "Corelog benchmark harness")]
@@ -25,8 +25,10 @@ enum Command {
     Storage(storage::StorageArgs),
     /// Time to open a partition as its log grows (clean shutdown and crash).
     StorageOpen(storage_open::StorageOpenArgs),
-    /// Kafka load generator: run a scenario against a broker.
+    /// Kafka load generator: run a scenario against a broker (and peers).
     Run(loadgen::RunArgs),
+    /// A Kafka endpoint that acknowledges and discards: the generator's ceiling.
+    Sink(sink::SinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Storage(args) => storage::run_command(args),
         Command::StorageOpen(args) => storage_open::run_command(args),
         Command::Run(args) => loadgen::run_command(args),
+        Command::Sink(args) => sink::run_command(args),
     };
     match result {
         Ok(code) => code,

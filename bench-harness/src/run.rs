@@ -252,7 +252,15 @@ impl RunWriter {
         config: serde_json::Value,
     ) -> Result<Self> {
         let name = format!("{}-{}", compact_timestamp(unix_now_s()), slugify(scenario));
-        Self::create(&parent.join(name), scenario, config)
+        // Two runs started within one second (repeats of a short run) get
+        // their own directories.
+        let mut dir = parent.join(&name);
+        let mut n = 2;
+        while dir.exists() {
+            dir = parent.join(format!("{name}-{n}"));
+            n += 1;
+        }
+        Self::create(&dir, scenario, config)
     }
 
     /// The run directory.

@@ -303,3 +303,71 @@ fn shipped_scenarios_parse() {
         );
     }
 }
+
+#[test]
+fn peers_run_side_by_side_and_are_compared() {
+    let Some(bin) = broker_bin() else { return };
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
+    let data_dir = scratch.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let (_broker, addr) = start_broker(&bin, &data_dir);
+    // The discarding sink stands in for a second broker.
+    let sink = corelog_bench::sink::spawn("127.0.0.1:0", 1).expect("sink");
+
+    let scenario_file = scratch.path().join("peer.toml");
+    std::fs::write(
+        &scenario_file,
+        r#"
+        name = "test-peers"
+        topic = "loadgen-peers"
+        partitions = 2
+        record_bytes = 512
+        records_per_batch = 8
+        producers = 3
+        acks = 1
+        rate_msgs_per_s = 3000
+        warmup_s = 0.2
+        duration_s = 1.0
+        "#,
+    )
+    .unwrap();
+    let out = scratch.path().join("runs");
+    let output = Command::new(env!("CARGO_BIN_EXE_corelog-bench"))
+        .arg("run")
+        .arg("--scenario")
+        .arg(&scenario_file)
+        .args([
+            "--bootstrap",
+            &addr,
+            "--no-limits",
+            "--repeats",
+            "2",
+            "--pin",
+        ])
+        .arg("--peer")
+        .arg(format!("sink={sink}"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("running corelog-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "corelog-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("corelog (A) vs sink (B)"), "{stdout}");
+    for label in ["corelog", "sink"] {
+        let runs = run_dirs(&out.join(label));
+        assert_eq!(runs.len(), 2, "{label}: one directory per repeat");
+        for r in runs {
+            let rec = corelog_bench::run::read_run(&r).expect("run.json");
+            assert_eq!(
+                rec.results.throughput.as_ref().unwrap().messages,
+                3000,
+                "{label}"
+            );
+            assert_eq!(rec.total_errors(), 0, "{label}: {:?}", rec.results.errors);
+        }
+    }
+}

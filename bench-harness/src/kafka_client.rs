@@ -261,6 +261,19 @@ impl KafkaClient {
         min_bytes: i32,
         partition_max_bytes: i32,
     ) -> Result<FetchResponse> {
+        let topics = [(topic.to_string(), partitions.to_vec())];
+        self.fetch_topics(&topics, max_wait_ms, min_bytes, partition_max_bytes)
+    }
+
+    /// One Fetch (no fetch session) of several topics, each from its
+    /// `(partition, offset)` pairs.
+    pub fn fetch_topics(
+        &mut self,
+        topics: &[(String, Vec<(i32, i64)>)],
+        max_wait_ms: i32,
+        min_bytes: i32,
+        partition_max_bytes: i32,
+    ) -> Result<FetchResponse> {
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
@@ -269,21 +282,28 @@ impl KafkaClient {
             .with_isolation_level(0)
             .with_session_id(0)
             .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|&(p, offset)| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(offset)
-                                .with_current_leader_epoch(-1)
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(partition_max_bytes)
-                        })
-                        .collect(),
-                )]);
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(topic, partitions)| {
+                        FetchTopic::default()
+                            .with_topic(topic_name(topic))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|&(p, offset)| {
+                                        FetchPartition::default()
+                                            .with_partition(p)
+                                            .with_fetch_offset(offset)
+                                            .with_current_leader_epoch(-1)
+                                            .with_log_start_offset(-1)
+                                            .with_partition_max_bytes(partition_max_bytes)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
         self.send(ApiKey::Fetch, FETCH_VERSION, &req, true)?;
         let wait = Duration::from_millis(max_wait_ms.max(0) as u64) + self.call_timeout;
         self.recv(wait)

@@ -46,7 +46,12 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
+    /// The topic, or with `topics > 1` the prefix of `<topic>-0`, `<topic>-1`, ...
     pub topic: String,
+    /// Topics written, each with `partitions` partitions.
+    #[serde(default = "one")]
+    pub topics: u32,
+    /// Partitions of each topic.
     #[serde(default = "one")]
     pub partitions: u32,
     pub record_bytes: usize,
@@ -140,8 +145,15 @@ impl Scenario {
         if self.record_bytes < 8 {
             bail!("record_bytes must be at least 8 (the send timestamp)");
         }
-        if self.partitions == 0 || self.producers == 0 || self.records_per_batch == 0 {
-            bail!("partitions, producers and records_per_batch must be positive");
+        if self.topics == 0
+            || self.partitions == 0
+            || self.producers == 0
+            || self.records_per_batch == 0
+        {
+            bail!("topics, partitions, producers and records_per_batch must be positive");
+        }
+        if u64::from(self.topics) * u64::from(self.partitions) > 100_000 {
+            bail!("topics x partitions must be at most 100,000");
         }
         if self.producers > PRODUCERS_MAX {
             bail!("producers must be at most {PRODUCERS_MAX}");
@@ -165,6 +177,17 @@ impl Scenario {
             bail!("preload_mib is unreasonably large");
         }
         Ok(())
+    }
+
+    /// The names of the topics the scenario writes.
+    pub fn topic_names(&self) -> Vec<String> {
+        if self.topics <= 1 {
+            vec![self.topic.clone()]
+        } else {
+            (0..self.topics)
+                .map(|i| format!("{}-{i}", self.topic))
+                .collect()
+        }
     }
 
     /// Worker threads for the producers.
@@ -408,24 +431,25 @@ pub fn run_scenario(
     // Topic setup.
     let mut admin = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
     admin.api_versions()?;
-    admin.create_topic(
-        &scenario.topic,
-        scenario.partitions as i32,
-        &scenario.topic_configs,
-    )?;
-    let partitions = wait_for_partitions(&mut admin, &scenario.topic)?;
-    if partitions.len() < scenario.partitions as usize {
-        bail!(
-            "topic {} has {} partitions, the scenario asks for {}",
-            scenario.topic,
-            partitions.len(),
-            scenario.partitions
-        );
+    let topics = scenario.topic_names();
+    for topic in &topics {
+        admin.create_topic(topic, scenario.partitions as i32, &scenario.topic_configs)?;
     }
-    let partitions: Vec<i32> = partitions[..scenario.partitions as usize].to_vec();
+    let mut partitions = Vec::new();
+    for topic in &topics {
+        let found = wait_for_partitions(&mut admin, topic)?;
+        if found.len() < scenario.partitions as usize {
+            bail!(
+                "topic {topic} has {} partitions, the scenario asks for {}",
+                found.len(),
+                scenario.partitions
+            );
+        }
+        partitions = found[..scenario.partitions as usize].to_vec();
+    }
     if scenario.preload_mib > 0 {
         eprintln!("preloading {} MiB ...", scenario.preload_mib);
-        preload(&mut admin, scenario, &partitions).context("preloading")?;
+        preload(&mut admin, scenario, &topics, &partitions).context("preloading")?;
     }
     drop(admin);
 
@@ -454,13 +478,15 @@ pub fn run_scenario(
             let mut c = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
             let offsets = match kind {
                 // From where the log ends now, so old data is skipped.
-                ConsumerKind::Tail => log_end_offsets(&mut c, &scenario.topic, &partitions)?,
+                ConsumerKind::Tail => log_end_offsets(&mut c, &topics, &partitions)?,
                 // From the log start (offset 0 is moved up to it).
-                ConsumerKind::CatchUp => partitions.iter().map(|&p| (p, 0)).collect(),
+                ConsumerKind::CatchUp => topics
+                    .iter()
+                    .map(|t| (t.clone(), partitions.iter().map(|&p| (p, 0)).collect()))
+                    .collect(),
             };
             let ctx = ConsumerCtx {
                 kind,
-                topic: scenario.topic.clone(),
                 window,
                 producers_done: producers_done.clone(),
                 acked: acked_msgs.clone(),
@@ -477,7 +503,7 @@ pub fn run_scenario(
     }
 
     let spec = ProducerSpec {
-        topic: scenario.topic.clone(),
+        topics: topics.clone(),
         partitions: partitions.clone(),
         acks: scenario.acks,
         records_per_batch: scenario.records_per_batch,
@@ -614,31 +640,42 @@ fn wait_for_partitions(c: &mut KafkaClient, topic: &str) -> Result<Vec<i32>> {
     }
 }
 
+/// Fetch positions: each topic with its `(partition, offset)` pairs.
+type Positions = Vec<(String, Vec<(i32, i64)>)>;
+
 /// The high watermark of each partition, from one Fetch at offset 0.
 fn log_end_offsets(
     c: &mut KafkaClient,
-    topic: &str,
+    topics: &[String],
     partitions: &[i32],
-) -> Result<Vec<(i32, i64)>> {
-    let req: Vec<(i32, i64)> = partitions.iter().map(|&p| (p, 0)).collect();
-    let resp = c.fetch(topic, &req, 0, 0, 1)?;
+) -> Result<Positions> {
+    let req: Positions = topics
+        .iter()
+        .map(|t| (t.clone(), partitions.iter().map(|&p| (p, 0)).collect()))
+        .collect();
+    let resp = c.fetch_topics(&req, 0, 0, 1)?;
     let mut out = Vec::new();
-    for &p in partitions {
-        let hw = resp
-            .responses
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .find(|d| d.partition_index == p)
-            .map_or(0, |d| d.high_watermark.max(0));
-        out.push((p, hw));
+    for topic in topics {
+        let mut offsets = Vec::new();
+        for &p in partitions {
+            let hw = resp
+                .responses
+                .iter()
+                .filter(|t| t.topic.as_str() == topic)
+                .flat_map(|t| t.partitions.iter())
+                .find(|d| d.partition_index == p)
+                .map_or(0, |d| d.high_watermark.max(0));
+            offsets.push((p, hw));
+        }
+        out.push((topic.clone(), offsets));
     }
     Ok(out)
 }
 
-/// Writes `preload_mib` MiB round robin over `partitions` with acks=1,
-/// eight requests of about 256 KiB in flight. The records' send times are
-/// before the run, so tail consumers never count them.
-fn preload(c: &mut KafkaClient, s: &Scenario, partitions: &[i32]) -> Result<()> {
+/// Writes `preload_mib` MiB round robin over the topics' partitions with
+/// acks=1, eight requests of about 256 KiB in flight. The records' send
+/// times are before the run, so tail consumers never count them.
+fn preload(c: &mut KafkaClient, s: &Scenario, topics: &[String], partitions: &[i32]) -> Result<()> {
     let target = s.preload_mib << 20;
     let per_batch = ((256usize << 10) / s.record_bytes).max(1);
     let batch_bytes = (per_batch * s.record_bytes) as u64;
@@ -654,9 +691,11 @@ fn preload(c: &mut KafkaClient, s: &Scenario, partitions: &[i32]) -> Result<()> 
                 per_batch
             ];
             let batch = records::encode_batch_with(&specs, s.record_bytes, s.compression, i)?;
-            let p = partitions[i % partitions.len()];
+            let target_idx = i % (topics.len() * partitions.len());
+            let topic = &topics[target_idx / partitions.len()];
+            let p = partitions[target_idx % partitions.len()];
             i += 1;
-            c.send_produce(&s.topic, 1, 30_000, &[(p, Bytes::from(batch))])?;
+            c.send_produce(topic, 1, 30_000, &[(p, Bytes::from(batch))])?;
             sent += batch_bytes;
         }
         match c.poll_response(Duration::from_secs(30))? {
@@ -696,7 +735,6 @@ impl ConsumerKind {
 
 struct ConsumerCtx {
     kind: ConsumerKind,
-    topic: String,
     window: Window,
     producers_done: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
@@ -706,11 +744,7 @@ struct ConsumerCtx {
 /// Kafka error code OFFSET_OUT_OF_RANGE.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
-fn consume(
-    mut client: KafkaClient,
-    mut offsets: Vec<(i32, i64)>,
-    ctx: ConsumerCtx,
-) -> ConsumerResult {
+fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) -> ConsumerResult {
     let tail = ctx.kind == ConsumerKind::Tail;
     let mut rec = LatencyRecorder::new();
     let mut slot = 0u64;
@@ -730,7 +764,7 @@ fn consume(
             }
         }
         let (wait_ms, partition_max) = if tail { (100, 8 << 20) } else { (100, 1 << 20) };
-        let resp = match client.fetch(&ctx.topic, &offsets, wait_ms, 1, partition_max) {
+        let resp = match client.fetch_topics(&offsets, wait_ms, 1, partition_max) {
             Ok(resp) => resp,
             Err(_) => {
                 *r.errors.entry("fetch_io".into()).or_default() += 1;
@@ -740,8 +774,16 @@ fn consume(
         let now = Instant::now();
         let now_us = ctx.window.clock.us(now);
         let in_window = now >= ctx.window.warmup_end && now < ctx.window.end;
-        for pd in resp.responses.iter().flat_map(|t| t.partitions.iter()) {
-            let Some(slot_offset) = offsets.iter_mut().find(|(p, _)| *p == pd.partition_index)
+        for (topic, pd) in resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |pd| (t.topic.as_str(), pd)))
+        {
+            let Some(slot_offset) = offsets
+                .iter_mut()
+                .filter(|(t, _)| t == topic)
+                .flat_map(|(_, ps)| ps.iter_mut())
+                .find(|(p, _)| *p == pd.partition_index)
             else {
                 continue;
             };

@@ -105,8 +105,9 @@ pub struct Window {
 /// What every producer of a run does.
 #[derive(Debug, Clone)]
 pub struct ProducerSpec {
-    pub topic: String,
-    /// The topic's partitions used by the run, sorted.
+    /// The topics written, each with the same `partitions`.
+    pub topics: Vec<String>,
+    /// Each topic's partitions used by the run, sorted.
     pub partitions: Vec<i32>,
     pub acks: i16,
     pub records_per_batch: u32,
@@ -200,7 +201,8 @@ struct Producer {
     inb: BytesMut,
     in_flight: VecDeque<Pending>,
     next_correlation_id: i32,
-    /// Round-robin position for unkeyed records (starts at the producer's id).
+    /// Round-robin position over topics and partitions (starts at the
+    /// producer's id).
     rr: usize,
     rng: Rng,
     /// Records handed to requests so far.
@@ -429,12 +431,21 @@ impl Worker<'_> {
                 }
             }
         };
+        // Unkeyed: the next (topic, partition) round robin. Keyed: the next
+        // topic round robin, and each record's partition from its key.
         let mut by_partition: BTreeMap<i32, Vec<RecordSpec>> = BTreeMap::new();
         let parts = &spec.partitions;
-        let unkeyed_partition = parts[p.rr % parts.len()];
-        if self.keys.mode() == KeyMode::None {
-            p.rr += 1;
-        }
+        let keyed = self.keys.mode() != KeyMode::None;
+        let (topic, unkeyed_partition) = if keyed {
+            (&spec.topics[p.rr % spec.topics.len()], parts[0])
+        } else {
+            let target = p.rr % (spec.topics.len() * parts.len());
+            (
+                &spec.topics[target / parts.len()],
+                parts[target % parts.len()],
+            )
+        };
+        p.rr += 1;
         for j in 0..n {
             let key = self.keys.next(&mut p.rng);
             let partition = match key {
@@ -460,7 +471,7 @@ impl Worker<'_> {
         }
         let correlation_id = p.next_correlation_id;
         p.next_correlation_id = p.next_correlation_id.wrapping_add(1);
-        let req = produce_request(&spec.topic, spec.acks, PRODUCE_TIMEOUT_MS, batches);
+        let req = produce_request(topic, spec.acks, PRODUCE_TIMEOUT_MS, batches);
         match encode_request(ApiKey::Produce, PRODUCE_VERSION, correlation_id, &req) {
             Ok(frame) => p.out.extend_from_slice(&frame),
             Err(_) => {
@@ -639,7 +650,7 @@ mod tests {
 
     fn spec(linger_ms: u64, rate: Option<f64>) -> ProducerSpec {
         ProducerSpec {
-            topic: "t".into(),
+            topics: vec!["t".into()],
             partitions: vec![0, 1],
             acks: -1,
             records_per_batch: 10,

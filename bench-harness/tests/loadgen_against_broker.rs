@@ -93,12 +93,14 @@ fn tiny_scenario_against_real_broker() {
     std::fs::create_dir_all(&data_dir).unwrap();
     let (_broker, addr) = start_broker(&bin, &data_dir);
 
-    // Two producers on two worker threads and one on its own, with a tail consumer.
-    for (i, threads) in [2, 1].into_iter().enumerate() {
+    // Two producers on two worker threads into one topic, then on one
+    // worker into two topics, with a tail consumer.
+    for (i, threads, topics) in [(0, 2, 1), (1, 1, 2)] {
         let s = scenario(&format!(
             r#"
             name = "test-tiny"
             topic = "loadgen-test-{i}"
+            topics = {topics}
             partitions = 2
             record_bytes = 200
             records_per_batch = 4
@@ -129,6 +131,12 @@ fn tiny_scenario_against_real_broker() {
             "errors: {:?}",
             record.results.errors
         );
+        for t in s.topic_names() {
+            for p in 0..2 {
+                let dir = data_dir.join(format!("{t}-{p}"));
+                assert!(dir.is_dir(), "{} missing", dir.display());
+            }
+        }
         let dirs = run_dirs(&out);
         assert_eq!(dirs.len(), 1);
         for f in [

@@ -77,15 +77,9 @@ if [ "$update_baseline" -eq 0 ] && [ ! -d "$BASELINE/runs" ]; then
 fi
 
 # Pin the broker and the generator to different cores when there are two.
-cpus=()
-allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status 2>/dev/null || true)
-for part in ${allowed//,/ }; do
-  if [[ $part == *-* ]]; then
-    for ((c = ${part%-*}; c <= ${part#*-}; c++)); do cpus+=("$c"); done
-  else
-    cpus+=("$part")
-  fi
-done
+# shellcheck source=ci/lib/cpus.sh
+source "$ROOT/ci/lib/cpus.sh"
+allowed_cpus
 broker_pin=()
 gen_pin=()
 if [ "${#cpus[@]}" -ge 2 ] && command -v taskset >/dev/null 2>&1; then

@@ -334,12 +334,17 @@ pub fn encode_request<R: Encodable>(
 /// Splits one complete response frame (without its size prefix) off the
 /// front of `buf`, or returns `None` while it is incomplete.
 pub fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>> {
+    take_frame_max(buf, RESPONSE_BYTES_MAX)
+}
+
+/// [`take_frame`] with a given largest frame.
+pub fn take_frame_max(buf: &mut BytesMut, frame_bytes_max: usize) -> Result<Option<Bytes>> {
     if buf.len() < 4 {
         return Ok(None);
     }
     let size = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
-    if size < 0 || size as usize > RESPONSE_BYTES_MAX {
-        bail!("bad response size {size}");
+    if size < 0 || size as usize > frame_bytes_max {
+        bail!("frame of {size} bytes (at most {frame_bytes_max})");
     }
     if buf.len() < 4 + size as usize {
         return Ok(None);

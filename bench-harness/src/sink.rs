@@ -32,6 +32,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::kafka_client::take_frame_max;
+
 /// Most connections served at once; more are closed on accept.
 pub const CONNECTIONS_MAX: usize = 1024;
 /// Largest request frame accepted.
@@ -131,7 +133,7 @@ impl Sink {
         let mut buf = BytesMut::with_capacity(256 << 10);
         let mut chunk = vec![0u8; 256 << 10];
         loop {
-            while let Some(frame) = self.take_request(&mut buf)? {
+            while let Some(frame) = take_frame_max(&mut buf, FRAME_BYTES_MAX)? {
                 if let Some(response) = self.handle(frame)? {
                     stream.write_all(&response)?;
                 }
@@ -143,21 +145,6 @@ impl Sink {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    fn take_request(&self, buf: &mut BytesMut) -> Result<Option<Bytes>> {
-        if buf.len() < 4 {
-            return Ok(None);
-        }
-        let size = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
-        if size < 0 || size as usize > FRAME_BYTES_MAX {
-            bail!("request frame of {size} bytes (at most {FRAME_BYTES_MAX})");
-        }
-        if buf.len() < 4 + size as usize {
-            return Ok(None);
-        }
-        let _ = buf.split_to(4);
-        Ok(Some(buf.split_to(size as usize).freeze()))
     }
 
     /// Answers one request; `None` for a produce with acks=0.

@@ -32,15 +32,9 @@ say() { echo "full-report: $*"; }
 
 cargo build --release --locked --quiet -p corelog -p corelog-bench
 
-cpus=()
-allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
-for part in ${allowed//,/ }; do
-  if [[ $part == *-* ]]; then
-    for ((c = ${part%-*}; c <= ${part#*-}; c++)); do cpus+=("$c"); done
-  else
-    cpus+=("$part")
-  fi
-done
+# shellcheck source=ci/lib/cpus.sh
+source "$ROOT/ci/lib/cpus.sh"
+allowed_cpus
 server_pin=()
 gen_pin=()
 if [ "${#cpus[@]}" -ge 2 ]; then

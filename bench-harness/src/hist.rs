@@ -127,6 +127,51 @@ impl LatencyRecorder {
     }
 }
 
+/// One interval of an interval log, summarised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntervalPoint {
+    /// Start of the interval, seconds after the log's base time.
+    pub start_s: f64,
+    /// Length of the interval in seconds.
+    pub length_s: f64,
+    pub count: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+/// Reads an interval log (`.hlog`) written by [`IntervalLogFile`] (or any
+/// HdrHistogram V2 log) and summarises each interval.
+pub fn read_interval_log(path: &Path) -> Result<Vec<IntervalPoint>> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let bytes = std::fs::read(path).at("reading", path)?;
+    let mut deserializer = Deserializer::new();
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let entry = entry.map_err(|e| Error::Invalid(format!("{}: {e:?}", path.display())))?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .map_err(|e| Error::Invalid(format!("{}: bad base64: {e}", path.display())))?;
+        let h: Histogram<u64> = deserializer
+            .deserialize(&mut std::io::Cursor::new(raw))
+            .map_err(|e| Error::Invalid(format!("{}: bad histogram: {e:?}", path.display())))?;
+        out.push(IntervalPoint {
+            start_s: interval.start_timestamp().as_secs_f64(),
+            length_s: interval.duration().as_secs_f64(),
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5) as f64,
+            p99_us: h.value_at_quantile(0.99) as f64,
+            max_us: h.max() as f64,
+        });
+    }
+    Ok(out)
+}
+
 /// Merges the interval histograms of many workers into one interval log:
 /// each worker drains its [`LatencyRecorder`] interval into the slot of the
 /// interval it is in, and the run writes the merged slots at the end. The
@@ -678,5 +723,34 @@ mod tests {
             })
             .count();
         assert_eq!(intervals, 2);
+    }
+
+    #[test]
+    fn interval_logs_read_back_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.hlog");
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut log = IntervalLogFile::create(&path, base, "test").unwrap();
+        log.write_interval(
+            &sample([100, 200, 300]),
+            base,
+            Duration::from_secs(1),
+            Some("x"),
+        )
+        .unwrap();
+        log.write_interval(
+            &sample([5000; 10]),
+            base + Duration::from_secs(1),
+            Duration::from_secs(1),
+            Some("x"),
+        )
+        .unwrap();
+        log.finish().unwrap();
+        let points = read_interval_log(&path).unwrap();
+        assert_eq!(points.len(), 2);
+        assert_eq!((points[0].start_s, points[0].count), (0.0, 3));
+        assert!((points[0].max_us - 300.0).abs() < 1.0, "{:?}", points[0]);
+        assert_eq!((points[1].start_s, points[1].count), (1.0, 10));
+        assert!((points[1].p50_us - 5000.0).abs() < 5.0, "{:?}", points[1]);
     }
 }

@@ -573,7 +573,7 @@ pub fn run_scenario(
     if !recorders.is_empty() {
         let publish = merge_histograms(recorders.iter().map(|r| r.total()))?;
         run.add_latency("publish", &publish, BROKER_WRITE_BYTES)?;
-        let mut log = run.interval_log("publish")?;
+        let mut log = run.interval_log("publish", wall)?;
         publish_intervals.write(&mut log, Some("publish"))?;
         log.finish()?;
     }
@@ -590,7 +590,7 @@ pub fn run_scenario(
                 .map(|l| l.total()),
         )?;
         run.add_latency("end_to_end", &e2e, BROKER_WRITE_BYTES)?;
-        let mut log = run.interval_log("end_to_end")?;
+        let mut log = run.interval_log("end_to_end", wall)?;
         e2e_intervals.write(&mut log, Some("end_to_end"))?;
         log.finish()?;
         for r in &tails {

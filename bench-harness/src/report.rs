@@ -26,6 +26,8 @@ pub const REPORT_MD: &str = "report.md";
 pub const REPORT_JSON: &str = "report.json";
 /// Name of the plot in each report directory.
 pub const PLOT_SVG: &str = "latency.svg";
+/// File name of the per-interval plot inside a run report directory.
+const INTERVALS_SVG: &str = "intervals.svg";
 /// Name of the index in the reports directory.
 pub const INDEX_MD: &str = "index.md";
 
@@ -119,6 +121,45 @@ fn copy_run_files(run_dir: &Path, record: &RunRecord, dst: &Path) -> Result<Vec<
         }
     }
     Ok(copied)
+}
+
+/// Time series (p50, p99, max per interval) for every histogram of a run
+/// that has an interval log; copies the logs into the report.
+fn interval_series(
+    run_dir: &Path,
+    record: &RunRecord,
+    dst: &Path,
+    copied: &mut Vec<String>,
+) -> Result<Vec<PlotSeries>> {
+    let mut series = Vec::new();
+    for name in record.results.latency.keys() {
+        let file = format!("{name}.hlog");
+        let src = run_dir.join(&file);
+        if !src.is_file() {
+            continue;
+        }
+        copy_into(&src, &dst.join(&file))?;
+        copied.push(file);
+        let points = hist::read_interval_log(&src)?;
+        for (what, pick) in [
+            (
+                "p50",
+                (|p: &hist::IntervalPoint| p.p50_us) as fn(&hist::IntervalPoint) -> f64,
+            ),
+            ("p99", |p| p.p99_us),
+            ("max", |p| p.max_us),
+        ] {
+            series.push(PlotSeries {
+                label: format!("{name} {what}"),
+                points: points
+                    .iter()
+                    .filter(|p| p.count > 0)
+                    .map(|p| (p.start_s + p.length_s, pick(p)))
+                    .collect(),
+            });
+        }
+    }
+    Ok(series)
 }
 
 /// Plot series for every histogram of a run, read from its .hgrm files.
@@ -316,9 +357,16 @@ fn write_run_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
         .title
         .clone()
         .unwrap_or_else(|| format!("Run: {}", record.scenario));
-    let copied = copy_run_files(run_dir, &record, &dir)?;
+    let mut copied = copy_run_files(run_dir, &record, &dir)?;
     let series = run_series(run_dir, &record, "")?;
     write_file(&dir.join(PLOT_SVG), &svg::percentile_plot(&title, &series))?;
+    let intervals = interval_series(run_dir, &record, &dir, &mut copied)?;
+    if !intervals.is_empty() {
+        write_file(
+            &dir.join(INTERVALS_SVG),
+            &svg::time_series_plot(&format!("{title}: latency per interval"), &intervals),
+        )?;
+    }
 
     let mut md = String::new();
     let _ = writeln!(md, "# {}\n", md_cell(&title));
@@ -326,6 +374,12 @@ fn write_run_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
     let _ = writeln!(md, "\n## Results");
     results_sections(&record, &mut md);
     let _ = writeln!(md, "\n![latency by percentile]({PLOT_SVG})");
+    if !intervals.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nPer interval (from the `.hlog` interval logs): p50, p99 and max of each second.\n\n![latency per interval]({INTERVALS_SVG})"
+        );
+    }
     limits_section(&record, &mut md);
     let config = serde_json::to_string_pretty(&record.config).unwrap_or_default();
     let _ = writeln!(md, "\n## Configuration\n\n```json\n{config}\n```");
@@ -638,6 +692,56 @@ mod tests {
         let index = std::fs::read_to_string(out.join(INDEX_MD)).expect("index");
         assert!(index.contains(&format!("]({name}/report.md)")), "{index}");
         assert!(index.contains("200.0 MiB/s (20% of limit)"), "{index}");
+        // No interval log, no interval plot.
+        assert!(!dir.join(INTERVALS_SVG).exists());
+        assert!(!md.contains(INTERVALS_SVG));
+    }
+
+    #[test]
+    fn run_report_plots_interval_logs_over_time() {
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let run_dir = tmp.path().join("run1");
+        write_run(&run_dir, 100, 200.0, None);
+        let base = SystemTime::now();
+        let mut log =
+            crate::hist::IntervalLogFile::create(&run_dir.join("produce.hlog"), base, "t")
+                .expect("log");
+        for i in 0..3u32 {
+            let mut h = crate::hist::new_latency_histogram();
+            h.saturating_record(100 * u64::from(i + 1));
+            log.write_interval(
+                &h,
+                base + Duration::from_secs(i.into()),
+                Duration::from_secs(1),
+                None,
+            )
+            .expect("interval");
+        }
+        log.finish().expect("finish");
+        let opts = ReportOptions {
+            out_dir: tmp.path().join("perf-reports"),
+            slug: None,
+            title: None,
+        };
+        let dir = write_report(&ReportSource::Run(run_dir), &opts).expect("report");
+        assert!(dir.join("produce.hlog").is_file());
+        let md = std::fs::read_to_string(dir.join(REPORT_MD)).expect("md");
+        assert!(
+            md.contains("![latency per interval](intervals.svg)"),
+            "{md}"
+        );
+        let svg_text = std::fs::read_to_string(dir.join(INTERVALS_SVG)).expect("svg");
+        let doc = roxmltree::Document::parse(&svg_text).expect("SVG is XML");
+        let lines: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .collect();
+        // p50, p99 and max of the one histogram, three points each.
+        assert_eq!(lines.len(), 3);
+        assert!(lines
+            .iter()
+            .all(|l| l.attribute("points").map(|p| p.split(' ').count()) == Some(3)));
     }
 
     #[test]

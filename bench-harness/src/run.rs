@@ -300,14 +300,12 @@ impl RunWriter {
     }
 
     /// Opens `<name>.hlog` in the run directory for per-interval histograms.
-    pub fn interval_log(&self, name: &str) -> Result<IntervalLogFile> {
+    /// Interval timestamps in it count from `base_time` (e.g. the end of
+    /// the warmup), which must not be after the first interval.
+    pub fn interval_log(&self, name: &str, base_time: SystemTime) -> Result<IntervalLogFile> {
         check_name(name)?;
         let comment = format!("corelog-bench {} {}", self.record.scenario, name);
-        IntervalLogFile::create(
-            &self.dir.join(format!("{name}.hlog")),
-            SystemTime::now(),
-            &comment,
-        )
+        IntervalLogFile::create(&self.dir.join(format!("{name}.hlog")), base_time, &comment)
     }
 
     /// Writes `<name>.hgrm` and records the histogram's summary.

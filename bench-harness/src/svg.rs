@@ -240,6 +240,156 @@ pub fn percentile_plot(title: &str, series: &[PlotSeries]) -> String {
     s
 }
 
+/// Renders latency over time: x is seconds into the run, y is latency on a
+/// log10 scale (tails span decades), one line per series, where each
+/// series' points are (seconds, microseconds).
+pub fn time_series_plot(title: &str, series: &[PlotSeries]) -> String {
+    let finite: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|(t, v)| t.is_finite() && v.is_finite() && *v > 0.0)
+        .collect();
+    let t_max = finite.iter().map(|(t, _)| *t).fold(1.0, f64::max);
+    let v_min = finite.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+    let v_max = finite.iter().map(|(_, v)| *v).fold(1.0, f64::max);
+    // Whole decades of microseconds, at least one.
+    let lo = if v_min.is_finite() {
+        v_min.log10().floor()
+    } else {
+        0.0
+    };
+    let hi = v_max.log10().ceil().max(lo + 1.0);
+    let t_step = nice_step(t_max);
+    let t_top = ((t_max / t_step).ceil() * t_step).max(t_step);
+
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x_of = |t: f64| LEFT + plot_w * (t / t_top).clamp(0.0, 1.0);
+    let y_of =
+        |v: f64| TOP + plot_h * (1.0 - ((v.max(1e-9).log10() - lo) / (hi - lo)).clamp(0.0, 1.0));
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"  <title>{}</title>"#, escape_xml(title));
+    let _ = writeln!(
+        s,
+        r#"  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"  <text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
+        WIDTH / 2.0,
+        escape_xml(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"  <g class="grid" stroke="#dddddd" stroke-width="1">"##
+    );
+    let x_ticks = (t_top / t_step).round() as u32;
+    for i in 0..=x_ticks {
+        let x = x_of(i as f64 * t_step);
+        let _ = writeln!(
+            s,
+            r#"    <line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/>"#,
+            TOP + plot_h
+        );
+    }
+    let decades = (hi - lo).round() as i32;
+    for d in 0..=decades {
+        let y = y_of(10f64.powf(lo + d as f64));
+        let _ = writeln!(
+            s,
+            r#"    <line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/>"#,
+            LEFT + plot_w
+        );
+    }
+    let _ = writeln!(s, "  </g>");
+    let _ = writeln!(s, r#"  <g class="x-labels" text-anchor="middle">"#);
+    for i in 0..=x_ticks {
+        let _ = writeln!(
+            s,
+            r#"    <text x="{:.1}" y="{:.1}">{}</text>"#,
+            x_of(i as f64 * t_step),
+            TOP + plot_h + 18.0,
+            fmt_tick(i as f64 * t_step)
+        );
+    }
+    let _ = writeln!(s, "  </g>");
+    let _ = writeln!(s, r#"  <g class="y-labels" text-anchor="end">"#);
+    for d in 0..=decades {
+        let v = 10f64.powf(lo + d as f64);
+        let label = if v >= 1_000_000.0 {
+            format!("{} s", fmt_tick(v / 1_000_000.0))
+        } else if v >= 1000.0 {
+            format!("{} ms", fmt_tick(v / 1000.0))
+        } else {
+            format!("{} us", fmt_tick(v))
+        };
+        let _ = writeln!(
+            s,
+            r#"    <text x="{:.1}" y="{:.1}">{label}</text>"#,
+            LEFT - 6.0,
+            y_of(v) + 4.0
+        );
+    }
+    let _ = writeln!(s, "  </g>");
+    let _ = writeln!(
+        s,
+        r#"  <text x="{:.1}" y="{:.1}" text-anchor="middle">seconds after the warmup</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 12.0
+    );
+    let _ = writeln!(
+        s,
+        r#"  <text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">latency (log scale)</text>"#,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r#"  <rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    for (i, ser) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<String> = ser
+            .points
+            .iter()
+            .filter(|(t, v)| t.is_finite() && v.is_finite() && *v > 0.0)
+            .map(|(t, v)| format!("{:.1},{:.1}", x_of(*t), y_of(*v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"  <polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,
+            points.join(" "),
+            escape_xml(&ser.label)
+        );
+    }
+    let _ = writeln!(s, r#"  <g class="legend">"#);
+    for (i, ser) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let y = TOP + 16.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"    <line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}" stroke-width="3"/>"#,
+            LEFT + 12.0,
+            LEFT + 36.0
+        );
+        let _ = writeln!(
+            s,
+            r#"    <text x="{:.1}" y="{:.1}">{}</text>"#,
+            LEFT + 42.0,
+            y + 4.0,
+            escape_xml(&ser.label)
+        );
+    }
+    let _ = writeln!(s, "  </g>");
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +456,41 @@ mod tests {
     fn empty_plot_is_still_valid() {
         let svg = percentile_plot("empty", &[]);
         assert!(roxmltree::Document::parse(&svg).is_ok());
+    }
+
+    #[test]
+    fn time_series_plot_has_decade_labels_and_one_line_per_series() {
+        let series = vec![
+            PlotSeries {
+                label: "publish p99".into(),
+                points: vec![(0.0, 900.0), (1.0, 1200.0), (2.0, 250_000.0)],
+            },
+            PlotSeries {
+                label: "publish max".into(),
+                points: vec![(0.0, 2000.0), (1.0, 0.0), (2.0, 1_500_000.0)],
+            },
+        ];
+        let svg = time_series_plot("over time", &series);
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+        let lines: Vec<_> = doc
+            .root_element()
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        // A zero cannot sit on a log axis and is skipped.
+        assert_eq!(
+            lines[1].attribute("points").map(|p| p.split(' ').count()),
+            Some(2)
+        );
+        let texts: Vec<&str> = doc
+            .root_element()
+            .descendants()
+            .filter_map(|n| n.text())
+            .collect();
+        for label in ["100 us", "1 ms", "10 ms", "100 ms", "1 s", "10 s"] {
+            assert!(texts.contains(&label), "missing {label}: {texts:?}");
+        }
+        assert!(roxmltree::Document::parse(&time_series_plot("empty", &[])).is_ok());
     }
 }

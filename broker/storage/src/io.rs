@@ -47,6 +47,19 @@ pub trait DirectFile: 'static {
     /// Makes every completed write durable (fdatasync).
     async fn fdatasync(&self) -> io::Result<()>;
 
+    /// Writes the whole buffer at `pos`, then, if `sync`, makes it durable:
+    /// the write of a group commit. The buffer may reach past the space
+    /// filled by [`Self::preallocate`] (a large write goes straight into
+    /// new space); an implementation must then still not stall its caller's
+    /// executor while the filesystem allocates blocks.
+    async fn write_and_sync(&self, buf: Self::Buffer, pos: u64, sync: bool) -> io::Result<()> {
+        self.write_at(buf, pos).await?;
+        if sync {
+            self.fdatasync().await?;
+        }
+        Ok(())
+    }
+
     /// Reserves space up to `len_bytes` and extends the file size to it, so
     /// that later writes inside it change no file metadata.
     async fn preallocate(&self, len_bytes: u64) -> io::Result<()>;

@@ -12,8 +12,9 @@ use crate::error::StorageError;
 use crate::io::{DirectFile, StorageIo};
 
 pub(crate) enum Work<F: DirectFile> {
-    /// One group-commit write, optionally preceded by preallocation and
-    /// followed by fdatasync.
+    /// One group-commit write, optionally preceded by preallocation (small
+    /// writes; large ones go straight into new space) and followed by
+    /// fdatasync.
     Write {
         file: Rc<F>,
         path: PathBuf,
@@ -126,14 +127,9 @@ async fn run_work<I: StorageIo>(
                     .await
                     .map_err(|e| StorageError::io("preallocate", &path, e))?;
             }
-            file.write_at(buf, pos)
-                .await
-                .map_err(|e| StorageError::io("write", &path, e))?;
-            if sync {
-                file.fdatasync()
-                    .await
-                    .map_err(|e| StorageError::io("fdatasync", &path, e))?;
-            }
+            file.write_and_sync(buf, pos, sync).await.map_err(|e| {
+                StorageError::io(if sync { "write+fdatasync" } else { "write" }, &path, e)
+            })?;
             Ok(None)
         }
         Work::Sync { file, path } => {
@@ -166,10 +162,12 @@ async fn run_work<I: StorageIo>(
                 .open(&new_path, true)
                 .await
                 .map_err(|e| StorageError::io("create segment", &new_path, e))?;
-            new_file
-                .preallocate(preallocate_to)
-                .await
-                .map_err(|e| StorageError::io("preallocate", &new_path, e))?;
+            if preallocate_to > 0 {
+                new_file
+                    .preallocate(preallocate_to)
+                    .await
+                    .map_err(|e| StorageError::io("preallocate", &new_path, e))?;
+            }
             // The checkpoint's atomic write syncs the directory, which makes
             // the new segment's directory entry durable too.
             io.write_file_atomic(&checkpoint.0, &checkpoint.1)

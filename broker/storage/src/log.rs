@@ -90,6 +90,19 @@ impl<I: StorageIo> Preallocation<I> {
 /// The smallest step of space reserved ahead of a segment's data.
 pub const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
 
+/// A group-commit write of at least this many bytes goes straight into
+/// space that was never zero-filled, and while writes are this large the
+/// preallocation lane fills nothing ahead of them.
+///
+/// Measured on the project's machine (virtio disk, ext4), durable 1 MiB and
+/// 4 MiB appends into new space run at 1.3-1.5 GiB/s, while zero-filling
+/// first and then overwriting writes every byte twice (about 1 GiB/s of
+/// data) and, beside the writes, holds the inode lock that stalls them (the
+/// 16 ms p99 of 1 MiB appends). Small writes keep the lane: at 16 KiB an
+/// overwrite of filled blocks syncs in 115 us at p50 against 170 us for new
+/// space, and the second write costs little bandwidth at their rate.
+pub const DIRECT_WRITE_MIN_BYTES: u64 = 256 << 10;
+
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -203,6 +216,9 @@ pub struct PartitionLog<I: StorageIo> {
     /// The last preallocation failed; none is started until a write or a
     /// repair succeeds.
     pub(crate) preallocation_failed: bool,
+    /// The last group-commit write was at least [`DIRECT_WRITE_MIN_BYTES`]:
+    /// the preallocation lane stands down while writes are that large.
+    pub(crate) large_writes: bool,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -470,9 +486,14 @@ impl<I: StorageIo> PartitionLog<I> {
             dst[at..].fill(0);
         }
         let new_tail = buf.as_ref()[align_down(end_in_buf as u64) as usize..end_in_buf].to_vec();
-        let needed = start + align_up(end_in_buf as u64);
+        let write_len = align_up(end_in_buf as u64);
+        let needed = start + write_len;
+        // A large write goes straight into new space, past what is filled
+        // (see DIRECT_WRITE_MIN_BYTES); a small one zero-fills ahead first.
+        let large = write_len >= DIRECT_WRITE_MIN_BYTES;
         let preallocate_to =
-            (needed > active.preallocated_bytes).then(|| self.preallocation_for(needed));
+            (needed > active.preallocated_bytes && !large).then(|| self.preallocation_for(needed));
+        self.large_writes = large;
         let sync = match self.config.flush_policy {
             FlushPolicy::Always => true,
             FlushPolicy::IntervalMs(ms) => now_ms - self.last_sync_ms >= ms as i64,
@@ -513,6 +534,7 @@ impl<I: StorageIo> PartitionLog<I> {
             || self.failure.is_some()
             || touches_size
             || self.preallocation_failed
+            || self.large_writes
         {
             return None;
         }
@@ -649,8 +671,13 @@ impl<I: StorageIo> PartitionLog<I> {
             recovery_point_is_end: false,
         };
         let checkpoint = self.checkpoint_bytes(Some(sealed_meta), new_active);
-        let preallocate_to =
-            self.preallocation_for(self.unflushed.front().map_or(0, |p| p.bytes.len() as u64));
+        // While writes are large they go straight into new space, so the new
+        // segment gets no zero-filled head either.
+        let preallocate_to = if self.large_writes {
+            0
+        } else {
+            self.preallocation_for(self.unflushed.front().map_or(0, |p| p.bytes.len() as u64))
+        };
         self.in_flight = Some(InFlight::Roll {
             new_base,
             preallocate_to,
@@ -817,6 +844,9 @@ impl<I: StorageIo> PartitionLog<I> {
         if let Some(to) = preallocate_to {
             a.preallocated_bytes = a.preallocated_bytes.max(to);
         }
+        // A write past the filled space (a large one) wrote its blocks: they
+        // count as filled, and the file now ends at least there.
+        a.preallocated_bytes = a.preallocated_bytes.max(align_up(pos));
         self.bytes_since_checkpoint += bytes;
         self.preallocation_failed = false;
         drop(cache);

@@ -418,6 +418,7 @@ impl<I: StorageIo> PartitionLog<I> {
             producers: Default::default(),
             preallocating: None,
             preallocation_failed: false,
+            large_writes: false,
         }
     }
 }

@@ -492,3 +492,64 @@ fn an_idle_partition_reserves_no_space_and_a_quiet_one_little() {
         "a quiet partition reserved {reserved} bytes"
     );
 }
+
+#[test]
+fn large_group_commits_go_straight_into_new_space_and_the_lane_stands_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 30,
+        preallocate_step_bytes: 32 << 20,
+        ..small_config()
+    };
+    let (mut log, _) = open_std(dir.path(), config.clone());
+    flush(&mut log);
+    // Small writes: the lane zero-fills ahead of them.
+    let first = append_n(&mut log, 1, 1, 100);
+    flush(&mut log);
+    let pre = log
+        .next_preallocation()
+        .expect("small writes keep the lane");
+    log.finish_preallocation(block_on(pre.run()));
+    let filled = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    // One group commit of 4 x 100 KiB batches: past the filled space.
+    let mut spans = first;
+    spans.extend(append_n(&mut log, 4, 100, 1000));
+    let job = log.next_job(NOW_MS).expect("one write");
+    assert_eq!(job.kind(), "write");
+    log.finish_job(block_on(job.run(NOW_MS))).unwrap();
+    assert_eq!(log.flushed_offset(), spans.last().unwrap().1);
+    assert!(
+        log.next_preallocation().is_none(),
+        "no zero fill ahead of large writes"
+    );
+    // More large writes pass the filled space and grow the file with their
+    // data only: nothing is reserved past them.
+    while std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len()
+        <= filled
+    {
+        spans.extend(append_n(&mut log, 4, 100, 1000));
+        flush(&mut log);
+        assert!(log.next_preallocation().is_none());
+    }
+    let len = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    assert_eq!(
+        len,
+        corelog_storage::io::align_up(log.size_bytes()),
+        "the file ends at the last write's block"
+    );
+    // Back to small writes: the lane resumes.
+    spans.extend(append_n(&mut log, 1, 1, 100));
+    flush(&mut log);
+    assert!(log.next_preallocation().is_some(), "the lane resumes");
+    let end = spans.last().unwrap().1;
+    drop(log);
+    let (log, _) = open_std(dir.path(), config);
+    assert_eq!(log.flushed_offset(), end);
+    assert_eq!(read_and_verify(&log, Offset(0), end), spans.len());
+}

@@ -109,6 +109,18 @@ async fn write_index_files<I: StorageIo>(
     Ok(())
 }
 
+/// A checkpoint's files: the active segment's indexes, then the checkpoint.
+pub(crate) async fn write_checkpoint_files<I: StorageIo>(
+    io: &I,
+    index_files: &[(PathBuf, Vec<u8>)],
+    checkpoint: &(PathBuf, Vec<u8>),
+) -> Result<(), StorageError> {
+    write_index_files(io, index_files).await?;
+    io.write_file_atomic(&checkpoint.0, &checkpoint.1)
+        .await
+        .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))
+}
+
 async fn run_work<I: StorageIo>(
     io: &I,
     work: Work<I::File>,
@@ -179,10 +191,7 @@ async fn run_work<I: StorageIo>(
             index_files,
             checkpoint,
         } => {
-            write_index_files(io, &index_files).await?;
-            io.write_file_atomic(&checkpoint.0, &checkpoint.1)
-                .await
-                .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+            write_checkpoint_files(io, &index_files, &checkpoint).await?;
             Ok(None)
         }
         Work::Retention { checkpoint, remove } => {

@@ -419,6 +419,8 @@ impl<I: StorageIo> PartitionLog<I> {
             preallocating: None,
             preallocation_failed: false,
             large_writes: false,
+            background_checkpoints: false,
+            checkpointing: false,
         }
     }
 }

@@ -553,3 +553,56 @@ fn large_group_commits_go_straight_into_new_space_and_the_lane_stands_down() {
     assert_eq!(log.flushed_offset(), end);
     assert_eq!(read_and_verify(&log, Offset(0), end), spans.len());
 }
+
+#[test]
+fn background_checkpoints_run_beside_writes_and_hold_back_other_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 30,
+        checkpoint_interval_bytes: 64 << 10,
+        ..small_config()
+    };
+    let (mut log, _) = open_std(dir.path(), config.clone());
+    flush(&mut log);
+    log.set_background_checkpoints(true);
+    assert!(
+        log.next_background_checkpoint().is_none(),
+        "nothing to checkpoint yet"
+    );
+    // Past the interval: the job pipeline only writes.
+    let mut spans = append_n(&mut log, 10, 10, 1000);
+    flush(&mut log);
+    let covered = spans.last().unwrap().1;
+    let cp = log
+        .next_background_checkpoint()
+        .expect("the interval has passed");
+    assert!(log.next_background_checkpoint().is_none(), "one at a time");
+    // While it runs: writes go on, an explicit checkpoint waits.
+    spans.extend(append_n(&mut log, 3, 10, 1000));
+    log.request_checkpoint();
+    let job = log.next_job(NOW_MS).expect("a write beside the checkpoint");
+    assert_eq!(job.kind(), "write");
+    log.finish_job(block_on(job.run(NOW_MS))).unwrap();
+    assert!(
+        log.next_job(NOW_MS).is_none(),
+        "the requested checkpoint waits for the one running"
+    );
+    log.finish_background_checkpoint(block_on(cp.run()));
+    let job = log.next_job(NOW_MS).expect("now the requested checkpoint");
+    assert_eq!(job.kind(), "checkpoint");
+    // Drop the requested checkpoint's effect: recovery must start from the
+    // background one, which covers the first ten batches only.
+    drop(job);
+    drop(log);
+    let (log, report) = open_std(dir.path(), config);
+    assert!(report.from_checkpoint);
+    let end = spans.last().unwrap().1;
+    assert_eq!(log.flushed_offset(), end);
+    assert!(covered < end);
+    assert!(
+        report.scanned_bytes > 0 && report.scanned_bytes < 4 * 10 * 1100,
+        "only the batches after the background checkpoint are re-validated: {} bytes",
+        report.scanned_bytes
+    );
+    assert_eq!(read_and_verify(&log, Offset(0), end), spans.len());
+}

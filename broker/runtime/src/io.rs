@@ -57,18 +57,57 @@ impl GlommioFile {
         // conversion; io_uring would hand it to an io-wq worker pinned to
         // the shard's core, which stalls the shard (see `fdatasync`).
         let fd = self.fd();
-        glommio::executor()
+        let (buf, result) = glommio::executor()
             .spawn_blocking(move || {
                 unpin_current_thread();
-                pwrite_all(fd, buf.as_ref(), pos)?;
-                // SAFETY: the descriptor stays open: `self` outlives this await.
-                if sync && unsafe { libc::fdatasync(fd) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
+                let result = pwrite_all(fd, buf.as_ref(), pos).and_then(|()| {
+                    // SAFETY: the descriptor stays open: `self` outlives this await.
+                    if sync && unsafe { libc::fdatasync(fd) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+                (buf, result)
             })
-            .await
+            .await;
+        keep_write_buffer(buf);
+        result
     }
+}
+
+/// Large write buffers kept per shard for reuse: one being filled while
+/// another is written is the most a shard's partitions need at once, when
+/// one is busy; more partitions with large writes allocate beyond it.
+const WRITE_BUFFERS_KEPT: usize = 2;
+
+thread_local! {
+    static WRITE_BUFFERS: std::cell::RefCell<Vec<AlignedBuf>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A large write buffer of `len` bytes: a kept one if one is big enough
+/// (see [`AlignedBuf::reuse`]), else a new one with room to grow to the
+/// next MiB.
+fn large_write_buffer(len: usize) -> AlignedBuf {
+    let kept = WRITE_BUFFERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let i = kept.iter().position(|b| b.capacity() >= len)?;
+        kept.swap_remove(i).reuse(len)
+    });
+    kept.unwrap_or_else(|| AlignedBuf::zeroed_with_capacity(len, len.next_multiple_of(1 << 20)))
+}
+
+fn keep_write_buffer(buf: AlignedBuf) {
+    WRITE_BUFFERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.len() < WRITE_BUFFERS_KEPT {
+            kept.push(buf);
+        } else if let Some(smallest) = kept.iter_mut().min_by_key(|b| b.capacity()) {
+            if smallest.capacity() < buf.capacity() {
+                *smallest = buf;
+            }
+        }
+    });
 }
 
 /// pwrite of the whole buffer, continuing after short writes and EINTR.
@@ -107,7 +146,7 @@ impl DirectFile for GlommioFile {
 
     fn alloc_buffer(&self, len: usize) -> GlommioBuffer {
         if len as u64 >= DIRECT_WRITE_MIN_BYTES {
-            GlommioBuffer::Heap(AlignedBuf::zeroed(len))
+            GlommioBuffer::Heap(large_write_buffer(len))
         } else {
             GlommioBuffer::Dma(self.file.alloc_dma_buffer(len))
         }
@@ -414,12 +453,19 @@ mod tests {
             assert!(matches!(buf, GlommioBuffer::Dma(_)));
             buf.as_mut().fill(0x22);
             f.write_and_sync(buf, 8192, true).await.unwrap();
-            f.read_at(0, 4096 + large).await.unwrap()
+            // Large again: the kept buffer is reused, and fully rewritten.
+            let at = 4096 + large as u64;
+            let mut buf = f.alloc_buffer(large - 4096);
+            buf.as_mut().fill(0x33);
+            f.write_and_sync(buf, at, true).await.unwrap();
+            f.read_at(0, 2 * large).await.unwrap()
         })
         .unwrap();
         assert!(got[..4096].iter().all(|&b| b == 0));
         assert!(got[4096..8192].iter().all(|&b| b == 0x11));
         assert!(got[8192..12288].iter().all(|&b| b == 0x22));
-        assert!(got[12288..].iter().all(|&b| b == 0x11));
+        assert!(got[12288..4096 + large].iter().all(|&b| b == 0x11));
+        assert!(got[4096 + large..].iter().all(|&b| b == 0x33));
+        assert_eq!(got.len(), 2 * large);
     }
 }

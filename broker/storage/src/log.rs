@@ -544,8 +544,16 @@ impl<I: StorageIo> PartitionLog<I> {
         // A large write goes straight into new space, past what is filled
         // (see DIRECT_WRITE_MIN_BYTES); a small one zero-fills ahead first.
         let large = write_len >= DIRECT_WRITE_MIN_BYTES;
-        let preallocate_to =
-            (needed > active.preallocated_bytes && !large).then(|| self.preallocation_for(needed));
+        // The first small write after large ones fills only its own blocks
+        // inline (a full step could be 32 MiB, in front of this write); the
+        // lane takes over from there.
+        let preallocate_to = (needed > active.preallocated_bytes && !large).then(|| {
+            if self.large_writes {
+                needed
+            } else {
+                self.preallocation_for(needed)
+            }
+        });
         self.large_writes = large;
         let sync = match self.config.flush_policy {
             FlushPolicy::Always => true,

@@ -543,9 +543,14 @@ fn large_group_commits_go_straight_into_new_space_and_the_lane_stands_down() {
         corelog_storage::io::align_up(log.size_bytes()),
         "the file ends at the last write's block"
     );
-    // Back to small writes: the lane resumes.
+    // Back to small writes: the first fills only its own blocks inline,
+    // then the lane resumes.
     spans.extend(append_n(&mut log, 1, 1, 100));
     flush(&mut log);
+    let len = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    assert_eq!(len, corelog_storage::io::align_up(log.size_bytes()));
     assert!(log.next_preallocation().is_some(), "the lane resumes");
     let end = spans.last().unwrap().1;
     drop(log);

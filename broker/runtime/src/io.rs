@@ -5,7 +5,8 @@ use std::io;
 use std::path::Path;
 
 use bytes::Bytes;
-use corelog_storage::io::{DirectFile, StorageIo};
+use corelog_storage::io::{AlignedBuf, DirectFile, StorageIo};
+use corelog_storage::log::DIRECT_WRITE_MIN_BYTES;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 /// [`StorageIo`] for code running on a glommio executor.
@@ -17,14 +18,145 @@ pub struct GlommioFile {
     file: DmaFile,
 }
 
-impl DirectFile for GlommioFile {
-    type Buffer = DmaBuffer;
+/// A write buffer. Small writes use glommio's DMA buffers and go through
+/// io_uring. Large ones (at least [`DIRECT_WRITE_MIN_BYTES`], the group
+/// commits that the log writes straight into new space) use a plain aligned
+/// buffer, which can travel to the blocking pool: there, a write that makes
+/// the filesystem allocate blocks blocks that thread, not the shard.
+pub enum GlommioBuffer {
+    Dma(DmaBuffer),
+    Heap(AlignedBuf),
+}
 
-    fn alloc_buffer(&self, len: usize) -> DmaBuffer {
-        self.file.alloc_dma_buffer(len)
+impl AsRef<[u8]> for GlommioBuffer {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            GlommioBuffer::Dma(b) => b.as_bytes(),
+            GlommioBuffer::Heap(b) => b.as_ref(),
+        }
+    }
+}
+
+impl AsMut<[u8]> for GlommioBuffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            GlommioBuffer::Dma(b) => b.as_bytes_mut(),
+            GlommioBuffer::Heap(b) => b.as_mut(),
+        }
+    }
+}
+
+impl GlommioFile {
+    fn fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.file)
     }
 
-    async fn write_at(&self, buf: DmaBuffer, pos: u64) -> io::Result<()> {
+    /// A large write (and its fdatasync) on the blocking pool, in one hop.
+    async fn write_blocking(&self, buf: AlignedBuf, pos: u64, sync: bool) -> io::Result<()> {
+        // An O_DIRECT write into new space needs block allocation or extent
+        // conversion; io_uring would hand it to an io-wq worker pinned to
+        // the shard's core, which stalls the shard (see `fdatasync`).
+        let fd = self.fd();
+        let (buf, result) = glommio::executor()
+            .spawn_blocking(move || {
+                unpin_current_thread();
+                let result = pwrite_all(fd, buf.as_ref(), pos).and_then(|()| {
+                    // SAFETY: the descriptor stays open: `self` outlives this await.
+                    if sync && unsafe { libc::fdatasync(fd) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+                (buf, result)
+            })
+            .await;
+        keep_write_buffer(buf);
+        result
+    }
+}
+
+/// Large write buffers kept per shard for reuse: one being filled while
+/// another is written is the most a shard's partitions need at once, when
+/// one is busy; more partitions with large writes allocate beyond it.
+const WRITE_BUFFERS_KEPT: usize = 2;
+
+thread_local! {
+    static WRITE_BUFFERS: std::cell::RefCell<Vec<AlignedBuf>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A large write buffer of `len` bytes: a kept one if one is big enough
+/// (see [`AlignedBuf::reuse`]), else a new one with room to grow to the
+/// next MiB.
+fn large_write_buffer(len: usize) -> AlignedBuf {
+    let kept = WRITE_BUFFERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let i = kept.iter().position(|b| b.capacity() >= len)?;
+        kept.swap_remove(i).reuse(len)
+    });
+    kept.unwrap_or_else(|| AlignedBuf::zeroed_with_capacity(len, len.next_multiple_of(1 << 20)))
+}
+
+fn keep_write_buffer(buf: AlignedBuf) {
+    WRITE_BUFFERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.len() < WRITE_BUFFERS_KEPT {
+            kept.push(buf);
+        } else if let Some(smallest) = kept.iter_mut().min_by_key(|b| b.capacity()) {
+            if smallest.capacity() < buf.capacity() {
+                *smallest = buf;
+            }
+        }
+    });
+}
+
+/// pwrite of the whole buffer, continuing after short writes and EINTR.
+fn pwrite_all(fd: i32, buf: &[u8], pos: u64) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        // SAFETY: the slice is valid for its length; the descriptor is open.
+        let n = unsafe {
+            libc::pwrite(
+                fd,
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+                (pos + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {done} of {} bytes", buf.len()),
+            ));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+impl DirectFile for GlommioFile {
+    type Buffer = GlommioBuffer;
+
+    fn alloc_buffer(&self, len: usize) -> GlommioBuffer {
+        if len as u64 >= DIRECT_WRITE_MIN_BYTES {
+            GlommioBuffer::Heap(large_write_buffer(len))
+        } else {
+            GlommioBuffer::Dma(self.file.alloc_dma_buffer(len))
+        }
+    }
+
+    async fn write_at(&self, buf: GlommioBuffer, pos: u64) -> io::Result<()> {
+        let buf = match buf {
+            GlommioBuffer::Dma(b) => b,
+            GlommioBuffer::Heap(b) => return self.write_blocking(b, pos, false).await,
+        };
         let len = buf.len();
         let written = self.file.write_at(buf, pos).await?;
         if written != len {
@@ -34,6 +166,19 @@ impl DirectFile for GlommioFile {
             ));
         }
         Ok(())
+    }
+
+    async fn write_and_sync(&self, buf: GlommioBuffer, pos: u64, sync: bool) -> io::Result<()> {
+        match buf {
+            GlommioBuffer::Heap(b) => self.write_blocking(b, pos, sync).await,
+            dma => {
+                self.write_at(dma, pos).await?;
+                if sync {
+                    self.fdatasync().await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
@@ -282,5 +427,45 @@ impl StorageIo for GlommioIo {
                 corelog_storage::io::write_file_atomic_blocking(&path, &data)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_writes_past_the_end_of_file_and_small_overwrites_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        let large = DIRECT_WRITE_MIN_BYTES as usize + 8192;
+        let got = crate::run_on_core(Some(0), || async move {
+            let f = GlommioIo.open(&path, true).await.unwrap();
+            // Large: a heap buffer, written (and synced) on the blocking
+            // pool, into space the file does not have yet.
+            let mut buf = f.alloc_buffer(large);
+            assert!(matches!(buf, GlommioBuffer::Heap(_)));
+            buf.as_mut().fill(0x11);
+            f.write_and_sync(buf, 4096, true).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), 4096 + large as u64);
+            // Small: a DMA buffer through io_uring, over written blocks.
+            let mut buf = f.alloc_buffer(4096);
+            assert!(matches!(buf, GlommioBuffer::Dma(_)));
+            buf.as_mut().fill(0x22);
+            f.write_and_sync(buf, 8192, true).await.unwrap();
+            // Large again: the kept buffer is reused, and fully rewritten.
+            let at = 4096 + large as u64;
+            let mut buf = f.alloc_buffer(large - 4096);
+            buf.as_mut().fill(0x33);
+            f.write_and_sync(buf, at, true).await.unwrap();
+            f.read_at(0, 2 * large).await.unwrap()
+        })
+        .unwrap();
+        assert!(got[..4096].iter().all(|&b| b == 0));
+        assert!(got[4096..8192].iter().all(|&b| b == 0x11));
+        assert!(got[8192..12288].iter().all(|&b| b == 0x22));
+        assert!(got[12288..4096 + large].iter().all(|&b| b == 0x11));
+        assert!(got[4096 + large..].iter().all(|&b| b == 0x33));
+        assert_eq!(got.len(), 2 * large);
     }
 }

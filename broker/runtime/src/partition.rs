@@ -46,7 +46,8 @@ pub struct Discarded;
 
 impl Partition {
     /// Takes ownership of an opened log and starts its driver on the current executor.
-    pub fn start(log: PartitionLog<GlommioIo>) -> Partition {
+    pub fn start(mut log: PartitionLog<GlommioIo>) -> Partition {
+        log.set_background_checkpoints(true);
         let inner = Rc::new(Inner {
             log: RefCell::new(log),
             work: Notify::new(),
@@ -55,6 +56,7 @@ impl Partition {
         });
         glommio::spawn_local(drive(inner.clone())).detach();
         glommio::spawn_local(preallocate_ahead(inner.clone())).detach();
+        glommio::spawn_local(checkpoint_beside(inner.clone())).detach();
         Partition { inner }
     }
 
@@ -142,6 +144,32 @@ async fn preallocate_ahead(inner: Rc<Inner>) {
                     glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
                 }
                 // A write may have been waiting for the space.
+                inner.work.notify_all();
+            }
+            None => inner.work.notified().or(inner.progress.notified()).await,
+        }
+    }
+}
+
+/// Writes the periodic checkpoints beside the job driver, so that a write
+/// never waits for one (measured: with 1 MiB writes a checkpoint came every
+/// 64 writes and held the next write up for its five fsyncs).
+async fn checkpoint_beside(inner: Rc<Inner>) {
+    loop {
+        if inner.closed.get() {
+            return;
+        }
+        let job = inner.log.borrow_mut().next_background_checkpoint();
+        match job {
+            Some(job) => {
+                let done = job.run().await;
+                let failed = !done.is_ok();
+                inner.log.borrow_mut().finish_background_checkpoint(done);
+                if failed {
+                    glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
+                }
+                // Jobs held back while it ran (rolls, retention, an
+                // explicit checkpoint) may go now.
                 inner.work.notify_all();
             }
             None => inner.work.notified().or(inner.progress.notified()).await,

@@ -12,8 +12,9 @@ use crate::error::StorageError;
 use crate::io::{DirectFile, StorageIo};
 
 pub(crate) enum Work<F: DirectFile> {
-    /// One group-commit write, optionally preceded by preallocation and
-    /// followed by fdatasync.
+    /// One group-commit write, optionally preceded by preallocation (small
+    /// writes; large ones go straight into new space) and followed by
+    /// fdatasync.
     Write {
         file: Rc<F>,
         path: PathBuf,
@@ -108,6 +109,18 @@ async fn write_index_files<I: StorageIo>(
     Ok(())
 }
 
+/// A checkpoint's files: the active segment's indexes, then the checkpoint.
+pub(crate) async fn write_checkpoint_files<I: StorageIo>(
+    io: &I,
+    index_files: &[(PathBuf, Vec<u8>)],
+    checkpoint: &(PathBuf, Vec<u8>),
+) -> Result<(), StorageError> {
+    write_index_files(io, index_files).await?;
+    io.write_file_atomic(&checkpoint.0, &checkpoint.1)
+        .await
+        .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))
+}
+
 async fn run_work<I: StorageIo>(
     io: &I,
     work: Work<I::File>,
@@ -126,14 +139,9 @@ async fn run_work<I: StorageIo>(
                     .await
                     .map_err(|e| StorageError::io("preallocate", &path, e))?;
             }
-            file.write_at(buf, pos)
-                .await
-                .map_err(|e| StorageError::io("write", &path, e))?;
-            if sync {
-                file.fdatasync()
-                    .await
-                    .map_err(|e| StorageError::io("fdatasync", &path, e))?;
-            }
+            file.write_and_sync(buf, pos, sync).await.map_err(|e| {
+                StorageError::io(if sync { "write+fdatasync" } else { "write" }, &path, e)
+            })?;
             Ok(None)
         }
         Work::Sync { file, path } => {
@@ -166,10 +174,12 @@ async fn run_work<I: StorageIo>(
                 .open(&new_path, true)
                 .await
                 .map_err(|e| StorageError::io("create segment", &new_path, e))?;
-            new_file
-                .preallocate(preallocate_to)
-                .await
-                .map_err(|e| StorageError::io("preallocate", &new_path, e))?;
+            if preallocate_to > 0 {
+                new_file
+                    .preallocate(preallocate_to)
+                    .await
+                    .map_err(|e| StorageError::io("preallocate", &new_path, e))?;
+            }
             // The checkpoint's atomic write syncs the directory, which makes
             // the new segment's directory entry durable too.
             io.write_file_atomic(&checkpoint.0, &checkpoint.1)
@@ -181,10 +191,7 @@ async fn run_work<I: StorageIo>(
             index_files,
             checkpoint,
         } => {
-            write_index_files(io, &index_files).await?;
-            io.write_file_atomic(&checkpoint.0, &checkpoint.1)
-                .await
-                .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+            write_checkpoint_files(io, &index_files, &checkpoint).await?;
             Ok(None)
         }
         Work::Retention { checkpoint, remove } => {

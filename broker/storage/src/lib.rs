@@ -32,7 +32,10 @@ pub use cache::{BatchCache, CacheId, SharedBatchCache};
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use job::{Job, JobDone};
-pub use log::{AppendInfo, PartitionLog, Preallocation, PreallocationDone};
+pub use log::{
+    AppendInfo, BackgroundCheckpoint, BackgroundCheckpointDone, PartitionLog, Preallocation,
+    PreallocationDone,
+};
 pub use read::{ReadChunks, ReadPlan, TimestampPlan};
 pub use recover::RecoveryReport;
 pub use types::Offset;

@@ -87,8 +87,60 @@ impl<I: StorageIo> Preallocation<I> {
     }
 }
 
+/// The periodic checkpoint (every `checkpoint_interval_bytes` flushed),
+/// written beside the job pipeline so that writes go on meanwhile; see
+/// [`PartitionLog::set_background_checkpoints`].
+///
+/// It describes the log as synced when it was made, and touches only the
+/// checkpoint and the active segment's index files. Writes and syncs of the
+/// active segment may run beside it; every job that writes a checkpoint or
+/// an index file, or changes the set of segments (checkpoint, roll,
+/// retention, repair), waits for [`PartitionLog::finish_background_checkpoint`],
+/// so a newer checkpoint is never overwritten by this older one.
+pub struct BackgroundCheckpoint<I: StorageIo> {
+    io: I,
+    index_files: Vec<(PathBuf, Vec<u8>)>,
+    checkpoint: (PathBuf, Vec<u8>),
+    covers_bytes: u64,
+}
+
+pub struct BackgroundCheckpointDone {
+    covers_bytes: u64,
+    result: std::result::Result<(), StorageError>,
+}
+
+impl BackgroundCheckpointDone {
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+impl<I: StorageIo> BackgroundCheckpoint<I> {
+    pub async fn run(self) -> BackgroundCheckpointDone {
+        let result =
+            crate::job::write_checkpoint_files(&self.io, &self.index_files, &self.checkpoint).await;
+        BackgroundCheckpointDone {
+            covers_bytes: self.covers_bytes,
+            result,
+        }
+    }
+}
+
 /// The smallest step of space reserved ahead of a segment's data.
 pub const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
+
+/// A group-commit write of at least this many bytes goes straight into
+/// space that was never zero-filled, and while writes are this large the
+/// preallocation lane fills nothing ahead of them.
+///
+/// Measured on the project's machine (virtio disk, ext4), durable 1 MiB and
+/// 4 MiB appends into new space run at 1.3-1.5 GiB/s, while zero-filling
+/// first and then overwriting writes every byte twice (about 1 GiB/s of
+/// data) and, beside the writes, holds the inode lock that stalls them (the
+/// 16 ms p99 of 1 MiB appends). Small writes keep the lane: at 16 KiB an
+/// overwrite of filled blocks syncs in 115 us at p50 against 170 us for new
+/// space, and the second write costs little bandwidth at their rate.
+pub const DIRECT_WRITE_MIN_BYTES: u64 = 256 << 10;
 
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +255,13 @@ pub struct PartitionLog<I: StorageIo> {
     /// The last preallocation failed; none is started until a write or a
     /// repair succeeds.
     pub(crate) preallocation_failed: bool,
+    /// The last group-commit write was at least [`DIRECT_WRITE_MIN_BYTES`]:
+    /// the preallocation lane stands down while writes are that large.
+    pub(crate) large_writes: bool,
+    /// Periodic checkpoints are left to [`Self::next_background_checkpoint`].
+    pub(crate) background_checkpoints: bool,
+    /// A [`BackgroundCheckpoint`] is running.
+    pub(crate) checkpointing: bool,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -362,11 +421,15 @@ impl<I: StorageIo> PartitionLog<I> {
         // Jobs that change the active file's size wait for a running
         // preallocation, which writes zeros past the written data.
         let file_busy = self.preallocating.is_some();
+        // Jobs that write a checkpoint or an index file, or change the set
+        // of segments, wait for a running background checkpoint.
+        let checkpointing = self.checkpointing;
         if self.failure.is_some() {
-            return (!file_busy).then(|| self.repair_job());
+            return (!file_busy && !checkpointing).then(|| self.repair_job());
         }
-        if self.checkpoint_requested
-            || self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes
+        let interval_due = self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes;
+        if (self.checkpoint_requested || (interval_due && !self.background_checkpoints))
+            && !checkpointing
         {
             // A checkpoint covers synced data only; with an interval policy,
             // sync first so that the recovery point can move.
@@ -375,15 +438,21 @@ impl<I: StorageIo> PartitionLog<I> {
             }
             return Some(self.checkpoint_job());
         }
-        if let Some(job) = self.retention_job(now_ms) {
-            return Some(job);
+        if interval_due && !checkpointing && self.written_offset > self.flushed_offset {
+            // The background checkpoint, too, waits for synced data.
+            return Some(self.sync_job());
+        }
+        if !checkpointing {
+            if let Some(job) = self.retention_job(now_ms) {
+                return Some(job);
+            }
         }
         if let Some(first) = self.unflushed.front() {
             let too_big = self.active.written_bytes + first.bytes.len() as u64
                 > self.config.segment_bytes_max;
             let too_old = now_ms - self.active.first_write_ms >= self.config.segment_ms;
             if self.active.written_bytes > 0 && (too_big || too_old) {
-                return (!file_busy).then(|| self.roll_job());
+                return (!file_busy && !checkpointing).then(|| self.roll_job());
             }
             // While a preallocation runs, a write may only use space that is
             // already preallocated.
@@ -470,9 +539,22 @@ impl<I: StorageIo> PartitionLog<I> {
             dst[at..].fill(0);
         }
         let new_tail = buf.as_ref()[align_down(end_in_buf as u64) as usize..end_in_buf].to_vec();
-        let needed = start + align_up(end_in_buf as u64);
-        let preallocate_to =
-            (needed > active.preallocated_bytes).then(|| self.preallocation_for(needed));
+        let write_len = align_up(end_in_buf as u64);
+        let needed = start + write_len;
+        // A large write goes straight into new space, past what is filled
+        // (see DIRECT_WRITE_MIN_BYTES); a small one zero-fills ahead first.
+        let large = write_len >= DIRECT_WRITE_MIN_BYTES;
+        // The first small write after large ones fills only its own blocks
+        // inline (a full step could be 32 MiB, in front of this write); the
+        // lane takes over from there.
+        let preallocate_to = (needed > active.preallocated_bytes && !large).then(|| {
+            if self.large_writes {
+                needed
+            } else {
+                self.preallocation_for(needed)
+            }
+        });
+        self.large_writes = large;
         let sync = match self.config.flush_policy {
             FlushPolicy::Always => true,
             FlushPolicy::IntervalMs(ms) => now_ms - self.last_sync_ms >= ms as i64,
@@ -513,6 +595,7 @@ impl<I: StorageIo> PartitionLog<I> {
             || self.failure.is_some()
             || touches_size
             || self.preallocation_failed
+            || self.large_writes
         {
             return None;
         }
@@ -560,6 +643,69 @@ impl<I: StorageIo> PartitionLog<I> {
                 // reports the error to producers) from ever running.
                 self.preallocation_failed = true;
                 tracing::warn!(dir = %self.dir.display(), error = %e, "preallocation ahead of writes failed")
+            }
+        }
+    }
+
+    /// Hands the periodic checkpoint to [`Self::next_background_checkpoint`]
+    /// instead of the job pipeline, so that writes need not wait for it. The
+    /// shard runtime turns this on and runs the checkpoints beside the jobs;
+    /// explicit requests ([`Self::request_checkpoint`]) stay jobs.
+    pub fn set_background_checkpoints(&mut self, on: bool) {
+        self.background_checkpoints = on;
+    }
+
+    /// The periodic checkpoint, to run beside the jobs (see
+    /// [`BackgroundCheckpoint`]): Some when `checkpoint_interval_bytes` have
+    /// been flushed since the last one, everything written is synced, and
+    /// the job in flight (if any) is a write or a sync.
+    pub fn next_background_checkpoint(&mut self) -> Option<BackgroundCheckpoint<I>> {
+        let beside_ok = matches!(
+            self.in_flight,
+            None | Some(InFlight::Write { .. }) | Some(InFlight::Sync)
+        );
+        if !self.background_checkpoints
+            || self.checkpointing
+            || self.failure.is_some()
+            || !beside_ok
+            || self.bytes_since_checkpoint < self.config.checkpoint_interval_bytes
+            || self.written_offset > self.flushed_offset
+        {
+            return None;
+        }
+        let index_files = vec![
+            (
+                self.path_of(self.active.base, "index"),
+                self.active.index.encode_offsets(),
+            ),
+            (
+                self.path_of(self.active.base, "timeindex"),
+                self.active.index.encode_times(),
+            ),
+        ];
+        let checkpoint = self.checkpoint_bytes(None, self.active_meta());
+        self.checkpointing = true;
+        Some(BackgroundCheckpoint {
+            io: self.io.clone(),
+            index_files,
+            checkpoint,
+            covers_bytes: self.bytes_since_checkpoint,
+        })
+    }
+
+    /// Applies a finished [`BackgroundCheckpoint`]. A failure is logged and
+    /// the next one retries; the data is durable either way, only the
+    /// recovery point stays where it was.
+    pub fn finish_background_checkpoint(&mut self, done: BackgroundCheckpointDone) {
+        self.checkpointing = false;
+        match done.result {
+            Ok(()) => {
+                self.bytes_since_checkpoint = self
+                    .bytes_since_checkpoint
+                    .saturating_sub(done.covers_bytes);
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "background checkpoint failed")
             }
         }
     }
@@ -649,8 +795,13 @@ impl<I: StorageIo> PartitionLog<I> {
             recovery_point_is_end: false,
         };
         let checkpoint = self.checkpoint_bytes(Some(sealed_meta), new_active);
-        let preallocate_to =
-            self.preallocation_for(self.unflushed.front().map_or(0, |p| p.bytes.len() as u64));
+        // While writes are large they go straight into new space, so the new
+        // segment gets no zero-filled head either.
+        let preallocate_to = if self.large_writes {
+            0
+        } else {
+            self.preallocation_for(self.unflushed.front().map_or(0, |p| p.bytes.len() as u64))
+        };
         self.in_flight = Some(InFlight::Roll {
             new_base,
             preallocate_to,
@@ -817,6 +968,9 @@ impl<I: StorageIo> PartitionLog<I> {
         if let Some(to) = preallocate_to {
             a.preallocated_bytes = a.preallocated_bytes.max(to);
         }
+        // A write past the filled space (a large one) wrote its blocks: they
+        // count as filled, and the file now ends at least there.
+        a.preallocated_bytes = a.preallocated_bytes.max(align_up(pos));
         self.bytes_since_checkpoint += bytes;
         self.preallocation_failed = false;
         drop(cache);

@@ -418,6 +418,9 @@ impl<I: StorageIo> PartitionLog<I> {
             producers: Default::default(),
             preallocating: None,
             preallocation_failed: false,
+            large_writes: false,
+            background_checkpoints: false,
+            checkpointing: false,
         }
     }
 }

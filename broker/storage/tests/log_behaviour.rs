@@ -492,3 +492,122 @@ fn an_idle_partition_reserves_no_space_and_a_quiet_one_little() {
         "a quiet partition reserved {reserved} bytes"
     );
 }
+
+#[test]
+fn large_group_commits_go_straight_into_new_space_and_the_lane_stands_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 30,
+        preallocate_step_bytes: 32 << 20,
+        ..small_config()
+    };
+    let (mut log, _) = open_std(dir.path(), config.clone());
+    flush(&mut log);
+    // Small writes: the lane zero-fills ahead of them.
+    let first = append_n(&mut log, 1, 1, 100);
+    flush(&mut log);
+    let pre = log
+        .next_preallocation()
+        .expect("small writes keep the lane");
+    log.finish_preallocation(block_on(pre.run()));
+    let filled = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    // One group commit of 4 x 100 KiB batches: past the filled space.
+    let mut spans = first;
+    spans.extend(append_n(&mut log, 4, 100, 1000));
+    let job = log.next_job(NOW_MS).expect("one write");
+    assert_eq!(job.kind(), "write");
+    log.finish_job(block_on(job.run(NOW_MS))).unwrap();
+    assert_eq!(log.flushed_offset(), spans.last().unwrap().1);
+    assert!(
+        log.next_preallocation().is_none(),
+        "no zero fill ahead of large writes"
+    );
+    // More large writes pass the filled space and grow the file with their
+    // data only: nothing is reserved past them.
+    while std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len()
+        <= filled
+    {
+        spans.extend(append_n(&mut log, 4, 100, 1000));
+        flush(&mut log);
+        assert!(log.next_preallocation().is_none());
+    }
+    let len = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    assert_eq!(
+        len,
+        corelog_storage::io::align_up(log.size_bytes()),
+        "the file ends at the last write's block"
+    );
+    // Back to small writes: the first fills only its own blocks inline,
+    // then the lane resumes.
+    spans.extend(append_n(&mut log, 1, 1, 100));
+    flush(&mut log);
+    let len = std::fs::metadata(&segment_files(dir.path())[0])
+        .unwrap()
+        .len();
+    assert_eq!(len, corelog_storage::io::align_up(log.size_bytes()));
+    assert!(log.next_preallocation().is_some(), "the lane resumes");
+    let end = spans.last().unwrap().1;
+    drop(log);
+    let (log, _) = open_std(dir.path(), config);
+    assert_eq!(log.flushed_offset(), end);
+    assert_eq!(read_and_verify(&log, Offset(0), end), spans.len());
+}
+
+#[test]
+fn background_checkpoints_run_beside_writes_and_hold_back_other_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 30,
+        checkpoint_interval_bytes: 64 << 10,
+        ..small_config()
+    };
+    let (mut log, _) = open_std(dir.path(), config.clone());
+    flush(&mut log);
+    log.set_background_checkpoints(true);
+    assert!(
+        log.next_background_checkpoint().is_none(),
+        "nothing to checkpoint yet"
+    );
+    // Past the interval: the job pipeline only writes.
+    let mut spans = append_n(&mut log, 10, 10, 1000);
+    flush(&mut log);
+    let covered = spans.last().unwrap().1;
+    let cp = log
+        .next_background_checkpoint()
+        .expect("the interval has passed");
+    assert!(log.next_background_checkpoint().is_none(), "one at a time");
+    // While it runs: writes go on, an explicit checkpoint waits.
+    spans.extend(append_n(&mut log, 3, 10, 1000));
+    log.request_checkpoint();
+    let job = log.next_job(NOW_MS).expect("a write beside the checkpoint");
+    assert_eq!(job.kind(), "write");
+    log.finish_job(block_on(job.run(NOW_MS))).unwrap();
+    assert!(
+        log.next_job(NOW_MS).is_none(),
+        "the requested checkpoint waits for the one running"
+    );
+    log.finish_background_checkpoint(block_on(cp.run()));
+    let job = log.next_job(NOW_MS).expect("now the requested checkpoint");
+    assert_eq!(job.kind(), "checkpoint");
+    // Drop the requested checkpoint's effect: recovery must start from the
+    // background one, which covers the first ten batches only.
+    drop(job);
+    drop(log);
+    let (log, report) = open_std(dir.path(), config);
+    assert!(report.from_checkpoint);
+    let end = spans.last().unwrap().1;
+    assert_eq!(log.flushed_offset(), end);
+    assert!(covered < end);
+    assert!(
+        report.scanned_bytes > 0 && report.scanned_bytes < 4 * 10 * 1100,
+        "only the batches after the background checkpoint are re-validated: {} bytes",
+        report.scanned_bytes
+    );
+    assert_eq!(read_and_verify(&log, Offset(0), end), spans.len());
+}

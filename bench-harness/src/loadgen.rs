@@ -222,6 +222,13 @@ pub struct RunArgs {
     /// Override the scenario's producer worker threads (0 = one per CPU).
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Override the scenario's tail consumers (0 against a sink, which
+    /// returns no records).
+    #[arg(long)]
+    pub consumers: Option<u32>,
+    /// Override the scenario's catch-up consumers.
+    #[arg(long)]
+    pub catchup_consumers: Option<u32>,
     /// Pin each producer worker thread to its own CPU (of those allowed).
     #[arg(long)]
     pub pin: bool,
@@ -288,6 +295,12 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
     }
     if args.pin {
         scenario.pin_threads = true;
+    }
+    if let Some(n) = args.consumers {
+        scenario.consumers = n;
+    }
+    if let Some(n) = args.catchup_consumers {
+        scenario.catchup_consumers = n;
     }
     scenario.validate()?;
     let limits = if args.no_limits {

@@ -76,7 +76,7 @@ if [ -n "$CEILING" ]; then
     say "generator ceiling: $sc against the sink"
     ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "bench-harness/scenarios/$sc.toml" \
       --bootstrap "127.0.0.1:$port" --no-limits ${duration[@]+"${duration[@]}"} \
-      --out "$WORK/runs/ceiling-$sc" | tail -n 1
+      --consumers 0 --catchup-consumers 0 --out "$WORK/runs/ceiling-$sc" | tail -n 1
     run_dirs+=("ceiling-$sc")
   done
   stop_server

@@ -417,9 +417,15 @@ struct ConsumerResult {
     latency: Option<LatencyRecorder>,
     /// Records seen whose send time is in the measured window (tail).
     messages: u64,
-    /// Records and stored bytes fetched in the measured window (catch-up).
+    /// Records and stored bytes a catch-up consumer fetched in the measured
+    /// window (it starts at its end).
     window_messages: u64,
     window_bytes: u64,
+    /// How long its first pass over the backlog took; `None` when it never
+    /// reached the log end.
+    caught_up_after: Option<Duration>,
+    /// Passes over the whole log (each restarts at the log start).
+    passes: u64,
     errors: BTreeMap<String, u64>,
 }
 
@@ -613,7 +619,10 @@ pub fn run_scenario(
         }
     }
     let measured = Duration::from_secs_f64(scenario.duration_s);
+    // Catch-up consumers: what they read over the measured window, and how
+    // long the first pass over the backlog took (the slowest one's).
     let (mut cu_msgs, mut cu_bytes, mut catchups) = (0u64, 0u64, 0u32);
+    let mut first_pass = Duration::ZERO;
     for (kind, r) in &consumed {
         for (k, n) in &r.errors {
             run.add_errors(k, *n);
@@ -622,10 +631,18 @@ pub fn run_scenario(
             cu_msgs += r.window_messages;
             cu_bytes += r.window_bytes;
             catchups += 1;
+            match r.caught_up_after {
+                Some(d) => first_pass = first_pass.max(d),
+                None => run.add_errors("catchup_never_reached_the_log_end", 1),
+            }
         }
     }
     if catchups > 0 {
         run.add_part_throughput("catchup_consumers", cu_msgs, cu_bytes, measured);
+        run.set_note(
+            "catchup_first_pass_s",
+            serde_json::json!(first_pass.as_secs_f64()),
+        );
     }
     let basis = if scenario.acks == 0 {
         ThroughputBasis::LoopbackTcp
@@ -764,6 +781,14 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
     let mut r = ConsumerResult::default();
     let warmup_end_us = ctx.window.clock.us(ctx.window.warmup_end);
     let mut done_at: Option<Instant> = None;
+    if !tail {
+        // The catch-up is measured from the end of the warmup, so it starts
+        // there with the whole backlog in front of it.
+        let now = Instant::now();
+        if ctx.window.warmup_end > now {
+            std::thread::sleep(ctx.window.warmup_end - now);
+        }
+    }
     loop {
         if ctx.producers_done.load(Ordering::Acquire) {
             let t = *done_at.get_or_insert_with(Instant::now);
@@ -786,7 +811,8 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
         };
         let now = Instant::now();
         let now_us = ctx.window.clock.us(now);
-        let in_window = now >= ctx.window.warmup_end && now < ctx.window.end;
+        let catching_up = now < ctx.window.end;
+        let mut behind = false;
         for (topic, pd) in resp
             .responses
             .iter()
@@ -803,22 +829,28 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
             if pd.error_code == OFFSET_OUT_OF_RANGE && pd.log_start_offset > slot_offset.1 {
                 // Retention moved the log start past us: skip ahead.
                 slot_offset.1 = pd.log_start_offset;
+                behind = true;
                 continue;
             }
             if pd.error_code != 0 {
                 *r.errors
                     .entry(format!("fetch_error_{}", pd.error_code))
                     .or_default() += 1;
+                behind = true;
                 continue;
             }
-            let Some(data) = &pd.records else { continue };
+            let hw = pd.high_watermark;
+            let Some(data) = &pd.records else {
+                behind |= slot_offset.1 < hw;
+                continue;
+            };
             for b in walk_batches(data, tail) {
                 if b.last_offset < slot_offset.1 {
                     continue;
                 }
                 slot_offset.1 = b.last_offset + 1;
                 if !tail {
-                    if in_window {
+                    if catching_up {
                         r.window_messages += u64::from(b.records);
                         r.window_bytes += b.stored_bytes as u64;
                     }
@@ -837,6 +869,24 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
                     rec.record_us(now_us.saturating_sub(send));
                     r.messages += 1;
                 }
+            }
+            behind |= slot_offset.1 < hw;
+        }
+        if !tail && !behind {
+            // Every partition read up to the high watermark of this
+            // response: one pass over the backlog is done. Start over from
+            // the log start, so old data is read from disk all through the
+            // measured window, beside the tail consumers.
+            r.caught_up_after
+                .get_or_insert(now.saturating_duration_since(ctx.window.warmup_end));
+            r.passes += 1;
+            for (_, ps) in offsets.iter_mut() {
+                for (_, o) in ps.iter_mut() {
+                    *o = 0;
+                }
+            }
+            if now >= ctx.window.end {
+                break;
             }
         }
         if tail {

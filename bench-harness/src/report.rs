@@ -294,6 +294,14 @@ fn results_sections(record: &RunRecord, md: &mut String) {
             );
         }
     }
+    if !record.results.notes.is_empty() {
+        let _ = writeln!(md, "\n### Other measurements\n");
+        let _ = writeln!(md, "| name | value |");
+        let _ = writeln!(md, "|---|---|");
+        for (name, v) in &record.results.notes {
+            let _ = writeln!(md, "| {} | {} |", md_cell(name), md_cell(&v.to_string()));
+        }
+    }
     if !record.results.latency.is_empty() {
         let _ = writeln!(md, "\n### Latency (microseconds)\n");
         let _ = writeln!(

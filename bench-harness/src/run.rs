@@ -92,6 +92,9 @@ pub struct RunResults {
     /// consumer's read rate), beside the overall `throughput`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub part_throughput: BTreeMap<String, Throughput>,
+    /// Other measured facts by name (e.g. how long a catch-up took).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, serde_json::Value>,
 }
 
 /// Which machine limit bounds a throughput result.
@@ -376,6 +379,11 @@ impl RunWriter {
                 fraction_of_limit: None,
             },
         );
+    }
+
+    /// Records another measured fact under `name`.
+    pub fn set_note(&mut self, name: &str, value: serde_json::Value) {
+        self.record.results.notes.insert(name.to_string(), value);
     }
 
     /// Adds `count` errors of `kind`.

@@ -297,6 +297,7 @@ fn shipped_scenarios_parse() {
     names.sort();
     for expected in [
         "latency-1kib-acks-all",
+        "latency-1kib-half-max",
         "max-1kib",
         "small-100b",
         "producers-50",

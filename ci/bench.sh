@@ -15,7 +15,11 @@
 #      the same filesystem and attach them to every repeat; measuring after
 #      the runs means the limits' own disk writes cannot disturb them;
 #   5. compare the medians over the repeats with the committed baseline in
-#      perf-reports/ci-baseline/runs and print the table.
+#      perf-reports/ci-baseline/runs and print the table;
+#   6. only if that says regressed: steps 2-5 once more on a fresh broker
+#      (about 1.5 minutes more), and the second set decides. A shared
+#      machine's disk stalls for whole runs at times; a real regression
+#      shows in both sets.
 #
 # Exit status: 0 ok; 1 gross regression (throughput as a fraction of what the
 # run could reach down by more than a third, or p99 divided by the same-run
@@ -91,7 +95,7 @@ else
 fi
 
 rm -rf "$WORK"
-mkdir -p "$WORK/runs"
+mkdir -p "$WORK"
 # Write back what the build (and the tests before it) left dirty, so that
 # writeback does not land in the measured runs.
 sync
@@ -132,97 +136,119 @@ free_port() {
     echo $((20000 + RANDOM % 40000))
 }
 
-# Start the broker; a port taken between choosing and binding gets a retry.
-port=""
-for attempt in 1 2 3; do
-  port=$(free_port)
-  rm -rf "$DATA"
-  ${broker_pin[@]+"${broker_pin[@]}"} "$BROKER" serve --cores 1 --data-dir "$DATA" \
-    --listen "127.0.0.1:$port" 2>"$LOG" >/dev/null &
-  broker_pid=$!
-  ready=0
-  for _ in $(seq 600); do
-    if grep -q "corelog ready" "$LOG" 2>/dev/null; then
-      ready=1
-      break
-    fi
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
+# One set of measurements into the directory $1: a fresh broker, a priming
+# run, $REPEATS measured runs (in $1/runs), then the machine's limits
+# measured after them and attached to them.
+measure_set() {
+  local set=$1
+  mkdir -p "$set/runs"
+  # Start the broker; a port taken between choosing and binding gets a retry.
+  port=""
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    rm -rf "$DATA"
+    ${broker_pin[@]+"${broker_pin[@]}"} "$BROKER" serve --cores 1 --data-dir "$DATA" \
+      --listen "127.0.0.1:$port" 2>"$LOG" >/dev/null &
+    broker_pid=$!
+    ready=0
+    for _ in $(seq 600); do
+      if grep -q "corelog ready" "$LOG" 2>/dev/null; then
+        ready=1
+        break
+      fi
+      kill -0 "$broker_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    [ "$ready" -eq 1 ] && break
+    stop_broker || true
+    say "broker start attempt $attempt failed; its log ends:" >&2
+    tail -n 15 "$LOG" >&2 || true
   done
-  [ "$ready" -eq 1 ] && break
-  stop_broker || true
-  say "broker start attempt $attempt failed; its log ends:" >&2
-  tail -n 15 "$LOG" >&2 || true
-done
-[ "$ready" -eq 1 ] || fail "the broker did not print 'corelog ready' (log: $LOG)"
-say "broker ready on 127.0.0.1:$port (pid $broker_pid, data $DATA)"
+  [ "$ready" -eq 1 ] || fail "the broker did not print 'corelog ready' (log: $LOG)"
+  say "broker ready on 127.0.0.1:$port (pid $broker_pid, data $DATA)"
+
+  if [ "$PRIME_S" != 0 ]; then
+    # Topic creation and the broker's first seconds (first segment, caches)
+    # are not what the comparison is about; this run is printed, not kept.
+    printf 'priming run (%s s, discarded): ' "$PRIME_S"
+    rc=0
+    ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
+      --out "$set/priming" --duration-s "$PRIME_S" --warmup-s 0 --no-limits || rc=$?
+    [ "$rc" -eq 0 ] || fail "the priming run failed (exit $rc; broker log: $LOG)"
+  fi
+  for i in $(seq 1 "$REPEATS"); do
+    out=$set/out-$i
+    rc=0
+    ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
+      --out "$out" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --no-limits || rc=$?
+    [ "$rc" -eq 0 ] || fail "load generator run $i of $REPEATS failed (exit $rc; broker log: $LOG)"
+    kill -0 "$broker_pid" 2>/dev/null || fail "the broker died during run $i (log: $LOG)"
+    for d in "$out"/*/; do
+      mv "$d" "$set/runs/$(printf '%02d' "$i")-$(basename "$d")"
+    done
+    rmdir "$out"
+  done
+
+  stop_rc=0
+  stop_broker || stop_rc=$?
+  [ "$stop_rc" -eq 0 ] || say "warning: the broker exited with status $stop_rc after SIGTERM (log: $LOG)" >&2
+  rm -rf "$DATA"
+
+  say "measuring machine limits (quick) on $WORK after the runs"
+  "$BENCH" limits --dir "$WORK" --quick --out "$set/limits" --attach "$set/runs" \
+    >"$set/limits.txt" 2>&1 || {
+    cat "$set/limits.txt" >&2
+    fail "measuring the machine's limits failed"
+  }
+  awk '
+    /^ +1 MiB +preallocated/ { bw = $4 }
+    /^ +1 MiB +[0-9]+ / { p50 = $4; p99 = $5 }
+    /^Loopback TCP/ { for (i = 1; i < NF; i++) if ($i == "writes:") tcp = $(i + 1) }
+    END { printf "  limits: 1 MiB O_DIRECT writes %s MiB/s, 1 MiB fdatasync p50 %s us, p99 %s us; loopback TCP %s MiB/s (all: %s)\n", bw, p50, p99, tcp, FILENAME }
+  ' "$set/limits.txt" || true
+}
 
 bench_started=$(date +%s)
-if [ "$PRIME_S" != 0 ]; then
-  # Topic creation and the broker's first seconds (first segment, caches)
-  # are not what the comparison is about; this run is printed, not kept.
-  printf 'priming run (%s s, discarded): ' "$PRIME_S"
-  rc=0
-  ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
-    --out "$WORK/priming" --duration-s "$PRIME_S" --warmup-s 0 --no-limits || rc=$?
-  [ "$rc" -eq 0 ] || fail "the priming run failed (exit $rc; broker log: $LOG)"
-fi
-for i in $(seq 1 "$REPEATS"); do
-  out=$WORK/out-$i
-  rc=0
-  ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
-    --out "$out" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --no-limits || rc=$?
-  [ "$rc" -eq 0 ] || fail "load generator run $i of $REPEATS failed (exit $rc; broker log: $LOG)"
-  kill -0 "$broker_pid" 2>/dev/null || fail "the broker died during run $i (log: $LOG)"
-  for d in "$out"/*/; do
-    mv "$d" "$WORK/runs/$(printf '%02d' "$i")-$(basename "$d")"
-  done
-  rmdir "$out"
-done
-
-stop_rc=0
-stop_broker || stop_rc=$?
-[ "$stop_rc" -eq 0 ] || say "warning: the broker exited with status $stop_rc after SIGTERM (log: $LOG)" >&2
-rm -rf "$DATA"
-
-say "measuring machine limits (quick) on $WORK after the runs"
-"$BENCH" limits --dir "$WORK" --quick --out "$WORK/limits" --attach "$WORK/runs" \
-  >"$WORK/limits.txt" 2>&1 || {
-  cat "$WORK/limits.txt" >&2
-  fail "measuring the machine's limits failed"
-}
-awk '
-  /^ +1 MiB +preallocated/ { bw = $4 }
-  /^ +1 MiB +[0-9]+ / { p50 = $4; p99 = $5 }
-  /^Loopback TCP/ { for (i = 1; i < NF; i++) if ($i == "writes:") tcp = $(i + 1) }
-  END { printf "  limits: 1 MiB O_DIRECT writes %s MiB/s, 1 MiB fdatasync p50 %s us, p99 %s us; loopback TCP %s MiB/s (all: %s)\n", bw, p50, p99, tcp, FILENAME }
-' "$WORK/limits.txt" || true
+measure_set "$WORK/set-1"
+RUNS=$WORK/set-1/runs
 
 status=0
 if [ "$update_baseline" -eq 1 ]; then
   if [ -d "$BASELINE/runs" ]; then
     say "new runs against the old baseline (for information):"
-    "$BENCH" compare "$BASELINE/runs" "$WORK/runs" --latency-basis fdatasync-p50 || true
+    "$BENCH" compare "$BASELINE/runs" "$RUNS" --latency-basis fdatasync-p50 || true
   fi
   rm -rf "$BASELINE/runs"
   mkdir -p "$BASELINE"
-  cp -r "$WORK/runs" "$BASELINE/runs"
+  cp -r "$RUNS" "$BASELINE/runs"
   say "baseline replaced: $BASELINE/runs ($REPEATS runs). Review and commit it deliberately:"
   say "  git add ${BASELINE#"$ROOT"/}/runs && git commit -m 'ci bench: new baseline (why)'"
 else
   say "comparing with $BASELINE/runs (medians over repeats)"
-  "$BENCH" compare "$BASELINE/runs" "$WORK/runs" --latency-basis fdatasync-p50 \
+  "$BENCH" compare "$BASELINE/runs" "$RUNS" --latency-basis fdatasync-p50 \
     --save "$WORK/comparison.json" || status=$?
+  if [ "$status" -eq 1 ]; then
+    # A shared machine's disk can stall for seconds at a time (measured:
+    # fdatasync p99 from under 1 ms to 391 ms within an hour, with no
+    # broker running). A regression counts only if a second, fresh set of
+    # repeats shows it too.
+    say "regressed on the first set; measuring a second set to confirm it"
+    measure_set "$WORK/set-2"
+    RUNS=$WORK/set-2/runs
+    status=0
+    "$BENCH" compare "$BASELINE/runs" "$RUNS" --latency-basis fdatasync-p50 \
+      --save "$WORK/comparison.json" || status=$?
+  fi
 fi
 finished=$(date +%s)
 
 say "build $((built - started)) s; benchmark $((finished - built)) s ($((finished - bench_started)) s of runs, limits and compare); total $((finished - started)) s"
-if [ $((finished - built)) -gt 180 ]; then
+if [ $((finished - built)) -gt 180 ] && [ ! -d "$WORK/set-2" ]; then
   say "warning: the benchmark took over 3 minutes; shorten CORELOG_BENCH_DURATION_S or CORELOG_BENCH_REPEATS" >&2
 fi
 case "$status" in
   0) say "ok: no gross regression against the baseline" ;;
-  1) say "REGRESSED against the baseline (see the table above; runs in $WORK/runs)" >&2 ;;
+  1) say "REGRESSED against the baseline on two sets of runs (see the tables above; runs in $WORK/set-1 and $WORK/set-2)" >&2 ;;
   *)
     say "ERROR: compare failed (exit $status)" >&2
     status=2

@@ -93,6 +93,49 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
+/// The SVG header, white background and title shared by both plots.
+fn open_document(s: &mut String, title: &str) {
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"  <title>{}</title>"#, escape_xml(title));
+    let _ = writeln!(
+        s,
+        r#"  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"  <text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
+        WIDTH / 2.0,
+        escape_xml(title)
+    );
+}
+
+/// The legend (one colour per series, in order) and the document's end.
+fn close_document(s: &mut String, series: &[PlotSeries]) {
+    let _ = writeln!(s, r#"  <g class="legend">"#);
+    for (i, ser) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let y = TOP + 16.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"    <line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}" stroke-width="3"/>"#,
+            LEFT + 12.0,
+            LEFT + 36.0
+        );
+        let _ = writeln!(
+            s,
+            r#"    <text x="{:.1}" y="{:.1}">{}</text>"#,
+            LEFT + 42.0,
+            y + 4.0,
+            escape_xml(&ser.label)
+        );
+    }
+    let _ = writeln!(s, "  </g>");
+    s.push_str("</svg>\n");
+}
+
 /// Renders the plot as a complete SVG document.
 pub fn percentile_plot(title: &str, series: &[PlotSeries]) -> String {
     let finite: Vec<(f64, f64)> = series
@@ -122,21 +165,7 @@ pub fn percentile_plot(title: &str, series: &[PlotSeries]) -> String {
     let y_of = |v_us: f64| TOP + plot_h * (1.0 - (v_us / scale / y_max).clamp(0.0, 1.0));
 
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"  <title>{}</title>"#, escape_xml(title));
-    let _ = writeln!(
-        s,
-        r#"  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"  <text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-        WIDTH / 2.0,
-        escape_xml(title)
-    );
+    open_document(&mut s, title);
 
     // Grid and axis labels.
     let _ = writeln!(
@@ -217,26 +246,7 @@ pub fn percentile_plot(title: &str, series: &[PlotSeries]) -> String {
             escape_xml(&ser.label)
         );
     }
-    let _ = writeln!(s, r#"  <g class="legend">"#);
-    for (i, ser) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let y = TOP + 16.0 + 18.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"    <line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}" stroke-width="3"/>"#,
-            LEFT + 12.0,
-            LEFT + 36.0
-        );
-        let _ = writeln!(
-            s,
-            r#"    <text x="{:.1}" y="{:.1}">{}</text>"#,
-            LEFT + 42.0,
-            y + 4.0,
-            escape_xml(&ser.label)
-        );
-    }
-    let _ = writeln!(s, "  </g>");
-    s.push_str("</svg>\n");
+    close_document(&mut s, series);
     s
 }
 
@@ -269,21 +279,7 @@ pub fn time_series_plot(title: &str, series: &[PlotSeries]) -> String {
         |v: f64| TOP + plot_h * (1.0 - ((v.max(1e-9).log10() - lo) / (hi - lo)).clamp(0.0, 1.0));
 
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"  <title>{}</title>"#, escape_xml(title));
-    let _ = writeln!(
-        s,
-        r#"  <rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"  <text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-        WIDTH / 2.0,
-        escape_xml(title)
-    );
+    open_document(&mut s, title);
     let _ = writeln!(
         s,
         r##"  <g class="grid" stroke="#dddddd" stroke-width="1">"##
@@ -367,26 +363,7 @@ pub fn time_series_plot(title: &str, series: &[PlotSeries]) -> String {
             escape_xml(&ser.label)
         );
     }
-    let _ = writeln!(s, r#"  <g class="legend">"#);
-    for (i, ser) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let y = TOP + 16.0 + 18.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"    <line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}" stroke-width="3"/>"#,
-            LEFT + 12.0,
-            LEFT + 36.0
-        );
-        let _ = writeln!(
-            s,
-            r#"    <text x="{:.1}" y="{:.1}">{}</text>"#,
-            LEFT + 42.0,
-            y + 4.0,
-            escape_xml(&ser.label)
-        );
-    }
-    let _ = writeln!(s, "  </g>");
-    s.push_str("</svg>\n");
+    close_document(&mut s, series);
     s
 }
 

@@ -390,6 +390,10 @@ impl StorageIo for GlommioIo {
         }
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        glommio::io::rename(from, to).await.map_err(Into::into)
+    }
+
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         match std::fs::remove_dir_all(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -4,8 +4,13 @@
 //! log is reopened: every printed offset must be present and intact, and the
 //! next child must be able to append.
 //!
-//! `CORELOG_CRASH_KILLS` sets the number of kills (default 50);
-//! `CORELOG_CRASH_SEED` replays a run.
+//! A second run does the same with `retention.bytes` set, so that retention
+//! deletes segments while the writer appends and new segments are written
+//! over recycled files: every printed offset at or above the log start must
+//! be present and intact.
+//!
+//! `CORELOG_CRASH_KILLS` sets the number of kills (default 50, and half as
+//! many for the recycling run); `CORELOG_CRASH_SEED` replays a run.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -34,10 +39,16 @@ impl Rng {
 const SEGMENT_BYTES: u64 = 256 << 10;
 
 /// Reopens the log the way the broker would and checks it holds every
-/// batch below `acknowledged`, each with its own data, contiguously.
-fn verify(dir: &std::path::Path, acknowledged: Offset) -> Offset {
+/// batch below `acknowledged` from the log start on, each with its own
+/// data, contiguously.
+fn verify(
+    dir: &std::path::Path,
+    acknowledged: Offset,
+    retention_bytes: Option<u64>,
+) -> (Offset, Offset) {
     let config = LogConfig {
         segment_bytes_max: SEGMENT_BYTES,
+        retention_bytes,
         ..LogConfig::default()
     };
     let (log, report) = block_on(PartitionLog::open(
@@ -71,16 +82,18 @@ fn verify(dir: &std::path::Path, acknowledged: Offset) -> Offset {
             at += h.total_bytes;
         }
     }
-    end
+    (end, log.log_start_offset())
 }
 
-#[test]
-fn sigkill_at_random_moments_never_loses_a_flushed_offset() {
-    let kills: usize = std::env::var("CORELOG_CRASH_KILLS")
+fn kills_from_env() -> usize {
+    std::env::var("CORELOG_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed: u64 = std::env::var("CORELOG_CRASH_SEED")
+        .unwrap_or(50)
+}
+
+fn seed_from_env() -> u64 {
+    std::env::var("CORELOG_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
@@ -89,20 +102,40 @@ fn sigkill_at_random_moments_never_loses_a_flushed_offset() {
                 .unwrap()
                 .as_nanos() as u64
                 | 1
-        });
+        })
+}
+
+/// What a run of kills left behind.
+struct Outcome {
+    acknowledged: Offset,
+    log_start: Offset,
+    /// Segment files that were once recycled files, seen by inode.
+    reused_files: usize,
+}
+
+/// Runs `kills` rounds of start, append, SIGKILL, verify on one log.
+fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let seed = seed_from_env();
     println!("crash test: {kills} kills, seed {seed} (CORELOG_CRASH_SEED={seed} replays it)");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("p0");
     let mut acknowledged = Offset(0);
     let mut killed_mid_stream = 0;
+    let mut pooled_inodes = std::collections::HashSet::new();
+    let mut reused = std::collections::HashSet::new();
     for round in 0..kills {
         let depth = 1 + rng.below(16);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corelog-log-writer"))
-            .args(["--dir", log_dir.to_str().unwrap()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corelog-log-writer"));
+        cmd.args(["--dir", log_dir.to_str().unwrap()])
             .args(["--segment-bytes", &SEGMENT_BYTES.to_string()])
             .args(["--pipeline-depth", &depth.to_string()])
-            .args(["--value-bytes", &(1 + rng.below(2000)).to_string()])
+            .args(["--value-bytes", &(1 + rng.below(2000)).to_string()]);
+        if let Some(r) = retention_bytes {
+            cmd.args(["--retention-bytes", &r.to_string()]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -135,14 +168,26 @@ fn sigkill_at_random_moments_never_loses_a_flushed_offset() {
             killed_mid_stream += 1;
         }
         acknowledged = acknowledged.max(printed);
-        let end = verify(&log_dir, acknowledged);
-        println!("round {round}: depth {depth}, acknowledged {acknowledged}, recovered end {end}");
+        for e in std::fs::read_dir(&log_dir).unwrap() {
+            let path = e.unwrap().path();
+            let ino = std::fs::metadata(&path).map_or(0, |m| m.ino());
+            match path.extension().and_then(|x| x.to_str()) {
+                Some("recycled") => {
+                    pooled_inodes.insert(ino);
+                }
+                Some("log") if pooled_inodes.contains(&ino) => {
+                    reused.insert(ino);
+                }
+                _ => {}
+            }
+        }
+        let (end, log_start) = verify(&log_dir, acknowledged, retention_bytes);
+        println!("round {round}: depth {depth}, acknowledged {acknowledged}, recovered end {end}, log start {log_start}");
     }
     assert!(
         killed_mid_stream >= kills / 2,
         "most kills must land while the writer is appending ({killed_mid_stream}/{kills})"
     );
-    assert!(acknowledged > Offset(0));
     let segments = std::fs::read_dir(&log_dir)
         .unwrap()
         .filter(|e| {
@@ -153,7 +198,32 @@ fn sigkill_at_random_moments_never_loses_a_flushed_offset() {
                 .is_some_and(|x| x == "log")
         })
         .count();
+    let (_, log_start) = verify(&log_dir, acknowledged, retention_bytes);
     println!(
-        "crash test done: {kills} kills, {acknowledged} offsets acknowledged, {segments} segments"
+        "crash test done: {kills} kills, {acknowledged} offsets acknowledged, {segments} segments, log start {log_start}, {} recycled files reused",
+        reused.len()
+    );
+    Outcome {
+        acknowledged,
+        log_start,
+        reused_files: reused.len(),
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_never_loses_a_flushed_offset() {
+    let out = kill_rounds(kills_from_env(), None);
+    assert!(out.acknowledged > Offset(0));
+    assert_eq!(out.log_start, Offset(0), "no retention: nothing deleted");
+}
+
+#[test]
+fn sigkill_while_segments_are_recycled_never_loses_a_flushed_offset() {
+    let out = kill_rounds(kills_from_env().div_ceil(2), Some(4 * SEGMENT_BYTES));
+    assert!(out.acknowledged > Offset(0));
+    assert!(out.log_start > Offset(0), "retention deleted segments");
+    assert!(
+        out.reused_files > 0,
+        "new segments were written over recycled files"
     );
 }

@@ -51,6 +51,11 @@ pub struct ServerConfig {
     /// data directory's `io-properties.toml` (`corelog tune --probe-disk`)
     /// when present, else 4 MiB.
     pub write_bytes_max: Option<usize>,
+    /// Segment files each partition keeps after retention deleted them, for
+    /// its next segments to be written over (twice the write speed of new
+    /// space on SSDs, and no zero fill). Costs up to this many segments of
+    /// disk per partition beyond retention; 0 turns recycling off.
+    pub segment_files_recycled_max: usize,
     /// Consumer-group settings (Kafka's `group.*` and `offsets.*`).
     pub groups: GroupSettings,
 }
@@ -73,6 +78,7 @@ impl Default for ServerConfig {
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
             write_bytes_max: None,
+            segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
             groups: GroupSettings::default(),
         }
     }
@@ -266,6 +272,7 @@ impl ServerConfig {
             write_bytes_max: self
                 .write_bytes_max
                 .unwrap_or(LogConfig::default().write_bytes_max),
+            segment_files_recycled_max: self.segment_files_recycled_max,
             ..LogConfig::default()
         }
     }

@@ -91,6 +91,11 @@ pub trait StorageIo: Clone + 'static {
     /// Deletes a directory and everything in it.
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
 
+    /// Renames a file within a directory (replacing `to` if it exists). Not
+    /// durable by itself: the directory is synced by the next atomic file
+    /// write in it.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
     /// Reads a small whole file; `None` if it does not exist.
     async fn read_small_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
 
@@ -298,6 +303,10 @@ impl StorageIo for StdIo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -35,6 +35,10 @@ pub(crate) enum Work<F: DirectFile> {
         old_len_bytes: u64,
         index_files: Vec<(PathBuf, Vec<u8>)>,
         new_path: PathBuf,
+        /// A recycled segment file to rename to `new_path` instead of
+        /// creating it, and the written bytes to keep of it (its size, down
+        /// to a whole block, so that later fills and writes stay aligned).
+        reuse: Option<(PathBuf, u64)>,
         preallocate_to: u64,
         checkpoint: (PathBuf, Vec<u8>),
     },
@@ -48,6 +52,8 @@ pub(crate) enum Work<F: DirectFile> {
     Retention {
         checkpoint: (PathBuf, Vec<u8>),
         remove: Vec<PathBuf>,
+        /// A deleted segment's file to keep for reuse: (from, to).
+        recycle: Option<(PathBuf, PathBuf)>,
     },
     Repair {
         file: Rc<F>,
@@ -156,6 +162,7 @@ async fn run_work<I: StorageIo>(
             old_len_bytes,
             index_files,
             new_path,
+            reuse,
             preallocate_to,
             checkpoint,
         } => {
@@ -170,10 +177,33 @@ async fn run_work<I: StorageIo>(
                 .fdatasync()
                 .await
                 .map_err(|e| StorageError::io("fdatasync", &old_path, e))?;
+            if let Some((from, _)) = &reuse {
+                // Until the checkpoint below lands, recovery sees the renamed
+                // file after the old active segment and finds its older
+                // batches where the new segment's first offset should be: it
+                // cuts it to nothing, as it would an empty new segment.
+                io.rename(from, &new_path)
+                    .await
+                    .map_err(|e| StorageError::io("reuse segment file", from, e))?;
+            }
             let new_file = io
                 .open(&new_path, true)
                 .await
                 .map_err(|e| StorageError::io("create segment", &new_path, e))?;
+            if let Some((_, keep_bytes)) = reuse {
+                let size = new_file
+                    .size()
+                    .await
+                    .map_err(|e| StorageError::io("stat segment", &new_path, e))?;
+                if size != keep_bytes {
+                    // A sealed segment is trimmed to its data, which seldom
+                    // ends on a block boundary; the partial block goes.
+                    new_file
+                        .truncate(keep_bytes.min(size))
+                        .await
+                        .map_err(|e| StorageError::io("truncate", &new_path, e))?;
+                }
+            }
             if preallocate_to > 0 {
                 new_file
                     .preallocate(preallocate_to)
@@ -194,10 +224,19 @@ async fn run_work<I: StorageIo>(
             write_checkpoint_files(io, &index_files, &checkpoint).await?;
             Ok(None)
         }
-        Work::Retention { checkpoint, remove } => {
+        Work::Retention {
+            checkpoint,
+            remove,
+            recycle,
+        } => {
             io.write_file_atomic(&checkpoint.0, &checkpoint.1)
                 .await
                 .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+            if let Some((from, to)) = recycle {
+                io.rename(&from, &to)
+                    .await
+                    .map_err(|e| StorageError::io("recycle segment file", &from, e))?;
+            }
             for path in remove {
                 io.remove_file(&path)
                     .await

@@ -199,6 +199,41 @@ pub(crate) struct Active<F> {
     pub first_write_ms: i64,
 }
 
+/// A deleted segment's file, kept under a new name for a later segment to
+/// write over (see `LogConfig::segment_files_recycled_max`).
+///
+/// Every batch in it has offsets below `next`, and it is only ever reused by
+/// a segment whose base offset is at least `next`. Recovery relies on this:
+/// the old batches that follow a recycled segment's data can never continue
+/// its offsets, so they end the data like zeros do.
+pub(crate) struct Recycled<F> {
+    pub path: PathBuf,
+    pub next: Offset,
+    pub size_bytes: u64,
+    /// The retention job that renames the file here has finished.
+    pub ready: bool,
+    /// The deleted segment's handle, which reads planned before the
+    /// deletion still hold. The file is not written over while any does:
+    /// they read it through its open descriptor and must find the old
+    /// batches there (after a restart there are no such reads: None).
+    pub readers: Option<Rc<SealedHandle<F>>>,
+}
+
+impl<F> Recycled<F> {
+    /// Whether a new segment starting at `base` may be written over it.
+    fn reusable_by(&self, base: Offset) -> bool {
+        self.ready
+            && self.next <= base
+            && self
+                .readers
+                .as_ref()
+                .is_none_or(|h| Rc::strong_count(h) == 1)
+    }
+}
+
+/// The file extension of a recycled segment file; its stem is `next`.
+pub(crate) const RECYCLED_EXT: &str = "recycled";
+
 /// Why the log refuses appends until a repair job succeeds.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
@@ -219,6 +254,9 @@ pub(crate) enum InFlight {
     Roll {
         new_base: Offset,
         preallocate_to: u64,
+        /// The new segment is a recycled file whose first this many bytes
+        /// are written blocks.
+        recycled_bytes: u64,
     },
     Checkpoint,
     Retention,
@@ -262,6 +300,11 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) background_checkpoints: bool,
     /// A [`BackgroundCheckpoint`] is running.
     pub(crate) checkpointing: bool,
+    /// Deleted segment files kept for new segments to write over, at most
+    /// `segment_files_recycled_max`.
+    pub(crate) recycled: Vec<Recycled<I::File>>,
+    /// Segments started on a recycled file since the log was opened.
+    pub(crate) segments_on_recycled_files: u64,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -295,6 +338,12 @@ impl<I: StorageIo> PartitionLog<I> {
     /// Bytes of all segments, as retention counts them.
     pub fn size_bytes(&self) -> u64 {
         self.sealed.values().map(|s| s.size_bytes).sum::<u64>() + self.active.written_bytes
+    }
+
+    /// How many segments since the log was opened were written over a
+    /// recycled segment file instead of new space.
+    pub fn segments_on_recycled_files(&self) -> u64 {
+        self.segments_on_recycled_files
     }
 
     pub fn segment_count(&self) -> usize {
@@ -802,9 +851,19 @@ impl<I: StorageIo> PartitionLog<I> {
         } else {
             self.preallocation_for(self.unflushed.front().map_or(0, |p| p.bytes.len() as u64))
         };
+        // A recycled file is taken out of the pool now: if the roll fails,
+        // the file is either still under its pool name (found again on the
+        // next open) or already the new segment.
+        let reuse = self
+            .recycled
+            .iter()
+            .position(|r| r.reusable_by(new_base))
+            .map(|i| self.recycled.swap_remove(i));
+        let recycled_bytes = reuse.as_ref().map_or(0, |r| align_down(r.size_bytes));
         self.in_flight = Some(InFlight::Roll {
             new_base,
             preallocate_to,
+            recycled_bytes,
         });
         self.job(Work::Roll {
             old_file: old.file.clone(),
@@ -818,6 +877,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 ),
             ],
             new_path: self.path_of(new_base, "log"),
+            reuse: reuse.map(|r| (r.path, recycled_bytes)),
             preallocate_to,
             checkpoint,
         })
@@ -848,11 +908,28 @@ impl<I: StorageIo> PartitionLog<I> {
             return None;
         }
         let mut remove = Vec::new();
-        for base in &doomed {
+        // The newest deleted segment's file is kept for a later segment to
+        // write over, while the pool has room.
+        let mut recycle = None;
+        let pool_full = self.recycled.len() >= self.config.segment_files_recycled_max;
+        for (i, base) in doomed.iter().enumerate() {
             if let Some(s) = self.sealed.remove(&base.0) {
                 self.log_start = self.log_start.max(s.next);
-                for ext in ["log", "index", "timeindex"] {
+                for ext in ["index", "timeindex"] {
                     remove.push(self.path_of(s.base, ext));
+                }
+                if i + 1 == doomed.len() && !pool_full {
+                    let to = self.path_of(s.next, RECYCLED_EXT);
+                    recycle = Some((self.path_of(s.base, "log"), to.clone()));
+                    self.recycled.push(Recycled {
+                        path: to,
+                        next: s.next,
+                        size_bytes: s.size_bytes,
+                        ready: false,
+                        readers: Some(s.handle),
+                    });
+                } else {
+                    remove.push(self.path_of(s.base, "log"));
                 }
             }
         }
@@ -861,7 +938,11 @@ impl<I: StorageIo> PartitionLog<I> {
             .remove_range(self.cache_id, Some(self.log_start), None);
         let checkpoint = self.checkpoint_bytes(None, self.active_meta());
         self.in_flight = Some(InFlight::Retention);
-        Some(self.job(Work::Retention { checkpoint, remove }))
+        Some(self.job(Work::Retention {
+            checkpoint,
+            remove,
+            recycle,
+        }))
     }
 
     /// Puts the active file back into the state of its last sync: the synced
@@ -910,17 +991,25 @@ impl<I: StorageIo> PartitionLog<I> {
             InFlight::Roll {
                 new_base,
                 preallocate_to,
+                recycled_bytes,
             } => {
                 let Some(file) = new_file else {
                     return Ok(());
                 };
-                self.finish_roll(new_base, file, preallocate_to)
+                if recycled_bytes > 0 {
+                    self.segments_on_recycled_files += 1;
+                }
+                self.finish_roll(new_base, file, preallocate_to.max(recycled_bytes))
             }
             InFlight::Checkpoint => {
                 self.bytes_since_checkpoint = 0;
                 self.checkpoint_requested = false;
             }
-            InFlight::Retention => {}
+            InFlight::Retention => {
+                for r in &mut self.recycled {
+                    r.ready = true;
+                }
+            }
             InFlight::Repair { preallocate_to } => {
                 let a = &mut self.active;
                 a.written_bytes = a.synced_bytes;
@@ -1034,6 +1123,9 @@ impl<I: StorageIo> PartitionLog<I> {
         match in_flight {
             InFlight::Checkpoint | InFlight::Retention => {
                 // Nothing in the data files changed; a later job retries.
+                // A file the failed retention was to recycle may or may not
+                // have been renamed: it is not used (the next open finds it).
+                self.recycled.retain(|r| r.ready);
                 return;
             }
             InFlight::Repair { .. } => {}

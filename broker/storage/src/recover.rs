@@ -17,7 +17,7 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{align_down, align_up, is_temporary_file, DirectFile, StorageIo};
-use crate::log::{Active, PartitionLog, Sealed, SealedHandle};
+use crate::log::{Active, PartitionLog, Recycled, Sealed, SealedHandle, RECYCLED_EXT};
 use crate::scan::{scan, ScanCheck, ScanEnd};
 use crate::types::{segment_file_stem, Offset};
 
@@ -38,11 +38,57 @@ pub struct RecoveryReport {
 }
 
 fn parse_segment_name(name: &str) -> Option<i64> {
-    let stem = name.strip_suffix(".log")?;
+    parse_stem(name.strip_suffix(".log")?)
+}
+
+fn parse_recycled_name(name: &str) -> Option<i64> {
+    parse_stem(name.strip_suffix(RECYCLED_EXT)?.strip_suffix('.')?)
+}
+
+fn parse_stem(stem: &str) -> Option<i64> {
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     stem.parse().ok()
+}
+
+/// Finds the recycled segment files in a partition directory, keeps up to
+/// `keep_max` of them (newest first) and deletes the rest.
+async fn load_recycled<I: StorageIo>(
+    io: &I,
+    dir: &Path,
+    names: &[String],
+    keep_max: usize,
+) -> Vec<Recycled<I::File>> {
+    let mut found: Vec<(i64, &String)> = names
+        .iter()
+        .filter_map(|n| parse_recycled_name(n).map(|next| (next, n)))
+        .collect();
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    let mut kept = Vec::new();
+    for (next, name) in found {
+        let path = dir.join(name);
+        if kept.len() < keep_max {
+            let size = match io.open(&path, false).await {
+                Ok(f) => f.size().await.ok(),
+                Err(_) => None,
+            };
+            if let Some(size_bytes) = size {
+                kept.push(Recycled {
+                    path,
+                    next: Offset(next),
+                    size_bytes,
+                    ready: true,
+                    readers: None,
+                });
+                continue;
+            }
+        }
+        if let Err(e) = io.remove_file(&path).await {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove recycled segment file");
+        }
+    }
+    kept
 }
 
 /// One segment as recovery walks it.
@@ -81,6 +127,7 @@ impl<I: StorageIo> PartitionLog<I> {
         for name in names.iter().filter(|n| is_temporary_file(n)) {
             let _ = io.remove_file(&dir.join(name)).await;
         }
+        let recycled = load_recycled(&io, &dir, &names, config.segment_files_recycled_max).await;
         let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         bases.sort_unstable();
         let cp_path = dir.join(CHECKPOINT_FILE);
@@ -280,8 +327,13 @@ impl<I: StorageIo> PartitionLog<I> {
                     position,
                     reason,
                     zeroed,
+                    older,
                 } => {
-                    if !zeroed {
+                    if older {
+                        // The file was recycled: its old batches, all below
+                        // the segment's base offset, follow the data.
+                        tracing::info!(path = %path.display(), position, "end of data; older batches of a recycled segment file follow");
+                    } else if !zeroed {
                         tracing::warn!(path = %path.display(), position, %reason, "torn tail: cutting the log here");
                         report.torn_tail_position_bytes.get_or_insert(position);
                     }
@@ -360,6 +412,7 @@ impl<I: StorageIo> PartitionLog<I> {
             checkpoint_requested,
         );
         log.producers = producers;
+        log.recycled = recycled;
         Ok((log, report))
     }
 
@@ -421,6 +474,8 @@ impl<I: StorageIo> PartitionLog<I> {
             large_writes: false,
             background_checkpoints: false,
             checkpointing: false,
+            recycled: Vec::new(),
+            segments_on_recycled_files: 0,
         }
     }
 }

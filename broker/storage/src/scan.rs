@@ -18,11 +18,14 @@ pub(crate) enum ScanEnd {
     Stopped { position: u64 },
     /// The bytes at `position` are not a valid batch (or not the expected
     /// offset). `zeroed` is true when they are zero padding, the normal end
-    /// of the data in a preallocated file, rather than damage.
+    /// of the data in a preallocated file, rather than damage. `older` is
+    /// true when they are a whole, valid batch with offsets below the
+    /// expected one: what follows the data in a recycled segment file.
     Invalid {
         position: u64,
         reason: String,
         zeroed: bool,
+        older: bool,
     },
 }
 
@@ -71,6 +74,7 @@ pub(crate) async fn scan<F: DirectFile>(
                         position: pos,
                         reason: "file ends inside a batch".into(),
                         zeroed: false,
+                        older: false,
                     });
                 }
             }
@@ -89,6 +93,7 @@ pub(crate) async fn scan<F: DirectFile>(
                         position: pos,
                         reason: e.to_string(),
                         zeroed,
+                        older: false,
                     });
                 }
             }
@@ -100,6 +105,7 @@ pub(crate) async fn scan<F: DirectFile>(
                     position: pos,
                     reason: e.to_string(),
                     zeroed: false,
+                    older: false,
                 });
             }
         }
@@ -112,6 +118,7 @@ pub(crate) async fn scan<F: DirectFile>(
                         header.base_offset, want
                     ),
                     zeroed: false,
+                    older: check.validate && header.base_offset < want,
                 });
             }
             expect = Some(header.next_offset());

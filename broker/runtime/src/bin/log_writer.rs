@@ -23,6 +23,8 @@ struct Args {
     value_bytes: usize,
     batches_max: u64,
     segment_bytes_max: u64,
+    /// `retention.bytes`; with it, deleted segments' files are recycled.
+    retention_bytes: Option<u64>,
     /// Batches appended before waiting for durability (they share one group commit).
     pipeline_depth: usize,
 }
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         value_bytes: 100,
         batches_max: u64::MAX,
         segment_bytes_max: 1 << 30,
+        retention_bytes: None,
         pipeline_depth: 8,
     };
     let mut it = std::env::args().skip(1);
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
             "--value-bytes" => args.value_bytes = num()? as usize,
             "--batches-max" => args.batches_max = num()?,
             "--segment-bytes" => args.segment_bytes_max = num()?,
+            "--retention-bytes" => args.retention_bytes = Some(num()?),
             "--pipeline-depth" => args.pipeline_depth = num()?.max(1) as usize,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     ex.run(async move {
         let config = LogConfig {
             segment_bytes_max: args.segment_bytes_max,
+            retention_bytes: args.retention_bytes,
             ..LogConfig::default()
         };
         let cache = BatchCache::shared(64 << 20);

@@ -203,6 +203,12 @@ impl StorageIo for FaultyIo {
     async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         StdIo.remove_dir_all(path).await
     }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if let Some(errno) = self.fail_with.get() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        StdIo.rename(from, to).await
+    }
     async fn read_small_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         StdIo.read_small_file(path).await
     }

@@ -11,6 +11,14 @@
 //! - `throughput`: several writers keep batches in flight, so group commit
 //!   merges them into large writes, compared with the device's O_DIRECT
 //!   bandwidth at the largest write size the log issues (`write_bytes_max`).
+//!
+//! Each case runs on a log in one of two states (`--log-state`):
+//! - `fresh`: a new, empty log. Every segment is new space on the disk.
+//! - `recycled`: a log in the steady state of a partition under retention.
+//!   It is first filled past `retention.bytes`, so that retention deletes
+//!   segments and every new segment is written over a recycled file (the
+//!   `-recycled` scenarios). The measurement starts when the first segment
+//!   on a recycled file has begun.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -53,7 +61,33 @@ pub struct StorageArgs {
     /// CPU to pin the log's executor to.
     #[arg(long, default_value_t = 1)]
     pub cpu: usize,
+    /// Log states to run each case in: `fresh` (a new log), `recycled` (the
+    /// steady state under retention: new segments written over deleted ones).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![LogState::Fresh, LogState::Recycled])]
+    pub log_state: Vec<LogState>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogState {
+    Fresh,
+    Recycled,
+}
+
+impl std::fmt::Display for LogState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogState::Fresh => "fresh",
+            LogState::Recycled => "recycled",
+        })
+    }
+}
+
+/// The recycled state's retention: two default-sized segments. The log is
+/// filled until a segment starts on a recycled file: about three segments.
+const RECYCLED_RETENTION_BYTES: u64 = 2 << 30;
+
+/// The longest the fill before a recycled-state measurement may take.
+const RECYCLED_FILL_TIMEOUT_S: u64 = 120;
 
 pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
     std::fs::create_dir_all(&args.dir)
@@ -66,62 +100,84 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
     eprintln!("measuring machine limits on {} ...", args.dir.display());
     let limits = measure_limits(&args.dir, &opts).context("measuring limits")?;
     let write_bytes_max = LogConfig::default().write_bytes_max;
-    for &batch_bytes in &args.batch_bytes {
-        let records = (batch_bytes / (args.record_bytes + 10)).max(1);
-        for (mode, writers) in [("latency", 1usize), ("throughput", args.writers.max(1))] {
-            let scenario = format!(
-                "storage-append-{}-{mode}",
-                crate::limits::format_block(batch_bytes as u64)
-            );
-            let config = serde_json::json!({
-                "record_bytes": args.record_bytes,
-                "records_per_batch": records,
-                "batch_bytes_target": batch_bytes,
-                "writers": writers,
-                "flush_policy": "always",
-                "write_bytes_max": write_bytes_max,
-                "duration_s": args.duration_s,
-            });
-            let mut run = RunWriter::create_timestamped(&args.out, &scenario, config)?;
-            run.set_data_dir(&args.dir);
-            run.set_limits(limits.clone())?;
-            let log_dir = args
-                .dir
-                .join(format!("bench-{}-{mode}", std::process::id()));
-            let result = append_case(
-                &log_dir,
-                args.cpu,
-                records,
-                args.record_bytes,
-                writers,
-                args.duration_s,
-            )?;
-            let _ = std::fs::remove_dir_all(&log_dir);
-            // The latency case writes one batch per fdatasync, so it compares
-            // with the device at the batch size; the throughput case's group
-            // commits grow to write_bytes_max, so it compares with the
-            // largest block the limits measure (1 MiB).
-            let sync_block = if writers == 1 {
-                batch_bytes as u64
-            } else {
-                (batch_bytes as u64).max(1 << 20)
-            };
-            run.add_latency("append_durable", &result.latency, sync_block)?;
-            run.set_throughput(
-                result.batches * records as u64,
-                result.bytes,
-                result.elapsed,
-                ThroughputBasis::DiskWrite {
-                    block_bytes: sync_block,
-                },
-            );
-            if result.errors > 0 {
-                run.add_errors("append", result.errors);
-            }
-            let record = run.finish()?;
-            let t = record.results.throughput.as_ref();
-            let l = &record.results.latency["append_durable"];
-            println!(
+    for &state in &args.log_state {
+        for &batch_bytes in &args.batch_bytes {
+            let records = (batch_bytes / (args.record_bytes + 10)).max(1);
+            for (mode, writers) in [("latency", 1usize), ("throughput", args.writers.max(1))] {
+                let suffix = match state {
+                    LogState::Fresh => "",
+                    LogState::Recycled => "-recycled",
+                };
+                let scenario = format!(
+                    "storage-append-{}-{mode}{suffix}",
+                    crate::limits::format_block(batch_bytes as u64)
+                );
+                let log_config = match state {
+                    LogState::Fresh => LogConfig::default(),
+                    LogState::Recycled => LogConfig {
+                        retention_bytes: Some(RECYCLED_RETENTION_BYTES),
+                        ..LogConfig::default()
+                    },
+                };
+                let config = serde_json::json!({
+                    "log_state": state.to_string(),
+                    "segment_bytes": log_config.segment_bytes_max,
+                    "retention_bytes": log_config.retention_bytes,
+                    "record_bytes": args.record_bytes,
+                    "records_per_batch": records,
+                    "batch_bytes_target": batch_bytes,
+                    "writers": writers,
+                    "flush_policy": "always",
+                    "write_bytes_max": write_bytes_max,
+                    "duration_s": args.duration_s,
+                });
+                let mut run = RunWriter::create_timestamped(&args.out, &scenario, config)?;
+                run.set_data_dir(&args.dir);
+                run.set_limits(limits.clone())?;
+                let log_dir = args
+                    .dir
+                    .join(format!("bench-{}-{mode}", std::process::id()));
+                let result = append_case(
+                    &log_dir,
+                    log_config,
+                    state,
+                    args.cpu,
+                    records,
+                    args.record_bytes,
+                    writers,
+                    args.duration_s,
+                )?;
+                let _ = std::fs::remove_dir_all(&log_dir);
+                // The latency case writes one batch per fdatasync, so it compares
+                // with the device at the batch size; the throughput case's group
+                // commits grow to write_bytes_max, so it compares with the
+                // largest block the limits measure (1 MiB).
+                let sync_block = if writers == 1 {
+                    batch_bytes as u64
+                } else {
+                    (batch_bytes as u64).max(1 << 20)
+                };
+                run.add_latency("append_durable", &result.latency, sync_block)?;
+                run.set_throughput(
+                    result.batches * records as u64,
+                    result.bytes,
+                    result.elapsed,
+                    ThroughputBasis::DiskWrite {
+                        block_bytes: sync_block,
+                    },
+                );
+                if result.errors > 0 {
+                    run.add_errors("append", result.errors);
+                }
+                run.set_note(
+                    "segments_on_recycled_files",
+                    serde_json::json!(result.segments_on_recycled_files),
+                );
+                run.set_note("fill_before_measuring_s", serde_json::json!(result.fill_s));
+                let record = run.finish()?;
+                let t = record.results.throughput.as_ref();
+                let l = &record.results.latency["append_durable"];
+                println!(
                 "{scenario}: {:.1} MiB/s ({:.0}% of device), p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, p99/fdatasync-p99 {:.2}, peak RSS {} MiB",
                 t.map_or(0.0, |t| t.mib_per_s),
                 t.and_then(|t| t.fraction_of_limit).unwrap_or(0.0) * 100.0,
@@ -132,6 +188,7 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                 l.p99_over_fdatasync_p99.unwrap_or(f64::NAN),
                 peak_rss_bytes() >> 20,
             );
+            }
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -143,10 +200,17 @@ struct CaseResult {
     bytes: u64,
     elapsed: Duration,
     errors: u64,
+    /// Segments started on recycled files during the measurement.
+    segments_on_recycled_files: u64,
+    /// Seconds spent filling the log before the measurement.
+    fill_s: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn append_case(
     dir: &Path,
+    log_config: LogConfig,
+    state: LogState,
     cpu: usize,
     records: usize,
     record_bytes: usize,
@@ -158,13 +222,19 @@ fn append_case(
         let (log, _) = PartitionLog::open(
             GlommioIo,
             dir,
-            LogConfig::default(),
+            log_config,
             BatchCache::shared(64 << 20),
             CacheId(0),
         )
         .await
         .context("opening log")?;
         let p = Partition::start(log);
+        let fill_started = Instant::now();
+        if state == LogState::Recycled {
+            fill_until_a_segment_is_recycled(&p, records, record_bytes, writers).await?;
+        }
+        let fill_s = fill_started.elapsed().as_secs_f64();
+        let recycled_before = p.read_log(|l| l.segments_on_recycled_files());
         // Current timestamps: older ones would let retention.ms delete
         // segments during the run.
         let payload = Bytes::from(batch(&BatchSpec {
@@ -219,6 +289,8 @@ fn append_case(
             hists.push(h);
             errors += e;
         }
+        let segments_on_recycled_files =
+            p.read_log(|l| l.segments_on_recycled_files()) - recycled_before;
         p.close().await;
         let latency = crate::hist::merge_histograms(hists.iter())?;
         let (batches, bytes) = done.get();
@@ -228,9 +300,55 @@ fn append_case(
             bytes,
             elapsed: Duration::from_secs_f64(duration_s),
             errors,
+            segments_on_recycled_files,
+            fill_s,
         })
     })
     .context("starting executor")?
+}
+
+/// Appends large batches from `writers` tasks until retention has deleted
+/// a segment and a new segment has started on its file: from then on, every
+/// roll takes the file retention freed before it.
+async fn fill_until_a_segment_is_recycled(
+    p: &Partition,
+    records: usize,
+    record_bytes: usize,
+    writers: usize,
+) -> Result<()> {
+    // Large batches fill fastest; the measured batch size does not matter here.
+    let records = records.max((1 << 20) / (record_bytes + 10));
+    let payload = Bytes::from(batch(&BatchSpec {
+        records,
+        value_bytes: record_bytes,
+        base_timestamp_ms: corelog_runtime::now_ms(),
+        ..BatchSpec::default()
+    }));
+    let deadline = Instant::now() + Duration::from_secs(RECYCLED_FILL_TIMEOUT_S);
+    let mut tasks = Vec::new();
+    for _ in 0..writers.max(4) {
+        let (p, payload) = (p.clone(), payload.clone());
+        tasks.push(corelog_runtime::spawn_local(async move {
+            while p.read_log(|l| l.segments_on_recycled_files()) == 0 {
+                if Instant::now() > deadline {
+                    return Err(anyhow::anyhow!(
+                        "no segment was recycled after {RECYCLED_FILL_TIMEOUT_S} s of filling"
+                    ));
+                }
+                let (info, generation) = p
+                    .append(payload.clone())
+                    .map_err(|e| anyhow::anyhow!("fill append: {e}"))?;
+                p.wait_flushed(info.last_offset.plus(1), generation)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("fill append discarded"))?;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
 }
 
 /// Peak resident set size of this process (VmHWM).

@@ -65,6 +65,9 @@ pub struct StorageArgs {
     /// steady state under retention: new segments written over deleted ones).
     #[arg(long, value_delimiter = ',', default_values_t = vec![LogState::Fresh, LogState::Recycled])]
     pub log_state: Vec<LogState>,
+    /// The log's `checkpoint_interval_bytes` in MiB (default: the log's own).
+    #[arg(long)]
+    pub checkpoint_interval_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,17 +115,21 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                     "storage-append-{}-{mode}{suffix}",
                     crate::limits::format_block(batch_bytes as u64)
                 );
-                let log_config = match state {
+                let mut log_config = match state {
                     LogState::Fresh => LogConfig::default(),
                     LogState::Recycled => LogConfig {
                         retention_bytes: Some(RECYCLED_RETENTION_BYTES),
                         ..LogConfig::default()
                     },
                 };
+                if let Some(mib) = args.checkpoint_interval_mib {
+                    log_config.checkpoint_interval_bytes = mib << 20;
+                }
                 let config = serde_json::json!({
                     "log_state": state.to_string(),
                     "segment_bytes": log_config.segment_bytes_max,
                     "retention_bytes": log_config.retention_bytes,
+                    "checkpoint_interval_bytes": log_config.checkpoint_interval_bytes,
                     "record_bytes": args.record_bytes,
                     "records_per_batch": records,
                     "batch_bytes_target": batch_bytes,

@@ -337,6 +337,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn segment_recycling_is_on_by_default_and_can_be_turned_off() {
+        assert_eq!(
+            ServerConfig::default()
+                .base_log_config()
+                .segment_files_recycled_max,
+            1
+        );
+        let off: ServerConfig = toml::from_str("segment_files_recycled_max = 0").unwrap();
+        assert_eq!(off.base_log_config().segment_files_recycled_max, 0);
+    }
+
+    #[test]
     fn defaults_are_valid_and_listen_on_9092() {
         let c = ServerConfig::default();
         c.validate().unwrap();

@@ -1,9 +1,10 @@
 """Device probe: O_DIRECT write + fdatasync on a fixed schedule, latency from
-the intended time. Usage: python3 fsync_probe.py RATE_PER_S SECONDS [BLOCK_BYTES]
-Writes (and removes) /var/tmp/probe.dat, 256 MiB, written once before timing."""
+the intended time. Usage: python3 fsync_probe.py RATE_PER_S SECONDS [BLOCK_BYTES [FILE]]
+Writes (and removes) FILE (default /var/tmp/probe.dat), 256 MiB, written once
+before timing. ci/bench.sh uses it to tell a stalling disk from a slow broker."""
 import os, mmap, time, sys
 rate=int(sys.argv[1]); dur=float(sys.argv[2]); bs=int(sys.argv[3]) if len(sys.argv)>3 else 12288
-path='/var/tmp/probe.dat'
+path=sys.argv[4] if len(sys.argv)>4 else '/var/tmp/probe.dat'
 fd=os.open(path, os.O_RDWR|os.O_CREAT|os.O_DIRECT|os.O_TRUNC)
 size=256<<20
 buf=mmap.mmap(-1, bs); buf.write(b'x'*bs)

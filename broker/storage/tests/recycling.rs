@@ -12,13 +12,7 @@ use corelog_storage::batch::build::{batch, BatchSpec};
 use corelog_storage::{LogConfig, Offset};
 
 fn recycled_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "recycled"))
-        .collect();
-    v.sort();
-    v
+    files_with_extension(dir, "recycled")
 }
 
 fn inode(p: &Path) -> u64 {

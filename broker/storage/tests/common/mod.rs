@@ -125,10 +125,15 @@ pub fn flush(log: &mut PartitionLog<impl StorageIo>) {
 }
 
 pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    files_with_extension(dir, "log")
+}
+
+/// The files in `dir` whose extension is `ext`, sorted by name.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     v.sort();
     v

@@ -20,10 +20,12 @@ pub mod error;
 pub mod index;
 pub mod io;
 mod job;
+mod lanes;
 pub mod log;
 pub mod producer;
 mod read;
 mod recover;
+mod retention;
 mod scan;
 mod truncate;
 pub mod types;
@@ -32,10 +34,8 @@ pub use cache::{BatchCache, CacheId, SharedBatchCache};
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use job::{Job, JobDone};
-pub use log::{
-    AppendInfo, BackgroundCheckpoint, BackgroundCheckpointDone, PartitionLog, Preallocation,
-    PreallocationDone,
-};
+pub use lanes::{BackgroundCheckpoint, BackgroundCheckpointDone, Preallocation, PreallocationDone};
+pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadChunks, ReadPlan, TimestampPlan};
 pub use recover::RecoveryReport;
 pub use types::Offset;

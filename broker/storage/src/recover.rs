@@ -17,7 +17,8 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{align_down, align_up, is_temporary_file, DirectFile, StorageIo};
-use crate::log::{Active, PartitionLog, Recycled, Sealed, SealedHandle, RECYCLED_EXT};
+use crate::log::{Active, PartitionLog, Sealed, SealedHandle};
+use crate::retention::{Recycled, RECYCLED_EXT};
 use crate::scan::{scan, ScanCheck, ScanEnd};
 use crate::types::{segment_file_stem, Offset};
 

@@ -38,6 +38,9 @@ impl Rng {
 
 const SEGMENT_BYTES: u64 = 256 << 10;
 
+/// How long an even round waits for the writer's first durable append.
+const FIRST_FLUSH_TIMEOUT_S: u64 = 30;
+
 /// Reopens the log the way the broker would and checks it holds every
 /// batch below `acknowledged` from the log start on, each with its own
 /// data, contiguously.
@@ -141,6 +144,7 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
             .spawn()
             .expect("spawn writer");
         let stdout = child.stdout.take().unwrap();
+        let (first_flush_tx, first_flush) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut max = Offset(0);
             let mut lines = 0usize;
@@ -149,10 +153,28 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
                 if let Some(v) = line.strip_prefix("flushed ").and_then(|v| v.parse().ok()) {
                     max = max.max(Offset(v));
                     lines += 1;
+                    if lines == 1 {
+                        let _ = first_flush_tx.send(());
+                    }
                 }
             }
             (max, lines)
         });
+        // Odd rounds kill at any moment, recovery and start-up included.
+        // Even rounds first wait for the writer's first durable append, so
+        // that at least half the kills land mid-stream even when the disk
+        // is slow to start (a stalling disk once took most 20-140 ms
+        // windows to its first fdatasync).
+        if round % 2 == 0 {
+            first_flush
+                .recv_timeout(Duration::from_secs(FIRST_FLUSH_TIMEOUT_S))
+                .unwrap_or_else(|_| {
+                    let status = child.try_wait().ok().flatten();
+                    panic!(
+                        "round {round}: no durable append within {FIRST_FLUSH_TIMEOUT_S} s (writer exit status: {status:?})"
+                    )
+                });
+        }
         let run = Duration::from_millis(20 + rng.below(120));
         let started = Instant::now();
         while started.elapsed() < run {

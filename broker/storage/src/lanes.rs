@@ -189,16 +189,7 @@ impl<I: StorageIo> PartitionLog<I> {
         {
             return None;
         }
-        let index_files = vec![
-            (
-                self.path_of(self.active.base, "index"),
-                self.active.index.encode_offsets(),
-            ),
-            (
-                self.path_of(self.active.base, "timeindex"),
-                self.active.index.encode_times(),
-            ),
-        ];
+        let index_files = self.active_index_files();
         let checkpoint = self.checkpoint_bytes(None, self.active_meta());
         self.checkpointing = true;
         Some(BackgroundCheckpoint {

@@ -563,8 +563,9 @@ impl<I: StorageIo> PartitionLog<I> {
         }
     }
 
-    fn checkpoint_job(&mut self) -> Job<I> {
-        let index_files = vec![
+    /// The active segment's index files as they stand, for a checkpoint.
+    pub(crate) fn active_index_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        vec![
             (
                 self.path_of(self.active.base, "index"),
                 self.active.index.encode_offsets(),
@@ -573,7 +574,11 @@ impl<I: StorageIo> PartitionLog<I> {
                 self.path_of(self.active.base, "timeindex"),
                 self.active.index.encode_times(),
             ),
-        ];
+        ]
+    }
+
+    fn checkpoint_job(&mut self) -> Job<I> {
+        let index_files = self.active_index_files();
         let checkpoint = self.checkpoint_bytes(None, self.active_meta());
         self.in_flight = Some(InFlight::Checkpoint);
         self.job(Work::Checkpoint {

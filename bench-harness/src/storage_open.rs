@@ -24,6 +24,11 @@ pub struct StorageOpenArgs {
     /// Keep the logs afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// MiB appended after the last checkpoint before the crash: what
+    /// recovery re-validates (at most the log's `checkpoint_interval_bytes`
+    /// in a real crash).
+    #[arg(long, default_value_t = 16)]
+    pub crash_tail_mib: u64,
 }
 
 pub fn run_command(args: &StorageOpenArgs) -> Result<std::process::ExitCode> {
@@ -56,8 +61,16 @@ pub fn run_command(args: &StorageOpenArgs) -> Result<std::process::ExitCode> {
         let (clean_ms, clean_report, log) = timed_open(&dir, &config)?;
         // A crash: more data after the last checkpoint, then no close.
         let mut log = log;
-        for _ in 0..16 {
+        // Batches of about 1 MiB, flushed in fours: under the checkpoint
+        // interval, so no checkpoint moves the recovery point meanwhile.
+        let tail_batches = (args.crash_tail_mib << 20)
+            .div_ceil(payload.len() as u64)
+            .max(1);
+        for i in 0..tail_batches {
             log.append(payload.clone()).context("append")?;
+            if i % 4 == 3 {
+                block_on(log.flush_all(corelog_runtime::now_ms())).context("flush")?;
+            }
         }
         block_on(log.flush_all(corelog_runtime::now_ms())).context("flush")?;
         drop(log);

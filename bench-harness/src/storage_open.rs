@@ -61,8 +61,9 @@ pub fn run_command(args: &StorageOpenArgs) -> Result<std::process::ExitCode> {
         let (clean_ms, clean_report, log) = timed_open(&dir, &config)?;
         // A crash: more data after the last checkpoint, then no close.
         let mut log = log;
-        // Batches of about 1 MiB, flushed in fours: under the checkpoint
-        // interval, so no checkpoint moves the recovery point meanwhile.
+        // Batches of about 1 MiB, flushed in fours as a producer's group
+        // commits would be. While the tail stays under the checkpoint
+        // interval, no checkpoint moves the recovery point meanwhile.
         let tail_batches = (args.crash_tail_mib << 20)
             .div_ceil(payload.len() as u64)
             .max(1);

@@ -563,7 +563,8 @@ impl<I: StorageIo> PartitionLog<I> {
         }
     }
 
-    /// The active segment's index files as they stand, for a checkpoint.
+    /// The active segment's index files as they stand, for a checkpoint or
+    /// the roll that seals it.
     pub(crate) fn active_index_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         vec![
             (
@@ -629,13 +630,8 @@ impl<I: StorageIo> PartitionLog<I> {
             old_file: old.file.clone(),
             old_path: old.path.clone(),
             old_len_bytes: old.written_bytes,
-            index_files: vec![
-                (self.path_of(old.base, "index"), old.index.encode_offsets()),
-                (
-                    self.path_of(old.base, "timeindex"),
-                    old.index.encode_times(),
-                ),
-            ],
+            // The segment being sealed is still the active one here.
+            index_files: self.active_index_files(),
             new_path: self.path_of(new_base, "log"),
             reuse: reuse.map(|r| (r.path, recycled_bytes)),
             preallocate_to,

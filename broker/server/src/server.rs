@@ -18,6 +18,8 @@ use crate::ShardId;
 
 /// How often each shard checks whether shutdown was requested.
 const STOP_POLL_MS: u64 = 50;
+/// How often a ready shard asks whether all shards are, before accepting.
+const READY_POLL_MS: u64 = 5;
 
 /// Runs the broker until SIGTERM or SIGINT, then shuts down gracefully:
 /// stop accepting, finish in-flight requests, flush and checkpoint every
@@ -141,6 +143,25 @@ async fn shard_main(
             }
         })
         .await;
+    // Accept only once every shard has opened its partitions. A shard that
+    // accepted earlier would answer for partitions that another shard is
+    // still recovering: a request forwarded there found no partition and
+    // got UNKNOWN_TOPIC_OR_PARTITION (seen after a SIGKILL restart, when the
+    // other shard re-validated its log tail). Until then connections wait in
+    // the listen backlog.
+    while !stop.load(Ordering::Relaxed) {
+        let all_ready = shard
+            .call(ShardId(0), |s| async move {
+                s.shards_ready.get() == s.shard_count
+            })
+            .await
+            // Shard 0 gone means the broker is going down; nothing to wait for.
+            .unwrap_or(true);
+        if all_ready {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(READY_POLL_MS)).await;
+    }
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use bytes::Bytes;
-use corelog_storage::io::{AlignedBuf, DirectFile, StorageIo};
+use corelog_storage::io::{AlignedBuf, DirectFile, StorageIo, WriteBuffer};
 use corelog_storage::log::DIRECT_WRITE_MIN_BYTES;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
@@ -42,6 +42,15 @@ impl AsMut<[u8]> for GlommioBuffer {
         match self {
             GlommioBuffer::Dma(b) => b.as_bytes_mut(),
             GlommioBuffer::Heap(b) => b.as_mut(),
+        }
+    }
+}
+
+impl WriteBuffer for GlommioBuffer {
+    fn shrink_to(&mut self, len: usize) {
+        match self {
+            GlommioBuffer::Dma(b) => b.trim_to_size(len.min(b.len())),
+            GlommioBuffer::Heap(b) => b.shrink_to(len),
         }
     }
 }

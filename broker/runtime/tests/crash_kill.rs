@@ -9,8 +9,12 @@
 //! over recycled files: every printed offset at or above the log start must
 //! be present and intact.
 //!
+//! A third run appends large batches with the window kept full, so that
+//! batches are staged behind large writes in flight when the kill lands.
+//!
 //! `CORELOG_CRASH_KILLS` sets the number of kills (default 50, and half as
-//! many for the recycling run); `CORELOG_CRASH_SEED` replays a run.
+//! many for the recycling and staging runs); `CORELOG_CRASH_SEED` replays a
+//! run.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -38,20 +42,42 @@ impl Rng {
 
 const SEGMENT_BYTES: u64 = 256 << 10;
 
+/// What the writer appends, and into which log.
+#[derive(Clone, Copy)]
+struct Shape {
+    segment_bytes: u64,
+    retention_bytes: Option<u64>,
+    records_per_batch: usize,
+    /// Keep the window full (appends land while writes are in flight)
+    /// instead of appending a whole window and waiting for it.
+    sliding: bool,
+    /// The smallest window (pipeline depth); each round adds 0-15.
+    depth_min: usize,
+}
+
+impl Shape {
+    /// Small batches in small segments: many rolls per round.
+    fn small(retention_bytes: Option<u64>) -> Shape {
+        Shape {
+            segment_bytes: SEGMENT_BYTES,
+            retention_bytes,
+            records_per_batch: 4,
+            sliding: false,
+            depth_min: 1,
+        }
+    }
+}
+
 /// How long an even round waits for the writer's first durable append.
 const FIRST_FLUSH_TIMEOUT_S: u64 = 30;
 
 /// Reopens the log the way the broker would and checks it holds every
 /// batch below `acknowledged` from the log start on, each with its own
 /// data, contiguously.
-fn verify(
-    dir: &std::path::Path,
-    acknowledged: Offset,
-    retention_bytes: Option<u64>,
-) -> (Offset, Offset) {
+fn verify(dir: &std::path::Path, acknowledged: Offset, shape: Shape) -> (Offset, Offset) {
     let config = LogConfig {
-        segment_bytes_max: SEGMENT_BYTES,
-        retention_bytes,
+        segment_bytes_max: shape.segment_bytes,
+        retention_bytes: shape.retention_bytes,
         ..LogConfig::default()
     };
     let (log, report) = block_on(PartitionLog::open(
@@ -114,10 +140,12 @@ struct Outcome {
     log_start: Offset,
     /// Segment files that were once recycled files, seen by inode.
     reused_files: usize,
+    /// Writes from staged buffers, as the writers last reported them.
+    staged_writes: u64,
 }
 
 /// Runs `kills` rounds of start, append, SIGKILL, verify on one log.
-fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
+fn kill_rounds(kills: usize, shape: Shape) -> Outcome {
     use std::os::unix::fs::MetadataExt;
     let seed = seed_from_env();
     println!("crash test: {kills} kills, seed {seed} (CORELOG_CRASH_SEED={seed} replays it)");
@@ -128,14 +156,17 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
     let mut killed_mid_stream = 0;
     let mut pooled_inodes = std::collections::HashSet::new();
     let mut reused = std::collections::HashSet::new();
+    let mut staged_writes = 0;
     for round in 0..kills {
-        let depth = 1 + rng.below(16);
+        let depth = shape.depth_min + rng.below(16) as usize;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corelog-log-writer"));
         cmd.args(["--dir", log_dir.to_str().unwrap()])
-            .args(["--segment-bytes", &SEGMENT_BYTES.to_string()])
+            .args(["--segment-bytes", &shape.segment_bytes.to_string()])
             .args(["--pipeline-depth", &depth.to_string()])
+            .args(["--records-per-batch", &shape.records_per_batch.to_string()])
+            .args(["--sliding", if shape.sliding { "1" } else { "0" }])
             .args(["--value-bytes", &(1 + rng.below(2000)).to_string()]);
-        if let Some(r) = retention_bytes {
+        if let Some(r) = shape.retention_bytes {
             cmd.args(["--retention-bytes", &r.to_string()]);
         }
         let mut child = cmd
@@ -148,8 +179,12 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
         let reader = std::thread::spawn(move || {
             let mut max = Offset(0);
             let mut lines = 0usize;
+            let mut staged = 0u64;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(v) = line.strip_prefix("staged ").and_then(|v| v.parse().ok()) {
+                    staged = v;
+                }
                 if let Some(v) = line.strip_prefix("flushed ").and_then(|v| v.parse().ok()) {
                     max = max.max(Offset(v));
                     lines += 1;
@@ -158,7 +193,7 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
                     }
                 }
             }
-            (max, lines)
+            (max, lines, staged)
         });
         // Odd rounds kill at any moment, recovery and start-up included.
         // Even rounds first wait for the writer's first durable append, so
@@ -185,7 +220,8 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
         }
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
-        let (printed, lines) = reader.join().unwrap();
+        let (printed, lines, staged) = reader.join().unwrap();
+        staged_writes += staged;
         if lines > 0 {
             killed_mid_stream += 1;
         }
@@ -203,7 +239,7 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
                 _ => {}
             }
         }
-        let (end, log_start) = verify(&log_dir, acknowledged, retention_bytes);
+        let (end, log_start) = verify(&log_dir, acknowledged, shape);
         println!("round {round}: depth {depth}, acknowledged {acknowledged}, recovered end {end}, log start {log_start}");
     }
     assert!(
@@ -220,32 +256,61 @@ fn kill_rounds(kills: usize, retention_bytes: Option<u64>) -> Outcome {
                 .is_some_and(|x| x == "log")
         })
         .count();
-    let (_, log_start) = verify(&log_dir, acknowledged, retention_bytes);
+    let (_, log_start) = verify(&log_dir, acknowledged, shape);
     println!(
-        "crash test done: {kills} kills, {acknowledged} offsets acknowledged, {segments} segments, log start {log_start}, {} recycled files reused",
+        "crash test done: {kills} kills, {acknowledged} offsets acknowledged, {segments} segments, log start {log_start}, {} recycled files reused, {staged_writes} staged writes",
         reused.len()
     );
     Outcome {
         acknowledged,
         log_start,
         reused_files: reused.len(),
+        staged_writes,
     }
 }
 
 #[test]
 fn sigkill_at_random_moments_never_loses_a_flushed_offset() {
-    let out = kill_rounds(kills_from_env(), None);
+    let out = kill_rounds(kills_from_env(), Shape::small(None));
     assert!(out.acknowledged > Offset(0));
     assert_eq!(out.log_start, Offset(0), "no retention: nothing deleted");
 }
 
 #[test]
 fn sigkill_while_segments_are_recycled_never_loses_a_flushed_offset() {
-    let out = kill_rounds(kills_from_env().div_ceil(2), Some(4 * SEGMENT_BYTES));
+    let out = kill_rounds(
+        kills_from_env().div_ceil(2),
+        Shape::small(Some(4 * SEGMENT_BYTES)),
+    );
     assert!(out.acknowledged > Offset(0));
     assert!(out.log_start > Offset(0), "retention deleted segments");
     assert!(
         out.reused_files > 0,
         "new segments were written over recycled files"
+    );
+}
+
+#[test]
+fn sigkill_while_large_writes_are_staged_never_loses_a_flushed_offset() {
+    // Batches of up to 800 KiB from up to 16 tasks, each appending its next
+    // batch as soon as its last is durable: more is queued than one write
+    // takes (`write_bytes_max`, 4 MiB), so batches are appended while a
+    // large write is in flight and copied into the next write's buffer.
+    // Retention bounds the disk the test uses.
+    let segment_bytes = 8 << 20;
+    let out = kill_rounds(
+        kills_from_env().div_ceil(2),
+        Shape {
+            segment_bytes,
+            retention_bytes: Some(4 * segment_bytes),
+            records_per_batch: 400,
+            sliding: true,
+            depth_min: 8,
+        },
+    );
+    assert!(out.acknowledged > Offset(0));
+    assert!(
+        out.staged_writes > 0,
+        "writes from staged buffers were acknowledged"
     );
 }

@@ -32,7 +32,7 @@ pub fn align_down(n: u64) -> u64 {
 #[allow(async_fn_in_trait)]
 pub trait DirectFile: 'static {
     /// An aligned buffer that `write_at` takes ownership of.
-    type Buffer: AsRef<[u8]> + AsMut<[u8]>;
+    type Buffer: WriteBuffer;
 
     /// Allocates an aligned buffer of `len` bytes (a multiple of
     /// [`IO_ALIGN_BYTES`]). Its contents are unspecified: callers fill every byte.
@@ -69,6 +69,14 @@ pub trait DirectFile: 'static {
 
     /// The file's current size in bytes (its preallocated size, not its data).
     async fn size(&self) -> io::Result<u64>;
+}
+
+/// A write buffer: aligned memory whose whole length a write sends.
+pub trait WriteBuffer: AsRef<[u8]> + AsMut<[u8]> {
+    /// Shortens the buffer to `len` bytes (a multiple of
+    /// [`IO_ALIGN_BYTES`], at most its length), so that a buffer allocated
+    /// for the largest write can carry a smaller one.
+    fn shrink_to(&mut self, len: usize);
 }
 
 /// Directory-level operations, and the factory for [`DirectFile`]s.
@@ -160,6 +168,13 @@ impl AlignedBuf {
         }
         self.len = len;
         Some(self)
+    }
+}
+
+impl WriteBuffer for AlignedBuf {
+    fn shrink_to(&mut self, len: usize) {
+        debug_assert!(len <= self.len && len.is_multiple_of(IO_ALIGN_BYTES));
+        self.len = len.min(self.len);
     }
 }
 

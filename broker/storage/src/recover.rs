@@ -473,6 +473,8 @@ impl<I: StorageIo> PartitionLog<I> {
             preallocating: None,
             preallocation_failed: false,
             large_writes: false,
+            staged: None,
+            writes_from_staged_buffers: 0,
             background_checkpoints: false,
             checkpointing: false,
             recycled: Vec::new(),

@@ -35,6 +35,7 @@ impl<I: StorageIo> PartitionLog<I> {
         // means a refused truncation changes nothing. (Batches that are
         // about to be cut get written first; truncation is rare.)
         self.flush_all(now_ms).await?;
+        self.staged = None;
         let out_of_range = |log: &Self| StorageError::OffsetOutOfRange {
             requested: offset,
             log_start: log.log_start,

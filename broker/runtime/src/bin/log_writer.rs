@@ -1,15 +1,19 @@
 //! `corelog-log-writer`: appends batches to one partition log through the
 //! shard runtime (glommio, O_DIRECT, group commit) and prints a line
-//! `flushed <offset>` each time every offset below `<offset>` is durable.
+//! `flushed <offset>` each time every offset below `<offset>` is durable,
+//! and `staged <n>` when the log's count of writes from staged buffers
+//! changes.
 //!
 //! The crash tests run it as a child process and kill it at random moments:
 //! every offset it printed must be in the log after reopening. Each batch's
 //! record values are filled with a byte derived from the batch's base offset
 //! (`base % 251`), so a reader can check that every batch holds its own data.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use corelog_runtime::{GlommioIo, Partition};
@@ -27,6 +31,66 @@ struct Args {
     retention_bytes: Option<u64>,
     /// Batches appended before waiting for durability (they share one group commit).
     pipeline_depth: usize,
+    /// Append from `pipeline_depth` tasks, one batch each at a time, so
+    /// that appends arrive while writes are in flight (and are staged
+    /// behind large ones), instead of appending a whole window from one
+    /// task and waiting for all of it.
+    sliding: bool,
+}
+
+/// State the appending tasks share.
+struct Shared {
+    appended: Cell<u64>,
+    staged_printed: Cell<u64>,
+}
+
+/// Appends `window` batches, waits until the last is durable and prints
+/// it, until `batches_max` batches have been appended by all tasks.
+async fn append_windows(
+    partition: Partition,
+    shared: Rc<Shared>,
+    window: usize,
+    records: usize,
+    value_bytes: usize,
+    batches_max: u64,
+) -> Result<(), String> {
+    while shared.appended.get() < batches_max {
+        let mut last = None;
+        for _ in 0..window {
+            let base = partition.read_log(|l| l.next_offset());
+            let spec = BatchSpec {
+                records,
+                value_bytes,
+                fill: (base.0 % 251) as u8,
+                base_timestamp_ms: corelog_runtime::now_ms(),
+                ..BatchSpec::default()
+            };
+            let (info, generation) = partition
+                .append(Bytes::from(batch(&spec)))
+                .map_err(|e| format!("append failed: {e}"))?;
+            last = Some((info.last_offset.plus(1), generation));
+            shared.appended.set(shared.appended.get() + 1);
+        }
+        let Some((end, generation)) = last else {
+            return Ok(());
+        };
+        partition
+            .wait_flushed(end, generation)
+            .await
+            .map_err(|_| "batch discarded by a failed write".to_string())?;
+        let mut line = format!("flushed {}\n", end.0);
+        let staged = partition.read_log(|l| l.writes_from_staged_buffers());
+        if staged != shared.staged_printed.get() {
+            line += &format!("staged {staged}\n");
+            shared.staged_printed.set(staged);
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(line.as_bytes())
+            .and_then(|_| stdout.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -38,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
         segment_bytes_max: 1 << 30,
         retention_bytes: None,
         pipeline_depth: 8,
+        sliding: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +116,7 @@ fn parse_args() -> Result<Args, String> {
             "--segment-bytes" => args.segment_bytes_max = num()?,
             "--retention-bytes" => args.retention_bytes = Some(num()?),
             "--pipeline-depth" => args.pipeline_depth = num()?.max(1) as usize,
+            "--sliding" => args.sliding = num()? != 0,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -99,39 +165,32 @@ fn main() -> ExitCode {
         };
         eprintln!("opened: {report:?}");
         let partition = Partition::start(log);
-        let mut stdout = std::io::stdout().lock();
-        let mut appended = 0u64;
-        while appended < args.batches_max {
-            let mut last = None;
-            for _ in 0..args.pipeline_depth {
-                let base = partition.read_log(|l| l.next_offset());
-                let spec = BatchSpec {
-                    records: args.records_per_batch,
-                    value_bytes: args.value_bytes,
-                    fill: (base.0 % 251) as u8,
-                    base_timestamp_ms: corelog_runtime::now_ms(),
-                    ..BatchSpec::default()
-                };
-                match partition.append(Bytes::from(batch(&spec))) {
-                    Ok((info, generation)) => last = Some((info.last_offset.plus(1), generation)),
-                    Err(e) => {
-                        eprintln!("corelog-log-writer: append failed: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-                appended += 1;
-            }
-            if let Some((end, generation)) = last {
-                if partition.wait_flushed(end, generation).await.is_err() {
-                    eprintln!("corelog-log-writer: batch discarded by a failed write");
-                    return ExitCode::FAILURE;
-                }
-                if writeln!(stdout, "flushed {}", end.0)
-                    .and_then(|_| stdout.flush())
-                    .is_err()
-                {
-                    return ExitCode::FAILURE;
-                }
+        // Whole windows from one task, or (sliding) one batch at a time
+        // from `pipeline_depth` tasks.
+        let (tasks, window) = if args.sliding {
+            (args.pipeline_depth, 1)
+        } else {
+            (1, args.pipeline_depth)
+        };
+        let shared = Rc::new(Shared {
+            appended: Cell::new(0),
+            staged_printed: Cell::new(0),
+        });
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            handles.push(glommio::spawn_local(append_windows(
+                partition.clone(),
+                shared.clone(),
+                window,
+                args.records_per_batch,
+                args.value_bytes,
+                args.batches_max,
+            )));
+        }
+        for h in handles {
+            if let Err(e) = h.await {
+                eprintln!("corelog-log-writer: {e}");
+                return ExitCode::FAILURE;
             }
         }
         partition.close().await;

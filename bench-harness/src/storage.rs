@@ -180,6 +180,10 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                     "segments_on_recycled_files",
                     serde_json::json!(result.segments_on_recycled_files),
                 );
+                run.set_note(
+                    "writes_from_staged_buffers",
+                    serde_json::json!(result.writes_from_staged_buffers),
+                );
                 run.set_note("fill_before_measuring_s", serde_json::json!(result.fill_s));
                 let record = run.finish()?;
                 let t = record.results.throughput.as_ref();
@@ -209,6 +213,8 @@ struct CaseResult {
     errors: u64,
     /// Segments started on recycled files during the measurement.
     segments_on_recycled_files: u64,
+    /// Writes whose buffer was filled behind the write before them.
+    writes_from_staged_buffers: u64,
     /// Seconds spent filling the log before the measurement.
     fill_s: f64,
 }
@@ -242,6 +248,7 @@ fn append_case(
         }
         let fill_s = fill_started.elapsed().as_secs_f64();
         let recycled_before = p.read_log(|l| l.segments_on_recycled_files());
+        let staged_before = p.read_log(|l| l.writes_from_staged_buffers());
         // Current timestamps: older ones would let retention.ms delete
         // segments during the run.
         let payload = Bytes::from(batch(&BatchSpec {
@@ -298,6 +305,8 @@ fn append_case(
         }
         let segments_on_recycled_files =
             p.read_log(|l| l.segments_on_recycled_files()) - recycled_before;
+        let writes_from_staged_buffers =
+            p.read_log(|l| l.writes_from_staged_buffers()) - staged_before;
         p.close().await;
         let latency = crate::hist::merge_histograms(hists.iter())?;
         let (batches, bytes) = done.get();
@@ -308,6 +317,7 @@ fn append_case(
             elapsed: Duration::from_secs_f64(duration_s),
             errors,
             segments_on_recycled_files,
+            writes_from_staged_buffers,
             fill_s,
         })
     })

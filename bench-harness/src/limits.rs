@@ -2,10 +2,12 @@
 //! bandwidth, fdatasync latency, loopback TCP bandwidth) so that every run can
 //! state its results as fractions of what the hardware did in the same run.
 //!
-//! Only std and libc are used: the point is to measure the kernel and device,
-//! not an I/O runtime, so the numbers stay comparable as the broker changes.
+//! Only std and libc are used (the write buffers are the storage layer's
+//! `AlignedBuf`, itself std and libc, so that the device is measured from
+//! the same kind of memory the log writes from): the point is to measure the
+//! kernel and device, not an I/O runtime, so the numbers stay comparable as
+//! the broker changes.
 
-use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -400,25 +402,14 @@ fn open_direct(path: &Path, create: bool) -> io::Result<File> {
         })
 }
 
-/// A zero-initialised heap buffer aligned for O_DIRECT.
-struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-    layout: Layout,
-}
+/// A buffer aligned for O_DIRECT, filled with non-repeating bytes. It is
+/// the storage layer's buffer, so the device is measured with the same
+/// memory (huge pages at 1 MiB and up) the log writes from.
+struct AlignedBuf(corelog_storage::io::AlignedBuf);
 
 impl AlignedBuf {
     fn new(len: usize) -> io::Result<Self> {
-        let layout = Layout::from_size_align(len.max(1), DIRECT_IO_ALIGN_BYTES)
-            .map_err(|e| invalid(format!("buffer layout for {len} bytes: {e}")))?;
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                format!("allocating {len} bytes"),
-            )
-        })?;
-        let mut buf = AlignedBuf { ptr, layout };
+        let mut buf = AlignedBuf(corelog_storage::io::AlignedBuf::zeroed(len));
         // Non-repeating content keeps compressing or deduplicating storage
         // layers (common under VMs) from reporting inflated bandwidth.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -433,20 +424,11 @@ impl AlignedBuf {
     }
 
     fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr points to layout.size() initialised bytes owned by self.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+        self.0.as_ref()
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and &mut self guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: ptr was allocated with exactly this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        self.0.as_mut()
     }
 }
 

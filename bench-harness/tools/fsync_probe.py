@@ -31,8 +31,18 @@ bs = int(sys.argv[3]) if len(sys.argv) > 3 else 12288
 path = sys.argv[4] if len(sys.argv) > 4 else '/var/tmp/probe.dat'
 size = (int(sys.argv[5]) if len(sys.argv) > 5 else 256) << 20
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT | os.O_TRUNC)
-buf = mmap.mmap(-1, bs)
-buf.write(b'x' * bs)
+if bs >= 1 << 20:
+    # Like the broker's large write buffers (AlignedBuf): 2 MiB aligned and
+    # on transparent huge pages, so a write is one request to the device.
+    import ctypes
+    area = mmap.mmap(-1, bs + (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    area.madvise(mmap.MADV_HUGEPAGE)
+    skip = -ctypes.addressof(ctypes.c_char.from_buffer(area)) % (2 << 20)
+    buf = memoryview(area)[skip:skip + bs]
+    buf[:] = b'x' * bs
+else:
+    buf = mmap.mmap(-1, bs)
+    buf.write(b'x' * bs)
 if size:
     # Written once, so that the timed writes are overwrites.
     fill = mmap.mmap(-1, 1 << 20)

@@ -119,11 +119,24 @@ pub trait StorageIo: Clone + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdIo;
 
+/// Buffers of at least this many bytes are mapped on their own, aligned to
+/// a 2 MiB boundary and advised to use transparent huge pages
+/// (`MADV_HUGEPAGE`, which `madvise` mode honours). Physically contiguous
+/// 2 MiB pages let the block layer send a large O_DIRECT write as one
+/// request: from 4 KiB pages a 4 MiB write is five requests on the
+/// project's virtio disk (254 segments per request).
+pub const HUGE_PAGE_BUFFER_MIN_BYTES: usize = 1 << 20;
+
+const HUGE_PAGE_BYTES: usize = 2 << 20;
+
 /// A heap buffer aligned to [`IO_ALIGN_BYTES`], as O_DIRECT requires.
 pub struct AlignedBuf {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
     cap: usize,
+    /// For a buffer of at least [`HUGE_PAGE_BUFFER_MIN_BYTES`]: its own
+    /// mapping (start, length), which `ptr` lies inside.
+    mapping: Option<(std::ptr::NonNull<u8>, usize)>,
 }
 
 // SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
@@ -133,13 +146,60 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
         let cap = len.max(IO_ALIGN_BYTES);
+        if cap >= HUGE_PAGE_BUFFER_MIN_BYTES {
+            if let Some(buf) = AlignedBuf::mapped(len, cap) {
+                return buf;
+            }
+        }
         let layout = std::alloc::Layout::from_size_align(cap, IO_ALIGN_BYTES)
             .expect("aligned buffer layout");
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
         let ptr =
             std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len, cap }
+        AlignedBuf {
+            ptr,
+            len,
+            cap,
+            mapping: None,
+        }
+    }
+
+    /// A zeroed buffer in a mapping of its own, on huge pages where the
+    /// kernel provides them (see [`HUGE_PAGE_BUFFER_MIN_BYTES`]); None if
+    /// the mapping fails.
+    fn mapped(len: usize, cap: usize) -> Option<AlignedBuf> {
+        let cap = cap.next_multiple_of(HUGE_PAGE_BYTES);
+        // One huge page of slack, so that the buffer can start on a 2 MiB
+        // boundary. The slack is never touched, so it takes no memory.
+        let map_len = cap + HUGE_PAGE_BYTES;
+        // SAFETY: an anonymous private mapping; no file, no fixed address.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let base = base.cast::<u8>();
+        let start = base.wrapping_add(base.align_offset(HUGE_PAGE_BYTES));
+        // SAFETY: [start, start + cap) lies inside the mapping. A refusal
+        // (huge pages disabled) leaves ordinary pages, which work as well.
+        unsafe {
+            libc::madvise(start.cast(), cap, libc::MADV_HUGEPAGE);
+        }
+        Some(AlignedBuf {
+            ptr: std::ptr::NonNull::new(start)?,
+            len,
+            cap,
+            mapping: Some((std::ptr::NonNull::new(base)?, map_len)),
+        })
     }
 
     /// A zeroed buffer of `len` bytes with room for `capacity` (rounded up
@@ -180,6 +240,13 @@ impl WriteBuffer for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        if let Some((base, map_len)) = self.mapping {
+            // SAFETY: the mapping was made in `mapped` with this length.
+            unsafe {
+                libc::munmap(base.as_ptr().cast(), map_len);
+            }
+            return;
+        }
         let cap = self.cap;
         let layout = std::alloc::Layout::from_size_align(cap, IO_ALIGN_BYTES)
             .expect("aligned buffer layout");
@@ -362,4 +429,36 @@ pub fn write_file_atomic_blocking(path: &Path, data: &[u8]) -> io::Result<()> {
 /// recovery can remove leftovers from a crash.
 pub fn is_temporary_file(name: &str) -> bool {
     name.ends_with(".tmp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_buffers_are_zeroed_start_on_a_huge_page_boundary_and_can_be_reused() {
+        let len = (4 << 20) + IO_ALIGN_BYTES;
+        let mut buf = AlignedBuf::zeroed_with_capacity(len, len.next_multiple_of(1 << 20));
+        assert_eq!(buf.as_ref().as_ptr() as usize % HUGE_PAGE_BYTES, 0);
+        assert_eq!(buf.as_ref().len(), len);
+        assert!(buf.capacity() >= len && buf.capacity().is_multiple_of(HUGE_PAGE_BYTES));
+        assert!(buf.as_ref().iter().all(|&b| b == 0));
+        buf.as_mut().fill(0xab);
+        // Reused at another length, it keeps its memory (and its contents,
+        // which callers overwrite).
+        let mut buf = buf.reuse(1 << 20).expect("fits");
+        assert_eq!(buf.as_ref().len(), 1 << 20);
+        assert!(buf.as_ref().iter().all(|&b| b == 0xab));
+        buf.shrink_to(IO_ALIGN_BYTES);
+        assert_eq!(buf.as_ref().len(), IO_ALIGN_BYTES);
+        assert!(buf.reuse(64 << 20).is_none(), "too large for the mapping");
+    }
+
+    #[test]
+    fn small_buffers_are_block_aligned_heap_memory() {
+        let buf = AlignedBuf::zeroed(3 * IO_ALIGN_BYTES);
+        assert_eq!(buf.as_ref().as_ptr() as usize % IO_ALIGN_BYTES, 0);
+        assert!(buf.mapping.is_none());
+        assert!(buf.as_ref().iter().all(|&b| b == 0));
+    }
 }

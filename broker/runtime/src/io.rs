@@ -259,10 +259,12 @@ impl DirectFile for GlommioFile {
     }
 }
 
+/// The size of each zero-fill write.
+const ZERO_FILL_STEP_BYTES: usize = 1 << 20;
+
 /// Reserves [from, to) of `fd` with fallocate (so ENOSPC shows before any
 /// write), then writes zeros over it in 1 MiB O_DIRECT writes.
 fn zero_fill(fd: i32, from: u64, to: u64) -> io::Result<()> {
-    const STEP_BYTES: usize = 1 << 20;
     // SAFETY: plain syscalls on a descriptor that stays open for the call.
     unsafe {
         if libc::fallocate(fd, 0, from as libc::off_t, (to - from) as libc::off_t) != 0 {
@@ -272,32 +274,42 @@ fn zero_fill(fd: i32, from: u64, to: u64) -> io::Result<()> {
             }
         }
     }
-    let buf = corelog_storage::io::AlignedBuf::zeroed(STEP_BYTES);
-    // Never below `from`: the block holding it may hold data (a segment cut
-    // at an unaligned size), and writes may be rewriting it concurrently.
-    // The bytes between `from` and the next block read as zeros already.
-    let mut pos = from.div_ceil(4096) * 4096;
-    while pos < to {
-        let len = (STEP_BYTES as u64).min(to - pos).div_ceil(4096) * 4096;
-        // SAFETY: buf is valid for len bytes (len <= STEP_BYTES).
-        let n = unsafe {
-            libc::pwrite(
-                fd,
-                buf.as_ref().as_ptr().cast(),
-                len as usize,
-                pos as libc::off_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        pos += n as u64;
+    // One buffer of zeros per blocking thread, made once: never written to,
+    // so it stays zero. (A 1 MiB buffer is a huge-page mapping of its own;
+    // mapping, faulting and unmapping one per preallocation step would put
+    // that cost, and any compaction the kernel does for the huge page, on
+    // the thread that also runs the fdatasyncs.)
+    thread_local! {
+        static ZEROS: corelog_storage::io::AlignedBuf =
+            corelog_storage::io::AlignedBuf::zeroed(ZERO_FILL_STEP_BYTES);
     }
+    ZEROS.with(|buf| write_zeros(fd, buf.as_ref(), from, to))?;
     // Commit the extent conversions now, in one journal commit, rather than
     // leaving them for the next data fdatasync to pay for.
     // SAFETY: plain syscall on an open descriptor.
     if unsafe { libc::fdatasync(fd) } != 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes `zeros` (at most its length per write) over [from, to), from the
+/// first block boundary at or after `from`.
+fn write_zeros(fd: i32, zeros: &[u8], from: u64, to: u64) -> io::Result<()> {
+    debug_assert!(zeros.len() >= ZERO_FILL_STEP_BYTES);
+    // Never below `from`: the block holding it may hold data (a segment cut
+    // at an unaligned size), and writes may be rewriting it concurrently.
+    // The bytes between `from` and the next block read as zeros already.
+    let mut pos = from.div_ceil(4096) * 4096;
+    while pos < to {
+        let len = (ZERO_FILL_STEP_BYTES as u64).min(to - pos).div_ceil(4096) * 4096;
+        // SAFETY: zeros is valid for len bytes (len <= ZERO_FILL_STEP_BYTES).
+        let n =
+            unsafe { libc::pwrite(fd, zeros.as_ptr().cast(), len as usize, pos as libc::off_t) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        pos += n as u64;
     }
     Ok(())
 }

@@ -137,10 +137,28 @@ pub(crate) struct Staged<B> {
     pub start: u64,
     /// Bytes of the block that the write in flight ends in, at the start of `buf`.
     pub head: usize,
-    /// Bytes of `buf` filled: the head, then `batches` batches (`bytes` in all).
-    pub filled: usize,
+    /// The batches copied after the head, and their bytes.
     pub batches: usize,
     pub bytes: u64,
+}
+
+impl<B> Staged<B> {
+    /// Bytes of `buf` filled: the head, then the batches.
+    fn filled(&self) -> usize {
+        self.head + self.bytes as usize
+    }
+}
+
+impl Pending {
+    /// Copies the batch to the start of `dst` with its assigned base offset
+    /// patched in: the one copy of record bytes on the produce path, into
+    /// the aligned buffer that O_DIRECT requires. Returns its length.
+    fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let len = self.bytes.len();
+        dst[..len].copy_from_slice(&self.bytes);
+        batch::set_base_offset(dst, self.base);
+        len
+    }
 }
 
 /// What the job in flight will change when it completes.
@@ -379,7 +397,6 @@ impl<I: StorageIo> PartitionLog<I> {
                 segment: self.active.base,
                 start: align_down(written),
                 head,
-                filled: head,
                 batches: 0,
                 bytes: 0,
             });
@@ -392,10 +409,8 @@ impl<I: StorageIo> PartitionLog<I> {
             if !fits(st.bytes, len as u64) {
                 break;
             }
-            let dst = &mut st.buf.as_mut()[st.filled..];
-            dst[..len].copy_from_slice(&p.bytes);
-            batch::set_base_offset(dst, p.base);
-            st.filled += len;
+            let at = st.filled();
+            p.copy_to(&mut st.buf.as_mut()[at..]);
             st.bytes += len as u64;
             st.batches += 1;
         }
@@ -566,7 +581,8 @@ impl<I: StorageIo> PartitionLog<I> {
         let (mut buf, copied, mut at) = match staged {
             Some(st) => {
                 self.writes_from_staged_buffers += 1;
-                (st.buf, st.batches, st.filled)
+                let filled = st.filled();
+                (st.buf, st.batches, filled)
             }
             None => {
                 let mut buf = active.file.alloc_buffer(write_len);
@@ -577,13 +593,9 @@ impl<I: StorageIo> PartitionLog<I> {
         buf.shrink_to(write_len);
         {
             let dst = buf.as_mut();
+            // The batches not staged already (all of them without a staged buffer).
             for p in self.unflushed.iter().take(count).skip(copied) {
-                // The one copy of record bytes on the produce path: into the
-                // aligned buffer that O_DIRECT requires (here, or earlier in
-                // `stage_queued`). The assigned base offset is patched in here.
-                dst[at..at + p.bytes.len()].copy_from_slice(&p.bytes);
-                batch::set_base_offset(&mut dst[at..], p.base);
-                at += p.bytes.len();
+                at += p.copy_to(&mut dst[at..]);
             }
             // Padding up to the block end: zeros, which recovery reads as the end of data.
             dst[at..].fill(0);

@@ -683,6 +683,7 @@ pub(crate) mod testutil {
                 duration_s: 1.0,
                 bandwidth_bytes_per_s: 4e9,
             },
+            remeasured: Vec::new(),
         }
     }
 

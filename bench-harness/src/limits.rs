@@ -184,6 +184,11 @@ pub struct Limits {
     pub fdatasync_latency: Vec<FdatasyncLatency>,
     /// Loopback TCP in one stream.
     pub loopback_tcp: TcpBandwidth,
+    /// Entries that were not measured in the one pass above, and how they
+    /// were measured instead (see [`DeviceWindows`]). Empty for a plain
+    /// `measure_limits`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remeasured: Vec<String>,
 }
 
 impl Limits {
@@ -244,7 +249,7 @@ pub fn measure_limits(dir: &Path, opts: &LimitsOptions) -> io::Result<Limits> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     check_free_space(dir, opts.scratch_bytes())?;
-    let scratch = ScratchDir::create(dir)?;
+    let scratch = ScratchDir::create(dir, "limits")?;
 
     let mut write_bandwidth = Vec::new();
     let prealloc_path = scratch.path.join("bandwidth.dat");
@@ -292,7 +297,165 @@ pub fn measure_limits(dir: &Path, opts: &LimitsOptions) -> io::Result<Limits> {
         write_bandwidth,
         fdatasync_latency,
         loopback_tcp,
+        remeasured: Vec::new(),
     })
+}
+
+/// The device measured in short windows between a workload's own windows,
+/// for one block size: O_DIRECT write bandwidth and write+fdatasync latency.
+///
+/// Why: a virtual disk's speed can swing by 2x within a minute (seen on the
+/// project's machine: the 1 MiB bandwidth of one `measure_limits` pass was
+/// followed, a minute later, by a log running at 43% of it, and by 96% in
+/// the next run). A workload compared with the device in the same minutes,
+/// window by window, measures the workload, not the disk's mood. The
+/// windows write to scratch files of their own, preallocated and filled
+/// once (the same layout as [`measure_limits`]), so each is a pure
+/// overwrite.
+pub struct DeviceWindows {
+    block_bytes: u64,
+    buf: AlignedBuf,
+    bandwidth_file: File,
+    bandwidth_wrap_bytes: u64,
+    bandwidth_offset: u64,
+    bandwidth_bytes: u64,
+    bandwidth_s: f64,
+    sync_file: File,
+    sync_wrap_bytes: u64,
+    sync_offset: u64,
+    sync_ns: Histogram<u64>,
+    total_ns: Histogram<u64>,
+    windows: u32,
+    window_s: f64,
+    // Last, so the files close before their directory is removed.
+    _scratch: ScratchDir,
+}
+
+impl DeviceWindows {
+    /// Creates and fills the scratch files in `dir` (sizes from `opts`).
+    pub fn new(dir: &Path, block_bytes: u64, opts: &LimitsOptions) -> io::Result<Self> {
+        if block_bytes == 0 || block_bytes % DIRECT_IO_ALIGN_BYTES as u64 != 0 {
+            return Err(invalid(format!(
+                "device window block size {block_bytes} is not a positive multiple of {DIRECT_IO_ALIGN_BYTES}"
+            )));
+        }
+        let bandwidth_file_bytes = opts.bandwidth_file_bytes.max(block_bytes);
+        let sync_file_bytes = opts.fdatasync_file_bytes.max(block_bytes);
+        check_free_space(dir, bandwidth_file_bytes + sync_file_bytes)?;
+        let scratch = ScratchDir::create(dir, "device-windows")?;
+        let bandwidth_file = open_direct(&scratch.path.join("bandwidth.dat"), true)?;
+        preallocate_and_fill(&bandwidth_file, bandwidth_file_bytes)?;
+        let sync_file = open_direct(&scratch.path.join("fdatasync.dat"), true)?;
+        preallocate_and_fill(&sync_file, sync_file_bytes)?;
+        Ok(DeviceWindows {
+            block_bytes,
+            buf: AlignedBuf::new(block_bytes as usize)?,
+            bandwidth_file,
+            bandwidth_wrap_bytes: bandwidth_file_bytes - bandwidth_file_bytes % block_bytes,
+            bandwidth_offset: 0,
+            bandwidth_bytes: 0,
+            bandwidth_s: 0.0,
+            sync_file,
+            sync_wrap_bytes: sync_file_bytes - sync_file_bytes % block_bytes,
+            sync_offset: 0,
+            sync_ns: new_ns_histogram()?,
+            total_ns: new_ns_histogram()?,
+            windows: 0,
+            window_s: 0.0,
+            _scratch: scratch,
+        })
+    }
+
+    /// One window of `time`: half of it sequential writes (then one
+    /// fdatasync), half of it write+fdatasync pairs.
+    pub fn window(&mut self, time: Duration) -> io::Result<()> {
+        let half = time / 2;
+        let started = Instant::now();
+        self.bandwidth_bytes += write_sequential(
+            &self.bandwidth_file,
+            &self.buf,
+            &mut self.bandwidth_offset,
+            self.bandwidth_wrap_bytes,
+            u64::MAX,
+            half,
+        )?;
+        self.bandwidth_s += started.elapsed().as_secs_f64();
+        write_and_sync(
+            &self.sync_file,
+            &self.buf,
+            &mut self.sync_offset,
+            self.sync_wrap_bytes,
+            u64::MAX,
+            half,
+            &mut self.sync_ns,
+            &mut self.total_ns,
+        )?;
+        self.windows += 1;
+        self.window_s += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The bandwidth over all windows so far.
+    pub fn bandwidth_bytes_per_s(&self) -> f64 {
+        self.bandwidth_bytes as f64 / self.bandwidth_s.max(1e-9)
+    }
+
+    /// The fdatasync latency over all windows so far.
+    pub fn fdatasync_latency(&self) -> FdatasyncLatency {
+        fdatasync_latency(self.block_bytes, &self.sync_ns, &self.total_ns)
+    }
+
+    /// `base` with its preallocated bandwidth and its fdatasync latency at
+    /// this block size replaced by (or, if absent, extended with) the
+    /// windows' figures, and a line in [`Limits::remeasured`] that says so
+    /// and keeps the replaced values.
+    pub fn limits(&self, base: &Limits) -> Limits {
+        let mut limits = base.clone();
+        let block = self.block_bytes;
+        let bandwidth = WriteBandwidth {
+            block_bytes: block,
+            mode: WriteMode::Preallocated,
+            bytes_written: self.bandwidth_bytes,
+            duration_s: self.bandwidth_s,
+            write_bandwidth_bytes_per_s: self.bandwidth_bytes_per_s(),
+        };
+        let sync = self.fdatasync_latency();
+        let before = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.0}"));
+        let old_bandwidth = limits
+            .write_bandwidth
+            .iter()
+            .position(|w| w.block_bytes == block && w.mode == WriteMode::Preallocated);
+        let old_sync = limits
+            .fdatasync_latency
+            .iter()
+            .position(|f| f.block_bytes == block);
+        limits.remeasured.push(format!(
+            "preallocated write bandwidth and fdatasync latency at {}: measured in {} windows \
+             ({:.1} s in all) interleaved with the workload's own; the single pass before it had \
+             {} MB/s, fdatasync p99 {} us, write+fdatasync p99 {} us; the windows had {:.0} MB/s, \
+             {:.0} us, {:.0} us",
+            format_block(block),
+            self.windows,
+            self.window_s,
+            before(
+                old_bandwidth.map(|i| limits.write_bandwidth[i].write_bandwidth_bytes_per_s / 1e6)
+            ),
+            before(old_sync.map(|i| limits.fdatasync_latency[i].fdatasync_p99_us)),
+            before(old_sync.map(|i| limits.fdatasync_latency[i].write_fdatasync_p99_us)),
+            bandwidth.write_bandwidth_bytes_per_s / 1e6,
+            sync.fdatasync_p99_us,
+            sync.write_fdatasync_p99_us,
+        ));
+        match old_bandwidth {
+            Some(i) => limits.write_bandwidth[i] = bandwidth,
+            None => limits.write_bandwidth.push(bandwidth),
+        }
+        match old_sync {
+            Some(i) => limits.fdatasync_latency[i] = sync,
+            None => limits.fdatasync_latency.push(sync),
+        }
+        limits
+    }
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -366,8 +529,8 @@ struct ScratchDir {
 }
 
 impl ScratchDir {
-    fn create(parent: &Path) -> io::Result<Self> {
-        let path = parent.join(format!(".corelog-bench-limits-{}", std::process::id()));
+    fn create(parent: &Path, purpose: &str) -> io::Result<Self> {
+        let path = parent.join(format!(".corelog-bench-{purpose}-{}", std::process::id()));
         std::fs::create_dir_all(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
         Ok(ScratchDir { path })
@@ -485,27 +648,15 @@ fn measure_bandwidth(
         WriteMode::Growing => opts.bandwidth_max_bytes_per_case.min(wrap_bytes),
     };
     let started = Instant::now();
-    let mut written: u64 = 0;
-    let mut offset: u64 = 0;
-    while written < max_bytes.max(block_bytes) {
-        file.write_all_at(buf.as_slice(), offset).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("pwrite {block_bytes} bytes at {offset}: {e}"),
-            )
-        })?;
-        written += block_bytes;
-        offset += block_bytes;
-        if offset >= wrap_bytes {
-            offset = 0;
-        }
-        if started.elapsed() >= opts.bandwidth_time_per_case {
-            break;
-        }
-    }
-    // The closing fdatasync makes a growing file's metadata durable, which is
-    // part of the cost of appending; for overwrites it is nearly free.
-    fdatasync(file)?;
+    let mut offset = 0;
+    let written = write_sequential(
+        file,
+        &buf,
+        &mut offset,
+        wrap_bytes,
+        max_bytes,
+        opts.bandwidth_time_per_case,
+    )?;
     let duration_s = started.elapsed().as_secs_f64();
     Ok(WriteBandwidth {
         block_bytes,
@@ -514,6 +665,42 @@ fn measure_bandwidth(
         duration_s,
         write_bandwidth_bytes_per_s: written as f64 / duration_s.max(1e-9),
     })
+}
+
+/// Writes `buf` again and again from `*offset` (wrapping at `wrap_bytes`)
+/// until `max_bytes` are written or `time` has passed, then fdatasyncs once.
+/// Returns the bytes written; `*offset` is where the next write would go.
+fn write_sequential(
+    file: &File,
+    buf: &AlignedBuf,
+    offset: &mut u64,
+    wrap_bytes: u64,
+    max_bytes: u64,
+    time: Duration,
+) -> io::Result<u64> {
+    let block_bytes = buf.as_slice().len() as u64;
+    let started = Instant::now();
+    let mut written: u64 = 0;
+    while written < max_bytes.max(block_bytes) {
+        file.write_all_at(buf.as_slice(), *offset).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("pwrite {block_bytes} bytes at {offset}: {e}"),
+            )
+        })?;
+        written += block_bytes;
+        *offset += block_bytes;
+        if *offset >= wrap_bytes {
+            *offset = 0;
+        }
+        if started.elapsed() >= time {
+            break;
+        }
+    }
+    // The closing fdatasync makes a growing file's metadata durable, which is
+    // part of the cost of appending; for overwrites it is nearly free.
+    fdatasync(file)?;
+    Ok(written)
 }
 
 fn new_ns_histogram() -> io::Result<Histogram<u64>> {
@@ -530,37 +717,73 @@ fn measure_fdatasync(
     let wrap_bytes = opts.fdatasync_file_bytes - opts.fdatasync_file_bytes % block_bytes;
     let mut sync_ns = new_ns_histogram()?;
     let mut total_ns = new_ns_histogram()?;
-    let started = Instant::now();
     let mut offset = 0;
+    write_and_sync(
+        file,
+        &buf,
+        &mut offset,
+        wrap_bytes,
+        opts.fdatasync_max_iterations,
+        opts.fdatasync_time_per_case,
+        &mut sync_ns,
+        &mut total_ns,
+    )?;
+    Ok(fdatasync_latency(block_bytes, &sync_ns, &total_ns))
+}
+
+/// Writes `buf` and fdatasyncs, again and again from `*offset` (wrapping at
+/// `wrap_bytes`), for at most `max_iterations` or `time`, recording the
+/// fdatasync alone in `sync_ns` and write plus fdatasync in `total_ns`.
+#[allow(clippy::too_many_arguments)]
+fn write_and_sync(
+    file: &File,
+    buf: &AlignedBuf,
+    offset: &mut u64,
+    wrap_bytes: u64,
+    max_iterations: u64,
+    time: Duration,
+    sync_ns: &mut Histogram<u64>,
+    total_ns: &mut Histogram<u64>,
+) -> io::Result<()> {
+    let block_bytes = buf.as_slice().len() as u64;
+    let started = Instant::now();
     let mut samples = 0;
-    while samples < opts.fdatasync_max_iterations.max(1) {
+    while samples < max_iterations.max(1) {
         let t0 = Instant::now();
-        file.write_all_at(buf.as_slice(), offset)?;
+        file.write_all_at(buf.as_slice(), *offset)?;
         let t1 = Instant::now();
         fdatasync(file)?;
         let t2 = Instant::now();
         sync_ns.saturating_record(duration_ns(t2 - t1));
         total_ns.saturating_record(duration_ns(t2 - t0));
         samples += 1;
-        offset += block_bytes;
-        if offset >= wrap_bytes {
-            offset = 0;
+        *offset += block_bytes;
+        if *offset >= wrap_bytes {
+            *offset = 0;
         }
-        if started.elapsed() >= opts.fdatasync_time_per_case {
+        if started.elapsed() >= time {
             break;
         }
     }
+    Ok(())
+}
+
+fn fdatasync_latency(
+    block_bytes: u64,
+    sync_ns: &Histogram<u64>,
+    total_ns: &Histogram<u64>,
+) -> FdatasyncLatency {
     let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    Ok(FdatasyncLatency {
+    FdatasyncLatency {
         block_bytes,
-        samples,
-        fdatasync_p50_us: us(&sync_ns, 0.5),
-        fdatasync_p99_us: us(&sync_ns, 0.99),
-        fdatasync_p999_us: us(&sync_ns, 0.999),
+        samples: sync_ns.len(),
+        fdatasync_p50_us: us(sync_ns, 0.5),
+        fdatasync_p99_us: us(sync_ns, 0.99),
+        fdatasync_p999_us: us(sync_ns, 0.999),
         fdatasync_max_us: sync_ns.max() as f64 / 1000.0,
-        write_fdatasync_p50_us: us(&total_ns, 0.5),
-        write_fdatasync_p99_us: us(&total_ns, 0.99),
-    })
+        write_fdatasync_p50_us: us(total_ns, 0.5),
+        write_fdatasync_p99_us: us(total_ns, 0.99),
+    }
 }
 
 fn duration_ns(d: Duration) -> u64 {
@@ -820,6 +1043,7 @@ mod tests {
                 duration_s: 1.0,
                 bandwidth_bytes_per_s: 1.0,
             },
+            remeasured: Vec::new(),
         }
     }
 

@@ -32,6 +32,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The storage benchmarks run the log in this process: its warnings and
+    // errors (a failed write, say) must reach the person running them.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORELOG_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Limits(args) => limits::run_command(args),

@@ -7,10 +7,16 @@
 //! minus the network. Each case runs twice:
 //! - `latency`: one writer, one batch at a time. Each append is one write
 //!   plus one fdatasync of that batch's size, so its p99 compares directly
-//!   with the device's fdatasync p99 at that size.
+//!   with the device's write+fdatasync p99 at that size (and is recorded
+//!   over the fdatasync p99 alone too).
 //! - `throughput`: several writers keep batches in flight, so group commit
 //!   merges them into large writes, compared with the device's O_DIRECT
 //!   bandwidth at the largest write size the log issues (`write_bytes_max`).
+//!
+//! The device is measured twice: once before the cases (`limits.json`'s
+//! single pass) and in short windows between each case's parts
+//! ([`DeviceWindows`], `--device-windows`), which the case is compared with:
+//! a virtual disk's speed can change by 2x between the two.
 //!
 //! Each case runs on a log in one of two states (`--log-state`):
 //! - `fresh`: a new, empty log. Every segment is new space on the disk.
@@ -32,7 +38,7 @@ use corelog_storage::batch::build::{batch, BatchSpec};
 use corelog_storage::{BatchCache, CacheId, LogConfig, PartitionLog};
 
 use crate::hist::LatencyRecorder;
-use crate::limits::{measure_limits, LimitsOptions};
+use crate::limits::{measure_limits, DeviceWindows, LimitsOptions};
 use crate::run::{RunWriter, ThroughputBasis};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -68,6 +74,18 @@ pub struct StorageArgs {
     /// The log's `checkpoint_interval_bytes` in MiB (default: the log's own).
     #[arg(long)]
     pub checkpoint_interval_mib: Option<u64>,
+    /// Device windows interleaved with each case: the case's duration is
+    /// split into this many parts, and after each part the device's write
+    /// bandwidth and write+fdatasync latency at the case's write size are
+    /// measured for `--device-window-ms`. The case is then compared with
+    /// those windows instead of the single pass before the cases (which is
+    /// kept in the run's `limits.json`, under `remeasured`). 0: compare
+    /// with the single pass.
+    #[arg(long, default_value_t = 10)]
+    pub device_windows: u32,
+    /// Length of each device window.
+    #[arg(long, default_value_t = 500)]
+    pub device_window_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,21 +158,6 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                 });
                 let mut run = RunWriter::create_timestamped(&args.out, &scenario, config)?;
                 run.set_data_dir(&args.dir);
-                run.set_limits(limits.clone())?;
-                let log_dir = args
-                    .dir
-                    .join(format!("bench-{}-{mode}", std::process::id()));
-                let result = append_case(
-                    &log_dir,
-                    log_config,
-                    state,
-                    args.cpu,
-                    records,
-                    args.record_bytes,
-                    writers,
-                    args.duration_s,
-                )?;
-                let _ = std::fs::remove_dir_all(&log_dir);
                 // The latency case writes one batch per fdatasync, so it compares
                 // with the device at the batch size; the throughput case's group
                 // commits grow to write_bytes_max, so it compares with the
@@ -164,6 +167,41 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                 } else {
                     (batch_bytes as u64).max(1 << 20)
                 };
+                let device = if args.device_windows > 0 {
+                    Some(
+                        DeviceWindows::new(&args.dir, sync_block.next_multiple_of(4096), &opts)
+                            .context("preparing the device windows")?,
+                    )
+                } else {
+                    None
+                };
+                let log_dir = args
+                    .dir
+                    .join(format!("bench-{}-{mode}", std::process::id()));
+                // Each case reports its own peak, not the largest so far.
+                reset_peak_rss();
+                let result = append_case(
+                    &log_dir,
+                    log_config,
+                    state,
+                    args.cpu,
+                    records,
+                    args.record_bytes,
+                    writers,
+                    args.duration_s,
+                    device.map(|d| {
+                        (
+                            d,
+                            args.device_windows,
+                            Duration::from_millis(args.device_window_ms),
+                        )
+                    }),
+                )?;
+                let _ = std::fs::remove_dir_all(&log_dir);
+                match &result.device {
+                    Some(d) => run.set_limits(d.limits(&limits))?,
+                    None => run.set_limits(limits.clone())?,
+                }
                 run.add_latency("append_durable", &result.latency, sync_block)?;
                 run.set_throughput(
                     result.batches * records as u64,
@@ -185,11 +223,21 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                     serde_json::json!(result.writes_from_staged_buffers),
                 );
                 run.set_note("fill_before_measuring_s", serde_json::json!(result.fill_s));
+                // The process's: the log and the writers, and the device
+                // windows' two buffers (2 MiB each at 1 MiB writes).
+                let peak_rss = peak_rss_bytes();
+                run.set_note("peak_rss_bytes", serde_json::json!(peak_rss));
                 let record = run.finish()?;
                 let t = record.results.throughput.as_ref();
                 let l = &record.results.latency["append_durable"];
+                let device_sync = record.limits.as_ref().and_then(|limits| {
+                    limits
+                        .fdatasync_latency
+                        .iter()
+                        .find(|f| f.block_bytes == sync_block.next_multiple_of(4096))
+                });
                 println!(
-                "{scenario}: {:.1} MiB/s ({:.0}% of device), p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, p99/fdatasync-p99 {:.2}, peak RSS {} MiB",
+                "{scenario}: {:.1} MiB/s ({:.0}% of device), p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, p99/fdatasync-p99 {:.2}, p99/(write+fdatasync)-p99 {:.2}, peak RSS {} MiB",
                 t.map_or(0.0, |t| t.mib_per_s),
                 t.and_then(|t| t.fraction_of_limit).unwrap_or(0.0) * 100.0,
                 l.summary.p50_us,
@@ -197,7 +245,8 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                 l.summary.p999_us,
                 l.summary.max_us,
                 l.p99_over_fdatasync_p99.unwrap_or(f64::NAN),
-                peak_rss_bytes() >> 20,
+                device_sync.map_or(f64::NAN, |d| l.summary.p99_us / d.write_fdatasync_p99_us),
+                peak_rss >> 20,
             );
             }
         }
@@ -217,6 +266,8 @@ struct CaseResult {
     writes_from_staged_buffers: u64,
     /// Seconds spent filling the log before the measurement.
     fill_s: f64,
+    /// The device windows run between the case's parts, if any.
+    device: Option<DeviceWindows>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -229,6 +280,7 @@ fn append_case(
     record_bytes: usize,
     writers: usize,
     duration_s: f64,
+    device: Option<(DeviceWindows, u32, Duration)>,
 ) -> Result<CaseResult> {
     let dir = dir.to_path_buf();
     corelog_runtime::run_on_core(Some(cpu), || async move {
@@ -257,71 +309,123 @@ fn append_case(
             base_timestamp_ms: corelog_runtime::now_ms(),
             ..BatchSpec::default()
         }));
-        let warmup_until = Instant::now() + Duration::from_millis(500);
-        let end = warmup_until + Duration::from_secs_f64(duration_s);
+        let (mut device, parts, window) = match device {
+            Some((d, parts, window)) => (Some(d), parts.max(1), window),
+            None => (None, 1, Duration::ZERO),
+        };
+        let part_s = duration_s / f64::from(parts);
         let done = Rc::new(Cell::new((0u64, 0u64)));
-        let mut tasks = Vec::new();
-        for _ in 0..writers {
-            let (p, payload, done) = (p.clone(), payload.clone(), done.clone());
-            tasks.push(corelog_runtime::spawn_local(async move {
-                let mut rec = LatencyRecorder::new();
-                let mut errors = 0u64;
-                loop {
-                    let now = Instant::now();
-                    if now >= end {
-                        break;
-                    }
-                    let started = Instant::now();
-                    match p.append(payload.clone()) {
-                        Ok((info, generation)) => {
-                            if p.wait_flushed(info.last_offset.plus(1), generation)
-                                .await
-                                .is_err()
-                            {
-                                errors += 1;
-                                continue;
-                            }
-                        }
-                        Err(_) => {
-                            errors += 1;
-                            continue;
-                        }
-                    }
-                    if started >= warmup_until {
-                        rec.record_since(started);
-                        let (b, n) = done.get();
-                        done.set((b + 1, n + payload.len() as u64));
-                    }
-                }
-                (rec.into_total(), errors)
-            }));
-        }
-        let mut hists = Vec::new();
+        let mut recorders: Vec<LatencyRecorder> =
+            (0..writers).map(|_| LatencyRecorder::new()).collect();
         let mut errors = 0;
-        for t in tasks {
-            let (h, e) = t.await;
-            hists.push(h);
-            errors += e;
+        let mut elapsed = Duration::ZERO;
+        for part in 0..parts {
+            // Only the first part warms up: the later ones continue a log
+            // that is already running.
+            let warmup = if part == 0 {
+                Duration::from_millis(500)
+            } else {
+                Duration::ZERO
+            };
+            let measure_from = Instant::now() + warmup;
+            let end = measure_from + Duration::from_secs_f64(part_s);
+            // Each writer keeps its recorder across the parts: a histogram
+            // per writer and part would weigh on the peak RSS measured here.
+            let tasks: Vec<_> = std::mem::take(&mut recorders)
+                .into_iter()
+                .map(|rec| {
+                    corelog_runtime::spawn_local(write_until(
+                        p.clone(),
+                        payload.clone(),
+                        rec,
+                        measure_from,
+                        end,
+                        done.clone(),
+                    ))
+                })
+                .collect();
+            for t in tasks {
+                let (rec, e) = t.await;
+                recorders.push(rec);
+                errors += e;
+            }
+            // Every writer waited for its last batch to be durable, so the
+            // log is idle (but for background lanes) while the device is
+            // measured.
+            elapsed += measure_from.elapsed();
+            if let Some(mut d) = device.take() {
+                let (d, result) = corelog_runtime::run_blocking(move || {
+                    let result = d.window(window);
+                    (d, result)
+                })
+                .await;
+                result.context("measuring a device window")?;
+                device = Some(d);
+            }
         }
         let segments_on_recycled_files =
             p.read_log(|l| l.segments_on_recycled_files()) - recycled_before;
         let writes_from_staged_buffers =
             p.read_log(|l| l.writes_from_staged_buffers()) - staged_before;
         p.close().await;
+        let hists: Vec<_> = recorders
+            .into_iter()
+            .map(LatencyRecorder::into_total)
+            .collect();
         let latency = crate::hist::merge_histograms(hists.iter())?;
         let (batches, bytes) = done.get();
         Ok(CaseResult {
             latency,
             batches,
             bytes,
-            elapsed: Duration::from_secs_f64(duration_s),
+            elapsed,
             errors,
             segments_on_recycled_files,
             writes_from_staged_buffers,
             fill_s,
+            device,
         })
     })
     .context("starting executor")?
+}
+
+/// One writer: appends `payload` and waits until it is durable, again and
+/// again until `end`, recording the appends that start at or after
+/// `measure_from` (their latency in `rec`, their count and bytes in `done`).
+/// Returns `rec` and the number of failed appends.
+async fn write_until(
+    p: Partition,
+    payload: Bytes,
+    mut rec: LatencyRecorder,
+    measure_from: Instant,
+    end: Instant,
+    done: Rc<Cell<(u64, u64)>>,
+) -> (LatencyRecorder, u64) {
+    let mut errors = 0u64;
+    while Instant::now() < end {
+        let started = Instant::now();
+        match p.append(payload.clone()) {
+            Ok((info, generation)) => {
+                if p.wait_flushed(info.last_offset.plus(1), generation)
+                    .await
+                    .is_err()
+                {
+                    errors += 1;
+                    continue;
+                }
+            }
+            Err(_) => {
+                errors += 1;
+                continue;
+            }
+        }
+        if started >= measure_from {
+            rec.record_since(started);
+            let (b, n) = done.get();
+            done.set((b + 1, n + payload.len() as u64));
+        }
+    }
+    (rec, errors)
 }
 
 /// Appends large batches from `writers` tasks until retention has deleted
@@ -366,6 +470,13 @@ async fn fill_until_a_segment_is_recycled(
         t.await?;
     }
     Ok(())
+}
+
+/// Resets this process's peak resident set size (VmHWM) to the current
+/// one (Linux 4.0 and later). Best effort: where it fails, the peak stays the
+/// process's since its start.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak resident set size of this process (VmHWM).

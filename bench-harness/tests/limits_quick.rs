@@ -113,3 +113,71 @@ fn limits_on_missing_dir_fails_cleanly() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("error:"));
 }
+
+/// A storage run compares with device windows measured between its parts:
+/// the limits it records carry the windows' figures at the run's block
+/// size, say so in `remeasured` (with the single pass's figures), leave the
+/// other entries alone, and the scratch files go with the windows.
+#[test]
+fn device_windows_replace_one_block_size_and_say_so() {
+    use corelog_bench::limits::{DeviceWindows, WriteMode};
+    let dir = scratch();
+    let base = measure_limits(dir.path(), &tiny()).expect("measure limits");
+    let block = 64 << 10;
+    let mut windows = DeviceWindows::new(dir.path(), block, &tiny()).expect("device windows");
+    for _ in 0..3 {
+        windows.window(Duration::from_millis(60)).expect("window");
+    }
+    let sync = windows.fdatasync_latency();
+    assert!(sync.samples >= 3, "{sync:?}");
+    assert!(
+        sync.write_fdatasync_p99_us >= sync.fdatasync_p99_us,
+        "{sync:?}"
+    );
+    assert!(windows.bandwidth_bytes_per_s() > 0.0);
+    let limits = windows.limits(&base);
+    drop(windows);
+
+    assert_eq!(limits.write_bandwidth.len(), base.write_bandwidth.len());
+    assert_eq!(limits.fdatasync_latency.len(), base.fdatasync_latency.len());
+    assert_eq!(
+        limits.write_bandwidth_bytes_per_s(block, WriteMode::Preallocated),
+        Some(windows_bandwidth(&limits, block))
+    );
+    assert_eq!(limits.fdatasync_p99_us(block), Some(sync.fdatasync_p99_us));
+    // Other block sizes keep the single pass's figures.
+    assert_eq!(limits.fdatasync_p99_us(4096), base.fdatasync_p99_us(4096));
+    assert_eq!(
+        limits.write_bandwidth_bytes_per_s(1 << 20, WriteMode::Preallocated),
+        base.write_bandwidth_bytes_per_s(1 << 20, WriteMode::Preallocated)
+    );
+    assert_eq!(limits.remeasured.len(), 1, "{:?}", limits.remeasured);
+    assert!(
+        limits.remeasured[0].contains("64 KiB") && limits.remeasured[0].contains("3 windows"),
+        "{:?}",
+        limits.remeasured
+    );
+    // The line is kept in limits.json.
+    let back: Limits = serde_json::from_str(&serde_json::to_string(&limits).unwrap()).unwrap();
+    assert_eq!(back.remeasured, limits.remeasured);
+
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch files left behind: {leftovers:?}"
+    );
+}
+
+fn windows_bandwidth(limits: &Limits, block: u64) -> f64 {
+    limits
+        .write_bandwidth
+        .iter()
+        .find(|w| {
+            w.block_bytes == block && w.mode == corelog_bench::limits::WriteMode::Preallocated
+        })
+        .expect("entry at the block size")
+        .write_bandwidth_bytes_per_s
+}

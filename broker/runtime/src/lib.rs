@@ -34,3 +34,10 @@ pub fn spawn_local<T: 'static>(
 ) -> glommio::Task<T> {
     glommio::spawn_local(f)
 }
+
+/// Runs `f` on the executor's pool of blocking threads and waits for it
+/// without blocking the executor: for work that blocks in syscalls (a
+/// benchmark's device measurement between windows of its workload).
+pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    glommio::executor().spawn_blocking(f).await
+}

@@ -546,4 +546,49 @@ mod tests {
         assert!(got[4096 + large..].iter().all(|&b| b == 0x33));
         assert_eq!(got.len(), 2 * large);
     }
+
+    /// The open flags of `fd` in this process, from /proc (octal there).
+    fn open_flags(fd: i32) -> i32 {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .unwrap()
+            .trim();
+        i32::from_str_radix(flags, 8).unwrap()
+    }
+
+    #[test]
+    fn small_synced_writes_go_through_an_o_dsync_descriptor_that_sealing_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        let got = crate::run_on_core(Some(0), || async move {
+            let f = GlommioIo.open(&path, true).await.unwrap();
+            f.preallocate(64 << 10).await.unwrap();
+            assert_eq!(open_flags(f.fd()) & libc::O_DSYNC, 0);
+            // An unsynced small write does not open it.
+            let mut buf = f.alloc_buffer(4096);
+            buf.as_mut().fill(0x44);
+            f.write_and_sync(buf, 0, false).await.unwrap();
+            assert!(f.dsync.borrow().is_none());
+            // A synced one does, and uses it: O_DSYNC and O_DIRECT.
+            let mut buf = f.alloc_buffer(8192);
+            buf.as_mut().fill(0x55);
+            f.write_and_sync(buf, 4096, true).await.unwrap();
+            let dsync_fd = std::os::fd::AsRawFd::as_raw_fd(&**f.dsync.borrow().as_ref().unwrap());
+            let flags = open_flags(dsync_fd);
+            assert_eq!(flags & libc::O_DSYNC, libc::O_DSYNC, "flags {flags:o}");
+            assert_eq!(flags & libc::O_DIRECT, libc::O_DIRECT, "flags {flags:o}");
+            // The main descriptor stays as it was.
+            assert_eq!(open_flags(f.fd()) & libc::O_DSYNC, 0);
+            // Sealing truncates the file, which closes the second descriptor.
+            f.truncate(12288).await.unwrap();
+            assert!(f.dsync.borrow().is_none());
+            f.read_at(0, 16384).await.unwrap()
+        })
+        .unwrap();
+        assert_eq!(got.len(), 12288);
+        assert!(got[..4096].iter().all(|&b| b == 0x44));
+        assert!(got[4096..].iter().all(|&b| b == 0x55));
+    }
 }

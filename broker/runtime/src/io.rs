@@ -124,6 +124,21 @@ impl GlommioFile {
     }
 }
 
+/// Logs, once per shard thread, that a segment's O_DSYNC descriptor could
+/// not be opened and small durable writes fall back to write + fdatasync.
+fn warn_no_dsync_descriptor(path: &Path, error: &io::Error) {
+    thread_local! {
+        static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !WARNED.with(|w| w.replace(true)) {
+        tracing::warn!(
+            path = %path.display(),
+            %error,
+            "cannot open an O_DSYNC descriptor of a segment file; small durable writes fall back to write + fdatasync (raise the open-files limit?)"
+        );
+    }
+}
+
 /// Large write buffers kept per shard for reuse: one being filled while
 /// another is written is the most a shard's partitions need at once, when
 /// one is busy; more partitions with large writes allocate beyond it.
@@ -220,17 +235,26 @@ impl DirectFile for GlommioFile {
     async fn write_and_sync(&self, buf: GlommioBuffer, pos: u64, sync: bool) -> io::Result<()> {
         match buf {
             GlommioBuffer::Heap(b) => self.write_blocking(b, pos, sync).await,
-            GlommioBuffer::Dma(buf) if sync => {
-                let len = buf.len();
-                let written = self.dsync_file().await?.write_at(buf, pos).await?;
-                if written != len {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("short write: {written} of {len} bytes"),
-                    ));
+            GlommioBuffer::Dma(buf) if sync => match self.dsync_file().await {
+                Ok(dsync) => {
+                    let len = buf.len();
+                    let written = dsync.write_at(buf, pos).await?;
+                    if written != len {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            format!("short write: {written} of {len} bytes"),
+                        ));
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
+                // Out of descriptors, say (each active segment needs a
+                // second one): the write still succeeds, the slower way.
+                Err(e) => {
+                    warn_no_dsync_descriptor(&self.path, &e);
+                    self.write_at(GlommioBuffer::Dma(buf), pos).await?;
+                    self.fdatasync().await
+                }
+            },
             dma => self.write_at(dma, pos).await,
         }
     }
@@ -590,5 +614,26 @@ mod tests {
         assert_eq!(got.len(), 12288);
         assert!(got[..4096].iter().all(|&b| b == 0x44));
         assert!(got[4096..].iter().all(|&b| b == 0x55));
+    }
+
+    #[test]
+    fn a_small_synced_write_falls_back_to_fdatasync_when_no_dsync_descriptor_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        let got = crate::run_on_core(Some(0), || async move {
+            let f = GlommioIo.open(&path, true).await.unwrap();
+            f.preallocate(16 << 10).await.unwrap();
+            // The name is gone, so the second descriptor cannot be opened
+            // (as when the process is out of descriptors).
+            std::fs::remove_file(&path).unwrap();
+            let mut buf = f.alloc_buffer(4096);
+            buf.as_mut().fill(0x66);
+            f.write_and_sync(buf, 4096, true).await.unwrap();
+            assert!(f.dsync.borrow().is_none());
+            f.read_at(0, 8192).await.unwrap()
+        })
+        .unwrap();
+        assert!(got[..4096].iter().all(|&b| b == 0));
+        assert!(got[4096..].iter().all(|&b| b == 0x66));
     }
 }

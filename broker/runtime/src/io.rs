@@ -96,6 +96,15 @@ impl GlommioFile {
                 .dma_open(&self.path)
                 .await?,
         );
+        // Opened by name: make sure the name still means this file (a
+        // segment's file is renamed only once sealed, but a write must never
+        // land in another file if that ever changes).
+        if file_identity(std::os::fd::AsRawFd::as_raw_fd(&*file))? != file_identity(self.fd())? {
+            return Err(io::Error::other(format!(
+                "{} now names another file",
+                self.path.display()
+            )));
+        }
         // A concurrent first use may have opened one too; either serves.
         Ok(self.dsync.borrow_mut().get_or_insert(file).clone())
     }
@@ -121,6 +130,18 @@ impl GlommioFile {
             .await;
         keep_write_buffer(buf);
         result
+    }
+}
+
+/// The device and inode number of an open file.
+fn file_identity(fd: i32) -> io::Result<(u64, u64)> {
+    // SAFETY: fstat fills the zeroed struct; the descriptor is open.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((st.st_dev, st.st_ino))
     }
 }
 
@@ -635,5 +656,33 @@ mod tests {
         .unwrap();
         assert!(got[..4096].iter().all(|&b| b == 0));
         assert!(got[4096..].iter().all(|&b| b == 0x66));
+    }
+
+    #[test]
+    fn a_small_synced_write_never_lands_in_another_file_at_the_segments_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        let moved = dir.path().join("moved.log");
+        let (ours, other) = crate::run_on_core(Some(0), || async move {
+            let f = GlommioIo.open(&path, true).await.unwrap();
+            f.preallocate(16 << 10).await.unwrap();
+            // The name now means a different file of the same size.
+            std::fs::rename(&path, &moved).unwrap();
+            std::fs::write(&path, vec![0u8; 16 << 10]).unwrap();
+            let mut buf = f.alloc_buffer(4096);
+            buf.as_mut().fill(0x77);
+            f.write_and_sync(buf, 4096, true).await.unwrap();
+            assert!(f.dsync.borrow().is_none());
+            (
+                f.read_at(0, 8192).await.unwrap(),
+                std::fs::read(&path).unwrap(),
+            )
+        })
+        .unwrap();
+        assert!(ours[4096..8192].iter().all(|&b| b == 0x77));
+        assert!(
+            other.iter().all(|&b| b == 0),
+            "the write went to the other file"
+        );
     }
 }

@@ -26,6 +26,17 @@ fn tiny() -> LimitsOptions {
     }
 }
 
+fn assert_no_scratch_left(dir: &std::path::Path) {
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch files left behind: {leftovers:?}"
+    );
+}
+
 fn assert_positive(l: &Limits) {
     assert_eq!(l.write_bandwidth.len(), 7);
     for w in &l.write_bandwidth {
@@ -55,14 +66,7 @@ fn tiny_limits_measure_positive_numbers_and_clean_up() {
         started.elapsed()
     );
     assert_positive(&limits);
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .expect("list")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "scratch files left behind: {leftovers:?}"
-    );
+    assert_no_scratch_left(dir.path());
 }
 
 #[test]
@@ -161,14 +165,7 @@ fn device_windows_replace_one_block_size_and_say_so() {
     let back: Limits = serde_json::from_str(&serde_json::to_string(&limits).unwrap()).unwrap();
     assert_eq!(back.remeasured, limits.remeasured);
 
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .expect("list")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "scratch files left behind: {leftovers:?}"
-    );
+    assert_no_scratch_left(dir.path());
 }
 
 fn windows_bandwidth(limits: &Limits, block: u64) -> f64 {

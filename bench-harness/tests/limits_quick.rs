@@ -128,7 +128,8 @@ fn device_windows_replace_one_block_size_and_say_so() {
     let dir = scratch();
     let base = measure_limits(dir.path(), &tiny()).expect("measure limits");
     let block = 64 << 10;
-    let mut windows = DeviceWindows::new(dir.path(), block, &tiny()).expect("device windows");
+    let mut windows =
+        DeviceWindows::new(dir.path(), block, &tiny(), false).expect("device windows");
     for _ in 0..3 {
         windows.window(Duration::from_millis(60)).expect("window");
     }
@@ -166,6 +167,49 @@ fn device_windows_replace_one_block_size_and_say_so() {
     assert_eq!(back.remeasured, limits.remeasured);
 
     assert_no_scratch_left(dir.path());
+}
+
+/// Growing windows (for a workload that writes into new space) measure
+/// appending writes too, and replace the growing-file figure at the
+/// window's block size, saying so in a line of its own.
+#[test]
+fn growing_device_windows_replace_the_new_space_figure_and_say_so() {
+    use corelog_bench::limits::{DeviceWindows, WriteMode};
+    let dir = scratch();
+    let base = measure_limits(dir.path(), &tiny()).expect("measure limits");
+    let block = 16 << 10;
+    let mut windows = DeviceWindows::new(dir.path(), block, &tiny(), true).expect("windows");
+    for _ in 0..3 {
+        windows.window(Duration::from_millis(60)).expect("window");
+    }
+    let growing = windows
+        .growing_bandwidth_bytes_per_s()
+        .expect("growing windows measure new space");
+    assert!(growing > 0.0);
+    let limits = windows.limits(&base);
+    drop(windows);
+
+    assert_eq!(limits.write_bandwidth.len(), base.write_bandwidth.len());
+    assert_eq!(
+        limits.write_bandwidth_bytes_per_s(block, WriteMode::Growing),
+        Some(growing)
+    );
+    assert_eq!(
+        limits.write_bandwidth_bytes_per_s(1 << 20, WriteMode::Growing),
+        base.write_bandwidth_bytes_per_s(1 << 20, WriteMode::Growing)
+    );
+    assert_eq!(limits.remeasured.len(), 2, "{:?}", limits.remeasured);
+    assert!(
+        limits.remeasured[1].contains("growing-file write bandwidth at 16 KiB")
+            && limits.remeasured[1].contains("same 3 windows"),
+        "{:?}",
+        limits.remeasured
+    );
+    assert_no_scratch_left(dir.path());
+
+    // Plain windows measure no new space.
+    let plain = DeviceWindows::new(dir.path(), block, &tiny(), false).expect("windows");
+    assert_eq!(plain.growing_bandwidth_bytes_per_s(), None);
 }
 
 fn windows_bandwidth(limits: &Limits, block: u64) -> f64 {

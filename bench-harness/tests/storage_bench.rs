@@ -57,11 +57,28 @@ fn storage_case_records_its_device_windows_and_peak_rss() {
         let limits: Limits =
             serde_json::from_str(&std::fs::read_to_string(run.join("limits.json")).unwrap())
                 .expect("limits.json");
-        assert_eq!(limits.remeasured.len(), 1, "{:?}", limits.remeasured);
+        // A fresh log is also compared with the device writing into new
+        // space, measured in the same windows.
+        assert_eq!(limits.remeasured.len(), 2, "{:?}", limits.remeasured);
         assert!(
-            limits.remeasured[0].contains("in 3 windows"),
+            limits.remeasured[0].contains("in 3 windows")
+                && limits.remeasured[1].starts_with("growing-file write bandwidth"),
             "{:?}",
             limits.remeasured
+        );
+        let growing = limits
+            .write_bandwidth_bytes_per_s(
+                latency.fdatasync_block_bytes,
+                corelog_bench::limits::WriteMode::Growing,
+            )
+            .expect("growing bandwidth at the block");
+        let recorded = record.results.notes["fraction_of_growing_file_bandwidth"]
+            .as_f64()
+            .expect("new-space fraction");
+        let expected = t.bytes as f64 / t.duration_s / growing;
+        assert!(
+            (recorded - expected).abs() <= 1e-6 * expected,
+            "{recorded} vs {expected}"
         );
         // The ratio printed and recorded is against the windows' figure.
         let block = latency.fdatasync_block_bytes;

@@ -133,6 +133,20 @@ impl GlommioFile {
     }
 }
 
+/// One DMA write of the whole buffer; a short write is an error (O_DIRECT
+/// writes of aligned blocks are whole unless the device fails).
+async fn write_all_dma(file: &DmaFile, buf: DmaBuffer, pos: u64) -> io::Result<()> {
+    let len = buf.len();
+    let written = file.write_at(buf, pos).await?;
+    if written != len {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write: {written} of {len} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// The device and inode number of an open file.
 fn file_identity(fd: i32) -> io::Result<(u64, u64)> {
     // SAFETY: fstat fills the zeroed struct; the descriptor is open.
@@ -242,32 +256,14 @@ impl DirectFile for GlommioFile {
             GlommioBuffer::Dma(b) => b,
             GlommioBuffer::Heap(b) => return self.write_blocking(b, pos, false).await,
         };
-        let len = buf.len();
-        let written = self.file.write_at(buf, pos).await?;
-        if written != len {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write: {written} of {len} bytes"),
-            ));
-        }
-        Ok(())
+        write_all_dma(&self.file, buf, pos).await
     }
 
     async fn write_and_sync(&self, buf: GlommioBuffer, pos: u64, sync: bool) -> io::Result<()> {
         match buf {
             GlommioBuffer::Heap(b) => self.write_blocking(b, pos, sync).await,
             GlommioBuffer::Dma(buf) if sync => match self.dsync_file().await {
-                Ok(dsync) => {
-                    let len = buf.len();
-                    let written = dsync.write_at(buf, pos).await?;
-                    if written != len {
-                        return Err(io::Error::new(
-                            io::ErrorKind::WriteZero,
-                            format!("short write: {written} of {len} bytes"),
-                        ));
-                    }
-                    Ok(())
-                }
+                Ok(dsync) => write_all_dma(&dsync, buf, pos).await,
                 // Out of descriptors, say (each active segment needs a
                 // second one): the write still succeeds, the slower way.
                 Err(e) => {

@@ -246,6 +246,9 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                 // windows' buffer (2 MiB at 1 MiB writes).
                 let peak_rss = peak_rss_bytes();
                 run.set_note("peak_rss_bytes", serde_json::json!(peak_rss));
+                let cpu = ExecutorCpu::of(&result);
+                run.set_note("executor_cpu_us_per_mib", serde_json::json!(cpu.us_per_mib));
+                run.set_note("executor_cpu_fraction", serde_json::json!(cpu.fraction));
                 let record = run.finish()?;
                 let t = record.results.throughput.as_ref();
                 let l = &record.results.latency["append_durable"];
@@ -259,7 +262,7 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                     .map(|f| format!(", {:.0}% of device into new space", f * 100.0))
                     .unwrap_or_default();
                 println!(
-                "{scenario}: {:.1} MiB/s ({:.0}% of device{new_space}), p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, p99/fdatasync-p99 {:.2}, p99/(write+fdatasync)-p99 {:.2}, peak RSS {} MiB",
+                "{scenario}: {:.1} MiB/s ({:.0}% of device{new_space}), p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us, p99/fdatasync-p99 {:.2}, p99/(write+fdatasync)-p99 {:.2}, peak RSS {} MiB, executor CPU {:.0}% ({:.0} us/MiB)",
                 t.map_or(0.0, |t| t.mib_per_s),
                 t.and_then(|t| t.fraction_of_limit).unwrap_or(0.0) * 100.0,
                 l.summary.p50_us,
@@ -269,6 +272,8 @@ pub fn run_command(args: &StorageArgs) -> Result<std::process::ExitCode> {
                 l.p99_over_fdatasync_p99.unwrap_or(f64::NAN),
                 device_sync.map_or(f64::NAN, |d| l.summary.p99_us / d.write_fdatasync_p99_us),
                 peak_rss >> 20,
+                cpu.fraction * 100.0,
+                cpu.us_per_mib,
             );
             }
         }
@@ -288,6 +293,13 @@ struct CaseResult {
     writes_from_staged_buffers: u64,
     /// Seconds spent filling the log before the measurement.
     fill_s: f64,
+    /// The executor thread's CPU time over the case's parts (warm-up
+    /// included), the bytes appended in them, and their wall time: the
+    /// shard core's cost per byte, which a noisy disk does not move the way
+    /// it moves throughput.
+    executor_cpu: Duration,
+    appended_bytes: u64,
+    parts_wall: Duration,
     /// The device windows run between the case's parts, if any.
     device: Option<DeviceWindows>,
 }
@@ -337,6 +349,9 @@ fn append_case(
         };
         let part_s = duration_s / f64::from(parts);
         let done = Rc::new(Cell::new((0u64, 0u64)));
+        let appended = Rc::new(Cell::new(0u64));
+        let mut executor_cpu = Duration::ZERO;
+        let mut parts_wall = Duration::ZERO;
         let mut recorders: Vec<LatencyRecorder> =
             (0..writers).map(|_| LatencyRecorder::new()).collect();
         let mut errors = 0;
@@ -349,7 +364,9 @@ fn append_case(
             } else {
                 Duration::ZERO
             };
-            let measure_from = Instant::now() + warmup;
+            let part_started = Instant::now();
+            let cpu_at_start = thread_cpu_time();
+            let measure_from = part_started + warmup;
             let end = measure_from + Duration::from_secs_f64(part_s);
             // Each writer keeps its recorder across the parts: a histogram
             // per writer and part would weigh on the peak RSS measured here.
@@ -363,6 +380,7 @@ fn append_case(
                         measure_from,
                         end,
                         done.clone(),
+                        appended.clone(),
                     ))
                 })
                 .collect();
@@ -371,6 +389,8 @@ fn append_case(
                 recorders.push(rec);
                 errors += e;
             }
+            executor_cpu += thread_cpu_time().saturating_sub(cpu_at_start);
+            parts_wall += part_started.elapsed();
             // Every writer waited for its last batch to be durable, so the
             // log is idle (but for background lanes) while the device is
             // measured.
@@ -406,6 +426,9 @@ fn append_case(
             writes_from_staged_buffers,
             fill_s,
             device,
+            executor_cpu,
+            appended_bytes: appended.get(),
+            parts_wall,
         })
     })
     .context("starting executor")?
@@ -414,6 +437,7 @@ fn append_case(
 /// One writer: appends `payload` and waits until it is durable, again and
 /// again until `end`, recording the appends that start at or after
 /// `measure_from` (their latency in `rec`, their count and bytes in `done`).
+/// `appended` counts the bytes of every durable append, warm-up included.
 /// Returns `rec` and the number of failed appends.
 async fn write_until(
     p: Partition,
@@ -422,6 +446,7 @@ async fn write_until(
     measure_from: Instant,
     end: Instant,
     done: Rc<Cell<(u64, u64)>>,
+    appended: Rc<Cell<u64>>,
 ) -> (LatencyRecorder, u64) {
     let mut errors = 0u64;
     while Instant::now() < end {
@@ -441,6 +466,7 @@ async fn write_until(
                 continue;
             }
         }
+        appended.set(appended.get() + payload.len() as u64);
         if started >= measure_from {
             rec.record_since(started);
             let (b, n) = done.get();
@@ -492,6 +518,38 @@ async fn fill_until_a_segment_is_recycled(
         t.await?;
     }
     Ok(())
+}
+
+/// The executor thread's CPU use over a case's parts.
+struct ExecutorCpu {
+    /// CPU time per MiB appended (0 when nothing was appended).
+    us_per_mib: f64,
+    /// CPU time over wall time: the share of the shard's core in use.
+    fraction: f64,
+}
+
+impl ExecutorCpu {
+    fn of(r: &CaseResult) -> Self {
+        let cpu_us = r.executor_cpu.as_secs_f64() * 1e6;
+        let mib = r.appended_bytes as f64 / f64::from(1u32 << 20);
+        ExecutorCpu {
+            us_per_mib: if mib > 0.0 { cpu_us / mib } else { 0.0 },
+            fraction: r.executor_cpu.as_secs_f64() / r.parts_wall.as_secs_f64().max(1e-9),
+        }
+    }
+}
+
+/// CPU time (user and system) of the calling thread so far.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; the clock id is a constant.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Resets this process's peak resident set size (VmHWM) to the current

@@ -7,7 +7,7 @@ use corelog_bench::limits::Limits;
 use corelog_bench::run::RunRecord;
 
 #[test]
-fn storage_case_records_its_device_windows_and_peak_rss() {
+fn storage_case_records_its_device_windows_peak_rss_and_executor_cpu() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
     let out = dir.path().join("runs");
     let output = Command::new(env!("CARGO_BIN_EXE_corelog-bench"))
@@ -39,6 +39,7 @@ fn storage_case_records_its_device_windows_and_peak_rss() {
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert_eq!(stdout.matches("executor CPU ").count(), 2, "{stdout}");
     let mut runs: Vec<_> = std::fs::read_dir(&out)
         .expect("runs")
         .map(|e| e.expect("entry").path())
@@ -54,6 +55,17 @@ fn storage_case_records_its_device_windows_and_peak_rss() {
         let t = record.results.throughput.as_ref().expect("throughput");
         assert!(t.mib_per_s > 0.0 && t.fraction_of_limit.is_some(), "{t:?}");
         assert!(record.results.notes["peak_rss_bytes"].as_u64().unwrap() > 0);
+        // The executor thread's CPU: some per MiB appended, and at most
+        // the whole of one core over the parts' wall time.
+        let notes = &record.results.notes;
+        let per_mib = notes["executor_cpu_us_per_mib"]
+            .as_f64()
+            .expect("cpu per MiB");
+        let fraction = notes["executor_cpu_fraction"]
+            .as_f64()
+            .expect("cpu fraction");
+        assert!(per_mib > 0.0 && per_mib.is_finite(), "{per_mib}");
+        assert!(fraction > 0.0 && fraction <= 1.01, "{fraction}");
         let limits: Limits =
             serde_json::from_str(&std::fs::read_to_string(run.join("limits.json")).unwrap())
                 .expect("limits.json");

@@ -328,7 +328,7 @@ fn validate(opts: &LimitsOptions) -> io::Result<()> {
             )));
         }
     }
-    if opts.bandwidth_file_bytes % align != 0 || opts.fdatasync_file_bytes % align != 0 {
+    if !opts.bandwidth_file_bytes.is_multiple_of(align) || !opts.fdatasync_file_bytes.is_multiple_of(align) {
         return Err(invalid(format!(
             "scratch file sizes must be multiples of {align} bytes"
         )));
@@ -711,9 +711,9 @@ pub fn measure_loopback_tcp(duration: Duration, write_bytes: usize) -> io::Resul
 
 /// Formats a byte count as KiB or MiB for tables.
 pub fn format_block(bytes: u64) -> String {
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes % KIB == 0 {
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
         format!("{} KiB", bytes / KIB)
     } else {
         format!("{bytes} B")

@@ -293,7 +293,7 @@ pub fn encode_batch_with(
     out.extend_from_slice(&body);
     let batch_len = (out.len() - 12) as i32;
     out[8..12].copy_from_slice(&batch_len.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
+    let crc = crc_fast::crc32_iscsi(&out[CRC_START..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
 }

@@ -125,7 +125,7 @@ impl IoProperties {
                 self.format_version
             ));
         }
-        if self.write_chunk_bytes == 0 || self.write_chunk_bytes % 4096 != 0 {
+        if self.write_chunk_bytes == 0 || !self.write_chunk_bytes.is_multiple_of(4096) {
             return Err(format!(
                 "write_chunk_bytes {} must be a positive multiple of 4096",
                 self.write_chunk_bytes

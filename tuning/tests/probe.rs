@@ -21,7 +21,7 @@ fn assert_plausible(p: &IoProperties) {
     assert!(p.read_bandwidth_bytes_per_s > 0);
     assert!(p.fdatasync_p50_us > 0);
     assert!(p.fdatasync_p99_us >= p.fdatasync_p50_us);
-    assert!(p.write_chunk_bytes >= 4096 && p.write_chunk_bytes % 4096 == 0);
+    assert!(p.write_chunk_bytes >= 4096 && p.write_chunk_bytes.is_multiple_of(4096));
     assert!(p.write_queue_depth >= 1);
     p.validate().expect("valid");
 }

@@ -78,7 +78,7 @@ impl DeviceWindows {
         opts: &LimitsOptions,
         growing: bool,
     ) -> io::Result<Self> {
-        if block_bytes == 0 || block_bytes % DIRECT_IO_ALIGN_BYTES as u64 != 0 {
+        if block_bytes == 0 || !block_bytes.is_multiple_of(DIRECT_IO_ALIGN_BYTES as u64) {
             return Err(invalid(format!(
                 "device window block size {block_bytes} is not a positive multiple of {DIRECT_IO_ALIGN_BYTES}"
             )));

@@ -86,7 +86,7 @@ impl Checkpoint {
         let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        out.extend_from_slice(&crc_fast::crc32_iscsi(&payload).to_le_bytes());
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&payload);
         out
@@ -107,7 +107,7 @@ impl Checkpoint {
         let payload = bytes
             .get(HEADER_BYTES..HEADER_BYTES + len)
             .ok_or(CheckpointError::BadHeader)?;
-        if crc32c::crc32c(payload) != word(8) {
+        if crc_fast::crc32_iscsi(payload) != word(8) {
             return Err(CheckpointError::Crc);
         }
         // rkyv validates archives in place and wants them aligned.

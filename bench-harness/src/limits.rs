@@ -328,7 +328,9 @@ fn validate(opts: &LimitsOptions) -> io::Result<()> {
             )));
         }
     }
-    if !opts.bandwidth_file_bytes.is_multiple_of(align) || !opts.fdatasync_file_bytes.is_multiple_of(align) {
+    if !opts.bandwidth_file_bytes.is_multiple_of(align)
+        || !opts.fdatasync_file_bytes.is_multiple_of(align)
+    {
         return Err(invalid(format!(
             "scratch file sizes must be multiples of {align} bytes"
         )));

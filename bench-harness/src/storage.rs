@@ -294,9 +294,8 @@ struct CaseResult {
     /// Seconds spent filling the log before the measurement.
     fill_s: f64,
     /// The executor thread's CPU time over the case's parts (warm-up
-    /// included), the bytes appended in them, and their wall time: the
-    /// shard core's cost per byte, which a noisy disk does not move the way
-    /// it moves throughput.
+    /// included), the bytes appended in them, and their wall time: what the
+    /// shard's core spends per byte appended.
     executor_cpu: Duration,
     appended_bytes: u64,
     parts_wall: Duration,

@@ -101,6 +101,14 @@ static double write_sync(int fd, char *buf, int block) {
     return now_us() - t0;
 }
 
+/* The index of `mode` in `names` (NULL-terminated); exits on a mode not in it. */
+static int mode_index(const char *mode, const char *const names[]) {
+    for (int i = 0; names[i]; i++)
+        if (strcmp(mode, names[i]) == 0) return i;
+    fprintf(stderr, "unknown mode %s\n", mode);
+    exit(2);
+}
+
 static volatile int stop_busy;
 static int busy_mode; /* 0 idle, 1 memcpy, 2 spin */
 
@@ -137,7 +145,8 @@ int main(int argc, char **argv) {
     double *a = malloc(iters * sizeof(double)), *b = malloc(iters * sizeof(double)),
            *c = malloc(iters * sizeof(double));
     if (strcmp(cmd, "copy") == 0) {
-        int m = strcmp(mode, "memcpy") == 0 ? 0 : strcmp(mode, "streaming") == 0 ? 1 : 2;
+        static const char *const modes[] = {"memcpy", "streaming", "none", NULL};
+        int m = mode_index(mode, modes);
         int fd = open_filled(buf, 64);
         for (int i = 0; i < iters; i++) {
             double t0 = now_us();
@@ -155,7 +164,8 @@ int main(int argc, char **argv) {
         print_line("write+sync", b, iters);
         print_line("total", c, iters);
     } else if (strcmp(cmd, "busy") == 0) {
-        busy_mode = strcmp(mode, "memcpy") == 0 ? 1 : strcmp(mode, "spin") == 0 ? 2 : 0;
+        static const char *const modes[] = {"idle", "memcpy", "spin", NULL};
+        busy_mode = mode_index(mode, modes);
         pin(0);
         int fd = open_filled(buf, 64);
         pthread_t t;

@@ -179,6 +179,10 @@ int main(int argc, char **argv) {
         print_line("write+sync", a, iters);
     } else if (strcmp(cmd, "ring") == 0) {
         int mib = atoi(mode);
+        if (mib < 1) {
+            fprintf(stderr, "ring size must be at least 1 MiB, not %s\n", mode);
+            return 2;
+        }
         int fd = open_filled(buf, mib);
         for (int i = 0; i < iters; i++) a[i] = write_sync(fd, buf, i % mib);
         close(fd);

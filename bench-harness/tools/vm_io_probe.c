@@ -139,6 +139,10 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1], *mode = argv[2];
     int iters = atoi(argv[3]);
+    if (iters < 1) {
+        fprintf(stderr, "ITERS must be at least 1, not %s\n", argv[3]);
+        return 2;
+    }
     char *src = aligned_alloc(4096, BLOCK), *buf = aligned_alloc(2 << 20, BLOCK);
     for (unsigned i = 0; i < BLOCK; i++) src[i] = (char)rand();
     memcpy(buf, src, BLOCK);

@@ -23,12 +23,21 @@ message schemas (clients/src/main/resources/common/message/*.json):
   Produce v3 response     : [string topic, [int32 partition, int16 error_code,
                               int64 base_offset, int64 log_append_time_ms]],
                             int32 throttle_time_ms
+  Fetch v4 request        : int32 replica_id, int32 max_wait_ms, int32 min_bytes,
+                            int32 max_bytes, int8 isolation_level,
+                            [string topic, [int32 partition, int64 fetch_offset,
+                                            int32 partition_max_bytes]]
+  Fetch v4 response       : int32 throttle_time_ms,
+                            [string topic, [int32 partition, int16 error_code,
+                              int64 high_watermark, int64 last_stable_offset,
+                              [int64 producer_id, int64 first_offset], bytes records]]
 """
 import socket
 import struct
 import time
 
 API_PRODUCE = 0
+API_FETCH = 1
 API_METADATA = 3
 API_VERSIONS = 18
 
@@ -170,6 +179,13 @@ def produce_v3_request(correlation_id, topic, partition, records, acks=-1, timeo
     return frame(request_header_v1(API_PRODUCE, 3, correlation_id) + body)
 
 
+def fetch_v4_request(correlation_id, topic, partition, offset, max_wait_ms=500, min_bytes=1,
+                     max_bytes=1 << 20, partition_max_bytes=1 << 20):
+    body = (i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0)
+            + array([string(topic) + array([i32(partition) + i64(offset) + i32(partition_max_bytes)])]))
+    return frame(request_header_v1(API_FETCH, 4, correlation_id) + body)
+
+
 def record_batch(values, key=None, timestamp_ms=None):
     """A magic-2 record batch (uncompressed), built with kafka-python's builder."""
     from kafka.record.default_records import DefaultRecordBatchBuilder
@@ -217,6 +233,24 @@ def decode_produce_v3(body):
     def part(r):
         return {"partition": r.i32(), "error_code": r.i16(), "base_offset": r.i64(),
                 "log_append_time_ms": r.i64()}
+
+    topics = body.array(lambda r: (r.string(), r.array(part)))
+    return {name: parts for name, parts in topics}
+
+
+def decode_fetch_v4(body):
+    """-> {topic: [{partition, error_code, high_watermark, records_bytes}]}"""
+    body.i32()  # throttle_time_ms
+
+    def part(r):
+        p = {"partition": r.i32(), "error_code": r.i16(), "high_watermark": r.i64()}
+        r.i64()  # last_stable_offset
+        r.array(lambda q: (q.i64(), q.i64()))
+        n = r.i32()
+        p["records_bytes"] = max(n, 0)
+        if n > 0:
+            r._take(n)
+        return p
 
     topics = body.array(lambda r: (r.string(), r.array(part)))
     return {name: parts for name, parts in topics}

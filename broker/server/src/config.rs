@@ -25,8 +25,15 @@ pub struct ServerConfig {
     pub default_partitions: u32,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub request_bytes_max: usize,
-    /// Connections one shard serves at once; further ones are closed at accept.
+    /// Connections one shard serves at once; further ones are closed at
+    /// accept. Lowered at start if all shards' connections together would
+    /// not fit in the process's descriptor limit (`RLIMIT_NOFILE`) less
+    /// `descriptors_reserved`.
     pub connections_per_shard_max: usize,
+    /// File descriptors kept out of the connections' share of
+    /// `RLIMIT_NOFILE`: partition segment and index files, the data
+    /// directory, io_uring and the runtime's own.
+    pub descriptors_reserved: usize,
     /// Requests one connection may have in flight: read and being handled,
     /// answered in order. Produce and Fetch requests overlap up to this
     /// bound; any other request waits for those before it and holds back
@@ -41,6 +48,9 @@ pub struct ServerConfig {
     /// (a consumer's own max_bytes can only lower it), which also bounds
     /// what a Fetch reads into memory.
     pub fetch_bytes_max: usize,
+    /// The longest a Fetch waits for `min_bytes` to arrive, whatever its
+    /// `max_wait_ms` asks (Kafka clients ask 500 ms by default).
+    pub fetch_wait_ms_max: u64,
     /// Bytes of flushed batches each shard keeps in memory for tail reads.
     pub batch_cache_bytes_per_shard: usize,
     /// Topic defaults (Kafka's broker-level `log.*` settings).
@@ -71,9 +81,11 @@ impl Default for ServerConfig {
             default_partitions: 1,
             request_bytes_max: 100 << 20,
             connections_per_shard_max: 10_000,
+            descriptors_reserved: 1024,
             requests_in_flight_per_connection_max: 5,
             request_bytes_in_flight_per_shard_max: 256 << 20,
             fetch_bytes_max: 57_671_680,
+            fetch_wait_ms_max: 30_000,
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
@@ -235,6 +247,12 @@ impl ServerConfig {
         if self.fetch_bytes_max < 1024 || self.fetch_bytes_max > i32::MAX as usize {
             return Err(format!(
                 "fetch_bytes_max: must be between 1024 and {}",
+                i32::MAX
+            ));
+        }
+        if self.fetch_wait_ms_max == 0 || self.fetch_wait_ms_max > i32::MAX as u64 {
+            return Err(format!(
+                "fetch_wait_ms_max: must be between 1 and {}",
                 i32::MAX
             ));
         }

@@ -69,6 +69,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
         );
     }
     remove_orphan_partitions(&config.data_dir, &metadata);
+    fit_connections_to_descriptors(&mut config, shard_count);
 
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone())?;
@@ -178,7 +179,47 @@ async fn shard_main(
     Ok(())
 }
 
+/// The first pause after a failed accept; it doubles with each failure in
+/// a row up to [`ACCEPT_BACKOFF_MAX_MS`] and resets on success.
+const ACCEPT_BACKOFF_MIN_MS: u64 = 10;
+const ACCEPT_BACKOFF_MAX_MS: u64 = 1000;
+/// Accept failures and refused connections are logged at most once per
+/// this period each, with the count of those not logged.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A warning that repeats at most once per [`ACCEPT_LOG_INTERVAL`]: a broker
+/// out of descriptors, or at its connection bound under a reconnect storm,
+/// would otherwise write a line per attempt.
+#[derive(Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    /// Returns how many were suppressed since the last line if a line is
+    /// due now, else None.
+    fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Accepts connections until shutdown. A failed accept (out of descriptors:
+/// EMFILE, ENFILE; or out of memory) is logged, rate-limited, and retried
+/// after a backoff, so the shard serves again once descriptors are free.
 async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
+    let mut backoff_ms = 0u64;
+    let mut failed_log = RateLimited::default();
+    let mut refused_log = RateLimited::default();
     loop {
         let stopped = async {
             shard.stop_notify.notified().await;
@@ -191,11 +232,15 @@ async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
         match accepted.or(stopped).await {
             None => return,
             Some(Ok(stream)) => {
+                backoff_ms = 0;
                 if shard.connections.get() >= shard.config.connections_per_shard_max {
-                    tracing::warn!(
-                        limit = shard.config.connections_per_shard_max,
-                        "connection refused: shard at its connection bound"
-                    );
+                    if let Some(suppressed) = refused_log.due() {
+                        tracing::warn!(
+                            limit = shard.config.connections_per_shard_max,
+                            suppressed,
+                            "connection refused: shard at its connection bound"
+                        );
+                    }
                     drop(stream);
                     continue;
                 }
@@ -208,10 +253,53 @@ async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
                 .detach();
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                backoff_ms = (backoff_ms * 2).clamp(ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+                if let Some(suppressed) = failed_log.due() {
+                    tracing::warn!(error = %e, suppressed, retry_in_ms = backoff_ms, "accept failed");
+                }
+                glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
             }
         }
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one, and lowers
+/// `connections_per_shard_max` if all shards' connections together would
+/// not fit below it with `descriptors_reserved` to spare: running out of
+/// descriptors fails accepts and, worse, the opening of segment files.
+fn fit_connections_to_descriptors(config: &mut ServerConfig, shard_count: usize) {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    let limit = unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+        rl.rlim_cur
+    };
+    if limit == libc::RLIM_INFINITY {
+        return;
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let per_shard = limit.saturating_sub(config.descriptors_reserved) / shard_count.max(1);
+    if per_shard < config.connections_per_shard_max {
+        let lowered = per_shard.max(1);
+        tracing::warn!(
+            rlimit_nofile = limit,
+            descriptors_reserved = config.descriptors_reserved,
+            configured = config.connections_per_shard_max,
+            lowered,
+            "connections_per_shard_max lowered to stay below the descriptor limit"
+        );
+        config.connections_per_shard_max = lowered;
     }
 }
 

@@ -86,20 +86,66 @@ impl Shard {
     }
 
     /// Runs `f` on shard `target` and returns its answer. On this shard it
-    /// runs in place; elsewhere it travels over the mesh.
+    /// runs in place; elsewhere it travels over the mesh, and there it runs
+    /// to its end even if the caller stops waiting for the answer.
     pub async fn call<R, F, Fut>(self: &Rc<Self>, target: ShardId, f: F) -> Result<R, ShardGone>
     where
         R: Send + 'static,
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = R> + 'static,
     {
+        self.call_on(target, f, false).await
+    }
+
+    /// Like [`Self::call`], for work that only waits (a long poll's wait for
+    /// new data): when the caller stops waiting for the answer (its future
+    /// is dropped), the work on the target shard is dropped too, instead of
+    /// living on until its own deadline. Not for work that must not stop
+    /// half-way (an append, a metadata change).
+    pub async fn call_cancellable<R, F, Fut>(
+        self: &Rc<Self>,
+        target: ShardId,
+        f: F,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        self.call_on(target, f, true).await
+    }
+
+    async fn call_on<R, F, Fut>(
+        self: &Rc<Self>,
+        target: ShardId,
+        f: F,
+        cancellable: bool,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        use futures_lite::FutureExt;
         if target == self.id {
             return Ok(f(self.clone()).await);
         }
-        let (tx, rx) = futures_channel::oneshot::channel();
+        let (mut tx, rx) = futures_channel::oneshot::channel();
         let job = ShardJob(Box::new(move |shard| {
             Box::pin(async move {
-                let _ = tx.send(f(shard).await);
+                let answer = if cancellable {
+                    let work = async { Some(f(shard).await) };
+                    let dropped = async {
+                        tx.cancellation().await;
+                        None
+                    };
+                    work.or(dropped).await
+                } else {
+                    Some(f(shard).await)
+                };
+                if let Some(answer) = answer {
+                    let _ = tx.send(answer);
+                }
             })
         }));
         self.senders

@@ -95,7 +95,12 @@ pub async fn handle(
         }
         topics.push((name, topic_id, parts));
     }
-    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    // A client's max_wait_ms is capped (`fetch_wait_ms_max`): a Fetch that
+    // asks to wait for 24 days holds its connection's order and its waiters
+    // that long.
+    let max_wait = Duration::from_millis(
+        (request.max_wait_ms.max(0) as u64).min(shard.config.fetch_wait_ms_max),
+    );
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     // v0-2 have no response limit; Kafka then applies fetch.max.bytes.
@@ -131,7 +136,7 @@ pub async fn handle(
         {
             break results;
         }
-        wait_for_data(shard, &topics, deadline).await;
+        wait_for_data(shard, &topics, &results, deadline).await;
     };
     // Fit the response into max_bytes: the first non-empty partition always
     // goes in whole, later ones only while they fit (as Kafka does).
@@ -268,48 +273,67 @@ async fn read_partition(
     data
 }
 
-/// Waits until any wanted partition has data past its fetch offset, or the deadline.
+/// Waits until any wanted partition has data it did not have at the last
+/// read (its high watermark passes both the fetch offset and the high
+/// watermark that read saw), until the deadline, or until shutdown.
+///
+/// Waiting for "data past the fetch offset" alone is not enough: a
+/// partition that holds some data, but less than `min_bytes`, satisfies it
+/// at once, and the Fetch spun re-reading it until its deadline.
+///
+/// The waits on other shards are cancelled when this returns: each runs in
+/// a task owned here (dropped on return) through `call_cancellable`.
 async fn wait_for_data(
     shard: &Rc<Shard>,
     topics: &[(String, [u8; 16], Vec<Wanted>)],
+    last_read: &[Vec<PartitionData>],
     deadline: Instant,
 ) {
     let arrived = Rc::new(Notify::new());
     let wake = arrived.notified();
-    for w in topics.iter().flat_map(|t| &t.2) {
+    let mut waits = Vec::new();
+    let wanted = topics.iter().flat_map(|t| &t.2);
+    for (w, seen) in wanted.zip(last_read.iter().flatten()) {
         let Some(owner) = w.owner else { continue };
         let (shard, arrived) = (shard.clone(), arrived.clone());
-        let (topic, partition, offset) = (w.topic.clone(), w.partition, w.offset);
-        glommio::spawn_local(async move {
+        let (topic, partition) = (w.topic.clone(), w.partition);
+        let past = w.offset.max(seen.high_watermark);
+        waits.push(glommio::spawn_local(async move {
             let _ = shard
-                .call(owner, move |s| {
-                    wait_partition(s, topic, partition, offset, deadline)
+                .call_cancellable(owner, move |s| {
+                    wait_partition(s, topic, partition, past, deadline)
                 })
                 .await;
             arrived.notify_all();
-        })
-        .detach();
+        }));
     }
     let timeout = async {
         glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
     };
-    wake.or(timeout).await;
+    let stopped = shard.stop_notify.notified();
+    if shard.stopping.get() {
+        return;
+    }
+    wake.or(stopped).or(timeout).await;
+    drop(waits);
 }
 
 /// Runs on the owning shard: returns once the partition's high watermark
-/// passes `offset`, or at the deadline.
+/// passes `past` (some offset at or above `past` is readable), at the
+/// deadline, or at shutdown.
 async fn wait_partition(
     shard: Rc<Shard>,
     topic: String,
     partition: i32,
-    offset: i64,
+    past: i64,
     deadline: Instant,
 ) {
     let Some(p) = shard.partition(&topic, partition) else {
         return;
     };
     loop {
-        if p.read_log(|l| l.flushed_offset().0 > offset)
+        let stopped = shard.stop_notify.notified();
+        if p.read_log(|l| l.flushed_offset().0 > past)
             || Instant::now() >= deadline
             || shard.stopping.get()
         {
@@ -318,6 +342,6 @@ async fn wait_partition(
         let timeout = async {
             glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
         };
-        p.changed().or(timeout).await;
+        p.changed().or(stopped).or(timeout).await;
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::api::*;
+use crate::bounds;
 use crate::classic::ClassicGroup;
 use crate::codes;
 use crate::consumer::ConsumerGroup;
@@ -132,6 +133,10 @@ pub struct GroupCoordinator {
     next_retention_check_ms: i64,
     /// Approximate bytes appended since the last snapshot (or load).
     bytes_since_snapshot: u64,
+    /// How many records [`Self::load`] skipped because their group id is
+    /// over [`bounds::GROUP_ID_BYTES_MAX`], and the start of the first few
+    /// such ids (whole ids could be megabytes each).
+    load_skipped: (u64, Vec<String>),
     snapshot_in_flight: Option<WriteId>,
     // What the current step has produced.
     pub(crate) now_ms: i64,
@@ -156,6 +161,7 @@ impl GroupCoordinator {
             next_write: 0,
             next_retention_check_ms: i64::MIN,
             bytes_since_snapshot: 0,
+            load_skipped: (0, Vec::new()),
             snapshot_in_flight: None,
             now_ms: 0,
             step_replies: Vec::new(),
@@ -176,8 +182,25 @@ impl GroupCoordinator {
 
     /// Applies one record read back from the log, in log order, before
     /// the first step. A later record for a key replaces an earlier one.
+    ///
+    /// A record whose group id is over [`bounds::GROUP_ID_BYTES_MAX`]
+    /// (written by a broker from before the bound) is skipped: such a
+    /// group could not be listed or described in old protocol versions,
+    /// and would break those answers for every client. Its bytes still
+    /// count as superseded log, so the next snapshot, which holds only
+    /// what was loaded, comes no later and drops it from the log for good.
     pub fn load(&mut self, record: LogRecord) {
         self.bytes_since_snapshot += record.approx_bytes() as u64;
+        let group = record.key.group();
+        if bounds::group_id_too_long(group) {
+            let prefix = bounds::truncate_at_char_boundary(group, 64);
+            let (count, examples) = &mut self.load_skipped;
+            *count += 1;
+            if examples.len() < 3 && !examples.iter().any(|e| e == prefix) {
+                examples.push(prefix.to_string());
+            }
+            return;
+        }
         match (record.key, record.value) {
             (
                 RecordKey::Offset {
@@ -207,6 +230,18 @@ impl GroupCoordinator {
     /// moves: they keep their assignment if they heartbeat in time.
     pub fn finish_load(&mut self, now_ms: i64) {
         self.now_ms = now_ms;
+        let (skipped, examples) = std::mem::take(&mut self.load_skipped);
+        if skipped > 0 {
+            // One line per load rather than one per record: a group may
+            // have had thousands of offsets.
+            tracing::warn!(
+                records = skipped,
+                group_id_bytes_max = bounds::GROUP_ID_BYTES_MAX,
+                group_id_starts = ?examples,
+                "offsets log records with group ids over the bound were skipped; \
+                 an older broker wrote them and they are dropped at the next compaction"
+            );
+        }
         for (id, value) in &self.written {
             let group = match value {
                 GroupValue::Classic(s) => Group::Classic(ClassicGroup::restore(id, s, now_ms)),
@@ -455,13 +490,26 @@ impl GroupCoordinator {
         WriteId(self.next_write)
     }
 
+    /// A new member id in Kafka's form, `client_id + "-" + uuid`. The
+    /// client id comes from the request header and may be up to 32,767
+    /// bytes, so only its first [`bounds::MEMBER_ID_CLIENT_ID_BYTES_MAX`]
+    /// bytes are used: the id then fits in every version of every answer
+    /// that carries it (DescribeGroups v0-4, JoinGroup v0-5).
     pub(crate) fn member_id(&mut self, client_id: &str) -> String {
-        format!("{client_id}-{}", self.rng.uuid())
+        let prefix =
+            bounds::truncate_at_char_boundary(client_id, bounds::MEMBER_ID_CLIENT_ID_BYTES_MAX);
+        format!("{prefix}-{}", self.rng.uuid())
     }
 
     // ------------------------------------------------------------ requests --
 
     fn handle(&mut self, reply: ReplyId, request: Request) {
+        // Names and ids over their bounds are refused before anything is
+        // looked up, created or written, so nothing oversized is stored.
+        if let Some(refused) = bounds::refusal(&request) {
+            self.reply(reply, refused);
+            return;
+        }
         match request {
             Request::Join(r) => self.join(reply, r),
             Request::Sync(r) => self.sync(reply, r),
@@ -483,13 +531,29 @@ impl GroupCoordinator {
                 self.reply(reply, Response::ListGroups(result));
             }
             Request::DescribeGroups(ids) => {
-                let result = ids.iter().map(|g| self.describe_group(g)).collect();
+                let result = ids
+                    .iter()
+                    .map(|g| {
+                        if bounds::group_id_too_long(g) {
+                            bounds::describe_refusal(g)
+                        } else {
+                            self.describe_group(g)
+                        }
+                    })
+                    .collect();
                 self.reply(reply, Response::DescribeGroups(result));
             }
             Request::DeleteGroups(ids) => {
                 let result = ids
                     .iter()
-                    .map(|g| (g.clone(), self.delete_group(g)))
+                    .map(|g| {
+                        let code = if bounds::group_id_too_long(g) {
+                            codes::INVALID_GROUP_ID
+                        } else {
+                            self.delete_group(g)
+                        };
+                        (g.clone(), code)
+                    })
                     .collect();
                 self.reply(reply, Response::DeleteGroups(result));
             }
@@ -502,7 +566,16 @@ impl GroupCoordinator {
                 self.reply(reply, Response::ConsumerHeartbeat(result));
             }
             Request::ConsumerDescribe(ids) => {
-                let result = ids.iter().map(|g| self.consumer_describe(g)).collect();
+                let result = ids
+                    .iter()
+                    .map(|g| {
+                        if bounds::group_id_too_long(g) {
+                            bounds::consumer_describe_refusal(g)
+                        } else {
+                            self.consumer_describe(g)
+                        }
+                    })
+                    .collect();
                 self.reply(reply, Response::ConsumerDescribe(result));
             }
         }

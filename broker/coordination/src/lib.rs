@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod assignor;
+pub mod bounds;
 mod classic;
 pub mod codes;
 mod consumer;
@@ -20,6 +21,10 @@ pub mod records;
 mod rng;
 
 pub use api::*;
+pub use bounds::{
+    GROUP_ID_BYTES_MAX, GROUP_INSTANCE_ID_BYTES_MAX, MEMBER_ID_BYTES_MAX,
+    MEMBER_ID_CLIENT_ID_BYTES_MAX, PROTOCOL_NAME_BYTES_MAX,
+};
 pub use coordinator::{
     CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId, OFFSETS_PER_GROUP_MAX,
     RETENTION_CHECK_INTERVAL_MS,

@@ -25,3 +25,13 @@ pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// Sent when a client did not ask for authorized operations.
 pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// Whether `x` can be encoded as a string of a response version: a
+/// flexible version's compact string has a varint length, an older one's
+/// an i16 length, so at most 32,767 bytes. Names are bounded on the way in
+/// (`corelog_coordination::bounds`), far below that; this guards answers
+/// against what an older broker may have stored, since one string that
+/// does not encode fails the whole response and closes the connection.
+pub fn encodes_in(x: &str, flexible: bool) -> bool {
+    flexible || x.len() <= i16::MAX as usize
+}

@@ -5,13 +5,21 @@ use std::rc::Rc;
 use corelog_coordination::{codes, ListGroups, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use corelog_protocol::kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+use corelog_protocol::RequestHeader;
 
-use super::group_common::{gid, s, sb};
+use super::group_common::{encodes_in, gid, s, sb};
 use crate::groups::submit_to_local_partitions;
 use crate::shard::Shard;
 use crate::ShardId;
 
-pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListGroupsResponse {
+/// ListGroups v3 is the first flexible version (compact strings).
+const FIRST_FLEXIBLE_VERSION: i16 = 3;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
     let filter = ListGroups {
         states: request.states_filter.iter().map(s).collect(),
         types: request.types_filter.iter().map(s).collect(),
@@ -37,6 +45,22 @@ pub async fn handle(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListGroups
         }
     }
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    // A group whose id or protocol type this version cannot carry is left
+    // out rather than failing the answer, which would close the connection
+    // and hide every other group. Such entries can only come from an older
+    // broker's log (group ids are bounded on the way in and on load,
+    // protocol types on the way in), so this is a guard, not a path clients
+    // are expected to see.
+    let flexible = header.api_version >= FIRST_FLEXIBLE_VERSION;
+    let before = groups.len();
+    groups.retain(|g| encodes_in(&g.group_id, flexible) && encodes_in(&g.protocol_type, flexible));
+    if groups.len() < before {
+        tracing::warn!(
+            left_out = before - groups.len(),
+            version = header.api_version,
+            "ListGroups left out groups whose names this version cannot encode"
+        );
+    }
     ListGroupsResponse::default()
         .with_error_code(error)
         .with_groups(

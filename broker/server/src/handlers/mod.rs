@@ -251,7 +251,7 @@ pub async fn dispatch(
         Request::OffsetFetch(r) => {
             Response::OffsetFetch(offset_fetch::handle(shard, header, r).await)
         }
-        Request::ListGroups(r) => Response::ListGroups(list_groups::handle(shard, r).await),
+        Request::ListGroups(r) => Response::ListGroups(list_groups::handle(shard, header, r).await),
         Request::DescribeGroups(r) => {
             Response::DescribeGroups(describe_groups::handle(shard, header, r).await)
         }

@@ -1325,6 +1325,14 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
+                // Corelog patch (see broker/vendor/PATCHES.md, patch 1):
+                // preempted before running anything is not "nothing to
+                // run". Returning false here made the caller park with
+                // runnable task queues, and nothing ever woke it: with a
+                // short preempt timer a shard hung for good.
+                if !ran && !self.queues.borrow().active_executors.is_empty() {
+                    return true;
+                }
                 break;
             }
             if !self.run_one_task_queue() {

@@ -144,6 +144,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         tracing::warn!(setting = %finding.setting, "{}", finding.message);
     }
     let config = apply_disk_probe(config);
+    abort_on_panic();
     match corelog_server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -151,6 +152,25 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The broker's panic policy: a panic anywhere ends the whole process at
+/// once (SIGABRT), after the panic message and backtrace are printed.
+///
+/// A shard is one thread that owns its partitions, connections and group
+/// coordinators. Unwinding would end that thread and leave the others
+/// running: a half-alive broker that accepts connections on the remaining
+/// shards but cannot reach the dead shard's partitions, and that no
+/// supervisor restarts. Aborting hands recovery to the supervisor (systemd's
+/// `Restart=`, Kubernetes), and the next start recovers every partition
+/// from disk, where acknowledged (`acks=all`) data already is.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        eprintln!("corelog: aborting after a panic, so that a supervisor restarts the broker");
+        std::process::abort();
+    }));
 }
 
 fn main() -> ExitCode {

@@ -48,9 +48,22 @@ pub struct ServerConfig {
     /// (a consumer's own max_bytes can only lower it), which also bounds
     /// what a Fetch reads into memory.
     pub fetch_bytes_max: usize,
+    /// Bytes of Fetch responses one connection may hold while they are
+    /// built or wait to be written to its socket (each Fetch reserves its
+    /// max_bytes, within this bound, before it reads). A client that does
+    /// not read its answers gets no more than this buffered for it: its
+    /// next Fetch waits and the connection stops reading requests. Per
+    /// shard that is at most `connections_per_shard_max` times this.
+    pub fetch_response_bytes_per_connection_max: usize,
     /// The longest a Fetch waits for `min_bytes` to arrive, whatever its
     /// `max_wait_ms` asks (Kafka clients ask 500 ms by default).
     pub fetch_wait_ms_max: u64,
+    /// How long a shard runs tasks before it looks at finished I/O again
+    /// (glommio's preemption timer; Seastar calls it the task quota).
+    /// Connections whose data is ready are served in turns of about this
+    /// length: glommio's own default, 100 ms, let one connection flooding
+    /// cached Fetches delay another's ApiVersions by a quarter of a second.
+    pub shard_task_quota_us: u64,
     /// Bytes of flushed batches each shard keeps in memory for tail reads.
     pub batch_cache_bytes_per_shard: usize,
     /// Topic defaults (Kafka's broker-level `log.*` settings).
@@ -86,6 +99,8 @@ impl Default for ServerConfig {
             request_bytes_in_flight_per_shard_max: 256 << 20,
             fetch_bytes_max: 57_671_680,
             fetch_wait_ms_max: 30_000,
+            fetch_response_bytes_per_connection_max: 57_671_680,
+            shard_task_quota_us: 500,
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
             cluster_id: None,
@@ -249,6 +264,12 @@ impl ServerConfig {
                 "fetch_bytes_max: must be between 1024 and {}",
                 i32::MAX
             ));
+        }
+        if self.fetch_response_bytes_per_connection_max < 1024 {
+            return Err("fetch_response_bytes_per_connection_max: must be at least 1024".into());
+        }
+        if !(100..=100_000).contains(&self.shard_task_quota_us) {
+            return Err("shard_task_quota_us: must be between 100 and 100000".into());
         }
         if self.fetch_wait_ms_max == 0 || self.fetch_wait_ms_max > i32::MAX as u64 {
             return Err(format!(

@@ -9,7 +9,10 @@
 //! requests keep Kafka's one-at-a-time order. A request's frame bytes count
 //! against the shard's `request_bytes_in_flight_per_shard_max` until its
 //! response is written; when either bound is reached the connection stops
-//! reading its socket, which is the backpressure.
+//! reading its socket, which is the backpressure. Fetch responses also hold
+//! their share of the connection's `fetch_response_bytes_per_connection_max`
+//! until written, so a client that does not read its answers holds a
+//! bounded amount of memory.
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
@@ -66,11 +69,20 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let decoder = FrameDecoder::new(shard.config.request_bytes_max);
     let in_flight_max = shard.config.requests_in_flight_per_connection_max;
     let budget_max = shard.config.request_bytes_in_flight_per_shard_max;
+    let fetch_budget = Rc::new(glommio::sync::Semaphore::new(
+        shard.config.fetch_response_bytes_per_connection_max as u64,
+    ));
     let mut buf = BytesMut::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     // A frame that must run alone, waiting for those before it.
     let mut waiting: Option<Bytes> = None;
     loop {
+        // Fairness between the shard's connections: a connection whose
+        // socket always has requests ready and whose answers complete at
+        // once (cached Fetches) would otherwise run this loop without ever
+        // giving the executor back. Yield when this task queue's time slice
+        // is used up, so every connection gets a turn.
+        glommio::yield_if_needed().await;
         // Start every request that may start now.
         loop {
             if in_flight.len() >= in_flight_max || in_flight.back().is_some_and(|f| !f.pipelined) {
@@ -117,7 +129,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             let task = {
                 let shard = shard.clone();
                 let client_host = client_host.clone();
-                glommio::spawn_local(async move { handle_frame(&shard, &client_host, frame).await })
+                let fetch_budget = fetch_budget.clone();
+                glommio::spawn_local(async move {
+                    handle_frame(&shard, &client_host, &fetch_budget, frame).await
+                })
             };
             in_flight.push_back(InFlight {
                 task,
@@ -195,7 +210,9 @@ async fn write_reply(stream: &mut TcpStream, peer: &str, result: Result<Reply, C
         Ok(Reply::Bytes(b)) => stream.write_all(&b).await.is_ok(),
         // Record chunks are written straight from the cache or read buffers
         // they live in: no user-space copy.
-        Ok(Reply::Segments(segments)) => write_vectored_all(stream, &segments).await.is_ok(),
+        Ok(Reply::Segments(segments, _budget)) => {
+            write_vectored_all(stream, &segments).await.is_ok()
+        }
         Err(close) => {
             tracing::info!(%peer, reason = %close, "closing connection");
             if let Some(bytes) = close.final_bytes {
@@ -286,7 +303,12 @@ impl std::fmt::Display for Close {
     }
 }
 
-async fn handle_frame(shard: &Rc<Shard>, client_host: &str, frame: Bytes) -> Result<Reply, Close> {
+async fn handle_frame(
+    shard: &Rc<Shard>,
+    client_host: &str,
+    fetch_budget: &Rc<glommio::sync::Semaphore>,
+    frame: Bytes,
+) -> Result<Reply, Close> {
     let raw = frame.clone();
     let (header, body) =
         decode_request_header(frame).map_err(|e| with_frame(protocol_close(e), &raw))?;
@@ -302,8 +324,26 @@ async fn handle_frame(shard: &Rc<Shard>, client_host: &str, frame: Bytes) -> Res
         }
     };
     tracing::debug!(api = ?header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
-    handlers::dispatch(shard, &header, client_host, request).await
+    inject_panic_for_tests(&header);
+    handlers::dispatch(shard, &header, client_host, fetch_budget, request).await
 }
+
+/// The client id that makes a debug build panic in its request's handler
+/// when `CORELOG_TEST_FAULTS` is set: how the panic-policy test brings a
+/// shard down. Release builds have no such path.
+pub const TEST_PANIC_CLIENT_ID: &str = "corelog-test-panic";
+
+#[cfg(debug_assertions)]
+fn inject_panic_for_tests(header: &corelog_protocol::RequestHeader) {
+    if header.client_id.as_deref() == Some(TEST_PANIC_CLIENT_ID)
+        && std::env::var_os("CORELOG_TEST_FAULTS").is_some()
+    {
+        panic!("injected panic: client id {TEST_PANIC_CLIENT_ID} with CORELOG_TEST_FAULTS set");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn inject_panic_for_tests(_: &corelog_protocol::RequestHeader) {}
 
 /// Adds the start of the offending frame to the log line, in hex, so that a
 /// client's bad request can be diagnosed from the broker's log alone.

@@ -87,6 +87,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
             (mesh.clone(), config.clone(), metadata.clone(), stop.clone());
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
+            .preempt_timer(Duration::from_micros(config.shard_task_quota_us))
             .spawn(move || async move {
                 shard_main(ShardId(i as u32), shard_count, config, metadata, mesh, stop).await
             })

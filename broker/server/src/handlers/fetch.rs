@@ -15,6 +15,7 @@ use corelog_protocol::{FetchPartitionHeader, FetchResponseWriter, RequestHeader}
 use corelog_runtime::notify::Notify;
 use corelog_storage::Offset;
 use futures_lite::FutureExt;
+use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::conn::Close;
 use crate::shard::Shard;
@@ -51,11 +52,15 @@ struct Wanted {
     error_code: i16,
 }
 
+/// Answers a Fetch. The returned permit holds the response's share of the
+/// connection's `fetch_response_bytes_per_connection_max` until the
+/// response is written.
 pub async fn handle(
     shard: &Rc<Shard>,
     header: &RequestHeader,
+    budget: &Rc<Semaphore>,
     request: FetchRequest,
-) -> Result<Vec<Bytes>, Close> {
+) -> Result<(Vec<Bytes>, StaticPermit), Close> {
     let md = shard.metadata();
     let mut topics: Vec<(String, [u8; 16], Vec<Wanted>)> = Vec::new();
     for t in &request.topics {
@@ -110,6 +115,22 @@ pub async fn handle(
     } else {
         fetch_bytes_max
     };
+    // Reserve the response's bytes before reading them. A client that does
+    // not read its answers thus holds at most the budget in unwritten
+    // responses: its next Fetch waits here, the connection reaches its
+    // in-flight bound and stops reading requests. The reservation is the
+    // response's bound, max_bytes, which the budget also caps; the response
+    // may exceed it by the one batch a consumer always gets to progress.
+    let max_bytes = max_bytes.min(shard.config.fetch_response_bytes_per_connection_max);
+    let units = max_bytes.max(1) as u64;
+    let permit = budget
+        .clone()
+        .acquire_static_permit(units)
+        .await
+        .map_err(|_| Close {
+            reason: "connection's fetch budget closed".into(),
+            final_bytes: None,
+        })?;
     // Bound what the reads may bring into memory: each partition reads at
     // most what is left of max_bytes after the partitions before it (a
     // partition left with nothing still returns its first batch, so a
@@ -136,7 +157,11 @@ pub async fn handle(
         {
             break results;
         }
-        wait_for_data(shard, &topics, &results, deadline).await;
+        // Keep only what the wait needs of a read that fell short: its
+        // bytes are read again once more data has arrived.
+        let seen: Vec<i64> = results.iter().flatten().map(|r| r.high_watermark).collect();
+        drop(results);
+        wait_for_data(shard, &topics, &seen, deadline).await;
     };
     // Fit the response into max_bytes: the first non-empty partition always
     // goes in whole, later ones only while they fit (as Kafka does).
@@ -185,7 +210,7 @@ pub async fn handle(
         reason: e.to_string(),
         final_bytes: None,
     })?;
-    Ok(frame.into_segments())
+    Ok((frame.into_segments(), permit))
 }
 
 async fn read_all(
@@ -286,18 +311,18 @@ async fn read_partition(
 async fn wait_for_data(
     shard: &Rc<Shard>,
     topics: &[(String, [u8; 16], Vec<Wanted>)],
-    last_read: &[Vec<PartitionData>],
+    seen_high_watermarks: &[i64],
     deadline: Instant,
 ) {
     let arrived = Rc::new(Notify::new());
     let wake = arrived.notified();
     let mut waits = Vec::new();
     let wanted = topics.iter().flat_map(|t| &t.2);
-    for (w, seen) in wanted.zip(last_read.iter().flatten()) {
+    for (w, &seen) in wanted.zip(seen_high_watermarks) {
         let Some(owner) = w.owner else { continue };
         let (shard, arrived) = (shard.clone(), arrived.clone());
         let (topic, partition) = (w.topic.clone(), w.partition);
-        let past = w.offset.max(seen.high_watermark);
+        let past = w.offset.max(seen);
         waits.push(glommio::spawn_local(async move {
             let _ = shard
                 .call_cancellable(owner, move |s| {

@@ -188,16 +188,20 @@ pub enum Reply {
     /// Nothing is sent (Produce with acks=0).
     None,
     Bytes(Bytes),
-    /// A response in pieces, for a vectored write (Fetch).
-    Segments(Vec<Bytes>),
+    /// A response in pieces, for a vectored write (Fetch), with the part of
+    /// its connection's `fetch_response_bytes_per_connection_max` that it
+    /// holds until it is written.
+    Segments(Vec<Bytes>, glommio::sync::StaticPermit),
 }
 
 /// Handles one request. `client_host` is the peer as Kafka reports it in
-/// group descriptions ("/127.0.0.1").
+/// group descriptions ("/127.0.0.1"); `fetch_budget` is the connection's
+/// bound on Fetch response bytes not yet written.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     header: &RequestHeader,
     client_host: &str,
+    fetch_budget: &Rc<glommio::sync::Semaphore>,
     request: Request,
 ) -> Result<Reply, Close> {
     let response = match request {
@@ -207,7 +211,11 @@ pub async fn dispatch(
             Some(resp) => Response::Produce(resp),
             None => return Ok(Reply::None),
         },
-        Request::Fetch(r) => return fetch::handle(shard, header, r).await.map(Reply::Segments),
+        Request::Fetch(r) => {
+            return fetch::handle(shard, header, fetch_budget, r)
+                .await
+                .map(|(segments, permit)| Reply::Segments(segments, permit))
+        }
         Request::ListOffsets(r) => {
             Response::ListOffsets(list_offsets::handle(shard, header, r).await)
         }

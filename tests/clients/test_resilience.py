@@ -345,3 +345,51 @@ def test_a_connection_flooding_cached_fetches_does_not_starve_the_others(broker_
     worst = latencies[-1]
     assert worst < 0.1, "a probe waited %.0f ms beside the flood (median %.1f ms)" % (
         worst * 1000, latencies[len(latencies) // 2] * 1000)
+
+
+@pytest.mark.timeout(120)
+def test_connections_are_bounded_below_the_descriptor_limit(tmp_path):
+    """Started with 1,024 descriptors and 256 reserved, one shard serves at
+    most 768 connections: the 769th and later are closed at accept, the
+    ones open keep being served, and the broker never runs out of
+    descriptors for its own files."""
+    from conftest import Broker
+
+    cfg = tmp_path / "corelog.toml"
+    cfg.write_text("descriptors_reserved = 256\n")
+    b = Broker(tmp_path / "broker", ["--cores", "1", "--config", str(cfg)])
+    plain = b.command
+    b.command = lambda: ["prlimit", "--nofile=1024:1024", "--"] + plain()
+    socks = []
+    try:
+        b.start()
+        assert "connections_per_shard_max lowered" in b.stderr_tail(100)
+        for _ in range(800):
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+            socks.append(s)
+        # Each connection asks once: those within the bound are answered,
+        # those over it find their connection closed.
+        answered, closed = [], 0
+        for s in socks:
+            s.sendall(kproto.api_versions_v0_request(5))
+        for s in socks:
+            try:
+                corr, _ = kproto.split_response(kproto.recv_frame(s))
+                assert corr == 5
+                answered.append(s)
+            except (ConnectionError, OSError):
+                closed += 1
+        assert len(answered) == 768 and closed == 32, "%d answered, %d closed" % (len(answered), closed)
+        assert "Too many open files" not in b.stderr_tail(2000)
+        # The open ones are still served, and a topic (new files) can be made.
+        for s in answered[:50]:
+            corr, _ = kproto.roundtrip(s, kproto.api_versions_v0_request(6))
+            assert corr == 6
+        for s in socks:
+            s.close()
+        socks = []
+        assert_healthy(b)
+    finally:
+        for s in socks:
+            s.close()
+        b.kill9()

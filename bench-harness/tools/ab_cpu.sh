@@ -1,0 +1,51 @@
+#!/bin/bash
+# Interleaved A/B of two broker binaries with the broker's CPU per message.
+#
+#   bash bench-harness/tools/ab_cpu.sh SCENARIO ROUNDS DURATION_S OUT BIN_A BIN_B
+#
+# Both brokers run at once, one shard each pinned to core 0 (ports 29101
+# and 29102, fresh data directories under OUT); the load generator
+# (target/release/corelog-bench) is pinned to core 1 and runs
+# bench-harness/scenarios/SCENARIO.toml against A and B in turns (ABBA...),
+# ROUNDS times each, with a 1 s warmup. Around each run it reads the
+# broker's CPU time (utime + stime of the whole process, /proc/PID/stat)
+# and prints one line per run: rate, publish p50/p99/p99.9, broker CPU
+# seconds and CPU microseconds per message (the warmup second's messages
+# counted at the measured rate). Run records land in OUT/A and OUT/B for
+# `corelog-bench compare` and `report`. EXTRA_A / EXTRA_B (environment):
+# more `corelog serve` arguments for A or B, e.g. EXTRA_A="--config q.toml".
+set -u
+SCEN=$1; ROUNDS=$2; DUR=$3; OUT=$4; OLD=$5; NEW=$6
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH=$ROOT/target/release/corelog-bench
+mkdir -p $OUT
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+start() { # label bin port
+  rm -rf $OUT/data-$1; mkdir -p $OUT/data-$1
+  taskset -c 0 $2 serve --cores 1 $(eval echo \${EXTRA_$1:-}) --data-dir $OUT/data-$1 --listen 127.0.0.1:$3 > $OUT/broker-$1.log 2>&1 &
+  echo $!
+}
+PA=$(start A $OLD 29101); PB=$(start B $NEW 29102)
+sleep 2
+for r in $(seq 1 $ROUNDS); do
+  if [ $((r % 2)) -eq 1 ]; then order="A B"; else order="B A"; fi
+  for l in $order; do
+    if [ $l = A ]; then pid=$PA; port=29101; else pid=$PB; port=29102; fi
+    c0=$(cpu $pid)
+    taskset -c 1 $BENCH run --scenario $ROOT/bench-harness/scenarios/$SCEN.toml --bootstrap 127.0.0.1:$port \
+      --out $OUT/$l --duration-s $DUR --warmup-s 1 --no-limits --topic ab-$SCEN-$r > $OUT/run-$l-$r.log 2>&1
+    c1=$(cpu $pid)
+    run=$(ls -td $OUT/$l/*/ | head -1)
+    python3 - "$run" $((c1-c0)) $l $r $DUR <<'PY'
+import json,sys,os
+run,ticks,l,r,dur=sys.argv[1],int(sys.argv[2]),sys.argv[3],sys.argv[4],float(sys.argv[5])
+d=json.load(open(os.path.join(run,"run.json")))
+t=d["results"]["throughput"]; p=d["results"]["latency"]["publish"]["summary"]
+msgs=t["messages"]*(dur+1)/dur  # the warmup second's messages too, at the same rate
+cpu_s=ticks/os.sysconf("SC_CLK_TCK")
+print("%s r%s msgs/s=%.0f p50=%.0fus p99=%.0fus p999=%.0fus broker_cpu=%.2fs cpu_us_per_msg=%.3f errors=%s run=%s" % (
+ l,r,t["msgs_per_s"],p["p50_us"],p["p99_us"],p["p999_us"],cpu_s,cpu_s*1e6/msgs,d["results"].get("errors"),os.path.basename(run.rstrip("/"))))
+PY
+  done
+done
+kill $PA $PB; wait

@@ -13,6 +13,11 @@ export CARGO_TERM_COLOR=never
 # Crash test: how many SIGKILLs per run (the storage issue asks for >= 50).
 export CORELOG_CRASH_KILLS="${CORELOG_CRASH_KILLS:-50}"
 
+# The rules a tool checks (issue 23): formatting, and clippy with the
+# workspace's lints ([workspace.lints] in Cargo.toml) and no warnings.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 cargo build --workspace --all-targets --locked
 
 status=0

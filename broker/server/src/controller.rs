@@ -1,19 +1,24 @@
 //! The controller: the one place where cluster metadata changes.
 //!
 //! Lives on: shard 0. An admin request arriving on any shard is sent here
-//! as a shard job. A change is applied to a copy of the metadata, persisted,
-//! then published to every shard, which opens or deletes the partition logs
-//! it owns to match (`reconcile`). Changes are applied one at a time.
+//! as a shard job. A change is applied to a copy of the metadata, committed
+//! to the [`MetadataStore`], then published to every shard, which opens or
+//! deletes the partition logs it owns to match (`reconcile`). Changes are
+//! applied one at a time.
+//!
+//! Nothing here blocks its executor: shard 0 also serves partitions and
+//! connections. The store's file writes and fsyncs, and the removal of a
+//! deleted partition's directory, run on the executor's blocking pool.
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use corelog_runtime::{GlommioIo, Partition};
-use corelog_storage::{CacheId, PartitionLog};
+use corelog_storage::CacheId;
 use glommio::sync::Semaphore;
 
 use crate::metadata::{partition_dir, ClusterMetadata};
+use crate::partition::Partition;
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -66,10 +71,39 @@ pub async fn change_metadata<T>(
     let mut md = (*shard.metadata()).clone();
     let out = change(&mut md)?;
     md.version += 1;
-    md.persist(&shard.config.data_dir)
+    MetadataStore::new(&shard.config.data_dir)
+        .commit(&md)
+        .await
         .map_err(|e| format!("persisting cluster metadata: {e}"))?;
     publish(shard, md).await;
     Ok(out)
+}
+
+/// Where committed metadata lives. A change is published to the shards only
+/// after `commit` returns, so no shard ever acts on metadata a crash could
+/// take back.
+///
+/// Today the store is one file, `cluster-metadata.json`, replaced
+/// atomically. The Raft-backed controller will commit by appending the
+/// change to the metadata log and waiting for a quorum; callers keep this
+/// shape: an awaited commit, then publish.
+pub struct MetadataStore {
+    data_dir: std::path::PathBuf,
+}
+
+impl MetadataStore {
+    pub fn new(data_dir: &std::path::Path) -> MetadataStore {
+        MetadataStore {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Makes `md` durable: when this returns Ok, a restart loads it. The
+    /// write and its fsyncs run on the blocking pool, not on the executor.
+    pub async fn commit(&self, md: &ClusterMetadata) -> std::io::Result<()> {
+        let (md, dir) = (md.clone(), self.data_dir.clone());
+        corelog_runtime::run_blocking(move || md.persist(&dir)).await
+    }
 }
 
 /// Hands out a producer id that was never handed out before. Must run on
@@ -138,19 +172,21 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         };
         p.close().await;
         let dir = partition_dir(&shard.config.data_dir, &key.0, key.1);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
+        // Thousands of segment files may go: not on the executor thread.
+        let removing = dir.clone();
+        if let Err(e) =
+            corelog_runtime::run_blocking(move || std::fs::remove_dir_all(&removing)).await
+        {
             tracing::warn!(dir = %dir.display(), error = %e, "could not delete partition directory");
         }
-        p.read_log(|l| l.cache_remove());
+        p.forget_cached();
         tracing::info!(topic = %key.0, partition = key.1, "partition deleted");
     }
     for key in wanted {
         let settings = md.settings(&shard.config, &key.0);
         if let Some(p) = shard.partition(&key.0, key.1) {
-            let changed = p.read_log(|l| *l.config() != settings.log);
-            if changed {
-                let log_config = settings.log.clone();
-                if let Err(e) = p.with_log(|l| l.set_config(log_config)) {
+            if p.log_config() != settings.log {
+                if let Err(e) = p.set_log_config(settings.log.clone()) {
                     tracing::warn!(topic = %key.0, error = %e, "topic settings not applied");
                 }
             }
@@ -158,23 +194,12 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         }
         let dir = partition_dir(&shard.config.data_dir, &key.0, key.1);
         let cache_id = CacheId(next_cache_id(shard));
-        match PartitionLog::open(
-            GlommioIo,
-            dir.clone(),
-            settings.log,
-            shard.cache.clone(),
-            cache_id,
-        )
-        .await
-        {
-            Ok((log, report)) => {
+        match Partition::open(dir.clone(), settings.log, shard.cache.clone(), cache_id).await {
+            Ok((partition, report)) => {
                 if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
                     tracing::info!(dir = %dir.display(), ?report, "partition recovered");
                 }
-                shard
-                    .partitions
-                    .borrow_mut()
-                    .insert(key, Partition::start(log));
+                shard.partitions.borrow_mut().insert(key, partition);
             }
             Err(e) => {
                 tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")

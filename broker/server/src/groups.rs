@@ -27,11 +27,12 @@ use corelog_coordination::{
     TopicInfo, TopicsView,
 };
 use corelog_runtime::notify::Doorbell;
-use corelog_runtime::{now_ms, GlommioIo, Partition};
-use corelog_storage::{CacheId, Offset, PartitionLog};
+use corelog_runtime::now_ms;
+use corelog_storage::{CacheId, Offset};
 use futures_lite::FutureExt;
 
 use crate::metadata::partition_dir;
+use crate::partition::{Acks, DeleteUpTo, Isolation, Partition};
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -193,22 +194,15 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     log_config.retention_bytes = None;
     log_config.flush_policy = corelog_storage::FlushPolicy::Always;
     let cache_id = CacheId(crate::controller::next_cache_id(shard));
-    let (log, report) = PartitionLog::open(
-        GlommioIo,
-        dir.clone(),
-        log_config,
-        shard.cache.clone(),
-        cache_id,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(dir = %dir.display(), error = %e, "cannot open offsets partition");
-        codes::COORDINATOR_NOT_AVAILABLE
-    })?;
+    let (log, report) = Partition::open(dir.clone(), log_config, shard.cache.clone(), cache_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot open offsets partition");
+            codes::COORDINATOR_NOT_AVAILABLE
+        })?;
     if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
         tracing::info!(dir = %dir.display(), ?report, "offsets partition recovered");
     }
-    let log = Partition::start(log);
     let config = shard.config.groups.coordinator_config();
     let machine = load(&log, config, seed(index)).await.map_err(|e| {
         tracing::error!(dir = %dir.display(), error = %e, "cannot load offsets partition");
@@ -243,13 +237,12 @@ async fn load(
     seed: u64,
 ) -> Result<GroupCoordinator, String> {
     let mut machine = GroupCoordinator::new(config, seed);
-    let mut offset = log.read_log(|l| l.log_start_offset());
-    let end = log.read_log(|l| l.flushed_offset());
+    let bounds = log.bounds();
+    let (mut offset, end) = (bounds.log_start_offset, bounds.high_watermark);
     let mut skipped = 0usize;
     while offset < end {
-        let plan = log
-            .read_log(|l| l.plan_read(offset, LOAD_READ_BYTES, end))
-            .map_err(|e| e.to_string())?;
+        let (_, plan) = log.plan_read(offset, LOAD_READ_BYTES, Isolation::ReadUncommitted);
+        let plan = plan.map_err(|e| e.to_string())?;
         let chunks = plan.execute().await.map_err(|e| e.to_string())?;
         if chunks.is_empty() {
             break;
@@ -315,14 +308,15 @@ impl GroupPartition {
                 } => {
                     let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
                     let mut first: Option<Offset> = None;
-                    let mut end = self.log.read_log(|l| l.next_offset());
-                    let mut generation = self.log.read_log(|l| l.discard_generation());
+                    // With no batches the write completes behind every
+                    // write before it, as it would with some.
+                    let mut commit = self.log.end_commit_point();
+                    let end_before = self.log.log_end_offset();
                     for batch in batches {
-                        match self.log.append(batch) {
-                            Ok((info, g)) => {
-                                first.get_or_insert(info.base_offset);
-                                end = info.last_offset.plus(1);
-                                generation = g;
+                        match self.log.append(batch, Acks::All) {
+                            Ok(appended) => {
+                                first.get_or_insert(appended.base_offset);
+                                commit = appended.commit;
                             }
                             Err(e) => {
                                 tracing::error!(partition = self.index, error = %e, "offsets log append failed");
@@ -331,10 +325,10 @@ impl GroupPartition {
                             }
                         }
                     }
-                    let first = first.unwrap_or(end);
+                    let first = DeleteUpTo::Offset(first.unwrap_or(end_before));
                     let gp = self.clone();
                     glommio::spawn_local(async move {
-                        if gp.log.wait_flushed(end, generation).await.is_err() {
+                        if gp.log.committed(commit).await.is_err() {
                             tracing::error!(partition = gp.index, "offsets log write failed");
                             gp.fail();
                             return;
@@ -345,7 +339,7 @@ impl GroupPartition {
                         if compacts {
                             // The snapshot holds the whole live state: what
                             // came before it is superseded.
-                            let _ = gp.log.with_log(|l| l.advance_log_start(first));
+                            let _ = gp.log.delete_records(first);
                         }
                         let outputs = gp
                             .machine

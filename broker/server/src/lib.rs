@@ -7,6 +7,7 @@ pub mod controller;
 pub mod groups;
 pub mod handlers;
 pub mod metadata;
+pub mod partition;
 pub mod server;
 pub mod shard;
 

@@ -114,8 +114,8 @@ impl ClusterMetadata {
     }
 
     /// Writes the metadata atomically: temporary file, fsync, rename, fsync dir.
-    /// Called only on the controller shard, for admin changes; the brief
-    /// blocking is off the produce and fetch paths.
+    /// Blocks: at start-up it runs before the executors do; afterwards only
+    /// through `controller::MetadataStore`, on the blocking pool.
     pub fn persist(&self, data_dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(METADATA_FILE);

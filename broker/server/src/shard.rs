@@ -13,13 +13,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use corelog_runtime::Partition;
 use corelog_storage::SharedBatchCache;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::metadata::ClusterMetadata;
+use crate::partition::Partition;
 use crate::ShardId;
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;

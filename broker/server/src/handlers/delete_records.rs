@@ -12,6 +12,7 @@ use corelog_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRec
 use corelog_protocol::RequestHeader;
 use corelog_storage::Offset;
 
+use crate::partition::DeleteUpTo;
 use crate::shard::Shard;
 
 /// Offset -1 in a request: delete up to the high watermark.
@@ -66,18 +67,13 @@ fn delete_before(shard: &Shard, topic: &str, partition: i32, offset: i64) -> (i1
     let Some(p) = shard.partition(topic, partition) else {
         return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1);
     };
-    p.with_log(|log| {
-        let target = match offset {
-            HIGH_WATERMARK => log.flushed_offset(),
-            o if o < 0 => return (error_code::OFFSET_OUT_OF_RANGE, -1),
-            o => Offset(o),
-        };
-        match log.advance_log_start(target) {
-            Ok(start) => {
-                log.request_checkpoint();
-                (error_code::NONE, start.0)
-            }
-            Err(e) => (super::storage_error_code(&e), -1),
-        }
-    })
+    let up_to = match offset {
+        HIGH_WATERMARK => DeleteUpTo::HighWatermark,
+        o if o < 0 => return (error_code::OFFSET_OUT_OF_RANGE, -1),
+        o => DeleteUpTo::Offset(Offset(o)),
+    };
+    match p.delete_records(up_to) {
+        Ok(start) => (error_code::NONE, start.0),
+        Err(e) => (super::storage_error_code(&e), -1),
+    }
 }

@@ -2,8 +2,9 @@
 //! `min_bytes` arrive or `max_wait_ms` passes, and answer with the record
 //! bytes referenced, not copied (a vectored response).
 //!
-//! A consumer never sees past the high watermark, which on this single node
-//! is the flushed offset: nothing a crash could take back is served.
+//! A consumer never sees past the high watermark (or, reading committed,
+//! the last stable offset); the partition facade (`crate::partition`)
+//! computes both and bounds every read by them.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use futures_lite::FutureExt;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::conn::Close;
+use crate::partition::Isolation;
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -26,6 +28,7 @@ use crate::ShardId;
 struct PartitionData {
     error_code: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     chunks: Vec<Bytes>,
     bytes: usize,
@@ -36,6 +39,7 @@ impl PartitionData {
         PartitionData {
             error_code: code,
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             ..Default::default()
         }
@@ -47,6 +51,7 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    isolation: Isolation,
     owner: Option<ShardId>,
     /// Set when the topic or partition is unknown.
     error_code: i16,
@@ -62,6 +67,9 @@ pub async fn handle(
     request: FetchRequest,
 ) -> Result<(Vec<Bytes>, StaticPermit), Close> {
     let md = shard.metadata();
+    // read_committed reads stop at the last stable offset, read_uncommitted
+    // ones at the high watermark (the facade knows both).
+    let isolation = Isolation::from_kafka(request.isolation_level);
     let mut topics: Vec<(String, [u8; 16], Vec<Wanted>)> = Vec::new();
     for t in &request.topics {
         let by_id = header.api_version >= 13;
@@ -94,6 +102,7 @@ pub async fn handle(
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
+                isolation,
                 owner,
                 error_code: code,
             });
@@ -159,7 +168,14 @@ pub async fn handle(
         }
         // Keep only what the wait needs of a read that fell short: its
         // bytes are read again once more data has arrived.
-        let seen: Vec<i64> = results.iter().flatten().map(|r| r.high_watermark).collect();
+        let seen: Vec<i64> = results
+            .iter()
+            .flatten()
+            .map(|r| match isolation {
+                Isolation::ReadUncommitted => r.high_watermark,
+                Isolation::ReadCommitted => r.last_stable_offset,
+            })
+            .collect();
         drop(results);
         wait_for_data(shard, &topics, &seen, deadline).await;
     };
@@ -195,7 +211,7 @@ pub async fn handle(
                 partition_index: w.partition,
                 error_code: data.error_code,
                 high_watermark: data.high_watermark,
-                last_stable_offset: data.high_watermark,
+                last_stable_offset: data.last_stable_offset,
                 log_start_offset: data.log_start_offset,
                 aborted_transactions: None,
                 preferred_read_replica: -1,
@@ -225,10 +241,11 @@ async fn read_all(
                 let shard = shard.clone();
                 let (topic, partition, offset, max_bytes) =
                     (w.topic.clone(), w.partition, w.offset, w.max_bytes);
+                let isolation = w.isolation;
                 glommio::spawn_local(async move {
                     shard
                         .call(owner, move |s| {
-                            read_partition(s, topic, partition, offset, max_bytes)
+                            read_partition(s, topic, partition, offset, max_bytes, isolation)
                         })
                         .await
                         .unwrap_or_else(|_| {
@@ -261,21 +278,16 @@ async fn read_partition(
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    isolation: Isolation,
 ) -> PartitionData {
     let Some(p) = shard.partition(&topic, partition) else {
         return PartitionData::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let (plan, hw, start) = p.read_log(|l| {
-        let hw = l.flushed_offset();
-        (
-            l.plan_read(Offset(offset), max_bytes, hw),
-            hw.0,
-            l.log_start_offset().0,
-        )
-    });
+    let (bounds, plan) = p.plan_read(Offset(offset), max_bytes, isolation);
     let mut data = PartitionData {
-        high_watermark: hw,
-        log_start_offset: start,
+        high_watermark: bounds.high_watermark.0,
+        last_stable_offset: bounds.last_stable_offset.0,
+        log_start_offset: bounds.log_start_offset.0,
         ..Default::default()
     };
     let plan = match plan {
@@ -299,8 +311,9 @@ async fn read_partition(
 }
 
 /// Waits until any wanted partition has data it did not have at the last
-/// read (its high watermark passes both the fetch offset and the high
-/// watermark that read saw), until the deadline, or until shutdown.
+/// read (the end of what its isolation level may see, the high watermark or
+/// the last stable offset, passes both the fetch offset and the end that
+/// read saw), until the deadline, or until shutdown.
 ///
 /// Waiting for "data past the fetch offset" alone is not enough: a
 /// partition that holds some data, but less than `min_bytes`, satisfies it
@@ -311,22 +324,22 @@ async fn read_partition(
 async fn wait_for_data(
     shard: &Rc<Shard>,
     topics: &[(String, [u8; 16], Vec<Wanted>)],
-    seen_high_watermarks: &[i64],
+    seen_visible_ends: &[i64],
     deadline: Instant,
 ) {
     let arrived = Rc::new(Notify::new());
     let wake = arrived.notified();
     let mut waits = Vec::new();
     let wanted = topics.iter().flat_map(|t| &t.2);
-    for (w, &seen) in wanted.zip(seen_high_watermarks) {
+    for (w, &seen) in wanted.zip(seen_visible_ends) {
         let Some(owner) = w.owner else { continue };
         let (shard, arrived) = (shard.clone(), arrived.clone());
-        let (topic, partition) = (w.topic.clone(), w.partition);
+        let (topic, partition, isolation) = (w.topic.clone(), w.partition, w.isolation);
         let past = w.offset.max(seen);
         waits.push(glommio::spawn_local(async move {
             let _ = shard
                 .call_cancellable(owner, move |s| {
-                    wait_partition(s, topic, partition, past, deadline)
+                    wait_partition(s, topic, partition, isolation, past, deadline)
                 })
                 .await;
             arrived.notify_all();
@@ -343,13 +356,14 @@ async fn wait_for_data(
     drop(waits);
 }
 
-/// Runs on the owning shard: returns once the partition's high watermark
-/// passes `past` (some offset at or above `past` is readable), at the
+/// Runs on the owning shard: returns once the end of what `isolation` may
+/// see passes `past` (some offset at or above `past` is readable), at the
 /// deadline, or at shutdown.
 async fn wait_partition(
     shard: Rc<Shard>,
     topic: String,
     partition: i32,
+    isolation: Isolation,
     past: i64,
     deadline: Instant,
 ) {
@@ -358,7 +372,7 @@ async fn wait_partition(
     };
     loop {
         let stopped = shard.stop_notify.notified();
-        if p.read_log(|l| l.flushed_offset().0 > past)
+        if p.bounds().visible_end(isolation).0 > past
             || Instant::now() >= deadline
             || shard.stopping.get()
         {

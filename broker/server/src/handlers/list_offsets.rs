@@ -1,4 +1,5 @@
-//! ListOffsets: the earliest offset, the latest (the high watermark), or the
+//! ListOffsets: the earliest offset, the latest (the high watermark, or the
+//! last stable offset for a read_committed consumer), or the
 //! first offset whose record timestamp is at or after a given time.
 
 use std::rc::Rc;
@@ -10,6 +11,7 @@ use corelog_protocol::kafka_protocol::messages::list_offsets_response::{
 use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use corelog_protocol::RequestHeader;
 
+use crate::partition::Isolation;
 use crate::shard::Shard;
 
 const EARLIEST: i64 = -2;
@@ -30,6 +32,9 @@ pub async fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let md = shard.metadata();
+    // v2 and later: a read_committed consumer's latest offset is the last
+    // stable offset.
+    let isolation = Isolation::from_kafka(request.isolation_level);
     let mut topics = Vec::new();
     for t in &request.topics {
         let name = t.name.0.to_string();
@@ -49,7 +54,7 @@ pub async fn handle(
                 Some(owner) => {
                     let (topic, index, ts) = (name.clone(), p.partition_index, p.timestamp);
                     shard
-                        .call(owner, move |s| lookup(s, topic, index, ts))
+                        .call(owner, move |s| lookup(s, topic, index, ts, isolation))
                         .await
                         .unwrap_or(Found {
                             error_code: error_code::NOT_LEADER_OR_FOLLOWER,
@@ -78,7 +83,13 @@ pub async fn handle(
 }
 
 /// Runs on the owning shard.
-async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64) -> Found {
+async fn lookup(
+    shard: Rc<Shard>,
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+    isolation: Isolation,
+) -> Found {
     let Some(p) = shard.partition(&topic, partition) else {
         return Found {
             error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -90,22 +101,17 @@ async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64)
         EARLIEST => Found {
             error_code: 0,
             timestamp: -1,
-            offset: p.read_log(|l| l.log_start_offset().0),
+            offset: p.log_start_offset().0,
         },
         LATEST => Found {
             error_code: 0,
             timestamp: -1,
-            offset: p.read_log(|l| l.flushed_offset().0),
+            offset: p.bounds().visible_end(isolation).0,
         },
         MAX_TIMESTAMP => {
             // The record with the newest timestamp: the first record at or
             // after the log's max timestamp.
-            let plan = p.read_log(|l| {
-                let hw = l.flushed_offset();
-                l.max_timestamp_ms(hw)
-                    .map(|max| l.plan_offset_for_timestamp(max, hw))
-            });
-            match plan {
+            match p.plan_max_timestamp() {
                 None => Found {
                     error_code: 0,
                     timestamp: -1,
@@ -131,8 +137,7 @@ async fn lookup(shard: Rc<Shard>, topic: String, partition: i32, timestamp: i64)
             }
         }
         t if t >= 0 => {
-            let plan = p.read_log(|l| l.plan_offset_for_timestamp(t, l.flushed_offset()));
-            match plan.execute().await {
+            match p.plan_offset_for_timestamp(t).execute().await {
                 Ok(Some((offset, ts))) => Found {
                     error_code: 0,
                     timestamp: ts,

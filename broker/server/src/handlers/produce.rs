@@ -1,9 +1,9 @@
 //! Produce: validate each partition's record batch, append it on the shard
 //! that owns the partition, and answer per `acks`.
 //!
-//! acks=0: no response. acks=1: answered once the batch is appended (in the
-//! log's write buffer). acks=all (-1): answered once it is on stable storage
-//! (written and fdatasynced).
+//! acks=0: no response. acks=1 and acks=all (-1): answered when the
+//! partition says the append is acknowledged at that level (see
+//! `crate::partition` for what each level waits for).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use corelog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse
 use corelog_protocol::RequestHeader;
 use futures_lite::FutureExt;
 
+use crate::partition::Acks;
 use crate::shard::Shard;
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +43,7 @@ pub async fn handle(
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let acks_level = Acks::from_kafka(acks);
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     if shard.config.auto_create_topics {
         let md = shard.metadata();
@@ -63,9 +65,7 @@ pub async fn handle(
         let name = topic.name.0.to_string();
         for part in &topic.partition_data {
             let index = part.index;
-            let outcome_task = if !(acks == -1 || acks == 0 || acks == 1) {
-                Err(Outcome::error(error_code::INVALID_REQUIRED_ACKS))
-            } else {
+            let outcome_task = if let Some(acks) = acks_level {
                 match (md.topics.get(&name), part.records.clone()) {
                     (None, _) => Err(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION)),
                     (Some(t), _) if index < 0 || index as usize >= t.partitions.len() => {
@@ -76,7 +76,7 @@ pub async fn handle(
                         let settings = md.settings(&shard.config, &name);
                         if records.len() > settings.max_message_bytes as usize {
                             Err(Outcome::error(error_code::MESSAGE_TOO_LARGE))
-                        } else if acks == -1 && settings.min_insync_replicas > 1 {
+                        } else if acks == Acks::All && settings.min_insync_replicas > 1 {
                             // One replica can never satisfy min.insync.replicas > 1.
                             Err(Outcome::error(
                                 corelog_protocol::ResponseError::NotEnoughReplicas.code(),
@@ -96,6 +96,8 @@ pub async fn handle(
                         }
                     }
                 }
+            } else {
+                Err(Outcome::error(error_code::INVALID_REQUIRED_ACKS))
             };
             tasks.push((name.clone(), index, outcome_task));
         }
@@ -136,34 +138,32 @@ async fn append(
     topic: String,
     index: i32,
     records: Bytes,
-    acks: i16,
+    acks: Acks,
     timeout: Duration,
 ) -> Outcome {
     let Some(p) = shard.partition(&topic, index) else {
         return Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let (info, generation) = match p.append(records) {
+    let appended = match p.append(records, acks) {
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(%topic, index, error = %e, "produce refused");
             return Outcome::error(super::storage_error_code(&e));
         }
     };
-    if acks == -1 {
-        let durable = async { Some(p.wait_flushed(info.last_offset.plus(1), generation).await) };
-        let timed_out = async {
-            glommio::timer::sleep(timeout).await;
-            None
-        };
-        match durable.or(timed_out).await {
-            Some(Ok(())) => {}
-            Some(Err(_)) => return Outcome::error(error_code::KAFKA_STORAGE_ERROR),
-            None => return Outcome::error(error_code::REQUEST_TIMED_OUT),
-        }
+    let acknowledged = async { Some(p.acknowledged(&appended).await) };
+    let timed_out = async {
+        glommio::timer::sleep(timeout).await;
+        None
+    };
+    match acknowledged.or(timed_out).await {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return Outcome::error(error_code::KAFKA_STORAGE_ERROR),
+        None => return Outcome::error(error_code::REQUEST_TIMED_OUT),
     }
     Outcome {
         error_code: error_code::NONE,
-        base_offset: info.base_offset.0,
-        log_start_offset: p.read_log(|l| l.log_start_offset().0),
+        base_offset: appended.base_offset.0,
+        log_start_offset: p.log_start_offset().0,
     }
 }

@@ -1,0 +1,320 @@
+//! The partition facade: the one place above storage that knows what
+//! "committed" means.
+//!
+//! Handlers append, read, look up offsets and delete records through
+//! [`Partition`]; none of them names the storage log or its flushed
+//! offset. What a client may see and what an acknowledgement promises are
+//! decided here:
+//!
+//! - **High watermark.** The offset below which every record is committed.
+//!   On this single node a record is committed once it is on stable storage
+//!   (written and fdatasynced), so the high watermark is the log's flushed
+//!   offset. It may never pass that offset: a consumer is never served, and
+//!   a DeleteRecords never removes up to, a record a crash could take back.
+//!   Replication will make it the offset every in-sync replica holds; that
+//!   changes this file, not the handlers.
+//! - **Last stable offset.** The bound of a `read_committed` read. Without
+//!   transactions every committed record is stable, so it equals the high
+//!   watermark.
+//! - **Acknowledgements.** An append with `acks=0` or `acks=1` completes when
+//!   the batch is in the log (its write buffer); with `acks=all` when the
+//!   high watermark passes the batch's last offset.
+//!
+//! Lives on: the shard that owns the partition. Every method runs there;
+//! none blocks, and none holds a borrow of the log across an await.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
+use corelog_storage::{
+    CacheId, LogConfig, Offset, PartitionLog, ReadPlan, RecoveryReport, SharedBatchCache,
+    StorageError, TimestampPlan,
+};
+
+/// How much of the replication an append waits for before it is
+/// acknowledged (the producer's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: the producer wants no answer.
+    None,
+    /// `acks=1`: answered once the leader has the batch in its log.
+    Leader,
+    /// `acks=all` (-1): answered once the batch is committed (below the
+    /// high watermark).
+    All,
+}
+
+impl Acks {
+    /// The level a Produce request's `acks` field asks for; `None` (the
+    /// Rust one) for a value Kafka does not define.
+    pub fn from_kafka(acks: i16) -> Option<Acks> {
+        match acks {
+            0 => Some(Acks::None),
+            1 => Some(Acks::Leader),
+            -1 => Some(Acks::All),
+            _ => None,
+        }
+    }
+}
+
+/// Which records a read may return (a Fetch's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark.
+    ReadUncommitted,
+    /// Up to the last stable offset.
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// Kafka's encoding: 1 is `read_committed`, anything else
+    /// `read_uncommitted`.
+    pub fn from_kafka(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
+/// The offsets that bound a read, taken together with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBounds {
+    pub high_watermark: Offset,
+    pub last_stable_offset: Offset,
+    pub log_start_offset: Offset,
+}
+
+impl ReadBounds {
+    /// The end of what a read at `isolation` may return.
+    pub fn visible_end(&self, isolation: Isolation) -> Offset {
+        match isolation {
+            Isolation::ReadUncommitted => self.high_watermark,
+            Isolation::ReadCommitted => self.last_stable_offset,
+        }
+    }
+}
+
+/// A point in the log an acknowledgement waits for: every offset below
+/// `end`, appended while the log's discard generation was `generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPoint {
+    end: Offset,
+    generation: u64,
+}
+
+/// What an append assigned, and what its acknowledgement waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// An idempotent producer's retry of a batch already in the log: the
+    /// offsets are the original's.
+    pub duplicate: bool,
+    /// The point [`Partition::acknowledged`] waits for.
+    pub commit: CommitPoint,
+    pub acks: Acks,
+}
+
+/// Which offset a DeleteRecords request deletes up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteUpTo {
+    /// Kafka's -1: everything below the high watermark.
+    HighWatermark,
+    Offset(Offset),
+}
+
+/// A partition as the server layer sees it: its log and the rules for
+/// what is committed. Cheap to clone (one reference count).
+#[derive(Clone)]
+pub struct Partition {
+    log: LogDriver,
+}
+
+impl Partition {
+    /// Opens (recovering it if it was not closed cleanly) the log in `dir`
+    /// and starts its driver on the current executor. The report says what
+    /// recovery found.
+    pub async fn open(
+        dir: PathBuf,
+        config: LogConfig,
+        cache: SharedBatchCache,
+        cache_id: CacheId,
+    ) -> Result<(Partition, RecoveryReport), StorageError> {
+        let (log, report) = PartitionLog::open(GlommioIo, dir, config, cache, cache_id).await?;
+        Ok((Partition::start(log), report))
+    }
+
+    /// Takes an opened log and starts its driver on the current executor.
+    fn start(log: PartitionLog<GlommioIo>) -> Partition {
+        Partition {
+            log: LogDriver::start(log),
+        }
+    }
+
+    /// Every offset below it is committed and may be served.
+    pub fn high_watermark(&self) -> Offset {
+        self.log.read_log(|l| bounds_of(l).high_watermark)
+    }
+
+    /// The bound of a `read_committed` read. Equal to the high watermark
+    /// until transactions exist.
+    pub fn last_stable_offset(&self) -> Offset {
+        self.log.read_log(|l| bounds_of(l).last_stable_offset)
+    }
+
+    /// The high watermark, last stable offset and log start, read together.
+    pub fn bounds(&self) -> ReadBounds {
+        self.log.read_log(bounds_of)
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> Offset {
+        self.log.read_log(|l| l.log_start_offset())
+    }
+
+    /// The offset the next append gets; may be ahead of the high watermark.
+    pub fn log_end_offset(&self) -> Offset {
+        self.log.read_log(|l| l.next_offset())
+    }
+
+    /// Appends one batch. The returned [`Appended`] carries the assigned
+    /// offsets; [`Self::acknowledged`] completes when `acks` is satisfied.
+    pub fn append(&self, batch: Bytes, acks: Acks) -> Result<Appended, StorageError> {
+        let (info, generation) = self.log.append(batch)?;
+        Ok(Appended {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            duplicate: info.duplicate,
+            commit: CommitPoint {
+                end: info.last_offset.plus(1),
+                generation,
+            },
+            acks,
+        })
+    }
+
+    /// Completes when `appended` may be acknowledged at its acks level: at
+    /// once for `acks=0` and `acks=1`; for `acks=all` once the high
+    /// watermark has passed its last offset. Fails if the batch was
+    /// discarded by a failed write before it was committed; it then never
+    /// will be, and the producer must be told.
+    pub async fn acknowledged(&self, appended: &Appended) -> Result<(), Discarded> {
+        match appended.acks {
+            Acks::None | Acks::Leader => Ok(()),
+            Acks::All => self.committed(appended.commit).await,
+        }
+    }
+
+    /// The commit point of everything appended so far.
+    pub fn end_commit_point(&self) -> CommitPoint {
+        self.log.read_log(|l| CommitPoint {
+            end: l.next_offset(),
+            generation: l.discard_generation(),
+        })
+    }
+
+    /// Completes once every offset below `point` is committed, or fails if
+    /// they were discarded by a failed write.
+    pub async fn committed(&self, point: CommitPoint) -> Result<(), Discarded> {
+        self.log.wait_flushed(point.end, point.generation).await
+    }
+
+    /// Completes after something about the log changed (a write, a sync, a
+    /// roll...), which may have moved the high watermark. Long polls wait
+    /// on it and then look again.
+    pub async fn changed(&self) {
+        self.log.changed().await
+    }
+
+    /// Plans a read of whole batches from `offset`, up to `max_bytes` (at
+    /// least one batch if any is readable), never past what `isolation` may
+    /// see. Returns the bounds the read was planned against with it.
+    pub fn plan_read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> (ReadBounds, Result<ReadPlan<GlommioIo>, StorageError>) {
+        self.log.read_log(|l| {
+            let bounds = bounds_of(l);
+            let end = bounds.visible_end(isolation);
+            (bounds, l.plan_read(offset, max_bytes, end))
+        })
+    }
+
+    /// Plans a lookup of the first committed record whose timestamp is at
+    /// or after `target_ms` (ListOffsets by time).
+    pub fn plan_offset_for_timestamp(&self, target_ms: i64) -> TimestampPlan<GlommioIo> {
+        self.log
+            .read_log(|l| l.plan_offset_for_timestamp(target_ms, bounds_of(l).high_watermark))
+    }
+
+    /// Plans a lookup of the committed record with the newest timestamp
+    /// (ListOffsets -3); `None` when nothing is committed.
+    pub fn plan_max_timestamp(&self) -> Option<TimestampPlan<GlommioIo>> {
+        self.log.read_log(|l| {
+            let hw = bounds_of(l).high_watermark;
+            l.max_timestamp_ms(hw)
+                .map(|max| l.plan_offset_for_timestamp(max, hw))
+        })
+    }
+
+    /// Moves the log start forward to `up_to` (DeleteRecords, and the
+    /// offsets log after a snapshot). Only committed records may be
+    /// deleted: an offset past the high watermark is out of range. Returns
+    /// the new log start offset.
+    pub fn delete_records(&self, up_to: DeleteUpTo) -> Result<Offset, StorageError> {
+        self.log.with_log(|l| {
+            let bounds = bounds_of(l);
+            let target = match up_to {
+                DeleteUpTo::HighWatermark => bounds.high_watermark,
+                DeleteUpTo::Offset(o) => o,
+            };
+            if target > bounds.high_watermark || target < Offset::ZERO {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: target,
+                    log_start: bounds.log_start_offset,
+                    log_end: bounds.high_watermark,
+                });
+            }
+            let start = l.advance_log_start(target)?;
+            l.request_checkpoint();
+            Ok(start)
+        })
+    }
+
+    /// The log's current settings (segment size, retention, flush policy).
+    pub fn log_config(&self) -> LogConfig {
+        self.log.read_log(|l| l.config().clone())
+    }
+
+    /// Applies new settings to the log.
+    pub fn set_log_config(&self, config: LogConfig) -> Result<(), StorageError> {
+        self.log.with_log(|l| l.set_config(config))
+    }
+
+    /// Drops the partition's batches from the shard's cache (after it was
+    /// deleted).
+    pub fn forget_cached(&self) {
+        self.log.read_log(|l| l.cache_remove());
+    }
+
+    /// Flushes everything, writes a final checkpoint and stops the driver.
+    pub async fn close(&self) {
+        self.log.close().await
+    }
+}
+
+/// The single definition of the bounds, from the log's state. Everything
+/// above reads them through here.
+fn bounds_of(log: &PartitionLog<GlommioIo>) -> ReadBounds {
+    let high_watermark = log.flushed_offset();
+    ReadBounds {
+        high_watermark,
+        last_stable_offset: high_watermark,
+        log_start_offset: log.log_start_offset(),
+    }
+}

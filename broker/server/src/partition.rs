@@ -28,9 +28,15 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
 use corelog_storage::{
-    CacheId, LogConfig, Offset, PartitionLog, ReadPlan, RecoveryReport, SharedBatchCache,
-    StorageError, TimestampPlan,
+    CacheId, LogConfig, Offset, PartitionLog, RecoveryReport, SharedBatchCache, StorageError,
+    TimestampPlan,
 };
+
+pub use corelog_storage::ReadChunks;
+
+/// A planned read: `Ready` when memory answered it, else it still needs the
+/// disk (`execute` does the read).
+pub type ReadPlan = corelog_storage::ReadPlan<GlommioIo>;
 
 /// How much of the replication an append waits for before it is
 /// acknowledged (the producer's `acks`).
@@ -237,7 +243,7 @@ impl Partition {
         offset: Offset,
         max_bytes: usize,
         isolation: Isolation,
-    ) -> (ReadBounds, Result<ReadPlan<GlommioIo>, StorageError>) {
+    ) -> (ReadBounds, Result<ReadPlan, StorageError>) {
         self.log.read_log(|l| {
             let bounds = bounds_of(l);
             let end = bounds.visible_end(isolation);

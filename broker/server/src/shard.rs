@@ -115,6 +115,79 @@ impl Shard {
         self.call_on(target, f, true).await
     }
 
+    /// Runs `work` once per owner shard over the items that shard owns,
+    /// with one message to each other shard instead of one per item, and
+    /// returns the answers in the items' order. The calls to other shards
+    /// run concurrently; the items this shard owns are done in place.
+    ///
+    /// `work` gets an owner's items in their request order and answers with
+    /// one result per item. Items of a shard that stopped (or a `work` that
+    /// answered short) get `gone`.
+    pub async fn fan_out<T, R, F, Fut>(
+        self: &Rc<Self>,
+        items: Vec<(ShardId, T)>,
+        work: F,
+        gone: R,
+    ) -> Vec<R>
+    where
+        T: Send + 'static,
+        R: Send + Clone + 'static,
+        F: Fn(Rc<Shard>, Vec<T>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Vec<R>> + 'static,
+    {
+        let count = items.len();
+        // Owners are few (at most one per core): a linear search beats a map.
+        let mut groups: Vec<(ShardId, Vec<usize>, Vec<T>)> = Vec::new();
+        for (slot, (owner, item)) in items.into_iter().enumerate() {
+            match groups.iter_mut().find(|g| g.0 == owner) {
+                Some(g) => {
+                    g.1.push(slot);
+                    g.2.push(item);
+                }
+                None => groups.push((owner, vec![slot], vec![item])),
+            }
+        }
+        let mut out: Vec<Option<R>> = (0..count).map(|_| None).collect();
+        let mut place = |slots: Vec<usize>, answers: Vec<R>| {
+            for (slot, answer) in slots.into_iter().zip(answers) {
+                out[slot] = Some(answer);
+            }
+        };
+        if let [(owner, _, _)] = groups.as_slice() {
+            // One owner: nothing to overlap, so no task either.
+            let owner = *owner;
+            let (_, slots, items) = groups.pop().expect("one group");
+            if let Ok(answers) = self.call(owner, move |s| work(s, items)).await {
+                place(slots, answers);
+            }
+        } else {
+            let mut local = None;
+            let mut remote = Vec::new();
+            for (owner, slots, items) in groups {
+                if owner == self.id {
+                    local = Some((slots, items));
+                    continue;
+                }
+                let (shard, work) = (self.clone(), work.clone());
+                let task = glommio::spawn_local(async move {
+                    shard.call(owner, move |s| work(s, items)).await
+                });
+                remote.push((slots, task));
+            }
+            if let Some((slots, items)) = local {
+                place(slots, work(self.clone(), items).await);
+            }
+            for (slots, task) in remote {
+                if let Ok(answers) = task.await {
+                    place(slots, answers);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| gone.clone()))
+            .collect()
+    }
+
     async fn call_on<R, F, Fut>(
         self: &Rc<Self>,
         target: ShardId,

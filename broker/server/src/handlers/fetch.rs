@@ -19,7 +19,7 @@ use futures_lite::FutureExt;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::conn::Close;
-use crate::partition::Isolation;
+use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -35,6 +35,12 @@ struct PartitionData {
 }
 
 impl PartitionData {
+    fn with(mut self, read: ReadChunks) -> PartitionData {
+        self.bytes = read.bytes;
+        self.chunks = read.chunks;
+        self
+    }
+
     fn error(code: i16) -> PartitionData {
         PartitionData {
             error_code: code,
@@ -229,85 +235,159 @@ pub async fn handle(
     Ok((frame.into_segments(), permit))
 }
 
+/// Reads every wanted partition, with one call per owning shard.
 async fn read_all(
     shard: &Rc<Shard>,
     topics: &[(String, [u8; 16], Vec<Wanted>)],
 ) -> Vec<Vec<PartitionData>> {
-    let mut tasks = Vec::new();
-    for (_, _, parts) in topics {
-        let mut t = Vec::new();
-        for w in parts {
-            let task = w.owner.map(|owner| {
-                let shard = shard.clone();
-                let (topic, partition, offset, max_bytes) =
-                    (w.topic.clone(), w.partition, w.offset, w.max_bytes);
-                let isolation = w.isolation;
-                glommio::spawn_local(async move {
-                    shard
-                        .call(owner, move |s| {
-                            read_partition(s, topic, partition, offset, max_bytes, isolation)
-                        })
-                        .await
-                        .unwrap_or_else(|_| {
-                            PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER)
-                        })
+    let reads: Vec<(ShardId, Read)> = topics
+        .iter()
+        .flat_map(|t| &t.2)
+        .filter_map(|w| {
+            w.owner.map(|owner| {
+                let read = Read {
+                    topic: w.topic.clone(),
+                    partition: w.partition,
+                    offset: w.offset,
+                    max_bytes: w.max_bytes,
+                    isolation: w.isolation,
+                };
+                (owner, read)
+            })
+        })
+        .collect();
+    let mut datas = shard
+        .fan_out(
+            reads,
+            read_partitions,
+            ReadOutcome(PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER)),
+        )
+        .await
+        .into_iter();
+    topics
+        .iter()
+        .map(|(_, _, parts)| {
+            parts
+                .iter()
+                .map(|w| match w.owner {
+                    Some(_) => datas.next().map_or_else(
+                        || PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER),
+                        |d| d.0,
+                    ),
+                    None => PartitionData::error(w.error_code),
                 })
-            });
-            t.push((task, w.error_code));
-        }
-        tasks.push(t);
-    }
-    let mut out = Vec::new();
-    for t in tasks {
-        let mut datas = Vec::new();
-        for (task, code) in t {
-            datas.push(match task {
-                Some(task) => task.await,
-                None => PartitionData::error(code),
-            });
-        }
-        out.push(datas);
-    }
-    out
+                .collect()
+        })
+        .collect()
 }
 
-/// Runs on the owning shard.
-async fn read_partition(
-    shard: Rc<Shard>,
+/// What one partition's read asks of its owner.
+struct Read {
     topic: String,
     partition: i32,
     offset: i64,
     max_bytes: usize,
     isolation: Isolation,
-) -> PartitionData {
-    let Some(p) = shard.partition(&topic, partition) else {
-        return PartitionData::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+}
+
+/// A partition's answer as it travels back from the owner. `gone` answers
+/// are cloned from one value; a real answer is never cloned.
+struct ReadOutcome(PartitionData);
+
+impl Clone for ReadOutcome {
+    fn clone(&self) -> Self {
+        ReadOutcome(PartitionData {
+            error_code: self.0.error_code,
+            high_watermark: self.0.high_watermark,
+            last_stable_offset: self.0.last_stable_offset,
+            log_start_offset: self.0.log_start_offset,
+            chunks: self.0.chunks.clone(),
+            bytes: self.0.bytes,
+        })
+    }
+}
+
+/// Runs on the owning shard: every partition it was asked for, in order.
+/// Reads served from memory finish in place; reads that need the disk run
+/// concurrently, each in its own task.
+async fn read_partitions(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<ReadOutcome> {
+    // Plan every read first (no await in between, so all see the log at the
+    // same moment), then finish them: in place when the plan needs no disk.
+    let mut out: Vec<Option<PartitionData>> = Vec::with_capacity(reads.len());
+    let mut disk = Vec::new();
+    for read in reads {
+        match plan_partition(&shard, &read) {
+            Planned::Done(data) => out.push(Some(data)),
+            Planned::Read(data, ReadPlan::Ready(chunks)) => out.push(Some(data.with(chunks))),
+            Planned::Read(data, plan) => {
+                disk.push((out.len(), read, data, plan));
+                out.push(None);
+            }
+        }
+    }
+    if let [_] = disk.as_slice() {
+        let (at, read, data, plan) = disk.pop().expect("one disk read");
+        out[at] = Some(finish_read(&read, data, plan).await);
+    } else {
+        // Several disk reads: overlap them.
+        let tasks: Vec<_> = disk
+            .into_iter()
+            .map(|(at, read, data, plan)| {
+                (
+                    at,
+                    glommio::spawn_local(async move { finish_read(&read, data, plan).await }),
+                )
+            })
+            .collect();
+        for (at, task) in tasks {
+            out[at] = Some(task.await);
+        }
+    }
+    out.into_iter()
+        .map(|d| ReadOutcome(d.expect("every read is answered")))
+        .collect()
+}
+
+enum Planned {
+    /// Answered without reading (unknown partition, offset out of range).
+    Done(PartitionData),
+    /// The header fields, and the read that fills in the records.
+    Read(PartitionData, ReadPlan),
+}
+
+/// Runs on the owning shard: plans one partition's read.
+fn plan_partition(shard: &Shard, read: &Read) -> Planned {
+    let Some(p) = shard.partition(&read.topic, read.partition) else {
+        return Planned::Done(PartitionData::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
     };
-    let (bounds, plan) = p.plan_read(Offset(offset), max_bytes, isolation);
+    let (bounds, plan) = p.plan_read(Offset(read.offset), read.max_bytes, read.isolation);
     let mut data = PartitionData {
         high_watermark: bounds.high_watermark.0,
         last_stable_offset: bounds.last_stable_offset.0,
         log_start_offset: bounds.log_start_offset.0,
         ..Default::default()
     };
-    let plan = match plan {
-        Ok(plan) => plan,
+    match plan {
+        Ok(plan) => Planned::Read(data, plan),
         Err(e) => {
             data.error_code = super::storage_error_code(&e);
-            return data;
-        }
-    };
-    match plan.execute().await {
-        Ok(read) => {
-            data.bytes = read.bytes;
-            data.chunks = read.chunks;
-        }
-        Err(e) => {
-            tracing::error!(%topic, partition, error = %e, "fetch read failed");
-            data.error_code = super::storage_error_code(&e);
+            Planned::Done(data)
         }
     }
-    data
+}
+
+/// Runs on the owning shard: performs a planned read.
+async fn finish_read(read: &Read, data: PartitionData, plan: ReadPlan) -> PartitionData {
+    match plan.execute().await {
+        Ok(chunks) => data.with(chunks),
+        Err(e) => {
+            tracing::error!(topic = %read.topic, partition = read.partition, error = %e, "fetch read failed");
+            PartitionData {
+                error_code: super::storage_error_code(&e),
+                ..data
+            }
+        }
+    }
 }
 
 /// Waits until any wanted partition has data it did not have at the last
@@ -327,20 +407,30 @@ async fn wait_for_data(
     seen_visible_ends: &[i64],
     deadline: Instant,
 ) {
-    let arrived = Rc::new(Notify::new());
-    let wake = arrived.notified();
-    let mut waits = Vec::new();
+    // One wait per owning shard, covering all its partitions.
+    let mut by_owner: Vec<(ShardId, Vec<Watch>)> = Vec::new();
     let wanted = topics.iter().flat_map(|t| &t.2);
     for (w, &seen) in wanted.zip(seen_visible_ends) {
         let Some(owner) = w.owner else { continue };
+        let watch = Watch {
+            topic: w.topic.clone(),
+            partition: w.partition,
+            isolation: w.isolation,
+            past: w.offset.max(seen),
+        };
+        match by_owner.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, watches)) => watches.push(watch),
+            None => by_owner.push((owner, vec![watch])),
+        }
+    }
+    let arrived = Rc::new(Notify::new());
+    let wake = arrived.notified();
+    let mut waits = Vec::new();
+    for (owner, watches) in by_owner {
         let (shard, arrived) = (shard.clone(), arrived.clone());
-        let (topic, partition, isolation) = (w.topic.clone(), w.partition, w.isolation);
-        let past = w.offset.max(seen);
         waits.push(glommio::spawn_local(async move {
             let _ = shard
-                .call_cancellable(owner, move |s| {
-                    wait_partition(s, topic, partition, isolation, past, deadline)
-                })
+                .call_cancellable(owner, move |s| wait_partitions(s, watches, deadline))
                 .await;
             arrived.notify_all();
         }));
@@ -356,31 +446,46 @@ async fn wait_for_data(
     drop(waits);
 }
 
-/// Runs on the owning shard: returns once the end of what `isolation` may
-/// see passes `past` (some offset at or above `past` is readable), at the
-/// deadline, or at shutdown.
-async fn wait_partition(
-    shard: Rc<Shard>,
+/// A partition a long poll waits on: it wants an offset at or above `past`
+/// to become visible at `isolation`.
+struct Watch {
     topic: String,
     partition: i32,
     isolation: Isolation,
     past: i64,
-    deadline: Instant,
-) {
-    let Some(p) = shard.partition(&topic, partition) else {
-        return;
-    };
+}
+
+/// Runs on the owning shard: returns once any watched partition has data
+/// past its `past` (or is gone), at the deadline, or at shutdown.
+async fn wait_partitions(shard: Rc<Shard>, watches: Vec<Watch>, deadline: Instant) {
+    let mut watched = Vec::with_capacity(watches.len());
+    for w in &watches {
+        match shard.partition(&w.topic, w.partition) {
+            Some(p) => watched.push((p, w)),
+            // Deleted meanwhile: the next read reports it.
+            None => return,
+        }
+    }
     loop {
         let stopped = shard.stop_notify.notified();
-        if p.bounds().visible_end(isolation).0 > past
-            || Instant::now() >= deadline
-            || shard.stopping.get()
-        {
+        let visible = watched
+            .iter()
+            .any(|(p, w)| p.bounds().visible_end(w.isolation).0 > w.past);
+        if visible || Instant::now() >= deadline || shard.stopping.get() {
             return;
         }
         let timeout = async {
             glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
         };
-        p.changed().or(stopped).or(timeout).await;
+        let mut changes: Vec<_> = watched.iter().map(|(p, _)| Box::pin(p.changed())).collect();
+        let any_changed = futures_lite::future::poll_fn(|cx| {
+            for change in changes.iter_mut() {
+                if change.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        });
+        any_changed.or(stopped).or(timeout).await;
     }
 }

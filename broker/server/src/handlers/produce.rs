@@ -6,7 +6,7 @@
 //! `crate::partition` for what each level waits for).
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use corelog_protocol::error_code;
@@ -19,6 +19,7 @@ use futures_lite::FutureExt;
 
 use crate::partition::Acks;
 use crate::shard::Shard;
+use crate::ShardId;
 
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
@@ -60,54 +61,64 @@ pub async fn handle(
         }
     }
     let md = shard.metadata();
-    let mut tasks = Vec::new();
+    // Each partition's outcome, in request order: decided here when the
+    // request itself is wrong, else by the owning shard.
+    let mut slots: Vec<(String, i32, Option<Outcome>)> = Vec::new();
+    let mut batches: Vec<(ShardId, Batch)> = Vec::new();
     for topic in &request.topic_data {
         let name = topic.name.0.to_string();
         for part in &topic.partition_data {
             let index = part.index;
-            let outcome_task = if let Some(acks) = acks_level {
-                match (md.topics.get(&name), part.records.clone()) {
-                    (None, _) => Err(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION)),
+            let refused = match acks_level {
+                None => Some(error_code::INVALID_REQUIRED_ACKS),
+                Some(acks) => match (md.topics.get(&name), &part.records) {
+                    (None, _) => Some(error_code::UNKNOWN_TOPIC_OR_PARTITION),
                     (Some(t), _) if index < 0 || index as usize >= t.partitions.len() => {
-                        Err(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION))
+                        Some(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                     }
-                    (Some(_), None) => Err(Outcome::error(error_code::CORRUPT_MESSAGE)),
+                    (Some(_), None) => Some(error_code::CORRUPT_MESSAGE),
                     (Some(t), Some(records)) => {
                         let settings = md.settings(&shard.config, &name);
                         if records.len() > settings.max_message_bytes as usize {
-                            Err(Outcome::error(error_code::MESSAGE_TOO_LARGE))
+                            Some(error_code::MESSAGE_TOO_LARGE)
                         } else if acks == Acks::All && settings.min_insync_replicas > 1 {
                             // One replica can never satisfy min.insync.replicas > 1.
-                            Err(Outcome::error(
-                                corelog_protocol::ResponseError::NotEnoughReplicas.code(),
-                            ))
+                            Some(corelog_protocol::ResponseError::NotEnoughReplicas.code())
                         } else {
                             let owner = t.partitions[index as usize].shard;
-                            let shard = shard.clone();
-                            let name = name.clone();
-                            Ok(glommio::spawn_local(async move {
-                                shard
-                                    .call(owner, move |s| {
-                                        append(s, name, index, records, acks, timeout)
-                                    })
-                                    .await
-                                    .unwrap_or(Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER))
-                            }))
+                            batches.push((
+                                owner,
+                                Batch {
+                                    slot: slots.len(),
+                                    topic: name.clone(),
+                                    index,
+                                    records: records.clone(),
+                                },
+                            ));
+                            None
                         }
                     }
-                }
-            } else {
-                Err(Outcome::error(error_code::INVALID_REQUIRED_ACKS))
+                },
             };
-            tasks.push((name.clone(), index, outcome_task));
+            slots.push((name.clone(), index, refused.map(Outcome::error)));
+        }
+    }
+    if let (Some(acks), false) = (acks_level, batches.is_empty()) {
+        let owned: Vec<(ShardId, usize)> = batches.iter().map(|(o, b)| (*o, b.slot)).collect();
+        let outcomes = shard
+            .fan_out(
+                batches,
+                move |s, batches| append_all(s, batches, acks, timeout),
+                Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER),
+            )
+            .await;
+        for ((_, slot), outcome) in owned.into_iter().zip(outcomes) {
+            slots[slot].2 = Some(outcome);
         }
     }
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
-    for (name, index, task) in tasks {
-        let outcome = match task {
-            Ok(t) => t.await,
-            Err(o) => o,
-        };
+    for (name, index, outcome) in slots {
+        let outcome = outcome.unwrap_or(Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER));
         let part = PartitionProduceResponse::default()
             .with_index(index)
             .with_error_code(outcome.error_code)
@@ -132,38 +143,59 @@ pub async fn handle(
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// Runs on the partition's owning shard.
-async fn append(
-    shard: Rc<Shard>,
+/// One partition's batch, sent to the shard that owns the partition.
+struct Batch {
+    /// Its place among the request's partitions.
+    slot: usize,
     topic: String,
     index: i32,
     records: Bytes,
+}
+
+/// Runs on the owning shard: appends every batch it was sent, in request
+/// order, then waits for each to be acknowledged at `acks`, all within one
+/// deadline (`timeout` from now). One outcome per batch, in order.
+async fn append_all(
+    shard: Rc<Shard>,
+    batches: Vec<Batch>,
     acks: Acks,
     timeout: Duration,
-) -> Outcome {
-    let Some(p) = shard.partition(&topic, index) else {
-        return Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
-    };
-    let appended = match p.append(records, acks) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::debug!(%topic, index, error = %e, "produce refused");
-            return Outcome::error(super::storage_error_code(&e));
+) -> Vec<Outcome> {
+    let deadline = Instant::now() + timeout;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut appended = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let Some(p) = shard.partition(&batch.topic, batch.index) else {
+            outcomes.push(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        match p.append(batch.records, acks) {
+            Ok(a) => {
+                appended.push((outcomes.len(), p, a));
+                // Filled in once acknowledged.
+                outcomes.push(Outcome::error(error_code::NONE));
+            }
+            Err(e) => {
+                tracing::debug!(topic = %batch.topic, index = batch.index, error = %e, "produce refused");
+                outcomes.push(Outcome::error(super::storage_error_code(&e)));
+            }
         }
-    };
-    let acknowledged = async { Some(p.acknowledged(&appended).await) };
-    let timed_out = async {
-        glommio::timer::sleep(timeout).await;
-        None
-    };
-    match acknowledged.or(timed_out).await {
-        Some(Ok(())) => {}
-        Some(Err(_)) => return Outcome::error(error_code::KAFKA_STORAGE_ERROR),
-        None => return Outcome::error(error_code::REQUEST_TIMED_OUT),
     }
-    Outcome {
-        error_code: error_code::NONE,
-        base_offset: appended.base_offset.0,
-        log_start_offset: p.log_start_offset().0,
+    for (at, p, a) in appended {
+        let acknowledged = async { Some(p.acknowledged(&a).await) };
+        let timed_out = async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            None
+        };
+        outcomes[at] = match acknowledged.or(timed_out).await {
+            Some(Ok(())) => Outcome {
+                error_code: error_code::NONE,
+                base_offset: a.base_offset.0,
+                log_start_offset: p.log_start_offset().0,
+            },
+            Some(Err(_)) => Outcome::error(error_code::KAFKA_STORAGE_ERROR),
+            None => Outcome::error(error_code::REQUEST_TIMED_OUT),
+        };
     }
+    outcomes
 }

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use corelog_protocol::error_code;
-use corelog_protocol::kafka_protocol::messages::FetchRequest;
-use corelog_protocol::{FetchPartitionHeader, FetchResponseWriter, RequestHeader};
+use corelog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use corelog_protocol::{FetchPartitionHeader, FetchResponseWriter};
 use corelog_runtime::notify::Notify;
 use corelog_storage::Offset;
 use futures_lite::FutureExt;
-use glommio::sync::{Semaphore, StaticPermit};
 
+use super::{Handled, Reply, RequestContext};
 use crate::conn::Close;
 use crate::shard::Shard;
 use crate::ShardId;
@@ -56,11 +56,15 @@ struct Wanted {
 /// connection's `fetch_response_bytes_per_connection_max` until the
 /// response is written.
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    budget: &Rc<Semaphore>,
+    cx: &RequestContext<'_>,
     request: FetchRequest,
-) -> Result<(Vec<Bytes>, StaticPermit), Close> {
+) -> Result<Handled<FetchResponse>, Close> {
+    let RequestContext {
+        shard,
+        header,
+        fetch_budget: budget,
+        ..
+    } = *cx;
     let md = shard.metadata();
     let mut topics: Vec<(String, [u8; 16], Vec<Wanted>)> = Vec::new();
     for t in &request.topics {
@@ -210,7 +214,10 @@ pub async fn handle(
         reason: e.to_string(),
         final_bytes: None,
     })?;
-    Ok((frame.into_segments(), permit))
+    Ok(Handled::Reply(Reply::Segments(
+        frame.into_segments(),
+        permit,
+    )))
 }
 
 async fn read_all(

@@ -8,8 +8,9 @@ use corelog_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use corelog_protocol::RequestHeader;
 
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::shard::Shard;
 
 const EARLIEST: i64 = -2;
@@ -25,10 +26,10 @@ struct Found {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: ListOffsetsRequest,
-) -> ListOffsetsResponse {
+) -> Result<Handled<ListOffsetsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let md = shard.metadata();
     let mut topics = Vec::new();
     for t in &request.topics {
@@ -74,7 +75,7 @@ pub async fn handle(
                 .with_partitions(parts),
         );
     }
-    ListOffsetsResponse::default().with_topics(topics)
+    Ok(ListOffsetsResponse::default().with_topics(topics).into())
 }
 
 /// Runs on the owning shard.

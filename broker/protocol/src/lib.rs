@@ -13,14 +13,21 @@
 //! 2. [`decode_request_header`] parses the request header with the header
 //!    version the api key and version call for. An unknown api key is an
 //!    error that still carries the correlation id.
-//! 3. [`decode_request`] (or [`decode_request_with`] and the server's own
-//!    table) checks the api and version against [`SUPPORTED_APIS`], checks the
-//!    body's structure, and decodes it with kafka-protocol into a
-//!    [`Request`]. On error the server sends [`ProtocolError::error_response`]
+//! 3. [`decode_request`] checks the api and version against
+//!    [`SUPPORTED_APIS`], checks the body's structure, and decodes it with
+//!    kafka-protocol into a [`Request`]. On error the server sends [`ProtocolError::error_response`]
 //!    if there is one (only for an ApiVersions request with an unsupported
 //!    version, per KIP-511) and otherwise closes the connection. For an
 //!    ApiVersions request that decodes, [`api_versions_request_is_valid`]
 //!    tells whether Kafka would answer it with INVALID_REQUEST.
+//!
+//! # The api table
+//!
+//! [`for_each_api!`] holds one entry per api: key, snake-case name, request
+//! and response types, versions. [`SUPPORTED_APIS`], [`Request`],
+//! [`Response`], their decode and encode matches and the choice of pre-check
+//! walker are generated from it here; the server generates its dispatch from
+//! it too.
 //!
 //! # The response path
 //!

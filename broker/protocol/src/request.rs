@@ -1,15 +1,7 @@
 //! Typed request decoding.
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kafka_protocol::protocol::Decodable;
 
 use crate::api::{find_api_support, ApiSupport, SUPPORTED_APIS};
@@ -17,103 +9,57 @@ use crate::errors::ProtocolError;
 use crate::header::RequestHeader;
 use crate::precheck::precheck_request;
 
-/// A decoded request of one of the supported apis.
-///
-/// The structs are kafka-protocol's. They hold every field of every version;
-/// fields the request's version does not carry have their schema defaults.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Request {
-    /// ApiVersions.
-    ApiVersions(ApiVersionsRequest),
-    /// Metadata.
-    Metadata(MetadataRequest),
-    /// Produce. See [`crate::produce`] for the zero-copy guarantee on records.
-    Produce(ProduceRequest),
-    /// Fetch.
-    Fetch(FetchRequest),
-    /// ListOffsets.
-    ListOffsets(ListOffsetsRequest),
-    /// CreateTopics.
-    CreateTopics(CreateTopicsRequest),
-    /// DeleteTopics.
-    DeleteTopics(DeleteTopicsRequest),
-    /// CreatePartitions.
-    CreatePartitions(CreatePartitionsRequest),
-    /// DescribeConfigs.
-    DescribeConfigs(DescribeConfigsRequest),
-    /// AlterConfigs.
-    AlterConfigs(AlterConfigsRequest),
-    /// IncrementalAlterConfigs.
-    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
-    /// DeleteRecords.
-    DeleteRecords(DeleteRecordsRequest),
-    /// DescribeCluster.
-    DescribeCluster(DescribeClusterRequest),
-    /// InitProducerId.
-    InitProducerId(InitProducerIdRequest),
-    /// FindCoordinator.
-    FindCoordinator(FindCoordinatorRequest),
-    /// JoinGroup. Each protocol's `metadata` is a slice of the frame.
-    JoinGroup(JoinGroupRequest),
-    /// SyncGroup. Each member's `assignment` is a slice of the frame.
-    SyncGroup(SyncGroupRequest),
-    /// Heartbeat.
-    Heartbeat(HeartbeatRequest),
-    /// LeaveGroup.
-    LeaveGroup(LeaveGroupRequest),
-    /// OffsetCommit.
-    OffsetCommit(OffsetCommitRequest),
-    /// OffsetFetch.
-    OffsetFetch(OffsetFetchRequest),
-    /// ListGroups.
-    ListGroups(ListGroupsRequest),
-    /// DescribeGroups.
-    DescribeGroups(DescribeGroupsRequest),
-    /// DeleteGroups.
-    DeleteGroups(DeleteGroupsRequest),
-    /// OffsetDelete.
-    OffsetDelete(OffsetDeleteRequest),
-    /// ConsumerGroupHeartbeat.
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
-    /// ConsumerGroupDescribe.
-    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
+/// Generates [`Request`], [`Request::api_key`] and the decode match from the
+/// api table.
+macro_rules! requests {
+    ($($key:ident($name:ident): $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
+        /// A decoded request of one of the supported apis, one variant per
+        /// entry of [`for_each_api!`](crate::for_each_api).
+        ///
+        /// The structs are kafka-protocol's. They hold every field of every
+        /// version; fields the request's version does not carry have their
+        /// schema defaults. Byte fields are slices of the frame, not copies:
+        /// Produce's records (see [`crate::produce`] for the zero-copy
+        /// guarantee), JoinGroup's protocol metadata and SyncGroup's member
+        /// assignments.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Request {
+            $(
+                #[doc = concat!(stringify!($key), ".")]
+                $key(kafka_protocol::messages::$request),
+            )*
+        }
+
+        impl Request {
+            /// The api of this request.
+            pub fn api_key(&self) -> ApiKey {
+                match self {
+                    $(Self::$key(_) => ApiKey::$key,)*
+                }
+            }
+        }
+
+        /// Decodes `buf` as a request of `api_key` at `version` with
+        /// kafka-protocol; `None` for an api without a [`Request`] variant.
+        fn decode_body(
+            api_key: ApiKey,
+            version: i16,
+            buf: &mut Bytes,
+        ) -> Option<Result<Request, String>> {
+            Some(match api_key {
+                $(
+                    ApiKey::$key => kafka_protocol::messages::$request::decode(buf, version)
+                        .map(Request::$key)
+                        .map_err(|e| e.to_string()),
+                )*
+                _ => return None,
+            })
+        }
+    };
 }
 
-impl Request {
-    /// The api of this request.
-    pub fn api_key(&self) -> ApiKey {
-        match self {
-            Self::ApiVersions(_) => ApiKey::ApiVersions,
-            Self::Metadata(_) => ApiKey::Metadata,
-            Self::Produce(_) => ApiKey::Produce,
-            Self::Fetch(_) => ApiKey::Fetch,
-            Self::ListOffsets(_) => ApiKey::ListOffsets,
-            Self::CreateTopics(_) => ApiKey::CreateTopics,
-            Self::DeleteTopics(_) => ApiKey::DeleteTopics,
-            Self::CreatePartitions(_) => ApiKey::CreatePartitions,
-            Self::DescribeConfigs(_) => ApiKey::DescribeConfigs,
-            Self::AlterConfigs(_) => ApiKey::AlterConfigs,
-            Self::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
-            Self::DeleteRecords(_) => ApiKey::DeleteRecords,
-            Self::DescribeCluster(_) => ApiKey::DescribeCluster,
-            Self::InitProducerId(_) => ApiKey::InitProducerId,
-            Self::FindCoordinator(_) => ApiKey::FindCoordinator,
-            Self::JoinGroup(_) => ApiKey::JoinGroup,
-            Self::SyncGroup(_) => ApiKey::SyncGroup,
-            Self::Heartbeat(_) => ApiKey::Heartbeat,
-            Self::LeaveGroup(_) => ApiKey::LeaveGroup,
-            Self::OffsetCommit(_) => ApiKey::OffsetCommit,
-            Self::OffsetFetch(_) => ApiKey::OffsetFetch,
-            Self::ListGroups(_) => ApiKey::ListGroups,
-            Self::DescribeGroups(_) => ApiKey::DescribeGroups,
-            Self::DeleteGroups(_) => ApiKey::DeleteGroups,
-            Self::OffsetDelete(_) => ApiKey::OffsetDelete,
-            Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
-            Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
-        }
-    }
-}
+crate::for_each_api!(requests);
 
 /// Decodes a request body against [`SUPPORTED_APIS`].
 ///
@@ -125,10 +71,10 @@ pub fn decode_request(header: &RequestHeader, body: Bytes) -> Result<Request, Pr
     decode_request_with(SUPPORTED_APIS, header, body)
 }
 
-/// Decodes a request body against `table`, typically [`SUPPORTED_APIS`]
-/// filtered down to the apis the server has handlers for, so that a request
-/// for an api or version the server does not advertise is refused the same way
-/// as one this crate cannot decode.
+/// Decodes a request body against `table` instead of [`SUPPORTED_APIS`]:
+/// tests pass kafka-protocol's full version ranges to exercise the pre-check
+/// on every version it may be asked to handle, or a narrower table to see a
+/// request refused.
 ///
 /// Entries of `table` for apis this crate has no [`Request`] variant for are
 /// refused with [`ProtocolError::UnsupportedApi`].
@@ -171,82 +117,19 @@ pub fn decode_request_with(
     // Decoding from `Bytes` makes every byte string (records included) a
     // slice of `body`, which is itself a slice of the read buffer.
     let mut buf = body;
-    let request = match api_key {
-        ApiKey::ApiVersions => {
-            ApiVersionsRequest::decode(&mut buf, version).map(Request::ApiVersions)
-        }
-        ApiKey::Metadata => MetadataRequest::decode(&mut buf, version).map(Request::Metadata),
-        ApiKey::Produce => ProduceRequest::decode(&mut buf, version).map(Request::Produce),
-        ApiKey::Fetch => FetchRequest::decode(&mut buf, version).map(Request::Fetch),
-        ApiKey::ListOffsets => {
-            ListOffsetsRequest::decode(&mut buf, version).map(Request::ListOffsets)
-        }
-        ApiKey::CreateTopics => {
-            CreateTopicsRequest::decode(&mut buf, version).map(Request::CreateTopics)
-        }
-        ApiKey::DeleteTopics => {
-            DeleteTopicsRequest::decode(&mut buf, version).map(Request::DeleteTopics)
-        }
-        ApiKey::CreatePartitions => {
-            CreatePartitionsRequest::decode(&mut buf, version).map(Request::CreatePartitions)
-        }
-        ApiKey::DescribeConfigs => {
-            DescribeConfigsRequest::decode(&mut buf, version).map(Request::DescribeConfigs)
-        }
-        ApiKey::AlterConfigs => {
-            AlterConfigsRequest::decode(&mut buf, version).map(Request::AlterConfigs)
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            IncrementalAlterConfigsRequest::decode(&mut buf, version)
-                .map(Request::IncrementalAlterConfigs)
-        }
-        ApiKey::DeleteRecords => {
-            DeleteRecordsRequest::decode(&mut buf, version).map(Request::DeleteRecords)
-        }
-        ApiKey::DescribeCluster => {
-            DescribeClusterRequest::decode(&mut buf, version).map(Request::DescribeCluster)
-        }
-        ApiKey::InitProducerId => {
-            InitProducerIdRequest::decode(&mut buf, version).map(Request::InitProducerId)
-        }
-        ApiKey::FindCoordinator => {
-            FindCoordinatorRequest::decode(&mut buf, version).map(Request::FindCoordinator)
-        }
-        ApiKey::JoinGroup => JoinGroupRequest::decode(&mut buf, version).map(Request::JoinGroup),
-        ApiKey::SyncGroup => SyncGroupRequest::decode(&mut buf, version).map(Request::SyncGroup),
-        ApiKey::Heartbeat => HeartbeatRequest::decode(&mut buf, version).map(Request::Heartbeat),
-        ApiKey::LeaveGroup => LeaveGroupRequest::decode(&mut buf, version).map(Request::LeaveGroup),
-        ApiKey::OffsetCommit => {
-            OffsetCommitRequest::decode(&mut buf, version).map(Request::OffsetCommit)
-        }
-        ApiKey::OffsetFetch => {
-            OffsetFetchRequest::decode(&mut buf, version).map(Request::OffsetFetch)
-        }
-        ApiKey::ListGroups => ListGroupsRequest::decode(&mut buf, version).map(Request::ListGroups),
-        ApiKey::DescribeGroups => {
-            DescribeGroupsRequest::decode(&mut buf, version).map(Request::DescribeGroups)
-        }
-        ApiKey::DeleteGroups => {
-            DeleteGroupsRequest::decode(&mut buf, version).map(Request::DeleteGroups)
-        }
-        ApiKey::OffsetDelete => {
-            OffsetDeleteRequest::decode(&mut buf, version).map(Request::OffsetDelete)
-        }
-        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::decode(&mut buf, version)
-            .map(Request::ConsumerGroupHeartbeat),
-        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::decode(&mut buf, version)
-            .map(Request::ConsumerGroupDescribe),
-        // The pre-check already refused every other api; this arm keeps the
-        // match total without a panic.
-        _ => {
+    let request = match decode_body(api_key, version, &mut buf) {
+        Some(decoded) => decoded.map_err(malformed)?,
+        // The pre-check already refused every api without a walker, and every
+        // api in the table has one; this keeps the match total without a
+        // panic.
+        None => {
             return Err(ProtocolError::UnsupportedApi {
                 api_key,
                 api_version: version,
                 correlation_id,
             })
         }
-    }
-    .map_err(|e| malformed(e.to_string()))?;
+    };
 
     // Bytes after the last field are ignored, as Kafka's parser does (see
     // the pre-check): librdkafka 2.x sends some after Metadata v12.

@@ -3,152 +3,55 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{
-    AlterConfigsResponse, ApiKey, ApiVersionsResponse, ConsumerGroupDescribeResponse,
-    ConsumerGroupHeartbeatResponse, CreatePartitionsResponse, CreateTopicsResponse,
-    DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeClusterResponse,
-    DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse,
-    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
-    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
-    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse,
-    SyncGroupResponse,
-};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::protocol::Encodable;
 
 use crate::api::{ApiSupport, API_VERSIONS_SUPPORT};
 use crate::errors::{error_code, ProtocolError};
 use crate::frame::SIZE_PREFIX_BYTES;
 
-/// A response of one of the supported apis.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Response {
-    /// ApiVersions.
-    ApiVersions(ApiVersionsResponse),
-    /// Metadata.
-    Metadata(MetadataResponse),
-    /// Produce.
-    Produce(ProduceResponse),
-    /// Fetch. This copies the record bytes into the response buffer; the
-    /// fetch path should use [`crate::FetchResponseWriter`], which does not.
-    Fetch(FetchResponse),
-    /// ListOffsets.
-    ListOffsets(ListOffsetsResponse),
-    /// CreateTopics.
-    CreateTopics(CreateTopicsResponse),
-    /// DeleteTopics.
-    DeleteTopics(DeleteTopicsResponse),
-    /// CreatePartitions.
-    CreatePartitions(CreatePartitionsResponse),
-    /// DescribeConfigs.
-    DescribeConfigs(DescribeConfigsResponse),
-    /// AlterConfigs.
-    AlterConfigs(AlterConfigsResponse),
-    /// IncrementalAlterConfigs.
-    IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
-    /// DeleteRecords.
-    DeleteRecords(DeleteRecordsResponse),
-    /// DescribeCluster.
-    DescribeCluster(DescribeClusterResponse),
-    /// InitProducerId.
-    InitProducerId(InitProducerIdResponse),
-    /// FindCoordinator.
-    FindCoordinator(FindCoordinatorResponse),
-    /// JoinGroup.
-    JoinGroup(JoinGroupResponse),
-    /// SyncGroup.
-    SyncGroup(SyncGroupResponse),
-    /// Heartbeat.
-    Heartbeat(HeartbeatResponse),
-    /// LeaveGroup.
-    LeaveGroup(LeaveGroupResponse),
-    /// OffsetCommit.
-    OffsetCommit(OffsetCommitResponse),
-    /// OffsetFetch.
-    OffsetFetch(OffsetFetchResponse),
-    /// ListGroups.
-    ListGroups(ListGroupsResponse),
-    /// DescribeGroups.
-    DescribeGroups(DescribeGroupsResponse),
-    /// DeleteGroups.
-    DeleteGroups(DeleteGroupsResponse),
-    /// OffsetDelete.
-    OffsetDelete(OffsetDeleteResponse),
-    /// ConsumerGroupHeartbeat.
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
-    /// ConsumerGroupDescribe.
-    ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
+/// Generates [`Response`], [`Response::api_key`] and the encode match from
+/// the api table.
+macro_rules! responses {
+    ($($key:ident($name:ident): $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
+        /// A response of one of the supported apis, one variant per entry of
+        /// [`for_each_api!`](crate::for_each_api).
+        ///
+        /// `Response::Fetch` copies the record bytes into the response
+        /// buffer; the fetch path should use [`crate::FetchResponseWriter`],
+        /// which does not.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Response {
+            $(
+                #[doc = concat!(stringify!($key), ".")]
+                $key(kafka_protocol::messages::$response),
+            )*
+        }
+
+        impl Response {
+            /// The api of this response.
+            pub fn api_key(&self) -> ApiKey {
+                match self {
+                    $(Self::$key(_) => ApiKey::$key,)*
+                }
+            }
+
+            /// Encodes the body. kafka-protocol reports failures as
+            /// `anyhow::Error`; only their text is kept, so this crate does
+            /// not depend on anyhow.
+            fn encode_body(&self, buf: &mut BytesMut, version: i16) -> Result<(), String> {
+                match self {
+                    $(Self::$key(r) => r.encode(buf, version),)*
+                }
+                .map_err(|e| e.to_string())
+            }
+        }
+    };
 }
 
-impl Response {
-    /// The api of this response.
-    pub fn api_key(&self) -> ApiKey {
-        match self {
-            Self::ApiVersions(_) => ApiKey::ApiVersions,
-            Self::Metadata(_) => ApiKey::Metadata,
-            Self::Produce(_) => ApiKey::Produce,
-            Self::Fetch(_) => ApiKey::Fetch,
-            Self::ListOffsets(_) => ApiKey::ListOffsets,
-            Self::CreateTopics(_) => ApiKey::CreateTopics,
-            Self::DeleteTopics(_) => ApiKey::DeleteTopics,
-            Self::CreatePartitions(_) => ApiKey::CreatePartitions,
-            Self::DescribeConfigs(_) => ApiKey::DescribeConfigs,
-            Self::AlterConfigs(_) => ApiKey::AlterConfigs,
-            Self::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
-            Self::DeleteRecords(_) => ApiKey::DeleteRecords,
-            Self::DescribeCluster(_) => ApiKey::DescribeCluster,
-            Self::InitProducerId(_) => ApiKey::InitProducerId,
-            Self::FindCoordinator(_) => ApiKey::FindCoordinator,
-            Self::JoinGroup(_) => ApiKey::JoinGroup,
-            Self::SyncGroup(_) => ApiKey::SyncGroup,
-            Self::Heartbeat(_) => ApiKey::Heartbeat,
-            Self::LeaveGroup(_) => ApiKey::LeaveGroup,
-            Self::OffsetCommit(_) => ApiKey::OffsetCommit,
-            Self::OffsetFetch(_) => ApiKey::OffsetFetch,
-            Self::ListGroups(_) => ApiKey::ListGroups,
-            Self::DescribeGroups(_) => ApiKey::DescribeGroups,
-            Self::DeleteGroups(_) => ApiKey::DeleteGroups,
-            Self::OffsetDelete(_) => ApiKey::OffsetDelete,
-            Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
-            Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
-        }
-    }
-
-    /// Encodes the body. kafka-protocol reports failures as `anyhow::Error`;
-    /// only their text is kept, so this crate does not depend on anyhow.
-    fn encode_body(&self, buf: &mut BytesMut, version: i16) -> Result<(), String> {
-        match self {
-            Self::ApiVersions(r) => r.encode(buf, version),
-            Self::Metadata(r) => r.encode(buf, version),
-            Self::Produce(r) => r.encode(buf, version),
-            Self::Fetch(r) => r.encode(buf, version),
-            Self::ListOffsets(r) => r.encode(buf, version),
-            Self::CreateTopics(r) => r.encode(buf, version),
-            Self::DeleteTopics(r) => r.encode(buf, version),
-            Self::CreatePartitions(r) => r.encode(buf, version),
-            Self::DescribeConfigs(r) => r.encode(buf, version),
-            Self::AlterConfigs(r) => r.encode(buf, version),
-            Self::IncrementalAlterConfigs(r) => r.encode(buf, version),
-            Self::DeleteRecords(r) => r.encode(buf, version),
-            Self::DescribeCluster(r) => r.encode(buf, version),
-            Self::InitProducerId(r) => r.encode(buf, version),
-            Self::FindCoordinator(r) => r.encode(buf, version),
-            Self::JoinGroup(r) => r.encode(buf, version),
-            Self::SyncGroup(r) => r.encode(buf, version),
-            Self::Heartbeat(r) => r.encode(buf, version),
-            Self::LeaveGroup(r) => r.encode(buf, version),
-            Self::OffsetCommit(r) => r.encode(buf, version),
-            Self::OffsetFetch(r) => r.encode(buf, version),
-            Self::ListGroups(r) => r.encode(buf, version),
-            Self::DescribeGroups(r) => r.encode(buf, version),
-            Self::DeleteGroups(r) => r.encode(buf, version),
-            Self::OffsetDelete(r) => r.encode(buf, version),
-            Self::ConsumerGroupHeartbeat(r) => r.encode(buf, version),
-            Self::ConsumerGroupDescribe(r) => r.encode(buf, version),
-        }
-        .map_err(|e| e.to_string())
-    }
-}
+crate::for_each_api!(responses);
 
 /// Encodes a complete response frame: the 4-byte size prefix, the response
 /// header and the body, ready to be written to the socket.
@@ -201,9 +104,9 @@ pub fn encode_response(
 }
 
 /// Builds the ApiVersions response body that advertises `table`, which the
-/// server passes after filtering [`crate::SUPPORTED_APIS`] down to the apis it
-/// has handlers for. Throttle time and feature fields are left at their
-/// defaults for the server to fill in.
+/// server passes as [`crate::SUPPORTED_APIS`]: every api in it has a handler.
+/// Throttle time and feature fields are left at their defaults for the server
+/// to fill in.
 pub fn api_versions_response(table: &[ApiSupport]) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(error_code::NONE)

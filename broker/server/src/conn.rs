@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::ApiKey;
-use corelog_protocol::{decode_request_header, decode_request_with, FrameDecoder, ProtocolError};
+use corelog_protocol::{decode_request, decode_request_header, FrameDecoder, ProtocolError};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 use glommio::sync::StaticPermit;
@@ -312,7 +312,7 @@ async fn handle_frame(
     let raw = frame.clone();
     let (header, body) =
         decode_request_header(frame).map_err(|e| with_frame(protocol_close(e), &raw))?;
-    let request = match decode_request_with(handlers::SERVER_APIS, &header, body) {
+    let request = match decode_request(&header, body) {
         Ok(r) => r,
         Err(e) => {
             // KIP-511: an ApiVersions request of an unknown version gets an
@@ -325,7 +325,13 @@ async fn handle_frame(
     };
     tracing::debug!(api = ?header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     inject_panic_for_tests(&header);
-    handlers::dispatch(shard, &header, client_host, fetch_budget, request).await
+    let cx = handlers::RequestContext {
+        shard,
+        header: &header,
+        client_host,
+        fetch_budget,
+    };
+    handlers::dispatch(&cx, request).await
 }
 
 /// The client id that makes a debug build panic in its request's handler

@@ -12,10 +12,11 @@ use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use corelog_protocol::kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
 use super::delete_topics::change_metadata_if;
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::metadata::{describe_value, settings_with, TopicMeta};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
@@ -259,10 +260,10 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: AlterConfigsRequest,
-) -> AlterConfigsResponse {
+) -> Result<Handled<AlterConfigsResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let resources = request
         .resources
         .iter()
@@ -296,5 +297,7 @@ pub async fn handle(
             }
         })
         .collect();
-    AlterConfigsResponse::default().with_responses(responses)
+    Ok(AlterConfigsResponse::default()
+        .with_responses(responses)
+        .into())
 }

@@ -1,17 +1,21 @@
-//! ApiVersions: which APIs and versions this broker implements.
+//! ApiVersions: which APIs and versions this broker implements, which is the
+//! protocol crate's api table as it is.
 
 use corelog_protocol::error_code;
-use corelog_protocol::kafka_protocol::messages::ApiVersionsRequest;
-use corelog_protocol::{
-    api_versions_request_is_valid, api_versions_response, RequestHeader, Response,
-};
+use corelog_protocol::kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use corelog_protocol::{api_versions_request_is_valid, api_versions_response, SUPPORTED_APIS};
 
-use super::SERVER_APIS;
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 
-pub fn handle(header: &RequestHeader, request: ApiVersionsRequest) -> Response {
-    let mut response = api_versions_response(SERVER_APIS);
+pub async fn handle(
+    cx: &RequestContext<'_>,
+    request: ApiVersionsRequest,
+) -> Result<Handled<ApiVersionsResponse>, Close> {
+    let RequestContext { header, .. } = *cx;
+    let mut response = api_versions_response(SUPPORTED_APIS);
     if !api_versions_request_is_valid(&request, header.api_version) {
         response.error_code = error_code::INVALID_REQUEST;
     }
-    Response::ApiVersions(response)
+    Ok(response.into())
 }

@@ -1,8 +1,6 @@
 //! ConsumerGroupDescribe (KIP-848): epochs, members, their assignments and
 //! targets, each group asked of its own coordinator.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, Assignment, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as WireAssignment, DescribedGroup, Member, TopicPartitions,
@@ -14,17 +12,19 @@ use corelog_protocol::kafka_protocol::messages::{
 use super::group_common::{
     gid, s, sb, tname, GROUP_AUTHORIZED_OPERATIONS, OPERATIONS_NOT_REQUESTED,
 };
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
 use crate::metadata::ClusterMetadata;
-use crate::shard::Shard;
 
 /// `member_type` of a member that joined with the consumer protocol.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    cx: &RequestContext<'_>,
     request: ConsumerGroupDescribeRequest,
-) -> ConsumerGroupDescribeResponse {
+) -> Result<Handled<ConsumerGroupDescribeResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let operations = if request.include_authorized_operations {
         GROUP_AUTHORIZED_OPERATIONS
     } else {
@@ -76,7 +76,9 @@ pub async fn handle(
         };
         out.push(wire);
     }
-    ConsumerGroupDescribeResponse::default().with_groups(out)
+    Ok(ConsumerGroupDescribeResponse::default()
+        .with_groups(out)
+        .into())
 }
 
 fn error_group(id: &str, code: i16) -> DescribedGroup {

@@ -1,8 +1,6 @@
 //! ConsumerGroupHeartbeat (KIP-848): a member joins, heartbeats, reports the
 //! partitions it owns and gets its assignment from the server-side assignor.
 
-use std::rc::Rc;
-
 use corelog_coordination::{
     codes, Assignment, ConsumerHeartbeat, ConsumerHeartbeatResult, Request as G, Response as R,
 };
@@ -12,18 +10,22 @@ use corelog_protocol::kafka_protocol::messages::consumer_group_heartbeat_respons
 use corelog_protocol::kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
 };
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{s, sb};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    client_host: &str,
+    cx: &RequestContext<'_>,
     request: ConsumerGroupHeartbeatRequest,
-) -> ConsumerGroupHeartbeatResponse {
+) -> Result<Handled<ConsumerGroupHeartbeatResponse>, Close> {
+    let RequestContext {
+        shard,
+        header,
+        client_host,
+        ..
+    } = *cx;
     let owned = request.topic_partitions.as_ref().map(|tps| {
         let mut a = Assignment::new();
         for tp in tps {
@@ -60,7 +62,7 @@ pub async fn handle(
         Err(code) => ConsumerHeartbeatResult::error(code, "coordinator unavailable"),
     };
     let ok = result.error == codes::NONE;
-    ConsumerGroupHeartbeatResponse::default()
+    Ok(ConsumerGroupHeartbeatResponse::default()
         .with_error_code(result.error)
         .with_error_message(result.error_message.map(sb))
         .with_member_id(ok.then(|| sb(result.member_id)))
@@ -77,4 +79,5 @@ pub async fn handle(
                     .collect(),
             )
         }))
+        .into())
 }

@@ -11,9 +11,10 @@ use corelog_protocol::kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, TopicName,
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
 use super::delete_topics::change_metadata_if;
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::metadata::{ClusterMetadata, PartitionMeta};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
@@ -30,10 +31,10 @@ struct Growth {
 type Outcome = Result<(), (i16, String)>;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: CreatePartitionsRequest,
-) -> CreatePartitionsResponse {
+) -> Result<Handled<CreatePartitionsResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let mut seen = HashSet::new();
     let mut duplicates = HashSet::new();
     for t in &request.topics {
@@ -89,7 +90,9 @@ pub async fn handle(
             }
         })
         .collect();
-    CreatePartitionsResponse::default().with_results(results)
+    Ok(CreatePartitionsResponse::default()
+        .with_results(results)
+        .into())
 }
 
 /// Applies the growths in one metadata change on the controller shard.

@@ -9,8 +9,9 @@ use corelog_protocol::kafka_protocol::messages::create_topics_response::{
 };
 use corelog_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::controller::change_metadata;
 use crate::metadata::{
     describe_value, settings_with, validate_topic_name, PartitionMeta, TopicMeta, TOPIC_CONFIG_KEYS,
@@ -131,10 +132,10 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: CreateTopicsRequest,
-) -> CreateTopicsResponse {
+) -> Result<Handled<CreateTopicsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let mut duplicates = Vec::new();
     let mut specs = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -217,5 +218,5 @@ pub async fn handle(
                 ))),
         );
     }
-    CreateTopicsResponse::default().with_topics(topics)
+    Ok(CreateTopicsResponse::default().with_topics(topics).into())
 }

@@ -1,16 +1,19 @@
 //! DeleteGroups: removes empty groups and their committed offsets.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use corelog_protocol::kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::group_common::{gid, s};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(
+    cx: &RequestContext<'_>,
+    request: DeleteGroupsRequest,
+) -> Result<Handled<DeleteGroupsResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let mut results = Vec::new();
     for g in &request.groups_names {
         let id = s(&g.0);
@@ -25,5 +28,5 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGr
                 .with_error_code(code),
         );
     }
-    DeleteGroupsResponse::default().with_results(results)
+    Ok(DeleteGroupsResponse::default().with_results(results).into())
 }

@@ -2,16 +2,15 @@
 //! become unreadable at once; the move is durable at the partition's next
 //! checkpoint, which is requested here (see the durability contract).
 
-use std::rc::Rc;
-
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use corelog_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use corelog_protocol::RequestHeader;
 use corelog_storage::Offset;
 
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::partition::DeleteUpTo;
 use crate::shard::Shard;
 
@@ -19,10 +18,10 @@ use crate::shard::Shard;
 const HIGH_WATERMARK: i64 = -1;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: DeleteRecordsRequest,
-) -> DeleteRecordsResponse {
+) -> Result<Handled<DeleteRecordsResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let md = shard.metadata();
     let mut topics = Vec::new();
     for t in &request.topics {
@@ -59,7 +58,7 @@ pub async fn handle(
                 .with_partitions(partitions),
         );
     }
-    DeleteRecordsResponse::default().with_topics(topics)
+    Ok(DeleteRecordsResponse::default().with_topics(topics).into())
 }
 
 /// Runs on the owning shard: (error code, new log start offset).

@@ -11,8 +11,9 @@ use corelog_protocol::kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::controller::change_metadata;
 use crate::metadata::ClusterMetadata;
 use crate::shard::Shard;
@@ -35,10 +36,10 @@ struct Outcome {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: DeleteTopicsRequest,
-) -> DeleteTopicsResponse {
+) -> Result<Handled<DeleteTopicsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let v6 = header.api_version >= 6;
     // Entries answered without asking the controller, in request order.
     let mut early: Vec<(usize, Outcome)> = Vec::new();
@@ -114,7 +115,9 @@ pub async fn handle(
             r
         })
         .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+    Ok(DeleteTopicsResponse::default()
+        .with_responses(responses)
+        .into())
 }
 
 /// Deletes the topics in one metadata change on the controller shard.

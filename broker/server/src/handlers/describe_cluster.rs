@@ -1,15 +1,14 @@
 //! DescribeCluster: the cluster id, the controller and the one broker.
 
-use std::rc::Rc;
-
 use corelog_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use corelog_protocol::kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse,
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::{RequestHeader, ResponseError};
+use corelog_protocol::ResponseError;
 
-use crate::shard::Shard;
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::NODE_ID;
 
 /// `endpoint_type` 1: brokers (the only kind this node serves).
@@ -30,10 +29,10 @@ const CLUSTER_OPERATIONS: [i32; 9] = [
 ];
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: DescribeClusterRequest,
-) -> DescribeClusterResponse {
+) -> Result<Handled<DescribeClusterResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let md = shard.metadata();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(md.cluster_id.clone()))
@@ -41,13 +40,14 @@ pub async fn handle(
     if header.api_version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         // Like a Kafka broker, which describes only brokers; controllers are
         // described by a controller.
-        return response
+        return Ok(response
             .with_endpoint_type(request.endpoint_type)
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(StrBytes::from_string(format!(
                 "The broker does not support endpoint type {}; only brokers (1).",
                 request.endpoint_type
-            ))));
+            ))))
+            .into());
     }
     if request.include_cluster_authorized_operations {
         response = response.with_cluster_authorized_operations(
@@ -55,8 +55,10 @@ pub async fn handle(
         );
     }
     let (host, port) = shard.config.advertised();
-    response.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(NODE_ID))
-        .with_host(StrBytes::from_string(host))
-        .with_port(port as i32)])
+    Ok(response
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(NODE_ID))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port as i32)])
+        .into())
 }

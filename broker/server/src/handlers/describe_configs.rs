@@ -1,19 +1,17 @@
 //! DescribeConfigs: a topic's configs (its overrides and the broker
 //! defaults for the rest), and the broker's own settings, read-only.
 
-use std::rc::Rc;
-
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use corelog_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
+use super::{Handled, RequestContext};
 use crate::config::ServerConfig;
+use crate::conn::Close;
 use crate::metadata::{describe_value, validate_topic_name, TopicMeta, TOPIC_CONFIG_KEYS};
-use crate::shard::Shard;
 use crate::NODE_ID;
 
 /// Kafka's `ConfigResource.Type` codes.
@@ -236,10 +234,10 @@ fn broker_value(c: &ServerConfig, name: &str) -> Option<(String, bool)> {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
+) -> Result<Handled<DescribeConfigsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let md = shard.metadata();
     let config = &shard.config;
     let v3 = header.api_version >= 3;
@@ -332,7 +330,9 @@ pub async fn handle(
             }
         })
         .collect();
-    DescribeConfigsResponse::default().with_results(results)
+    Ok(DescribeConfigsResponse::default()
+        .with_results(results)
+        .into())
 }
 
 /// One topic config entry: its value, where it comes from and, if asked,

@@ -1,29 +1,27 @@
 //! DescribeGroups (classic groups): state, protocol and members, each group
 //! asked of its own coordinator.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::describe_groups_response::{
     DescribedGroup, DescribedGroupMember,
 };
 use corelog_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{
     encodes_in, gid, s, sb, GROUP_AUTHORIZED_OPERATIONS, OPERATIONS_NOT_REQUESTED,
 };
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
 /// DescribeGroups v5 is the first flexible version (compact strings).
 const FIRST_FLEXIBLE_VERSION: i16 = 5;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: DescribeGroupsRequest,
-) -> DescribeGroupsResponse {
+) -> Result<Handled<DescribeGroupsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let v = header.api_version;
     let operations = if v >= 3 && request.include_authorized_operations {
         GROUP_AUTHORIZED_OPERATIONS
@@ -72,7 +70,7 @@ pub async fn handle(
                 ),
         );
     }
-    DescribeGroupsResponse::default().with_groups(out)
+    Ok(DescribeGroupsResponse::default().with_groups(out).into())
 }
 
 /// What of a group this version can carry. One string too long for an

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use corelog_protocol::error_code;
-use corelog_protocol::kafka_protocol::messages::FetchRequest;
-use corelog_protocol::{FetchPartitionHeader, FetchResponseWriter, RequestHeader};
+use corelog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use corelog_protocol::{FetchPartitionHeader, FetchResponseWriter};
 use corelog_runtime::notify::Notify;
 use corelog_storage::Offset;
 use futures_lite::FutureExt;
-use glommio::sync::{Semaphore, StaticPermit};
 
+use super::{Handled, Reply, RequestContext};
 use crate::conn::Close;
 use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;
@@ -67,11 +67,15 @@ struct Wanted {
 /// connection's `fetch_response_bytes_per_connection_max` until the
 /// response is written.
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    budget: &Rc<Semaphore>,
+    cx: &RequestContext<'_>,
     request: FetchRequest,
-) -> Result<(Vec<Bytes>, StaticPermit), Close> {
+) -> Result<Handled<FetchResponse>, Close> {
+    let RequestContext {
+        shard,
+        header,
+        fetch_budget: budget,
+        ..
+    } = *cx;
     let md = shard.metadata();
     // read_committed reads stop at the last stable offset, read_uncommitted
     // ones at the high watermark (the facade knows both).
@@ -232,7 +236,10 @@ pub async fn handle(
         reason: e.to_string(),
         final_bytes: None,
     })?;
-    Ok((frame.into_segments(), permit))
+    Ok(Handled::Reply(Reply::Segments(
+        frame.into_segments(),
+        permit,
+    )))
 }
 
 /// Reads every wanted partition, with one call per owning shard.

@@ -5,26 +5,25 @@
 //! Transactions and share groups are not implemented: their keys get
 //! COORDINATOR_NOT_AVAILABLE and INVALID_REQUEST, with a message.
 
-use std::rc::Rc;
-
+use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use corelog_protocol::kafka_protocol::messages::{
     BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
 };
-use corelog_protocol::{error_code, RequestHeader};
 
 use super::group_common::sb;
-use crate::shard::Shard;
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::NODE_ID;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+pub async fn handle(
+    cx: &RequestContext<'_>,
     request: FindCoordinatorRequest,
-) -> FindCoordinatorResponse {
+) -> Result<Handled<FindCoordinatorResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let (host, port) = shard.config.advertised();
     let answer = |key: &str| -> (i16, Option<String>) {
         match request.key_type {
@@ -58,14 +57,17 @@ pub fn handle(
                     .with_error_message(message.map(sb))
             })
             .collect();
-        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        return Ok(FindCoordinatorResponse::default()
+            .with_coordinators(coordinators)
+            .into());
     }
     let (code, message) = answer(&request.key);
     let ok = code == error_code::NONE;
-    FindCoordinatorResponse::default()
+    Ok(FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_error_message(message.map(sb))
         .with_node_id(BrokerId(if ok { NODE_ID } else { -1 }))
         .with_host(sb(if ok { host } else { String::new() }))
         .with_port(if ok { port as i32 } else { -1 })
+        .into())
 }

@@ -1,16 +1,19 @@
 //! Heartbeat (classic protocol): keeps a member's session alive and tells it
 //! when a rebalance started.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, Heartbeat, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::group_common::s;
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, request: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn handle(
+    cx: &RequestContext<'_>,
+    request: HeartbeatRequest,
+) -> Result<Handled<HeartbeatResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let hb = Heartbeat {
         group_id: s(&request.group_id.0),
         generation_id: request.generation_id,
@@ -22,5 +25,5 @@ pub async fn handle(shard: &Rc<Shard>, request: HeartbeatRequest) -> HeartbeatRe
         Ok(_) => codes::UNKNOWN_SERVER_ERROR,
         Err(code) => code,
     };
-    HeartbeatResponse::default().with_error_code(code)
+    Ok(HeartbeatResponse::default().with_error_code(code).into())
 }

@@ -2,23 +2,21 @@
 //! topic configs. APPEND and SUBTRACT apply to list configs only, which
 //! among this broker's topic configs is `cleanup.policy`.
 
-use std::rc::Rc;
-
 use corelog_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use corelog_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
 use super::alter_configs::{alter_topics, check_resources, Edit};
-use crate::shard::Shard;
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: IncrementalAlterConfigsRequest,
-) -> IncrementalAlterConfigsResponse {
+) -> Result<Handled<IncrementalAlterConfigsResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let resources = request
         .resources
         .iter()
@@ -58,5 +56,7 @@ pub async fn handle(
             }
         })
         .collect();
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
+    Ok(IncrementalAlterConfigsResponse::default()
+        .with_responses(responses)
+        .into())
 }

@@ -1,23 +1,25 @@
 //! JoinGroup (classic protocol): forwarded to the group's coordinator, which
 //! answers when the rebalance completes.
 
-use std::rc::Rc;
-
 use corelog_coordination::{JoinGroup, JoinResult, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use corelog_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{s, sb};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    client_host: &str,
+    cx: &RequestContext<'_>,
     request: JoinGroupRequest,
-) -> JoinGroupResponse {
+) -> Result<Handled<JoinGroupResponse>, Close> {
+    let RequestContext {
+        shard,
+        header,
+        client_host,
+        ..
+    } = *cx;
     let v = header.api_version;
     let join = JoinGroup {
         group_id: s(&request.group_id.0),
@@ -53,7 +55,7 @@ pub async fn handle(
         ),
         Err(code) => JoinResult::error(code, &member_id),
     };
-    response(v, result)
+    Ok(response(v, result).into())
 }
 
 fn response(v: i16, r: JoinResult) -> JoinGroupResponse {

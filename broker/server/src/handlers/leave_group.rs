@@ -1,22 +1,20 @@
 //! LeaveGroup (classic protocol): one member (v0-2) or a batch (v3+, KIP-345)
 //! leaves; the rest rebalance.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, LeaveGroup, LeavingMember, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
 use corelog_protocol::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{s, sb};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: LeaveGroupRequest,
-) -> LeaveGroupResponse {
+) -> Result<Handled<LeaveGroupResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let v = header.api_version;
     let members: Vec<LeavingMember> = if v >= 3 {
         request
@@ -49,9 +47,9 @@ pub async fn handle(
         } else {
             members.first().map_or(codes::NONE, |m| m.2)
         };
-        return LeaveGroupResponse::default().with_error_code(code);
+        return Ok(LeaveGroupResponse::default().with_error_code(code).into());
     }
-    LeaveGroupResponse::default()
+    Ok(LeaveGroupResponse::default()
         .with_error_code(error)
         .with_members(
             members
@@ -64,4 +62,5 @@ pub async fn handle(
                 })
                 .collect(),
         )
+        .into())
 }

@@ -1,25 +1,23 @@
 //! ListGroups: every group of every coordinator, gathered from each shard.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, ListGroups, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use corelog_protocol::kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{encodes_in, gid, s, sb};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::submit_to_local_partitions;
-use crate::shard::Shard;
 use crate::ShardId;
 
 /// ListGroups v3 is the first flexible version (compact strings).
 const FIRST_FLEXIBLE_VERSION: i16 = 3;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: ListGroupsRequest,
-) -> ListGroupsResponse {
+) -> Result<Handled<ListGroupsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let filter = ListGroups {
         states: request.states_filter.iter().map(s).collect(),
         types: request.types_filter.iter().map(s).collect(),
@@ -61,7 +59,7 @@ pub async fn handle(
             "ListGroups left out groups whose names this version cannot encode"
         );
     }
-    ListGroupsResponse::default()
+    Ok(ListGroupsResponse::default()
         .with_error_code(error)
         .with_groups(
             groups
@@ -75,4 +73,5 @@ pub async fn handle(
                 })
                 .collect(),
         )
+        .into())
 }

@@ -9,8 +9,9 @@ use corelog_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use corelog_protocol::RequestHeader;
 
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::partition::Isolation;
 use crate::shard::Shard;
 
@@ -27,10 +28,10 @@ struct Found {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: ListOffsetsRequest,
-) -> ListOffsetsResponse {
+) -> Result<Handled<ListOffsetsResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let md = shard.metadata();
     // v2 and later: a read_committed consumer's latest offset is the last
     // stable offset.
@@ -79,7 +80,7 @@ pub async fn handle(
                 .with_partitions(parts),
         );
     }
-    ListOffsetsResponse::default().with_topics(topics)
+    Ok(ListOffsetsResponse::default().with_topics(topics).into())
 }
 
 /// Runs on the owning shard.

@@ -1,8 +1,6 @@
 //! Metadata: brokers, controller and topics with their partitions. On a
 //! single node this broker leads every partition.
 
-use std::rc::Rc;
-
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -11,10 +9,10 @@ use corelog_protocol::kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, TopicName,
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_protocol::RequestHeader;
 
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::metadata::ClusterMetadata;
-use crate::shard::Shard;
 use crate::NODE_ID;
 
 /// Kafka's `AclOperation` codes of a cluster: CREATE, ALTER, DESCRIBE,
@@ -25,10 +23,10 @@ pub const CLUSTER_OPERATIONS: [i32; 7] = [5, 7, 8, 9, 10, 11, 12];
 pub const TOPIC_OPERATIONS: [i32; 8] = [3, 4, 5, 6, 7, 8, 10, 11];
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: MetadataRequest,
-) -> MetadataResponse {
+) -> Result<Handled<MetadataResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     let mut md = shard.metadata();
     // From v10 a topic may be asked for by id alone (name null), as KIP-848
     // consumers do for the topic ids in their assignment.
@@ -97,7 +95,7 @@ pub async fn handle(
         })
         .collect::<Vec<_>>();
     let (host, port) = shard.config.advertised();
-    MetadataResponse::default()
+    Ok(MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
             .with_host(StrBytes::from_string(host))
@@ -116,6 +114,7 @@ pub async fn handle(
                 i32::MIN
             },
         )
+        .into())
 }
 
 fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataResponseTopic {

@@ -1,11 +1,21 @@
-//! One file per Kafka API. Each handler takes the decoded request and
-//! returns what to send back.
+//! One file per Kafka API, named by the api's snake-case name in the
+//! protocol crate's table ([`corelog_protocol::for_each_api!`]). Every
+//! handler has the same shape:
+//!
+//! ```text
+//! pub async fn handle(cx: &RequestContext<'_>, request: XRequest)
+//!     -> Result<Handled<XResponse>, Close>
+//! ```
+//!
+//! [`dispatch`] is generated from the table, so an api in the table without
+//! a handler (or with one of the wrong types) fails to compile. What
+//! ApiVersions advertises is the table itself,
+//! [`corelog_protocol::SUPPORTED_APIS`].
 
 use std::rc::Rc;
 
 use bytes::Bytes;
-use corelog_protocol::kafka_protocol::messages::ApiKey;
-use corelog_protocol::{encode_response, ApiSupport, Request, RequestHeader, Response};
+use corelog_protocol::{encode_response, Request, RequestHeader, Response};
 
 use crate::conn::Close;
 use crate::shard::Shard;
@@ -39,151 +49,36 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 
-/// The APIs and versions this broker implements and advertises. Each entry
-/// lies within what the protocol crate can decode and encode.
-pub const SERVER_APIS: &[ApiSupport] = &[
-    ApiSupport {
-        api_key: ApiKey::ApiVersions,
-        min_version: 0,
-        max_version: 4,
-    },
-    ApiSupport {
-        api_key: ApiKey::Metadata,
-        min_version: 0,
-        max_version: 12,
-    },
-    ApiSupport {
-        api_key: ApiKey::Produce,
-        min_version: 3,
-        max_version: 11,
-    },
-    ApiSupport {
-        api_key: ApiKey::Fetch,
-        min_version: 4,
-        max_version: 16,
-    },
-    // Version 7 adds the max-timestamp query (-3); 8 adds tiered-storage
-    // queries (-4, -5), which have no meaning without tiered storage.
-    ApiSupport {
-        api_key: ApiKey::ListOffsets,
-        min_version: 1,
-        max_version: 7,
-    },
-    ApiSupport {
-        api_key: ApiKey::CreateTopics,
-        min_version: 2,
-        max_version: 7,
-    },
-    ApiSupport {
-        api_key: ApiKey::InitProducerId,
-        min_version: 0,
-        max_version: 5,
-    },
-    ApiSupport {
-        api_key: ApiKey::DeleteTopics,
-        min_version: 1,
-        max_version: 6,
-    },
-    ApiSupport {
-        api_key: ApiKey::CreatePartitions,
-        min_version: 0,
-        max_version: 3,
-    },
-    ApiSupport {
-        api_key: ApiKey::DescribeConfigs,
-        min_version: 1,
-        max_version: 4,
-    },
-    ApiSupport {
-        api_key: ApiKey::AlterConfigs,
-        min_version: 0,
-        max_version: 2,
-    },
-    ApiSupport {
-        api_key: ApiKey::IncrementalAlterConfigs,
-        min_version: 0,
-        max_version: 1,
-    },
-    ApiSupport {
-        api_key: ApiKey::DeleteRecords,
-        min_version: 0,
-        max_version: 2,
-    },
-    ApiSupport {
-        api_key: ApiKey::DescribeCluster,
-        min_version: 0,
-        max_version: 1,
-    },
-    // Consumer groups: the classic protocol in every version clients use,
-    // and KIP-848's consumer protocol.
-    ApiSupport {
-        api_key: ApiKey::FindCoordinator,
-        min_version: 0,
-        max_version: 6,
-    },
-    ApiSupport {
-        api_key: ApiKey::JoinGroup,
-        min_version: 0,
-        max_version: 9,
-    },
-    ApiSupport {
-        api_key: ApiKey::SyncGroup,
-        min_version: 0,
-        max_version: 5,
-    },
-    ApiSupport {
-        api_key: ApiKey::Heartbeat,
-        min_version: 0,
-        max_version: 4,
-    },
-    ApiSupport {
-        api_key: ApiKey::LeaveGroup,
-        min_version: 0,
-        max_version: 5,
-    },
-    ApiSupport {
-        api_key: ApiKey::OffsetCommit,
-        min_version: 2,
-        max_version: 9,
-    },
-    ApiSupport {
-        api_key: ApiKey::OffsetFetch,
-        min_version: 1,
-        max_version: 9,
-    },
-    ApiSupport {
-        api_key: ApiKey::ListGroups,
-        min_version: 0,
-        max_version: 5,
-    },
-    ApiSupport {
-        api_key: ApiKey::DescribeGroups,
-        min_version: 0,
-        max_version: 6,
-    },
-    ApiSupport {
-        api_key: ApiKey::DeleteGroups,
-        min_version: 0,
-        max_version: 2,
-    },
-    ApiSupport {
-        api_key: ApiKey::OffsetDelete,
-        min_version: 0,
-        max_version: 0,
-    },
-    ApiSupport {
-        api_key: ApiKey::ConsumerGroupHeartbeat,
-        min_version: 0,
-        max_version: 1,
-    },
-    ApiSupport {
-        api_key: ApiKey::ConsumerGroupDescribe,
-        min_version: 0,
-        max_version: 1,
-    },
-];
+/// What a handler has to work with besides its request.
+pub struct RequestContext<'a> {
+    /// The shard the connection lives on.
+    pub shard: &'a Rc<Shard>,
+    /// The request's header: api version, correlation id, client id.
+    pub header: &'a RequestHeader,
+    /// The peer as Kafka reports it in group descriptions ("/127.0.0.1").
+    pub client_host: &'a str,
+    /// The connection's bound on Fetch response bytes not yet written
+    /// (`fetch_response_bytes_per_connection_max`).
+    pub fetch_budget: &'a Rc<glommio::sync::Semaphore>,
+}
 
-/// What a handler answers.
+/// What a handler answers: a response, which [`dispatch`] encodes at the
+/// request's version, or a reply already in wire form.
+pub enum Handled<R> {
+    /// A response to encode.
+    Response(R),
+    /// A reply as it goes out: nothing (Produce with acks=0), or Fetch's
+    /// vectored segments with their budget permit.
+    Reply(Reply),
+}
+
+impl<R> From<R> for Handled<R> {
+    fn from(response: R) -> Self {
+        Handled::Response(response)
+    }
+}
+
+/// What a connection writes back for a request.
 pub enum Reply {
     /// Nothing is sent (Produce with acks=0).
     None,
@@ -194,92 +89,32 @@ pub enum Reply {
     Segments(Vec<Bytes>, glommio::sync::StaticPermit),
 }
 
-/// Handles one request. `client_host` is the peer as Kafka reports it in
-/// group descriptions ("/127.0.0.1"); `fetch_budget` is the connection's
-/// bound on Fetch response bytes not yet written.
-pub async fn dispatch(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    client_host: &str,
-    fetch_budget: &Rc<glommio::sync::Semaphore>,
-    request: Request,
-) -> Result<Reply, Close> {
-    let response = match request {
-        Request::ApiVersions(r) => api_versions::handle(header, r),
-        Request::Metadata(r) => Response::Metadata(metadata::handle(shard, header, r).await),
-        Request::Produce(r) => match produce::handle(shard, header, r).await {
-            Some(resp) => Response::Produce(resp),
-            None => return Ok(Reply::None),
-        },
-        Request::Fetch(r) => {
-            return fetch::handle(shard, header, fetch_budget, r)
-                .await
-                .map(|(segments, permit)| Reply::Segments(segments, permit))
-        }
-        Request::ListOffsets(r) => {
-            Response::ListOffsets(list_offsets::handle(shard, header, r).await)
-        }
-        Request::CreateTopics(r) => {
-            Response::CreateTopics(create_topics::handle(shard, header, r).await)
-        }
-        Request::DeleteTopics(r) => {
-            Response::DeleteTopics(delete_topics::handle(shard, header, r).await)
-        }
-        Request::CreatePartitions(r) => {
-            Response::CreatePartitions(create_partitions::handle(shard, header, r).await)
-        }
-        Request::DescribeConfigs(r) => {
-            Response::DescribeConfigs(describe_configs::handle(shard, header, r).await)
-        }
-        Request::AlterConfigs(r) => {
-            Response::AlterConfigs(alter_configs::handle(shard, header, r).await)
-        }
-        Request::IncrementalAlterConfigs(r) => Response::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(shard, header, r).await,
-        ),
-        Request::DeleteRecords(r) => {
-            Response::DeleteRecords(delete_records::handle(shard, header, r).await)
-        }
-        Request::DescribeCluster(r) => {
-            Response::DescribeCluster(describe_cluster::handle(shard, header, r).await)
-        }
-        Request::InitProducerId(r) => {
-            Response::InitProducerId(init_producer_id::handle(shard, r).await)
-        }
-        Request::FindCoordinator(r) => {
-            Response::FindCoordinator(find_coordinator::handle(shard, header, r))
-        }
-        Request::JoinGroup(r) => {
-            Response::JoinGroup(join_group::handle(shard, header, client_host, r).await)
-        }
-        Request::SyncGroup(r) => Response::SyncGroup(sync_group::handle(shard, header, r).await),
-        Request::Heartbeat(r) => Response::Heartbeat(heartbeat::handle(shard, r).await),
-        Request::LeaveGroup(r) => Response::LeaveGroup(leave_group::handle(shard, header, r).await),
-        Request::OffsetCommit(r) => Response::OffsetCommit(offset_commit::handle(shard, r).await),
-        Request::OffsetFetch(r) => {
-            Response::OffsetFetch(offset_fetch::handle(shard, header, r).await)
-        }
-        Request::ListGroups(r) => Response::ListGroups(list_groups::handle(shard, header, r).await),
-        Request::DescribeGroups(r) => {
-            Response::DescribeGroups(describe_groups::handle(shard, header, r).await)
-        }
-        Request::DeleteGroups(r) => Response::DeleteGroups(delete_groups::handle(shard, r).await),
-        Request::OffsetDelete(r) => Response::OffsetDelete(offset_delete::handle(shard, r).await),
-        Request::ConsumerGroupHeartbeat(r) => Response::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(shard, header, client_host, r).await,
-        ),
-        Request::ConsumerGroupDescribe(r) => {
-            Response::ConsumerGroupDescribe(consumer_group_describe::handle(shard, r).await)
-        }
-        other => {
-            return Err(Close {
-                reason: format!("{:?} is not implemented", other.api_key()),
-                final_bytes: None,
-            });
+/// Generates [`dispatch`] from the api table: the request of an entry
+/// `Key(name): ...` goes to `name::handle`, and its response is encoded as
+/// `Response::Key`.
+macro_rules! dispatch_table {
+    ($($key:ident($name:ident): $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
+        /// Handles one request with its api's handler and encodes the answer.
+        pub async fn dispatch(cx: &RequestContext<'_>, request: Request) -> Result<Reply, Close> {
+            match request {
+                $(
+                    Request::$key(r) => match $name::handle(cx, r).await? {
+                        Handled::Response(response) => encode(cx.header, &Response::$key(response)),
+                        Handled::Reply(reply) => Ok(reply),
+                    },
+                )*
+                // `Request` is non-exhaustive; every variant it has comes
+                // from the same table, so this arm is never taken.
+                other => Err(Close {
+                    reason: format!("{:?} is not implemented", other.api_key()),
+                    final_bytes: None,
+                }),
+            }
         }
     };
-    encode(header, &response)
 }
+
+corelog_protocol::for_each_api!(dispatch_table);
 
 pub fn encode(header: &RequestHeader, response: &Response) -> Result<Reply, Close> {
     encode_response(

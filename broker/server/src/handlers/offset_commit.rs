@@ -2,8 +2,6 @@
 //! durable in the offsets log. Partitions of unknown topics are refused
 //! here, as Kafka does, before the coordinator sees them.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, CommitPartition, OffsetCommit, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -11,10 +9,15 @@ use corelog_protocol::kafka_protocol::messages::offset_commit_response::{
 use corelog_protocol::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::group_common::{s, tname};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    cx: &RequestContext<'_>,
+    request: OffsetCommitRequest,
+) -> Result<Handled<OffsetCommitResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let md = shard.metadata();
     let group_id = s(&request.group_id.0);
     // Per partition in request order: an early error, or None to commit.
@@ -95,5 +98,5 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
             ),
         }
     }
-    OffsetCommitResponse::default().with_topics(topics)
+    Ok(OffsetCommitResponse::default().with_topics(topics).into())
 }

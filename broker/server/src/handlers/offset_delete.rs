@@ -1,8 +1,6 @@
 //! OffsetDelete: removes a group's committed offsets for partitions its
 //! members do not subscribe to.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, OffsetDelete, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
@@ -10,10 +8,15 @@ use corelog_protocol::kafka_protocol::messages::offset_delete_response::{
 use corelog_protocol::kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::group_common::{s, tname};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    cx: &RequestContext<'_>,
+    request: OffsetDeleteRequest,
+) -> Result<Handled<OffsetDeleteResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let group_id = s(&request.group_id.0);
     let partitions: Vec<(String, i32)> = request
         .topics
@@ -47,7 +50,8 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetDeleteRequest) -> OffsetDe
             ),
         }
     }
-    OffsetDeleteResponse::default()
+    Ok(OffsetDeleteResponse::default()
         .with_error_code(error)
         .with_topics(topics)
+        .into())
 }

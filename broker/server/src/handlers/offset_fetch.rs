@@ -9,17 +9,18 @@ use corelog_protocol::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use corelog_protocol::kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{gid, s, sb, tname};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
 use crate::shard::Shard;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: OffsetFetchRequest,
-) -> OffsetFetchResponse {
+) -> Result<Handled<OffsetFetchResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
     if header.api_version < 8 {
         let wanted = request.topics.as_ref().map(|ts| {
             ts.iter()
@@ -63,11 +64,12 @@ pub async fn handle(
             }
         }
         if header.api_version < 2 {
-            return OffsetFetchResponse::default().with_topics(topics);
+            return Ok(OffsetFetchResponse::default().with_topics(topics).into());
         }
-        return OffsetFetchResponse::default()
+        return Ok(OffsetFetchResponse::default()
             .with_error_code(error)
-            .with_topics(topics);
+            .with_topics(topics)
+            .into());
     }
     let mut groups = Vec::new();
     for g in &request.groups {
@@ -106,7 +108,7 @@ pub async fn handle(
                 .with_topics(topics),
         );
     }
-    OffsetFetchResponse::default().with_groups(groups)
+    Ok(OffsetFetchResponse::default().with_groups(groups).into())
 }
 
 async fn fetch(

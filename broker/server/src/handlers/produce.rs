@@ -14,9 +14,10 @@ use corelog_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use corelog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use corelog_protocol::RequestHeader;
 use futures_lite::FutureExt;
 
+use super::{Handled, Reply, RequestContext};
+use crate::conn::Close;
 use crate::partition::Acks;
 use crate::shard::Shard;
 use crate::ShardId;
@@ -39,10 +40,10 @@ impl Outcome {
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: ProduceRequest,
-) -> Option<ProduceResponse> {
+) -> Result<Handled<ProduceResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let acks = request.acks;
     let acks_level = Acks::from_kafka(acks);
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -138,9 +139,9 @@ pub async fn handle(
         }
     }
     if acks == 0 {
-        return None;
+        return Ok(Handled::Reply(Reply::None));
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Ok(ProduceResponse::default().with_responses(responses).into())
 }
 
 /// One partition's batch, sent to the shard that owns the partition.

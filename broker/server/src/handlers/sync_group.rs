@@ -1,21 +1,19 @@
 //! SyncGroup (classic protocol): the leader hands in the assignment; every
 //! member gets its own once the group's metadata is durable.
 
-use std::rc::Rc;
-
 use corelog_coordination::{codes, Request as G, Response as R, SyncGroup, SyncResult};
 use corelog_protocol::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
-use corelog_protocol::RequestHeader;
 
 use super::group_common::{s, sb};
+use super::{Handled, RequestContext};
+use crate::conn::Close;
 use crate::groups::call_group;
-use crate::shard::Shard;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    cx: &RequestContext<'_>,
     request: SyncGroupRequest,
-) -> SyncGroupResponse {
+) -> Result<Handled<SyncGroupResponse>, Close> {
+    let RequestContext { shard, .. } = *cx;
     let sync = SyncGroup {
         group_id: s(&request.group_id.0),
         generation_id: request.generation_id,
@@ -34,9 +32,10 @@ pub async fn handle(
         Ok(_) => SyncResult::error(codes::UNKNOWN_SERVER_ERROR),
         Err(code) => SyncResult::error(code),
     };
-    SyncGroupResponse::default()
+    Ok(SyncGroupResponse::default()
         .with_error_code(result.error)
         .with_protocol_type(result.protocol_type.map(sb))
         .with_protocol_name(result.protocol_name.map(sb))
         .with_assignment(result.assignment)
+        .into())
 }

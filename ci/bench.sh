@@ -5,7 +5,9 @@
 #   1. build the release broker and corelog-bench;
 #   2. start `corelog serve` (one shard) on a free loopback port with a fresh
 #      data directory under target/, pinned to one core, the load generator
-#      pinned to another (when there are two);
+#      pinned to another (when there are two), and wait for its
+#      --ready-file (ci/lib/broker.sh), which also gives the broker's write
+#      size to the load generator (--broker-write-bytes);
 #   3. run the latency scenario (bench-harness/scenarios/latency-1kib-acks-all.toml,
 #      open loop, 20,000 msgs/s of 1 KiB, acks=all, one tail consumer) once
 #      for CORELOG_BENCH_PRIME_S, discarded (the first seconds of a fresh
@@ -127,6 +129,9 @@ mkdir -p "$WORK"
 sync
 DATA=$WORK/data
 LOG=$WORK/broker.log
+READY=$WORK/broker-ready.json
+# shellcheck source=ci/lib/broker.sh
+source "$ROOT/ci/lib/broker.sh"
 broker_pid=""
 
 stop_broker() {
@@ -173,25 +178,21 @@ measure_set() {
   for attempt in 1 2 3; do
     port=$(free_port)
     rm -rf "$DATA"
-    ${broker_pin[@]+"${broker_pin[@]}"} "$BROKER" serve --cores 1 --data-dir "$DATA" \
-      --listen "127.0.0.1:$port" 2>"$LOG" >/dev/null &
-    broker_pid=$!
     ready=0
-    for _ in $(seq 600); do
-      if grep -q "corelog ready" "$LOG" 2>/dev/null; then
-        ready=1
-        break
-      fi
-      kill -0 "$broker_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    [ "$ready" -eq 1 ] && break
-    stop_broker || true
+    if start_broker "$READY" "$LOG" 60 ${broker_pin[@]+"${broker_pin[@]}"} "$BROKER" serve --cores 1 \
+      --data-dir "$DATA" --listen "127.0.0.1:$port"; then
+      ready=1
+      break
+    fi
     say "broker start attempt $attempt failed; its log ends:" >&2
     tail -n 15 "$LOG" >&2 || true
   done
-  [ "$ready" -eq 1 ] || fail "the broker did not print 'corelog ready' (log: $LOG)"
-  say "broker ready on 127.0.0.1:$port (pid $broker_pid, data $DATA)"
+  [ "$ready" -eq 1 ] || fail "the broker did not write its ready file $READY (log: $LOG)"
+  # The load generator measures against the disk limits at the broker's
+  # own write size.
+  [ -n "$broker_write_bytes" ] || fail "no write_bytes_max in the ready file $READY"
+  write_args=(--broker-write-bytes "$broker_write_bytes")
+  say "broker ready on 127.0.0.1:$port (pid $broker_pid, data $DATA, writes up to $broker_write_bytes bytes)"
 
   if [ "$PRIME_S" != 0 ]; then
     # Topic creation and the broker's first seconds (first segment, caches)
@@ -199,7 +200,7 @@ measure_set() {
     printf 'priming run (%s s, discarded): ' "$PRIME_S"
     rc=0
     ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
-      --out "$set/priming" --duration-s "$PRIME_S" --warmup-s 0 --no-limits || rc=$?
+      --out "$set/priming" --duration-s "$PRIME_S" --warmup-s 0 --no-limits "${write_args[@]}" || rc=$?
     [ "$rc" -eq 0 ] || fail "the priming run failed (exit $rc; broker log: $LOG)"
   fi
   for i in $(seq 1 "$REPEATS"); do
@@ -212,7 +213,7 @@ measure_set() {
       witness_pid=$!
     fi
     ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
-      --out "$out" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --no-limits || rc=$?
+      --out "$out" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --no-limits "${write_args[@]}" || rc=$?
     [ -z "$witness_pid" ] || wait "$witness_pid" || true
     [ "$rc" -eq 0 ] || fail "load generator run $i of $REPEATS failed (exit $rc; broker log: $LOG)"
     kill -0 "$broker_pid" 2>/dev/null || fail "the broker died during run $i (log: $LOG)"

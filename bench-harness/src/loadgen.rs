@@ -29,9 +29,16 @@ use crate::producer::{self, Clock, ProducerSpec, Window, WorkerResult};
 use crate::records::{self, walk_batches, KeyMode};
 use crate::run::{RunRecord, RunWriter, ThroughputBasis};
 
-/// The broker's largest disk write (its group-commit size), which bounds
-/// a produce workload's disk throughput.
-pub const BROKER_WRITE_BYTES: u64 = 1 << 20;
+/// The broker's largest disk write (its group-commit size, storage's
+/// `write_bytes_max`) when nothing sets it: the default of the broker's own
+/// storage settings. It picks the disk limits a run is measured against
+/// (bandwidth and fdatasync at that block size, or the largest measured
+/// below it). A broker run with another size (a config file's
+/// `write_bytes_max`, a disk probe) says so in its `--ready-file`, and the
+/// run takes it with `--broker-write-bytes`.
+pub fn default_broker_write_bytes() -> u64 {
+    corelog_storage::LogConfig::default().write_bytes_max as u64
+}
 
 /// Most consumers of either kind a scenario may ask for (each is a thread
 /// with its own connection).
@@ -255,6 +262,12 @@ pub struct RunArgs {
     /// machine's drift hits all of them alike).
     #[arg(long, default_value_t = 1)]
     pub repeats: u32,
+    /// The broker's largest disk write in bytes (its `write_bytes_max`, as
+    /// its `--ready-file` reports it), which picks the disk limits the run
+    /// is measured against; recorded in run.json's config
+    /// [default: the broker's default, storage's `write_bytes_max`].
+    #[arg(long)]
+    pub broker_write_bytes: Option<u64>,
 }
 
 /// A `--peer LABEL=HOST:PORT` argument.
@@ -281,6 +294,12 @@ pub enum LimitsChoice {
 
 pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
     let mut scenario = Scenario::from_file(&args.scenario)?;
+    let write_bytes = args
+        .broker_write_bytes
+        .unwrap_or_else(default_broker_write_bytes);
+    if write_bytes == 0 {
+        bail!("--broker-write-bytes must be positive");
+    }
     if let Some(d) = args.duration_s {
         scenario.duration_s = d;
     }
@@ -312,7 +331,7 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
         )
     };
     if args.peers.is_empty() && args.repeats <= 1 {
-        let record = run_scenario(&scenario, &args.bootstrap, &args.out, &limits)?;
+        let record = run_scenario(&scenario, &args.bootstrap, &args.out, &limits, write_bytes)?;
         println!("{}", summary_line(&record));
         if let Some(problem) = measured_nothing(&record) {
             // Not a result to compare: the broker or the generator is broken.
@@ -335,7 +354,8 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
                 round + 1,
                 args.repeats.max(1)
             );
-            let record = run_scenario(&scenario, addr, &args.out.join(label), &limits)?;
+            let record =
+                run_scenario(&scenario, addr, &args.out.join(label), &limits, write_bytes)?;
             println!("{label}: {}", summary_line(&record));
             if let Some(problem) = measured_nothing(&record) {
                 bail!("the run against {label} measured nothing: {problem}");
@@ -430,17 +450,22 @@ struct ConsumerResult {
 }
 
 /// Runs `scenario` against `bootstrap` and writes a run directory under
-/// `out`; returns the finished record.
+/// `out`; returns the finished record. `broker_write_bytes` is the broker's
+/// largest disk write ([`default_broker_write_bytes`] unless the broker
+/// says otherwise): the block size whose disk limits the run is measured
+/// against, recorded in the config as `broker_write_bytes`.
 pub fn run_scenario(
     scenario: &Scenario,
     bootstrap: &str,
     out: &Path,
     limits: &LimitsChoice,
+    broker_write_bytes: u64,
 ) -> Result<RunRecord> {
     scenario.validate()?;
     let mut config = serde_json::to_value(scenario)?;
     let threads = scenario.worker_threads();
     config["worker_threads"] = serde_json::json!(threads);
+    config["broker_write_bytes"] = serde_json::json!(broker_write_bytes);
     let mut run = RunWriter::create_timestamped(out, &scenario.name, config)?;
     if let LimitsChoice::Measure(dir, opts) = limits {
         eprintln!("measuring machine limits on {} ...", dir.display());
@@ -591,7 +616,7 @@ pub fn run_scenario(
     let recorders: Vec<_> = results.iter().filter_map(|r| r.latency.as_ref()).collect();
     if !recorders.is_empty() {
         let publish = merge_histograms(recorders.iter().map(|r| r.total()))?;
-        run.add_latency("publish", &publish, BROKER_WRITE_BYTES)?;
+        run.add_latency("publish", &publish, broker_write_bytes)?;
         let mut log = run.interval_log("publish", wall)?;
         publish_intervals.write(&mut log, Some("publish"))?;
         log.finish()?;
@@ -608,7 +633,7 @@ pub fn run_scenario(
                 .filter_map(|r| r.latency.as_ref())
                 .map(|l| l.total()),
         )?;
-        run.add_latency("end_to_end", &e2e, BROKER_WRITE_BYTES)?;
+        run.add_latency("end_to_end", &e2e, broker_write_bytes)?;
         let mut log = run.interval_log("end_to_end", wall)?;
         e2e_intervals.write(&mut log, Some("end_to_end"))?;
         log.finish()?;
@@ -648,7 +673,7 @@ pub fn run_scenario(
         ThroughputBasis::LoopbackTcp
     } else {
         ThroughputBasis::DiskAndLoopbackTcp {
-            block_bytes: BROKER_WRITE_BYTES,
+            block_bytes: broker_write_bytes,
         }
     };
     run.set_throughput(messages, bytes, measured, basis);
@@ -977,7 +1002,7 @@ mod tests {
             for _ in 0..*n {
                 h.saturating_record(100);
             }
-            w.add_latency(name, &h, BROKER_WRITE_BYTES)
+            w.add_latency(name, &h, default_broker_write_bytes())
                 .expect("latency");
         }
         w.set_throughput(

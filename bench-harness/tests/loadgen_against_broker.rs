@@ -5,12 +5,10 @@
 //! When it does not exist the test is skipped with a message, unless `CI` is
 //! set, where it fails.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corelog_bench::loadgen::{run_scenario, LimitsChoice, Scenario};
 
@@ -42,34 +40,69 @@ fn broker_bin() -> Option<PathBuf> {
     None
 }
 
-fn start_broker(bin: &PathBuf, data_dir: &std::path::Path) -> (KillOnDrop, String) {
+/// A broker that serves: started by [`start_broker`].
+struct Started {
+    _child: KillOnDrop,
+    /// "127.0.0.1:PORT"
+    addr: String,
+    /// The broker's largest disk write, from its ready file.
+    write_bytes: u64,
+}
+
+/// Starts `corelog serve --cores 1` (plus `extra` arguments) on a free port
+/// and waits until it serves: until it writes its `--ready-file`. Its log
+/// goes to `<data_dir>.log`.
+fn start_broker(bin: &Path, data_dir: &Path, extra: &[&str]) -> Started {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(bin)
+    let ready_file = data_dir.with_extension("ready.json");
+    let log_path = data_dir.with_extension("log");
+    // An old file would say that this broker serves.
+    let _ = std::fs::remove_file(&ready_file);
+    let log = std::fs::File::create(&log_path).expect("broker log");
+    let child = Command::new(bin)
         .args(["serve", "--data-dir"])
         .arg(data_dir)
-        .args(["--listen", &addr, "--cores", "1"])
+        .args(["--listen", &addr, "--cores", "1", "--ready-file"])
+        .arg(&ready_file)
+        .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("starting broker");
-    let stderr = child.stderr.take().unwrap();
-    let guard = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Keeps draining stderr so the broker never blocks on it.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("corelog ready") {
-                let _ = tx.send(());
-            }
+    let mut guard = KillOnDrop(child);
+    let started = Instant::now();
+    let ready: serde_json::Value = loop {
+        // Written whole (a rename): any content read is complete.
+        if let Ok(text) = std::fs::read_to_string(&ready_file) {
+            break serde_json::from_str(&text).expect("ready file is JSON");
         }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("broker did not print `corelog ready` within 30 s");
-    (guard, addr)
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(status) = guard.0.try_wait().expect("wait") {
+            panic!(
+                "broker exited ({status}) before it served; its log:\n{}",
+                log()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            panic!(
+                "broker wrote no ready file within 30 s; its log:\n{}",
+                log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(ready["listen"].as_str(), Some(addr.as_str()), "{ready}");
+    Started {
+        _child: guard,
+        addr,
+        write_bytes: ready["write_bytes_max"]
+            .as_u64()
+            .expect("write_bytes_max in the ready file"),
+    }
 }
 
 fn scenario(toml_text: &str) -> Scenario {
@@ -91,7 +124,8 @@ fn tiny_scenario_against_real_broker() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
     let data_dir = scratch.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let (_broker, addr) = start_broker(&bin, &data_dir);
+    let broker = start_broker(&bin, &data_dir, &[]);
+    let addr = broker.addr.clone();
 
     // Two producers on two worker threads into one topic, then on one
     // worker into two topics, with a tail consumer.
@@ -115,9 +149,23 @@ fn tiny_scenario_against_real_broker() {
             "#
         ));
         let out = scratch.path().join(format!("runs-{i}"));
-        let record = run_scenario(&s, &addr, &out, &LimitsChoice::None).expect("run");
+        let record =
+            run_scenario(&s, &addr, &out, &LimitsChoice::None, broker.write_bytes).expect("run");
         eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
 
+        // A fresh broker writes at its storage default, and the run says so.
+        assert_eq!(
+            broker.write_bytes,
+            corelog_bench::loadgen::default_broker_write_bytes()
+        );
+        assert_eq!(
+            record.config["broker_write_bytes"].as_u64(),
+            Some(broker.write_bytes)
+        );
+        assert_eq!(
+            record.results.latency["publish"].fdatasync_block_bytes,
+            broker.write_bytes
+        );
         let t = record.results.throughput.as_ref().expect("throughput");
         // The open loop offers 2,000 msgs/s for 2.5 s: all of it is acknowledged.
         assert_eq!(t.messages, 5000, "acknowledged messages");
@@ -166,7 +214,8 @@ fn keyed_compressed_records_reach_the_consumer_with_every_codec() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
     let data_dir = scratch.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let (_broker, addr) = start_broker(&bin, &data_dir);
+    let broker = start_broker(&bin, &data_dir, &[]);
+    let addr = broker.addr.clone();
 
     for (codec, keys, linger) in [
         ("gzip", "uniform", 0.0),
@@ -193,7 +242,8 @@ fn keyed_compressed_records_reach_the_consumer_with_every_codec() {
             "#
         ));
         let out = scratch.path().join(format!("runs-{codec}"));
-        let record = run_scenario(&s, &addr, &out, &LimitsChoice::None).expect("run");
+        let record =
+            run_scenario(&s, &addr, &out, &LimitsChoice::None, broker.write_bytes).expect("run");
         eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
         let t = record.results.throughput.as_ref().expect("throughput");
         assert_eq!(t.messages, 4000, "{codec}: acknowledged messages");
@@ -218,7 +268,8 @@ fn catch_up_consumer_reads_while_retention_deletes_segments() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
     let data_dir = scratch.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let (_broker, addr) = start_broker(&bin, &data_dir);
+    let broker = start_broker(&bin, &data_dir, &[]);
+    let addr = broker.addr.clone();
 
     // 1 MiB segments and at most 4 MiB kept: the 8 MiB preload and the run
     // roll and delete segments while both consumers read.
@@ -240,7 +291,8 @@ fn catch_up_consumer_reads_while_retention_deletes_segments() {
         "#,
     );
     let out = scratch.path().join("runs");
-    let record = run_scenario(&s, &addr, &out, &LimitsChoice::None).expect("run");
+    let record =
+        run_scenario(&s, &addr, &out, &LimitsChoice::None, broker.write_bytes).expect("run");
     eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
     assert_eq!(
         record.total_errors(),
@@ -319,7 +371,13 @@ fn peers_run_side_by_side_and_are_compared() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
     let data_dir = scratch.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let (_broker, addr) = start_broker(&bin, &data_dir);
+    // A broker with a group-commit size of its own: the run takes it from
+    // the broker's ready file and records it.
+    let config = scratch.path().join("corelog.toml");
+    std::fs::write(&config, "write_bytes_max = 1048576\n").unwrap();
+    let broker = start_broker(&bin, &data_dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(broker.write_bytes, 1 << 20);
+    let addr = broker.addr.clone();
     // The discarding sink stands in for a second broker.
     let sink = corelog_bench::sink::spawn("127.0.0.1:0", 1).expect("sink");
 
@@ -352,6 +410,8 @@ fn peers_run_side_by_side_and_are_compared() {
             "--repeats",
             "2",
             "--pin",
+            "--broker-write-bytes",
+            &broker.write_bytes.to_string(),
         ])
         .arg("--peer")
         .arg(format!("sink={sink}"))
@@ -377,6 +437,11 @@ fn peers_run_side_by_side_and_are_compared() {
                 "{label}"
             );
             assert_eq!(rec.total_errors(), 0, "{label}: {:?}", rec.results.errors);
+            assert_eq!(
+                rec.config["broker_write_bytes"].as_u64(),
+                Some(1 << 20),
+                "{label}"
+            );
         }
     }
 }

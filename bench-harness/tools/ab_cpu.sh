@@ -11,7 +11,10 @@
 # broker's CPU time (utime + stime of the whole process, /proc/PID/stat)
 # and prints one line per run: rate, publish p50/p99/p99.9, broker CPU
 # seconds and CPU microseconds per message (the warmup second's messages
-# counted at the measured rate). Run records land in OUT/A and OUT/B for
+# counted at the measured rate). Each broker is started through
+# ci/lib/broker.sh (its --ready-file; a build from before that option is
+# waited for by its "corelog ready" line), and the generator is told each
+# broker's write size. Run records land in OUT/A and OUT/B for
 # `corelog-bench compare` and `report`. EXTRA_A / EXTRA_B (environment):
 # more `corelog serve` arguments for A or B, e.g. EXTRA_A="--config q.toml".
 set -u
@@ -20,20 +23,36 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=$ROOT/target/release/corelog-bench
 mkdir -p $OUT
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
-start() { # label bin port
+# shellcheck source=ci/lib/broker.sh
+source "$ROOT/ci/lib/broker.sh"
+start() { # label bin port: starts it and waits until it serves
   rm -rf $OUT/data-$1; mkdir -p $OUT/data-$1
-  taskset -c 0 $2 serve --cores 1 $(eval echo \${EXTRA_$1:-}) --data-dir $OUT/data-$1 --listen 127.0.0.1:$3 > $OUT/broker-$1.log 2>&1 &
-  echo $!
+  local cmd=(taskset -c 0 $2 serve --cores 1 $(eval echo \${EXTRA_$1:-}) --data-dir $OUT/data-$1 --listen 127.0.0.1:$3)
+  if $2 serve --help 2>/dev/null | grep -q -- --ready-file; then
+    start_broker $OUT/ready-$1.json $OUT/broker-$1.log 60 "${cmd[@]}" ||
+      { echo "broker $1 did not start; its log ends:" >&2; tail -n 15 $OUT/broker-$1.log >&2; exit 1; }
+  else
+    # A build from before --ready-file: its ready line, and the storage
+    # default write size.
+    "${cmd[@]}" 2>$OUT/broker-$1.log >/dev/null &
+    broker_pid=$!
+    broker_write_bytes=""
+    for _ in $(seq 600); do
+      grep -q "corelog ready" $OUT/broker-$1.log && break
+      sleep 0.1
+    done
+  fi
 }
-PA=$(start A $OLD 29101); PB=$(start B $NEW 29102)
-sleep 2
+start A $OLD 29101; PA=$broker_pid; WA=$broker_write_bytes
+start B $NEW 29102; PB=$broker_pid; WB=$broker_write_bytes
 for r in $(seq 1 $ROUNDS); do
   if [ $((r % 2)) -eq 1 ]; then order="A B"; else order="B A"; fi
   for l in $order; do
-    if [ $l = A ]; then pid=$PA; port=29101; else pid=$PB; port=29102; fi
+    if [ $l = A ]; then pid=$PA; port=29101; w=$WA; else pid=$PB; port=29102; w=$WB; fi
     c0=$(cpu $pid)
     taskset -c 1 $BENCH run --scenario $ROOT/bench-harness/scenarios/$SCEN.toml --bootstrap 127.0.0.1:$port \
-      --out $OUT/$l --duration-s $DUR --warmup-s 1 --no-limits --topic ab-$SCEN-$r > $OUT/run-$l-$r.log 2>&1
+      --out $OUT/$l --duration-s $DUR --warmup-s 1 --no-limits --topic ab-$SCEN-$r \
+      ${w:+--broker-write-bytes $w} > $OUT/run-$l-$r.log 2>&1
     c1=$(cpu $pid)
     run=$(ls -td $OUT/$l/*/ | head -1)
     python3 - "$run" $((c1-c0)) $l $r $DUR <<'PY'

@@ -26,25 +26,18 @@ failed, a delivery failed, or the broker died. Needs the repository's
 """
 import csv
 import os
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "clients"))
+import brokerproc  # noqa: E402
 import kproto  # noqa: E402
 
 SAMPLE_EVERY_S = 10
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_sample(pid):
@@ -57,19 +50,6 @@ def proc_sample(pid):
     return rss, fds, cpu_s
 
 
-def wait_ready(port, proc, timeout_s=30):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("broker exited with %s before it was ready" % proc.returncode)
-        try:
-            kproto.api_versions(port, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("broker not ready in %d s" % timeout_s)
-
-
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
@@ -79,18 +59,22 @@ def main():
     msg_rate = float(sys.argv[5]) if len(sys.argv) > 5 else 2000
     os.makedirs(out, exist_ok=True)
     data = os.path.join(out, "data")
-    port = free_port()
+    port = brokerproc.free_port()
     bootstrap = "127.0.0.1:%d" % port
-    with open(os.path.join(out, "broker.log"), "wb") as log:
-        proc = subprocess.Popen([binary, "serve", "--cores", "1", "--data-dir", data, "--listen", bootstrap,
-                                 "--auto-create-topics", "true"], stdout=log, stderr=log)
+    log = os.path.join(out, "broker.log")
+    if os.path.exists(log):
+        os.remove(log)
     try:
-        wait_ready(port, proc)
+        proc, _ = brokerproc.start_broker(
+            [binary, "serve", "--cores", "1", "--data-dir", data, "--listen", bootstrap,
+             "--auto-create-topics", "true"],
+            os.path.join(out, "broker-ready.json"), log_path=log, timeout=30)
+    except brokerproc.BrokerStartError as e:
+        raise SystemExit(str(e))
+    try:
         return run(proc, port, bootstrap, out, seconds, conn_rate, msg_rate)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+        brokerproc.stop_broker(proc, timeout=30)
 
 
 def run(proc, port, bootstrap, out, seconds, conn_rate, msg_rate):

@@ -34,6 +34,8 @@ cargo build --release --locked --quiet -p corelog -p corelog-bench
 
 # shellcheck source=ci/lib/cpus.sh
 source "$ROOT/ci/lib/cpus.sh"
+# shellcheck source=ci/lib/broker.sh
+source "$ROOT/ci/lib/broker.sh"
 allowed_cpus
 server_pin=()
 gen_pin=()
@@ -86,18 +88,18 @@ for sc in $SCENARIOS; do
   rm -rf "$WORK/data"
   mkdir -p "$WORK/data"
   port=$(free_port)
-  ${server_pin[@]+"${server_pin[@]}"} "$BROKER" serve --cores 1 --data-dir "$WORK/data" \
-    --listen "127.0.0.1:$port" 2>"$WORK/broker-$sc.log" >/dev/null &
-  server_pid=$!
-  for _ in $(seq 300); do
-    grep -q "corelog ready" "$WORK/broker-$sc.log" 2>/dev/null && break
-    sleep 0.1
-  done
-  grep -q "corelog ready" "$WORK/broker-$sc.log" || { say "broker did not start"; exit 1; }
+  start_broker "$WORK/broker-ready.json" "$WORK/broker-$sc.log" 30 \
+    ${server_pin[@]+"${server_pin[@]}"} "$BROKER" serve --cores 1 --data-dir "$WORK/data" \
+    --listen "127.0.0.1:$port" || {
+    say "broker did not start; its log ends:"
+    tail -n 15 "$WORK/broker-$sc.log"
+    exit 1
+  }
+  server_pid=$broker_pid
   say "scenario $sc"
   ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "bench-harness/scenarios/$sc.toml" \
     --bootstrap "127.0.0.1:$port" --no-limits ${duration[@]+"${duration[@]}"} \
-    --out "$WORK/runs/$sc" | tail -n 1
+    --broker-write-bytes "$broker_write_bytes" --out "$WORK/runs/$sc" | tail -n 1
   stop_server
   run_dirs+=("$sc")
 done

@@ -9,9 +9,12 @@ process's resident set size (VmRSS) and peak (VmHWM) from /proc.
 Usage: .venv/bin/python bench-harness/tools/memory_footprint.py \
            [--bin target/release/corelog] [--topics 100] [--partitions 100] [--connections 1000]
 """
-import argparse, os, resource, socket, struct, subprocess, sys, tempfile, time
+import argparse, os, resource, shutil, socket, struct, sys, tempfile, time
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "clients"))
+import brokerproc  # noqa: E402
 
 
 def rss_kib(pid):
@@ -30,12 +33,6 @@ def api_versions_v0(corr):
     return struct.pack(">i", len(body)) + body
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/corelog")
@@ -46,16 +43,15 @@ def main():
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    data = tempfile.mkdtemp(prefix="corelog-mem-")
-    port = free_port()
-    cmd = [a.bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:%d" % port]
+    work = tempfile.mkdtemp(prefix="corelog-mem-")
+    port = brokerproc.free_port()
+    cmd = [a.bin, "serve", "--data-dir", os.path.join(work, "data"), "--listen", "127.0.0.1:%d" % port]
     if a.cores:
         cmd += ["--cores", str(a.cores)]
-    broker = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    broker = None
     try:
-        for line in broker.stderr:
-            if "corelog ready" in line:
-                break
+        broker, _ = brokerproc.start_broker(cmd, os.path.join(work, "ready.json"),
+                                            log_path=os.path.join(work, "broker.log"), timeout=60)
         base = rss_kib(broker.pid)
         admin = AdminClient({"bootstrap.servers": "127.0.0.1:%d" % port})
         t0 = time.time()
@@ -92,12 +88,9 @@ def main():
         for s in conns:
             s.close()
     finally:
-        broker.terminate()
-        try:
-            broker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-        subprocess.run(["rm", "-rf", data])
+        if broker is not None:
+            brokerproc.stop_broker(broker, timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,9 @@
 The binary is never built here (ci does that). It is found at $CORELOG_BIN,
 else <repo>/target/release/corelog, else <repo>/target/debug/corelog.
 """
-import ctypes
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,21 +18,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
+import brokerproc  # noqa: E402
 import kproto  # noqa: E402
+from brokerproc import corelog_bin, free_port  # noqa: E402,F401 - used by tests
 
-READY_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = brokerproc.READY_TIMEOUT_S
 NODE_ID = 1  # the broker's node id: single-node cluster, node 1
 DEBIAN_PYTHON = "/usr/bin/python3"
-
-
-def corelog_bin():
-    env = os.environ.get("CORELOG_BIN")
-    if env:
-        return Path(env)
-    rel = REPO / "target" / "release" / "corelog"
-    if rel.exists():
-        return rel
-    return REPO / "target" / "debug" / "corelog"
+_die_with_parent = brokerproc.die_with_parent
 
 
 def pytest_configure(config):
@@ -46,27 +37,6 @@ def pytest_configure(config):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_libc = None
-
-
-def _die_with_parent():
-    """preexec_fn: the broker gets SIGKILL if the pytest process dies, so a
-    killed or timed-out run never leaves brokers behind."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 class BrokerError(Exception):
     pass
 
@@ -75,6 +45,7 @@ class Broker:
     """One `corelog serve` process on a fixed data dir and port.
 
     .bootstrap "127.0.0.1:PORT", .port, .data_dir, .proc
+    .ready     the broker's --ready-file JSON (pid, listen, shards, ...)
     .restart() kill (if running) and start again on the same dir and port
     .kill9()   SIGKILL and reap
     .terminate(timeout) SIGTERM and wait; returns the exit code
@@ -90,12 +61,15 @@ class Broker:
         self.extra_args = list(extra_args)
         self.stderr_path = self.workdir / "broker-stderr.log"
         self.stdout_path = self.workdir / "broker-stdout.log"
+        self.ready_file = self.workdir / "broker-ready.json"
+        self.ready = None
         self.proc = None
         self.starts = 0
         self.binary = corelog_bin()
 
     # ------------------------------------------------------------- process --
     def command(self):
+        """The command line, without --ready-file (start() adds it)."""
         cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir),
                "--listen", self.bootstrap, "--advertised-listener", self.bootstrap]
         cores = os.environ.get("CORELOG_TEST_CORES")
@@ -103,7 +77,8 @@ class Broker:
             cmd += ["--cores", cores]
         return cmd + self.extra_args
 
-    def start(self):
+    def start(self, timeout=READY_TIMEOUT_S):
+        """Starts the broker and waits until it serves (writes its ready file)."""
         if not self.binary.exists():
             raise BrokerError(
                 "corelog binary not found at %s (set CORELOG_BIN, or build it first: cargo build --release)"
@@ -111,46 +86,17 @@ class Broker:
         if self.proc is not None and self.proc.poll() is None:
             raise BrokerError("broker already running (pid %d)" % self.proc.pid)
         self.starts += 1
+        cmd = self.command()
         with open(self.stderr_path, "ab") as err:
-            err.write(("\n===== start #%d: %s =====\n" % (self.starts, " ".join(self.command()))).encode())
-        err = open(self.stderr_path, "ab")
-        out = open(self.stdout_path, "ab")
+            err.write(("\n===== start #%d: %s =====\n" % (self.starts, " ".join(cmd))).encode())
+        self.ready = None
         try:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         cwd=str(self.workdir), preexec_fn=_die_with_parent)
-        finally:
-            err.close()
-            out.close()
-        self.wait_ready()
+            self.proc, self.ready = brokerproc.start_broker(
+                cmd, self.ready_file, log_path=self.stderr_path, stdout_path=self.stdout_path,
+                cwd=str(self.workdir), timeout=timeout)
+        except brokerproc.BrokerStartError as e:
+            raise BrokerError(str(e)) from None
         return self
-
-    def wait_ready(self, timeout=READY_TIMEOUT_S):
-        """Ready = TCP connect works, an ApiVersions round trip succeeds and a
-        Metadata request through the Java-like client (AdminClient) answers."""
-        deadline = time.monotonic() + timeout
-        last = "no attempt"
-        api_ok = False
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code is not None:
-                raise BrokerError("broker exited with code %s before becoming ready; stderr tail:\n%s"
-                                  % (code, self.stderr_tail()))
-            try:
-                if not api_ok:
-                    err, versions = kproto.api_versions(self.port, timeout=2.0)
-                    if err != 0 or kproto.API_VERSIONS not in versions:
-                        raise BrokerError("ApiVersions error %d, versions %r" % (err, versions))
-                    api_ok = True
-                from confluent_kafka.admin import AdminClient
-                left = max(1.0, deadline - time.monotonic())
-                AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=min(left, 5.0))
-                return
-            except Exception as e:  # noqa: BLE001 - anything means "not yet"
-                last = "%s: %s" % (type(e).__name__, e)
-                time.sleep(0.1)
-        self.kill9()
-        raise BrokerError("broker did not become ready in %.0f s (last error: %s); stderr tail:\n%s"
-                          % (timeout, last, self.stderr_tail()))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

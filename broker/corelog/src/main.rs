@@ -59,6 +59,11 @@ struct ServeArgs {
     /// Create unknown topics on produce and metadata requests [default: false].
     #[arg(long)]
     auto_create_topics: Option<bool>,
+    /// Write this file (JSON: pid, listen, advertised, shards,
+    /// write_bytes_max) once every shard serves, as the "corelog ready" line
+    /// is logged; removed on a clean stop [default: none].
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
 
 fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
@@ -85,6 +90,9 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.auto_create_topics {
         config.auto_create_topics = v;
+    }
+    if let Some(v) = &args.ready_file {
+        config.ready_file = Some(v.clone());
     }
     config.validate()?;
     Ok(config)

@@ -2,9 +2,12 @@
 //! --probe-disk` writes io-properties.toml, and `corelog serve` sizes its
 //! group-commit writes from it and says so at start-up.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{free_port, Broker};
 
 #[test]
 fn broker_sizes_group_commit_writes_from_a_disk_probe_and_says_so() {
@@ -34,43 +37,15 @@ fn broker_sizes_group_commit_writes_from_a_disk_probe_and_says_so() {
         props.write_queue_depth,
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corelog"))
-        .args(["serve", "--cores", "1", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("CORELOG_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn corelog serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let started = Instant::now();
-    let mut used = None;
-    while started.elapsed() < Duration::from_secs(20) {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
-            continue;
-        };
-        if line.contains("using disk probe") {
-            used = Some(line.clone());
-        }
-        if line.contains("corelog ready") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let broker = Broker::start_with(dir.path(), free_port(), 1);
+    // The broker says which write size it took before it serves.
+    let used = broker.log_line("using disk probe", Duration::from_secs(10));
+    assert_eq!(
+        broker.ready["write_bytes_max"].as_u64(),
+        Some(expected as u64),
+        "the ready file's write size"
+    );
+    drop(broker);
     let line = used.expect("the broker did not say it uses the disk probe");
     assert!(line.contains(&format!("up to {expected} bytes")), "{line}");
 }

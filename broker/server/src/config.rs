@@ -81,6 +81,14 @@ pub struct ServerConfig {
     pub segment_files_recycled_max: usize,
     /// Consumer-group settings (Kafka's `group.*` and `offsets.*`).
     pub groups: GroupSettings,
+    /// A file the broker writes once every shard serves (when it logs
+    /// "corelog ready"), for scripts and tests to wait on: JSON with `pid`,
+    /// `listen`, `advertised`, `shards` and `write_bytes_max`. Written
+    /// atomically (a temporary file beside it, then a rename), so it is
+    /// either absent or complete. The broker does not remove a file left
+    /// from an earlier run before it starts: whoever waits on it removes it
+    /// first. Unset: no file.
+    pub ready_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +115,7 @@ impl Default for ServerConfig {
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
             groups: GroupSettings::default(),
+            ready_file: None,
         }
     }
 }
@@ -282,6 +291,13 @@ impl ServerConfig {
                 "request_bytes_in_flight_per_shard_max: must be at least request_bytes_max, or the largest request could never be admitted"
                     .into(),
             );
+        }
+        if self
+            .ready_file
+            .as_ref()
+            .is_some_and(|p| p.file_name().is_none())
+        {
+            return Err("ready_file: must name a file".into());
         }
         if let Some(adv) = &self.advertised_listener {
             parse_host_port(adv).map_err(|e| format!("advertised_listener: {e}"))?;

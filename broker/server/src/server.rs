@@ -38,6 +38,13 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
         )
     })?;
     let _lock = lock_data_dir(&config.data_dir)?;
+    if let Some(path) = &config.ready_file {
+        // A file left by an earlier run must not say that this one serves.
+        // (Whoever waits on the file removes it before starting the broker
+        // too: until this line runs, an old file is still there.)
+        remove_ready_file(path)
+            .map_err(|e| format!("ready_file: cannot remove {}: {e}", path.display()))?;
+    }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let available = cores.len().max(1);
     let shard_count = if config.cores == 0 {
@@ -102,8 +109,47 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
             Err(e) => result = Err(format!("shard failed: {e}")),
         }
     }
+    if let Some(path) = &config.ready_file {
+        if let Err(e) = remove_ready_file(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the ready file");
+        }
+    }
     tracing::info!("corelog stopped");
     result
+}
+
+/// The ready file's JSON: who serves where, for scripts and tests.
+fn ready_file_body(config: &ServerConfig, shards: usize) -> String {
+    let (host, port) = config.advertised();
+    serde_json::json!({
+        "pid": std::process::id(),
+        "listen": config.listen.to_string(),
+        "advertised": format!("{host}:{port}"),
+        "shards": shards,
+        "write_bytes_max": config.base_log_config().write_bytes_max,
+    })
+    .to_string()
+        + "\n"
+}
+
+/// Writes `path` so that readers see no file or the whole of `body`: a
+/// temporary file beside it, then a rename over it.
+fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn remove_ready_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 async fn shard_main(
@@ -142,6 +188,19 @@ async fn shard_main(
                     "corelog ready: {} shard(s), listening on {}, advertised as {host}:{port}",
                     s.shard_count, s.config.listen
                 );
+                if let Some(path) = s.config.ready_file.clone() {
+                    let body = ready_file_body(&s.config, s.shard_count);
+                    // File system calls block: run them on the executor's
+                    // blocking-thread pool, not on shard 0's executor.
+                    let written = corelog_runtime::run_blocking({
+                        let path = path.clone();
+                        move || write_atomically(&path, body.as_bytes())
+                    })
+                    .await;
+                    if let Err(e) = written {
+                        tracing::error!(path = %path.display(), error = %e, "cannot write the ready file");
+                    }
+                }
             }
         })
         .await;

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -17,7 +17,7 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-/// How long a broker may take to print its ready line or to exit.
+/// How long a broker may take to write its ready file or to exit.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on every request/response exchange.
@@ -36,6 +36,13 @@ pub struct Broker {
     child: Option<Child>,
     pub data_dir: PathBuf,
     pub port: u16,
+    /// The `--ready-file` the broker wrote once it served, and its JSON.
+    pub ready_file: PathBuf,
+    pub ready: serde_json::Value,
+    /// What the broker logged so far, line by line.
+    log: Arc<Mutex<Vec<String>>>,
+    /// Holds the ready file; removed with the broker.
+    _ready_dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -46,6 +53,15 @@ impl Broker {
     }
 
     pub fn start_on(data_dir: &Path, port: u16) -> Broker {
+        Broker::start_with(data_dir, port, 2)
+    }
+
+    /// Starts `corelog serve --cores <cores>` on 127.0.0.1:`port` and waits
+    /// until it serves: until it wrote its `--ready-file`. Panics if it
+    /// exits first or takes longer than [`START_TIMEOUT`].
+    pub fn start_with(data_dir: &Path, port: u16, cores: usize) -> Broker {
+        let ready_dir = tempfile::tempdir().expect("ready file directory");
+        let ready_file = ready_dir.path().join("ready.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_corelog"))
             .arg("serve")
             .arg("--data-dir")
@@ -53,7 +69,9 @@ impl Broker {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--cores")
-            .arg("2")
+            .arg(cores.to_string())
+            .arg("--ready-file")
+            .arg(&ready_file)
             .env("CORELOG_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -61,25 +79,59 @@ impl Broker {
             .spawn()
             .expect("spawn corelog");
         let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        // Forwards the broker's log to the test output and signals readiness.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[corelog:{port}] {line}");
-                if line.contains("corelog ready") {
-                    let _ = tx.send(());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Forwards the broker's log to the test output and keeps it; reading
+        // it also keeps the broker from blocking on a full pipe.
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[corelog:{port}] {line}");
+                    log.lock().unwrap().push(line);
                 }
             }
         });
-        let broker = Broker {
+        let mut broker = Broker {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             port,
+            ready_file,
+            ready: serde_json::Value::Null,
+            log,
+            _ready_dir: ready_dir,
         };
-        rx.recv_timeout(START_TIMEOUT)
-            .expect("broker printed no 'corelog ready' line in time");
+        let child = broker.child.as_mut().expect("running");
+        match wait_for_ready_file(child, &broker.ready_file, START_TIMEOUT) {
+            Ok(ready) => broker.ready = ready,
+            Err(e) => panic!("broker on port {port} did not serve: {e}"),
+        }
         broker
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The first line the broker logged that contains `needle`, waiting
+    /// up to `timeout` for it (the log is read by another thread, so a line
+    /// written before the ready file may still be on its way).
+    pub fn log_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned();
+            if found.is_some() || started.elapsed() > timeout {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -117,7 +169,36 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
+/// Waits until `child` has written `ready_file` (`corelog serve
+/// --ready-file`, written once every shard serves), and returns its JSON.
+/// Fails if the process exits first or `timeout` passes.
+pub fn wait_for_ready_file(
+    child: &mut Child,
+    ready_file: &Path,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let started = Instant::now();
+    loop {
+        // The broker writes the file whole (a rename), so any content read
+        // is complete.
+        if let Ok(text) = std::fs::read_to_string(ready_file) {
+            return serde_json::from_str(&text)
+                .map_err(|e| format!("ready file {}: {e}: {text:?}", ready_file.display()));
+        }
+        if let Some(status) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
+            return Err(format!("the broker exited ({status}) before it served"));
+        }
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "no ready file {} within {timeout:?}",
+                ready_file.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")

@@ -17,6 +17,8 @@
 # broker's write size. Run records land in OUT/A and OUT/B for
 # `corelog-bench compare` and `report`. EXTRA_A / EXTRA_B (environment):
 # more `corelog serve` arguments for A or B, e.g. EXTRA_A="--config q.toml".
+# CORES (environment, default 1): shards per broker; above 1 the brokers are
+# not confined to core 0 (their shards pin themselves to cores 0..CORES-1).
 set -u
 SCEN=$1; ROUNDS=$2; DUR=$3; OUT=$4; OLD=$5; NEW=$6
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,7 +29,10 @@ cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 source "$ROOT/ci/lib/broker.sh"
 start() { # label bin port: starts it and waits until it serves
   rm -rf $OUT/data-$1; mkdir -p $OUT/data-$1
-  local cmd=(taskset -c 0 $2 serve --cores 1 $(eval echo \${EXTRA_$1:-}) --data-dir $OUT/data-$1 --listen 127.0.0.1:$3)
+  local pin=(taskset -c 0)
+  # Several shards pin themselves to cores 0.. (the generator shares core 1).
+  [ "${CORES:-1}" -gt 1 ] && pin=()
+  local cmd=(${pin[@]+"${pin[@]}"} $2 serve --cores ${CORES:-1} $(eval echo \${EXTRA_$1:-}) --data-dir $OUT/data-$1 --listen 127.0.0.1:$3)
   if $2 serve --help 2>/dev/null | grep -q -- --ready-file; then
     start_broker $OUT/ready-$1.json $OUT/broker-$1.log 60 "${cmd[@]}" ||
       { echo "broker $1 did not start; its log ends:" >&2; tail -n 15 $OUT/broker-$1.log >&2; exit 1; }

@@ -17,10 +17,11 @@ use std::rc::Rc;
 use corelog_storage::CacheId;
 use glommio::sync::Semaphore;
 
+use crate::error::ServerError;
 use crate::metadata::{partition_dir, ClusterMetadata};
 use crate::partition::Partition;
 use crate::shard::Shard;
-use crate::ShardId;
+use crate::{ShardId, TopicPartition};
 
 pub struct Controller {
     /// Admits one metadata change at a time.
@@ -52,31 +53,75 @@ impl Controller {
     }
 }
 
-/// Applies `change` to the metadata on the controller shard, persists it and
-/// publishes it to every shard. `change` returns Err to leave the metadata
-/// as it was. Must run on shard 0.
+/// Applies `change` to a copy of the metadata on the controller shard.
+/// When `change` reports that it changed something (the `bool`), the copy
+/// gets the next version, is committed to the [`MetadataStore`] and is
+/// published to every shard; otherwise (validate-only requests, requests
+/// where every entry failed) nothing is written and the version stays.
+/// Must run on shard 0.
 pub async fn change_metadata<T>(
     shard: &Rc<Shard>,
-    change: impl FnOnce(&mut ClusterMetadata) -> Result<T, String>,
-) -> Result<T, String> {
-    let controller = shard
-        .controller
-        .as_ref()
-        .ok_or("metadata changes run on the controller shard")?;
+    change: impl FnOnce(&mut ClusterMetadata) -> (T, bool),
+) -> Result<T, ServerError> {
+    let controller = shard.controller.as_ref().ok_or_else(|| {
+        ServerError::Internal("metadata changes run on the controller shard".into())
+    })?;
     let _permit = controller
         .changes
         .acquire_permit(1)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
     let mut md = (*shard.metadata()).clone();
-    let out = change(&mut md)?;
+    let (out, changed) = change(&mut md);
+    if !changed {
+        return Ok(out);
+    }
     md.version += 1;
     MetadataStore::new(&shard.config.data_dir)
         .commit(&md)
         .await
-        .map_err(|e| format!("persisting cluster metadata: {e}"))?;
+        .map_err(ServerError::MetadataCommit)?;
     publish(shard, md).await;
     Ok(out)
+}
+
+/// Hands out a producer id that was never handed out before. Must run on
+/// shard 0.
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, ServerError> {
+    let controller = shard.controller.as_ref().ok_or_else(|| {
+        ServerError::Internal("producer ids are allocated on the controller shard".into())
+    })?;
+    let _permit = controller
+        .producer_ids
+        .acquire_permit(1)
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
+        let end = change_metadata(shard, |md| {
+            md.producer_id_block_end += PRODUCER_ID_BLOCK;
+            (md.producer_id_block_end, true)
+        })
+        .await?;
+        controller.next_producer_id.set(end - PRODUCER_ID_BLOCK);
+        controller.producer_id_block_end.set(end);
+    }
+    let id = controller.next_producer_id.get();
+    controller.next_producer_id.set(id + 1);
+    Ok(id)
+}
+
+/// Sends a metadata snapshot to every shard and waits until each has
+/// reconciled its partitions with it.
+pub async fn publish(shard: &Rc<Shard>, md: ClusterMetadata) {
+    for target in 0..shard.shard_count {
+        let md = md.clone();
+        let _ = shard
+            .call(ShardId(target as u32), move |s| async move {
+                s.set_metadata(Rc::new(md));
+                reconcile(&s).await;
+            })
+            .await;
+    }
 }
 
 /// Where committed metadata lives. A change is published to the shards only
@@ -106,46 +151,6 @@ impl MetadataStore {
     }
 }
 
-/// Hands out a producer id that was never handed out before. Must run on
-/// shard 0.
-pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, String> {
-    let controller = shard
-        .controller
-        .as_ref()
-        .ok_or("producer ids are allocated on the controller shard")?;
-    let _permit = controller
-        .producer_ids
-        .acquire_permit(1)
-        .await
-        .map_err(|e| e.to_string())?;
-    if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
-        let end = change_metadata(shard, |md| {
-            md.producer_id_block_end += PRODUCER_ID_BLOCK;
-            Ok(md.producer_id_block_end)
-        })
-        .await?;
-        controller.next_producer_id.set(end - PRODUCER_ID_BLOCK);
-        controller.producer_id_block_end.set(end);
-    }
-    let id = controller.next_producer_id.get();
-    controller.next_producer_id.set(id + 1);
-    Ok(id)
-}
-
-/// Sends a metadata snapshot to every shard and waits until each has
-/// reconciled its partitions with it.
-pub async fn publish(shard: &Rc<Shard>, md: ClusterMetadata) {
-    for target in 0..shard.shard_count {
-        let md = md.clone();
-        let _ = shard
-            .call(ShardId(target as u32), move |s| async move {
-                s.set_metadata(Rc::new(md));
-                reconcile(&s).await;
-            })
-            .await;
-    }
-}
-
 /// Opens the partitions this shard owns but has not opened, with their
 /// topic's settings, and closes and deletes those no longer in the metadata.
 /// Also applies changed topic settings to open logs.
@@ -155,7 +160,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     for (name, topic) in &md.topics {
         for (i, p) in topic.partitions.iter().enumerate() {
             if p.shard == shard.id {
-                wanted.insert((name.clone(), i as i32));
+                wanted.insert(TopicPartition::new(name.clone(), i as i32));
             }
         }
     }
@@ -171,7 +176,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
             continue;
         };
         p.close().await;
-        let dir = partition_dir(&shard.config.data_dir, &key.0, key.1);
+        let dir = partition_dir(&shard.config.data_dir, &key.topic, key.partition);
         // Thousands of segment files may go: not on the executor thread.
         let removing = dir.clone();
         if let Err(e) =
@@ -180,19 +185,19 @@ pub async fn reconcile(shard: &Rc<Shard>) {
             tracing::warn!(dir = %dir.display(), error = %e, "could not delete partition directory");
         }
         p.forget_cached();
-        tracing::info!(topic = %key.0, partition = key.1, "partition deleted");
+        tracing::info!(topic = %key.topic, partition = key.partition, "partition deleted");
     }
     for key in wanted {
-        let settings = md.settings(&shard.config, &key.0);
-        if let Some(p) = shard.partition(&key.0, key.1) {
+        let settings = md.settings(&shard.config, &key.topic);
+        if let Some(p) = shard.partition(&key.topic, key.partition) {
             if p.log_config() != settings.log {
                 if let Err(e) = p.set_log_config(settings.log.clone()) {
-                    tracing::warn!(topic = %key.0, error = %e, "topic settings not applied");
+                    tracing::warn!(topic = %key.topic, error = %e, "topic settings not applied");
                 }
             }
             continue;
         }
-        let dir = partition_dir(&shard.config.data_dir, &key.0, key.1);
+        let dir = partition_dir(&shard.config.data_dir, &key.topic, key.partition);
         let cache_id = CacheId(next_cache_id(shard));
         match Partition::open(dir.clone(), settings.log, shard.cache.clone(), cache_id).await {
             Ok((partition, report)) => {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod conn;
 pub mod controller;
+pub mod error;
 pub mod groups;
 pub mod handlers;
 pub mod metadata;
@@ -11,15 +12,13 @@ pub mod partition;
 pub mod server;
 pub mod shard;
 
-use serde::{Deserialize, Serialize};
-
-/// Index of a shard (one pinned executor per core).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ShardId(pub u32);
+pub use corelog_model::{LeaderEpoch, NodeId, ShardId, TopicId, TopicPartition};
 
 /// This broker's node id. A single node is node 1.
-pub const NODE_ID: i32 = 1;
+pub const NODE_ID: NodeId = NodeId(1);
+
+/// Every partition's leader epoch: a single node never changes leaders.
+pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
 
 pub use config::ServerConfig;
 pub use server::run;

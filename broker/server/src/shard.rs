@@ -20,7 +20,7 @@ use glommio::net::TcpListener;
 use crate::config::ServerConfig;
 use crate::metadata::ClusterMetadata;
 use crate::partition::Partition;
-use crate::ShardId;
+use crate::{ShardId, TopicPartition};
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -30,9 +30,6 @@ pub struct ShardJob(Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>);
 /// Depth of each shard-to-shard channel: senders wait when it is full,
 /// which is the backpressure between shards.
 pub const MESH_CHANNEL_DEPTH: usize = 1024;
-
-/// Topic and partition, as a key of the partitions a shard owns.
-pub type TopicPartition = (String, i32);
 
 /// State of one shard. Lives on: that shard's thread only.
 pub struct Shard {
@@ -81,7 +78,7 @@ impl Shard {
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Partition> {
         self.partitions
             .borrow()
-            .get(&(topic.to_string(), partition))
+            .get(&TopicPartition::new(topic, partition))
             .cloned()
     }
 

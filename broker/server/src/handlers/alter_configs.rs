@@ -13,10 +13,10 @@ use corelog_protocol::kafka_protocol::messages::alter_configs_response::AlterCon
 use corelog_protocol::kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
-use super::delete_topics::change_metadata_if;
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{Handled, RequestContext};
 use crate::conn::Close;
+use crate::controller::change_metadata;
 use crate::metadata::{describe_value, settings_with, TopicMeta};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
@@ -116,7 +116,7 @@ pub async fn alter_topics(
         let answer = shard
             .call(ShardId(0), move |s| async move {
                 let server = s.config.clone();
-                change_metadata_if(&s, |md| {
+                change_metadata(&s, |md| {
                     let mut changed = false;
                     let outcomes = edits
                         .into_iter()
@@ -145,7 +145,7 @@ pub async fn alter_topics(
             .await;
         match answer {
             Ok(Ok(outcomes)) => outcomes,
-            Ok(Err(e)) => vec![Err((error_code::UNKNOWN_SERVER_ERROR, e)); count],
+            Ok(Err(e)) => vec![Err((e.code(), e.to_string())); count],
             Err(_) => vec![
                 Err((
                     error_code::UNKNOWN_SERVER_ERROR,

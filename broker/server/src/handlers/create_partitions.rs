@@ -12,9 +12,9 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
-use super::delete_topics::change_metadata_if;
 use super::{Handled, RequestContext};
 use crate::conn::Close;
+use crate::controller::change_metadata;
 use crate::metadata::{ClusterMetadata, PartitionMeta};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
@@ -104,7 +104,7 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
     let answer = shard
         .call(ShardId(0), move |s| async move {
             let shard_count = s.shard_count;
-            change_metadata_if(&s, |md| {
+            change_metadata(&s, |md| {
                 let mut changed = false;
                 let outcomes = growths
                     .into_iter()
@@ -129,7 +129,7 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
         .await;
     let error = match answer {
         Ok(Ok(outcomes)) => return outcomes,
-        Ok(Err(e)) => e,
+        Ok(Err(e)) => e.to_string(),
         Err(_) => "the controller shard stopped".to_string(),
     };
     vec![Err((error_code::UNKNOWN_SERVER_ERROR, error)); count]
@@ -174,7 +174,7 @@ fn check(md: &ClusterMetadata, g: &Growth) -> Result<usize, (i16, String)> {
         for (i, replicas) in assignments.iter().enumerate() {
             let unknown: Vec<String> = replicas
                 .iter()
-                .filter(|&&b| b != NODE_ID)
+                .filter(|&&b| b != NODE_ID.0)
                 .map(|b| b.to_string())
                 .collect();
             if !unknown.is_empty() {

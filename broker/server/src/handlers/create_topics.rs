@@ -45,9 +45,11 @@ pub async fn create(
             let shard_count = s.shard_count;
             let result = change_metadata(&s, |md| {
                 let mut results = Vec::new();
+                let mut created = false;
                 for spec in specs {
                     let r = check(md, &server, &spec).inspect(|&partitions| {
                         if !validate_only {
+                            created = true;
                             let shards = md.place(shard_count, partitions as usize);
                             md.topics.insert(
                                 spec.name.clone(),
@@ -64,12 +66,10 @@ pub async fn create(
                     });
                     results.push((spec.name, r));
                 }
-                Ok(results)
+                (results, created)
             })
             .await;
-            result.unwrap_or_else(|e| {
-                vec![(String::new(), Err((error_code::UNKNOWN_SERVER_ERROR, e)))]
-            })
+            result.unwrap_or_else(|e| vec![(String::new(), Err((e.code(), e.to_string())))])
         })
         .await
         .unwrap_or_default()

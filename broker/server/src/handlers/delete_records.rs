@@ -11,6 +11,7 @@ use corelog_storage::Offset;
 
 use super::{Handled, RequestContext};
 use crate::conn::Close;
+use crate::error::ServerError;
 use crate::partition::DeleteUpTo;
 use crate::shard::Shard;
 
@@ -73,6 +74,6 @@ fn delete_before(shard: &Shard, topic: &str, partition: i32, offset: i64) -> (i1
     };
     match p.delete_records(up_to) {
         Ok(start) => (error_code::NONE, start.0),
-        Err(e) => (super::storage_error_code(&e), -1),
+        Err(e) => (ServerError::code_of_storage(&e), -1),
     }
 }

@@ -15,7 +15,6 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use super::{Handled, RequestContext};
 use crate::conn::Close;
 use crate::controller::change_metadata;
-use crate::metadata::ClusterMetadata;
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -134,7 +133,7 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
         .collect();
     let answer = shard
         .call(ShardId(0), move |s| async move {
-            change_metadata_if(&s, |md| {
+            change_metadata(&s, |md| {
                 let mut outcomes = Vec::with_capacity(targets.len());
                 let mut removed = false;
                 for t in targets {
@@ -183,7 +182,7 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
         .await;
     let error = match answer {
         Ok(Ok(outcomes)) => return outcomes,
-        Ok(Err(e)) => e,
+        Ok(Err(e)) => e.to_string(),
         Err(_) => "the controller shard stopped".to_string(),
     };
     fallback
@@ -194,33 +193,4 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
             error: Some((error_code::UNKNOWN_SERVER_ERROR, error.clone())),
         })
         .collect()
-}
-
-/// Runs `change` as a metadata change on the controller shard (see
-/// [`change_metadata`]), but persists and publishes the result only when
-/// `change` reports that it changed something: validate-only requests and
-/// requests where every entry failed leave the metadata version alone.
-/// Must run on shard 0.
-pub(crate) async fn change_metadata_if<T>(
-    shard: &Rc<Shard>,
-    change: impl FnOnce(&mut ClusterMetadata) -> (T, bool),
-) -> Result<T, String> {
-    const UNCHANGED: &str = "\0metadata unchanged";
-    let mut out = None;
-    let result = change_metadata(shard, |md| {
-        let (value, changed) = change(md);
-        out = Some(value);
-        if changed {
-            Ok(())
-        } else {
-            Err(UNCHANGED.to_string())
-        }
-    })
-    .await;
-    match result {
-        Ok(()) => {}
-        Err(e) if e == UNCHANGED => {}
-        Err(e) => return Err(e),
-    }
-    out.ok_or_else(|| "metadata change did not run".to_string())
 }

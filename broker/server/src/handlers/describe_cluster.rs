@@ -36,7 +36,7 @@ pub async fn handle(
     let md = shard.metadata();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(md.cluster_id.clone()))
-        .with_controller_id(BrokerId(NODE_ID));
+        .with_controller_id(BrokerId(NODE_ID.0));
     if header.api_version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         // Like a Kafka broker, which describes only brokers; controllers are
         // described by a controller.
@@ -57,7 +57,7 @@ pub async fn handle(
     let (host, port) = shard.config.advertised();
     Ok(response
         .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(NODE_ID))
+            .with_broker_id(BrokerId(NODE_ID.0))
             .with_host(StrBytes::from_string(host))
             .with_port(port as i32)])
         .into())

@@ -19,9 +19,10 @@ use futures_lite::FutureExt;
 
 use super::{Handled, Reply, RequestContext};
 use crate::conn::Close;
+use crate::error::ServerError;
 use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;
-use crate::ShardId;
+use crate::{ShardId, TopicId};
 
 /// One partition's answer, built on its owning shard and sent back whole.
 #[derive(Debug, Default)]
@@ -80,7 +81,7 @@ pub async fn handle(
     // read_committed reads stop at the last stable offset, read_uncommitted
     // ones at the high watermark (the facade knows both).
     let isolation = Isolation::from_kafka(request.isolation_level);
-    let mut topics: Vec<(String, [u8; 16], Vec<Wanted>)> = Vec::new();
+    let mut topics: Vec<(String, TopicId, Vec<Wanted>)> = Vec::new();
     for t in &request.topics {
         let by_id = header.api_version >= 13;
         let found = if by_id {
@@ -96,7 +97,7 @@ pub async fn handle(
         let name = found
             .as_ref()
             .map_or_else(|| t.topic.0.to_string(), |(n, _)| n.clone());
-        let topic_id = *t.topic_id.as_bytes();
+        let topic_id = TopicId(*t.topic_id.as_bytes());
         let mut parts = Vec::new();
         for p in &t.partitions {
             let (owner, code) = match &found {
@@ -206,7 +207,7 @@ pub async fn handle(
     })?;
     for ((name, topic_id, parts), datas) in topics.iter().zip(results) {
         writer
-            .begin_topic(name, *topic_id, parts.len())
+            .begin_topic(name, topic_id.0, parts.len())
             .map_err(|e| Close {
                 reason: e.to_string(),
                 final_bytes: None,
@@ -245,7 +246,7 @@ pub async fn handle(
 /// Reads every wanted partition, with one call per owning shard.
 async fn read_all(
     shard: &Rc<Shard>,
-    topics: &[(String, [u8; 16], Vec<Wanted>)],
+    topics: &[(String, TopicId, Vec<Wanted>)],
 ) -> Vec<Vec<PartitionData>> {
     let reads: Vec<(ShardId, Read)> = topics
         .iter()
@@ -377,7 +378,7 @@ fn plan_partition(shard: &Shard, read: &Read) -> Planned {
     match plan {
         Ok(plan) => Planned::Read(data, plan),
         Err(e) => {
-            data.error_code = super::storage_error_code(&e);
+            data.error_code = ServerError::code_of_storage(&e);
             Planned::Done(data)
         }
     }
@@ -390,7 +391,7 @@ async fn finish_read(read: &Read, data: PartitionData, plan: ReadPlan) -> Partit
         Err(e) => {
             tracing::error!(topic = %read.topic, partition = read.partition, error = %e, "fetch read failed");
             PartitionData {
-                error_code: super::storage_error_code(&e),
+                error_code: ServerError::code_of_storage(&e),
                 ..data
             }
         }
@@ -410,7 +411,7 @@ async fn finish_read(read: &Read, data: PartitionData, plan: ReadPlan) -> Partit
 /// a task owned here (dropped on return) through `call_cancellable`.
 async fn wait_for_data(
     shard: &Rc<Shard>,
-    topics: &[(String, [u8; 16], Vec<Wanted>)],
+    topics: &[(String, TopicId, Vec<Wanted>)],
     seen_visible_ends: &[i64],
     deadline: Instant,
 ) {

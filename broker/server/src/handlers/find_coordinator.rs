@@ -50,7 +50,7 @@ pub async fn handle(
                 let ok = code == error_code::NONE;
                 Coordinator::default()
                     .with_key(k.clone())
-                    .with_node_id(BrokerId(if ok { NODE_ID } else { -1 }))
+                    .with_node_id(BrokerId(if ok { NODE_ID.0 } else { -1 }))
                     .with_host(sb(if ok { host.clone() } else { String::new() }))
                     .with_port(if ok { port as i32 } else { -1 })
                     .with_error_code(code)
@@ -66,7 +66,7 @@ pub async fn handle(
     Ok(FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_error_message(message.map(sb))
-        .with_node_id(BrokerId(if ok { NODE_ID } else { -1 }))
+        .with_node_id(BrokerId(if ok { NODE_ID.0 } else { -1 }))
         .with_host(sb(if ok { host } else { String::new() }))
         .with_port(if ok { port as i32 } else { -1 })
         .into())

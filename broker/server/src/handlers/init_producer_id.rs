@@ -42,7 +42,7 @@ pub async fn handle(
                 .with_producer_epoch(0)
                 .into());
         }
-        Ok(Err(e)) => e,
+        Ok(Err(e)) => e.to_string(),
         Err(crate::shard::ShardGone) => "controller shard gone".to_string(),
     };
     tracing::error!(%reason, "cannot allocate a producer id");

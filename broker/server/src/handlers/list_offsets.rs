@@ -12,6 +12,7 @@ use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsets
 
 use super::{Handled, RequestContext};
 use crate::conn::Close;
+use crate::error::ServerError;
 use crate::partition::Isolation;
 use crate::shard::Shard;
 
@@ -71,7 +72,11 @@ pub async fn handle(
                     .with_timestamp(found.timestamp)
                     .with_offset(found.offset)
                     // The field exists from v4; older versions must leave its default.
-                    .with_leader_epoch(if header.api_version >= 4 { 0 } else { -1 }),
+                    .with_leader_epoch(if header.api_version >= 4 {
+                        crate::LEADER_EPOCH.0
+                    } else {
+                        -1
+                    }),
             );
         }
         topics.push(
@@ -130,7 +135,7 @@ async fn lookup(
                         offset: -1,
                     },
                     Err(e) => Found {
-                        error_code: super::storage_error_code(&e),
+                        error_code: ServerError::code_of_storage(&e),
                         timestamp: -1,
                         offset: -1,
                     },
@@ -153,7 +158,7 @@ async fn lookup(
                 Err(e) => {
                     tracing::error!(%topic, partition, timestamp = t, error = %e, "timestamp lookup failed");
                     Found {
-                        error_code: super::storage_error_code(&e),
+                        error_code: ServerError::code_of_storage(&e),
                         timestamp: -1,
                         offset: -1,
                     }

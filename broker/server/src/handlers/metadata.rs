@@ -97,11 +97,11 @@ pub async fn handle(
     let (host, port) = shard.config.advertised();
     Ok(MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(NODE_ID))
+            .with_node_id(BrokerId(NODE_ID.0))
             .with_host(StrBytes::from_string(host))
             .with_port(port as i32)])
         .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_controller_id(BrokerId(NODE_ID.0))
         .with_topics(topics)
         // v8-10 can carry the cluster's authorized operations; with no
         // authorizer every operation is allowed, as in Kafka.
@@ -136,11 +136,15 @@ fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataRespon
                 .map(|i| {
                     MetadataResponsePartition::default()
                         .with_partition_index(i)
-                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_id(BrokerId(NODE_ID.0))
                         // The field exists from v7; older versions must leave its default.
-                        .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                        .with_leader_epoch(if version >= 7 {
+                            crate::LEADER_EPOCH.0
+                        } else {
+                            -1
+                        })
+                        .with_replica_nodes(vec![BrokerId(NODE_ID.0)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID.0)])
                 })
                 .collect(),
         )

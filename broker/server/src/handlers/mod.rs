@@ -129,23 +129,3 @@ pub fn encode(header: &RequestHeader, response: &Response) -> Result<Reply, Clos
         final_bytes: None,
     })
 }
-
-/// The error code a storage error becomes.
-pub fn storage_error_code(e: &corelog_storage::StorageError) -> i16 {
-    use corelog_protocol::error_code as ec;
-    use corelog_storage::StorageError as S;
-    match e {
-        S::Batch(b) if b.is_corruption() => ec::CORRUPT_MESSAGE,
-        S::Batch(_) => ec::INVALID_RECORD,
-        S::BatchTooLarge { .. } => ec::RECORD_LIST_TOO_LARGE,
-        S::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
-        S::Io { .. } | S::Corrupt { .. } => ec::KAFKA_STORAGE_ERROR,
-        S::Config(_) => ec::INVALID_CONFIG,
-        S::Sequence(corelog_storage::producer::SequenceError::OutOfOrder { .. }) => {
-            ec::OUT_OF_ORDER_SEQUENCE_NUMBER
-        }
-        S::Sequence(corelog_storage::producer::SequenceError::StaleEpoch { .. }) => {
-            ec::INVALID_PRODUCER_EPOCH
-        }
-    }
-}

@@ -18,6 +18,7 @@ use futures_lite::FutureExt;
 
 use super::{Handled, Reply, RequestContext};
 use crate::conn::Close;
+use crate::error::ServerError;
 use crate::partition::Acks;
 use crate::shard::Shard;
 use crate::ShardId;
@@ -178,7 +179,7 @@ async fn append_all(
             }
             Err(e) => {
                 tracing::debug!(topic = %batch.topic, index = batch.index, error = %e, "produce refused");
-                outcomes.push(Outcome::error(super::storage_error_code(&e)));
+                outcomes.push(Outcome::error(ServerError::code_of_storage(&e)));
             }
         }
     }

@@ -77,13 +77,9 @@ pub struct GroupPartition {
 
 /// Which offsets partition, and which shard, coordinates `group_id`.
 pub fn coordinator_of(shard: &Shard, group_id: &str) -> (u32, ShardId) {
-    let partitions = shard.metadata().offsets_topic_partitions.max(1);
-    let index = offsets_partition_for(group_id, partitions);
-    (index, owner_of(index, shard.shard_count))
-}
-
-pub fn owner_of(index: u32, shard_count: usize) -> ShardId {
-    ShardId(index % shard_count.max(1) as u32)
+    let md = shard.metadata();
+    let index = offsets_partition_for(group_id, md.offsets_topic_partitions.max(1));
+    (index, md.offsets_owner(index))
 }
 
 /// Sends `request` to the coordinator of `group_id`, wherever it lives.
@@ -145,7 +141,7 @@ pub async fn submit(shard: &Rc<Shard>, index: u32, request: Request) -> GroupRep
 pub async fn open_existing(shard: &Rc<Shard>) {
     let partitions = shard.metadata().offsets_topic_partitions;
     for index in 0..partitions {
-        if owner_of(index, shard.shard_count) != shard.id {
+        if shard.metadata().offsets_owner(index) != shard.id {
             continue;
         }
         if partition_dir(&shard.config.data_dir, OFFSETS_TOPIC, index as i32).exists() {
@@ -174,7 +170,7 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     if let Some(gp) = shard.groups.borrow().get(&index) {
         return Ok(gp.clone());
     }
-    if owner_of(index, shard.shard_count) != shard.id {
+    if shard.metadata().offsets_owner(index) != shard.id {
         return Err(codes::NOT_COORDINATOR);
     }
     // One opening at a time per shard, so two first requests for the same

@@ -67,6 +67,12 @@ pub struct ClusterMetadata {
     /// by hashing its id over this count.
     #[serde(default)]
     pub offsets_topic_partitions: u32,
+    /// The shard of each offsets partition, chosen by the same rule as
+    /// topics' partitions ([`ClusterMetadata::place`]) and counted in the
+    /// load that rule balances. Empty in files written before it existed:
+    /// then placed at the next start.
+    #[serde(default)]
+    pub offsets_placement: Vec<ShardId>,
 }
 
 /// Effective settings of one topic: broker defaults plus its overrides.
@@ -105,6 +111,7 @@ impl ClusterMetadata {
                     topics: BTreeMap::new(),
                     producer_id_block_end: 0,
                     offsets_topic_partitions: 0,
+                    offsets_placement: Vec::new(),
                 };
                 md.persist(data_dir)?;
                 Ok(md)
@@ -131,13 +138,20 @@ impl ClusterMetadata {
     /// Chooses shards for `count` new partitions: each goes to the shard
     /// owning the fewest partitions so far, so cores stay even as topics come
     /// and go (a bare hash would not).
+    ///
+    /// This is the broker's one placement rule: topics' partitions and the
+    /// offsets log's partitions are all placed by it, and all count in the
+    /// load it balances.
     pub fn place(&self, shards: usize, count: usize) -> Vec<ShardId> {
         let mut load = vec![0usize; shards.max(1)];
-        for t in self.topics.values() {
-            for p in &t.partitions {
-                if let Some(l) = load.get_mut(p.shard.0 as usize) {
-                    *l += 1;
-                }
+        let topic_shards = self
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.shard);
+        for shard in topic_shards.chain(self.offsets_placement.iter().copied()) {
+            if let Some(l) = load.get_mut(shard.0 as usize) {
+                *l += 1;
             }
         }
         (0..count)
@@ -156,6 +170,13 @@ impl ClusterMetadata {
     /// Moves partitions placed on shards that no longer exist (the broker
     /// restarted with fewer cores). Returns whether anything moved.
     pub fn rebalance_missing_shards(&mut self, shards: usize) -> bool {
+        let mut offsets_moved = false;
+        for i in 0..self.offsets_placement.len() {
+            if self.offsets_placement[i].0 as usize >= shards {
+                self.offsets_placement[i] = self.place(shards, 1)[0];
+                offsets_moved = true;
+            }
+        }
         let mut moved = Vec::new();
         for (name, t) in &self.topics {
             for (i, p) in t.partitions.iter().enumerate() {
@@ -170,7 +191,29 @@ impl ClusterMetadata {
                 t.partitions[*i].shard = target;
             }
         }
-        !moved.is_empty()
+        offsets_moved || !moved.is_empty()
+    }
+
+    /// Places the offsets log's partitions if they are not placed yet (a
+    /// new data directory, or a file from before they were recorded).
+    /// Returns whether anything changed.
+    pub fn place_offsets_partitions(&mut self, shards: usize) -> bool {
+        if self.offsets_placement.len() == self.offsets_topic_partitions as usize {
+            return false;
+        }
+        self.offsets_placement.clear();
+        self.offsets_placement = self.place(shards, self.offsets_topic_partitions as usize);
+        true
+    }
+
+    /// The shard that owns offsets partition `index`.
+    pub fn offsets_owner(&self, index: u32) -> ShardId {
+        // Placed at start-up, before any shard runs: an index past the end
+        // would be a bug, and shard 0 always exists.
+        self.offsets_placement
+            .get(index as usize)
+            .copied()
+            .unwrap_or(ShardId(0))
     }
 
     pub fn settings(&self, server: &ServerConfig, topic: &str) -> TopicSettings {
@@ -342,6 +385,27 @@ mod tests {
         assert_eq!(md.place(4, 2), vec![ShardId(2), ShardId(3)]);
         assert!(md.rebalance_missing_shards(2));
         assert!(md.topics["a"].partitions.iter().all(|p| p.shard.0 < 2));
+    }
+
+    #[test]
+    fn offsets_partitions_and_topics_share_one_placement_rule() {
+        let mut md = ClusterMetadata {
+            offsets_topic_partitions: 3,
+            ..Default::default()
+        };
+        assert!(md.place_offsets_partitions(2));
+        assert_eq!(
+            md.offsets_placement,
+            vec![ShardId(0), ShardId(1), ShardId(0)]
+        );
+        assert!(!md.place_offsets_partitions(2), "placed once, kept");
+        // Shard 0 holds two offsets partitions, shard 1 one: a new topic's
+        // single partition goes to shard 1.
+        assert_eq!(md.place(2, 1), vec![ShardId(1)]);
+        assert_eq!(md.offsets_owner(2), ShardId(0));
+        // Restarted with one shard: every offsets partition moves to it.
+        assert!(md.rebalance_missing_shards(1));
+        assert!(md.offsets_placement.iter().all(|s| s.0 == 0));
     }
 
     #[test]

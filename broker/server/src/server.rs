@@ -55,25 +55,27 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
     let mut metadata =
         ClusterMetadata::load_or_create(&config.data_dir, config.cluster_id.as_deref())
             .map_err(|e| format!("cluster metadata: {e}"))?;
+    let mut changed = false;
     if metadata.rebalance_missing_shards(shard_count) {
-        metadata.version += 1;
-        metadata
-            .persist(&config.data_dir)
-            .map_err(|e| format!("cluster metadata: {e}"))?;
         tracing::info!(shard_count, "partitions of missing shards moved");
+        changed = true;
     }
     if metadata.offsets_topic_partitions == 0 {
         metadata.offsets_topic_partitions = config.groups.offsets_topic_partitions;
-        metadata.version += 1;
-        metadata
-            .persist(&config.data_dir)
-            .map_err(|e| format!("cluster metadata: {e}"))?;
+        changed = true;
     } else if metadata.offsets_topic_partitions != config.groups.offsets_topic_partitions {
         tracing::warn!(
             recorded = metadata.offsets_topic_partitions,
             configured = config.groups.offsets_topic_partitions,
             "groups.offsets_topic_partitions differs from the count this data directory was created with; keeping the recorded count"
         );
+    }
+    changed |= metadata.place_offsets_partitions(shard_count);
+    if changed {
+        metadata.version += 1;
+        metadata
+            .persist(&config.data_dir)
+            .map_err(|e| format!("cluster metadata: {e}"))?;
     }
     remove_orphan_partitions(&config.data_dir, &metadata);
     fit_connections_to_descriptors(&mut config, shard_count);

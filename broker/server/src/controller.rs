@@ -166,13 +166,12 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     }
     let gone: Vec<_> = shard
         .partitions
-        .borrow()
         .keys()
-        .filter(|k| !wanted.contains(*k))
-        .cloned()
+        .into_iter()
+        .filter(|k| !wanted.contains(k))
         .collect();
     for key in gone {
-        let Some(p) = shard.partitions.borrow_mut().remove(&key) else {
+        let Some(p) = shard.partitions.remove(&key) else {
             continue;
         };
         p.close().await;
@@ -204,7 +203,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
                     tracing::info!(dir = %dir.display(), ?report, "partition recovered");
                 }
-                shard.partitions.borrow_mut().insert(key, partition);
+                shard.partitions.insert(key, partition);
             }
             Err(e) => {
                 tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")

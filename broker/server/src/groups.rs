@@ -75,6 +75,43 @@ pub struct GroupPartition {
     closed: Cell<bool>,
 }
 
+/// The group coordinators of the offsets partitions one shard owns, by
+/// partition. Lives on: that shard. Methods are synchronous, so no borrow
+/// is held across an await.
+pub struct GroupTable {
+    open: RefCell<HashMap<u32, Rc<GroupPartition>>>,
+    /// Admits one coordinator opening at a time, so two first requests for
+    /// one partition do not open its log twice.
+    opening: glommio::sync::Semaphore,
+}
+
+impl Default for GroupTable {
+    fn default() -> Self {
+        GroupTable {
+            open: RefCell::new(HashMap::new()),
+            opening: glommio::sync::Semaphore::new(1),
+        }
+    }
+}
+
+impl GroupTable {
+    fn get(&self, index: u32) -> Option<Rc<GroupPartition>> {
+        self.open.borrow().get(&index).cloned()
+    }
+
+    fn insert(&self, index: u32, gp: Rc<GroupPartition>) {
+        self.open.borrow_mut().insert(index, gp);
+    }
+
+    fn indexes(&self) -> Vec<u32> {
+        self.open.borrow().keys().copied().collect()
+    }
+
+    fn take_all(&self) -> Vec<Rc<GroupPartition>> {
+        self.open.borrow_mut().drain().map(|(_, g)| g).collect()
+    }
+}
+
 /// Which offsets partition, and which shard, coordinates `group_id`.
 pub fn coordinator_of(shard: &Shard, group_id: &str) -> (u32, ShardId) {
     let md = shard.metadata();
@@ -107,7 +144,7 @@ pub async fn call_partition(
 /// Runs `request` on every coordinator this shard hosts that is open, and
 /// returns their answers (ListGroups).
 pub async fn submit_to_local_partitions(shard: &Rc<Shard>, request: Request) -> Vec<GroupReply> {
-    let open: Vec<u32> = shard.groups.borrow().keys().copied().collect();
+    let open = shard.groups.indexes();
     let mut out = Vec::new();
     for index in open {
         out.push(submit(shard, index, request.clone()).await);
@@ -158,7 +195,7 @@ pub async fn open_existing(shard: &Rc<Shard>) {
 
 /// Closes every coordinator of this shard: stops timers and flushes logs.
 pub async fn close_all(shard: &Rc<Shard>) {
-    let all: Vec<Rc<GroupPartition>> = shard.groups.borrow_mut().drain().map(|(_, g)| g).collect();
+    let all = shard.groups.take_all();
     for gp in all {
         gp.closed.set(true);
         gp.timer.ring();
@@ -167,8 +204,8 @@ pub async fn close_all(shard: &Rc<Shard>) {
 }
 
 async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> {
-    if let Some(gp) = shard.groups.borrow().get(&index) {
-        return Ok(gp.clone());
+    if let Some(gp) = shard.groups.get(index) {
+        return Ok(gp);
     }
     if shard.metadata().offsets_owner(index) != shard.id {
         return Err(codes::NOT_COORDINATOR);
@@ -176,12 +213,13 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     // One opening at a time per shard, so two first requests for the same
     // partition do not open its log twice.
     let _permit = shard
-        .groups_opening
+        .groups
+        .opening
         .acquire_permit(1)
         .await
         .map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
-    if let Some(gp) = shard.groups.borrow().get(&index) {
-        return Ok(gp.clone());
+    if let Some(gp) = shard.groups.get(index) {
+        return Ok(gp);
     }
     let dir = partition_dir(&shard.config.data_dir, OFFSETS_TOPIC, index as i32);
     let mut log_config = shard.config.base_log_config();
@@ -215,7 +253,7 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
         timer: Doorbell::default(),
         closed: Cell::new(false),
     });
-    shard.groups.borrow_mut().insert(index, gp.clone());
+    shard.groups.insert(index, gp.clone());
     glommio::spawn_local(run_timer(gp.clone())).detach();
     tracing::debug!(partition = index, "group coordinator ready");
     Ok(gp)

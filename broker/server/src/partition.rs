@@ -23,6 +23,8 @@
 //! Lives on: the shard that owns the partition. Every method runs there;
 //! none blocks, and none holds a borrow of the log across an await.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -33,6 +35,8 @@ use corelog_storage::{
 };
 
 pub use corelog_storage::ReadChunks;
+
+use crate::TopicPartition;
 
 /// A planned read: `Ready` when memory answered it, else it still needs the
 /// disk (`execute` does the read).
@@ -322,5 +326,65 @@ fn bounds_of(log: &PartitionLog<GlommioIo>) -> ReadBounds {
         high_watermark,
         last_stable_offset: high_watermark,
         log_start_offset: log.log_start_offset(),
+    }
+}
+
+/// The partitions one shard owns, by topic and index.
+///
+/// Lives on: that shard. Every method is synchronous, so no borrow of the
+/// table can be held across an await. Lookups by `&str` allocate nothing:
+/// they run for every partition of every Produce and Fetch.
+#[derive(Default)]
+pub struct PartitionTable {
+    topics: RefCell<HashMap<String, HashMap<i32, Partition>>>,
+}
+
+impl PartitionTable {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Partition> {
+        self.topics.borrow().get(topic)?.get(&partition).cloned()
+    }
+
+    pub fn insert(&self, key: TopicPartition, partition: Partition) {
+        self.topics
+            .borrow_mut()
+            .entry(key.topic)
+            .or_default()
+            .insert(key.partition, partition);
+    }
+
+    pub fn remove(&self, key: &TopicPartition) -> Option<Partition> {
+        let mut topics = self.topics.borrow_mut();
+        let partitions = topics.get_mut(&key.topic)?;
+        let removed = partitions.remove(&key.partition);
+        if partitions.is_empty() {
+            topics.remove(&key.topic);
+        }
+        removed
+    }
+
+    /// Every partition's key.
+    pub fn keys(&self) -> Vec<TopicPartition> {
+        self.topics
+            .borrow()
+            .iter()
+            .flat_map(|(t, ps)| ps.keys().map(|&i| TopicPartition::new(t.clone(), i)))
+            .collect()
+    }
+
+    /// Every partition (handles: cheap clones).
+    pub fn all(&self) -> Vec<Partition> {
+        self.topics
+            .borrow()
+            .values()
+            .flat_map(|ps| ps.values().cloned())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.topics.borrow().values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

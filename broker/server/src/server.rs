@@ -178,7 +178,7 @@ async fn shard_main(
     reconcile(&shard).await;
     crate::groups::open_existing(&shard).await;
     let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions.borrow().len(), "shard ready");
+    tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions.len(), "shard ready");
     // "ready" means every shard serves: its partitions are open and it
     // accepts connections. Shard 0 counts the shards and says so once.
     let _ = shard
@@ -372,7 +372,7 @@ async fn shutdown(shard: &Rc<Shard>) {
     while shard.connections.get() > 0 && waited.elapsed() < Duration::from_secs(5) {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
-    let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
+    let partitions = shard.partitions.all();
     for p in partitions {
         p.close().await;
     }

@@ -8,7 +8,6 @@
 //! but these messages: no `Mutex` or `RwLock` on the data path.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,8 +18,8 @@ use glommio::net::TcpListener;
 
 use crate::config::ServerConfig;
 use crate::metadata::ClusterMetadata;
-use crate::partition::Partition;
-use crate::{ShardId, TopicPartition};
+use crate::partition::{Partition, PartitionTable};
+use crate::ShardId;
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -40,7 +39,7 @@ pub struct Shard {
     /// controller shard after each change.
     metadata: RefCell<Rc<ClusterMetadata>>,
     /// Partitions this shard owns.
-    pub partitions: RefCell<HashMap<TopicPartition, Partition>>,
+    pub partitions: PartitionTable,
     pub cache: SharedBatchCache,
     senders: Senders<ShardJob>,
     pub connections: Cell<usize>,
@@ -52,11 +51,8 @@ pub struct Shard {
     /// Becomes true when shutdown starts: stop accepting, finish, flush.
     pub stopping: Cell<bool>,
     pub stop_notify: corelog_runtime::notify::Notify,
-    /// Group coordinators of the offsets partitions this shard owns, by
-    /// partition (see `groups`).
-    pub groups: RefCell<HashMap<u32, Rc<crate::groups::GroupPartition>>>,
-    /// Admits one coordinator opening at a time.
-    pub groups_opening: glommio::sync::Semaphore,
+    /// Group coordinators of the offsets partitions this shard owns.
+    pub groups: crate::groups::GroupTable,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
@@ -76,10 +72,7 @@ impl Shard {
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Partition> {
-        self.partitions
-            .borrow()
-            .get(&TopicPartition::new(topic, partition))
-            .cloned()
+        self.partitions.get(topic, partition)
     }
 
     /// Runs `f` on shard `target` and returns its answer. On this shard it
@@ -264,7 +257,7 @@ pub fn make_shard(
         shard_count,
         config,
         metadata: RefCell::new(Rc::new(metadata)),
-        partitions: RefCell::new(HashMap::new()),
+        partitions: PartitionTable::default(),
         cache,
         senders,
         connections: Cell::new(0),
@@ -272,8 +265,7 @@ pub fn make_shard(
         controller,
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
-        groups: RefCell::new(HashMap::new()),
-        groups_opening: glommio::sync::Semaphore::new(1),
+        groups: crate::groups::GroupTable::default(),
         request_bytes_budget,
     });
     for (_, stream) in receivers.streams() {

@@ -290,18 +290,7 @@ fn send_vectored(fd: i32, segments: &[Bytes], offset: usize) -> std::io::Result<
     Ok(n as usize)
 }
 
-/// Why a connection is closed, with bytes to send before closing if any.
-#[derive(Debug)]
-pub struct Close {
-    pub reason: String,
-    pub final_bytes: Option<Bytes>,
-}
-
-impl std::fmt::Display for Close {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
+pub use crate::handlers::Close;
 
 async fn handle_frame(
     shard: &Rc<Shard>,

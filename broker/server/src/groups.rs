@@ -36,9 +36,7 @@ use crate::partition::{Acks, DeleteUpTo, Isolation, Partition};
 use crate::shard::Shard;
 use crate::ShardId;
 
-/// Kafka's name for the internal offsets topic. Users cannot create a topic
-/// of that name.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::metadata::OFFSETS_TOPIC;
 
 /// The largest batch the coordinator appends; a larger set of records (a
 /// snapshot) is split into several.

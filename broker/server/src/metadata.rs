@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{parse_flush_policy, ServerConfig};
 use crate::ShardId;
 
+/// Kafka's name for the internal offsets topic. Users cannot create a topic
+/// of that name; the offsets log's partition directories carry it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
 pub const METADATA_FILE: &str = "cluster-metadata.json";
 
 /// The topic configs this broker implements, with Kafka's names.
@@ -330,7 +334,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("topic name is empty".into());
     }
-    if name == crate::groups::OFFSETS_TOPIC {
+    if name == OFFSETS_TOPIC {
         return Err(format!("{name} is the internal offsets topic"));
     }
     if name == "." || name == ".." {

@@ -14,8 +14,8 @@ use corelog_protocol::kafka_protocol::messages::{AlterConfigsRequest, AlterConfi
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::controller::change_metadata;
 use crate::metadata::{describe_value, settings_with, TopicMeta};
 use crate::shard::Shard;

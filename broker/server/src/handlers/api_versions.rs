@@ -5,8 +5,8 @@ use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use corelog_protocol::{api_versions_request_is_valid, api_versions_response, SUPPORTED_APIS};
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 
 pub async fn handle(
     cx: &RequestContext<'_>,

@@ -12,8 +12,8 @@ use corelog_protocol::kafka_protocol::messages::{
 use super::group_common::{
     gid, s, sb, tname, GROUP_AUTHORIZED_OPERATIONS, OPERATIONS_NOT_REQUESTED,
 };
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 use crate::metadata::ClusterMetadata;
 

@@ -12,8 +12,8 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 
 use super::group_common::{s, sb};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

@@ -12,8 +12,8 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::controller::change_metadata;
 use crate::metadata::{ClusterMetadata, PartitionMeta};
 use crate::shard::Shard;

@@ -10,8 +10,8 @@ use corelog_protocol::kafka_protocol::messages::create_topics_response::{
 use corelog_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::controller::change_metadata;
 use crate::metadata::{
     describe_value, settings_with, validate_topic_name, PartitionMeta, TopicMeta, TOPIC_CONFIG_KEYS,

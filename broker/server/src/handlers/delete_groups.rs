@@ -5,8 +5,8 @@ use corelog_protocol::kafka_protocol::messages::delete_groups_response::Deletabl
 use corelog_protocol::kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::group_common::{gid, s};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

@@ -9,8 +9,8 @@ use corelog_protocol::kafka_protocol::messages::delete_records_response::{
 use corelog_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use corelog_storage::Offset;
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::error::ServerError;
 use crate::partition::DeleteUpTo;
 use crate::shard::Shard;

@@ -7,8 +7,8 @@ use corelog_protocol::kafka_protocol::messages::{
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use corelog_protocol::ResponseError;
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::NODE_ID;
 
 /// `endpoint_type` 1: brokers (the only kind this node serves).

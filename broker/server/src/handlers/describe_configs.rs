@@ -8,9 +8,9 @@ use corelog_protocol::kafka_protocol::messages::describe_configs_response::{
 use corelog_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::Close;
 use super::{Handled, RequestContext};
 use crate::config::ServerConfig;
-use crate::conn::Close;
 use crate::metadata::{describe_value, validate_topic_name, TopicMeta, TOPIC_CONFIG_KEYS};
 use crate::NODE_ID;
 

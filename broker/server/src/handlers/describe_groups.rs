@@ -10,8 +10,8 @@ use corelog_protocol::kafka_protocol::messages::{DescribeGroupsRequest, Describe
 use super::group_common::{
     encodes_in, gid, s, sb, GROUP_AUTHORIZED_OPERATIONS, OPERATIONS_NOT_REQUESTED,
 };
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 /// DescribeGroups v5 is the first flexible version (compact strings).

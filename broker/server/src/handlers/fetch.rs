@@ -17,8 +17,8 @@ use corelog_runtime::notify::Notify;
 use corelog_storage::Offset;
 use futures_lite::FutureExt;
 
+use super::Close;
 use super::{Handled, Reply, RequestContext};
-use crate::conn::Close;
 use crate::error::ServerError;
 use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;

@@ -12,8 +12,8 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 
 use super::group_common::sb;
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::NODE_ID;
 
 const KEY_TYPE_GROUP: i8 = 0;

@@ -5,8 +5,8 @@ use corelog_coordination::{codes, Heartbeat, Request as G, Response as R};
 use corelog_protocol::kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::group_common::s;
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

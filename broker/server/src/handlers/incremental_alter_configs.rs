@@ -9,8 +9,8 @@ use corelog_protocol::kafka_protocol::messages::{
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::alter_configs::{alter_topics, check_resources, Edit};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 
 pub async fn handle(
     cx: &RequestContext<'_>,

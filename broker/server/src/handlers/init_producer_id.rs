@@ -9,8 +9,8 @@ use corelog_protocol::kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::controller::allocate_producer_id;
 use crate::ShardId;
 

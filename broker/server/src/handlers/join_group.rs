@@ -6,8 +6,8 @@ use corelog_protocol::kafka_protocol::messages::join_group_response::JoinGroupRe
 use corelog_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::group_common::{s, sb};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

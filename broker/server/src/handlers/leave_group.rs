@@ -6,8 +6,8 @@ use corelog_protocol::kafka_protocol::messages::leave_group_response::MemberResp
 use corelog_protocol::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::group_common::{s, sb};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

@@ -5,8 +5,8 @@ use corelog_protocol::kafka_protocol::messages::list_groups_response::ListedGrou
 use corelog_protocol::kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
 use super::group_common::{encodes_in, gid, s, sb};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::submit_to_local_partitions;
 use crate::ShardId;
 

@@ -10,8 +10,8 @@ use corelog_protocol::kafka_protocol::messages::list_offsets_response::{
 };
 use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::error::ServerError;
 use crate::partition::Isolation;
 use crate::shard::Shard;

@@ -10,8 +10,8 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::metadata::ClusterMetadata;
 use crate::NODE_ID;
 

@@ -17,8 +17,21 @@ use std::rc::Rc;
 use bytes::Bytes;
 use corelog_protocol::{encode_response, Request, RequestHeader, Response};
 
-use crate::conn::Close;
 use crate::shard::Shard;
+
+/// Why a connection is closed, with bytes to send before closing if any.
+/// A handler returns it for a request that cannot be answered.
+#[derive(Debug)]
+pub struct Close {
+    pub reason: String,
+    pub final_bytes: Option<Bytes>,
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
 
 pub mod alter_configs;
 pub mod api_versions;

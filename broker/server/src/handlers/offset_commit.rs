@@ -9,8 +9,8 @@ use corelog_protocol::kafka_protocol::messages::offset_commit_response::{
 use corelog_protocol::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::group_common::{s, tname};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

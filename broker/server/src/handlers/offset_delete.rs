@@ -8,8 +8,8 @@ use corelog_protocol::kafka_protocol::messages::offset_delete_response::{
 use corelog_protocol::kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::group_common::{s, tname};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

@@ -11,8 +11,8 @@ use corelog_protocol::kafka_protocol::messages::offset_fetch_response::{
 use corelog_protocol::kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
 use super::group_common::{gid, s, sb, tname};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 use crate::shard::Shard;
 

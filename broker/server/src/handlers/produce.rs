@@ -16,8 +16,8 @@ use corelog_protocol::kafka_protocol::messages::produce_response::{
 use corelog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use futures_lite::FutureExt;
 
+use super::Close;
 use super::{Handled, Reply, RequestContext};
-use crate::conn::Close;
 use crate::error::ServerError;
 use crate::partition::Acks;
 use crate::shard::Shard;

@@ -5,8 +5,8 @@ use corelog_coordination::{codes, Request as G, Response as R, SyncGroup, SyncRe
 use corelog_protocol::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::group_common::{s, sb};
+use super::Close;
 use super::{Handled, RequestContext};
-use crate::conn::Close;
 use crate::groups::call_group;
 
 pub async fn handle(

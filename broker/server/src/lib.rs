@@ -22,4 +22,4 @@ pub struct ShardId(pub u32);
 pub const NODE_ID: i32 = 1;
 
 pub use config::ServerConfig;
-pub use server::run;
+pub use server::{run, run_until};

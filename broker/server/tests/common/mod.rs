@@ -31,10 +31,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use corelog_server::ServerConfig;
+use corelog_storage::batch::build::{batch, BatchSpec};
+use corelog_storage::batch::{validate_prefix, BatchHeader};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -436,4 +440,106 @@ fn decode_body<Resp: Decodable>(buf: &mut Bytes, version: i16) -> Result<Resp, S
 /// Whether the partition directory `<data>/<topic>-<p>` exists.
 pub fn partition_dir_exists(data_dir: &Path, topic: &str, partition: i32) -> bool {
     data_dir.join(format!("{topic}-{partition}")).is_dir()
+}
+
+/// A valid uncompressed batch of `spec` (base offset 0).
+pub fn records(spec: &BatchSpec) -> Bytes {
+    Bytes::from(batch(spec))
+}
+
+/// A batch of `records` records of `value_bytes` bytes, every value byte
+/// `fill`.
+pub fn records_of(records: usize, value_bytes: usize, fill: u8) -> Bytes {
+    self::records(&BatchSpec {
+        records,
+        value_bytes,
+        fill,
+        ..BatchSpec::default()
+    })
+}
+
+/// A Produce request with one batch per entry `(topic, partition, batch)`,
+/// topics in order of first appearance, partitions in the order given.
+pub fn produce_request(acks: i16, batches: &[(&str, i32, Bytes)]) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (name, partition, records) in batches {
+        let data = PartitionProduceData::default()
+            .with_index(*partition)
+            .with_records(Some(records.clone()));
+        match topics.iter_mut().find(|t| t.name == topic(name)) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(topic(name))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(topics)
+}
+
+/// The Fetch version the tests speak (v12: topics by name, sessions).
+pub const FETCH_VERSION: i16 = 12;
+pub const PRODUCE_VERSION: i16 = 9;
+
+/// A sessionless Fetch (v12 fields) of `(topic, partition, fetch_offset,
+/// partition_max_bytes)`, topics in order of first appearance.
+pub fn fetch_request(
+    max_wait_ms: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+    partitions: &[(&str, i32, i64, i32)],
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (name, partition, offset, partition_max) in partitions {
+        let p = FetchPartition::default()
+            .with_partition(*partition)
+            .with_current_leader_epoch(-1)
+            .with_fetch_offset(*offset)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(*partition_max);
+        match topics.iter_mut().find(|t| t.topic == topic(name)) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic(name))
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// The whole batches of a Fetch answer's records, each validated (CRC
+/// included), with the byte its values are filled with (that of the
+/// batch's last value byte). A partial batch at the end is left out, as
+/// clients do.
+pub fn fetched_batches(records: Option<&Bytes>) -> Vec<(BatchHeader, u8)> {
+    let mut out = Vec::new();
+    let Some(mut rest) = records.map(|r| &r[..]) else {
+        return out;
+    };
+    while !rest.is_empty() {
+        // A header that does not parse is a partial batch; one that does
+        // must validate.
+        if BatchHeader::parse(rest).is_err() {
+            break;
+        }
+        let header = validate_prefix(rest).unwrap_or_else(|e| panic!("fetched a bad batch: {e}"));
+        // The last record ends with its value, then a 0 header count.
+        out.push((header, rest[header.total_bytes - 2]));
+        rest = &rest[header.total_bytes..];
+    }
+    out
 }

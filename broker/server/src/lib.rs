@@ -21,4 +21,4 @@ pub const NODE_ID: NodeId = NodeId(1);
 pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
 
 pub use config::ServerConfig;
-pub use server::run;
+pub use server::{run, run_until};

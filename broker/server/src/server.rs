@@ -24,7 +24,36 @@ const READY_POLL_MS: u64 = 5;
 /// Runs the broker until SIGTERM or SIGINT, then shuts down gracefully:
 /// stop accepting, finish in-flight requests, flush and checkpoint every
 /// partition. Returns an error message for start-up failures.
-pub fn run(mut config: ServerConfig) -> Result<(), String> {
+///
+/// Blocks SIGTERM and SIGINT in the calling thread (and so in every shard
+/// thread started after it) and waits for them on a thread of its own: for
+/// the broker process, not for a caller that runs a broker in-process
+/// (use [`run_until`]).
+pub fn run(config: ServerConfig) -> Result<(), String> {
+    serve(config, Arc::new(AtomicBool::new(false)), true)
+}
+
+/// Runs the broker in the calling process until `stop` is set, then shuts
+/// down as [`run`] does on a signal. Installs no signal handling: for tests
+/// and embedders, which may run several brokers in one process, one after
+/// another or at once, each with its own `data_dir` and `listen` port.
+///
+/// What a broker changes for its whole process: it raises the soft
+/// `RLIMIT_NOFILE` to the hard limit (harmless to repeat). Everything else
+/// is its own: the data directory's lock (held until this returns), its
+/// shard threads and listeners, the ready file. A panic in a shard unwinds
+/// that shard's thread only (the `corelog` binary is what makes a panic
+/// abort the process); this returns that error once `stop` is set and the
+/// other shards have stopped.
+pub fn run_until(config: ServerConfig, stop: Arc<AtomicBool>) -> Result<(), String> {
+    serve(config, stop, false)
+}
+
+fn serve(
+    mut config: ServerConfig,
+    stop: Arc<AtomicBool>,
+    install_signal_thread: bool,
+) -> Result<(), String> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data_dir: cannot create {}: {e}", config.data_dir.display()))?;
@@ -80,8 +109,9 @@ pub fn run(mut config: ServerConfig) -> Result<(), String> {
     remove_orphan_partitions(&config.data_dir, &metadata);
     fit_connections_to_descriptors(&mut config, shard_count);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(stop.clone())?;
+    if install_signal_thread {
+        spawn_signal_thread(stop.clone())?;
+    }
     let mesh: MeshBuilder<ShardJob, _> = MeshBuilder::full(shard_count, MESH_CHANNEL_DEPTH);
     let config = Arc::new(config);
     let mut handles = Vec::new();

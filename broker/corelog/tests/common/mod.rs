@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
 };
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -25,10 +24,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
-}
-
-pub fn topic(v: &str) -> TopicName {
-    TopicName(s(v))
 }
 
 /// A running broker. Dropping it kills the process (SIGKILL) and reaps it.
@@ -247,7 +242,7 @@ impl Client {
             .with_request_api_key(api_key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(s("admin-api-test")));
+            .with_client_id(Some(s("corelog-test")));
         let mut payload = BytesMut::new();
         header
             .encode(&mut payload, api_key.request_header_version(version))
@@ -290,24 +285,6 @@ impl Client {
         Ok(response)
     }
 
-    /// Creates a topic (CreateTopics v7) and asserts success.
-    pub fn create_topic(&mut self, name: &str, partitions: i32) {
-        use corelog_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
-        let req = CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)])
-            .with_timeout_ms(10_000);
-        let resp: CreateTopicsResponse = self.request(ApiKey::CreateTopics, 7, &req);
-        assert_eq!(resp.topics.len(), 1);
-        assert_eq!(
-            resp.topics[0].error_code, 0,
-            "creating {name}: {:?}",
-            resp.topics[0].error_message
-        );
-    }
-
     /// Metadata v12 for all topics: proves the broker still answers.
     pub fn metadata(&mut self) -> MetadataResponse {
         let resp: MetadataResponse = self.request(
@@ -318,19 +295,4 @@ impl Client {
         assert_eq!(resp.brokers.len(), 1);
         resp
     }
-
-    /// The partition count Metadata reports for `name`, or None if unknown.
-    pub fn partition_count(&mut self, name: &str) -> Option<usize> {
-        self.metadata()
-            .topics
-            .iter()
-            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(name))
-            .filter(|t| t.error_code == 0)
-            .map(|t| t.partitions.len())
-    }
-}
-
-/// Whether the partition directory `<data>/<topic>-<p>` exists.
-pub fn partition_dir_exists(data_dir: &Path, topic: &str, partition: i32) -> bool {
-    data_dir.join(format!("{topic}-{partition}")).is_dir()
 }

@@ -1,13 +1,15 @@
-//! Admin APIs against the real binary: DeleteTopics, CreatePartitions,
-//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DeleteRecords and
-//! DescribeCluster, each at its lowest and highest version, with the error
-//! codes Kafka answers, and a follow-up Metadata request to show the broker
-//! still serves.
+//! Admin APIs against an in-process broker of 2 shards (`common::TestServer`):
+//! DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
+//! IncrementalAlterConfigs, DeleteRecords and DescribeCluster, each at its
+//! lowest and highest version, with the error codes Kafka answers, and a
+//! follow-up Metadata request to show the broker still serves. Restarts are
+//! clean stops (what SIGTERM does to the binary) and starts on the same data
+//! directory.
 
 mod common;
 
 use bytes::BytesMut;
-use common::{partition_dir_exists, s, topic, Broker, Client};
+use common::{partition_dir_exists, s, topic, Client, TestServer};
 use corelog_protocol::error_code as ec;
 use corelog_protocol::kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -80,7 +82,7 @@ fn delete_by_name(client: &mut Client, version: i16, names: &[&str]) -> DeleteTo
 #[test]
 fn delete_topics_removes_metadata_and_directories() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     for (name, parts) in [("dt-a", 2), ("dt-b", 1), ("dt-c", 3), ("dt-d", 1)] {
         c.create_topic(name, parts);
@@ -195,7 +197,7 @@ fn create_partitions(
 #[test]
 fn create_partitions_adds_partitions_and_checks_requests() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     c.create_topic("cp", 1);
 
@@ -329,7 +331,7 @@ const TOPIC_KEYS: [&str; 9] = [
 #[test]
 fn describe_configs_topics_and_broker() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     create_topic_with_configs(&mut c, "dc", &[("retention.ms", "1000")]);
 
@@ -469,7 +471,7 @@ fn alter(
 #[test]
 fn alter_configs_replaces_the_override_set() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     create_topic_with_configs(&mut c, "ac", &[("retention.ms", "1000")]);
 
@@ -589,7 +591,7 @@ fn incremental(
 #[test]
 fn incremental_alter_configs_and_restart() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     c.create_topic("iac", 2);
 
@@ -671,7 +673,7 @@ fn incremental_alter_configs_and_restart() {
 
     // The overrides survive a restart.
     broker.stop();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     let r = describe(&mut c, 4, TOPIC, "iac", None, true);
     assert_eq!(
@@ -791,7 +793,7 @@ fn delete_records(
 #[test]
 fn delete_records_moves_log_start_durably() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     c.create_topic("dr", 2);
     assert_eq!(produce(&mut c, "dr", 0, 5), (0, 0));
@@ -832,7 +834,7 @@ fn delete_records_moves_log_start_durably() {
 
     // The log start survives a clean restart.
     broker.stop();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     assert_eq!(earliest(&mut c, "dr", 0), 10);
     assert_eq!(earliest(&mut c, "dr", 1), 2);
@@ -844,7 +846,7 @@ fn delete_records_moves_log_start_durably() {
 #[test]
 fn describe_cluster_and_api_versions() {
     let dir = data_dir();
-    let broker = Broker::start(dir.path());
+    let broker = TestServer::start_in(dir.path(), 2);
     let mut c = broker.client();
     let cluster_id = c.metadata().cluster_id.expect("cluster id").to_string();
 
@@ -859,7 +861,7 @@ fn describe_cluster_and_api_versions() {
         let b = &resp.brokers[0];
         assert_eq!(b.broker_id, BrokerId(1));
         assert_eq!(b.host.as_str(), "127.0.0.1");
-        assert_eq!(b.port, broker.port as i32);
+        assert_eq!(b.port, broker.port() as i32);
         assert_eq!(resp.endpoint_type, 1);
         if v == 1 {
             assert!(resp.cluster_authorized_operations > 0);

@@ -5,6 +5,7 @@
 //
 use crate::error::{GlommioError, ResourceType};
 use std::{
+    cell::Cell,
     cell::RefCell,
     future::Future,
     pin::Pin,
@@ -29,6 +30,9 @@ struct WaiterNode {
     link: LinkedListLink,
     units: u64,
     waker: RefCell<Option<Waker>>,
+    // Corelog patch 3: set when `process_wakes` hands this waiter its units
+    // (already taken from `avail`), so no later acquirer can take them first.
+    granted: Cell<bool>,
 
     // Waiter node can not be `Unpin` so its pointer could be used inside intrusive
     // collections, it also can not outlive the container which is guaranteed by the
@@ -109,6 +113,7 @@ impl<'a> Waiter<'a> {
                 link: LinkedListLink::new(),
                 units,
                 waker: RefCell::new(None),
+                granted: Cell::new(false),
                 _p: PhantomPinned,
             },
             semaphore,
@@ -157,7 +162,14 @@ impl<'a> Drop for Waiter<'a> {
             // If node is linked that is for sure is pinned so that is safe
             // to make it pinned directly
             let waiter_node = unsafe { Pin::new_unchecked(&mut self.node) };
-            Self::remove_from_waiting_queue(waiter_node, &mut self.semaphore.state.borrow_mut())
+            Self::remove_from_waiting_queue(waiter_node, &mut self.semaphore.state.borrow_mut());
+            // Corelog patch 3: the head of the queue may have been holding
+            // back the waiters behind it.
+            process_wakes(self.semaphore, 0);
+        } else if self.node.granted.replace(false) {
+            // Corelog patch 3: granted but dropped before it was polled: the
+            // units go back (to the next waiters).
+            process_wakes(self.semaphore, self.node.units);
         }
     }
 }
@@ -172,6 +184,23 @@ impl<'a> Future for Waiter<'a> {
         let waiter_node = unsafe { Pin::new_unchecked(&mut future_mut.node) };
 
         let units = waiter_node.units;
+        // Corelog patch 3: units handed over by `process_wakes` are this
+        // waiter's; and a waiter behind others waits its turn (FIFO), so a
+        // newcomer never takes units a woken waiter was promised.
+        if waiter_node.granted.replace(false) {
+            return Poll::Ready(Ok(()));
+        }
+        if sem_state.closed {
+            Self::remove_from_waiting_queue(waiter_node, &mut sem_state);
+            return Poll::Ready(Err(GlommioError::Closed(ResourceType::Semaphore {
+                requested: units,
+                available: sem_state.avail,
+            })));
+        }
+        if waiter_node.link.is_linked() || !sem_state.waiters_list.is_empty() {
+            Self::register_in_waiting_queue(waiter_node, &mut sem_state, cx.waker().clone());
+            return Poll::Pending;
+        }
         match sem_state.try_acquire(units) {
             Err(x) => {
                 Self::remove_from_waiting_queue(waiter_node, &mut sem_state);
@@ -302,36 +331,32 @@ fn process_wakes(sem: &Semaphore, units: u64) {
     let mut state = sem.state.borrow_mut();
     state.signal(units);
 
-    let mut available_units = state.avail;
-
-    let mut cursor = state.waiters_list.front_mut();
-
-    //only tasks which will be able to proceed will be awaken
-    while available_units > 0 {
-        let mut waker = None;
-        if let Some(node) = cursor.get() {
-            let node = unsafe { Pin::new_unchecked(node) };
-
-            if node.units <= available_units {
-                let w = node.waker.borrow_mut().take();
-
-                if w.is_some() {
-                    waker = w;
-                } else {
-                    panic!("Future was linked into the waiting list without a waker");
-                }
-
-                available_units -= node.units;
-            }
-        } else {
+    // Corelog patch 3: strictly first come, first served. Units go to the
+    // waiters at the head of the queue, in order, and are taken from
+    // `avail` as they are handed over; a waiter that cannot be satisfied
+    // holds back those behind it. Upstream skipped to smaller waiters and
+    // only woke the head without reserving its units, so an acquirer
+    // arriving before the woken task ran took them: a connection whose
+    // answers go out in order then waited, for good, on a permit held by a
+    // request behind the one it was writing.
+    let state = &mut *state;
+    loop {
+        let mut cursor = state.waiters_list.front_mut();
+        let Some(node) = cursor.get() else {
+            break;
+        };
+        if node.units > state.avail {
             break;
         }
-
-        if let Some(waker) = waker {
-            waker.wake();
-            cursor.remove();
-        } else {
-            cursor.move_next();
+        let node = unsafe { Pin::new_unchecked(node) };
+        let needed = node.units;
+        node.granted.set(true);
+        let waker = node.waker.borrow_mut().take();
+        cursor.remove();
+        state.avail -= needed;
+        match waker {
+            Some(waker) => waker.wake(),
+            None => panic!("Future was linked into the waiting list without a waker"),
         }
     }
 }

@@ -47,12 +47,12 @@ pub struct Shard {
     /// the port.
     pub shards_ready: Cell<usize>,
     /// Controller state, present on shard 0 only.
-    pub controller: Option<crate::controller::Controller>,
+    pub controller: Option<crate::controller::state::Controller>,
     /// Becomes true when shutdown starts: stop accepting, finish, flush.
     pub stopping: Cell<bool>,
     pub stop_notify: corelog_runtime::notify::Notify,
     /// Group coordinators of the offsets partitions this shard owns.
-    pub groups: crate::groups::GroupTable,
+    pub groups: crate::groups::table::GroupTable,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
@@ -248,7 +248,7 @@ pub fn make_shard(
     mut receivers: Receivers<ShardJob>,
 ) -> Rc<Shard> {
     let cache = corelog_storage::BatchCache::shared(config.batch_cache_bytes_per_shard);
-    let controller = (boot_id.0 == 0).then(crate::controller::Controller::new);
+    let controller = (boot_id.0 == 0).then(crate::controller::state::Controller::new);
     let request_bytes_budget = Rc::new(glommio::sync::Semaphore::new(
         config.request_bytes_in_flight_per_shard_max as u64,
     ));
@@ -265,7 +265,7 @@ pub fn make_shard(
         controller,
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
-        groups: crate::groups::GroupTable::default(),
+        groups: crate::groups::table::GroupTable::default(),
         request_bytes_budget,
     });
     for (_, stream) in receivers.streams() {

@@ -10,12 +10,10 @@
 //! connections. The store's file writes and fsyncs, and the removal of a
 //! deleted partition's directory, run on the executor's blocking pool.
 
-use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 
 use corelog_storage::CacheId;
-use glommio::sync::Semaphore;
 
 use crate::error::ServerError;
 use crate::metadata::{partition_dir, ClusterMetadata};
@@ -23,35 +21,9 @@ use crate::partition::Partition;
 use crate::shard::Shard;
 use crate::{ShardId, TopicPartition};
 
-pub struct Controller {
-    /// Admits one metadata change at a time.
-    changes: Semaphore,
-    /// Admits one producer id allocation at a time.
-    producer_ids: Semaphore,
-    /// The next producer id to hand out, and the end of the persisted block.
-    next_producer_id: Cell<i64>,
-    producer_id_block_end: Cell<i64>,
-}
+pub mod state;
 
-/// Producer ids persisted per metadata write.
-pub const PRODUCER_ID_BLOCK: i64 = 1000;
-
-impl Default for Controller {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Controller {
-    pub fn new() -> Controller {
-        Controller {
-            changes: Semaphore::new(1),
-            producer_ids: Semaphore::new(1),
-            next_producer_id: Cell::new(0),
-            producer_id_block_end: Cell::new(0),
-        }
-    }
-}
+pub use state::{Controller, PRODUCER_ID_BLOCK};
 
 /// Applies `change` to a copy of the metadata on the controller shard.
 /// When `change` reports that it changed something (the `bool`), the copy

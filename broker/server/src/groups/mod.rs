@@ -2,113 +2,39 @@
 //! log (`__consumer_offsets`) has a coordinator, which runs on the shard
 //! that owns that partition.
 //!
-//! Lives on: the shard `partition % shard_count`. A group's requests reach
+//! Lives on: the shard the cluster metadata places the offsets partition on
+//! (`ClusterMetadata::offsets_owner`). A group's requests reach
 //! it from any shard over the channel mesh ([`call_group`]); its state
 //! changes only there. The coordinator itself is the sans-io
 //! [`GroupCoordinator`]; this module performs what it asks: appends to the
 //! offsets log, waits for durability, runs its timers, and routes replies
 //! back to the waiting handlers.
 //!
+//! This module routes and opens; the coordinators' state and what they do
+//! on their own shard are in [`table`], which the shard owns and which
+//! names nothing of the shard.
+//!
 //! The offsets log is an ordinary partition log in the data directory
 //! (`__consumer_offsets-N`), opened on start when it exists and created on
 //! first use otherwise. It is not a client-visible topic: it is not in the
 //! cluster metadata, and Metadata, Produce and Fetch never see it.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use corelog_coordination::records::{decode_batches, encode_batches};
-use corelog_coordination::{
-    codes, offsets_partition_for, GroupCoordinator, Input, Output, ReplyId, Request, Response,
-    TopicInfo, TopicsView,
-};
-use corelog_runtime::notify::Doorbell;
-use corelog_runtime::now_ms;
-use corelog_storage::{CacheId, Offset};
-use futures_lite::FutureExt;
+use corelog_coordination::{codes, offsets_partition_for, Request};
+use corelog_storage::CacheId;
 
 use crate::metadata::partition_dir;
-use crate::partition::{Acks, DeleteUpTo, Isolation, Partition};
+use crate::partition::Partition;
 use crate::shard::Shard;
 use crate::ShardId;
 
 pub use crate::metadata::OFFSETS_TOPIC;
 
-/// The largest batch the coordinator appends; a larger set of records (a
-/// snapshot) is split into several.
-const OFFSETS_BATCH_BYTES_MAX: usize = 512 << 10;
+pub mod table;
 
-/// Bytes read per step when rebuilding a coordinator from its log.
-const LOAD_READ_BYTES: usize = 1 << 20;
-
-/// The longest a coordinator's timer sleeps without looking again: a bound
-/// on how late a deadline set while it sleeps can fire if no request
-/// arrives to wake it.
-const TIMER_SLEEP_MAX_MS: i64 = 1_000;
-
-/// How long a coordinator waits before trying again to rebuild from a log
-/// that could not be read.
-const RELOAD_BACKOFF_MS: u64 = 200;
-
-/// What a handler gets back: the coordinator's answer, or an error code for
-/// the whole request (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, ...).
-pub type GroupReply = Result<Response, i16>;
-
-/// One offsets partition's coordinator and its log.
-pub struct GroupPartition {
-    index: u32,
-    machine: RefCell<GroupCoordinator>,
-    log: Partition,
-    waiters: RefCell<HashMap<ReplyId, futures_channel::oneshot::Sender<GroupReply>>>,
-    next_reply: Cell<u64>,
-    /// True while the coordinator is being rebuilt from its log.
-    loading: Cell<bool>,
-    /// The metadata version the coordinator's topic view was taken from.
-    topics_version: Cell<u64>,
-    timer: Doorbell,
-    closed: Cell<bool>,
-}
-
-/// The group coordinators of the offsets partitions one shard owns, by
-/// partition. Lives on: that shard. Methods are synchronous, so no borrow
-/// is held across an await.
-pub struct GroupTable {
-    open: RefCell<HashMap<u32, Rc<GroupPartition>>>,
-    /// Admits one coordinator opening at a time, so two first requests for
-    /// one partition do not open its log twice.
-    opening: glommio::sync::Semaphore,
-}
-
-impl Default for GroupTable {
-    fn default() -> Self {
-        GroupTable {
-            open: RefCell::new(HashMap::new()),
-            opening: glommio::sync::Semaphore::new(1),
-        }
-    }
-}
-
-impl GroupTable {
-    fn get(&self, index: u32) -> Option<Rc<GroupPartition>> {
-        self.open.borrow().get(&index).cloned()
-    }
-
-    fn insert(&self, index: u32, gp: Rc<GroupPartition>) {
-        self.open.borrow_mut().insert(index, gp);
-    }
-
-    fn indexes(&self) -> Vec<u32> {
-        self.open.borrow().keys().copied().collect()
-    }
-
-    fn take_all(&self) -> Vec<Rc<GroupPartition>> {
-        self.open.borrow_mut().drain().map(|(_, g)| g).collect()
-    }
-}
+use table::{load, seed, GroupPartition};
+pub use table::{GroupReply, GroupTable};
 
 /// Which offsets partition, and which shard, coordinates `group_id`.
 pub fn coordinator_of(shard: &Shard, group_id: &str) -> (u32, ShardId) {
@@ -154,21 +80,7 @@ pub async fn submit_to_local_partitions(shard: &Rc<Shard>, request: Request) -> 
 /// `index`, opening it first if needed.
 pub async fn submit(shard: &Rc<Shard>, index: u32, request: Request) -> GroupReply {
     let gp = open(shard, index).await?;
-    if gp.loading.get() {
-        return Err(codes::COORDINATOR_LOAD_IN_PROGRESS);
-    }
-    gp.refresh_topics(shard);
-    let id = ReplyId(gp.next_reply.get());
-    gp.next_reply.set(id.0 + 1);
-    let (tx, rx) = futures_channel::oneshot::channel();
-    gp.waiters.borrow_mut().insert(id, tx);
-    let outputs = gp
-        .machine
-        .borrow_mut()
-        .step(now_ms(), Input::Request(id, Box::new(request)));
-    gp.perform(outputs);
-    gp.timer.ring();
-    rx.await.unwrap_or(Err(codes::NOT_COORDINATOR))
+    gp.submit(&shard.metadata(), request).await
 }
 
 /// Opens on start the offsets partitions this shard owns that exist on
@@ -193,11 +105,8 @@ pub async fn open_existing(shard: &Rc<Shard>) {
 
 /// Closes every coordinator of this shard: stops timers and flushes logs.
 pub async fn close_all(shard: &Rc<Shard>) {
-    let all = shard.groups.take_all();
-    for gp in all {
-        gp.closed.set(true);
-        gp.timer.ring();
-        gp.log.close().await;
+    for gp in shard.groups.take_all() {
+        gp.close().await;
     }
 }
 
@@ -212,7 +121,7 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     // partition do not open its log twice.
     let _permit = shard
         .groups
-        .opening
+        .opening()
         .acquire_permit(1)
         .await
         .map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
@@ -240,222 +149,8 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
         tracing::error!(dir = %dir.display(), error = %e, "cannot load offsets partition");
         codes::COORDINATOR_LOAD_IN_PROGRESS
     })?;
-    let gp = Rc::new(GroupPartition {
-        index,
-        machine: RefCell::new(machine),
-        log,
-        waiters: RefCell::new(HashMap::new()),
-        next_reply: Cell::new(0),
-        loading: Cell::new(false),
-        topics_version: Cell::new(u64::MAX),
-        timer: Doorbell::default(),
-        closed: Cell::new(false),
-    });
+    let gp = GroupPartition::start(index, machine, log);
     shard.groups.insert(index, gp.clone());
-    glommio::spawn_local(run_timer(gp.clone())).detach();
     tracing::debug!(partition = index, "group coordinator ready");
     Ok(gp)
-}
-
-fn seed(index: u32) -> u64 {
-    (now_ms() as u64) << 16 ^ index as u64 ^ std::process::id() as u64
-}
-
-/// Rebuilds a coordinator from its log: every record from the log start to
-/// the durable end, in order.
-async fn load(
-    log: &Partition,
-    config: corelog_coordination::CoordinatorConfig,
-    seed: u64,
-) -> Result<GroupCoordinator, String> {
-    let mut machine = GroupCoordinator::new(config, seed);
-    let bounds = log.bounds();
-    let (mut offset, end) = (bounds.log_start_offset, bounds.high_watermark);
-    let mut skipped = 0usize;
-    while offset < end {
-        let (_, plan) = log.plan_read(offset, LOAD_READ_BYTES, Isolation::ReadUncommitted);
-        let plan = plan.map_err(|e| e.to_string())?;
-        let chunks = plan.execute().await.map_err(|e| e.to_string())?;
-        if chunks.is_empty() {
-            break;
-        }
-        let bytes = Bytes::from(chunks.to_vec());
-        for (at, record) in decode_batches(bytes)? {
-            if at < offset.0 {
-                continue;
-            }
-            match record {
-                Ok(r) => machine.load(r),
-                Err(_) => skipped += 1,
-            }
-        }
-        offset = chunks.next_offset;
-    }
-    if skipped > 0 {
-        tracing::warn!(
-            skipped,
-            "offsets log records that did not parse were skipped"
-        );
-    }
-    machine.finish_load(now_ms());
-    Ok(machine)
-}
-
-impl GroupPartition {
-    /// Gives the coordinator the current topics when the metadata changed.
-    fn refresh_topics(&self, shard: &Shard) {
-        let md = shard.metadata();
-        if self.topics_version.get() == md.version {
-            return;
-        }
-        let view: TopicsView = md
-            .topics
-            .iter()
-            .map(|(name, t)| {
-                (
-                    name.clone(),
-                    TopicInfo {
-                        id: t.uuid(),
-                        partitions: t.partitions.len() as u32,
-                    },
-                )
-            })
-            .collect();
-        self.machine.borrow_mut().set_topics(Arc::new(view));
-        self.topics_version.set(md.version);
-    }
-
-    fn perform(self: &Rc<Self>, outputs: Vec<Output>) {
-        for output in outputs {
-            match output {
-                Output::Reply(id, response) => {
-                    if let Some(tx) = self.waiters.borrow_mut().remove(&id) {
-                        let _ = tx.send(Ok(response));
-                    }
-                }
-                Output::Append {
-                    write,
-                    records,
-                    compacts,
-                } => {
-                    let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
-                    let mut first: Option<Offset> = None;
-                    // With no batches the write completes behind every
-                    // write before it, as it would with some.
-                    let mut commit = self.log.end_commit_point();
-                    let end_before = self.log.log_end_offset();
-                    for batch in batches {
-                        match self.log.append(batch, Acks::All) {
-                            Ok(appended) => {
-                                first.get_or_insert(appended.base_offset);
-                                commit = appended.commit;
-                            }
-                            Err(e) => {
-                                tracing::error!(partition = self.index, error = %e, "offsets log append failed");
-                                self.fail();
-                                return;
-                            }
-                        }
-                    }
-                    let first = DeleteUpTo::Offset(first.unwrap_or(end_before));
-                    let gp = self.clone();
-                    glommio::spawn_local(async move {
-                        if gp.log.committed(commit).await.is_err() {
-                            tracing::error!(partition = gp.index, "offsets log write failed");
-                            gp.fail();
-                            return;
-                        }
-                        if gp.loading.get() {
-                            return;
-                        }
-                        if compacts {
-                            // The snapshot holds the whole live state: what
-                            // came before it is superseded.
-                            let _ = gp.log.delete_records(first);
-                        }
-                        let outputs = gp
-                            .machine
-                            .borrow_mut()
-                            .step(now_ms(), Input::AppendDone(write));
-                        gp.perform(outputs);
-                    })
-                    .detach();
-                }
-            }
-        }
-    }
-
-    /// An append failed: memory may be ahead of the log. Fail every owed
-    /// reply with NOT_COORDINATOR (clients look the coordinator up again
-    /// and retry) and rebuild the coordinator from what is durable.
-    fn fail(self: &Rc<Self>) {
-        if self.loading.replace(true) {
-            return;
-        }
-        let _ = self.machine.borrow_mut().fail_pending();
-        for (_, tx) in self.waiters.borrow_mut().drain() {
-            let _ = tx.send(Err(codes::NOT_COORDINATOR));
-        }
-        let gp = self.clone();
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
-                if gp.closed.get() {
-                    return;
-                }
-                let config = gp.machine.borrow().config().clone();
-                match load(&gp.log, config, seed(gp.index)).await {
-                    Ok(m) => {
-                        *gp.machine.borrow_mut() = m;
-                        gp.topics_version.set(u64::MAX);
-                        gp.loading.set(false);
-                        gp.timer.ring();
-                        tracing::info!(partition = gp.index, "group coordinator rebuilt from its log");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(partition = gp.index, error = %e, "rebuilding group coordinator failed; retrying")
-                    }
-                }
-            }
-        })
-        .detach();
-    }
-}
-
-/// Wakes the coordinator at its next deadline (session and rebalance
-/// timeouts, offset expiry) and feeds it a tick.
-async fn run_timer(gp: Rc<GroupPartition>) {
-    loop {
-        if gp.closed.get() {
-            return;
-        }
-        let now = now_ms();
-        let deadline = gp.machine.borrow().next_deadline_ms();
-        let wait_ms = deadline.map_or(TIMER_SLEEP_MAX_MS, |d| {
-            (d - now).clamp(0, TIMER_SLEEP_MAX_MS)
-        });
-        if wait_ms > 0 {
-            let sleep = async {
-                glommio::timer::sleep(Duration::from_millis(wait_ms as u64)).await;
-            };
-            sleep.or(gp.timer.wait()).await;
-            continue;
-        }
-        if gp.loading.get() {
-            glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
-            continue;
-        }
-        let outputs = gp.machine.borrow_mut().step(now_ms(), Input::Tick);
-        gp.perform(outputs);
-        if gp
-            .machine
-            .borrow()
-            .next_deadline_ms()
-            .is_some_and(|d| d <= now)
-        {
-            // A deadline the tick did not clear must not spin the shard.
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-        }
-    }
 }

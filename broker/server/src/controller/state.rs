@@ -1,0 +1,38 @@
+//! The controller's own state, held by shard 0's `Shard`. It names nothing
+//! of the shard, so the shard can own it without the two modules importing
+//! each other; the operations on it are in the parent module.
+
+use std::cell::Cell;
+
+use glommio::sync::Semaphore;
+
+/// Lives on: shard 0 (the controller shard).
+pub struct Controller {
+    /// Admits one metadata change at a time.
+    pub(super) changes: Semaphore,
+    /// Admits one producer id allocation at a time.
+    pub(super) producer_ids: Semaphore,
+    /// The next producer id to hand out, and the end of the persisted block.
+    pub(super) next_producer_id: Cell<i64>,
+    pub(super) producer_id_block_end: Cell<i64>,
+}
+
+/// Producer ids persisted per metadata write.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+impl Default for Controller {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Controller {
+    pub fn new() -> Controller {
+        Controller {
+            changes: Semaphore::new(1),
+            producer_ids: Semaphore::new(1),
+            next_producer_id: Cell::new(0),
+            producer_id_block_end: Cell::new(0),
+        }
+    }
+}

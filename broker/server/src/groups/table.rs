@@ -1,0 +1,355 @@
+//! The group coordinators one shard hosts: each offsets partition's
+//! sans-io coordinator, its log, its timer and the replies it owes.
+//!
+//! Lives on: the shard that owns the offsets partition. The shard holds the
+//! [`GroupTable`]; this module names nothing of the shard (routing and
+//! opening are in the parent module), so the two do not import each other.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use corelog_coordination::records::{decode_batches, encode_batches};
+use corelog_coordination::{
+    codes, GroupCoordinator, Input, Output, ReplyId, Request, Response, TopicInfo, TopicsView,
+};
+use corelog_runtime::notify::Doorbell;
+use corelog_runtime::now_ms;
+use corelog_storage::Offset;
+use futures_lite::FutureExt;
+
+use crate::metadata::ClusterMetadata;
+use crate::partition::{Acks, DeleteUpTo, Isolation, Partition};
+
+/// The largest batch the coordinator appends; a larger set of records (a
+/// snapshot) is split into several.
+const OFFSETS_BATCH_BYTES_MAX: usize = 512 << 10;
+
+/// Bytes read per step when rebuilding a coordinator from its log.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// The longest a coordinator's timer sleeps without looking again: a bound
+/// on how late a deadline set while it sleeps can fire if no request
+/// arrives to wake it.
+const TIMER_SLEEP_MAX_MS: i64 = 1_000;
+
+/// How long a coordinator waits before trying again to rebuild from a log
+/// that could not be read.
+const RELOAD_BACKOFF_MS: u64 = 200;
+
+/// What a handler gets back: the coordinator's answer, or an error code for
+/// the whole request (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, ...).
+pub type GroupReply = Result<Response, i16>;
+
+/// One offsets partition's coordinator and its log.
+pub struct GroupPartition {
+    index: u32,
+    machine: RefCell<GroupCoordinator>,
+    log: Partition,
+    waiters: RefCell<HashMap<ReplyId, futures_channel::oneshot::Sender<GroupReply>>>,
+    next_reply: Cell<u64>,
+    /// True while the coordinator is being rebuilt from its log.
+    loading: Cell<bool>,
+    /// The metadata version the coordinator's topic view was taken from.
+    topics_version: Cell<u64>,
+    timer: Doorbell,
+    closed: Cell<bool>,
+}
+
+/// The group coordinators of the offsets partitions one shard owns, by
+/// partition. Lives on: that shard. Methods are synchronous, so no borrow
+/// is held across an await.
+pub struct GroupTable {
+    open: RefCell<HashMap<u32, Rc<GroupPartition>>>,
+    /// Admits one coordinator opening at a time, so two first requests for
+    /// one partition do not open its log twice.
+    opening: glommio::sync::Semaphore,
+}
+
+impl Default for GroupTable {
+    fn default() -> Self {
+        GroupTable {
+            open: RefCell::new(HashMap::new()),
+            opening: glommio::sync::Semaphore::new(1),
+        }
+    }
+}
+
+impl GroupTable {
+    pub(super) fn opening(&self) -> &glommio::sync::Semaphore {
+        &self.opening
+    }
+
+    pub(super) fn get(&self, index: u32) -> Option<Rc<GroupPartition>> {
+        self.open.borrow().get(&index).cloned()
+    }
+
+    pub(super) fn insert(&self, index: u32, gp: Rc<GroupPartition>) {
+        self.open.borrow_mut().insert(index, gp);
+    }
+
+    pub(super) fn indexes(&self) -> Vec<u32> {
+        self.open.borrow().keys().copied().collect()
+    }
+
+    pub(super) fn take_all(&self) -> Vec<Rc<GroupPartition>> {
+        self.open.borrow_mut().drain().map(|(_, g)| g).collect()
+    }
+}
+
+pub(super) fn seed(index: u32) -> u64 {
+    (now_ms() as u64) << 16 ^ index as u64 ^ std::process::id() as u64
+}
+
+/// Rebuilds a coordinator from its log: every record from the log start to
+/// the durable end, in order.
+pub(super) async fn load(
+    log: &Partition,
+    config: corelog_coordination::CoordinatorConfig,
+    seed: u64,
+) -> Result<GroupCoordinator, String> {
+    let mut machine = GroupCoordinator::new(config, seed);
+    let bounds = log.bounds();
+    let (mut offset, end) = (bounds.log_start_offset, bounds.high_watermark);
+    let mut skipped = 0usize;
+    while offset < end {
+        let (_, plan) = log.plan_read(offset, LOAD_READ_BYTES, Isolation::ReadUncommitted);
+        let plan = plan.map_err(|e| e.to_string())?;
+        let chunks = plan.execute().await.map_err(|e| e.to_string())?;
+        if chunks.is_empty() {
+            break;
+        }
+        let bytes = Bytes::from(chunks.to_vec());
+        for (at, record) in decode_batches(bytes)? {
+            if at < offset.0 {
+                continue;
+            }
+            match record {
+                Ok(r) => machine.load(r),
+                Err(_) => skipped += 1,
+            }
+        }
+        offset = chunks.next_offset;
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "offsets log records that did not parse were skipped"
+        );
+    }
+    machine.finish_load(now_ms());
+    Ok(machine)
+}
+
+impl GroupPartition {
+    /// Wraps a coordinator rebuilt from `log` and starts its timer.
+    pub(super) fn start(
+        index: u32,
+        machine: GroupCoordinator,
+        log: Partition,
+    ) -> Rc<GroupPartition> {
+        let gp = Rc::new(GroupPartition {
+            index,
+            machine: RefCell::new(machine),
+            log,
+            waiters: RefCell::new(HashMap::new()),
+            next_reply: Cell::new(0),
+            loading: Cell::new(false),
+            topics_version: Cell::new(u64::MAX),
+            timer: Doorbell::default(),
+            closed: Cell::new(false),
+        });
+        glommio::spawn_local(run_timer(gp.clone())).detach();
+        gp
+    }
+
+    /// Hands `request` to the coordinator and waits for its answer (which
+    /// may wait for the offsets log to be durable).
+    pub(super) async fn submit(
+        self: &Rc<Self>,
+        md: &ClusterMetadata,
+        request: Request,
+    ) -> GroupReply {
+        if self.loading.get() {
+            return Err(codes::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        self.refresh_topics(md);
+        let id = ReplyId(self.next_reply.get());
+        self.next_reply.set(id.0 + 1);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.waiters.borrow_mut().insert(id, tx);
+        let outputs = self
+            .machine
+            .borrow_mut()
+            .step(now_ms(), Input::Request(id, Box::new(request)));
+        self.perform(outputs);
+        self.timer.ring();
+        rx.await.unwrap_or(Err(codes::NOT_COORDINATOR))
+    }
+
+    /// Stops the timer and flushes the log.
+    pub(super) async fn close(&self) {
+        self.closed.set(true);
+        self.timer.ring();
+        self.log.close().await;
+    }
+
+    /// Gives the coordinator the current topics when the metadata changed.
+    fn refresh_topics(&self, md: &ClusterMetadata) {
+        if self.topics_version.get() == md.version {
+            return;
+        }
+        let view: TopicsView = md
+            .topics
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    TopicInfo {
+                        id: t.uuid(),
+                        partitions: t.partitions.len() as u32,
+                    },
+                )
+            })
+            .collect();
+        self.machine.borrow_mut().set_topics(Arc::new(view));
+        self.topics_version.set(md.version);
+    }
+
+    fn perform(self: &Rc<Self>, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Reply(id, response) => {
+                    if let Some(tx) = self.waiters.borrow_mut().remove(&id) {
+                        let _ = tx.send(Ok(response));
+                    }
+                }
+                Output::Append {
+                    write,
+                    records,
+                    compacts,
+                } => {
+                    let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
+                    let mut first: Option<Offset> = None;
+                    // With no batches the write completes behind every
+                    // write before it, as it would with some.
+                    let mut commit = self.log.end_commit_point();
+                    let end_before = self.log.log_end_offset();
+                    for batch in batches {
+                        match self.log.append(batch, Acks::All) {
+                            Ok(appended) => {
+                                first.get_or_insert(appended.base_offset);
+                                commit = appended.commit;
+                            }
+                            Err(e) => {
+                                tracing::error!(partition = self.index, error = %e, "offsets log append failed");
+                                self.fail();
+                                return;
+                            }
+                        }
+                    }
+                    let first = DeleteUpTo::Offset(first.unwrap_or(end_before));
+                    let gp = self.clone();
+                    glommio::spawn_local(async move {
+                        if gp.log.committed(commit).await.is_err() {
+                            tracing::error!(partition = gp.index, "offsets log write failed");
+                            gp.fail();
+                            return;
+                        }
+                        if gp.loading.get() {
+                            return;
+                        }
+                        if compacts {
+                            // The snapshot holds the whole live state: what
+                            // came before it is superseded.
+                            let _ = gp.log.delete_records(first);
+                        }
+                        let outputs = gp
+                            .machine
+                            .borrow_mut()
+                            .step(now_ms(), Input::AppendDone(write));
+                        gp.perform(outputs);
+                    })
+                    .detach();
+                }
+            }
+        }
+    }
+
+    /// An append failed: memory may be ahead of the log. Fail every owed
+    /// reply with NOT_COORDINATOR (clients look the coordinator up again
+    /// and retry) and rebuild the coordinator from what is durable.
+    fn fail(self: &Rc<Self>) {
+        if self.loading.replace(true) {
+            return;
+        }
+        let _ = self.machine.borrow_mut().fail_pending();
+        for (_, tx) in self.waiters.borrow_mut().drain() {
+            let _ = tx.send(Err(codes::NOT_COORDINATOR));
+        }
+        let gp = self.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
+                if gp.closed.get() {
+                    return;
+                }
+                let config = gp.machine.borrow().config().clone();
+                match load(&gp.log, config, seed(gp.index)).await {
+                    Ok(m) => {
+                        *gp.machine.borrow_mut() = m;
+                        gp.topics_version.set(u64::MAX);
+                        gp.loading.set(false);
+                        gp.timer.ring();
+                        tracing::info!(partition = gp.index, "group coordinator rebuilt from its log");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = gp.index, error = %e, "rebuilding group coordinator failed; retrying")
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+/// Wakes the coordinator at its next deadline (session and rebalance
+/// timeouts, offset expiry) and feeds it a tick.
+async fn run_timer(gp: Rc<GroupPartition>) {
+    loop {
+        if gp.closed.get() {
+            return;
+        }
+        let now = now_ms();
+        let deadline = gp.machine.borrow().next_deadline_ms();
+        let wait_ms = deadline.map_or(TIMER_SLEEP_MAX_MS, |d| {
+            (d - now).clamp(0, TIMER_SLEEP_MAX_MS)
+        });
+        if wait_ms > 0 {
+            let sleep = async {
+                glommio::timer::sleep(Duration::from_millis(wait_ms as u64)).await;
+            };
+            sleep.or(gp.timer.wait()).await;
+            continue;
+        }
+        if gp.loading.get() {
+            glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
+            continue;
+        }
+        let outputs = gp.machine.borrow_mut().step(now_ms(), Input::Tick);
+        gp.perform(outputs);
+        if gp
+            .machine
+            .borrow()
+            .next_deadline_ms()
+            .is_some_and(|d| d <= now)
+        {
+            // A deadline the tick did not clear must not spin the shard.
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

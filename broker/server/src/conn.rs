@@ -55,6 +55,8 @@ fn pipelined(frame: &[u8]) -> bool {
 enum Event {
     Answered(Result<Reply, Close>),
     Read(std::io::Result<usize>),
+    /// The shard is shutting down.
+    Stopped,
 }
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
@@ -175,7 +177,17 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                         let answered = async { Event::Answered((&mut f.task).await) };
                         answered.or(read).await
                     }
-                    None => read.await,
+                    // Nothing in flight: a shutdown closes the connection
+                    // instead of waiting for a request that may never
+                    // come (idle clients held every stop for its whole
+                    // grace period).
+                    None => {
+                        let stopped = async {
+                            shard.stop_notify.notified().await;
+                            Event::Stopped
+                        };
+                        read.or(stopped).await
+                    }
                 }
             };
             let got = match &event {
@@ -189,7 +201,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Event::Answered((&mut f.task).await)
         };
         match event {
-            Event::Read(Ok(0)) | Event::Read(Err(_)) => return,
+            Event::Read(Ok(0)) | Event::Read(Err(_)) | Event::Stopped => return,
             Event::Read(Ok(_)) => {}
             Event::Answered(result) => {
                 let done = in_flight.pop_front();

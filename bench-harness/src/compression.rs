@@ -25,9 +25,8 @@
 //! the bytes come from the network and a few kilobytes of compressed input can claim
 //! gigabytes of output.
 
-use std::io::{Read, Write};
-
-use anyhow::{anyhow, bail, ensure, Context};
+use anyhow::{anyhow, Context};
+use corelog_storage::codec::{self, Compression};
 use serde::{Deserialize, Serialize};
 
 /// The compression codec of a record batch.
@@ -69,6 +68,17 @@ impl Codec {
         }
     }
 
+    /// The broker's name for the same codec.
+    pub fn compression(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+
     /// Reads the codec from a batch's attributes, ignoring every bit but the low three.
     ///
     /// Returns `None` for the values 5 to 7, which Kafka leaves unassigned, so that a
@@ -95,44 +105,22 @@ impl Codec {
 /// generator sends. librdkafka instead writes one bare raw snappy block; every reader
 /// (snappy-java's `SnappyInputStream` in the broker, librdkafka, kafka-python) tells
 /// the two apart by this magic, so [`decompress`] accepts both.
-pub const SNAPPY_JAVA_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
-
-/// The stream version that snappy-java writes after the magic.
-const SNAPPY_JAVA_VERSION: i32 = 1;
-
-/// The oldest reader version that can read the stream, as snappy-java writes it.
-const SNAPPY_JAVA_COMPATIBLE_VERSION: i32 = 1;
+pub use codec::SNAPPY_JAVA_MAGIC;
 
 /// The length of the whole snappy-java header: the magic and the two versions.
-const SNAPPY_JAVA_HEADER_LEN: usize = SNAPPY_JAVA_MAGIC.len() + 8;
+#[cfg(test)]
+const SNAPPY_JAVA_HEADER_LEN: usize = codec::SNAPPY_JAVA_HEADER_BYTES;
 
-/// The uncompressed size of one snappy-java chunk.
-///
-/// This is snappy-java's default block size and the default of Kafka's
-/// `SnappyCompression`, so the chunk boundaries match what a Java producer writes.
-const SNAPPY_JAVA_CHUNK: usize = 32 * 1024;
-
-/// The four-byte magic number that opens an LZ4 frame (0x184D2204, little-endian).
-const LZ4_FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4D, 0x18];
-
-/// The gzip level Kafka uses by default (`Deflater.DEFAULT_COMPRESSION`, which is 6).
-const GZIP_LEVEL: u32 = 6;
-
-/// The zstd level Kafka uses by default (`CompressionType.ZSTD.defaultLevel()`).
-const ZSTD_LEVEL: i32 = 3;
+#[cfg(test)]
+use codec::{LZ4_FRAME_MAGIC, SNAPPY_JAVA_CHUNK_BYTES as SNAPPY_JAVA_CHUNK};
 
 /// Compresses the records section of a batch with `codec`, in Kafka's framing.
 ///
 /// With [`Codec::None`] the bytes are returned unchanged, so a caller can pass every
 /// batch through this function whatever its configured codec.
 pub fn compress(codec: Codec, data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    match codec {
-        Codec::None => Ok(data.to_vec()),
-        Codec::Gzip => gzip_compress(data).context("gzip compression failed"),
-        Codec::Snappy => snappy_java_compress(data).context("snappy compression failed"),
-        Codec::Lz4 => lz4_compress(data).context("lz4 compression failed"),
-        Codec::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL).context("zstd compression failed"),
-    }
+    codec::compress(codec.compression(), data)
+        .with_context(|| format!("{codec:?} compression failed"))
 }
 
 /// Decompresses the records section of a batch compressed with `codec`.
@@ -140,251 +128,13 @@ pub fn compress(codec: Codec, data: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// The output may be at most `size_hint_max` bytes; a payload that would expand
 /// beyond that is refused with an error before the excess is allocated, which guards
 /// the load generator against decompression bombs in fetch responses. Malformed input
-/// is reported as an error, never a panic. An empty payload is an error for every
-/// codec but [`Codec::None`], since each framing has at least a header or an end mark.
+/// is reported as an error, never a panic. The decoders are the broker's own
+/// (`corelog_storage::codec`), so the generator reads exactly what the broker accepts.
 pub fn decompress(codec: Codec, data: &[u8], size_hint_max: usize) -> anyhow::Result<Vec<u8>> {
-    if codec != Codec::None {
-        ensure!(!data.is_empty(), "{codec:?} payload is empty");
-    }
-    match codec {
-        Codec::None => {
-            ensure_within(data.len(), size_hint_max)?;
-            Ok(data.to_vec())
-        }
-        Codec::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), size_hint_max)
-            .context("gzip decompression failed"),
-        Codec::Snappy => snappy_decompress(data, size_hint_max),
-        Codec::Lz4 => {
-            lz4_check_framing(data).context("lz4 frame is malformed")?;
-            read_bounded(lz4_flex::frame::FrameDecoder::new(data), size_hint_max)
-                .context("lz4 decompression failed")
-        }
-        Codec::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(data)
-                .context("zstd decompression failed")?;
-            read_bounded(decoder, size_hint_max).context("zstd decompression failed")
-        }
-    }
-}
-
-/// Fails when an output of `len` bytes would exceed the caller's limit.
-fn ensure_within(len: usize, limit: usize) -> anyhow::Result<()> {
-    ensure!(
-        len <= limit,
-        "decompressed size {len} exceeds the limit of {limit} bytes"
-    );
-    Ok(())
-}
-
-/// Reads a streaming decoder to its end, refusing to produce more than `limit` bytes.
-///
-/// The decoder is read through `take(limit + 1)`, so at most one byte beyond the
-/// limit is ever produced: enough to tell "exactly at the limit" from "over it".
-fn read_bounded<R: Read>(decoder: R, limit: usize) -> anyhow::Result<Vec<u8>> {
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut out = Vec::new();
-    decoder.take(cap).read_to_end(&mut out)?;
-    ensure!(
-        out.len() <= limit,
-        "decompressed size exceeds the limit of {limit} bytes"
-    );
+    codec::decompress_into(codec.compression(), data, size_hint_max, &mut out)
+        .map_err(|e| anyhow!("{codec:?} decompression failed: {e}"))?;
     Ok(out)
-}
-
-/// Compresses into a gzip stream at Kafka's default level.
-fn gzip_compress(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 2 + 64),
-        flate2::Compression::new(GZIP_LEVEL),
-    );
-    encoder.write_all(data)?;
-    Ok(encoder.finish()?)
-}
-
-/// Compresses into an LZ4 frame shaped like the one Kafka's `Lz4BlockOutputStream` writes.
-///
-/// Kafka's Java reader rejects frames with dependent blocks ("Dependent block stream
-/// is unsupported"), so the blocks are made independent explicitly, and the 64 KiB
-/// block size matches Kafka's so a Java consumer allocates what it expects. No block
-/// or content checksums are written, as in Kafka: the batch CRC already covers the bytes.
-fn lz4_compress(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
-
-    let info = FrameInfo::new()
-        .block_size(BlockSize::Max64KB)
-        .block_mode(BlockMode::Independent)
-        .block_checksums(false)
-        .content_checksum(false);
-    let mut encoder = FrameEncoder::with_frame_info(info, Vec::with_capacity(data.len() / 2 + 64));
-    encoder.write_all(data)?;
-    Ok(encoder.finish()?)
-}
-
-/// Walks the frames and blocks of an LZ4 payload, checking that it is complete.
-///
-/// `lz4_flex`'s decoder treats input that ends at a block boundary (or inside a frame
-/// header) as a clean end of stream, and it also accepts the legacy LZ4 format and
-/// skippable frames. Kafka's `Lz4BlockInputStream` rejects all of these, so this walk
-/// insists on what Kafka insists on: every frame starts with the frame magic and
-/// version 01 and ends with an end mark (and its content checksum, when flagged), with
-/// every block whole. It only reads lengths; the decoder then checks the descriptor
-/// checksum, the block and content checksums, and the compressed data itself.
-fn lz4_check_framing(data: &[u8]) -> anyhow::Result<()> {
-    const FLG_VERSION_MASK: u8 = 0b1100_0000;
-    const FLG_VERSION_01: u8 = 0b0100_0000;
-    const FLG_BLOCK_CHECKSUM: u8 = 0b0001_0000;
-    const FLG_CONTENT_SIZE: u8 = 0b0000_1000;
-    const FLG_CONTENT_CHECKSUM: u8 = 0b0000_0100;
-    const FLG_DICT_ID: u8 = 0b0000_0001;
-    const UNCOMPRESSED_BIT: u32 = 0x8000_0000;
-
-    let mut pos = 0usize;
-    let take = |pos: &mut usize, n: usize, what: &str| -> anyhow::Result<usize> {
-        let start = *pos;
-        ensure!(
-            data.len() - start >= n,
-            "truncated {what} at byte {start} ({n} bytes needed, {} left)",
-            data.len() - start
-        );
-        *pos += n;
-        Ok(start)
-    };
-    while pos < data.len() {
-        let at = take(&mut pos, LZ4_FRAME_MAGIC.len(), "frame magic")?;
-        ensure!(
-            data[at..pos] == LZ4_FRAME_MAGIC,
-            "no LZ4 frame magic at byte {at}"
-        );
-        let at = take(&mut pos, 2, "frame descriptor")?;
-        let flg = data[at];
-        ensure!(
-            flg & FLG_VERSION_MASK == FLG_VERSION_01,
-            "unsupported LZ4 frame version in FLG {flg:#04x}"
-        );
-        let mut rest_of_descriptor = 1; // the header checksum byte
-        if flg & FLG_CONTENT_SIZE != 0 {
-            rest_of_descriptor += 8;
-        }
-        if flg & FLG_DICT_ID != 0 {
-            rest_of_descriptor += 4;
-        }
-        take(&mut pos, rest_of_descriptor, "frame descriptor")?;
-        loop {
-            let at = take(&mut pos, 4, "block size")?;
-            let word = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
-            if word == 0 {
-                if flg & FLG_CONTENT_CHECKSUM != 0 {
-                    take(&mut pos, 4, "content checksum")?;
-                }
-                break;
-            }
-            let mut len = usize::try_from(word & !UNCOMPRESSED_BIT)?;
-            if flg & FLG_BLOCK_CHECKSUM != 0 {
-                len += 4;
-            }
-            take(&mut pos, len, "block")?;
-        }
-    }
-    Ok(())
-}
-
-/// Compresses into the snappy-java (xerial) stream framing; see [`SNAPPY_JAVA_MAGIC`].
-///
-/// The input is cut into 32 KiB chunks, each compressed as one raw snappy block. An
-/// empty input yields the bare 16-byte header, which snappy-java reads back as empty.
-/// (The Java producer never compresses an empty records section, since a batch holds
-/// at least one record, so this case does not arise on the wire.)
-fn snappy_java_compress(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let chunks = data.len().div_ceil(SNAPPY_JAVA_CHUNK);
-    let mut out = Vec::with_capacity(
-        SNAPPY_JAVA_HEADER_LEN
-            + chunks * 4
-            + snap::raw::max_compress_len(SNAPPY_JAVA_CHUNK.min(data.len())) * chunks,
-    );
-    out.extend_from_slice(&SNAPPY_JAVA_MAGIC);
-    out.extend_from_slice(&SNAPPY_JAVA_VERSION.to_be_bytes());
-    out.extend_from_slice(&SNAPPY_JAVA_COMPATIBLE_VERSION.to_be_bytes());
-
-    let mut encoder = snap::raw::Encoder::new();
-    let mut block = vec![0u8; snap::raw::max_compress_len(SNAPPY_JAVA_CHUNK)];
-    for chunk in data.chunks(SNAPPY_JAVA_CHUNK) {
-        let len = encoder.compress(chunk, &mut block)?;
-        let prefix = i32::try_from(len).context("snappy chunk longer than i32::MAX")?;
-        out.extend_from_slice(&prefix.to_be_bytes());
-        out.extend_from_slice(&block[..len]);
-    }
-    Ok(out)
-}
-
-/// Decompresses snappy in either of the two shapes Kafka accepts.
-///
-/// A payload that opens with [`SNAPPY_JAVA_MAGIC`] is read as a snappy-java stream;
-/// anything else is read as one raw snappy block. Batches produced by librdkafka
-/// (and the clients built on it) carry raw snappy, batches from the Java producer
-/// carry the snappy-java framing, and a broker hands either back unchanged in a fetch
-/// response, so the load generator's consumer side must read both, as
-/// snappy-java's `SnappyInputStream` and librdkafka do.
-fn snappy_decompress(data: &[u8], limit: usize) -> anyhow::Result<Vec<u8>> {
-    if data.starts_with(&SNAPPY_JAVA_MAGIC) {
-        return snappy_java_decompress(data, limit).context("snappy-java stream is malformed");
-    }
-    let mut out = Vec::new();
-    snappy_raw_append(data, limit, &mut out).context("raw snappy block is malformed")?;
-    Ok(out)
-}
-
-/// Reads a snappy-java stream: header, then length-prefixed raw snappy chunks.
-///
-/// A header met again where a chunk length is expected starts a concatenated stream
-/// and is skipped, as snappy-java's reader does. The version fields are not checked:
-/// only version 1 has ever been written, and librdkafka ignores them too.
-fn snappy_java_decompress(data: &[u8], limit: usize) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.starts_with(&SNAPPY_JAVA_MAGIC) {
-            ensure!(
-                rest.len() >= SNAPPY_JAVA_HEADER_LEN,
-                "truncated snappy-java header"
-            );
-            rest = &rest[SNAPPY_JAVA_HEADER_LEN..];
-            continue;
-        }
-        let (prefix, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or_else(|| anyhow!("truncated chunk length ({} bytes left)", rest.len()))?;
-        let len = i32::from_be_bytes(*prefix);
-        let len = usize::try_from(len).map_err(|_| anyhow!("negative chunk length {len}"))?;
-        ensure!(
-            len <= tail.len(),
-            "chunk length {len} runs past the end of the payload ({} bytes left)",
-            tail.len()
-        );
-        let (block, next) = tail.split_at(len);
-        snappy_raw_append(block, limit, &mut out)?;
-        rest = next;
-    }
-    Ok(out)
-}
-
-/// Decompresses one raw snappy block onto the end of `out`, keeping `out` within `limit`.
-///
-/// A raw snappy block states its uncompressed length up front, so the limit is checked
-/// before any output is allocated.
-fn snappy_raw_append(block: &[u8], limit: usize, out: &mut Vec<u8>) -> anyhow::Result<()> {
-    let len = snap::raw::decompress_len(block)?;
-    let start = out.len();
-    let end = start
-        .checked_add(len)
-        .ok_or_else(|| anyhow!("decompressed size overflows"))?;
-    ensure_within(end, limit)?;
-    out.resize(end, 0);
-    let written = snap::raw::Decoder::new().decompress(block, &mut out[start..])?;
-    if written != len {
-        out.truncate(start);
-        bail!("snappy block produced {written} bytes but declared {len}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

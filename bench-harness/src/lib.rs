@@ -21,6 +21,7 @@ pub mod kafka_client;
 pub mod limits;
 pub mod loadgen;
 pub mod producer;
+pub mod record_check;
 pub mod records;
 pub mod report;
 pub mod run;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use corelog_bench::{compare, limits, loadgen, report, sink, storage, storage_open};
+use corelog_bench::{compare, limits, loadgen, record_check, report, sink, storage, storage_open};
 
 #[derive(Debug, Parser)]
 #[command(name = "corelog-bench", version, about = "Corelog benchmark harness")]
@@ -29,6 +29,8 @@ enum Command {
     Run(loadgen::RunArgs),
     /// A Kafka endpoint that acknowledges and discards: the generator's ceiling.
     Sink(sink::SinkArgs),
+    /// CPU cost of the broker's check of a produced batch, per codec.
+    RecordCheck(record_check::RecordCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::StorageOpen(args) => storage_open::run_command(args),
         Command::Run(args) => loadgen::run_command(args),
         Command::Sink(args) => sink::run_command(args),
+        Command::RecordCheck(args) => record_check::run_command(args),
     };
     match result {
         Ok(code) => code,

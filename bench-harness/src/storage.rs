@@ -37,7 +37,9 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use corelog_runtime::{GlommioIo, Partition};
 use corelog_storage::batch::build::{batch, BatchSpec};
-use corelog_storage::{BatchCache, CacheId, LogConfig, PartitionLog};
+use corelog_storage::{
+    BatchCache, CacheId, LogConfig, PartitionLog, RecordLimits, StorageError, ValidBatch,
+};
 
 use crate::hist::LatencyRecorder;
 use crate::limits::{measure_limits, DeviceWindows, LimitsOptions};
@@ -450,7 +452,12 @@ async fn write_until(
     let mut errors = 0u64;
     while Instant::now() < end {
         let started = Instant::now();
-        match p.append(payload.clone()) {
+        // Checked on every append, as the produce path checks every batch.
+        let checked = ValidBatch::new(payload.clone(), &RecordLimits::default());
+        match checked
+            .map_err(StorageError::from)
+            .and_then(|b| p.append(b))
+        {
             Ok((info, generation)) => {
                 if p.wait_flushed(info.last_offset.plus(1), generation)
                     .await
@@ -503,8 +510,9 @@ async fn fill_until_a_segment_is_recycled(
                         "no segment was recycled after {RECYCLED_FILL_TIMEOUT_S} s of filling"
                     ));
                 }
+                let checked = ValidBatch::new(payload.clone(), &RecordLimits::default())?;
                 let (info, generation) = p
-                    .append(payload.clone())
+                    .append(checked)
                     .map_err(|e| anyhow::anyhow!("fill append: {e}"))?;
                 p.wait_flushed(info.last_offset.plus(1), generation)
                     .await

@@ -79,6 +79,8 @@ pub mod error_code {
     pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = ResponseError::UnsupportedCompressionType.code();
     /// A record failed the broker's validation.
     pub const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
+    /// The producer attempted a transactional operation in an invalid state.
+    pub const INVALID_TXN_STATE: i16 = ResponseError::InvalidTxnState.code();
     /// Topic deletion is disabled on this broker.
     pub const TOPIC_DELETION_DISABLED: i16 = ResponseError::TopicDeletionDisabled.code();
     /// The fetch session id is unknown.

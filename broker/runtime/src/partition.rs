@@ -8,8 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use corelog_storage::{AppendInfo, Offset, PartitionLog, StorageError};
+use corelog_storage::{AppendInfo, Offset, PartitionLog, StorageError, ValidBatch};
 use futures_lite::FutureExt;
 
 use crate::io::GlommioIo;
@@ -60,11 +59,12 @@ impl Partition {
         Partition { inner }
     }
 
-    /// Appends one batch (see the durability contract of `PartitionLog`).
-    /// Returns the assigned offsets and the discard generation to wait with.
-    pub fn append(&self, batch: Bytes) -> Result<(AppendInfo, u64), StorageError> {
+    /// Appends one checked batch (see the durability contract of
+    /// `PartitionLog`). Returns the assigned offsets and the discard
+    /// generation to wait with.
+    pub fn append(&self, batch: ValidBatch) -> Result<(AppendInfo, u64), StorageError> {
         let mut log = self.inner.log.borrow_mut();
-        let info = log.append(batch)?;
+        let info = log.append_valid(batch)?;
         let generation = log.discard_generation();
         drop(log);
         self.inner.work.notify_all();

@@ -16,7 +16,8 @@ use corelog_runtime::{GlommioIo, Partition};
 use corelog_storage::batch::build::{batch, BatchSpec};
 use corelog_storage::io::StdIo;
 use corelog_storage::{
-    batch as batch_format, BatchCache, CacheId, LogConfig, Offset, PartitionLog,
+    batch as batch_format, BatchCache, CacheId, LogConfig, Offset, PartitionLog, RecordLimits,
+    ValidBatch,
 };
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -155,7 +156,9 @@ fn disk_full_fails_appends_keeps_flushed_data_and_recovers_when_space_returns() 
             let p = p.clone();
             async move {
                 let base = p.with_log(|l| l.next_offset());
-                let (info, generation) = p.append(patterned(base)).map_err(|e| e.to_string())?;
+                let (info, generation) = p
+                    .append(ValidBatch::new(patterned(base), &RecordLimits::default()).unwrap())
+                    .map_err(|e| e.to_string())?;
                 p.wait_flushed(info.last_offset.plus(1), generation)
                     .await
                     .map_err(|_| "discarded".to_string())?;

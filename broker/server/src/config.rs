@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use corelog_storage::{FlushPolicy, LogConfig};
+use corelog_storage::{FlushPolicy, LogConfig, RecordLimits};
 use serde::Deserialize;
 
 /// Settings of the broker process. Field names are the TOML keys.
@@ -79,6 +79,14 @@ pub struct ServerConfig {
     /// space on SSDs, and no zero fill). Costs up to this many segments of
     /// disk per partition beyond retention; 0 turns recycling off.
     pub segment_files_recycled_max: usize,
+    /// The most bytes a produced batch's records may decompress to. Every
+    /// compressed batch is decompressed once on produce, to check that each
+    /// record in it decodes (a batch a consumer cannot read is refused, not
+    /// stored), and the check holds the output while it walks it: this
+    /// bounds that memory and the time one batch can take, so that a few
+    /// kilobytes of crafted input cannot claim gigabytes. A larger batch is
+    /// answered MESSAGE_TOO_LARGE, on which the Java producer splits it.
+    pub batch_decompressed_bytes_max: usize,
     /// Consumer-group settings (Kafka's `group.*` and `offsets.*`).
     pub groups: GroupSettings,
     /// A file the broker writes once every shard serves (when it logs
@@ -114,6 +122,7 @@ impl Default for ServerConfig {
             cluster_id: None,
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
+            batch_decompressed_bytes_max: RecordLimits::default().decompressed_bytes_max,
             groups: GroupSettings::default(),
             ready_file: None,
         }
@@ -328,6 +337,9 @@ impl ServerConfig {
                 .write_bytes_max
                 .unwrap_or(LogConfig::default().write_bytes_max),
             segment_files_recycled_max: self.segment_files_recycled_max,
+            record_limits: RecordLimits {
+                decompressed_bytes_max: self.batch_decompressed_bytes_max,
+            },
             ..LogConfig::default()
         }
     }

@@ -2,6 +2,7 @@
 //! Kafka error code a client is sent.
 
 use corelog_protocol::error_code as ec;
+use corelog_storage::batch::BatchError;
 use corelog_storage::producer::SequenceError;
 use corelog_storage::StorageError;
 
@@ -45,6 +46,8 @@ impl ServerError {
 
 fn storage_code(e: &StorageError) -> i16 {
     match e {
+        // The Java producer splits a batch it is told is too large.
+        StorageError::Batch(BatchError::DecompressedTooLarge { .. }) => ec::MESSAGE_TOO_LARGE,
         StorageError::Batch(b) if b.is_corruption() => ec::CORRUPT_MESSAGE,
         StorageError::Batch(_) => ec::INVALID_RECORD,
         StorageError::BatchTooLarge { .. } => ec::RECORD_LIST_TOO_LARGE,

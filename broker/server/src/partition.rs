@@ -27,11 +27,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
 use corelog_storage::{
     CacheId, LogConfig, Offset, PartitionLog, RecoveryReport, SharedBatchCache, StorageError,
-    TimestampPlan,
+    TimestampPlan, ValidBatch,
 };
 
 pub use corelog_storage::ReadChunks;
@@ -192,7 +191,7 @@ impl Partition {
 
     /// Appends one batch. The returned [`Appended`] carries the assigned
     /// offsets; [`Self::acknowledged`] completes when `acks` is satisfied.
-    pub fn append(&self, batch: Bytes, acks: Acks) -> Result<Appended, StorageError> {
+    pub fn append(&self, batch: ValidBatch, acks: Acks) -> Result<Appended, StorageError> {
         let (info, generation) = self.log.append(batch)?;
         Ok(Appended {
             base_offset: info.base_offset,

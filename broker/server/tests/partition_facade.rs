@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use corelog_server::partition::{Acks, DeleteUpTo, Isolation, Partition};
 use corelog_storage::batch::build::{batch, BatchSpec};
-use corelog_storage::{BatchCache, CacheId, LogConfig, Offset, StorageError};
+use corelog_storage::{
+    BatchCache, CacheId, LogConfig, Offset, RecordLimits, StorageError, ValidBatch,
+};
 use glommio::{LocalExecutorBuilder, Placement};
 
 fn run<F, Fut>(f: F)
@@ -35,11 +37,12 @@ where
         .expect("join");
 }
 
-fn records(n: usize) -> Bytes {
-    Bytes::from(batch(&BatchSpec {
+fn records(n: usize) -> ValidBatch {
+    let bytes = Bytes::from(batch(&BatchSpec {
         records: n,
         ..Default::default()
-    }))
+    }));
+    ValidBatch::new(bytes, &RecordLimits::default()).expect("a built batch is valid")
 }
 
 async fn settle(p: &Partition) {

@@ -4,6 +4,10 @@
 //! the fixed 61-byte header in place, checks it, and rewrites only the
 //! `baseOffset` field, which the CRC does not cover.
 
+use bytes::Bytes;
+
+pub use crate::codec::Compression;
+use crate::records::{check_records, RecordLimits, RecordsSummary};
 use crate::types::Offset;
 
 /// Size of the fixed record batch header, up to and including `recordsCount`.
@@ -27,7 +31,6 @@ const OFF_PRODUCER_EPOCH: usize = 51;
 const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORDS_COUNT: usize = 57;
 
-const COMPRESSION_MASK: i16 = 0x07;
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 const CONTROL_FLAG: i16 = 0x20;
 
@@ -53,24 +56,31 @@ pub enum BatchError {
     /// Header fields contradict each other or the records. INVALID_RECORD.
     #[error("invalid record batch: {0}")]
     Invalid(&'static str),
+    /// One record's fields do not decode (`index` counts from 0 in the
+    /// batch). INVALID_RECORD.
+    #[error("invalid record {index} in batch: {why}")]
+    Record { index: usize, why: &'static str },
+    /// The compressed records section is not a valid stream of the codec
+    /// the attributes name. CORRUPT_MESSAGE.
+    #[error("invalid compressed batch: {0}")]
+    Undecompressible(&'static str),
+    /// The records section decompresses to more than the check allows
+    /// (`batch_decompressed_bytes_max`). MESSAGE_TOO_LARGE.
+    #[error("batch decompresses to more than {limit_bytes} bytes (batch_decompressed_bytes_max)")]
+    DecompressedTooLarge { limit_bytes: usize },
 }
 
 impl BatchError {
     /// True for damage to the bytes (CORRUPT_MESSAGE); false for well-formed
     /// bytes carrying inconsistent fields (INVALID_RECORD).
     pub fn is_corruption(&self) -> bool {
-        !matches!(self, BatchError::Invalid(_))
+        !matches!(
+            self,
+            BatchError::Invalid(_)
+                | BatchError::Record { .. }
+                | BatchError::DecompressedTooLarge { .. }
+        )
     }
-}
-
-/// Codec a batch's records are compressed with (attributes bits 0-2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
 }
 
 /// A read-only view of a batch header. Cheap to build: it only reads fields.
@@ -138,14 +148,10 @@ impl BatchHeader {
         Offset(self.base_offset.0 + self.last_offset_delta as i64 + 1)
     }
 
-    pub fn compression(&self) -> Compression {
-        match self.attributes & COMPRESSION_MASK {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            _ => Compression::Zstd,
-        }
+    /// The codec, or None for the unassigned ids 5-7 (which a
+    /// [`ValidBatch`] never has).
+    pub fn compression(&self) -> Option<Compression> {
+        Compression::from_attributes(self.attributes)
     }
 
     pub fn is_transactional(&self) -> bool {
@@ -184,6 +190,22 @@ pub fn validate_prefix(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 fn validate_at(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    check_crc_and_header(bytes, header)?;
+    if header.compression() == Some(Compression::None) {
+        let counted = count_records(&bytes[BATCH_HEADER_BYTES..]).ok_or(BatchError::Invalid(
+            "record lengths do not add up to the batch",
+        ))?;
+        if counted != header.records_count as usize {
+            return Err(BatchError::Invalid(
+                "record count does not match the records",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The CRC and the header fields' agreement with each other.
+fn check_crc_and_header(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     let stored = be_i32(bytes, OFF_CRC) as u32;
     let computed = crc_fast::crc32_iscsi(&bytes[OFF_ATTRIBUTES..]);
     if stored != computed {
@@ -209,17 +231,65 @@ fn validate_at(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
             "transactional batch without a producer id",
         ));
     }
-    if header.compression() == Compression::None {
-        let counted = count_records(&bytes[BATCH_HEADER_BYTES..]).ok_or(BatchError::Invalid(
-            "record lengths do not add up to the batch",
-        ))?;
-        if counted != header.records_count as usize {
-            return Err(BatchError::Invalid(
-                "record count does not match the records",
-            ));
-        }
-    }
     Ok(())
+}
+
+/// The checks of [`ValidBatch::new`] before it walks the records: the
+/// single batch `bytes` must hold, its header fields and its CRC.
+pub fn validate_header_and_crc(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    if header.total_bytes != bytes.len() {
+        return Err(BatchError::Invalid("batch length does not match the bytes"));
+    }
+    check_crc_and_header(bytes, &header)?;
+    Ok(header)
+}
+
+/// One batch that passed every check the log makes before it stores bytes:
+/// the header, the CRC, and every record inside, decompressed if need be
+/// ([`check_records`]). The only way to build one is [`ValidBatch::new`], so
+/// a log that appends only `ValidBatch`es stores nothing a consumer cannot
+/// decode. Checking is separate from appending so that the produce path can
+/// do it on the connection's shard, before the batch travels to the shard
+/// that owns the partition, and outside that partition's log borrow.
+#[derive(Debug, Clone)]
+pub struct ValidBatch {
+    bytes: Bytes,
+    header: BatchHeader,
+    summary: RecordsSummary,
+}
+
+impl ValidBatch {
+    /// Checks `bytes`, which must hold exactly one batch.
+    pub fn new(bytes: Bytes, limits: &RecordLimits) -> Result<ValidBatch, BatchError> {
+        let header = validate_header_and_crc(&bytes)?;
+        let summary = check_records(&bytes, &header, limits)?;
+        Ok(ValidBatch {
+            bytes,
+            header,
+            summary,
+        })
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn summary(&self) -> &RecordsSummary {
+        &self.summary
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
 }
 
 /// Counts the records of an uncompressed batch body by walking their length
@@ -244,7 +314,7 @@ fn count_records(mut body: &[u8]) -> Option<usize> {
 /// as a whole.
 pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(Offset, i64)> {
     let header = BatchHeader::parse(bytes).ok()?;
-    if header.compression() != Compression::None {
+    if header.compression() != Some(Compression::None) {
         return None;
     }
     let mut body = bytes.get(BATCH_HEADER_BYTES..header.total_bytes)?;
@@ -300,7 +370,7 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
 pub mod build {
     use super::*;
 
-    /// Options for a built batch. Records are uncompressed.
+    /// Options for a built batch.
     #[derive(Debug, Clone)]
     pub struct BatchSpec {
         pub records: usize,
@@ -313,6 +383,8 @@ pub mod build {
         pub base_sequence: i32,
         /// A byte stamped into every value so that tests can recognise a batch.
         pub fill: u8,
+        /// The codec of the records section.
+        pub compression: Compression,
     }
 
     impl Default for BatchSpec {
@@ -326,6 +398,7 @@ pub mod build {
                 producer_epoch: -1,
                 base_sequence: -1,
                 fill: 0xab,
+                compression: Compression::None,
             }
         }
     }
@@ -344,6 +417,21 @@ pub mod build {
 
     /// Encodes a complete, valid batch with base offset 0.
     pub fn batch(spec: &BatchSpec) -> Vec<u8> {
+        let section = records_section(spec);
+        let section = crate::codec::compress(spec.compression, &section)
+            .expect("compressing into memory cannot fail");
+        let codec_bits = match spec.compression {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        };
+        wrap(spec, codec_bits, &section)
+    }
+
+    /// The uncompressed records of `spec`, each with its length prefix.
+    pub fn records_section(spec: &BatchSpec) -> Vec<u8> {
         let mut body = Vec::with_capacity(spec.records * (spec.value_bytes + 16));
         for i in 0..spec.records {
             let mut rec = Vec::with_capacity(spec.value_bytes + 12);
@@ -357,15 +445,23 @@ pub mod build {
             put_varint(&mut body, rec.len() as i64);
             body.extend_from_slice(&rec);
         }
+        body
+    }
+
+    /// A batch header for `spec` (its record count, timestamps and producer
+    /// fields) with `attributes`, followed by `section` as the records,
+    /// whatever they hold, with a correct CRC: for tests that need a batch
+    /// whose checksum passes but whose contents are wrong.
+    pub fn wrap(spec: &BatchSpec, attributes: i16, section: &[u8]) -> Vec<u8> {
         let max_ts = spec.base_timestamp_ms + spec.timestamp_step_ms * (spec.records as i64 - 1);
-        let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
+        let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + section.len());
         out.extend_from_slice(&0i64.to_be_bytes());
-        let batch_length = (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES + body.len()) as i32;
+        let batch_length = (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES + section.len()) as i32;
         out.extend_from_slice(&batch_length.to_be_bytes());
         out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
         out.push(MAGIC_V2 as u8);
         out.extend_from_slice(&[0; 4]); // crc, filled below
-        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&attributes.to_be_bytes());
         out.extend_from_slice(&(spec.records as i32 - 1).to_be_bytes());
         out.extend_from_slice(&spec.base_timestamp_ms.to_be_bytes());
         out.extend_from_slice(&max_ts.to_be_bytes());
@@ -373,7 +469,7 @@ pub mod build {
         out.extend_from_slice(&spec.producer_epoch.to_be_bytes());
         out.extend_from_slice(&spec.base_sequence.to_be_bytes());
         out.extend_from_slice(&(spec.records as i32).to_be_bytes());
-        out.extend_from_slice(&body);
+        out.extend_from_slice(section);
         let crc = crc_fast::crc32_iscsi(&out[OFF_ATTRIBUTES..]);
         out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         out

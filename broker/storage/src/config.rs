@@ -1,5 +1,7 @@
 //! Per-partition log settings, named after the Kafka topic configs they implement.
 
+use crate::records::RecordLimits;
+
 /// When appended data is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPolicy {
@@ -53,6 +55,9 @@ pub struct LogConfig {
     /// `ARCHITECTURE.md`). The price is disk space: up to this many old
     /// segment files beyond what retention keeps. 0 deletes them outright.
     pub segment_files_recycled_max: usize,
+    /// What checking a batch's records before it is appended may cost (see
+    /// [`crate::records`]).
+    pub record_limits: RecordLimits,
 }
 
 /// The largest segment a 32-bit index position can address.
@@ -71,6 +76,7 @@ impl Default for LogConfig {
             write_bytes_max: 4 << 20,
             checkpoint_interval_bytes: 512 << 20,
             segment_files_recycled_max: 1,
+            record_limits: RecordLimits::default(),
         }
     }
 }
@@ -98,6 +104,9 @@ impl LogConfig {
         }
         if self.write_bytes_max < 4096 {
             return Err("write_bytes_max must be at least 4096".into());
+        }
+        if self.record_limits.decompressed_bytes_max < 1024 {
+            return Err("batch_decompressed_bytes_max must be at least 1024".into());
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, BatchHeader, ValidBatch};
 use crate::cache::{CacheId, SharedBatchCache};
 use crate::checkpoint::{ActiveSegmentMeta, Checkpoint, SealedSegmentMeta, CHECKPOINT_FILE};
 use crate::config::{FlushPolicy, LogConfig};
@@ -300,10 +300,19 @@ impl<I: StorageIo> PartitionLog<I> {
         self.failure.is_some()
     }
 
-    /// Validates one record batch, assigns it the next offsets and buffers it.
-    /// Returns at once; the batch becomes durable through later jobs. An
-    /// invalid batch changes nothing.
+    /// Validates one record batch (every record in it, see
+    /// [`crate::records`]) with this log's limits, then appends it as
+    /// [`Self::append_valid`] does. An invalid batch changes nothing.
     pub fn append(&mut self, batch_bytes: Bytes) -> Result<AppendInfo> {
+        let batch = ValidBatch::new(batch_bytes, &self.config.record_limits)?;
+        self.append_valid(batch)
+    }
+
+    /// Assigns a checked batch the next offsets and buffers it. Returns at
+    /// once; the batch becomes durable through later jobs. A refused batch
+    /// (unwritable log, too large for a segment, out-of-order sequence)
+    /// changes nothing.
+    pub fn append_valid(&mut self, batch: ValidBatch) -> Result<AppendInfo> {
         if let Some(f) = &self.failure {
             tracing::debug!(reason = %f.message, "append refused");
             return Err(StorageError::io(
@@ -312,7 +321,8 @@ impl<I: StorageIo> PartitionLog<I> {
                 std::io::Error::from_raw_os_error(f.os_error.unwrap_or(libc::EIO)),
             ));
         }
-        let header = batch::validate(&batch_bytes)?;
+        let header = *batch.header();
+        let batch_bytes = batch.into_bytes();
         if header.total_bytes as u64 > self.config.segment_bytes_max {
             return Err(StorageError::BatchTooLarge {
                 batch_bytes: header.total_bytes,

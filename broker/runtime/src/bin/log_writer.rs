@@ -18,7 +18,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use corelog_runtime::{GlommioIo, Partition};
 use corelog_storage::batch::build::{batch, BatchSpec};
-use corelog_storage::{BatchCache, CacheId, LogConfig, PartitionLog};
+use corelog_storage::{BatchCache, CacheId, LogConfig, PartitionLog, RecordLimits, ValidBatch};
 use glommio::{LocalExecutorBuilder, Placement};
 
 struct Args {
@@ -66,7 +66,10 @@ async fn append_windows(
                 ..BatchSpec::default()
             };
             let (info, generation) = partition
-                .append(Bytes::from(batch(&spec)))
+                .append(
+                    ValidBatch::new(Bytes::from(batch(&spec)), &RecordLimits::default())
+                        .map_err(|e| format!("built batch refused: {e}"))?,
+                )
                 .map_err(|e| format!("append failed: {e}"))?;
             last = Some((info.last_offset.plus(1), generation));
             shared.appended.set(shared.appended.get() + 1);

@@ -18,7 +18,7 @@ use corelog_coordination::{
 };
 use corelog_runtime::notify::Doorbell;
 use corelog_runtime::now_ms;
-use corelog_storage::Offset;
+use corelog_storage::{Offset, RecordLimits, StorageError, ValidBatch};
 use futures_lite::FutureExt;
 
 use crate::metadata::ClusterMetadata;
@@ -239,7 +239,11 @@ impl GroupPartition {
                     let mut commit = self.log.end_commit_point();
                     let end_before = self.log.log_end_offset();
                     for batch in batches {
-                        match self.log.append(batch, Acks::All) {
+                        // The coordinator's own batches are checked like
+                        // any other: nothing enters a log unchecked.
+                        let checked = ValidBatch::new(batch, &RecordLimits::default())
+                            .map_err(StorageError::from);
+                        match checked.and_then(|b| self.log.append(b, Acks::All)) {
                             Ok(appended) => {
                                 first.get_or_insert(appended.base_offset);
                                 commit = appended.commit;

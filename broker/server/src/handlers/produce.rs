@@ -1,6 +1,15 @@
 //! Produce: validate each partition's record batch, append it on the shard
 //! that owns the partition, and answer per `acks`.
 //!
+//! Validation runs here, on the connection's shard, before a batch travels
+//! to its owner: the header, the CRC and every record inside, decompressed
+//! if need be (`corelog_storage::records`), plus what only a produce
+//! request may not carry (control batches, transactional batches while
+//! transactions are not implemented, zstd before Produce v7). The owner then
+//! appends the checked batch without reading it again. A refused batch is
+//! answered with Kafka's error code and, from Produce v8 on, a message
+//! saying what was wrong.
+//!
 //! acks=0: no response. acks=1 and acks=all (-1): answered when the
 //! partition says the append is acknowledged at that level (see
 //! `crate::partition` for what each level waits for).
@@ -14,6 +23,9 @@ use corelog_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use corelog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+use corelog_storage::batch::Compression;
+use corelog_storage::{RecordLimits, StorageError, ValidBatch};
 use futures_lite::FutureExt;
 
 use super::Close;
@@ -44,7 +56,7 @@ pub async fn handle(
     cx: &RequestContext<'_>,
     request: ProduceRequest,
 ) -> Result<Handled<ProduceResponse>, Close> {
-    let RequestContext { shard, .. } = *cx;
+    let RequestContext { shard, header, .. } = *cx;
     let acks = request.acks;
     let acks_level = Acks::from_kafka(acks);
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -64,13 +76,15 @@ pub async fn handle(
     }
     let md = shard.metadata();
     // Each partition's outcome, in request order: decided here when the
-    // request itself is wrong, else by the owning shard.
-    let mut slots: Vec<(String, i32, Option<Outcome>)> = Vec::new();
+    // request itself is wrong, else by the owning shard; with a message for
+    // the client when it is refused here.
+    let mut slots: Vec<(String, i32, Option<Outcome>, Option<String>)> = Vec::new();
     let mut batches: Vec<(ShardId, Batch)> = Vec::new();
     for topic in &request.topic_data {
         let name = topic.name.0.to_string();
         for part in &topic.partition_data {
             let index = part.index;
+            let mut message = None;
             let refused = match acks_level {
                 None => Some(error_code::INVALID_REQUIRED_ACKS),
                 Some(acks) => match (md.topics.get(&name), &part.records) {
@@ -87,26 +101,39 @@ pub async fn handle(
                             // One replica can never satisfy min.insync.replicas > 1.
                             Some(corelog_protocol::ResponseError::NotEnoughReplicas.code())
                         } else {
-                            let owner = t.partitions[index as usize].shard;
-                            batches.push((
-                                owner,
-                                Batch {
-                                    slot: slots.len(),
-                                    topic: name.clone(),
-                                    index,
-                                    records: records.clone(),
-                                },
-                            ));
-                            None
+                            match check_batch(
+                                records,
+                                header.api_version,
+                                &settings.log.record_limits,
+                            ) {
+                                Ok(batch) => {
+                                    let owner = t.partitions[index as usize].shard;
+                                    batches.push((
+                                        owner,
+                                        Batch {
+                                            slot: slots.len(),
+                                            topic: name.clone(),
+                                            index,
+                                            batch,
+                                        },
+                                    ));
+                                    None
+                                }
+                                Err((code, why)) => {
+                                    tracing::debug!(topic = %name, index, code, why = %why, "produce refused");
+                                    message = Some(why);
+                                    Some(code)
+                                }
+                            }
                         }
                     }
                 },
             };
-            slots.push((name.clone(), index, refused.map(Outcome::error)));
+            slots.push((name.clone(), index, refused.map(Outcome::error), message));
         }
     }
     if let (Some(acks), false) = (acks_level, batches.is_empty()) {
-        let owned: Vec<(ShardId, usize)> = batches.iter().map(|(o, b)| (*o, b.slot)).collect();
+        let sent: Vec<usize> = batches.iter().map(|(_, b)| b.slot).collect();
         let outcomes = shard
             .fan_out(
                 batches,
@@ -114,27 +141,26 @@ pub async fn handle(
                 Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER),
             )
             .await;
-        for ((_, slot), outcome) in owned.into_iter().zip(outcomes) {
+        // Answers come back in the order the batches were sent.
+        for (slot, outcome) in sent.into_iter().zip(outcomes) {
             slots[slot].2 = Some(outcome);
         }
     }
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
-    for (name, index, outcome) in slots {
+    for (name, index, outcome, message) in slots {
         let outcome = outcome.unwrap_or(Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER));
         let part = PartitionProduceResponse::default()
             .with_index(index)
             .with_error_code(outcome.error_code)
             .with_base_offset(outcome.base_offset)
             .with_log_append_time_ms(-1)
-            .with_log_start_offset(outcome.log_start_offset);
+            .with_log_start_offset(outcome.log_start_offset)
+            .with_error_message(message.map(StrBytes::from_string));
         match responses.last_mut() {
             Some(t) if t.name.0.as_str() == name => t.partition_responses.push(part),
             _ => responses.push(
                 TopicProduceResponse::default()
-                    .with_name(
-                        corelog_protocol::kafka_protocol::protocol::StrBytes::from_string(name)
-                            .into(),
-                    )
+                    .with_name(StrBytes::from_string(name).into())
                     .with_partition_responses(vec![part]),
             ),
         }
@@ -151,7 +177,51 @@ struct Batch {
     slot: usize,
     topic: String,
     index: i32,
-    records: Bytes,
+    batch: ValidBatch,
+}
+
+/// Checks one partition's records as Kafka's broker does before it appends
+/// them: exactly one well-formed batch whose every record decodes
+/// ([`ValidBatch::new`]), and nothing a client may not produce. Answers the
+/// checked batch, or the error code and a message for the client.
+fn check_batch(
+    records: &Bytes,
+    version: i16,
+    limits: &RecordLimits,
+) -> Result<ValidBatch, (i16, String)> {
+    let batch = ValidBatch::new(records.clone(), limits).map_err(|e| {
+        let code = ServerError::code_of_storage(&StorageError::Batch(e.clone()));
+        (code, e.to_string())
+    })?;
+    let h = batch.header();
+    if h.is_control() {
+        // Commit and abort markers are the transaction coordinator's to
+        // write; a client's would end transactions that never began.
+        return Err((
+            error_code::INVALID_RECORD,
+            "clients may not produce control batches".into(),
+        ));
+    }
+    if h.is_transactional() {
+        // No producer can be in a transaction until transactions exist
+        // here (InitProducerId refuses transactional ids), so a
+        // transactional batch comes from a client that skipped the
+        // protocol; stored, it would be invisible to read_committed
+        // consumers for ever, as no marker would ever close it.
+        return Err((
+            error_code::INVALID_TXN_STATE,
+            "transactional batches are refused: this broker does not implement transactions yet"
+                .into(),
+        ));
+    }
+    if h.compression() == Some(Compression::Zstd) && version < 7 {
+        // KIP-110: clients that may not read zstd never see it.
+        return Err((
+            error_code::UNSUPPORTED_COMPRESSION_TYPE,
+            "zstd batches need Produce v7 or later".into(),
+        ));
+    }
+    Ok(batch)
 }
 
 /// Runs on the owning shard: appends every batch it was sent, in request
@@ -171,7 +241,7 @@ async fn append_all(
             outcomes.push(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
         };
-        match p.append(batch.records, acks) {
+        match p.append(batch.batch, acks) {
             Ok(a) => {
                 appended.push((outcomes.len(), p, a));
                 // Filled in once acknowledged.

@@ -27,6 +27,12 @@ message schemas (clients/src/main/resources/common/message/*.json):
                             int32 max_bytes, int8 isolation_level,
                             [string topic, [int32 partition, int64 fetch_offset,
                                             int32 partition_max_bytes]]
+  JoinGroup v0 request    : string group_id, int32 session_timeout_ms, string member_id,
+                            string protocol_type, [string name, bytes metadata]
+                            (v0 has no rebalance timeout: the session timeout serves)
+  JoinGroup v0 response   : int16 error_code, int32 generation_id, string protocol_name,
+                            string leader, string member_id,
+                            [string member_id, bytes metadata]
   Fetch v4 response       : int32 throttle_time_ms,
                             [string topic, [int32 partition, int16 error_code,
                               int64 high_watermark, int64 last_stable_offset,
@@ -39,6 +45,7 @@ import time
 API_PRODUCE = 0
 API_FETCH = 1
 API_METADATA = 3
+API_JOIN_GROUP = 11
 API_VERSIONS = 18
 
 ERR_NONE = 0
@@ -186,6 +193,13 @@ def fetch_v4_request(correlation_id, topic, partition, offset, max_wait_ms=500, 
     return frame(request_header_v1(API_FETCH, 4, correlation_id) + body)
 
 
+def join_group_v0_request(correlation_id, group_id, session_timeout_ms=10000, member_id="",
+                          protocol_type="consumer", protocols=(("range", b""),)):
+    body = (string(group_id) + i32(session_timeout_ms) + string(member_id) + string(protocol_type)
+            + array([string(name) + kbytes(meta) for name, meta in protocols]))
+    return frame(request_header_v1(API_JOIN_GROUP, 0, correlation_id) + body)
+
+
 def record_batch(values, key=None, timestamp_ms=None):
     """A magic-2 record batch (uncompressed), built with kafka-python's builder."""
     from kafka.record.default_records import DefaultRecordBatchBuilder
@@ -227,6 +241,12 @@ def decode_metadata_v1(body):
 
     topics = body.array(topic)
     return {"brokers": brokers, "controller_id": controller_id, "topics": topics}
+
+
+def decode_join_group_v0(body):
+    return {"error_code": body.i16(), "generation_id": body.i32(), "protocol_name": body.string(),
+            "leader": body.string(), "member_id": body.string(),
+            "members": body.array(lambda r: (r.string(), r._take(max(r.i32(), 0))))}
 
 
 def decode_produce_v3(body):

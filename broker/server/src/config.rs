@@ -25,6 +25,23 @@ pub struct ServerConfig {
     pub default_partitions: u32,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub request_bytes_max: usize,
+    /// How long a request frame may stay incomplete while the connection is
+    /// reading it: from its first byte (or from when the connection starts
+    /// reading again after backpressure) until its last. A connection still
+    /// holding a partial frame then is closed and the shard logs it. The
+    /// default, 30 s, is Kafka clients' `request.timeout.ms`: a client gives
+    /// up on a request 30 s after sending it, so a frame that has not
+    /// arrived whole by then comes from a client that has already given up
+    /// or from one trickling bytes on purpose to hold a connection slot and
+    /// its read buffer. Kafka itself has no such bound (its idle timer
+    /// restarts with every byte); this one counts from the frame's start, so
+    /// one byte now and then cannot keep a frame open forever.
+    pub request_partial_frame_timeout_ms: u64,
+    /// `connections.max.idle.ms`: a connection with no request in flight and
+    /// no byte of a next one for this long is closed, as in Kafka (same
+    /// default, 10 minutes). Clients reconnect when they need to, so this
+    /// only gives back what a forgotten connection holds.
+    pub connections_max_idle_ms: u64,
     /// Connections one shard serves at once; further ones are closed at
     /// accept. Lowered at start if all shards' connections together would
     /// not fit in the process's descriptor limit (`RLIMIT_NOFILE`) less
@@ -109,6 +126,8 @@ impl Default for ServerConfig {
             auto_create_topics: false,
             default_partitions: 1,
             request_bytes_max: 100 << 20,
+            request_partial_frame_timeout_ms: 30_000,
+            connections_max_idle_ms: 600_000,
             connections_per_shard_max: 10_000,
             descriptors_reserved: 1024,
             requests_in_flight_per_connection_max: 5,
@@ -264,6 +283,17 @@ impl ServerConfig {
                 i32::MAX
             ));
         }
+        // Bounded so that a deadline computed from them cannot overflow.
+        if !(1..=TIMEOUT_MS_MAX).contains(&self.request_partial_frame_timeout_ms) {
+            return Err(format!(
+                "request_partial_frame_timeout_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
+        if !(1..=TIMEOUT_MS_MAX).contains(&self.connections_max_idle_ms) {
+            return Err(format!(
+                "connections_max_idle_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
         if let Some(w) = self.write_bytes_max {
             if !(WRITE_BYTES_MIN..=WRITE_BYTES_LIMIT).contains(&w) {
                 return Err(format!(
@@ -361,6 +391,11 @@ impl ServerConfig {
     }
 }
 
+/// The longest connection timeout accepted, in milliseconds: Java's
+/// `Integer.MAX_VALUE`, about 24.8 days, the bound Kafka's own int settings
+/// have.
+pub const TIMEOUT_MS_MAX: u64 = i32::MAX as u64;
+
 /// Bounds of `write_bytes_max`.
 pub const WRITE_BYTES_MIN: usize = 64 << 10;
 pub const WRITE_BYTES_LIMIT: usize = 16 << 20;
@@ -420,6 +455,8 @@ mod tests {
         let c = ServerConfig::default();
         c.validate().unwrap();
         assert_eq!(c.listen.port(), 9092);
+        assert_eq!(c.request_partial_frame_timeout_ms, 30_000);
+        assert_eq!(c.connections_max_idle_ms, 600_000);
         assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
     }
 
@@ -467,6 +504,22 @@ mod tests {
             .validate()
             .unwrap_err()
             .starts_with("groups.consumer_heartbeat_interval_ms"));
+        let c = ServerConfig {
+            request_partial_frame_timeout_ms: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("request_partial_frame_timeout_ms"));
+        let c = ServerConfig {
+            connections_max_idle_ms: u64::MAX,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("connections_max_idle_ms"));
         let mut c = ServerConfig::default();
         c.groups.offsets_topic_partitions = 0;
         assert!(c

@@ -13,10 +13,22 @@
 //! their share of the connection's `fetch_response_bytes_per_connection_max`
 //! until written, so a client that does not read its answers holds a
 //! bounded amount of memory.
+//!
+//! Slow input: a frame is handed out only when its last byte is in, however
+//! few bytes each read brings, and a connection waiting for bytes holds up
+//! nothing but itself. A watchdog task per connection closes it when a
+//! frame stays incomplete for `request_partial_frame_timeout_ms` while the
+//! connection reads it, or when it sits idle (nothing in flight, nothing
+//! buffered) for `connections_max_idle_ms`. The loop only publishes what
+//! it waits for, in a `Cell`, when it is about to wait on its socket; the
+//! watchdog sleeps until the earliest deadline that state allows, so a busy
+//! connection arms no timer per request.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::ApiKey;
@@ -52,6 +64,62 @@ fn pipelined(frame: &[u8]) -> bool {
     key == ApiKey::Produce as i16 || key == ApiKey::Fetch as i16
 }
 
+/// What a connection's loop waits for, published for its watchdog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    /// Handling requests, writing answers, or not reading (its bounds are
+    /// reached): no deadline of the client's applies.
+    Busy,
+    /// Reading, with nothing buffered and nothing in flight, since then.
+    Idle(Instant),
+    /// Reading the rest of a frame that has been incomplete since then.
+    Partial(Instant),
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expired {
+    PartialFrame,
+    Idle,
+}
+
+/// State shared by a connection's loop and its watchdog (same task queue,
+/// same thread: plain cells).
+struct Watch {
+    waiting: Cell<Waiting>,
+    expired: Cell<Option<Expired>>,
+}
+
+/// Closes the connection when the state its loop published has lasted past
+/// its deadline: it shuts the socket down, which ends the loop's pending
+/// read, and leaves the reason for the loop to log. It wakes at the
+/// earliest deadline the state allows (while busy, the shorter timeout from
+/// now, since no deadline can start earlier), so a connection costs one
+/// timer at a time, not one per request.
+///
+/// The task is cancelled when the connection's loop returns, before the
+/// stream is dropped, so `fd` is still the connection's socket whenever
+/// this runs.
+async fn watchdog(watch: Rc<Watch>, fd: RawFd, partial_timeout: Duration, idle_timeout: Duration) {
+    loop {
+        let now = Instant::now();
+        let (due, reason) = match watch.waiting.get() {
+            Waiting::Busy => (now + partial_timeout.min(idle_timeout), None),
+            Waiting::Idle(since) => (since + idle_timeout, Some(Expired::Idle)),
+            Waiting::Partial(since) => (since + partial_timeout, Some(Expired::PartialFrame)),
+        };
+        if let (true, Some(reason)) = (due <= now, reason) {
+            watch.expired.set(Some(reason));
+            // SAFETY: plain system call on the connection's own socket
+            // (see above); shutdown does not close the descriptor, so
+            // nothing can reuse it.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            return;
+        }
+        glommio::timer::sleep(due.saturating_duration_since(now)).await;
+    }
+}
+
 enum Event {
     Answered(Result<Reply, Close>),
     Read(std::io::Result<usize>),
@@ -78,6 +146,22 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     // A frame that must run alone, waiting for those before it.
     let mut waiting: Option<Bytes> = None;
+    let watch = Rc::new(Watch {
+        waiting: Cell::new(Waiting::Busy),
+        expired: Cell::new(None),
+    });
+    // Declared after `stream`, so dropped (cancelled) before it.
+    let _watchdog = glommio::spawn_local(watchdog(
+        watch.clone(),
+        stream.as_raw_fd(),
+        Duration::from_millis(shard.config.request_partial_frame_timeout_ms),
+        Duration::from_millis(shard.config.connections_max_idle_ms),
+    ));
+    // Since when the frame at the front of `buf` has been incomplete while
+    // this connection reads: None while no partial frame is being read. Set
+    // once per frame that spans reads, so a frame that arrives whole costs
+    // no clock read.
+    let mut partial_since: Option<Instant> = None;
     loop {
         // Fairness between the shard's connections: a connection whose
         // socket always has requests ready and whose answers complete at
@@ -93,7 +177,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             let frame = match waiting.take() {
                 Some(f) => f,
                 None => match decoder.decode(&mut buf) {
-                    Ok(Some(frame)) => frame,
+                    Ok(Some(frame)) => {
+                        partial_since = None;
+                        frame
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "closing connection: bad frame");
@@ -155,7 +242,21 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         let may_read = waiting.is_none()
             && in_flight.len() < in_flight_max
             && in_flight.back().is_none_or(|f| f.pipelined);
+        if !may_read {
+            // The time the connection does not read is not the client's.
+            partial_since = None;
+        }
         let event = if may_read {
+            // Tell the watchdog what this read waits for. With bytes
+            // buffered and no frame taken from them, a frame is incomplete.
+            let state = if !buf.is_empty() {
+                Waiting::Partial(*partial_since.get_or_insert_with(Instant::now))
+            } else if in_flight.is_empty() {
+                Waiting::Idle(Instant::now())
+            } else {
+                Waiting::Busy
+            };
+            watch.waiting.set(state);
             // Read what the frame being assembled still needs, within
             // bounds: small while waiting for the next request, larger for
             // a big one.
@@ -190,6 +291,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     }
                 }
             };
+            watch.waiting.set(Waiting::Busy);
             let got = match &event {
                 Event::Read(Ok(n)) => *n,
                 _ => 0,
@@ -201,17 +303,50 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Event::Answered((&mut f.task).await)
         };
         match event {
-            Event::Read(Ok(0)) | Event::Read(Err(_)) | Event::Stopped => return,
+            Event::Read(Ok(0)) | Event::Read(Err(_)) => {
+                log_expired(&shard, &peer, watch.expired.get(), buf.len());
+                return;
+            }
+            Event::Stopped => return,
             Event::Read(Ok(_)) => {}
             Event::Answered(result) => {
                 let done = in_flight.pop_front();
                 let ok = write_reply(&mut stream, &peer, result).await;
                 drop(done);
                 if !ok {
+                    // The watchdog may have shut the socket while an answer
+                    // was being written.
+                    log_expired(&shard, &peer, watch.expired.get(), buf.len());
                     return;
                 }
             }
         }
+    }
+}
+
+/// Logs why the watchdog closed a connection, if it did. A stalled partial
+/// frame is worth a line (rate-limited per shard: a slow-input attack
+/// closes many at once); an idle close is routine, as in Kafka.
+fn log_expired(shard: &Shard, peer: &str, expired: Option<Expired>, bytes_held: usize) {
+    match expired {
+        Some(Expired::PartialFrame) => {
+            let due = shard.stalled_frame_log.borrow_mut().due();
+            if let Some(suppressed) = due {
+                tracing::info!(
+                    %peer,
+                    bytes_held,
+                    timeout_ms = shard.config.request_partial_frame_timeout_ms,
+                    suppressed,
+                    "closing connection: request frame incomplete past request_partial_frame_timeout_ms"
+                );
+            }
+        }
+        Some(Expired::Idle) => tracing::debug!(
+            %peer,
+            timeout_ms = shard.config.connections_max_idle_ms,
+            "closing connection: idle past connections_max_idle_ms"
+        ),
+        None => {}
     }
 }
 

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod error;
 pub mod groups;
 pub mod handlers;
+pub mod log_limit;
 pub mod metadata;
 pub mod partition;
 pub mod server;

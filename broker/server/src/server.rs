@@ -12,6 +12,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::ServerConfig;
 use crate::controller::reconcile;
+use crate::log_limit::RateLimited;
 use crate::metadata::{ClusterMetadata, METADATA_FILE};
 use crate::shard::{bind, make_shard, Shard, ShardJob, MESH_CHANNEL_DEPTH};
 use crate::ShardId;
@@ -279,39 +280,15 @@ const ACCEPT_BACKOFF_MAX_MS: u64 = 1000;
 /// this period each, with the count of those not logged.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A warning that repeats at most once per [`ACCEPT_LOG_INTERVAL`]: a broker
-/// out of descriptors, or at its connection bound under a reconnect storm,
-/// would otherwise write a line per attempt.
-#[derive(Default)]
-struct RateLimited {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl RateLimited {
-    /// Returns how many were suppressed since the last line if a line is
-    /// due now, else None.
-    fn due(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_INTERVAL)
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// Accepts connections until shutdown. A failed accept (out of descriptors:
 /// EMFILE, ENFILE; or out of memory) is logged, rate-limited, and retried
 /// after a backoff, so the shard serves again once descriptors are free.
 async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
     let mut backoff_ms = 0u64;
-    let mut failed_log = RateLimited::default();
-    let mut refused_log = RateLimited::default();
+    // A broker out of descriptors, or at its connection bound under a
+    // reconnect storm, would otherwise write a line per attempt.
+    let mut failed_log = RateLimited::new(ACCEPT_LOG_INTERVAL);
+    let mut refused_log = RateLimited::new(ACCEPT_LOG_INTERVAL);
     loop {
         let stopped = async {
             shard.stop_notify.notified().await;

@@ -17,6 +17,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::net::TcpListener;
 
 use crate::config::ServerConfig;
+use crate::log_limit::RateLimited;
 use crate::metadata::ClusterMetadata;
 use crate::partition::{Partition, PartitionTable};
 use crate::ShardId;
@@ -56,7 +57,14 @@ pub struct Shard {
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
+    /// Connections closed for holding a partial request frame too long
+    /// (`request_partial_frame_timeout_ms`) are logged at most once per
+    /// [`STALLED_FRAME_LOG_INTERVAL`], with the count of those not logged.
+    pub stalled_frame_log: RefCell<RateLimited>,
 }
+
+/// How often a shard logs connections closed for a stalled partial frame.
+pub const STALLED_FRAME_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Shard {
     pub fn metadata(&self) -> Rc<ClusterMetadata> {
@@ -267,6 +275,7 @@ pub fn make_shard(
         stop_notify: corelog_runtime::notify::Notify::new(),
         groups: crate::groups::table::GroupTable::default(),
         request_bytes_budget,
+        stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
     });
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();

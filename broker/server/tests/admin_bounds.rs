@@ -23,6 +23,7 @@ use corelog_protocol::kafka_protocol::messages::create_topics_request::{
 use corelog_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use corelog_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use corelog_protocol::kafka_protocol::messages::incremental_alter_configs_request as iac;
+use corelog_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use corelog_protocol::kafka_protocol::messages::*;
 use corelog_server::ServerConfig;
 
@@ -571,6 +572,39 @@ fn create_topics_with_a_replica_assignment_naming_other_brokers_or_gaps_is_refus
     );
     assert_eq!(answers[0].1, 0, "{answers:?}");
     assert_eq!(c.partition_count("good"), Some(2));
+    broker.stop();
+}
+
+#[test]
+fn metadata_naming_a_topic_many_times_answers_it_once() {
+    let broker = TestServer::start(1);
+    let mut c = broker.client();
+    c.create_topic("wide", 100);
+    let id = c
+        .metadata()
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("wide"))
+        .map(|t| t.topic_id)
+        .expect("wide in metadata");
+    // 20,000 mentions of a 100-partition topic would be two million
+    // partition entries if each were answered.
+    let mut topics: Vec<MetadataRequestTopic> = (0..10_000)
+        .map(|_| MetadataRequestTopic::default().with_name(Some(topic("wide"))))
+        .collect();
+    topics.extend((0..10_000).map(|_| {
+        MetadataRequestTopic::default()
+            .with_name(None)
+            .with_topic_id(id)
+    }));
+    let resp: MetadataResponse = c.request(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(topics)),
+    );
+    assert_eq!(resp.topics.len(), 2, "once by name, once by id");
+    assert!(resp.topics.iter().all(|t| t.partitions.len() == 100));
+    assert_healthy(&mut c);
     broker.stop();
 }
 

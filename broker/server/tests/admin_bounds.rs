@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{s, topic, Client, TestServer};
@@ -605,6 +607,60 @@ fn metadata_naming_a_topic_many_times_answers_it_once() {
     assert_eq!(resp.topics.len(), 2, "once by name, once by id");
     assert!(resp.topics.iter().all(|t| t.partitions.len() == 100));
     assert_healthy(&mut c);
+    broker.stop();
+}
+
+/// Creating thousands of partitions must not stop the shard from serving
+/// its other connections: opening them yields to the executor. One shard,
+/// so the creating connection, the controller and the watching connection
+/// share it. A liveness check, not a timing one: every ApiVersions round
+/// trip is answered within 10 s while the creation runs.
+#[test]
+fn creating_2000_partitions_leaves_other_connections_answered() {
+    let broker = TestServer::start(1);
+    let mut watcher = broker.client();
+    assert_healthy(&mut watcher);
+    let port = broker.port();
+    let creating = Arc::new(AtomicBool::new(true));
+    let creator = std::thread::spawn({
+        let creating = creating.clone();
+        move || {
+            let mut c = Client::connect(port);
+            let answers = create_topics(&mut c, vec![creatable("wide", 2_000)], false);
+            creating.store(false, Ordering::SeqCst);
+            answers
+        }
+    });
+    let mut slowest = Duration::ZERO;
+    let mut during = 0;
+    while creating.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        let resp: ApiVersionsResponse = watcher.request(
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(s("admin-bounds-watcher"))
+                .with_client_software_version(s("1")),
+        );
+        assert_eq!(resp.error_code, 0);
+        slowest = slowest.max(started.elapsed());
+        assert!(
+            slowest < Duration::from_secs(10),
+            "an ApiVersions round trip took {slowest:?} while partitions were created"
+        );
+        if creating.load(Ordering::SeqCst) {
+            during += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answers = creator.join().expect("creator thread");
+    assert_eq!(answers[0].1, 0, "{answers:?}");
+    assert_eq!(watcher.partition_count("wide"), Some(2_000));
+    eprintln!("{during} ApiVersions answered during the creation, slowest {slowest:?}");
+    assert!(
+        during > 0,
+        "the creation ran while the watcher was answered"
+    );
     broker.stop();
 }
 

@@ -500,7 +500,10 @@ impl GroupCoordinator {
             } else if g.members.len() >= members_max {
                 return ConsumerHeartbeatResult::error(
                     codes::GROUP_MAX_SIZE_REACHED,
-                    format!("the group has {members_max} members"),
+                    // Named as the broker's config file names it.
+                    format!(
+                        "groups.members_max (group.max.size) is {members_max}: the group is full"
+                    ),
                 );
             }
             if g.members.is_empty() {

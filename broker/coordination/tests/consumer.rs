@@ -74,6 +74,26 @@ fn hb(s: &mut Sim, member: &str, epoch: i32, owned: &Assignment) -> ConsumerHear
 // ---------------------------------------------------------------- joins --
 
 #[test]
+fn a_member_past_members_max_is_refused_naming_the_setting() {
+    let mut s = Sim::new(CoordinatorConfig {
+        members_max: 2,
+        ..config()
+    });
+    s.set_topics(&[("t", 4)]);
+    join(&mut s, "m1", &["t"]);
+    join(&mut s, "m2", &["t"]);
+    let r = s.consumer_heartbeat(consumer_join("g", "m3", &["t"]));
+    assert_eq!(r.error, codes::GROUP_MAX_SIZE_REACHED);
+    let msg = r.error_message.unwrap_or_default();
+    assert!(
+        msg.contains("groups.members_max (group.max.size) is 2"),
+        "{msg}"
+    );
+    // A member already in the group may join again.
+    join(&mut s, "m2", &["t"]);
+}
+
+#[test]
 fn first_member_joining_gets_a_member_id_epoch_1_and_every_partition() {
     let mut s = sim(4);
     let r = join(&mut s, "", &["t"]);

@@ -23,6 +23,49 @@ pub struct ServerConfig {
     pub auto_create_topics: bool,
     /// Partitions of a topic created without a count.
     pub default_partitions: u32,
+    /// The most partitions one topic may have, at creation or after
+    /// CreatePartitions. Kafka sets no such limit, but a count is a number
+    /// on the wire: 2^31-1 asked for 8 GiB for the placement table alone
+    /// and took the broker down. 10,000 is far above the largest topics in
+    /// use (a few thousand partitions) and below the broker's own bound.
+    pub partitions_per_topic_max: u32,
+    /// The most partitions one CreateTopics or CreatePartitions request may
+    /// add, summed over its topics. One request is one metadata change: the
+    /// controller shard places, persists and opens all of it before it
+    /// answers, so this bounds the work and the memory of a single change.
+    /// It equals `partitions_per_topic_max`, so the largest topic can be
+    /// created in one request.
+    pub partitions_per_request_max: u32,
+    /// The most partitions the broker holds, its topics' and the offsets
+    /// log's together. A partition costs memory and descriptors for as long
+    /// as it exists: measured on a debug build, about 9 KiB of RSS and one
+    /// descriptor idle, 15 KiB and two descriptors once written (segment
+    /// file and its O_DSYNC twin), more with data in flight. 50,000 is
+    /// about 750 MiB and 100,000 descriptors at that rate: more than any
+    /// single node is sized for (Kafka's guidance was 4,000 per broker
+    /// under ZooKeeper), and a bound a hostile client cannot raise.
+    pub partitions_per_broker_max: u32,
+    /// The most partitions one shard owns (Redpanda bounds partitions per
+    /// core in the same spirit): a shard opens, drives and reconciles its
+    /// partitions on one core, so its share is what decides how long it
+    /// spends away from its connections. New partitions go to the least
+    /// loaded shards, so this binds only when every shard is full, or when
+    /// the broker restarted on fewer cores.
+    pub partitions_per_shard_max: u32,
+    /// The most topics (or config resources) one CreateTopics, DeleteTopics,
+    /// CreatePartitions, DescribeConfigs, AlterConfigs or
+    /// IncrementalAlterConfigs request may name. Each entry is a few bytes
+    /// on the wire but its answer may be hundreds (an error message, a
+    /// topic's configs with their documentation), so without a bound one
+    /// 100 MiB request could make the broker build gigabytes of answer;
+    /// 10,000 answers are a few MiB. Tools send one topic at a time, or
+    /// every topic a pattern matches (a bulk delete), rarely thousands.
+    pub topics_per_request_max: usize,
+    /// The most config entries one CreateTopics, AlterConfigs or
+    /// IncrementalAlterConfigs request may carry, summed over its topics.
+    /// A topic has nine configs, so `topics_per_request_max` topics with
+    /// every config set fit; beyond that a request is not a real client's.
+    pub configs_per_request_max: usize,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub request_bytes_max: usize,
     /// How long a request frame may stay incomplete while the connection is
@@ -125,6 +168,12 @@ impl Default for ServerConfig {
             cores: 0,
             auto_create_topics: false,
             default_partitions: 1,
+            partitions_per_topic_max: 10_000,
+            partitions_per_request_max: 10_000,
+            partitions_per_broker_max: 50_000,
+            partitions_per_shard_max: 10_000,
+            topics_per_request_max: 10_000,
+            configs_per_request_max: 100_000,
             request_bytes_max: 100 << 20,
             request_partial_frame_timeout_ms: 30_000,
             connections_max_idle_ms: 600_000,
@@ -277,6 +326,37 @@ impl ServerConfig {
         if self.default_partitions == 0 {
             return Err("default_partitions: must be at least 1".into());
         }
+        for (name, value) in [
+            ("partitions_per_topic_max", self.partitions_per_topic_max),
+            (
+                "partitions_per_request_max",
+                self.partitions_per_request_max,
+            ),
+            ("partitions_per_broker_max", self.partitions_per_broker_max),
+            ("partitions_per_shard_max", self.partitions_per_shard_max),
+        ] {
+            if value == 0 || value > i32::MAX as u32 {
+                return Err(format!("{name}: must be between 1 and {}", i32::MAX));
+            }
+        }
+        if self.default_partitions > self.partitions_per_topic_max {
+            return Err(
+                "default_partitions: must be at most partitions_per_topic_max, or topics created without a count would be refused"
+                    .into(),
+            );
+        }
+        if self.partitions_per_broker_max <= self.groups.offsets_topic_partitions {
+            return Err(format!(
+                "partitions_per_broker_max: must be above groups.offsets_topic_partitions ({}), whose partitions count against it",
+                self.groups.offsets_topic_partitions
+            ));
+        }
+        if self.topics_per_request_max == 0 {
+            return Err("topics_per_request_max: must be at least 1".into());
+        }
+        if self.configs_per_request_max == 0 {
+            return Err("configs_per_request_max: must be at least 1".into());
+        }
         if self.request_bytes_max < 1024 || self.request_bytes_max > i32::MAX as usize {
             return Err(format!(
                 "request_bytes_max: must be between 1024 and {}",
@@ -352,6 +432,22 @@ impl ServerConfig {
             .validate()
             .map_err(|e| format!("topic_defaults: {e}"))?;
         Ok(())
+    }
+
+    /// Why a request naming `topics` topics (or config resources) is
+    /// refused, if it is: the message names `topics_per_request_max`.
+    pub fn refuse_topics(&self, topics: usize) -> Option<String> {
+        let max = self.topics_per_request_max;
+        (topics > max)
+            .then(|| format!("topics_per_request_max is {max}: the request names {topics}."))
+    }
+
+    /// Why a request carrying `configs` config entries is refused, if it
+    /// is: the message names `configs_per_request_max`.
+    pub fn refuse_configs(&self, configs: usize) -> Option<String> {
+        let max = self.configs_per_request_max;
+        (configs > max)
+            .then(|| format!("configs_per_request_max is {max}: the request carries {configs}."))
     }
 
     /// The log settings a topic without overrides gets.

@@ -145,30 +145,31 @@ impl ClusterMetadata {
     ///
     /// This is the broker's one placement rule: topics' partitions and the
     /// offsets log's partitions are all placed by it, and all count in the
-    /// load it balances.
+    /// load it balances. `count` must already be bounded: clients' counts
+    /// go through [`Placer::place_within`].
     pub fn place(&self, shards: usize, count: usize) -> Vec<ShardId> {
-        let mut load = vec![0usize; shards.max(1)];
+        self.placer(shards).place(count)
+    }
+
+    /// The partitions each of `shards` shards owns now, topics' and the
+    /// offsets log's, for placing several topics' partitions in one change
+    /// without counting them again for each.
+    pub fn placer(&self, shards: usize) -> Placer {
+        let mut loads = vec![0usize; shards.max(1)];
         let topic_shards = self
             .topics
             .values()
             .flat_map(|t| &t.partitions)
             .map(|p| p.shard);
         for shard in topic_shards.chain(self.offsets_placement.iter().copied()) {
-            if let Some(l) = load.get_mut(shard.0 as usize) {
+            if let Some(l) = loads.get_mut(shard.0 as usize) {
                 *l += 1;
             }
         }
-        (0..count)
-            .map(|_| {
-                let (i, _) = load
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|&(i, l)| (*l, i))
-                    .expect("at least one shard");
-                load[i] += 1;
-                ShardId(i as u32)
-            })
-            .collect()
+        Placer {
+            loads,
+            added_by_request: 0,
+        }
     }
 
     /// Moves partitions placed on shards that no longer exist (the broker
@@ -225,6 +226,104 @@ impl ClusterMetadata {
         let overrides = self.topics.get(topic).map_or(&empty, |t| &t.configs);
         settings_with(server, overrides)
             .unwrap_or_else(|_| settings_with(server, &empty).expect("defaults are valid"))
+    }
+}
+
+/// Placement state of one metadata change: the partitions each shard owns,
+/// counting those placed earlier in the same change, and how many the
+/// change has added.
+#[derive(Debug, Clone)]
+pub struct Placer {
+    loads: Vec<usize>,
+    added_by_request: usize,
+}
+
+impl Placer {
+    /// The partitions the broker holds, counting those placed so far.
+    pub fn total(&self) -> usize {
+        self.loads.iter().sum()
+    }
+
+    /// Places `count` partitions, each on the least loaded shard (ties to
+    /// the lowest id). No bounds: for the offsets log and for counts that
+    /// [`Placer::place_within`] checked.
+    pub fn place(&mut self, count: usize) -> Vec<ShardId> {
+        (0..count)
+            .map(|_| {
+                let (i, _) = self
+                    .loads
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|&(i, l)| (*l, i))
+                    .expect("at least one shard");
+                self.loads[i] += 1;
+                ShardId(i as u32)
+            })
+            .collect()
+    }
+
+    /// Checks a client's request to add `count` partitions to a topic that
+    /// will then have `topic_after` partitions against the partition
+    /// bounds, before anything proportional to either is allocated, and
+    /// places them. They count as placed for the rest of the change, so a
+    /// validate-only request (which drops the shards) is checked as if
+    /// each topic before it had been created. A refusal is answered with
+    /// Kafka's INVALID_PARTITIONS and this message, naming the setting.
+    pub fn place_within(
+        &mut self,
+        server: &ServerConfig,
+        topic_after: u64,
+        count: u64,
+    ) -> Result<Vec<ShardId>, String> {
+        self.check_within(server, topic_after, count)?;
+        // Bounded now: at most partitions_per_request_max.
+        self.added_by_request += count as usize;
+        Ok(self.place(count as usize))
+    }
+
+    /// [`Placer::place_within`]'s checks alone, placing nothing.
+    pub fn check_within(
+        &self,
+        server: &ServerConfig,
+        topic_after: u64,
+        count: u64,
+    ) -> Result<(), String> {
+        let topic_max = u64::from(server.partitions_per_topic_max);
+        if topic_after > topic_max {
+            return Err(format!(
+                "partitions_per_topic_max is {topic_max}: a topic cannot have {topic_after} partitions."
+            ));
+        }
+        let request_max = u64::from(server.partitions_per_request_max);
+        let request_after = self.added_by_request as u64 + count;
+        if request_after > request_max {
+            return Err(format!(
+                "partitions_per_request_max is {request_max}: this request would add {request_after} partitions."
+            ));
+        }
+        let broker_max = u64::from(server.partitions_per_broker_max);
+        let total = self.total() as u64;
+        if total + count > broker_max {
+            return Err(format!(
+                "partitions_per_broker_max is {broker_max}: the broker holds {total} partitions and cannot add {count}."
+            ));
+        }
+        // Least-loaded placement fills every shard to the bound before it
+        // passes it anywhere, so the partitions fit exactly when the room
+        // left under the bound, summed over shards, holds them.
+        let shard_max = server.partitions_per_shard_max as usize;
+        let room: u64 = self
+            .loads
+            .iter()
+            .map(|&l| shard_max.saturating_sub(l) as u64)
+            .sum();
+        if count > room {
+            return Err(format!(
+                "partitions_per_shard_max is {shard_max}: the broker's {} shard(s) have room for {room} more partitions, not {count}.",
+                self.loads.len()
+            ));
+        }
+        Ok(())
     }
 }
 

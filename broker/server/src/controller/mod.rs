@@ -126,6 +126,12 @@ impl MetadataStore {
 /// Opens the partitions this shard owns but has not opened, with their
 /// topic's settings, and closes and deletes those no longer in the metadata.
 /// Also applies changed topic settings to open logs.
+///
+/// A change may open or delete thousands of partitions on this shard (up
+/// to `partitions_per_request_max`), while the shard also serves its
+/// connections: every loop yields to the executor once its task quota is
+/// used (`yield_if_needed`), so the other connections are answered in
+/// between instead of after the whole change.
 pub async fn reconcile(shard: &Rc<Shard>) {
     let md = shard.metadata();
     let mut wanted = HashSet::new();
@@ -135,6 +141,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 wanted.insert(TopicPartition::new(name.clone(), i as i32));
             }
         }
+        glommio::yield_if_needed().await;
     }
     let gone: Vec<_> = shard
         .partitions
@@ -142,7 +149,9 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         .into_iter()
         .filter(|k| !wanted.contains(k))
         .collect();
+    drop(wanted);
     for key in gone {
+        glommio::yield_if_needed().await;
         let Some(p) = shard.partitions.remove(&key) else {
             continue;
         };
@@ -158,27 +167,45 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         p.forget_cached();
         tracing::info!(topic = %key.topic, partition = key.partition, "partition deleted");
     }
-    for key in wanted {
-        let settings = md.settings(&shard.config, &key.topic);
-        if let Some(p) = shard.partition(&key.topic, key.partition) {
-            if p.log_config() != settings.log {
-                if let Err(e) = p.set_log_config(settings.log.clone()) {
-                    tracing::warn!(topic = %key.topic, error = %e, "topic settings not applied");
-                }
+    for (name, topic) in &md.topics {
+        // A topic's settings, worked out once for all its partitions here.
+        let mut settings = None;
+        for (i, p) in topic.partitions.iter().enumerate() {
+            if p.shard != shard.id {
+                continue;
             }
-            continue;
-        }
-        let dir = partition_dir(&shard.config.data_dir, &key.topic, key.partition);
-        let cache_id = CacheId(next_cache_id(shard));
-        match Partition::open(dir.clone(), settings.log, shard.cache.clone(), cache_id).await {
-            Ok((partition, report)) => {
-                if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
-                    tracing::info!(dir = %dir.display(), ?report, "partition recovered");
+            glommio::yield_if_needed().await;
+            let settings = settings.get_or_insert_with(|| md.settings(&shard.config, name));
+            let index = i as i32;
+            if let Some(p) = shard.partition(name, index) {
+                if p.log_config() != settings.log {
+                    if let Err(e) = p.set_log_config(settings.log.clone()) {
+                        tracing::warn!(topic = %name, error = %e, "topic settings not applied");
+                    }
                 }
-                shard.partitions.insert(key, partition);
+                continue;
             }
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")
+            let dir = partition_dir(&shard.config.data_dir, name, index);
+            let cache_id = CacheId(next_cache_id(shard));
+            match Partition::open(
+                dir.clone(),
+                settings.log.clone(),
+                shard.cache.clone(),
+                cache_id,
+            )
+            .await
+            {
+                Ok((partition, report)) => {
+                    if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
+                        tracing::info!(dir = %dir.display(), ?report, "partition recovered");
+                    }
+                    shard
+                        .partitions
+                        .insert(TopicPartition::new(name.clone(), index), partition);
+                }
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")
+                }
             }
         }
     }

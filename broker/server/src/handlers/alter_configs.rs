@@ -44,6 +44,20 @@ pub type Outcome = Result<(), (i16, String)>;
 /// controller, or the error it is answered with at once.
 pub type Checked = Result<(String, Edit), (i16, String)>;
 
+/// Why a whole alter request is refused, if it is: more resources than
+/// `topics_per_request_max` or more config entries than
+/// `configs_per_request_max` (answered with INVALID_REQUEST for every
+/// resource, before anything is built per entry).
+pub fn refuse_request(
+    server: &crate::config::ServerConfig,
+    resources: usize,
+    configs: usize,
+) -> Option<String> {
+    server
+        .refuse_topics(resources)
+        .or_else(|| server.refuse_configs(configs))
+}
+
 /// Checks the resources of an alter request that do not need the
 /// metadata: duplicates, resource types, broker resources, duplicate keys.
 pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
@@ -264,23 +278,12 @@ pub async fn handle(
     request: AlterConfigsRequest,
 ) -> Result<Handled<AlterConfigsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
-    let resources = request
-        .resources
-        .iter()
-        .map(|r| {
-            let configs = r
-                .configs
-                .iter()
-                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-                .collect();
-            (
-                r.resource_type,
-                r.resource_name.to_string(),
-                Edit::Replace(configs),
-            )
-        })
-        .collect();
-    let outcomes = alter_topics(shard, check_resources(resources), request.validate_only).await;
+    let configs = request.resources.iter().map(|r| r.configs.len()).sum();
+    let outcomes = match refuse_request(&shard.config, request.resources.len(), configs) {
+        // Refused whole, before anything is built per entry.
+        Some(msg) => vec![Err((error_code::INVALID_REQUEST, msg)); request.resources.len()],
+        None => alter(shard, &request).await,
+    };
     let responses = request
         .resources
         .iter()
@@ -300,4 +303,25 @@ pub async fn handle(
     Ok(AlterConfigsResponse::default()
         .with_responses(responses)
         .into())
+}
+
+/// Checks the resources and applies them on the controller shard.
+async fn alter(shard: &Rc<Shard>, request: &AlterConfigsRequest) -> Vec<Outcome> {
+    let resources = request
+        .resources
+        .iter()
+        .map(|r| {
+            let configs = r
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect();
+            (
+                r.resource_type,
+                r.resource_name.to_string(),
+                Edit::Replace(configs),
+            )
+        })
+        .collect();
+    alter_topics(shard, check_resources(resources), request.validate_only).await
 }

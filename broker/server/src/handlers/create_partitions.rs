@@ -14,8 +14,9 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::config::ServerConfig;
 use crate::controller::change_metadata;
-use crate::metadata::{ClusterMetadata, PartitionMeta};
+use crate::metadata::{ClusterMetadata, PartitionMeta, Placer};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
 
@@ -35,6 +36,22 @@ pub async fn handle(
     request: CreatePartitionsRequest,
 ) -> Result<Handled<CreatePartitionsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
+    if let Some(msg) = shard.config.refuse_topics(request.topics.len()) {
+        // Refused whole, before anything is built per entry.
+        let results = request
+            .topics
+            .iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(error_code::INVALID_REQUEST)
+                    .with_error_message(Some(StrBytes::from_string(msg.clone())))
+            })
+            .collect();
+        return Ok(CreatePartitionsResponse::default()
+            .with_results(results)
+            .into());
+    }
     let mut seen = HashSet::new();
     let mut duplicates = HashSet::new();
     for t in &request.topics {
@@ -104,14 +121,17 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
     let answer = shard
         .call(ShardId(0), move |s| async move {
             let shard_count = s.shard_count;
+            let server = s.config.clone();
             change_metadata(&s, |md| {
                 let mut changed = false;
+                // The loads are counted once for the whole change, and each
+                // topic's new partitions count in them once placed.
+                let mut placer = md.placer(shard_count);
                 let outcomes = growths
                     .into_iter()
                     .map(|g| {
-                        let added = check(md, &g)?;
+                        let shards = check(md, &server, &mut placer, &g)?;
                         if !validate_only {
-                            let shards = md.place(shard_count, added);
                             if let Some(t) = md.topics.get_mut(&g.name) {
                                 t.partitions
                                     .extend(shards.into_iter().map(|shard| PartitionMeta { shard }));
@@ -135,9 +155,15 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
     vec![Err((error_code::UNKNOWN_SERVER_ERROR, error)); count]
 }
 
-/// Checks one request entry against the metadata as Kafka does, and returns
-/// the number of partitions to add.
-fn check(md: &ClusterMetadata, g: &Growth) -> Result<usize, (i16, String)> {
+/// Checks one request entry against the metadata and the broker's bounds
+/// as Kafka does, and places the partitions to add (on `placer` only: the
+/// caller records them). Returns their shards.
+fn check(
+    md: &ClusterMetadata,
+    server: &ServerConfig,
+    placer: &mut Placer,
+    g: &Growth,
+) -> Result<Vec<ShardId>, (i16, String)> {
     let Some(topic) = md.topics.get(&g.name) else {
         return Err((
             error_code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -160,7 +186,13 @@ fn check(md: &ClusterMetadata, g: &Growth) -> Result<usize, (i16, String)> {
             format!("Topic already has {current} partitions."),
         ));
     }
-    let added = (g.count - current) as usize;
+    // The count is a number on the wire: bounded before anything depends
+    // on it.
+    let added = (g.count - current) as u64;
+    placer
+        .check_within(server, g.count as u64, added)
+        .map_err(|e| (error_code::INVALID_PARTITIONS, e))?;
+    let added = added as usize;
     if let Some(assignments) = &g.assignments {
         if assignments.len() != added {
             return Err((
@@ -172,9 +204,12 @@ fn check(md: &ClusterMetadata, g: &Growth) -> Result<usize, (i16, String)> {
             ));
         }
         for (i, replicas) in assignments.iter().enumerate() {
+            // The first few name the fault; a hostile list could be
+            // millions long.
             let unknown: Vec<String> = replicas
                 .iter()
                 .filter(|&&b| b != NODE_ID.0)
+                .take(10)
                 .map(|b| b.to_string())
                 .collect();
             if !unknown.is_empty() {
@@ -198,5 +233,7 @@ fn check(md: &ClusterMetadata, g: &Growth) -> Result<usize, (i16, String)> {
             }
         }
     }
-    Ok(added)
+    placer
+        .place_within(server, g.count as u64, added as u64)
+        .map_err(|e| (error_code::INVALID_PARTITIONS, e))
 }

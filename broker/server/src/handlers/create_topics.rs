@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use corelog_protocol::error_code;
+use corelog_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use corelog_protocol::kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -14,10 +15,11 @@ use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::change_metadata;
 use crate::metadata::{
-    describe_value, settings_with, validate_topic_name, PartitionMeta, TopicMeta, TOPIC_CONFIG_KEYS,
+    describe_value, settings_with, validate_topic_name, PartitionMeta, Placer, TopicMeta,
+    TOPIC_CONFIG_KEYS,
 };
 use crate::shard::Shard;
-use crate::ShardId;
+use crate::{ShardId, NODE_ID};
 
 /// A topic to create, as the controller receives it.
 #[derive(Debug, Clone)]
@@ -44,13 +46,15 @@ pub async fn create(
             let server = s.config.clone();
             let shard_count = s.shard_count;
             let result = change_metadata(&s, |md| {
+                // The loads are counted once for the whole change, and each
+                // topic's partitions count in them once placed.
+                let mut placer = md.placer(shard_count);
                 let mut results = Vec::new();
                 let mut created = false;
                 for spec in specs {
-                    let r = check(md, &server, &spec).inspect(|&partitions| {
+                    let r = check(md, &server, &mut placer, &spec).map(|(partitions, shards)| {
                         if !validate_only {
                             created = true;
-                            let shards = md.place(shard_count, partitions as usize);
                             md.topics.insert(
                                 spec.name.clone(),
                                 TopicMeta {
@@ -63,6 +67,7 @@ pub async fn create(
                                 },
                             );
                         }
+                        partitions
                     });
                     results.push((spec.name, r));
                 }
@@ -75,11 +80,15 @@ pub async fn create(
         .unwrap_or_default()
 }
 
+/// Checks one topic against the metadata and the broker's bounds, as
+/// Kafka does, and places its partitions (on `placer` only: the caller
+/// records them). Returns the partition count and the partitions' shards.
 fn check(
     md: &crate::metadata::ClusterMetadata,
     server: &crate::config::ServerConfig,
+    placer: &mut Placer,
     spec: &TopicSpec,
-) -> CreateResult {
+) -> Result<(i32, Vec<ShardId>), (i16, String)> {
     validate_topic_name(&spec.name).map_err(|e| (error_code::INVALID_TOPIC_EXCEPTION, e))?;
     if md.topics.contains_key(&spec.name) {
         return Err((
@@ -107,12 +116,28 @@ fn check(
         ));
     }
     settings_with(server, &spec.configs).map_err(|e| (error_code::INVALID_CONFIG, e.message))?;
-    Ok(partitions)
+    // Last, so that a topic refused for another reason takes no room.
+    let shards = placer
+        .place_within(server, partitions as u64, partitions as u64)
+        .map_err(|e| (error_code::INVALID_PARTITIONS, e))?;
+    Ok((partitions, shards))
 }
 
 /// Creates topics with default settings (auto-creation). Errors are logged;
 /// the caller reports what the metadata then holds.
-pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
+pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
+    // One request's names are created in one change, bounded like a
+    // CreateTopics request; the rest stay unknown (and are created by a
+    // later request that names them, if it fits).
+    let topics_max = shard.config.topics_per_request_max;
+    if names.len() > topics_max {
+        tracing::warn!(
+            asked = names.len(),
+            topics_max,
+            "auto-creation of the topics past topics_per_request_max skipped"
+        );
+        names.truncate(topics_max);
+    }
     let specs = names
         .into_iter()
         .map(|name| TopicSpec {
@@ -136,13 +161,32 @@ pub async fn handle(
     request: CreateTopicsRequest,
 ) -> Result<Handled<CreateTopicsResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
-    let mut duplicates = Vec::new();
+    if let Some(msg) = request_over_bounds(&shard.config, &request) {
+        // Refused whole, before anything is built per entry.
+        let topics = request
+            .topics
+            .iter()
+            .map(|t| refused(t.name.0.clone(), error_code::INVALID_REQUEST, msg.clone()))
+            .collect();
+        return Ok(CreateTopicsResponse::default().with_topics(topics).into());
+    }
+    // Entries answered without asking the controller: duplicates and bad
+    // replica assignments.
+    let mut early: Vec<(String, i16, String)> = Vec::new();
     let mut specs = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for t in &request.topics {
         let name = t.name.0.to_string();
         if !seen.insert(name.clone()) {
-            duplicates.push(name);
+            early.push((
+                name,
+                error_code::INVALID_REQUEST,
+                "Duplicate topic in request.".to_string(),
+            ));
+            continue;
+        }
+        if let Err(msg) = check_assignments(&shard.config, t) {
+            early.push((name, error_code::INVALID_REPLICA_ASSIGNMENT, msg));
             continue;
         }
         let mut configs = BTreeMap::new();
@@ -151,10 +195,12 @@ pub async fn handle(
                 configs.insert(c.name.to_string(), v.to_string());
             }
         }
+        // Assignments are entries on the wire, so their count is backed by
+        // the request's bytes; the controller bounds it like a number.
         let partitions = if t.assignments.is_empty() {
             t.num_partitions
         } else {
-            t.assignments.len() as i32
+            i32::try_from(t.assignments.len()).unwrap_or(i32::MAX)
         };
         specs.push(TopicSpec {
             name,
@@ -208,15 +254,60 @@ pub async fn handle(
             }
         })
         .collect();
-    for name in duplicates {
-        topics.push(
-            CreatableTopicResult::default()
-                .with_name(StrBytes::from_string(name).into())
-                .with_error_code(error_code::INVALID_REQUEST)
-                .with_error_message(Some(StrBytes::from_static_str(
-                    "Duplicate topic in request.",
-                ))),
-        );
+    for (name, code, msg) in early {
+        topics.push(refused(StrBytes::from_string(name), code, msg));
     }
     Ok(CreateTopicsResponse::default().with_topics(topics).into())
+}
+
+/// An entry answered with an error.
+fn refused(name: StrBytes, code: i16, msg: String) -> CreatableTopicResult {
+    CreatableTopicResult::default()
+        .with_name(name.into())
+        .with_error_code(code)
+        .with_error_message(Some(StrBytes::from_string(msg)))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+}
+
+/// Why a whole request is refused: more topics or configs than the
+/// broker's bounds allow (answered with INVALID_REQUEST for every topic).
+fn request_over_bounds(
+    server: &crate::config::ServerConfig,
+    request: &CreateTopicsRequest,
+) -> Option<String> {
+    server
+        .refuse_topics(request.topics.len())
+        .or_else(|| server.refuse_configs(request.topics.iter().map(|t| t.configs.len()).sum()))
+}
+
+/// Checks a topic's manual replica assignment: each partition from 0 up
+/// named once, each with this broker as its one replica. A list longer than
+/// `partitions_per_topic_max` is left to the controller, which refuses it
+/// with INVALID_PARTITIONS without walking it.
+fn check_assignments(
+    server: &crate::config::ServerConfig,
+    t: &CreatableTopic,
+) -> Result<(), String> {
+    if t.assignments.len() > server.partitions_per_topic_max as usize {
+        return Ok(());
+    }
+    let mut named = vec![false; t.assignments.len()];
+    for a in &t.assignments {
+        let index = a.partition_index;
+        match usize::try_from(index).ok().and_then(|i| named.get_mut(i)) {
+            Some(seen) if !*seen => *seen = true,
+            _ => {
+                return Err(
+                    "Partitions should be a consecutive 0-based integer sequence.".to_string(),
+                )
+            }
+        }
+        if a.broker_ids.len() != 1 || a.broker_ids[0].0 != NODE_ID.0 {
+            return Err(format!(
+                "The assignment of partition {index} must name broker {NODE_ID} alone: this cluster has that one broker, and topics have one replica."
+            ));
+        }
+    }
+    Ok(())
 }

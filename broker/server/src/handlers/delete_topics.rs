@@ -2,7 +2,7 @@
 //! every shard's `reconcile` then closes the partitions it owns and deletes
 //! their directories. From v6 a topic may be named by its id.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use corelog_protocol::error_code;
@@ -40,6 +40,42 @@ pub async fn handle(
 ) -> Result<Handled<DeleteTopicsResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
     let v6 = header.api_version >= 6;
+    let named = if v6 {
+        request.topics.len()
+    } else {
+        request.topic_names.len()
+    };
+    if let Some(msg) = shard.config.refuse_topics(named) {
+        // Refused whole, before anything is built per entry.
+        let error = Some(StrBytes::from_string(msg)).filter(|_| header.api_version >= 5);
+        let responses = if v6 {
+            request
+                .topics
+                .iter()
+                .map(|t| {
+                    DeletableTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(error_code::INVALID_REQUEST)
+                        .with_error_message(error.clone())
+                })
+                .collect()
+        } else {
+            request
+                .topic_names
+                .iter()
+                .map(|n| {
+                    DeletableTopicResult::default()
+                        .with_name(Some(n.clone()))
+                        .with_error_code(error_code::INVALID_REQUEST)
+                        .with_error_message(error.clone())
+                })
+                .collect()
+        };
+        return Ok(DeleteTopicsResponse::default()
+            .with_responses(responses)
+            .into());
+    }
     // Entries answered without asking the controller, in request order.
     let mut early: Vec<(usize, Outcome)> = Vec::new();
     let mut targets: Vec<(usize, Target)> = Vec::new();
@@ -134,16 +170,26 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
     let answer = shard
         .call(ShardId(0), move |s| async move {
             change_metadata(&s, |md| {
+                // Topics by id, looked up once: a scan of every topic for
+                // each id asked would cost ids times topics on this shard.
+                let by_id: HashMap<String, String> =
+                    if targets.iter().any(|t| matches!(t, Target::Id(_))) {
+                        md.topics
+                            .iter()
+                            .map(|(n, m)| (m.id.to_ascii_lowercase(), n.clone()))
+                            .collect()
+                    } else {
+                        HashMap::new()
+                    };
                 let mut outcomes = Vec::with_capacity(targets.len());
                 let mut removed = false;
                 for t in targets {
                     let name = match &t {
                         Target::Name(n) => md.topics.contains_key(n).then(|| n.clone()),
-                        Target::Id(id) => md
-                            .topics
-                            .iter()
-                            .find(|(_, m)| m.id.eq_ignore_ascii_case(id))
-                            .map(|(n, _)| n.clone()),
+                        Target::Id(id) => by_id
+                            .get(&id.to_ascii_lowercase())
+                            .filter(|n| md.topics.contains_key(*n))
+                            .cloned(),
                     };
                     let outcome = match (name, t) {
                         (Some(name), _) => {

@@ -243,6 +243,9 @@ pub async fn handle(
     let v3 = header.api_version >= 3;
     let synonyms = request.include_synonyms;
     let docs = v3 && request.include_documentation;
+    // A resource is a few bytes on the wire and its answer up to nine
+    // configs with their documentation: refused whole past the bound.
+    let refused = config.refuse_topics(request.resources.len());
     let results = request
         .resources
         .iter()
@@ -262,6 +265,9 @@ pub async fn handle(
                     .with_error_code(code)
                     .with_error_message(Some(StrBytes::from_string(msg)))
             };
+            if let Some(msg) = &refused {
+                return fail(error_code::INVALID_REQUEST, msg.clone());
+            }
             match r.resource_type {
                 RESOURCE_TOPIC => {
                     if let Err(e) = validate_topic_name(name) {

@@ -2,21 +2,54 @@
 //! topic configs. APPEND and SUBTRACT apply to list configs only, which
 //! among this broker's topic configs is `cleanup.policy`.
 
+use std::rc::Rc;
+
+use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use corelog_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
-use super::alter_configs::{alter_topics, check_resources, Edit};
+use super::alter_configs::{alter_topics, check_resources, refuse_request, Edit, Outcome};
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::shard::Shard;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
     request: IncrementalAlterConfigsRequest,
 ) -> Result<Handled<IncrementalAlterConfigsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
+    let configs = request.resources.iter().map(|r| r.configs.len()).sum();
+    let outcomes = match refuse_request(&shard.config, request.resources.len(), configs) {
+        // Refused whole, before anything is built per entry.
+        Some(msg) => vec![Err((error_code::INVALID_REQUEST, msg)); request.resources.len()],
+        None => alter(shard, &request).await,
+    };
+    let responses = request
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(r, outcome)| {
+            let resp = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match outcome {
+                Ok(()) => resp,
+                Err((code, msg)) => resp
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(msg))),
+            }
+        })
+        .collect();
+    Ok(IncrementalAlterConfigsResponse::default()
+        .with_responses(responses)
+        .into())
+}
+
+/// Checks the resources and applies them on the controller shard.
+async fn alter(shard: &Rc<Shard>, request: &IncrementalAlterConfigsRequest) -> Vec<Outcome> {
     let resources = request
         .resources
         .iter()
@@ -39,24 +72,5 @@ pub async fn handle(
             )
         })
         .collect();
-    let outcomes = alter_topics(shard, check_resources(resources), request.validate_only).await;
-    let responses = request
-        .resources
-        .iter()
-        .zip(outcomes)
-        .map(|(r, outcome)| {
-            let resp = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            match outcome {
-                Ok(()) => resp,
-                Err((code, msg)) => resp
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(msg))),
-            }
-        })
-        .collect();
-    Ok(IncrementalAlterConfigsResponse::default()
-        .with_responses(responses)
-        .into())
+    alter_topics(shard, check_resources(resources), request.validate_only).await
 }

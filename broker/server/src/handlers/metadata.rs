@@ -1,6 +1,8 @@
 //! Metadata: brokers, controller and topics with their partitions. On a
 //! single node this broker leads every partition.
 
+use std::collections::{HashMap, HashSet};
+
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -29,20 +31,28 @@ pub async fn handle(
     let RequestContext { shard, header, .. } = *cx;
     let mut md = shard.metadata();
     // From v10 a topic may be asked for by id alone (name null), as KIP-848
-    // consumers do for the topic ids in their assignment.
+    // consumers do for the topic ids in their assignment. A topic asked
+    // for twice is answered once, as Kafka does: a request naming a large
+    // topic a million times would otherwise build a million copies of its
+    // partition list.
+    let mut seen_ids = HashSet::new();
     let by_id: Vec<uuid::Uuid> = request
         .topics
         .iter()
         .flatten()
         .filter(|t| t.name.is_none() && !t.topic_id.is_nil())
         .map(|t| t.topic_id)
+        .filter(|id| seen_ids.insert(*id))
         .collect();
+    let mut seen_names = HashSet::new();
     let requested: Option<Vec<String>> = match &request.topics {
         // v0 asks for every topic with an empty list; later versions with null.
         Some(t) if t.is_empty() && header.api_version == 0 => None,
         Some(t) => Some(
             t.iter()
-                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str()))
+                .filter(|n| seen_names.insert(*n))
+                .map(str::to_string)
                 .collect(),
         ),
         None => None,
@@ -69,18 +79,30 @@ pub async fn handle(
             .keys()
             .map(|n| topic_entry(&md, n, header.api_version))
             .collect(),
-        Some(names) => names
-            .iter()
-            .map(|n| topic_entry(&md, n, header.api_version))
-            .chain(by_id.iter().map(|id| {
-                match md.topics.iter().find(|(_, t)| t.uuid() == *id) {
-                    Some((name, _)) => topic_entry(&md, name, header.api_version),
-                    None => MetadataResponseTopic::default()
-                        .with_topic_id(*id)
-                        .with_error_code(error_code::UNKNOWN_TOPIC_ID),
-                }
-            }))
-            .collect(),
+        Some(names) => {
+            // Topics by id, looked up once: a scan of every topic for each
+            // id asked would cost ids times topics on this shard.
+            let names_by_id: HashMap<uuid::Uuid, &str> = if by_id.is_empty() {
+                HashMap::new()
+            } else {
+                md.topics
+                    .iter()
+                    .map(|(name, t)| (t.uuid(), name.as_str()))
+                    .collect()
+            };
+            names
+                .iter()
+                .map(|n| topic_entry(&md, n, header.api_version))
+                .chain(by_id.iter().map(|id| {
+                    match names_by_id.get(id) {
+                        Some(name) => topic_entry(&md, name, header.api_version),
+                        None => MetadataResponseTopic::default()
+                            .with_topic_id(*id)
+                            .with_error_code(error_code::UNKNOWN_TOPIC_ID),
+                    }
+                }))
+                .collect()
+        }
     };
     let topics = topics
         .into_iter()

@@ -372,6 +372,9 @@ fn fit_connections_to_descriptors(config: &mut ServerConfig, shard_count: usize)
     }
 }
 
+/// Partitions a stopping shard closes (flushes and checkpoints) at a time.
+const PARTITIONS_CLOSED_AT_ONCE: usize = 64;
+
 /// Finishes in-flight requests (bounded wait), then flushes and checkpoints
 /// every partition so the next start needs no recovery.
 async fn shutdown(shard: &Rc<Shard>) {
@@ -379,9 +382,21 @@ async fn shutdown(shard: &Rc<Shard>) {
     while shard.connections.get() > 0 && waited.elapsed() < Duration::from_secs(5) {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    // Closing is a checkpoint (write and fsync) per partition, mostly
+    // waiting on the device: one after another, a shard with 2,000
+    // partitions took over 30 s to stop on this project's disk. Closing a
+    // bounded number at once overlaps those waits without queueing
+    // thousands of jobs on the blocking pool at the same moment.
     let partitions = shard.partitions.all();
-    for p in partitions {
-        p.close().await;
+    for chunk in partitions.chunks(PARTITIONS_CLOSED_AT_ONCE) {
+        let closing: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|p| glommio::spawn_local(async move { p.close().await }))
+            .collect();
+        for task in closing {
+            task.await;
+        }
     }
     crate::groups::close_all(shard).await;
     tracing::info!(shard = shard.id.0, "shard stopped");

@@ -187,12 +187,81 @@ pub fn decompress_into(
                 out,
             )
         }
-        Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(data)
-                .map_err(|e| malformed(e.to_string()))?;
-            read_bounded(codec, decoder, limit_bytes, out)
-        }
+        Compression::Zstd => zstd_into(data, limit_bytes, out),
     }
+}
+
+/// The largest zstd window a batch may use, as a power of two: 16 MiB.
+/// The decoder allocates the window a frame declares, so without a bound a
+/// few bytes of header could claim 128 MiB (zstd's own default limit) of
+/// memory per shard. Kafka's clients compress at level 3, whose window is
+/// 2 MiB at most.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+/// Output space added per decoding step, so that the buffer grows with
+/// what the frame really holds, not with what it claims.
+const ZSTD_STEP_BYTES: usize = 128 << 10;
+
+thread_local! {
+    /// One zstd decompression context per shard thread, reset between
+    /// batches: creating a context (and faulting in its buffers) for each
+    /// batch cost more than decompressing a 16 KiB batch.
+    static ZSTD: std::cell::RefCell<Option<zstd::stream::raw::Decoder<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses zstd frames (one or several back to back) onto `out`,
+/// refusing output past `limit_bytes` and truncated or corrupt frames.
+fn zstd_into(data: &[u8], limit_bytes: usize, out: &mut Vec<u8>) -> Result<(), DecompressError> {
+    use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
+    let malformed = |why: String| DecompressError::Malformed {
+        codec: Compression::Zstd,
+        why,
+    };
+    ZSTD.with_borrow_mut(|slot| {
+        let decoder = match slot {
+            Some(d) => d,
+            None => {
+                let mut d = Decoder::new().map_err(|e| malformed(e.to_string()))?;
+                d.set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
+                    .map_err(|e| malformed(e.to_string()))?;
+                slot.insert(d)
+            }
+        };
+        let result = (|| {
+            let mut input = InBuffer::around(data);
+            loop {
+                if out.len() > limit_bytes {
+                    return Err(DecompressError::TooLarge { limit_bytes });
+                }
+                let room = limit_bytes
+                    .saturating_add(1)
+                    .saturating_sub(out.len())
+                    .min(ZSTD_STEP_BYTES);
+                out.reserve_exact(room);
+                let (in_before, out_before) = (input.pos(), out.len());
+                let at = out.len();
+                let hint = {
+                    let mut output = OutBuffer::around_pos(out, at);
+                    decoder
+                        .run(&mut input, &mut output)
+                        .map_err(|e| malformed(e.to_string()))?
+                };
+                if hint == 0 && input.pos() == data.len() {
+                    // The last frame ended exactly where the input does.
+                    return within(out.len(), limit_bytes);
+                }
+                if input.pos() == in_before && out.len() == out_before {
+                    return Err(malformed("truncated zstd frame".into()));
+                }
+            }
+        })();
+        // A failed frame leaves the context mid-frame: reset it for the
+        // next batch, or drop it if even that fails.
+        if decoder.reinit().is_err() {
+            *slot = None;
+        }
+        result
+    })
 }
 
 impl DecompressError {

@@ -591,6 +591,39 @@ pub fn regenerate_index(out_dir: &Path) -> Result<()> {
             md_cell(&meta.headline)
         );
     }
+    // Reports written by hand (a session's measurements with their
+    // reading) sit beside the generated directories as `<date>-<name>.md`;
+    // they are listed too, by their first heading, so that regenerating
+    // the index never drops them.
+    let mut written = Vec::new();
+    for entry in std::fs::read_dir(out_dir).at("listing", out_dir)? {
+        let path = entry.at("listing", out_dir)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !path.is_file() || !name.ends_with(".md") || name == INDEX_MD || name.starts_with('.') {
+            continue;
+        }
+        let heading = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("# ").map(|h| h.trim().to_string()))
+            })
+            .unwrap_or_else(|| name.to_string());
+        written.push((name.to_string(), heading));
+    }
+    if !written.is_empty() {
+        written.sort_by(|x, y| y.0.cmp(&x.0));
+        md.push_str("\n## Written reports\n\n");
+        for (name, heading) in written {
+            let _ = writeln!(
+                md,
+                "- [{}]({name})",
+                md_cell(&heading).replace(['[', ']'], "")
+            );
+        }
+    }
     write_file(&out_dir.join(INDEX_MD), &md)
 }
 
@@ -750,6 +783,31 @@ mod tests {
         assert!(lines
             .iter()
             .all(|l| l.attribute("points").map(|p| p.split(' ').count()) == Some(3)));
+    }
+
+    #[test]
+    fn written_reports_beside_the_generated_ones_stay_in_the_index() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("perf-reports");
+        std::fs::create_dir_all(&out).expect("mkdir");
+        std::fs::write(
+            out.join("2026-01-02-some-change.md"),
+            "# Some change: cost on the data path\n\ntext\n",
+        )
+        .expect("write");
+        regenerate_index(&out).expect("index");
+        regenerate_index(&out).expect("index again");
+        let index = std::fs::read_to_string(out.join(INDEX_MD)).expect("index");
+        assert!(
+            index.contains("- [Some change: cost on the data path](2026-01-02-some-change.md)"),
+            "{index}"
+        );
+        assert_eq!(
+            index.matches("2026-01-02-some-change.md").count(),
+            1,
+            "{index}"
+        );
+        assert!(!index.contains("(index.md)"), "{index}");
     }
 
     #[test]

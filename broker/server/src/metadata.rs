@@ -13,7 +13,7 @@ use corelog_storage::{FlushPolicy, LogConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{parse_flush_policy, ServerConfig};
-use crate::ShardId;
+use crate::{ProducerId, ShardId};
 
 /// Kafka's name for the internal offsets topic. Users cannot create a topic
 /// of that name; the offsets log's partition directories carry it.
@@ -64,7 +64,7 @@ pub struct ClusterMetadata {
     /// allocates ids in blocks and persists each block's end before using it,
     /// so no id is ever given out twice, across restarts included.
     #[serde(default)]
-    pub producer_id_block_end: i64,
+    pub producer_id_block_end: ProducerId,
     /// Partitions of the internal offsets log. Fixed when the data
     /// directory is created (0 in files written before groups existed:
     /// then set at the next start), because a group's coordinator is found
@@ -113,7 +113,7 @@ impl ClusterMetadata {
                     cluster_id,
                     version: 0,
                     topics: BTreeMap::new(),
-                    producer_id_block_end: 0,
+                    producer_id_block_end: ProducerId(0),
                     offsets_topic_partitions: 0,
                     offsets_placement: Vec::new(),
                 };

@@ -19,7 +19,7 @@ use crate::error::ServerError;
 use crate::metadata::{partition_dir, ClusterMetadata};
 use crate::partition::Partition;
 use crate::shard::Shard;
-use crate::{ShardId, TopicPartition};
+use crate::{ProducerId, ShardId, TopicPartition};
 
 pub mod state;
 
@@ -59,7 +59,7 @@ pub async fn change_metadata<T>(
 
 /// Hands out a producer id that was never handed out before. Must run on
 /// shard 0.
-pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, ServerError> {
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<ProducerId, ServerError> {
     let controller = shard.controller.as_ref().ok_or_else(|| {
         ServerError::Internal("producer ids are allocated on the controller shard".into())
     })?;
@@ -70,15 +70,17 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, ServerError>
         .map_err(|e| ServerError::Internal(e.to_string()))?;
     if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
         let end = change_metadata(shard, |md| {
-            md.producer_id_block_end += PRODUCER_ID_BLOCK;
+            md.producer_id_block_end = md.producer_id_block_end.plus(PRODUCER_ID_BLOCK);
             (md.producer_id_block_end, true)
         })
         .await?;
-        controller.next_producer_id.set(end - PRODUCER_ID_BLOCK);
+        controller
+            .next_producer_id
+            .set(end.plus(-PRODUCER_ID_BLOCK));
         controller.producer_id_block_end.set(end);
     }
     let id = controller.next_producer_id.get();
-    controller.next_producer_id.set(id + 1);
+    controller.next_producer_id.set(id.plus(1));
     Ok(id)
 }
 

@@ -6,13 +6,13 @@
 
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    self, InitProducerIdRequest, InitProducerIdResponse,
 };
 
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::allocate_producer_id;
-use crate::ShardId;
+use crate::{ProducerEpoch, ProducerId, ShardId};
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -23,11 +23,7 @@ pub async fn handle(
         tracing::info!(
             "refusing InitProducerId with a transactional id: transactions are not implemented"
         );
-        return Ok(InitProducerIdResponse::default()
-            .with_error_code(error_code::INVALID_REQUEST)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
-            .into());
+        return Ok(refused(error_code::INVALID_REQUEST).into());
     }
     let allocated = shard
         .call(
@@ -36,19 +32,22 @@ pub async fn handle(
         )
         .await;
     let reason = match allocated {
-        Ok(Ok(id)) => {
-            return Ok(InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(id))
-                .with_producer_epoch(0)
-                .into());
-        }
+        Ok(Ok(id)) => return Ok(producer(id, ProducerEpoch::ZERO).into()),
         Ok(Err(e)) => e.to_string(),
         Err(crate::shard::ShardGone) => "controller shard gone".to_string(),
     };
     tracing::error!(%reason, "cannot allocate a producer id");
-    Ok(InitProducerIdResponse::default()
-        .with_error_code(error_code::UNKNOWN_SERVER_ERROR)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
-        .into())
+    Ok(refused(error_code::UNKNOWN_SERVER_ERROR).into())
+}
+
+/// An answer with a producer id and epoch.
+fn producer(id: ProducerId, epoch: ProducerEpoch) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_producer_id(messages::ProducerId(id.0))
+        .with_producer_epoch(epoch.0)
+}
+
+/// An answer with an error and no producer id.
+fn refused(code: i16) -> InitProducerIdResponse {
+    producer(ProducerId::NONE, ProducerEpoch::NONE).with_error_code(code)
 }

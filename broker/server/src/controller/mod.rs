@@ -52,7 +52,7 @@ pub async fn change_metadata<T>(
     MetadataStore::new(&shard.config.data_dir)
         .commit(&md)
         .await
-        .map_err(ServerError::MetadataCommit)?;
+        .map_err(|e| ServerError::MetadataCommit(std::sync::Arc::new(e)))?;
     publish(shard, md).await;
     Ok(out)
 }

@@ -4,7 +4,6 @@
 //! refused with INVALID_REQUEST and a message, so a transactional client
 //! fails at once instead of retrying forever.
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{
     self, InitProducerIdRequest, InitProducerIdResponse,
 };
@@ -12,6 +11,7 @@ use corelog_protocol::kafka_protocol::messages::{
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::allocate_producer_id;
+use crate::error::ServerError;
 use crate::{ProducerEpoch, ProducerId, ShardId};
 
 pub async fn handle(
@@ -23,7 +23,10 @@ pub async fn handle(
         tracing::info!(
             "refusing InitProducerId with a transactional id: transactions are not implemented"
         );
-        return Ok(refused(error_code::INVALID_REQUEST).into());
+        return Ok(refused(&ServerError::InvalidRequest(
+            "transactions are not implemented".to_string(),
+        ))
+        .into());
     }
     let allocated = shard
         .call(
@@ -31,13 +34,13 @@ pub async fn handle(
             |s| async move { allocate_producer_id(&s).await },
         )
         .await;
-    let reason = match allocated {
+    let error = match allocated {
         Ok(Ok(id)) => return Ok(producer(id, ProducerEpoch::ZERO).into()),
-        Ok(Err(e)) => e.to_string(),
-        Err(crate::shard::ShardGone) => "controller shard gone".to_string(),
+        Ok(Err(e)) => e,
+        Err(crate::shard::ShardGone) => ServerError::Internal("controller shard gone".to_string()),
     };
-    tracing::error!(%reason, "cannot allocate a producer id");
-    Ok(refused(error_code::UNKNOWN_SERVER_ERROR).into())
+    tracing::error!(reason = %error, "cannot allocate a producer id");
+    Ok(refused(&error).into())
 }
 
 /// An answer with a producer id and epoch.
@@ -47,7 +50,8 @@ fn producer(id: ProducerId, epoch: ProducerEpoch) -> InitProducerIdResponse {
         .with_producer_epoch(epoch.0)
 }
 
-/// An answer with an error and no producer id.
-fn refused(code: i16) -> InitProducerIdResponse {
-    producer(ProducerId::NONE, ProducerEpoch::NONE).with_error_code(code)
+/// An answer with an error (InitProducerId carries no message) and no
+/// producer id.
+fn refused(e: &ServerError) -> InitProducerIdResponse {
+    producer(ProducerId::NONE, ProducerEpoch::NONE).with_error_code(e.code())
 }

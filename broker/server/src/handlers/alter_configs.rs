@@ -122,7 +122,7 @@ pub async fn alter_topics(
     } else {
         let answer = shard
             .call(ShardId(0), move |s| async move {
-                let server = s.config.clone();
+                let server = s.config();
                 change_metadata(&s, |md| {
                     let mut changed = false;
                     let outcomes = edits
@@ -133,8 +133,8 @@ pub async fn alter_topics(
                                     "Topic '{name}' does not exist."
                                 )));
                             };
-                            let configs = apply(&server, topic, &edit)?;
-                            settings_with(&server, &configs)?;
+                            let configs = apply(server, topic, &edit)?;
+                            settings_with(server, &configs)?;
                             if !validate_only && configs != topic.configs {
                                 tracing::info!(topic = %name, ?configs, "topic configs changed");
                                 topic.configs = configs;
@@ -270,7 +270,7 @@ pub async fn handle(
 ) -> Result<Handled<AlterConfigsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
     let configs = request.resources.iter().map(|r| r.configs.len()).sum();
-    let outcomes = match refuse_request(&shard.config, request.resources.len(), configs) {
+    let outcomes = match refuse_request(shard.config(), request.resources.len(), configs) {
         // Refused whole, before anything is built per entry.
         Some(e) => vec![Err(e); request.resources.len()],
         None => alter(shard, &request).await,

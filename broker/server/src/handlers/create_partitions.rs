@@ -36,7 +36,7 @@ pub async fn handle(
     request: CreatePartitionsRequest,
 ) -> Result<Handled<CreatePartitionsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
-    if let Some(e) = shard.config.refuse_topics(request.topics.len()) {
+    if let Some(e) = shard.config().refuse_topics(request.topics.len()) {
         // Refused whole, before anything is built per entry.
         let results = request
             .topics
@@ -112,8 +112,8 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
     let count = growths.len();
     let answer = shard
         .call(ShardId(0), move |s| async move {
-            let shard_count = s.shard_count;
-            let server = s.config.clone();
+            let shard_count = s.shard_count();
+            let server = s.config();
             change_metadata(&s, |md| {
                 let mut changed = false;
                 // The loads are counted once for the whole change, and each
@@ -122,7 +122,7 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
                 let outcomes = growths
                     .into_iter()
                     .map(|g| {
-                        let shards = check(md, &server, &mut placer, &g)?;
+                        let shards = check(md, server, &mut placer, &g)?;
                         if !validate_only {
                             if let Some(t) = md.topics.get_mut(&g.name) {
                                 t.partitions

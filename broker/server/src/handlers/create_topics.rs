@@ -43,8 +43,8 @@ pub async fn create(
 ) -> Vec<(String, CreateResult)> {
     shard
         .call(ShardId(0), move |s| async move {
-            let server = s.config.clone();
-            let shard_count = s.shard_count;
+            let server = s.config();
+            let shard_count = s.shard_count();
             let result = change_metadata(&s, |md| {
                 // The loads are counted once for the whole change, and each
                 // topic's partitions count in them once placed.
@@ -52,7 +52,7 @@ pub async fn create(
                 let mut results = Vec::new();
                 let mut created = false;
                 for spec in specs {
-                    let r = check(md, &server, &mut placer, &spec).map(|(partitions, shards)| {
+                    let r = check(md, server, &mut placer, &spec).map(|(partitions, shards)| {
                         if !validate_only {
                             created = true;
                             md.topics.insert(
@@ -120,7 +120,7 @@ pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
     // One request's names are created in one change, bounded like a
     // CreateTopics request; the rest stay unknown (and are created by a
     // later request that names them, if it fits).
-    let topics_max = shard.config.topics_per_request_max;
+    let topics_max = shard.config().topics_per_request_max;
     if names.len() > topics_max {
         tracing::warn!(
             asked = names.len(),
@@ -153,7 +153,7 @@ pub async fn handle(
     request: CreateTopicsRequest,
 ) -> Result<Handled<CreateTopicsResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
-    if let Some(e) = request_over_bounds(&shard.config, &request) {
+    if let Some(e) = request_over_bounds(shard.config(), &request) {
         // Refused whole, before anything is built per entry.
         let topics = request
             .topics
@@ -176,7 +176,7 @@ pub async fn handle(
             ));
             continue;
         }
-        if let Err(e) = check_assignments(&shard.config, t) {
+        if let Err(e) = check_assignments(shard.config(), t) {
             early.push((name, e));
             continue;
         }
@@ -216,7 +216,7 @@ pub async fn handle(
                         TOPIC_CONFIG_KEYS
                             .iter()
                             .filter_map(|k| {
-                                describe_value(&shard.config, &meta, k).map(|(v, default)| {
+                                describe_value(shard.config(), &meta, k).map(|(v, default)| {
                                     CreatableTopicConfigs::default()
                                         .with_name(StrBytes::from_static_str(k))
                                         .with_value(Some(StrBytes::from_string(v)))

@@ -45,7 +45,7 @@ pub async fn handle(
     } else {
         request.topic_names.len()
     };
-    if let Some(e) = shard.config.refuse_topics(named) {
+    if let Some(e) = shard.config().refuse_topics(named) {
         // Refused whole, before anything is built per entry.
         let error = e.message_field().filter(|_| header.api_version >= 5);
         let responses = if v6 {

@@ -239,7 +239,7 @@ pub async fn handle(
 ) -> Result<Handled<DescribeConfigsResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
     let md = shard.metadata();
-    let config = &shard.config;
+    let config = &shard.config();
     let v3 = header.api_version >= 3;
     let synonyms = request.include_synonyms;
     let docs = v3 && request.include_documentation;

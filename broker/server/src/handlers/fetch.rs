@@ -124,12 +124,12 @@ pub async fn handle(
     // asks to wait for 24 days holds its connection's order and its waiters
     // that long.
     let max_wait = Duration::from_millis(
-        (request.max_wait_ms.max(0) as u64).min(shard.config.fetch_wait_ms_max),
+        (request.max_wait_ms.max(0) as u64).min(shard.config().fetch_wait_ms_max),
     );
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     // v0-2 have no response limit; Kafka then applies fetch.max.bytes.
-    let fetch_bytes_max = shard.config.fetch_bytes_max;
+    let fetch_bytes_max = shard.config().fetch_bytes_max;
     let max_bytes = if header.api_version >= 3 {
         (request.max_bytes.max(0) as usize).min(fetch_bytes_max)
     } else {
@@ -141,7 +141,7 @@ pub async fn handle(
     // in-flight bound and stops reading requests. The reservation is the
     // response's bound, max_bytes, which the budget also caps; the response
     // may exceed it by the one batch a consumer always gets to progress.
-    let max_bytes = max_bytes.min(shard.config.fetch_response_bytes_per_connection_max);
+    let max_bytes = max_bytes.min(shard.config().fetch_response_bytes_per_connection_max);
     let units = max_bytes.max(1) as u64;
     let permit = budget
         .clone()
@@ -173,7 +173,7 @@ pub async fn handle(
         if total >= min_bytes.max(1)
             || any_error
             || Instant::now() >= deadline
-            || shard.stopping.get()
+            || shard.is_stopping()
         {
             break results;
         }
@@ -446,8 +446,8 @@ async fn wait_for_data(
     let timeout = async {
         glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
     };
-    let stopped = shard.stop_notify.notified();
-    if shard.stopping.get() {
+    let stopped = shard.stop_notified();
+    if shard.is_stopping() {
         return;
     }
     wake.or(stopped).or(timeout).await;
@@ -475,11 +475,11 @@ async fn wait_partitions(shard: Rc<Shard>, watches: Vec<Watch>, deadline: Instan
         }
     }
     loop {
-        let stopped = shard.stop_notify.notified();
+        let stopped = shard.stop_notified();
         let visible = watched
             .iter()
             .any(|(p, w)| p.bounds().visible_end(w.isolation).0 > w.past);
-        if visible || Instant::now() >= deadline || shard.stopping.get() {
+        if visible || Instant::now() >= deadline || shard.is_stopping() {
             return;
         }
         let timeout = async {

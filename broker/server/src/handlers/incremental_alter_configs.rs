@@ -20,7 +20,7 @@ pub async fn handle(
 ) -> Result<Handled<IncrementalAlterConfigsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
     let configs = request.resources.iter().map(|r| r.configs.len()).sum();
-    let outcomes = match refuse_request(&shard.config, request.resources.len(), configs) {
+    let outcomes = match refuse_request(shard.config(), request.resources.len(), configs) {
         // Refused whole, before anything is built per entry.
         Some(e) => vec![Err(e); request.resources.len()],
         None => alter(shard, &request).await,

@@ -58,6 +58,61 @@ pub struct TopicId(pub [u8; 16]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct LeaderEpoch(pub i32);
 
+/// An idempotent producer's id, handed out by InitProducerId and carried
+/// in each of its batches. Kafka writes -1 ([`ProducerId::NONE`]) in a batch
+/// without producer fields.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct ProducerId(pub i64);
+
+impl ProducerId {
+    /// No producer: a batch written without idempotence.
+    pub const NONE: ProducerId = ProducerId(-1);
+
+    /// Whether this is no producer id: Kafka counts every negative id as
+    /// none (`RecordBatch.hasProducerId` is `producerId > -1`).
+    pub fn is_none(self) -> bool {
+        self.0 < 0
+    }
+
+    /// The id `n` ids later.
+    pub fn plus(self, n: i64) -> ProducerId {
+        ProducerId(self.0 + n)
+    }
+}
+
+impl fmt::Display for ProducerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A producer id's epoch: bumped when a producer with that id starts over,
+/// so that batches of its older incarnation are refused. -1
+/// ([`ProducerEpoch::NONE`]) in a batch without producer fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ProducerEpoch(pub i16);
+
+impl ProducerEpoch {
+    /// No epoch: a batch written without idempotence.
+    pub const NONE: ProducerEpoch = ProducerEpoch(-1);
+    /// A new producer id's first epoch.
+    pub const ZERO: ProducerEpoch = ProducerEpoch(0);
+
+    /// Whether this is no epoch (any negative value).
+    pub fn is_none(self) -> bool {
+        self.0 < 0
+    }
+}
+
+impl fmt::Display for ProducerEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One partition of one topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -92,5 +147,13 @@ mod tests {
     #[test]
     fn shard_id_serializes_as_a_bare_number() {
         assert_eq!(serde_json::to_string(&ShardId(2)).unwrap(), "2");
+    }
+
+    #[test]
+    fn producer_ids_and_epochs_are_none_when_negative_as_in_kafka() {
+        assert!(ProducerId::NONE.is_none() && ProducerId(-2).is_none());
+        assert!(!ProducerId(0).is_none());
+        assert!(ProducerEpoch::NONE.is_none() && !ProducerEpoch::ZERO.is_none());
+        assert_eq!(serde_json::to_string(&ProducerId(1000)).unwrap(), "1000");
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use corelog_storage::{FlushPolicy, LogConfig, RecordLimits};
 use serde::Deserialize;
 
+use crate::error::ServerError;
+
 /// Settings of the broker process. Field names are the TOML keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -435,19 +437,25 @@ impl ServerConfig {
     }
 
     /// Why a request naming `topics` topics (or config resources) is
-    /// refused, if it is: the message names `topics_per_request_max`.
-    pub fn refuse_topics(&self, topics: usize) -> Option<String> {
+    /// refused, if it is: INVALID_REQUEST, naming `topics_per_request_max`.
+    pub fn refuse_topics(&self, topics: usize) -> Option<ServerError> {
         let max = self.topics_per_request_max;
-        (topics > max)
-            .then(|| format!("topics_per_request_max is {max}: the request names {topics}."))
+        (topics > max).then(|| {
+            ServerError::InvalidRequest(format!(
+                "topics_per_request_max is {max}: the request names {topics}."
+            ))
+        })
     }
 
     /// Why a request carrying `configs` config entries is refused, if it
-    /// is: the message names `configs_per_request_max`.
-    pub fn refuse_configs(&self, configs: usize) -> Option<String> {
+    /// is: INVALID_REQUEST, naming `configs_per_request_max`.
+    pub fn refuse_configs(&self, configs: usize) -> Option<ServerError> {
         let max = self.configs_per_request_max;
-        (configs > max)
-            .then(|| format!("configs_per_request_max is {max}: the request carries {configs}."))
+        (configs > max).then(|| {
+            ServerError::InvalidRequest(format!(
+                "configs_per_request_max is {max}: the request carries {configs}."
+            ))
+        })
     }
 
     /// The log settings a topic without overrides gets.

@@ -136,11 +136,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         .unwrap_or_default()
         .into();
     let _ = stream.set_nodelay(true);
-    let decoder = FrameDecoder::new(shard.config.request_bytes_max);
-    let in_flight_max = shard.config.requests_in_flight_per_connection_max;
-    let budget_max = shard.config.request_bytes_in_flight_per_shard_max;
+    let decoder = FrameDecoder::new(shard.config().request_bytes_max);
+    let in_flight_max = shard.config().requests_in_flight_per_connection_max;
+    let budget_max = shard.config().request_bytes_in_flight_per_shard_max;
     let fetch_budget = Rc::new(glommio::sync::Semaphore::new(
-        shard.config.fetch_response_bytes_per_connection_max as u64,
+        shard.config().fetch_response_bytes_per_connection_max as u64,
     ));
     let mut buf = BytesMut::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
@@ -154,8 +154,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let _watchdog = glommio::spawn_local(watchdog(
         watch.clone(),
         stream.as_raw_fd(),
-        Duration::from_millis(shard.config.request_partial_frame_timeout_ms),
-        Duration::from_millis(shard.config.connections_max_idle_ms),
+        Duration::from_millis(shard.config().request_partial_frame_timeout_ms),
+        Duration::from_millis(shard.config().connections_max_idle_ms),
     ));
     // Since when the frame at the front of `buf` has been incomplete while
     // this connection reads: None while no partial frame is being read. Set
@@ -199,7 +199,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             // budget it waits for.
             let budget = if in_flight.is_empty() {
                 match shard
-                    .request_bytes_budget
+                    .request_bytes_budget()
                     .acquire_static_permit(units)
                     .await
                 {
@@ -207,7 +207,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     Err(_) => return,
                 }
             } else {
-                match shard.request_bytes_budget.try_acquire_static_permit(units) {
+                match shard
+                    .request_bytes_budget()
+                    .try_acquire_static_permit(units)
+                {
                     Ok(b) => b,
                     Err(_) => {
                         waiting = Some(frame);
@@ -229,7 +232,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 _budget: budget,
             });
         }
-        if in_flight.is_empty() && shard.stopping.get() {
+        if in_flight.is_empty() && shard.is_stopping() {
             return;
         }
         let len = buf.len();
@@ -284,7 +287,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     // grace period).
                     None => {
                         let stopped = async {
-                            shard.stop_notify.notified().await;
+                            shard.stop_notified().await;
                             Event::Stopped
                         };
                         read.or(stopped).await
@@ -330,12 +333,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
 fn log_expired(shard: &Shard, peer: &str, expired: Option<Expired>, bytes_held: usize) {
     match expired {
         Some(Expired::PartialFrame) => {
-            let due = shard.stalled_frame_log.borrow_mut().due();
+            let due = shard.stalled_frame_log_due();
             if let Some(suppressed) = due {
                 tracing::info!(
                     %peer,
                     bytes_held,
-                    timeout_ms = shard.config.request_partial_frame_timeout_ms,
+                    timeout_ms = shard.config().request_partial_frame_timeout_ms,
                     suppressed,
                     "closing connection: request frame incomplete past request_partial_frame_timeout_ms"
                 );
@@ -343,7 +346,7 @@ fn log_expired(shard: &Shard, peer: &str, expired: Option<Expired>, bytes_held: 
         }
         Some(Expired::Idle) => tracing::debug!(
             %peer,
-            timeout_ms = shard.config.connections_max_idle_ms,
+            timeout_ms = shard.config().connections_max_idle_ms,
             "closing connection: idle past connections_max_idle_ms"
         ),
         None => {}

@@ -1,28 +1,73 @@
 //! The server's error type, and the one place where a failure becomes the
 //! Kafka error code a client is sent.
 
+use std::sync::Arc;
+
 use corelog_protocol::error_code as ec;
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use corelog_storage::batch::BatchError;
 use corelog_storage::producer::SequenceError;
 use corelog_storage::StorageError;
 
-/// A failure above the storage layer, as handlers report it.
-#[derive(Debug, thiserror::Error)]
+/// A failure above the storage layer, as handlers report it: its Kafka
+/// error code is [`ServerError::code`] and the text a response carries is
+/// [`ServerError::message`] (its `Display`). The admin APIs' variants hold
+/// Kafka's own messages, so a client reads what a Kafka broker would say.
+///
+/// Cloneable, because a refusal of a whole request answers every entry
+/// with it; the errors without `Clone` are held in an `Arc`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("unknown topic or partition")]
-    UnknownTopicOrPartition,
+    Storage(Arc<StorageError>),
+    /// UNKNOWN_TOPIC_OR_PARTITION, with what is unknown.
+    #[error("{0}")]
+    UnknownTopicOrPartition(String),
+    /// UNKNOWN_TOPIC_ID, with the id.
+    #[error("Topic id {0} does not exist.")]
+    UnknownTopicId(String),
     /// The shard that owns the partition stopped before it answered.
     #[error("the partition's owner is not serving it")]
     NotLeaderOrFollower,
+    /// TOPIC_ALREADY_EXISTS, with the topic's name.
+    #[error("Topic '{0}' already exists.")]
+    TopicAlreadyExists(String),
+    /// INVALID_TOPIC_EXCEPTION: a name Kafka does not allow.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// INVALID_PARTITIONS: a partition count out of bounds.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// INVALID_REPLICA_ASSIGNMENT: a manual assignment this broker cannot
+    /// follow.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// INVALID_CONFIG: a topic config's key or value (`key` is empty when
+    /// the settings fail together).
+    #[error("{message}")]
+    InvalidConfig { key: String, message: String },
+    /// INVALID_REQUEST: a request, or one of its entries, the broker
+    /// refuses as asked (duplicates, bounds, unsupported resources).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// Cluster metadata could not be committed (the data directory's
     /// metadata file could not be written).
     #[error("committing cluster metadata: {0}")]
-    MetadataCommit(std::io::Error),
-    /// A metadata change ran somewhere it cannot (not on the controller).
+    MetadataCommit(Arc<std::io::Error>),
+    /// A failure the client can do nothing about (UNKNOWN_SERVER_ERROR):
+    /// a metadata change run off the controller shard, the controller
+    /// shard gone.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StorageError> for ServerError {
+    fn from(e: StorageError) -> ServerError {
+        ServerError::Storage(Arc::new(e))
+    }
 }
 
 impl ServerError {
@@ -30,10 +75,28 @@ impl ServerError {
     pub fn code(&self) -> i16 {
         match self {
             ServerError::Storage(e) => storage_code(e),
-            ServerError::UnknownTopicOrPartition => ec::UNKNOWN_TOPIC_OR_PARTITION,
+            ServerError::UnknownTopicOrPartition(_) => ec::UNKNOWN_TOPIC_OR_PARTITION,
+            ServerError::UnknownTopicId(_) => ec::UNKNOWN_TOPIC_ID,
             ServerError::NotLeaderOrFollower => ec::NOT_LEADER_OR_FOLLOWER,
+            ServerError::TopicAlreadyExists(_) => ec::TOPIC_ALREADY_EXISTS,
+            ServerError::InvalidTopic(_) => ec::INVALID_TOPIC_EXCEPTION,
+            ServerError::InvalidPartitions(_) => ec::INVALID_PARTITIONS,
+            ServerError::InvalidReplicationFactor(_) => ec::INVALID_REPLICATION_FACTOR,
+            ServerError::InvalidReplicaAssignment(_) => ec::INVALID_REPLICA_ASSIGNMENT,
+            ServerError::InvalidConfig { .. } => ec::INVALID_CONFIG,
+            ServerError::InvalidRequest(_) => ec::INVALID_REQUEST,
             ServerError::MetadataCommit(_) | ServerError::Internal(_) => ec::UNKNOWN_SERVER_ERROR,
         }
+    }
+
+    /// The error message a response carries for this failure.
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+
+    /// [`Self::message`] as a response field holds it.
+    pub fn message_field(&self) -> Option<StrBytes> {
+        Some(StrBytes::from_string(self.message()))
     }
 }
 

@@ -13,7 +13,9 @@ pub mod partition;
 pub mod server;
 pub mod shard;
 
-pub use corelog_model::{LeaderEpoch, NodeId, ShardId, TopicId, TopicPartition};
+pub use corelog_model::{
+    LeaderEpoch, NodeId, ProducerEpoch, ProducerId, ShardId, TopicId, TopicPartition,
+};
 
 /// This broker's node id. A single node is node 1.
 pub const NODE_ID: NodeId = NodeId(1);

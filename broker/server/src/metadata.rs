@@ -13,7 +13,8 @@ use corelog_storage::{FlushPolicy, LogConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{parse_flush_policy, ServerConfig};
-use crate::ShardId;
+use crate::error::ServerError;
+use crate::{ProducerId, ShardId};
 
 /// Kafka's name for the internal offsets topic. Users cannot create a topic
 /// of that name; the offsets log's partition directories carry it.
@@ -64,7 +65,7 @@ pub struct ClusterMetadata {
     /// allocates ids in blocks and persists each block's end before using it,
     /// so no id is ever given out twice, across restarts included.
     #[serde(default)]
-    pub producer_id_block_end: i64,
+    pub producer_id_block_end: ProducerId,
     /// Partitions of the internal offsets log. Fixed when the data
     /// directory is created (0 in files written before groups existed:
     /// then set at the next start), because a group's coordinator is found
@@ -113,7 +114,7 @@ impl ClusterMetadata {
                     cluster_id,
                     version: 0,
                     topics: BTreeMap::new(),
-                    producer_id_block_end: 0,
+                    producer_id_block_end: ProducerId(0),
                     offsets_topic_partitions: 0,
                     offsets_placement: Vec::new(),
                 };
@@ -274,7 +275,7 @@ impl Placer {
         server: &ServerConfig,
         topic_after: u64,
         count: u64,
-    ) -> Result<Vec<ShardId>, String> {
+    ) -> Result<Vec<ShardId>, ServerError> {
         self.check_within(server, topic_after, count)?;
         // Bounded now: at most partitions_per_request_max.
         self.added_by_request += count as usize;
@@ -287,26 +288,27 @@ impl Placer {
         server: &ServerConfig,
         topic_after: u64,
         count: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ServerError> {
+        let invalid = ServerError::InvalidPartitions;
         let topic_max = u64::from(server.partitions_per_topic_max);
         if topic_after > topic_max {
-            return Err(format!(
+            return Err(invalid(format!(
                 "partitions_per_topic_max is {topic_max}: a topic cannot have {topic_after} partitions."
-            ));
+            )));
         }
         let request_max = u64::from(server.partitions_per_request_max);
         let request_after = self.added_by_request as u64 + count;
         if request_after > request_max {
-            return Err(format!(
+            return Err(invalid(format!(
                 "partitions_per_request_max is {request_max}: this request would add {request_after} partitions."
-            ));
+            )));
         }
         let broker_max = u64::from(server.partitions_per_broker_max);
         let total = self.total() as u64;
         if total + count > broker_max {
-            return Err(format!(
+            return Err(invalid(format!(
                 "partitions_per_broker_max is {broker_max}: the broker holds {total} partitions and cannot add {count}."
-            ));
+            )));
         }
         // Least-loaded placement fills every shard to the bound before it
         // passes it anywhere, so the partitions fit exactly when the room
@@ -318,27 +320,28 @@ impl Placer {
             .map(|&l| shard_max.saturating_sub(l) as u64)
             .sum();
         if count > room {
-            return Err(format!(
+            return Err(invalid(format!(
                 "partitions_per_shard_max is {shard_max}: the broker's {} shard(s) have room for {room} more partitions, not {count}.",
                 self.loads.len()
-            ));
+            )));
         }
         Ok(())
     }
 }
 
 /// Applies config overrides on top of the broker defaults, checking each.
+/// A refusal is INVALID_CONFIG, with the key at fault.
 pub fn settings_with(
     server: &ServerConfig,
     overrides: &BTreeMap<String, String>,
-) -> Result<TopicSettings, ConfigError> {
+) -> Result<TopicSettings, ServerError> {
     let mut s = TopicSettings {
         log: server.base_log_config(),
         max_message_bytes: server.topic_defaults.max_message_bytes,
         min_insync_replicas: 1,
     };
     for (k, v) in overrides {
-        let bad = |why: &str| ConfigError {
+        let bad = |why: &str| ServerError::InvalidConfig {
             key: k.clone(),
             message: format!("invalid value {v:?} for {k}: {why}"),
         };
@@ -382,14 +385,14 @@ pub fn settings_with(
                 s.log.flush_policy = parse_flush_policy(v).map_err(|e| bad(&e))?;
             }
             _ => {
-                return Err(ConfigError {
+                return Err(ServerError::InvalidConfig {
                     key: k.clone(),
                     message: format!("unknown or unsupported topic config {k}"),
                 })
             }
         }
     }
-    s.log.validate().map_err(|e| ConfigError {
+    s.log.validate().map_err(|e| ServerError::InvalidConfig {
         key: String::new(),
         message: e,
     })?;
@@ -421,32 +424,26 @@ pub fn describe_value(
     Some((v, true))
 }
 
-/// A rejected topic config. Kafka: INVALID_CONFIG.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
-
-/// Kafka's topic name rules.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
+/// Kafka's topic name rules. A refusal is INVALID_TOPIC_EXCEPTION.
+pub fn validate_topic_name(name: &str) -> Result<(), ServerError> {
+    let invalid = |why: String| Err(ServerError::InvalidTopic(why));
     if name.is_empty() {
-        return Err("topic name is empty".into());
+        return invalid("topic name is empty".into());
     }
     if name == OFFSETS_TOPIC {
-        return Err(format!("{name} is the internal offsets topic"));
+        return invalid(format!("{name} is the internal offsets topic"));
     }
     if name == "." || name == ".." {
-        return Err(format!("topic name cannot be {name:?}"));
+        return invalid(format!("topic name cannot be {name:?}"));
     }
     if name.len() > 249 {
-        return Err("topic name is longer than 249 characters".into());
+        return invalid("topic name is longer than 249 characters".into());
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
-        return Err(format!("topic name {name:?} contains characters other than ASCII alphanumerics, '.', '_' and '-'"));
+        return invalid(format!("topic name {name:?} contains characters other than ASCII alphanumerics, '.', '_' and '-'"));
     }
     Ok(())
 }
@@ -529,10 +526,10 @@ mod tests {
         assert_eq!(s.log.retention_ms, Some(1000));
         assert_eq!(s.log.segment_bytes_max, 1 << 20);
         o.insert("cleanup.policy".to_string(), "compact".to_string());
-        assert_eq!(
-            settings_with(&server, &o).unwrap_err().key,
-            "cleanup.policy"
-        );
+        assert!(matches!(
+            settings_with(&server, &o).unwrap_err(),
+            ServerError::InvalidConfig { key, .. } if key == "cleanup.policy"
+        ));
         let mut o = BTreeMap::new();
         o.insert("no.such".to_string(), "1".to_string());
         assert!(settings_with(&server, &o).is_err());

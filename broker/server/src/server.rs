@@ -209,20 +209,19 @@ async fn shard_main(
     reconcile(&shard).await;
     crate::groups::open_existing(&shard).await;
     let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions.len(), "shard ready");
+    tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions().len(), "shard ready");
     // "ready" means every shard serves: its partitions are open and it
     // accepts connections. Shard 0 counts the shards and says so once.
     let _ = shard
         .call(ShardId(0), move |s| async move {
-            s.shards_ready.set(s.shards_ready.get() + 1);
-            if s.shards_ready.get() == s.shard_count {
-                let (host, port) = s.config.advertised();
+            if s.shard_ready() {
+                let (host, port) = s.config().advertised();
                 eprintln!(
                     "corelog ready: {} shard(s), listening on {}, advertised as {host}:{port}",
-                    s.shard_count, s.config.listen
+                    s.shard_count(), s.config().listen
                 );
-                if let Some(path) = s.config.ready_file.clone() {
-                    let body = ready_file_body(&s.config, s.shard_count);
+                if let Some(path) = s.config().ready_file.clone() {
+                    let body = ready_file_body(s.config(), s.shard_count());
                     // File system calls block: run them on the executor's
                     // blocking-thread pool, not on shard 0's executor.
                     let written = corelog_runtime::run_blocking({
@@ -245,9 +244,7 @@ async fn shard_main(
     // the listen backlog.
     while !stop.load(Ordering::Relaxed) {
         let all_ready = shard
-            .call(ShardId(0), |s| async move {
-                s.shards_ready.get() == s.shard_count
-            })
+            .call(ShardId(0), |s| async move { s.all_shards_ready() })
             .await
             // Shard 0 gone means the broker is going down; nothing to wait for.
             .unwrap_or(true);
@@ -262,8 +259,7 @@ async fn shard_main(
             while !stop.load(Ordering::Relaxed) {
                 glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
             }
-            shard.stopping.set(true);
-            shard.stop_notify.notify_all();
+            shard.stop();
         })
         .detach();
     }
@@ -291,21 +287,21 @@ async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
     let mut refused_log = RateLimited::new(ACCEPT_LOG_INTERVAL);
     loop {
         let stopped = async {
-            shard.stop_notify.notified().await;
+            shard.stop_notified().await;
             None
         };
         let accepted = async { Some(listener.accept().await) };
-        if shard.stopping.get() {
+        if shard.is_stopping() {
             return;
         }
         match accepted.or(stopped).await {
             None => return,
             Some(Ok(stream)) => {
                 backoff_ms = 0;
-                if shard.connections.get() >= shard.config.connections_per_shard_max {
+                if shard.connections() >= shard.config().connections_per_shard_max {
                     if let Some(suppressed) = refused_log.due() {
                         tracing::warn!(
-                            limit = shard.config.connections_per_shard_max,
+                            limit = shard.config().connections_per_shard_max,
                             suppressed,
                             "connection refused: shard at its connection bound"
                         );
@@ -313,11 +309,11 @@ async fn accept_loop(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
                     drop(stream);
                     continue;
                 }
-                shard.connections.set(shard.connections.get() + 1);
+                shard.connection_opened();
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
                     crate::conn::serve(shard.clone(), stream).await;
-                    shard.connections.set(shard.connections.get() - 1);
+                    shard.connection_closed();
                 })
                 .detach();
             }
@@ -379,7 +375,7 @@ const PARTITIONS_CLOSED_AT_ONCE: usize = 64;
 /// every partition so the next start needs no recovery.
 async fn shutdown(shard: &Rc<Shard>) {
     let waited = std::time::Instant::now();
-    while shard.connections.get() > 0 && waited.elapsed() < Duration::from_secs(5) {
+    while shard.connections() > 0 && waited.elapsed() < Duration::from_secs(5) {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     // Closing is a checkpoint (write and fsync) per partition, mostly
@@ -387,7 +383,7 @@ async fn shutdown(shard: &Rc<Shard>) {
     // partitions took over 30 s to stop on this project's disk. Closing a
     // bounded number at once overlaps those waits without queueing
     // thousands of jobs on the blocking pool at the same moment.
-    let partitions = shard.partitions.all();
+    let partitions = shard.partitions().all();
     for chunk in partitions.chunks(PARTITIONS_CLOSED_AT_ONCE) {
         let closing: Vec<_> = chunk
             .iter()
@@ -399,7 +395,7 @@ async fn shutdown(shard: &Rc<Shard>) {
         }
     }
     crate::groups::close_all(shard).await;
-    tracing::info!(shard = shard.id.0, "shard stopped");
+    tracing::info!(shard = shard.id().0, "shard stopped");
 }
 
 /// Deletes partition directories that the metadata does not list: left by a

@@ -32,41 +32,63 @@ pub struct ShardJob(Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>);
 pub const MESH_CHANNEL_DEPTH: usize = 1024;
 
 /// State of one shard. Lives on: that shard's thread only.
+///
+/// Its fields are private: callers get what they need through the methods
+/// below, each a borrow or a `Copy` value (no refcount or allocation on a
+/// request's path), and the shard's counters and flags change only through
+/// the methods that say why.
 pub struct Shard {
-    pub id: ShardId,
-    pub shard_count: usize,
-    pub config: Rc<ServerConfig>,
+    id: ShardId,
+    shard_count: usize,
+    config: Rc<ServerConfig>,
     /// Read-only snapshot of the cluster metadata; replaced whole by the
     /// controller shard after each change.
     metadata: RefCell<Rc<ClusterMetadata>>,
     /// Partitions this shard owns.
-    pub partitions: PartitionTable,
-    pub cache: SharedBatchCache,
+    partitions: PartitionTable,
+    cache: SharedBatchCache,
     senders: Senders<ShardJob>,
-    pub connections: Cell<usize>,
+    /// Open connections (bounded by `connections_per_shard_max`).
+    connections: Cell<usize>,
     /// On shard 0: how many shards have opened their partitions and bound
     /// the port.
-    pub shards_ready: Cell<usize>,
+    shards_ready: Cell<usize>,
     /// Controller state, present on shard 0 only.
-    pub controller: Option<crate::controller::state::Controller>,
+    controller: Option<crate::controller::state::Controller>,
     /// Becomes true when shutdown starts: stop accepting, finish, flush.
-    pub stopping: Cell<bool>,
-    pub stop_notify: corelog_runtime::notify::Notify,
+    stopping: Cell<bool>,
+    stop_notify: corelog_runtime::notify::Notify,
     /// Group coordinators of the offsets partitions this shard owns.
-    pub groups: crate::groups::table::GroupTable,
+    groups: crate::groups::table::GroupTable,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
-    pub request_bytes_budget: Rc<glommio::sync::Semaphore>,
+    request_bytes_budget: Rc<glommio::sync::Semaphore>,
     /// Connections closed for holding a partial request frame too long
     /// (`request_partial_frame_timeout_ms`) are logged at most once per
     /// [`STALLED_FRAME_LOG_INTERVAL`], with the count of those not logged.
-    pub stalled_frame_log: RefCell<RateLimited>,
+    stalled_frame_log: RefCell<RateLimited>,
 }
 
 /// How often a shard logs connections closed for a stalled partial frame.
 pub const STALLED_FRAME_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Shard {
+    /// This shard's index.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// How many shards the broker runs (their ids are `0..shard_count`).
+    pub fn shard_count(&self) -> usize {
+        self.shard_count
+    }
+
+    /// The broker's settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The current cluster metadata snapshot.
     pub fn metadata(&self) -> Rc<ClusterMetadata> {
         self.metadata.borrow().clone()
     }
@@ -79,8 +101,88 @@ impl Shard {
         }
     }
 
+    /// A partition this shard owns.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Partition> {
         self.partitions.get(topic, partition)
+    }
+
+    /// The partitions this shard owns, for opening and closing them.
+    pub fn partitions(&self) -> &PartitionTable {
+        &self.partitions
+    }
+
+    /// The shard's batch cache, shared by the partitions it opens.
+    pub fn cache(&self) -> &SharedBatchCache {
+        &self.cache
+    }
+
+    /// The controller's state: on shard 0 only.
+    pub fn controller(&self) -> Option<&crate::controller::state::Controller> {
+        self.controller.as_ref()
+    }
+
+    /// The group coordinators of the offsets partitions this shard owns.
+    pub fn groups(&self) -> &crate::groups::table::GroupTable {
+        &self.groups
+    }
+
+    /// The budget of request bytes in flight on this shard
+    /// (`request_bytes_in_flight_per_shard_max`), taken per frame.
+    pub fn request_bytes_budget(&self) -> &Rc<glommio::sync::Semaphore> {
+        &self.request_bytes_budget
+    }
+
+    /// Open connections on this shard.
+    pub fn connections(&self) -> usize {
+        self.connections.get()
+    }
+
+    /// Counts a connection accepted.
+    pub fn connection_opened(&self) {
+        self.connections.set(self.connections.get() + 1);
+    }
+
+    /// Counts a connection gone.
+    pub fn connection_closed(&self) {
+        self.connections.set(self.connections.get() - 1);
+    }
+
+    /// On shard 0: counts a shard that has opened its partitions and bound
+    /// the port. Returns whether every shard now has.
+    pub fn shard_ready(&self) -> bool {
+        self.shards_ready.set(self.shards_ready.get() + 1);
+        self.all_shards_ready()
+    }
+
+    /// On shard 0: whether every shard has opened its partitions and bound
+    /// the port.
+    pub fn all_shards_ready(&self) -> bool {
+        self.shards_ready.get() == self.shard_count
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Starts shutdown: from now on [`Self::is_stopping`], and every
+    /// [`Self::stop_notified`] wakes.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        self.stop_notify.notify_all();
+    }
+
+    /// Wakes when [`Self::stop`] is called after this was created: create
+    /// it before checking [`Self::is_stopping`], so no stop is missed.
+    pub fn stop_notified(&self) -> corelog_runtime::notify::Notified<'_> {
+        self.stop_notify.notified()
+    }
+
+    /// Whether a connection closed for a stalled partial frame is logged
+    /// now: `Some(count of those not logged since)` at most once per
+    /// [`STALLED_FRAME_LOG_INTERVAL`].
+    pub fn stalled_frame_log_due(&self) -> Option<u64> {
+        self.stalled_frame_log.borrow_mut().due()
     }
 
     /// Runs `f` on shard `target` and returns its answer. On this shard it

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 pub use crate::codec::Compression;
 use crate::records::{check_records, RecordLimits, RecordsSummary};
-use crate::types::Offset;
+use crate::types::{Offset, ProducerEpoch, ProducerId};
 
 /// Size of the fixed record batch header, up to and including `recordsCount`.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -93,8 +93,8 @@ pub struct BatchHeader {
     pub last_offset_delta: i32,
     pub base_timestamp_ms: i64,
     pub max_timestamp_ms: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
     pub base_sequence: i32,
     pub records_count: i32,
 }
@@ -131,8 +131,8 @@ impl BatchHeader {
             last_offset_delta: be_i32(bytes, OFF_LAST_OFFSET_DELTA),
             base_timestamp_ms: be_i64(bytes, OFF_BASE_TIMESTAMP),
             max_timestamp_ms: be_i64(bytes, OFF_MAX_TIMESTAMP),
-            producer_id: be_i64(bytes, OFF_PRODUCER_ID),
-            producer_epoch: be_i16(bytes, OFF_PRODUCER_EPOCH),
+            producer_id: ProducerId(be_i64(bytes, OFF_PRODUCER_ID)),
+            producer_epoch: ProducerEpoch(be_i16(bytes, OFF_PRODUCER_EPOCH)),
             base_sequence: be_i32(bytes, OFF_BASE_SEQUENCE),
             records_count: be_i32(bytes, OFF_RECORDS_COUNT),
         })
@@ -164,7 +164,7 @@ impl BatchHeader {
 
     /// Whether the batch carries idempotent producer fields.
     pub fn has_producer_id(&self) -> bool {
-        self.producer_id >= 0
+        !self.producer_id.is_none()
     }
 }
 
@@ -220,7 +220,7 @@ fn check_crc_and_header(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchE
         ));
     }
     if header.has_producer_id() {
-        if header.producer_epoch < 0 {
+        if header.producer_epoch.is_none() {
             return Err(BatchError::Invalid("producer id without a producer epoch"));
         }
         if header.base_sequence < 0 {
@@ -378,8 +378,8 @@ pub mod build {
         pub base_timestamp_ms: i64,
         /// Added to the base timestamp for each following record.
         pub timestamp_step_ms: i64,
-        pub producer_id: i64,
-        pub producer_epoch: i16,
+        pub producer_id: ProducerId,
+        pub producer_epoch: ProducerEpoch,
         pub base_sequence: i32,
         /// A byte stamped into every value so that tests can recognise a batch.
         pub fill: u8,
@@ -394,8 +394,8 @@ pub mod build {
                 value_bytes: 16,
                 base_timestamp_ms: 1_700_000_000_000,
                 timestamp_step_ms: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: ProducerId::NONE,
+                producer_epoch: ProducerEpoch::NONE,
                 base_sequence: -1,
                 fill: 0xab,
                 compression: Compression::None,
@@ -465,8 +465,8 @@ pub mod build {
         out.extend_from_slice(&(spec.records as i32 - 1).to_be_bytes());
         out.extend_from_slice(&spec.base_timestamp_ms.to_be_bytes());
         out.extend_from_slice(&max_ts.to_be_bytes());
-        out.extend_from_slice(&spec.producer_id.to_be_bytes());
-        out.extend_from_slice(&spec.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&spec.producer_id.0.to_be_bytes());
+        out.extend_from_slice(&spec.producer_epoch.0.to_be_bytes());
         out.extend_from_slice(&spec.base_sequence.to_be_bytes());
         out.extend_from_slice(&(spec.records as i32).to_be_bytes());
         out.extend_from_slice(section);

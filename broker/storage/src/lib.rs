@@ -42,4 +42,4 @@ pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadChunks, ReadPlan, TimestampPlan};
 pub use records::RecordLimits;
 pub use recover::RecoveryReport;
-pub use types::Offset;
+pub use types::{Offset, ProducerEpoch, ProducerId};

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
-use crate::types::Offset;
+use crate::types::{Offset, ProducerEpoch, ProducerId};
 
 /// Batches remembered per producer: Kafka's `max.in.flight.requests` bound
 /// for idempotence is 5, so a retry can only be of one of the last 5.
@@ -37,7 +37,7 @@ pub struct BatchMeta {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProducerEntry {
-    pub epoch: i16,
+    pub epoch: ProducerEpoch,
     pub batches: VecDeque<BatchMeta>,
 }
 
@@ -55,14 +55,14 @@ pub enum SequenceError {
     /// Kafka: INVALID_PRODUCER_EPOCH.
     #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
     StaleEpoch {
-        producer_id: i64,
-        epoch: i16,
-        current: i16,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        current: ProducerEpoch,
     },
     /// Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER.
     #[error("producer {producer_id}: sequence {got} does not follow {last}")]
     OutOfOrder {
-        producer_id: i64,
+        producer_id: ProducerId,
         got: i32,
         last: i32,
     },
@@ -70,7 +70,7 @@ pub enum SequenceError {
 
 #[derive(Debug, Clone, Default)]
 pub struct ProducerStates {
-    producers: HashMap<i64, ProducerEntry>,
+    producers: HashMap<ProducerId, ProducerEntry>,
 }
 
 fn last_seq_of(h: &BatchHeader) -> i32 {
@@ -91,7 +91,7 @@ impl ProducerStates {
         self.producers.is_empty()
     }
 
-    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+    pub fn get(&self, producer_id: ProducerId) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
 
@@ -192,8 +192,8 @@ impl ProducerStates {
 
     /// The state as of `end`: only batches that end before it, for a
     /// checkpoint whose recovery point is `end`.
-    pub fn snapshot_before(&self, end: Offset) -> Vec<(i64, ProducerEntry)> {
-        let mut out: Vec<(i64, ProducerEntry)> = self
+    pub fn snapshot_before(&self, end: Offset) -> Vec<(ProducerId, ProducerEntry)> {
+        let mut out: Vec<(ProducerId, ProducerEntry)> = self
             .producers
             .iter()
             .filter_map(|(&pid, e)| {
@@ -218,7 +218,9 @@ impl ProducerStates {
         out
     }
 
-    pub fn restore(entries: impl IntoIterator<Item = (i64, ProducerEntry)>) -> ProducerStates {
+    pub fn restore(
+        entries: impl IntoIterator<Item = (ProducerId, ProducerEntry)>,
+    ) -> ProducerStates {
         ProducerStates {
             producers: entries.into_iter().collect(),
         }
@@ -229,8 +231,8 @@ impl ProducerStates {
         self.snapshot_before(end)
             .into_iter()
             .map(|(producer_id, e)| crate::checkpoint::ProducerMeta {
-                producer_id,
-                epoch: e.epoch,
+                producer_id: producer_id.0,
+                epoch: e.epoch.0,
                 batches: e
                     .batches
                     .iter()
@@ -258,9 +260,9 @@ impl ProducerStates {
                 })
                 .collect();
             (
-                m.producer_id,
+                ProducerId(m.producer_id),
                 ProducerEntry {
-                    epoch: m.epoch,
+                    epoch: ProducerEpoch(m.epoch),
                     batches,
                 },
             )
@@ -276,8 +278,8 @@ mod tests {
     fn h(pid: i64, epoch: i16, seq: i32, records: usize) -> BatchHeader {
         BatchHeader::parse(&batch(&BatchSpec {
             records,
-            producer_id: pid,
-            producer_epoch: epoch,
+            producer_id: ProducerId(pid),
+            producer_epoch: ProducerEpoch(epoch),
             base_sequence: seq,
             ..Default::default()
         }))
@@ -335,9 +337,20 @@ mod tests {
         for i in 0..8 {
             s.record(&h(1, 0, i, 1), Offset(i as i64));
         }
-        assert_eq!(s.get(1).unwrap().batches.len(), REMEMBERED_BATCHES);
+        assert_eq!(
+            s.get(ProducerId(1)).unwrap().batches.len(),
+            REMEMBERED_BATCHES
+        );
         s.forget_from(Offset(6));
-        assert_eq!(s.get(1).unwrap().batches.back().unwrap().last_offset, 5);
+        assert_eq!(
+            s.get(ProducerId(1))
+                .unwrap()
+                .batches
+                .back()
+                .unwrap()
+                .last_offset,
+            5
+        );
         assert_eq!(s.snapshot_before(Offset(5))[0].1.batches.len(), 2);
     }
 }

@@ -7,14 +7,14 @@ use bytes::Bytes;
 use common::*;
 use corelog_storage::batch::build::{batch, BatchSpec};
 use corelog_storage::producer::SequenceError;
-use corelog_storage::{LogConfig, Offset, StorageError};
+use corelog_storage::{LogConfig, Offset, ProducerEpoch, ProducerId, StorageError};
 
 fn pbatch(pid: i64, epoch: i16, seq: i32, records: usize) -> Bytes {
     Bytes::from(batch(&BatchSpec {
         records,
         value_bytes: 50,
-        producer_id: pid,
-        producer_epoch: epoch,
+        producer_id: ProducerId(pid),
+        producer_epoch: ProducerEpoch(epoch),
         base_sequence: seq,
         ..Default::default()
     }))

@@ -19,7 +19,7 @@ use crate::error::ServerError;
 use crate::metadata::{partition_dir, ClusterMetadata};
 use crate::partition::Partition;
 use crate::shard::Shard;
-use crate::{ShardId, TopicPartition};
+use crate::{ProducerId, ShardId, TopicPartition};
 
 pub mod state;
 
@@ -35,7 +35,7 @@ pub async fn change_metadata<T>(
     shard: &Rc<Shard>,
     change: impl FnOnce(&mut ClusterMetadata) -> (T, bool),
 ) -> Result<T, ServerError> {
-    let controller = shard.controller.as_ref().ok_or_else(|| {
+    let controller = shard.controller().ok_or_else(|| {
         ServerError::Internal("metadata changes run on the controller shard".into())
     })?;
     let _permit = controller
@@ -49,18 +49,18 @@ pub async fn change_metadata<T>(
         return Ok(out);
     }
     md.version += 1;
-    MetadataStore::new(&shard.config.data_dir)
+    MetadataStore::new(&shard.config().data_dir)
         .commit(&md)
         .await
-        .map_err(ServerError::MetadataCommit)?;
+        .map_err(|e| ServerError::MetadataCommit(std::sync::Arc::new(e)))?;
     publish(shard, md).await;
     Ok(out)
 }
 
 /// Hands out a producer id that was never handed out before. Must run on
 /// shard 0.
-pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, ServerError> {
-    let controller = shard.controller.as_ref().ok_or_else(|| {
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<ProducerId, ServerError> {
+    let controller = shard.controller().ok_or_else(|| {
         ServerError::Internal("producer ids are allocated on the controller shard".into())
     })?;
     let _permit = controller
@@ -70,22 +70,24 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, ServerError>
         .map_err(|e| ServerError::Internal(e.to_string()))?;
     if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
         let end = change_metadata(shard, |md| {
-            md.producer_id_block_end += PRODUCER_ID_BLOCK;
+            md.producer_id_block_end = md.producer_id_block_end.plus(PRODUCER_ID_BLOCK);
             (md.producer_id_block_end, true)
         })
         .await?;
-        controller.next_producer_id.set(end - PRODUCER_ID_BLOCK);
+        controller
+            .next_producer_id
+            .set(end.plus(-PRODUCER_ID_BLOCK));
         controller.producer_id_block_end.set(end);
     }
     let id = controller.next_producer_id.get();
-    controller.next_producer_id.set(id + 1);
+    controller.next_producer_id.set(id.plus(1));
     Ok(id)
 }
 
 /// Sends a metadata snapshot to every shard and waits until each has
 /// reconciled its partitions with it.
 pub async fn publish(shard: &Rc<Shard>, md: ClusterMetadata) {
-    for target in 0..shard.shard_count {
+    for target in 0..shard.shard_count() {
         let md = md.clone();
         let _ = shard
             .call(ShardId(target as u32), move |s| async move {
@@ -137,14 +139,14 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     let mut wanted = HashSet::new();
     for (name, topic) in &md.topics {
         for (i, p) in topic.partitions.iter().enumerate() {
-            if p.shard == shard.id {
+            if p.shard == shard.id() {
                 wanted.insert(TopicPartition::new(name.clone(), i as i32));
             }
         }
         glommio::yield_if_needed().await;
     }
     let gone: Vec<_> = shard
-        .partitions
+        .partitions()
         .keys()
         .into_iter()
         .filter(|k| !wanted.contains(k))
@@ -152,11 +154,11 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     drop(wanted);
     for key in gone {
         glommio::yield_if_needed().await;
-        let Some(p) = shard.partitions.remove(&key) else {
+        let Some(p) = shard.partitions().remove(&key) else {
             continue;
         };
         p.close().await;
-        let dir = partition_dir(&shard.config.data_dir, &key.topic, key.partition);
+        let dir = partition_dir(&shard.config().data_dir, &key.topic, key.partition);
         // Thousands of segment files may go: not on the executor thread.
         let removing = dir.clone();
         if let Err(e) =
@@ -171,11 +173,11 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         // A topic's settings, worked out once for all its partitions here.
         let mut settings = None;
         for (i, p) in topic.partitions.iter().enumerate() {
-            if p.shard != shard.id {
+            if p.shard != shard.id() {
                 continue;
             }
             glommio::yield_if_needed().await;
-            let settings = settings.get_or_insert_with(|| md.settings(&shard.config, name));
+            let settings = settings.get_or_insert_with(|| md.settings(shard.config(), name));
             let index = i as i32;
             if let Some(p) = shard.partition(name, index) {
                 if p.log_config() != settings.log {
@@ -185,12 +187,12 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 }
                 continue;
             }
-            let dir = partition_dir(&shard.config.data_dir, name, index);
+            let dir = partition_dir(&shard.config().data_dir, name, index);
             let cache_id = CacheId(next_cache_id(shard));
             match Partition::open(
                 dir.clone(),
                 settings.log.clone(),
-                shard.cache.clone(),
+                shard.cache().clone(),
                 cache_id,
             )
             .await
@@ -200,7 +202,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                         tracing::info!(dir = %dir.display(), ?report, "partition recovered");
                     }
                     shard
-                        .partitions
+                        .partitions()
                         .insert(TopicPartition::new(name.clone(), index), partition);
                 }
                 Err(e) => {
@@ -218,6 +220,6 @@ pub(crate) fn next_cache_id(shard: &Shard) -> u64 {
     NEXT.with(|n| {
         let v = n.get();
         n.set(v + 1);
-        (shard.id.0 as u64) << 48 | v
+        (shard.id().0 as u64) << 48 | v
     })
 }

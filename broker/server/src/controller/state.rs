@@ -6,6 +6,8 @@ use std::cell::Cell;
 
 use glommio::sync::Semaphore;
 
+use crate::ProducerId;
+
 /// Lives on: shard 0 (the controller shard).
 pub struct Controller {
     /// Admits one metadata change at a time.
@@ -13,8 +15,8 @@ pub struct Controller {
     /// Admits one producer id allocation at a time.
     pub(super) producer_ids: Semaphore,
     /// The next producer id to hand out, and the end of the persisted block.
-    pub(super) next_producer_id: Cell<i64>,
-    pub(super) producer_id_block_end: Cell<i64>,
+    pub(super) next_producer_id: Cell<ProducerId>,
+    pub(super) producer_id_block_end: Cell<ProducerId>,
 }
 
 /// Producer ids persisted per metadata write.
@@ -31,8 +33,8 @@ impl Controller {
         Controller {
             changes: Semaphore::new(1),
             producer_ids: Semaphore::new(1),
-            next_producer_id: Cell::new(0),
-            producer_id_block_end: Cell::new(0),
+            next_producer_id: Cell::new(ProducerId(0)),
+            producer_id_block_end: Cell::new(ProducerId(0)),
         }
     }
 }

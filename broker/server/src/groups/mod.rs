@@ -68,7 +68,7 @@ pub async fn call_partition(
 /// Runs `request` on every coordinator this shard hosts that is open, and
 /// returns their answers (ListGroups).
 pub async fn submit_to_local_partitions(shard: &Rc<Shard>, request: Request) -> Vec<GroupReply> {
-    let open = shard.groups.indexes();
+    let open = shard.groups().indexes();
     let mut out = Vec::new();
     for index in open {
         out.push(submit(shard, index, request.clone()).await);
@@ -88,10 +88,10 @@ pub async fn submit(shard: &Rc<Shard>, index: u32, request: Request) -> GroupRep
 pub async fn open_existing(shard: &Rc<Shard>) {
     let partitions = shard.metadata().offsets_topic_partitions;
     for index in 0..partitions {
-        if shard.metadata().offsets_owner(index) != shard.id {
+        if shard.metadata().offsets_owner(index) != shard.id() {
             continue;
         }
-        if partition_dir(&shard.config.data_dir, OFFSETS_TOPIC, index as i32).exists() {
+        if partition_dir(&shard.config().data_dir, OFFSETS_TOPIC, index as i32).exists() {
             if let Err(code) = open(shard, index).await {
                 tracing::error!(
                     partition = index,
@@ -105,37 +105,37 @@ pub async fn open_existing(shard: &Rc<Shard>) {
 
 /// Closes every coordinator of this shard: stops timers and flushes logs.
 pub async fn close_all(shard: &Rc<Shard>) {
-    for gp in shard.groups.take_all() {
+    for gp in shard.groups().take_all() {
         gp.close().await;
     }
 }
 
 async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> {
-    if let Some(gp) = shard.groups.get(index) {
+    if let Some(gp) = shard.groups().get(index) {
         return Ok(gp);
     }
-    if shard.metadata().offsets_owner(index) != shard.id {
+    if shard.metadata().offsets_owner(index) != shard.id() {
         return Err(codes::NOT_COORDINATOR);
     }
     // One opening at a time per shard, so two first requests for the same
     // partition do not open its log twice.
     let _permit = shard
-        .groups
+        .groups()
         .opening()
         .acquire_permit(1)
         .await
         .map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
-    if let Some(gp) = shard.groups.get(index) {
+    if let Some(gp) = shard.groups().get(index) {
         return Ok(gp);
     }
-    let dir = partition_dir(&shard.config.data_dir, OFFSETS_TOPIC, index as i32);
-    let mut log_config = shard.config.base_log_config();
-    log_config.segment_bytes_max = shard.config.groups.offsets_segment_bytes;
+    let dir = partition_dir(&shard.config().data_dir, OFFSETS_TOPIC, index as i32);
+    let mut log_config = shard.config().base_log_config();
+    log_config.segment_bytes_max = shard.config().groups.offsets_segment_bytes;
     log_config.retention_ms = None;
     log_config.retention_bytes = None;
     log_config.flush_policy = corelog_storage::FlushPolicy::Always;
     let cache_id = CacheId(crate::controller::next_cache_id(shard));
-    let (log, report) = Partition::open(dir.clone(), log_config, shard.cache.clone(), cache_id)
+    let (log, report) = Partition::open(dir.clone(), log_config, shard.cache().clone(), cache_id)
         .await
         .map_err(|e| {
             tracing::error!(dir = %dir.display(), error = %e, "cannot open offsets partition");
@@ -144,13 +144,13 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
         tracing::info!(dir = %dir.display(), ?report, "offsets partition recovered");
     }
-    let config = shard.config.groups.coordinator_config();
+    let config = shard.config().groups.coordinator_config();
     let machine = load(&log, config, seed(index)).await.map_err(|e| {
         tracing::error!(dir = %dir.display(), error = %e, "cannot load offsets partition");
         codes::COORDINATOR_LOAD_IN_PROGRESS
     })?;
     let gp = GroupPartition::start(index, machine, log);
-    shard.groups.insert(index, gp.clone());
+    shard.groups().insert(index, gp.clone());
     tracing::debug!(partition = index, "group coordinator ready");
     Ok(gp)
 }

@@ -8,15 +8,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use corelog_protocol::kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
-use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::change_metadata;
+use crate::error::ServerError;
 use crate::metadata::{describe_value, settings_with, TopicMeta};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
@@ -38,11 +37,11 @@ pub enum Edit {
 }
 
 /// The outcome for one resource.
-pub type Outcome = Result<(), (i16, String)>;
+pub type Outcome = Result<(), ServerError>;
 
 /// One resource of an alter request: Ok(topic name and edit) to go to the
 /// controller, or the error it is answered with at once.
-pub type Checked = Result<(String, Edit), (i16, String)>;
+pub type Checked = Result<(String, Edit), ServerError>;
 
 /// Why a whole alter request is refused, if it is: more resources than
 /// `topics_per_request_max` or more config entries than
@@ -52,7 +51,7 @@ pub fn refuse_request(
     server: &crate::config::ServerConfig,
     resources: usize,
     configs: usize,
-) -> Option<String> {
+) -> Option<ServerError> {
     server
         .refuse_topics(resources)
         .or_else(|| server.refuse_configs(configs))
@@ -71,11 +70,9 @@ pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
     resources
         .into_iter()
         .map(|(resource_type, name, edit)| {
+            let invalid = |msg: String| Err(ServerError::InvalidRequest(msg));
             if duplicates.contains(&(resource_type, name.clone())) {
-                return Err((
-                    error_code::INVALID_REQUEST,
-                    "Each resource must appear at most once.".to_string(),
-                ));
+                return invalid("Each resource must appear at most once.".to_string());
             }
             match resource_type {
                 RESOURCE_TOPIC => {}
@@ -89,12 +86,11 @@ pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
                             "Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
                         )
                     };
-                    return Err((error_code::INVALID_REQUEST, msg));
+                    return invalid(msg);
                 }
                 other => {
-                    return Err((
-                        error_code::INVALID_REQUEST,
-                        format!("Unsupported resource type {other}; only topic (2) configs can be altered."),
+                    return invalid(format!(
+                        "Unsupported resource type {other}; only topic (2) configs can be altered."
                     ))
                 }
             }
@@ -104,10 +100,7 @@ pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
             };
             let mut seen_keys = HashSet::new();
             if keys.iter().any(|k| !seen_keys.insert(*k)) {
-                return Err((
-                    error_code::INVALID_REQUEST,
-                    "Error due to duplicate config keys".to_string(),
-                ));
+                return invalid("Error due to duplicate config keys".to_string());
             }
             Ok((name, edit))
         })
@@ -129,21 +122,19 @@ pub async fn alter_topics(
     } else {
         let answer = shard
             .call(ShardId(0), move |s| async move {
-                let server = s.config.clone();
+                let server = s.config();
                 change_metadata(&s, |md| {
                     let mut changed = false;
                     let outcomes = edits
                         .into_iter()
                         .map(|(name, edit)| {
                             let Some(topic) = md.topics.get_mut(&name) else {
-                                return Err((
-                                    error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                                    format!("Topic '{name}' does not exist."),
-                                ));
+                                return Err(ServerError::UnknownTopicOrPartition(format!(
+                                    "Topic '{name}' does not exist."
+                                )));
                             };
-                            let configs = apply(&server, topic, &edit)?;
-                            settings_with(&server, &configs)
-                                .map_err(|e| (error_code::INVALID_CONFIG, e.message))?;
+                            let configs = apply(server, topic, &edit)?;
+                            settings_with(server, &configs)?;
                             if !validate_only && configs != topic.configs {
                                 tracing::info!(topic = %name, ?configs, "topic configs changed");
                                 topic.configs = configs;
@@ -159,10 +150,9 @@ pub async fn alter_topics(
             .await;
         match answer {
             Ok(Ok(outcomes)) => outcomes,
-            Ok(Err(e)) => vec![Err((e.code(), e.to_string())); count],
+            Ok(Err(e)) => vec![Err(e); count],
             Err(_) => vec![
-                Err((
-                    error_code::UNKNOWN_SERVER_ERROR,
+                Err(ServerError::Internal(
                     "the controller shard stopped".to_string()
                 ));
                 count
@@ -173,10 +163,11 @@ pub async fn alter_topics(
     resources
         .into_iter()
         .map(|r| match r {
-            Ok(_) => applied.next().unwrap_or(Err((
-                error_code::UNKNOWN_SERVER_ERROR,
-                "no answer from the controller".to_string(),
-            ))),
+            Ok(_) => applied.next().unwrap_or_else(|| {
+                Err(ServerError::Internal(
+                    "no answer from the controller".to_string(),
+                ))
+            }),
             Err(e) => Err(e),
         })
         .collect()
@@ -187,7 +178,7 @@ fn apply(
     server: &crate::config::ServerConfig,
     topic: &TopicMeta,
     edit: &Edit,
-) -> Result<BTreeMap<String, String>, (i16, String)> {
+) -> Result<BTreeMap<String, String>, ServerError> {
     match edit {
         Edit::Replace(configs) => Ok(configs
             .iter()
@@ -199,10 +190,9 @@ fn apply(
                 match *op {
                     OP_SET => {
                         let Some(v) = value else {
-                            return Err((
-                                error_code::INVALID_REQUEST,
-                                format!("Null value not supported for : {key}"),
-                            ));
+                            return Err(ServerError::InvalidRequest(format!(
+                                "Null value not supported for : {key}"
+                            )));
                         };
                         configs.insert(key.clone(), v.clone());
                     }
@@ -216,10 +206,12 @@ fn apply(
                             "subtract"
                         };
                         if !is_list_config(key) {
-                            return Err((
-                                error_code::INVALID_CONFIG,
-                                format!("Config value {verb} is not allowed for config key: {key}"),
-                            ));
+                            return Err(ServerError::InvalidConfig {
+                                key: key.clone(),
+                                message: format!(
+                                    "Config value {verb} is not allowed for config key: {key}"
+                                ),
+                            });
                         }
                         let current = match configs.get(key) {
                             Some(v) => v.clone(),
@@ -247,10 +239,9 @@ fn apply(
                         configs.insert(key.clone(), list.join(","));
                     }
                     other => {
-                        return Err((
-                            error_code::INVALID_REQUEST,
-                            format!("Unknown alter configs op type {other}"),
-                        ))
+                        return Err(ServerError::InvalidRequest(format!(
+                            "Unknown alter configs op type {other}"
+                        )))
                     }
                 }
             }
@@ -279,9 +270,9 @@ pub async fn handle(
 ) -> Result<Handled<AlterConfigsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
     let configs = request.resources.iter().map(|r| r.configs.len()).sum();
-    let outcomes = match refuse_request(&shard.config, request.resources.len(), configs) {
+    let outcomes = match refuse_request(shard.config(), request.resources.len(), configs) {
         // Refused whole, before anything is built per entry.
-        Some(msg) => vec![Err((error_code::INVALID_REQUEST, msg)); request.resources.len()],
+        Some(e) => vec![Err(e); request.resources.len()],
         None => alter(shard, &request).await,
     };
     let responses = request
@@ -294,9 +285,9 @@ pub async fn handle(
                 .with_resource_name(r.resource_name.clone());
             match outcome {
                 Ok(()) => resp,
-                Err((code, msg)) => resp
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(msg))),
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_error_message(e.message_field()),
             }
         })
         .collect();

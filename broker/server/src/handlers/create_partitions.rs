@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use corelog_protocol::kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, TopicName,
@@ -16,6 +15,7 @@ use super::Close;
 use super::{Handled, RequestContext};
 use crate::config::ServerConfig;
 use crate::controller::change_metadata;
+use crate::error::ServerError;
 use crate::metadata::{ClusterMetadata, PartitionMeta, Placer};
 use crate::shard::Shard;
 use crate::{ShardId, NODE_ID};
@@ -29,24 +29,19 @@ struct Growth {
     assignments: Option<Vec<Vec<i32>>>,
 }
 
-type Outcome = Result<(), (i16, String)>;
+type Outcome = Result<(), ServerError>;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
     request: CreatePartitionsRequest,
 ) -> Result<Handled<CreatePartitionsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
-    if let Some(msg) = shard.config.refuse_topics(request.topics.len()) {
+    if let Some(e) = shard.config().refuse_topics(request.topics.len()) {
         // Refused whole, before anything is built per entry.
         let results = request
             .topics
             .iter()
-            .map(|t| {
-                CreatePartitionsTopicResult::default()
-                    .with_name(t.name.clone())
-                    .with_error_code(error_code::INVALID_REQUEST)
-                    .with_error_message(Some(StrBytes::from_string(msg.clone())))
-            })
+            .map(|t| refused(t.name.clone(), &e))
             .collect();
         return Ok(CreatePartitionsResponse::default()
             .with_results(results)
@@ -67,8 +62,7 @@ pub async fn handle(
         if duplicates.contains(&name) {
             results.push((
                 name,
-                Some(Err((
-                    error_code::INVALID_REQUEST,
+                Some(Err(ServerError::InvalidRequest(
                     "Duplicate topic in request.".to_string(),
                 ))),
             ));
@@ -92,18 +86,16 @@ pub async fn handle(
         .into_iter()
         .map(|(name, early)| {
             let outcome = early.unwrap_or_else(|| {
-                outcomes.next().unwrap_or(Err((
-                    error_code::UNKNOWN_SERVER_ERROR,
-                    "no answer from the controller".to_string(),
-                )))
+                outcomes.next().unwrap_or_else(|| {
+                    Err(ServerError::Internal(
+                        "no answer from the controller".to_string(),
+                    ))
+                })
             });
-            let r = CreatePartitionsTopicResult::default()
-                .with_name(TopicName(StrBytes::from_string(name)));
+            let name = TopicName(StrBytes::from_string(name));
             match outcome {
-                Ok(()) => r,
-                Err((code, msg)) => r
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(msg))),
+                Ok(()) => CreatePartitionsTopicResult::default().with_name(name),
+                Err(e) => refused(name, &e),
             }
         })
         .collect();
@@ -120,8 +112,8 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
     let count = growths.len();
     let answer = shard
         .call(ShardId(0), move |s| async move {
-            let shard_count = s.shard_count;
-            let server = s.config.clone();
+            let shard_count = s.shard_count();
+            let server = s.config();
             change_metadata(&s, |md| {
                 let mut changed = false;
                 // The loads are counted once for the whole change, and each
@@ -130,7 +122,7 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
                 let outcomes = growths
                     .into_iter()
                     .map(|g| {
-                        let shards = check(md, &server, &mut placer, &g)?;
+                        let shards = check(md, server, &mut placer, &g)?;
                         if !validate_only {
                             if let Some(t) = md.topics.get_mut(&g.name) {
                                 t.partitions
@@ -149,10 +141,18 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
         .await;
     let error = match answer {
         Ok(Ok(outcomes)) => return outcomes,
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "the controller shard stopped".to_string(),
+        Ok(Err(e)) => e,
+        Err(_) => ServerError::Internal("the controller shard stopped".to_string()),
     };
-    vec![Err((error_code::UNKNOWN_SERVER_ERROR, error)); count]
+    vec![Err(error); count]
+}
+
+/// An entry answered with an error.
+fn refused(name: TopicName, e: &ServerError) -> CreatePartitionsTopicResult {
+    CreatePartitionsTopicResult::default()
+        .with_name(name)
+        .with_error_code(e.code())
+        .with_error_message(e.message_field())
 }
 
 /// Checks one request entry against the metadata and the broker's bounds
@@ -163,45 +163,36 @@ fn check(
     server: &ServerConfig,
     placer: &mut Placer,
     g: &Growth,
-) -> Result<Vec<ShardId>, (i16, String)> {
+) -> Result<Vec<ShardId>, ServerError> {
     let Some(topic) = md.topics.get(&g.name) else {
-        return Err((
-            error_code::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("The topic '{}' does not exist.", g.name),
-        ));
+        return Err(ServerError::UnknownTopicOrPartition(format!(
+            "The topic '{}' does not exist.",
+            g.name
+        )));
     };
     let current = topic.partitions.len() as i32;
     if g.count < current {
-        return Err((
-            error_code::INVALID_PARTITIONS,
-            format!(
-                "Topic currently has {current} partitions, which is higher than the requested {}.",
-                g.count
-            ),
-        ));
+        return Err(ServerError::InvalidPartitions(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {}.",
+            g.count
+        )));
     }
     if g.count == current {
-        return Err((
-            error_code::INVALID_PARTITIONS,
-            format!("Topic already has {current} partitions."),
-        ));
+        return Err(ServerError::InvalidPartitions(format!(
+            "Topic already has {current} partitions."
+        )));
     }
     // The count is a number on the wire: bounded before anything depends
     // on it.
     let added = (g.count - current) as u64;
-    placer
-        .check_within(server, g.count as u64, added)
-        .map_err(|e| (error_code::INVALID_PARTITIONS, e))?;
+    placer.check_within(server, g.count as u64, added)?;
     let added = added as usize;
     if let Some(assignments) = &g.assignments {
         if assignments.len() != added {
-            return Err((
-                error_code::INVALID_REPLICA_ASSIGNMENT,
-                format!(
-                    "Attempted to add {added} additional partitions, but only {} assignments were specified.",
-                    assignments.len()
-                ),
-            ));
+            return Err(ServerError::InvalidReplicaAssignment(format!(
+                "Attempted to add {added} additional partitions, but only {} assignments were specified.",
+                assignments.len()
+            )));
         }
         for (i, replicas) in assignments.iter().enumerate() {
             // The first few name the fault; a hostile list could be
@@ -213,27 +204,19 @@ fn check(
                 .map(|b| b.to_string())
                 .collect();
             if !unknown.is_empty() {
-                return Err((
-                    error_code::INVALID_REPLICA_ASSIGNMENT,
-                    format!(
-                        "The manual partition assignment includes broker(s) {} which are not registered; this cluster has broker {NODE_ID} only.",
-                        unknown.join(", ")
-                    ),
-                ));
+                return Err(ServerError::InvalidReplicaAssignment(format!(
+                    "The manual partition assignment includes broker(s) {} which are not registered; this cluster has broker {NODE_ID} only.",
+                    unknown.join(", ")
+                )));
             }
             if replicas.len() != 1 {
-                return Err((
-                    error_code::INVALID_REPLICA_ASSIGNMENT,
-                    format!(
-                        "The manual partition assignment of partition {} has {} replicas; the topic's replication factor is 1.",
-                        current as usize + i,
-                        replicas.len()
-                    ),
-                ));
+                return Err(ServerError::InvalidReplicaAssignment(format!(
+                    "The manual partition assignment of partition {} has {} replicas; the topic's replication factor is 1.",
+                    current as usize + i,
+                    replicas.len()
+                )));
             }
         }
     }
-    placer
-        .place_within(server, g.count as u64, added as u64)
-        .map_err(|e| (error_code::INVALID_PARTITIONS, e))
+    placer.place_within(server, g.count as u64, added as u64)
 }

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use corelog_protocol::kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -14,6 +13,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::change_metadata;
+use crate::error::ServerError;
 use crate::metadata::{
     describe_value, settings_with, validate_topic_name, PartitionMeta, Placer, TopicMeta,
     TOPIC_CONFIG_KEYS,
@@ -32,8 +32,8 @@ pub struct TopicSpec {
     pub configs: BTreeMap<String, String>,
 }
 
-/// The outcome for one topic: Ok(partition count) or (error code, message).
-pub type CreateResult = Result<i32, (i16, String)>;
+/// The outcome for one topic: Ok(partition count) or why it was refused.
+pub type CreateResult = Result<i32, ServerError>;
 
 /// Creates topics on the controller shard, all in one metadata change.
 pub async fn create(
@@ -43,8 +43,8 @@ pub async fn create(
 ) -> Vec<(String, CreateResult)> {
     shard
         .call(ShardId(0), move |s| async move {
-            let server = s.config.clone();
-            let shard_count = s.shard_count;
+            let server = s.config();
+            let shard_count = s.shard_count();
             let result = change_metadata(&s, |md| {
                 // The loads are counted once for the whole change, and each
                 // topic's partitions count in them once placed.
@@ -52,7 +52,7 @@ pub async fn create(
                 let mut results = Vec::new();
                 let mut created = false;
                 for spec in specs {
-                    let r = check(md, &server, &mut placer, &spec).map(|(partitions, shards)| {
+                    let r = check(md, server, &mut placer, &spec).map(|(partitions, shards)| {
                         if !validate_only {
                             created = true;
                             md.topics.insert(
@@ -74,7 +74,7 @@ pub async fn create(
                 (results, created)
             })
             .await;
-            result.unwrap_or_else(|e| vec![(String::new(), Err((e.code(), e.to_string())))])
+            result.unwrap_or_else(|e| vec![(String::new(), Err(e))])
         })
         .await
         .unwrap_or_default()
@@ -88,38 +88,29 @@ fn check(
     server: &crate::config::ServerConfig,
     placer: &mut Placer,
     spec: &TopicSpec,
-) -> Result<(i32, Vec<ShardId>), (i16, String)> {
-    validate_topic_name(&spec.name).map_err(|e| (error_code::INVALID_TOPIC_EXCEPTION, e))?;
+) -> Result<(i32, Vec<ShardId>), ServerError> {
+    validate_topic_name(&spec.name)?;
     if md.topics.contains_key(&spec.name) {
-        return Err((
-            error_code::TOPIC_ALREADY_EXISTS,
-            format!("Topic '{}' already exists.", spec.name),
-        ));
+        return Err(ServerError::TopicAlreadyExists(spec.name.clone()));
     }
     let partitions = match spec.partitions {
         -1 => server.default_partitions as i32,
         n if n >= 1 => n,
         n => {
-            return Err((
-                error_code::INVALID_PARTITIONS,
-                format!("Number of partitions must be larger than 0, got {n}."),
-            ))
+            return Err(ServerError::InvalidPartitions(format!(
+                "Number of partitions must be larger than 0, got {n}."
+            )))
         }
     };
     if !(spec.replication_factor == -1 || spec.replication_factor == 1) {
-        return Err((
-            error_code::INVALID_REPLICATION_FACTOR,
-            format!(
-                "Replication factor: {} larger than available brokers: 1.",
-                spec.replication_factor
-            ),
-        ));
+        return Err(ServerError::InvalidReplicationFactor(format!(
+            "Replication factor: {} larger than available brokers: 1.",
+            spec.replication_factor
+        )));
     }
-    settings_with(server, &spec.configs).map_err(|e| (error_code::INVALID_CONFIG, e.message))?;
+    settings_with(server, &spec.configs)?;
     // Last, so that a topic refused for another reason takes no room.
-    let shards = placer
-        .place_within(server, partitions as u64, partitions as u64)
-        .map_err(|e| (error_code::INVALID_PARTITIONS, e))?;
+    let shards = placer.place_within(server, partitions as u64, partitions as u64)?;
     Ok((partitions, shards))
 }
 
@@ -129,7 +120,7 @@ pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
     // One request's names are created in one change, bounded like a
     // CreateTopics request; the rest stay unknown (and are created by a
     // later request that names them, if it fits).
-    let topics_max = shard.config.topics_per_request_max;
+    let topics_max = shard.config().topics_per_request_max;
     if names.len() > topics_max {
         tracing::warn!(
             asked = names.len(),
@@ -148,9 +139,10 @@ pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
         })
         .collect();
     for (name, r) in create(shard, specs, false).await {
-        if let Err((code, msg)) = r {
-            if code != error_code::TOPIC_ALREADY_EXISTS {
-                tracing::warn!(topic = %name, code, %msg, "auto-creation failed");
+        match r {
+            Ok(_) | Err(ServerError::TopicAlreadyExists(_)) => {}
+            Err(e) => {
+                tracing::warn!(topic = %name, code = e.code(), msg = %e, "auto-creation failed")
             }
         }
     }
@@ -161,18 +153,18 @@ pub async fn handle(
     request: CreateTopicsRequest,
 ) -> Result<Handled<CreateTopicsResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
-    if let Some(msg) = request_over_bounds(&shard.config, &request) {
+    if let Some(e) = request_over_bounds(shard.config(), &request) {
         // Refused whole, before anything is built per entry.
         let topics = request
             .topics
             .iter()
-            .map(|t| refused(t.name.0.clone(), error_code::INVALID_REQUEST, msg.clone()))
+            .map(|t| refused(t.name.0.clone(), &e))
             .collect();
         return Ok(CreateTopicsResponse::default().with_topics(topics).into());
     }
     // Entries answered without asking the controller: duplicates and bad
     // replica assignments.
-    let mut early: Vec<(String, i16, String)> = Vec::new();
+    let mut early: Vec<(String, ServerError)> = Vec::new();
     let mut specs = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for t in &request.topics {
@@ -180,13 +172,12 @@ pub async fn handle(
         if !seen.insert(name.clone()) {
             early.push((
                 name,
-                error_code::INVALID_REQUEST,
-                "Duplicate topic in request.".to_string(),
+                ServerError::InvalidRequest("Duplicate topic in request.".to_string()),
             ));
             continue;
         }
-        if let Err(msg) = check_assignments(&shard.config, t) {
-            early.push((name, error_code::INVALID_REPLICA_ASSIGNMENT, msg));
+        if let Err(e) = check_assignments(shard.config(), t) {
+            early.push((name, e));
             continue;
         }
         let mut configs = BTreeMap::new();
@@ -213,59 +204,52 @@ pub async fn handle(
     let md = shard.metadata();
     let mut topics: Vec<CreatableTopicResult> = results
         .into_iter()
-        .map(|(name, r)| {
-            let entry = CreatableTopicResult::default()
-                .with_name(StrBytes::from_string(name.clone()).into());
-            match r {
-                Ok(partitions) => {
-                    let configs = if header.api_version >= 5 {
-                        let meta = md.topics.get(&name).cloned().unwrap_or(TopicMeta {
-                            id: String::new(),
-                            partitions: Vec::new(),
-                            configs: BTreeMap::new(),
-                        });
-                        Some(
-                            TOPIC_CONFIG_KEYS
-                                .iter()
-                                .filter_map(|k| {
-                                    describe_value(&shard.config, &meta, k).map(|(v, default)| {
-                                        CreatableTopicConfigs::default()
-                                            .with_name(StrBytes::from_static_str(k))
-                                            .with_value(Some(StrBytes::from_string(v)))
-                                            .with_config_source(if default { 5 } else { 1 })
-                                    })
+        .map(|(name, r)| match r {
+            Ok(partitions) => {
+                let configs = if header.api_version >= 5 {
+                    let meta = md.topics.get(&name).cloned().unwrap_or(TopicMeta {
+                        id: String::new(),
+                        partitions: Vec::new(),
+                        configs: BTreeMap::new(),
+                    });
+                    Some(
+                        TOPIC_CONFIG_KEYS
+                            .iter()
+                            .filter_map(|k| {
+                                describe_value(shard.config(), &meta, k).map(|(v, default)| {
+                                    CreatableTopicConfigs::default()
+                                        .with_name(StrBytes::from_static_str(k))
+                                        .with_value(Some(StrBytes::from_string(v)))
+                                        .with_config_source(if default { 5 } else { 1 })
                                 })
-                                .collect(),
-                        )
-                    } else {
-                        None
-                    };
-                    entry
-                        .with_topic_id(md.topics.get(&name).map(|t| t.uuid()).unwrap_or_default())
-                        .with_num_partitions(partitions)
-                        .with_replication_factor(1)
-                        .with_configs(configs)
-                }
-                Err((code, msg)) => entry
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(msg)))
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1),
+                            })
+                            .collect(),
+                    )
+                } else {
+                    None
+                };
+                CreatableTopicResult::default()
+                    .with_name(StrBytes::from_string(name.clone()).into())
+                    .with_topic_id(md.topics.get(&name).map(|t| t.uuid()).unwrap_or_default())
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)
+                    .with_configs(configs)
             }
+            Err(e) => refused(StrBytes::from_string(name), &e),
         })
         .collect();
-    for (name, code, msg) in early {
-        topics.push(refused(StrBytes::from_string(name), code, msg));
+    for (name, e) in early {
+        topics.push(refused(StrBytes::from_string(name), &e));
     }
     Ok(CreateTopicsResponse::default().with_topics(topics).into())
 }
 
 /// An entry answered with an error.
-fn refused(name: StrBytes, code: i16, msg: String) -> CreatableTopicResult {
+fn refused(name: StrBytes, e: &ServerError) -> CreatableTopicResult {
     CreatableTopicResult::default()
         .with_name(name.into())
-        .with_error_code(code)
-        .with_error_message(Some(StrBytes::from_string(msg)))
+        .with_error_code(e.code())
+        .with_error_message(e.message_field())
         .with_num_partitions(-1)
         .with_replication_factor(-1)
 }
@@ -275,7 +259,7 @@ fn refused(name: StrBytes, code: i16, msg: String) -> CreatableTopicResult {
 fn request_over_bounds(
     server: &crate::config::ServerConfig,
     request: &CreateTopicsRequest,
-) -> Option<String> {
+) -> Option<ServerError> {
     server
         .refuse_topics(request.topics.len())
         .or_else(|| server.refuse_configs(request.topics.iter().map(|t| t.configs.len()).sum()))
@@ -288,7 +272,8 @@ fn request_over_bounds(
 fn check_assignments(
     server: &crate::config::ServerConfig,
     t: &CreatableTopic,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
+    let invalid = |msg: String| Err(ServerError::InvalidReplicaAssignment(msg));
     if t.assignments.len() > server.partitions_per_topic_max as usize {
         return Ok(());
     }
@@ -298,13 +283,13 @@ fn check_assignments(
         match usize::try_from(index).ok().and_then(|i| named.get_mut(i)) {
             Some(seen) if !*seen => *seen = true,
             _ => {
-                return Err(
+                return invalid(
                     "Partitions should be a consecutive 0-based integer sequence.".to_string(),
                 )
             }
         }
         if a.broker_ids.len() != 1 || a.broker_ids[0].0 != NODE_ID.0 {
-            return Err(format!(
+            return invalid(format!(
                 "The assignment of partition {index} must name broker {NODE_ID} alone: this cluster has that one broker, and topics have one replica."
             ));
         }

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use corelog_protocol::kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
@@ -15,6 +14,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::change_metadata;
+use crate::error::ServerError;
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -31,7 +31,7 @@ enum Target {
 struct Outcome {
     name: Option<String>,
     id: Option<String>,
-    error: Option<(i16, String)>,
+    error: Option<ServerError>,
 }
 
 pub async fn handle(
@@ -45,9 +45,9 @@ pub async fn handle(
     } else {
         request.topic_names.len()
     };
-    if let Some(msg) = shard.config.refuse_topics(named) {
+    if let Some(e) = shard.config().refuse_topics(named) {
         // Refused whole, before anything is built per entry.
-        let error = Some(StrBytes::from_string(msg)).filter(|_| header.api_version >= 5);
+        let error = e.message_field().filter(|_| header.api_version >= 5);
         let responses = if v6 {
             request
                 .topics
@@ -56,7 +56,7 @@ pub async fn handle(
                     DeletableTopicResult::default()
                         .with_name(t.name.clone())
                         .with_topic_id(t.topic_id)
-                        .with_error_code(error_code::INVALID_REQUEST)
+                        .with_error_code(e.code())
                         .with_error_message(error.clone())
                 })
                 .collect()
@@ -67,7 +67,7 @@ pub async fn handle(
                 .map(|n| {
                     DeletableTopicResult::default()
                         .with_name(Some(n.clone()))
-                        .with_error_code(error_code::INVALID_REQUEST)
+                        .with_error_code(e.code())
                         .with_error_message(error.clone())
                 })
                 .collect()
@@ -102,7 +102,7 @@ pub async fn handle(
         let bad = |msg: &str| Outcome {
             name: name.clone(),
             id: id.clone(),
-            error: Some((error_code::INVALID_REQUEST, msg.to_string())),
+            error: Some(ServerError::InvalidRequest(msg.to_string())),
         };
         match (&name, &id) {
             (Some(_), Some(_)) => {
@@ -141,10 +141,10 @@ pub async fn handle(
                         .unwrap_or_default();
                 r = r.with_topic_id(id);
             }
-            if let Some((code, msg)) = o.error {
-                r = r.with_error_code(code);
+            if let Some(e) = o.error {
+                r = r.with_error_code(e.code());
                 if header.api_version >= 5 {
-                    r = r.with_error_message(Some(StrBytes::from_string(msg)));
+                    r = r.with_error_message(e.message_field());
                 }
             }
             r
@@ -203,18 +203,14 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
                             }
                         }
                         (None, Target::Name(n)) => Outcome {
-                            error: Some((
-                                error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                                format!("Topic '{n}' does not exist."),
-                            )),
+                            error: Some(ServerError::UnknownTopicOrPartition(format!(
+                                "Topic '{n}' does not exist."
+                            ))),
                             name: Some(n),
                             id: None,
                         },
                         (None, Target::Id(id)) => Outcome {
-                            error: Some((
-                                error_code::UNKNOWN_TOPIC_ID,
-                                format!("Topic id {id} does not exist."),
-                            )),
+                            error: Some(ServerError::UnknownTopicId(id.clone())),
                             name: None,
                             id: Some(id),
                         },
@@ -228,15 +224,15 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
         .await;
     let error = match answer {
         Ok(Ok(outcomes)) => return outcomes,
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "the controller shard stopped".to_string(),
+        Ok(Err(e)) => e,
+        Err(_) => ServerError::Internal("the controller shard stopped".to_string()),
     };
     fallback
         .into_iter()
         .map(|(name, id)| Outcome {
             name,
             id,
-            error: Some((error_code::UNKNOWN_SERVER_ERROR, error.clone())),
+            error: Some(error.clone()),
         })
         .collect()
 }

@@ -54,7 +54,7 @@ pub async fn handle(
             CLUSTER_OPERATIONS.iter().fold(0, |bits, op| bits | 1 << op),
         );
     }
-    let (host, port) = shard.config.advertised();
+    let (host, port) = shard.config().advertised();
     Ok(response
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(NODE_ID.0))

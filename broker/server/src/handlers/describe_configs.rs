@@ -1,7 +1,6 @@
 //! DescribeConfigs: a topic's configs (its overrides and the broker
 //! defaults for the rest), and the broker's own settings, read-only.
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -11,6 +10,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::config::ServerConfig;
+use crate::error::ServerError;
 use crate::metadata::{describe_value, validate_topic_name, TopicMeta, TOPIC_CONFIG_KEYS};
 use crate::NODE_ID;
 
@@ -239,7 +239,7 @@ pub async fn handle(
 ) -> Result<Handled<DescribeConfigsResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
     let md = shard.metadata();
-    let config = &shard.config;
+    let config = &shard.config();
     let v3 = header.api_version >= 3;
     let synonyms = request.include_synonyms;
     let docs = v3 && request.include_documentation;
@@ -259,25 +259,24 @@ pub async fn handle(
                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
             };
             let name = r.resource_name.as_str();
-            let fail = |code: i16, msg: String| {
+            let fail = |e: &ServerError| {
                 result
                     .clone()
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(msg)))
+                    .with_error_code(e.code())
+                    .with_error_message(e.message_field())
             };
-            if let Some(msg) = &refused {
-                return fail(error_code::INVALID_REQUEST, msg.clone());
+            if let Some(e) = &refused {
+                return fail(e);
             }
             match r.resource_type {
                 RESOURCE_TOPIC => {
                     if let Err(e) = validate_topic_name(name) {
-                        return fail(error_code::INVALID_TOPIC_EXCEPTION, e);
+                        return fail(&e);
                     }
                     let Some(topic) = md.topics.get(name) else {
-                        return fail(
-                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!("Topic '{name}' does not exist."),
-                        );
+                        return fail(&ServerError::UnknownTopicOrPartition(format!(
+                            "Topic '{name}' does not exist."
+                        )));
                     };
                     let configs = TOPIC_CONFIG_KEYS
                         .iter()
@@ -288,12 +287,9 @@ pub async fn handle(
                 }
                 RESOURCE_BROKER => {
                     if !(name.is_empty() || name == NODE_ID.to_string()) {
-                        return fail(
-                            error_code::INVALID_REQUEST,
-                            format!(
-                                "Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
-                            ),
-                        );
+                        return fail(&ServerError::InvalidRequest(format!(
+                            "Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
+                        )));
                     }
                     let configs = broker_entries(config)
                         .into_iter()
@@ -329,10 +325,9 @@ pub async fn handle(
                         .collect();
                     result.with_configs(configs)
                 }
-                other => fail(
-                    error_code::INVALID_REQUEST,
-                    format!("Unsupported resource type {other}; this broker describes topics (2) and brokers (4)."),
-                ),
+                other => fail(&ServerError::InvalidRequest(format!(
+                    "Unsupported resource type {other}; this broker describes topics (2) and brokers (4)."
+                ))),
             }
         })
         .collect();

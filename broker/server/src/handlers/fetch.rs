@@ -25,7 +25,9 @@ use crate::shard::Shard;
 use crate::{ShardId, TopicId};
 
 /// One partition's answer, built on its owning shard and sent back whole.
-#[derive(Debug, Default)]
+/// Cloned only for `Shard::fan_out`'s answer to the partitions of a shard
+/// that is gone (an error, no chunks); a real answer is moved, never cloned.
+#[derive(Debug, Default, Clone)]
 struct PartitionData {
     error_code: i16,
     high_watermark: i64,
@@ -124,12 +126,12 @@ pub async fn handle(
     // asks to wait for 24 days holds its connection's order and its waiters
     // that long.
     let max_wait = Duration::from_millis(
-        (request.max_wait_ms.max(0) as u64).min(shard.config.fetch_wait_ms_max),
+        (request.max_wait_ms.max(0) as u64).min(shard.config().fetch_wait_ms_max),
     );
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     // v0-2 have no response limit; Kafka then applies fetch.max.bytes.
-    let fetch_bytes_max = shard.config.fetch_bytes_max;
+    let fetch_bytes_max = shard.config().fetch_bytes_max;
     let max_bytes = if header.api_version >= 3 {
         (request.max_bytes.max(0) as usize).min(fetch_bytes_max)
     } else {
@@ -141,7 +143,7 @@ pub async fn handle(
     // in-flight bound and stops reading requests. The reservation is the
     // response's bound, max_bytes, which the budget also caps; the response
     // may exceed it by the one batch a consumer always gets to progress.
-    let max_bytes = max_bytes.min(shard.config.fetch_response_bytes_per_connection_max);
+    let max_bytes = max_bytes.min(shard.config().fetch_response_bytes_per_connection_max);
     let units = max_bytes.max(1) as u64;
     let permit = budget
         .clone()
@@ -173,7 +175,7 @@ pub async fn handle(
         if total >= min_bytes.max(1)
             || any_error
             || Instant::now() >= deadline
-            || shard.stopping.get()
+            || shard.is_stopping()
         {
             break results;
         }
@@ -268,7 +270,7 @@ async fn read_all(
         .fan_out(
             reads,
             read_partitions,
-            ReadOutcome(PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER)),
+            PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER),
         )
         .await
         .into_iter();
@@ -278,10 +280,9 @@ async fn read_all(
             parts
                 .iter()
                 .map(|w| match w.owner {
-                    Some(_) => datas.next().map_or_else(
-                        || PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER),
-                        |d| d.0,
-                    ),
+                    Some(_) => datas.next().unwrap_or_else(|| {
+                        PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER)
+                    }),
                     None => PartitionData::error(w.error_code),
                 })
                 .collect()
@@ -298,27 +299,10 @@ struct Read {
     isolation: Isolation,
 }
 
-/// A partition's answer as it travels back from the owner. `gone` answers
-/// are cloned from one value; a real answer is never cloned.
-struct ReadOutcome(PartitionData);
-
-impl Clone for ReadOutcome {
-    fn clone(&self) -> Self {
-        ReadOutcome(PartitionData {
-            error_code: self.0.error_code,
-            high_watermark: self.0.high_watermark,
-            last_stable_offset: self.0.last_stable_offset,
-            log_start_offset: self.0.log_start_offset,
-            chunks: self.0.chunks.clone(),
-            bytes: self.0.bytes,
-        })
-    }
-}
-
 /// Runs on the owning shard: every partition it was asked for, in order.
 /// Reads served from memory finish in place; reads that need the disk run
 /// concurrently, each in its own task.
-async fn read_partitions(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<ReadOutcome> {
+async fn read_partitions(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<PartitionData> {
     // Plan every read first (no await in between, so all see the log at the
     // same moment), then finish them: in place when the plan needs no disk.
     let mut out: Vec<Option<PartitionData>> = Vec::with_capacity(reads.len());
@@ -352,7 +336,7 @@ async fn read_partitions(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<ReadOutcome>
         }
     }
     out.into_iter()
-        .map(|d| ReadOutcome(d.expect("every read is answered")))
+        .map(|d| d.expect("every read is answered"))
         .collect()
 }
 
@@ -446,8 +430,8 @@ async fn wait_for_data(
     let timeout = async {
         glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
     };
-    let stopped = shard.stop_notify.notified();
-    if shard.stopping.get() {
+    let stopped = shard.stop_notified();
+    if shard.is_stopping() {
         return;
     }
     wake.or(stopped).or(timeout).await;
@@ -475,11 +459,11 @@ async fn wait_partitions(shard: Rc<Shard>, watches: Vec<Watch>, deadline: Instan
         }
     }
     loop {
-        let stopped = shard.stop_notify.notified();
+        let stopped = shard.stop_notified();
         let visible = watched
             .iter()
             .any(|(p, w)| p.bounds().visible_end(w.isolation).0 > w.past);
-        if visible || Instant::now() >= deadline || shard.stopping.get() {
+        if visible || Instant::now() >= deadline || shard.is_stopping() {
             return;
         }
         let timeout = async {

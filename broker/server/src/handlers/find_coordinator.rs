@@ -24,7 +24,7 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> Result<Handled<FindCoordinatorResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
-    let (host, port) = shard.config.advertised();
+    let (host, port) = shard.config().advertised();
     let answer = |key: &str| -> (i16, Option<String>) {
         match request.key_type {
             KEY_TYPE_GROUP if key.is_empty() => {

@@ -4,12 +4,10 @@
 
 use std::rc::Rc;
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use corelog_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
-use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::alter_configs::{alter_topics, check_resources, refuse_request, Edit, Outcome};
 use super::Close;
@@ -22,9 +20,9 @@ pub async fn handle(
 ) -> Result<Handled<IncrementalAlterConfigsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
     let configs = request.resources.iter().map(|r| r.configs.len()).sum();
-    let outcomes = match refuse_request(&shard.config, request.resources.len(), configs) {
+    let outcomes = match refuse_request(shard.config(), request.resources.len(), configs) {
         // Refused whole, before anything is built per entry.
-        Some(msg) => vec![Err((error_code::INVALID_REQUEST, msg)); request.resources.len()],
+        Some(e) => vec![Err(e); request.resources.len()],
         None => alter(shard, &request).await,
     };
     let responses = request
@@ -37,9 +35,9 @@ pub async fn handle(
                 .with_resource_name(r.resource_name.clone());
             match outcome {
                 Ok(()) => resp,
-                Err((code, msg)) => resp
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(msg))),
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_error_message(e.message_field()),
             }
         })
         .collect();

@@ -4,15 +4,15 @@
 //! refused with INVALID_REQUEST and a message, so a transactional client
 //! fails at once instead of retrying forever.
 
-use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    self, InitProducerIdRequest, InitProducerIdResponse,
 };
 
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::controller::allocate_producer_id;
-use crate::ShardId;
+use crate::error::ServerError;
+use crate::{ProducerEpoch, ProducerId, ShardId};
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -23,11 +23,10 @@ pub async fn handle(
         tracing::info!(
             "refusing InitProducerId with a transactional id: transactions are not implemented"
         );
-        return Ok(InitProducerIdResponse::default()
-            .with_error_code(error_code::INVALID_REQUEST)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
-            .into());
+        return Ok(refused(&ServerError::InvalidRequest(
+            "transactions are not implemented".to_string(),
+        ))
+        .into());
     }
     let allocated = shard
         .call(
@@ -35,20 +34,24 @@ pub async fn handle(
             |s| async move { allocate_producer_id(&s).await },
         )
         .await;
-    let reason = match allocated {
-        Ok(Ok(id)) => {
-            return Ok(InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(id))
-                .with_producer_epoch(0)
-                .into());
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(crate::shard::ShardGone) => "controller shard gone".to_string(),
+    let error = match allocated {
+        Ok(Ok(id)) => return Ok(producer(id, ProducerEpoch::ZERO).into()),
+        Ok(Err(e)) => e,
+        Err(crate::shard::ShardGone) => ServerError::Internal("controller shard gone".to_string()),
     };
-    tracing::error!(%reason, "cannot allocate a producer id");
-    Ok(InitProducerIdResponse::default()
-        .with_error_code(error_code::UNKNOWN_SERVER_ERROR)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
-        .into())
+    tracing::error!(reason = %error, "cannot allocate a producer id");
+    Ok(refused(&error).into())
+}
+
+/// An answer with a producer id and epoch.
+fn producer(id: ProducerId, epoch: ProducerEpoch) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_producer_id(messages::ProducerId(id.0))
+        .with_producer_epoch(epoch.0)
+}
+
+/// An answer with an error (InitProducerId carries no message) and no
+/// producer id.
+fn refused(e: &ServerError) -> InitProducerIdResponse {
+    producer(ProducerId::NONE, ProducerEpoch::NONE).with_error_code(e.code())
 }

@@ -24,7 +24,7 @@ pub async fn handle(
     };
     let mut groups = Vec::new();
     let mut error = codes::NONE;
-    for target in 0..shard.shard_count {
+    for target in 0..shard.shard_count() {
         let filter = filter.clone();
         let answers = shard
             .call(ShardId(target as u32), move |s| async move {

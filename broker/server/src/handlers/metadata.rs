@@ -57,7 +57,7 @@ pub async fn handle(
         ),
         None => None,
     };
-    let auto_create = shard.config.auto_create_topics
+    let auto_create = shard.config().auto_create_topics
         && (header.api_version < 4 || request.allow_auto_topic_creation);
     if let (Some(names), true) = (&requested, auto_create) {
         let missing: Vec<String> = names
@@ -116,7 +116,7 @@ pub async fn handle(
             }
         })
         .collect::<Vec<_>>();
-    let (host, port) = shard.config.advertised();
+    let (host, port) = shard.config().advertised();
     Ok(MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID.0))

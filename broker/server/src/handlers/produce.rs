@@ -60,7 +60,7 @@ pub async fn handle(
     let acks = request.acks;
     let acks_level = Acks::from_kafka(acks);
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
-    if shard.config.auto_create_topics {
+    if shard.config().auto_create_topics {
         let md = shard.metadata();
         let missing: Vec<String> = request
             .topic_data
@@ -94,7 +94,7 @@ pub async fn handle(
                     }
                     (Some(_), None) => Some(error_code::CORRUPT_MESSAGE),
                     (Some(t), Some(records)) => {
-                        let settings = md.settings(&shard.config, &name);
+                        let settings = md.settings(shard.config(), &name);
                         if records.len() > settings.max_message_bytes as usize {
                             Some(error_code::MESSAGE_TOO_LARGE)
                         } else if acks == Acks::All && settings.min_insync_replicas > 1 {

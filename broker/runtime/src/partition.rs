@@ -31,7 +31,15 @@ struct Inner {
     /// Wakes durability waiters: a job finished.
     progress: Notify,
     closed: std::cell::Cell<bool>,
+    /// Jobs of the driver that failed since the partition started.
+    failed_jobs: std::cell::Cell<u64>,
 }
+
+/// Failed jobs after which [`Partition::close`] stops waiting for its final
+/// checkpoint. On a disk that refuses writes (ENOSPC, EIO) the checkpoint
+/// is retried every `FAILED_JOB_BACKOFF_MS` for ever; a stop must not wait
+/// on it, since the next start recovers from the last checkpoint anyway.
+const CLOSE_FAILED_JOBS_MAX: u64 = 3;
 
 /// A shard-local handle to a partition log with a running driver.
 #[derive(Clone)]
@@ -52,6 +60,7 @@ impl Partition {
             work: Notify::new(),
             progress: Notify::new(),
             closed: std::cell::Cell::new(false),
+            failed_jobs: std::cell::Cell::new(0),
         });
         glommio::spawn_local(drive(inner.clone())).detach();
         glommio::spawn_local(preallocate_ahead(inner.clone())).detach();
@@ -110,14 +119,26 @@ impl Partition {
     }
 
     /// Flushes everything, writes a final checkpoint and stops the driver.
+    /// On a disk that refuses writes it stops after
+    /// [`CLOSE_FAILED_JOBS_MAX`] failed jobs instead, without the checkpoint:
+    /// nothing acknowledged is lost (acknowledged means flushed), and the
+    /// next start recovers the tail as after a crash.
     pub async fn close(&self) {
         self.with_log(|l| l.request_checkpoint());
+        let failed_before = self.inner.failed_jobs.get();
         loop {
             let idle = {
                 let log = self.inner.log.borrow();
                 !log.has_work() && log.flushed_offset() == log.next_offset()
             };
             if idle || self.inner.log.borrow().is_failed() {
+                break;
+            }
+            if self.inner.failed_jobs.get() - failed_before >= CLOSE_FAILED_JOBS_MAX {
+                tracing::warn!(
+                    dir = %self.inner.log.borrow().dir().display(),
+                    "closing without a final checkpoint: the disk refuses its writes; the next start recovers from the last checkpoint"
+                );
                 break;
             }
             self.inner.progress.notified().await;
@@ -191,6 +212,7 @@ async fn drive(inner: Rc<Inner>) {
                 let result = inner.log.borrow_mut().finish_job(done);
                 inner.progress.notify_all();
                 if let Err(e) = result {
+                    inner.failed_jobs.set(inner.failed_jobs.get() + 1);
                     tracing::warn!(job = kind, error = %e, "partition job failed; retrying after backoff");
                     glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
                 }

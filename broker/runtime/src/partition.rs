@@ -199,6 +199,7 @@ async fn checkpoint_beside(inner: Rc<Inner>) {
 }
 
 async fn drive(inner: Rc<Inner>) {
+    let mut failed_in_a_row = 0u64;
     loop {
         if inner.closed.get() {
             return;
@@ -213,8 +214,15 @@ async fn drive(inner: Rc<Inner>) {
                 inner.progress.notify_all();
                 if let Err(e) = result {
                     inner.failed_jobs.set(inner.failed_jobs.get() + 1);
-                    tracing::warn!(job = kind, error = %e, "partition job failed; retrying after backoff");
+                    failed_in_a_row += 1;
+                    // Every 100 ms while a disk refuses writes: the first
+                    // failure and each doubling are enough to read.
+                    if failed_in_a_row.is_power_of_two() {
+                        tracing::warn!(job = kind, error = %e, failed_in_a_row, "partition job failed; retrying after backoff");
+                    }
                     glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
+                } else {
+                    failed_in_a_row = 0;
                 }
             }
             None => {

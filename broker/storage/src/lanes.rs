@@ -149,16 +149,27 @@ impl<I: StorageIo> PartitionLog<I> {
         self.preallocating = None;
         match done.result {
             Ok(()) if done.base == self.active.base => {
+                self.preallocation_failures_in_a_row = 0;
                 self.active.preallocated_bytes = self.active.preallocated_bytes.max(done.to);
             }
-            Ok(()) => {}
+            Ok(()) => self.preallocation_failures_in_a_row = 0,
             Err(e) => {
                 // Stand down until a write or repair succeeds: retrying at
                 // once would spin on a full disk and, since writes wait for a
                 // running preallocation, keep the failing write (which
                 // reports the error to producers) from ever running.
                 self.preallocation_failed = true;
-                tracing::warn!(dir = %self.dir.display(), error = %e, "preallocation ahead of writes failed")
+                self.preallocation_failures_in_a_row += 1;
+                // The first failure and each doubling: a full disk fails
+                // one after every repair.
+                if self.preallocation_failures_in_a_row.is_power_of_two() {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        error = %e,
+                        failures_in_a_row = self.preallocation_failures_in_a_row,
+                        "preallocation ahead of writes failed"
+                    )
+                }
             }
         }
     }

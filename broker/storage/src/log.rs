@@ -203,6 +203,13 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) unflushed_bytes: usize,
     pub(crate) in_flight: Option<InFlight>,
     pub(crate) failure: Option<Failure>,
+    /// Jobs that failed since the last one that succeeded. A disk that
+    /// refuses writes fails a job every retry (every 100 ms per partition);
+    /// only the first failure and then each doubling are logged at error,
+    /// so a full disk does not also fill the log with lines.
+    pub(crate) failures_in_a_row: u64,
+    /// The same for preallocations ahead of the writes.
+    pub(crate) preallocation_failures_in_a_row: u64,
     pub(crate) discard_generation: u64,
     pub(crate) bytes_since_checkpoint: u64,
     pub(crate) checkpoint_requested: bool,
@@ -806,7 +813,10 @@ impl<I: StorageIo> PartitionLog<I> {
             return Ok(());
         };
         let new_file = match done.result {
-            Ok(f) => f,
+            Ok(f) => {
+                self.failures_in_a_row = 0;
+                f
+            }
             Err(e) => {
                 self.on_failure(&in_flight, &e);
                 return Err(e);
@@ -954,7 +964,17 @@ impl<I: StorageIo> PartitionLog<I> {
             StorageError::Io { source, .. } => source.raw_os_error(),
             _ => None,
         };
-        tracing::error!(dir = %self.dir.display(), %error, "log write failed; unflushed batches discarded");
+        self.failures_in_a_row += 1;
+        if self.failures_in_a_row.is_power_of_two() {
+            tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                failures_in_a_row = self.failures_in_a_row,
+                "log write failed; unflushed batches discarded"
+            );
+        } else {
+            tracing::debug!(dir = %self.dir.display(), %error, "log write failed again");
+        }
         // Its batches are discarded below (and `write_job` would refuse a
         // buffer for a position the log no longer writes at): free it now.
         self.staged = None;

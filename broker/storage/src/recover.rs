@@ -465,6 +465,8 @@ impl<I: StorageIo> PartitionLog<I> {
             unflushed_bytes: 0,
             in_flight: None,
             failure: None,
+            failures_in_a_row: 0,
+            preallocation_failures_in_a_row: 0,
             discard_generation: 0,
             bytes_since_checkpoint: 0,
             checkpoint_requested,

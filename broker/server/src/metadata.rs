@@ -329,6 +329,12 @@ impl Placer {
     }
 }
 
+/// The longest topic config value accepted. Every supported topic config is
+/// a number or a word; a value is stored in the cluster metadata and copied
+/// to every shard on each change, so a client must not be able to make it
+/// megabytes long.
+pub const CONFIG_VALUE_BYTES_MAX: usize = 1024;
+
 /// Applies config overrides on top of the broker defaults, checking each.
 /// A refusal is INVALID_CONFIG, with the key at fault.
 pub fn settings_with(
@@ -341,6 +347,16 @@ pub fn settings_with(
         min_insync_replicas: 1,
     };
     for (k, v) in overrides {
+        if v.len() > CONFIG_VALUE_BYTES_MAX {
+            // Not echoed: the value would make the error as large as itself.
+            return Err(ServerError::InvalidConfig {
+                key: k.clone(),
+                message: format!(
+                    "the value of {k} is {} bytes; config values are at most {CONFIG_VALUE_BYTES_MAX} bytes",
+                    v.len()
+                ),
+            });
+        }
         let bad = |why: &str| ServerError::InvalidConfig {
             key: k.clone(),
             message: format!("invalid value {v:?} for {k}: {why}"),
@@ -533,5 +549,13 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("no.such".to_string(), "1".to_string());
         assert!(settings_with(&server, &o).is_err());
+        // A number padded to megabytes would parse; its length is refused,
+        // and the message does not carry the value.
+        let mut o = BTreeMap::new();
+        let long = format!("{}1", "0".repeat(4 << 20));
+        o.insert("retention.ms".to_string(), long);
+        let err = settings_with(&server, &o).unwrap_err();
+        assert!(matches!(&err, ServerError::InvalidConfig { key, .. } if key == "retention.ms"));
+        assert!(err.to_string().len() < 200, "{err}");
     }
 }

@@ -62,6 +62,16 @@ PRODUCE_PARTITIONS = 2
 CANARY_TOPIC = "fuzz-canary"
 CANARY_MESSAGES = 200
 
+# For the summary only.
+API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit",
+             9: "OffsetFetch", 10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat",
+             13: "LeaveGroup", 14: "SyncGroup", 15: "DescribeGroups", 16: "ListGroups",
+             18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics", 21: "DeleteRecords",
+             22: "InitProducerId", 32: "DescribeConfigs", 33: "AlterConfigs",
+             37: "CreatePartitions", 42: "DeleteGroups", 44: "IncrementalAlterConfigs",
+             47: "OffsetDelete", 60: "DescribeCluster", 68: "ConsumerGroupHeartbeat",
+             69: "ConsumerGroupDescribe"}
+
 RSS_MAX_BYTES = 2 << 30
 LIVENESS_TIMEOUT_S = 5.0
 LIVENESS_EVERY_S = 1.0
@@ -515,7 +525,9 @@ class Fuzzer:
             return
         self.last_liveness = now
         if not self.broker.alive():
-            raise FuzzFailure("broker exited with code %s" % self.broker.proc.poll())
+            code = self.broker.proc.poll()
+            how = "killed by signal %d" % -code if code < 0 else "exited with code %d" % code
+            raise FuzzFailure("broker %s after %d cases" % (how, self.cases))
         t0 = time.monotonic()
         try:
             err, _ = kproto.api_versions(self.broker.port, timeout=LIVENESS_TIMEOUT_S)
@@ -548,7 +560,13 @@ class Fuzzer:
         """Sends one frame on the current connection (a new one if there is
         none) -> ("answer", payload) | ("closed", None) | ("silent", None)."""
         if self.conn is None:
-            self.conn = connect(self.broker.port)
+            try:
+                self.conn = connect(self.broker.port)
+            except OSError as e:
+                # Refused or timed out: say whether the broker is gone (and
+                # how it exited) rather than only that a socket failed.
+                self.check_alive(force=True)
+                raise FuzzFailure("connect to the live broker failed: %r" % e) from e
         try:
             self.conn.sendall(frame)
         except OSError:
@@ -723,10 +741,12 @@ class Fuzzer:
 
     def summary(self, seconds):
         lines = ["netfuzz seed=%d seconds=%.0f cases=%d" % (self.seed, seconds, self.cases),
-                 "frames per api (api key: counts):"]
+                 "mutated frames per api (versions: outcomes; valid_* are unmutated seeds):"]
         for api in sorted(self.frames, key=int):
             c = self.frames[api]
-            lines.append("  api %3s: %s" % (api, " ".join("%s=%d" % kv for kv in sorted(c.items()))))
+            versions = self.versions[int(api)]
+            lines.append("  %3s %-24s v%d-%d: %s" % (api, API_NAMES.get(int(api), "?"), versions[0], versions[-1],
+                                                  " ".join("%s=%d" % kv for kv in sorted(c.items()))))
         lines.append("produce batches (codec, outcome): %s"
                      % " ".join("%s/%s=%d" % (k[0], k[1], v) for k, v in sorted(self.produce.items())))
         lines.append("produce error codes: %s"

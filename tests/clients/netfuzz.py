@@ -271,10 +271,9 @@ def mutated_batch(rng):
 
 def _varint(buf, pos, quirks, bits=32):
     """A zigzag varint (bits=32) or varlong (bits=64) as Kafka's
-    ByteUtils reads it: at most 5 (10) bytes, and bits past 32 (64)
-    dropped, as Java's shifts drop them. Dropped bits are noted in
-    `quirks`: Kafka and the broker read the value without them, other
-    decoders (kafka-python) do not. -> (value, next position)."""
+    ByteUtils reads it, at most 5 (10) bytes. Java drops bits past the
+    32nd (64th); the broker refuses them (librdkafka stalls on them), so
+    here they fail. -> (value, next position)."""
     value = 0
     for i in range(bits // 7 + 1):
         b = buf[pos]
@@ -282,8 +281,7 @@ def _varint(buf, pos, quirks, bits=32):
         value |= (b & 0x7F) << (7 * i)
         if b < 0x80:
             if value >> bits:
-                quirks.add("varint bits past %d (Kafka drops them)" % bits)
-                value &= (1 << bits) - 1
+                raise ValueError("varint with bits past %d" % bits)
             return (value >> 1) ^ -(value & 1), pos
     raise ValueError("varint too long")
 
@@ -757,10 +755,9 @@ class Fuzzer:
         than Kafka in two places the broker trusts by design
         (ARCHITECTURE.md, "What the broker validates, and what it
         trusts"): it decodes record header keys as UTF-8 (Java replaces bad
-        bytes), it reads a record's attributes byte as a varint (Kafka
-        reads one byte, whose bits are unused), and it keeps a varint's
-        bits past 32 where Kafka (and the broker) drop them. Such batches
-        are counted, and
+        bytes), and it reads a record's attributes byte as a varint (Kafka
+        reads one byte, whose bits are unused). Such batches are counted,
+        and
         kafka-python's consumer is not asked to read the partitions that
         hold one; confluent-kafka reads everything."""
         from kafka.record.default_records import DefaultRecordBatch

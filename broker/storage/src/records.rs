@@ -193,11 +193,19 @@ fn skip(r: &mut &[u8], n: usize) -> Option<()> {
     Some(())
 }
 
-/// A zig-zag varint of at most 5 bytes, as Kafka's `ByteUtils.readVarint`.
+/// A zig-zag varint of at most 5 bytes, as Kafka's `ByteUtils.readVarint`,
+/// except that a fifth byte with bits past the 32nd is refused. Java drops
+/// those bits silently; librdkafka (2.16) stops consuming the partition at
+/// such a record and kafka-python reads another length, so a batch holding
+/// one would stall or break those consumers (found by the network fuzzer,
+/// issue 24). No correct encoder writes one.
 fn varint(r: &mut &[u8]) -> Option<i32> {
     let mut raw: u32 = 0;
     for i in 0..5 {
         let b = *r.get(i)?;
+        if i == 4 && b > 0x0f {
+            return None;
+        }
         raw |= u32::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             *r = &r[i + 1..];
@@ -207,11 +215,15 @@ fn varint(r: &mut &[u8]) -> Option<i32> {
     None
 }
 
-/// A zig-zag varlong of at most 10 bytes, as Kafka's `ByteUtils.readVarlong`.
+/// A zig-zag varlong of at most 10 bytes, as Kafka's `ByteUtils.readVarlong`,
+/// with a tenth byte past the 64th bit refused, as in [`varint`].
 fn varlong(r: &mut &[u8]) -> Option<i64> {
     let mut raw: u64 = 0;
     for i in 0..10 {
         let b = *r.get(i)?;
+        if i == 9 && b > 0x01 {
+            return None;
+        }
         raw |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             *r = &r[i + 1..];

@@ -226,6 +226,22 @@ fn record_with_a_corrupt_varint_is_refused_with_its_index() {
     assert!(matches!(err, BatchError::Record { index: 1, .. }), "{err}");
 }
 
+/// The record the network fuzzer got accepted (issue 24): a value length
+/// written as `80 80 80 80 10`. Java's readVarint drops the bit past the
+/// 32nd and reads 0; librdkafka stops consuming at it and kafka-python
+/// reads 2^31. Refused; the same length with no such bit (`80 80 80 80 00`,
+/// over-long but exact) is still accepted, as Kafka accepts it.
+#[test]
+fn varint_with_bits_past_32_is_refused() {
+    for (last, accepted) in [(0x10u8, false), (0x00, true)] {
+        // attributes, timestampDelta, offsetDelta, key null, value length
+        // (5 bytes), no headers: 10 bytes, length zig-zag 20.
+        let section = vec![0x14, 0, 0, 0, 0x01, 0x80, 0x80, 0x80, 0x80, last, 0];
+        let result = check(wrap(&spec(1), 0, &section));
+        assert_eq!(result.is_ok(), accepted, "{last:#x}: {result:?}");
+    }
+}
+
 #[test]
 fn record_whose_fields_end_before_its_length_is_refused() {
     let mut section = record(0, None, b"value", &[0, 0xaa, 0xbb]);

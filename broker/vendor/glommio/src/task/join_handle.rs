@@ -67,11 +67,9 @@ impl<R> JoinHandle<R> {
                 (*header).state = new;
 
                 if state & (SCHEDULED | RUNNING) == 0 {
-                    // If we schedule it, need to bump the reference count, since after run() we
-                    // decrement it.
-                    let refs = (*header).references.fetch_add(1, Ordering::Relaxed);
-                    assert_ne!(refs, i16::max_value());
-
+                    // Corelog patch 4: `schedule` takes the reference that
+                    // run() drops (RawTask::schedule increments it); taking
+                    // one more here leaked every cancelled idle task.
                     ((*header).vtable.schedule)(ptr);
                 }
 
@@ -131,8 +129,8 @@ impl<R> Drop for JoinHandle<R> {
                     // schedule dropping its future or destroy it.
                     if refs == 0 {
                         if state & CLOSED == 0 {
-                            let refs = (*header).references.fetch_add(1, Ordering::Relaxed);
-                            assert_ne!(refs, i16::max_value());
+                            // Corelog patch 4: `schedule` takes the
+                            // reference run() drops (see `cancel`).
                             ((*header).vtable.schedule)(ptr);
                         } else {
                             ((*header).vtable.destroy)(ptr);

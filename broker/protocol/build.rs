@@ -136,7 +136,9 @@ fn table_entries(api_rs: &Path) -> Vec<Entry> {
             })
         };
         entries.push(parse().unwrap_or_else(|| {
-            fail(&format!("cannot read the api table line `{line}` in src/api.rs"))
+            fail(&format!(
+                "cannot read the api table line `{line}` in src/api.rs"
+            ))
         }));
     }
     if entries.is_empty() {

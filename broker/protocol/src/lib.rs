@@ -27,7 +27,8 @@
 //! and response types, versions. [`SUPPORTED_APIS`], [`Request`],
 //! [`Response`], their decode and encode matches and the choice of pre-check
 //! walker are generated from it here; the server generates its dispatch from
-//! it too.
+//! it too. `build.rs` generates the walkers themselves from the entries'
+//! request schemas in `schemas/`.
 //!
 //! # The response path
 //!
@@ -66,6 +67,14 @@ mod precheck;
 pub mod produce;
 pub mod request;
 pub mod response;
+// The integration tests' request builders (fully populated requests for
+// every api and version), shared with the pre-check's unit tests; they name
+// this crate `corelog_protocol`.
+#[cfg(test)]
+extern crate self as corelog_protocol;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_requests;
 
 pub use api::{find_api_support, ApiSupport, API_VERSIONS_SUPPORT, SUPPORTED_APIS};
 pub use errors::{error_code, ProtocolError, ResponseError};

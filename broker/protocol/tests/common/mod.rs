@@ -21,13 +21,17 @@ use corelog_protocol::{ApiSupport, Request};
 use uuid::Uuid;
 
 /// Every version kafka-protocol 0.18 can decode for the apis this crate
-/// decodes. Wider than `SUPPORTED_APIS` where the broker stops early, so the
-/// pre-check is exercised on every version it may be asked to handle.
+/// decodes and the pre-check covers. Wider than `SUPPORTED_APIS` where the
+/// broker stops early, so the pre-check is exercised on every version it may
+/// be asked to handle. The generated pre-check covers the versions of the
+/// vendored schemas (`broker/protocol/schemas/`), which stop short of
+/// kafka-protocol for Metadata (13), Produce (12, 13), Fetch (18) and
+/// DescribeCluster (2); those versions are left out here.
 pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::ApiVersions, 0, 4),
-    support(ApiKey::Metadata, 0, 13),
-    support(ApiKey::Produce, 3, 13),
-    support(ApiKey::Fetch, 4, 18),
+    support(ApiKey::Metadata, 0, 12),
+    support(ApiKey::Produce, 3, 11),
+    support(ApiKey::Fetch, 4, 17),
     support(ApiKey::ListOffsets, 1, 10),
     support(ApiKey::CreateTopics, 2, 7),
     support(ApiKey::DeleteTopics, 1, 6),
@@ -36,7 +40,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::AlterConfigs, 0, 2),
     support(ApiKey::IncrementalAlterConfigs, 0, 1),
     support(ApiKey::DeleteRecords, 0, 2),
-    support(ApiKey::DescribeCluster, 0, 2),
+    support(ApiKey::DescribeCluster, 0, 1),
     support(ApiKey::InitProducerId, 0, 5),
     support(ApiKey::FindCoordinator, 0, 6),
     support(ApiKey::JoinGroup, 0, 9),
@@ -438,6 +442,10 @@ pub fn encode_body(request: &Request, version: i16) -> BytesMut {
         Request::OffsetDelete(r) => r.encode(&mut buf, version),
         Request::ConsumerGroupHeartbeat(r) => r.encode(&mut buf, version),
         Request::ConsumerGroupDescribe(r) => r.encode(&mut buf, version),
+        // `Request` is non-exhaustive outside the crate; the pre-check's
+        // unit tests include this file inside it, where the arm is
+        // unreachable.
+        #[allow(unreachable_patterns)]
         other => panic!("no encoder for {other:?}"),
     };
     result.unwrap_or_else(|e| panic!("encoding {:?} v{version}: {e}", request.api_key()));

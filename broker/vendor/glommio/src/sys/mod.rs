@@ -172,6 +172,8 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
+// Corelog patch 5: no longer called (see `uring.rs`), kept to keep the diff small.
+#[allow(dead_code)]
 mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;
@@ -306,6 +308,12 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // Corelog patch 5: pairs with the fence an executor issues between
+        // `prepare_to_sleep` and its last sweep of the remote channels (see
+        // `uring.rs`). Whatever the caller pushed before this call is
+        // visible to that sweep, or this read sees the executor's flag and
+        // wakes it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

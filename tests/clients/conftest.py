@@ -199,20 +199,22 @@ def _drop_admin_clients():
     _ADMINS.clear()
 
 
-def create_topic(bootstrap, name=None, partitions=1, replication_factor=1, config=None, timeout=15.0):
+def create_topic(bootstrap, name=None, partitions=1, replication_factor=1, config=None, timeout=15.0,
+                 leaders=(NODE_ID,)):
     """Creates a topic with the confluent AdminClient and waits until its
-    metadata shows all partitions with a leader. Returns the name."""
+    metadata shows all partitions with a leader among `leaders` (node ids).
+    Returns the name."""
     from confluent_kafka.admin import NewTopic
     name = name or unique_topic()
     a = admin(bootstrap)
     fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
                                    config=config or {})], operation_timeout=timeout, request_timeout=timeout)
     fs[name].result(timeout=timeout)
-    wait_topic(bootstrap, name, partitions, timeout=timeout)
+    wait_topic(bootstrap, name, partitions, timeout=timeout, leaders=leaders)
     return name
 
 
-def wait_topic(bootstrap, name, partitions, timeout=15.0):
+def wait_topic(bootstrap, name, partitions, timeout=15.0, leaders=(NODE_ID,)):
     a = admin(bootstrap)
     deadline = time.monotonic() + timeout
     md = None
@@ -220,11 +222,11 @@ def wait_topic(bootstrap, name, partitions, timeout=15.0):
         md = a.list_topics(topic=name, timeout=5)
         t = md.topics.get(name)
         if t is not None and t.error is None and len(t.partitions) == partitions and \
-                all(p.leader == NODE_ID for p in t.partitions.values()):
+                all(p.leader in leaders for p in t.partitions.values()):
             return t
         time.sleep(0.1)
-    raise AssertionError("topic %s never showed %d partitions led by node %d: %r"
-                         % (name, partitions, NODE_ID, md.topics.get(name) if md else None))
+    raise AssertionError("topic %s never showed %d partitions led by nodes %r: %r"
+                         % (name, partitions, leaders, md.topics.get(name) if md else None))
 
 
 def producer(bootstrap, **conf):

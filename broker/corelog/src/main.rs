@@ -56,6 +56,13 @@ struct ServeArgs {
     /// Shards (pinned cores); 0 = all cores [default: 0].
     #[arg(long)]
     cores: Option<usize>,
+    /// How clients reach a partition's shard: "single-port" (one port,
+    /// requests forwarded between shards) or "shard-direct" (each shard
+    /// also listens on listen port + 1 + its index and is described as a
+    /// broker of its own, so clients reach the owning shard directly)
+    /// [default: single-port].
+    #[arg(long)]
+    listener_mode: Option<corelog_server::config::ListenerMode>,
     /// Create unknown topics on produce and metadata requests [default: false].
     #[arg(long)]
     auto_create_topics: Option<bool>,
@@ -87,6 +94,9 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.cores {
         config.cores = v;
+    }
+    if let Some(v) = args.listener_mode {
+        config.listener_mode = v;
     }
     if let Some(v) = args.auto_create_topics {
         config.auto_create_topics = v;

@@ -21,6 +21,17 @@ pub struct ServerConfig {
     pub advertised_listener: Option<String>,
     /// Number of shards (one pinned executor each); 0 means every core.
     pub cores: usize,
+    /// How clients reach the shard that owns a partition (issue 16).
+    /// `single-port` (the default): every shard accepts on `listen`, and a
+    /// request for a partition another shard owns travels there over the
+    /// channel mesh and back, two cross-core hops. `shard-direct`: shard
+    /// `s` also accepts on port `listen + 1 + s`, and Metadata describes
+    /// each shard as a broker of its own (node id `1 + s`) that leads the
+    /// partitions and coordinates the groups the shard owns. Kafka clients
+    /// send each partition's requests to its leader, so they reach the
+    /// owning shard without a hop. It needs those ports open to clients,
+    /// which is why it is not the default.
+    pub listener_mode: ListenerMode,
     /// Whether producing to or asking metadata for an unknown topic creates it.
     pub auto_create_topics: bool,
     /// Partitions of a topic created without a count.
@@ -161,6 +172,27 @@ pub struct ServerConfig {
     pub ready_file: Option<PathBuf>,
 }
 
+/// See [`ServerConfig::listener_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerMode {
+    SinglePort,
+    ShardDirect,
+}
+
+impl std::str::FromStr for ListenerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "single-port" => Ok(ListenerMode::SinglePort),
+            "shard-direct" => Ok(ListenerMode::ShardDirect),
+            other => Err(format!(
+                "listener_mode: {other:?} is neither \"single-port\" nor \"shard-direct\""
+            )),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -168,6 +200,7 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:9092".parse().expect("static address"),
             advertised_listener: None,
             cores: 0,
+            listener_mode: ListenerMode::SinglePort,
             auto_create_topics: false,
             default_partitions: 1,
             partitions_per_topic_max: 10_000,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod conn;
 pub mod controller;
+pub mod endpoints;
 pub mod error;
 pub mod groups;
 pub mod handlers;

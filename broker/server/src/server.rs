@@ -82,6 +82,7 @@ fn serve(
     } else {
         config.cores
     };
+    crate::endpoints::check_ports(&config, shard_count)?;
     let mut metadata =
         ClusterMetadata::load_or_create(&config.data_dir, config.cluster_id.as_deref())
             .map_err(|e| format!("cluster metadata: {e}"))?;
@@ -159,6 +160,12 @@ fn ready_file_body(config: &ServerConfig, shards: usize) -> String {
         "listen": config.listen.to_string(),
         "advertised": format!("{host}:{port}"),
         "shards": shards,
+        // Every broker clients are told about (one per shard in
+        // `shard-direct` mode), as "host:port".
+        "brokers": crate::endpoints::endpoints(config, shards)
+            .iter()
+            .map(|e| format!("{}:{}", e.host, e.port))
+            .collect::<Vec<_>>(),
         "write_bytes_max": config.base_log_config().write_bytes_max,
     })
     .to_string()
@@ -209,7 +216,16 @@ async fn shard_main(
     reconcile(&shard).await;
     crate::groups::open_existing(&shard).await;
     let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    tracing::info!(shard = id.0, listen = %config.listen, partitions = shard.partitions().len(), "shard ready");
+    // In `shard-direct` mode this shard's own port, where clients send the
+    // requests of the partitions it leads.
+    let own_listener = match crate::endpoints::shard_listen_addr(&config, id) {
+        Some(addr) => Some(
+            glommio::net::TcpListener::bind(addr)
+                .map_err(|e| format!("listen on {addr} (shard {}'s own port): {e}", id.0))?,
+        ),
+        None => None,
+    };
+    tracing::info!(shard = id.0, listen = %config.listen, own_port = ?own_listener.as_ref().and_then(|l| l.local_addr().ok()), partitions = shard.partitions().len(), "shard ready");
     // "ready" means every shard serves: its partitions are open and it
     // accepts connections. Shard 0 counts the shards and says so once.
     let _ = shard
@@ -263,7 +279,17 @@ async fn shard_main(
         })
         .detach();
     }
-    accept_loop(&shard, listener).await;
+    match own_listener {
+        Some(own) => {
+            let other = glommio::spawn_local({
+                let shard = shard.clone();
+                async move { accept_loop(&shard, own).await }
+            });
+            accept_loop(&shard, listener).await;
+            other.await;
+        }
+        None => accept_loop(&shard, listener).await,
+    }
     shutdown(&shard).await;
     Ok(())
 }

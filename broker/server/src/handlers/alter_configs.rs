@@ -59,7 +59,11 @@ pub fn refuse_request(
 
 /// Checks the resources of an alter request that do not need the
 /// metadata: duplicates, resource types, broker resources, duplicate keys.
-pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
+/// `own_broker` says whether a broker resource's name is this node.
+pub fn check_resources(
+    resources: Vec<(i8, String, Edit)>,
+    own_broker: impl Fn(&str) -> bool,
+) -> Vec<Checked> {
     let mut seen = HashSet::new();
     let mut duplicates = HashSet::new();
     for (t, n, _) in &resources {
@@ -77,7 +81,7 @@ pub fn check_resources(resources: Vec<(i8, String, Edit)>) -> Vec<Checked> {
             match resource_type {
                 RESOURCE_TOPIC => {}
                 RESOURCE_BROKER => {
-                    let msg = if name.is_empty() || name == NODE_ID.to_string() {
+                    let msg = if own_broker(&name) {
                         "Dynamic broker configs are not supported: broker settings come from the \
                          config file and take effect at restart."
                             .to_string()
@@ -314,5 +318,5 @@ async fn alter(shard: &Rc<Shard>, request: &AlterConfigsRequest) -> Vec<Outcome>
             )
         })
         .collect();
-    alter_topics(shard, check_resources(resources), request.validate_only).await
+    alter_topics(shard, check_resources(resources, |n| crate::endpoints::names_own_broker(shard.config(), shard.shard_count(), n)), request.validate_only).await
 }

@@ -9,7 +9,8 @@ use corelog_protocol::ResponseError;
 
 use super::Close;
 use super::{Handled, RequestContext};
-use crate::NODE_ID;
+use crate::endpoints;
+use crate::ShardId;
 
 /// `endpoint_type` 1: brokers (the only kind this node serves).
 const ENDPOINT_BROKERS: i8 = 1;
@@ -36,7 +37,7 @@ pub async fn handle(
     let md = shard.metadata();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(md.cluster_id.clone()))
-        .with_controller_id(BrokerId(NODE_ID.0));
+        .with_controller_id(BrokerId(endpoints::node_of(shard.config(), ShardId(0)).0));
     if header.api_version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         // Like a Kafka broker, which describes only brokers; controllers are
         // described by a controller.
@@ -54,11 +55,14 @@ pub async fn handle(
             CLUSTER_OPERATIONS.iter().fold(0, |bits, op| bits | 1 << op),
         );
     }
-    let (host, port) = shard.config().advertised();
-    Ok(response
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(NODE_ID.0))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port as i32)])
-        .into())
+    let brokers = endpoints::endpoints(shard.config(), shard.shard_count())
+        .into_iter()
+        .map(|e| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(e.node_id.0))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(e.port as i32)
+        })
+        .collect();
+    Ok(response.with_brokers(brokers).into())
 }

@@ -286,7 +286,7 @@ pub async fn handle(
                     result.with_configs(configs)
                 }
                 RESOURCE_BROKER => {
-                    if !(name.is_empty() || name == NODE_ID.to_string()) {
+                    if !crate::endpoints::names_own_broker(config, shard.shard_count(), name) {
                         return fail(&ServerError::InvalidRequest(format!(
                             "Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
                         )));

@@ -1,6 +1,8 @@
 //! FindCoordinator: which broker coordinates a group. On a single node it
-//! is always this node; the shard that runs the group's coordinator is
-//! reached over the channel mesh by whichever shard gets the request.
+//! is always this node, and the shard that runs the group's coordinator is
+//! reached over the channel mesh by whichever shard gets the request; in
+//! `shard-direct` mode it is that shard's own broker (`crate::endpoints`),
+//! so the group's requests reach it without a hop.
 //!
 //! Transactions and share groups are not implemented: their keys get
 //! COORDINATOR_NOT_AVAILABLE and INVALID_REQUEST, with a message.
@@ -14,7 +16,7 @@ use corelog_protocol::kafka_protocol::messages::{
 use super::group_common::sb;
 use super::Close;
 use super::{Handled, RequestContext};
-use crate::NODE_ID;
+use crate::endpoints;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -24,7 +26,7 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> Result<Handled<FindCoordinatorResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
-    let (host, port) = shard.config().advertised();
+    // The coordinator of a group, or `None` with the error it gets.
     let answer = |key: &str| -> (i16, Option<String>) {
         match request.key_type {
             KEY_TYPE_GROUP if key.is_empty() => {
@@ -47,12 +49,12 @@ pub async fn handle(
             .iter()
             .map(|k| {
                 let (code, message) = answer(k);
-                let ok = code == error_code::NONE;
+                let (node, host, port) = coordinator(shard, code, k);
                 Coordinator::default()
                     .with_key(k.clone())
-                    .with_node_id(BrokerId(if ok { NODE_ID.0 } else { -1 }))
-                    .with_host(sb(if ok { host.clone() } else { String::new() }))
-                    .with_port(if ok { port as i32 } else { -1 })
+                    .with_node_id(node)
+                    .with_host(host)
+                    .with_port(port)
                     .with_error_code(code)
                     .with_error_message(message.map(sb))
             })
@@ -62,12 +64,27 @@ pub async fn handle(
             .into());
     }
     let (code, message) = answer(&request.key);
-    let ok = code == error_code::NONE;
+    let (node, host, port) = coordinator(shard, code, &request.key);
     Ok(FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_error_message(message.map(sb))
-        .with_node_id(BrokerId(if ok { NODE_ID.0 } else { -1 }))
-        .with_host(sb(if ok { host } else { String::new() }))
-        .with_port(if ok { port as i32 } else { -1 })
+        .with_node_id(node)
+        .with_host(host)
+        .with_port(port)
         .into())
+}
+
+/// Node id, host and port of the broker that coordinates group `key`, or
+/// Kafka's "none" (-1, "", -1) when the answer is an error.
+fn coordinator(
+    shard: &crate::shard::Shard,
+    code: i16,
+    key: &str,
+) -> (BrokerId, corelog_protocol::kafka_protocol::protocol::StrBytes, i32) {
+    if code != error_code::NONE {
+        return (BrokerId(-1), sb(String::new()), -1);
+    }
+    let (_, owner) = crate::groups::coordinator_of(shard, key);
+    let e = endpoints::endpoint_of(shard.config(), owner);
+    (BrokerId(e.node_id.0), sb(e.host), e.port as i32)
 }

@@ -1,5 +1,7 @@
 //! Metadata: brokers, controller and topics with their partitions. On a
-//! single node this broker leads every partition.
+//! single node this broker leads every partition; in `shard-direct` mode
+//! each shard is described as a broker and leads the partitions it owns
+//! (`crate::endpoints`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,8 +16,10 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::config::ServerConfig;
+use crate::endpoints;
 use crate::metadata::ClusterMetadata;
-use crate::NODE_ID;
+use crate::ShardId;
 
 /// Kafka's `AclOperation` codes of a cluster: CREATE, ALTER, DESCRIBE,
 /// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
@@ -77,7 +81,7 @@ pub async fn handle(
         None => md
             .topics
             .keys()
-            .map(|n| topic_entry(&md, n, header.api_version))
+            .map(|n| topic_entry(shard.config(), &md, n, header.api_version))
             .collect(),
         Some(names) => {
             // Topics by id, looked up once: a scan of every topic for each
@@ -92,10 +96,10 @@ pub async fn handle(
             };
             names
                 .iter()
-                .map(|n| topic_entry(&md, n, header.api_version))
+                .map(|n| topic_entry(shard.config(), &md, n, header.api_version))
                 .chain(by_id.iter().map(|id| {
                     match names_by_id.get(id) {
-                        Some(name) => topic_entry(&md, name, header.api_version),
+                        Some(name) => topic_entry(shard.config(), &md, name, header.api_version),
                         None => MetadataResponseTopic::default()
                             .with_topic_id(*id)
                             .with_error_code(error_code::UNKNOWN_TOPIC_ID),
@@ -116,14 +120,20 @@ pub async fn handle(
             }
         })
         .collect::<Vec<_>>();
-    let (host, port) = shard.config().advertised();
+    let brokers = endpoints::endpoints(shard.config(), shard.shard_count())
+        .into_iter()
+        .map(|e| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(e.node_id.0))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(e.port as i32)
+        })
+        .collect();
     Ok(MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(NODE_ID.0))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port as i32)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(md.cluster_id.clone())))
-        .with_controller_id(BrokerId(NODE_ID.0))
+        // The controller shard (0) answers topic changes.
+        .with_controller_id(BrokerId(endpoints::node_of(shard.config(), ShardId(0)).0))
         .with_topics(topics)
         // v8-10 can carry the cluster's authorized operations; with no
         // authorizer every operation is allowed, as in Kafka.
@@ -139,7 +149,12 @@ pub async fn handle(
         .into())
 }
 
-fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataResponseTopic {
+fn topic_entry(
+    config: &ServerConfig,
+    md: &ClusterMetadata,
+    name: &str,
+    version: i16,
+) -> MetadataResponseTopic {
     let entry = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
     let Some(topic) = md.topics.get(name) else {
@@ -154,19 +169,23 @@ fn topic_entry(md: &ClusterMetadata, name: &str, version: i16) -> MetadataRespon
         .with_topic_id(topic.uuid())
         .with_topic_authorized_operations(i32::MIN)
         .with_partitions(
-            (0..topic.partitions.len() as i32)
-                .map(|i| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let leader = BrokerId(endpoints::node_of(config, p.shard).0);
                     MetadataResponsePartition::default()
-                        .with_partition_index(i)
-                        .with_leader_id(BrokerId(NODE_ID.0))
+                        .with_partition_index(i as i32)
+                        .with_leader_id(leader)
                         // The field exists from v7; older versions must leave its default.
                         .with_leader_epoch(if version >= 7 {
                             crate::LEADER_EPOCH.0
                         } else {
                             -1
                         })
-                        .with_replica_nodes(vec![BrokerId(NODE_ID.0)])
-                        .with_isr_nodes(vec![BrokerId(NODE_ID.0)])
+                        .with_replica_nodes(vec![leader])
+                        .with_isr_nodes(vec![leader])
                 })
                 .collect(),
         )

@@ -12,7 +12,9 @@
 #      open loop, 20,000 msgs/s of 1 KiB, acks=all, one tail consumer) once
 #      for CORELOG_BENCH_PRIME_S, discarded (the first seconds of a fresh
 #      broker and topic have a tail of seconds), then CORELOG_BENCH_REPEATS
-#      times for CORELOG_BENCH_DURATION_S each;
+#      times for CORELOG_BENCH_DURATION_S each, each given the broker's pid
+#      (--broker-pid) so that its run record holds the broker's CPU per
+#      message over the measured window;
 #   4. stop the broker (SIGTERM), then measure the machine's limits (quick) on
 #      the same filesystem and attach them to every repeat; measuring after
 #      the runs means the limits' own disk writes cannot disturb them;
@@ -213,7 +215,8 @@ measure_set() {
       witness_pid=$!
     fi
     ${gen_pin[@]+"${gen_pin[@]}"} "$BENCH" run --scenario "$SCENARIO" --bootstrap "127.0.0.1:$port" \
-      --out "$out" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --no-limits "${write_args[@]}" || rc=$?
+      --out "$out" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --no-limits "${write_args[@]}" \
+      --broker-pid "$broker_pid" || rc=$?
     [ -z "$witness_pid" ] || wait "$witness_pid" || true
     [ "$rc" -eq 0 ] || fail "load generator run $i of $REPEATS failed (exit $rc; broker log: $LOG)"
     kill -0 "$broker_pid" 2>/dev/null || fail "the broker died during run $i (log: $LOG)"

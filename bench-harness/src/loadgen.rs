@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::Codec;
 use crate::hist::{merge_histograms, IntervalCollector, LatencyRecorder};
-use crate::kafka_client::{decode_produce_response, KafkaClient};
+use crate::kafka_client::{decode_produce_response, KafkaClient, Leaders};
 use crate::limits::LimitsOptions;
 use crate::producer::{self, Clock, ProducerSpec, Window, WorkerResult};
 use crate::records::{self, walk_batches, KeyMode};
@@ -522,6 +522,8 @@ pub fn run_scenario(
         }
         partitions = found[..scenario.partitions as usize].to_vec();
     }
+    // The producers send each partition to its leader, as Metadata names it.
+    let leaders = Leaders::from_metadata(&admin.metadata(&topics).context("reading Metadata")?);
     if scenario.preload_mib > 0 {
         eprintln!("preloading {} MiB ...", scenario.preload_mib);
         preload(&mut admin, scenario, &topics, &partitions).context("preloading")?;
@@ -603,7 +605,7 @@ pub fn run_scenario(
         let ids: Vec<u32> = (0..scenario.producers)
             .filter(|id| id % threads == t)
             .collect();
-        let (spec, bootstrap) = (spec.clone(), bootstrap.to_string());
+        let (spec, bootstrap, leaders) = (spec.clone(), bootstrap.to_string(), leaders.clone());
         let (acked, intervals) = (acked_msgs.clone(), publish_intervals.clone());
         workers.push(
             std::thread::Builder::new()
@@ -613,7 +615,9 @@ pub fn run_scenario(
                         // Best effort: an unpinned worker still measures.
                         core_affinity::set_for_current(cpu);
                     }
-                    producer::run_worker(&ids, &spec, window, &bootstrap, &acked, &intervals)
+                    producer::run_worker(
+                        &ids, &spec, window, &bootstrap, &leaders, &acked, &intervals,
+                    )
                 })?,
         );
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corelog_bench::kafka_client::{KafkaClient, Leaders};
 use corelog_bench::loadgen::{run_scenario, LimitsChoice, Scenario};
 
 struct KillOnDrop(Child);
@@ -204,6 +205,15 @@ fn tiny_scenario_against_real_broker() {
             for p in 0..2 {
                 let dir = data_dir.join(format!("{t}-{p}"));
                 assert!(dir.is_dir(), "{} missing", dir.display());
+            }
+        }
+        // The single-node broker leads every partition at the address the
+        // run was given: the producers' routing keeps one connection each.
+        let mut c = KafkaClient::connect(&addr, Duration::from_secs(5)).expect("connect");
+        let leaders = Leaders::from_metadata(&c.metadata(&s.topic_names()).expect("metadata"));
+        for t in s.topic_names() {
+            for p in 0..2 {
+                assert_eq!(leaders.endpoint(&t, p), Some(addr.as_str()), "{t}-{p}");
             }
         }
         let dirs = run_dirs(&out);

@@ -13,7 +13,12 @@
 //!   same-run machine limit (`fraction_of_limit`); runs without either by
 //!   raw msgs/s;
 //! - p99: divided by the same-run fdatasync p99 (default) or p50
-//!   ([`LatencyBasis`]), else raw.
+//!   ([`LatencyBasis`]), else raw;
+//! - the broker's CPU per message (runs given `--broker-pid`): shown
+//!   always, judged only when the rule sets `max_cpu_per_msg_increase_ratio`
+//!   (`--max-cpu-ratio`). CPU per message does not depend on the disk's
+//!   speed, so it is compared raw. `--cpu-only` judges it alone, for runs
+//!   kept for their CPU cost only (CI's 2-shard case).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +67,14 @@ pub struct RegressionRule {
     /// Which fdatasync percentile divides p99.
     #[serde(default)]
     pub latency_basis: LatencyBasis,
+    /// B regressed when the broker's CPU per message is above `this x`
+    /// A's; `None` shows the row without judging it.
+    #[serde(default)]
+    pub max_cpu_per_msg_increase_ratio: Option<f64>,
+    /// Judge the broker's CPU per message only; throughput and latency
+    /// rows are shown but not judged.
+    #[serde(default)]
+    pub cpu_only: bool,
 }
 
 impl Default for RegressionRule {
@@ -71,6 +84,8 @@ impl Default for RegressionRule {
             max_p99_increase_ratio: 2.0,
             normalise_by_limits: true,
             latency_basis: LatencyBasis::FdatasyncP99,
+            max_cpu_per_msg_increase_ratio: None,
+            cpu_only: false,
         }
     }
 }
@@ -132,6 +147,10 @@ pub struct RunSetSummary {
     pub throughput_fraction_of_offered: Option<f64>,
     /// Median total error count.
     pub errors: Option<f64>,
+    /// Median of the broker's CPU microseconds per message; `None` unless
+    /// every run measured it.
+    #[serde(default)]
+    pub broker_cpu_us_per_msg: Option<f64>,
 }
 
 /// The outcome of [`compare_runs`].
@@ -315,6 +334,17 @@ pub fn summarise_run_set(path: &Path) -> Result<RunSetSummary> {
             None
         },
         errors: median(runs.iter().map(|(_, r)| r.total_errors() as f64)),
+        broker_cpu_us_per_msg: if runs
+            .iter()
+            .all(|(_, r)| r.results.broker_cpu_us_per_msg.is_some())
+        {
+            median(
+                runs.iter()
+                    .filter_map(|(_, r)| r.results.broker_cpu_us_per_msg),
+            )
+        } else {
+            None
+        },
     })
 }
 
@@ -462,7 +492,29 @@ pub fn compare_summaries(a: RunSetSummary, b: RunSetSummary, rule: &RegressionRu
         }
         rows.push(r);
     }
+    if a.broker_cpu_us_per_msg.is_some() || b.broker_cpu_us_per_msg.is_some() {
+        let mut r = row(
+            "broker CPU (us/msg)".into(),
+            a.broker_cpu_us_per_msg,
+            b.broker_cpu_us_per_msg,
+        );
+        if let Some(max) = rule.max_cpu_per_msg_increase_ratio {
+            gate_cpu(&mut r, max, &mut reasons);
+        }
+        rows.push(r);
+    }
     rows.push(row("errors".into(), a.errors, b.errors));
+    if rule.cpu_only {
+        // The other rows were judged above (their gates decide what is
+        // shown beside them); with cpu_only they only inform.
+        reasons.retain(|reason| reason.starts_with("broker CPU"));
+        for r in rows
+            .iter_mut()
+            .filter(|r| r.metric != "broker CPU (us/msg)")
+        {
+            r.gate = None;
+        }
+    }
 
     Comparison {
         regressed: !reasons.is_empty(),
@@ -488,6 +540,22 @@ fn gate_p99(r: &mut ComparisonRow, rule: &RegressionRule, reasons: &mut Vec<Stri
     }
     r.gate = Some(Gate {
         threshold: format!("<= {:.2}", rule.max_p99_increase_ratio),
+        regressed,
+    });
+}
+
+fn gate_cpu(r: &mut ComparisonRow, max_ratio: f64, reasons: &mut Vec<String>) {
+    // A baseline without the measurement cannot judge: the row only informs.
+    let regressed = r.ratio_b_over_a.is_some_and(|x| x > max_ratio);
+    if regressed {
+        reasons.push(format!(
+            "{}: B/A = {:.2} exceeds {max_ratio:.2}",
+            r.metric,
+            r.ratio_b_over_a.unwrap_or(f64::NAN),
+        ));
+    }
+    r.gate = r.ratio_b_over_a.map(|_| Gate {
+        threshold: format!("<= {max_ratio:.2}"),
         regressed,
     });
 }
@@ -554,6 +622,17 @@ pub fn format_comparison_table(c: &Comparison) -> String {
             ": off, raw"
         },
     );
+    if let Some(max) = c.rule.max_cpu_per_msg_increase_ratio {
+        let _ = writeln!(
+            s,
+            "rule: regressed when broker CPU per message B/A > {max:.2}{}\n",
+            if c.rule.cpu_only {
+                " (judged alone: the rows above it only inform)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "{:<34} {:>12} {:>12} {:>8}  check",
@@ -609,6 +688,14 @@ pub struct CompareArgs {
     /// the steadier one for quick limits).
     #[arg(long, value_enum, default_value_t = LatencyBasis::FdatasyncP99)]
     pub latency_basis: LatencyBasis,
+    /// Largest tolerated ratio B/A of the broker's CPU per message (runs
+    /// given `--broker-pid`); without it the row is shown, not judged.
+    #[arg(long)]
+    pub max_cpu_ratio: Option<f64>,
+    /// Judge only the broker's CPU per message (needs `--max-cpu-ratio`);
+    /// the other rows are shown, not judged.
+    #[arg(long, requires = "max_cpu_ratio")]
+    pub cpu_only: bool,
     /// Also write the comparison as JSON to this file (usable by `report`).
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -622,11 +709,17 @@ pub fn run_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         "--max-throughput-drop must be in [0, 1)"
     );
     anyhow::ensure!(args.max_p99_ratio > 0.0, "--max-p99-ratio must be positive");
+    anyhow::ensure!(
+        args.max_cpu_ratio.is_none_or(|r| r > 0.0),
+        "--max-cpu-ratio must be positive"
+    );
     let rule = RegressionRule {
         max_throughput_drop_fraction: args.max_throughput_drop,
         max_p99_increase_ratio: args.max_p99_ratio,
         normalise_by_limits: !args.raw,
         latency_basis: args.latency_basis,
+        max_cpu_per_msg_increase_ratio: args.max_cpu_ratio,
+        cpu_only: args.cpu_only,
     };
     let c = compare_runs(&args.a, &args.b, &rule).context("comparing runs")?;
     print!("{}", format_comparison_table(&c));
@@ -708,6 +801,19 @@ pub(crate) mod testutil {
         limits: Option<Limits>,
         config: serde_json::Value,
     ) {
+        write_run_full(dir, base_us, mib_per_s, limits, config, None);
+    }
+
+    /// [`write_run_with_config`] whose broker used `cpu_us_per_msg`
+    /// microseconds of CPU per message, when given.
+    pub fn write_run_full(
+        dir: &Path,
+        base_us: u64,
+        mib_per_s: f64,
+        limits: Option<Limits>,
+        config: serde_json::Value,
+        cpu_us_per_msg: Option<f64>,
+    ) {
         let mut w = RunWriter::create(dir, "synthetic", config).expect("create run");
         let mut h = new_latency_histogram();
         for i in 0..10_000 {
@@ -721,6 +827,13 @@ pub(crate) mod testutil {
             Duration::from_secs(1),
             ThroughputBasis::DiskWrite { block_bytes: 16384 },
         );
+        if let Some(us) = cpu_us_per_msg {
+            let messages = bytes / 1024;
+            w.set_broker_cpu(
+                Duration::from_secs_f64(us * messages as f64 / 1e6),
+                messages,
+            );
+        }
         if let Some(l) = limits {
             w.set_limits(l).expect("limits");
         }
@@ -1039,11 +1152,78 @@ mod tests {
             "p99_over_fdatasync_p50",
             "offered_msgs_per_s",
             "throughput_fraction_of_offered",
+            "broker_cpu_us_per_msg",
         ] {
             obj.remove(k);
         }
         let back: RunSetSummary = serde_json::from_value(old).expect("old summary");
         assert!(back.p99_over_fdatasync_p50.is_empty());
+        assert_eq!(back.broker_cpu_us_per_msg, None);
+        assert_eq!(rule.max_cpu_per_msg_increase_ratio, None);
+        assert!(!rule.cpu_only);
+    }
+
+    #[test]
+    fn broker_cpu_per_message_is_shown_and_judged_when_asked() {
+        use super::testutil::write_run_full;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = || serde_json::json!({});
+        // A: 10 us/msg over three repeats (median 10); B: 16 us/msg with
+        // half the throughput; C: no CPU measured (an old record).
+        for (i, us) in [9.0, 10.0, 30.0].into_iter().enumerate() {
+            let d = dir.path().join("a").join(format!("{i}"));
+            write_run_full(&d, 100, 200.0, None, cfg(), Some(us));
+        }
+        write_run_full(&dir.path().join("b"), 100, 100.0, None, cfg(), Some(16.0));
+        write_run_full(&dir.path().join("c"), 100, 200.0, None, cfg(), None);
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        let cpu_row = |c: &Comparison| {
+            c.rows
+                .iter()
+                .find(|r| r.metric == "broker CPU (us/msg)")
+                .cloned()
+        };
+
+        // Default rule: the row informs; the halved throughput regresses.
+        let plain = compare_runs(&a, &b, &RegressionRule::default()).expect("compare");
+        let row = cpu_row(&plain).expect("cpu row");
+        assert!(row.a.is_some_and(|x| (x - 10.0).abs() < 1e-6), "{row:?}");
+        assert!(row.ratio_b_over_a.is_some_and(|x| (x - 1.6).abs() < 1e-6));
+        assert!(row.gate.is_none());
+        assert!(plain.regressed);
+
+        // CPU only at 1.5x: 1.6x regresses, and only for the CPU.
+        let cpu_rule = RegressionRule {
+            max_cpu_per_msg_increase_ratio: Some(1.5),
+            cpu_only: true,
+            ..RegressionRule::default()
+        };
+        let judged = compare_runs(&a, &b, &cpu_rule).expect("compare");
+        assert!(judged.regressed);
+        assert_eq!(judged.reasons.len(), 1, "{:?}", judged.reasons);
+        assert!(judged.reasons[0].starts_with("broker CPU"));
+        assert_eq!(gated(&judged), vec!["broker CPU (us/msg)"]);
+        let table = format_comparison_table(&judged);
+        assert!(table.contains("broker CPU (us/msg)"), "{table}");
+        // At 2x it passes.
+        let lenient = RegressionRule {
+            max_cpu_per_msg_increase_ratio: Some(2.0),
+            ..cpu_rule
+        };
+        assert!(!compare_runs(&a, &b, &lenient).expect("compare").regressed);
+
+        // A baseline without the measurement: shown, not judged.
+        let old = compare_runs(&c, &b, &cpu_rule).expect("compare");
+        let row = cpu_row(&old).expect("cpu row");
+        assert_eq!((row.a, row.gate.clone()), (None, None), "{row:?}");
+        assert!(!old.regressed);
+        // Neither side measured: no row at all.
+        let none = compare_runs(&c, &c, &RegressionRule::default()).expect("compare");
+        assert!(cpu_row(&none).is_none());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A minimal blocking Kafka client over `std::net::TcpStream`, for the load
 //! generator: ApiVersions, Metadata, CreateTopics, Produce and Fetch. Record
-//! batches are built and walked in [`crate::records`].
+//! batches are built and walked in [`crate::records`]. [`Leaders`] reads
+//! each partition's leader endpoint from a Metadata response, for the
+//! producers' routing.
 //!
 //! Requests may be pipelined: [`KafkaClient::send`] writes a request and
 //! returns its correlation id; [`KafkaClient::poll_response`] returns the
@@ -35,6 +37,9 @@ pub const FETCH_VERSION: i16 = 12;
 
 /// Kafka error code TOPIC_ALREADY_EXISTS.
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Kafka error code NOT_LEADER_OR_FOLLOWER: the partition's leader is
+/// elsewhere now, and the client should refresh its metadata.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 /// Largest response accepted (a guard against a corrupt size prefix).
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
@@ -176,15 +181,24 @@ impl KafkaClient {
         Ok(resp)
     }
 
+    /// Metadata for the given topics (brokers, and each partition's
+    /// leader), without creating topics.
+    pub fn metadata(&mut self, topics: &[String]) -> Result<MetadataResponse> {
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(false);
+        self.call(ApiKey::Metadata, METADATA_VERSION, &req)
+    }
+
     /// Metadata for one topic; `Ok(None)` when it does not exist.
     /// Returns the topic's partition indexes.
     pub fn topic_partitions(&mut self, topic: &str) -> Result<Option<Vec<i32>>> {
-        let req = MetadataRequest::default()
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-            ]))
-            .with_allow_auto_topic_creation(false);
-        let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_VERSION, &req)?;
+        let resp = self.metadata(&[topic.to_string()])?;
         let Some(t) = resp.topics.into_iter().next() else {
             return Ok(None);
         };
@@ -310,6 +324,46 @@ impl KafkaClient {
     }
 }
 
+/// Each partition's leader endpoint (`host:port`), as a Metadata response
+/// names it: where a Kafka client sends the partition's produce requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leaders {
+    by_partition: BTreeMap<(String, i32), String>,
+}
+
+impl Leaders {
+    /// The leaders `resp` names. A partition whose leader is unknown (-1,
+    /// or a broker id the response does not list) is left out:
+    /// [`Leaders::endpoint`] says `None` for it.
+    pub fn from_metadata(resp: &MetadataResponse) -> Leaders {
+        let brokers: BTreeMap<i32, String> = resp
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
+        let mut by_partition = BTreeMap::new();
+        for t in resp.topics.iter().filter(|t| t.error_code == 0) {
+            let Some(name) = &t.name else { continue };
+            for p in t.partitions.iter().filter(|p| p.error_code == 0) {
+                if let Some(endpoint) = brokers.get(&p.leader_id.0) {
+                    by_partition.insert(
+                        (name.as_str().to_string(), p.partition_index),
+                        endpoint.clone(),
+                    );
+                }
+            }
+        }
+        Leaders { by_partition }
+    }
+
+    /// The leader endpoint of `partition` of `topic`, when known.
+    pub fn endpoint(&self, topic: &str, partition: i32) -> Option<&str> {
+        self.by_partition
+            .get(&(topic.to_string(), partition))
+            .map(String::as_str)
+    }
+}
+
 /// Encodes one request frame (size prefix, header, body).
 pub fn encode_request<R: Encodable>(
     api_key: ApiKey,
@@ -380,4 +434,71 @@ pub fn produce_request(
 /// Reads a produce response body.
 pub fn decode_produce_response(mut body: Bytes, version: i16) -> Result<ProduceResponse> {
     ProduceResponse::decode(&mut body, version)
+}
+
+/// Metadata responses for tests of the routing.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, MetadataResponse};
+    use kafka_protocol::protocol::StrBytes;
+
+    /// A Metadata response listing `brokers` (id, host, port) and `topic`
+    /// with `(partition, leader id)`.
+    pub fn metadata(
+        brokers: &[(i32, &str, i32)],
+        topic: &str,
+        leaders: &[(i32, i32)],
+    ) -> MetadataResponse {
+        MetadataResponse::default()
+            .with_brokers(
+                brokers
+                    .iter()
+                    .map(|&(id, host, port)| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(StrBytes::from_string(host.to_string()))
+                            .with_port(port)
+                    })
+                    .collect(),
+            )
+            .with_topics(vec![MetadataResponseTopic::default()
+                .with_name(Some(super::topic_name(topic)))
+                .with_partitions(
+                    leaders
+                        .iter()
+                        .map(|&(p, leader)| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(leader))
+                        })
+                        .collect(),
+                )])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::metadata;
+    use super::*;
+
+    #[test]
+    fn leaders_come_from_the_brokers_metadata_names() {
+        // Two brokers (a shard-direct broker advertises one per shard);
+        // partition 2 has no leader and partition 3 names a broker the
+        // response does not list.
+        let resp = metadata(
+            &[(0, "127.0.0.1", 9092), (1, "127.0.0.1", 9093)],
+            "t",
+            &[(0, 0), (1, 1), (2, -1), (3, 7)],
+        );
+        let leaders = Leaders::from_metadata(&resp);
+        assert_eq!(leaders.endpoint("t", 0), Some("127.0.0.1:9092"));
+        assert_eq!(leaders.endpoint("t", 1), Some("127.0.0.1:9093"));
+        assert_eq!(leaders.endpoint("t", 2), None);
+        assert_eq!(leaders.endpoint("t", 3), None);
+        assert_eq!(leaders.endpoint("other", 0), None);
+    }
 }

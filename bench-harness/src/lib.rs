@@ -20,6 +20,7 @@ pub mod hist;
 pub mod kafka_client;
 pub mod limits;
 pub mod loadgen;
+pub mod proc_cpu;
 pub mod producer;
 pub mod record_check;
 pub mod records;

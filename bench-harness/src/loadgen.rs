@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::Codec;
 use crate::hist::{merge_histograms, IntervalCollector, LatencyRecorder};
-use crate::kafka_client::{decode_produce_response, KafkaClient};
+use crate::kafka_client::{decode_produce_response, KafkaClient, Leaders};
 use crate::limits::LimitsOptions;
 use crate::producer::{self, Clock, ProducerSpec, Window, WorkerResult};
 use crate::records::{self, walk_batches, KeyMode};
@@ -268,6 +268,12 @@ pub struct RunArgs {
     /// [default: the broker's default, storage's `write_bytes_max`].
     #[arg(long)]
     pub broker_write_bytes: Option<u64>,
+    /// The process id of the `--bootstrap` broker, on this machine: the run
+    /// reads its CPU time (/proc/PID/stat) at the start and end of the
+    /// measured window and records `broker_cpu_s` and
+    /// `broker_cpu_us_per_msg` in run.json. Peers are not measured.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
 }
 
 /// A `--peer LABEL=HOST:PORT` argument.
@@ -322,6 +328,10 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
         scenario.catchup_consumers = n;
     }
     scenario.validate()?;
+    if let Some(pid) = args.broker_pid {
+        // A wrong pid fails here, before minutes of running, not after.
+        crate::proc_cpu::process_cpu(pid).context("--broker-pid")?;
+    }
     let limits = if args.no_limits {
         LimitsChoice::None
     } else {
@@ -331,7 +341,14 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
         )
     };
     if args.peers.is_empty() && args.repeats <= 1 {
-        let record = run_scenario(&scenario, &args.bootstrap, &args.out, &limits, write_bytes)?;
+        let record = run_scenario(
+            &scenario,
+            &args.bootstrap,
+            &args.out,
+            &limits,
+            write_bytes,
+            args.broker_pid,
+        )?;
         println!("{}", summary_line(&record));
         if let Some(problem) = measured_nothing(&record) {
             // Not a result to compare: the broker or the generator is broken.
@@ -348,14 +365,22 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
         targets.push(peer);
     }
     for round in 0..args.repeats.max(1) {
-        for (label, addr) in &targets {
+        for (i, (label, addr)) in targets.iter().enumerate() {
+            // The pid is the `--bootstrap` broker's, the first target.
+            let pid = if i == 0 { args.broker_pid } else { None };
             eprintln!(
                 "run {} of {} against {label} ({addr})",
                 round + 1,
                 args.repeats.max(1)
             );
-            let record =
-                run_scenario(&scenario, addr, &args.out.join(label), &limits, write_bytes)?;
+            let record = run_scenario(
+                &scenario,
+                addr,
+                &args.out.join(label),
+                &limits,
+                write_bytes,
+                pid,
+            )?;
             println!("{label}: {}", summary_line(&record));
             if let Some(problem) = measured_nothing(&record) {
                 bail!("the run against {label} measured nothing: {problem}");
@@ -426,6 +451,9 @@ pub fn summary_line(record: &RunRecord) -> String {
             t.msgs_per_s, t.mib_per_s
         );
     }
+    if let Some(us) = record.results.broker_cpu_us_per_msg {
+        s += &format!("; broker CPU {us:.2} us/msg");
+    }
     s += &format!("; errors {}", record.total_errors());
     s
 }
@@ -453,13 +481,16 @@ struct ConsumerResult {
 /// `out`; returns the finished record. `broker_write_bytes` is the broker's
 /// largest disk write ([`default_broker_write_bytes`] unless the broker
 /// says otherwise): the block size whose disk limits the run is measured
-/// against, recorded in the config as `broker_write_bytes`.
+/// against, recorded in the config as `broker_write_bytes`. With
+/// `broker_pid` (the broker's process on this machine) the record also holds
+/// the broker's CPU over the measured window.
 pub fn run_scenario(
     scenario: &Scenario,
     bootstrap: &str,
     out: &Path,
     limits: &LimitsChoice,
     broker_write_bytes: u64,
+    broker_pid: Option<u32>,
 ) -> Result<RunRecord> {
     scenario.validate()?;
     let mut config = serde_json::to_value(scenario)?;
@@ -491,6 +522,8 @@ pub fn run_scenario(
         }
         partitions = found[..scenario.partitions as usize].to_vec();
     }
+    // The producers send each partition to its leader, as Metadata names it.
+    let leaders = Leaders::from_metadata(&admin.metadata(&topics).context("reading Metadata")?);
     if scenario.preload_mib > 0 {
         eprintln!("preloading {} MiB ...", scenario.preload_mib);
         preload(&mut admin, scenario, &topics, &partitions).context("preloading")?;
@@ -572,7 +605,7 @@ pub fn run_scenario(
         let ids: Vec<u32> = (0..scenario.producers)
             .filter(|id| id % threads == t)
             .collect();
-        let (spec, bootstrap) = (spec.clone(), bootstrap.to_string());
+        let (spec, bootstrap, leaders) = (spec.clone(), bootstrap.to_string(), leaders.clone());
         let (acked, intervals) = (acked_msgs.clone(), publish_intervals.clone());
         workers.push(
             std::thread::Builder::new()
@@ -582,10 +615,17 @@ pub fn run_scenario(
                         // Best effort: an unpinned worker still measures.
                         core_affinity::set_for_current(cpu);
                     }
-                    producer::run_worker(&ids, &spec, window, &bootstrap, &acked, &intervals)
+                    producer::run_worker(
+                        &ids, &spec, window, &bootstrap, &leaders, &acked, &intervals,
+                    )
                 })?,
         );
     }
+    // The broker's CPU is read at the end of the warmup and at the end of
+    // the window, the span whose acknowledged messages are counted. In
+    // flight at either edge are requests of about equal cost (sent just
+    // before, answered just after), so the two edges' errors cancel.
+    let broker_cpu = broker_pid.map(|pid| window_cpu(pid, &window));
     let mut results = Vec::new();
     for h in workers {
         results.push(h.join().unwrap_or_else(|_| {
@@ -677,7 +717,30 @@ pub fn run_scenario(
         }
     };
     run.set_throughput(messages, bytes, measured, basis);
+    match broker_cpu {
+        Some(Ok(cpu)) => run.set_broker_cpu(cpu, messages),
+        // A broker that exited mid-run fails the run elsewhere; here its
+        // CPU is just not recorded.
+        Some(Err(_)) => run.add_errors("broker_cpu_unreadable", 1),
+        None => {}
+    }
     Ok(run.finish()?)
+}
+
+/// The CPU time process `pid` uses between `window.warmup_end` and
+/// `window.end`, sleeping until each.
+fn window_cpu(pid: u32, window: &Window) -> Result<Duration> {
+    let sleep_until = |t: Instant| {
+        let now = Instant::now();
+        if t > now {
+            std::thread::sleep(t - now);
+        }
+    };
+    sleep_until(window.warmup_end);
+    let start = crate::proc_cpu::process_cpu(pid)?;
+    sleep_until(window.end);
+    let end = crate::proc_cpu::process_cpu(pid)?;
+    Ok(end.saturating_sub(start))
 }
 
 fn wait_for_partitions(c: &mut KafkaClient, topic: &str) -> Result<Vec<i32>> {

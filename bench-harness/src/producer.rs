@@ -21,6 +21,20 @@
 //! In the open loop every record's latency runs from its *intended* arrival
 //! time, so a stall that delays later sends is charged to them
 //! (no coordinated omission), and the value carries that time too.
+//!
+//! Routing, as a Kafka client does it: each partition's records go to its
+//! leader, as the run's Metadata named it ([`Leaders`]; a partition without
+//! a known leader goes to the bootstrap address). A producer holds one
+//! connection per distinct leader endpoint, and one request to a leader
+//! holds only the partitions it leads. Against a single broker (every
+//! partition led by one endpoint) that is one connection per producer and
+//! one request per send, as before routing existed. A partition answered
+//! with NOT_LEADER_OR_FOLLOWER makes the worker read Metadata again from the
+//! bootstrap address (at most every [`METADATA_REFRESH_MIN`]) and route later
+//! requests to the new leaders; the refused batches are counted as
+//! `produce_error_6` (one per partition answered so), not retried. An I/O
+//! error on any of a producer's connections ends that producer, as it did
+//! with one connection.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -36,7 +50,10 @@ use kafka_protocol::protocol::Decodable;
 
 use crate::compression::Codec;
 use crate::hist::{IntervalCollector, LatencyRecorder};
-use crate::kafka_client::{encode_request, produce_request, take_frame, PRODUCE_VERSION};
+use crate::kafka_client::{
+    encode_request, produce_request, take_frame, KafkaClient, Leaders, NOT_LEADER_OR_FOLLOWER,
+    PRODUCE_VERSION,
+};
 use crate::records::{
     encode_batch_with, key_bytes, partition_for_key, KeyChooser, KeyMode, RecordSpec, Rng,
 };
@@ -54,6 +71,12 @@ const OUT_BYTES_MAX: usize = 4 << 20;
 const POLL_WAIT_MAX: Duration = Duration::from_millis(100);
 /// Produce request timeout sent to the broker.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// Shortest time between two Metadata refreshes of a worker: a burst of
+/// NOT_LEADER_OR_FOLLOWER answers (every request in flight) costs one
+/// refresh, as Kafka's `retry.backoff.ms` (100 ms) spaces a client's.
+pub const METADATA_REFRESH_MIN: Duration = Duration::from_millis(100);
+/// Connect timeout, also of the Metadata refresh's connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Maps `Instant`s to wall-clock microseconds with one shared reference, so
 /// producer and consumer timestamps agree.
@@ -188,19 +211,43 @@ pub struct WorkerResult {
 
 struct Pending {
     correlation_id: i32,
-    /// Intended time of the request's first record.
+    /// Intended time of the send's first record.
     first: Instant,
     /// Time between its records' intended times (zero: all the same).
     step: Duration,
     records: u32,
+    /// With `step`: the positions (in the send) of this request's records
+    /// when a send was split between leaders; empty when the request holds
+    /// the send's records `0..records`.
+    positions: Vec<u32>,
 }
 
-struct Producer {
+/// One connection of a producer, to one leader endpoint.
+struct Conn {
     stream: TcpStream,
     out: BytesMut,
     inb: BytesMut,
     in_flight: VecDeque<Pending>,
     next_correlation_id: i32,
+}
+
+impl Conn {
+    fn open(endpoint: &str) -> Result<Conn> {
+        Ok(Conn {
+            stream: connect(endpoint)?,
+            out: BytesMut::with_capacity(64 * 1024),
+            inb: BytesMut::with_capacity(64 * 1024),
+            in_flight: VecDeque::new(),
+            next_correlation_id: 1,
+        })
+    }
+}
+
+struct Producer {
+    /// Connections by endpoint index ([`Routes::endpoints`]); `None` for an
+    /// endpoint this producer has not sent to (one that became a leader
+    /// after a refresh).
+    conns: Vec<Option<Conn>>,
     /// Round-robin position over topics and partitions (starts at the
     /// producer's id).
     rr: usize,
@@ -209,6 +256,65 @@ struct Producer {
     sent: u64,
     failed: bool,
     filler_at: usize,
+}
+
+/// Where a worker's producers send each partition: the index of its
+/// leader's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    /// Distinct endpoints (`host:port`) in order of first use. A rebuild
+    /// only appends, so an index names the same endpoint (and each
+    /// producer's connection to it) for the whole run.
+    endpoints: Vec<String>,
+    /// Endpoint index of each target, `topic index * partitions + partition
+    /// index` (the order of the spec's topics and partitions).
+    by_target: Vec<usize>,
+    /// Partitions of each topic.
+    partitions: usize,
+}
+
+impl Routes {
+    /// Routes for the spec's partitions from `leaders`; partitions without
+    /// a known leader go to `bootstrap`.
+    pub fn new(spec: &ProducerSpec, leaders: &Leaders, bootstrap: &str) -> Routes {
+        let mut routes = Routes {
+            endpoints: Vec::new(),
+            by_target: Vec::new(),
+            partitions: spec.partitions.len(),
+        };
+        routes.rebuild(spec, leaders, bootstrap);
+        routes
+    }
+
+    /// Routes again from newer `leaders`, keeping the known endpoints'
+    /// indexes.
+    pub fn rebuild(&mut self, spec: &ProducerSpec, leaders: &Leaders, bootstrap: &str) {
+        self.by_target.clear();
+        for topic in &spec.topics {
+            for &partition in &spec.partitions {
+                let endpoint = leaders.endpoint(topic, partition).unwrap_or(bootstrap);
+                let index = match self.endpoints.iter().position(|e| e == endpoint) {
+                    Some(i) => i,
+                    None => {
+                        self.endpoints.push(endpoint.to_string());
+                        self.endpoints.len() - 1
+                    }
+                };
+                self.by_target.push(index);
+            }
+        }
+    }
+
+    /// The endpoints, by index.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The endpoint index of partition `partition_index` (a position in
+    /// the spec's partitions) of topic `topic_index`.
+    pub fn endpoint_of(&self, topic_index: usize, partition_index: usize) -> usize {
+        self.by_target[topic_index * self.partitions + partition_index]
+    }
 }
 
 struct Worker<'a> {
@@ -221,19 +327,28 @@ struct Worker<'a> {
     rec: LatencyRecorder,
     result: WorkerResult,
     response_header_version: i16,
+    routes: Routes,
+    /// Where Metadata is read again after NOT_LEADER_OR_FOLLOWER.
+    bootstrap: &'a str,
+    /// A response said NOT_LEADER_OR_FOLLOWER since the last refresh.
+    refresh_wanted: bool,
+    refreshed_at: Option<Instant>,
 }
 
 fn bump(errors: &mut BTreeMap<String, u64>, kind: &str, n: u64) {
     *errors.entry(kind.to_string()).or_default() += n;
 }
 
-/// Connects the producers with the given ids and runs them to the end of
-/// the window; returns what they measured.
+/// Connects the producers with the given ids to the leaders of their
+/// partitions (`leaders`, from the run's Metadata; `bootstrap` for a
+/// partition without a known leader, and for Metadata refreshes) and runs
+/// them to the end of the window; returns what they measured.
 pub fn run_worker(
     ids: &[u32],
     spec: &ProducerSpec,
     w: Window,
     bootstrap: &str,
+    leaders: &Leaders,
     acked: &AtomicU64,
     intervals: &IntervalCollector,
 ) -> WorkerResult {
@@ -247,16 +362,24 @@ pub fn run_worker(
         rec: LatencyRecorder::new(),
         result: WorkerResult::default(),
         response_header_version: ApiKey::Produce.response_header_version(PRODUCE_VERSION),
+        routes: Routes::new(spec, leaders, bootstrap),
+        bootstrap,
+        refresh_wanted: false,
+        refreshed_at: None,
     };
     let mut producers = Vec::new();
     for &id in ids {
-        match connect(bootstrap) {
-            Ok(stream) => producers.push(Producer {
-                stream,
-                out: BytesMut::with_capacity(64 * 1024),
-                inb: BytesMut::with_capacity(64 * 1024),
-                in_flight: VecDeque::new(),
-                next_correlation_id: 1,
+        // Every producer writes every partition (round robin from its id),
+        // so it connects to every leader before the run starts.
+        let conns: Result<Vec<Option<Conn>>> = worker
+            .routes
+            .endpoints()
+            .iter()
+            .map(|e| Conn::open(e).map(Some))
+            .collect();
+        match conns {
+            Ok(conns) => producers.push(Producer {
+                conns,
                 rr: id as usize,
                 rng: Rng::new(u64::from(id) + 1),
                 sent: 0,
@@ -270,16 +393,26 @@ pub fn run_worker(
     worker.finish(&producers)
 }
 
-fn connect(bootstrap: &str) -> Result<TcpStream> {
-    let addr = bootstrap
+fn connect(endpoint: &str) -> Result<TcpStream> {
+    let addr = endpoint
         .to_socket_addrs()
-        .with_context(|| format!("resolving {bootstrap}"))?
+        .with_context(|| format!("resolving {endpoint}"))?
         .next()
-        .ok_or_else(|| anyhow!("{bootstrap} resolves to nothing"))?;
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        .ok_or_else(|| anyhow!("{endpoint} resolves to nothing"))?;
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
     Ok(stream)
+}
+
+/// The records of one send bound for one leader: its partitions' batches,
+/// how many records they hold, and (when the send was split between
+/// leaders) their positions in the send.
+struct LeaderPart {
+    endpoint: usize,
+    batches: Vec<(i32, Bytes)>,
+    records: u32,
+    positions: Vec<u32>,
 }
 
 impl Worker<'_> {
@@ -296,12 +429,14 @@ impl Worker<'_> {
         }
     }
 
+    /// Whether every connection of `p` can take another request: a send may
+    /// reach any of them (keyed records go to every partition). With one
+    /// leader this is the single connection's room.
     fn has_room(&self, p: &Producer) -> bool {
-        if self.spec.acks == 0 {
-            p.out.len() < OUT_BYTES_MAX
-        } else {
-            p.in_flight.len() < self.spec.max_in_flight && p.out.len() < OUT_BYTES_MAX
-        }
+        p.conns.iter().flatten().all(|c| {
+            c.out.len() < OUT_BYTES_MAX
+                && (self.spec.acks == 0 || c.in_flight.len() < self.spec.max_in_flight)
+        })
     }
 
     /// When producer `p` next wants to send, if it has room to.
@@ -317,7 +452,12 @@ impl Worker<'_> {
     }
 
     fn finished(&self, p: &Producer, now: Instant) -> bool {
-        p.failed || (self.sending_done(p, now) && p.in_flight.is_empty() && p.out.is_empty())
+        p.failed
+            || (self.sending_done(p, now)
+                && p.conns
+                    .iter()
+                    .flatten()
+                    .all(|c| c.in_flight.is_empty() && c.out.is_empty()))
     }
 
     fn run(&mut self, producers: &mut [Producer]) {
@@ -327,7 +467,8 @@ impl Worker<'_> {
         }
         let drain_deadline = self.w.end + SCHEDULE_GRACE + DRAIN_TIMEOUT;
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(producers.len());
-        let mut polled: Vec<usize> = Vec::with_capacity(producers.len());
+        // (producer, connection) of each entry of `fds`.
+        let mut polled: Vec<(usize, usize)> = Vec::with_capacity(producers.len());
         loop {
             let now = Instant::now();
             self.intervals
@@ -337,13 +478,18 @@ impl Worker<'_> {
             }
             if now >= drain_deadline {
                 for p in producers.iter().filter(|p| !p.failed) {
-                    bump(
-                        &mut self.result.errors,
-                        "produce_timeout",
-                        p.in_flight.len() as u64,
-                    );
+                    let in_flight: usize =
+                        p.conns.iter().flatten().map(|c| c.in_flight.len()).sum();
+                    bump(&mut self.result.errors, "produce_timeout", in_flight as u64);
                 }
                 break;
+            }
+            if self.refresh_wanted
+                && self
+                    .refreshed_at
+                    .is_none_or(|t| now >= t + METADATA_REFRESH_MIN)
+            {
+                self.refresh_routes();
             }
             // Send what is due, then write it out at once.
             let mut wake = now + POLL_WAIT_MAX;
@@ -355,8 +501,19 @@ impl Worker<'_> {
                     }
                     self.send(p, now);
                 }
-                if !p.out.is_empty() && !p.failed {
-                    self.flush(p);
+                for ci in 0..p.conns.len() {
+                    if p.failed {
+                        break;
+                    }
+                    if p.conns[ci].as_ref().is_some_and(|c| !c.out.is_empty()) {
+                        self.flush(p, ci);
+                    }
+                }
+            }
+            if self.refresh_wanted {
+                // Come back when the next refresh is allowed.
+                if let Some(t) = self.refreshed_at {
+                    wake = wake.min(t + METADATA_REFRESH_MIN);
                 }
             }
             fds.clear();
@@ -365,16 +522,19 @@ impl Worker<'_> {
                 if p.failed {
                     continue;
                 }
-                let mut events = libc::POLLIN;
-                if !p.out.is_empty() {
-                    events |= libc::POLLOUT;
+                for (ci, c) in p.conns.iter().enumerate() {
+                    let Some(c) = c else { continue };
+                    let mut events = libc::POLLIN;
+                    if !c.out.is_empty() {
+                        events |= libc::POLLOUT;
+                    }
+                    fds.push(libc::pollfd {
+                        fd: c.stream.as_raw_fd(),
+                        events,
+                        revents: 0,
+                    });
+                    polled.push((i, ci));
                 }
-                fds.push(libc::pollfd {
-                    fd: p.stream.as_raw_fd(),
-                    events,
-                    revents: 0,
-                });
-                polled.push(i);
             }
             let wait = wake
                 .min(drain_deadline)
@@ -396,19 +556,40 @@ impl Worker<'_> {
             if rc <= 0 {
                 continue; // timeout or EINTR: re-evaluate the schedule
             }
-            for (fd, &i) in fds.iter().zip(&polled) {
+            for (fd, &(i, ci)) in fds.iter().zip(&polled) {
                 let p = &mut producers[i];
+                if p.failed {
+                    continue;
+                }
                 if fd.revents & libc::POLLOUT != 0 {
-                    self.flush(p);
+                    self.flush(p, ci);
                 }
                 if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                    self.read(p);
+                    self.read(p, ci);
                 }
             }
         }
     }
 
-    /// Builds and queues one Produce request for producer `p`.
+    /// Reads Metadata from the bootstrap address again and routes later
+    /// requests to the leaders it names. Blocking, but only after a
+    /// NOT_LEADER_OR_FOLLOWER answer, at most every METADATA_REFRESH_MIN.
+    fn refresh_routes(&mut self) {
+        self.refresh_wanted = false;
+        self.refreshed_at = Some(Instant::now());
+        let read = KafkaClient::connect(self.bootstrap, CONNECT_TIMEOUT)
+            .and_then(|mut c| c.metadata(&self.spec.topics));
+        match read {
+            Ok(resp) => {
+                let leaders = Leaders::from_metadata(&resp);
+                self.routes.rebuild(self.spec, &leaders, self.bootstrap);
+            }
+            Err(_) => bump(&mut self.result.errors, "metadata_refresh", 1),
+        }
+    }
+
+    /// Builds and queues the Produce request(s) of one send of producer
+    /// `p`: one per leader its records go to.
     fn send(&mut self, p: &mut Producer, now: Instant) {
         let spec = self.spec;
         let rpb = spec.rpb();
@@ -433,66 +614,161 @@ impl Worker<'_> {
         };
         // Unkeyed: the next (topic, partition) round robin. Keyed: the next
         // topic round robin, and each record's partition from its key.
-        let mut by_partition: BTreeMap<i32, Vec<RecordSpec>> = BTreeMap::new();
+        // Records are grouped by the partition's position in the spec.
+        let mut by_partition: BTreeMap<usize, (Vec<RecordSpec>, Vec<u32>)> = BTreeMap::new();
         let parts = &spec.partitions;
         let keyed = self.keys.mode() != KeyMode::None;
-        let (topic, unkeyed_partition) = if keyed {
-            (&spec.topics[p.rr % spec.topics.len()], parts[0])
+        let (topic_index, unkeyed_partition) = if keyed {
+            (p.rr % spec.topics.len(), 0)
         } else {
             let target = p.rr % (spec.topics.len() * parts.len());
-            (
-                &spec.topics[target / parts.len()],
-                parts[target % parts.len()],
-            )
+            (target / parts.len(), target % parts.len())
         };
+        let topic = &spec.topics[topic_index];
         p.rr += 1;
+        // Positions are needed only where a send's records, spread over
+        // several leaders, have intended times of their own (linger).
+        let track_positions = !step.is_zero() && self.routes.endpoints().len() > 1;
         for j in 0..n {
             let key = self.keys.next(&mut p.rng);
             let partition = match key {
-                Some(k) => parts[partition_for_key(&key_bytes(k), parts.len())],
+                Some(k) => partition_for_key(&key_bytes(k), parts.len()),
                 None => unkeyed_partition,
             };
-            by_partition.entry(partition).or_default().push(RecordSpec {
+            let (records, positions) = by_partition.entry(partition).or_default();
+            records.push(RecordSpec {
                 send_us: self.w.clock.us(first + step * j as u32),
                 key,
             });
-        }
-        let mut batches = Vec::with_capacity(by_partition.len());
-        for (partition, records) in by_partition {
-            match encode_batch_with(&records, spec.record_bytes, spec.codec, p.filler_at) {
-                Ok(b) => batches.push((partition, Bytes::from(b))),
-                Err(_) => {
-                    bump(&mut self.result.errors, "produce_encode", 1);
-                    p.failed = true;
-                    return;
-                }
+            if track_positions {
+                positions.push(j as u32);
             }
-            p.filler_at = p.filler_at.wrapping_add(records.len() * 131);
         }
-        let correlation_id = p.next_correlation_id;
-        p.next_correlation_id = p.next_correlation_id.wrapping_add(1);
-        let req = produce_request(topic, spec.acks, PRODUCE_TIMEOUT_MS, batches);
+        // Against a single broker every partition has one leader: the send
+        // is one request, built as before routing, with nothing grouped.
+        let mut endpoints = by_partition
+            .keys()
+            .map(|&i| self.routes.endpoint_of(topic_index, i));
+        let first_endpoint = endpoints.next().unwrap_or(0);
+        let split = endpoints.any(|e| e != first_endpoint);
+        let mut whole = Vec::with_capacity(if split { 0 } else { by_partition.len() });
+        let mut leader_parts: Vec<LeaderPart> = Vec::new();
+        for (partition, (records, positions)) in by_partition {
+            let batch =
+                match encode_batch_with(&records, spec.record_bytes, spec.codec, p.filler_at) {
+                    Ok(b) => Bytes::from(b),
+                    Err(_) => {
+                        bump(&mut self.result.errors, "produce_encode", 1);
+                        p.failed = true;
+                        return;
+                    }
+                };
+            p.filler_at = p.filler_at.wrapping_add(records.len() * 131);
+            if !split {
+                whole.push((parts[partition], batch));
+                continue;
+            }
+            let endpoint = self.routes.endpoint_of(topic_index, partition);
+            let part = match leader_parts.iter_mut().position(|l| l.endpoint == endpoint) {
+                Some(i) => &mut leader_parts[i],
+                None => {
+                    leader_parts.push(LeaderPart {
+                        endpoint,
+                        batches: Vec::new(),
+                        records: 0,
+                        positions: Vec::new(),
+                    });
+                    leader_parts.last_mut().expect("just pushed")
+                }
+            };
+            part.batches.push((parts[partition], batch));
+            part.records += records.len() as u32;
+            part.positions.extend(positions);
+        }
+        let queued = if split {
+            leader_parts.into_iter().all(|part| {
+                let request = (part.batches, part.records, part.positions);
+                self.queue(p, part.endpoint, topic, request, first, step)
+            })
+        } else {
+            // One request holds the whole send: positions 0..n.
+            self.queue(
+                p,
+                first_endpoint,
+                topic,
+                (whole, n as u32, Vec::new()),
+                first,
+                step,
+            )
+        };
+        if queued {
+            p.sent += n;
+        }
+    }
+
+    /// Queues one Produce request of `topic` on producer `p`'s connection
+    /// to endpoint `endpoint`: `request` is its batches, how many records
+    /// they hold and their positions in the send (empty: `0..records`).
+    /// Returns false (and the producer failed) when it could not.
+    fn queue(
+        &mut self,
+        p: &mut Producer,
+        endpoint: usize,
+        topic: &str,
+        request: (Vec<(i32, Bytes)>, u32, Vec<u32>),
+        first: Instant,
+        step: Duration,
+    ) -> bool {
+        let (batches, records, positions) = request;
+        let acks = self.spec.acks;
+        let Some(c) = self.conn(p, endpoint) else {
+            return false;
+        };
+        let correlation_id = c.next_correlation_id;
+        c.next_correlation_id = c.next_correlation_id.wrapping_add(1);
+        let req = produce_request(topic, acks, PRODUCE_TIMEOUT_MS, batches);
         match encode_request(ApiKey::Produce, PRODUCE_VERSION, correlation_id, &req) {
-            Ok(frame) => p.out.extend_from_slice(&frame),
+            Ok(frame) => c.out.extend_from_slice(&frame),
             Err(_) => {
                 bump(&mut self.result.errors, "produce_encode", 1);
                 p.failed = true;
-                return;
+                return false;
             }
         }
-        p.sent += n;
         let pending = Pending {
             correlation_id,
             first,
             step,
-            records: n as u32,
+            records,
+            positions,
         };
-        if spec.acks == 0 {
+        if acks == 0 {
             // Nothing comes back: count it as sent, with no latency.
             self.account(&pending, None);
         } else {
-            p.in_flight.push_back(pending);
+            c.in_flight.push_back(pending);
         }
+        true
+    }
+
+    /// Producer `p`'s connection to endpoint `index`, opened now if the
+    /// endpoint became a leader after the producer connected; `None` (and
+    /// the producer failed) when it cannot be opened.
+    fn conn<'p>(&mut self, p: &'p mut Producer, index: usize) -> Option<&'p mut Conn> {
+        if p.conns.len() <= index {
+            p.conns.resize_with(index + 1, || None);
+        }
+        if p.conns[index].is_none() {
+            match Conn::open(&self.routes.endpoints()[index]) {
+                Ok(c) => p.conns[index] = Some(c),
+                Err(_) => {
+                    bump(&mut self.result.errors, "produce_connect", 1);
+                    self.fail(p);
+                    return None;
+                }
+            }
+        }
+        p.conns[index].as_mut()
     }
 
     /// Counts the measured records of an acknowledged (or, for acks=0, sent)
@@ -510,7 +786,12 @@ impl Worker<'_> {
                 }
             }
         } else {
-            for j in 0..pending.records {
+            for k in 0..pending.records {
+                let j = if pending.positions.is_empty() {
+                    k
+                } else {
+                    pending.positions[k as usize]
+                };
                 let t = pending.first + pending.step * j;
                 if t >= warm && t < end {
                     counted += 1;
@@ -528,21 +809,27 @@ impl Worker<'_> {
 
     fn fail(&mut self, p: &mut Producer) {
         if !p.failed {
+            let in_flight: usize = p.conns.iter().flatten().map(|c| c.in_flight.len()).sum();
             bump(
                 &mut self.result.errors,
                 "produce_io",
-                p.in_flight.len().max(1) as u64,
+                in_flight.max(1) as u64,
             );
             p.failed = true;
-            p.in_flight.clear();
+            for c in p.conns.iter_mut().flatten() {
+                c.in_flight.clear();
+            }
         }
     }
 
-    fn flush(&mut self, p: &mut Producer) {
-        while !p.out.is_empty() {
-            match p.stream.write(&p.out) {
+    fn flush(&mut self, p: &mut Producer, ci: usize) {
+        let Some(c) = p.conns[ci].as_mut() else {
+            return;
+        };
+        while !c.out.is_empty() {
+            match c.stream.write(&c.out) {
                 Ok(0) => return self.fail(p),
-                Ok(n) => p.out.advance(n),
+                Ok(n) => c.out.advance(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return self.fail(p),
@@ -550,12 +837,15 @@ impl Worker<'_> {
         }
     }
 
-    fn read(&mut self, p: &mut Producer) {
+    fn read(&mut self, p: &mut Producer, ci: usize) {
         let mut chunk = [0u8; 64 * 1024];
+        let Some(c) = p.conns[ci].as_mut() else {
+            return;
+        };
         loop {
-            match p.stream.read(&mut chunk) {
+            match c.stream.read(&mut chunk) {
                 Ok(0) => return self.fail(p),
-                Ok(n) => p.inb.extend_from_slice(&chunk[..n]),
+                Ok(n) => c.inb.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return self.fail(p),
@@ -563,12 +853,15 @@ impl Worker<'_> {
         }
         let at = Instant::now();
         loop {
-            let mut frame = match take_frame(&mut p.inb) {
+            let Some(c) = p.conns[ci].as_mut() else {
+                return;
+            };
+            let mut frame = match take_frame(&mut c.inb) {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
                 Err(_) => return self.fail(p),
             };
-            let Some(pending) = p.in_flight.pop_front() else {
+            let Some(pending) = c.in_flight.pop_front() else {
                 bump(&mut self.result.errors, "produce_unexpected_response", 1);
                 return self.fail(p);
             };
@@ -586,7 +879,8 @@ impl Worker<'_> {
     }
 
     /// Whether a Produce response acknowledges every partition; counts the
-    /// errors it carries.
+    /// errors it carries, and asks for a Metadata refresh when a partition's
+    /// leader moved.
     fn response_ok(&mut self, mut body: Bytes) -> bool {
         let r = match ProduceResponse::decode(&mut body, PRODUCE_VERSION) {
             Ok(r) => r,
@@ -610,6 +904,9 @@ impl Worker<'_> {
                     1,
                 );
                 ok = false;
+                if part.error_code == NOT_LEADER_OR_FOLLOWER {
+                    self.refresh_wanted = true;
+                }
             }
         }
         if !any {
@@ -672,6 +969,232 @@ mod tests {
             warmup_end: start + Duration::from_secs(1),
             end: start + Duration::from_secs(3),
         }
+    }
+
+    fn two_broker_leaders(spec: &ProducerSpec) -> Leaders {
+        let resp = crate::kafka_client::testutil::metadata(
+            &[(0, "127.0.0.1", 9092), (1, "127.0.0.1", 9093)],
+            &spec.topics[0],
+            &[(0, 0), (1, 1)],
+        );
+        Leaders::from_metadata(&resp)
+    }
+
+    #[test]
+    fn routes_send_each_partition_to_its_leader() {
+        // Two topics of partitions 0 and 1; topic "t" is led by two
+        // brokers, topic "u" is not in the metadata (bootstrap).
+        let mut s = spec(0, None);
+        s.topics = vec!["t".into(), "u".into()];
+        let leaders = two_broker_leaders(&s);
+        let routes = Routes::new(&s, &leaders, "bootstrap:1");
+        assert_eq!(
+            routes.endpoints(),
+            ["127.0.0.1:9092", "127.0.0.1:9093", "bootstrap:1"]
+        );
+        assert_eq!(routes.endpoint_of(0, 0), 0);
+        assert_eq!(routes.endpoint_of(0, 1), 1);
+        assert_eq!(routes.endpoint_of(1, 0), 2);
+        assert_eq!(routes.endpoint_of(1, 1), 2);
+
+        // One broker leading everything (today's single node): one
+        // endpoint, hence one connection per producer.
+        let single = Leaders::from_metadata(&crate::kafka_client::testutil::metadata(
+            &[(0, "127.0.0.1", 9092)],
+            "t",
+            &[(0, 0), (1, 0)],
+        ));
+        let one = Routes::new(&spec(0, None), &single, "127.0.0.1:9092");
+        assert_eq!(one.endpoints(), ["127.0.0.1:9092"]);
+
+        // A refresh where broker 1 took partition 0 too keeps the indexes.
+        let mut moved = Routes::new(&spec(0, None), &leaders, "bootstrap:1");
+        let after = Leaders::from_metadata(&crate::kafka_client::testutil::metadata(
+            &[(1, "127.0.0.1", 9093), (2, "127.0.0.1", 9094)],
+            "t",
+            &[(0, 1), (1, 2)],
+        ));
+        moved.rebuild(&spec(0, None), &after, "bootstrap:1");
+        assert_eq!(
+            moved.endpoints(),
+            ["127.0.0.1:9092", "127.0.0.1:9093", "127.0.0.1:9094"]
+        );
+        assert_eq!((moved.endpoint_of(0, 0), moved.endpoint_of(0, 1)), (1, 2));
+    }
+
+    /// Runs producers 0 and 1 of `s` for 1.2 s (0.2 s warmup) with the
+    /// given leaders and bootstrap address.
+    fn run_two_producers(s: &ProducerSpec, bootstrap: &str, leaders: &Leaders) -> WorkerResult {
+        let start = Instant::now() + Duration::from_millis(100);
+        let w = Window {
+            clock: Clock::new(),
+            start,
+            warmup_end: start + Duration::from_millis(200),
+            end: start + Duration::from_millis(1200),
+        };
+        let intervals = IntervalCollector::new(
+            w.warmup_end,
+            w.clock.wall(w.warmup_end),
+            Duration::from_secs(1),
+        );
+        let acked = AtomicU64::new(0);
+        run_worker(&[0, 1], s, w, bootstrap, leaders, &acked, &intervals)
+    }
+
+    /// High watermarks of partitions 0 and 1 of `topic` on a sink.
+    fn sink_offsets(addr: &str, topic: &str) -> (i64, i64) {
+        let mut c = KafkaClient::connect(addr, Duration::from_secs(5)).expect("connect");
+        let f = c
+            .fetch(topic, &[(0, 0), (1, 0)], 0, 1, 1 << 20)
+            .expect("fetch");
+        let hw = |p: i32| {
+            f.responses[0]
+                .partitions
+                .iter()
+                .find(|d| d.partition_index == p)
+                .map_or(-1, |d| d.high_watermark)
+        };
+        (hw(0), hw(1))
+    }
+
+    #[test]
+    fn producers_send_each_partition_to_its_leaders_connection() {
+        let a = crate::sink::spawn("127.0.0.1:0", 2).expect("sink a");
+        let b = crate::sink::spawn("127.0.0.1:0", 2).expect("sink b");
+        // Unkeyed in whole batches; keyed with linger, where one send's
+        // records go to both leaders, each request with its own part.
+        for (topic, keys, linger_ms) in
+            [("plain", KeyMode::None, 0), ("keyed", KeyMode::Uniform, 2)]
+        {
+            let mut s = spec(linger_ms, Some(2000.0));
+            s.topics = vec![topic.into()];
+            s.acks = 1;
+            s.records_per_batch = 4;
+            s.keys = keys;
+            s.key_space = 100;
+            let leaders = Leaders::from_metadata(&crate::kafka_client::testutil::metadata(
+                &[
+                    (0, "127.0.0.1", i32::from(a.port())),
+                    (1, "127.0.0.1", i32::from(b.port())),
+                ],
+                topic,
+                &[(0, 0), (1, 1)],
+            ));
+            let r = run_two_producers(&s, &a.to_string(), &leaders);
+            assert!(r.errors.is_empty(), "{topic}: {:?}", r.errors);
+            // 2,000 records/s each for the 1 s measured.
+            assert_eq!(r.messages, 4000, "{topic}");
+            assert_eq!(r.latency.as_ref().expect("latency").total().len(), 4000);
+            // Each sink saw only the partition it leads: all 2 x 2,400
+            // records sent (warmup included) between them.
+            let (a0, a1) = sink_offsets(&a.to_string(), topic);
+            let (b0, b1) = sink_offsets(&b.to_string(), topic);
+            assert_eq!((a1, b0), (0, 0), "{topic}");
+            assert!(a0 > 0 && b1 > 0, "{topic}: {a0} {b1}");
+            assert_eq!(a0 + b1, 4800, "{topic}");
+        }
+    }
+
+    /// A broker that answers every Produce with NOT_LEADER_OR_FOLLOWER for
+    /// every partition; returns its address and a count of its requests.
+    fn not_leader_broker() -> (std::net::SocketAddr, std::sync::Arc<AtomicU64>) {
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        use kafka_protocol::messages::{ProduceRequest, RequestHeader};
+        use kafka_protocol::protocol::Encodable;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests = std::sync::Arc::new(AtomicU64::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counted = counted.clone();
+                std::thread::spawn(move || loop {
+                    let mut size = [0u8; 4];
+                    if stream.read_exact(&mut size).is_err() {
+                        return;
+                    }
+                    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+                    if stream.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let mut body = Bytes::from(body);
+                    let hv = ApiKey::Produce.request_header_version(PRODUCE_VERSION);
+                    let header = RequestHeader::decode(&mut body, hv).expect("header");
+                    let req = ProduceRequest::decode(&mut body, PRODUCE_VERSION).expect("produce");
+                    let resp = ProduceResponse::default().with_responses(
+                        req.topic_data
+                            .into_iter()
+                            .map(|t| {
+                                TopicProduceResponse::default()
+                                    .with_name(t.name)
+                                    .with_partition_responses(
+                                        t.partition_data
+                                            .iter()
+                                            .map(|p| {
+                                                PartitionProduceResponse::default()
+                                                    .with_index(p.index)
+                                                    .with_error_code(NOT_LEADER_OR_FOLLOWER)
+                                                    .with_base_offset(-1)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    );
+                    let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
+                    let mut out = BytesMut::new();
+                    rh.encode(&mut out, 1).expect("encode header");
+                    resp.encode(&mut out, PRODUCE_VERSION).expect("encode");
+                    let mut frame = (out.len() as i32).to_be_bytes().to_vec();
+                    frame.extend_from_slice(&out);
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                });
+            }
+        });
+        (addr, requests)
+    }
+
+    #[test]
+    fn not_leader_answers_refresh_the_metadata_and_reroute() {
+        // Both partitions' leader, as first read, refuses; the bootstrap
+        // address (a sink, which names itself leader of everything) then
+        // takes them, on connections opened after the refresh.
+        let sink = crate::sink::spawn("127.0.0.1:0", 2).expect("sink");
+        let (old, refused) = not_leader_broker();
+        let mut s = spec(0, Some(2000.0));
+        s.topics = vec!["moved".into()];
+        s.acks = 1;
+        s.records_per_batch = 4;
+        let leaders = Leaders::from_metadata(&crate::kafka_client::testutil::metadata(
+            &[(1, "127.0.0.1", i32::from(old.port()))],
+            "moved",
+            &[(0, 1), (1, 1)],
+        ));
+        assert_eq!(
+            Routes::new(&s, &leaders, &sink.to_string()).endpoints(),
+            [old.to_string()]
+        );
+        let r = run_two_producers(&s, &sink.to_string(), &leaders);
+        let refused_n = refused.load(Ordering::Relaxed);
+        let errors_6 = r.errors.get("produce_error_6").copied().unwrap_or(0);
+        // Only what was in flight to the old leader before the refresh was
+        // refused; nothing else failed.
+        assert!(
+            refused_n >= 1 && errors_6 == refused_n,
+            "{refused_n} {:?}",
+            r.errors
+        );
+        assert!(refused_n <= 20, "{refused_n} requests refused: no reroute?");
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        let (p0, p1) = sink_offsets(&sink.to_string(), "moved");
+        assert!(p0 > 1000 && p1 > 1000, "{p0} {p1}");
+        assert!(r.messages > 3500, "{}", r.messages);
     }
 
     #[test]

@@ -261,22 +261,41 @@ fn fmt_time(unix_s: u64) -> String {
 
 fn results_sections(record: &RunRecord, md: &mut String) {
     if let Some(t) = &record.results.throughput {
+        // The broker's CPU columns appear only for runs that measured it,
+        // so reports of older runs read as they did.
+        let cpu = record
+            .results
+            .broker_cpu_s
+            .map(|s| (s, record.results.broker_cpu_us_per_msg));
         let _ = writeln!(md, "\n### Throughput\n");
         let _ = writeln!(
             md,
-            "| msgs/s | MiB/s | limit (MiB/s) | fraction of limit | limit basis |"
+            "| msgs/s | MiB/s | limit (MiB/s) | fraction of limit | limit basis |{}",
+            if cpu.is_some() {
+                " broker CPU (s) | broker CPU (us/msg) |"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(md, "|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            md,
+            "|---:|---:|---:|---:|---|{}",
+            if cpu.is_some() { "---:|---:|" } else { "" }
+        );
         let basis = serde_json::to_string(&t.basis).unwrap_or_default();
         let _ = writeln!(
             md,
-            "| {} | {:.1} | {} | {} | `{}` |",
+            "| {} | {:.1} | {} | {} | `{}` |{}",
             fmt_num(t.msgs_per_s),
             t.mib_per_s,
             fmt_opt(t.limit_bytes_per_s.map(|b| b / (1024.0 * 1024.0))),
             t.fraction_of_limit
                 .map_or("-".into(), |f| format!("{:.1}%", f * 100.0)),
-            md_cell(&basis)
+            md_cell(&basis),
+            cpu.map_or(String::new(), |(s, us)| format!(
+                " {s:.2} | {} |",
+                us.map_or("-".into(), |u| format!("{u:.2}"))
+            ))
         );
     }
     if !record.results.part_throughput.is_empty() {
@@ -480,6 +499,17 @@ fn write_comparison_report(
         if rule.normalise_by_limits { "" } else { ", disabled" },
         rule.max_p99_increase_ratio
     );
+    if let Some(max) = rule.max_cpu_per_msg_increase_ratio {
+        let _ = writeln!(
+            md,
+            "The broker's CPU per message may grow at most {max:.2}x{}.\n",
+            if rule.cpu_only {
+                " (judged alone: the other rows only inform)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(md, "| side | runs | git | path |");
     let _ = writeln!(md, "|---|---:|---|---|");
     for (side, s) in [("A", &comparison.a), ("B", &comparison.b)] {
@@ -687,6 +717,37 @@ pub fn run_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::compare::testutil::{limits, write_run};
+
+    #[test]
+    fn run_report_shows_the_broker_cpu_when_measured() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("perf-reports");
+        let measured = tmp.path().join("measured");
+        crate::compare::testutil::write_run_full(
+            &measured,
+            100,
+            200.0,
+            None,
+            serde_json::json!({}),
+            Some(12.5),
+        );
+        let old = tmp.path().join("old");
+        write_run(&old, 100, 200.0, None);
+        let md = |run: &Path, slug: &str| {
+            let opts = ReportOptions {
+                out_dir: out.clone(),
+                slug: Some(slug.into()),
+                title: None,
+            };
+            let dir = write_report(&ReportSource::Run(run.to_path_buf()), &opts).expect("report");
+            std::fs::read_to_string(dir.join(REPORT_MD)).expect("md")
+        };
+        let with = md(&measured, "with-cpu");
+        assert!(with.contains("broker CPU (us/msg) |"), "{with}");
+        assert!(with.contains(" | 12.50 |"), "{with}");
+        let without = md(&old, "without-cpu");
+        assert!(!without.contains("broker CPU"), "{without}");
+    }
 
     #[test]
     fn run_report_writes_markdown_svg_and_copies() {

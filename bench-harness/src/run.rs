@@ -95,6 +95,15 @@ pub struct RunResults {
     /// Other measured facts by name (e.g. how long a catch-up took).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, serde_json::Value>,
+    /// CPU seconds (user + system, all threads) the broker used in the
+    /// measured window, when the run was given the broker's pid; absent
+    /// otherwise, and in records from before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_s: Option<f64>,
+    /// `broker_cpu_s` per message acknowledged in the measured window, in
+    /// microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_us_per_msg: Option<f64>,
 }
 
 /// Which machine limit bounds a throughput result.
@@ -384,6 +393,14 @@ impl RunWriter {
     /// Records another measured fact under `name`.
     pub fn set_note(&mut self, name: &str, value: serde_json::Value) {
         self.record.results.notes.insert(name.to_string(), value);
+    }
+
+    /// Records the broker's CPU time over the measured window and, from
+    /// `messages` acknowledged in that window, its CPU per message.
+    pub fn set_broker_cpu(&mut self, cpu: Duration, messages: u64) {
+        let (cpu_s, per_msg_us) = crate::proc_cpu::cpu_per_message(cpu, messages);
+        self.record.results.broker_cpu_s = Some(cpu_s);
+        self.record.results.broker_cpu_us_per_msg = per_msg_us;
     }
 
     /// Adds `count` errors of `kind`.
@@ -754,6 +771,45 @@ mod tests {
             .p99_over_fdatasync_p99
             .is_some_and(|r| (r - 1000.0 / 250.0).abs() < 0.05));
         assert_eq!(after.machine.data_dir.as_deref(), Some("/data"));
+    }
+
+    #[test]
+    fn broker_cpu_round_trips_and_is_optional() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = RunWriter::create(dir.path(), "unit", serde_json::json!({})).expect("create");
+        w.set_throughput(
+            200_000,
+            200_000 * 1024,
+            Duration::from_secs(2),
+            ThroughputBasis::LoopbackTcp,
+        );
+        w.set_broker_cpu(Duration::from_millis(1500), 200_000);
+        let rec = w.finish().expect("finish");
+        assert_eq!(rec.results.broker_cpu_s, Some(1.5));
+        assert!(rec
+            .results
+            .broker_cpu_us_per_msg
+            .is_some_and(|u| (u - 7.5).abs() < 1e-9));
+        assert_eq!(read_run(dir.path()).expect("read"), rec);
+
+        // Without a pid the fields are absent from run.json, not zero.
+        let other = tempfile::tempdir().expect("tempdir");
+        let rec = RunWriter::create(other.path(), "unit", serde_json::json!({}))
+            .expect("create")
+            .finish()
+            .expect("finish");
+        assert_eq!(rec.results.broker_cpu_s, None);
+        let text = std::fs::read_to_string(other.path().join(RUN_JSON)).expect("read");
+        assert!(!text.contains("broker_cpu"), "{text}");
+
+        // A record written before the fields existed still loads.
+        let mut old: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let results = old["results"].as_object_mut().expect("results");
+        results.remove("part_throughput");
+        results.remove("notes");
+        std::fs::write(other.path().join(RUN_JSON), old.to_string()).expect("write");
+        let back = read_run(other.path()).expect("old record loads");
+        assert_eq!(back.results.broker_cpu_us_per_msg, None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corelog_bench::kafka_client::{KafkaClient, Leaders};
 use corelog_bench::loadgen::{run_scenario, LimitsChoice, Scenario};
 
 struct KillOnDrop(Child);
@@ -149,9 +150,30 @@ fn tiny_scenario_against_real_broker() {
             "#
         ));
         let out = scratch.path().join(format!("runs-{i}"));
-        let record =
-            run_scenario(&s, &addr, &out, &LimitsChoice::None, broker.write_bytes).expect("run");
+        // The first run measures the broker's CPU, the second does not.
+        let pid = (i == 0).then(|| broker._child.0.id());
+        let record = run_scenario(
+            &s,
+            &addr,
+            &out,
+            &LimitsChoice::None,
+            broker.write_bytes,
+            pid,
+        )
+        .expect("run");
         eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
+        let cpu = (
+            record.results.broker_cpu_s,
+            record.results.broker_cpu_us_per_msg,
+        );
+        if pid.is_some() {
+            // 5,000 messages in 2.5 s cost the broker some CPU: more than
+            // nothing, and less than a whole second per message.
+            assert!(cpu.0.is_some_and(|s| s >= 0.0), "{cpu:?}");
+            assert!(cpu.1.is_some_and(|us| (0.0..1e6).contains(&us)), "{cpu:?}");
+        } else {
+            assert_eq!(cpu, (None, None));
+        }
 
         // A fresh broker writes at its storage default, and the run says so.
         assert_eq!(
@@ -183,6 +205,15 @@ fn tiny_scenario_against_real_broker() {
             for p in 0..2 {
                 let dir = data_dir.join(format!("{t}-{p}"));
                 assert!(dir.is_dir(), "{} missing", dir.display());
+            }
+        }
+        // The single-node broker leads every partition at the address the
+        // run was given: the producers' routing keeps one connection each.
+        let mut c = KafkaClient::connect(&addr, Duration::from_secs(5)).expect("connect");
+        let leaders = Leaders::from_metadata(&c.metadata(&s.topic_names()).expect("metadata"));
+        for t in s.topic_names() {
+            for p in 0..2 {
+                assert_eq!(leaders.endpoint(&t, p), Some(addr.as_str()), "{t}-{p}");
             }
         }
         let dirs = run_dirs(&out);
@@ -242,8 +273,15 @@ fn keyed_compressed_records_reach_the_consumer_with_every_codec() {
             "#
         ));
         let out = scratch.path().join(format!("runs-{codec}"));
-        let record =
-            run_scenario(&s, &addr, &out, &LimitsChoice::None, broker.write_bytes).expect("run");
+        let record = run_scenario(
+            &s,
+            &addr,
+            &out,
+            &LimitsChoice::None,
+            broker.write_bytes,
+            None,
+        )
+        .expect("run");
         eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
         let t = record.results.throughput.as_ref().expect("throughput");
         assert_eq!(t.messages, 4000, "{codec}: acknowledged messages");
@@ -291,8 +329,15 @@ fn catch_up_consumer_reads_while_retention_deletes_segments() {
         "#,
     );
     let out = scratch.path().join("runs");
-    let record =
-        run_scenario(&s, &addr, &out, &LimitsChoice::None, broker.write_bytes).expect("run");
+    let record = run_scenario(
+        &s,
+        &addr,
+        &out,
+        &LimitsChoice::None,
+        broker.write_bytes,
+        None,
+    )
+    .expect("run");
     eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
     assert_eq!(
         record.total_errors(),

@@ -5,13 +5,15 @@
 #
 # Both brokers run at once, one shard each pinned to core 0 (ports 29101
 # and 29102, fresh data directories under OUT); the load generator
-# (target/release/corelog-bench) is pinned to core 1 and runs
-# bench-harness/scenarios/SCENARIO.toml against A and B in turns (ABBA...),
-# ROUNDS times each, with a 1 s warmup. Around each run it reads the
-# broker's CPU time (utime + stime of the whole process, /proc/PID/stat)
-# and prints one line per run: rate, publish p50/p99/p99.9, broker CPU
-# seconds and CPU microseconds per message (the warmup second's messages
-# counted at the measured rate). Each broker is started through
+# (release/corelog-bench in $CARGO_TARGET_DIR, default target/) is pinned
+# to core 1 and runs bench-harness/scenarios/SCENARIO.toml against A and B
+# in turns (ABBA...),
+# ROUNDS times each, with a 1 s warmup. The generator is given the
+# broker's pid (--broker-pid) and records the broker's CPU time over the
+# measured window (utime + stime of the whole process, /proc/PID/stat) in
+# run.json; the script prints one line per run from it: rate, publish
+# p50/p99/p99.9, broker CPU seconds and CPU microseconds per message
+# acknowledged in the window. Each broker is started through
 # ci/lib/broker.sh (its --ready-file; a build from before that option is
 # waited for by its "corelog ready" line), and the generator is told each
 # broker's write size. Run records land in OUT/A and OUT/B for
@@ -22,9 +24,9 @@
 set -u
 SCEN=$1; ROUNDS=$2; DUR=$3; OUT=$4; OLD=$5; NEW=$6
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BENCH=$ROOT/target/release/corelog-bench
+# The release build of this tree: in CARGO_TARGET_DIR when that is set.
+BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelog-bench
 mkdir -p $OUT
-cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 # shellcheck source=ci/lib/broker.sh
 source "$ROOT/ci/lib/broker.sh"
 start() { # label bin port: starts it and waits until it serves
@@ -54,21 +56,19 @@ for r in $(seq 1 $ROUNDS); do
   if [ $((r % 2)) -eq 1 ]; then order="A B"; else order="B A"; fi
   for l in $order; do
     if [ $l = A ]; then pid=$PA; port=29101; w=$WA; else pid=$PB; port=29102; w=$WB; fi
-    c0=$(cpu $pid)
     taskset -c 1 $BENCH run --scenario $ROOT/bench-harness/scenarios/$SCEN.toml --bootstrap 127.0.0.1:$port \
       --out $OUT/$l --duration-s $DUR --warmup-s 1 --no-limits --topic ab-$SCEN-$r \
-      ${w:+--broker-write-bytes $w} > $OUT/run-$l-$r.log 2>&1
-    c1=$(cpu $pid)
+      ${w:+--broker-write-bytes $w} --broker-pid $pid > $OUT/run-$l-$r.log 2>&1
     run=$(ls -td $OUT/$l/*/ | head -1)
-    python3 - "$run" $((c1-c0)) $l $r $DUR <<'PY'
+    python3 - "$run" $l $r <<'PY'
 import json,sys,os
-run,ticks,l,r,dur=sys.argv[1],int(sys.argv[2]),sys.argv[3],sys.argv[4],float(sys.argv[5])
+run,l,r=sys.argv[1],sys.argv[2],sys.argv[3]
 d=json.load(open(os.path.join(run,"run.json")))
-t=d["results"]["throughput"]; p=d["results"]["latency"]["publish"]["summary"]
-msgs=t["messages"]*(dur+1)/dur  # the warmup second's messages too, at the same rate
-cpu_s=ticks/os.sysconf("SC_CLK_TCK")
+res=d["results"]; t=res["throughput"]; p=res["latency"]["publish"]["summary"]
+# Absent when the generator could not read the broker's CPU: printed as nan.
+cpu_s=res.get("broker_cpu_s", float("nan")); per_msg=res.get("broker_cpu_us_per_msg", float("nan"))
 print("%s r%s msgs/s=%.0f p50=%.0fus p99=%.0fus p999=%.0fus broker_cpu=%.2fs cpu_us_per_msg=%.3f errors=%s run=%s" % (
- l,r,t["msgs_per_s"],p["p50_us"],p["p99_us"],p["p999_us"],cpu_s,cpu_s*1e6/msgs,d["results"].get("errors"),os.path.basename(run.rstrip("/"))))
+ l,r,t["msgs_per_s"],p["p50_us"],p["p99_us"],p["p999_us"],cpu_s,per_msg,res.get("errors"),os.path.basename(run.rstrip("/"))))
 PY
   done
 done

@@ -21,6 +21,16 @@ pub struct ServerConfig {
     pub advertised_listener: Option<String>,
     /// Number of shards (one pinned executor each); 0 means every core.
     pub cores: usize,
+    /// How long an idle shard keeps polling for work before it parks, in
+    /// microseconds (glommio's `spin_before_park`); 0 parks at once. A
+    /// parked shard is woken by an eventfd write and a return from
+    /// `io_uring_enter`, microseconds of kernel time per wake-up; a
+    /// spinning one sees a request or a cross-shard message at once, but
+    /// burns its core meanwhile. Worth it on a host whose broker cores do
+    /// nothing else; on a machine shared with other work (the 2-core VM
+    /// the project measures on, where the load generator shares the
+    /// cores) it takes their CPU, hence the default of 0. At most 10,000.
+    pub shard_spin_before_park_us: u64,
     /// How clients reach the shard that owns a partition (issue 16).
     /// `single-port` (the default): every shard accepts on `listen`, and a
     /// request for a partition another shard owns travels there over the
@@ -201,6 +211,7 @@ impl Default for ServerConfig {
             advertised_listener: None,
             cores: 0,
             listener_mode: ListenerMode::SinglePort,
+            shard_spin_before_park_us: 0,
             auto_create_topics: false,
             default_partitions: 1,
             partitions_per_topic_max: 10_000,
@@ -431,6 +442,9 @@ impl ServerConfig {
         if self.fetch_response_bytes_per_connection_max < 1024 {
             return Err("fetch_response_bytes_per_connection_max: must be at least 1024".into());
         }
+        if self.shard_spin_before_park_us > 10_000 {
+            return Err("shard_spin_before_park_us: must be at most 10000".into());
+        }
         if !(100..=100_000).contains(&self.shard_task_quota_us) {
             return Err("shard_task_quota_us: must be between 100 and 100000".into());
         }
@@ -595,6 +609,30 @@ mod tests {
         assert_eq!(c.request_partial_frame_timeout_ms, 30_000);
         assert_eq!(c.connections_max_idle_ms, 600_000);
         assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
+    }
+
+    #[test]
+    fn listener_mode_and_spin_are_read_from_toml_and_checked() {
+        let c: ServerConfig =
+            toml::from_str("listener_mode = \"shard-direct\"\nshard_spin_before_park_us = 50")
+                .unwrap();
+        assert_eq!(c.listener_mode, ListenerMode::ShardDirect);
+        c.validate().unwrap();
+        assert_eq!(ServerConfig::default().listener_mode, ListenerMode::SinglePort);
+        assert!(toml::from_str::<ServerConfig>("listener_mode = \"per-core\"").is_err());
+        assert_eq!(
+            "shard-direct".parse::<ListenerMode>(),
+            Ok(ListenerMode::ShardDirect)
+        );
+        assert!("both".parse::<ListenerMode>().is_err());
+        let spin = ServerConfig {
+            shard_spin_before_park_us: 10_001,
+            ..Default::default()
+        };
+        assert!(spin
+            .validate()
+            .unwrap_err()
+            .starts_with("shard_spin_before_park_us"));
     }
 
     #[test]

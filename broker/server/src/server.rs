@@ -126,9 +126,14 @@ fn serve(
         };
         let (mesh, config, metadata, stop) =
             (mesh.clone(), config.clone(), metadata.clone(), stop.clone());
-        let handle = LocalExecutorBuilder::new(placement)
+        let mut builder = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
-            .preempt_timer(Duration::from_micros(config.shard_task_quota_us))
+            .preempt_timer(Duration::from_micros(config.shard_task_quota_us));
+        if config.shard_spin_before_park_us > 0 {
+            builder =
+                builder.spin_before_park(Duration::from_micros(config.shard_spin_before_park_us));
+        }
+        let handle = builder
             .spawn(move || async move {
                 shard_main(ShardId(i as u32), shard_count, config, metadata, mesh, stop).await
             })

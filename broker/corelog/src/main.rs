@@ -15,13 +15,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use corelog_server::ServerConfig;
 
-// mimalloc's v2 line (the workspace's `mimalloc` has feature "v2"): the
-// crate's default since 0.1.48 is v3, and a release broker on v3 died once
-// with SIGSEGV inside `mi_arenas_page_try_find_abandoned` on a shard thread
-// (a free list pointer of 1), under a latency run with a profiler attached.
-// Shards free what other shards allocated all the time (request bytes travel
-// over the mesh), which is the path v3's open crash reports involve. v2
-// measured the same CPU per message (max-1kib, 2 shards).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

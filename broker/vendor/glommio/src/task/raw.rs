@@ -300,17 +300,36 @@ where
 
             if Self::thread_id() != Some(raw.my_id()) {
                 dbg_context!(ptr, "foreign", {
-                    // In case the task complete before the last foreign waker
-                    // is dropped, schedule it once more to ensure the task
-                    // will be destroyed
-                    if Self::decrement_references(&*(raw.header as *mut Header)) == 0 {
-                        let notifier = raw.notifier();
-                        notifier.queue_waker(
-                            Waker::from_raw(Self::clone_waker(ptr)),
-                            (*raw.header).latency_matters,
-                        );
+                    // Corelog patch 6: a foreign thread never takes the
+                    // count to zero. glommio decremented it here and, on
+                    // zero, cloned the waker again to send it home; between
+                    // the two the owner thread could see no reference left,
+                    // destroy the task, and the clone then wrote into freed
+                    // memory (heap corruption, a SIGSEGV on a shard thread
+                    // under cross-shard load). Holding the last reference,
+                    // this thread hands it to the owner instead, which drops
+                    // it (after a harmless extra wake) on its own thread.
+                    let header = &*(raw.header as *const Header);
+                    let mut refs = header.references.load(Ordering::Acquire);
+                    loop {
+                        if refs <= 1 {
+                            let notifier = raw.notifier();
+                            notifier.queue_waker(
+                                Waker::from_raw(RawWaker::new(ptr, &Self::RAW_WAKER_VTABLE)),
+                                header.latency_matters,
+                            );
+                            return;
+                        }
+                        match header.references.compare_exchange_weak(
+                            refs,
+                            refs - 1,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => return,
+                            Err(actual) => refs = actual,
+                        }
                     }
-                    return;
                 });
             }
 

@@ -618,7 +618,10 @@ mod tests {
                 .unwrap();
         assert_eq!(c.listener_mode, ListenerMode::ShardDirect);
         c.validate().unwrap();
-        assert_eq!(ServerConfig::default().listener_mode, ListenerMode::SinglePort);
+        assert_eq!(
+            ServerConfig::default().listener_mode,
+            ListenerMode::SinglePort
+        );
         assert!(toml::from_str::<ServerConfig>("listener_mode = \"per-core\"").is_err());
         assert_eq!(
             "shard-direct".parse::<ListenerMode>(),

@@ -80,7 +80,11 @@ fn coordinator(
     shard: &crate::shard::Shard,
     code: i16,
     key: &str,
-) -> (BrokerId, corelog_protocol::kafka_protocol::protocol::StrBytes, i32) {
+) -> (
+    BrokerId,
+    corelog_protocol::kafka_protocol::protocol::StrBytes,
+    i32,
+) {
     if code != error_code::NONE {
         return (BrokerId(-1), sb(String::new()), -1);
     }

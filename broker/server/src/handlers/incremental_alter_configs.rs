@@ -70,5 +70,12 @@ async fn alter(shard: &Rc<Shard>, request: &IncrementalAlterConfigsRequest) -> V
             )
         })
         .collect();
-    alter_topics(shard, check_resources(resources, |n| crate::endpoints::names_own_broker(shard.config(), shard.shard_count(), n)), request.validate_only).await
+    alter_topics(
+        shard,
+        check_resources(resources, |n| {
+            crate::endpoints::names_own_broker(shard.config(), shard.shard_count(), n)
+        }),
+        request.validate_only,
+    )
+    .await
 }

@@ -9,12 +9,16 @@ confluent-kafka and kcat, kafka-python) produce, consume and run a consumer
 group in this mode, and that they do connect to the shards' own ports.
 """
 import json
+import socket
 import shutil
 import subprocess
 import time
 import uuid
 
 import pytest
+
+import brokerproc
+import conftest
 
 from conftest import NODE_ID, consume_range, create_topic, produce_all, require_or_skip
 
@@ -23,10 +27,33 @@ PARTITIONS = 8
 NODES = tuple(NODE_ID + s for s in range(SHARDS))
 
 
-def _make(broker_factory):
-    """A 2-shard broker in shard-direct mode. (Its shard ports, listen port
-    + 1 and + 2, are not checked for being free first: a clash fails the
-    broker's start with "listen on ... (shard N's own port)", not a test.)"""
+def _free_port_run(count=SHARDS + 1, tries=200):
+    """A port p of loopback such that p .. p + count - 1 are all free now:
+    the shared listener and every shard's own port. A port picked alone
+    can have its successors held by some client's ephemeral port."""
+    for _ in range(tries):
+        base = brokerproc.free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("found no run of %d free loopback ports" % count)
+
+
+def _make(broker_factory, monkeypatch):
+    """A 2-shard broker in shard-direct mode, on a port whose shard ports
+    (port + 1, port + 2) were free a moment before."""
+    monkeypatch.setattr(conftest, "free_port", _free_port_run)
     return broker_factory(["--cores", str(SHARDS), "--listener-mode", "shard-direct"])
 
 
@@ -51,8 +78,8 @@ def shard_ports(b):
     return [b.port + 1 + s for s in range(SHARDS)]
 
 
-def test_metadata_describes_one_broker_per_shard_leading_its_partitions(broker_factory):
-    b = _make(broker_factory)
+def test_metadata_describes_one_broker_per_shard_leading_its_partitions(broker_factory, monkeypatch):
+    b = _make(broker_factory, monkeypatch)
     assert b.ready["brokers"] == ["127.0.0.1:%d" % p for p in shard_ports(b)]
     topic = create_topic(b.bootstrap, partitions=PARTITIONS, leaders=NODES)
     from conftest import admin
@@ -67,9 +94,9 @@ def test_metadata_describes_one_broker_per_shard_leading_its_partitions(broker_f
         assert p.replicas == [p.leader] and p.isrs == [p.leader]
 
 
-def test_confluent_producer_and_group_consumer_use_the_shard_ports(broker_factory):
+def test_confluent_producer_and_group_consumer_use_the_shard_ports(broker_factory, monkeypatch):
     from confluent_kafka import Consumer
-    b = _make(broker_factory)
+    b = _make(broker_factory, monkeypatch)
     topic = create_topic(b.bootstrap, partitions=PARTITIONS, leaders=NODES)
     n = 4000
     produce_all(b.bootstrap, topic, ({"key": b"k%d" % i, "value": b"v%d" % i} for i in range(n)),
@@ -97,10 +124,10 @@ def test_confluent_producer_and_group_consumer_use_the_shard_ports(broker_factor
     assert seen == {b"v%d" % i for i in range(n)}
 
 
-def test_kcat_produces_and_consumes_in_shard_direct_mode(broker_factory):
+def test_kcat_produces_and_consumes_in_shard_direct_mode(broker_factory, monkeypatch):
     kcat = shutil.which("kcat")
     require_or_skip(kcat is not None, "kcat")
-    b = _make(broker_factory)
+    b = _make(broker_factory, monkeypatch)
     topic = create_topic(b.bootstrap, partitions=PARTITIONS, leaders=NODES)
     lines = b"".join(b"key%d:value%d\n" % (i, i) for i in range(500))
     r = subprocess.run([kcat, "-b", b.bootstrap, "-P", "-t", topic, "-K:", "-X", "acks=all"],
@@ -113,9 +140,9 @@ def test_kcat_produces_and_consumes_in_shard_direct_mode(broker_factory):
     assert sorted(m.value() for m in got) == sorted(b"value%d" % i for i in range(500))
 
 
-def test_kafka_python_produces_and_consumes_in_shard_direct_mode(broker_factory):
+def test_kafka_python_produces_and_consumes_in_shard_direct_mode(broker_factory, monkeypatch):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-    b = _make(broker_factory)
+    b = _make(broker_factory, monkeypatch)
     topic = create_topic(b.bootstrap, partitions=PARTITIONS, leaders=NODES)
     p = KafkaProducer(bootstrap_servers=b.bootstrap, acks="all", linger_ms=5, request_timeout_ms=15000,
                       api_version_auto_timeout_ms=15000)
@@ -142,11 +169,11 @@ def test_kafka_python_produces_and_consumes_in_shard_direct_mode(broker_factory)
     assert sorted(got) == sorted(b"kp%d" % i for i in range(800))
 
 
-def test_a_request_on_another_shards_port_is_still_served(broker_factory):
+def test_a_request_on_another_shards_port_is_still_served(broker_factory, monkeypatch):
     """A client with stale metadata may send a partition's request to the
     wrong shard: it is forwarded, not refused."""
     import kproto as kp
-    b = _make(broker_factory)
+    b = _make(broker_factory, monkeypatch)
     topic = create_topic(b.bootstrap, partitions=PARTITIONS, leaders=NODES)
     for port in shard_ports(b):
         with kp.connect(port) as s:
@@ -156,3 +183,22 @@ def test_a_request_on_another_shards_port_is_still_served(broker_factory):
                 assert cid == p
                 [part] = kp.decode_produce_v3(body)[topic]
                 assert (part["partition"], part["error_code"]) == (p, 0), part
+
+
+def test_a_shard_port_in_use_stops_the_broker_with_a_message(tmp_path):
+    """A shard that cannot bind its own port must not leave the others
+    waiting for it: the broker exits at once, naming the port."""
+    import subprocess
+    base = _free_port_run()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind(("127.0.0.1", base + 2))  # shard 1's own port
+        holder.listen(1)
+        r = subprocess.run([str(brokerproc.corelog_bin()), "serve", "--data-dir", str(tmp_path / "data"),
+                            "--listen", "127.0.0.1:%d" % base, "--cores", str(SHARDS),
+                            "--listener-mode", "shard-direct"],
+                           capture_output=True, timeout=30)
+    finally:
+        holder.close()
+    assert r.returncode != 0
+    assert b"127.0.0.1:%d (shard 1's own port)" % (base + 2) in r.stderr, r.stderr[-2000:]

@@ -220,13 +220,21 @@ async fn shard_main(
     );
     reconcile(&shard).await;
     crate::groups::open_existing(&shard).await;
-    let listener = bind(&config).map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    // A shard that cannot serve stops the whole broker, and says why at
+    // once: the other shards would otherwise wait for it to be ready
+    // forever, and its error would surface only when they end.
+    let fail = |e: String| {
+        tracing::error!(shard = id.0, error = %e, "shard cannot serve; stopping the broker");
+        stop.store(true, Ordering::Relaxed);
+        e
+    };
+    let listener = bind(&config).map_err(|e| fail(format!("listen on {}: {e}", config.listen)))?;
     // In `shard-direct` mode this shard's own port, where clients send the
     // requests of the partitions it leads.
     let own_listener = match crate::endpoints::shard_listen_addr(&config, id) {
         Some(addr) => Some(
             glommio::net::TcpListener::bind(addr)
-                .map_err(|e| format!("listen on {addr} (shard {}'s own port): {e}", id.0))?,
+                .map_err(|e| fail(format!("listen on {addr} (shard {}'s own port): {e}", id.0)))?,
         ),
         None => None,
     };

@@ -57,10 +57,23 @@ pub fn refuse_request(
         .or_else(|| server.refuse_configs(configs))
 }
 
+/// Checks an alter request's resources, then applies them: the shared
+/// part of AlterConfigs and IncrementalAlterConfigs.
+pub async fn check_and_alter(
+    shard: &Rc<Shard>,
+    resources: Vec<(i8, String, Edit)>,
+    validate_only: bool,
+) -> Vec<Outcome> {
+    let checked = check_resources(resources, |n| {
+        crate::endpoints::names_own_broker(shard.config(), shard.shard_count(), n)
+    });
+    alter_topics(shard, checked, validate_only).await
+}
+
 /// Checks the resources of an alter request that do not need the
 /// metadata: duplicates, resource types, broker resources, duplicate keys.
 /// `own_broker` says whether a broker resource's name is this node.
-pub fn check_resources(
+fn check_resources(
     resources: Vec<(i8, String, Edit)>,
     own_broker: impl Fn(&str) -> bool,
 ) -> Vec<Checked> {
@@ -318,12 +331,5 @@ async fn alter(shard: &Rc<Shard>, request: &AlterConfigsRequest) -> Vec<Outcome>
             )
         })
         .collect();
-    alter_topics(
-        shard,
-        check_resources(resources, |n| {
-            crate::endpoints::names_own_broker(shard.config(), shard.shard_count(), n)
-        }),
-        request.validate_only,
-    )
-    .await
+    check_and_alter(shard, resources, request.validate_only).await
 }

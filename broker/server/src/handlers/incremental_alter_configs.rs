@@ -9,7 +9,7 @@ use corelog_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
-use super::alter_configs::{alter_topics, check_resources, refuse_request, Edit, Outcome};
+use super::alter_configs::{check_and_alter, refuse_request, Edit, Outcome};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::shard::Shard;
@@ -70,12 +70,5 @@ async fn alter(shard: &Rc<Shard>, request: &IncrementalAlterConfigsRequest) -> V
             )
         })
         .collect();
-    alter_topics(
-        shard,
-        check_resources(resources, |n| {
-            crate::endpoints::names_own_broker(shard.config(), shard.shard_count(), n)
-        }),
-        request.validate_only,
-    )
-    .await
+    check_and_alter(shard, resources, request.validate_only).await
 }

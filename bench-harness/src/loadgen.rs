@@ -461,8 +461,8 @@ pub fn summary_line(record: &RunRecord) -> String {
 /// What one consumer measured.
 #[derive(Debug, Default)]
 struct ConsumerResult {
-    /// End-to-end latency (tail consumers).
-    latency: Option<LatencyRecorder>,
+    /// End-to-end latency (tail consumers): one recorder per connection.
+    latency: Vec<LatencyRecorder>,
     /// Records seen whose send time is in the measured window (tail).
     messages: u64,
     /// Records and stored bytes a catch-up consumer fetched in the measured
@@ -553,7 +553,7 @@ pub fn run_scenario(
     ] {
         for i in 0..count {
             let mut c = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
-            let offsets = match kind {
+            let offsets: Positions = match kind {
                 // From where the log ends now, so old data is skipped.
                 ConsumerKind::Tail => log_end_offsets(&mut c, &topics, &partitions)?,
                 // From the log start (offset 0 is moved up to it).
@@ -562,19 +562,28 @@ pub fn run_scenario(
                     .map(|t| (t.clone(), partitions.iter().map(|&p| (p, 0)).collect()))
                     .collect(),
             };
+            drop(c);
             let ctx = ConsumerCtx {
                 kind,
                 window,
                 producers_done: producers_done.clone(),
                 acked: acked_msgs.clone(),
+                seen: Arc::new(AtomicU64::new(0)),
                 intervals: e2e_intervals.clone(),
             };
+            // Like a Kafka client, the consumer fetches each partition from
+            // its leader: one connection per leader, each on its own thread.
+            let mut parts = Vec::new();
+            for (endpoint, positions) in split_by_leader(offsets, &leaders, bootstrap) {
+                let c = KafkaClient::connect(&endpoint, Duration::from_secs(10))?;
+                parts.push((c, positions));
+            }
             let name = format!("{}-{i}", kind.name());
             consumers.push((
                 kind,
                 std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || consume(c, offsets, ctx))?,
+                    .spawn(move || consume_parts(parts, ctx))?,
             ));
         }
     }
@@ -670,7 +679,7 @@ pub fn run_scenario(
         let e2e = merge_histograms(
             tails
                 .iter()
-                .filter_map(|r| r.latency.as_ref())
+                .flat_map(|r| r.latency.iter())
                 .map(|l| l.total()),
         )?;
         run.add_latency("end_to_end", &e2e, broker_write_bytes)?;
@@ -851,16 +860,89 @@ impl ConsumerKind {
     }
 }
 
+#[derive(Clone)]
 struct ConsumerCtx {
     kind: ConsumerKind,
     window: Window,
     producers_done: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
+    /// Measured records this consumer has seen over all its connections: a
+    /// tail consumer stops once it saw every acknowledged one.
+    seen: Arc<AtomicU64>,
     intervals: Arc<IntervalCollector>,
 }
 
 /// Kafka error code OFFSET_OUT_OF_RANGE.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// Splits a consumer's positions by the endpoint of each partition's leader
+/// (`bootstrap` where Metadata named none), in a stable order.
+fn split_by_leader(
+    offsets: Positions,
+    leaders: &Leaders,
+    bootstrap: &str,
+) -> Vec<(String, Positions)> {
+    let mut by_endpoint: BTreeMap<String, Positions> = BTreeMap::new();
+    for (topic, ps) in offsets {
+        for (p, o) in ps {
+            let endpoint = leaders.endpoint(&topic, p).unwrap_or(bootstrap).to_string();
+            let topics = by_endpoint.entry(endpoint).or_default();
+            match topics.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, v)) => v.push((p, o)),
+                None => topics.push((topic.clone(), vec![(p, o)])),
+            }
+        }
+    }
+    by_endpoint.into_iter().collect()
+}
+
+/// Runs one consumer over its connections (one per leader) and merges what
+/// they saw into one result.
+fn consume_parts(parts: Vec<(KafkaClient, Positions)>, ctx: ConsumerCtx) -> ConsumerResult {
+    let results: Vec<ConsumerResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|(c, positions)| {
+                let ctx = ctx.clone();
+                s.spawn(move || consume(c, positions, ctx))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    let mut r = ConsumerResult::default();
+                    r.errors.insert("consumer_panic".into(), 1);
+                    r
+                })
+            })
+            .collect()
+    });
+    merge_consumer_results(results)
+}
+
+/// One consumer's result from those of its connections: counts add up, the
+/// first pass over the backlog took as long as the slowest connection's (and
+/// never ended if one never reached the log end).
+fn merge_consumer_results(results: Vec<ConsumerResult>) -> ConsumerResult {
+    let mut merged = ConsumerResult::default();
+    let mut caught_up = Some(Duration::ZERO);
+    let mut passes: Option<u64> = None;
+    for r in results {
+        merged.latency.extend(r.latency);
+        merged.messages += r.messages;
+        merged.window_messages += r.window_messages;
+        merged.window_bytes += r.window_bytes;
+        caught_up = caught_up.zip(r.caught_up_after).map(|(a, b)| a.max(b));
+        passes = Some(passes.map_or(r.passes, |p| p.min(r.passes)));
+        for (k, n) in r.errors {
+            *merged.errors.entry(k).or_default() += n;
+        }
+    }
+    merged.caught_up_after = caught_up;
+    merged.passes = passes.unwrap_or(0);
+    merged
+}
 
 fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) -> ConsumerResult {
     let tail = ctx.kind == ConsumerKind::Tail;
@@ -883,7 +965,7 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
             // A tail consumer stops when it saw everything acknowledged, or
             // 5 s after the producers finished; a catch-up consumer at once.
             if !tail
-                || r.messages >= ctx.acked.load(Ordering::Relaxed)
+                || ctx.seen.load(Ordering::Relaxed) >= ctx.acked.load(Ordering::Relaxed)
                 || t.elapsed() > Duration::from_secs(5)
             {
                 break;
@@ -956,6 +1038,7 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
                 for &send in b.send_us.iter().filter(|&&s| s >= warmup_end_us) {
                     rec.record_us(now_us.saturating_sub(send));
                     r.messages += 1;
+                    ctx.seen.fetch_add(1, Ordering::Relaxed);
                 }
             }
             behind |= slot_offset.1 < hw;
@@ -984,7 +1067,7 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
     if tail {
         ctx.intervals
             .drain(&mut rec, &mut slot, Instant::now(), true);
-        r.latency = Some(rec);
+        r.latency = vec![rec];
     }
     r
 }
@@ -992,6 +1075,65 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consumer_fetches_each_partition_from_its_leader() {
+        // Shard-direct: partitions 0 and 2 on one shard's port, 1 on the
+        // other's; partition 3 has no leader and goes to the bootstrap.
+        let resp = crate::kafka_client::testutil::metadata(
+            &[(1, "127.0.0.1", 9093), (2, "127.0.0.1", 9094)],
+            "t",
+            &[(0, 1), (1, 2), (2, 1), (3, -1)],
+        );
+        let leaders = Leaders::from_metadata(&resp);
+        let offsets: Positions = vec![("t".into(), vec![(0, 5), (1, 6), (2, 7), (3, 8)])];
+        let split = split_by_leader(offsets, &leaders, "127.0.0.1:9092");
+        assert_eq!(
+            split,
+            vec![
+                (
+                    "127.0.0.1:9092".to_string(),
+                    vec![("t".to_string(), vec![(3, 8)])]
+                ),
+                (
+                    "127.0.0.1:9093".to_string(),
+                    vec![("t".to_string(), vec![(0, 5), (2, 7)])]
+                ),
+                (
+                    "127.0.0.1:9094".to_string(),
+                    vec![("t".to_string(), vec![(1, 6)])]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_consumers_connections_merge_into_one_result() {
+        let part = |messages, caught_up_after, passes| ConsumerResult {
+            messages,
+            window_messages: messages,
+            window_bytes: messages * 10,
+            caught_up_after,
+            passes,
+            ..ConsumerResult::default()
+        };
+        let merged = merge_consumer_results(vec![
+            part(3, Some(Duration::from_secs(2)), 4),
+            part(5, Some(Duration::from_secs(3)), 2),
+        ]);
+        assert_eq!(
+            (merged.messages, merged.window_bytes, merged.passes),
+            (8, 80, 2)
+        );
+        assert_eq!(merged.caught_up_after, Some(Duration::from_secs(3)));
+        // One connection that never reached the log end: neither did the
+        // consumer.
+        let merged = merge_consumer_results(vec![
+            part(3, Some(Duration::from_secs(2)), 1),
+            part(5, None, 0),
+        ]);
+        assert_eq!(merged.caught_up_after, None);
+    }
 
     #[test]
     fn scenario_defaults_and_validation() {

@@ -264,8 +264,8 @@ pub fn decode_batch(data: &[u8]) -> Result<RecordBatch, DecodeError> {
     if v != RECORDS_VERSION {
         return Err(DecodeError::Version(v));
     }
-    // The smallest record (RemoveTopic) takes 17 bytes.
-    let n = r.len(RECORDS_PER_BATCH_MAX, 17, "records in a batch")?;
+    // The smallest records (FenceBroker, UnfenceBroker) take 13 bytes.
+    let n = r.len(RECORDS_PER_BATCH_MAX, 13, "records in a batch")?;
     let mut batch = Vec::with_capacity(n);
     for _ in 0..n {
         batch.push(get_record(&mut r)?);

@@ -218,6 +218,14 @@ pub struct Quorum {
     outstanding: VecDeque<u64>,
     /// Snapshots sent: reported to raft-rs once the ready is handled.
     snapshots_sent: Vec<u64>,
+    /// Messages to this node itself, stepped after the current Ready.
+    local: Vec<Message>,
+    /// The persist holding a snapshot received from the leader, while it
+    /// is outstanding. Until it completes, raft-rs's applied index is below
+    /// the snapshot while the log before it is gone, and a campaign would
+    /// read the missing entries and abort (raft-rs 0.7 `hup` in async
+    /// mode): the node neither ticks nor takes MsgTimeoutNow meanwhile.
+    snapshot_persist: Option<u64>,
     applied: u64,
     role: (u64, u64, StateRole),
 }
@@ -359,6 +367,8 @@ impl Quorum {
             held: VecDeque::new(),
             outstanding: VecDeque::new(),
             snapshots_sent: Vec::new(),
+            local: Vec::new(),
+            snapshot_persist: None,
             applied,
             role: (0, 0, StateRole::Follower),
         };
@@ -443,8 +453,12 @@ impl Quorum {
                         });
                     } else if !from_voter || m.from == m.to {
                         out.push(Output::Refused {
-                            reason: format!("frame from node {}, not a voter", m.from),
+                            reason: format!("frame from node {} to {} ({:?}), not a voter", m.from, m.to, m.msg_type),
                         });
+                    } else if self.snapshot_persist.is_some()
+                        && m.msg_type == MessageType::MsgTimeoutNow
+                    {
+                        // No campaign before a received snapshot is durable.
                     } else {
                         // Errors here are stale or unknown-peer messages,
                         // which raft-rs drops; nothing to report.
@@ -475,10 +489,14 @@ impl Quorum {
                 }
             }
             Input::Persisted(id) => {
+                if self.snapshot_persist.is_some_and(|n| n <= id) {
+                    self.snapshot_persist = None;
+                }
                 while self.outstanding.front().is_some_and(|n| *n <= id) {
                     self.outstanding.pop_front();
                 }
                 self.raw.on_persist_ready(id);
+                self.catch_up_applied();
                 self.release_held(id, &mut out);
             }
             Input::Compact { index, data } => {
@@ -507,9 +525,23 @@ impl Quorum {
         } else {
             self.last_tick_at = Some(last + ticks * tick_ms);
         }
+        if self.snapshot_persist.is_some() {
+            return;
+        }
         for _ in 0..ticks.min(cap) {
             self.raw.tick();
             self.reseed_election_timeout();
+        }
+    }
+
+    /// Tells raft-rs what was applied: everything handed out, but never
+    /// past what this node has persisted (a snapshot from the leader is
+    /// handed out before its persist completes).
+    fn catch_up_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let to = self.applied.min(log.persisted).min(log.committed);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
         }
     }
 
@@ -522,6 +554,12 @@ impl Quorum {
 
     fn send(&mut self, msgs: Vec<Message>, out: &mut Vec<Output>) {
         for m in msgs {
+            if m.to == self.config.id.0 as u64 {
+                // raft-rs addresses a candidate's own vote to itself, to
+                // be stepped once the vote is persisted.
+                self.local.push(m);
+                continue;
+            }
             if m.msg_type == MessageType::MsgSnapshot {
                 self.snapshots_sent.push(m.to);
             }
@@ -534,7 +572,14 @@ impl Quorum {
 
     /// Handles every pending Ready.
     fn drain(&mut self, out: &mut Vec<Output>) {
-        while self.raw.has_ready() {
+        loop {
+            for m in std::mem::take(&mut self.local) {
+                let _ = self.raw.step(m);
+                self.reseed_election_timeout();
+            }
+            if !self.raw.has_ready() {
+                break;
+            }
             let mut rd = self.raw.ready();
             let number = rd.number();
             if let Some(ss) = rd.ss() {
@@ -560,6 +605,7 @@ impl Quorum {
                 self.applied = self.applied.max(image.index);
                 out.push(Output::RestoreSnapshot(image.clone()));
                 snapshot = Some(image);
+                self.snapshot_persist = Some(number);
             }
             let committed = rd.take_committed_entries();
             if !committed.is_empty() {
@@ -614,7 +660,7 @@ impl Quorum {
                 }
                 self.send(persisted_msgs, out);
             }
-            self.raw.advance_apply();
+            self.catch_up_applied();
             for to in std::mem::take(&mut self.snapshots_sent) {
                 // Handing a snapshot to the transport counts as finished:
                 // the leader probes again, and sends it anew if it was lost.

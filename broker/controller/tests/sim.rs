@@ -160,6 +160,48 @@ struct Sim {
     ok_replies: u64,
     step_no: u64,
     allow_loss: bool,
+    stats: Stats,
+}
+
+/// What a run exercised, summed over seeds and printed, so a run that
+/// stops exercising a fault shows.
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    steps: u64,
+    committed: u64,
+    crashes: u64,
+    restarts: u64,
+    partitions: u64,
+    clock_jumps: u64,
+    garbage_refused: u64,
+    dropped: u64,
+    duplicated: u64,
+    compactions: u64,
+    snapshots_restored: u64,
+    leader_terms: u64,
+    fences: u64,
+    pid_blocks: u64,
+    topics: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.steps += o.steps;
+        self.committed += o.committed;
+        self.crashes += o.crashes;
+        self.restarts += o.restarts;
+        self.partitions += o.partitions;
+        self.clock_jumps += o.clock_jumps;
+        self.garbage_refused += o.garbage_refused;
+        self.dropped += o.dropped;
+        self.duplicated += o.duplicated;
+        self.compactions += o.compactions;
+        self.snapshots_restored += o.snapshots_restored;
+        self.leader_terms += o.leader_terms;
+        self.fences += o.fences;
+        self.pid_blocks += o.pid_blocks;
+        self.topics += o.topics;
+    }
 }
 
 fn digest(bytes: &[u8]) -> u64 {
@@ -172,7 +214,7 @@ fn digest(bytes: &[u8]) -> u64 {
 }
 
 const TICK_MS: u64 = 10;
-const SESSION_MS: u64 = 1_500;
+const SESSION_MS: u64 = 300;
 
 impl Sim {
     fn new(seed: u64, n: usize) -> Sim {
@@ -205,6 +247,7 @@ impl Sim {
             ok_replies: 0,
             step_no: 0,
             allow_loss: true,
+            stats: Stats::default(),
         };
         for i in 0..n {
             let id = NodeId(i as i32 + 1);
@@ -348,19 +391,19 @@ impl Sim {
                 });
             }
             q::Output::Apply(entries) => {
-                let me = self.nodes[i].id;
                 let mut committed = Vec::new();
                 for e in entries {
                     self.observe_commit(i, e.index, e.term, &e.data);
                     committed.push(ctl::CommittedEntry {
                         index: e.index,
                         data: e.data.to_vec(),
-                        proposal: e.proposal.filter(|p| p.node == me).map(|p| p.id),
+                        proposal: e.proposal,
                     });
                 }
                 work.push_back(Err(ctl::Input::Committed(committed)));
             }
             q::Output::RestoreSnapshot(s) => {
+                self.stats.snapshots_restored += 1;
                 if s.index as usize > self.log.len() {
                     self.fail(format!("node {i} got a snapshot at {} past the committed log", s.index));
                 }
@@ -378,6 +421,7 @@ impl Sim {
                 work.push_back(Err(ctl::Input::ProposalDropped { id }));
             }
             q::Output::Refused { reason } => {
+                self.stats.garbage_refused += 1;
                 if !reason.starts_with("truncated") && !reason.contains("wire version") {
                     self.fail(format!("node {i} refused a frame: {reason}"));
                 }
@@ -405,7 +449,15 @@ impl Sim {
         } else {
             match ctl::decode_batch(data) {
                 Ok(batch) => {
-                    let _ = self.reference.apply(index, &batch);
+                    let ok = self.reference.apply(index, &batch).is_ok();
+                    for rec in batch.iter().filter(|_| ok) {
+                        match rec {
+                            ctl::Record::FenceBroker { .. } => self.stats.fences += 1,
+                            ctl::Record::ProducerIds { .. } => self.stats.pid_blocks += 1,
+                            ctl::Record::Topic { .. } => self.stats.topics += 1,
+                            _ => {}
+                        }
+                    }
                 }
                 Err(e) => self.fail(format!("entry {index} does not decode: {e}")),
             }
@@ -447,9 +499,11 @@ impl Sim {
             return;
         }
         if self.allow_loss && self.rng.chance(50) {
+            self.stats.dropped += 1;
             return;
         }
         let copies = if self.allow_loss && self.rng.chance(20) { 2 } else { 1 };
+        self.stats.duplicated += copies - 1;
         for _ in 0..copies {
             let at = self.now + 1 + self.rng.below(30);
             self.net.push(Msg {
@@ -469,6 +523,9 @@ impl Sim {
         self.ok_replies += 1;
         match (ask, resp) {
             (Ask::Register(b), ctl::Response::Registered { epoch }) => {
+                if self.reference.broker(NodeId(b)).is_none_or(|r| r.epoch < epoch) {
+                    self.fail(format!("broker {b} registration acknowledged but not committed"));
+                }
                 if let Some(vb) = self.brokers.get_mut(&b) {
                     if vb.epoch.is_none_or(|e| e < epoch) {
                         vb.epoch = Some(epoch);
@@ -476,6 +533,9 @@ impl Sim {
                 }
             }
             (Ask::Create(name), ctl::Response::TopicCreated { id, .. }) => {
+                if self.reference.topic(&name).map(|t| t.id) != Some(id) {
+                    self.fail(format!("topic {name} acknowledged but not in the committed log"));
+                }
                 if let Some(old) = self.created.insert(name.clone(), id) {
                     self.fail(format!("topic {name} created twice ({old:?} then {id:?})"));
                 }
@@ -588,6 +648,7 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.alive = false;
         node.quorum = None;
+        self.stats.crashes += 1;
         node.io.clear();
         // Replies the node owed are lost with it.
         self.asks.retain(|_, (n, _)| *n != i);
@@ -614,6 +675,7 @@ impl Sim {
             data: data.clone(),
         });
         node.disk.entries.retain(|e| e.index > applied);
+        self.stats.compactions += 1;
         self.feed_quorum(i, q::Input::Compact { index: applied, data });
     }
 
@@ -638,10 +700,12 @@ impl Sim {
             let Some(qu) = &self.nodes[i].quorum else { continue };
             if qu.is_leader() {
                 let (term, id) = (qu.term(), self.nodes[i].id);
-                if let Some(other) = self.leaders.insert(term, id) {
-                    if other != id {
-                        self.fail(format!("two leaders in term {term}: {other} and {id}"));
+                match self.leaders.insert(term, id) {
+                    Some(other) if other != id => {
+                        self.fail(format!("two leaders in term {term}: {other} and {id}"))
                     }
+                    Some(_) => {}
+                    None => self.stats.leader_terms += 1,
                 }
             }
         }
@@ -733,10 +797,12 @@ impl Sim {
                 965..=974 => {
                     let i = self.rng.below(n as u64) as usize;
                     if !self.nodes[i].alive {
+                        self.stats.restarts += 1;
                         self.start_node(i);
                     }
                 }
                 975..=979 => {
+                    self.stats.partitions += 1;
                     for s in self.side.iter_mut() {
                         *s = (self.rng.next() & 1) as u8;
                     }
@@ -745,6 +811,7 @@ impl Sim {
                 988..=990 => {
                     let i = self.rng.below(n as u64) as usize;
                     self.nodes[i].clock_offset += 200 + self.rng.below(3_000);
+                    self.stats.clock_jumps += 1;
                 }
                 991..=993 => {
                     let b = 1 + self.rng.below(4) as i32;
@@ -826,7 +893,7 @@ impl Sim {
     }
 }
 
-fn run(seed: u64) -> (u64, usize) {
+fn run(seed: u64) -> Stats {
     let n = if seed % 4 == 3 { 5 } else { 3 };
     let mut sim = Sim::new(seed, n);
     for _ in 0..1_500 {
@@ -848,7 +915,12 @@ fn run(seed: u64) -> (u64, usize) {
         }
         let committed = sim.reference.topic(&marker).is_some();
         if committed && sim.log.len() > before && sim.converged() {
-            return (sim.step_no, sim.log.len());
+            if std::env::var("SIM_DEBUG").is_ok() {
+                eprintln!("{:#?}", sim.reference);
+            }
+            sim.stats.steps = sim.step_no;
+            sim.stats.committed = sim.log.len() as u64;
+            return sim.stats;
         }
         if asked && k % 500 == 499 && sim.reference.topic(&marker).is_none() {
             // The first ask may have gone to a deposed leader; ask again.
@@ -887,8 +959,8 @@ fn run(seed: u64) -> (u64, usize) {
 fn simulation() {
     if let Ok(seed) = std::env::var("SIM_SEED") {
         let seed: u64 = seed.parse().expect("SIM_SEED is a number");
-        let (steps, log) = run(seed);
-        eprintln!("seed {seed}: {steps} steps, {log} committed entries");
+        let stats = run(seed);
+        eprintln!("seed {seed}: {stats:?}");
         return;
     }
     let seeds: u64 = std::env::var("SIM_SEEDS")
@@ -900,14 +972,12 @@ fn simulation() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let started = std::time::Instant::now();
-    let (mut steps, mut entries) = (0, 0);
+    let mut total = Stats::default();
     for seed in base..base + seeds {
-        let (s, l) = run(seed);
-        steps += s;
-        entries += l;
+        total.add(&run(seed));
     }
     eprintln!(
-        "{seeds} seeds from {base}: {steps} steps, {entries} committed entries, {:?}",
+        "{seeds} seeds from {base} in {:?}: {total:?}",
         started.elapsed()
     );
 }

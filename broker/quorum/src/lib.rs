@@ -120,7 +120,7 @@ pub struct LogEntry {
     pub term: u64,
     pub kind: EntryKind,
     pub data: Bytes,
-    /// Who proposed it, for matching answers; empty for a leader's no-op.
+    /// raft-rs's entry context; Corelog leaves it empty.
     pub context: Bytes,
 }
 
@@ -146,13 +146,6 @@ pub struct Durable {
 /// The id of one [`Output::Persist`].
 pub type PersistId = u64;
 
-/// Who proposed an entry: the node and its proposal id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProposalTag {
-    pub node: NodeId,
-    pub id: u64,
-}
-
 /// A committed entry, handed out once, in index order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -160,7 +153,11 @@ pub struct Committed {
     pub term: u64,
     /// Empty for a leader's no-op entry and for configuration changes.
     pub data: Bytes,
-    pub proposal: Option<ProposalTag>,
+    /// The id of the [`Input::Propose`] this entry came from, when this
+    /// very driver (this process lifetime) proposed it. A proposal is
+    /// matched by the index and term its entry got, so an entry proposed
+    /// before a restart never answers a proposal made after it.
+    pub proposal: Option<u64>,
 }
 
 /// Something the host tells the driver.
@@ -198,8 +195,9 @@ pub enum Output {
         leader: Option<NodeId>,
         is_leader: bool,
     },
-    /// A proposal this node could not accept (not the leader); `leader` is
-    /// the leader it knows of, if any.
+    /// A proposal that will not commit: this node was not the leader (then
+    /// `leader` is the leader it knows of, if any), or its entry was
+    /// replaced by another leader's.
     ProposalDropped { id: u64, leader: Option<NodeId> },
     /// A frame refused before stepping: garbage, misaddressed, or from a
     /// node that is not a voter.
@@ -220,6 +218,8 @@ pub struct Quorum {
     snapshots_sent: Vec<u64>,
     /// Messages to this node itself, stepped after the current Ready.
     local: Vec<Message>,
+    /// Proposals in the log, not yet committed: index -> (term, id).
+    proposals: std::collections::BTreeMap<u64, (u64, u64)>,
     /// The persist holding a snapshot received from the leader, while it
     /// is outstanding. Until it completes, raft-rs's applied index is below
     /// the snapshot while the log before it is gone, and a campaign would
@@ -257,23 +257,6 @@ fn from_raft_entry(e: &Entry) -> LogEntry {
         data: e.data.clone(),
         context: e.context.clone(),
     }
-}
-
-fn encode_tag(tag: ProposalTag) -> Bytes {
-    let mut b = Vec::with_capacity(12);
-    b.extend_from_slice(&tag.node.0.to_le_bytes());
-    b.extend_from_slice(&tag.id.to_le_bytes());
-    Bytes::from(b)
-}
-
-fn decode_tag(b: &[u8]) -> Option<ProposalTag> {
-    if b.len() != 12 {
-        return None;
-    }
-    Some(ProposalTag {
-        node: NodeId(i32::from_le_bytes(b[..4].try_into().ok()?)),
-        id: u64::from_le_bytes(b[4..].try_into().ok()?),
-    })
 }
 
 fn snapshot_image(s: &raft::eraftpb::Snapshot) -> SnapshotImage {
@@ -368,6 +351,7 @@ impl Quorum {
             outstanding: VecDeque::new(),
             snapshots_sent: Vec::new(),
             local: Vec::new(),
+            proposals: Default::default(),
             snapshot_persist: None,
             applied,
             role: (0, 0, StateRole::Follower),
@@ -470,18 +454,11 @@ impl Quorum {
             Input::Propose { id, data } => {
                 let accepted = self.is_leader()
                     && !self.raw.raft.lead_transferee.is_some_and(|t| t != 0)
-                    && self
-                        .raw
-                        .propose(
-                            encode_tag(ProposalTag {
-                                node: self.config.id,
-                                id,
-                            })
-                            .to_vec(),
-                            data.to_vec(),
-                        )
-                        .is_ok();
-                if !accepted {
+                    && self.raw.propose(Vec::new(), data.to_vec()).is_ok();
+                if accepted {
+                    let index = self.raw.raft.raft_log.last_index();
+                    self.proposals.insert(index, (self.raw.raft.term, id));
+                } else {
                     out.push(Output::ProposalDropped {
                         id,
                         leader: self.leader(),
@@ -604,8 +581,14 @@ impl Quorum {
                 self.raw.mut_store().apply_snapshot(snap);
                 self.applied = self.applied.max(image.index);
                 out.push(Output::RestoreSnapshot(image.clone()));
+                let index = image.index;
                 snapshot = Some(image);
                 self.snapshot_persist = Some(number);
+                let gone: Vec<u64> = self.proposals.range(..=index).map(|(_, (_, id))| *id).collect();
+                self.proposals.retain(|i, _| *i > index);
+                for id in gone {
+                    out.push(Output::ProposalDropped { id, leader: self.leader() });
+                }
             }
             let committed = rd.take_committed_entries();
             if !committed.is_empty() {
@@ -616,11 +599,27 @@ impl Quorum {
                     }
                     self.applied = e.index;
                     let normal = e.entry_type == EntryType::EntryNormal;
+                    let mut proposal = None;
+                    while let Some((&index, &(term, id))) = self.proposals.first_key_value() {
+                        if index > e.index {
+                            break;
+                        }
+                        self.proposals.remove(&index);
+                        if index == e.index && term == e.term {
+                            proposal = Some(id);
+                        } else {
+                            // Another leader's entry took its place.
+                            out.push(Output::ProposalDropped {
+                                id,
+                                leader: self.leader(),
+                            });
+                        }
+                    }
                     apply.push(Committed {
                         index: e.index,
                         term: e.term,
                         data: if normal { e.data.clone() } else { Bytes::new() },
-                        proposal: decode_tag(&e.context),
+                        proposal,
                     });
                 }
                 if !apply.is_empty() {

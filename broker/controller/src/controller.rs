@@ -120,11 +120,20 @@ pub enum Request {
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    Registered { epoch: i64 },
-    Heartbeat { fenced: bool },
-    TopicCreated { id: TopicId, assignment: Vec<Vec<NodeId>> },
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
+    TopicCreated {
+        id: TopicId,
+        assignment: Vec<Vec<NodeId>>,
+    },
     PartitionsCreated,
-    TopicDeleted { id: TopicId },
+    TopicDeleted {
+        id: TopicId,
+    },
     ConfigsAltered,
     ProducerIds(ProducerIdBlock),
 }
@@ -141,14 +150,24 @@ pub struct CommittedEntry {
 /// Something the host tells the controller.
 #[derive(Debug, Clone)]
 pub enum Input {
-    Request { reply: ReplyId, request: Request },
+    Request {
+        reply: ReplyId,
+        request: Request,
+    },
     Committed(Vec<CommittedEntry>),
     /// Replace the image with a snapshot's (from the leader, or on start).
-    RestoreSnapshot { data: Vec<u8> },
+    RestoreSnapshot {
+        data: Vec<u8>,
+    },
     /// This node became leader of `term` or stopped being it.
-    Leadership { is_leader: bool, term: u64 },
+    Leadership {
+        is_leader: bool,
+        term: u64,
+    },
     /// The quorum refused a proposal (this node is no longer leader).
-    ProposalDropped { id: u64 },
+    ProposalDropped {
+        id: u64,
+    },
     /// Nothing but the time passing (session timeouts).
     Tick,
 }
@@ -169,12 +188,29 @@ pub enum Output {
 
 #[derive(Debug)]
 enum Pending {
-    Register { reply: ReplyId, broker: NodeId },
-    CreateTopic { reply: ReplyId, name: String, id: TopicId, assignment: Vec<Vec<NodeId>> },
-    Other { reply: ReplyId, ok: Response },
-    ProducerIds { reply: ReplyId },
-    Fence { broker: NodeId },
-    Unfence { broker: NodeId },
+    Register {
+        reply: ReplyId,
+        broker: NodeId,
+    },
+    CreateTopic {
+        reply: ReplyId,
+        name: String,
+        id: TopicId,
+        assignment: Vec<Vec<NodeId>>,
+    },
+    Other {
+        reply: ReplyId,
+        ok: Response,
+    },
+    ProducerIds {
+        reply: ReplyId,
+    },
+    Fence {
+        broker: NodeId,
+    },
+    Unfence {
+        broker: NodeId,
+    },
 }
 
 /// The cluster controller of one node. Every node applies committed
@@ -197,7 +233,10 @@ pub struct Controller {
 }
 
 fn not_controller() -> ApiError {
-    ApiError::new(codes::NOT_CONTROLLER, "this node is not the active controller")
+    ApiError::new(
+        codes::NOT_CONTROLLER,
+        "this node is not the active controller",
+    )
 }
 
 /// Kafka's topic name rule (and the offsets log's name is reserved).
@@ -296,7 +335,11 @@ impl Controller {
                 if is_leader {
                     self.leader_term = Some(term);
                     let deadline = now + self.config.session_timeout_ms;
-                    self.sessions = self.image.live_brokers().map(|b| (b.id, deadline)).collect();
+                    self.sessions = self
+                        .image
+                        .live_brokers()
+                        .map(|b| (b.id, deadline))
+                        .collect();
                 }
             }
             Input::ProposalDropped { id } => {
@@ -344,7 +387,11 @@ impl Controller {
             }
             _ => {}
         }
-        if self.pending.values().all(|p| !matches!(p, Pending::ProducerIds { .. })) {
+        if self
+            .pending
+            .values()
+            .all(|p| !matches!(p, Pending::ProducerIds { .. }))
+        {
             self.pid_next = None;
         }
     }
@@ -432,7 +479,10 @@ impl Controller {
                 ));
             }
             if value.is_some_and(|v| v.len() > STRING_BYTES_MAX) {
-                return Err(ApiError::new(codes::INVALID_CONFIG, format!("{name} is too long")));
+                return Err(ApiError::new(
+                    codes::INVALID_CONFIG,
+                    format!("{name} is too long"),
+                ));
             }
             if !seen.insert(name) {
                 return Err(ApiError::new(

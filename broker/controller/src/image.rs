@@ -433,7 +433,12 @@ impl MetadataImage {
 
     /// The partition record a new partition gets: leader its first live
     /// replica, in-sync replicas all of them, epochs 0.
-    pub fn new_partition(&self, topic_id: TopicId, partition: i32, replicas: Vec<NodeId>) -> PartitionRecord {
+    pub fn new_partition(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+        replicas: Vec<NodeId>,
+    ) -> PartitionRecord {
         let info = PartitionInfo {
             isr: replicas.clone(),
             replicas: replicas.clone(),

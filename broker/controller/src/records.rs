@@ -56,12 +56,23 @@ pub enum Record {
         rack: Option<String>,
     },
     /// The broker at `epoch` stops leading anything (missed heartbeats).
-    FenceBroker { broker: NodeId, epoch: i64 },
+    FenceBroker {
+        broker: NodeId,
+        epoch: i64,
+    },
     /// The broker at `epoch` heartbeats and may lead again.
-    UnfenceBroker { broker: NodeId, epoch: i64 },
-    Topic { name: String, id: TopicId },
+    UnfenceBroker {
+        broker: NodeId,
+        epoch: i64,
+    },
+    Topic {
+        name: String,
+        id: TopicId,
+    },
     Partition(PartitionRecord),
-    RemoveTopic { id: TopicId },
+    RemoveTopic {
+        id: TopicId,
+    },
     /// Sets (`Some`) or removes (`None`) one topic config.
     Config {
         topic: String,

@@ -16,7 +16,13 @@ impl Harness {
     fn leader() -> Harness {
         let mut ctrl = Controller::new(ControllerConfig::new(NodeId(1), 7));
         assert!(ctrl
-            .step(0, Input::Leadership { is_leader: true, term: 1 })
+            .step(
+                0,
+                Input::Leadership {
+                    is_leader: true,
+                    term: 1
+                }
+            )
             .is_empty());
         Harness {
             ctrl,
@@ -125,7 +131,9 @@ fn a_follower_answers_not_controller() {
             request: Request::DeleteTopic { name: "t".into() },
         },
     );
-    assert!(matches!(&out[..], [Output::Reply { reply: 9, result: Err(e) }] if e.code == codes::NOT_CONTROLLER));
+    assert!(
+        matches!(&out[..], [Output::Reply { reply: 9, result: Err(e) }] if e.code == codes::NOT_CONTROLLER)
+    );
 }
 
 #[test]
@@ -137,8 +145,14 @@ fn create_topics_validates_like_kafka() {
     assert_eq!(code(h.create("t", 3, 3)), codes::INVALID_REPLICATION_FACTOR);
     assert_eq!(code(h.create("t", 0, 1)), codes::INVALID_PARTITIONS);
     assert_eq!(code(h.create("t", 1, 0)), codes::INVALID_REPLICATION_FACTOR);
-    assert_eq!(code(h.create("bad name", 1, 1)), codes::INVALID_TOPIC_EXCEPTION);
-    assert_eq!(code(h.create("__consumer_offsets", 1, 1)), codes::INVALID_TOPIC_EXCEPTION);
+    assert_eq!(
+        code(h.create("bad name", 1, 1)),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(
+        code(h.create("__consumer_offsets", 1, 1)),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
     assert_eq!(code(h.create("t", 3, 2)), codes::NONE);
     assert_eq!(code(h.create("t", 3, 2)), codes::TOPIC_ALREADY_EXISTS);
     let unknown_config = h.ask(Request::CreateTopic {
@@ -189,7 +203,10 @@ fn create_topics_validates_like_kafka() {
     let u = h.ctrl.image().topic("u").unwrap();
     assert_eq!(u.partitions[0].replicas, vec![NodeId(2)]);
     assert_eq!(u.partitions[0].leader, NodeId(2));
-    assert_eq!(u.configs.get("retention.ms").map(String::as_str), Some("1000"));
+    assert_eq!(
+        u.configs.get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
 }
 
 #[test]
@@ -225,7 +242,11 @@ fn placement_balances_leaders_and_spreads_racks() {
             .iter()
             .map(|r| h.ctrl.image().broker(*r).unwrap().rack.clone())
             .collect();
-        assert_ne!(racks[0], racks[1], "both replicas in one rack: {:?}", p.replicas);
+        assert_ne!(
+            racks[0], racks[1],
+            "both replicas in one rack: {:?}",
+            p.replicas
+        );
     }
     assert_eq!(&leaders[1..], &[2, 2, 2]);
     // A later topic keeps the totals even.
@@ -260,7 +281,13 @@ fn create_partitions_delete_and_configs() {
     });
     assert_eq!(code(alter), codes::NONE);
     assert_eq!(
-        h.ctrl.image().topic("t").unwrap().configs.get("segment.ms").map(String::as_str),
+        h.ctrl
+            .image()
+            .topic("t")
+            .unwrap()
+            .configs
+            .get("segment.ms")
+            .map(String::as_str),
         Some("5")
     );
     let remove = h.ask(Request::AlterConfigs {
@@ -269,7 +296,10 @@ fn create_partitions_delete_and_configs() {
     });
     assert_eq!(code(remove), codes::NONE);
     assert!(h.ctrl.image().topic("t").unwrap().configs.is_empty());
-    assert_eq!(code(h.ask(Request::DeleteTopic { name: "t".into() })), codes::NONE);
+    assert_eq!(
+        code(h.ask(Request::DeleteTopic { name: "t".into() })),
+        codes::NONE
+    );
     assert!(h.ctrl.image().topic("t").is_none());
     assert_eq!(
         code(h.ask(Request::DeleteTopic { name: "t".into() })),
@@ -285,31 +315,61 @@ fn fencing_by_session_timeout_moves_leadership() {
     let e2 = h.broker(2, None);
     h.create("t", 2, 2).unwrap();
     let led_by_1 = |h: &Harness| {
-        h.ctrl.image().topic("t").unwrap().partitions.iter().filter(|p| p.leader == NodeId(1)).count()
+        h.ctrl
+            .image()
+            .topic("t")
+            .unwrap()
+            .partitions
+            .iter()
+            .filter(|p| p.leader == NodeId(1))
+            .count()
     };
     assert_eq!(led_by_1(&h), 1);
     // Broker 2 heartbeats; broker 1 goes quiet past the session timeout.
     for _ in 0..10 {
         h.tick(1_000);
-        h.ask(Request::Heartbeat { broker: NodeId(2), epoch: e2 }).unwrap();
+        h.ask(Request::Heartbeat {
+            broker: NodeId(2),
+            epoch: e2,
+        })
+        .unwrap();
     }
     let b1 = h.ctrl.image().broker(NodeId(1)).unwrap();
     assert!(b1.fenced);
     assert_eq!(led_by_1(&h), 0);
-    let moved = h.ctrl.image().topic("t").unwrap().partitions.iter().find(|p| p.replicas[0] == NodeId(1)).unwrap().clone();
+    let moved = h
+        .ctrl
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .iter()
+        .find(|p| p.replicas[0] == NodeId(1))
+        .unwrap()
+        .clone();
     assert_eq!(moved.leader, NodeId(2));
     assert_eq!(moved.leader_epoch, LeaderEpoch(1));
     assert_eq!(moved.partition_epoch, 1);
     // A stale epoch is refused; the current one unfences.
     assert_eq!(
-        code(h.ask(Request::Heartbeat { broker: NodeId(1), epoch: e1 - 1 })),
+        code(h.ask(Request::Heartbeat {
+            broker: NodeId(1),
+            epoch: e1 - 1
+        })),
         codes::STALE_BROKER_EPOCH
     );
     assert_eq!(
-        code(h.ask(Request::Heartbeat { broker: NodeId(9), epoch: 1 })),
+        code(h.ask(Request::Heartbeat {
+            broker: NodeId(9),
+            epoch: 1
+        })),
         codes::BROKER_ID_NOT_REGISTERED
     );
-    h.ask(Request::Heartbeat { broker: NodeId(1), epoch: e1 }).unwrap();
+    h.ask(Request::Heartbeat {
+        broker: NodeId(1),
+        epoch: e1,
+    })
+    .unwrap();
     assert!(!h.ctrl.image().broker(NodeId(1)).unwrap().fenced);
 }
 
@@ -340,13 +400,28 @@ fn producer_id_blocks_are_consecutive_and_fenced_by_epoch() {
     let mut h = Harness::leader();
     let e1 = h.broker(1, None);
     let e2 = h.broker(2, None);
-    let a = h.ask(Request::AllocateProducerIds { broker: NodeId(1), epoch: e1 }).unwrap();
-    let b = h.ask(Request::AllocateProducerIds { broker: NodeId(2), epoch: e2 }).unwrap();
-    let (Response::ProducerIds(a), Response::ProducerIds(b)) = (a, b) else { panic!() };
+    let a = h
+        .ask(Request::AllocateProducerIds {
+            broker: NodeId(1),
+            epoch: e1,
+        })
+        .unwrap();
+    let b = h
+        .ask(Request::AllocateProducerIds {
+            broker: NodeId(2),
+            epoch: e2,
+        })
+        .unwrap();
+    let (Response::ProducerIds(a), Response::ProducerIds(b)) = (a, b) else {
+        panic!()
+    };
     assert_eq!((a.start, a.len), (0, 1000));
     assert_eq!((b.start, b.len), (1000, 1000));
     assert_eq!(
-        code(h.ask(Request::AllocateProducerIds { broker: NodeId(1), epoch: e1 + 100 })),
+        code(h.ask(Request::AllocateProducerIds {
+            broker: NodeId(1),
+            epoch: e1 + 100
+        })),
         codes::STALE_BROKER_EPOCH
     );
 }
@@ -361,7 +436,12 @@ fn a_block_that_does_not_start_at_the_next_id_is_refused_on_apply() {
         rack: None,
     };
     image.apply(1, &[reg]).unwrap();
-    let block = |start| Record::ProducerIds { broker: NodeId(1), epoch: 1, start, len: 10 };
+    let block = |start| Record::ProducerIds {
+        broker: NodeId(1),
+        epoch: 1,
+        start,
+        len: 10,
+    };
     assert!(image.apply(2, &[block(0)]).is_ok());
     // A deposed leader's late proposal for the same range changes nothing.
     assert!(image.apply(3, &[block(0)]).is_err());
@@ -372,7 +452,13 @@ fn a_block_that_does_not_start_at_the_next_id_is_refused_on_apply() {
 #[test]
 fn losing_leadership_answers_what_is_pending() {
     let mut ctrl = Controller::new(ControllerConfig::new(NodeId(1), 3));
-    ctrl.step(0, Input::Leadership { is_leader: true, term: 2 });
+    ctrl.step(
+        0,
+        Input::Leadership {
+            is_leader: true,
+            term: 2,
+        },
+    );
     let out = ctrl.step(
         0,
         Input::Request {
@@ -386,8 +472,16 @@ fn losing_leadership_answers_what_is_pending() {
         },
     );
     assert!(matches!(&out[..], [Output::Propose { .. }]));
-    let out = ctrl.step(0, Input::Leadership { is_leader: false, term: 3 });
-    assert!(matches!(&out[..], [Output::Reply { reply: 5, result: Err(e) }] if e.code == codes::NOT_CONTROLLER));
+    let out = ctrl.step(
+        0,
+        Input::Leadership {
+            is_leader: false,
+            term: 3,
+        },
+    );
+    assert!(
+        matches!(&out[..], [Output::Reply { reply: 5, result: Err(e) }] if e.code == codes::NOT_CONTROLLER)
+    );
 }
 
 #[test]
@@ -395,7 +489,11 @@ fn an_undecodable_entry_is_skipped_and_reported() {
     let mut ctrl = Controller::new(ControllerConfig::new(NodeId(1), 3));
     let out = ctrl.step(
         0,
-        Input::Committed(vec![CommittedEntry { index: 1, data: vec![9, 9], proposal: None }]),
+        Input::Committed(vec![CommittedEntry {
+            index: 1,
+            data: vec![9, 9],
+            proposal: None,
+        }]),
     );
     assert!(matches!(&out[..], [Output::Corrupt { index: 1, .. }]));
     assert_eq!(ctrl.image().applied_index(), 1);

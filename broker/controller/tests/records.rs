@@ -58,9 +58,8 @@ fn record() -> impl Strategy<Value = Record> {
                 })
             }),
         any::<[u8; 16]>().prop_map(|id| Record::RemoveTopic { id: TopicId(id) }),
-        (text(), text(), proptest::option::of(text())).prop_map(|(topic, name, value)| {
-            Record::Config { topic, name, value }
-        }),
+        (text(), text(), proptest::option::of(text()))
+            .prop_map(|(topic, name, value)| { Record::Config { topic, name, value } }),
         (node(), any::<i64>(), any::<i64>(), any::<i64>()).prop_map(
             |(broker, epoch, start, len)| Record::ProducerIds {
                 broker,

@@ -286,7 +286,8 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.incarnation += 1;
         let voters = (1..=n as i32).map(NodeId).collect();
-        let mut config = q::QuorumConfig::new(node.id, voters, self.seed ^ (node.incarnation << 40));
+        let mut config =
+            q::QuorumConfig::new(node.id, voters, self.seed ^ (node.incarnation << 40));
         config.tick_ms = TICK_MS;
         config.max_append_bytes = 4096;
         let durable = q::Durable {
@@ -348,10 +349,12 @@ impl Sim {
                     let outs = self.nodes[i].ctrl.step(now, ci);
                     for o in outs {
                         match o {
-                            ctl::Output::Propose { id, data } => work.push_back(Ok(q::Input::Propose {
-                                id,
-                                data: Bytes::from(data),
-                            })),
+                            ctl::Output::Propose { id, data } => {
+                                work.push_back(Ok(q::Input::Propose {
+                                    id,
+                                    data: Bytes::from(data),
+                                }))
+                            }
                             ctl::Output::Reply { reply, result } => self.reply(reply, result),
                             ctl::Output::Corrupt { index, reason } => {
                                 self.fail(format!("node {i} corrupt entry {index}: {reason}"))
@@ -405,7 +408,10 @@ impl Sim {
             q::Output::RestoreSnapshot(s) => {
                 self.stats.snapshots_restored += 1;
                 if s.index as usize > self.log.len() {
-                    self.fail(format!("node {i} got a snapshot at {} past the committed log", s.index));
+                    self.fail(format!(
+                        "node {i} got a snapshot at {} past the committed log",
+                        s.index
+                    ));
                 }
                 work.push_back(Err(ctl::Input::RestoreSnapshot {
                     data: s.data.to_vec(),
@@ -432,7 +438,10 @@ impl Sim {
     fn observe_commit(&mut self, i: usize, index: u64, term: u64, data: &Bytes) {
         let pos = index as usize;
         if pos == 0 || pos > self.log.len() + 1 {
-            self.fail(format!("node {i} applied {index} with the log at {}", self.log.len()));
+            self.fail(format!(
+                "node {i} applied {index} with the log at {}",
+                self.log.len()
+            ));
         }
         if pos <= self.log.len() {
             let (t, d) = &self.log[pos - 1];
@@ -485,7 +494,9 @@ impl Sim {
         let image = node.ctrl.image();
         let applied = image.applied_index() as usize;
         if applied >= self.digests.len() {
-            self.fail(format!("node {i} applied {applied}, past the committed log"));
+            self.fail(format!(
+                "node {i} applied {applied}, past the committed log"
+            ));
         }
         if digest(&image.encode_snapshot()) != self.digests[applied] {
             self.fail(format!(
@@ -502,7 +513,11 @@ impl Sim {
             self.stats.dropped += 1;
             return;
         }
-        let copies = if self.allow_loss && self.rng.chance(20) { 2 } else { 1 };
+        let copies = if self.allow_loss && self.rng.chance(20) {
+            2
+        } else {
+            1
+        };
         self.stats.duplicated += copies - 1;
         for _ in 0..copies {
             let at = self.now + 1 + self.rng.below(30);
@@ -523,8 +538,14 @@ impl Sim {
         self.ok_replies += 1;
         match (ask, resp) {
             (Ask::Register(b), ctl::Response::Registered { epoch }) => {
-                if self.reference.broker(NodeId(b)).is_none_or(|r| r.epoch < epoch) {
-                    self.fail(format!("broker {b} registration acknowledged but not committed"));
+                if self
+                    .reference
+                    .broker(NodeId(b))
+                    .is_none_or(|r| r.epoch < epoch)
+                {
+                    self.fail(format!(
+                        "broker {b} registration acknowledged but not committed"
+                    ));
                 }
                 if let Some(vb) = self.brokers.get_mut(&b) {
                     if vb.epoch.is_none_or(|e| e < epoch) {
@@ -534,7 +555,9 @@ impl Sim {
             }
             (Ask::Create(name), ctl::Response::TopicCreated { id, .. }) => {
                 if self.reference.topic(&name).map(|t| t.id) != Some(id) {
-                    self.fail(format!("topic {name} acknowledged but not in the committed log"));
+                    self.fail(format!(
+                        "topic {name} acknowledged but not in the committed log"
+                    ));
                 }
                 if let Some(old) = self.created.insert(name.clone(), id) {
                     self.fail(format!("topic {name} created twice ({old:?} then {id:?})"));
@@ -544,7 +567,9 @@ impl Sim {
                 let (s, l) = (block.start, block.len);
                 for (s2, l2) in &self.blocks {
                     if s < s2 + l2 && *s2 < s + l {
-                        self.fail(format!("producer-id blocks [{s}, +{l}) and [{s2}, +{l2}) overlap"));
+                        self.fail(format!(
+                            "producer-id blocks [{s}, +{l}) and [{s2}, +{l2}) overlap"
+                        ));
                     }
                 }
                 self.blocks.push((s, l));
@@ -554,15 +579,19 @@ impl Sim {
     }
 
     fn ask(&mut self, ask: Ask) {
-        let alive: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect();
+        let alive: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .collect();
         if alive.is_empty() {
             return;
         }
         // Clients usually find the leader; sometimes they ask anyone.
-        let leader = alive
-            .iter()
-            .copied()
-            .find(|i| self.nodes[*i].quorum.as_ref().is_some_and(|q| q.is_leader()));
+        let leader = alive.iter().copied().find(|i| {
+            self.nodes[*i]
+                .quorum
+                .as_ref()
+                .is_some_and(|q| q.is_leader())
+        });
         let i = match leader {
             Some(l) if !self.rng.chance(200) => l,
             _ => alive[self.rng.below(alive.len() as u64) as usize],
@@ -626,7 +655,9 @@ impl Sim {
         self.next_ask += 1;
         self.asks.insert(reply, (i, ask));
         let now = self.node_now(i);
-        let outs = self.nodes[i].ctrl.step(now, ctl::Input::Request { reply, request });
+        let outs = self.nodes[i]
+            .ctrl
+            .step(now, ctl::Input::Request { reply, request });
         for o in outs {
             match o {
                 ctl::Output::Propose { id, data } => self.feed_quorum(
@@ -656,7 +687,9 @@ impl Sim {
 
     fn compact(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let Some(qu) = node.quorum.as_ref() else { return };
+        let Some(qu) = node.quorum.as_ref() else {
+            return;
+        };
         let applied = qu.applied();
         if applied < node.disk.snapshot_index() + 40 {
             return;
@@ -676,7 +709,13 @@ impl Sim {
         });
         node.disk.entries.retain(|e| e.index > applied);
         self.stats.compactions += 1;
-        self.feed_quorum(i, q::Input::Compact { index: applied, data });
+        self.feed_quorum(
+            i,
+            q::Input::Compact {
+                index: applied,
+                data,
+            },
+        );
     }
 
     /// One fdatasync: every write handed out by now is durable.
@@ -697,7 +736,9 @@ impl Sim {
                 continue;
             }
             self.check_image(i);
-            let Some(qu) = &self.nodes[i].quorum else { continue };
+            let Some(qu) = &self.nodes[i].quorum else {
+                continue;
+            };
             if qu.is_leader() {
                 let (term, id) = (qu.term(), self.nodes[i].id);
                 match self.leaders.insert(term, id) {
@@ -719,7 +760,9 @@ impl Sim {
             0..=399 => {
                 // Deliver the due messages in a random order (reordering),
                 // leaving some for later (delay).
-                let mut due: Vec<usize> = (0..self.net.len()).filter(|k| self.net[*k].at <= self.now).collect();
+                let mut due: Vec<usize> = (0..self.net.len())
+                    .filter(|k| self.net[*k].at <= self.now)
+                    .collect();
                 if due.is_empty() {
                     self.now += 1 + self.rng.below(5);
                     return self.tick_all();
@@ -749,7 +792,13 @@ impl Sim {
             }
             400..=599 => {
                 let ready: Vec<usize> = (0..n)
-                    .filter(|i| self.nodes[*i].alive && self.nodes[*i].io.front().is_some_and(|io| io.at <= self.now))
+                    .filter(|i| {
+                        self.nodes[*i].alive
+                            && self.nodes[*i]
+                                .io
+                                .front()
+                                .is_some_and(|io| io.at <= self.now)
+                    })
                     .collect();
                 if let Some(&i) = ready.get(self.rng.below(ready.len().max(1) as u64) as usize) {
                     self.complete_io(i);
@@ -780,10 +829,15 @@ impl Sim {
             }
             900..=959 => {
                 // Live virtual brokers heartbeat (or register first).
-                let brokers: Vec<(i32, VirtualBroker)> = self.brokers.iter().map(|(k, v)| (*k, *v)).collect();
+                let brokers: Vec<(i32, VirtualBroker)> =
+                    self.brokers.iter().map(|(k, v)| (*k, *v)).collect();
                 for (b, vb) in brokers {
                     if vb.alive {
-                        self.ask(if vb.epoch.is_some() { Ask::Heartbeat(b) } else { Ask::Register(b) });
+                        self.ask(if vb.epoch.is_some() {
+                            Ask::Heartbeat(b)
+                        } else {
+                            Ask::Register(b)
+                        });
                     }
                 }
             }
@@ -907,7 +961,10 @@ fn run(seed: u64) -> Stats {
     for k in 0..6_000 {
         sim.step(false);
         if !asked && k > 200 {
-            let leader_known = sim.nodes.iter().any(|n| n.quorum.as_ref().is_some_and(|q| q.is_leader()));
+            let leader_known = sim
+                .nodes
+                .iter()
+                .any(|n| n.quorum.as_ref().is_some_and(|q| q.is_leader()));
             if leader_known {
                 sim.ask(Ask::Create(marker.clone()));
                 asked = true;

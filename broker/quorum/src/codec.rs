@@ -49,7 +49,9 @@ impl std::fmt::Display for DecodeError {
         match self {
             DecodeError::Truncated => write!(f, "truncated frame"),
             DecodeError::Version(v) => write!(f, "unknown wire version {v}"),
-            DecodeError::MessageType(t) => write!(f, "message type {t} is not accepted from the network"),
+            DecodeError::MessageType(t) => {
+                write!(f, "message type {t} is not accepted from the network")
+            }
             DecodeError::EntryType(t) => write!(f, "unknown entry type {t}"),
             DecodeError::TooLarge(what) => write!(f, "{what} over its limit"),
             DecodeError::TrailingBytes => write!(f, "bytes after the message"),
@@ -108,7 +110,8 @@ fn put_ids(out: &mut Vec<u8>, ids: &[u64]) {
 
 /// Encodes a message for the internal listener.
 pub fn encode_message(m: &Message) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96 + m.entries.iter().map(|e| 40 + e.data.len()).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(96 + m.entries.iter().map(|e| 40 + e.data.len()).sum::<usize>());
     out.push(WIRE_VERSION);
     out.push(m.msg_type as i32 as u8);
     for v in [
@@ -315,9 +318,15 @@ mod tests {
     fn local_message_types_are_refused() {
         let mut m = sample();
         m.msg_type = MessageType::MsgHup;
-        assert_eq!(decode_message(&encode_message(&m)), Err(DecodeError::MessageType(0)));
+        assert_eq!(
+            decode_message(&encode_message(&m)),
+            Err(DecodeError::MessageType(0))
+        );
         m.msg_type = MessageType::MsgPropose;
-        assert_eq!(decode_message(&encode_message(&m)), Err(DecodeError::MessageType(2)));
+        assert_eq!(
+            decode_message(&encode_message(&m)),
+            Err(DecodeError::MessageType(2))
+        );
     }
 
     #[test]

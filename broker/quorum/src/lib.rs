@@ -51,7 +51,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use corelog_model::NodeId;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState as RaftHardState, Message, MessageType};
+use raft::eraftpb::{
+    ConfState, Entry, EntryType, HardState as RaftHardState, Message, MessageType,
+};
 use raft::{RawNode, SnapshotStatus, StateRole};
 
 use storage::LogStore;
@@ -178,7 +180,10 @@ pub enum Input {
 /// Something the driver asks the host to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    Send { to: NodeId, frame: Vec<u8> },
+    Send {
+        to: NodeId,
+        frame: Vec<u8>,
+    },
     Persist {
         id: PersistId,
         snapshot: Option<SnapshotImage>,
@@ -198,10 +203,15 @@ pub enum Output {
     /// A proposal that will not commit: this node was not the leader (then
     /// `leader` is the leader it knows of, if any), or its entry was
     /// replaced by another leader's.
-    ProposalDropped { id: u64, leader: Option<NodeId> },
+    ProposalDropped {
+        id: u64,
+        leader: Option<NodeId>,
+    },
     /// A frame refused before stepping: garbage, misaddressed, or from a
     /// node that is not a voter.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// One node of the metadata quorum.
@@ -343,7 +353,9 @@ impl Quorum {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&rc, store, &logger).map_err(|e| StartError(e.to_string()))?;
         let mut q = Quorum {
-            rng: config.seed ^ 0x9E37_79B9_7F4A_7C15 ^ (id as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            rng: config.seed
+                ^ 0x9E37_79B9_7F4A_7C15
+                ^ (id as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
             config,
             raw,
             last_tick_at: None,
@@ -433,11 +445,17 @@ impl Quorum {
                         .any(|v| v.0 > 0 && v.0 as u64 == m.from);
                     if m.to != self.config.id.0 as u64 {
                         out.push(Output::Refused {
-                            reason: format!("frame for node {} arrived at node {}", m.to, self.config.id),
+                            reason: format!(
+                                "frame for node {} arrived at node {}",
+                                m.to, self.config.id
+                            ),
                         });
                     } else if !from_voter || m.from == m.to {
                         out.push(Output::Refused {
-                            reason: format!("frame from node {} to {} ({:?}), not a voter", m.from, m.to, m.msg_type),
+                            reason: format!(
+                                "frame from node {} to {} ({:?}), not a voter",
+                                m.from, m.to, m.msg_type
+                            ),
                         });
                     } else if self.snapshot_persist.is_some()
                         && m.msg_type == MessageType::MsgTimeoutNow
@@ -452,9 +470,9 @@ impl Quorum {
                 }
             },
             Input::Propose { id, data } => {
-                let accepted = self.is_leader()
-                    && !self.raw.raft.lead_transferee.is_some_and(|t| t != 0)
-                    && self.raw.propose(Vec::new(), data.to_vec()).is_ok();
+                // raft-rs itself refuses while a leadership transfer is under way.
+                let accepted =
+                    self.is_leader() && self.raw.propose(Vec::new(), data.to_vec()).is_ok();
                 if accepted {
                     let index = self.raw.raft.raft_log.last_index();
                     self.proposals.insert(index, (self.raw.raft.term, id));
@@ -584,10 +602,17 @@ impl Quorum {
                 let index = image.index;
                 snapshot = Some(image);
                 self.snapshot_persist = Some(number);
-                let gone: Vec<u64> = self.proposals.range(..=index).map(|(_, (_, id))| *id).collect();
+                let gone: Vec<u64> = self
+                    .proposals
+                    .range(..=index)
+                    .map(|(_, (_, id))| *id)
+                    .collect();
                 self.proposals.retain(|i, _| *i > index);
                 for id in gone {
-                    out.push(Output::ProposalDropped { id, leader: self.leader() });
+                    out.push(Output::ProposalDropped {
+                        id,
+                        leader: self.leader(),
+                    });
                 }
             }
             let committed = rd.take_committed_entries();

@@ -972,6 +972,13 @@ fn run(seed: u64) -> Stats {
         }
         let committed = sim.reference.topic(&marker).is_some();
         if committed && sim.log.len() > before && sim.converged() {
+            let applied = sim.nodes[0].quorum.as_ref().map_or(0, |q| q.applied());
+            if applied != sim.log.len() as u64 {
+                sim.fail(format!(
+                    "converged at {applied} but {} entries were committed",
+                    sim.log.len()
+                ));
+            }
             if std::env::var("SIM_DEBUG").is_ok() {
                 eprintln!("{:#?}", sim.reference);
             }

@@ -495,7 +495,9 @@ impl Quorum {
                 self.release_held(id, &mut out);
             }
             Input::Compact { index, data } => {
-                if index <= self.applied {
+                // Never past what raft-rs counts as applied (which a
+                // snapshot still being persisted holds back).
+                if index <= self.applied.min(self.raw.raft.raft_log.applied) {
                     self.raw.mut_store().compact(index, data);
                 }
             }

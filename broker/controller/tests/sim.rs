@@ -115,6 +115,14 @@ struct Node {
     checked_at: Option<u64>,
 }
 
+/// What is left to do on one node after an input.
+enum Work {
+    Quorum(q::Input),
+    Controller(ctl::Input),
+    /// Snapshot the image and compact (the quorum asked).
+    Compact,
+}
+
 struct Msg {
     at: u64,
     from: usize,
@@ -290,6 +298,7 @@ impl Sim {
             q::QuorumConfig::new(node.id, voters, self.seed ^ (node.incarnation << 40));
         config.tick_ms = TICK_MS;
         config.max_append_bytes = 4096;
+        config.snapshot_entries = 40;
         let durable = q::Durable {
             hard_state: node.disk.hard_state,
             snapshot: node.disk.snapshot.clone(),
@@ -332,11 +341,12 @@ impl Sim {
     /// Steps node `i`'s quorum with `input` and carries every consequence
     /// through its controller until nothing is left.
     fn feed_quorum(&mut self, i: usize, input: q::Input) {
-        let mut work: VecDeque<Result<q::Input, ctl::Input>> = VecDeque::from([Ok(input)]);
+        let mut work: VecDeque<Work> = VecDeque::from([Work::Quorum(input)]);
         while let Some(w) = work.pop_front() {
             let now = self.node_now(i);
             match w {
-                Ok(qi) => {
+                Work::Compact => self.compact(i),
+                Work::Quorum(qi) => {
                     let Some(quorum) = self.nodes[i].quorum.as_mut() else {
                         return;
                     };
@@ -345,12 +355,12 @@ impl Sim {
                         self.quorum_output(i, o, &mut work);
                     }
                 }
-                Err(ci) => {
+                Work::Controller(ci) => {
                     let outs = self.nodes[i].ctrl.step(now, ci);
                     for o in outs {
                         match o {
                             ctl::Output::Propose { id, data } => {
-                                work.push_back(Ok(q::Input::Propose {
+                                work.push_back(Work::Quorum(q::Input::Propose {
                                     id,
                                     data: Bytes::from(data),
                                 }))
@@ -366,12 +376,7 @@ impl Sim {
         }
     }
 
-    fn quorum_output(
-        &mut self,
-        i: usize,
-        o: q::Output,
-        work: &mut VecDeque<Result<q::Input, ctl::Input>>,
-    ) {
+    fn quorum_output(&mut self, i: usize, o: q::Output, work: &mut VecDeque<Work>) {
         let now = self.node_now(i);
         match o {
             q::Output::Send { to, frame } => {
@@ -403,7 +408,7 @@ impl Sim {
                         proposal: e.proposal,
                     });
                 }
-                work.push_back(Err(ctl::Input::Committed(committed)));
+                work.push_back(Work::Controller(ctl::Input::Committed(committed)));
             }
             q::Output::RestoreSnapshot(s) => {
                 self.stats.snapshots_restored += 1;
@@ -413,18 +418,19 @@ impl Sim {
                         s.index
                     ));
                 }
-                work.push_back(Err(ctl::Input::RestoreSnapshot {
+                work.push_back(Work::Controller(ctl::Input::RestoreSnapshot {
                     data: s.data.to_vec(),
                 }));
             }
+            q::Output::SnapshotDue { .. } => work.push_back(Work::Compact),
             q::Output::Role {
                 term, is_leader, ..
             } => {
                 let _ = now;
-                work.push_back(Err(ctl::Input::Leadership { is_leader, term }));
+                work.push_back(Work::Controller(ctl::Input::Leadership { is_leader, term }));
             }
             q::Output::ProposalDropped { id, .. } => {
-                work.push_back(Err(ctl::Input::ProposalDropped { id }));
+                work.push_back(Work::Controller(ctl::Input::ProposalDropped { id }));
             }
             q::Output::Refused { reason } => {
                 self.stats.garbage_refused += 1;
@@ -691,7 +697,7 @@ impl Sim {
             return;
         };
         let applied = qu.applied();
-        if applied < node.disk.snapshot_index() + 40 {
+        if applied <= node.disk.snapshot_index() {
             return;
         }
         let term = match node.disk.entries.iter().find(|e| e.index == applied) {
@@ -802,9 +808,6 @@ impl Sim {
                     .collect();
                 if let Some(&i) = ready.get(self.rng.below(ready.len().max(1) as u64) as usize) {
                     self.complete_io(i);
-                    if self.rng.chance(100) {
-                        self.compact(i);
-                    }
                 }
             }
             600..=799 => {

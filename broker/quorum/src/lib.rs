@@ -78,6 +78,9 @@ pub struct QuorumConfig {
     pub max_inflight: usize,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
+    /// Ask for a snapshot ([`Output::SnapshotDue`]) once this many entries
+    /// were applied after the last one; 0 never asks.
+    pub snapshot_entries: u64,
 }
 
 impl QuorumConfig {
@@ -91,6 +94,7 @@ impl QuorumConfig {
             max_append_bytes: 1 << 20,
             max_inflight: 64,
             seed,
+            snapshot_entries: 10_000,
         }
     }
 }
@@ -194,6 +198,13 @@ pub enum Output {
     Apply(Vec<Committed>),
     /// Replace the state machine with this snapshot (from the leader).
     RestoreSnapshot(SnapshotImage),
+    /// The log holds `snapshot_entries` applied entries since the last
+    /// snapshot: the host should snapshot its state at `index` (its applied
+    /// index once it has applied what came before this output), make it
+    /// durable and step [`Input::Compact`]. Asked once until then.
+    SnapshotDue {
+        index: u64,
+    },
     /// Leadership as this node now sees it.
     Role {
         term: u64,
@@ -236,6 +247,8 @@ pub struct Quorum {
     /// read the missing entries and abort (raft-rs 0.7 `hup` in async
     /// mode): the node neither ticks nor takes MsgTimeoutNow meanwhile.
     snapshot_persist: Option<u64>,
+    /// A SnapshotDue is out, and no Compact has come since.
+    snapshot_asked: bool,
     applied: u64,
     role: (u64, u64, StateRole),
 }
@@ -325,7 +338,22 @@ impl Quorum {
             store.apply_snapshot(snap);
             applied = s.index;
         }
-        let entries: Vec<Entry> = durable.entries.iter().map(to_raft_entry).collect();
+        let entries: Vec<Entry> = durable
+            .entries
+            .iter()
+            .filter(|e| e.index > store.snapshot_index())
+            .map(to_raft_entry)
+            .collect();
+        let contiguous = entries
+            .iter()
+            .enumerate()
+            .all(|(k, e)| e.index == store.snapshot_index() + 1 + k as u64);
+        if !contiguous {
+            return Err(StartError(format!(
+                "the log on disk does not continue its snapshot at {} without gaps",
+                store.snapshot_index()
+            )));
+        }
         store.append(&entries);
         let hs = durable.hard_state;
         // The commit index on disk may lag the snapshot (they are written
@@ -365,6 +393,7 @@ impl Quorum {
             local: Vec::new(),
             proposals: Default::default(),
             snapshot_persist: None,
+            snapshot_asked: false,
             applied,
             role: (0, 0, StateRole::Follower),
         };
@@ -500,6 +529,7 @@ impl Quorum {
                 if index <= self.applied.min(self.raw.raft.raft_log.applied) {
                     self.raw.mut_store().compact(index, data);
                 }
+                self.snapshot_asked = false;
             }
         }
         self.drain(&mut out);
@@ -651,6 +681,14 @@ impl Quorum {
                 }
                 if !apply.is_empty() {
                     out.push(Output::Apply(apply));
+                }
+                let since = self.applied - self.raw.store().snapshot_index();
+                let every = self.config.snapshot_entries;
+                if every > 0 && since >= every && !self.snapshot_asked {
+                    self.snapshot_asked = true;
+                    out.push(Output::SnapshotDue {
+                        index: self.applied,
+                    });
                 }
             }
             let entries = rd.take_entries();

@@ -302,3 +302,24 @@ fn a_restarted_node_reapplies_what_its_disk_holds() {
         (1..=5u8).map(|b| Bytes::from(vec![b])).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_log_with_a_gap_does_not_start() {
+    let entry = |index| LogEntry {
+        index,
+        term: 1,
+        kind: EntryKind::Normal,
+        data: Bytes::new(),
+        context: Bytes::new(),
+    };
+    let durable = Durable {
+        hard_state: HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        },
+        snapshot: None,
+        entries: vec![entry(1), entry(3)],
+    };
+    assert!(Quorum::start(QuorumConfig::new(NodeId(1), voters(3), 1), durable).is_err());
+}

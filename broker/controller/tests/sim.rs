@@ -1041,7 +1041,14 @@ fn simulation() {
     let started = std::time::Instant::now();
     let mut total = Stats::default();
     for seed in base..base + seeds {
-        total.add(&run(seed));
+        // A panic inside raft-rs or the crates names no seed; say it here.
+        match std::panic::catch_unwind(|| run(seed)) {
+            Ok(stats) => total.add(&stats),
+            Err(panic) => {
+                eprintln!("seed {seed} failed; replay with SIM_SEED={seed}");
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
     eprintln!(
         "{seeds} seeds from {base} in {:?}: {total:?}",

@@ -1,0 +1,881 @@
+//! The controller as a sans-io state machine: requests in, record
+//! proposals and replies out. See the crate docs for the contract.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use corelog_model::{NodeId, TopicId};
+
+use crate::codes::{self, ApiError};
+use crate::image::{MetadataImage, ProducerIdBlock};
+use crate::records::{decode_batch, encode_batch, Endpoint, Record, STRING_BYTES_MAX};
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This node.
+    pub node: NodeId,
+    /// A broker that has not heartbeated for this long is fenced
+    /// (`broker.session.timeout.ms`, 9 s by default as in Kafka).
+    pub session_timeout_ms: u64,
+    /// Producer ids per block (Kafka's 1000).
+    pub producer_id_block: i64,
+    /// `num.partitions` and `default.replication.factor` for a CreateTopics
+    /// that leaves them at -1.
+    pub default_partitions: i32,
+    pub default_replication_factor: i16,
+    /// Most partitions one topic may have.
+    pub partitions_max: i32,
+    /// Seed of topic ids.
+    pub seed: u64,
+}
+
+impl ControllerConfig {
+    pub fn new(node: NodeId, seed: u64) -> ControllerConfig {
+        ControllerConfig {
+            node,
+            session_timeout_ms: 9_000,
+            producer_id_block: 1_000,
+            default_partitions: 1,
+            default_replication_factor: 1,
+            partitions_max: 10_000,
+            seed,
+        }
+    }
+}
+
+/// Who is waiting for a reply: the host's handle, opaque here.
+pub type ReplyId = u64;
+
+/// Topic configs the controller accepts by name; their values are checked
+/// by the broker's own config code before it asks.
+pub const TOPIC_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// A request to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    RegisterBroker {
+        broker: NodeId,
+        incarnation: [u8; 16],
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+    },
+    Heartbeat {
+        broker: NodeId,
+        epoch: i64,
+    },
+    /// One topic of a CreateTopics request. `partitions` and
+    /// `replication_factor` are -1 for the defaults or when `assignment`
+    /// (Kafka's `replica_assignment`, one replica list per partition) is
+    /// given.
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        assignment: Option<Vec<Vec<NodeId>>>,
+        configs: Vec<(String, String)>,
+        validate_only: bool,
+    },
+    /// One topic of CreatePartitions: grow to `count` partitions.
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignment: Option<Vec<Vec<NodeId>>>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Set (`Some`) or remove (`None`) topic configs.
+    AlterConfigs {
+        topic: String,
+        changes: Vec<(String, Option<String>)>,
+    },
+    AllocateProducerIds {
+        broker: NodeId,
+        epoch: i64,
+    },
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
+    TopicCreated {
+        id: TopicId,
+        assignment: Vec<Vec<NodeId>>,
+    },
+    PartitionsCreated,
+    TopicDeleted {
+        id: TopicId,
+    },
+    ConfigsAltered,
+    ProducerIds(ProducerIdBlock),
+}
+
+/// An entry the quorum committed, in index order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedEntry {
+    pub index: u64,
+    pub data: Vec<u8>,
+    /// The proposal id, when this node proposed it.
+    pub proposal: Option<u64>,
+}
+
+/// Something the host tells the controller.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Request {
+        reply: ReplyId,
+        request: Request,
+    },
+    Committed(Vec<CommittedEntry>),
+    /// Replace the image with a snapshot's (from the leader, or on start).
+    RestoreSnapshot {
+        data: Vec<u8>,
+    },
+    /// This node became leader of `term` or stopped being it.
+    Leadership {
+        is_leader: bool,
+        term: u64,
+    },
+    /// The quorum refused a proposal (this node is no longer leader).
+    ProposalDropped {
+        id: u64,
+    },
+    /// Nothing but the time passing (session timeouts).
+    Tick,
+}
+
+/// Something the controller asks the host to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Propose this batch to the quorum with this id.
+    Propose { id: u64, data: Vec<u8> },
+    Reply {
+        reply: ReplyId,
+        result: Result<Response, ApiError>,
+    },
+    /// A committed entry that did not decode, or a snapshot that did not:
+    /// skipped alike on every node; the host logs it loudly.
+    Corrupt { index: u64, reason: String },
+}
+
+#[derive(Debug)]
+enum Pending {
+    Register {
+        reply: ReplyId,
+        broker: NodeId,
+    },
+    CreateTopic {
+        reply: ReplyId,
+        name: String,
+        id: TopicId,
+        assignment: Vec<Vec<NodeId>>,
+    },
+    Other {
+        reply: ReplyId,
+        ok: Response,
+    },
+    ProducerIds {
+        reply: ReplyId,
+    },
+    Fence {
+        broker: NodeId,
+    },
+    Unfence {
+        broker: NodeId,
+    },
+}
+
+/// The cluster controller of one node. Every node applies committed
+/// records; only the leader answers requests and proposes.
+pub struct Controller {
+    config: ControllerConfig,
+    image: MetadataImage,
+    leader_term: Option<u64>,
+    next_proposal: u64,
+    topic_ids_made: u64,
+    pending: BTreeMap<u64, Pending>,
+    /// Names of topics whose creation is in flight.
+    creating: BTreeSet<String>,
+    /// Brokers whose fence or unfence is in flight.
+    changing: BTreeSet<NodeId>,
+    /// The next producer id after the blocks in flight.
+    pid_next: Option<i64>,
+    /// Leader only: when each live broker's session ends.
+    sessions: BTreeMap<NodeId, u64>,
+}
+
+fn not_controller() -> ApiError {
+    ApiError::new(
+        codes::NOT_CONTROLLER,
+        "this node is not the active controller",
+    )
+}
+
+/// Kafka's topic name rule (and the offsets log's name is reserved).
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let invalid = |why: String| Err(ApiError::new(codes::INVALID_TOPIC_EXCEPTION, why));
+    if name.is_empty() {
+        return invalid("topic name is empty".into());
+    }
+    if name == "__consumer_offsets" {
+        return invalid(format!("{name} is the internal offsets topic"));
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("topic name cannot be {name:?}"));
+    }
+    if name.len() > 249 {
+        return invalid("topic name is longer than 249 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid(format!(
+            "topic name {name:?} contains characters other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Controller {
+        Controller {
+            config,
+            image: MetadataImage::default(),
+            leader_term: None,
+            next_proposal: 1,
+            topic_ids_made: 0,
+            pending: BTreeMap::new(),
+            creating: BTreeSet::new(),
+            changing: BTreeSet::new(),
+            pid_next: None,
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    /// The image as of the last applied entry.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_term.is_some()
+    }
+
+    /// Handles one input at `now` (milliseconds, any origin).
+    pub fn step(&mut self, now: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Request { reply, request } => {
+                if self.leader_term.is_none() {
+                    out.push(Output::Reply {
+                        reply,
+                        result: Err(not_controller()),
+                    });
+                } else if let Err(e) = self.request(now, reply, request, &mut out) {
+                    out.push(Output::Reply {
+                        reply,
+                        result: Err(e),
+                    });
+                }
+            }
+            Input::Committed(entries) => {
+                for e in entries {
+                    self.apply(now, e, &mut out);
+                }
+            }
+            Input::RestoreSnapshot { data } => match MetadataImage::decode_snapshot(&data) {
+                Ok(image) => {
+                    if image.applied_index() >= self.image.applied_index() {
+                        self.image = image;
+                    }
+                }
+                Err(e) => out.push(Output::Corrupt {
+                    index: self.image.applied_index(),
+                    reason: format!("snapshot: {e}"),
+                }),
+            },
+            Input::Leadership { is_leader, term } => {
+                self.step_down(&mut out);
+                if is_leader {
+                    self.leader_term = Some(term);
+                    let deadline = now + self.config.session_timeout_ms;
+                    self.sessions = self
+                        .image
+                        .live_brokers()
+                        .map(|b| (b.id, deadline))
+                        .collect();
+                }
+            }
+            Input::ProposalDropped { id } => {
+                if let Some(p) = self.pending.remove(&id) {
+                    self.forget(&p);
+                    if let Some(reply) = reply_of(&p) {
+                        out.push(Output::Reply {
+                            reply,
+                            result: Err(not_controller()),
+                        });
+                    }
+                }
+            }
+            Input::Tick => {}
+        }
+        if self.leader_term.is_some() {
+            self.check_sessions(now, &mut out);
+        }
+        out
+    }
+
+    fn step_down(&mut self, out: &mut Vec<Output>) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(reply) = reply_of(&p) {
+                out.push(Output::Reply {
+                    reply,
+                    result: Err(not_controller()),
+                });
+            }
+        }
+        self.leader_term = None;
+        self.creating.clear();
+        self.changing.clear();
+        self.pid_next = None;
+        self.sessions.clear();
+    }
+
+    fn forget(&mut self, p: &Pending) {
+        match p {
+            Pending::CreateTopic { name, .. } => {
+                self.creating.remove(name);
+            }
+            Pending::Fence { broker } | Pending::Unfence { broker } => {
+                self.changing.remove(broker);
+            }
+            _ => {}
+        }
+        if self
+            .pending
+            .values()
+            .all(|p| !matches!(p, Pending::ProducerIds { .. }))
+        {
+            self.pid_next = None;
+        }
+    }
+
+    fn propose(&mut self, batch: &[Record], pending: Pending, out: &mut Vec<Output>) {
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.pending.insert(id, pending);
+        out.push(Output::Propose {
+            id,
+            data: encode_batch(batch),
+        });
+    }
+
+    fn check_sessions(&mut self, now: u64, out: &mut Vec<Output>) {
+        let mut expired = Vec::new();
+        for b in self.image.live_brokers() {
+            let deadline = *self
+                .sessions
+                .entry(b.id)
+                .or_insert(now + self.config.session_timeout_ms);
+            if deadline <= now && !self.changing.contains(&b.id) {
+                expired.push((b.id, b.epoch));
+            }
+        }
+        for (broker, epoch) in expired {
+            self.changing.insert(broker);
+            self.propose(
+                &[Record::FenceBroker { broker, epoch }],
+                Pending::Fence { broker },
+                out,
+            );
+        }
+    }
+
+    fn new_topic_id(&mut self) -> TopicId {
+        self.topic_ids_made += 1;
+        let term = self.leader_term.unwrap_or(0);
+        let a = mix(self.config.seed ^ mix(term ^ ((self.config.node.0 as u64) << 48)));
+        let b = mix(a ^ self.topic_ids_made);
+        let c = mix(b);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&b.to_le_bytes());
+        id[8..].copy_from_slice(&c.to_le_bytes());
+        TopicId(id)
+    }
+
+    fn check_assignment(
+        &self,
+        assignment: &[Vec<NodeId>],
+        rf: Option<usize>,
+    ) -> Result<(), ApiError> {
+        let bad = |why: String| Err(ApiError::new(codes::INVALID_REPLICA_ASSIGNMENT, why));
+        let rf = rf.or(assignment.first().map(Vec::len)).unwrap_or(0);
+        for (i, replicas) in assignment.iter().enumerate() {
+            if replicas.is_empty() {
+                return bad(format!("partition {i} has no replicas"));
+            }
+            if replicas.len() != rf {
+                return bad("all partitions must have the same number of replicas".into());
+            }
+            let mut sorted = replicas.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != replicas.len() {
+                return bad(format!("partition {i} names a broker twice"));
+            }
+            if let Some(r) = replicas.iter().find(|r| self.image.broker(**r).is_none()) {
+                return bad(format!("broker {r} is not registered"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_configs<'a>(
+        &self,
+        names: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<(), ApiError> {
+        let mut seen = BTreeSet::new();
+        for (name, value) in names {
+            if !TOPIC_CONFIGS.contains(&name) {
+                return Err(ApiError::new(
+                    codes::INVALID_CONFIG,
+                    format!("Unknown topic config name: {name}"),
+                ));
+            }
+            if value.is_some_and(|v| v.len() > STRING_BYTES_MAX) {
+                return Err(ApiError::new(
+                    codes::INVALID_CONFIG,
+                    format!("{name} is too long"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(ApiError::new(
+                    codes::INVALID_REQUEST,
+                    format!("config {name} appears twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn request(
+        &mut self,
+        now: u64,
+        reply: ReplyId,
+        request: Request,
+        out: &mut Vec<Output>,
+    ) -> Result<(), ApiError> {
+        match request {
+            Request::RegisterBroker {
+                broker,
+                incarnation,
+                endpoints,
+                rack,
+            } => {
+                if broker.0 < 0 {
+                    return Err(ApiError::new(codes::INVALID_REQUEST, "negative broker id"));
+                }
+                if let Some(b) = self.image.broker(broker) {
+                    let alive = self.sessions.get(&broker).is_some_and(|d| *d > now);
+                    if !b.fenced && alive && b.incarnation != incarnation {
+                        return Err(ApiError::new(
+                            codes::DUPLICATE_BROKER_REGISTRATION,
+                            format!("broker {broker} is registered by another live incarnation"),
+                        ));
+                    }
+                }
+                let rec = Record::RegisterBroker {
+                    broker,
+                    incarnation,
+                    endpoints,
+                    rack,
+                };
+                self.propose(&[rec], Pending::Register { reply, broker }, out);
+            }
+            Request::Heartbeat { broker, epoch } => {
+                let Some(b) = self.image.broker(broker) else {
+                    return Err(ApiError::new(
+                        codes::BROKER_ID_NOT_REGISTERED,
+                        format!("broker {broker} is not registered"),
+                    ));
+                };
+                if b.epoch != epoch {
+                    return Err(ApiError::new(
+                        codes::STALE_BROKER_EPOCH,
+                        format!("broker {broker} is at epoch {}, not {epoch}", b.epoch),
+                    ));
+                }
+                let fenced = b.fenced;
+                self.sessions
+                    .insert(broker, now + self.config.session_timeout_ms);
+                if fenced && self.changing.insert(broker) {
+                    self.propose(
+                        &[Record::UnfenceBroker { broker, epoch }],
+                        Pending::Unfence { broker },
+                        out,
+                    );
+                }
+                out.push(Output::Reply {
+                    reply,
+                    result: Ok(Response::Heartbeat { fenced }),
+                });
+            }
+            Request::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                assignment,
+                configs,
+                validate_only,
+            } => {
+                validate_topic_name(&name)?;
+                if self.image.topic(&name).is_some() || self.creating.contains(&name) {
+                    return Err(ApiError::new(
+                        codes::TOPIC_ALREADY_EXISTS,
+                        format!("Topic '{name}' already exists."),
+                    ));
+                }
+                self.check_configs(configs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))?;
+                let placed = match assignment {
+                    Some(a) => {
+                        if partitions != -1 || replication_factor != -1 {
+                            return Err(ApiError::new(
+                                codes::INVALID_REQUEST,
+                                "Both numPartitions or replicationFactor and replicasAssignment were set. Both cannot be used at the same time.",
+                            ));
+                        }
+                        if a.is_empty() || a.len() > self.config.partitions_max as usize {
+                            return Err(ApiError::new(
+                                codes::INVALID_PARTITIONS,
+                                format!("{} partitions is out of range", a.len()),
+                            ));
+                        }
+                        self.check_assignment(&a, None)?;
+                        a
+                    }
+                    None => {
+                        let partitions = if partitions == -1 {
+                            self.config.default_partitions
+                        } else {
+                            partitions
+                        };
+                        let rf = if replication_factor == -1 {
+                            self.config.default_replication_factor
+                        } else {
+                            replication_factor
+                        };
+                        if partitions < 1 {
+                            return Err(ApiError::new(
+                                codes::INVALID_PARTITIONS,
+                                "Number of partitions was set to an invalid non-positive value.",
+                            ));
+                        }
+                        if partitions > self.config.partitions_max {
+                            return Err(ApiError::new(
+                                codes::INVALID_PARTITIONS,
+                                format!(
+                                    "{partitions} partitions is more than the most allowed, {}",
+                                    self.config.partitions_max
+                                ),
+                            ));
+                        }
+                        if rf < 1 {
+                            return Err(ApiError::new(
+                                codes::INVALID_REPLICATION_FACTOR,
+                                "Replication factor must be larger than 0.",
+                            ));
+                        }
+                        self.image.place(partitions as usize, rf as usize)?
+                    }
+                };
+                if validate_only {
+                    out.push(Output::Reply {
+                        reply,
+                        result: Ok(Response::TopicCreated {
+                            id: TopicId::default(),
+                            assignment: placed,
+                        }),
+                    });
+                    return Ok(());
+                }
+                let id = self.new_topic_id();
+                let mut batch = vec![Record::Topic {
+                    name: name.clone(),
+                    id,
+                }];
+                for (i, replicas) in placed.iter().enumerate() {
+                    batch.push(Record::Partition(self.image.new_partition(
+                        id,
+                        i as i32,
+                        replicas.clone(),
+                    )));
+                }
+                for (k, v) in configs {
+                    batch.push(Record::Config {
+                        topic: name.clone(),
+                        name: k,
+                        value: Some(v),
+                    });
+                }
+                self.creating.insert(name.clone());
+                self.propose(
+                    &batch,
+                    Pending::CreateTopic {
+                        reply,
+                        name,
+                        id,
+                        assignment: placed,
+                    },
+                    out,
+                );
+            }
+            Request::CreatePartitions {
+                name,
+                count,
+                assignment,
+            } => {
+                let Some(t) = self.image.topic(&name) else {
+                    return Err(ApiError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("Topic '{name}' does not exist."),
+                    ));
+                };
+                let have = t.partitions.len() as i32;
+                let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+                let id = t.id;
+                if count <= have {
+                    return Err(ApiError::new(
+                        codes::INVALID_PARTITIONS,
+                        format!("Topic currently has {have} partitions, which is higher than or equal to the requested {count}."),
+                    ));
+                }
+                if count > self.config.partitions_max {
+                    return Err(ApiError::new(
+                        codes::INVALID_PARTITIONS,
+                        format!("{count} partitions is more than the most allowed"),
+                    ));
+                }
+                let new = (count - have) as usize;
+                let placed = match assignment {
+                    Some(a) => {
+                        if a.len() != new {
+                            return Err(ApiError::new(
+                                codes::INVALID_REPLICA_ASSIGNMENT,
+                                format!("Increasing the number of partitions by {new} but {} assignments provided.", a.len()),
+                            ));
+                        }
+                        self.check_assignment(&a, Some(rf))?;
+                        a
+                    }
+                    None => self.image.place(new, rf)?,
+                };
+                let batch: Vec<Record> = placed
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        Record::Partition(self.image.new_partition(id, have + i as i32, r))
+                    })
+                    .collect();
+                self.propose(
+                    &batch,
+                    Pending::Other {
+                        reply,
+                        ok: Response::PartitionsCreated,
+                    },
+                    out,
+                );
+            }
+            Request::DeleteTopic { name } => {
+                let Some(t) = self.image.topic(&name) else {
+                    return Err(ApiError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("Topic '{name}' does not exist."),
+                    ));
+                };
+                let id = t.id;
+                self.propose(
+                    &[Record::RemoveTopic { id }],
+                    Pending::Other {
+                        reply,
+                        ok: Response::TopicDeleted { id },
+                    },
+                    out,
+                );
+            }
+            Request::AlterConfigs { topic, changes } => {
+                if self.image.topic(&topic).is_none() {
+                    return Err(ApiError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("Topic '{topic}' does not exist."),
+                    ));
+                }
+                self.check_configs(changes.iter().map(|(k, v)| (k.as_str(), v.as_deref())))?;
+                let batch: Vec<Record> = changes
+                    .into_iter()
+                    .map(|(name, value)| Record::Config {
+                        topic: topic.clone(),
+                        name,
+                        value,
+                    })
+                    .collect();
+                if batch.is_empty() {
+                    out.push(Output::Reply {
+                        reply,
+                        result: Ok(Response::ConfigsAltered),
+                    });
+                    return Ok(());
+                }
+                self.propose(
+                    &batch,
+                    Pending::Other {
+                        reply,
+                        ok: Response::ConfigsAltered,
+                    },
+                    out,
+                );
+            }
+            Request::AllocateProducerIds { broker, epoch } => {
+                match self.image.broker(broker) {
+                    None => {
+                        return Err(ApiError::new(
+                            codes::BROKER_ID_NOT_REGISTERED,
+                            format!("broker {broker} is not registered"),
+                        ))
+                    }
+                    Some(b) if b.epoch != epoch => {
+                        return Err(ApiError::new(
+                            codes::STALE_BROKER_EPOCH,
+                            format!("broker {broker} is at epoch {}, not {epoch}", b.epoch),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                let start = self
+                    .pid_next
+                    .unwrap_or(0)
+                    .max(self.image.next_producer_id());
+                let len = self.config.producer_id_block;
+                self.pid_next = Some(start + len);
+                self.propose(
+                    &[Record::ProducerIds {
+                        broker,
+                        epoch,
+                        start,
+                        len,
+                    }],
+                    Pending::ProducerIds { reply },
+                    out,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, now: u64, e: CommittedEntry, out: &mut Vec<Output>) {
+        if e.index <= self.image.applied_index() {
+            return;
+        }
+        let pending = e.proposal.and_then(|id| self.pending.remove(&id));
+        if let Some(p) = &pending {
+            self.forget(p);
+        }
+        if e.data.is_empty() {
+            self.image.skip(e.index);
+            return;
+        }
+        let result = match decode_batch(&e.data) {
+            Ok(batch) => self.image.apply(e.index, &batch),
+            Err(err) => {
+                self.image.skip(e.index);
+                out.push(Output::Corrupt {
+                    index: e.index,
+                    reason: err.to_string(),
+                });
+                Err(ApiError::new(codes::UNKNOWN_SERVER_ERROR, err.to_string()))
+            }
+        };
+        let Some(p) = pending else { return };
+        let (reply, result) = match p {
+            Pending::Register { reply, broker } => {
+                if result.is_ok() {
+                    self.sessions
+                        .insert(broker, now + self.config.session_timeout_ms);
+                }
+                (
+                    reply,
+                    result.and_then(|a| {
+                        a.broker_epoch
+                            .map(|epoch| Response::Registered { epoch })
+                            .ok_or_else(|| ApiError::new(codes::UNKNOWN_SERVER_ERROR, "no epoch"))
+                    }),
+                )
+            }
+            Pending::CreateTopic {
+                reply,
+                id,
+                assignment,
+                ..
+            } => (
+                reply,
+                result.map(|_| Response::TopicCreated { id, assignment }),
+            ),
+            Pending::Other { reply, ok } => (reply, result.map(|_| ok)),
+            Pending::ProducerIds { reply } => (
+                reply,
+                result.and_then(|a| {
+                    a.producer_ids
+                        .map(Response::ProducerIds)
+                        .ok_or_else(|| ApiError::new(codes::UNKNOWN_SERVER_ERROR, "no block"))
+                }),
+            ),
+            Pending::Fence { .. } | Pending::Unfence { .. } => return,
+        };
+        out.push(Output::Reply { reply, result });
+    }
+}
+
+fn reply_of(p: &Pending) -> Option<ReplyId> {
+    match p {
+        Pending::Register { reply, .. }
+        | Pending::CreateTopic { reply, .. }
+        | Pending::Other { reply, .. }
+        | Pending::ProducerIds { reply } => Some(*reply),
+        Pending::Fence { .. } | Pending::Unfence { .. } => None,
+    }
+}

@@ -1,0 +1,500 @@
+//! The controller's requests, validations and error codes, with the quorum
+//! replaced by "every proposal commits at the next index".
+
+use corelog_controller::codes;
+use corelog_controller::*;
+use corelog_model::{LeaderEpoch, NodeId};
+
+struct Harness {
+    ctrl: Controller,
+    now: u64,
+    index: u64,
+    next_reply: u64,
+}
+
+impl Harness {
+    fn leader() -> Harness {
+        let mut ctrl = Controller::new(ControllerConfig::new(NodeId(1), 7));
+        assert!(ctrl
+            .step(
+                0,
+                Input::Leadership {
+                    is_leader: true,
+                    term: 1
+                }
+            )
+            .is_empty());
+        Harness {
+            ctrl,
+            now: 0,
+            index: 0,
+            next_reply: 1,
+        }
+    }
+
+    /// Runs a request; every proposal commits at once. Returns the reply.
+    fn ask(&mut self, request: Request) -> Result<Response, ApiError> {
+        let reply = self.next_reply;
+        self.next_reply += 1;
+        let mut outs = self.ctrl.step(self.now, Input::Request { reply, request });
+        let mut answer = None;
+        while let Some(o) = outs.pop() {
+            match o {
+                Output::Propose { id, data } => {
+                    self.index += 1;
+                    outs.extend(self.ctrl.step(
+                        self.now,
+                        Input::Committed(vec![CommittedEntry {
+                            index: self.index,
+                            data,
+                            proposal: Some(id),
+                        }]),
+                    ));
+                }
+                Output::Reply { reply: r, result } if r == reply => answer = Some(result),
+                Output::Reply { .. } => {}
+                Output::Corrupt { reason, .. } => panic!("corrupt: {reason}"),
+            }
+        }
+        answer.expect("a reply")
+    }
+
+    fn tick(&mut self, ms: u64) {
+        self.now += ms;
+        let mut outs = self.ctrl.step(self.now, Input::Tick);
+        while let Some(o) = outs.pop() {
+            if let Output::Propose { id, data } = o {
+                self.index += 1;
+                outs.extend(self.ctrl.step(
+                    self.now,
+                    Input::Committed(vec![CommittedEntry {
+                        index: self.index,
+                        data,
+                        proposal: Some(id),
+                    }]),
+                ));
+            }
+        }
+    }
+
+    /// Registers and unfences broker `b` in rack `rack`; returns its epoch.
+    fn broker(&mut self, b: i32, rack: Option<&str>) -> i64 {
+        let Ok(Response::Registered { epoch }) = self.ask(Request::RegisterBroker {
+            broker: NodeId(b),
+            incarnation: [b as u8; 16],
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+            }],
+            rack: rack.map(String::from),
+        }) else {
+            panic!("registration failed")
+        };
+        assert_eq!(
+            self.ask(Request::Heartbeat {
+                broker: NodeId(b),
+                epoch
+            }),
+            Ok(Response::Heartbeat { fenced: true })
+        );
+        assert!(!self.ctrl.image().broker(NodeId(b)).unwrap().fenced);
+        epoch
+    }
+
+    fn create(&mut self, name: &str, partitions: i32, rf: i16) -> Result<Response, ApiError> {
+        self.ask(Request::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            assignment: None,
+            configs: vec![],
+            validate_only: false,
+        })
+    }
+}
+
+fn code(r: Result<Response, ApiError>) -> i16 {
+    match r {
+        Ok(_) => codes::NONE,
+        Err(e) => e.code,
+    }
+}
+
+#[test]
+fn a_follower_answers_not_controller() {
+    let mut ctrl = Controller::new(ControllerConfig::new(NodeId(2), 1));
+    let out = ctrl.step(
+        0,
+        Input::Request {
+            reply: 9,
+            request: Request::DeleteTopic { name: "t".into() },
+        },
+    );
+    assert!(
+        matches!(&out[..], [Output::Reply { reply: 9, result: Err(e) }] if e.code == codes::NOT_CONTROLLER)
+    );
+}
+
+#[test]
+fn create_topics_validates_like_kafka() {
+    let mut h = Harness::leader();
+    assert_eq!(code(h.create("t", 1, 1)), codes::INVALID_REPLICATION_FACTOR);
+    h.broker(1, None);
+    h.broker(2, None);
+    assert_eq!(code(h.create("t", 3, 3)), codes::INVALID_REPLICATION_FACTOR);
+    assert_eq!(code(h.create("t", 0, 1)), codes::INVALID_PARTITIONS);
+    assert_eq!(code(h.create("t", 1, 0)), codes::INVALID_REPLICATION_FACTOR);
+    assert_eq!(
+        code(h.create("bad name", 1, 1)),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(
+        code(h.create("__consumer_offsets", 1, 1)),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(code(h.create("t", 3, 2)), codes::NONE);
+    assert_eq!(code(h.create("t", 3, 2)), codes::TOPIC_ALREADY_EXISTS);
+    let unknown_config = h.ask(Request::CreateTopic {
+        name: "u".into(),
+        partitions: 1,
+        replication_factor: 1,
+        assignment: None,
+        configs: vec![("no.such.config".into(), "1".into())],
+        validate_only: false,
+    });
+    assert_eq!(code(unknown_config), codes::INVALID_CONFIG);
+    let both = h.ask(Request::CreateTopic {
+        name: "u".into(),
+        partitions: 1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![NodeId(1)]]),
+        configs: vec![],
+        validate_only: false,
+    });
+    assert_eq!(code(both), codes::INVALID_REQUEST);
+    let bad_assignment = h.ask(Request::CreateTopic {
+        name: "u".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![NodeId(1), NodeId(1)]]),
+        configs: vec![],
+        validate_only: false,
+    });
+    assert_eq!(code(bad_assignment), codes::INVALID_REPLICA_ASSIGNMENT);
+    let unknown_broker = h.ask(Request::CreateTopic {
+        name: "u".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![NodeId(9)]]),
+        configs: vec![],
+        validate_only: false,
+    });
+    assert_eq!(code(unknown_broker), codes::INVALID_REPLICA_ASSIGNMENT);
+    let given = h.ask(Request::CreateTopic {
+        name: "u".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![NodeId(2)], vec![NodeId(1)]]),
+        configs: vec![("retention.ms".into(), "1000".into())],
+        validate_only: false,
+    });
+    assert_eq!(code(given), codes::NONE);
+    let u = h.ctrl.image().topic("u").unwrap();
+    assert_eq!(u.partitions[0].replicas, vec![NodeId(2)]);
+    assert_eq!(u.partitions[0].leader, NodeId(2));
+    assert_eq!(
+        u.configs.get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
+}
+
+#[test]
+fn validate_only_proposes_nothing() {
+    let mut h = Harness::leader();
+    h.broker(1, None);
+    let r = h.ask(Request::CreateTopic {
+        name: "v".into(),
+        partitions: 2,
+        replication_factor: 1,
+        assignment: None,
+        configs: vec![],
+        validate_only: true,
+    });
+    assert!(matches!(r, Ok(Response::TopicCreated { .. })));
+    assert!(h.ctrl.image().topic("v").is_none());
+}
+
+#[test]
+fn placement_balances_leaders_and_spreads_racks() {
+    let mut h = Harness::leader();
+    h.broker(1, Some("a"));
+    h.broker(2, Some("a"));
+    h.broker(3, Some("b"));
+    h.create("t", 6, 2).unwrap();
+    let t = h.ctrl.image().topic("t").unwrap();
+    let mut leaders = [0; 4];
+    for p in &t.partitions {
+        leaders[p.leader.0 as usize] += 1;
+        assert_eq!(p.replicas[0], p.leader);
+        let racks: Vec<_> = p
+            .replicas
+            .iter()
+            .map(|r| h.ctrl.image().broker(*r).unwrap().rack.clone())
+            .collect();
+        assert_ne!(
+            racks[0], racks[1],
+            "both replicas in one rack: {:?}",
+            p.replicas
+        );
+    }
+    assert_eq!(&leaders[1..], &[2, 2, 2]);
+    // A later topic keeps the totals even.
+    h.create("u", 3, 1).unwrap();
+    let mut total = [0; 4];
+    for t in h.ctrl.image().topics().values() {
+        for p in &t.partitions {
+            total[p.leader.0 as usize] += 1;
+        }
+    }
+    assert_eq!(&total[1..], &[3, 3, 3]);
+}
+
+#[test]
+fn create_partitions_delete_and_configs() {
+    let mut h = Harness::leader();
+    h.broker(1, None);
+    h.create("t", 1, 1).unwrap();
+    let grow = |h: &mut Harness, count| {
+        h.ask(Request::CreatePartitions {
+            name: "t".into(),
+            count,
+            assignment: None,
+        })
+    };
+    assert_eq!(code(grow(&mut h, 1)), codes::INVALID_PARTITIONS);
+    assert_eq!(code(grow(&mut h, 3)), codes::NONE);
+    assert_eq!(h.ctrl.image().topic("t").unwrap().partitions.len(), 3);
+    let alter = h.ask(Request::AlterConfigs {
+        topic: "t".into(),
+        changes: vec![("segment.ms".into(), Some("5".into()))],
+    });
+    assert_eq!(code(alter), codes::NONE);
+    assert_eq!(
+        h.ctrl
+            .image()
+            .topic("t")
+            .unwrap()
+            .configs
+            .get("segment.ms")
+            .map(String::as_str),
+        Some("5")
+    );
+    let remove = h.ask(Request::AlterConfigs {
+        topic: "t".into(),
+        changes: vec![("segment.ms".into(), None)],
+    });
+    assert_eq!(code(remove), codes::NONE);
+    assert!(h.ctrl.image().topic("t").unwrap().configs.is_empty());
+    assert_eq!(
+        code(h.ask(Request::DeleteTopic { name: "t".into() })),
+        codes::NONE
+    );
+    assert!(h.ctrl.image().topic("t").is_none());
+    assert_eq!(
+        code(h.ask(Request::DeleteTopic { name: "t".into() })),
+        codes::UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(code(h.create("t", 1, 1)), codes::NONE);
+}
+
+#[test]
+fn fencing_by_session_timeout_moves_leadership() {
+    let mut h = Harness::leader();
+    let e1 = h.broker(1, None);
+    let e2 = h.broker(2, None);
+    h.create("t", 2, 2).unwrap();
+    let led_by_1 = |h: &Harness| {
+        h.ctrl
+            .image()
+            .topic("t")
+            .unwrap()
+            .partitions
+            .iter()
+            .filter(|p| p.leader == NodeId(1))
+            .count()
+    };
+    assert_eq!(led_by_1(&h), 1);
+    // Broker 2 heartbeats; broker 1 goes quiet past the session timeout.
+    for _ in 0..10 {
+        h.tick(1_000);
+        h.ask(Request::Heartbeat {
+            broker: NodeId(2),
+            epoch: e2,
+        })
+        .unwrap();
+    }
+    let b1 = h.ctrl.image().broker(NodeId(1)).unwrap();
+    assert!(b1.fenced);
+    assert_eq!(led_by_1(&h), 0);
+    let moved = h
+        .ctrl
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .iter()
+        .find(|p| p.replicas[0] == NodeId(1))
+        .unwrap()
+        .clone();
+    assert_eq!(moved.leader, NodeId(2));
+    assert_eq!(moved.leader_epoch, LeaderEpoch(1));
+    assert_eq!(moved.partition_epoch, 1);
+    // A stale epoch is refused; the current one unfences.
+    assert_eq!(
+        code(h.ask(Request::Heartbeat {
+            broker: NodeId(1),
+            epoch: e1 - 1
+        })),
+        codes::STALE_BROKER_EPOCH
+    );
+    assert_eq!(
+        code(h.ask(Request::Heartbeat {
+            broker: NodeId(9),
+            epoch: 1
+        })),
+        codes::BROKER_ID_NOT_REGISTERED
+    );
+    h.ask(Request::Heartbeat {
+        broker: NodeId(1),
+        epoch: e1,
+    })
+    .unwrap();
+    assert!(!h.ctrl.image().broker(NodeId(1)).unwrap().fenced);
+}
+
+#[test]
+fn a_live_broker_id_cannot_be_taken_by_another_incarnation() {
+    let mut h = Harness::leader();
+    h.broker(1, None);
+    let other = h.ask(Request::RegisterBroker {
+        broker: NodeId(1),
+        incarnation: [42; 16],
+        endpoints: vec![],
+        rack: None,
+    });
+    assert_eq!(code(other), codes::DUPLICATE_BROKER_REGISTRATION);
+    // The same incarnation re-registers and gets a new, higher epoch.
+    let before = h.ctrl.image().broker(NodeId(1)).unwrap().epoch;
+    let again = h.ask(Request::RegisterBroker {
+        broker: NodeId(1),
+        incarnation: [1; 16],
+        endpoints: vec![],
+        rack: None,
+    });
+    assert!(matches!(again, Ok(Response::Registered { epoch }) if epoch > before));
+}
+
+#[test]
+fn producer_id_blocks_are_consecutive_and_fenced_by_epoch() {
+    let mut h = Harness::leader();
+    let e1 = h.broker(1, None);
+    let e2 = h.broker(2, None);
+    let a = h
+        .ask(Request::AllocateProducerIds {
+            broker: NodeId(1),
+            epoch: e1,
+        })
+        .unwrap();
+    let b = h
+        .ask(Request::AllocateProducerIds {
+            broker: NodeId(2),
+            epoch: e2,
+        })
+        .unwrap();
+    let (Response::ProducerIds(a), Response::ProducerIds(b)) = (a, b) else {
+        panic!()
+    };
+    assert_eq!((a.start, a.len), (0, 1000));
+    assert_eq!((b.start, b.len), (1000, 1000));
+    assert_eq!(
+        code(h.ask(Request::AllocateProducerIds {
+            broker: NodeId(1),
+            epoch: e1 + 100
+        })),
+        codes::STALE_BROKER_EPOCH
+    );
+}
+
+#[test]
+fn a_block_that_does_not_start_at_the_next_id_is_refused_on_apply() {
+    let mut image = MetadataImage::default();
+    let reg = Record::RegisterBroker {
+        broker: NodeId(1),
+        incarnation: [0; 16],
+        endpoints: vec![],
+        rack: None,
+    };
+    image.apply(1, &[reg]).unwrap();
+    let block = |start| Record::ProducerIds {
+        broker: NodeId(1),
+        epoch: 1,
+        start,
+        len: 10,
+    };
+    assert!(image.apply(2, &[block(0)]).is_ok());
+    // A deposed leader's late proposal for the same range changes nothing.
+    assert!(image.apply(3, &[block(0)]).is_err());
+    assert_eq!(image.next_producer_id(), 10);
+    assert_eq!(image.applied_index(), 3);
+}
+
+#[test]
+fn losing_leadership_answers_what_is_pending() {
+    let mut ctrl = Controller::new(ControllerConfig::new(NodeId(1), 3));
+    ctrl.step(
+        0,
+        Input::Leadership {
+            is_leader: true,
+            term: 2,
+        },
+    );
+    let out = ctrl.step(
+        0,
+        Input::Request {
+            reply: 5,
+            request: Request::RegisterBroker {
+                broker: NodeId(1),
+                incarnation: [1; 16],
+                endpoints: vec![],
+                rack: None,
+            },
+        },
+    );
+    assert!(matches!(&out[..], [Output::Propose { .. }]));
+    let out = ctrl.step(
+        0,
+        Input::Leadership {
+            is_leader: false,
+            term: 3,
+        },
+    );
+    assert!(
+        matches!(&out[..], [Output::Reply { reply: 5, result: Err(e) }] if e.code == codes::NOT_CONTROLLER)
+    );
+}
+
+#[test]
+fn an_undecodable_entry_is_skipped_and_reported() {
+    let mut ctrl = Controller::new(ControllerConfig::new(NodeId(1), 3));
+    let out = ctrl.step(
+        0,
+        Input::Committed(vec![CommittedEntry {
+            index: 1,
+            data: vec![9, 9],
+            proposal: None,
+        }]),
+    );
+    assert!(matches!(&out[..], [Output::Corrupt { index: 1, .. }]));
+    assert_eq!(ctrl.image().applied_index(), 1);
+}

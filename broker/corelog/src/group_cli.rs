@@ -29,13 +29,20 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::kafka_client::{ClientError, Connection};
+use corelog_client::{ClientError, Connection, Options};
 
 /// Where the CLI looks for a broker when no `--bootstrap-server` is given.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
-const CONNECT_TIMEOUT_MS: u64 = 5_000;
-const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// The CLI's connections: named in broker logs as the CLI, and asking the
+/// broker for its api versions first, as Kafka clients do, so a version it
+/// does not serve is reported as such.
+const CONNECTION: Options = Options {
+    client_id: "corelog-cli",
+    connect_timeout: Duration::from_millis(5_000),
+    request_timeout: Duration::from_millis(10_000),
+    api_versions_handshake: true,
+};
 /// How long to keep retrying while a coordinator loads its state after a
 /// restart or moves; past this the command fails instead of waiting on.
 const COORDINATOR_WAIT_MS: u64 = 15_000;
@@ -243,11 +250,7 @@ impl Cluster {
 
     fn conn(&mut self, addr: &str) -> CliResult<&mut Connection> {
         if !self.connections.contains_key(addr) {
-            let conn = Connection::connect(
-                addr,
-                Duration::from_millis(CONNECT_TIMEOUT_MS),
-                Duration::from_millis(REQUEST_TIMEOUT_MS),
-            )?;
+            let conn = Connection::connect(addr, &CONNECTION)?;
             self.connections.insert(addr.to_string(), conn);
         }
         self.connections

@@ -7,7 +7,6 @@
 //! protocol, as a client of any broker.
 
 mod group_cli;
-mod kafka_client;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

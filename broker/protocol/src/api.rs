@@ -69,6 +69,8 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 ///   tiered-storage queries (-4, -5), which have no meaning without tiered
 ///   storage, and v9 and v10 add KIP-1005 and KIP-1075 semantics.
 /// - DescribeCluster stops at 1; v2 adds fenced-broker listing.
+/// - DescribeLogDirs starts at 1, the lowest version kafka-protocol has (Kafka
+///   4.0 removed v0, which is v1 without throttling after the response).
 /// - InitProducerId stops at 5, the highest request version kafka-protocol
 ///   knows (its response goes to 6).
 /// - The group apis cover every request version kafka-protocol knows:
@@ -111,6 +113,7 @@ macro_rules! for_each_api {
             IncrementalAlterConfigs(incremental_alter_configs): IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;
             DeleteRecords(delete_records): DeleteRecordsRequest => DeleteRecordsResponse, 0..=2;
             DescribeCluster(describe_cluster): DescribeClusterRequest => DescribeClusterResponse, 0..=1;
+            DescribeLogDirs(describe_log_dirs): DescribeLogDirsRequest => DescribeLogDirsResponse, 1..=4;
             // Consumer groups: the classic protocol in every version clients
             // use, and KIP-848's consumer protocol.
             FindCoordinator(find_coordinator): FindCoordinatorRequest => FindCoordinatorResponse, 0..=6;

@@ -128,8 +128,11 @@ pub struct ServerConfig {
     /// up, connections stop reading their sockets until responses go out.
     pub request_bytes_in_flight_per_shard_max: usize,
     /// `fetch.max.bytes`: the most record bytes one Fetch response carries
-    /// (a consumer's own max_bytes can only lower it), which also bounds
-    /// what a Fetch reads into memory.
+    /// (a consumer's own max_bytes can only lower it; the first batch of the
+    /// first partition with data goes out whole even when larger). It also
+    /// bounds what a Fetch reads into memory on each shard that owns some
+    /// of its partitions: the owners read at once, each within this, and
+    /// the answer is trimmed to it in request order.
     pub fetch_bytes_max: usize,
     /// Bytes of Fetch responses one connection may hold while they are
     /// built or wait to be written to its socket (each Fetch reserves its

@@ -184,6 +184,12 @@ impl Partition {
         self.log.read_log(|l| l.log_start_offset())
     }
 
+    /// Bytes of the log's segments, as retention counts them: what Kafka
+    /// reports as a partition's size (DescribeLogDirs).
+    pub fn size_bytes(&self) -> u64 {
+        self.log.read_log(|l| l.size_bytes())
+    }
+
     /// The offset the next append gets; may be ahead of the high watermark.
     pub fn log_end_offset(&self) -> Offset {
         self.log.read_log(|l| l.next_offset())

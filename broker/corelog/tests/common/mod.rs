@@ -1,19 +1,17 @@
 //! Test helpers: a real `corelog serve` child process on 127.0.0.1, killed
-//! when dropped, and a minimal blocking Kafka client over a std `TcpStream`.
+//! when dropped, and a blocking Kafka client (`corelog_client`'s).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use corelog_protocol::kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-};
+use corelog_client::{Connection, Options};
+use corelog_protocol::kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// How long a broker may take to write its ready file or to exit.
@@ -200,22 +198,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A blocking Kafka client: one request at a time.
+/// A blocking Kafka client over `corelog_client`: one request at a time,
+/// sent as it is (no api-versions handshake).
 pub struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
+    conn: Connection,
 }
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to broker");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            correlation_id: 0,
-        }
+        let options = Options {
+            client_id: "corelog-test",
+            connect_timeout: IO_TIMEOUT,
+            request_timeout: IO_TIMEOUT,
+            api_versions_handshake: false,
+        };
+        let conn = Connection::connect(&format!("127.0.0.1:{port}"), &options)
+            .unwrap_or_else(|e| panic!("connect to broker: {e}"));
+        Client { conn }
     }
 
     /// Sends `request` as `api_key` version `version` and decodes the answer.
@@ -236,53 +235,9 @@ impl Client {
         version: i16,
         request: &Req,
     ) -> Result<Resp, String> {
-        self.correlation_id += 1;
-        let correlation_id = self.correlation_id;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(s("corelog-test")));
-        let mut payload = BytesMut::new();
-        header
-            .encode(&mut payload, api_key.request_header_version(version))
-            .map_err(|e| format!("encoding header: {e}"))?;
-        request
-            .encode(&mut payload, version)
-            .map_err(|e| format!("encoding request: {e}"))?;
-        let mut frame = BytesMut::with_capacity(payload.len() + 4);
-        frame.put_i32(payload.len() as i32);
-        frame.extend_from_slice(&payload);
-        self.stream
-            .write_all(&frame)
-            .map_err(|e| format!("write: {e}"))?;
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .map_err(|e| format!("reading response size (connection closed?): {e}"))?;
-        let size = i32::from_be_bytes(size);
-        if size < 0 {
-            return Err(format!("negative response size {size}"));
-        }
-        let mut body = vec![0u8; size as usize];
-        self.stream
-            .read_exact(&mut body)
-            .map_err(|e| format!("reading response body: {e}"))?;
-        let mut buf = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
-            .map_err(|e| format!("decoding response header: {e}"))?;
-        if header.correlation_id != correlation_id {
-            return Err(format!(
-                "correlation id {} in answer to {correlation_id}",
-                header.correlation_id
-            ));
-        }
-        let response =
-            Resp::decode(&mut buf, version).map_err(|e| format!("decoding response: {e}"))?;
-        if buf.has_remaining() {
-            return Err(format!("{} bytes left after the response", buf.remaining()));
-        }
-        Ok(response)
+        self.conn
+            .request(api_key, version, request)
+            .map_err(|e| e.to_string())
     }
 
     /// Metadata v12 for all topics: proves the broker still answers.

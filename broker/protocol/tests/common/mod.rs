@@ -8,11 +8,12 @@ pub mod groups;
 use bytes::{BufMut, Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request,
-    delete_records_request, delete_topics_request, describe_configs_request, fetch_request,
-    incremental_alter_configs_request, list_offsets_request, metadata_request, produce_request,
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    delete_records_request, delete_topics_request, describe_configs_request,
+    describe_log_dirs_request, fetch_request, incremental_alter_configs_request,
+    list_offsets_request, metadata_request, produce_request, AlterConfigsRequest, ApiKey,
+    ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
     ListOffsetsRequest, MetadataRequest, ProduceRequest, ProducerId, RequestHeader, TopicName,
     TransactionalId,
 };
@@ -41,6 +42,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::IncrementalAlterConfigs, 0, 1),
     support(ApiKey::DeleteRecords, 0, 2),
     support(ApiKey::DescribeCluster, 0, 1),
+    support(ApiKey::DescribeLogDirs, 1, 4),
     support(ApiKey::InitProducerId, 0, 5),
     support(ApiKey::FindCoordinator, 0, 6),
     support(ApiKey::JoinGroup, 0, 9),
@@ -292,6 +294,22 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
             }
             Request::DescribeCluster(r)
         }
+        ApiKey::DescribeLogDirs => {
+            let t = |name, partitions: Vec<i32>| {
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic(name))
+                    .with_partitions(partitions)
+            };
+            let mut r = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                t("orders", vec![0, 1, 2]),
+                t("payments", vec![]),
+                t("audit", vec![7]),
+            ]));
+            if v >= 2 {
+                r = r.with_unknown_tagged_field(extra_tag().0, extra_tag().1);
+            }
+            Request::DescribeLogDirs(r)
+        }
         ApiKey::InitProducerId => {
             let mut r = InitProducerIdRequest::default()
                 .with_transactional_id(Some(TransactionalId(s("txn-1"))))
@@ -411,44 +429,35 @@ fn build_fetch(v: i16) -> FetchRequest {
     r
 }
 
+/// Generates [`encode_request`] from the api table, so a new entry needs no
+/// arm here.
+macro_rules! request_encoders {
+    ($($key:ident($name:ident): $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
+        /// Encodes `request` at `version` into `buf` with kafka-protocol.
+        fn encode_request(
+            request: &Request,
+            buf: &mut BytesMut,
+            version: i16,
+        ) -> Result<(), impl std::fmt::Display> {
+            match request {
+                $(Request::$key(r) => r.encode(buf, version),)*
+                // `Request` is non-exhaustive outside the crate; the
+                // pre-check's unit tests include this file inside it, where
+                // the arm is unreachable.
+                #[allow(unreachable_patterns)]
+                other => panic!("no encoder for {other:?}"),
+            }
+        }
+    };
+}
+
+corelog_protocol::for_each_api!(request_encoders);
+
 /// Encodes the body of `request` at `version` with kafka-protocol.
 pub fn encode_body(request: &Request, version: i16) -> BytesMut {
     let mut buf = BytesMut::new();
-    let result = match request {
-        Request::ApiVersions(r) => r.encode(&mut buf, version),
-        Request::Metadata(r) => r.encode(&mut buf, version),
-        Request::Produce(r) => r.encode(&mut buf, version),
-        Request::Fetch(r) => r.encode(&mut buf, version),
-        Request::ListOffsets(r) => r.encode(&mut buf, version),
-        Request::CreateTopics(r) => r.encode(&mut buf, version),
-        Request::DeleteTopics(r) => r.encode(&mut buf, version),
-        Request::CreatePartitions(r) => r.encode(&mut buf, version),
-        Request::DescribeConfigs(r) => r.encode(&mut buf, version),
-        Request::AlterConfigs(r) => r.encode(&mut buf, version),
-        Request::IncrementalAlterConfigs(r) => r.encode(&mut buf, version),
-        Request::DeleteRecords(r) => r.encode(&mut buf, version),
-        Request::DescribeCluster(r) => r.encode(&mut buf, version),
-        Request::InitProducerId(r) => r.encode(&mut buf, version),
-        Request::FindCoordinator(r) => r.encode(&mut buf, version),
-        Request::JoinGroup(r) => r.encode(&mut buf, version),
-        Request::SyncGroup(r) => r.encode(&mut buf, version),
-        Request::Heartbeat(r) => r.encode(&mut buf, version),
-        Request::LeaveGroup(r) => r.encode(&mut buf, version),
-        Request::OffsetCommit(r) => r.encode(&mut buf, version),
-        Request::OffsetFetch(r) => r.encode(&mut buf, version),
-        Request::ListGroups(r) => r.encode(&mut buf, version),
-        Request::DescribeGroups(r) => r.encode(&mut buf, version),
-        Request::DeleteGroups(r) => r.encode(&mut buf, version),
-        Request::OffsetDelete(r) => r.encode(&mut buf, version),
-        Request::ConsumerGroupHeartbeat(r) => r.encode(&mut buf, version),
-        Request::ConsumerGroupDescribe(r) => r.encode(&mut buf, version),
-        // `Request` is non-exhaustive outside the crate; the pre-check's
-        // unit tests include this file inside it, where the arm is
-        // unreachable.
-        #[allow(unreachable_patterns)]
-        other => panic!("no encoder for {other:?}"),
-    };
-    result.unwrap_or_else(|e| panic!("encoding {:?} v{version}: {e}", request.api_key()));
+    encode_request(request, &mut buf, version)
+        .unwrap_or_else(|e| panic!("encoding {:?} v{version}: {e}", request.api_key()));
     buf
 }
 

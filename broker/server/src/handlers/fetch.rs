@@ -153,21 +153,22 @@ pub async fn handle(
             reason: "connection's fetch budget closed".into(),
             final_bytes: None,
         })?;
-    // Bound what the reads may bring into memory: each partition reads at
-    // most what is left of max_bytes after the partitions before it (a
-    // partition left with nothing still returns its first batch, so a
-    // consumer always progresses), rather than every partition its own
-    // partition_max_bytes.
-    let mut left = max_bytes;
+    // Each partition reads at most its partition_max_bytes and never more
+    // than max_bytes; how max_bytes is shared out among the partitions
+    // depends on what they hold, in request order (`read_partitions` on
+    // each owner shard, then `fill_in_order` over all of them). Reads of
+    // partitions on different shards run at once, each shard's within
+    // max_bytes, so a request may read up to max_bytes per owner shard
+    // before the answer is trimmed to max_bytes.
     for (_, _, parts) in &mut topics {
         for w in parts.iter_mut() {
-            w.max_bytes = w.max_bytes.min(left);
-            left -= w.max_bytes;
+            w.max_bytes = w.max_bytes.min(max_bytes);
         }
     }
-    let results = loop {
-        let results = read_all(shard, &topics).await;
-        let total: usize = results.iter().flatten().map(|r| r.bytes).sum();
+    let (results, kept) = loop {
+        let results = read_all(shard, &topics, max_bytes).await;
+        let kept = fill_in_order(&topics, &results, max_bytes);
+        let total: usize = kept.iter().sum();
         let any_error = results
             .iter()
             .flatten()
@@ -177,7 +178,7 @@ pub async fn handle(
             || Instant::now() >= deadline
             || shard.is_stopping()
         {
-            break results;
+            break (results, kept);
         }
         // Keep only what the wait needs of a read that fell short: its
         // bytes are read again once more data has arrived.
@@ -192,9 +193,6 @@ pub async fn handle(
         drop(results);
         wait_for_data(shard, &topics, &seen, deadline).await;
     };
-    // Fit the response into max_bytes: the first non-empty partition always
-    // goes in whole, later ones only while they fit (as Kafka does).
-    let mut used = 0usize;
     let mut writer = FetchResponseWriter::new(
         header.api_version,
         header.correlation_id,
@@ -207,6 +205,7 @@ pub async fn handle(
         reason: e.to_string(),
         final_bytes: None,
     })?;
+    let mut kept = kept.into_iter();
     for ((name, topic_id, parts), datas) in topics.iter().zip(results) {
         writer
             .begin_topic(name, topic_id.0, parts.len())
@@ -215,11 +214,12 @@ pub async fn handle(
                 final_bytes: None,
             })?;
         for (w, data) in parts.iter().zip(datas) {
-            let include = used == 0 || used + data.bytes <= max_bytes;
-            let chunks: &[Bytes] = if include { &data.chunks } else { &[] };
-            if include {
-                used += data.bytes;
-            }
+            let keep = kept.next().unwrap_or(0);
+            let chunks = if keep == data.bytes {
+                data.chunks
+            } else {
+                prefix(data.chunks, keep)
+            };
             let header = FetchPartitionHeader {
                 partition_index: w.partition,
                 error_code: data.error_code,
@@ -229,7 +229,7 @@ pub async fn handle(
                 aborted_transactions: None,
                 preferred_read_replica: -1,
             };
-            writer.add_partition(&header, chunks).map_err(|e| Close {
+            writer.add_partition(&header, &chunks).map_err(|e| Close {
                 reason: e.to_string(),
                 final_bytes: None,
             })?;
@@ -245,10 +245,12 @@ pub async fn handle(
     )))
 }
 
-/// Reads every wanted partition, with one call per owning shard.
+/// Reads every wanted partition, with one call per owning shard; each
+/// owner shares `max_bytes` among its partitions (`read_partitions`).
 async fn read_all(
     shard: &Rc<Shard>,
     topics: &[(String, TopicId, Vec<Wanted>)],
+    max_bytes: usize,
 ) -> Vec<Vec<PartitionData>> {
     let reads: Vec<(ShardId, Read)> = topics
         .iter()
@@ -269,7 +271,7 @@ async fn read_all(
     let mut datas = shard
         .fan_out(
             reads,
-            read_partitions,
+            move |s, reads| read_partitions(s, reads, max_bytes),
             PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER),
         )
         .await
@@ -299,10 +301,36 @@ struct Read {
     isolation: Isolation,
 }
 
-/// Runs on the owning shard: every partition it was asked for, in order.
-/// Reads served from memory finish in place; reads that need the disk run
-/// concurrently, each in its own task.
-async fn read_partitions(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<PartitionData> {
+/// Runs on the owning shard: every partition it was asked for, in request
+/// order, sharing `max_bytes` among them as Kafka does: each reads at most
+/// what the partitions before it left of `max_bytes` (and its own
+/// partition_max_bytes), the first that holds data at least one batch.
+///
+/// When the partitions' limits together fit in `max_bytes` (the usual case:
+/// a consumer's fetch.max.bytes is many times its max.partition.fetch.bytes)
+/// no partition's read depends on another's, so all are planned at once and
+/// their disk reads overlap. Otherwise each read must know what the ones
+/// before it took, and they run one after another. Partitions on other
+/// shards take from the same `max_bytes`; `fill_in_order` trims the
+/// answers of all shards together, so what is read here is an upper bound
+/// of what is sent.
+async fn read_partitions(
+    shard: Rc<Shard>,
+    reads: Vec<Read>,
+    max_bytes: usize,
+) -> Vec<PartitionData> {
+    let wanted: usize = reads.iter().map(|r| r.max_bytes).sum();
+    if wanted <= max_bytes {
+        read_independent(shard, reads).await
+    } else {
+        read_in_order(shard, reads, max_bytes).await
+    }
+}
+
+/// Reads partitions whose limits do not depend on each other: reads served
+/// from memory finish in place; reads that need the disk run concurrently,
+/// each in its own task.
+async fn read_independent(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<PartitionData> {
     // Plan every read first (no await in between, so all see the log at the
     // same moment), then finish them: in place when the plan needs no disk.
     let mut out: Vec<Option<PartitionData>> = Vec::with_capacity(reads.len());
@@ -338,6 +366,148 @@ async fn read_partitions(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<PartitionDat
     out.into_iter()
         .map(|d| d.expect("every read is answered"))
         .collect()
+}
+
+/// Reads partitions one after another, each limited to what the ones
+/// before it left of `max_bytes`. Once a partition returned data, a later
+/// one whose first batch is larger than what is left returns nothing (only
+/// the first partition with data may exceed the limit), and once nothing is
+/// left the rest read nothing, though each is still checked (an offset out
+/// of range is reported).
+async fn read_in_order(shard: Rc<Shard>, reads: Vec<Read>, max_bytes: usize) -> Vec<PartitionData> {
+    let mut out = Vec::with_capacity(reads.len());
+    let mut left = max_bytes;
+    let mut any_data = false;
+    for mut read in reads {
+        read.max_bytes = read.max_bytes.min(left);
+        let data = match plan_partition(&shard, &read) {
+            Planned::Done(data) => data,
+            // Nothing left to fill: the plan only checked the offset.
+            Planned::Read(data, _) if read.max_bytes == 0 && any_data => data,
+            Planned::Read(data, ReadPlan::Ready(chunks)) => data.with(chunks),
+            Planned::Read(data, plan) => finish_read(&read, data, plan).await,
+        };
+        let data = if any_data && data.bytes > read.max_bytes {
+            // One batch larger than what is left: not sent.
+            PartitionData {
+                chunks: Vec::new(),
+                bytes: 0,
+                ..data
+            }
+        } else {
+            data
+        };
+        any_data |= data.bytes > 0;
+        left = left.saturating_sub(data.bytes);
+        out.push(data);
+    }
+    out
+}
+
+/// How many bytes of each partition's read (in request order, all topics
+/// flattened) go into the response: Kafka's filling of `max_bytes`. Each
+/// partition takes whole batches up to its partition_max_bytes and what the
+/// partitions before it left of `max_bytes`; the first partition with data
+/// takes at least its first batch, however large (KIP-74), so a consumer
+/// always progresses.
+fn fill_in_order(
+    topics: &[(String, TopicId, Vec<Wanted>)],
+    results: &[Vec<PartitionData>],
+    max_bytes: usize,
+) -> Vec<usize> {
+    let mut left = max_bytes;
+    let mut any_data = false;
+    let mut kept = Vec::new();
+    for ((_, _, parts), datas) in topics.iter().zip(results) {
+        for (w, data) in parts.iter().zip(datas) {
+            let limit = w.max_bytes.min(left);
+            let keep = if data.bytes <= limit {
+                data.bytes
+            } else {
+                whole_batches_within(&data.chunks, data.bytes, limit, !any_data)
+            };
+            any_data |= keep > 0;
+            left = left.saturating_sub(keep);
+            kept.push(keep);
+        }
+    }
+    kept
+}
+
+/// The length of the longest run of whole batches at the start of `chunks`
+/// (`total` bytes of record batches) that fits in `limit`, or of the first
+/// batch when `at_least_one` and it alone is larger.
+fn whole_batches_within(chunks: &[Bytes], total: usize, limit: usize, at_least_one: bool) -> usize {
+    let mut cursor = ChunkCursor::new(chunks);
+    let mut end = 0usize;
+    // A batch starts with its base offset (8 bytes) and its length (4
+    // bytes), which counts the bytes after the length.
+    while end + 12 <= total {
+        let Some(length) = cursor.u32_at(end + 8) else {
+            break;
+        };
+        let next = end + 12 + length as usize;
+        if next > total || (next > limit && !(at_least_one && end == 0)) {
+            break;
+        }
+        end = next;
+    }
+    end
+}
+
+/// Reads bytes at increasing positions of a sequence of chunks.
+struct ChunkCursor<'a> {
+    chunks: &'a [Bytes],
+    /// The chunk holding the last position read, and where it starts.
+    index: usize,
+    start: usize,
+}
+
+impl<'a> ChunkCursor<'a> {
+    fn new(chunks: &'a [Bytes]) -> ChunkCursor<'a> {
+        ChunkCursor {
+            chunks,
+            index: 0,
+            start: 0,
+        }
+    }
+
+    /// The byte at `pos`, which is at or after every position read before.
+    fn byte_at(&mut self, pos: usize) -> Option<u8> {
+        while pos >= self.start + self.chunks.get(self.index)?.len() {
+            self.start += self.chunks[self.index].len();
+            self.index += 1;
+        }
+        Some(self.chunks[self.index][pos - self.start])
+    }
+
+    /// The big-endian u32 at `pos`, which may span chunks.
+    fn u32_at(&mut self, pos: usize) -> Option<u32> {
+        let mut value = 0u32;
+        for i in 0..4 {
+            value = value << 8 | u32::from(self.byte_at(pos + i)?);
+        }
+        Some(value)
+    }
+}
+
+/// The first `len` bytes of `chunks`, sharing their memory.
+fn prefix(chunks: Vec<Bytes>, len: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut left = len;
+    for chunk in chunks {
+        if left == 0 {
+            break;
+        }
+        if chunk.len() <= left {
+            left -= chunk.len();
+            out.push(chunk);
+        } else {
+            out.push(chunk.slice(..left));
+            left = 0;
+        }
+    }
+    out
 }
 
 enum Planned {
@@ -479,5 +649,110 @@ async fn wait_partitions(shard: Rc<Shard>, watches: Vec<Watch>, deadline: Instan
             std::task::Poll::Pending
         });
         any_changed.or(stopped).or(timeout).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record batch as far as framing goes: base offset, length, then
+    /// `length` bytes.
+    fn batch(length: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 8];
+        b.extend_from_slice(&(length as u32).to_be_bytes());
+        b.resize(12 + length, 7);
+        b
+    }
+
+    /// `batches` as chunks cut at every `cut`-th byte, so headers span
+    /// chunks.
+    fn chunked(batches: &[Vec<u8>], cut: usize) -> (Vec<Bytes>, usize) {
+        let all: Vec<u8> = batches.concat();
+        let chunks = all.chunks(cut).map(Bytes::copy_from_slice).collect();
+        (chunks, all.len())
+    }
+
+    #[test]
+    fn whole_batches_are_kept_within_the_limit_across_chunk_boundaries() {
+        // Batches of 112, 62 and 212 bytes.
+        let batches = [batch(100), batch(50), batch(200)];
+        for cut in [1, 5, 8, 13, 1000] {
+            let (chunks, total) = chunked(&batches, cut);
+            let within = |limit, first| whole_batches_within(&chunks, total, limit, first);
+            assert_eq!(within(total, false), total, "cut {cut}");
+            assert_eq!(within(174, false), 174, "cut {cut}");
+            assert_eq!(within(173, false), 112, "cut {cut}");
+            assert_eq!(within(111, false), 0, "cut {cut}");
+            // The first batch goes in whole when it must, even past the limit.
+            assert_eq!(within(0, true), 112, "cut {cut}");
+            assert_eq!(within(111, true), 112, "cut {cut}");
+            assert_eq!(within(200, true), 174, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_shares_the_chunks_and_cuts_the_last() {
+        let chunks = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"hi"),
+        ];
+        let cat = |c: Vec<Bytes>| c.concat();
+        assert_eq!(cat(prefix(chunks.clone(), 0)), b"");
+        assert_eq!(cat(prefix(chunks.clone(), 3)), b"abc");
+        assert_eq!(cat(prefix(chunks.clone(), 5)), b"abcde");
+        assert_eq!(cat(prefix(chunks.clone(), 9)), b"abcdefghi");
+        assert_eq!(prefix(chunks, 5).len(), 2);
+    }
+
+    fn wanted(max_bytes: usize) -> Wanted {
+        Wanted {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes,
+            isolation: Isolation::ReadUncommitted,
+            owner: Some(ShardId(0)),
+            error_code: 0,
+        }
+    }
+
+    fn data(batches: &[Vec<u8>]) -> PartitionData {
+        let (chunks, bytes) = chunked(batches, 10);
+        PartitionData {
+            chunks,
+            bytes,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn max_bytes_is_filled_partition_by_partition_in_request_order() {
+        // Four partitions of 112-byte batches (three each, one empty), each
+        // allowed 1000 bytes, in a response of 300: the first empty one
+        // takes nothing, the next two whole batches (224), the next none
+        // (76 left is less than a batch), and the last none either.
+        let b = || batch(100);
+        let topics = vec![(
+            "t".to_string(),
+            TopicId([0; 16]),
+            (0..5).map(|_| wanted(1000)).collect::<Vec<_>>(),
+        )];
+        let results = vec![vec![
+            data(&[]),
+            data(&[b(), b()]),
+            data(&[b(), b(), b()]),
+            data(&[b()]),
+            data(&[]),
+        ]];
+        assert_eq!(fill_in_order(&topics, &results, 300), [0, 224, 0, 0, 0]);
+        // A partition's own limit binds before the response's.
+        let mut topics = topics;
+        topics[0].2[1].max_bytes = 150;
+        assert_eq!(fill_in_order(&topics, &results, 300), [0, 112, 112, 0, 0]);
+        // Smaller than one batch: the first partition with data still
+        // returns its first batch, and no other partition anything.
+        assert_eq!(fill_in_order(&topics, &results, 1), [0, 112, 0, 0, 0]);
     }
 }

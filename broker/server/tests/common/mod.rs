@@ -1,7 +1,7 @@
 //! The in-process test harness: a broker of N shards on a loopback port,
 //! run by `corelog_server::run_until` on a thread of the test process and
-//! stopped and joined when dropped, and a minimal blocking Kafka client over
-//! a std `TcpStream`.
+//! stopped and joined when dropped, and a blocking Kafka client
+//! (`corelog_client`'s).
 //!
 //! Several servers may run in one test process, one after another or at
 //! once: each has its own data directory (a temporary one unless given),
@@ -20,7 +20,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -29,7 +28,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use corelog_client::{Connection, Options};
 use corelog_server::ServerConfig;
 use corelog_storage::batch::build::{batch, BatchSpec};
 use corelog_storage::batch::{validate_prefix, BatchHeader};
@@ -38,7 +38,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, MetadataRequest,
-    MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -250,28 +250,32 @@ pub fn reserve_port() -> (OwnedFd, u16) {
     }
 }
 
-/// A blocking Kafka client. [`Client::request`] sends one request and reads
-/// its answer; [`Client::send`] and [`Client::receive`] split the two, for
-/// pipelining.
+/// A blocking Kafka client over `corelog_client`, which sends requests as
+/// they are (no api-versions handshake). [`Client::request`] sends one
+/// request and reads its answer; [`Client::send`] and [`Client::receive`]
+/// split the two, for pipelining.
 pub struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
+    conn: Connection,
 }
+
+/// Named in the broker's logs as the harness's client.
+const CLIENT_ID: &str = "corelog-server-test";
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to broker");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            correlation_id: 0,
-        }
+        let options = Options {
+            client_id: CLIENT_ID,
+            connect_timeout: IO_TIMEOUT,
+            request_timeout: IO_TIMEOUT,
+            api_versions_handshake: false,
+        };
+        let conn = Connection::connect(&format!("127.0.0.1:{port}"), &options)
+            .unwrap_or_else(|e| panic!("connect to broker: {e}"));
+        Client { conn }
     }
 
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.conn.stream()
     }
 
     /// Sends `request` as `api_key` version `version` and decodes the answer.
@@ -292,30 +296,17 @@ impl Client {
         version: i16,
         request: &Req,
     ) -> Result<Resp, String> {
-        let correlation_id = self.next_correlation_id();
-        let frame = encode_request(api_key, version, correlation_id, request)?;
-        self.stream
-            .write_all(&frame)
-            .map_err(|e| format!("write: {e}"))?;
-        let (header_id, mut body) = read_response(&mut self.stream, api_key, version)?;
-        if header_id != correlation_id {
-            return Err(format!(
-                "correlation id {header_id} in answer to {correlation_id}"
-            ));
-        }
-        decode_body(&mut body, version)
+        self.conn
+            .request(api_key, version, request)
+            .map_err(|e| e.to_string())
     }
 
     /// Writes one request without reading its answer; returns its
     /// correlation id.
     pub fn send<Req: Encodable>(&mut self, api_key: ApiKey, version: i16, request: &Req) -> i32 {
-        let correlation_id = self.next_correlation_id();
-        let frame = encode_request(api_key, version, correlation_id, request)
-            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
-        self.stream
-            .write_all(&frame)
-            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: write: {e}"));
-        correlation_id
+        self.conn
+            .send(api_key, version, request)
+            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"))
     }
 
     /// Reads the next answer, which must be that to `correlation_id`, an
@@ -326,18 +317,9 @@ impl Client {
         version: i16,
         correlation_id: i32,
     ) -> Resp {
-        let (header_id, mut body) = read_response(&mut self.stream, api_key, version)
-            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
-        assert_eq!(
-            header_id, correlation_id,
-            "answers out of order: {api_key:?} v{version}"
-        );
-        decode_body(&mut body, version).unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"))
-    }
-
-    fn next_correlation_id(&mut self) -> i32 {
-        self.correlation_id += 1;
-        self.correlation_id
+        self.conn
+            .receive(api_key, version, correlation_id)
+            .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"))
     }
 
     /// Creates a topic (CreateTopics v7) and asserts success.
@@ -379,62 +361,25 @@ impl Client {
     }
 }
 
-/// A request frame: size, header (with client id), body.
+/// A request frame: size, header (with the harness's client id), body.
 pub fn encode_request<Req: Encodable>(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     request: &Req,
 ) -> Result<Bytes, String> {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(s("corelog-server-test")));
-    let mut payload = BytesMut::new();
-    header
-        .encode(&mut payload, api_key.request_header_version(version))
-        .map_err(|e| format!("encoding header: {e}"))?;
-    request
-        .encode(&mut payload, version)
-        .map_err(|e| format!("encoding request: {e}"))?;
-    let mut frame = BytesMut::with_capacity(payload.len() + 4);
-    frame.put_i32(payload.len() as i32);
-    frame.extend_from_slice(&payload);
-    Ok(frame.freeze())
+    corelog_client::encode_request(api_key, version, correlation_id, CLIENT_ID, request)
+        .map(BytesMut::freeze)
 }
 
 /// Reads one response frame: its correlation id and the body after the
 /// header.
 pub fn read_response(
-    stream: &mut impl Read,
+    stream: &mut impl std::io::Read,
     api_key: ApiKey,
     version: i16,
 ) -> Result<(i32, Bytes), String> {
-    let mut size = [0u8; 4];
-    stream
-        .read_exact(&mut size)
-        .map_err(|e| format!("reading response size (connection closed?): {e}"))?;
-    let size = i32::from_be_bytes(size);
-    if size < 0 {
-        return Err(format!("negative response size {size}"));
-    }
-    let mut body = vec![0u8; size as usize];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| format!("reading response body: {e}"))?;
-    let mut buf = Bytes::from(body);
-    let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
-        .map_err(|e| format!("decoding response header: {e}"))?;
-    Ok((header.correlation_id, buf))
-}
-
-fn decode_body<Resp: Decodable>(buf: &mut Bytes, version: i16) -> Result<Resp, String> {
-    let response = Resp::decode(buf, version).map_err(|e| format!("decoding response: {e}"))?;
-    if buf.has_remaining() {
-        return Err(format!("{} bytes left after the response", buf.remaining()));
-    }
-    Ok(response)
+    corelog_client::read_response(stream, api_key, version)
 }
 
 /// Whether the partition directory `<data>/<topic>-<p>` exists.

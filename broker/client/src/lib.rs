@@ -1,34 +1,36 @@
-//! A tiny blocking Kafka client for the admin subcommands (`corelog group`).
+//! A small blocking Kafka client, for Corelog's admin subcommands (`corelog
+//! group`) and for the tests that drive a broker over the wire (the
+//! server's in-process harness, the binary's tests).
 //!
-//! One [`Connection`] is one `std::net::TcpStream` with one request in flight
-//! at a time. Every connect, write and read is bounded by a deadline, so a
-//! broker that stops answering turns into an error instead of a hang. This
-//! module speaks only the public Kafka protocol (through the `kafka-protocol`
-//! crate); it must not depend on the broker's own crates, so the CLI behaves
-//! like any other Kafka client.
+//! One [`Connection`] is one `std::net::TcpStream`. [`Connection::request`]
+//! sends one request and reads its answer; [`Connection::send`] and
+//! [`Connection::receive`] split the two, so several requests can be in
+//! flight (Kafka answers them in order on one connection). Every connect,
+//! write and read is bounded by a deadline, so a broker that stops
+//! answering turns into an error instead of a hang.
+//!
+//! The client speaks only the public Kafka protocol, through the
+//! `kafka-protocol` crate; it must not depend on the broker's own crates,
+//! so what uses it behaves like any other Kafka client.
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-/// Client id sent in every request header, so broker logs can tell the CLI
-/// apart from applications.
-const CLIENT_ID: &str = "corelog-cli";
-
-/// ApiVersions version used for the handshake on every new connection.
+/// ApiVersions version used for the handshake on a new connection.
 /// Version 3 is the first flexible one and what current clients send.
 const API_VERSIONS_VERSION: i16 = 3;
 
 /// Largest response accepted. The size prefix comes from the network, so
-/// a corrupt or hostile one must not make the CLI allocate gigabytes.
-const RESPONSE_BYTES_MAX: usize = 64 << 20;
+/// a corrupt or hostile one must not make the client allocate gigabytes.
+pub const RESPONSE_BYTES_MAX: usize = 64 << 20;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -38,13 +40,14 @@ pub enum ClientError {
     Unreachable { addr: String, reason: String },
     /// The connection broke, or a response did not come in time.
     Io { addr: String, reason: String },
-    /// The broker does not advertise the API version this client needs.
+    /// The broker does not advertise the API version the caller needs.
     Unsupported {
         addr: String,
         api_key: ApiKey,
         version: i16,
     },
-    /// The broker answered with something this client cannot use.
+    /// The broker answered with something this client cannot use, or a
+    /// request could not be encoded.
     Protocol { addr: String, reason: String },
 }
 
@@ -74,6 +77,23 @@ impl std::error::Error for ClientError {}
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
+/// How a [`Connection`] connects and identifies itself.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Sent in every request header, so broker logs can tell callers apart.
+    pub client_id: &'static str,
+    /// Bound on establishing the TCP connection.
+    pub connect_timeout: Duration,
+    /// Bound on each request/response exchange, and on each
+    /// [`Connection::send`] and [`Connection::receive`] alone.
+    pub request_timeout: Duration,
+    /// Whether to ask the broker for its api versions first, as Kafka
+    /// clients do; [`Connection::call`] then refuses versions the broker
+    /// did not advertise. Without it the connection sends exactly what its
+    /// caller sends, which tests of the broker's own handling need.
+    pub api_versions_handshake: bool,
+}
+
 /// Versions of one API the broker accepts, from its ApiVersions answer.
 #[derive(Clone, Copy, Debug)]
 struct VersionRange {
@@ -85,21 +105,19 @@ struct VersionRange {
 pub struct Connection {
     addr: String,
     stream: TcpStream,
+    client_id: &'static str,
     next_correlation_id: i32,
-    /// Bound on each request/response exchange.
     request_timeout: Duration,
-    /// What the broker said it supports, indexed by api key.
+    /// What the broker said it supports, indexed by api key; empty without
+    /// the handshake.
     supported: Vec<Option<VersionRange>>,
 }
 
 impl Connection {
-    /// Connects to `addr` ("host:port") within `connect_timeout`, then asks
-    /// the broker which API versions it supports.
-    pub fn connect(
-        addr: &str,
-        connect_timeout: Duration,
-        request_timeout: Duration,
-    ) -> ClientResult<Connection> {
+    /// Connects to `addr` ("host:port") as [`Options`] say: every resolved
+    /// address in turn, as other Kafka clients do, reporting the last
+    /// failure when none accepts.
+    pub fn connect(addr: &str, options: &Options) -> ClientResult<Connection> {
         let unreachable = |reason: String| ClientError::Unreachable {
             addr: addr.to_string(),
             reason,
@@ -111,12 +129,10 @@ impl Connection {
         if candidates.is_empty() {
             return Err(unreachable("resolves to no address".to_string()));
         }
-        // Try every resolved address in turn, as other Kafka clients do, and
-        // report the last failure when none accepts.
         let mut last_error = String::new();
         let mut stream = None;
         for sock in &candidates {
-            match TcpStream::connect_timeout(sock, connect_timeout) {
+            match TcpStream::connect_timeout(sock, options.connect_timeout) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -125,28 +141,30 @@ impl Connection {
             }
         }
         let stream = stream.ok_or_else(|| unreachable(last_error))?;
-        let io = |e: std::io::Error| ClientError::Io {
+        stream.set_nodelay(true).map_err(|e| ClientError::Io {
             addr: addr.to_string(),
             reason: e.to_string(),
-        };
-        stream.set_nodelay(true).map_err(io)?;
+        })?;
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
+            client_id: options.client_id,
             next_correlation_id: 1,
-            request_timeout,
+            request_timeout: options.request_timeout,
             supported: Vec::new(),
         };
-        conn.handshake()?;
+        if options.api_versions_handshake {
+            conn.handshake()?;
+        }
         Ok(conn)
     }
 
     fn handshake(&mut self) -> ClientResult<()> {
         let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
+            .with_client_software_name(StrBytes::from_static_str(self.client_id))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let resp: ApiVersionsResponse =
-            self.exchange(ApiKey::ApiVersions, API_VERSIONS_VERSION, &req)?;
+            self.request(ApiKey::ApiVersions, API_VERSIONS_VERSION, &req)?;
         if resp.error_code != 0 {
             return Err(self.protocol_error(format!("ApiVersions error code {}", resp.error_code)));
         }
@@ -170,7 +188,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the broker advertised `version` of `api_key`.
+    /// The underlying socket (tests look at its state, e.g. whether the
+    /// broker closed it).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Whether the broker advertised `version` of `api_key` in the
+    /// handshake (false for every api without one).
     pub fn supports(&self, api_key: ApiKey, version: i16) -> bool {
         usize::try_from(api_key as i16)
             .ok()
@@ -179,7 +204,7 @@ impl Connection {
     }
 
     /// Sends one request and decodes its response, after checking that the
-    /// broker supports that version (a broker closes the connection on a
+    /// broker advertised that version (a broker closes the connection on a
     /// request it does not know, which would read as a vague I/O error).
     pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
@@ -194,22 +219,47 @@ impl Connection {
                 version,
             });
         }
-        self.exchange(api_key, version, request)
+        self.request(api_key, version, request)
     }
 
-    fn exchange<Req: Encodable, Resp: Decodable>(
+    /// Sends one request as it is and decodes its response.
+    pub fn request<Req: Encodable, Resp: Decodable>(
         &mut self,
         api_key: ApiKey,
         version: i16,
         request: &Req,
     ) -> ClientResult<Resp> {
+        let correlation_id = self.send(api_key, version, request)?;
+        self.receive(api_key, version, correlation_id)
+    }
+
+    /// Writes one request without reading its answer; returns its
+    /// correlation id.
+    pub fn send<Req: Encodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> ClientResult<i32> {
         let deadline = Instant::now() + self.request_timeout;
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_request(api_key, version, correlation_id, request)
+        let frame = encode_request(api_key, version, correlation_id, self.client_id, request)
             .map_err(|e| self.protocol_error(format!("encoding {api_key:?}: {e}")))?;
         self.write_all(&frame, deadline)?;
+        Ok(correlation_id)
+    }
 
+    /// Reads the next answer, which must be the one to `correlation_id`, a
+    /// request for `api_key` at `version`, and decodes it; bytes left after
+    /// the response are an error (the client misread it).
+    pub fn receive<Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> ClientResult<Resp> {
+        let deadline = Instant::now() + self.request_timeout;
         let mut size_prefix = [0u8; 4];
         self.read_exact(&mut size_prefix, deadline)?;
         let size = i32::from_be_bytes(size_prefix);
@@ -228,7 +278,7 @@ impl Connection {
                 header.correlation_id
             )));
         }
-        Resp::decode(&mut body, version)
+        decode_response(&mut body, version)
             .map_err(|e| self.protocol_error(format!("{api_key:?} v{version} response: {e}")))
     }
 
@@ -300,20 +350,21 @@ fn is_retryable(e: &std::io::Error) -> bool {
     )
 }
 
-/// Size prefix, request header and body of one request. The protocol
-/// crate reports encoding errors as `anyhow::Error`; only their text is
-/// kept, which spares the binary a dependency on `anyhow`.
-fn encode_request<Req: Encodable>(
+/// Size prefix, request header and body of one request. kafka-protocol
+/// reports encoding errors as `anyhow::Error`; only their text is kept,
+/// which spares users a dependency on `anyhow`.
+pub fn encode_request<Req: Encodable>(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
+    client_id: &'static str,
     request: &Req,
 ) -> Result<BytesMut, String> {
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
     let header_version = api_key.request_header_version(version);
     let size = header
         .compute_size(header_version)
@@ -327,4 +378,43 @@ fn encode_request<Req: Encodable>(
         .and_then(|()| request.encode(&mut buf, version))
         .map_err(|e| e.to_string())?;
     Ok(buf)
+}
+
+/// Reads one response frame from `stream` (within the stream's own
+/// timeouts) and returns its correlation id and the body after the header.
+/// For callers that write frames themselves, e.g. many at once.
+pub fn read_response(
+    stream: &mut impl Read,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<(i32, Bytes), String> {
+    let mut size = [0u8; 4];
+    stream
+        .read_exact(&mut size)
+        .map_err(|e| format!("reading response size (connection closed?): {e}"))?;
+    let size = i32::from_be_bytes(size);
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&s| s <= RESPONSE_BYTES_MAX)
+        .ok_or_else(|| format!("response size {size}"))?;
+    let mut body = vec![0u8; size];
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| format!("reading response body: {e}"))?;
+    let mut buf = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| format!("decoding response header: {e}"))?;
+    Ok((header.correlation_id, buf))
+}
+
+/// Decodes a response body at `version`; bytes left after it are an error.
+pub fn decode_response<Resp: Decodable>(body: &mut Bytes, version: i16) -> Result<Resp, String> {
+    let response = Resp::decode(body, version).map_err(|e| e.to_string())?;
+    if body.has_remaining() {
+        return Err(format!(
+            "{} bytes left after the response",
+            body.remaining()
+        ));
+    }
+    Ok(response)
 }

@@ -211,6 +211,14 @@ impl<'a> Walker<'a> {
         let count = self.uvarint()?;
         for _ in 0..count {
             let tag = self.uvarint()?;
+            // kafka-protocol keeps unknown tags as i32 and writes back only
+            // the non-negative ones, so a tag of 2^31 or more would decode
+            // into a request that does not encode to what it says. No Kafka
+            // schema has such a tag (they are small numbers), and refusing
+            // it keeps every request the broker accepts one it can write.
+            if tag > i32::MAX as u32 {
+                return Err("tagged field number out of range");
+            }
             let size = self.uvarint()? as usize;
             let mut field = Walker {
                 buf: self.take(size)?,
@@ -435,6 +443,31 @@ mod tests {
     }
 
     crate::for_each_api!(every_api_walks_exactly);
+
+    /// A tag of 2^31 or more decodes in kafka-protocol as a negative key it
+    /// never writes back (found by the decoder property test); the walk
+    /// refuses it, and accepts the largest tag that round-trips.
+    #[test]
+    fn tagged_field_numbers_past_i32_max_are_refused() {
+        let mut body = BytesMut::new();
+        ApiVersionsRequest::default().encode(&mut body, 3).unwrap();
+        // The default body ends with an empty tagged-field section.
+        assert_eq!(body.last(), Some(&0));
+        let with_tag = |tag_varint: &[u8]| {
+            let mut b = body[..body.len() - 1].to_vec();
+            b.push(1);
+            b.extend_from_slice(tag_varint);
+            b.push(0);
+            b
+        };
+        let past_max = with_tag(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(
+            walk_request(ApiKey::ApiVersions, 3, &past_max),
+            Err("tagged field number out of range")
+        );
+        let at_max = with_tag(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+        assert_eq!(walk_request(ApiKey::ApiVersions, 3, &at_max), Ok(&[][..]));
+    }
 
     /// The big apis at every version both kafka-protocol and the vendored
     /// schema know, beyond the table's range: Produce, Fetch, Metadata,

@@ -92,8 +92,9 @@ pub struct ServerConfig {
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub request_bytes_max: usize,
     /// How long a request frame may stay incomplete while the connection is
-    /// reading it: from its first byte (or from when the connection starts
-    /// reading again after backpressure) until its last. A connection still
+    /// reading it or waiting for the shard's request budget to admit it:
+    /// from its first byte (or from when the connection starts reading
+    /// again after its own requests in flight held it back) until its last. A connection still
     /// holding a partial frame then is closed and the shard logs it. The
     /// default, 30 s, is Kafka clients' `request.timeout.ms`: a client gives
     /// up on a request 30 s after sending it, so a frame that has not
@@ -124,8 +125,12 @@ pub struct ServerConfig {
     /// time order.
     pub requests_in_flight_per_connection_max: usize,
     /// Bytes of request frames a shard holds in flight across all its
-    /// connections (Kafka's `queued.max.request.bytes`). When it is used
-    /// up, connections stop reading their sockets until responses go out.
+    /// connections (Kafka's `queued.max.request.bytes`), counted from the
+    /// moment a frame's size prefix is read, before its body, until its
+    /// response is written. When it is used up, connections stop reading
+    /// their sockets until responses go out or frames still arriving
+    /// complete or time out (`request_partial_frame_timeout_ms`, which
+    /// so bounds how long a complete request can wait behind them).
     pub request_bytes_in_flight_per_shard_max: usize,
     /// `fetch.max.bytes`: the most record bytes one Fetch response carries
     /// (a consumer's own max_bytes can only lower it), which also bounds

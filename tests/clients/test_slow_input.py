@@ -4,7 +4,9 @@ holds up no other connection, a frame left incomplete is closed after
 `request_partial_frame_timeout_ms` (and logged), and an idle connection
 after `connections_max_idle_ms`. The bytes of frames still arriving count
 against `request_bytes_in_flight_per_shard_max`, so many connections
-announcing large frames do not grow the broker past it."""
+announcing large frames do not grow the broker past it; and a client that
+sends requests but never reads its answers is closed after
+`response_write_timeout_ms`."""
 import socket
 import struct
 import threading
@@ -310,3 +312,49 @@ def test_a_request_behind_trickled_frames_waits_at_most_the_partial_frame_timeou
             s.close()
     assert "request_partial_frame_timeout_ms" in b.stderr_tail(200)
 
+
+def test_a_client_that_never_reads_is_closed_after_response_write_timeout_ms(broker_factory, tmp_path):
+    """A client that sends Fetches for much more than the socket buffers
+    hold and never reads: once the broker's write has made no progress for
+    `response_write_timeout_ms`, the connection is closed and logged, and
+    the broker serves other connections meanwhile and after."""
+    b = _config(broker_factory, tmp_path, "response_write_timeout_ms = 1000\n")
+    topic = create_topic(b.bootstrap)
+    with kproto.connect(b.port) as p:
+        values = [bytes([i]) * 90_000 for i in range(10)]
+        kproto.roundtrip(p, kproto.produce_v3_request(1, topic, 0, kproto.record_batch(values)))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive buffer, so the broker's writes stall sooner.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.port))
+    try:
+        # 40 answers of about 900 KB each: far more than the kernel buffers.
+        for corr in range(40):
+            s.sendall(kproto.fetch_v4_request(100 + corr, topic, 0, 0, max_bytes=1 << 20))
+        t = time.monotonic()
+        # Served meanwhile.
+        _api_versions_ok(b.port)
+        deadline = time.monotonic() + 15
+        while "response_write_timeout_ms" not in b.stderr_tail(200) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        waited = time.monotonic() - t
+        assert "closing connection: response write made no progress past response_write_timeout_ms" \
+            in b.stderr_tail(200), b.stderr_tail(30)
+        assert waited < 10, "closed after %.1f s with a 1 s timeout" % waited
+        # The connection is closed: what it still has to read ends (or the
+        # broker reset it, with its unread requests).
+        s.settimeout(10)
+        got = 0
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert got < 40 * 900_000, "all %d bytes of answers arrived; nothing was cut" % got
+    finally:
+        s.close()
+    _api_versions_ok(b.port)
+    assert b.alive()

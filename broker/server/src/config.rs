@@ -104,6 +104,21 @@ pub struct ServerConfig {
     /// restarts with every byte); this one counts from the frame's start, so
     /// one byte now and then cannot keep a frame open forever.
     pub request_partial_frame_timeout_ms: u64,
+    /// How long writing a response to a connection may make no progress
+    /// (not one byte taken by the socket) before the connection is closed
+    /// and the shard logs it. A client that sends requests and never reads
+    /// its socket would otherwise keep the connection's task, its requests
+    /// in flight (at most `requests_in_flight_per_connection_max`), their
+    /// share of `request_bytes_in_flight_per_shard_max` and its Fetch
+    /// answers (at most `fetch_response_bytes_per_connection_max`) for as
+    /// long as it stays connected. The default, 30 s, is Kafka clients'
+    /// `request.timeout.ms`: a client that has not read an answer 30 s
+    /// after the socket stopped taking it has given up on that request
+    /// and will reconnect anyway. Real clients read continuously (the Java
+    /// consumer's heartbeat thread polls the socket even while the
+    /// application is busy), so only a stuck or hostile peer meets it.
+    /// Kafka closes such a channel only at `connections.max.idle.ms`.
+    pub response_write_timeout_ms: u64,
     /// `connections.max.idle.ms`: a connection with no request in flight and
     /// no byte of a next one for this long is closed, as in Kafka (same
     /// default, 10 minutes). Clients reconnect when they need to, so this
@@ -228,6 +243,7 @@ impl Default for ServerConfig {
             request_bytes_max: 100 << 20,
             request_partial_frame_timeout_ms: 30_000,
             connections_max_idle_ms: 600_000,
+            response_write_timeout_ms: 30_000,
             connections_per_shard_max: 10_000,
             descriptors_reserved: 1024,
             requests_in_flight_per_connection_max: 5,
@@ -425,6 +441,11 @@ impl ServerConfig {
                 "connections_max_idle_ms: must be between 1 and {TIMEOUT_MS_MAX}"
             ));
         }
+        if !(1..=TIMEOUT_MS_MAX).contains(&self.response_write_timeout_ms) {
+            return Err(format!(
+                "response_write_timeout_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
         if let Some(w) = self.write_bytes_max {
             if !(WRITE_BYTES_MIN..=WRITE_BYTES_LIMIT).contains(&w) {
                 return Err(format!(
@@ -613,6 +634,7 @@ mod tests {
         assert_eq!(c.listen.port(), 9092);
         assert_eq!(c.request_partial_frame_timeout_ms, 30_000);
         assert_eq!(c.connections_max_idle_ms, 600_000);
+        assert_eq!(c.response_write_timeout_ms, 30_000);
         assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
     }
 
@@ -703,6 +725,14 @@ mod tests {
             .validate()
             .unwrap_err()
             .starts_with("connections_max_idle_ms"));
+        let c = ServerConfig {
+            response_write_timeout_ms: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("response_write_timeout_ms"));
         let mut c = ServerConfig::default();
         c.groups.offsets_topic_partitions = 0;
         assert!(c

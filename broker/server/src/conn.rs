@@ -13,7 +13,11 @@
 //! its socket, which is the backpressure. Fetch responses also hold
 //! their share of the connection's `fetch_response_bytes_per_connection_max`
 //! until written, so a client that does not read its answers holds a
-//! bounded amount of memory.
+//! bounded amount of memory: at most `requests_in_flight_per_connection_max`
+//! answers, of which the Fetch answers within that bound; every other
+//! answer is one request's, and admin and group requests run one at a
+//! time. How long it holds them is bounded too: a response write that makes
+//! no progress for `response_write_timeout_ms` closes the connection.
 //!
 //! Slow input: a frame is handed out only when its last byte is in, however
 //! few bytes each read brings, and a connection waiting for bytes holds up
@@ -150,6 +154,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         .unwrap_or_default()
         .into();
     let _ = stream.set_nodelay(true);
+    // glommio fails a write that has waited this long for the socket to
+    // take a byte; any byte taken starts the wait again, so a slow reader
+    // is served and only one that stopped reading is closed.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(
+        shard.config().response_write_timeout_ms,
+    )));
     let decoder = FrameDecoder::new(shard.config().request_bytes_max);
     let in_flight_max = shard.config().requests_in_flight_per_connection_max;
     let budget_max = shard.config().request_bytes_in_flight_per_shard_max;
@@ -406,13 +416,20 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Event::Read(Ok(_)) => {}
             Event::Answered(result) => {
                 let done = in_flight.pop_front();
-                let ok = write_reply(&mut stream, &peer, result).await;
+                let written = write_reply(&mut stream, &peer, result).await;
                 drop(done);
-                if !ok {
-                    // The watchdog may have shut the socket while an answer
-                    // was being written.
-                    log_expired(&shard, &peer, watch.expired.get(), buf.len());
-                    return;
+                match written {
+                    Ok(true) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        log_stalled_write(&shard, &peer);
+                        return;
+                    }
+                    Ok(false) | Err(_) => {
+                        // The watchdog may have shut the socket while an
+                        // answer was being written.
+                        log_expired(&shard, &peer, watch.expired.get(), buf.len());
+                        return;
+                    }
                 }
             }
         }
@@ -445,22 +462,44 @@ fn log_expired(shard: &Shard, peer: &str, expired: Option<Expired>, bytes_held: 
     }
 }
 
-/// Writes one response. Returns false when the connection must close.
-async fn write_reply(stream: &mut TcpStream, peer: &str, result: Result<Reply, Close>) -> bool {
+/// Logs a connection closed because a response write made no progress for
+/// `response_write_timeout_ms`. Rate-limited per shard: a client that
+/// opens many connections and reads none would otherwise write a line per
+/// connection.
+fn log_stalled_write(shard: &Shard, peer: &str) {
+    if let Some(suppressed) = shard.stalled_write_log_due() {
+        tracing::info!(
+            %peer,
+            timeout_ms = shard.config().response_write_timeout_ms,
+            suppressed,
+            "closing connection: response write made no progress past response_write_timeout_ms (the client does not read)"
+        );
+    }
+}
+
+/// Writes one response. `Ok(false)` when the handler asked to close the
+/// connection, an error when the write failed (`TimedOut` after
+/// `response_write_timeout_ms` without progress); either way the
+/// connection closes.
+async fn write_reply(
+    stream: &mut TcpStream,
+    peer: &str,
+    result: Result<Reply, Close>,
+) -> std::io::Result<bool> {
     match result {
-        Ok(Reply::None) => true,
-        Ok(Reply::Bytes(b)) => stream.write_all(&b).await.is_ok(),
+        Ok(Reply::None) => Ok(true),
+        Ok(Reply::Bytes(b)) => stream.write_all(&b).await.map(|()| true),
         // Record chunks are written straight from the cache or read buffers
         // they live in: no user-space copy.
         Ok(Reply::Segments(segments, _budget)) => {
-            write_vectored_all(stream, &segments).await.is_ok()
+            write_vectored_all(stream, &segments).await.map(|()| true)
         }
         Err(close) => {
             tracing::info!(%peer, reason = %close, "closing connection");
             if let Some(bytes) = close.final_bytes {
                 let _ = stream.write_all(&bytes).await;
             }
-            false
+            Ok(false)
         }
     }
 }

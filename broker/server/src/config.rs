@@ -276,6 +276,27 @@ pub struct GroupSettings {
     pub initial_rebalance_delay_ms: i32,
     /// `group.max.size`
     pub members_max: usize,
+    /// The most consumer groups one shard holds, over all the offsets
+    /// partitions it coordinates: empty groups, groups with members and
+    /// "simple" groups that only commit offsets alike. Each new group id a
+    /// client names creates coordinator state (and offsets-log records),
+    /// so without a bound one client naming ever new group ids could grow
+    /// a shard without end; Kafka has none. Checked before anything is
+    /// created: JoinGroup, ConsumerGroupHeartbeat and OffsetCommit for a
+    /// group that does not exist are answered GROUP_MAX_SIZE_REACHED, which
+    /// clients treat as fatal and report to the application (see
+    /// `corelog_coordination::GROUPS_FULL` for why that code). Requests
+    /// for existing groups are served as ever. Empty groups without
+    /// offsets are removed at the next offsets-retention check (every 10
+    /// minutes, as in Kafka), groups with offsets once their offsets
+    /// expire, and DeleteGroups removes empty groups at once. 100,000 is
+    /// far above what a shard coordinates in practice (large Kafka
+    /// clusters hold tens of thousands of groups in all) while bounding
+    /// the memory: an empty group is a few hundred bytes of state, one
+    /// with committed offsets some 150 bytes per partition more, so the
+    /// bound is tens of megabytes per shard for groups with few offsets
+    /// (an estimate, not a measurement).
+    pub groups_per_shard_max: usize,
     /// `offsets.retention.minutes`, in milliseconds.
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes`
@@ -300,6 +321,7 @@ impl Default for GroupSettings {
             max_session_timeout_ms: c.max_session_timeout_ms,
             initial_rebalance_delay_ms: c.initial_rebalance_delay_ms,
             members_max: c.members_max,
+            groups_per_shard_max: 100_000,
             offsets_retention_ms: c.offsets_retention_ms,
             offset_metadata_bytes_max: c.offset_metadata_bytes_max,
             consumer_session_timeout_ms: c.consumer_session_timeout_ms,
@@ -338,6 +360,9 @@ impl GroupSettings {
         }
         if self.members_max == 0 {
             return Err("groups.members_max: must be at least 1".into());
+        }
+        if self.groups_per_shard_max == 0 {
+            return Err("groups.groups_per_shard_max: must be at least 1".into());
         }
         if self.consumer_session_timeout_ms <= 0
             || self.consumer_heartbeat_interval_ms <= 0
@@ -748,6 +773,7 @@ mod tests {
         assert_eq!(g.max_session_timeout_ms, 1_800_000);
         assert_eq!(g.initial_rebalance_delay_ms, 3_000);
         assert_eq!(g.offsets_topic_partitions, 50);
+        assert_eq!(g.groups_per_shard_max, 100_000);
         assert_eq!(g.offsets_retention_ms, 7 * 24 * 3600 * 1000);
         let g = GroupSettings {
             min_session_timeout_ms: 1_000,

@@ -2,7 +2,11 @@
 byte at a time is answered once complete, a connection trickling a frame
 holds up no other connection, a frame left incomplete is closed after
 `request_partial_frame_timeout_ms` (and logged), and an idle connection
-after `connections_max_idle_ms`."""
+after `connections_max_idle_ms`. The bytes of frames still arriving count
+against `request_bytes_in_flight_per_shard_max`, so many connections
+announcing large frames do not grow the broker past it; and a client that
+sends requests but never reads its answers is closed after
+`response_write_timeout_ms`."""
 import socket
 import struct
 import threading
@@ -191,3 +195,166 @@ def test_idle_connections_close_after_connections_max_idle_ms(broker_factory, tm
         # And the busy one, once idle, too.
         assert kproto.wait_closed_or_response(busy, 5) == "closed"
     _api_versions_ok(b.port)
+
+
+def _rss_bytes(b):
+    with open("/proc/%d/status" % b.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for the broker")
+
+
+def _send_for(conns, data, seconds):
+    """Sends `data` on every connection (non-blocking, round robin) for up
+    to `seconds`, or until all of it is sent; returns the bytes each sent.
+    A connection the broker does not read stops taking bytes once the
+    kernel's socket buffers are full."""
+    sent = [0] * len(conns)
+    for s in conns:
+        s.setblocking(False)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(n < len(data) for n in sent):
+        progress = False
+        for i, s in enumerate(conns):
+            if sent[i] >= len(data):
+                continue
+            try:
+                n = s.send(data[sent[i]:sent[i] + (256 << 10)])
+            except (BlockingIOError, InterruptedError):
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                sent[i] = len(data)
+                continue
+            sent[i] += n
+            progress = progress or n > 0
+        if not progress:
+            time.sleep(0.05)
+    return sent
+
+
+# Frames of 4 MiB against a budget of two such frames per shard.
+BIG_FRAME_BYTES = 4 << 20
+BUDGET_BYTES = 8 << 20
+ANNOUNCERS = 48
+
+
+def _budget_config(timeout_ms):
+    return ("request_bytes_max = %d\nrequest_bytes_in_flight_per_shard_max = %d\n"
+            "request_partial_frame_timeout_ms = %d\n" % (BIG_FRAME_BYTES, BUDGET_BYTES, timeout_ms))
+
+
+def test_frames_still_arriving_count_against_the_request_bytes_budget(broker_factory, tmp_path):
+    """48 connections each announce a 4 MiB frame and send all of it but
+    its last byte. Before the bytes of incomplete frames counted, the
+    broker read them all (about 192 MiB); now each shard admits frames up
+    to its 8 MiB budget and leaves the other connections unread, so the
+    broker grows by at most the shards' budgets plus a read chunk per
+    connection. Once the connections close, requests are answered again."""
+    b = _config(broker_factory, tmp_path, _budget_config(60000))
+    shards = b.ready["shards"]
+    _api_versions_ok(b.port)
+    before = _rss_bytes(b)
+    conns = [kproto.connect(b.port) for _ in range(ANNOUNCERS)]
+    try:
+        for s in conns:
+            s.sendall(struct.pack(">i", BIG_FRAME_BYTES))
+        sent = _send_for(conns, bytes(BIG_FRAME_BYTES - 1), 8.0)
+        time.sleep(1.0)  # what the broker reads, it has read by now
+        grown = _rss_bytes(b) - before
+        # The budget, counted twice: with transparent huge pages a frame's
+        # buffer is backed by whole 2 MiB pages, and a 4 MiB frame measured
+        # 8 MiB of RSS. Then one read chunk and one idle buffer per
+        # connection, and room for the allocator's own. Without the bound
+        # the broker grew by 344 MiB here.
+        bound = 2 * shards * BUDGET_BYTES + ANNOUNCERS * (68 << 10) + (24 << 20)
+        assert grown < bound, "RSS grew by %d MiB (bound %d MiB); clients sent %d MiB" % (
+            grown >> 20, bound >> 20, sum(sent) >> 20)
+        # The attack did happen: the clients got their bytes out (into the
+        # kernel's socket buffers, for the connections not read).
+        assert sum(sent) > 3 * bound
+    finally:
+        for s in conns:
+            s.close()
+    # Their budget returns when they close: requests are answered at once.
+    slowest = max(_api_versions_ok(b.port) for _ in range(10))
+    assert slowest < ANSWER_WITHIN_S
+    assert b.alive()
+
+
+def test_a_request_behind_trickled_frames_waits_at_most_the_partial_frame_timeout(broker_factory, tmp_path):
+    """While announced frames hold the whole budget, a complete request on
+    another connection waits for budget too; the partial-frame timeout,
+    which also runs while a frame waits for budget, bounds that wait: every
+    frame queued ahead of it expires within the timeout of its first byte."""
+    timeout_s = 2.0
+    b = _config(broker_factory, tmp_path, _budget_config(int(timeout_s * 1000)))
+    conns = [kproto.connect(b.port) for _ in range(ANNOUNCERS)]
+    try:
+        for s in conns:
+            s.sendall(struct.pack(">i", BIG_FRAME_BYTES))
+        # Half of each frame, then nothing: the admitted ones hold their
+        # budget until they time out.
+        _send_for(conns, bytes(BIG_FRAME_BYTES // 2), 3.0)
+        t = time.monotonic()
+        with kproto.connect(b.port, timeout=30) as s:
+            s.sendall(kproto.api_versions_v0_request(9))
+            err, _ = kproto.decode_api_versions_v0(_answer(s, 9, timeout=timeout_s + 10))
+        waited = time.monotonic() - t
+        assert err == 0
+        assert waited < timeout_s + ANSWER_WITHIN_S, "answered after %.1f s" % waited
+        # The announcers were closed (none completed its frame).
+        for s in conns:
+            s.setblocking(True)
+            assert kproto.wait_closed_or_response(s, 10) == "closed"
+    finally:
+        for s in conns:
+            s.close()
+    assert "request_partial_frame_timeout_ms" in b.stderr_tail(200)
+
+
+def test_a_client_that_never_reads_is_closed_after_response_write_timeout_ms(broker_factory, tmp_path):
+    """A client that sends Fetches for much more than the socket buffers
+    hold and never reads: once the broker's write has made no progress for
+    `response_write_timeout_ms`, the connection is closed and logged, and
+    the broker serves other connections meanwhile and after."""
+    b = _config(broker_factory, tmp_path, "response_write_timeout_ms = 1000\n")
+    topic = create_topic(b.bootstrap)
+    with kproto.connect(b.port) as p:
+        values = [bytes([i]) * 90_000 for i in range(10)]
+        kproto.roundtrip(p, kproto.produce_v3_request(1, topic, 0, kproto.record_batch(values)))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive buffer, so the broker's writes stall sooner.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.port))
+    try:
+        # 40 answers of about 900 KB each: far more than the kernel buffers.
+        for corr in range(40):
+            s.sendall(kproto.fetch_v4_request(100 + corr, topic, 0, 0, max_bytes=1 << 20))
+        t = time.monotonic()
+        # Served meanwhile.
+        _api_versions_ok(b.port)
+        deadline = time.monotonic() + 15
+        while "response_write_timeout_ms" not in b.stderr_tail(200) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        waited = time.monotonic() - t
+        assert "closing connection: response write made no progress past response_write_timeout_ms" \
+            in b.stderr_tail(200), b.stderr_tail(30)
+        assert waited < 10, "closed after %.1f s with a 1 s timeout" % waited
+        # The connection is closed: what it still has to read ends (or the
+        # broker reset it, with its unread requests).
+        s.settimeout(10)
+        got = 0
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert got < 40 * 900_000, "all %d bytes of answers arrived; nothing was cut" % got
+    finally:
+        s.close()
+    _api_versions_ok(b.port)
+    assert b.alive()

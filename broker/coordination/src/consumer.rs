@@ -436,6 +436,14 @@ impl GroupCoordinator {
                         "the group has no such member",
                     );
                 }
+                // An empty classic group becoming a consumer group is no
+                // new group; only a group id never seen counts.
+                if self.groups_full && !self.groups.contains_key(&r.group_id) {
+                    return ConsumerHeartbeatResult::error(
+                        crate::coordinator::GROUPS_FULL,
+                        crate::coordinator::GROUPS_FULL_MESSAGE,
+                    );
+                }
                 // An empty classic group (say, offsets committed by a simple
                 // consumer) becomes a consumer group, keeping its offsets.
                 self.groups.insert(

@@ -115,6 +115,28 @@ struct Held {
 /// `offsets.retention.check.interval.ms`).
 pub const RETENTION_CHECK_INTERVAL_MS: i64 = 600_000;
 
+/// What a request that would create a group is answered while its shard
+/// holds `groups_per_shard_max` groups: GROUP_MAX_SIZE_REACHED. Kafka has
+/// no bound on groups, so no code of its own; the choice is by what clients
+/// do with it. A retriable code (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
+/// COORDINATOR_LOAD_IN_PROGRESS) would have every client rediscover the
+/// coordinator and try again forever, with nothing reaching the
+/// application. GROUP_MAX_SIZE_REACHED is fatal in both protocols of both
+/// client families: the Java consumer raises GroupMaxSizeReachedException
+/// from `poll()` on a JoinGroup answer and fails on a
+/// ConsumerGroupHeartbeat answer, librdkafka treats it as fatal in the
+/// ConsumerGroupHeartbeat and reports it to the application on a JoinGroup,
+/// and a commit answered with it fails (Java: "Unexpected error in
+/// commit"). It also says the right kind of thing, a capacity reached, where
+/// INVALID_GROUP_ID (also fatal) would send an operator looking for a
+/// malformed group id. ConsumerGroupHeartbeat's answer carries a message
+/// naming the setting; the other answers have no message field.
+pub const GROUPS_FULL: i16 = codes::GROUP_MAX_SIZE_REACHED;
+
+/// The message of a ConsumerGroupHeartbeat refused by [`GROUPS_FULL`].
+pub const GROUPS_FULL_MESSAGE: &str =
+    "the broker holds groups_per_shard_max groups on this group's shard: no new group can be created until empty groups are deleted or expire";
+
 /// The most records of one group whose offsets the coordinator keeps:
 /// a named bound on the memory a single group can hold.
 pub const OFFSETS_PER_GROUP_MAX: usize = 100_000;
@@ -138,6 +160,11 @@ pub struct GroupCoordinator {
     /// such ids (whole ids could be megabytes each).
     load_skipped: (u64, Vec<String>),
     snapshot_in_flight: Option<WriteId>,
+    /// Whether the shard hosting this coordinator holds as many groups as
+    /// it may (`groups_per_shard_max`, counted by the server over all of
+    /// the shard's coordinators, which is why it is told rather than
+    /// counted here): requests that would create a group are refused.
+    pub(crate) groups_full: bool,
     // What the current step has produced.
     pub(crate) now_ms: i64,
     step_replies: Vec<(ReplyId, Response)>,
@@ -163,6 +190,7 @@ impl GroupCoordinator {
             bytes_since_snapshot: 0,
             load_skipped: (0, Vec::new()),
             snapshot_in_flight: None,
+            groups_full: false,
             now_ms: 0,
             step_replies: Vec::new(),
             step_records: Vec::new(),
@@ -173,6 +201,21 @@ impl GroupCoordinator {
 
     pub fn config(&self) -> &CoordinatorConfig {
         &self.config
+    }
+
+    /// How many groups this coordinator holds (with members or not, with
+    /// offsets or not).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Tells the coordinator, before a step, whether its shard may hold
+    /// another group. While it may not, JoinGroup, ConsumerGroupHeartbeat
+    /// and OffsetCommit naming a group that does not exist are answered
+    /// GROUP_MAX_SIZE_REACHED ([`GROUPS_FULL`]) before anything is created
+    /// or written; requests for existing groups are served as ever.
+    pub fn set_groups_full(&mut self, full: bool) {
+        self.groups_full = full;
     }
 
     /// Replaces the topic snapshot the KIP-848 assignors work from.
@@ -635,6 +678,8 @@ impl GroupCoordinator {
         }
         let now = self.now_ms;
         match self.groups.get_mut(&r.group_id) {
+            // A commit from outside any membership would create the group.
+            None if r.generation_id < 0 && self.groups_full => GROUPS_FULL,
             None if r.generation_id < 0 => codes::NONE,
             // Kafka: a generation for a group it does not know.
             None => codes::ILLEGAL_GENERATION,

@@ -26,8 +26,8 @@ pub use bounds::{
     MEMBER_ID_CLIENT_ID_BYTES_MAX, PROTOCOL_NAME_BYTES_MAX,
 };
 pub use coordinator::{
-    CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId, OFFSETS_PER_GROUP_MAX,
-    RETENTION_CHECK_INTERVAL_MS,
+    CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId, GROUPS_FULL,
+    GROUPS_FULL_MESSAGE, OFFSETS_PER_GROUP_MAX, RETENTION_CHECK_INTERVAL_MS,
 };
 
 /// The offsets-log partition a group's coordinator lives on: Kafka's rule

@@ -82,6 +82,14 @@ impl FrameDecoder {
         }
     }
 
+    /// The size the frame at the front of `buf` declares (size prefix
+    /// excluded), checked as [`FrameDecoder::decode`] checks it, or `None`
+    /// when fewer than 4 bytes are buffered. The server takes the frame's
+    /// share of its memory budget from this before it reads the body.
+    pub fn frame_bytes(&self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        self.peek_size(buf)
+    }
+
     /// Reads and checks the size prefix, or `None` when fewer than 4 bytes
     /// are buffered.
     fn peek_size(&self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {

@@ -92,8 +92,9 @@ pub struct ServerConfig {
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub request_bytes_max: usize,
     /// How long a request frame may stay incomplete while the connection is
-    /// reading it: from its first byte (or from when the connection starts
-    /// reading again after backpressure) until its last. A connection still
+    /// reading it or waiting for the shard's request budget to admit it:
+    /// from its first byte (or from when the connection starts reading
+    /// again after its own requests in flight held it back) until its last. A connection still
     /// holding a partial frame then is closed and the shard logs it. The
     /// default, 30 s, is Kafka clients' `request.timeout.ms`: a client gives
     /// up on a request 30 s after sending it, so a frame that has not
@@ -103,6 +104,21 @@ pub struct ServerConfig {
     /// restarts with every byte); this one counts from the frame's start, so
     /// one byte now and then cannot keep a frame open forever.
     pub request_partial_frame_timeout_ms: u64,
+    /// How long writing a response to a connection may make no progress
+    /// (not one byte taken by the socket) before the connection is closed
+    /// and the shard logs it. A client that sends requests and never reads
+    /// its socket would otherwise keep the connection's task, its requests
+    /// in flight (at most `requests_in_flight_per_connection_max`), their
+    /// share of `request_bytes_in_flight_per_shard_max` and its Fetch
+    /// answers (at most `fetch_response_bytes_per_connection_max`) for as
+    /// long as it stays connected. The default, 30 s, is Kafka clients'
+    /// `request.timeout.ms`: a client that has not read an answer 30 s
+    /// after the socket stopped taking it has given up on that request
+    /// and will reconnect anyway. Real clients read continuously (the Java
+    /// consumer's heartbeat thread polls the socket even while the
+    /// application is busy), so only a stuck or hostile peer meets it.
+    /// Kafka closes such a channel only at `connections.max.idle.ms`.
+    pub response_write_timeout_ms: u64,
     /// `connections.max.idle.ms`: a connection with no request in flight and
     /// no byte of a next one for this long is closed, as in Kafka (same
     /// default, 10 minutes). Clients reconnect when they need to, so this
@@ -124,8 +140,12 @@ pub struct ServerConfig {
     /// time order.
     pub requests_in_flight_per_connection_max: usize,
     /// Bytes of request frames a shard holds in flight across all its
-    /// connections (Kafka's `queued.max.request.bytes`). When it is used
-    /// up, connections stop reading their sockets until responses go out.
+    /// connections (Kafka's `queued.max.request.bytes`), counted from the
+    /// moment a frame's size prefix is read, before its body, until its
+    /// response is written. When it is used up, connections stop reading
+    /// their sockets until responses go out or frames still arriving
+    /// complete or time out (`request_partial_frame_timeout_ms`, which
+    /// so bounds how long a complete request can wait behind them).
     pub request_bytes_in_flight_per_shard_max: usize,
     /// `fetch.max.bytes`: the most record bytes one Fetch response carries
     /// (a consumer's own max_bytes can only lower it; the first batch of the
@@ -226,6 +246,7 @@ impl Default for ServerConfig {
             request_bytes_max: 100 << 20,
             request_partial_frame_timeout_ms: 30_000,
             connections_max_idle_ms: 600_000,
+            response_write_timeout_ms: 30_000,
             connections_per_shard_max: 10_000,
             descriptors_reserved: 1024,
             requests_in_flight_per_connection_max: 5,
@@ -258,6 +279,27 @@ pub struct GroupSettings {
     pub initial_rebalance_delay_ms: i32,
     /// `group.max.size`
     pub members_max: usize,
+    /// The most consumer groups one shard holds, over all the offsets
+    /// partitions it coordinates: empty groups, groups with members and
+    /// "simple" groups that only commit offsets alike. Each new group id a
+    /// client names creates coordinator state (and offsets-log records),
+    /// so without a bound one client naming ever new group ids could grow
+    /// a shard without end; Kafka has none. Checked before anything is
+    /// created: JoinGroup, ConsumerGroupHeartbeat and OffsetCommit for a
+    /// group that does not exist are answered GROUP_MAX_SIZE_REACHED, which
+    /// clients treat as fatal and report to the application (see
+    /// `corelog_coordination::GROUPS_FULL` for why that code). Requests
+    /// for existing groups are served as ever. Empty groups without
+    /// offsets are removed at the next offsets-retention check (every 10
+    /// minutes, as in Kafka), groups with offsets once their offsets
+    /// expire, and DeleteGroups removes empty groups at once. 100,000 is
+    /// far above what a shard coordinates in practice (large Kafka
+    /// clusters hold tens of thousands of groups in all) while bounding
+    /// the memory: an empty group is a few hundred bytes of state, one
+    /// with committed offsets some 150 bytes per partition more, so the
+    /// bound is tens of megabytes per shard for groups with few offsets
+    /// (an estimate, not a measurement).
+    pub groups_per_shard_max: usize,
     /// `offsets.retention.minutes`, in milliseconds.
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes`
@@ -282,6 +324,7 @@ impl Default for GroupSettings {
             max_session_timeout_ms: c.max_session_timeout_ms,
             initial_rebalance_delay_ms: c.initial_rebalance_delay_ms,
             members_max: c.members_max,
+            groups_per_shard_max: 100_000,
             offsets_retention_ms: c.offsets_retention_ms,
             offset_metadata_bytes_max: c.offset_metadata_bytes_max,
             consumer_session_timeout_ms: c.consumer_session_timeout_ms,
@@ -320,6 +363,9 @@ impl GroupSettings {
         }
         if self.members_max == 0 {
             return Err("groups.members_max: must be at least 1".into());
+        }
+        if self.groups_per_shard_max == 0 {
+            return Err("groups.groups_per_shard_max: must be at least 1".into());
         }
         if self.consumer_session_timeout_ms <= 0
             || self.consumer_heartbeat_interval_ms <= 0
@@ -421,6 +467,11 @@ impl ServerConfig {
         if !(1..=TIMEOUT_MS_MAX).contains(&self.connections_max_idle_ms) {
             return Err(format!(
                 "connections_max_idle_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
+        if !(1..=TIMEOUT_MS_MAX).contains(&self.response_write_timeout_ms) {
+            return Err(format!(
+                "response_write_timeout_ms: must be between 1 and {TIMEOUT_MS_MAX}"
             ));
         }
         if let Some(w) = self.write_bytes_max {
@@ -611,6 +662,7 @@ mod tests {
         assert_eq!(c.listen.port(), 9092);
         assert_eq!(c.request_partial_frame_timeout_ms, 30_000);
         assert_eq!(c.connections_max_idle_ms, 600_000);
+        assert_eq!(c.response_write_timeout_ms, 30_000);
         assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
     }
 
@@ -701,6 +753,14 @@ mod tests {
             .validate()
             .unwrap_err()
             .starts_with("connections_max_idle_ms"));
+        let c = ServerConfig {
+            response_write_timeout_ms: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("response_write_timeout_ms"));
         let mut c = ServerConfig::default();
         c.groups.offsets_topic_partitions = 0;
         assert!(c
@@ -716,6 +776,7 @@ mod tests {
         assert_eq!(g.max_session_timeout_ms, 1_800_000);
         assert_eq!(g.initial_rebalance_delay_ms, 3_000);
         assert_eq!(g.offsets_topic_partitions, 50);
+        assert_eq!(g.groups_per_shard_max, 100_000);
         assert_eq!(g.offsets_retention_ms, 7 * 24 * 3600 * 1000);
         let g = GroupSettings {
             min_session_timeout_ms: 1_000,

@@ -7,18 +7,24 @@
 //! in the order they arrived. Every other request runs alone: it waits for
 //! the requests before it and holds back those after it, so admin and group
 //! requests keep Kafka's one-at-a-time order. A request's frame bytes count
-//! against the shard's `request_bytes_in_flight_per_shard_max` until its
-//! response is written; when either bound is reached the connection stops
-//! reading its socket, which is the backpressure. Fetch responses also hold
+//! against the shard's `request_bytes_in_flight_per_shard_max` from the
+//! moment its size prefix is read, before its body is, until its response
+//! is written; when either bound is reached the connection stops reading
+//! its socket, which is the backpressure. Fetch responses also hold
 //! their share of the connection's `fetch_response_bytes_per_connection_max`
 //! until written, so a client that does not read its answers holds a
-//! bounded amount of memory.
+//! bounded amount of memory: at most `requests_in_flight_per_connection_max`
+//! answers, of which the Fetch answers within that bound; every other
+//! answer is one request's, and admin and group requests run one at a
+//! time. How long it holds them is bounded too: a response write that makes
+//! no progress for `response_write_timeout_ms` closes the connection.
 //!
 //! Slow input: a frame is handed out only when its last byte is in, however
 //! few bytes each read brings, and a connection waiting for bytes holds up
 //! nothing but itself. A watchdog task per connection closes it when a
 //! frame stays incomplete for `request_partial_frame_timeout_ms` while the
-//! connection reads it, or when it sits idle (nothing in flight, nothing
+//! connection reads it (the loop itself closes it when that passes while
+//! the frame waits for budget), or when it sits idle (nothing in flight, nothing
 //! buffered) for `connections_max_idle_ms`. The loop only publishes what
 //! it waits for, in a `Cell`, when it is about to wait on its socket; the
 //! watchdog sleeps until the earliest deadline that state allows, so a busy
@@ -32,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::ApiKey;
-use corelog_protocol::{decode_request, decode_request_header, FrameDecoder, ProtocolError};
+use corelog_protocol::{
+    decode_request, decode_request_header, FrameDecoder, ProtocolError, SIZE_PREFIX_BYTES,
+};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 use glommio::sync::StaticPermit;
@@ -120,6 +128,16 @@ async fn watchdog(watch: Rc<Watch>, fd: RawFd, partial_timeout: Duration, idle_t
     }
 }
 
+/// How a connection's wait for its partial frame's budget ended.
+enum Muted {
+    Admitted(glommio::Result<StaticPermit, ()>),
+    /// `request_partial_frame_timeout_ms` passed since the frame's first
+    /// byte.
+    Expired,
+    /// The shard is shutting down.
+    Stopped,
+}
+
 enum Event {
     Answered(Result<Reply, Close>),
     Read(std::io::Result<usize>),
@@ -136,6 +154,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         .unwrap_or_default()
         .into();
     let _ = stream.set_nodelay(true);
+    // glommio fails a write that has waited this long for the socket to
+    // take a byte; any byte taken starts the wait again, so a slow reader
+    // is served and only one that stopped reading is closed.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(
+        shard.config().response_write_timeout_ms,
+    )));
     let decoder = FrameDecoder::new(shard.config().request_bytes_max);
     let in_flight_max = shard.config().requests_in_flight_per_connection_max;
     let budget_max = shard.config().request_bytes_in_flight_per_shard_max;
@@ -146,15 +170,25 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     // A frame that must run alone, waiting for those before it.
     let mut waiting: Option<Bytes> = None;
+    // The budget already taken for the next frame to start: the one in
+    // `waiting`, else the one at the front of `buf`. Taken as soon as a
+    // frame's size prefix is in and before its body is read, as Kafka's
+    // memory pool does, so the bytes of frames still arriving count
+    // against `request_bytes_in_flight_per_shard_max`. Without this, many
+    // connections each announcing a `request_bytes_max` frame and
+    // trickling its body made a shard hold connections times
+    // `request_bytes_max` for up to `request_partial_frame_timeout_ms`.
+    let mut frame_budget: Option<StaticPermit> = None;
     let watch = Rc::new(Watch {
         waiting: Cell::new(Waiting::Busy),
         expired: Cell::new(None),
     });
+    let partial_timeout = Duration::from_millis(shard.config().request_partial_frame_timeout_ms);
     // Declared after `stream`, so dropped (cancelled) before it.
     let _watchdog = glommio::spawn_local(watchdog(
         watch.clone(),
         stream.as_raw_fd(),
-        Duration::from_millis(shard.config().request_partial_frame_timeout_ms),
+        partial_timeout,
         Duration::from_millis(shard.config().connections_max_idle_ms),
     ));
     // Since when the frame at the front of `buf` has been incomplete while
@@ -197,7 +231,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             // Wait for budget only while holding none: a connection that
             // waited with answered requests still unwritten could keep the
             // budget it waits for.
-            let budget = if in_flight.is_empty() {
+            let budget = if let Some(b) = frame_budget.take() {
+                b
+            } else if in_flight.is_empty() {
                 match shard
                     .request_bytes_budget()
                     .acquire_static_permit(units)
@@ -242,9 +278,75 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             buf = BytesMut::new();
         }
         // Reading more helps only if another request could start.
-        let may_read = waiting.is_none()
+        let mut may_read = waiting.is_none()
             && in_flight.len() < in_flight_max
             && in_flight.back().is_none_or(|f| f.pipelined);
+        // A frame whose size is known but whose body is still to come gets
+        // its share of the shard's budget before any of its body is read;
+        // while the budget cannot give it, the connection is muted (does
+        // not read), so the client's bytes wait in the kernel's socket
+        // buffers, not in ours. What a connection then holds outside the
+        // budget is at most one read chunk beyond its counted frames.
+        //
+        // Deadlock: frames still arriving may hold the whole budget, and
+        // then complete requests on other connections wait too (the budget
+        // is first come, first served). What bounds that wait is
+        // `request_partial_frame_timeout_ms`, which here also runs while
+        // a partial frame waits for budget: every frame ahead of a waiting
+        // request, holding budget or queued for it, either arrives whole
+        // within that timeout of its first byte (its request is then
+        // handled and answered like any other) or its connection is closed
+        // and its budget returns. So a request waits at most about that
+        // timeout, however many connections trickle. Counting the muted
+        // time against the frame is fair to real clients: their own
+        // `request.timeout.ms` runs from the send, whatever the broker
+        // does. The other choice, a share of the budget kept for complete
+        // frames, would let small requests through meanwhile but leaves a
+        // share that a patient attacker fills just the same; Kafka too
+        // mutes every channel while its pool is empty. As for complete
+        // frames, a connection waits only while it holds no budget, and
+        // one with requests in flight stops reading instead (then the
+        // frame's time is not counted: that wait is the client's own
+        // pipelining), so no connection waits for budget it holds itself.
+        if may_read && frame_budget.is_none() {
+            if let Ok(Some(size)) = decoder.frame_bytes(&buf) {
+                let units = size.clamp(1, budget_max) as u64;
+                let budget = shard.request_bytes_budget();
+                match budget.try_acquire_static_permit(units) {
+                    Ok(b) => frame_budget = Some(b),
+                    Err(_) if in_flight.is_empty() => {
+                        let since = *partial_since.get_or_insert_with(Instant::now);
+                        let due = since + partial_timeout;
+                        let acquire =
+                            async { Muted::Admitted(budget.acquire_static_permit(units).await) };
+                        let expired = async {
+                            glommio::timer::sleep(due.saturating_duration_since(Instant::now()))
+                                .await;
+                            Muted::Expired
+                        };
+                        let stopped = async {
+                            shard.stop_notified().await;
+                            Muted::Stopped
+                        };
+                        match acquire.or(expired).or(stopped).await {
+                            Muted::Admitted(Ok(b)) => frame_budget = Some(b),
+                            Muted::Expired => {
+                                log_expired(&shard, &peer, Some(Expired::PartialFrame), buf.len());
+                                return;
+                            }
+                            Muted::Admitted(Err(_)) | Muted::Stopped => return,
+                        }
+                    }
+                    Err(_) => may_read = false,
+                }
+                if frame_budget.is_some() {
+                    // The frame's memory is counted now, so take it at
+                    // once rather than growing the buffer read by read
+                    // (each growth a copy, and up to twice the frame).
+                    buf.reserve((SIZE_PREFIX_BYTES + size).saturating_sub(buf.len()));
+                }
+            }
+        }
         if !may_read {
             // The time the connection does not read is not the client's.
             partial_since = None;
@@ -314,13 +416,20 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Event::Read(Ok(_)) => {}
             Event::Answered(result) => {
                 let done = in_flight.pop_front();
-                let ok = write_reply(&mut stream, &peer, result).await;
+                let written = write_reply(&mut stream, &peer, result).await;
                 drop(done);
-                if !ok {
-                    // The watchdog may have shut the socket while an answer
-                    // was being written.
-                    log_expired(&shard, &peer, watch.expired.get(), buf.len());
-                    return;
+                match written {
+                    Ok(true) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        log_stalled_write(&shard, &peer);
+                        return;
+                    }
+                    Ok(false) | Err(_) => {
+                        // The watchdog may have shut the socket while an
+                        // answer was being written.
+                        log_expired(&shard, &peer, watch.expired.get(), buf.len());
+                        return;
+                    }
                 }
             }
         }
@@ -353,22 +462,44 @@ fn log_expired(shard: &Shard, peer: &str, expired: Option<Expired>, bytes_held: 
     }
 }
 
-/// Writes one response. Returns false when the connection must close.
-async fn write_reply(stream: &mut TcpStream, peer: &str, result: Result<Reply, Close>) -> bool {
+/// Logs a connection closed because a response write made no progress for
+/// `response_write_timeout_ms`. Rate-limited per shard: a client that
+/// opens many connections and reads none would otherwise write a line per
+/// connection.
+fn log_stalled_write(shard: &Shard, peer: &str) {
+    if let Some(suppressed) = shard.stalled_write_log_due() {
+        tracing::info!(
+            %peer,
+            timeout_ms = shard.config().response_write_timeout_ms,
+            suppressed,
+            "closing connection: response write made no progress past response_write_timeout_ms (the client does not read)"
+        );
+    }
+}
+
+/// Writes one response. `Ok(false)` when the handler asked to close the
+/// connection, an error when the write failed (`TimedOut` after
+/// `response_write_timeout_ms` without progress); either way the
+/// connection closes.
+async fn write_reply(
+    stream: &mut TcpStream,
+    peer: &str,
+    result: Result<Reply, Close>,
+) -> std::io::Result<bool> {
     match result {
-        Ok(Reply::None) => true,
-        Ok(Reply::Bytes(b)) => stream.write_all(&b).await.is_ok(),
+        Ok(Reply::None) => Ok(true),
+        Ok(Reply::Bytes(b)) => stream.write_all(&b).await.map(|()| true),
         // Record chunks are written straight from the cache or read buffers
         // they live in: no user-space copy.
         Ok(Reply::Segments(segments, _budget)) => {
-            write_vectored_all(stream, &segments).await.is_ok()
+            write_vectored_all(stream, &segments).await.map(|()| true)
         }
         Err(close) => {
             tracing::info!(%peer, reason = %close, "closing connection");
             if let Some(bytes) = close.final_bytes {
                 let _ = stream.write_all(&bytes).await;
             }
-            false
+            Ok(false)
         }
     }
 }

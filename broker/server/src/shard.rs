@@ -67,6 +67,10 @@ pub struct Shard {
     /// (`request_partial_frame_timeout_ms`) are logged at most once per
     /// [`STALLED_FRAME_LOG_INTERVAL`], with the count of those not logged.
     stalled_frame_log: RefCell<RateLimited>,
+    /// Connections closed because a response write made no progress for
+    /// `response_write_timeout_ms` (a client that does not read) are
+    /// logged at most once per [`STALLED_FRAME_LOG_INTERVAL`] too.
+    stalled_write_log: RefCell<RateLimited>,
 }
 
 /// How often a shard logs connections closed for a stalled partial frame.
@@ -183,6 +187,13 @@ impl Shard {
     /// [`STALLED_FRAME_LOG_INTERVAL`].
     pub fn stalled_frame_log_due(&self) -> Option<u64> {
         self.stalled_frame_log.borrow_mut().due()
+    }
+
+    /// Whether a connection closed for a stalled response write is logged
+    /// now: `Some(count of those not logged since)` at most once per
+    /// [`STALLED_FRAME_LOG_INTERVAL`].
+    pub fn stalled_write_log_due(&self) -> Option<u64> {
+        self.stalled_write_log.borrow_mut().due()
     }
 
     /// Runs `f` on shard `target` and returns its answer. On this shard it
@@ -378,6 +389,7 @@ pub fn make_shard(
         groups: crate::groups::table::GroupTable::default(),
         request_bytes_budget,
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
+        stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
     });
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();

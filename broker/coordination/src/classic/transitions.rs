@@ -51,6 +51,12 @@ impl GroupCoordinator {
                         JoinResult::error(codes::UNKNOWN_MEMBER_ID, &r.member_id),
                     );
                 }
+                if self.groups_full {
+                    return self.reply_join(
+                        reply,
+                        JoinResult::error(crate::coordinator::GROUPS_FULL, &r.member_id),
+                    );
+                }
                 self.groups.insert(
                     r.group_id.clone(),
                     Group::Classic(ClassicGroup::new(&r.group_id, now)),

@@ -80,7 +80,10 @@ pub async fn submit_to_local_partitions(shard: &Rc<Shard>, request: Request) -> 
 /// `index`, opening it first if needed.
 pub async fn submit(shard: &Rc<Shard>, index: u32, request: Request) -> GroupReply {
     let gp = open(shard, index).await?;
-    gp.submit(&shard.metadata(), request).await
+    // Counted here, on the shard, over all its coordinators: the bound is
+    // the shard's, and a coordinator sees only its own groups.
+    let groups_full = shard.groups().group_count() >= shard.config().groups.groups_per_shard_max;
+    gp.submit(&shard.metadata(), request, groups_full).await
 }
 
 /// Opens on start the offsets partitions this shard owns that exist on

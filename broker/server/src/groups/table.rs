@@ -95,6 +95,16 @@ impl GroupTable {
         self.open.borrow().keys().copied().collect()
     }
 
+    /// How many groups this shard's coordinators hold together (the count
+    /// `groups.groups_per_shard_max` bounds).
+    pub fn group_count(&self) -> usize {
+        self.open
+            .borrow()
+            .values()
+            .map(|gp| gp.machine.borrow().group_count())
+            .sum()
+    }
+
     pub(super) fn take_all(&self) -> Vec<Rc<GroupPartition>> {
         self.open.borrow_mut().drain().map(|(_, g)| g).collect()
     }
@@ -167,11 +177,14 @@ impl GroupPartition {
     }
 
     /// Hands `request` to the coordinator and waits for its answer (which
-    /// may wait for the offsets log to be durable).
+    /// may wait for the offsets log to be durable). `groups_full`: the
+    /// shard holds `groups.groups_per_shard_max` groups, so the request may
+    /// not create another.
     pub(super) async fn submit(
         self: &Rc<Self>,
         md: &ClusterMetadata,
         request: Request,
+        groups_full: bool,
     ) -> GroupReply {
         if self.loading.get() {
             return Err(codes::COORDINATOR_LOAD_IN_PROGRESS);
@@ -181,10 +194,11 @@ impl GroupPartition {
         self.next_reply.set(id.0 + 1);
         let (tx, rx) = futures_channel::oneshot::channel();
         self.waiters.borrow_mut().insert(id, tx);
-        let outputs = self
-            .machine
-            .borrow_mut()
-            .step(now_ms(), Input::Request(id, Box::new(request)));
+        let outputs = {
+            let mut machine = self.machine.borrow_mut();
+            machine.set_groups_full(groups_full);
+            machine.step(now_ms(), Input::Request(id, Box::new(request)))
+        };
         self.perform(outputs);
         self.timer.ring();
         rx.await.unwrap_or(Err(codes::NOT_COORDINATOR))

@@ -18,8 +18,9 @@
 //!   each `length: u32, crc32c(payload): u32, payload`, the payload's first
 //!   byte its kind: a header (`CLQL`, version, generation; always the first
 //!   frame), an entry (index, term, kind byte, data, context), a hard state
-//!   (term, vote, commit), and a commit marker (the number of frames since
-//!   the previous one). One [`QuorumLog::persist`] appends one *batch*: its
+//!   (term, vote, commit), a begin marker (the batch's length in bytes) and
+//!   a commit marker (the number of frames between the markers). One
+//!   [`QuorumLog::persist`] appends one *batch*: a begin marker, its
 //!   entries, its hard state, then a commit marker. Recovery applies whole
 //!   batches only, in file order, with the durability contract's rule (an
 //!   entry replaces the entry at its index and every entry after it), so an
@@ -59,9 +60,12 @@
 //!   names that is missing or lacks the batch written with it, or a damaged
 //!   header of a log that holds more than its header is corruption: `open` fails with
 //!   [`QuorumLogError::Corrupt`] and accepts nothing silently.
-//! - Limit: damage to a synced frame in the middle of the log is read like
-//!   a torn tail, and the log is cut there (the CRC cannot tell when bytes
-//!   were written). The cut is logged with its position and size.
+//! - Only the last persist can be torn (each is synced before the next is
+//!   written). A damaged frame inside a batch whose begin marker says it
+//!   ends before the file does is damage to synced data: corruption, not a
+//!   torn tail. Limit: damage to a begin marker itself is read like a torn
+//!   tail and the log is cut there; the cut is logged with its position
+//!   and size.
 //! - After an error from `persist` or `compact` the store refuses every
 //!   further write ([`QuorumLogError::Failed`]): what reached the disk is
 //!   unknown until [`QuorumLog::open`] recovers it.
@@ -98,6 +102,9 @@ const KIND_HEADER: u8 = 1;
 const KIND_ENTRY: u8 = 2;
 const KIND_HARD_STATE: u8 = 3;
 const KIND_COMMIT: u8 = 4;
+const KIND_BEGIN: u8 = 5;
+const BEGIN_FRAME_BYTES: u64 = (FRAME_HEADER_BYTES + 9) as u64;
+const COMMIT_FRAME_BYTES: u64 = (FRAME_HEADER_BYTES + 5) as u64;
 
 /// Raft's hard state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -344,17 +351,7 @@ impl QuorumLog {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        let mut batch = Vec::new();
-        let mut frames = 0u32;
-        for e in entries {
-            batch.extend_from_slice(&entry_frame(e));
-            frames += 1;
-        }
-        if let Some(hs) = hard_state {
-            batch.extend_from_slice(&hard_state_frame(hs));
-            frames += 1;
-        }
-        batch.extend_from_slice(&commit_frame(frames));
+        let batch = encode_batch(entries, hard_state);
         let path = log_path(&self.dir, self.generation);
         let res = self
             .file
@@ -433,11 +430,7 @@ impl QuorumLog {
         let generation = self.generation + 1;
         let path = log_path(&self.dir, generation);
         let mut bytes = header_frame(generation);
-        for e in entries {
-            bytes.extend_from_slice(&entry_frame(e));
-        }
-        bytes.extend_from_slice(&hard_state_frame(hs));
-        bytes.extend_from_slice(&commit_frame(entries.len() as u32 + 1));
+        bytes.extend_from_slice(&encode_batch(entries, Some(hs)));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -572,6 +565,29 @@ fn hard_state_frame(hs: HardState) -> Vec<u8> {
     frame(&p)
 }
 
+/// One persist: a begin marker with the batch's length in bytes, the
+/// entries, the hard state, a commit marker with the number of frames
+/// between the two markers.
+fn encode_batch(entries: &[Entry], hard_state: Option<HardState>) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut frames = 0u32;
+    for e in entries {
+        body.extend_from_slice(&entry_frame(e));
+        frames += 1;
+    }
+    if let Some(hs) = hard_state {
+        body.extend_from_slice(&hard_state_frame(hs));
+        frames += 1;
+    }
+    let total = BEGIN_FRAME_BYTES + body.len() as u64 + COMMIT_FRAME_BYTES;
+    let mut p = vec![KIND_BEGIN];
+    p.extend_from_slice(&total.to_le_bytes());
+    let mut out = frame(&p);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&commit_frame(frames));
+    out
+}
+
 fn commit_frame(frames: u32) -> Vec<u8> {
     let mut p = vec![KIND_COMMIT];
     p.extend_from_slice(&frames.to_le_bytes());
@@ -614,6 +630,7 @@ enum Frame {
     Entry(Entry),
     HardState(HardState),
     Commit { frames: u32 },
+    Begin { bytes: u64 },
 }
 
 fn decode_payload(p: &[u8]) -> Option<Frame> {
@@ -640,6 +657,7 @@ fn decode_payload(p: &[u8]) -> Option<Frame> {
             commit: c.u64()?,
         }),
         KIND_COMMIT => Frame::Commit { frames: c.u32()? },
+        KIND_BEGIN => Frame::Begin { bytes: c.u64()? },
         _ => return None,
     };
     c.buf.is_empty().then_some(frame)
@@ -691,6 +709,8 @@ fn scan_log(file: &File, path: &Path, generation: u64, snapshot_index: u64) -> R
     };
     let mut pos = 0u64;
     let mut pending: Vec<Frame> = Vec::new();
+    // The open batch: where it starts and the length its begin marker says.
+    let mut batch: Option<(u64, u64)> = None;
     let mut payload = Vec::new();
     loop {
         let mut head = [0u8; FRAME_HEADER_BYTES];
@@ -731,8 +751,19 @@ fn scan_log(file: &File, path: &Path, generation: u64, snapshot_index: u64) -> R
         }
         match frame {
             Frame::Header { .. } => break,
+            Frame::Begin { bytes } => {
+                if batch.is_some() {
+                    break;
+                }
+                batch = Some((frame_start, bytes));
+            }
+            _ if batch.is_none() => break,
             Frame::Commit { frames } => {
-                if frames as usize != pending.len() {
+                let Some((start, bytes)) = batch.take() else {
+                    break;
+                };
+                if frames as usize != pending.len() || start.checked_add(bytes) != Some(pos) {
+                    batch = Some((start, bytes));
                     break;
                 }
                 for f in pending.drain(..) {
@@ -753,13 +784,29 @@ fn scan_log(file: &File, path: &Path, generation: u64, snapshot_index: u64) -> R
                             scan.entries.push(e);
                         }
                         Frame::HardState(hs) => scan.hard_state = Some(hs),
-                        Frame::Header { .. } | Frame::Commit { .. } => {}
+                        Frame::Header { .. } | Frame::Commit { .. } | Frame::Begin { .. } => {}
                     }
                 }
                 scan.valid_end = pos;
                 scan.batches += 1;
             }
             other => pending.push(other),
+        }
+    }
+    // A persist is written at the end of the file and synced before the
+    // next one starts, so only the last can be torn: if bytes follow the
+    // end its begin marker announced, later persists were written after it
+    // was synced, and the damage is to synced data.
+    if let Some((start, bytes)) = batch {
+        if start.saturating_add(bytes) < file_len {
+            return Err(corrupt(
+                pos,
+                format!(
+                    "a damaged frame inside a persist of {bytes} bytes at {start}, \
+                     with {} more bytes after it: not a torn tail",
+                    file_len - start.saturating_add(bytes)
+                ),
+            ));
         }
     }
     if !scan.has_header && (generation > 0 || file_len > header_frame(generation).len() as u64) {

@@ -153,6 +153,40 @@ fn corrupt_crc_in_the_tail_frame_drops_its_whole_persist() {
 }
 
 #[test]
+fn damaged_frame_in_a_synced_persist_with_more_after_it_is_corruption_not_a_torn_tail() {
+    // Each persist is synced before the next is written, so only the last
+    // can be torn. Bit rot in an earlier one must not be cut away as if it
+    // were a tail (that would drop persists reported durable).
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(dir.path());
+    log.persist(None, &entries(1..=2, 1), Some(hs(1, 1, 0)))
+        .unwrap();
+    let path = log_file(dir.path());
+    let a = file_len(&path);
+    log.persist(None, &entries(3..=4, 1), Some(hs(1, 1, 2)))
+        .unwrap();
+    let b = file_len(&path);
+    log.persist(None, &entries(5..=5, 1), Some(hs(1, 1, 4)))
+        .unwrap();
+    drop(log);
+    let full = std::fs::read(&path).unwrap();
+    // Past the middle persist's begin marker (17 bytes): its entries, hard
+    // state and commit marker.
+    for at in a + 17..b {
+        let mut bad = full.clone();
+        bad[at as usize] ^= 0x08;
+        std::fs::write(&path, &bad).unwrap();
+        match QuorumLog::open(dir.path()) {
+            Err(QuorumLogError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("not a torn tail"), "{reason}")
+            }
+            other => panic!("flip at {at} read as {other:?}"),
+        }
+        assert_eq!(file_len(&path), full.len() as u64, "nothing was cut");
+    }
+}
+
+#[test]
 fn torn_hard_state_record_drops_the_persist_it_ends() {
     // The hard state is a record of its persist's batch, just before the
     // commit marker: tearing it (or the marker) must not leave the batch's

@@ -27,6 +27,11 @@
 //!   overwritten suffix needs no truncation on disk: the later batch
 //!   overrides it, and the next compaction drops the dead frames.
 //!
+//! There is no hard-state file of its own: the hard state is a record of
+//! the batch it came with, so the one fdatasync of a persist covers entries
+//! and hard state together, and neither is ever durable without the other
+//! (a vote never outlives the entries it was given with, nor the reverse).
+//!
 //! Only the log file named by the snapshot's generation is live. Replacing
 //! the whole log (a snapshot from the leader) and compaction both write a
 //! *new* log file, generation + 1, holding the hard state and the entries
@@ -58,8 +63,8 @@
 //!   cut. Entries at or below the snapshot are dropped. A gap in the entries
 //!   after the snapshot, a damaged snapshot file, a log file the snapshot
 //!   names that is missing or lacks the batch written with it, or a damaged
-//!   header of a log that holds more than its header is corruption: `open` fails with
-//!   [`QuorumLogError::Corrupt`] and accepts nothing silently.
+//!   header of a log that holds more than its header is corruption: `open`
+//!   fails with [`QuorumLogError::Corrupt`] and accepts nothing silently.
 //! - Only the last persist can be torn (each is synced before the next is
 //!   written). A damaged frame inside a batch whose begin marker says it
 //!   ends before the file does is damage to synced data: corruption, not a
@@ -68,7 +73,9 @@
 //!   and size.
 //! - After an error from `persist` or `compact` the store refuses every
 //!   further write ([`QuorumLogError::Failed`]): what reached the disk is
-//!   unknown until [`QuorumLog::open`] recovers it.
+//!   unknown until [`QuorumLog::open`] recovers it. After a failed
+//!   fdatasync, reopen from a new process: Linux may have dropped the
+//!   unsynced pages while its cache still shows them to this one.
 //!
 //! Decoding is bounded: a frame over [`MAX_FRAME_BYTES`], a snapshot over
 //! [`MAX_SNAPSHOT_BYTES`] or with more than [`MAX_VOTERS`] voters is refused

@@ -10,7 +10,9 @@
 //! shard runtime implements on glommio (io_uring, O_DIRECT) and which
 //! [`io::StdIo`] implements with blocking calls for tests and tools.
 //!
-//! The durability contract is documented on [`log`].
+//! The durability contract is documented on [`log`]; the metadata quorum's
+//! own log (Raft entries, hard state, snapshot) and its contract are in
+//! [`quorum_log`].
 
 pub mod batch;
 pub mod cache;
@@ -24,6 +26,7 @@ mod job;
 mod lanes;
 pub mod log;
 pub mod producer;
+pub mod quorum_log;
 mod read;
 pub mod records;
 mod recover;

@@ -7,8 +7,9 @@
 //! `precheck.rs` includes. The build fails, naming the entry, when a schema
 //! is missing, when the table's version range is not inside the schema's
 //! `validVersions`, when a schema in `schemas/` belongs to no entry, or when a
-//! schema uses a construct this generator does not know. The entries in
-//! [`HAND_WRITTEN`] are skipped: their walkers stay in `precheck.rs`.
+//! schema uses a construct this generator does not know. A schema may be
+//! extended by one version whose request body is unchanged
+//! ([`REQUEST_UNCHANGED_IN`], each claim checked by a test).
 //!
 //! The generated code follows Kafka's schema semantics, as kafka-protocol's
 //! own generated decoders do:
@@ -33,12 +34,18 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// Table entries whose walker is still written by hand in `precheck.rs`,
-/// and why: no unmodified schema from apache/kafka that covers the table's
-/// versions has been vendored yet (see `schemas/README.md`).
-const HAND_WRITTEN: &[(&str, &str)] = &[(
-    "describe_groups",
-    "DescribeGroupsRequest.json at 1eb7644349c has versions 0-5; the table supports 0-6",
+/// Request versions newer than a vendored schema whose request body is the
+/// previous version's, field for field: the version only changed the
+/// response. The generated walker then covers that version too, with the
+/// previous version's fields. Each claim is checked by a test in
+/// `precheck.rs` (`unchanged_request_versions_encode_as_the_previous_one`),
+/// which encodes a populated request with kafka-protocol at both versions
+/// and compares the bytes; the schema file itself stays unmodified.
+const REQUEST_UNCHANGED_IN: &[(&str, i16, &str)] = &[(
+    "DescribeGroupsRequest",
+    6,
+    "KIP-1043 added v6 for the response's error message only; the request is v5's \
+     (DescribeGroupsRequest.json at 1eb7644349c has 0-5)",
 )];
 
 /// One entry of `for_each_api!`.
@@ -64,9 +71,6 @@ fn main() {
          // Do not edit; see the module doc of src/precheck.rs.\n",
     );
     for entry in &entries {
-        if HAND_WRITTEN.iter().any(|(name, _)| *name == entry.name) {
-            continue;
-        }
         let file = format!("{}.json", entry.request);
         let path = schemas.join(&file);
         println!("cargo:rerun-if-changed={}", path.display());
@@ -222,8 +226,19 @@ fn generate(out: &mut String, entry: &Entry, file: &str, schema: &Value) {
             entry.request
         ));
     }
-    let (lo, hi) = parse_versions(get_str("validVersions"), file)
+    let (lo, mut hi) = parse_versions(get_str("validVersions"), file)
         .unwrap_or_else(|| fail(&format!("{file}: validVersions is none")));
+    for (request, version, _why) in REQUEST_UNCHANGED_IN {
+        if *request == entry.request {
+            if *version != hi + 1 {
+                fail(&format!(
+                    "REQUEST_UNCHANGED_IN names {request} v{version}, but {file} ends at v{hi}: \
+                     the rule extends a schema by its next version only"
+                ));
+            }
+            hi = *version;
+        }
+    }
     if entry.min < lo || entry.max > hi {
         fail(&format!(
             "api table entry `{}` supports versions {}..={}, but {file} only has {lo}-{hi}: \

@@ -8,8 +8,10 @@
 
 mod group_cli;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Parser, Subcommand};
 use corelog_server::ServerConfig;
@@ -185,9 +187,62 @@ fn abort_on_panic() {
     let print = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         print(info);
-        eprintln!("corelog: aborting after a panic, so that a supervisor restarts the broker");
+        // Not `eprintln!`: it panics when stderr cannot be written (a full
+        // log disk), and a panic inside the panic hook aborts before this
+        // line could say why.
+        let _ = writeln!(
+            std::io::stderr(),
+            "corelog: aborting after a panic, so that a supervisor restarts the broker"
+        );
         std::process::abort();
     }));
+}
+
+/// Log lines dropped because stderr could not take them, since the last
+/// line that could be written said so.
+static LOG_LINES_LOST: AtomicU64 = AtomicU64::new(0);
+
+/// The log's writer: stderr, where a failed write loses the line instead of
+/// failing.
+///
+/// Why: the log usually goes to a file, often on the data disk. When that
+/// disk fills, a write to stderr fails with ENOSPC; tracing-subscriber then
+/// reports the failure with `eprintln!`, which panics on the same full
+/// disk, and the panic aborts the broker (found by the network fuzzer's
+/// long run: a full disk killed a broker that was serving). A broker on a
+/// full disk must keep serving what it can (reads, and refusing writes with
+/// a Kafka error), so a log line is worth less than the process: it is
+/// dropped and counted, and the next line that can be written says how many
+/// were lost.
+struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut err = std::io::stderr().lock();
+        let lost = LOG_LINES_LOST.swap(0, Ordering::Relaxed);
+        if lost > 0
+            && writeln!(
+                err,
+                "corelog: {lost} log line(s) lost: stderr could not be written"
+            )
+            .is_err()
+        {
+            LOG_LINES_LOST.fetch_add(lost, Ordering::Relaxed);
+        }
+        if err.write_all(buf).is_err() {
+            LOG_LINES_LOST.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
@@ -196,7 +251,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("CORELOG_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {

@@ -1,5 +1,6 @@
 //! Starting and stopping the broker: shard threads, listeners, shutdown.
 
+use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,9 +246,13 @@ async fn shard_main(
         .call(ShardId(0), move |s| async move {
             if s.shard_ready() {
                 let (host, port) = s.config().advertised();
-                eprintln!(
+                // Not `eprintln!`, which panics when stderr cannot be
+                // written (a full log disk).
+                let _ = writeln!(
+                    std::io::stderr(),
                     "corelog ready: {} shard(s), listening on {}, advertised as {host}:{port}",
-                    s.shard_count(), s.config().listen
+                    s.shard_count(),
+                    s.config().listen
                 );
                 if let Some(path) = s.config().ready_file.clone() {
                     let body = ready_file_body(s.config(), s.shard_count());

@@ -217,7 +217,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::info!(%peer, error = %e, "closing connection: bad frame");
+                        if let Some(suppressed) = shard.bad_input_log_due() {
+                            tracing::info!(%peer, error = %e, suppressed, "closing connection: bad frame");
+                        }
                         return;
                     }
                 },
@@ -416,7 +418,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Event::Read(Ok(_)) => {}
             Event::Answered(result) => {
                 let done = in_flight.pop_front();
-                let written = write_reply(&mut stream, &peer, result).await;
+                let written = write_reply(&shard, &mut stream, &peer, result).await;
                 drop(done);
                 match written {
                     Ok(true) => {}
@@ -482,6 +484,7 @@ fn log_stalled_write(shard: &Shard, peer: &str) {
 /// `response_write_timeout_ms` without progress); either way the
 /// connection closes.
 async fn write_reply(
+    shard: &Shard,
     stream: &mut TcpStream,
     peer: &str,
     result: Result<Reply, Close>,
@@ -495,7 +498,10 @@ async fn write_reply(
             write_vectored_all(stream, &segments).await.map(|()| true)
         }
         Err(close) => {
-            tracing::info!(%peer, reason = %close, "closing connection");
+            // Rate-limited per shard: see CLOSED_FOR_BAD_INPUT_LOG_INTERVAL.
+            if let Some(suppressed) = shard.bad_input_log_due() {
+                tracing::info!(%peer, reason = %close, suppressed, "closing connection");
+            }
             if let Some(bytes) = close.final_bytes {
                 let _ = stream.write_all(&bytes).await;
             }

@@ -71,7 +71,19 @@ pub struct Shard {
     /// `response_write_timeout_ms` (a client that does not read) are
     /// logged at most once per [`STALLED_FRAME_LOG_INTERVAL`] too.
     stalled_write_log: RefCell<RateLimited>,
+    /// Connections closed for bad input (a malformed frame or request) are
+    /// logged at most once per [`CLOSED_FOR_BAD_INPUT_LOG_INTERVAL`].
+    bad_input_log: RefCell<RateLimited>,
 }
+
+/// How often a shard logs a connection closed for bad input, with the count
+/// of those not logged since. Why a bound: each such close used to write a
+/// line, so a client sending malformed frames as fast as it could wrote
+/// about 300 bytes of log per frame; the network fuzzer's long run wrote
+/// 266 MB of log in 72 minutes, and a faster client fills a disk. One line
+/// a second per shard still names a misbehaving client and its first error.
+pub const CLOSED_FOR_BAD_INPUT_LOG_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(1);
 
 /// How often a shard logs connections closed for a stalled partial frame.
 pub const STALLED_FRAME_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -194,6 +206,13 @@ impl Shard {
     /// [`STALLED_FRAME_LOG_INTERVAL`].
     pub fn stalled_write_log_due(&self) -> Option<u64> {
         self.stalled_write_log.borrow_mut().due()
+    }
+
+    /// Whether a connection closed for bad input is logged now: `Some(count
+    /// of those not logged since)` at most once per
+    /// [`CLOSED_FOR_BAD_INPUT_LOG_INTERVAL`].
+    pub fn bad_input_log_due(&self) -> Option<u64> {
+        self.bad_input_log.borrow_mut().due()
     }
 
     /// Runs `f` on shard `target` and returns its answer. On this shard it
@@ -390,6 +409,7 @@ pub fn make_shard(
         request_bytes_budget,
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
+        bad_input_log: RefCell::new(RateLimited::new(CLOSED_FOR_BAD_INPUT_LOG_INTERVAL)),
     });
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();

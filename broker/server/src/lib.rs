@@ -1,5 +1,11 @@
 //! Corelog's server layer: shards, connections and one handler per Kafka
 //! API, on top of the protocol codec, the storage layer and the shard runtime.
+//!
+//! Architecture invariant: nothing here prints with `println!` or
+//! `eprintln!`. They panic when the stream cannot be written (a full log
+//! disk), and a panic aborts the broker; lines go through `tracing`, whose
+//! writer drops what it cannot write (`LossyStderr` in the binary).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod config;
 pub mod conn;

@@ -70,6 +70,19 @@ struct ServeArgs {
     /// is logged; removed on a clean stop [default: none].
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// This node's id in a cluster (Kafka's node.id); with
+    /// --cluster-listen and --controller-quorum-voters [default: none, a
+    /// single-node broker].
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// The internal listener other cluster nodes reach this one on,
+    /// host:port (this node's address in --controller-quorum-voters).
+    #[arg(long)]
+    cluster_listen: Option<std::net::SocketAddr>,
+    /// The metadata quorum's voters, id@host:port,... (Kafka's
+    /// controller.quorum.voters).
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
 }
 
 fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
@@ -102,6 +115,15 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = &args.ready_file {
         config.ready_file = Some(v.clone());
+    }
+    if let Some(v) = args.node_id {
+        config.node_id = Some(v);
+    }
+    if let Some(v) = args.cluster_listen {
+        config.cluster_listen = Some(v);
+    }
+    if let Some(v) = &args.controller_quorum_voters {
+        config.controller_quorum_voters = Some(v.clone());
     }
     config.validate()?;
     Ok(config)

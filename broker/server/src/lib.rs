@@ -1,6 +1,7 @@
 //! Corelog's server layer: shards, connections and one handler per Kafka
 //! API, on top of the protocol codec, the storage layer and the shard runtime.
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod controller;

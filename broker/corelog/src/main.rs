@@ -4,8 +4,10 @@
 //! with its data in `./data`. Flags override a TOML config file, which
 //! overrides the built-in defaults (see `corelog_server::ServerConfig`).
 //! `corelog group list|describe` inspects consumer groups over the Kafka
-//! protocol, as a client of any broker.
+//! protocol, as a client of any broker. `corelog cluster status` asks a
+//! cluster node's internal listener for the metadata quorum and the brokers.
 
+mod cluster_cli;
 mod group_cli;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ enum Command {
     Tune(corelog_tuning::TuneArgs),
     /// List consumer groups, or describe one: members, offsets and lag.
     Group(group_cli::GroupArgs),
+    /// Inspect a cluster's metadata quorum and brokers (issue 17, in
+    /// progress).
+    Cluster(cluster_cli::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -225,5 +230,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Tune(args) => corelog_tuning::run(args),
         Command::Group(args) => group_cli::run(args),
+        Command::Cluster(args) => cluster_cli::run(args),
     }
 }

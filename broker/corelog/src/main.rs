@@ -4,8 +4,10 @@
 //! with its data in `./data`. Flags override a TOML config file, which
 //! overrides the built-in defaults (see `corelog_server::ServerConfig`).
 //! `corelog group list|describe` inspects consumer groups over the Kafka
-//! protocol, as a client of any broker.
+//! protocol, as a client of any broker. `corelog cluster status` asks a
+//! cluster node's internal listener for the metadata quorum and the brokers.
 
+mod cluster_cli;
 mod group_cli;
 
 use std::io::Write;
@@ -38,6 +40,9 @@ enum Command {
     Tune(corelog_tuning::TuneArgs),
     /// List consumer groups, or describe one: members, offsets and lag.
     Group(group_cli::GroupArgs),
+    /// Inspect a cluster's metadata quorum and brokers (issue 17, in
+    /// progress).
+    Cluster(cluster_cli::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -72,6 +77,19 @@ struct ServeArgs {
     /// is logged; removed on a clean stop [default: none].
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// This node's id in a cluster (Kafka's node.id); with
+    /// --cluster-listen and --controller-quorum-voters [default: none, a
+    /// single-node broker].
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// The internal listener other cluster nodes reach this one on,
+    /// host:port (this node's address in --controller-quorum-voters).
+    #[arg(long)]
+    cluster_listen: Option<std::net::SocketAddr>,
+    /// The metadata quorum's voters, id@host:port,... (Kafka's
+    /// controller.quorum.voters).
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
 }
 
 fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
@@ -104,6 +122,15 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = &args.ready_file {
         config.ready_file = Some(v.clone());
+    }
+    if let Some(v) = args.node_id {
+        config.node_id = Some(v);
+    }
+    if let Some(v) = args.cluster_listen {
+        config.cluster_listen = Some(v);
+    }
+    if let Some(v) = &args.controller_quorum_voters {
+        config.controller_quorum_voters = Some(v.clone());
     }
     config.validate()?;
     Ok(config)
@@ -258,5 +285,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Tune(args) => corelog_tuning::run(args),
         Command::Group(args) => group_cli::run(args),
+        Command::Cluster(args) => cluster_cli::run(args),
     }
 }

@@ -203,6 +203,25 @@ pub struct ServerConfig {
     /// from an earlier run before it starts: whoever waits on it removes it
     /// first. Unset: no file.
     pub ready_file: Option<PathBuf>,
+    /// `node.id`: this node's id in a cluster (at least 1, one of
+    /// `controller_quorum_voters`). Set together with `cluster_listen` and
+    /// `controller_quorum_voters`, or not at all: without them the broker
+    /// is the single-node broker (issue 17, in progress; see
+    /// `crate::cluster`).
+    pub node_id: Option<i32>,
+    /// The internal listener other nodes of the cluster reach this one on
+    /// (metadata quorum frames, forwarded controller requests, `corelog
+    /// cluster status`). Never advertised to Kafka clients.
+    pub cluster_listen: Option<SocketAddr>,
+    /// `controller.quorum.voters`: every voter of the metadata quorum as
+    /// `id@host:port`, comma separated, each address a `cluster_listen`.
+    pub controller_quorum_voters: Option<String>,
+    /// `broker.heartbeat.interval.ms`: how often this node's broker
+    /// heartbeats to the active controller (cluster mode only).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: the active controller fences a broker
+    /// whose heartbeats stop for this long (cluster mode only).
+    pub broker_session_timeout_ms: u64,
 }
 
 /// See [`ServerConfig::listener_mode`].
@@ -263,6 +282,11 @@ impl Default for ServerConfig {
             batch_decompressed_bytes_max: RecordLimits::default().decompressed_bytes_max,
             groups: GroupSettings::default(),
             ready_file: None,
+            node_id: None,
+            cluster_listen: None,
+            controller_quorum_voters: None,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
         }
     }
 }
@@ -525,6 +549,7 @@ impl ServerConfig {
             parse_host_port(adv).map_err(|e| format!("advertised_listener: {e}"))?;
         }
         self.groups.validate()?;
+        self.cluster()?;
         let d = &self.topic_defaults;
         parse_flush_policy(&d.flush_policy)
             .map_err(|e| format!("topic_defaults.flush_policy: {e}"))?;
@@ -593,6 +618,144 @@ impl ServerConfig {
                 (host, self.listen.port())
             }
         }
+    }
+}
+
+/// One voter of the metadata quorum (`id@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Voter {
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The cluster settings, once validated: present only in cluster mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub node_id: i32,
+    pub cluster_listen: SocketAddr,
+    /// In node id order.
+    pub voters: Vec<Voter>,
+    pub heartbeat_interval_ms: u64,
+    pub session_timeout_ms: u64,
+}
+
+/// The most voters a quorum may have (the quorum codec's bound).
+pub const VOTERS_MAX: usize = 64;
+
+/// Parses `controller_quorum_voters` (`1@host:port,2@host:port`).
+pub fn parse_voters(s: &str) -> Result<Vec<Voter>, String> {
+    let mut voters: Vec<Voter> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("empty voter in {s:?}"));
+        }
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| format!("expected id@host:port, got {part:?}"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad node id in {part:?}"))?;
+        if id < 1 {
+            return Err(format!(
+                "node id {id} in {part:?}: node ids must be at least 1"
+            ));
+        }
+        let (host, port) = parse_host_port(addr.trim())?;
+        if port == 0 {
+            return Err(format!("port 0 in {part:?}"));
+        }
+        if voters.iter().any(|v| v.id == id) {
+            return Err(format!("node id {id} is named twice"));
+        }
+        if voters.iter().any(|v| v.host == host && v.port == port) {
+            return Err(format!("address {host}:{port} is named twice"));
+        }
+        voters.push(Voter { id, host, port });
+    }
+    if voters.len() > VOTERS_MAX {
+        return Err(format!("at most {VOTERS_MAX} voters"));
+    }
+    voters.sort_by_key(|v| v.id);
+    Ok(voters)
+}
+
+impl ServerConfig {
+    /// The cluster settings, checked: `Ok(None)` for a single-node broker
+    /// (none of `node_id`, `cluster_listen`, `controller_quorum_voters`
+    /// set).
+    pub fn cluster(&self) -> Result<Option<ClusterSettings>, String> {
+        let (node_id, listen, voters) = match (
+            self.node_id,
+            self.cluster_listen,
+            self.controller_quorum_voters.as_deref(),
+        ) {
+            (None, None, None) => return Ok(None),
+            (Some(n), Some(l), Some(v)) => (n, l, v),
+            _ => {
+                return Err(
+                    "node_id, cluster_listen and controller_quorum_voters: set all three (a cluster node) or none (a single-node broker)"
+                        .into(),
+                )
+            }
+        };
+        let voters = parse_voters(voters).map_err(|e| format!("controller_quorum_voters: {e}"))?;
+        if node_id < 1 {
+            return Err("node_id: must be at least 1".into());
+        }
+        let Some(own) = voters.iter().find(|v| v.id == node_id) else {
+            return Err(format!(
+                "node_id: {node_id} is not among controller_quorum_voters (every node of this increment is a voter)"
+            ));
+        };
+        if listen.port() == 0 {
+            return Err("cluster_listen: port must not be 0".into());
+        }
+        if listen.port() == self.listen.port() {
+            return Err(format!(
+                "cluster_listen: port {} is also the Kafka listen port; the internal listener needs a port of its own",
+                listen.port()
+            ));
+        }
+        if own.port != listen.port() {
+            return Err(format!(
+                "cluster_listen: port {} differs from this node's voter address {} in controller_quorum_voters",
+                listen.port(),
+                own.address()
+            ));
+        }
+        if self.listener_mode != ListenerMode::SinglePort {
+            return Err(
+                "listener_mode: shard-direct is not supported on a cluster node yet (its per-shard node ids would collide with other nodes')"
+                    .into(),
+            );
+        }
+        if !(10..=TIMEOUT_MS_MAX).contains(&self.broker_heartbeat_interval_ms) {
+            return Err(format!(
+                "broker_heartbeat_interval_ms: must be between 10 and {TIMEOUT_MS_MAX}"
+            ));
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms
+            || self.broker_session_timeout_ms > TIMEOUT_MS_MAX
+        {
+            return Err(format!(
+                "broker_session_timeout_ms: must be above broker_heartbeat_interval_ms and at most {TIMEOUT_MS_MAX}"
+            ));
+        }
+        Ok(Some(ClusterSettings {
+            node_id,
+            cluster_listen: listen,
+            voters,
+            heartbeat_interval_ms: self.broker_heartbeat_interval_ms,
+            session_timeout_ms: self.broker_session_timeout_ms,
+        }))
     }
 }
 
@@ -787,5 +950,86 @@ mod tests {
         assert_eq!(c.min_session_timeout_ms, 1_000);
         assert_eq!(c.initial_rebalance_delay_ms, 0);
         assert_eq!(c.snapshot_min_bytes, g.offsets_segment_bytes);
+    }
+
+    fn cluster_config(toml_text: &str) -> Result<Option<ClusterSettings>, String> {
+        let c: ServerConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        c.cluster()
+    }
+
+    #[test]
+    fn cluster_settings_come_together_or_not_at_all() {
+        assert_eq!(cluster_config(""), Ok(None));
+        let ok = cluster_config(
+            "node_id = 2\ncluster_listen = \"127.0.0.1:9193\"\ncontroller_quorum_voters = \"1@127.0.0.1:9093, 3@localhost:9293,2@127.0.0.1:9193\"\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.node_id, 2);
+        assert_eq!(
+            ok.voters.iter().map(|v| v.id).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(ok.voters[2].address(), "localhost:9293");
+        assert_eq!(ok.session_timeout_ms, 9_000);
+        let err = cluster_config("node_id = 1").unwrap_err();
+        assert!(err.contains("set all three"), "{err}");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let with = |node: i32, listen: &str, voters: &str, extra: &str| {
+            cluster_config(&format!(
+                "node_id = {node}\ncluster_listen = \"{listen}\"\ncontroller_quorum_voters = \"{voters}\"\nlisten = \"127.0.0.1:9092\"\n{extra}"
+            ))
+            .unwrap_err()
+        };
+        let v = "1@127.0.0.1:9093,2@127.0.0.1:9193";
+        for (err, want) in [
+            (with(3, "127.0.0.1:9093", v, ""), "node_id: 3 is not among"),
+            (
+                with(1, "127.0.0.1:9094", v, ""),
+                "differs from this node's voter address",
+            ),
+            (
+                with(1, "127.0.0.1:9092", "1@127.0.0.1:9092", ""),
+                "also the Kafka listen port",
+            ),
+            (
+                with(0, "127.0.0.1:9093", "0@127.0.0.1:9093", ""),
+                "at least 1",
+            ),
+            (
+                with(1, "127.0.0.1:9093", "1@127.0.0.1:9093,1@127.0.0.1:9193", ""),
+                "named twice",
+            ),
+            (
+                with(1, "127.0.0.1:9093", "1@127.0.0.1:9093,2@127.0.0.1:9093", ""),
+                "named twice",
+            ),
+            (
+                with(1, "127.0.0.1:9093", "1@127.0.0.1:9093,x@h:1", ""),
+                "bad node id",
+            ),
+            (
+                with(1, "127.0.0.1:9093", "1@127.0.0.1:9093,", ""),
+                "empty voter",
+            ),
+            (
+                with(1, "127.0.0.1:9093", "1127.0.0.1:9093", ""),
+                "expected id@host:port",
+            ),
+            (
+                with(1, "127.0.0.1:9093", v, "listener_mode = \"shard-direct\""),
+                "shard-direct",
+            ),
+            (
+                with(1, "127.0.0.1:9093", v, "broker_session_timeout_ms = 1000"),
+                "broker_session_timeout_ms",
+            ),
+        ] {
+            assert!(err.contains(want), "{err:?} should say {want:?}");
+        }
     }
 }

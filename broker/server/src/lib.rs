@@ -7,6 +7,7 @@
 //! writer drops what it cannot write (`LossyStderr` in the binary).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod controller;

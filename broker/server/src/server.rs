@@ -239,6 +239,16 @@ async fn shard_main(
         ),
         None => None,
     };
+    // In cluster mode, shard 0 hosts the metadata quorum (issue 17): its
+    // log is opened and the internal listener bound before the node says
+    // it is ready.
+    if id == ShardId(0) {
+        if let Some(settings) = config.cluster().map_err(&fail)? {
+            crate::cluster::start(config.clone(), settings, stop.clone())
+                .await
+                .map_err(&fail)?;
+        }
+    }
     tracing::info!(shard = id.0, listen = %config.listen, own_port = ?own_listener.as_ref().and_then(|l| l.local_addr().ok()), partitions = shard.partitions().len(), "shard ready");
     // "ready" means every shard serves: its partitions are open and it
     // accepts connections. Shard 0 counts the shards and says so once.

@@ -1,0 +1,250 @@
+//! The internal listener's frames: what cluster nodes (and `corelog
+//! cluster status`) send each other over `cluster_listen`.
+//!
+//! A connection is a sequence of frames, each `length: u32` (big endian,
+//! the bytes after it), `kind: u8`, body. The first frame on a connection
+//! is a [`Hello`] naming the sender; the listener refuses a connection
+//! whose hello is malformed or names a node that is not a voter (an admin
+//! tool says [`ADMIN_NODE`] and may only ask for status).
+//!
+//! - `RAFT`: a `corelog_quorum::codec` message, from a voter, to the
+//!   quorum. No answer.
+//! - `REQUEST` / `RESPONSE`: a controller request forwarded to the active
+//!   controller (broker registration and heartbeats), and its answer on
+//!   the same connection. JSON bodies, at most [`CONTROL_FRAME_MAX`].
+//! - `STATUS` / `STATUS_RESPONSE`: this node's view of the quorum and the
+//!   brokers (`corelog cluster status`). JSON.
+//!
+//! Bounds: a raft frame at most [`RAFT_FRAME_MAX`] (the codec's largest
+//! snapshot plus headroom), any other at most [`CONTROL_FRAME_MAX`]; a
+//! longer length prefix closes the connection before anything is read
+//! into memory.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 4] = b"CLCQ";
+pub const VERSION: u8 = 1;
+/// The node id an admin tool gives in its hello.
+pub const ADMIN_NODE: i32 = -1;
+
+pub const KIND_HELLO: u8 = 1;
+pub const KIND_RAFT: u8 = 2;
+pub const KIND_REQUEST: u8 = 3;
+pub const KIND_RESPONSE: u8 = 4;
+pub const KIND_STATUS: u8 = 5;
+pub const KIND_STATUS_RESPONSE: u8 = 6;
+
+/// The largest raft frame: the quorum codec's largest snapshot and some.
+pub const RAFT_FRAME_MAX: usize = (corelog_quorum::codec::SNAPSHOT_BYTES_MAX as usize) + (2 << 20);
+/// The largest frame of any other kind.
+pub const CONTROL_FRAME_MAX: usize = 1 << 20;
+
+/// The first frame of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub node_id: i32,
+}
+
+impl Hello {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(9);
+        body.extend_from_slice(MAGIC);
+        body.push(VERSION);
+        body.extend_from_slice(&self.node_id.to_be_bytes());
+        frame(KIND_HELLO, &body)
+    }
+
+    pub fn decode(kind: u8, body: &[u8]) -> Result<Hello, String> {
+        if kind != KIND_HELLO {
+            return Err(format!("expected a hello frame, got kind {kind}"));
+        }
+        if body.len() != 9 || &body[..4] != MAGIC {
+            return Err("not a corelog cluster hello".into());
+        }
+        if body[4] != VERSION {
+            return Err(format!("hello of version {}, expected {VERSION}", body[4]));
+        }
+        let node_id = i32::from_be_bytes([body[5], body[6], body[7], body[8]]);
+        Ok(Hello { node_id })
+    }
+}
+
+/// One frame: length, kind, body.
+pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The largest body a frame of `kind` may carry.
+pub fn frame_max(kind: u8) -> usize {
+    if kind == KIND_RAFT {
+        RAFT_FRAME_MAX
+    } else {
+        CONTROL_FRAME_MAX
+    }
+}
+
+/// Checks a frame's length prefix (the bytes after it) before reading on.
+pub fn check_length(len: u32) -> Result<usize, String> {
+    let len = len as usize;
+    if len == 0 {
+        return Err("empty frame".into());
+    }
+    if len - 1 > RAFT_FRAME_MAX {
+        return Err(format!("frame of {len} bytes is over the bound"));
+    }
+    Ok(len)
+}
+
+/// A controller request a node forwards to the active controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    Register {
+        broker: i32,
+        incarnation: [u8; 16],
+        /// `(listener name, host, port)`
+        endpoints: Vec<(String, String, u16)>,
+        rack: Option<String>,
+    },
+    Heartbeat {
+        broker: i32,
+        epoch: i64,
+    },
+}
+
+impl ControlRequest {
+    /// The broker the request is about.
+    pub fn broker(&self) -> i32 {
+        match self {
+            ControlRequest::Register { broker, .. } | ControlRequest::Heartbeat { broker, .. } => {
+                *broker
+            }
+        }
+    }
+}
+
+/// Its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlResponse {
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
+    /// A Kafka error code and message (NOT_CONTROLLER when this node is
+    /// not the active controller, with the leader it knows of).
+    Error {
+        code: i16,
+        message: String,
+        leader: Option<i32>,
+    },
+}
+
+/// One broker as the image holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerStatus {
+    pub id: i32,
+    pub epoch: i64,
+    pub fenced: bool,
+    /// `NAME://host:port`
+    pub endpoints: Vec<String>,
+    pub rack: Option<String>,
+}
+
+/// One node's view of the quorum and the brokers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: i32,
+    /// "leader", "follower" (a leader is known) or "candidate" (none is).
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<i32>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    /// `(id, host:port)` of every voter.
+    pub voters: Vec<(i32, String)>,
+    /// The brokers in this node's image, at `applied_index`.
+    pub brokers: Vec<BrokerStatus>,
+    /// This node's own broker: its registered epoch, if it has one.
+    pub own_broker_epoch: Option<i64>,
+}
+
+/// Reads one frame from a blocking stream: `(kind, body)`.
+pub fn read_frame_blocking(r: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = check_length(u32::from_be_bytes(len))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut kind = [0u8; 1];
+    r.read_exact(&mut kind)?;
+    if len - 1 > frame_max(kind[0]) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "frame of kind {} and {len} bytes is over its bound",
+                kind[0]
+            ),
+        ));
+    }
+    let mut body = vec![0u8; len - 1];
+    r.read_exact(&mut body)?;
+    Ok((kind[0], body))
+}
+
+/// Asks the node at `addr` for its status, as an admin tool (blocking).
+pub fn fetch_status(addr: &str, timeout: std::time::Duration) -> Result<NodeStatus, String> {
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).ok();
+    s.set_write_timeout(Some(timeout)).ok();
+    let mut out = Hello {
+        node_id: ADMIN_NODE,
+    }
+    .encode();
+    out.extend_from_slice(&frame(KIND_STATUS, &[]));
+    s.write_all(&out).map_err(|e| format!("{addr}: {e}"))?;
+    let (kind, body) = read_frame_blocking(&mut s).map_err(|e| format!("{addr}: {e}"))?;
+    if kind != KIND_STATUS_RESPONSE {
+        return Err(format!("{addr}: answered with a frame of kind {kind}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{addr}: bad status answer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_and_refuses_garbage() {
+        let f = Hello { node_id: 3 }.encode();
+        let len = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
+        assert_eq!(len, f.len() - 4);
+        assert_eq!(Hello::decode(f[4], &f[5..]), Ok(Hello { node_id: 3 }));
+        assert!(Hello::decode(KIND_RAFT, &f[5..]).is_err());
+        assert!(Hello::decode(KIND_HELLO, b"GET / HTTP/1.1").is_err());
+        let mut old = f[5..].to_vec();
+        old[4] = 9;
+        assert!(Hello::decode(KIND_HELLO, &old).is_err());
+    }
+
+    #[test]
+    fn lengths_are_bounded() {
+        assert!(check_length(0).is_err());
+        assert!(check_length(u32::MAX).is_err());
+        assert_eq!(check_length(10), Ok(10));
+        let mut r = std::io::Cursor::new(frame(KIND_STATUS, &vec![0u8; CONTROL_FRAME_MAX + 1]));
+        assert!(read_frame_blocking(&mut r).is_err());
+    }
+}

@@ -75,8 +75,14 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 ///   knows (its response goes to 6).
 /// - The group apis cover every request version kafka-protocol knows:
 ///   OffsetCommit stops at 9 and OffsetFetch at 9 although their responses go
-///   to 10; OffsetCommit starts at 2 and OffsetFetch at 1, the lowest
-///   versions kafka-protocol has.
+///   to 10.
+///
+/// Below kafka-protocol 0.18's lowest version, the versions Kafka 4.0 removed
+/// (KIP-896) that old clients still send are served through kafka-protocol
+/// 0.15.1 and converted to the current types ([`crate::legacy`], whose
+/// `LEGACY_APIS` lists them): OffsetCommit v0-1, OffsetFetch v0 and
+/// DescribeConfigs v0. The compile-time checks accept a minimum below 0.18's
+/// only where `LEGACY_APIS` reaches it.
 ///
 /// Raising a maximum is a one-line change here as long as the vendored request
 /// schema (`broker/protocol/schemas/`) has the version; the compile-time
@@ -108,7 +114,7 @@ macro_rules! for_each_api {
             InitProducerId(init_producer_id): InitProducerIdRequest => InitProducerIdResponse, 0..=5;
             DeleteTopics(delete_topics): DeleteTopicsRequest => DeleteTopicsResponse, 1..=6;
             CreatePartitions(create_partitions): CreatePartitionsRequest => CreatePartitionsResponse, 0..=3;
-            DescribeConfigs(describe_configs): DescribeConfigsRequest => DescribeConfigsResponse, 1..=4;
+            DescribeConfigs(describe_configs): DescribeConfigsRequest => DescribeConfigsResponse, 0..=4;
             AlterConfigs(alter_configs): AlterConfigsRequest => AlterConfigsResponse, 0..=2;
             IncrementalAlterConfigs(incremental_alter_configs): IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;
             DeleteRecords(delete_records): DeleteRecordsRequest => DeleteRecordsResponse, 0..=2;
@@ -121,8 +127,8 @@ macro_rules! for_each_api {
             SyncGroup(sync_group): SyncGroupRequest => SyncGroupResponse, 0..=5;
             Heartbeat(heartbeat): HeartbeatRequest => HeartbeatResponse, 0..=4;
             LeaveGroup(leave_group): LeaveGroupRequest => LeaveGroupResponse, 0..=5;
-            OffsetCommit(offset_commit): OffsetCommitRequest => OffsetCommitResponse, 2..=9;
-            OffsetFetch(offset_fetch): OffsetFetchRequest => OffsetFetchResponse, 1..=9;
+            OffsetCommit(offset_commit): OffsetCommitRequest => OffsetCommitResponse, 0..=9;
+            OffsetFetch(offset_fetch): OffsetFetchRequest => OffsetFetchResponse, 0..=9;
             ListGroups(list_groups): ListGroupsRequest => ListGroupsResponse, 0..=5;
             DescribeGroups(describe_groups): DescribeGroupsRequest => DescribeGroupsResponse, 0..=6;
             DeleteGroups(delete_groups): DeleteGroupsRequest => DeleteGroupsResponse, 0..=2;
@@ -150,9 +156,21 @@ macro_rules! supported_apis {
                 const _: () = {
                     use kafka_protocol::messages::{$request, $response};
                     assert!(ENTRY.min_version <= ENTRY.max_version);
-                    assert!(<$request as Message>::VERSIONS.min <= ENTRY.min_version);
+                    // Below kafka-protocol 0.18's minimum only through
+                    // crate::legacy (kafka-protocol 0.15.1).
+                    assert!(
+                        crate::legacy::lowest_version(
+                            ApiKey::$key,
+                            <$request as Message>::VERSIONS.min
+                        ) <= ENTRY.min_version
+                    );
                     assert!(ENTRY.max_version <= <$request as Message>::VERSIONS.max);
-                    assert!(<$response as Message>::VERSIONS.min <= ENTRY.min_version);
+                    assert!(
+                        crate::legacy::lowest_version(
+                            ApiKey::$key,
+                            <$response as Message>::VERSIONS.min
+                        ) <= ENTRY.min_version
+                    );
                     assert!(ENTRY.max_version <= <$response as Message>::VERSIONS.max);
                 };
                 ENTRY

@@ -63,6 +63,7 @@ pub mod errors;
 pub mod fetch_writer;
 pub mod frame;
 pub mod header;
+pub mod legacy;
 mod precheck;
 pub mod produce;
 pub mod request;
@@ -93,3 +94,7 @@ pub use response::{
 /// kafka-protocol, re-exported so that the server uses the same version of
 /// the message structs as this crate.
 pub use kafka_protocol;
+
+/// kafka-protocol 0.15.1, re-exported for the legacy versions' types
+/// ([`legacy`]).
+pub use kafka_protocol_legacy;

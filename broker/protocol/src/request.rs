@@ -47,6 +47,10 @@ macro_rules! requests {
             version: i16,
             buf: &mut Bytes,
         ) -> Option<Result<Request, String>> {
+            // Versions below kafka-protocol 0.18's go through 0.15.1.
+            if let Some(decoded) = crate::legacy::decode_request(api_key, version, buf) {
+                return Some(decoded);
+            }
             Some(match api_key {
                 $(
                     ApiKey::$key => kafka_protocol::messages::$request::decode(buf, version)

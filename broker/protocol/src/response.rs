@@ -42,6 +42,10 @@ macro_rules! responses {
             /// `anyhow::Error`; only their text is kept, so this crate does
             /// not depend on anyhow.
             fn encode_body(&self, buf: &mut BytesMut, version: i16) -> Result<(), String> {
+                // Versions below kafka-protocol 0.18's go through 0.15.1.
+                if let Some(encoded) = crate::legacy::encode_response(self, version, buf) {
+                    return encoded;
+                }
                 match self {
                     $(Self::$key(r) => r.encode(buf, version),)*
                 }

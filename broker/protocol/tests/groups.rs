@@ -513,6 +513,30 @@ fn every_group_response_version_encodes_and_reads_back() {
     check!(ConsumerGroupDescribe, ConsumerGroupDescribeResponse);
 }
 
+/// The versions below kafka-protocol 0.18's (OffsetCommit v0-1, OffsetFetch
+/// v0): a content-rich response encodes through kafka-protocol 0.15.1 and
+/// an old client's decoder reads back the same content.
+#[test]
+fn legacy_group_response_versions_encode_and_read_back() {
+    for (api_key, v) in [
+        (ApiKey::OffsetCommit, 0),
+        (ApiKey::OffsetCommit, 1),
+        (ApiKey::OffsetFetch, 0),
+    ] {
+        for alt in [false, true] {
+            let response = build_group_response(api_key, v, alt);
+            let frame = encode_response(api_key, v, 77, &response)
+                .unwrap_or_else(|e| panic!("{api_key:?} v{v}: {e}"));
+            let mut buf = frame.freeze();
+            assert_eq!(buf.get_i32() as usize, buf.len());
+            assert_eq!(buf.get_i32(), 77);
+            let decoded = common::decode_legacy_response(api_key, v, &mut buf).unwrap();
+            assert!(buf.is_empty(), "{api_key:?} v{v}: bytes left");
+            assert_eq!(decoded, response, "{api_key:?} v{v} alt={alt}");
+        }
+    }
+}
+
 #[test]
 fn group_response_for_another_api_is_a_mismatch() {
     let response = build_group_response(ApiKey::Heartbeat, 4, false);

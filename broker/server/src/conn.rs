@@ -30,7 +30,7 @@
 //! watchdog sleeps until the earliest deadline that state allows, so a busy
 //! connection arms no timer per request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::ApiKey;
 use corelog_protocol::{
-    decode_request, decode_request_header, FrameDecoder, ProtocolError, SIZE_PREFIX_BYTES,
+    api_versions_request_is_valid, decode_request, decode_request_header, FrameDecoder,
+    ProtocolError, Request, SIZE_PREFIX_BYTES,
 };
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
@@ -166,6 +167,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let fetch_budget = Rc::new(glommio::sync::Semaphore::new(
         shard.config().fetch_response_bytes_per_connection_max as u64,
     ));
+    // The client software name and version from ApiVersions v3+ on this
+    // connection (KIP-511), for the log line of an unsupported version.
+    let client_software: Rc<RefCell<Option<Rc<str>>>> = Rc::default();
     let mut buf = BytesMut::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     // A frame that must run alone, waiting for those before it.
@@ -260,8 +264,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 let shard = shard.clone();
                 let client_host = client_host.clone();
                 let fetch_budget = fetch_budget.clone();
+                let client_software = client_software.clone();
                 glommio::spawn_local(async move {
-                    handle_frame(&shard, &client_host, &fetch_budget, frame).await
+                    handle_frame(&shard, &client_host, &fetch_budget, &client_software, frame).await
                 })
             };
             in_flight.push_back(InFlight {
@@ -498,9 +503,13 @@ async fn write_reply(
             write_vectored_all(stream, &segments).await.map(|()| true)
         }
         Err(close) => {
-            // Rate-limited per shard: see CLOSED_FOR_BAD_INPUT_LOG_INTERVAL.
-            if let Some(suppressed) = shard.bad_input_log_due() {
-                tracing::info!(%peer, reason = %close, suppressed, "closing connection");
+            // An unsupported version was logged on its own limiter, with
+            // the client software.
+            if !close.logged {
+                // Rate-limited per shard: see CLOSED_FOR_BAD_INPUT_LOG_INTERVAL.
+                if let Some(suppressed) = shard.bad_input_log_due() {
+                    tracing::info!(%peer, reason = %close, suppressed, "closing connection");
+                }
             }
             if let Some(bytes) = close.final_bytes {
                 let _ = stream.write_all(&bytes).await;
@@ -583,6 +592,7 @@ async fn handle_frame(
     shard: &Rc<Shard>,
     client_host: &str,
     fetch_budget: &Rc<glommio::sync::Semaphore>,
+    client_software: &RefCell<Option<Rc<str>>>,
     frame: Bytes,
 ) -> Result<Reply, Close> {
     let raw = frame.clone();
@@ -596,9 +606,46 @@ async fn handle_frame(
             if let Some(resp) = e.error_response() {
                 return Ok(Reply::Bytes(resp.freeze()));
             }
+            if matches!(
+                e,
+                ProtocolError::UnsupportedVersion { .. } | ProtocolError::UnsupportedApi { .. }
+            ) {
+                // As Kafka does, close the connection; say which
+                // application is too old or too new, at most once per
+                // interval per shard.
+                if let Some(suppressed) = shard.unsupported_request_log_due() {
+                    let software = client_software.borrow().clone();
+                    tracing::warn!(
+                        peer = %client_host,
+                        api = ?header.api_key,
+                        version = header.api_version,
+                        client_id = header.client_id.as_deref().unwrap_or(""),
+                        client_software = software
+                            .as_deref()
+                            .unwrap_or("unknown (no ApiVersions v3+ on this connection)"),
+                        suppressed,
+                        "closing connection: unsupported api version (the ApiVersions answer lists what this broker serves)"
+                    );
+                }
+                let mut close = protocol_close(e);
+                close.logged = true;
+                return Err(close);
+            }
             return Err(with_frame(protocol_close(e), &raw));
         }
     };
+    if let Request::ApiVersions(r) = &request {
+        if header.api_version >= 3 && api_versions_request_is_valid(r, header.api_version) {
+            *client_software.borrow_mut() = Some(
+                format!(
+                    "{}/{}",
+                    r.client_software_name.as_str(),
+                    r.client_software_version.as_str()
+                )
+                .into(),
+            );
+        }
+    }
     tracing::debug!(api = ?header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     inject_panic_for_tests(&header);
     let cx = handlers::RequestContext {
@@ -648,5 +695,6 @@ fn protocol_close(e: ProtocolError) -> Close {
     Close {
         reason: e.to_string(),
         final_bytes: None,
+        logged: false,
     }
 }

@@ -74,6 +74,10 @@ pub struct Shard {
     /// Connections closed for bad input (a malformed frame or request) are
     /// logged at most once per [`CLOSED_FOR_BAD_INPUT_LOG_INTERVAL`].
     bad_input_log: RefCell<RateLimited>,
+    /// Connections closed for a request of an api or version the broker
+    /// does not serve are logged at most once per
+    /// [`STALLED_FRAME_LOG_INTERVAL`] too.
+    unsupported_request_log: RefCell<RateLimited>,
 }
 
 /// How often a shard logs a connection closed for bad input, with the count
@@ -213,6 +217,13 @@ impl Shard {
     /// [`CLOSED_FOR_BAD_INPUT_LOG_INTERVAL`].
     pub fn bad_input_log_due(&self) -> Option<u64> {
         self.bad_input_log.borrow_mut().due()
+    }
+
+    /// Whether a connection closed for an unsupported api or version is
+    /// logged now: `Some(count of those not logged since)` at most once per
+    /// [`STALLED_FRAME_LOG_INTERVAL`].
+    pub fn unsupported_request_log_due(&self) -> Option<u64> {
+        self.unsupported_request_log.borrow_mut().due()
     }
 
     /// Runs `f` on shard `target` and returns its answer. On this shard it
@@ -410,6 +421,7 @@ pub fn make_shard(
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         bad_input_log: RefCell::new(RateLimited::new(CLOSED_FOR_BAD_INPUT_LOG_INTERVAL)),
+        unsupported_request_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
     });
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();

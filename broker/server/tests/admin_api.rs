@@ -889,7 +889,7 @@ fn describe_cluster_and_api_versions() {
     for (key, min, max) in [
         (ApiKey::DeleteTopics, 1, 6),
         (ApiKey::CreatePartitions, 0, 3),
-        (ApiKey::DescribeConfigs, 1, 4),
+        (ApiKey::DescribeConfigs, 0, 4),
         (ApiKey::AlterConfigs, 0, 2),
         (ApiKey::IncrementalAlterConfigs, 0, 1),
         (ApiKey::DeleteRecords, 0, 2),

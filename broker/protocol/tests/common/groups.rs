@@ -28,7 +28,8 @@ use corelog_protocol::{ApiSupport, Request, Response};
 use super::{extra_tag, id, s, support, topic};
 
 /// The group apis with every version kafka-protocol 0.18 decodes (requests)
-/// and encodes (responses). The responses of OffsetCommit and OffsetFetch go
+/// and encodes (responses), and below it OffsetCommit v0-1 and OffsetFetch
+/// v0, served through kafka-protocol 0.15.1 (`corelog_protocol::legacy`). The responses of OffsetCommit and OffsetFetch go
 /// to 10, their requests stop at 9.
 pub const GROUP_APIS: &[ApiSupport] = &[
     support(ApiKey::FindCoordinator, 0, 6),
@@ -36,8 +37,8 @@ pub const GROUP_APIS: &[ApiSupport] = &[
     support(ApiKey::SyncGroup, 0, 5),
     support(ApiKey::Heartbeat, 0, 4),
     support(ApiKey::LeaveGroup, 0, 5),
-    support(ApiKey::OffsetCommit, 2, 9),
-    support(ApiKey::OffsetFetch, 1, 9),
+    support(ApiKey::OffsetCommit, 0, 9),
+    support(ApiKey::OffsetFetch, 0, 9),
     support(ApiKey::ListGroups, 0, 5),
     support(ApiKey::DescribeGroups, 0, 6),
     support(ApiKey::DeleteGroups, 0, 2),
@@ -211,8 +212,6 @@ pub fn build_group_request(api_key: ApiKey, v: i16, alt: bool) -> Request {
             };
             let mut r = OffsetCommitRequest::default()
                 .with_group_id(group("group-a"))
-                .with_generation_id_or_member_epoch(5)
-                .with_member_id(s("member-1"))
                 .with_topics(vec![
                     topic_entry(
                         "orders",
@@ -223,7 +222,13 @@ pub fn build_group_request(api_key: ApiKey, v: i16, alt: bool) -> Request {
             if v >= 7 {
                 r = r.with_group_instance_id(nullable(set, s("instance-1")));
             }
-            if v <= 4 {
+            // v0 has neither (Kafka's simple commit: generation -1).
+            if v >= 1 {
+                r = r
+                    .with_generation_id_or_member_epoch(5)
+                    .with_member_id(s("member-1"));
+            }
+            if (2..=4).contains(&v) {
                 r = r.with_retention_time_ms(86_400_000);
             }
             Request::OffsetCommit(tagged!(r, flex))

@@ -18,11 +18,12 @@ use corelog_protocol::kafka_protocol::messages::{
     TransactionalId,
 };
 use corelog_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
-use corelog_protocol::{ApiSupport, Request};
+use corelog_protocol::{ApiSupport, Request, Response};
 use uuid::Uuid;
 
 /// Every version kafka-protocol 0.18 can decode for the apis this crate
-/// decodes and the pre-check covers. Wider than `SUPPORTED_APIS` where the
+/// decodes and the pre-check covers, and below it the versions served through
+/// kafka-protocol 0.15.1 (`corelog_protocol::legacy::LEGACY_APIS`). Wider than `SUPPORTED_APIS` where the
 /// broker stops early, so the pre-check is exercised on every version it may
 /// be asked to handle. The generated pre-check covers the versions of the
 /// vendored schemas (`broker/protocol/schemas/`), which stop short of
@@ -37,7 +38,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::CreateTopics, 2, 7),
     support(ApiKey::DeleteTopics, 1, 6),
     support(ApiKey::CreatePartitions, 0, 3),
-    support(ApiKey::DescribeConfigs, 1, 4),
+    support(ApiKey::DescribeConfigs, 0, 4),
     support(ApiKey::AlterConfigs, 0, 2),
     support(ApiKey::IncrementalAlterConfigs, 0, 1),
     support(ApiKey::DeleteRecords, 0, 2),
@@ -49,8 +50,8 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::SyncGroup, 0, 5),
     support(ApiKey::Heartbeat, 0, 4),
     support(ApiKey::LeaveGroup, 0, 5),
-    support(ApiKey::OffsetCommit, 2, 9),
-    support(ApiKey::OffsetFetch, 1, 9),
+    support(ApiKey::OffsetCommit, 0, 9),
+    support(ApiKey::OffsetFetch, 0, 9),
     support(ApiKey::ListGroups, 0, 5),
     support(ApiKey::DescribeGroups, 0, 6),
     support(ApiKey::DeleteGroups, 0, 2),
@@ -232,9 +233,10 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
                 .with_resource_type(4)
                 .with_resource_name(s("1"))
                 .with_configuration_keys(None);
-            let mut r = DescribeConfigsRequest::default()
-                .with_resources(vec![res, res2])
-                .with_include_synonyms(true);
+            let mut r = DescribeConfigsRequest::default().with_resources(vec![res, res2]);
+            if v >= 1 {
+                r = r.with_include_synonyms(true);
+            }
             if v >= 3 {
                 r = r.with_include_documentation(true);
             }
@@ -433,14 +435,18 @@ fn build_fetch(v: i16) -> FetchRequest {
 /// arm here.
 macro_rules! request_encoders {
     ($($key:ident($name:ident): $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
-        /// Encodes `request` at `version` into `buf` with kafka-protocol.
+        /// Encodes `request` at `version` into `buf` with kafka-protocol
+        /// (0.15.1 for the versions of `LEGACY_APIS`).
         fn encode_request(
             request: &Request,
             buf: &mut BytesMut,
             version: i16,
-        ) -> Result<(), impl std::fmt::Display> {
+        ) -> Result<(), String> {
+            if let Some(encoded) = encode_legacy_request(request, buf, version) {
+                return encoded;
+            }
             match request {
-                $(Request::$key(r) => r.encode(buf, version),)*
+                $(Request::$key(r) => r.encode(buf, version).map_err(|e| e.to_string()),)*
                 // `Request` is non-exhaustive outside the crate; the
                 // pre-check's unit tests include this file inside it, where
                 // the arm is unreachable.
@@ -453,12 +459,68 @@ macro_rules! request_encoders {
 
 corelog_protocol::for_each_api!(request_encoders);
 
+/// Encodes a request of a version in `LEGACY_APIS` with kafka-protocol
+/// 0.15.1, as an old client would; `None` for other versions.
+fn encode_legacy_request(
+    request: &Request,
+    buf: &mut BytesMut,
+    version: i16,
+) -> Option<Result<(), String>> {
+    use corelog_protocol::kafka_protocol_legacy::protocol::Encodable as _;
+    use corelog_protocol::legacy::{LegacyForm as _, LEGACY_APIS};
+    let legacy = LEGACY_APIS
+        .iter()
+        .any(|e| e.api_key == request.api_key() && e.contains(version));
+    if !legacy {
+        return None;
+    }
+    Some(
+        match request {
+            Request::OffsetCommit(r) => r.to_legacy().encode(buf, version),
+            Request::OffsetFetch(r) => r.to_legacy().encode(buf, version),
+            Request::DescribeConfigs(r) => r.to_legacy().encode(buf, version),
+            other => panic!("no legacy encoder for {other:?}"),
+        }
+        .map_err(|e| e.to_string()),
+    )
+}
+
 /// Encodes the body of `request` at `version` with kafka-protocol.
 pub fn encode_body(request: &Request, version: i16) -> BytesMut {
     let mut buf = BytesMut::new();
     encode_request(request, &mut buf, version)
         .unwrap_or_else(|e| panic!("encoding {:?} v{version}: {e}", request.api_key()));
     buf
+}
+
+/// Decodes a response body of a version in `LEGACY_APIS` with
+/// kafka-protocol 0.15.1, as an old client would, and converts it to the
+/// current types; `None` for other versions.
+pub fn decode_legacy_response(api_key: ApiKey, version: i16, buf: &mut Bytes) -> Option<Response> {
+    use corelog_protocol::kafka_protocol::messages as current;
+    use corelog_protocol::kafka_protocol_legacy::messages as old;
+    use corelog_protocol::kafka_protocol_legacy::protocol::Decodable as _;
+    use corelog_protocol::legacy::{LegacyForm, LEGACY_APIS};
+    let legacy = LEGACY_APIS
+        .iter()
+        .any(|e| e.api_key == api_key && e.contains(version));
+    if !legacy {
+        return None;
+    }
+    macro_rules! decode {
+        ($ty:ident) => {
+            current::$ty::from_legacy(
+                old::$ty::decode(buf, version)
+                    .unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}")),
+            )
+        };
+    }
+    Some(match api_key {
+        ApiKey::OffsetCommit => Response::OffsetCommit(decode!(OffsetCommitResponse)),
+        ApiKey::OffsetFetch => Response::OffsetFetch(decode!(OffsetFetchResponse)),
+        ApiKey::DescribeConfigs => Response::DescribeConfigs(decode!(DescribeConfigsResponse)),
+        other => panic!("no legacy decoder for {other:?}"),
+    })
 }
 
 /// The request header a client would send.

@@ -152,6 +152,7 @@ pub async fn handle(
         .map_err(|_| Close {
             reason: "connection's fetch budget closed".into(),
             final_bytes: None,
+            logged: false,
         })?;
     // Each partition reads at most its partition_max_bytes and never more
     // than max_bytes; how max_bytes is shared out among the partitions
@@ -204,6 +205,7 @@ pub async fn handle(
     .map_err(|e| Close {
         reason: e.to_string(),
         final_bytes: None,
+        logged: false,
     })?;
     let mut kept = kept.into_iter();
     for ((name, topic_id, parts), datas) in topics.iter().zip(results) {
@@ -212,6 +214,7 @@ pub async fn handle(
             .map_err(|e| Close {
                 reason: e.to_string(),
                 final_bytes: None,
+                logged: false,
             })?;
         for (w, data) in parts.iter().zip(datas) {
             let keep = kept.next().unwrap_or(0);
@@ -232,12 +235,14 @@ pub async fn handle(
             writer.add_partition(&header, &chunks).map_err(|e| Close {
                 reason: e.to_string(),
                 final_bytes: None,
+                logged: false,
             })?;
         }
     }
     let frame = writer.finish().map_err(|e| Close {
         reason: e.to_string(),
         final_bytes: None,
+        logged: false,
     })?;
     Ok(Handled::Reply(Reply::Segments(
         frame.into_segments(),

@@ -25,6 +25,10 @@ use crate::shard::Shard;
 pub struct Close {
     pub reason: String,
     pub final_bytes: Option<Bytes>,
+    /// Whether the reason was already logged (rate-limited, as for an
+    /// unsupported version); the connection then closes without another
+    /// line.
+    pub logged: bool,
 }
 
 impl std::fmt::Display for Close {
@@ -122,6 +126,7 @@ macro_rules! dispatch_table {
                 other => Err(Close {
                     reason: format!("{:?} is not implemented", other.api_key()),
                     final_bytes: None,
+                    logged: false,
                 }),
             }
         }
@@ -141,5 +146,6 @@ pub fn encode(header: &RequestHeader, response: &Response) -> Result<Reply, Clos
     .map_err(|e| Close {
         reason: format!("encoding response: {e}"),
         final_bytes: None,
+        logged: false,
     })
 }

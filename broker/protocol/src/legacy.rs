@@ -1,0 +1,537 @@
+//! Versions older than the codec: requests and responses of versions
+//! kafka-protocol 0.18 no longer has (Kafka 4.0 removed them, KIP-896), which
+//! older clients still send (issue 21).
+//!
+//! They are decoded and encoded with kafka-protocol 0.15.1, the newest
+//! release that still has them (the dependency `kafka-protocol-legacy`), and
+//! converted here, in one place, to the current types and back, so that the
+//! rest of the broker, the handlers included, sees only kafka-protocol 0.18's
+//! structs. [`LEGACY_APIS`] lists the versions served this way; for each api
+//! they end just below the lowest version kafka-protocol 0.18 has, which a
+//! compile-time check holds, as it holds that kafka-protocol 0.15.1 has them.
+//!
+//! Requests go through the same structural pre-check as every other version
+//! (the vendored schemas cover them) before 0.15.1 decodes them, because it
+//! preallocates arrays from lengths on the wire just as 0.18 does.
+//!
+//! A conversion keeps the fields the legacy version carries and nothing
+//! else; fields of newer versions keep their defaults. Strings are copied
+//! (group ids, topic names, metadata: these requests carry no records).
+//! One field has no place in the current types and is dropped: OffsetCommit
+//! v1's per-partition `commit_timestamp`. Kafka 2.1 and later (KIP-211)
+//! expire a group's offsets by the time the group became empty, not by the
+//! commit time, and so does Corelog's coordinator, so the field has no
+//! effect; Kafka used it only as the commit time of an offset committed
+//! while no group was ever empty.
+//!
+//! Semantics of the old versions, as the handlers serve them:
+//! - OffsetCommit v0 carries no generation or member id: the request converts
+//!   to generation -1 and member "", Kafka's "simple" commit (accepted for a
+//!   group without members, refused for an active one), the same as v2+ with
+//!   those values. Kafka up to 3.x stored v0 commits in ZooKeeper, apart from
+//!   the offsets v1+ store in Kafka; Corelog has one store.
+//! - OffsetCommit v1 adds generation and member id (checked as in v2+) and
+//!   the commit timestamp (above). Its response is v2's.
+//! - OffsetFetch v0 is v1 on the wire; Kafka read v0 from ZooKeeper, Corelog
+//!   from its one store.
+//! - DescribeConfigs v0 has `is_default` where v1 has `config_source`: true
+//!   when the source is DEFAULT_CONFIG, as Kafka 2.x wrote it; synonyms and
+//!   documentation do not exist in v0 (the request converts with
+//!   `include_synonyms` and `include_documentation` false).
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{self as current, ApiKey};
+use kafka_protocol::protocol::{Message, StrBytes};
+use kafka_protocol_legacy::messages as old;
+use kafka_protocol_legacy::protocol::{Decodable as _, Encodable as _, Message as OldMessage};
+
+use crate::api::ApiSupport;
+use crate::request::Request;
+use crate::response::Response;
+
+/// Kafka's ConfigSource id DEFAULT_CONFIG (DescribeConfigs v1+).
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+
+/// A kafka-protocol 0.18 type that has a kafka-protocol 0.15.1 counterpart
+/// for the versions in [`LEGACY_APIS`].
+pub trait LegacyForm: Sized {
+    /// The kafka-protocol 0.15.1 type.
+    type Legacy;
+    /// The current form of a legacy value (its legacy versions' fields).
+    fn from_legacy(legacy: Self::Legacy) -> Self;
+    /// The legacy form of `self`, keeping the fields the legacy versions
+    /// carry.
+    fn to_legacy(&self) -> Self::Legacy;
+}
+
+/// Generates [`LEGACY_APIS`], its compile-time checks and the decode and
+/// encode dispatch from one list.
+macro_rules! legacy_apis {
+    ($($key:ident: $request:ident => $response:ident, $min:literal..=$max:literal;)*) => {
+        /// The api versions served through kafka-protocol 0.15.1: below the
+        /// lowest version kafka-protocol 0.18 has, down to the lowest the
+        /// broker serves. The api table's ranges reach down into these.
+        pub const LEGACY_APIS: &[ApiSupport] = &[$(
+            {
+                const ENTRY: ApiSupport = ApiSupport {
+                    api_key: ApiKey::$key,
+                    min_version: $min,
+                    max_version: $max,
+                };
+                const _: () = {
+                    // 0.15.1 has the versions, both ways.
+                    assert!(<old::$request as OldMessage>::VERSIONS.min <= ENTRY.min_version);
+                    assert!(ENTRY.max_version <= <old::$request as OldMessage>::VERSIONS.max);
+                    assert!(<old::$response as OldMessage>::VERSIONS.min <= ENTRY.min_version);
+                    assert!(ENTRY.max_version <= <old::$response as OldMessage>::VERSIONS.max);
+                    // They end just below 0.18's, with no gap and no overlap.
+                    assert!(ENTRY.max_version + 1 == <current::$request as Message>::VERSIONS.min);
+                    assert!(ENTRY.max_version + 1 == <current::$response as Message>::VERSIONS.min);
+                };
+                ENTRY
+            },
+        )*];
+
+        /// Decodes a request of a legacy version; `None` when `(api_key,
+        /// version)` is not in [`LEGACY_APIS`].
+        pub(crate) fn decode_request(
+            api_key: ApiKey,
+            version: i16,
+            buf: &mut Bytes,
+        ) -> Option<Result<Request, String>> {
+            match api_key {
+                $(
+                    ApiKey::$key if ($min..=$max).contains(&version) => Some(
+                        old::$request::decode(buf, version)
+                            .map(|r| Request::$key(current::$request::from_legacy(r)))
+                            .map_err(|e| e.to_string()),
+                    ),
+                )*
+                _ => None,
+            }
+        }
+
+        /// Encodes a response body at a legacy version; `None` when the
+        /// response's api and `version` are not in [`LEGACY_APIS`].
+        pub(crate) fn encode_response(
+            response: &Response,
+            version: i16,
+            buf: &mut BytesMut,
+        ) -> Option<Result<(), String>> {
+            match response {
+                $(
+                    Response::$key(r) if ($min..=$max).contains(&version) => Some(
+                        r.to_legacy().encode(buf, version).map_err(|e| e.to_string()),
+                    ),
+                )*
+                _ => None,
+            }
+        }
+    };
+}
+
+legacy_apis! {
+    OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 0..=1;
+    OffsetFetch: OffsetFetchRequest => OffsetFetchResponse, 0..=0;
+    DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 0..=0;
+}
+
+/// The lowest version the broker can decode and encode for `api_key`:
+/// `codec_min` (kafka-protocol 0.18's) or, for an api in [`LEGACY_APIS`],
+/// its legacy minimum. Used by the api table's compile-time checks.
+pub const fn lowest_version(api_key: ApiKey, codec_min: i16) -> i16 {
+    let mut i = 0;
+    while i < LEGACY_APIS.len() {
+        if LEGACY_APIS[i].api_key as i16 == api_key as i16 {
+            return LEGACY_APIS[i].min_version;
+        }
+        i += 1;
+    }
+    codec_min
+}
+
+// ------------------------------------------------------------ conversions --
+
+fn s(value: &old_protocol::StrBytes) -> StrBytes {
+    StrBytes::from_string(value.as_str().to_owned())
+}
+
+fn s_old(value: &StrBytes) -> old_protocol::StrBytes {
+    old_protocol::StrBytes::from_string(value.as_str().to_owned())
+}
+
+use kafka_protocol_legacy::protocol as old_protocol;
+
+fn topic(name: &old::TopicName) -> current::TopicName {
+    current::TopicName(s(&name.0))
+}
+
+fn topic_old(name: &current::TopicName) -> old::TopicName {
+    old::TopicName(s_old(&name.0))
+}
+
+fn group(id: &old::GroupId) -> current::GroupId {
+    current::GroupId(s(&id.0))
+}
+
+fn group_old(id: &current::GroupId) -> old::GroupId {
+    old::GroupId(s_old(&id.0))
+}
+
+impl LegacyForm for current::OffsetCommitRequest {
+    type Legacy = old::OffsetCommitRequest;
+
+    fn from_legacy(r: old::OffsetCommitRequest) -> Self {
+        use current::offset_commit_request::{
+            OffsetCommitRequestPartition as P, OffsetCommitRequestTopic as T,
+        };
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_committed_offset(p.committed_offset)
+                                .with_committed_metadata(p.committed_metadata.as_ref().map(s))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::OffsetCommitRequest::default()
+            .with_group_id(group(&r.group_id))
+            .with_generation_id_or_member_epoch(r.generation_id_or_member_epoch)
+            .with_member_id(s(&r.member_id))
+            .with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::OffsetCommitRequest {
+        use old::offset_commit_request::{
+            OffsetCommitRequestPartition as P, OffsetCommitRequestTopic as T,
+        };
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic_old(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_committed_offset(p.committed_offset)
+                                .with_committed_metadata(p.committed_metadata.as_ref().map(s_old))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        old::OffsetCommitRequest::default()
+            .with_group_id(group_old(&self.group_id))
+            .with_generation_id_or_member_epoch(self.generation_id_or_member_epoch)
+            .with_member_id(s_old(&self.member_id))
+            .with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::OffsetCommitResponse {
+    type Legacy = old::OffsetCommitResponse;
+
+    fn from_legacy(r: old::OffsetCommitResponse) -> Self {
+        use current::offset_commit_response::{
+            OffsetCommitResponsePartition as P, OffsetCommitResponseTopic as T,
+        };
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(p.error_code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::OffsetCommitResponse {
+        use old::offset_commit_response::{
+            OffsetCommitResponsePartition as P, OffsetCommitResponseTopic as T,
+        };
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic_old(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(p.error_code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        old::OffsetCommitResponse::default().with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::OffsetFetchRequest {
+    type Legacy = old::OffsetFetchRequest;
+
+    fn from_legacy(r: old::OffsetFetchRequest) -> Self {
+        use current::offset_fetch_request::OffsetFetchRequestTopic as T;
+        let topics = r.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .map(|t| {
+                    T::default()
+                        .with_name(topic(&t.name))
+                        .with_partition_indexes(t.partition_indexes.clone())
+                })
+                .collect()
+        });
+        current::OffsetFetchRequest::default()
+            .with_group_id(group(&r.group_id))
+            .with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::OffsetFetchRequest {
+        use old::offset_fetch_request::OffsetFetchRequestTopic as T;
+        let topics = self.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .map(|t| {
+                    T::default()
+                        .with_name(topic_old(&t.name))
+                        .with_partition_indexes(t.partition_indexes.clone())
+                })
+                .collect()
+        });
+        old::OffsetFetchRequest::default()
+            .with_group_id(group_old(&self.group_id))
+            .with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::OffsetFetchResponse {
+    type Legacy = old::OffsetFetchResponse;
+
+    fn from_legacy(r: old::OffsetFetchResponse) -> Self {
+        use current::offset_fetch_response::{
+            OffsetFetchResponsePartition as P, OffsetFetchResponseTopic as T,
+        };
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_committed_offset(p.committed_offset)
+                                .with_metadata(p.metadata.as_ref().map(s))
+                                .with_error_code(p.error_code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::OffsetFetchResponse {
+        use old::offset_fetch_response::{
+            OffsetFetchResponsePartition as P, OffsetFetchResponseTopic as T,
+        };
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic_old(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_committed_offset(p.committed_offset)
+                                .with_metadata(p.metadata.as_ref().map(s_old))
+                                .with_error_code(p.error_code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        old::OffsetFetchResponse::default().with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::DescribeConfigsRequest {
+    type Legacy = old::DescribeConfigsRequest;
+
+    fn from_legacy(r: old::DescribeConfigsRequest) -> Self {
+        use current::describe_configs_request::DescribeConfigsResource as R;
+        let resources = r
+            .resources
+            .iter()
+            .map(|res| {
+                R::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(s(&res.resource_name))
+                    .with_configuration_keys(
+                        res.configuration_keys
+                            .as_ref()
+                            .map(|keys| keys.iter().map(s).collect()),
+                    )
+            })
+            .collect();
+        current::DescribeConfigsRequest::default().with_resources(resources)
+    }
+
+    fn to_legacy(&self) -> old::DescribeConfigsRequest {
+        use old::describe_configs_request::DescribeConfigsResource as R;
+        let resources = self
+            .resources
+            .iter()
+            .map(|res| {
+                R::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(s_old(&res.resource_name))
+                    .with_configuration_keys(
+                        res.configuration_keys
+                            .as_ref()
+                            .map(|keys| keys.iter().map(s_old).collect()),
+                    )
+            })
+            .collect();
+        old::DescribeConfigsRequest::default().with_resources(resources)
+    }
+}
+
+impl LegacyForm for current::DescribeConfigsResponse {
+    type Legacy = old::DescribeConfigsResponse;
+
+    fn from_legacy(r: old::DescribeConfigsResponse) -> Self {
+        use current::describe_configs_response::{
+            DescribeConfigsResourceResult as C, DescribeConfigsResult as R,
+        };
+        let results = r
+            .results
+            .iter()
+            .map(|res| {
+                R::default()
+                    .with_error_code(res.error_code)
+                    .with_error_message(res.error_message.as_ref().map(s))
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(s(&res.resource_name))
+                    .with_configs(
+                        res.configs
+                            .iter()
+                            .map(|c| {
+                                let mut config = C::default()
+                                    .with_name(s(&c.name))
+                                    .with_value(c.value.as_ref().map(s))
+                                    .with_read_only(c.read_only)
+                                    .with_is_sensitive(c.is_sensitive);
+                                if c.is_default {
+                                    config = config.with_config_source(CONFIG_SOURCE_DEFAULT);
+                                }
+                                config
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        current::DescribeConfigsResponse::default()
+            .with_throttle_time_ms(r.throttle_time_ms)
+            .with_results(results)
+    }
+
+    fn to_legacy(&self) -> old::DescribeConfigsResponse {
+        use old::describe_configs_response::{
+            DescribeConfigsResourceResult as C, DescribeConfigsResult as R,
+        };
+        let results = self
+            .results
+            .iter()
+            .map(|res| {
+                R::default()
+                    .with_error_code(res.error_code)
+                    .with_error_message(res.error_message.as_ref().map(s_old))
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(s_old(&res.resource_name))
+                    .with_configs(
+                        res.configs
+                            .iter()
+                            .map(|c| {
+                                C::default()
+                                    .with_name(s_old(&c.name))
+                                    .with_value(c.value.as_ref().map(s_old))
+                                    .with_read_only(c.read_only)
+                                    .with_is_default(c.config_source == CONFIG_SOURCE_DEFAULT)
+                                    .with_is_sensitive(c.is_sensitive)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::DescribeConfigsResponse::default()
+            .with_throttle_time_ms(self.throttle_time_ms)
+            .with_results(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_ranges_end_below_the_codec() {
+        for entry in LEGACY_APIS {
+            let table = crate::find_api_support(crate::SUPPORTED_APIS, entry.api_key).unwrap();
+            assert!(table.min_version <= entry.min_version);
+            assert!(entry.max_version < table.max_version);
+        }
+    }
+
+    #[test]
+    fn describe_configs_v0_says_is_default_for_the_default_source() {
+        use current::describe_configs_response::{
+            DescribeConfigsResourceResult as C, DescribeConfigsResult as R,
+        };
+        let response = current::DescribeConfigsResponse::default().with_results(vec![R::default()
+            .with_resource_name(StrBytes::from_static_str("t"))
+            .with_configs(vec![
+                C::default()
+                    .with_name(StrBytes::from_static_str("a"))
+                    .with_config_source(CONFIG_SOURCE_DEFAULT),
+                C::default()
+                    .with_name(StrBytes::from_static_str("b"))
+                    .with_config_source(1),
+            ])]);
+        let legacy = response.to_legacy();
+        let configs = &legacy.results[0].configs;
+        assert!(configs[0].is_default);
+        assert!(!configs[1].is_default);
+        let mut buf = BytesMut::new();
+        assert!(
+            encode_response(&Response::DescribeConfigs(response), 0, &mut buf)
+                .unwrap()
+                .is_ok()
+        );
+    }
+}

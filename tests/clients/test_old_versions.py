@@ -1,0 +1,284 @@
+"""Request versions Kafka 4.0 removed (KIP-896) that old clients still send
+(issue 21): OffsetCommit v0-1, OffsetFetch v0, DescribeConfigs v0, served
+through kafka-protocol 0.15.1 (broker/protocol/src/legacy.rs).
+
+Raw frames over a real socket for each newly served version (round trip,
+truncated frames, inflated counts), the log line for an unsupported
+version, and kafka-python with `api_version=(0, 8, 2)` (OffsetCommit v1,
+OffsetFetch v1) and `(0, 8, 1)` (OffsetCommit v0, OffsetFetch v0), whose
+commits survive a consumer restart and are what a current client reads.
+"""
+import time
+
+import pytest
+
+from conftest import create_topic, unique_topic
+from kproto import (api_versions, api_versions_request_at, array, connect, frame, i8, i32, i64,
+                    recv_frame, request_header_v1, roundtrip, string, wait_closed_or_response)
+
+OFFSET_COMMIT = 8
+OFFSET_FETCH = 9
+DESCRIBE_CONFIGS = 32
+ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
+CONFIG_RESOURCE_TOPIC = 2
+
+
+# ------------------------------------------------------------------ frames --
+def offset_commit_v0(corr, group, topic, offsets):
+    """offsets: [(partition, offset, metadata)]"""
+    body = string(group) + array([
+        string(topic) + array([i32(p) + i64(o) + string(m) for p, o, m in offsets])])
+    return frame(request_header_v1(OFFSET_COMMIT, 0, corr) + body)
+
+
+def offset_commit_v1(corr, group, topic, offsets, generation=-1, member="", timestamp=-1):
+    body = string(group) + i32(generation) + string(member) + array([
+        string(topic) + array([i32(p) + i64(o) + i64(timestamp) + string(m) for p, o, m in offsets])])
+    return frame(request_header_v1(OFFSET_COMMIT, 1, corr) + body)
+
+
+def offset_fetch_v0(corr, group, topic, partitions):
+    body = string(group) + array([string(topic) + array([i32(p) for p in partitions])])
+    return frame(request_header_v1(OFFSET_FETCH, 0, corr) + body)
+
+
+def describe_configs_v0(corr, resources):
+    """resources: [(type, name, keys or None)]"""
+    body = array([i8(t) + string(n) + array(None if keys is None else [string(k) for k in keys])
+                  for t, n, keys in resources])
+    return frame(request_header_v1(DESCRIBE_CONFIGS, 0, corr) + body)
+
+
+def decode_offset_commit_v0(body):
+    topics = body.array(lambda r: (r.string(), r.array(lambda q: (q.i32(), q.i16()))))
+    assert body.remaining() == 0
+    return {name: dict(parts) for name, parts in topics}
+
+
+def decode_offset_fetch_v0(body):
+    def part(r):
+        return r.i32(), (r.i64(), r.string(), r.i16())
+
+    topics = body.array(lambda r: (r.string(), r.array(part)))
+    assert body.remaining() == 0
+    return {name: dict(parts) for name, parts in topics}
+
+
+def decode_describe_configs_v0(body):
+    throttle = body.i32()
+    assert throttle >= 0
+
+    def config(r):
+        return r.string(), {"value": r.string(), "read_only": r.i8() != 0,
+                            "is_default": r.i8() != 0, "is_sensitive": r.i8() != 0}
+
+    def result(r):
+        return {"error_code": r.i16(), "error_message": r.string(), "type": r.i8(),
+                "name": r.string(), "configs": dict(r.array(config))}
+
+    results = body.array(result)
+    assert body.remaining() == 0
+    return results
+
+
+def call(sock, request, corr):
+    got, body = roundtrip(sock, request)
+    assert got == corr
+    return body
+
+
+def broker_alive(b):
+    err, versions = api_versions(b.port)
+    assert err == 0 and versions
+
+
+# ------------------------------------------------------------------- tests --
+def test_api_versions_advertises_the_old_versions(broker):
+    err, versions = api_versions(broker.port)
+    assert err == 0
+    assert versions[OFFSET_COMMIT] == (0, 9)
+    assert versions[OFFSET_FETCH] == (0, 9)
+    assert versions[DESCRIBE_CONFIGS] == (0, 4)
+
+
+def test_offset_commit_v0_v1_and_offset_fetch_v0_round_trip(broker):
+    topic = create_topic(broker.bootstrap, partitions=2)
+    group = unique_topic("g")
+    with connect(broker.port) as s:
+        # v0: Kafka's simple commit, no generation.
+        body = call(s, offset_commit_v0(11, group, topic, [(0, 42, "m0"), (1, 7, None)]), 11)
+        assert decode_offset_commit_v0(body) == {topic: {0: 0, 1: 0}}
+        body = call(s, offset_fetch_v0(12, group, topic, [0, 1]), 12)
+        got = decode_offset_fetch_v0(body)[topic]
+        assert got[0] == (42, "m0", 0)
+        assert got[1][0] == 7 and got[1][2] == 0
+        # v1: generation -1 and no member, a commit timestamp: also simple.
+        body = call(s, offset_commit_v1(13, group, topic, [(0, 43, "m1")], timestamp=1234), 13)
+        assert decode_offset_commit_v0(body) == {topic: {0: 0}}
+        body = call(s, offset_fetch_v0(14, group, topic, [0]), 14)
+        assert decode_offset_fetch_v0(body)[topic][0] == (43, "m1", 0)
+        # Unknown partition: the error code, the connection stays open.
+        body = call(s, offset_commit_v1(15, group, topic, [(9, 1, "")]), 15)
+        assert decode_offset_commit_v0(body) == {topic: {9: ERR_UNKNOWN_TOPIC_OR_PARTITION}}
+        # A generation the group does not have: refused, nothing stored.
+        body = call(s, offset_commit_v1(16, group, topic, [(0, 99, "")], generation=5, member="m"), 16)
+        assert decode_offset_commit_v0(body)[topic][0] != 0
+        body = call(s, offset_fetch_v0(17, group, topic, [0]), 17)
+        assert decode_offset_fetch_v0(body)[topic][0][0] == 43
+        # An uncommitted group: offset -1, as v0-1 report it.
+        body = call(s, offset_fetch_v0(18, unique_topic("g"), topic, [0]), 18)
+        assert decode_offset_fetch_v0(body)[topic][0][0] == -1
+
+
+def test_describe_configs_v0(broker):
+    topic = create_topic(broker.bootstrap, config={"retention.ms": "123456"})
+    with connect(broker.port) as s:
+        body = call(s, describe_configs_v0(21, [(CONFIG_RESOURCE_TOPIC, topic, None)]), 21)
+        [result] = decode_describe_configs_v0(body)
+        assert result["error_code"] == 0 and result["name"] == topic
+        configs = result["configs"]
+        assert configs["retention.ms"]["value"] == "123456"
+        assert configs["retention.ms"]["is_default"] is False
+        assert configs["cleanup.policy"]["is_default"] is True
+        body = call(s, describe_configs_v0(22, [(CONFIG_RESOURCE_TOPIC, topic, ["retention.ms"]),
+                                                (CONFIG_RESOURCE_TOPIC, "no-such-topic", None)]), 22)
+        first, second = decode_describe_configs_v0(body)
+        assert list(first["configs"]) == ["retention.ms"]
+        assert second["error_code"] == ERR_UNKNOWN_TOPIC_OR_PARTITION
+
+
+def _bodies(topic, group):
+    """The newly served versions' frames, each (api, version, frame)."""
+    return [
+        (OFFSET_COMMIT, 0, offset_commit_v0(31, group, topic, [(0, 1, "x"), (1, 2, "y")])),
+        (OFFSET_COMMIT, 1, offset_commit_v1(31, group, topic, [(0, 1, "x")], timestamp=5)),
+        (OFFSET_FETCH, 0, offset_fetch_v0(31, group, topic, [0, 1, 2])),
+        (DESCRIBE_CONFIGS, 0, describe_configs_v0(31, [(CONFIG_RESOURCE_TOPIC, topic, ["a", "b"])])),
+    ]
+
+
+def test_truncated_frames_close_the_connection(broker):
+    topic = create_topic(broker.bootstrap, partitions=2)
+    for api, version, whole in _bodies(topic, "g-trunc"):
+        payload = whole[4:]
+        # Cut inside the body, at several places, with a size prefix that
+        # matches the shorter payload: a complete frame that ends too soon.
+        header_len = len(request_header_v1(api, version, 31))
+        for cut in sorted({header_len + 1, header_len + 5, len(payload) - 3, len(payload) - 1}):
+            with connect(broker.port) as s:
+                s.sendall(frame(payload[:cut]))
+                assert wait_closed_or_response(s) == "closed", (api, version, cut)
+    broker_alive(broker)
+
+
+def test_inflated_counts_are_refused_without_allocating(broker):
+    rss_before = _rss_kib(broker.proc.pid)
+    group = "g-inflate"
+    huge = i32(0x7FFFFFFF)
+    frames = [
+        # OffsetCommit v0: topics count, then a partitions count.
+        request_header_v1(OFFSET_COMMIT, 0, 41) + string(group) + huge,
+        request_header_v1(OFFSET_COMMIT, 0, 41) + string(group) + i32(1) + string("t") + huge,
+        request_header_v1(OFFSET_COMMIT, 1, 41) + string(group) + i32(-1) + string("") + huge,
+        request_header_v1(OFFSET_FETCH, 0, 41) + string(group) + i32(1) + string("t") + huge,
+        request_header_v1(DESCRIBE_CONFIGS, 0, 41) + huge,
+        request_header_v1(DESCRIBE_CONFIGS, 0, 41) + i32(1) + i8(2) + string("t") + huge,
+    ]
+    for payload in frames:
+        for _ in range(20):
+            with connect(broker.port) as s:
+                s.sendall(frame(payload + b"\0" * 64))
+                assert wait_closed_or_response(s) == "closed", payload
+    broker_alive(broker)
+    # 120 frames claiming 2^31-1 elements each: an allocation from any of
+    # them would show (2^31 elements of even 8 bytes is 16 GiB).
+    assert _rss_kib(broker.proc.pid) - rss_before < 64 * 1024
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_unsupported_version_closes_and_logs_the_client_software(broker):
+    with connect(broker.port) as s:
+        s.sendall(api_versions_request_at(3, 51))
+        recv_frame(s)
+        # OffsetCommit v10 is beyond the table (kafka-protocol 0.18 has up to 9).
+        body = string("g") + array([])
+        s.sendall(frame(request_header_v1(OFFSET_COMMIT, 10, 52) + body))
+        assert wait_closed_or_response(s) == "closed"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = broker.stderr_tail(200)
+        if "unsupported api version" in log:
+            break
+        time.sleep(0.1)
+    line = [ln for ln in log.splitlines() if "unsupported api version" in ln][-1]
+    assert "OffsetCommit" in line and "version=10" in line, line
+    assert "corelog-raw-test/0.0.1" in line, line
+    assert "corelog-raw-test" in line.split("client_software")[0], line  # the client id
+    broker_alive(broker)
+
+
+# ------------------------------------------------------------ kafka-python --
+def _consumer(bootstrap, group, api_version, sent):
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, api_version=api_version,
+                      enable_auto_commit=False)
+    client_send = c._client.send
+
+    def send(node_id, request, **kw):
+        sent.append((type(request).__name__, request.API_KEY, request.API_VERSION))
+        return client_send(node_id, request, **kw)
+
+    c._client.send = send
+    return c
+
+
+def test_kafka_python_old_api_version_commits_survive_a_restart(broker):
+    pytest.importorskip("kafka")
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    topic = create_topic(broker.bootstrap, partitions=2)
+    group = unique_topic("g")
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+
+    # Kafka 0.8.2's protocol: OffsetCommit v1 and OffsetFetch v1.
+    sent = []
+    c = _consumer(broker.bootstrap, group, (0, 8, 2), sent)
+    c.assign([tp0, tp1])
+    c.commit({tp0: OffsetAndMetadata(5, "a", -1), tp1: OffsetAndMetadata(9, "b", -1)})
+    assert c.committed(tp0) == 5
+    c.close()
+    assert (OFFSET_COMMIT, 1) in [(k, v) for _, k, v in sent], sent
+
+    # A restarted consumer on Kafka 0.8.1's protocol (OffsetCommit v0,
+    # OffsetFetch v0) reads what the first one committed, and commits more.
+    sent = []
+    c = _consumer(broker.bootstrap, group, (0, 8, 1), sent)
+    c.assign([tp0, tp1])
+    assert c.committed(tp0) == 5
+    assert c.committed(tp1) == 9
+    c.commit({tp0: OffsetAndMetadata(6, "", -1)})
+    c.close()
+    versions = [(k, v) for _, k, v in sent]
+    assert (OFFSET_FETCH, 0) in versions and (OFFSET_COMMIT, 0) in versions, sent
+
+    # A current client (versions from ApiVersions) sees the same offsets.
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False)
+    assert c.committed(tp0) == 6
+    assert c.committed(tp1) == 9
+    c.close()
+
+    # And they survive a broker restart.
+    broker.restart()
+    sent = []
+    c = _consumer(broker.bootstrap, group, (0, 8, 1), sent)
+    assert c.committed(tp0) == 6
+    c.close()

@@ -718,6 +718,10 @@ pub async fn start(
         // raft-rs re-applies the committed entries after the snapshot.
         h.feed(Work::Quorum(q::Input::Tick));
     }
+    // The log travels to a blocking-pool thread for each write, so it needs
+    // `Send` shared ownership. The disk task runs one write at a time, so the
+    // lock is never contended, and it is off the data path (metadata writes
+    // only).
     let log = Arc::new(Mutex::new(log));
     glommio::spawn_local(disk_task(host.clone(), log, disk_rx)).detach();
     glommio::spawn_local(tick_task(host.clone())).detach();

@@ -3,6 +3,7 @@ port, checked through real clients."""
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -173,16 +174,32 @@ def test_retention_recycles_segment_files_and_every_kept_record_survives_kill9(b
                          config={"segment.bytes": "262144", "retention.bytes": "1048576"})
     pdir = broker.data_dir / ("%s-0" % topic)
     values = {}
+    # A file waits in the pool only from the retention pass that put it there
+    # to the next roll, and rolls fall at the same point of every round, so
+    # looking between rounds can miss every one (it did, in CI at d9c21a3).
+    # A thread watches the directory while the producer runs instead.
     pooled, reused = set(), set()
-    for round_ in range(8):
-        batch = [b"r%d-%d-" % (round_, i) + b"x" * 1000 for i in range(500)]
-        # Batches well under segment.bytes (a larger one is refused, as in Kafka).
-        reports = produce_all(broker.bootstrap, topic, [{"value": v, "partition": 0} for v in batch],
-                              acks="all", batch_size=65536)
-        for _, msg in reports:
-            values[msg.offset()] = msg.value()
-        reused |= pooled & _inodes(pdir, "log")
-        pooled |= _inodes(pdir, "recycled")
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            pooled.update(_inodes(pdir, "recycled"))
+            reused.update(pooled & _inodes(pdir, "log"))
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        for round_ in range(8):
+            batch = [b"r%d-%d-" % (round_, i) + b"x" * 1000 for i in range(500)]
+            # Batches well under segment.bytes (a larger one is refused, as in Kafka).
+            reports = produce_all(broker.bootstrap, topic, [{"value": v, "partition": 0} for v in batch],
+                                  acks="all", batch_size=65536)
+            for _, msg in reports:
+                values[msg.offset()] = msg.value()
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
     assert pooled, "retention kept a deleted segment's file for reuse: %s" % sorted(os.listdir(pdir))
     assert reused, "a new segment was written over a recycled file"
 

@@ -27,6 +27,9 @@ change only the counts), so a failure replays with the seed it prints:
 
     python tests/clients/netfuzz.py --seconds 3600 --seed 7
 
+With --workers N, N fuzzers (seeds SEED..SEED+N-1, each with a produce topic
+of its own) run at once against the one broker, which keeps it busy.
+
 tests/clients/test_fuzz_network.py runs it for about a minute in CI.
 """
 import argparse
@@ -38,6 +41,7 @@ import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -444,6 +448,14 @@ class BrokerProcess:
             pass
         return 0
 
+    def cpu_seconds(self):
+        """User plus system CPU time the broker process has used."""
+        try:
+            fields = Path("/proc/%d/stat" % self.proc.pid).read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def log_text(self):
         try:
             return self.log_path.read_text(errors="replace")
@@ -552,9 +564,17 @@ def read_all_kafka_python(bootstrap, topic, partitions, timeout=60.0):
 
 # -------------------------------------------------------------------- fuzzer --
 class Fuzzer:
-    def __init__(self, broker, seed, log=print):
+    def __init__(self, broker, seed, log=print, produce_topic=PRODUCE_TOPIC, leader=True, stop=None):
         self.broker = broker
         self.seed = seed
+        # Each worker produces to a topic of its own, so that what it
+        # accepted can be counted back without the others' batches.
+        self.produce_topic = produce_topic
+        # The leader (worker 0) writes the canary and keeps the seed topics
+        # there; the others only fuzz.
+        self.leader = leader
+        # Set by any worker that fails, so that the others stop too.
+        self.stop = stop if stop is not None else threading.Event()
         self.rng = random.Random(seed)
         self.log = log
         self.seeds = load_seeds()
@@ -590,8 +610,12 @@ class Fuzzer:
             raise FuzzFailure("advertised but no seed frame (regenerate fuzz_seeds.txt): %r" % missing)
         self.versions = {api: list(range(lo, hi + 1)) for api, (lo, hi) in versions.items()}
         self.admin = admin_client(self.broker.bootstrap)
-        ensure_topics(self.admin, dict(SEED_TOPICS, **{PRODUCE_TOPIC: PRODUCE_PARTITIONS, CANARY_TOPIC: 2}))
-        self.canary = produce_canary(self.broker.bootstrap)
+        if self.leader:
+            ensure_topics(self.admin, dict(SEED_TOPICS, **{self.produce_topic: PRODUCE_PARTITIONS,
+                                                         CANARY_TOPIC: 2}))
+            self.canary = produce_canary(self.broker.bootstrap)
+        else:
+            ensure_topics(self.admin, {self.produce_topic: PRODUCE_PARTITIONS})
 
     # ----------------------------------------------------------- checks --
     def check_alive(self, force=False):
@@ -694,7 +718,7 @@ class Fuzzer:
         version = rng.choice([v for v in PRODUCE_VERSIONS if codec != 4 or v >= 7])
         partition = rng.randrange(PRODUCE_PARTITIONS)
         corr = self.next_correlation()
-        frame = produce_request(version, corr, PRODUCE_TOPIC, partition, batch)
+        frame = produce_request(version, corr, self.produce_topic, partition, batch)
         outcome, payload = self.send(frame, VALID_ANSWER_WAIT_S)
         key = CODECS[codec]
         if outcome != "answer":
@@ -723,10 +747,10 @@ class Fuzzer:
     def run(self, seconds):
         deadline = time.monotonic() + seconds
         last_report = time.monotonic()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop.is_set():
             self.check_alive()
             now = time.monotonic()
-            if now - self.last_topics > 5.0:
+            if self.leader and now - self.last_topics > 5.0:
                 # Fuzzed DeleteTopics requests remove the seed topics; keep
                 # them there so the other apis meet real topics.
                 self.last_topics = now
@@ -770,7 +794,7 @@ class Fuzzer:
             except Exception as e:
                 self.dump_accepted()
                 raise FuzzFailure("accepted %s batch at %s[%d] offset %d breaks the record format: %r"
-                                  % (CODECS[codec], PRODUCE_TOPIC, partition, base, e)) from e
+                                  % (CODECS[codec], self.produce_topic, partition, base, e)) from e
             try:
                 decoded = DefaultRecordBatch(batch)
                 if sum(1 for _ in decoded) != count:
@@ -780,7 +804,7 @@ class Fuzzer:
                     self.dump_accepted()
                     raise FuzzFailure("kafka-python cannot decode accepted %s batch at %s[%d] offset %d, "
                                       "which Kafka's format allows: %r"
-                                      % (CODECS[codec], PRODUCE_TOPIC, partition, base, e)) from e
+                                      % (CODECS[codec], self.produce_topic, partition, base, e)) from e
                 for q in quirks:
                     self.kafka_python_unreadable[q] += 1
                 self.kafka_python_skip.add(partition)
@@ -799,7 +823,7 @@ class Fuzzer:
             if not parts:
                 continue
             try:
-                got = reader(self.broker.bootstrap, PRODUCE_TOPIC, parts)
+                got = reader(self.broker.bootstrap, self.produce_topic, parts)
             except FuzzFailure:
                 self.dump_accepted()
                 raise
@@ -807,10 +831,10 @@ class Fuzzer:
                 if len(got[p]) != want[p]:
                     self.dump_accepted()
                     raise FuzzFailure("%s read %d records from %s[%d]; accepted batches hold %d"
-                                      % (name, len(got[p]), PRODUCE_TOPIC, p, want[p]))
+                                      % (name, len(got[p]), self.produce_topic, p, want[p]))
 
     def dump_accepted(self):
-        path = self.broker.workdir / "accepted-batches.txt"
+        path = self.broker.workdir / ("accepted-batches-%s.txt" % self.produce_topic)
         with open(path, "w") as f:
             for partition, base, count, codec, batch in self.accepted:
                 f.write("%d %d %d %s %s\n" % (partition, base, count, CODECS[codec], batch.hex()))
@@ -824,8 +848,31 @@ class Fuzzer:
                                   % (p, len(got[p]), len(values),
                                      next((i for i, (a, b) in enumerate(zip(got[p], values)) if a != b), None)))
 
+    def absorb(self, other):
+        """Adds another worker's counts and findings to this one's, for one
+        summary of the whole session (accepted batches stay per worker)."""
+        self.cases += other.cases
+        self.seeds_run = getattr(self, "seeds_run", [self.seed]) + [other.seed]
+        for api, c in other.frames.items():
+            self.frames[api].update(c)
+        self.produce.update(other.produce)
+        self.produce_errors.update(other.produce_errors)
+        self.findings += other.findings
+        self.rss_max = max(self.rss_max, other.rss_max)
+        self.liveness_checks += other.liveness_checks
+        self.liveness_max_s = max(self.liveness_max_s, other.liveness_max_s)
+        self.accepted_total = getattr(self, "accepted_total", len(self.accepted)) + len(other.accepted)
+        self.accepted_records = (getattr(self, "accepted_records", sum(a[2] for a in self.accepted))
+                                 + sum(a[2] for a in other.accepted))
+        mine = getattr(self, "kafka_python_unreadable", collections.Counter())
+        mine.update(getattr(other, "kafka_python_unreadable", {}))
+        self.kafka_python_unreadable = mine
+
     def summary(self, seconds):
-        lines = ["netfuzz seed=%d seconds=%.0f cases=%d" % (self.seed, seconds, self.cases),
+        seeds = getattr(self, "seeds_run", [self.seed])
+        lines = ["netfuzz seed=%s seconds=%.0f cases=%d workers=%d broker_cpu_s=%.0f"
+                 % (",".join(map(str, seeds)), seconds, self.cases, len(seeds),
+                    getattr(self, "broker_cpu_s", 0.0)),
                  "mutated frames per api (versions: outcomes; valid_* are unmutated seeds):"]
         for api in sorted(self.frames, key=int):
             c = self.frames[api]
@@ -837,7 +884,9 @@ class Fuzzer:
         lines.append("produce error codes: %s"
                      % " ".join("%d=%d" % kv for kv in sorted(self.produce_errors.items())))
         lines.append("accepted batches: %d (%d records); liveness checks %d, slowest %.3f s; max RSS %d MiB"
-                     % (len(self.accepted), sum(a[2] for a in self.accepted), self.liveness_checks,
+                     % (getattr(self, "accepted_total", len(self.accepted)),
+                        getattr(self, "accepted_records", sum(a[2] for a in self.accepted)),
+                        self.liveness_checks,
                         self.liveness_max_s, self.rss_max >> 20))
         lines.append("accepted batches kafka-python cannot read (trusted by design, as Kafka): %s"
                      % dict(getattr(self, "kafka_python_unreadable", {})))
@@ -846,28 +895,64 @@ class Fuzzer:
         return "\n".join(lines)
 
 
-def run(binary, workdir, seconds, seed, cores=None, log=print):
+def run(binary, workdir, seconds, seed, cores=None, log=print, workers=1):
     """Runs the whole fuzz session; returns the Fuzzer (its .findings and
-    .summary()). Raises FuzzFailure on a crash, hang, memory bound, panic
-    line, unreadable accepted batch or lost canary data."""
+    .summary(), with every worker's counts added). Raises FuzzFailure on a
+    crash, hang, memory bound, panic line, unreadable accepted batch or lost
+    canary data.
+
+    With `workers` > 1, that many fuzzers run at once against the one
+    broker, in threads, worker i with seed `seed + i` and a produce topic of
+    its own. One fuzzer alone mostly waits on the broker's answers (a lying
+    size prefix costs it a 0.2 s look), so workers are how a run keeps the
+    broker busy. Each worker's case sequence is still a function of its
+    seed; the interleaving of the workers is not."""
     broker = BrokerProcess(binary, workdir, cores)
-    log("netfuzz: seed %d, %d s, broker %s, log %s" % (seed, seconds, broker.bootstrap, broker.log_path))
+    log("netfuzz: seed %d, %d worker(s), %d s, broker %s, log %s"
+        % (seed, workers, seconds, broker.bootstrap, broker.log_path))
     broker.start()
     try:
-        fuzzer = Fuzzer(broker, seed, log)
-        fuzzer.setup()
+        stop = threading.Event()
+        fuzzers = [Fuzzer(broker, seed + i, log,
+                          produce_topic=PRODUCE_TOPIC if i == 0 else "%s-%d" % (PRODUCE_TOPIC, i),
+                          leader=i == 0, stop=stop)
+                   for i in range(workers)]
+        for f in fuzzers:
+            f.setup()
+        failures = []
+
+        def work(f):
+            try:
+                f.run(seconds)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                failures.append(e)
+                stop.set()
+
         t0 = time.monotonic()
-        fuzzer.run(seconds)
+        threads = [threading.Thread(target=work, args=(f,), daemon=True) for f in fuzzers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         fuzzed_s = time.monotonic() - t0
-        fuzzer.check_accepted_readable()
+        if failures:
+            raise failures[0]
+        for f in fuzzers:
+            f.check_accepted_readable()
+        broker_cpu_s = broker.cpu_seconds()
         broker.kill9()
         broker.start()
-        fuzzer.check_canary()
+        fuzzers[0].check_canary()
         # Accepted with acks=all: they must have survived the kill too.
-        fuzzer.check_accepted_readable()
-        fuzzer.check_log()
-        log(fuzzer.summary(fuzzed_s))
-        return fuzzer
+        for f in fuzzers:
+            f.check_accepted_readable()
+        fuzzers[0].check_log()
+        lead = fuzzers[0]
+        for f in fuzzers[1:]:
+            lead.absorb(f)
+        lead.broker_cpu_s = broker_cpu_s
+        log(lead.summary(fuzzed_s))
+        return lead
     finally:
         broker.kill9()
 
@@ -879,13 +964,15 @@ def main():
     ap.add_argument("--bin", default=None, help="corelog binary (default: $CORELOG_BIN or target/)")
     ap.add_argument("--workdir", default=None, help="broker data and log (default: a temp dir)")
     ap.add_argument("--cores", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="fuzzers at once against the one broker, seeds SEED..SEED+N-1")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     workdir = args.workdir or tempfile.mkdtemp(prefix="netfuzz-")
     os.makedirs(workdir, exist_ok=True)
     binary = args.bin or brokerproc.corelog_bin()
     try:
-        fuzzer = run(binary, workdir, args.seconds, seed, args.cores)
+        fuzzer = run(binary, workdir, args.seconds, seed, args.cores, workers=args.workers)
     except FuzzFailure as e:
         print("netfuzz FAILED (seed %d, workdir %s): %s" % (seed, workdir, e), flush=True)
         return 1

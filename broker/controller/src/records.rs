@@ -268,6 +268,9 @@ pub fn encode_batch(batch: &[Record]) -> Vec<u8> {
     w.buf
 }
 
+/// The fewest bytes any encoded record takes (an empty Config record).
+const RECORD_BYTES_MIN: usize = 10;
+
 /// Decodes one log entry's data. Never panics; refuses trailing bytes.
 pub fn decode_batch(data: &[u8]) -> Result<RecordBatch, DecodeError> {
     let mut r = Reader::new(data);
@@ -275,8 +278,15 @@ pub fn decode_batch(data: &[u8]) -> Result<RecordBatch, DecodeError> {
     if v != RECORDS_VERSION {
         return Err(DecodeError::Version(v));
     }
-    // The smallest records (FenceBroker, UnfenceBroker) take 13 bytes.
-    let n = r.len(RECORDS_PER_BATCH_MAX, 13, "records in a batch")?;
+    // The smallest record is a Config with an empty topic and name and no
+    // value: tag (1), two empty strings (4 + 4) and the "no value" flag (1),
+    // 10 bytes. The bound must not exceed it, or a valid batch of such
+    // records is refused as truncated (CI caught this at 13).
+    let n = r.len(
+        RECORDS_PER_BATCH_MAX,
+        RECORD_BYTES_MIN,
+        "records in a batch",
+    )?;
     let mut batch = Vec::with_capacity(n);
     for _ in 0..n {
         batch.push(get_record(&mut r)?);

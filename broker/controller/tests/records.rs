@@ -71,6 +71,27 @@ fn record() -> impl Strategy<Value = Record> {
     ]
 }
 
+/// The smallest records there are, many to a batch: the decoder's bound on
+/// the record count (bytes left / smallest record) must not refuse them.
+#[test]
+fn a_batch_of_the_smallest_records_round_trips() {
+    let smallest = Record::Config {
+        topic: String::new(),
+        name: String::new(),
+        value: None,
+    };
+    for n in 1..8 {
+        let batch = vec![smallest.clone(); n];
+        let bytes = encode_batch(&batch);
+        assert_eq!(
+            bytes.len(),
+            5 + 10 * n,
+            "an empty Config record is 10 bytes"
+        );
+        assert_eq!(decode_batch(&bytes).unwrap(), batch);
+    }
+}
+
 proptest! {
     #[test]
     fn batches_round_trip(batch in proptest::collection::vec(record(), 0..8)) {

@@ -51,6 +51,11 @@ use crate::shard::Shard;
 
 /// The most bytes read from the socket at a time.
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
+// The shard's batch cache copies batches smaller than a read out of the
+// buffers they were read into, so that a small batch does not keep a whole
+// read buffer alive (see `corelog_storage::cache`). Reads may not outgrow
+// that threshold.
+const _: () = assert!(READ_CHUNK_BYTES <= corelog_storage::cache::BATCH_COPY_BELOW_BYTES_DEFAULT);
 /// The least: what an idle connection holds while it waits for a request.
 pub const READ_CHUNK_MIN_BYTES: usize = 4 << 10;
 /// The most buffers one `sendmsg` hands the kernel (Linux's IOV_MAX).

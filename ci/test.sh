@@ -31,6 +31,11 @@ cargo test --workspace --doc --locked || status=$?
 
 # The real-client suite drives the broker binary built above.
 export CORELOG_BIN="${CORELOG_BIN:-$PWD/target/debug/corelog}"
+# The disk left, before the two steps that write the most: a run that ends
+# in "No space left on device" then says whether the machine or the
+# project filled it.
+df -h "$PWD" | sed 's/^/disk: /'
 .venv/bin/python -m pytest tests/clients -q -p no:cacheprovider || status=$?
+df -h "$PWD" | sed 's/^/disk: /'
 bash ci/bench.sh || status=$?
 exit $status

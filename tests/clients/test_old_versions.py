@@ -1,24 +1,31 @@
 """Request versions Kafka 4.0 removed (KIP-896) that old clients still send
-(issue 21): OffsetCommit v0-1, OffsetFetch v0, DescribeConfigs v0, served
-through kafka-protocol 0.15.1 (broker/protocol/src/legacy.rs).
+(issue 21): OffsetCommit v0-1, OffsetFetch v0, DescribeConfigs v0,
+CreateTopics v0-1 and DeleteTopics v0, served through kafka-protocol 0.15.1
+(broker/protocol/src/legacy.rs).
 
 Raw frames over a real socket for each newly served version (round trip,
 truncated frames, inflated counts), the log line for an unsupported
 version, and kafka-python with `api_version=(0, 8, 2)` (OffsetCommit v1,
 OffsetFetch v1) and `(0, 8, 1)` (OffsetCommit v0, OffsetFetch v0), whose
-commits survive a consumer restart and are what a current client reads.
+commits survive a consumer restart and are what a current client reads, and
+its admin client with `(0, 10, 1)` (CreateTopics v0, DeleteTopics v0) and
+`(0, 10, 2)` (CreateTopics v1).
 """
 import time
 
 import pytest
 
 from conftest import create_topic, unique_topic
-from kproto import (api_versions, api_versions_request_at, array, connect, frame, i8, i32, i64,
+from kproto import (api_versions, api_versions_request_at, array, connect, frame, i8, i16, i32, i64,
                     recv_frame, request_header_v1, roundtrip, string, wait_closed_or_response)
 
 OFFSET_COMMIT = 8
 OFFSET_FETCH = 9
 DESCRIBE_CONFIGS = 32
+CREATE_TOPICS = 19
+DELETE_TOPICS = 20
+ERR_TOPIC_ALREADY_EXISTS = 36
+ERR_INVALID_PARTITIONS = 37
 ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
 CONFIG_RESOURCE_TOPIC = 2
 
@@ -47,6 +54,40 @@ def describe_configs_v0(corr, resources):
     body = array([i8(t) + string(n) + array(None if keys is None else [string(k) for k in keys])
                   for t, n, keys in resources])
     return frame(request_header_v1(DESCRIBE_CONFIGS, 0, corr) + body)
+
+
+def create_topics_v0_v1(corr, version, topics, timeout_ms=10000, validate_only=False):
+    """topics: [(name, partitions, replication_factor, assignments, configs)]
+    with assignments [(partition, [broker ids])] and configs [(name, value)]."""
+    body = array([string(name) + i32(n) + i16(rf)
+                  + array([i32(p) + array([i32(b) for b in brokers]) for p, brokers in assignments])
+                  + array([string(k) + string(v) for k, v in configs])
+                  for name, n, rf, assignments, configs in topics]) + i32(timeout_ms)
+    if version >= 1:
+        body += i8(1 if validate_only else 0)
+    return frame(request_header_v1(CREATE_TOPICS, version, corr) + body)
+
+
+def delete_topics_v0(corr, names, timeout_ms=10000):
+    body = array([string(n) for n in names]) + i32(timeout_ms)
+    return frame(request_header_v1(DELETE_TOPICS, 0, corr) + body)
+
+
+def decode_create_topics_v0_v1(body, version):
+    """-> {name: (error_code, error_message or None)}; v0 has no message."""
+    def result(r):
+        name, code = r.string(), r.i16()
+        return name, (code, r.string() if version >= 1 else None)
+
+    results = body.array(result)
+    assert body.remaining() == 0
+    return dict(results)
+
+
+def decode_delete_topics_v0(body):
+    results = body.array(lambda r: (r.string(), r.i16()))
+    assert body.remaining() == 0
+    return dict(results)
 
 
 def decode_offset_commit_v0(body):
@@ -99,6 +140,8 @@ def test_api_versions_advertises_the_old_versions(broker):
     assert versions[OFFSET_COMMIT] == (0, 9)
     assert versions[OFFSET_FETCH] == (0, 9)
     assert versions[DESCRIBE_CONFIGS] == (0, 4)
+    assert versions[CREATE_TOPICS] == (0, 7)
+    assert versions[DELETE_TOPICS] == (0, 6)
 
 
 def test_offset_commit_v0_v1_and_offset_fetch_v0_round_trip(broker):
@@ -147,6 +190,71 @@ def test_describe_configs_v0(broker):
         assert second["error_code"] == ERR_UNKNOWN_TOPIC_OR_PARTITION
 
 
+def _partitions(bootstrap, topic):
+    """The topic's partition count from a current client's Metadata, or None."""
+    from conftest import admin
+    md = admin(bootstrap).list_topics(topic=topic, timeout=10)
+    t = md.topics.get(topic)
+    return None if t is None or t.error is not None else len(t.partitions)
+
+
+def test_create_topics_v0_v1_and_delete_topics_v0_round_trip(broker):
+    a, b, c = unique_topic("old-a"), unique_topic("old-b"), unique_topic("old-c")
+    with connect(broker.port) as s:
+        # v0: a count, and explicit assignments with a config.
+        body = call(s, create_topics_v0_v1(61, 0, [(a, 3, 1, [], []),
+                                                   (b, -1, -1, [(0, [1]), (1, [1])],
+                                                    [("retention.ms", "60000")])]), 61)
+        assert decode_create_topics_v0_v1(body, 0) == {a: (0, None), b: (0, None)}
+        # Again: TOPIC_ALREADY_EXISTS, the code a v0 client knows.
+        body = call(s, create_topics_v0_v1(62, 0, [(a, 3, 1, [], [])]), 62)
+        assert decode_create_topics_v0_v1(body, 0)[a][0] == ERR_TOPIC_ALREADY_EXISTS
+        # v1: validate_only creates nothing; a bad count has its message.
+        body = call(s, create_topics_v0_v1(63, 1, [(c, 2, 1, [], [])], validate_only=True), 63)
+        assert decode_create_topics_v0_v1(body, 1) == {c: (0, None)}
+        body = call(s, create_topics_v0_v1(64, 1, [(c, 0, 1, [], [])]), 64)
+        code, message = decode_create_topics_v0_v1(body, 1)[c]
+        assert code == ERR_INVALID_PARTITIONS and message, (code, message)
+    assert _partitions(broker.bootstrap, a) == 3
+    assert _partitions(broker.bootstrap, b) == 2
+    assert _partitions(broker.bootstrap, c) is None
+    with connect(broker.port) as s:
+        body = call(s, delete_topics_v0(65, [a, "no-such-topic-" + a]), 65)
+        assert decode_delete_topics_v0(body) == {a: 0, "no-such-topic-" + a: ERR_UNKNOWN_TOPIC_OR_PARTITION}
+    deadline = time.monotonic() + 10
+    while _partitions(broker.bootstrap, a) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _partitions(broker.bootstrap, a) is None
+    assert _partitions(broker.bootstrap, b) == 2
+
+
+def test_kafka_python_admin_on_old_api_versions_creates_and_deletes_topics(broker):
+    pytest.importorskip("kafka")
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    for api_version, create_version in (((0, 10, 1), 0), ((0, 10, 2), 1)):
+        sent = []
+        a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, api_version=api_version)
+        client_send = a._client.send
+
+        def send(node_id, request, **kw):
+            sent.append((request.API_KEY, request.API_VERSION))
+            return client_send(node_id, request, **kw)
+
+        a._client.send = send
+        name = unique_topic("kp-old")
+        a.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
+        assert (CREATE_TOPICS, create_version) in sent, sent
+        assert _partitions(broker.bootstrap, name) == 2
+        a.delete_topics([name])
+        assert (DELETE_TOPICS, 0) in sent, sent
+        a.close()
+        deadline = time.monotonic() + 10
+        while _partitions(broker.bootstrap, name) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _partitions(broker.bootstrap, name) is None
+
+
 def _bodies(topic, group):
     """The newly served versions' frames, each (api, version, frame)."""
     return [
@@ -154,6 +262,9 @@ def _bodies(topic, group):
         (OFFSET_COMMIT, 1, offset_commit_v1(31, group, topic, [(0, 1, "x")], timestamp=5)),
         (OFFSET_FETCH, 0, offset_fetch_v0(31, group, topic, [0, 1, 2])),
         (DESCRIBE_CONFIGS, 0, describe_configs_v0(31, [(CONFIG_RESOURCE_TOPIC, topic, ["a", "b"])])),
+        (CREATE_TOPICS, 0, create_topics_v0_v1(31, 0, [(topic + "-x", 1, 1, [(0, [1])], [("k", "v")])])),
+        (CREATE_TOPICS, 1, create_topics_v0_v1(31, 1, [(topic + "-y", 1, 1, [], [])], validate_only=True)),
+        (DELETE_TOPICS, 0, delete_topics_v0(31, [topic + "-z", topic + "-w"])),
     ]
 
 
@@ -183,6 +294,9 @@ def test_inflated_counts_are_refused_without_allocating(broker):
         request_header_v1(OFFSET_FETCH, 0, 41) + string(group) + i32(1) + string("t") + huge,
         request_header_v1(DESCRIBE_CONFIGS, 0, 41) + huge,
         request_header_v1(DESCRIBE_CONFIGS, 0, 41) + i32(1) + i8(2) + string("t") + huge,
+        request_header_v1(CREATE_TOPICS, 0, 41) + huge,
+        request_header_v1(CREATE_TOPICS, 1, 41) + i32(1) + string("t") + i32(1) + i16(1) + huge,
+        request_header_v1(DELETE_TOPICS, 0, 41) + huge,
     ]
     for payload in frames:
         for _ in range(20):
@@ -190,7 +304,7 @@ def test_inflated_counts_are_refused_without_allocating(broker):
                 s.sendall(frame(payload + b"\0" * 64))
                 assert wait_closed_or_response(s) == "closed", payload
     broker_alive(broker)
-    # 120 frames claiming 2^31-1 elements each: an allocation from any of
+    # 180 frames claiming 2^31-1 elements each: an allocation from any of
     # them would show (2^31 elements of even 8 bytes is 16 GiB).
     assert _rss_kib(broker.proc.pid) - rss_before < 64 * 1024
 

@@ -80,8 +80,8 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 /// Below kafka-protocol 0.18's lowest version, the versions Kafka 4.0 removed
 /// (KIP-896) that old clients still send are served through kafka-protocol
 /// 0.15.1 and converted to the current types ([`crate::legacy`], whose
-/// `LEGACY_APIS` lists them): OffsetCommit v0-1, OffsetFetch v0 and
-/// DescribeConfigs v0. The compile-time checks accept a minimum below 0.18's
+/// `LEGACY_APIS` lists them): OffsetCommit v0-1, OffsetFetch v0,
+/// DescribeConfigs v0, CreateTopics v0-1 and DeleteTopics v0. The compile-time checks accept a minimum below 0.18's
 /// only where `LEGACY_APIS` reaches it.
 ///
 /// Raising a maximum is a one-line change here as long as the vendored request
@@ -110,9 +110,9 @@ macro_rules! for_each_api {
             Produce(produce): ProduceRequest => ProduceResponse, 3..=11;
             Fetch(fetch): FetchRequest => FetchResponse, 4..=16;
             ListOffsets(list_offsets): ListOffsetsRequest => ListOffsetsResponse, 1..=7;
-            CreateTopics(create_topics): CreateTopicsRequest => CreateTopicsResponse, 2..=7;
+            CreateTopics(create_topics): CreateTopicsRequest => CreateTopicsResponse, 0..=7;
             InitProducerId(init_producer_id): InitProducerIdRequest => InitProducerIdResponse, 0..=5;
-            DeleteTopics(delete_topics): DeleteTopicsRequest => DeleteTopicsResponse, 1..=6;
+            DeleteTopics(delete_topics): DeleteTopicsRequest => DeleteTopicsResponse, 0..=6;
             CreatePartitions(create_partitions): CreatePartitionsRequest => CreatePartitionsResponse, 0..=3;
             DescribeConfigs(describe_configs): DescribeConfigsRequest => DescribeConfigsResponse, 0..=4;
             AlterConfigs(alter_configs): AlterConfigsRequest => AlterConfigsResponse, 0..=2;

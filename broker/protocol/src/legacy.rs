@@ -38,6 +38,12 @@
 //!   when the source is DEFAULT_CONFIG, as Kafka 2.x wrote it; synonyms and
 //!   documentation do not exist in v0 (the request converts with
 //!   `include_synonyms` and `include_documentation` false).
+//! - CreateTopics v0 is v2 without `validate_only` (false) and without
+//!   per-topic error messages in the answer; v1 adds both. Neither has the
+//!   throttle time. Like v2 and v3, they carry a partition count and a
+//!   replication factor or explicit assignments (the -1 defaults of v4,
+//!   KIP-464, are handled as for every version).
+//! - DeleteTopics v0 is v1 without the throttle time in the answer.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{self as current, ApiKey};
@@ -134,6 +140,8 @@ legacy_apis! {
     OffsetCommit: OffsetCommitRequest => OffsetCommitResponse, 0..=1;
     OffsetFetch: OffsetFetchRequest => OffsetFetchResponse, 0..=0;
     DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 0..=0;
+    CreateTopics: CreateTopicsRequest => CreateTopicsResponse, 0..=1;
+    DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 0..=0;
 }
 
 /// The lowest version the broker can decode and encode for `api_key`:
@@ -492,6 +500,180 @@ impl LegacyForm for current::DescribeConfigsResponse {
         old::DescribeConfigsResponse::default()
             .with_throttle_time_ms(self.throttle_time_ms)
             .with_results(results)
+    }
+}
+
+fn broker_ids(ids: &[old::BrokerId]) -> Vec<current::BrokerId> {
+    ids.iter().map(|id| current::BrokerId(id.0)).collect()
+}
+
+fn broker_ids_old(ids: &[current::BrokerId]) -> Vec<old::BrokerId> {
+    ids.iter().map(|id| old::BrokerId(id.0)).collect()
+}
+
+impl LegacyForm for current::CreateTopicsRequest {
+    type Legacy = old::CreateTopicsRequest;
+
+    fn from_legacy(r: old::CreateTopicsRequest) -> Self {
+        use current::create_topics_request::{
+            CreatableReplicaAssignment as A, CreatableTopic as T, CreatableTopicConfig as C,
+        };
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic(&t.name))
+                    .with_num_partitions(t.num_partitions)
+                    .with_replication_factor(t.replication_factor)
+                    .with_assignments(
+                        t.assignments
+                            .iter()
+                            .map(|a| {
+                                A::default()
+                                    .with_partition_index(a.partition_index)
+                                    .with_broker_ids(broker_ids(&a.broker_ids))
+                            })
+                            .collect(),
+                    )
+                    .with_configs(
+                        t.configs
+                            .iter()
+                            .map(|c| {
+                                C::default()
+                                    .with_name(s(&c.name))
+                                    .with_value(c.value.as_ref().map(s))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        current::CreateTopicsRequest::default()
+            .with_topics(topics)
+            .with_timeout_ms(r.timeout_ms)
+            .with_validate_only(r.validate_only)
+    }
+
+    fn to_legacy(&self) -> old::CreateTopicsRequest {
+        use old::create_topics_request::{
+            CreatableReplicaAssignment as A, CreatableTopic as T, CreatableTopicConfig as C,
+        };
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic_old(&t.name))
+                    .with_num_partitions(t.num_partitions)
+                    .with_replication_factor(t.replication_factor)
+                    .with_assignments(
+                        t.assignments
+                            .iter()
+                            .map(|a| {
+                                A::default()
+                                    .with_partition_index(a.partition_index)
+                                    .with_broker_ids(broker_ids_old(&a.broker_ids))
+                            })
+                            .collect(),
+                    )
+                    .with_configs(
+                        t.configs
+                            .iter()
+                            .map(|c| {
+                                C::default()
+                                    .with_name(s_old(&c.name))
+                                    .with_value(c.value.as_ref().map(s_old))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::CreateTopicsRequest::default()
+            .with_topics(topics)
+            .with_timeout_ms(self.timeout_ms)
+            .with_validate_only(self.validate_only)
+    }
+}
+
+impl LegacyForm for current::CreateTopicsResponse {
+    type Legacy = old::CreateTopicsResponse;
+
+    fn from_legacy(r: old::CreateTopicsResponse) -> Self {
+        use current::create_topics_response::CreatableTopicResult as T;
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic(&t.name))
+                    .with_error_code(t.error_code)
+                    .with_error_message(t.error_message.as_ref().map(s))
+            })
+            .collect();
+        current::CreateTopicsResponse::default().with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::CreateTopicsResponse {
+        use old::create_topics_response::CreatableTopicResult as T;
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic_old(&t.name))
+                    .with_error_code(t.error_code)
+                    .with_error_message(t.error_message.as_ref().map(s_old))
+            })
+            .collect();
+        old::CreateTopicsResponse::default().with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::DeleteTopicsRequest {
+    type Legacy = old::DeleteTopicsRequest;
+
+    fn from_legacy(r: old::DeleteTopicsRequest) -> Self {
+        current::DeleteTopicsRequest::default()
+            .with_topic_names(r.topic_names.iter().map(topic).collect())
+            .with_timeout_ms(r.timeout_ms)
+    }
+
+    fn to_legacy(&self) -> old::DeleteTopicsRequest {
+        old::DeleteTopicsRequest::default()
+            .with_topic_names(self.topic_names.iter().map(topic_old).collect())
+            .with_timeout_ms(self.timeout_ms)
+    }
+}
+
+impl LegacyForm for current::DeleteTopicsResponse {
+    type Legacy = old::DeleteTopicsResponse;
+
+    fn from_legacy(r: old::DeleteTopicsResponse) -> Self {
+        use current::delete_topics_response::DeletableTopicResult as T;
+        let responses = r
+            .responses
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(t.name.as_ref().map(topic))
+                    .with_error_code(t.error_code)
+            })
+            .collect();
+        current::DeleteTopicsResponse::default().with_responses(responses)
+    }
+
+    fn to_legacy(&self) -> old::DeleteTopicsResponse {
+        use old::delete_topics_response::DeletableTopicResult as T;
+        let responses = self
+            .responses
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(t.name.as_ref().map(topic_old))
+                    .with_error_code(t.error_code)
+            })
+            .collect();
+        old::DeleteTopicsResponse::default().with_responses(responses)
     }
 }
 

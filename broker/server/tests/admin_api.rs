@@ -887,7 +887,8 @@ fn describe_cluster_and_api_versions() {
     );
     assert_eq!(resp.error_code, 0);
     for (key, min, max) in [
-        (ApiKey::DeleteTopics, 1, 6),
+        (ApiKey::CreateTopics, 0, 7),
+        (ApiKey::DeleteTopics, 0, 6),
         (ApiKey::CreatePartitions, 0, 3),
         (ApiKey::DescribeConfigs, 0, 4),
         (ApiKey::AlterConfigs, 0, 2),

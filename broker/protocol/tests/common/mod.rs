@@ -35,8 +35,8 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::Produce, 3, 11),
     support(ApiKey::Fetch, 4, 17),
     support(ApiKey::ListOffsets, 1, 10),
-    support(ApiKey::CreateTopics, 2, 7),
-    support(ApiKey::DeleteTopics, 1, 6),
+    support(ApiKey::CreateTopics, 0, 7),
+    support(ApiKey::DeleteTopics, 0, 6),
     support(ApiKey::CreatePartitions, 0, 3),
     support(ApiKey::DescribeConfigs, 0, 4),
     support(ApiKey::AlterConfigs, 0, 2),
@@ -183,11 +183,12 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
                 .with_replication_factor(-1)
                 .with_assignments(vec![a])
                 .with_configs(vec![c, c2]);
+            // v0 has no validate_only.
             Request::CreateTopics(
                 CreateTopicsRequest::default()
                     .with_topics(vec![t])
                     .with_timeout_ms(30_000)
-                    .with_validate_only(true),
+                    .with_validate_only(v >= 1),
             )
         }
         ApiKey::DeleteTopics => {
@@ -479,6 +480,8 @@ fn encode_legacy_request(
             Request::OffsetCommit(r) => r.to_legacy().encode(buf, version),
             Request::OffsetFetch(r) => r.to_legacy().encode(buf, version),
             Request::DescribeConfigs(r) => r.to_legacy().encode(buf, version),
+            Request::CreateTopics(r) => r.to_legacy().encode(buf, version),
+            Request::DeleteTopics(r) => r.to_legacy().encode(buf, version),
             other => panic!("no legacy encoder for {other:?}"),
         }
         .map_err(|e| e.to_string()),
@@ -519,6 +522,8 @@ pub fn decode_legacy_response(api_key: ApiKey, version: i16, buf: &mut Bytes) ->
         ApiKey::OffsetCommit => Response::OffsetCommit(decode!(OffsetCommitResponse)),
         ApiKey::OffsetFetch => Response::OffsetFetch(decode!(OffsetFetchResponse)),
         ApiKey::DescribeConfigs => Response::DescribeConfigs(decode!(DescribeConfigsResponse)),
+        ApiKey::CreateTopics => Response::CreateTopics(decode!(CreateTopicsResponse)),
+        ApiKey::DeleteTopics => Response::DeleteTopics(decode!(DeleteTopicsResponse)),
         other => panic!("no legacy decoder for {other:?}"),
     })
 }

@@ -231,6 +231,9 @@ pub async fn handle(
                 CreatableTopicResult::default()
                     .with_name(StrBytes::from_string(name.clone()).into())
                     .with_topic_id(md.topics.get(&name).map(|t| t.uuid()).unwrap_or_default())
+                    // Null on success, as Kafka answers (the codec's
+                    // default is an empty string).
+                    .with_error_message(None)
                     .with_num_partitions(partitions)
                     .with_replication_factor(1)
                     .with_configs(configs)

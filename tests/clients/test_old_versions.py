@@ -1,7 +1,7 @@
 """Request versions Kafka 4.0 removed (KIP-896) that old clients still send
 (issue 21): OffsetCommit v0-1, OffsetFetch v0, DescribeConfigs v0,
-CreateTopics v0-1 and DeleteTopics v0, served through kafka-protocol 0.15.1
-(broker/protocol/src/legacy.rs).
+CreateTopics v0-1, DeleteTopics v0, ListOffsets v0 and DescribeLogDirs v0,
+served through kafka-protocol 0.15.1 (broker/protocol/src/legacy.rs).
 
 Raw frames over a real socket for each newly served version (round trip,
 truncated frames, inflated counts), the log line for an unsupported
@@ -9,7 +9,8 @@ version, and kafka-python with `api_version=(0, 8, 2)` (OffsetCommit v1,
 OffsetFetch v1) and `(0, 8, 1)` (OffsetCommit v0, OffsetFetch v0), whose
 commits survive a consumer restart and are what a current client reads, and
 its admin client with `(0, 10, 1)` (CreateTopics v0, DeleteTopics v0) and
-`(0, 10, 2)` (CreateTopics v1).
+`(0, 10, 2)` (CreateTopics v1), and its consumer pinned to Kafka 0.9 (ListOffsets
+v0) finding a partition's ends.
 """
 import time
 
@@ -23,6 +24,8 @@ OFFSET_COMMIT = 8
 OFFSET_FETCH = 9
 DESCRIBE_CONFIGS = 32
 CREATE_TOPICS = 19
+LIST_OFFSETS = 2
+DESCRIBE_LOG_DIRS = 35
 DELETE_TOPICS = 20
 ERR_TOPIC_ALREADY_EXISTS = 36
 ERR_INVALID_PARTITIONS = 37
@@ -90,6 +93,42 @@ def decode_delete_topics_v0(body):
     return dict(results)
 
 
+def list_offsets_v0(corr, topic, queries):
+    """queries: [(partition, timestamp, max_num_offsets)]"""
+    body = i32(-1) + array([string(topic) + array([i32(p) + i64(ts) + i32(n) for p, ts, n in queries])])
+    return frame(request_header_v1(LIST_OFFSETS, 0, corr) + body)
+
+
+def decode_list_offsets_v0(body):
+    """-> {partition: (error_code, [offsets])} for the one topic asked."""
+    def part(r):
+        return r.i32(), (r.i16(), r.array(lambda q: q.i64()))
+
+    [(name, parts)] = body.array(lambda r: (r.string(), r.array(part)))
+    assert body.remaining() == 0
+    return dict(parts)
+
+
+def describe_log_dirs_v0(corr, topics):
+    """topics: [(name, [partitions])] or None for all."""
+    body = array(None if topics is None else [string(t) + array([i32(p) for p in ps]) for t, ps in topics])
+    return frame(request_header_v1(DESCRIBE_LOG_DIRS, 0, corr) + body)
+
+
+def decode_describe_log_dirs_v0(body):
+    """-> [(error_code, log_dir, {topic: {partition: size}})]"""
+    assert body.i32() >= 0  # throttle
+
+    def topic(r):
+        name = r.string()
+        parts = r.array(lambda q: (q.i32(), q.i64(), q.i64(), q.i8()))
+        return name, {p: size for p, size, _lag, _future in parts}
+
+    results = body.array(lambda r: (r.i16(), r.string(), dict(r.array(topic))))
+    assert body.remaining() == 0
+    return results
+
+
 def decode_offset_commit_v0(body):
     topics = body.array(lambda r: (r.string(), r.array(lambda q: (q.i32(), q.i16()))))
     assert body.remaining() == 0
@@ -141,6 +180,8 @@ def test_api_versions_advertises_the_old_versions(broker):
     assert versions[OFFSET_FETCH] == (0, 9)
     assert versions[DESCRIBE_CONFIGS] == (0, 4)
     assert versions[CREATE_TOPICS] == (0, 7)
+    assert versions[LIST_OFFSETS] == (0, 7)
+    assert versions[DESCRIBE_LOG_DIRS] == (0, 4)
     assert versions[DELETE_TOPICS] == (0, 6)
 
 
@@ -228,6 +269,55 @@ def test_create_topics_v0_v1_and_delete_topics_v0_round_trip(broker):
     assert _partitions(broker.bootstrap, b) == 2
 
 
+def test_list_offsets_v0_and_describe_log_dirs_v0(broker):
+    from conftest import produce_all
+    topic = create_topic(broker.bootstrap, partitions=2)
+    produce_all(broker.bootstrap, topic, [{"value": b"v%d" % i, "partition": 0} for i in range(5)], acks="all")
+    with connect(broker.port) as s:
+        body = call(s, list_offsets_v0(71, topic, [(0, -1, 1), (0, -2, 1), (1, -1, 1), (7, -1, 1)]), 71)
+        got = decode_list_offsets_v0(body)
+        # One answer per partition asked; the last query for partition 0
+        # (earliest) is the one answered, as Kafka keys answers by partition.
+        assert got[1] == (0, [0])
+        assert got[7][0] == ERR_UNKNOWN_TOPIC_OR_PARTITION and got[7][1] == []
+        body = call(s, list_offsets_v0(72, topic, [(0, -1, 1)]), 72)
+        assert decode_list_offsets_v0(body) == {0: (0, [5])}
+        body = call(s, list_offsets_v0(73, topic, [(0, -2, 1)]), 73)
+        assert decode_list_offsets_v0(body) == {0: (0, [0])}
+        # A time after every record: no offset, an empty list.
+        far = int(time.time() * 1000) + 3_600_000
+        body = call(s, list_offsets_v0(74, topic, [(0, far, 1)]), 74)
+        assert decode_list_offsets_v0(body) == {0: (0, [])}
+        body = call(s, list_offsets_v0(75, topic, [(0, 0, 1)]), 75)
+        assert decode_list_offsets_v0(body) == {0: (0, [0])}
+
+        body = call(s, describe_log_dirs_v0(76, [(topic, [0, 1])]), 76)
+        [(code, log_dir, topics)] = decode_describe_log_dirs_v0(body)
+        assert code == 0 and log_dir, (code, log_dir)
+        assert topics[topic][0] > 0 and topics[topic][1] == 0, topics
+        body = call(s, describe_log_dirs_v0(77, None), 77)
+        [(code, _, topics)] = decode_describe_log_dirs_v0(body)
+        assert code == 0 and topic in topics
+
+
+def test_kafka_python_consumer_on_kafka_0_9_finds_the_ends_of_a_partition(broker):
+    pytest.importorskip("kafka")
+    from kafka import TopicPartition
+    from conftest import produce_all
+    topic = create_topic(broker.bootstrap)
+    produce_all(broker.bootstrap, topic, [{"value": b"x%d" % i} for i in range(7)], acks="all")
+    tp = TopicPartition(topic, 0)
+    sent = []
+    c = _consumer(broker.bootstrap, unique_topic("g"), (0, 9), sent)
+    c.assign([tp])
+    c.seek_to_end(tp)
+    assert c.position(tp) == 7
+    c.seek_to_beginning(tp)
+    assert c.position(tp) == 0
+    c.close()
+    assert (LIST_OFFSETS, 0) in [(k, v) for _, k, v in sent], sent
+
+
 def test_kafka_python_admin_on_old_api_versions_creates_and_deletes_topics(broker):
     pytest.importorskip("kafka")
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -265,6 +355,8 @@ def _bodies(topic, group):
         (CREATE_TOPICS, 0, create_topics_v0_v1(31, 0, [(topic + "-x", 1, 1, [(0, [1])], [("k", "v")])])),
         (CREATE_TOPICS, 1, create_topics_v0_v1(31, 1, [(topic + "-y", 1, 1, [], [])], validate_only=True)),
         (DELETE_TOPICS, 0, delete_topics_v0(31, [topic + "-z", topic + "-w"])),
+        (LIST_OFFSETS, 0, list_offsets_v0(31, topic, [(0, -1, 1), (1, -2, 3)])),
+        (DESCRIBE_LOG_DIRS, 0, describe_log_dirs_v0(31, [(topic, [0, 1])])),
     ]
 
 
@@ -297,6 +389,9 @@ def test_inflated_counts_are_refused_without_allocating(broker):
         request_header_v1(CREATE_TOPICS, 0, 41) + huge,
         request_header_v1(CREATE_TOPICS, 1, 41) + i32(1) + string("t") + i32(1) + i16(1) + huge,
         request_header_v1(DELETE_TOPICS, 0, 41) + huge,
+        request_header_v1(LIST_OFFSETS, 0, 41) + i32(-1) + huge,
+        request_header_v1(LIST_OFFSETS, 0, 41) + i32(-1) + i32(1) + string("t") + huge,
+        request_header_v1(DESCRIBE_LOG_DIRS, 0, 41) + huge,
     ]
     for payload in frames:
         for _ in range(20):
@@ -304,7 +399,7 @@ def test_inflated_counts_are_refused_without_allocating(broker):
                 s.sendall(frame(payload + b"\0" * 64))
                 assert wait_closed_or_response(s) == "closed", payload
     broker_alive(broker)
-    # 180 frames claiming 2^31-1 elements each: an allocation from any of
+    # 240 frames claiming 2^31-1 elements each: an allocation from any of
     # them would show (2^31 elements of even 8 bytes is 16 GiB).
     assert _rss_kib(broker.proc.pid) - rss_before < 64 * 1024
 

@@ -69,8 +69,6 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 ///   tiered-storage queries (-4, -5), which have no meaning without tiered
 ///   storage, and v9 and v10 add KIP-1005 and KIP-1075 semantics.
 /// - DescribeCluster stops at 1; v2 adds fenced-broker listing.
-/// - DescribeLogDirs starts at 1, the lowest version kafka-protocol has (Kafka
-///   4.0 removed v0, which is v1 without throttling after the response).
 /// - InitProducerId stops at 5, the highest request version kafka-protocol
 ///   knows (its response goes to 6).
 /// - The group apis cover every request version kafka-protocol knows:
@@ -81,7 +79,8 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 /// (KIP-896) that old clients still send are served through kafka-protocol
 /// 0.15.1 and converted to the current types ([`crate::legacy`], whose
 /// `LEGACY_APIS` lists them): OffsetCommit v0-1, OffsetFetch v0,
-/// DescribeConfigs v0, CreateTopics v0-1 and DeleteTopics v0. The compile-time checks accept a minimum below 0.18's
+/// DescribeConfigs v0, CreateTopics v0-1, DeleteTopics v0, ListOffsets v0 and
+/// DescribeLogDirs v0. The compile-time checks accept a minimum below 0.18's
 /// only where `LEGACY_APIS` reaches it.
 ///
 /// Raising a maximum is a one-line change here as long as the vendored request
@@ -109,7 +108,7 @@ macro_rules! for_each_api {
             Metadata(metadata): MetadataRequest => MetadataResponse, 0..=12;
             Produce(produce): ProduceRequest => ProduceResponse, 3..=11;
             Fetch(fetch): FetchRequest => FetchResponse, 4..=16;
-            ListOffsets(list_offsets): ListOffsetsRequest => ListOffsetsResponse, 1..=7;
+            ListOffsets(list_offsets): ListOffsetsRequest => ListOffsetsResponse, 0..=7;
             CreateTopics(create_topics): CreateTopicsRequest => CreateTopicsResponse, 0..=7;
             InitProducerId(init_producer_id): InitProducerIdRequest => InitProducerIdResponse, 0..=5;
             DeleteTopics(delete_topics): DeleteTopicsRequest => DeleteTopicsResponse, 0..=6;
@@ -119,7 +118,7 @@ macro_rules! for_each_api {
             IncrementalAlterConfigs(incremental_alter_configs): IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, 0..=1;
             DeleteRecords(delete_records): DeleteRecordsRequest => DeleteRecordsResponse, 0..=2;
             DescribeCluster(describe_cluster): DescribeClusterRequest => DescribeClusterResponse, 0..=1;
-            DescribeLogDirs(describe_log_dirs): DescribeLogDirsRequest => DescribeLogDirsResponse, 1..=4;
+            DescribeLogDirs(describe_log_dirs): DescribeLogDirsRequest => DescribeLogDirsResponse, 0..=4;
             // Consumer groups: the classic protocol in every version clients
             // use, and KIP-848's consumer protocol.
             FindCoordinator(find_coordinator): FindCoordinatorRequest => FindCoordinatorResponse, 0..=6;

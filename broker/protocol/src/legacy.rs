@@ -44,6 +44,18 @@
 //!   replication factor or explicit assignments (the -1 defaults of v4,
 //!   KIP-464, are handled as for every version).
 //! - DeleteTopics v0 is v1 without the throttle time in the answer.
+//! - ListOffsets v0 asks for up to `max_num_offsets` offsets "before" a
+//!   time and answers a list (`old_style_offsets`). Corelog answers it with
+//!   v1's lookup and at most one offset: -1 (latest) gives the high
+//!   watermark, -2 (earliest) the log start offset, a time the first offset
+//!   whose timestamp is at or after it; no offset found gives an empty
+//!   list. Kafka 2.x answered -1 and -2 the same way for the count of 1
+//!   that clients send, but a time with the base offsets of the segments
+//!   last modified before it, a per-segment granularity that v1 replaced
+//!   (KIP-79). `max_num_offsets` is not kept: a count of 0 still gets the
+//!   one offset.
+//! - DescribeLogDirs v0 is v1 on the wire (v1 changed only when the
+//!   throttle applies).
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{self as current, ApiKey};
@@ -142,6 +154,8 @@ legacy_apis! {
     DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse, 0..=0;
     CreateTopics: CreateTopicsRequest => CreateTopicsResponse, 0..=1;
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 0..=0;
+    ListOffsets: ListOffsetsRequest => ListOffsetsResponse, 0..=0;
+    DescribeLogDirs: DescribeLogDirsRequest => DescribeLogDirsResponse, 0..=0;
 }
 
 /// The lowest version the broker can decode and encode for `api_key`:
@@ -674,6 +688,227 @@ impl LegacyForm for current::DeleteTopicsResponse {
             })
             .collect();
         old::DeleteTopicsResponse::default().with_responses(responses)
+    }
+}
+
+impl LegacyForm for current::ListOffsetsRequest {
+    type Legacy = old::ListOffsetsRequest;
+
+    fn from_legacy(r: old::ListOffsetsRequest) -> Self {
+        use current::list_offsets_request::{ListOffsetsPartition as P, ListOffsetsTopic as T};
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_timestamp(p.timestamp)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::ListOffsetsRequest::default()
+            .with_replica_id(current::BrokerId(r.replica_id.0))
+            .with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::ListOffsetsRequest {
+        use old::list_offsets_request::{ListOffsetsPartition as P, ListOffsetsTopic as T};
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic_old(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_timestamp(p.timestamp)
+                                .with_max_num_offsets(1)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        old::ListOffsetsRequest::default()
+            .with_replica_id(old::BrokerId(self.replica_id.0))
+            .with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::ListOffsetsResponse {
+    type Legacy = old::ListOffsetsResponse;
+
+    /// The first of `old_style_offsets` (the newest), or -1 for none.
+    fn from_legacy(r: old::ListOffsetsResponse) -> Self {
+        use current::list_offsets_response::{
+            ListOffsetsPartitionResponse as P, ListOffsetsTopicResponse as T,
+        };
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(p.error_code)
+                                .with_offset(p.old_style_offsets.first().copied().unwrap_or(-1))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::ListOffsetsResponse::default().with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::ListOffsetsResponse {
+        use old::list_offsets_response::{
+            ListOffsetsPartitionResponse as P, ListOffsetsTopicResponse as T,
+        };
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_name(topic_old(&t.name)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let offsets = if p.error_code == 0 && p.offset >= 0 {
+                                vec![p.offset]
+                            } else {
+                                Vec::new()
+                            };
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(p.error_code)
+                                .with_old_style_offsets(offsets)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        old::ListOffsetsResponse::default().with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::DescribeLogDirsRequest {
+    type Legacy = old::DescribeLogDirsRequest;
+
+    fn from_legacy(r: old::DescribeLogDirsRequest) -> Self {
+        use current::describe_log_dirs_request::DescribableLogDirTopic as T;
+        let topics = r.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .map(|t| {
+                    T::default()
+                        .with_topic(topic(&t.topic))
+                        .with_partitions(t.partitions.clone())
+                })
+                .collect()
+        });
+        current::DescribeLogDirsRequest::default().with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::DescribeLogDirsRequest {
+        use old::describe_log_dirs_request::DescribableLogDirTopic as T;
+        let topics = self.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .map(|t| {
+                    T::default()
+                        .with_topic(topic_old(&t.topic))
+                        .with_partitions(t.partitions.clone())
+                })
+                .collect()
+        });
+        old::DescribeLogDirsRequest::default().with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::DescribeLogDirsResponse {
+    type Legacy = old::DescribeLogDirsResponse;
+
+    fn from_legacy(r: old::DescribeLogDirsResponse) -> Self {
+        use current::describe_log_dirs_response::{
+            DescribeLogDirsPartition as P, DescribeLogDirsResult as R, DescribeLogDirsTopic as T,
+        };
+        let results = r
+            .results
+            .iter()
+            .map(|res| {
+                R::default()
+                    .with_error_code(res.error_code)
+                    .with_log_dir(s(&res.log_dir))
+                    .with_topics(
+                        res.topics
+                            .iter()
+                            .map(|t| {
+                                T::default().with_name(topic(&t.name)).with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            P::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_partition_size(p.partition_size)
+                                                .with_offset_lag(p.offset_lag)
+                                                .with_is_future_key(p.is_future_key)
+                                        })
+                                        .collect(),
+                                )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        current::DescribeLogDirsResponse::default()
+            .with_throttle_time_ms(r.throttle_time_ms)
+            .with_results(results)
+    }
+
+    fn to_legacy(&self) -> old::DescribeLogDirsResponse {
+        use old::describe_log_dirs_response::{
+            DescribeLogDirsPartition as P, DescribeLogDirsResult as R, DescribeLogDirsTopic as T,
+        };
+        let results = self
+            .results
+            .iter()
+            .map(|res| {
+                R::default()
+                    .with_error_code(res.error_code)
+                    .with_log_dir(s_old(&res.log_dir))
+                    .with_topics(
+                        res.topics
+                            .iter()
+                            .map(|t| {
+                                T::default().with_name(topic_old(&t.name)).with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            P::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_partition_size(p.partition_size)
+                                                .with_offset_lag(p.offset_lag)
+                                                .with_is_future_key(p.is_future_key)
+                                        })
+                                        .collect(),
+                                )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::DescribeLogDirsResponse::default()
+            .with_throttle_time_ms(self.throttle_time_ms)
+            .with_results(results)
     }
 }
 

@@ -34,7 +34,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::Metadata, 0, 12),
     support(ApiKey::Produce, 3, 11),
     support(ApiKey::Fetch, 4, 17),
-    support(ApiKey::ListOffsets, 1, 10),
+    support(ApiKey::ListOffsets, 0, 10),
     support(ApiKey::CreateTopics, 0, 7),
     support(ApiKey::DeleteTopics, 0, 6),
     support(ApiKey::CreatePartitions, 0, 3),
@@ -43,7 +43,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::IncrementalAlterConfigs, 0, 1),
     support(ApiKey::DeleteRecords, 0, 2),
     support(ApiKey::DescribeCluster, 0, 1),
-    support(ApiKey::DescribeLogDirs, 1, 4),
+    support(ApiKey::DescribeLogDirs, 0, 4),
     support(ApiKey::InitProducerId, 0, 5),
     support(ApiKey::FindCoordinator, 0, 6),
     support(ApiKey::JoinGroup, 0, 9),
@@ -482,6 +482,8 @@ fn encode_legacy_request(
             Request::DescribeConfigs(r) => r.to_legacy().encode(buf, version),
             Request::CreateTopics(r) => r.to_legacy().encode(buf, version),
             Request::DeleteTopics(r) => r.to_legacy().encode(buf, version),
+            Request::ListOffsets(r) => r.to_legacy().encode(buf, version),
+            Request::DescribeLogDirs(r) => r.to_legacy().encode(buf, version),
             other => panic!("no legacy encoder for {other:?}"),
         }
         .map_err(|e| e.to_string()),
@@ -524,6 +526,8 @@ pub fn decode_legacy_response(api_key: ApiKey, version: i16, buf: &mut Bytes) ->
         ApiKey::DescribeConfigs => Response::DescribeConfigs(decode!(DescribeConfigsResponse)),
         ApiKey::CreateTopics => Response::CreateTopics(decode!(CreateTopicsResponse)),
         ApiKey::DeleteTopics => Response::DeleteTopics(decode!(DeleteTopicsResponse)),
+        ApiKey::ListOffsets => Response::ListOffsets(decode!(ListOffsetsResponse)),
+        ApiKey::DescribeLogDirs => Response::DescribeLogDirs(decode!(DescribeLogDirsResponse)),
         other => panic!("no legacy decoder for {other:?}"),
     })
 }

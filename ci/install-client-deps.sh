@@ -3,7 +3,9 @@
 # Debian, as root. Safe to re-run: it installs only what is missing.
 #
 #   - Debian packages: kcat, python3-confluent-kafka (librdkafka 2.0.2, used
-#     with /usr/bin/python3), python3-venv
+#     with /usr/bin/python3), python3-venv, and Go with Debian's Sarama 1.22
+#     (golang-go, golang-github-shopify-sarama-dev: the Go client of
+#     tests/clients/go/, built offline in GOPATH mode)
 #   - <repo>/.venv made with the machine's python3, holding
 #     tests/clients/requirements.txt (PyPI confluent-kafka, kafka-python,
 #     pytest, codecs)
@@ -16,7 +18,7 @@ repo="$(pwd)"
 log() { echo "install-client-deps: $*"; }
 
 # ---------------------------------------------------------------- Debian ---
-debs=(kcat python3-confluent-kafka python3-venv)
+debs=(kcat python3-confluent-kafka python3-venv golang-go golang-github-shopify-sarama-dev)
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -72,3 +74,4 @@ print("install-client-deps: venv python", __import__("sys").version.split()[0],
       "| lz4", lz4.__version__, "| zstandard", zstandard.__version__)
 EOF
 log "kcat $(kcat -V 2>&1 | grep -m1 "^Version" || echo "(no version)")"
+log "$(go version)"

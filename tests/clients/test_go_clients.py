@@ -1,0 +1,51 @@
+"""Go applications pinned years back (issue 21): Sarama 1.22, as Debian 12
+packages it (golang-github-shopify-sarama-dev), configured for Kafka 2.1.
+
+`tests/clients/go/sarama_check` is built here with Debian's Go in GOPATH
+mode (no module download) and run against the real broker: it creates a
+topic with the cluster admin, produces keyed records in every codec (zstd is
+refused, as Kafka refuses it in the Produce v3 that Sarama 1.22 sends),
+consumes them, consumes and commits them as a consumer group member, reads
+the commit back, and lists topics (DescribeConfigs v0). Before issue 21 the
+group's commits closed the connection (OffsetCommit v1) and ListTopics
+failed with EOF.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import HERE, unique_topic
+
+GOPATH_DEBIAN = "/usr/share/gocode"
+SARAMA_SRC = GOPATH_DEBIAN + "/src/github.com/Shopify/sarama"
+
+
+@pytest.fixture(scope="module")
+def sarama_check(tmp_path_factory):
+    go = shutil.which("go")
+    assert go, "no go on PATH: ci/install-client-deps.sh installs golang-go"
+    assert os.path.isdir(SARAMA_SRC), "no Sarama: ci/install-client-deps.sh installs golang-github-shopify-sarama-dev"
+    out = tmp_path_factory.mktemp("go")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH_DEBIAN, GOCACHE=str(out / "cache"),
+               GOFLAGS="", CGO_ENABLED="1")
+    binary = out / "sarama_check"
+    r = subprocess.run([go, "build", "-o", str(binary), "."], cwd=HERE / "go" / "sarama_check", env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, "go build failed:\n" + r.stdout + r.stderr
+    return binary
+
+
+@pytest.mark.timeout(300)
+def test_sarama_1_22_produces_consumes_commits_and_lists_topics(broker, sarama_check):
+    topic, group = unique_topic("sarama"), unique_topic("sarama-g")
+    r = subprocess.run([str(sarama_check), broker.bootstrap, topic, group], capture_output=True, text=True,
+                       timeout=240)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out + "\n--- broker ---\n" + broker.stderr_tail(30)
+    for step in ("ok created topic", "ok consumed 100 records in order", "ok group",
+                 "ok committed offset 100", "ok cluster admin lists", "refused in Produce v3"):
+        assert step in out, (step, out)
+    # Every request version it sent was served: none closed a connection.
+    assert "unsupported api version" not in broker.stderr_tail(500)

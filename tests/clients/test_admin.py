@@ -348,7 +348,6 @@ def _kafka_python_describe_log_dirs_v1():
 
 def test_describe_log_dirs_kafka_python(broker):
     from kafka.admin import KafkaAdminClient
-    from kafka.errors import IncompatibleBrokerVersion
 
     sizes = create_topic(broker.bootstrap, partitions=3)
     other = create_topic(broker.bootstrap, partitions=2)
@@ -358,9 +357,9 @@ def test_describe_log_dirs_kafka_python(broker):
     request_v1 = _kafka_python_describe_log_dirs_v1()
     ka = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
     try:
-        # kafka-python's own call asks for v0 only, as against Kafka 4.
-        with pytest.raises(IncompatibleBrokerVersion):
-            ka.describe_log_dirs()
+        # kafka-python's own call asks for v0 only, which Kafka 4 refuses
+        # (IncompatibleBrokerVersion) and Corelog serves (issue 21).
+        every_v0 = ka.describe_log_dirs()
         every = ka.send_request(request_v1(topics=None))
         some = ka.send_request(request_v1(topics=[(sizes, [1, 0, 7]), ("no-such-topic", [0]), (other, [9])]))
     finally:
@@ -382,6 +381,7 @@ def test_describe_log_dirs_kafka_python(broker):
     # Every partition of every topic, sized; only partitions 0 and 1 of the
     # first topic hold data, partition 0 twenty times as much.
     every = dirs(every)
+    assert dirs(every_v0) == every
     assert set(every) == {(sizes, 0), (sizes, 1), (sizes, 2), (other, 0), (other, 1)}
     assert every[(sizes, 0)] >= 20 * 1000 and every[(sizes, 1)] >= 1000
     assert every[(sizes, 0)] > every[(sizes, 1)] > 0

@@ -6,7 +6,9 @@ mode (no module download) and run against the real broker: it creates a
 topic with the cluster admin, produces keyed records in every codec (zstd is
 refused, as Kafka refuses it in the Produce v3 that Sarama 1.22 sends),
 consumes them, consumes and commits them as a consumer group member, reads
-the commit back, and lists topics (DescribeConfigs v0). Before issue 21 the
+the commit back, lists topics (DescribeConfigs v0), adds partitions, alters
+and describes a config, creates and deletes a topic; after a broker restart
+the group's commit is still there. Before issue 21 the
 group's commits closed the connection (OffsetCommit v1) and ListTopics
 failed with EOF.
 """
@@ -45,7 +47,13 @@ def test_sarama_1_22_produces_consumes_commits_and_lists_topics(broker, sarama_c
     out = r.stdout + r.stderr
     assert r.returncode == 0, out + "\n--- broker ---\n" + broker.stderr_tail(30)
     for step in ("ok created topic", "ok consumed 100 records in order", "ok group",
-                 "ok committed offset 100", "ok cluster admin lists", "refused in Produce v3"):
+                 "ok committed offset 100", "ok cluster admin lists", "refused in Produce v3",
+                 "ok partitions added", "created and deleted"):
         assert step in out, (step, out)
     # Every request version it sent was served: none closed a connection.
     assert "unsupported api version" not in broker.stderr_tail(500)
+    # The group's commit survives a broker restart.
+    broker.restart()
+    r = subprocess.run([str(sarama_check), "--committed", broker.bootstrap, topic, group], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "ok committed offset 100" in r.stdout, r.stdout + r.stderr

@@ -5,7 +5,10 @@
 // them back, commits offsets as a consumer group member
 // (OffsetCommit v1 in Sarama 1.22), reads the commit back from a new
 // consumer group session, and lists topics with the cluster admin
-// (DescribeConfigs v0), having created the topic with it. It prints one "ok ..." line per step and exits 1
+// (DescribeConfigs v0), having created the topic with it; then adds
+// partitions, alters and describes a config, and creates and deletes a
+// topic. With --committed it only reads the group's commit back (after a
+// broker restart). It prints one "ok ..." line per step and exits 1
 // with the error on the first failure.
 //
 //	sarama_check BOOTSTRAP TOPIC GROUP
@@ -63,10 +66,19 @@ func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Consu
 }
 
 func main() {
-	if len(os.Args) != 4 {
-		fail("usage: sarama_check BOOTSTRAP TOPIC GROUP")
+	args := os.Args[1:]
+	committedOnly := len(args) > 0 && args[0] == "--committed"
+	if committedOnly {
+		args = args[1:]
 	}
-	brokers, topic, group := []string{os.Args[1]}, os.Args[2], os.Args[3]
+	if len(args) != 3 {
+		fail("usage: sarama_check [--committed] BOOTSTRAP TOPIC GROUP")
+	}
+	brokers, topic, group := []string{args[0]}, args[1], args[2]
+	if committedOnly {
+		checkCommitted(brokers, topic, group, 4*recordsPerCodec)
+		return
+	}
 
 	admin, err := sarama.NewClusterAdmin(brokers, config())
 	if err != nil {
@@ -102,6 +114,9 @@ func main() {
 				Topic: topic, Partition: 0,
 				Key:   sarama.StringEncoder(fmt.Sprintf("k%d", i%5)),
 				Value: sarama.StringEncoder(fmt.Sprintf("codec-%d-value-%d", codec, i)),
+				Headers: []sarama.RecordHeader{
+					{Key: []byte("codec"), Value: []byte(fmt.Sprintf("%d", codec))},
+				},
 			})
 		}
 		err = p.SendMessages(msgs)
@@ -140,6 +155,12 @@ func main() {
 			if m.Offset != int64(n) {
 				fail("record %d has offset %d", n, m.Offset)
 			}
+			if string(m.Key) != fmt.Sprintf("k%d", n%recordsPerCodec%5) {
+				fail("record %d has key %q", n, m.Key)
+			}
+			if len(m.Headers) != 1 || string(m.Headers[0].Key) != "codec" {
+				fail("record %d has headers %v", n, m.Headers)
+			}
 		case e := <-pc.Errors():
 			fail("consume: %v", e)
 		case <-deadline:
@@ -176,7 +197,51 @@ func main() {
 	}
 	fmt.Printf("ok group %s consumed %d records\n", group, h.seen)
 
-	// What the group committed, read back as a restarted application would.
+	checkCommitted(brokers, topic, group, int64(total))
+
+	topics, err := admin.ListTopics()
+	if err != nil {
+		fail("list topics: %v", err)
+	}
+	if d, ok := topics[topic]; !ok || d.NumPartitions != 1 {
+		fail("list topics: %s missing or not 1 partition in %v", topic, topics)
+	}
+	fmt.Printf("ok cluster admin lists %d topics\n", len(topics))
+
+	// The rest of the admin: partitions, configs, delete.
+	if err := admin.CreatePartitions(topic, 3, nil, false); err != nil {
+		fail("create partitions: %v", err)
+	}
+	retention := "3600000"
+	if err := admin.AlterConfig(sarama.TopicResource, topic, map[string]*string{"retention.ms": &retention}, false); err != nil {
+		fail("alter config: %v", err)
+	}
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
+	if err != nil {
+		fail("describe config: %v", err)
+	}
+	if len(entries) != 1 || entries[0].Value != retention {
+		fail("describe config: %v", entries)
+	}
+	md, err := admin.DescribeTopics([]string{topic})
+	if err != nil || len(md) != 1 || len(md[0].Partitions) != 3 {
+		fail("describe topics after adding partitions: %v %v", md, err)
+	}
+	fmt.Printf("ok partitions added (3) and retention.ms set and described\n")
+	other := topic + "-deleted"
+	if err := admin.CreateTopic(other, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false); err != nil {
+		fail("create topic %s: %v", other, err)
+	}
+	if err := admin.DeleteTopic(other); err != nil {
+		fail("delete topic: %v", err)
+	}
+	fmt.Printf("ok topic %s created and deleted\n", other)
+	admin.Close()
+}
+
+// checkCommitted reads the group's committed offset of partition 0 as a
+// restarted application would.
+func checkCommitted(brokers []string, topic, group string, want int64) {
 	client, err := sarama.NewClient(brokers, config())
 	if err != nil {
 		fail("client: %v", err)
@@ -190,21 +255,11 @@ func main() {
 		fail("manage partition: %v", err)
 	}
 	next, _ := pom.NextOffset()
-	if next != int64(total) {
-		fail("committed offset %d, want %d", next, total)
+	if next != want {
+		fail("committed offset %d, want %d", next, want)
 	}
 	pom.Close()
 	om.Close()
 	client.Close()
 	fmt.Printf("ok committed offset %d survives the group\n", next)
-
-	topics, err := admin.ListTopics()
-	if err != nil {
-		fail("list topics: %v", err)
-	}
-	if _, ok := topics[topic]; !ok {
-		fail("list topics: %s missing from %d topics", topic, len(topics))
-	}
-	admin.Close()
-	fmt.Printf("ok cluster admin lists %d topics\n", len(topics))
 }

@@ -55,6 +55,8 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "file.delete.delay.ms",
     "flush.messages",
     "flush.ms",
+    // Corelog's own: when a partition's appends are fdatasync'd.
+    "flush.policy",
     "index.interval.bytes",
     "max.compaction.lag.ms",
     "max.message.bytes",

@@ -31,6 +31,8 @@ pub mod error_code {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
     /// This broker is not the leader (or a follower) for the partition.
     pub const NOT_LEADER_OR_FOLLOWER: i16 = ResponseError::NotLeaderOrFollower.code();
+    /// A partition has no live leader.
+    pub const LEADER_NOT_AVAILABLE: i16 = ResponseError::LeaderNotAvailable.code();
     /// The request did not complete in time.
     pub const REQUEST_TIMED_OUT: i16 = ResponseError::RequestTimedOut.code();
     /// A batch is larger than `max.message.bytes`.

@@ -15,13 +15,15 @@
 //! still served (forwarded over the mesh), so a client with stale metadata
 //! loses only time. Shard 0 keeps the node id of the whole broker.
 //!
-//! Node ids here are per node until the cluster (issue 17) assigns ids
-//! across brokers; everything that maps shards to node ids goes through
-//! this module so that the scheme can change in one place.
+//! In cluster mode (issue 17) the node is the broker of its `node_id`, and
+//! the brokers clients are told of are the live brokers of the metadata
+//! quorum's image ([`brokers`]). Everything that maps shards to node ids
+//! goes through this module so that the scheme changes in one place.
 
 use std::net::SocketAddr;
 
 use crate::config::{ListenerMode, ServerConfig};
+use crate::metadata::ClusterMetadata;
 use crate::{NodeId, ShardId, NODE_ID};
 
 /// A broker as clients see it: id, host and port.
@@ -35,6 +37,10 @@ pub struct Endpoint {
 /// The node id clients see as the owner (leader, coordinator) of what
 /// `shard` owns.
 pub fn node_of(config: &ServerConfig, shard: ShardId) -> NodeId {
+    // A cluster node (single-port mode, checked at start) is its node id.
+    if let Some(id) = config.node_id {
+        return NodeId(id);
+    }
     match config.listener_mode {
         ListenerMode::SinglePort => NODE_ID,
         ListenerMode::ShardDirect => NodeId(NODE_ID.0 + shard.0 as i32),
@@ -64,6 +70,23 @@ pub fn endpoints(config: &ServerConfig, shard_count: usize) -> Vec<Endpoint> {
             .map(|s| endpoint_of(config, ShardId(s as u32)))
             .collect(),
     }
+}
+
+/// Every broker clients are told of: in cluster mode the live brokers of
+/// the quorum's image as `md` last took it (this node alone until its
+/// table has followed the image once), otherwise [`endpoints`].
+pub fn brokers(config: &ServerConfig, md: &ClusterMetadata, shard_count: usize) -> Vec<Endpoint> {
+    if config.node_id.is_none() || md.brokers.is_empty() {
+        return endpoints(config, shard_count);
+    }
+    md.brokers
+        .iter()
+        .map(|b| Endpoint {
+            node_id: NodeId(b.id),
+            host: b.host.clone(),
+            port: b.port,
+        })
+        .collect()
 }
 
 /// Whether `id` names a broker this node describes (a broker config

@@ -57,6 +57,10 @@ pub enum ServerError {
     /// metadata file could not be written).
     #[error("committing cluster metadata: {0}")]
     MetadataCommit(Arc<std::io::Error>),
+    /// The metadata quorum's controller refused a change, or could not be
+    /// reached (cluster mode): its Kafka code and message.
+    #[error("{message}")]
+    Controller { code: i16, message: String },
     /// A failure the client can do nothing about (UNKNOWN_SERVER_ERROR):
     /// a metadata change run off the controller shard, the controller
     /// shard gone.
@@ -85,6 +89,7 @@ impl ServerError {
             ServerError::InvalidReplicaAssignment(_) => ec::INVALID_REPLICA_ASSIGNMENT,
             ServerError::InvalidConfig { .. } => ec::INVALID_CONFIG,
             ServerError::InvalidRequest(_) => ec::INVALID_REQUEST,
+            ServerError::Controller { code, .. } => *code,
             ServerError::MetadataCommit(_) | ServerError::Internal(_) => ec::UNKNOWN_SERVER_ERROR,
         }
     }

@@ -37,7 +37,84 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionMeta {
+    /// The shard that owns the partition's log on this node. In cluster
+    /// mode it means something only when `replica.hosted`.
     pub shard: ShardId,
+    /// Cluster mode only: the partition's placement and leadership in the
+    /// metadata quorum's image. `None` on a single node, where this node
+    /// leads every partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaMeta>,
+}
+
+/// A partition's placement and leadership as the quorum's image holds it,
+/// with what that means for this node (cluster mode, issue 17).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaMeta {
+    /// -1 when no replica can lead (its broker is fenced).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Whether this node holds a replica, so its log lives here.
+    pub hosted: bool,
+    /// Whether this node leads the partition: only then does it serve
+    /// produce, fetch and offsets for it.
+    pub leads: bool,
+}
+
+impl PartitionMeta {
+    /// A partition of a single node, owned by `shard`.
+    pub fn local(shard: ShardId) -> PartitionMeta {
+        PartitionMeta {
+            shard,
+            replica: None,
+        }
+    }
+
+    /// Whether this node keeps the partition's log.
+    pub fn hosted(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.hosted)
+    }
+
+    /// The shard that serves the partition's reads and writes on this
+    /// node, or `None` when another node leads it (clients get
+    /// NOT_LEADER_OR_FOLLOWER and ask Metadata again).
+    pub fn serving_shard(&self) -> Option<ShardId> {
+        match &self.replica {
+            None => Some(self.shard),
+            Some(r) if r.hosted && r.leads => Some(self.shard),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A live broker of the cluster, as clients are told of it (cluster mode).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerMeta {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// What a node takes from the quorum's image (cluster mode): the live
+/// brokers and every topic, at an applied index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterView {
+    pub applied_index: u64,
+    pub brokers: Vec<BrokerMeta>,
+    pub topics: BTreeMap<String, TopicView>,
+}
+
+/// One topic of a [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicView {
+    /// 32 hex digits, as [`TopicMeta::id`].
+    pub id: String,
+    pub configs: BTreeMap<String, String>,
+    /// Per partition: leader, leader epoch, replicas, isr.
+    pub partitions: Vec<(i32, i32, Vec<i32>, Vec<i32>)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,6 +155,15 @@ pub struct ClusterMetadata {
     /// then placed at the next start.
     #[serde(default)]
     pub offsets_placement: Vec<ShardId>,
+    /// Cluster mode only: the live brokers of the quorum's image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<BrokerMeta>,
+    /// Cluster mode only: the quorum's applied index this table was last
+    /// made from. A table is only ever replaced by one made from an image
+    /// at the same index or later, so a node whose quorum restarts behind
+    /// what it had applied never drops a topic it still holds.
+    #[serde(default)]
+    pub quorum_applied_index: u64,
 }
 
 /// Effective settings of one topic: broker defaults plus its overrides.
@@ -117,6 +203,8 @@ impl ClusterMetadata {
                     producer_id_block_end: ProducerId(0),
                     offsets_topic_partitions: 0,
                     offsets_placement: Vec::new(),
+                    brokers: Vec::new(),
+                    quorum_applied_index: 0,
                 };
                 md.persist(data_dir)?;
                 Ok(md)
@@ -161,6 +249,7 @@ impl ClusterMetadata {
             .topics
             .values()
             .flat_map(|t| &t.partitions)
+            .filter(|p| p.hosted())
             .map(|p| p.shard);
         for shard in topic_shards.chain(self.offsets_placement.iter().copied()) {
             if let Some(l) = loads.get_mut(shard.0 as usize) {
@@ -186,7 +275,7 @@ impl ClusterMetadata {
         let mut moved = Vec::new();
         for (name, t) in &self.topics {
             for (i, p) in t.partitions.iter().enumerate() {
-                if p.shard.0 as usize >= shards {
+                if p.hosted() && p.shard.0 as usize >= shards {
                     moved.push((name.clone(), i));
                 }
             }
@@ -220,6 +309,80 @@ impl ClusterMetadata {
             .get(index as usize)
             .copied()
             .unwrap_or(ShardId(0))
+    }
+
+    /// Makes this node's table follow the quorum's image (cluster mode):
+    /// the live brokers, every topic with its partitions' leadership, and,
+    /// for the partitions this node `me` holds a replica of, a shard placed
+    /// by the one placement rule (kept once placed, so a partition's log
+    /// stays where its directory is).
+    ///
+    /// Returns whether anything changed, and whether to call again: a
+    /// topic that was deleted and created again under the same name (a new
+    /// id) is first removed alone, so that the shards close and delete the
+    /// old log before a new one of the same directory name is opened.
+    /// A view older than the one this table was made from changes nothing.
+    pub fn follow(&mut self, view: &ClusterView, me: i32, shards: usize) -> (bool, bool) {
+        if view.applied_index < self.quorum_applied_index {
+            return (false, false);
+        }
+        let before = self.clone();
+        let replaced: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(name, t)| view.topics.get(*name).is_some_and(|v| v.id != t.id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !replaced.is_empty() {
+            for name in &replaced {
+                self.topics.remove(name);
+            }
+            return (true, true);
+        }
+        self.topics.retain(|name, _| view.topics.contains_key(name));
+        self.brokers = view.brokers.clone();
+        self.quorum_applied_index = view.applied_index;
+        let mut placer = self.placer(shards);
+        for (name, v) in &view.topics {
+            let topic = self
+                .topics
+                .entry(name.clone())
+                .or_insert_with(|| TopicMeta {
+                    id: v.id.clone(),
+                    partitions: Vec::new(),
+                    configs: BTreeMap::new(),
+                });
+            topic.configs = v.configs.clone();
+            topic.partitions.truncate(v.partitions.len());
+            for (i, (leader, leader_epoch, replicas, isr)) in v.partitions.iter().enumerate() {
+                let hosted = replicas.contains(&me);
+                let replica = ReplicaMeta {
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    hosted,
+                    leads: *leader == me,
+                };
+                match topic.partitions.get_mut(i) {
+                    Some(p) => {
+                        if hosted && !p.hosted() {
+                            p.shard = placer.place(1)[0];
+                        }
+                        p.replica = Some(replica);
+                    }
+                    None => topic.partitions.push(PartitionMeta {
+                        shard: if hosted {
+                            placer.place(1)[0]
+                        } else {
+                            ShardId(0)
+                        },
+                        replica: Some(replica),
+                    }),
+                }
+            }
+        }
+        (*self != before, false)
     }
 
     pub fn settings(&self, server: &ServerConfig, topic: &str) -> TopicSettings {
@@ -490,10 +653,7 @@ mod tests {
             "a".into(),
             TopicMeta {
                 id: String::new(),
-                partitions: shards
-                    .into_iter()
-                    .map(|shard| PartitionMeta { shard })
-                    .collect(),
+                partitions: shards.into_iter().map(PartitionMeta::local).collect(),
                 configs: BTreeMap::new(),
             },
         );
@@ -522,6 +682,101 @@ mod tests {
         // Restarted with one shard: every offsets partition moves to it.
         assert!(md.rebalance_missing_shards(1));
         assert!(md.offsets_placement.iter().all(|s| s.0 == 0));
+    }
+
+    fn view(index: u64, topics: &[(&str, &str, &[(i32, &[i32])])]) -> ClusterView {
+        ClusterView {
+            applied_index: index,
+            brokers: vec![BrokerMeta {
+                id: 1,
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+            }],
+            topics: topics
+                .iter()
+                .map(|(name, id, parts)| {
+                    let partitions = parts
+                        .iter()
+                        .map(|(leader, replicas)| {
+                            (*leader, 0, replicas.to_vec(), replicas.to_vec())
+                        })
+                        .collect();
+                    (
+                        name.to_string(),
+                        TopicView {
+                            id: id.to_string(),
+                            configs: BTreeMap::new(),
+                            partitions,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_node_hosts_and_serves_only_the_partitions_the_image_gives_it() {
+        let mut md = ClusterMetadata::default();
+        let v = view(
+            5,
+            &[("t", "a1", &[(1, &[1]), (2, &[2]), (1, &[1]), (-1, &[1])])],
+        );
+        assert_eq!(md.follow(&v, 1, 2), (true, false));
+        let parts = &md.topics["t"].partitions;
+        // Hosted here: 0, 2 and 3 (3 has no leader: its broker is fenced,
+        // and its log must stay). Placed over both shards.
+        assert_eq!(
+            parts.iter().map(|p| p.hosted()).collect::<Vec<_>>(),
+            [true, false, true, true]
+        );
+        assert_eq!(parts[0].serving_shard(), Some(ShardId(0)));
+        assert_eq!(parts[2].serving_shard(), Some(ShardId(1)));
+        assert_eq!(parts[1].serving_shard(), None);
+        assert_eq!(parts[3].serving_shard(), None);
+        // The placer counts only what this node hosts.
+        assert_eq!(md.placer(2).total(), 3);
+        assert_eq!(md.brokers.len(), 1);
+        assert_eq!(md.quorum_applied_index, 5);
+        // The same view again changes nothing; placement is kept when a
+        // partition's leader comes back.
+        assert_eq!(md.follow(&v, 1, 2), (false, false));
+        let v2 = view(
+            6,
+            &[("t", "a1", &[(1, &[1]), (2, &[2]), (1, &[1]), (1, &[1])])],
+        );
+        let shard_before = md.topics["t"].partitions[3].shard;
+        assert_eq!(md.follow(&v2, 1, 2), (true, false));
+        assert_eq!(
+            md.topics["t"].partitions[3].serving_shard(),
+            Some(shard_before)
+        );
+    }
+
+    #[test]
+    fn an_older_image_never_replaces_a_newer_table() {
+        let mut md = ClusterMetadata::default();
+        assert!(md.follow(&view(9, &[("t", "a1", &[(1, &[1])])]), 1, 1).0);
+        // A quorum that restarted behind what this table was made from
+        // (its image still empty) must not delete the topic.
+        assert_eq!(md.follow(&view(3, &[]), 1, 1), (false, false));
+        assert!(md.topics.contains_key("t"));
+        // A newer image without it does.
+        assert_eq!(md.follow(&view(10, &[]), 1, 1), (true, false));
+        assert!(md.topics.is_empty());
+    }
+
+    #[test]
+    fn a_topic_created_again_under_its_name_is_first_removed_alone() {
+        let mut md = ClusterMetadata::default();
+        md.follow(&view(1, &[("t", "a1", &[(1, &[1])])]), 1, 1);
+        let again = view(3, &[("t", "b2", &[(1, &[1])])]);
+        // First the old topic goes (the shards delete its log), ...
+        assert_eq!(md.follow(&again, 1, 1), (true, true));
+        assert!(md.topics.is_empty());
+        // ... then the new one comes.
+        assert_eq!(md.follow(&again, 1, 1), (true, false));
+        assert_eq!(md.topics["t"].id, "b2");
     }
 
     #[test]

@@ -87,6 +87,17 @@ fn serve(
     let mut metadata =
         ClusterMetadata::load_or_create(&config.data_dir, config.cluster_id.as_deref())
             .map_err(|e| format!("cluster metadata: {e}"))?;
+    // A single-node data directory holds topics the quorum has never
+    // heard of; the first table made from the quorum's image would delete
+    // them. Refused, with the reason, instead.
+    if config.node_id.is_some() && metadata.quorum_applied_index == 0 && !metadata.topics.is_empty()
+    {
+        return Err(format!(
+            "{}: this data directory holds {} topic(s) of a single-node broker; a cluster node would delete them (their topics are not in the metadata quorum). Start the cluster node on a new data directory.",
+            config.data_dir.display(),
+            metadata.topics.len()
+        ));
+    }
     let mut changed = false;
     if metadata.rebalance_missing_shards(shard_count) {
         tracing::info!(shard_count, "partitions of missing shards moved");
@@ -244,7 +255,7 @@ async fn shard_main(
     // it is ready.
     if id == ShardId(0) {
         if let Some(settings) = config.cluster().map_err(&fail)? {
-            crate::cluster::start(config.clone(), settings, stop.clone())
+            crate::cluster::start(&shard, config.clone(), settings, stop.clone())
                 .await
                 .map_err(&fail)?;
         }
@@ -475,7 +486,7 @@ fn remove_orphan_partitions(data_dir: &Path, md: &ClusterMetadata) {
         let known = md
             .topics
             .get(topic)
-            .is_some_and(|t| part < t.partitions.len());
+            .is_some_and(|t| t.partitions.get(part).is_some_and(|p| p.hosted()));
         if !known {
             tracing::warn!(dir = %entry.path().display(), "removing partition directory not in {METADATA_FILE}");
             let _ = std::fs::remove_dir_all(entry.path());

@@ -30,9 +30,10 @@
 //!   listener (a `REQUEST` frame), whose controller answers once the
 //!   records are committed.
 //!
-//! Not from the quorum yet: topics, partitions, Metadata, CreateTopics and
-//! the other admin APIs are still the single-node controller's
-//! (`crate::controller`); the next increment moves them.
+//! - **Topics**: admin changes and producer-id blocks go to the active
+//!   controller through [`ask`]; `publisher_task` makes this node's
+//!   topic table follow the image and hands it to every shard
+//!   (`broker/ARCHITECTURE.md`, "Topics from the quorum").
 
 pub mod net;
 pub mod wire;
@@ -52,7 +53,10 @@ use futures_channel::{mpsc, oneshot};
 use futures_lite::{FutureExt, StreamExt};
 
 use crate::config::{ClusterSettings, ServerConfig};
+use crate::error::ServerError;
 use crate::log_limit::RateLimited;
+use crate::metadata::{BrokerMeta, ClusterView, TopicView};
+use crate::shard::Shard;
 use crate::NodeId;
 
 use wire::{BrokerStatus, ControlRequest, ControlResponse, NodeStatus};
@@ -108,6 +112,12 @@ pub struct Host {
     dropped: u64,
     refused_log: RateLimited,
     stop: Arc<AtomicBool>,
+    /// Wakes the publisher when committed entries or a snapshot changed
+    /// the image (capacity 1: wake-ups coalesce).
+    image_changed: mpsc::Sender<()>,
+    /// The applied index of the last table the publisher handed to every
+    /// shard.
+    published_index: u64,
 }
 
 fn to_qlog_entry(e: &q::LogEntry) -> qlog::Entry {
@@ -285,6 +295,7 @@ impl Host {
                 if let Some(last) = entries.last() {
                     self.applied_term = last.term;
                 }
+                let _ = self.image_changed.try_send(());
                 let committed = entries
                     .into_iter()
                     .map(|e| ctl::CommittedEntry {
@@ -302,6 +313,7 @@ impl Host {
                     "metadata snapshot from the leader"
                 );
                 self.applied_term = s.term;
+                let _ = self.image_changed.try_send(());
                 work.push_back(Work::Controller(ctl::Input::RestoreSnapshot {
                     data: s.data.to_vec(),
                 }));
@@ -371,6 +383,61 @@ impl Host {
         (id, rx)
     }
 
+    /// What the shards take from the image: the live brokers (their
+    /// PLAINTEXT endpoint) and every topic.
+    pub fn view(&self) -> ClusterView {
+        let image = self.ctrl.image();
+        let brokers = image
+            .live_brokers()
+            .filter_map(|b| {
+                let e = b
+                    .endpoints
+                    .iter()
+                    .find(|e| e.name == "PLAINTEXT")
+                    .or(b.endpoints.first())?;
+                Some(BrokerMeta {
+                    id: b.id.0,
+                    host: e.host.clone(),
+                    port: e.port,
+                    rack: b.rack.clone(),
+                })
+            })
+            .collect();
+        let topics = image
+            .topics()
+            .iter()
+            .map(|(name, t)| {
+                let view = TopicView {
+                    id: topic_id_hex(t.id),
+                    configs: t.configs.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.leader.0,
+                                p.leader_epoch.0,
+                                p.replicas.iter().map(|n| n.0).collect(),
+                                p.isr.iter().map(|n| n.0).collect(),
+                            )
+                        })
+                        .collect(),
+                };
+                (name.clone(), view)
+            })
+            .collect();
+        ClusterView {
+            applied_index: image.applied_index(),
+            brokers,
+            topics,
+        }
+    }
+
+    /// This node's broker epoch, once registered.
+    pub fn own_epoch(&self) -> Option<i64> {
+        self.own_epoch
+    }
+
     /// This node's view, for `corelog cluster status`.
     pub fn status(&self) -> NodeStatus {
         let leader = self.quorum.leader();
@@ -435,6 +502,76 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
             broker: NodeId(broker),
             epoch,
         },
+        ControlRequest::CreateTopic {
+            name,
+            partitions,
+            replication_factor,
+            assignment,
+            configs,
+            validate_only,
+        } => ctl::Request::CreateTopic {
+            name,
+            partitions,
+            replication_factor,
+            assignment: assignment.map(to_nodes),
+            configs,
+            validate_only,
+        },
+        ControlRequest::CreatePartitions {
+            name,
+            count,
+            assignment,
+        } => ctl::Request::CreatePartitions {
+            name,
+            count,
+            assignment: assignment.map(to_nodes),
+        },
+        ControlRequest::DeleteTopic { name } => ctl::Request::DeleteTopic { name },
+        ControlRequest::AlterConfigs { topic, changes } => {
+            ctl::Request::AlterConfigs { topic, changes }
+        }
+        ControlRequest::AllocateProducerIds { broker, epoch } => {
+            ctl::Request::AllocateProducerIds {
+                broker: NodeId(broker),
+                epoch,
+            }
+        }
+    }
+}
+
+fn to_nodes(a: Vec<Vec<i32>>) -> Vec<Vec<NodeId>> {
+    a.into_iter()
+        .map(|r| r.into_iter().map(NodeId).collect())
+        .collect()
+}
+
+fn from_nodes(a: Vec<Vec<NodeId>>) -> Vec<Vec<i32>> {
+    a.into_iter()
+        .map(|r| r.into_iter().map(|n| n.0).collect())
+        .collect()
+}
+
+fn topic_id_hex(id: corelog_model::TopicId) -> String {
+    uuid::Uuid::from_bytes(id.0).simple().to_string()
+}
+
+fn from_ctl_response(r: ctl::Response) -> ControlResponse {
+    match r {
+        ctl::Response::Registered { epoch } => ControlResponse::Registered { epoch },
+        ctl::Response::Heartbeat { fenced } => ControlResponse::Heartbeat { fenced },
+        ctl::Response::TopicCreated { id, assignment } => ControlResponse::TopicCreated {
+            id: topic_id_hex(id),
+            assignment: from_nodes(assignment),
+        },
+        ctl::Response::PartitionsCreated => ControlResponse::PartitionsCreated,
+        ctl::Response::TopicDeleted { id } => ControlResponse::TopicDeleted {
+            id: topic_id_hex(id),
+        },
+        ctl::Response::ConfigsAltered => ControlResponse::ConfigsAltered,
+        ctl::Response::ProducerIds(b) => ControlResponse::ProducerIds {
+            start: b.start,
+            len: b.len,
+        },
     }
 }
 
@@ -451,13 +588,7 @@ pub async fn local_request(host: &Rc<RefCell<Host>>, request: ControlRequest) ->
         .await;
     let leader = host.borrow().leader().map(|l| l.0);
     match answer {
-        Some(Ok(Ok(ctl::Response::Registered { epoch }))) => ControlResponse::Registered { epoch },
-        Some(Ok(Ok(ctl::Response::Heartbeat { fenced }))) => ControlResponse::Heartbeat { fenced },
-        Some(Ok(Ok(other))) => ControlResponse::Error {
-            code: ctl::codes::UNKNOWN_SERVER_ERROR,
-            message: format!("unexpected answer {other:?}"),
-            leader,
-        },
+        Some(Ok(Ok(response))) => from_ctl_response(response),
         Some(Ok(Err(e))) => ControlResponse::Error {
             code: e.code,
             message: e.message,
@@ -543,6 +674,16 @@ async fn broker_task(host: Rc<RefCell<Host>>, config: Rc<ServerConfig>) {
                     fenced = Some(f);
                 }
                 interval
+            }
+            Ok(
+                other @ (ControlResponse::TopicCreated { .. }
+                | ControlResponse::PartitionsCreated
+                | ControlResponse::TopicDeleted { .. }
+                | ControlResponse::ConfigsAltered
+                | ControlResponse::ProducerIds { .. }),
+            ) => {
+                tracing::warn!(broker = me, answer = ?other, "controller answered a broker request with another kind");
+                Duration::from_millis(500)
             }
             Ok(ControlResponse::Error { code, message, .. }) => {
                 if code == ctl::codes::STALE_BROKER_EPOCH
@@ -636,6 +777,7 @@ async fn disk_task(
 /// internal listener and spawns the host's tasks. An error stops the
 /// broker before it serves.
 pub async fn start(
+    shard: &Rc<Shard>,
     config: Rc<ServerConfig>,
     settings: ClusterSettings,
     stop: Arc<AtomicBool>,
@@ -665,6 +807,8 @@ pub async fn start(
     let quorum = q::Quorum::start(qc, durable).map_err(|e| format!("metadata quorum: {e}"))?;
     let mut cc = ctl::ControllerConfig::new(node, seed);
     cc.session_timeout_ms = settings.session_timeout_ms;
+    cc.default_partitions = config.default_partitions as i32;
+    cc.partitions_max = i32::try_from(config.partitions_per_topic_max).unwrap_or(i32::MAX);
     let ctrl = ctl::Controller::new(cc);
     let listener = glommio::net::TcpListener::bind(settings.cluster_listen).map_err(|e| {
         format!(
@@ -673,6 +817,7 @@ pub async fn start(
         )
     })?;
     let (disk_tx, disk_rx) = mpsc::unbounded();
+    let (changed_tx, changed_rx) = mpsc::channel(1);
     let mut peers = HashMap::new();
     let mut peer_tasks = Vec::new();
     for v in settings.voters.iter().filter(|v| v.id != settings.node_id) {
@@ -707,6 +852,8 @@ pub async fn start(
         refused_log: RateLimited::new(LOG_INTERVAL),
         stop,
         settings,
+        image_changed: changed_tx,
+        published_index: 0,
     }));
     {
         let mut h = host.borrow_mut();
@@ -731,6 +878,147 @@ pub async fn start(
         glommio::spawn_local(net::peer_task(me, id, addr, rx, stop)).detach();
     }
     glommio::spawn_local(net::listen_task(host.clone(), listener)).detach();
-    glommio::spawn_local(broker_task(host, config)).detach();
+    glommio::spawn_local(broker_task(host.clone(), config)).detach();
+    if let Some(c) = shard.controller() {
+        c.set_cluster(host.clone());
+    }
+    glommio::spawn_local(publisher_task(shard.clone(), host, changed_rx)).detach();
     Ok(())
+}
+
+/// How long an admin or producer-id request keeps trying to reach the
+/// active controller (no leader yet, a leader that moved).
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an admin request waits for this node's shards to hold what
+/// the controller committed.
+pub const PUBLISHED_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Makes this node's topic table follow the image, each time the image
+/// changes: the table is committed (`cluster-metadata.json`) and handed to
+/// every shard, which opens the partitions it now holds and closes and
+/// deletes those it no longer does (`controller::reconcile`), exactly as a
+/// change of the single-node controller.
+///
+/// Lives on: shard 0.
+async fn publisher_task(
+    shard: Rc<Shard>,
+    host: Rc<RefCell<Host>>,
+    mut changed: mpsc::Receiver<()>,
+) {
+    let (me, stop) = {
+        let h = host.borrow();
+        (h.settings.node_id, h.stop.clone())
+    };
+    let mut last: Option<ClusterView> = None;
+    while changed.next().await.is_some() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let view = host.borrow().view();
+        let same = last
+            .as_ref()
+            .is_some_and(|l| l.brokers == view.brokers && l.topics == view.topics);
+        if !same {
+            let shard_count = shard.shard_count();
+            let mut failed = false;
+            loop {
+                let followed = crate::controller::change_metadata(&shard, |md| {
+                    let (changed, again) = md.follow(&view, me, shard_count);
+                    (again, changed)
+                })
+                .await;
+                match followed {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        // The next change of the image tries again.
+                        tracing::error!(error = %e, "the topic table could not follow the metadata quorum");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            last = (!failed).then(|| view.clone());
+        }
+        host.borrow_mut().published_index = view.applied_index;
+    }
+}
+
+fn host_of(shard: &Shard) -> Result<Rc<RefCell<Host>>, ServerError> {
+    shard.controller().and_then(|c| c.cluster()).ok_or_else(|| {
+        ServerError::Internal("the metadata quorum runs on shard 0 of a cluster node".into())
+    })
+}
+
+/// Sends an admin or producer-id request to the active controller (this
+/// node's or the quorum leader's) and returns its answer, once the records
+/// are committed. While the quorum has no leader, or its leader moves, it
+/// tries again for up to [`ASK_TIMEOUT`]; a refusal is the controller's
+/// Kafka code and message. A request retried after its leader was deposed
+/// may find its own change already made (TOPIC_ALREADY_EXISTS, say), as in
+/// Kafka.
+///
+/// Must run on shard 0 of a cluster node.
+pub async fn ask(shard: &Shard, request: ControlRequest) -> Result<ControlResponse, ServerError> {
+    let host = host_of(shard)?;
+    let deadline = Instant::now() + ASK_TIMEOUT;
+    loop {
+        let answer = to_controller(&host, request.clone()).await;
+        let retry = match &answer {
+            Err(_) => true,
+            Ok(ControlResponse::Error { code, .. }) => *code == ctl::codes::NOT_CONTROLLER,
+            Ok(_) => false,
+        };
+        if !retry || Instant::now() >= deadline {
+            return match answer {
+                Ok(ControlResponse::Error { code, message, .. }) => {
+                    Err(ServerError::Controller { code, message })
+                }
+                Ok(r) => Ok(r),
+                Err(e) => Err(ServerError::Controller {
+                    code: ctl::codes::REQUEST_TIMED_OUT,
+                    message: format!("the metadata quorum's controller could not be reached: {e}"),
+                }),
+            };
+        }
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every shard of this node holds a table for which `done`
+/// holds (a topic the controller created is there, say), for up to
+/// [`PUBLISHED_TIMEOUT`]. Returns whether it came. Must run on shard 0 of a
+/// cluster node.
+pub async fn wait_published(
+    shard: &Shard,
+    done: impl Fn(&crate::metadata::ClusterMetadata) -> bool,
+) -> bool {
+    let Ok(host) = host_of(shard) else {
+        return false;
+    };
+    let deadline = Instant::now() + PUBLISHED_TIMEOUT;
+    loop {
+        let md = shard.metadata();
+        if done(&md) && host.borrow().published_index >= md.quorum_applied_index {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// This node's broker epoch (for producer-id blocks), or an error while it
+/// is not registered. Must run on shard 0 of a cluster node.
+pub fn own_broker(shard: &Shard) -> Result<(i32, i64), ServerError> {
+    let host = host_of(shard)?;
+    let h = host.borrow();
+    match h.own_epoch {
+        Some(epoch) => Ok((h.settings.node_id, epoch)),
+        None => Err(ServerError::Controller {
+            code: corelog_coordination::codes::COORDINATOR_NOT_AVAILABLE,
+            message: "this broker is not registered with the metadata quorum yet".into(),
+        }),
+    }
 }

@@ -277,11 +277,11 @@ async fn serve(host: &Rc<RefCell<Host>>, refusals: &Rc<RefCell<Refusals>>, mut s
                     }
                 };
                 // A node forwards its own broker's requests only.
-                if request.broker() != from {
+                if let Some(broker) = request.broker().filter(|&b| b != from) {
                     return refuse(
                         refusals,
                         peer,
-                        &format!("node {from} sent a request for broker {}", request.broker()),
+                        &format!("node {from} sent a request for broker {broker}"),
                     );
                 }
                 let answer = super::local_request(host, request).await;

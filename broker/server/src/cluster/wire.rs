@@ -115,15 +115,44 @@ pub enum ControlRequest {
         broker: i32,
         epoch: i64,
     },
+    /// One topic of a CreateTopics request (see `corelog_controller::Request`).
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        assignment: Option<Vec<Vec<i32>>>,
+        configs: Vec<(String, String)>,
+        validate_only: bool,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Set (`Some`) or remove (`None`) topic configs.
+    AlterConfigs {
+        topic: String,
+        changes: Vec<(String, Option<String>)>,
+    },
+    AllocateProducerIds {
+        broker: i32,
+        epoch: i64,
+    },
 }
 
 impl ControlRequest {
-    /// The broker the request is about.
-    pub fn broker(&self) -> i32 {
+    /// The broker the request speaks for, when it is a broker's own
+    /// (registration, heartbeats, producer ids): a node forwards only its
+    /// own broker's. Admin requests speak for no broker.
+    pub fn broker(&self) -> Option<i32> {
         match self {
-            ControlRequest::Register { broker, .. } | ControlRequest::Heartbeat { broker, .. } => {
-                *broker
-            }
+            ControlRequest::Register { broker, .. }
+            | ControlRequest::Heartbeat { broker, .. }
+            | ControlRequest::AllocateProducerIds { broker, .. } => Some(*broker),
+            _ => None,
         }
     }
 }
@@ -136,6 +165,22 @@ pub enum ControlResponse {
     },
     Heartbeat {
         fenced: bool,
+    },
+    /// The new topic's id (32 hex digits; all zeros when validate-only)
+    /// and its replicas per partition.
+    TopicCreated {
+        id: String,
+        assignment: Vec<Vec<i32>>,
+    },
+    PartitionsCreated,
+    TopicDeleted {
+        id: String,
+    },
+    ConfigsAltered,
+    /// Producer ids `[start, start + len)`, this broker's alone.
+    ProducerIds {
+        start: i64,
+        len: i64,
     },
     /// A Kafka error code and message (NOT_CONTROLLER when this node is
     /// not the active controller, with the leader it knows of).

@@ -68,7 +68,28 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<ProducerId, Serve
         .acquire_permit(1)
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
+    if controller.next_producer_id.get() >= controller.producer_id_block_end.get()
+        && shard.config().node_id.is_some()
+    {
+        // A cluster node takes blocks from the metadata quorum, which
+        // hands each id range to one broker only. A block is not recorded
+        // here: after a restart the node asks for a new one.
+        let (broker, epoch) = crate::cluster::own_broker(shard)?;
+        let answer = crate::cluster::ask(
+            shard,
+            crate::cluster::wire::ControlRequest::AllocateProducerIds { broker, epoch },
+        )
+        .await?;
+        let crate::cluster::wire::ControlResponse::ProducerIds { start, len } = answer else {
+            return Err(ServerError::Internal(format!(
+                "the controller answered AllocateProducerIds with {answer:?}"
+            )));
+        };
+        controller.next_producer_id.set(ProducerId(start));
+        controller
+            .producer_id_block_end
+            .set(ProducerId(start + len));
+    } else if controller.next_producer_id.get() >= controller.producer_id_block_end.get() {
         let end = change_metadata(shard, |md| {
             md.producer_id_block_end = md.producer_id_block_end.plus(PRODUCER_ID_BLOCK);
             (md.producer_id_block_end, true)
@@ -139,7 +160,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     let mut wanted = HashSet::new();
     for (name, topic) in &md.topics {
         for (i, p) in topic.partitions.iter().enumerate() {
-            if p.shard == shard.id() {
+            if p.hosted() && p.shard == shard.id() {
                 wanted.insert(TopicPartition::new(name.clone(), i as i32));
             }
         }
@@ -173,7 +194,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         // A topic's settings, worked out once for all its partitions here.
         let mut settings = None;
         for (i, p) in topic.partitions.iter().enumerate() {
-            if p.shard != shard.id() {
+            if !p.hosted() || p.shard != shard.id() {
                 continue;
             }
             glommio::yield_if_needed().await;

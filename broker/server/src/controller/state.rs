@@ -2,7 +2,8 @@
 //! of the shard, so the shard can own it without the two modules importing
 //! each other; the operations on it are in the parent module.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
@@ -17,6 +18,9 @@ pub struct Controller {
     /// The next producer id to hand out, and the end of the persisted block.
     pub(super) next_producer_id: Cell<ProducerId>,
     pub(super) producer_id_block_end: Cell<ProducerId>,
+    /// Cluster mode only: the metadata quorum's host, through which topic
+    /// changes and producer-id blocks go instead of this node's file.
+    cluster: RefCell<Option<Rc<RefCell<crate::cluster::Host>>>>,
 }
 
 /// Producer ids persisted per metadata write.
@@ -35,6 +39,16 @@ impl Controller {
             producer_ids: Semaphore::new(1),
             next_producer_id: Cell::new(ProducerId(0)),
             producer_id_block_end: Cell::new(ProducerId(0)),
+            cluster: RefCell::new(None),
         }
+    }
+
+    /// The metadata quorum's host, in cluster mode.
+    pub fn cluster(&self) -> Option<Rc<RefCell<crate::cluster::Host>>> {
+        self.cluster.borrow().clone()
+    }
+
+    pub(crate) fn set_cluster(&self, host: Rc<RefCell<crate::cluster::Host>>) {
+        *self.cluster.borrow_mut() = Some(host);
     }
 }

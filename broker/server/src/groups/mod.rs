@@ -43,8 +43,34 @@ pub fn coordinator_of(shard: &Shard, group_id: &str) -> (u32, ShardId) {
     (index, md.offsets_owner(index))
 }
 
+/// Cluster mode: the broker that coordinates every group, for as long as
+/// the offsets log's partitions are this node's own and not placed by the
+/// metadata quorum (issue 17, a later increment): the live broker with the
+/// lowest id, which every node that took the same image names alike.
+/// `Err` with COORDINATOR_NOT_AVAILABLE while this node knows no live
+/// broker; `Ok(None)` on a single node.
+pub fn cluster_coordinator(shard: &Shard) -> Result<Option<crate::metadata::BrokerMeta>, i16> {
+    if shard.config().node_id.is_none() {
+        return Ok(None);
+    }
+    let md = shard.metadata();
+    md.brokers
+        .iter()
+        .min_by_key(|b| b.id)
+        .cloned()
+        .map(Some)
+        .ok_or(codes::COORDINATOR_NOT_AVAILABLE)
+}
+
 /// Sends `request` to the coordinator of `group_id`, wherever it lives.
+/// On a cluster node that does not coordinate groups the answer is
+/// NOT_COORDINATOR, and the client asks FindCoordinator again.
 pub async fn call_group(shard: &Rc<Shard>, group_id: &str, request: Request) -> GroupReply {
+    if let Some(b) = cluster_coordinator(shard)? {
+        if Some(b.id) != shard.config().node_id {
+            return Err(codes::NOT_COORDINATOR);
+        }
+    }
     let (index, owner) = coordinator_of(shard, group_id);
     call_partition(shard, index, owner, request).await
 }

@@ -14,6 +14,7 @@ use corelog_protocol::kafka_protocol::messages::{AlterConfigsRequest, AlterConfi
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::controller::change_metadata;
 use crate::error::ServerError;
 use crate::metadata::{describe_value, settings_with, TopicMeta};
@@ -136,6 +137,20 @@ pub async fn alter_topics(
     let count = edits.len();
     let applied: Vec<Outcome> = if edits.is_empty() {
         Vec::new()
+    } else if shard.config().node_id.is_some() {
+        shard
+            .call(ShardId(0), move |s| async move {
+                alter_in_cluster(&s, edits, validate_only).await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                vec![
+                    Err(ServerError::Internal(
+                        "the controller shard stopped".to_string()
+                    ));
+                    count
+                ]
+            })
     } else {
         let answer = shard
             .call(ShardId(0), move |s| async move {
@@ -188,6 +203,79 @@ pub async fn alter_topics(
             Err(e) => Err(e),
         })
         .collect()
+}
+
+/// Alters topic configs through the metadata quorum (cluster mode), one
+/// controller request per topic, and waits until this node's shards hold
+/// the new values. The values are checked here, by the broker's own rules,
+/// before the controller is asked. Runs on shard 0.
+async fn alter_in_cluster(
+    shard: &Rc<Shard>,
+    edits: Vec<(String, Edit)>,
+    validate_only: bool,
+) -> Vec<Outcome> {
+    let server = shard.config();
+    let mut outcomes = Vec::with_capacity(edits.len());
+    let mut altered = Vec::new();
+    for (name, edit) in edits {
+        let outcome = async {
+            let md = shard.metadata();
+            let Some(topic) = md.topics.get(&name) else {
+                return Err(ServerError::UnknownTopicOrPartition(format!(
+                    "Topic '{name}' does not exist."
+                )));
+            };
+            let configs = apply(server, topic, &edit)?;
+            settings_with(server, &configs)?;
+            if validate_only || configs == topic.configs {
+                return Ok(None);
+            }
+            let mut changes: Vec<(String, Option<String>)> = topic
+                .configs
+                .keys()
+                .filter(|k| !configs.contains_key(*k))
+                .map(|k| (k.clone(), None))
+                .collect();
+            changes.extend(
+                configs
+                    .iter()
+                    .filter(|(k, v)| topic.configs.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), Some(v.clone()))),
+            );
+            let answer = crate::cluster::ask(
+                shard,
+                ControlRequest::AlterConfigs {
+                    topic: name.clone(),
+                    changes,
+                },
+            )
+            .await?;
+            match answer {
+                ControlResponse::ConfigsAltered => Ok(Some(configs)),
+                other => Err(ServerError::Internal(format!(
+                    "the controller answered AlterConfigs with {other:?}"
+                ))),
+            }
+        }
+        .await;
+        outcomes.push(outcome.map(|configs| {
+            if let Some(configs) = configs {
+                tracing::info!(topic = %name, ?configs, "topic configs changed");
+                altered.push((name.clone(), configs));
+            }
+        }));
+    }
+    if !altered.is_empty()
+        && !crate::cluster::wait_published(shard, |md| {
+            altered
+                .iter()
+                .all(|(n, c)| md.topics.get(n).is_some_and(|t| &t.configs == c))
+        })
+        .await
+    {
+        tracing::warn!("altered topic configs are not in this node's table yet");
+    }
+    outcomes
 }
 
 /// The topic's overrides after `edit`.

@@ -13,6 +13,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::config::ServerConfig;
 use crate::controller::change_metadata;
 use crate::error::ServerError;
@@ -110,6 +111,21 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
         return Vec::new();
     }
     let count = growths.len();
+    if shard.config().node_id.is_some() {
+        return shard
+            .call(ShardId(0), move |s| async move {
+                grow_in_cluster(&s, growths, validate_only).await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                vec![
+                    Err(ServerError::Internal(
+                        "the controller shard stopped".to_string()
+                    ));
+                    count
+                ]
+            });
+    }
     let answer = shard
         .call(ShardId(0), move |s| async move {
             let shard_count = s.shard_count();
@@ -126,7 +142,7 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
                         if !validate_only {
                             if let Some(t) = md.topics.get_mut(&g.name) {
                                 t.partitions
-                                    .extend(shards.into_iter().map(|shard| PartitionMeta { shard }));
+                                    .extend(shards.into_iter().map(PartitionMeta::local));
                                 changed = true;
                                 tracing::info!(topic = %g.name, partitions = g.count, "partitions added");
                             }
@@ -145,6 +161,93 @@ async fn grow(shard: &Rc<Shard>, growths: Vec<Growth>, validate_only: bool) -> V
         Err(_) => ServerError::Internal("the controller shard stopped".to_string()),
     };
     vec![Err(error); count]
+}
+
+/// Grows topics through the metadata quorum (cluster mode), one
+/// controller request per topic, and waits until this node's shards hold
+/// the new partitions. The broker's partition bounds are checked here;
+/// the controller checks the rest. Runs on shard 0.
+async fn grow_in_cluster(
+    shard: &Rc<Shard>,
+    growths: Vec<Growth>,
+    validate_only: bool,
+) -> Vec<Outcome> {
+    let server = shard.config();
+    let mut outcomes = Vec::with_capacity(growths.len());
+    let mut grown = Vec::new();
+    for g in growths {
+        let outcome = async {
+            let current = shard
+                .metadata()
+                .topics
+                .get(&g.name)
+                .map_or(0, |t| t.partitions.len() as u64);
+            let after = u64::try_from(g.count).unwrap_or(0);
+            let topic_max = u64::from(server.partitions_per_topic_max);
+            if after > topic_max {
+                return Err(ServerError::InvalidPartitions(format!(
+                    "partitions_per_topic_max is {topic_max}: a topic cannot have {after} partitions."
+                )));
+            }
+            let request_max = u64::from(server.partitions_per_request_max);
+            if after.saturating_sub(current) > request_max {
+                return Err(ServerError::InvalidPartitions(format!(
+                    "partitions_per_request_max is {request_max}: this request would add {} partitions.",
+                    after - current
+                )));
+            }
+            if g.assignments.as_ref().is_some_and(|a| a.iter().any(|r| r.len() != 1)) {
+                return Err(ServerError::InvalidReplicaAssignment(
+                    "Topics have one replica: partition replication is not implemented yet (issue 18).".into(),
+                ));
+            }
+            if validate_only {
+                // The controller has no validate-only form of this change:
+                // the checks above and the topic's existence are what is
+                // validated.
+                return if shard.metadata().topics.contains_key(&g.name) {
+                    Ok(())
+                } else {
+                    Err(ServerError::UnknownTopicOrPartition(format!(
+                        "The topic '{}' does not exist.",
+                        g.name
+                    )))
+                };
+            }
+            let answer = crate::cluster::ask(
+                shard,
+                ControlRequest::CreatePartitions {
+                    name: g.name.clone(),
+                    count: g.count,
+                    assignment: g.assignments.clone(),
+                },
+            )
+            .await?;
+            match answer {
+                ControlResponse::PartitionsCreated => Ok(()),
+                other => Err(ServerError::Internal(format!(
+                    "the controller answered CreatePartitions with {other:?}"
+                ))),
+            }
+        }
+        .await;
+        if outcome.is_ok() && !validate_only {
+            tracing::info!(topic = %g.name, partitions = g.count, "partitions added");
+            grown.push((g.name.clone(), g.count as usize));
+        }
+        outcomes.push(outcome);
+    }
+    if !grown.is_empty()
+        && !crate::cluster::wait_published(shard, |md| {
+            grown
+                .iter()
+                .all(|(n, c)| md.topics.get(n).is_some_and(|t| t.partitions.len() >= *c))
+        })
+        .await
+    {
+        tracing::warn!(topics = ?grown, "new partitions are not in this node's table yet");
+    }
+    outcomes
 }
 
 /// An entry answered with an error.

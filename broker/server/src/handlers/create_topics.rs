@@ -12,6 +12,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::controller::change_metadata;
 use crate::error::ServerError;
 use crate::metadata::{
@@ -30,6 +31,10 @@ pub struct TopicSpec {
     /// -1: the broker default (1).
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// A manual replica assignment (one list per partition). On a single
+    /// node it was checked (`check_assignments`) and `partitions` is its
+    /// length; a cluster node hands it to the metadata quorum's controller.
+    pub assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// The outcome for one topic: Ok(partition count) or why it was refused.
@@ -41,6 +46,14 @@ pub async fn create(
     specs: Vec<TopicSpec>,
     validate_only: bool,
 ) -> Vec<(String, CreateResult)> {
+    if shard.config().node_id.is_some() {
+        return shard
+            .call(ShardId(0), move |s| async move {
+                create_in_cluster(&s, specs, validate_only).await
+            })
+            .await
+            .unwrap_or_default();
+    }
     shard
         .call(ShardId(0), move |s| async move {
             let server = s.config();
@@ -61,7 +74,7 @@ pub async fn create(
                                     id: uuid::Uuid::new_v4().simple().to_string(),
                                     partitions: shards
                                         .into_iter()
-                                        .map(|shard| PartitionMeta { shard })
+                                        .map(PartitionMeta::local)
                                         .collect(),
                                     configs: spec.configs.clone(),
                                 },
@@ -78,6 +91,91 @@ pub async fn create(
         })
         .await
         .unwrap_or_default()
+}
+
+/// Creates topics through the metadata quorum (cluster mode), one
+/// controller request per topic, and waits until this node's shards hold
+/// those it created. What the controller cannot know is checked here
+/// first: the topic configs this broker implements, and the broker's
+/// partition bounds per topic and per request. Runs on shard 0.
+async fn create_in_cluster(
+    shard: &Rc<Shard>,
+    specs: Vec<TopicSpec>,
+    validate_only: bool,
+) -> Vec<(String, CreateResult)> {
+    let server = shard.config();
+    let mut results = Vec::with_capacity(specs.len());
+    let mut created = Vec::new();
+    let mut added: u64 = 0;
+    for spec in specs {
+        let r = async {
+            validate_topic_name(&spec.name)?;
+            settings_with(server, &spec.configs)?;
+            let rf_one = match &spec.assignment {
+                Some(a) => a.iter().all(|r| r.len() == 1),
+                None => matches!(spec.replication_factor, -1 | 1),
+            };
+            if !rf_one {
+                return Err(ServerError::InvalidReplicationFactor(
+                    "Topics have one replica: partition replication is not implemented yet (issue 18).".into(),
+                ));
+            }
+            let partitions = match (&spec.assignment, spec.partitions) {
+                (Some(a), _) => i32::try_from(a.len()).unwrap_or(i32::MAX),
+                (None, -1) => server.default_partitions as i32,
+                (None, n) => n,
+            };
+            let count = u64::try_from(partitions).unwrap_or(0);
+            let topic_max = u64::from(server.partitions_per_topic_max);
+            if count > topic_max {
+                return Err(ServerError::InvalidPartitions(format!(
+                    "partitions_per_topic_max is {topic_max}: a topic cannot have {count} partitions."
+                )));
+            }
+            let request_max = u64::from(server.partitions_per_request_max);
+            if added + count > request_max {
+                return Err(ServerError::InvalidPartitions(format!(
+                    "partitions_per_request_max is {request_max}: this request would add {} partitions.",
+                    added + count
+                )));
+            }
+            let answer = crate::cluster::ask(
+                shard,
+                ControlRequest::CreateTopic {
+                    name: spec.name.clone(),
+                    partitions: if spec.assignment.is_some() { -1 } else { partitions },
+                    replication_factor: if spec.assignment.is_some() { -1 } else { 1 },
+                    assignment: spec.assignment.clone(),
+                    configs: spec.configs.clone().into_iter().collect(),
+                    validate_only,
+                },
+            )
+            .await?;
+            match answer {
+                ControlResponse::TopicCreated { assignment, .. } => {
+                    added += count;
+                    Ok(i32::try_from(assignment.len()).unwrap_or(i32::MAX))
+                }
+                other => Err(ServerError::Internal(format!(
+                    "the controller answered CreateTopic with {other:?}"
+                ))),
+            }
+        }
+        .await;
+        if r.is_ok() && !validate_only {
+            created.push(spec.name.clone());
+        }
+        results.push((spec.name, r));
+    }
+    if !created.is_empty()
+        && !crate::cluster::wait_published(shard, |md| {
+            created.iter().all(|n| md.topics.contains_key(n))
+        })
+        .await
+    {
+        tracing::warn!(topics = ?created, "created topics are not in this node's table yet");
+    }
+    results
 }
 
 /// Checks one topic against the metadata and the broker's bounds, as
@@ -136,6 +234,7 @@ pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
             partitions: -1,
             replication_factor: -1,
             configs: BTreeMap::new(),
+            assignment: None,
         })
         .collect();
     for (name, r) in create(shard, specs, false).await {
@@ -176,10 +275,22 @@ pub async fn handle(
             ));
             continue;
         }
-        if let Err(e) = check_assignments(shard.config(), t) {
-            early.push((name, e));
-            continue;
+        let cluster = shard.config().node_id.is_some();
+        // A cluster node's controller checks assignments against the
+        // cluster's brokers.
+        if !cluster {
+            if let Err(e) = check_assignments(shard.config(), t) {
+                early.push((name, e));
+                continue;
+            }
         }
+        let assignment = (cluster && !t.assignments.is_empty()).then(|| {
+            let mut a = t.assignments.clone();
+            a.sort_by_key(|x| x.partition_index);
+            a.into_iter()
+                .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
         let mut configs = BTreeMap::new();
         for c in &t.configs {
             if let Some(v) = &c.value {
@@ -198,6 +309,7 @@ pub async fn handle(
             partitions,
             replication_factor: t.replication_factor,
             configs,
+            assignment,
         });
     }
     let results = create(shard, specs, request.validate_only).await;

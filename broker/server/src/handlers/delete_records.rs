@@ -33,10 +33,12 @@ pub async fn handle(
                 .topics
                 .get(&name)
                 .and_then(|m| m.partitions.get(usize::try_from(p.partition_index).ok()?))
-                .map(|pm| pm.shard);
+                .map(|pm| pm.serving_shard());
             let (code, low_watermark) = match owner {
                 None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1),
-                Some(owner) => {
+                // Another node leads it (cluster mode).
+                Some(None) => (error_code::NOT_LEADER_OR_FOLLOWER, -1),
+                Some(Some(owner)) => {
                     let (topic, index, offset) = (name.clone(), p.partition_index, p.offset);
                     shard
                         .call(owner, move |s| async move {

@@ -13,6 +13,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::controller::change_metadata;
 use crate::error::ServerError;
 use crate::shard::Shard;
@@ -167,6 +168,25 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
             Target::Id(id) => (None, Some(id.clone())),
         })
         .collect();
+    if shard.config().node_id.is_some() {
+        return shard
+            .call(ShardId(0), move |s| async move {
+                delete_in_cluster(&s, targets).await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                fallback
+                    .into_iter()
+                    .map(|(name, id)| Outcome {
+                        name,
+                        id,
+                        error: Some(ServerError::Internal(
+                            "the controller shard stopped".to_string(),
+                        )),
+                    })
+                    .collect()
+            });
+    }
     let answer = shard
         .call(ShardId(0), move |s| async move {
             change_metadata(&s, |md| {
@@ -235,4 +255,71 @@ async fn delete(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
             error: Some(error.clone()),
         })
         .collect()
+}
+
+/// Deletes topics through the metadata quorum (cluster mode), one
+/// controller request per topic, and waits until this node's shards no
+/// longer hold them. A topic named by id is looked up in this node's table.
+/// Runs on shard 0.
+async fn delete_in_cluster(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outcome> {
+    let md = shard.metadata();
+    let mut outcomes = Vec::with_capacity(targets.len());
+    let mut deleted = Vec::new();
+    for t in targets {
+        let name = match t {
+            Target::Name(n) => n,
+            Target::Id(id) => {
+                let found = md
+                    .topics
+                    .iter()
+                    .find(|(_, m)| m.id.eq_ignore_ascii_case(&id))
+                    .map(|(n, _)| n.clone());
+                match found {
+                    Some(n) => n,
+                    None => {
+                        outcomes.push(Outcome {
+                            error: Some(ServerError::UnknownTopicId(id.clone())),
+                            name: None,
+                            id: Some(id),
+                        });
+                        continue;
+                    }
+                }
+            }
+        };
+        let answer =
+            crate::cluster::ask(shard, ControlRequest::DeleteTopic { name: name.clone() }).await;
+        outcomes.push(match answer {
+            Ok(ControlResponse::TopicDeleted { id }) => {
+                tracing::info!(topic = %name, "topic deleted");
+                deleted.push(name.clone());
+                Outcome {
+                    name: Some(name),
+                    id: Some(id),
+                    error: None,
+                }
+            }
+            Ok(other) => Outcome {
+                name: Some(name),
+                id: None,
+                error: Some(ServerError::Internal(format!(
+                    "the controller answered DeleteTopic with {other:?}"
+                ))),
+            },
+            Err(e) => Outcome {
+                id: md.topics.get(&name).map(|m| m.id.clone()),
+                name: Some(name),
+                error: Some(e),
+            },
+        });
+    }
+    if !deleted.is_empty()
+        && !crate::cluster::wait_published(shard, |md| {
+            deleted.iter().all(|n| !md.topics.contains_key(n))
+        })
+        .await
+    {
+        tracing::warn!(topics = ?deleted, "deleted topics are still in this node's table");
+    }
+    outcomes
 }

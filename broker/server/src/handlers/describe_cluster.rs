@@ -55,7 +55,7 @@ pub async fn handle(
             CLUSTER_OPERATIONS.iter().fold(0, |bits, op| bits | 1 << op),
         );
     }
-    let brokers = endpoints::endpoints(shard.config(), shard.shard_count())
+    let brokers = endpoints::brokers(shard.config(), &md, shard.shard_count())
         .into_iter()
         .map(|e| {
             DescribeClusterBroker::default()

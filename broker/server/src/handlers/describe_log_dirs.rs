@@ -56,6 +56,7 @@ pub async fn handle(
                     .partitions
                     .iter()
                     .enumerate()
+                    .filter(|(_, p)| p.hosted())
                     .map(|(index, p)| (index as i32, p.shard))
                     .collect();
                 wanted.push((name.clone(), parts));
@@ -79,6 +80,7 @@ pub async fn handle(
                     let owner = usize::try_from(index)
                         .ok()
                         .and_then(|i| topic.partitions.get(i))
+                        .filter(|p| p.hosted())
                         .map(|p| p.shard);
                     if let Some(owner) = owner {
                         if !parts.iter().any(|&(i, _)| i == index) {

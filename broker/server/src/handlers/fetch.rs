@@ -106,7 +106,11 @@ pub async fn handle(
                 None if by_id => (None, error_code::UNKNOWN_TOPIC_ID),
                 None => (None, error_code::UNKNOWN_TOPIC_OR_PARTITION),
                 Some((_, m)) => match m.partitions.get(p.partition.max(0) as usize) {
-                    Some(pm) if p.partition >= 0 => (Some(pm.shard), error_code::NONE),
+                    Some(pm) if p.partition >= 0 => match pm.serving_shard() {
+                        Some(owner) => (Some(owner), error_code::NONE),
+                        // Another node leads it (cluster mode).
+                        None => (None, error_code::NOT_LEADER_OR_FOLLOWER),
+                    },
                     _ => (None, error_code::UNKNOWN_TOPIC_OR_PARTITION),
                 },
             };

@@ -32,7 +32,13 @@ pub async fn handle(
             KEY_TYPE_GROUP if key.is_empty() => {
                 (error_code::INVALID_REQUEST, Some("empty group id".into()))
             }
-            KEY_TYPE_GROUP => (error_code::NONE, None),
+            KEY_TYPE_GROUP => match crate::groups::cluster_coordinator(shard) {
+                Err(code) => (
+                    code,
+                    Some("this cluster node knows no live broker yet".into()),
+                ),
+                Ok(_) => (error_code::NONE, None),
+            },
             KEY_TYPE_TRANSACTION => (
                 corelog_coordination::codes::COORDINATOR_NOT_AVAILABLE,
                 Some("transactions are not implemented".into()),
@@ -87,6 +93,9 @@ fn coordinator(
 ) {
     if code != error_code::NONE {
         return (BrokerId(-1), sb(String::new()), -1);
+    }
+    if let Ok(Some(b)) = crate::groups::cluster_coordinator(shard) {
+        return (BrokerId(b.id), sb(b.host), b.port as i32);
     }
     let (_, owner) = crate::groups::coordinator_of(shard, key);
     let e = endpoints::endpoint_of(shard.config(), owner);

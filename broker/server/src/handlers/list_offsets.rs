@@ -46,14 +46,20 @@ pub async fn handle(
                 .topics
                 .get(&name)
                 .and_then(|m| m.partitions.get(usize::try_from(p.partition_index).ok()?))
-                .map(|pm| pm.shard);
+                .map(|pm| pm.serving_shard());
             let found = match owner {
                 None => Found {
                     error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
                     timestamp: -1,
                     offset: -1,
                 },
-                Some(owner) => {
+                // Another node leads it (cluster mode).
+                Some(None) => Found {
+                    error_code: error_code::NOT_LEADER_OR_FOLLOWER,
+                    timestamp: -1,
+                    offset: -1,
+                },
+                Some(Some(owner)) => {
                     let (topic, index, ts) = (name.clone(), p.partition_index, p.timestamp);
                     shard
                         .call(owner, move |s| lookup(s, topic, index, ts, isolation))

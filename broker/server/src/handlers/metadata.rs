@@ -120,7 +120,7 @@ pub async fn handle(
             }
         })
         .collect::<Vec<_>>();
-    let brokers = endpoints::endpoints(shard.config(), shard.shard_count())
+    let brokers = endpoints::brokers(shard.config(), &md, shard.shard_count())
         .into_iter()
         .map(|e| {
             MetadataResponseBroker::default()
@@ -174,18 +174,34 @@ fn topic_entry(
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let leader = BrokerId(endpoints::node_of(config, p.shard).0);
+                    let (leader, epoch, replicas, isr) = match &p.replica {
+                        // A cluster node: what the quorum's image says.
+                        Some(r) => (
+                            BrokerId(r.leader),
+                            r.leader_epoch,
+                            r.replicas.iter().map(|&n| BrokerId(n)).collect(),
+                            r.isr.iter().map(|&n| BrokerId(n)).collect(),
+                        ),
+                        None => {
+                            let leader = BrokerId(endpoints::node_of(config, p.shard).0);
+                            (leader, crate::LEADER_EPOCH.0, vec![leader], vec![leader])
+                        }
+                    };
+                    // A partition whose replicas are all fenced has no
+                    // leader, as Kafka says it.
+                    let code = if leader.0 < 0 {
+                        error_code::LEADER_NOT_AVAILABLE
+                    } else {
+                        error_code::NONE
+                    };
                     MetadataResponsePartition::default()
+                        .with_error_code(code)
                         .with_partition_index(i as i32)
                         .with_leader_id(leader)
                         // The field exists from v7; older versions must leave its default.
-                        .with_leader_epoch(if version >= 7 {
-                            crate::LEADER_EPOCH.0
-                        } else {
-                            -1
-                        })
-                        .with_replica_nodes(vec![leader])
-                        .with_isr_nodes(vec![leader])
+                        .with_leader_epoch(if version >= 7 { epoch } else { -1 })
+                        .with_replica_nodes(replicas)
+                        .with_isr_nodes(isr)
                 })
                 .collect(),
         )

@@ -92,6 +92,11 @@ pub async fn handle(
                     (Some(t), _) if index < 0 || index as usize >= t.partitions.len() => {
                         Some(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                     }
+                    // Another node leads it (cluster mode): the client
+                    // asks Metadata again and sends it there.
+                    (Some(t), _) if t.partitions[index as usize].serving_shard().is_none() => {
+                        Some(error_code::NOT_LEADER_OR_FOLLOWER)
+                    }
                     (Some(_), None) => Some(error_code::CORRUPT_MESSAGE),
                     (Some(t), Some(records)) => {
                         let settings = md.settings(shard.config(), &name);

@@ -1,0 +1,260 @@
+"""Topics from the metadata quorum (issue 17, second increment).
+
+Three `corelog serve` processes on loopback form a cluster (the quorum of
+test_cluster_quorum.py). Topics, their partitions, their configs and
+producer ids are now quorum writes: a change made through any node is
+committed by the quorum's controller and every node follows it. Each
+partition lives on one broker (replication is issue 18), chosen by the
+controller's placement; Metadata from any node names the three brokers and
+each partition's leader, and a Kafka client that bootstraps from one node
+produces to and consumes from all three. A node that does not lead a
+partition answers NOT_LEADER_OR_FOLLOWER for it.
+"""
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                   ConfigResource, NewPartitions, NewTopic)
+
+import kproto
+from conftest import _BROKERS
+from test_cluster_quorum import Cluster, wait_for
+
+NOT_LEADER_OR_FOLLOWER = 6
+
+
+@pytest.fixture
+def cluster(request, tmp_path):
+    started = []
+    request.node.stash[_BROKERS] = started
+    c = Cluster(tmp_path, started)
+    for b in c.nodes.values():
+        b.start()
+    wait_for("a leader and three unfenced brokers",
+             lambda: c.settled([1, 2, 3], unfenced=[1, 2, 3]), 30)
+    yield c
+    for b in started:
+        b.kill9()
+
+
+def admin(node):
+    return AdminClient({"bootstrap.servers": node.bootstrap})
+
+
+def described(node, topic):
+    """(broker ids, {partition: leader}) of `topic` as `node` describes it,
+    or None while it does not know the topic."""
+    md = admin(node).list_topics(topic=topic, timeout=10)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return None
+    return sorted(md.brokers), {p.id: p.leader for p in t.partitions.values()}
+
+
+def partition_dirs(node, topic):
+    return sorted(int(p.name.rsplit("-", 1)[1]) for p in node.data_dir.iterdir()
+                  if p.is_dir() and p.name.rsplit("-", 1)[0] == topic)
+
+
+def create(node, topic, partitions, **kw):
+    a = admin(node)  # kept alive until the answer: a dropped client cancels its requests
+    futures = a.create_topics([NewTopic(topic, partitions, **kw)],
+                              operation_timeout=20, request_timeout=30)
+    futures[topic].result(timeout=30)
+
+
+def consume_all(bootstrap, topic, partitions, expected, timeout=30):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        assert m.error() is None or m.error().code() == KafkaError._PARTITION_EOF, m.error()
+        if m.error() is None:
+            got.append((m.partition(), m.key(), m.value()))
+    c.close()
+    return got
+
+
+def test_a_topic_created_through_one_node_is_served_by_all_three(cluster):
+    n = cluster.nodes
+    create(n[2], "spread", 6)
+    # Every node follows the quorum: three brokers, six partitions, two
+    # led by each broker (placement balances leaders by count).
+    for i in (1, 2, 3):
+        brokers, leaders = wait_for("node %d to describe the topic" % i,
+                                    lambda: described(n[i], "spread"), 15)
+        assert brokers == [1, 2, 3]
+        assert sorted(leaders) == list(range(6))
+        assert sorted(leaders.values()) == [1, 1, 2, 2, 3, 3], leaders
+    # Each node holds the logs of exactly the partitions it leads.
+    for i in (1, 2, 3):
+        assert partition_dirs(n[i], "spread") == sorted(p for p, l in leaders.items() if l == i)
+
+    # An idempotent producer that only knows node 1 reaches every leader
+    # (its producer id comes from a block the quorum handed out).
+    p = Producer({"bootstrap.servers": n[1].bootstrap, "enable.idempotence": True,
+                  "linger.ms": 5})
+    errors = []
+    for k in range(120):
+        p.produce("spread", key=b"k%d" % k, value=b"v%d" % k, partition=k % 6,
+                  on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(30) == 0
+    assert errors == []
+
+    got = consume_all(n[3].bootstrap, "spread", 6, 120)
+    assert sorted(got) == sorted((k % 6, b"k%d" % k, b"v%d" % k) for k in range(120))
+
+
+def produce_code(node, topic, partition):
+    """Produces one record to `partition` on `node` alone, with a raw
+    Produce v3, and returns the partition's error code."""
+    with kproto.connect(node.port) as s:
+        req = kproto.produce_v3_request(1, topic, partition, kproto.record_batch([b"raw"]))
+        _, body = kproto.roundtrip(s, req)
+        return kproto.decode_produce_v3(body)[topic][0]["error_code"]
+
+
+def test_a_node_answers_not_leader_for_a_partition_it_does_not_lead(cluster):
+    n = cluster.nodes
+    create(n[1], "elsewhere", 3)
+    for i in (1, 2, 3):
+        _, leaders = wait_for("node %d to describe the topic" % i,
+                              lambda: described(n[i], "elsewhere"), 15)
+    assert sorted(leaders.values()) == [1, 2, 3]
+    for p, leader in leaders.items():
+        for i in (1, 2, 3):
+            want = 0 if i == leader else NOT_LEADER_OR_FOLLOWER
+            assert produce_code(n[i], "elsewhere", p) == want, (p, leader, i)
+
+
+def configs_of(node, topic):
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    a = admin(node)
+    got = a.describe_configs([res])[res].result(timeout=20)
+    return {k: v.value for k, v in got.items()}
+
+
+def set_(name, value):
+    return ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+
+
+def test_configs_partitions_and_deletion_go_through_the_quorum(cluster):
+    n = cluster.nodes
+    create(n[1], "changing", 2, config={"retention.ms": "3600000"})
+    wait_for("node 3 to know the topic", lambda: described(n[3], "changing"), 15)
+    assert configs_of(n[3], "changing")["retention.ms"] == "3600000"
+
+    # A config altered through node 3 is what node 1 describes.
+    res = ConfigResource(ConfigResource.Type.TOPIC, "changing",
+                         incremental_configs=[set_("retention.ms", "7200000"),
+                                              set_("segment.bytes", "1048576")])
+    a3 = admin(n[3])
+    a3.incremental_alter_configs([res])[res].result(timeout=20)
+    wait_for("node 1 to describe the new config",
+             lambda: configs_of(n[1], "changing")["retention.ms"] == "7200000", 15)
+    assert configs_of(n[2], "changing")["segment.bytes"] == "1048576"
+    # A value the broker cannot take is refused before the quorum sees it.
+    bad = ConfigResource(ConfigResource.Type.TOPIC, "changing",
+                         incremental_configs=[set_("cleanup.policy", "compact")])
+    a2 = admin(n[2])
+    with pytest.raises(Exception, match="INVALID_CONFIG|compaction"):
+        a2.incremental_alter_configs([bad])[bad].result(timeout=20)
+
+    # Partitions added through node 1 are placed over the brokers and
+    # described by every node.
+    a1 = admin(n[1])
+    a1.create_partitions([NewPartitions("changing", 6)])["changing"].result(timeout=20)
+    for i in (1, 2, 3):
+        wait_for("node %d to describe six partitions" % i,
+                 lambda: (described(n[i], "changing") or (None, {}))[1].keys() == set(range(6)),
+                 15)
+    _, leaders = described(n[2], "changing")
+    assert set(leaders.values()) == {1, 2, 3}
+
+    # Deleted through node 2: gone from every node's Metadata and disk.
+    a2 = admin(n[2])
+    a2.delete_topics(["changing"], operation_timeout=20)["changing"].result(timeout=30)
+    for i in (1, 2, 3):
+        wait_for("node %d to forget the topic" % i,
+                 lambda: described(n[i], "changing") is None and not partition_dirs(n[i], "changing"),
+                 15)
+    # Created again under the same name: a new, empty topic.
+    create(n[3], "changing", 1)
+    wait_for("node 1 to know the new topic", lambda: described(n[1], "changing"), 15)
+    assert configs_of(n[1], "changing")["retention.ms"] != "7200000"
+
+
+def test_more_than_one_replica_is_refused_until_replication_exists(cluster):
+    a = admin(cluster.nodes[1])
+    futures = a.create_topics([NewTopic("replicated", 1, 3)], request_timeout=20)
+    with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR|replication"):
+        futures["replicated"].result(timeout=30)
+    assert described(cluster.nodes[2], "replicated") is None
+
+
+def test_a_group_consumer_and_a_killed_node_coming_back(cluster):
+    n = cluster.nodes
+    create(n[2], "grouped", 3)
+    for i in (1, 2, 3):
+        _, leaders = wait_for("node %d to describe the topic" % i,
+                              lambda: described(n[i], "grouped"), 15)
+    p = Producer({"bootstrap.servers": n[2].bootstrap})
+    for k in range(30):
+        p.produce("grouped", value=b"g%d" % k, partition=k % 3)
+    assert p.flush(30) == 0
+
+    # A group consumer that knows node 3 only: every node names the same
+    # coordinator, so the group forms, consumes everything and commits.
+    c = Consumer({"bootstrap.servers": n[3].bootstrap, "group.id": "g1",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["grouped"])
+    got = []
+    deadline = time.monotonic() + 40
+    while len(got) < 30 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    assert sorted(got) == sorted(b"g%d" % k for k in range(30))
+    c.commit(asynchronous=False)
+    committed = c.committed([TopicPartition("grouped", i) for i in range(3)], timeout=20)
+    assert sorted(tp.offset for tp in committed) == [10, 10, 10]
+    c.close()
+
+    # kill -9 of the broker that leads partition 0; its partitions have no
+    # leader while it is gone (one replica each), and when it comes back
+    # it leads them again with their records.
+    victim = leaders[0]
+    n[victim].kill9()
+    other = next(i for i in (1, 2, 3) if i != victim)
+    wait_for("partition 0 without a leader",
+             lambda: admin(n[other]).list_topics(topic="grouped", timeout=10)
+             .topics["grouped"].partitions[0].leader == -1, 30)
+    n[victim].start()
+    wait_for("partition 0 led by its broker again",
+             lambda: (described(n[other], "grouped") or (None, {}))[1].get(0) == victim, 30)
+    got = consume_all(n[other].bootstrap, "grouped", 3, 30)
+    assert sorted(v for _, _, v in got) == sorted(b"g%d" % k for k in range(30))
+
+
+def test_a_single_node_data_directory_does_not_start_as_a_cluster_node(tmp_path, request):
+    from conftest import Broker, free_port
+    started = []
+    request.node.stash[_BROKERS] = started
+    b = Broker(tmp_path / "single")
+    started.append(b)
+    b.start()
+    create(b, "kept", 1)
+    b.terminate()
+    port = free_port()
+    b.extra_args = ["--node-id", "1", "--cluster-listen", "127.0.0.1:%d" % port,
+                    "--controller-quorum-voters", "1@127.0.0.1:%d" % port]
+    with pytest.raises(Exception):
+        b.start(timeout=15)
+    assert "single-node broker" in b.stderr_path.read_text()
+    assert partition_dirs(b, "kept") == [0]

@@ -684,7 +684,10 @@ mod tests {
         assert!(md.offsets_placement.iter().all(|s| s.0 == 0));
     }
 
-    fn view(index: u64, topics: &[(&str, &str, &[(i32, &[i32])])]) -> ClusterView {
+    /// A test topic: name, id, and per partition its leader and replicas.
+    type TestTopic<'a> = (&'a str, &'a str, &'a [(i32, &'a [i32])]);
+
+    fn view(index: u64, topics: &[TestTopic<'_>]) -> ClusterView {
         ClusterView {
             applied_index: index,
             brokers: vec![BrokerMeta {

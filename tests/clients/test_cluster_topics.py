@@ -210,7 +210,8 @@ def test_a_group_consumer_and_a_killed_node_coming_back(cluster):
     assert p.flush(30) == 0
 
     # A group consumer that knows node 3 only: every node names the same
-    # coordinator, so the group forms, consumes everything and commits.
+    # coordinator (the leader of the group's offsets partition), so the
+    # group forms, consumes everything and commits.
     c = Consumer({"bootstrap.servers": n[3].bootstrap, "group.id": "g1",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe(["grouped"])
@@ -258,3 +259,41 @@ def test_a_single_node_data_directory_does_not_start_as_a_cluster_node(tmp_path,
         b.start(timeout=15)
     assert "single-node broker" in b.stderr_path.read_text()
     assert partition_dirs(b, "kept") == [0]
+
+
+def coordinator_of(node, group):
+    a = admin(node)
+    d = a.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=30)
+    return d.coordinator.id
+
+
+def test_groups_are_coordinated_by_the_leaders_of_their_offsets_partitions(cluster):
+    n = cluster.nodes
+    groups = ["grp-%d" % i for i in range(12)]
+    # The first FindCoordinator has the offsets topic created through the
+    # quorum; every node then names the same coordinator for each group.
+    seen = {}
+    for g in groups:
+        answers = {wait_for("node %d to name a coordinator" % i,
+                            lambda: coordinator_of(n[i], g), 30) for i in (1, 2, 3)}
+        assert len(answers) == 1, (g, answers)
+        seen[g] = answers.pop()
+    # Fifty offsets partitions over three brokers: the groups spread.
+    assert len(set(seen.values())) > 1, seen
+
+    # Two groups with different coordinators each commit and read back.
+    create(n[1], "offsets", 1)
+    wait_for("node 2 to know the topic", lambda: described(n[2], "offsets"), 15)
+    p = Producer({"bootstrap.servers": n[1].bootstrap})
+    for k in range(5):
+        p.produce("offsets", value=b"o%d" % k, partition=0)
+    assert p.flush(30) == 0
+    a = next(g for g in groups if seen[g] == 1)
+    b = next(g for g in groups if seen[g] != 1)
+    for g, offset in ((a, 2), (b, 4)):
+        c = Consumer({"bootstrap.servers": n[2].bootstrap, "group.id": g,
+                      "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition("offsets", 0, offset)], asynchronous=False)
+        got = c.committed([TopicPartition("offsets", 0)], timeout=20)
+        assert got[0].offset == offset, (g, got)
+        c.close()

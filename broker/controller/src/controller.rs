@@ -117,7 +117,19 @@ pub enum Request {
         broker: NodeId,
         epoch: i64,
     },
+    /// Creates the internal offsets topic ([`OFFSETS_TOPIC`]) with
+    /// `partitions` partitions of one replica each, placed like any
+    /// topic's, unless it exists. Answered with `TopicCreated` either way
+    /// (the existing topic's id and replicas), so brokers may ask at once.
+    EnsureOffsetsTopic {
+        partitions: i32,
+    },
 }
+
+/// Kafka's internal offsets topic: users cannot create it; brokers ask
+/// for it with [`Request::EnsureOffsetsTopic`] when a group first needs a
+/// coordinator.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -667,11 +679,73 @@ impl Controller {
                     out,
                 );
             }
+            Request::EnsureOffsetsTopic { partitions } => {
+                let name = OFFSETS_TOPIC.to_string();
+                if let Some(t) = self.image.topic(&name) {
+                    let assignment = t.partitions.iter().map(|p| p.replicas.clone()).collect();
+                    out.push(Output::Reply {
+                        reply,
+                        result: Ok(Response::TopicCreated {
+                            id: t.id,
+                            assignment,
+                        }),
+                    });
+                    return Ok(());
+                }
+                if self.creating.contains(&name) {
+                    // Another broker's request is committing it; this one
+                    // asks again and then finds it.
+                    return Err(ApiError::new(
+                        codes::REQUEST_TIMED_OUT,
+                        "the offsets topic is being created",
+                    ));
+                }
+                if partitions < 1 || partitions > self.config.partitions_max {
+                    return Err(ApiError::new(
+                        codes::INVALID_PARTITIONS,
+                        format!("{partitions} offsets partitions is out of range"),
+                    ));
+                }
+                let placed = self.image.place(partitions as usize, 1)?;
+                let id = self.new_topic_id();
+                let mut batch = vec![Record::Topic {
+                    name: name.clone(),
+                    id,
+                }];
+                for (i, replicas) in placed.iter().enumerate() {
+                    batch.push(Record::Partition(self.image.new_partition(
+                        id,
+                        i as i32,
+                        replicas.clone(),
+                    )));
+                }
+                self.creating.insert(name.clone());
+                self.propose(
+                    &batch,
+                    Pending::CreateTopic {
+                        reply,
+                        name,
+                        id,
+                        assignment: placed,
+                    },
+                    out,
+                );
+            }
             Request::CreatePartitions {
                 name,
                 count,
                 assignment,
             } => {
+                if name == OFFSETS_TOPIC {
+                    // Its partition count decides which partition, and so
+                    // which broker, coordinates each group.
+                    return Err(ApiError::new(
+                        codes::INVALID_TOPIC_EXCEPTION,
+                        format!(
+                            "{name} is the internal offsets topic; its partition count is fixed"
+                        ),
+                    ));
+                }
                 let Some(t) = self.image.topic(&name) else {
                     return Err(ApiError::new(
                         codes::UNKNOWN_TOPIC_OR_PARTITION,
@@ -724,6 +798,12 @@ impl Controller {
                 );
             }
             Request::DeleteTopic { name } => {
+                if name == OFFSETS_TOPIC {
+                    return Err(ApiError::new(
+                        codes::INVALID_TOPIC_EXCEPTION,
+                        format!("{name} is the internal offsets topic; it cannot be deleted"),
+                    ));
+                }
                 let Some(t) = self.image.topic(&name) else {
                     return Err(ApiError::new(
                         codes::UNKNOWN_TOPIC_OR_PARTITION,

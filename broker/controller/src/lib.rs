@@ -56,7 +56,7 @@ pub use codec::DecodeError;
 pub use codes::ApiError;
 pub use controller::{
     validate_topic_name, CommittedEntry, Controller, ControllerConfig, Input, Output, ReplyId,
-    Request, Response, TOPIC_CONFIGS,
+    Request, Response, OFFSETS_TOPIC, TOPIC_CONFIGS,
 };
 pub use image::{
     Applied, BrokerInfo, MetadataImage, PartitionInfo, ProducerIdBlock, TopicInfo, NO_LEADER,

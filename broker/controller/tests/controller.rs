@@ -498,3 +498,44 @@ fn an_undecodable_entry_is_skipped_and_reported() {
     assert!(matches!(&out[..], [Output::Corrupt { index: 1, .. }]));
     assert_eq!(ctrl.image().applied_index(), 1);
 }
+
+#[test]
+fn the_offsets_topic_is_created_once_for_brokers_and_never_by_users() {
+    let mut h = Harness::leader();
+    for b in 1..=3 {
+        h.broker(b, None);
+    }
+    // Users can neither create nor delete it.
+    assert_eq!(
+        code(h.create(OFFSETS_TOPIC, 3, 1)),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    let Ok(Response::TopicCreated { id, assignment }) =
+        h.ask(Request::EnsureOffsetsTopic { partitions: 6 })
+    else {
+        panic!("not created")
+    };
+    // Placed like any topic: one replica each, spread over the brokers.
+    assert_eq!(assignment.len(), 6);
+    let mut leaders: Vec<i32> = assignment.iter().map(|r| r[0].0).collect();
+    leaders.sort();
+    assert_eq!(leaders, [1, 1, 2, 2, 3, 3]);
+    // Asked again (another broker, a restart): the same topic, nothing new.
+    let before = h.index;
+    assert_eq!(
+        h.ask(Request::EnsureOffsetsTopic { partitions: 6 }),
+        Ok(Response::TopicCreated { id, assignment })
+    );
+    assert_eq!(h.index, before, "nothing proposed");
+    assert_eq!(
+        code(h.ask(Request::DeleteTopic {
+            name: OFFSETS_TOPIC.into()
+        })),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    assert_eq!(
+        code(h.ask(Request::EnsureOffsetsTopic { partitions: 0 })),
+        codes::NONE,
+        "it exists: the count asked no longer matters"
+    );
+}

@@ -155,6 +155,12 @@ pub struct ClusterMetadata {
     /// then placed at the next start.
     #[serde(default)]
     pub offsets_placement: Vec<ShardId>,
+    /// Cluster mode only: the leader of each partition of the internal
+    /// offsets topic in the quorum's image (-1 for none); empty until the
+    /// topic is created. The leader of a group's offsets partition
+    /// coordinates the group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets_leaders: Vec<i32>,
     /// Cluster mode only: the live brokers of the quorum's image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<BrokerMeta>,
@@ -204,6 +210,7 @@ impl ClusterMetadata {
                     offsets_topic_partitions: 0,
                     offsets_placement: Vec::new(),
                     brokers: Vec::new(),
+                    offsets_leaders: Vec::new(),
                     quorum_applied_index: 0,
                 };
                 md.persist(data_dir)?;
@@ -339,11 +346,20 @@ impl ClusterMetadata {
             }
             return (true, true);
         }
-        self.topics.retain(|name, _| view.topics.contains_key(name));
+        self.topics
+            .retain(|name, _| name != OFFSETS_TOPIC && view.topics.contains_key(name));
         self.brokers = view.brokers.clone();
+        // The offsets log's partitions are this node's own (the groups
+        // module opens them all, `offsets_placement`); from the image it
+        // takes only who leads each, that is, who coordinates its groups.
+        self.offsets_leaders = view
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partitions.iter().map(|p| p.0).collect())
+            .unwrap_or_default();
         self.quorum_applied_index = view.applied_index;
         let mut placer = self.placer(shards);
-        for (name, v) in &view.topics {
+        for (name, v) in view.topics.iter().filter(|(n, _)| *n != OFFSETS_TOPIC) {
             let topic = self
                 .topics
                 .entry(name.clone())

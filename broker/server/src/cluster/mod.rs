@@ -536,6 +536,9 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
                 epoch,
             }
         }
+        ControlRequest::EnsureOffsetsTopic { partitions } => {
+            ctl::Request::EnsureOffsetsTopic { partitions }
+        }
     }
 }
 
@@ -1020,5 +1023,31 @@ pub fn own_broker(shard: &Shard) -> Result<(i32, i64), ServerError> {
             code: corelog_coordination::codes::COORDINATOR_NOT_AVAILABLE,
             message: "this broker is not registered with the metadata quorum yet".into(),
         }),
+    }
+}
+
+/// Makes sure the internal offsets topic exists in the quorum (created
+/// with this node's `offsets_topic_partitions`, placed over the live
+/// brokers) and that this node's table knows its leaders; a group's
+/// coordinator is the leader of its offsets partition. The first
+/// FindCoordinator of a cluster asks, as in Kafka. Returns whether the
+/// leaders are known. Must run on shard 0 of a cluster node.
+pub async fn ensure_offsets_topic(shard: &Shard) -> bool {
+    if !shard.metadata().offsets_leaders.is_empty() {
+        return true;
+    }
+    let partitions = i32::try_from(shard.metadata().offsets_topic_partitions).unwrap_or(i32::MAX);
+    match ask(shard, ControlRequest::EnsureOffsetsTopic { partitions }).await {
+        Ok(ControlResponse::TopicCreated { .. }) => {
+            wait_published(shard, |md| !md.offsets_leaders.is_empty()).await
+        }
+        Ok(other) => {
+            tracing::warn!(answer = ?other, "the controller answered EnsureOffsetsTopic with another kind");
+            false
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "the offsets topic is not there yet");
+            false
+        }
     }
 }

@@ -141,6 +141,10 @@ pub enum ControlRequest {
         broker: i32,
         epoch: i64,
     },
+    /// Create the internal offsets topic unless it exists.
+    EnsureOffsetsTopic {
+        partitions: i32,
+    },
 }
 
 impl ControlRequest {

@@ -43,20 +43,36 @@ pub fn coordinator_of(shard: &Shard, group_id: &str) -> (u32, ShardId) {
     (index, md.offsets_owner(index))
 }
 
-/// Cluster mode: the broker that coordinates every group, for as long as
-/// the offsets log's partitions are this node's own and not placed by the
-/// metadata quorum (issue 17, a later increment): the live broker with the
-/// lowest id, which every node that took the same image names alike.
-/// `Err` with COORDINATOR_NOT_AVAILABLE while this node knows no live
-/// broker; `Ok(None)` on a single node.
-pub fn cluster_coordinator(shard: &Shard) -> Result<Option<crate::metadata::BrokerMeta>, i16> {
+/// Cluster mode: the broker that coordinates `group_id`, the leader of
+/// its offsets partition in the quorum's image, which every node that took
+/// the same image names alike. `Err` with COORDINATOR_NOT_AVAILABLE while
+/// the offsets topic is not created yet, its partition has no leader, or
+/// the image's partition count is not this node's (groups would hash to
+/// other partitions); `Ok(None)` on a single node.
+pub fn cluster_coordinator(
+    shard: &Shard,
+    group_id: &str,
+) -> Result<Option<crate::metadata::BrokerMeta>, i16> {
     if shard.config().node_id.is_none() {
         return Ok(None);
     }
     let md = shard.metadata();
+    let count = md.offsets_leaders.len();
+    if count == 0 || count != md.offsets_topic_partitions as usize {
+        if count != 0 {
+            tracing::warn!(
+                quorum = count,
+                local = md.offsets_topic_partitions,
+                "the offsets topic's partition count in the quorum is not this node's groups.offsets_topic_partitions; this node coordinates no group"
+            );
+        }
+        return Err(codes::COORDINATOR_NOT_AVAILABLE);
+    }
+    let index = offsets_partition_for(group_id, count as u32) as usize;
+    let leader = md.offsets_leaders[index];
     md.brokers
         .iter()
-        .min_by_key(|b| b.id)
+        .find(|b| b.id == leader)
         .cloned()
         .map(Some)
         .ok_or(codes::COORDINATOR_NOT_AVAILABLE)
@@ -66,7 +82,7 @@ pub fn cluster_coordinator(shard: &Shard) -> Result<Option<crate::metadata::Brok
 /// On a cluster node that does not coordinate groups the answer is
 /// NOT_COORDINATOR, and the client asks FindCoordinator again.
 pub async fn call_group(shard: &Rc<Shard>, group_id: &str, request: Request) -> GroupReply {
-    if let Some(b) = cluster_coordinator(shard)? {
+    if let Some(b) = cluster_coordinator(shard, group_id)? {
         if Some(b.id) != shard.config().node_id {
             return Err(codes::NOT_COORDINATOR);
         }

@@ -26,16 +26,30 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> Result<Handled<FindCoordinatorResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
+    // A cluster's first FindCoordinator for a group has the offsets topic
+    // created through the quorum (as Kafka does), and is answered once its
+    // leaders are known, or with COORDINATOR_NOT_AVAILABLE, which clients
+    // retry.
+    if shard.config().node_id.is_some()
+        && request.key_type == KEY_TYPE_GROUP
+        && shard.metadata().offsets_leaders.is_empty()
+    {
+        let _ = shard
+            .call(crate::ShardId(0), |s| async move {
+                crate::cluster::ensure_offsets_topic(&s).await
+            })
+            .await;
+    }
     // The coordinator of a group, or `None` with the error it gets.
     let answer = |key: &str| -> (i16, Option<String>) {
         match request.key_type {
             KEY_TYPE_GROUP if key.is_empty() => {
                 (error_code::INVALID_REQUEST, Some("empty group id".into()))
             }
-            KEY_TYPE_GROUP => match crate::groups::cluster_coordinator(shard) {
+            KEY_TYPE_GROUP => match crate::groups::cluster_coordinator(shard, key) {
                 Err(code) => (
                     code,
-                    Some("this cluster node knows no live broker yet".into()),
+                    Some("the group's offsets partition has no leader yet".into()),
                 ),
                 Ok(_) => (error_code::NONE, None),
             },
@@ -94,7 +108,7 @@ fn coordinator(
     if code != error_code::NONE {
         return (BrokerId(-1), sb(String::new()), -1);
     }
-    if let Ok(Some(b)) = crate::groups::cluster_coordinator(shard) {
+    if let Ok(Some(b)) = crate::groups::cluster_coordinator(shard, key) {
         return (BrokerId(b.id), sb(b.host), b.port as i32);
     }
     let (_, owner) = crate::groups::coordinator_of(shard, key);

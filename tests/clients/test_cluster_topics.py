@@ -92,6 +92,9 @@ def test_a_topic_created_through_one_node_is_served_by_all_three(cluster):
         assert brokers == [1, 2, 3]
         assert sorted(leaders) == list(range(6))
         assert sorted(leaders.values()) == [1, 1, 2, 2, 3, 3], leaders
+    # One cluster: every node reports the same cluster id.
+    ids = {admin(n[i]).list_topics(timeout=10).cluster_id for i in (1, 2, 3)}
+    assert len(ids) == 1 and None not in ids, ids
     # Each node holds the logs of exactly the partitions it leads.
     for i in (1, 2, 3):
         assert partition_dirs(n[i], "spread") == sorted(p for p, l in leaders.items() if l == i)

@@ -646,6 +646,30 @@ pub struct ClusterSettings {
     pub session_timeout_ms: u64,
 }
 
+impl ClusterSettings {
+    /// The cluster id every node of this quorum reports when `cluster_id`
+    /// is not set: a function of the voters (ids and addresses), which
+    /// every node is given alike, so clients see one cluster. 22
+    /// characters, like Kafka's.
+    pub fn derived_cluster_id(&self) -> String {
+        // FNV-1a, twice with different offsets: stable across builds and
+        // platforms, unlike std's hasher.
+        let fnv = |seed: u64| {
+            let mut h = seed;
+            for v in &self.voters {
+                for b in format!("{}@{};", v.id, v.address()).bytes() {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x100_0000_01b3);
+                }
+            }
+            h
+        };
+        let bytes = [fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142)];
+        let id = uuid::Uuid::from_u64_pair(bytes[0], bytes[1]);
+        id.simple().to_string()[..22].to_string()
+    }
+}
+
 /// The most voters a quorum may have (the quorum codec's bound).
 pub const VOTERS_MAX: usize = 64;
 
@@ -975,6 +999,24 @@ mod tests {
         assert_eq!(ok.session_timeout_ms, 9_000);
         let err = cluster_config("node_id = 1").unwrap_err();
         assert!(err.contains("set all three"), "{err}");
+    }
+
+    #[test]
+    fn every_node_of_a_quorum_derives_the_same_cluster_id() {
+        let node = |id: i32, port: u16, voters: &str| {
+            cluster_config(&format!(
+                "node_id = {id}\ncluster_listen = \"127.0.0.1:{port}\"\ncontroller_quorum_voters = \"{voters}\"\nlisten = \"127.0.0.1:9092\"\n"
+            ))
+            .unwrap()
+            .unwrap()
+            .derived_cluster_id()
+        };
+        let v = "1@127.0.0.1:9093,2@127.0.0.1:9193";
+        let id = node(1, 9093, v);
+        assert_eq!(id.len(), 22);
+        assert_eq!(node(2, 9193, v), id);
+        // Another quorum, another id.
+        assert_ne!(node(1, 9093, "1@127.0.0.1:9093,2@127.0.0.1:9194"), id);
     }
 
     #[test]

@@ -84,9 +84,27 @@ fn serve(
         config.cores
     };
     crate::endpoints::check_ports(&config, shard_count)?;
-    let mut metadata =
-        ClusterMetadata::load_or_create(&config.data_dir, config.cluster_id.as_deref())
-            .map_err(|e| format!("cluster metadata: {e}"))?;
+    // A cluster node reports the cluster's id: `cluster_id` when set,
+    // else one derived from the voters, the same on every node.
+    let cluster_id = match config.cluster()? {
+        Some(settings) => Some(
+            config
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| settings.derived_cluster_id()),
+        ),
+        None => config.cluster_id.clone(),
+    };
+    let mut metadata = ClusterMetadata::load_or_create(&config.data_dir, cluster_id.as_deref())
+        .map_err(|e| format!("cluster metadata: {e}"))?;
+    let mut changed = false;
+    if config.node_id.is_some() {
+        if let Some(id) = cluster_id.filter(|id| *id != metadata.cluster_id) {
+            tracing::info!(cluster_id = %id, was = %metadata.cluster_id, "cluster id set from the cluster settings");
+            metadata.cluster_id = id;
+            changed = true;
+        }
+    }
     // A single-node data directory holds topics the quorum has never
     // heard of; the first table made from the quorum's image would delete
     // them. Refused, with the reason, instead.
@@ -98,7 +116,6 @@ fn serve(
             metadata.topics.len()
         ));
     }
-    let mut changed = false;
     if metadata.rebalance_missing_shards(shard_count) {
         tracing::info!(shard_count, "partitions of missing shards moved");
         changed = true;

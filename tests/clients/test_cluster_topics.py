@@ -10,6 +10,7 @@ each partition's leader, and a Kafka client that bootstraps from one node
 produces to and consumes from all three. A node that does not lead a
 partition answers NOT_LEADER_OR_FOLLOWER for it.
 """
+import struct
 import time
 
 import pytest
@@ -385,3 +386,97 @@ def test_topic_writes_resume_after_the_quorum_leader_is_killed(cluster):
     for name in ("after-return", "no-majority"):
         wait_for("the returned node to know %s" % name,
                  lambda: described(cluster.nodes[rest[1]], name), 15)
+
+
+def _uvarint_read(r):
+    shift = value = 0
+    while True:
+        b = r.i8() & 0xFF
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value
+        shift += 7
+
+
+def _compact_str(r):
+    n = _uvarint_read(r) - 1
+    return None if n < 0 else r._take(n).decode()
+
+
+def _tags(r, decoders):
+    """Reads a tagged-field section; `decoders` maps a tag to a function of
+    a Reader over that field's bytes. Returns {tag: decoded}."""
+    out = {}
+    for _ in range(_uvarint_read(r)):
+        tag, size = _uvarint_read(r), _uvarint_read(r)
+        field = kproto.Reader(r._take(size))
+        if tag in decoders:
+            out[tag] = decoders[tag](field)
+    return out
+
+
+def produce_v10(node, topic, partition):
+    """A raw Produce v10 (flexible, KIP-951 fields) of one record ->
+    (error code, current leader (id, epoch) or None, {node id: (host, port)})."""
+    body = (kproto.uvarint(0) + kproto.i16(1) + kproto.i32(5000)
+            + kproto.uvarint(2) + kproto.compact_string(topic)
+            + kproto.uvarint(2) + kproto.i32(partition)
+            + kproto.uvarint(len(kproto.record_batch([b"v10"])) + 1) + kproto.record_batch([b"v10"])
+            + b"\x00" + b"\x00" + b"\x00")
+    req = kproto.frame(kproto.request_header_v2(kproto.API_PRODUCE, 10, 5) + body)
+    with kproto.connect(node.port) as s:
+        s.sendall(req)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        r = kproto.Reader(_recv(s, size))
+    r.i32()  # correlation id
+    _tags(r, {})  # response header v1
+    leader = None
+    code = None
+    for _ in range(_uvarint_read(r) - 1):
+        _compact_str(r)
+        for _ in range(_uvarint_read(r) - 1):
+            r.i32()
+            code = r.i16()
+            r.i64(), r.i64(), r.i64()
+            for _ in range(_uvarint_read(r) - 1):
+                r.i32(), _compact_str(r), _tags(r, {})
+            _compact_str(r)
+            leader = _tags(r, {0: lambda f: (f.i32(), f.i32())}).get(0)
+        _tags(r, {})
+    r.i32()  # throttle time
+
+    def endpoints(f):
+        eps = {}
+        for _ in range(_uvarint_read(f) - 1):
+            node_id, host, port = f.i32(), _compact_str(f), f.i32()
+            _compact_str(f), _tags(f, {})
+            eps[node_id] = (host, port)
+        return eps
+
+    return code, leader, _tags(r, {0: endpoints}).get(0, {})
+
+
+def _recv(s, n):
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "connection closed"
+        out += chunk
+    return out
+
+
+def test_not_leader_answers_name_the_leader_from_produce_v10(cluster):
+    n = cluster.nodes
+    create(n[1], "hinted", 3)
+    for i in (1, 2, 3):
+        _, leaders = wait_for("node %d to describe the topic" % i,
+                              lambda: described(n[i], "hinted"), 15)
+    for p, leader in leaders.items():
+        other = next(i for i in (1, 2, 3) if i != leader)
+        code, hint, eps = produce_v10(n[other], "hinted", p)
+        # KIP-951: the refusal names the leader, its epoch and where it is.
+        assert code == NOT_LEADER_OR_FOLLOWER
+        assert hint is not None and hint[0] == leader, hint
+        host, port = n[leader].bootstrap.split(":")
+        assert eps == {leader: (host, int(port))}
+        assert produce_v10(n[leader], "hinted", p) == (0, None, {})

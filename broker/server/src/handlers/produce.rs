@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use corelog_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use corelog_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use corelog_storage::batch::Compression;
 use corelog_storage::{RecordLimits, StorageError, ValidBatch};
@@ -152,15 +152,37 @@ pub async fn handle(
         }
     }
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
+    // KIP-951 (v10 and later): a partition answered NOT_LEADER_OR_FOLLOWER
+    // carries its leader and leader epoch, and the response the leaders'
+    // endpoints, so the client goes there without asking Metadata first.
+    let mut hinted: Vec<i32> = Vec::new();
     for (name, index, outcome, message) in slots {
         let outcome = outcome.unwrap_or(Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER));
-        let part = PartitionProduceResponse::default()
+        let mut part = PartitionProduceResponse::default()
             .with_index(index)
             .with_error_code(outcome.error_code)
             .with_base_offset(outcome.base_offset)
             .with_log_append_time_ms(-1)
             .with_log_start_offset(outcome.log_start_offset)
             .with_error_message(message.map(StrBytes::from_string));
+        if header.api_version >= 10 && outcome.error_code == error_code::NOT_LEADER_OR_FOLLOWER {
+            let leader = md
+                .topics
+                .get(&name)
+                .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+                .and_then(|p| p.replica.as_ref())
+                .filter(|r| r.leader >= 0);
+            if let Some(r) = leader {
+                part = part.with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(r.leader))
+                        .with_leader_epoch(r.leader_epoch),
+                );
+                if !hinted.contains(&r.leader) {
+                    hinted.push(r.leader);
+                }
+            }
+        }
         match responses.last_mut() {
             Some(t) if t.name.0.as_str() == name => t.partition_responses.push(part),
             _ => responses.push(
@@ -173,7 +195,21 @@ pub async fn handle(
     if acks == 0 {
         return Ok(Handled::Reply(Reply::None));
     }
-    Ok(ProduceResponse::default().with_responses(responses).into())
+    let node_endpoints = hinted
+        .iter()
+        .filter_map(|id| md.brokers.iter().find(|b| b.id == *id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    Ok(ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints)
+        .into())
 }
 
 /// One partition's batch, sent to the shard that owns the partition.

@@ -480,3 +480,49 @@ def test_not_leader_answers_name_the_leader_from_produce_v10(cluster):
         host, port = n[leader].bootstrap.split(":")
         assert eps == {leader: (host, int(port))}
         assert produce_v10(n[leader], "hinted", p) == (0, None, {})
+
+
+def fetch_v12(node, topic, partition):
+    """A raw Fetch v12 (flexible, with KIP-951's CurrentLeader) of one
+    partition -> (error code, current leader (id, epoch) or None)."""
+    part = (kproto.i32(partition) + kproto.i32(-1) + kproto.i64(0) + kproto.i32(-1)
+            + kproto.i64(-1) + kproto.i32(1 << 20) + b"\x00")
+    body = (kproto.i32(-1) + kproto.i32(0) + kproto.i32(0) + kproto.i32(1 << 20) + kproto.i8(0)
+            + kproto.i32(0) + kproto.i32(-1)
+            + kproto.uvarint(2) + kproto.compact_string(topic) + kproto.uvarint(2) + part + b"\x00"
+            + kproto.uvarint(1) + kproto.compact_string("") + b"\x00")
+    req = kproto.frame(kproto.request_header_v2(kproto.API_FETCH, 12, 9) + body)
+    with kproto.connect(node.port) as s:
+        s.sendall(req)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        r = kproto.Reader(_recv(s, size))
+    r.i32()
+    _tags(r, {})
+    r.i32(), r.i16(), r.i32()
+    code = leader = None
+    for _ in range(_uvarint_read(r) - 1):
+        _compact_str(r)
+        for _ in range(_uvarint_read(r) - 1):
+            r.i32()
+            code = r.i16()
+            r.i64(), r.i64(), r.i64()
+            assert _uvarint_read(r) == 0, "aborted transactions: null"
+            r.i32()
+            r._take(_uvarint_read(r) - 1)
+            leader = _tags(r, {1: lambda f: (f.i32(), f.i32())}).get(1)
+        _tags(r, {})
+    return code, leader
+
+
+def test_not_leader_answers_name_the_leader_from_fetch_v12(cluster):
+    n = cluster.nodes
+    create(n[2], "fetch-hinted", 3)
+    for i in (1, 2, 3):
+        _, leaders = wait_for("node %d to describe the topic" % i,
+                              lambda: described(n[i], "fetch-hinted"), 15)
+    for p, leader in leaders.items():
+        other = next(i for i in (1, 2, 3) if i != leader)
+        code, hint = fetch_v12(n[other], "fetch-hinted", p)
+        assert code == NOT_LEADER_OR_FOLLOWER
+        assert hint is not None and hint[0] == leader, hint
+        assert fetch_v12(n[leader], "fetch-hinted", p) == (0, None)

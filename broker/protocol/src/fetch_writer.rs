@@ -52,6 +52,12 @@ const SESSION_VERSION_MIN: i16 = 7;
 const LOG_START_OFFSET_VERSION_MIN: i16 = 5;
 /// First version with preferred_read_replica.
 const PREFERRED_READ_REPLICA_VERSION_MIN: i16 = 11;
+/// The first version with the top-level `NodeEndpoints` tagged field.
+const NODE_ENDPOINTS_VERSION_MIN: i16 = 16;
+/// Tag of a partition's `CurrentLeader` and of the response's
+/// `NodeEndpoints` (Kafka's FetchResponse.json).
+const CURRENT_LEADER_TAG: u32 = 1;
+const NODE_ENDPOINTS_TAG: u32 = 0;
 
 /// Initial capacity of the metadata buffer; it grows as needed. Header plus
 /// one partition is about 70 bytes, so this covers small responses without a
@@ -89,6 +95,19 @@ pub struct FetchPartitionHeader<'a> {
     /// The preferred read replica, or -1. Must be -1 before v11, which cannot
     /// carry it.
     pub preferred_read_replica: i32,
+    /// KIP-951: the partition's leader id and leader epoch, for a partition
+    /// answered NOT_LEADER_OR_FOLLOWER. Written from v12 (the tagged field
+    /// `CurrentLeader`, tag 1); dropped before, as the field is tagged.
+    pub current_leader: Option<(i32, i32)>,
+}
+
+/// A broker named in a Fetch response's `NodeEndpoints` (KIP-951, v16+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchNodeEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 /// A complete Fetch response frame as segments for a vectored write.
@@ -156,6 +175,8 @@ pub struct FetchResponseWriter {
     partitions_left: usize,
     /// Whether a topic has been begun and not yet closed.
     topic_open: bool,
+    /// The `NodeEndpoints` tagged field's value, encoded, if any (v16+).
+    node_endpoints: Option<BytesMut>,
 }
 
 impl FetchResponseWriter {
@@ -191,6 +212,7 @@ impl FetchResponseWriter {
             topics_left: topic_count,
             partitions_left: 0,
             topic_open: false,
+            node_endpoints: None,
         };
         let m = &mut writer.metadata;
         m.put_i32(0); // Size prefix, patched in `finish`.
@@ -287,7 +309,46 @@ impl FetchResponseWriter {
             self.flushed_len_bytes += chunk.len();
             self.segments.push(chunk.clone());
         }
-        self.put_empty_tags();
+        match partition.current_leader.filter(|_| self.flexible) {
+            Some((leader_id, leader_epoch)) => {
+                // One tagged field: tag, size, then LeaderIdAndEpoch with
+                // its own (empty) tagged-field section.
+                self.put_uvarint(1);
+                self.put_uvarint(CURRENT_LEADER_TAG);
+                self.put_uvarint(4 + 4 + 1);
+                self.metadata.put_i32(leader_id);
+                self.metadata.put_i32(leader_epoch);
+                self.metadata.put_u8(0);
+            }
+            None => self.put_empty_tags(),
+        }
+        Ok(())
+    }
+
+    /// Names brokers in the response's `NodeEndpoints` (KIP-951: where the
+    /// leaders named in `current_leader` are). Dropped before v16, which has
+    /// no such field. Call before [`FetchResponseWriter::finish`].
+    pub fn set_node_endpoints(
+        &mut self,
+        endpoints: &[FetchNodeEndpoint],
+    ) -> Result<(), ProtocolError> {
+        if self.version < NODE_ENDPOINTS_VERSION_MIN || endpoints.is_empty() {
+            return Ok(());
+        }
+        // Encoded apart: a tagged field is preceded by its size.
+        let outer = std::mem::take(&mut self.metadata);
+        self.put_array_len(endpoints.len())?;
+        for e in endpoints {
+            self.metadata.put_i32(e.node_id);
+            self.put_string(&e.host)?;
+            self.metadata.put_i32(e.port);
+            match &e.rack {
+                Some(rack) => self.put_string(rack)?,
+                None => self.put_uvarint(0),
+            }
+            self.metadata.put_u8(0);
+        }
+        self.node_endpoints = Some(std::mem::replace(&mut self.metadata, outer));
         Ok(())
     }
 
@@ -300,7 +361,17 @@ impl FetchResponseWriter {
                 self.topics_left
             )));
         }
-        self.put_empty_tags(); // Top-level tagged fields (node endpoints unused).
+        match self.node_endpoints.take() {
+            Some(value) => {
+                self.put_uvarint(1);
+                self.put_uvarint(NODE_ENDPOINTS_TAG);
+                let len = u32::try_from(value.len())
+                    .map_err(|_| misuse("node endpoints too long".to_owned()))?;
+                self.put_uvarint(len);
+                self.metadata.put_slice(&value);
+            }
+            None => self.put_empty_tags(),
+        }
 
         // Whatever metadata is left becomes the last segment, or the first
         // one if no record chunk was ever added.

@@ -80,8 +80,8 @@ mod test_requests;
 pub use api::{find_api_support, ApiSupport, API_VERSIONS_SUPPORT, SUPPORTED_APIS};
 pub use errors::{error_code, ProtocolError, ResponseError};
 pub use fetch_writer::{
-    AbortedTransaction, FetchPartitionHeader, FetchResponseFrame, FetchResponseWriter,
-    FETCH_WRITER_VERSION_MAX, FETCH_WRITER_VERSION_MIN,
+    AbortedTransaction, FetchNodeEndpoint, FetchPartitionHeader, FetchResponseFrame,
+    FetchResponseWriter, FETCH_WRITER_VERSION_MAX, FETCH_WRITER_VERSION_MIN,
 };
 pub use frame::{FrameDecoder, REQUEST_BYTES_MAX_DEFAULT, SIZE_PREFIX_BYTES};
 pub use header::{decode_request_header, RequestHeader};

@@ -3,13 +3,14 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::fetch_response::{
-    AbortedTransaction as KpAbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction as KpAbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch,
+    NodeEndpoint, PartitionData,
 };
 use corelog_protocol::kafka_protocol::messages::{BrokerId, FetchResponse, ProducerId, TopicName};
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use corelog_protocol::{
-    AbortedTransaction, FetchPartitionHeader, FetchResponseFrame, FetchResponseWriter,
-    ProtocolError, FETCH_WRITER_VERSION_MAX, FETCH_WRITER_VERSION_MIN,
+    AbortedTransaction, FetchNodeEndpoint, FetchPartitionHeader, FetchResponseFrame,
+    FetchResponseWriter, ProtocolError, FETCH_WRITER_VERSION_MAX, FETCH_WRITER_VERSION_MIN,
 };
 
 /// One partition of the test input.
@@ -51,6 +52,7 @@ fn input(version: i16) -> Vec<Topic> {
         log_start_offset: 7,
         aborted_transactions: aborted,
         preferred_read_replica: replica,
+        current_leader: None,
     };
     // A larger chunk so that some length prefix needs a multi-byte uvarint.
     let big = chunk(0xcc, 300);
@@ -66,6 +68,8 @@ fn input(version: i16) -> Vec<Topic> {
                 Partition {
                     header: FetchPartitionHeader {
                         error_code: 6,
+                        // KIP-951's hint (written from v12).
+                        current_leader: Some((3, 7)),
                         ..header(1, None)
                     },
                     records: vec![],
@@ -106,7 +110,26 @@ fn write(version: i16, topics: &[Topic]) -> FetchResponseFrame {
                 .unwrap();
         }
     }
+    writer.set_node_endpoints(&node_endpoints()).unwrap();
     writer.finish().unwrap()
+}
+
+/// The brokers the response names (written from v16).
+fn node_endpoints() -> Vec<FetchNodeEndpoint> {
+    vec![
+        FetchNodeEndpoint {
+            node_id: 3,
+            host: "broker-3".into(),
+            port: 9092,
+            rack: Some("r1".into()),
+        },
+        FetchNodeEndpoint {
+            node_id: 4,
+            host: "broker-4".into(),
+            port: 19092,
+            rack: None,
+        },
+    ]
 }
 
 /// The same response built as kafka-protocol structs.
@@ -143,6 +166,13 @@ fn expected(version: i16, topics: &[Topic]) -> FetchResponse {
                         if version >= 5 {
                             d = d.with_log_start_offset(h.log_start_offset);
                         }
+                        if let (Some((leader, epoch)), true) = (h.current_leader, version >= 12) {
+                            d = d.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(leader))
+                                    .with_leader_epoch(epoch),
+                            );
+                        }
                         d
                     })
                     .collect(),
@@ -160,6 +190,20 @@ fn expected(version: i16, topics: &[Topic]) -> FetchResponse {
         .with_responses(responses);
     if version >= 7 {
         response = response.with_session_id(123);
+    }
+    if version >= 16 {
+        response = response.with_node_endpoints(
+            node_endpoints()
+                .into_iter()
+                .map(|e| {
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(e.node_id))
+                        .with_host(StrBytes::from_string(e.host))
+                        .with_port(e.port)
+                        .with_rack(e.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        );
     }
     response
 }
@@ -280,6 +324,7 @@ fn misuse_is_a_typed_error() {
         log_start_offset: 0,
         aborted_transactions: None,
         preferred_read_replica: 1,
+        current_leader: None,
     };
     let mut writer = FetchResponseWriter::new(10, 0, 0, 0, 0, 1).unwrap();
     writer.begin_topic("t", [0; 16], 1).unwrap();

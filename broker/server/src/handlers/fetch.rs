@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
-use corelog_protocol::{FetchPartitionHeader, FetchResponseWriter};
+use corelog_protocol::{FetchNodeEndpoint, FetchPartitionHeader, FetchResponseWriter};
 use corelog_runtime::notify::Notify;
 use corelog_storage::Offset;
 use futures_lite::FutureExt;
@@ -212,6 +212,10 @@ pub async fn handle(
         logged: false,
     })?;
     let mut kept = kept.into_iter();
+    // KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its leader
+    // (v12+), and the response where that leader listens (v16+).
+    let md = shard.metadata();
+    let mut hinted: Vec<i32> = Vec::new();
     for ((name, topic_id, parts), datas) in topics.iter().zip(results) {
         writer
             .begin_topic(name, topic_id.0, parts.len())
@@ -235,7 +239,22 @@ pub async fn handle(
                 log_start_offset: data.log_start_offset,
                 aborted_transactions: None,
                 preferred_read_replica: -1,
+                current_leader: if data.error_code == error_code::NOT_LEADER_OR_FOLLOWER {
+                    md.topics
+                        .get(name)
+                        .and_then(|t| t.partitions.get(usize::try_from(w.partition).ok()?))
+                        .and_then(|p| p.replica.as_ref())
+                        .filter(|r| r.leader >= 0)
+                        .map(|r| (r.leader, r.leader_epoch))
+                } else {
+                    None
+                },
             };
+            if let Some((leader, _)) = header.current_leader {
+                if !hinted.contains(&leader) {
+                    hinted.push(leader);
+                }
+            }
             writer.add_partition(&header, &chunks).map_err(|e| Close {
                 reason: e.to_string(),
                 final_bytes: None,
@@ -243,6 +262,21 @@ pub async fn handle(
             })?;
         }
     }
+    let endpoints: Vec<FetchNodeEndpoint> = hinted
+        .iter()
+        .filter_map(|id| md.brokers.iter().find(|b| b.id == *id))
+        .map(|b| FetchNodeEndpoint {
+            node_id: b.id,
+            host: b.host.clone(),
+            port: i32::from(b.port),
+            rack: b.rack.clone(),
+        })
+        .collect();
+    writer.set_node_endpoints(&endpoints).map_err(|e| Close {
+        reason: e.to_string(),
+        final_bytes: None,
+        logged: false,
+    })?;
     let frame = writer.finish().map_err(|e| Close {
         reason: e.to_string(),
         final_bytes: None,

@@ -272,9 +272,10 @@ async fn shard_main(
     // it is ready.
     if id == ShardId(0) {
         if let Some(settings) = config.cluster().map_err(&fail)? {
-            crate::cluster::start(&shard, config.clone(), settings, stop.clone())
+            let started = crate::cluster::start(config.clone(), settings, stop.clone())
                 .await
                 .map_err(&fail)?;
+            crate::controller::cluster::attach(&shard, started);
         }
     }
     tracing::info!(shard = id.0, listen = %config.listen, own_port = ?own_listener.as_ref().and_then(|l| l.local_addr().ok()), partitions = shard.partitions().len(), "shard ready");

@@ -31,9 +31,10 @@
 //!   records are committed.
 //!
 //! - **Topics**: admin changes and producer-id blocks go to the active
-//!   controller through [`ask`]; `publisher_task` makes this node's
-//!   topic table follow the image and hands it to every shard
-//!   (`broker/ARCHITECTURE.md`, "Topics from the quorum").
+//!   controller, and this node's topic table follows the image, through
+//!   `crate::controller::cluster`, which sits above the shard
+//!   (`broker/ARCHITECTURE.md`, "Topics from the quorum"). This module
+//!   names nothing of the shard.
 
 pub mod net;
 pub mod wire;
@@ -53,10 +54,8 @@ use futures_channel::{mpsc, oneshot};
 use futures_lite::{FutureExt, StreamExt};
 
 use crate::config::{ClusterSettings, ServerConfig};
-use crate::error::ServerError;
 use crate::log_limit::RateLimited;
 use crate::metadata::{BrokerMeta, ClusterView, TopicView};
-use crate::shard::Shard;
 use crate::NodeId;
 
 use wire::{BrokerStatus, ControlRequest, ControlResponse, NodeStatus};
@@ -438,6 +437,20 @@ impl Host {
         self.own_epoch
     }
 
+    /// Set when the broker stops.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The applied index of the last topic table every shard holds.
+    pub fn published_index(&self) -> u64 {
+        self.published_index
+    }
+
+    pub fn set_published_index(&mut self, index: u64) {
+        self.published_index = index;
+    }
+
     /// This node's view, for `corelog cluster status`.
     pub fn status(&self) -> NodeStatus {
         let leader = self.quorum.leader();
@@ -610,7 +623,7 @@ pub async fn local_request(host: &Rc<RefCell<Host>>, request: ControlRequest) ->
 
 /// Sends `request` to the active controller: this node's when it leads,
 /// else the leader's internal listener.
-async fn to_controller(
+pub(crate) async fn to_controller(
     host: &Rc<RefCell<Host>>,
     request: ControlRequest,
 ) -> Result<ControlResponse, String> {
@@ -780,11 +793,10 @@ async fn disk_task(
 /// internal listener and spawns the host's tasks. An error stops the
 /// broker before it serves.
 pub async fn start(
-    shard: &Rc<Shard>,
     config: Rc<ServerConfig>,
     settings: ClusterSettings,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+) -> Result<Started, String> {
     let dir = config.data_dir.join(QUORUM_DIR);
     let (log, recovered) = corelog_runtime::run_blocking({
         let dir = dir.clone();
@@ -882,172 +894,16 @@ pub async fn start(
     }
     glommio::spawn_local(net::listen_task(host.clone(), listener)).detach();
     glommio::spawn_local(broker_task(host.clone(), config)).detach();
-    if let Some(c) = shard.controller() {
-        c.set_cluster(host.clone());
-    }
-    glommio::spawn_local(publisher_task(shard.clone(), host, changed_rx)).detach();
-    Ok(())
-}
-
-/// How long an admin or producer-id request keeps trying to reach the
-/// active controller (no leader yet, a leader that moved).
-pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an admin request waits for this node's shards to hold what
-/// the controller committed.
-pub const PUBLISHED_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Makes this node's topic table follow the image, each time the image
-/// changes: the table is committed (`cluster-metadata.json`) and handed to
-/// every shard, which opens the partitions it now holds and closes and
-/// deletes those it no longer does (`controller::reconcile`), exactly as a
-/// change of the single-node controller.
-///
-/// Lives on: shard 0.
-async fn publisher_task(
-    shard: Rc<Shard>,
-    host: Rc<RefCell<Host>>,
-    mut changed: mpsc::Receiver<()>,
-) {
-    let (me, stop) = {
-        let h = host.borrow();
-        (h.settings.node_id, h.stop.clone())
-    };
-    let mut last: Option<ClusterView> = None;
-    while changed.next().await.is_some() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let view = host.borrow().view();
-        let same = last
-            .as_ref()
-            .is_some_and(|l| l.brokers == view.brokers && l.topics == view.topics);
-        if !same {
-            let shard_count = shard.shard_count();
-            let mut failed = false;
-            loop {
-                let followed = crate::controller::change_metadata(&shard, |md| {
-                    let (changed, again) = md.follow(&view, me, shard_count);
-                    (again, changed)
-                })
-                .await;
-                match followed {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        // The next change of the image tries again.
-                        tracing::error!(error = %e, "the topic table could not follow the metadata quorum");
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            last = (!failed).then(|| view.clone());
-        }
-        host.borrow_mut().published_index = view.applied_index;
-    }
-}
-
-fn host_of(shard: &Shard) -> Result<Rc<RefCell<Host>>, ServerError> {
-    shard.controller().and_then(|c| c.cluster()).ok_or_else(|| {
-        ServerError::Internal("the metadata quorum runs on shard 0 of a cluster node".into())
+    Ok(Started {
+        host,
+        image_changed: changed_rx,
     })
 }
 
-/// Sends an admin or producer-id request to the active controller (this
-/// node's or the quorum leader's) and returns its answer, once the records
-/// are committed. While the quorum has no leader, or its leader moves, it
-/// tries again for up to [`ASK_TIMEOUT`]; a refusal is the controller's
-/// Kafka code and message. A request retried after its leader was deposed
-/// may find its own change already made (TOPIC_ALREADY_EXISTS, say), as in
-/// Kafka.
-///
-/// Must run on shard 0 of a cluster node.
-pub async fn ask(shard: &Shard, request: ControlRequest) -> Result<ControlResponse, ServerError> {
-    let host = host_of(shard)?;
-    let deadline = Instant::now() + ASK_TIMEOUT;
-    loop {
-        let answer = to_controller(&host, request.clone()).await;
-        let retry = match &answer {
-            Err(_) => true,
-            Ok(ControlResponse::Error { code, .. }) => *code == ctl::codes::NOT_CONTROLLER,
-            Ok(_) => false,
-        };
-        if !retry || Instant::now() >= deadline {
-            return match answer {
-                Ok(ControlResponse::Error { code, message, .. }) => {
-                    Err(ServerError::Controller { code, message })
-                }
-                Ok(r) => Ok(r),
-                Err(e) => Err(ServerError::Controller {
-                    code: ctl::codes::REQUEST_TIMED_OUT,
-                    message: format!("the metadata quorum's controller could not be reached: {e}"),
-                }),
-            };
-        }
-        glommio::timer::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until every shard of this node holds a table for which `done`
-/// holds (a topic the controller created is there, say), for up to
-/// [`PUBLISHED_TIMEOUT`]. Returns whether it came. Must run on shard 0 of a
-/// cluster node.
-pub async fn wait_published(
-    shard: &Shard,
-    done: impl Fn(&crate::metadata::ClusterMetadata) -> bool,
-) -> bool {
-    let Ok(host) = host_of(shard) else {
-        return false;
-    };
-    let deadline = Instant::now() + PUBLISHED_TIMEOUT;
-    loop {
-        let md = shard.metadata();
-        if done(&md) && host.borrow().published_index >= md.quorum_applied_index {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// This node's broker epoch (for producer-id blocks), or an error while it
-/// is not registered. Must run on shard 0 of a cluster node.
-pub fn own_broker(shard: &Shard) -> Result<(i32, i64), ServerError> {
-    let host = host_of(shard)?;
-    let h = host.borrow();
-    match h.own_epoch {
-        Some(epoch) => Ok((h.settings.node_id, epoch)),
-        None => Err(ServerError::Controller {
-            code: corelog_coordination::codes::COORDINATOR_NOT_AVAILABLE,
-            message: "this broker is not registered with the metadata quorum yet".into(),
-        }),
-    }
-}
-
-/// Makes sure the internal offsets topic exists in the quorum (created
-/// with this node's `offsets_topic_partitions`, placed over the live
-/// brokers) and that this node's table knows its leaders; a group's
-/// coordinator is the leader of its offsets partition. The first
-/// FindCoordinator of a cluster asks, as in Kafka. Returns whether the
-/// leaders are known. Must run on shard 0 of a cluster node.
-pub async fn ensure_offsets_topic(shard: &Shard) -> bool {
-    if !shard.metadata().offsets_leaders.is_empty() {
-        return true;
-    }
-    let partitions = i32::try_from(shard.metadata().offsets_topic_partitions).unwrap_or(i32::MAX);
-    match ask(shard, ControlRequest::EnsureOffsetsTopic { partitions }).await {
-        Ok(ControlResponse::TopicCreated { .. }) => {
-            wait_published(shard, |md| !md.offsets_leaders.is_empty()).await
-        }
-        Ok(other) => {
-            tracing::warn!(answer = ?other, "the controller answered EnsureOffsetsTopic with another kind");
-            false
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "the offsets topic is not there yet");
-            false
-        }
-    }
+/// A started host, for the caller to attach to shard 0: the controller
+/// module runs the publisher on `image_changed` and asks through `host`.
+pub struct Started {
+    pub host: Rc<RefCell<Host>>,
+    /// Woken when committed entries or a snapshot changed the image.
+    pub image_changed: mpsc::Receiver<()>,
 }

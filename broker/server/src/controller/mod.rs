@@ -21,6 +21,7 @@ use crate::partition::Partition;
 use crate::shard::Shard;
 use crate::{ProducerId, ShardId, TopicPartition};
 
+pub mod cluster;
 pub mod state;
 
 pub use state::{Controller, PRODUCER_ID_BLOCK};
@@ -74,8 +75,8 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<ProducerId, Serve
         // A cluster node takes blocks from the metadata quorum, which
         // hands each id range to one broker only. A block is not recorded
         // here: after a restart the node asks for a new one.
-        let (broker, epoch) = crate::cluster::own_broker(shard)?;
-        let answer = crate::cluster::ask(
+        let (broker, epoch) = cluster::own_broker(shard)?;
+        let answer = cluster::ask(
             shard,
             crate::cluster::wire::ControlRequest::AllocateProducerIds { broker, epoch },
         )

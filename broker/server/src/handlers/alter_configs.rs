@@ -242,7 +242,7 @@ async fn alter_in_cluster(
                     .filter(|(k, v)| topic.configs.get(*k) != Some(*v))
                     .map(|(k, v)| (k.clone(), Some(v.clone()))),
             );
-            let answer = crate::cluster::ask(
+            let answer = crate::controller::cluster::ask(
                 shard,
                 ControlRequest::AlterConfigs {
                     topic: name.clone(),
@@ -266,7 +266,7 @@ async fn alter_in_cluster(
         }));
     }
     if !altered.is_empty()
-        && !crate::cluster::wait_published(shard, |md| {
+        && !crate::controller::cluster::wait_published(shard, |md| {
             altered
                 .iter()
                 .all(|(n, c)| md.topics.get(n).is_some_and(|t| &t.configs == c))

@@ -214,7 +214,7 @@ async fn grow_in_cluster(
                     )))
                 };
             }
-            let answer = crate::cluster::ask(
+            let answer = crate::controller::cluster::ask(
                 shard,
                 ControlRequest::CreatePartitions {
                     name: g.name.clone(),
@@ -238,7 +238,7 @@ async fn grow_in_cluster(
         outcomes.push(outcome);
     }
     if !grown.is_empty()
-        && !crate::cluster::wait_published(shard, |md| {
+        && !crate::controller::cluster::wait_published(shard, |md| {
             grown
                 .iter()
                 .all(|(n, c)| md.topics.get(n).is_some_and(|t| t.partitions.len() >= *c))

@@ -139,7 +139,7 @@ async fn create_in_cluster(
                     added + count
                 )));
             }
-            let answer = crate::cluster::ask(
+            let answer = crate::controller::cluster::ask(
                 shard,
                 ControlRequest::CreateTopic {
                     name: spec.name.clone(),
@@ -168,7 +168,7 @@ async fn create_in_cluster(
         results.push((spec.name, r));
     }
     if !created.is_empty()
-        && !crate::cluster::wait_published(shard, |md| {
+        && !crate::controller::cluster::wait_published(shard, |md| {
             created.iter().all(|n| md.topics.contains_key(n))
         })
         .await

@@ -287,8 +287,11 @@ async fn delete_in_cluster(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outco
                 }
             }
         };
-        let answer =
-            crate::cluster::ask(shard, ControlRequest::DeleteTopic { name: name.clone() }).await;
+        let answer = crate::controller::cluster::ask(
+            shard,
+            ControlRequest::DeleteTopic { name: name.clone() },
+        )
+        .await;
         outcomes.push(match answer {
             Ok(ControlResponse::TopicDeleted { id }) => {
                 tracing::info!(topic = %name, "topic deleted");
@@ -314,7 +317,7 @@ async fn delete_in_cluster(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outco
         });
     }
     if !deleted.is_empty()
-        && !crate::cluster::wait_published(shard, |md| {
+        && !crate::controller::cluster::wait_published(shard, |md| {
             deleted.iter().all(|n| !md.topics.contains_key(n))
         })
         .await

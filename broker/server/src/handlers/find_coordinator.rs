@@ -36,7 +36,7 @@ pub async fn handle(
     {
         let _ = shard
             .call(crate::ShardId(0), |s| async move {
-                crate::cluster::ensure_offsets_topic(&s).await
+                crate::controller::cluster::ensure_offsets_topic(&s).await
             })
             .await;
     }

@@ -526,3 +526,54 @@ def test_not_leader_answers_name_the_leader_from_fetch_v12(cluster):
         assert code == NOT_LEADER_OR_FOLLOWER
         assert hint is not None and hint[0] == leader, hint
         assert fetch_v12(n[leader], "fetch-hinted", p) == (0, None)
+
+
+def init_producer_id(node):
+    """A raw InitProducerId v0 (no transactional id) -> (error code, producer id)."""
+    body = kproto.string(None) + kproto.i32(60_000)
+    req = kproto.frame(kproto.request_header_v1(22, 0, 3) + body)
+    with kproto.connect(node.port) as s:
+        _, r = kproto.roundtrip(s, req)
+    r.i32()
+    return r.i16(), r.i64()
+
+
+def test_no_two_brokers_hand_out_the_same_producer_id(cluster):
+    n = cluster.nodes
+    ids = {}
+    for i in (1, 2, 3):
+        for _ in range(3):
+            code, pid = wait_for("node %d to hand out a producer id" % i,
+                                 lambda: (lambda r: r if r[0] == 0 else None)(
+                                     init_producer_id(n[i])), 20)
+            ids.setdefault(i, []).append(pid)
+    every = [p for pids in ids.values() for p in pids]
+    assert len(set(every)) == 9, ids
+    # Each broker counts up in its own block from the quorum.
+    for pids in ids.values():
+        assert pids == sorted(pids) and pids[-1] - pids[0] == 2, ids
+    # A restarted broker takes a new block: its ids are new too.
+    n[2].kill9()
+    n[2].start()
+    code, pid = wait_for("node 2 to hand out a producer id again",
+                         lambda: (lambda r: r if r[0] == 0 else None)(init_producer_id(n[2])), 30)
+    assert pid not in every, (pid, ids)
+
+
+def test_a_manual_replica_assignment_places_partitions_on_the_brokers_named(cluster):
+    n = cluster.nodes
+    a = admin(n[2])
+    # librdkafka wants the partition count beside an assignment; the
+    # request carries the assignment alone.
+    a.create_topics([NewTopic("assigned", num_partitions=3,
+                              replica_assignment=[[3], [1], [3]])],
+                    request_timeout=30)["assigned"].result(timeout=30)
+    _, leaders = wait_for("node 1 to describe it", lambda: described(n[1], "assigned"), 15)
+    assert leaders == {0: 3, 1: 1, 2: 3}
+    assert partition_dirs(n[3], "assigned") == [0, 2]
+    assert partition_dirs(n[1], "assigned") == [1]
+    # A broker that is not in the cluster is refused.
+    bad = a.create_topics([NewTopic("misassigned", num_partitions=1, replica_assignment=[[9]])],
+                          request_timeout=30)
+    with pytest.raises(Exception, match="INVALID_REPLICA_ASSIGNMENT"):
+        bad["misassigned"].result(timeout=30)

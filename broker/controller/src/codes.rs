@@ -15,6 +15,10 @@ pub const INVALID_REQUEST: i16 = 42;
 pub const STALE_BROKER_EPOCH: i16 = 77;
 pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
 pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+pub const INVALID_UPDATE_VERSION: i16 = 95;
+pub const INELIGIBLE_REPLICA: i16 = 107;
 
 /// A refusal: Kafka's error code and a message for the response.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corelog_model::{NodeId, TopicId};
+use corelog_model::{LeaderEpoch, NodeId, TopicId};
 
 use crate::codes::{self, ApiError};
 use crate::image::{MetadataImage, ProducerIdBlock};
@@ -117,6 +117,18 @@ pub enum Request {
         broker: NodeId,
         epoch: i64,
     },
+    /// Kafka's AlterPartition, from a partition's leader: make `isr` the
+    /// partition's ISR. Fenced by the broker epoch, the leader epoch and
+    /// the partition epoch the leader knows.
+    AlterPartition {
+        broker: NodeId,
+        broker_epoch: i64,
+        topic_id: TopicId,
+        partition: i32,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
     /// Creates the internal offsets topic ([`OFFSETS_TOPIC`]) with
     /// `partitions` partitions of one replica each, placed like any
     /// topic's, unless it exists. Answered with `TopicCreated` either way
@@ -150,6 +162,12 @@ pub enum Response {
     },
     ConfigsAltered,
     ProducerIds(ProducerIdBlock),
+    /// The partition's state after an AlterPartition.
+    PartitionAltered {
+        isr: Vec<NodeId>,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+    },
 }
 
 /// An entry the quorum committed, in index order.
@@ -851,6 +869,105 @@ impl Controller {
                     },
                     out,
                 );
+            }
+            Request::AlterPartition {
+                broker,
+                broker_epoch,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                match self.image.broker(broker) {
+                    None => {
+                        return Err(ApiError::new(
+                            codes::BROKER_ID_NOT_REGISTERED,
+                            format!("broker {broker} is not registered"),
+                        ))
+                    }
+                    Some(b) if b.epoch != broker_epoch => {
+                        return Err(ApiError::new(
+                            codes::STALE_BROKER_EPOCH,
+                            format!(
+                                "broker {broker} is at epoch {}, not {broker_epoch}",
+                                b.epoch
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                let p = self
+                    .image
+                    .topic_name(topic_id)
+                    .and_then(|name| self.image.topic(name))
+                    .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            codes::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!(
+                                "partition {partition} of topic id {topic_id:?} does not exist"
+                            ),
+                        )
+                    })?;
+                if p.leader != broker {
+                    return Err(ApiError::new(
+                        codes::NOT_LEADER_OR_FOLLOWER,
+                        format!("broker {broker} does not lead the partition"),
+                    ));
+                }
+                if p.leader_epoch != leader_epoch {
+                    return Err(ApiError::new(
+                        codes::FENCED_LEADER_EPOCH,
+                        format!("leader epoch {leader_epoch:?}, not {:?}", p.leader_epoch),
+                    ));
+                }
+                if p.partition_epoch != partition_epoch {
+                    return Err(ApiError::new(
+                        codes::INVALID_UPDATE_VERSION,
+                        format!(
+                            "partition epoch {partition_epoch}, not {}",
+                            p.partition_epoch
+                        ),
+                    ));
+                }
+                let mut seen = isr.clone();
+                seen.sort();
+                seen.dedup();
+                if seen.len() != isr.len()
+                    || !isr.contains(&broker)
+                    || !isr.iter().all(|r| p.replicas.contains(r))
+                {
+                    return Err(ApiError::new(
+                        codes::INVALID_REQUEST,
+                        "the ISR must be replicas of the partition, the leader among them",
+                    ));
+                }
+                // A member joining must be a live broker (Kafka's
+                // INELIGIBLE_REPLICA); one leaving may be anything.
+                if let Some(bad) = isr
+                    .iter()
+                    .find(|r| !p.isr.contains(r) && self.image.broker(**r).is_none_or(|b| b.fenced))
+                {
+                    return Err(ApiError::new(
+                        codes::INELIGIBLE_REPLICA,
+                        format!("broker {bad} is fenced or not registered"),
+                    ));
+                }
+                let record = Record::PartitionChange {
+                    topic_id,
+                    partition,
+                    isr: isr.clone(),
+                    leader: broker,
+                    leader_epoch,
+                    partition_epoch: partition_epoch + 1,
+                };
+                let ok = Response::PartitionAltered {
+                    isr,
+                    leader_epoch,
+                    partition_epoch: partition_epoch + 1,
+                };
+                self.propose(&[record], Pending::Other { reply, ok }, out);
             }
             Request::AllocateProducerIds { broker, epoch } => {
                 match self.image.broker(broker) {

@@ -295,6 +295,56 @@ impl MetadataImage {
                 }
                 Ok(Applied::default())
             }
+            Record::PartitionChange {
+                topic_id,
+                partition,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let unknown = || {
+                    ApiError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        "unknown topic id or partition",
+                    )
+                };
+                let name = self.topic_names.get(topic_id).ok_or_else(unknown)?;
+                let p = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| self.topics.get_mut(name)?.partitions.get_mut(i))
+                    .ok_or_else(unknown)?;
+                if *partition_epoch != p.partition_epoch + 1 {
+                    return Err(ApiError::new(
+                        codes::INVALID_UPDATE_VERSION,
+                        format!(
+                            "partition epoch {partition_epoch} does not follow {}",
+                            p.partition_epoch
+                        ),
+                    ));
+                }
+                if *leader != p.leader || *leader_epoch != p.leader_epoch {
+                    return Err(ApiError::new(
+                        codes::FENCED_LEADER_EPOCH,
+                        "the leader or its epoch changed",
+                    ));
+                }
+                let mut seen = isr.clone();
+                seen.sort();
+                seen.dedup();
+                if seen.len() != isr.len()
+                    || !isr.contains(leader)
+                    || !isr.iter().all(|r| p.replicas.contains(r))
+                {
+                    return Err(ApiError::new(
+                        codes::INVALID_REQUEST,
+                        "the ISR must be replicas of the partition, the leader among them",
+                    ));
+                }
+                p.isr = isr.clone();
+                p.partition_epoch = *partition_epoch;
+                Ok(Applied::default())
+            }
             Record::RemoveTopic { id } => {
                 let Some(name) = self.topic_names.remove(id) else {
                     return Err(ApiError::new(

@@ -79,6 +79,18 @@ pub enum Record {
         name: String,
         value: Option<String>,
     },
+    /// A partition's ISR changes (Kafka's AlterPartition, committed), which
+    /// bumps its partition epoch. Applies only at the partition's current
+    /// partition epoch plus one, with the leader and leader epoch it names
+    /// still current, and an ISR of its replicas that holds the leader.
+    PartitionChange {
+        topic_id: TopicId,
+        partition: i32,
+        isr: Vec<NodeId>,
+        leader: NodeId,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+    },
     /// The block `[start, start + len)` goes to `broker` at `epoch`. Applies
     /// only if `start` is the image's next free producer id.
     ProducerIds {
@@ -101,6 +113,7 @@ mod tag {
     pub const REMOVE_TOPIC: u8 = 6;
     pub const CONFIG: u8 = 7;
     pub const PRODUCER_IDS: u8 = 8;
+    pub const PARTITION_CHANGE: u8 = 9;
 }
 
 fn put_nodes(w: &mut Writer, nodes: &[NodeId]) {
@@ -214,6 +227,22 @@ fn put_record(w: &mut Writer, rec: &Record) {
             w.i64(*start);
             w.i64(*len);
         }
+        Record::PartitionChange {
+            topic_id,
+            partition,
+            isr,
+            leader,
+            leader_epoch,
+            partition_epoch,
+        } => {
+            w.u8(tag::PARTITION_CHANGE);
+            w.bytes16(&topic_id.0);
+            w.i32(*partition);
+            put_nodes(w, isr);
+            w.i32(leader.0);
+            w.i32(leader_epoch.0);
+            w.i32(*partition_epoch);
+        }
     }
 }
 
@@ -252,6 +281,14 @@ fn get_record(r: &mut Reader<'_>) -> Result<Record, DecodeError> {
             epoch: r.i64()?,
             start: r.i64()?,
             len: r.i64()?,
+        },
+        tag::PARTITION_CHANGE => Record::PartitionChange {
+            topic_id: TopicId(r.bytes16()?),
+            partition: r.i32()?,
+            isr: get_nodes(r, "isr")?,
+            leader: NodeId(r.i32()?),
+            leader_epoch: LeaderEpoch(r.i32()?),
+            partition_epoch: r.i32()?,
         },
         other => return Err(DecodeError::Tag(other)),
     })

@@ -3,7 +3,7 @@
 
 use corelog_controller::codes;
 use corelog_controller::*;
-use corelog_model::{LeaderEpoch, NodeId};
+use corelog_model::{LeaderEpoch, NodeId, TopicId};
 
 struct Harness {
     ctrl: Controller,
@@ -537,5 +537,138 @@ fn the_offsets_topic_is_created_once_for_brokers_and_never_by_users() {
         code(h.ask(Request::EnsureOffsetsTopic { partitions: 0 })),
         codes::NONE,
         "it exists: the count asked no longer matters"
+    );
+}
+
+fn partition_of(h: &Harness, topic: &str) -> (TopicId, PartitionInfo) {
+    let t = h.ctrl.image().topic(topic).unwrap();
+    (t.id, t.partitions[0].clone())
+}
+
+#[test]
+fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    h.create("t", 1, 3).unwrap();
+    let (id, p) = partition_of(&h, "t");
+    let leader = p.leader;
+    let epoch_of = |b: NodeId| epochs[(b.0 - 1) as usize];
+    let follower = *p.replicas.iter().find(|r| **r != leader).unwrap();
+    let alter =
+        |broker: NodeId, le: LeaderEpoch, pe: i32, isr: Vec<NodeId>| Request::AlterPartition {
+            broker,
+            broker_epoch: epoch_of(broker),
+            topic_id: id,
+            partition: 0,
+            leader_epoch: le,
+            partition_epoch: pe,
+            isr,
+        };
+    let shrunk: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+
+    // Refusals, each with Kafka's code; none changes the image.
+    assert_eq!(
+        code(h.ask(alter(
+            follower,
+            p.leader_epoch,
+            p.partition_epoch,
+            shrunk.clone()
+        ))),
+        codes::NOT_LEADER_OR_FOLLOWER
+    );
+    assert_eq!(
+        code(h.ask(alter(
+            leader,
+            LeaderEpoch(p.leader_epoch.0 + 1),
+            p.partition_epoch,
+            shrunk.clone()
+        ))),
+        codes::FENCED_LEADER_EPOCH
+    );
+    assert_eq!(
+        code(h.ask(alter(
+            leader,
+            p.leader_epoch,
+            p.partition_epoch + 3,
+            shrunk.clone()
+        ))),
+        codes::INVALID_UPDATE_VERSION
+    );
+    assert_eq!(
+        code(h.ask(alter(
+            leader,
+            p.leader_epoch,
+            p.partition_epoch,
+            vec![follower]
+        ))),
+        codes::INVALID_REQUEST,
+        "the leader must stay in its ISR"
+    );
+    assert_eq!(
+        code(h.ask(Request::AlterPartition {
+            broker: leader,
+            broker_epoch: epoch_of(leader) - 1,
+            topic_id: id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: shrunk.clone(),
+        })),
+        codes::STALE_BROKER_EPOCH
+    );
+    assert_eq!(partition_of(&h, "t").1, p);
+
+    // The leader shrinks its ISR: committed, the partition epoch bumped.
+    assert_eq!(
+        h.ask(alter(
+            leader,
+            p.leader_epoch,
+            p.partition_epoch,
+            shrunk.clone()
+        )),
+        Ok(Response::PartitionAltered {
+            isr: shrunk.clone(),
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch + 1,
+        })
+    );
+    let (_, after) = partition_of(&h, "t");
+    assert_eq!(after.isr, shrunk);
+    assert_eq!(after.partition_epoch, p.partition_epoch + 1);
+    assert_eq!(after.leader, leader);
+    // The old partition epoch is stale now.
+    assert_eq!(
+        code(h.ask(alter(
+            leader,
+            p.leader_epoch,
+            p.partition_epoch,
+            p.isr.clone()
+        ))),
+        codes::INVALID_UPDATE_VERSION
+    );
+
+    // A fenced broker cannot join the ISR: every broker but the follower
+    // heartbeats past the session timeout.
+    for _ in 0..10 {
+        h.tick(1_000);
+        for b in [1, 2, 3].map(NodeId).into_iter().filter(|b| *b != follower) {
+            h.ask(Request::Heartbeat {
+                broker: b,
+                epoch: epoch_of(b),
+            })
+            .unwrap();
+        }
+    }
+    assert!(h.ctrl.image().broker(follower).unwrap().fenced);
+    let (_, now) = partition_of(&h, "t");
+    assert_eq!(now.leader, leader, "the leader kept its partition");
+    assert_eq!(
+        code(h.ask(alter(
+            leader,
+            now.leader_epoch,
+            now.partition_epoch,
+            p.isr.clone()
+        ))),
+        codes::INELIGIBLE_REPLICA
     );
 }

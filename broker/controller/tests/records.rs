@@ -68,6 +68,24 @@ fn record() -> impl Strategy<Value = Record> {
                 len
             }
         ),
+        (
+            any::<[u8; 16]>(),
+            any::<i32>(),
+            proptest::collection::vec(node(), 0..5),
+            node(),
+            any::<i32>(),
+            any::<i32>()
+        )
+            .prop_map(|(id, partition, isr, leader, le, pe)| {
+                Record::PartitionChange {
+                    topic_id: TopicId(id),
+                    partition,
+                    isr,
+                    leader,
+                    leader_epoch: LeaderEpoch(le),
+                    partition_epoch: pe,
+                }
+            }),
     ]
 }
 

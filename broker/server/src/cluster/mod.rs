@@ -588,6 +588,12 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
             start: b.start,
             len: b.len,
         },
+        // No broker sends AlterPartition yet (replication, issue 18).
+        ctl::Response::PartitionAltered { .. } => ControlResponse::Error {
+            code: ctl::codes::UNKNOWN_SERVER_ERROR,
+            message: "AlterPartition is not forwarded yet".into(),
+            leader: None,
+        },
     }
 }
 

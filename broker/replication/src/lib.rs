@@ -45,6 +45,8 @@ use std::collections::BTreeMap;
 
 use corelog_model::{NodeId, Offset};
 
+pub mod epochs;
+
 /// How the leader judges its followers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {

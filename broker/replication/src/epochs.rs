@@ -1,0 +1,137 @@
+//! The leader-epoch cache of a partition's log (Kafka's
+//! `leader-epoch-checkpoint`, KIP-101 and KIP-279), and the follower's
+//! truncation rule it serves.
+//!
+//! Every batch carries the epoch of the leader that appended it. The cache
+//! records, for each epoch, the first offset written in it. From that:
+//!
+//! - **OffsetForLeaderEpoch** ([`EpochCache::end_offset_for`]): for an
+//!   epoch a follower names, the largest epoch at or below it that this log
+//!   knows, and the offset where that epoch ends here (the start of the
+//!   next known epoch, or the log end for the latest).
+//! - **Truncation** ([`divergence_point`]): a follower whose last epoch
+//!   is `e` asks the leader for `e`'s end; it keeps its log only up to
+//!   the smaller of the leader's answer and its own end of that epoch,
+//!   and asks again with the epoch before when the leader answered an
+//!   older epoch. After that its log is a prefix of the leader's, so a
+//!   diverging suffix (written by a deposed leader, never committed) is
+//!   cut before anything new is appended.
+//!
+//! Lives on: the shard that owns the partition, beside its log (persisted
+//! with the log's checkpoint, by the host).
+
+use corelog_model::{LeaderEpoch, Offset};
+
+/// Kafka's answer to an epoch this log has never heard of and nothing
+/// before it either: UNDEFINED_EPOCH (-1) and UNDEFINED_EPOCH_OFFSET (-1).
+pub const UNDEFINED: (LeaderEpoch, Offset) = (LeaderEpoch(-1), Offset(-1));
+
+/// `(epoch, start offset)` entries, both strictly increasing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochCache {
+    entries: Vec<(LeaderEpoch, Offset)>,
+}
+
+impl EpochCache {
+    pub fn new() -> EpochCache {
+        EpochCache::default()
+    }
+
+    pub fn entries(&self) -> &[(LeaderEpoch, Offset)] {
+        &self.entries
+    }
+
+    /// The latest epoch, if any batch was written.
+    pub fn latest(&self) -> Option<LeaderEpoch> {
+        self.entries.last().map(|e| e.0)
+    }
+
+    /// Records that a batch of `epoch` starts at `offset`. An epoch older
+    /// than the latest is ignored (it cannot start after a newer one), as
+    /// is a known epoch; a newer epoch starting at or below an entry's
+    /// start replaces those entries (Kafka's assign: the log was truncated
+    /// below them).
+    pub fn assign(&mut self, epoch: LeaderEpoch, offset: Offset) {
+        if let Some(&(latest, _)) = self.entries.last() {
+            if epoch <= latest {
+                return;
+            }
+        }
+        while self
+            .entries
+            .last()
+            .is_some_and(|&(_, start)| start >= offset)
+        {
+            self.entries.pop();
+        }
+        self.entries.push((epoch, offset));
+    }
+
+    /// For OffsetForLeaderEpoch: the largest known epoch at or below
+    /// `epoch`, and where it ends in a log that ends at `log_end`.
+    /// [`UNDEFINED`] when every known epoch is newer (or none is known).
+    pub fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> (LeaderEpoch, Offset) {
+        let Some(i) = self.entries.iter().rposition(|&(e, _)| e <= epoch) else {
+            return UNDEFINED;
+        };
+        let end = self.entries.get(i + 1).map_or(log_end, |&(_, start)| start);
+        (self.entries[i].0, end.min(log_end))
+    }
+
+    /// The log was cut at `offset` (everything from it removed): entries
+    /// that start there or later go.
+    pub fn truncate_from(&mut self, offset: Offset) {
+        while self
+            .entries
+            .last()
+            .is_some_and(|&(_, start)| start >= offset)
+        {
+            self.entries.pop();
+        }
+    }
+
+    /// The log now starts at `offset` (retention, DeleteRecords): the
+    /// epoch in force there starts there.
+    pub fn truncate_before(&mut self, offset: Offset) {
+        let keep_from = self
+            .entries
+            .iter()
+            .rposition(|&(_, start)| start <= offset)
+            .unwrap_or(0);
+        self.entries.drain(..keep_from);
+        if let Some(first) = self.entries.first_mut() {
+            first.1 = first.1.max(offset);
+        }
+    }
+}
+
+/// The follower's truncation rule (KIP-279, as Kafka's fetcher applies
+/// it), one exchange of it. In: the follower's cache, log end and high
+/// watermark, and the leader's answer to OffsetForLeaderEpoch for the
+/// follower's latest epoch. Out: the offset to truncate the follower's log
+/// to (everything below is kept), and, when the follower's log may diverge
+/// earlier still, the epoch to ask about next.
+pub fn divergence_point(
+    follower: &EpochCache,
+    follower_end: Offset,
+    follower_high_watermark: Offset,
+    leader_answer: (LeaderEpoch, Offset),
+) -> (Offset, Option<LeaderEpoch>) {
+    let (leader_epoch, leader_end) = leader_answer;
+    if leader_epoch == UNDEFINED.0 {
+        // The leader knows no epoch at or before the follower's: keep what
+        // was committed, as Kafka does.
+        return (follower_high_watermark.min(follower_end), None);
+    }
+    match follower.end_offset_for(leader_epoch, follower_end) {
+        // The follower has nothing at or before the leader's epoch.
+        (e, _) if e == UNDEFINED.0 => (leader_end.min(follower_end), None),
+        // Both hold the leader's epoch: they agree up to where the
+        // shorter one ends it.
+        (e, my_end) if e == leader_epoch => (leader_end.min(my_end).min(follower_end), None),
+        // The follower's largest epoch below the leader's ends at
+        // `my_end` here; what follows is of epochs the leader does not
+        // have. Cut there and ask about that epoch.
+        (e, my_end) => (my_end.min(follower_end), Some(e)),
+    }
+}

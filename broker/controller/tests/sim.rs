@@ -10,8 +10,9 @@
 //! arrive; disk writes complete after random delays. Clients register
 //! virtual brokers, heartbeat them (some stop, and get fenced), create
 //! topics (a small pool of names, so they collide), grow them, change
-//! configs, and ask for producer-id blocks, sending each request to a
-//! random node.
+//! configs, ask for producer-id blocks, and change partitions' ISRs as
+//! their leaders (AlterPartition, from the asked node's possibly stale
+//! view), sending each request to a random node.
 //!
 //! Invariants, checked after every step: at most one leader per term; an
 //! index, once applied anywhere, is applied everywhere with the same term
@@ -144,6 +145,10 @@ enum Ask {
     Grow,
     Config,
     Pids(i32),
+    /// A partition's leader changes its ISR (AlterPartition), as the asked
+    /// node's image describes the partition: a stale image makes a
+    /// proposal the controller must refuse.
+    Alter,
 }
 
 struct Sim {
@@ -190,6 +195,7 @@ struct Stats {
     fences: u64,
     pid_blocks: u64,
     topics: u64,
+    isr_changes: u64,
 }
 
 impl Stats {
@@ -209,6 +215,7 @@ impl Stats {
         self.fences += o.fences;
         self.pid_blocks += o.pid_blocks;
         self.topics += o.topics;
+        self.isr_changes += o.isr_changes;
     }
 }
 
@@ -470,6 +477,7 @@ impl Sim {
                             ctl::Record::FenceBroker { .. } => self.stats.fences += 1,
                             ctl::Record::ProducerIds { .. } => self.stats.pid_blocks += 1,
                             ctl::Record::Topic { .. } => self.stats.topics += 1,
+                            ctl::Record::PartitionChange { .. } => self.stats.isr_changes += 1,
                             _ => {}
                         }
                     }
@@ -652,6 +660,43 @@ impl Sim {
                     changes: vec![("segment.ms".into(), Some(self.rng.below(100).to_string()))],
                 }
             }
+            Ask::Alter => {
+                let names: Vec<String> = self.created.keys().cloned().collect();
+                if names.is_empty() {
+                    return;
+                }
+                let name = names[self.rng.below(names.len() as u64) as usize].clone();
+                let Some((topic_id, p)) = self.nodes[i]
+                    .ctrl
+                    .image()
+                    .topic(&name)
+                    .and_then(|t| Some((t.id, t.partitions.first()?.clone())))
+                else {
+                    return;
+                };
+                if p.leader.0 < 0 {
+                    return;
+                }
+                let mut isr = vec![p.leader];
+                for r in p.replicas.iter().filter(|r| **r != p.leader) {
+                    if self.rng.chance(500) {
+                        isr.push(*r);
+                    }
+                }
+                ctl::Request::AlterPartition {
+                    broker: p.leader,
+                    broker_epoch: self
+                        .brokers
+                        .get(&p.leader.0)
+                        .and_then(|b| b.epoch)
+                        .unwrap_or(-1),
+                    topic_id,
+                    partition: 0,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr,
+                }
+            }
             Ask::Pids(b) => ctl::Request::AllocateProducerIds {
                 broker: NodeId(*b),
                 epoch: self.brokers[b].epoch.unwrap_or(-1),
@@ -821,6 +866,7 @@ impl Sim {
                     1..=3 => Ask::Create(format!("t{}", self.rng.below(12))),
                     4 => Ask::Grow,
                     5 => Ask::Config,
+                    6 => Ask::Alter,
                     _ => Ask::Pids(b),
                 };
                 if let Ask::Pids(b) | Ask::Register(b) = ask {
@@ -1053,5 +1099,10 @@ fn simulation() {
     eprintln!(
         "{seeds} seeds from {base} in {:?}: {total:?}",
         started.elapsed()
+    );
+    // The run must have exercised what it checks.
+    assert!(
+        seeds < 100 || total.isr_changes > 0,
+        "no ISR change committed"
     );
 }

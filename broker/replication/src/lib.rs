@@ -46,6 +46,7 @@ use std::collections::BTreeMap;
 use corelog_model::{NodeId, Offset};
 
 pub mod epochs;
+pub mod follower;
 
 /// How the leader judges its followers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,9 +171,22 @@ def leader_seen_by(nodes, ids):
     return leaders.pop() if len(leaders) == 1 else None
 
 
+def settled(nodes):
+    """The leader all three nodes name, once every broker is registered
+    and unfenced in its image; else None. (Cutting a node off before its
+    broker registered would leave the majority nothing to fence.)"""
+    leader = leader_seen_by(nodes, (1, 2, 3))
+    if leader is None:
+        return None
+    brokers = {b["id"]: b for b in (nodes[leader].status() or {}).get("brokers", [])}
+    if sorted(brokers) != [1, 2, 3] or any(b["fenced"] for b in brokers.values()):
+        return None
+    return leader
+
+
 def test_only_the_majority_side_of_a_partition_makes_progress(partitioned):
     net, nodes = partitioned
-    old = wait_for("a leader all three agree on", lambda: leader_seen_by(nodes, (1, 2, 3)), 30)
+    old = wait_for("a settled cluster", lambda: settled(nodes), 45)
     rest = [i for i in (1, 2, 3) if i != old]
     net.cut(old)
     cut_at = time.monotonic()

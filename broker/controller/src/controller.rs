@@ -428,6 +428,64 @@ impl Controller {
         }
     }
 
+    /// Proposes a new topic: its record, one per partition placed as
+    /// `placed`, and its configs, all in one batch.
+    fn propose_topic(
+        &mut self,
+        reply: ReplyId,
+        name: String,
+        placed: Vec<Vec<NodeId>>,
+        configs: Vec<(String, String)>,
+        out: &mut Vec<Output>,
+    ) {
+        let id = self.new_topic_id();
+        let mut batch = vec![Record::Topic {
+            name: name.clone(),
+            id,
+        }];
+        for (i, replicas) in placed.iter().enumerate() {
+            batch.push(Record::Partition(self.image.new_partition(
+                id,
+                i as i32,
+                replicas.clone(),
+            )));
+        }
+        for (k, v) in configs {
+            batch.push(Record::Config {
+                topic: name.clone(),
+                name: k,
+                value: Some(v),
+            });
+        }
+        self.creating.insert(name.clone());
+        self.propose(
+            &batch,
+            Pending::CreateTopic {
+                reply,
+                name,
+                id,
+                assignment: placed,
+            },
+            out,
+        );
+    }
+
+    /// Refuses a broker's request made at an epoch that is not the
+    /// broker's current one.
+    fn check_broker_epoch(&self, broker: NodeId, epoch: i64) -> Result<(), ApiError> {
+        match self.image.broker(broker) {
+            None => Err(ApiError::new(
+                codes::BROKER_ID_NOT_REGISTERED,
+                format!("broker {broker} is not registered"),
+            )),
+            Some(b) if b.epoch != epoch => Err(ApiError::new(
+                codes::STALE_BROKER_EPOCH,
+                format!("broker {broker} is at epoch {}, not {epoch}", b.epoch),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     fn propose(&mut self, batch: &[Record], pending: Pending, out: &mut Vec<Output>) {
         let id = self.next_proposal;
         self.next_proposal += 1;
@@ -666,36 +724,7 @@ impl Controller {
                     });
                     return Ok(());
                 }
-                let id = self.new_topic_id();
-                let mut batch = vec![Record::Topic {
-                    name: name.clone(),
-                    id,
-                }];
-                for (i, replicas) in placed.iter().enumerate() {
-                    batch.push(Record::Partition(self.image.new_partition(
-                        id,
-                        i as i32,
-                        replicas.clone(),
-                    )));
-                }
-                for (k, v) in configs {
-                    batch.push(Record::Config {
-                        topic: name.clone(),
-                        name: k,
-                        value: Some(v),
-                    });
-                }
-                self.creating.insert(name.clone());
-                self.propose(
-                    &batch,
-                    Pending::CreateTopic {
-                        reply,
-                        name,
-                        id,
-                        assignment: placed,
-                    },
-                    out,
-                );
+                self.propose_topic(reply, name, placed, configs, out);
             }
             Request::EnsureOffsetsTopic { partitions } => {
                 let name = OFFSETS_TOPIC.to_string();
@@ -725,29 +754,7 @@ impl Controller {
                     ));
                 }
                 let placed = self.image.place(partitions as usize, 1)?;
-                let id = self.new_topic_id();
-                let mut batch = vec![Record::Topic {
-                    name: name.clone(),
-                    id,
-                }];
-                for (i, replicas) in placed.iter().enumerate() {
-                    batch.push(Record::Partition(self.image.new_partition(
-                        id,
-                        i as i32,
-                        replicas.clone(),
-                    )));
-                }
-                self.creating.insert(name.clone());
-                self.propose(
-                    &batch,
-                    Pending::CreateTopic {
-                        reply,
-                        name,
-                        id,
-                        assignment: placed,
-                    },
-                    out,
-                );
+                self.propose_topic(reply, name, placed, Vec::new(), out);
             }
             Request::CreatePartitions {
                 name,
@@ -879,24 +886,7 @@ impl Controller {
                 partition_epoch,
                 isr,
             } => {
-                match self.image.broker(broker) {
-                    None => {
-                        return Err(ApiError::new(
-                            codes::BROKER_ID_NOT_REGISTERED,
-                            format!("broker {broker} is not registered"),
-                        ))
-                    }
-                    Some(b) if b.epoch != broker_epoch => {
-                        return Err(ApiError::new(
-                            codes::STALE_BROKER_EPOCH,
-                            format!(
-                                "broker {broker} is at epoch {}, not {broker_epoch}",
-                                b.epoch
-                            ),
-                        ))
-                    }
-                    Some(_) => {}
-                }
+                self.check_broker_epoch(broker, broker_epoch)?;
                 let p = self
                     .image
                     .topic_name(topic_id)
@@ -931,13 +921,7 @@ impl Controller {
                         ),
                     ));
                 }
-                let mut seen = isr.clone();
-                seen.sort();
-                seen.dedup();
-                if seen.len() != isr.len()
-                    || !isr.contains(&broker)
-                    || !isr.iter().all(|r| p.replicas.contains(r))
-                {
+                if !crate::image::isr_fits(&isr, &p.replicas, broker) {
                     return Err(ApiError::new(
                         codes::INVALID_REQUEST,
                         "the ISR must be replicas of the partition, the leader among them",
@@ -970,21 +954,7 @@ impl Controller {
                 self.propose(&[record], Pending::Other { reply, ok }, out);
             }
             Request::AllocateProducerIds { broker, epoch } => {
-                match self.image.broker(broker) {
-                    None => {
-                        return Err(ApiError::new(
-                            codes::BROKER_ID_NOT_REGISTERED,
-                            format!("broker {broker} is not registered"),
-                        ))
-                    }
-                    Some(b) if b.epoch != epoch => {
-                        return Err(ApiError::new(
-                            codes::STALE_BROKER_EPOCH,
-                            format!("broker {broker} is at epoch {}, not {epoch}", b.epoch),
-                        ))
-                    }
-                    Some(_) => {}
-                }
+                self.check_broker_epoch(broker, epoch)?;
                 let start = self
                     .pid_next
                     .unwrap_or(0)

@@ -329,13 +329,7 @@ impl MetadataImage {
                         "the leader or its epoch changed",
                     ));
                 }
-                let mut seen = isr.clone();
-                seen.sort();
-                seen.dedup();
-                if seen.len() != isr.len()
-                    || !isr.contains(leader)
-                    || !isr.iter().all(|r| p.replicas.contains(r))
-                {
+                if !isr_fits(isr, &p.replicas, *leader) {
                     return Err(ApiError::new(
                         codes::INVALID_REQUEST,
                         "the ISR must be replicas of the partition, the leader among them",
@@ -632,4 +626,14 @@ impl MetadataImage {
         r.finish()?;
         Ok(image)
     }
+}
+
+/// Whether `isr` can be a partition's ISR: distinct replicas of it, the
+/// leader among them. The controller checks a request with it, and apply
+/// checks the record again.
+pub(crate) fn isr_fits(isr: &[NodeId], replicas: &[NodeId], leader: NodeId) -> bool {
+    let mut seen = isr.to_vec();
+    seen.sort();
+    seen.dedup();
+    seen.len() == isr.len() && isr.contains(&leader) && isr.iter().all(|r| replicas.contains(r))
 }

@@ -4,21 +4,15 @@ use corelog_model::{LeaderEpoch, Offset};
 use corelog_replication::epochs::{divergence_point, EpochCache, UNDEFINED};
 use proptest::prelude::*;
 
+mod common;
+use common::{cache_of, histories};
+
 fn e(n: i32) -> LeaderEpoch {
     LeaderEpoch(n)
 }
 
 fn o(n: i64) -> Offset {
     Offset(n)
-}
-
-/// The cache of a log given as the epoch of each offset.
-fn cache_of(log: &[i32]) -> EpochCache {
-    let mut c = EpochCache::new();
-    for (i, ep) in log.iter().enumerate() {
-        c.assign(e(*ep), o(i as i64));
-    }
-    c
 }
 
 #[test]
@@ -95,43 +89,6 @@ fn a_follower_without_the_leaders_epoch_cuts_its_own_and_asks_again() {
         divergence_point(&follower, o(3), o(0), answer),
         (o(2), None)
     );
-}
-
-/// A leader's log (the epoch of each offset), a common prefix length, and
-/// a follower that holds that prefix and then entries of epochs the leader
-/// never had (deposed leaders'), all older than the leader's latest.
-fn histories() -> impl Strategy<Value = (Vec<i32>, Vec<i32>, usize)> {
-    (
-        proptest::collection::vec((1i32..4, 1usize..5), 1..8),
-        0usize..40,
-        proptest::collection::vec((1usize..5, any::<bool>()), 0..4),
-    )
-        .prop_map(|(segments, cut, deposed)| {
-            // Leader epochs go up by 2 or more, so odd gaps are free for
-            // deposed leaders.
-            let mut leader = Vec::new();
-            let mut epoch = 0;
-            for (step, len) in segments {
-                epoch += 2 * step;
-                leader.extend(std::iter::repeat_n(epoch, len));
-            }
-            let k = cut.min(leader.len());
-            let mut follower = leader[..k].to_vec();
-            let floor = follower.last().copied().unwrap_or(0);
-            let top = *leader.last().unwrap();
-            let mut d = floor + 1;
-            for (len, _) in deposed {
-                if d >= top {
-                    break;
-                }
-                if d % 2 == 0 {
-                    d += 1;
-                }
-                follower.extend(std::iter::repeat_n(d, len));
-                d += 2;
-            }
-            (leader, follower, k)
-        })
 }
 
 proptest! {

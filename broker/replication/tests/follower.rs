@@ -4,52 +4,12 @@
 //! counts only what the follower made durable.
 
 use corelog_model::{LeaderEpoch, NodeId, Offset};
-use corelog_replication::epochs::EpochCache;
 use corelog_replication::follower::{self, Follower};
 use corelog_replication::{Input, Leader, ReplicationConfig, Takeover};
 use proptest::prelude::*;
 
-fn cache_of(log: &[i32]) -> EpochCache {
-    let mut c = EpochCache::new();
-    for (i, ep) in log.iter().enumerate() {
-        c.assign(LeaderEpoch(*ep), Offset(i as i64));
-    }
-    c
-}
-
-/// A leader log (epoch per offset, epochs even), the length of what the
-/// follower shares with it, and the follower's log: that prefix plus
-/// entries of deposed leaders (odd epochs the leader never had).
-fn histories() -> impl Strategy<Value = (Vec<i32>, Vec<i32>, usize)> {
-    (
-        proptest::collection::vec((1i32..4, 1usize..5), 1..6),
-        0usize..30,
-        proptest::collection::vec(1usize..5, 0..3),
-    )
-        .prop_map(|(segments, cut, deposed)| {
-            let mut leader = Vec::new();
-            let mut epoch = 0;
-            for (step, len) in segments {
-                epoch += 2 * step;
-                leader.extend(std::iter::repeat_n(epoch, len));
-            }
-            let k = cut.min(leader.len());
-            let mut follower = leader[..k].to_vec();
-            let top = *leader.last().unwrap();
-            let mut d = follower.last().copied().unwrap_or(0) + 1;
-            for len in deposed {
-                if d % 2 == 0 {
-                    d += 1;
-                }
-                if d >= top {
-                    break;
-                }
-                follower.extend(std::iter::repeat_n(d, len));
-                d += 2;
-            }
-            (leader, follower, k)
-        })
-}
+mod common;
+use common::{cache_of, histories};
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -89,6 +89,15 @@ async fn publisher_task(
                 }
             }
             last = (!failed).then(|| view.clone());
+            let md = shard.metadata();
+            let quorum = md.offsets_leaders.len();
+            if quorum != 0 && quorum != md.offsets_topic_partitions as usize {
+                tracing::warn!(
+                    quorum,
+                    local = md.offsets_topic_partitions,
+                    "the offsets topic's partition count in the quorum is not this node's groups.offsets_topic_partitions; this node coordinates no group"
+                );
+            }
         }
         host.borrow_mut().set_published_index(view.applied_index);
     }

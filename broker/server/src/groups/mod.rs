@@ -58,14 +58,9 @@ pub fn cluster_coordinator(
     }
     let md = shard.metadata();
     let count = md.offsets_leaders.len();
+    // A count that differs from this node's is logged once per image
+    // change by the publisher (`controller::cluster`), not per request.
     if count == 0 || count != md.offsets_topic_partitions as usize {
-        if count != 0 {
-            tracing::warn!(
-                quorum = count,
-                local = md.offsets_topic_partitions,
-                "the offsets topic's partition count in the quorum is not this node's groups.offsets_topic_partitions; this node coordinates no group"
-            );
-        }
         return Err(codes::COORDINATOR_NOT_AVAILABLE);
     }
     let index = offsets_partition_for(group_id, count as u32) as usize;

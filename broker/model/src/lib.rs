@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub mod epochs;
+
 use serde::{Deserialize, Serialize};
 
 /// A Kafka offset: the position of a record in its partition's log.

@@ -19,91 +19,13 @@
 //!
 //! Lives on: the shard that owns the partition, beside its log (persisted
 //! with the log's checkpoint, by the host).
+//!
+//! The cache type itself lives in `corelog-model` (re-exported here), so
+//! that the storage layer can keep one per log without importing this crate.
 
 use corelog_model::{LeaderEpoch, Offset};
 
-/// Kafka's answer to an epoch this log has never heard of and nothing
-/// before it either: UNDEFINED_EPOCH (-1) and UNDEFINED_EPOCH_OFFSET (-1).
-pub const UNDEFINED: (LeaderEpoch, Offset) = (LeaderEpoch(-1), Offset(-1));
-
-/// `(epoch, start offset)` entries, both strictly increasing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EpochCache {
-    entries: Vec<(LeaderEpoch, Offset)>,
-}
-
-impl EpochCache {
-    pub fn new() -> EpochCache {
-        EpochCache::default()
-    }
-
-    pub fn entries(&self) -> &[(LeaderEpoch, Offset)] {
-        &self.entries
-    }
-
-    /// The latest epoch, if any batch was written.
-    pub fn latest(&self) -> Option<LeaderEpoch> {
-        self.entries.last().map(|e| e.0)
-    }
-
-    /// Records that a batch of `epoch` starts at `offset`. An epoch older
-    /// than the latest is ignored (it cannot start after a newer one), as
-    /// is a known epoch; a newer epoch starting at or below an entry's
-    /// start replaces those entries (Kafka's assign: the log was truncated
-    /// below them).
-    pub fn assign(&mut self, epoch: LeaderEpoch, offset: Offset) {
-        if let Some(&(latest, _)) = self.entries.last() {
-            if epoch <= latest {
-                return;
-            }
-        }
-        while self
-            .entries
-            .last()
-            .is_some_and(|&(_, start)| start >= offset)
-        {
-            self.entries.pop();
-        }
-        self.entries.push((epoch, offset));
-    }
-
-    /// For OffsetForLeaderEpoch: the largest known epoch at or below
-    /// `epoch`, and where it ends in a log that ends at `log_end`.
-    /// [`UNDEFINED`] when every known epoch is newer (or none is known).
-    pub fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> (LeaderEpoch, Offset) {
-        let Some(i) = self.entries.iter().rposition(|&(e, _)| e <= epoch) else {
-            return UNDEFINED;
-        };
-        let end = self.entries.get(i + 1).map_or(log_end, |&(_, start)| start);
-        (self.entries[i].0, end.min(log_end))
-    }
-
-    /// The log was cut at `offset` (everything from it removed): entries
-    /// that start there or later go.
-    pub fn truncate_from(&mut self, offset: Offset) {
-        while self
-            .entries
-            .last()
-            .is_some_and(|&(_, start)| start >= offset)
-        {
-            self.entries.pop();
-        }
-    }
-
-    /// The log now starts at `offset` (retention, DeleteRecords): the
-    /// epoch in force there starts there.
-    pub fn truncate_before(&mut self, offset: Offset) {
-        let keep_from = self
-            .entries
-            .iter()
-            .rposition(|&(_, start)| start <= offset)
-            .unwrap_or(0);
-        self.entries.drain(..keep_from);
-        if let Some(first) = self.entries.first_mut() {
-            first.1 = first.1.max(offset);
-        }
-    }
-}
+pub use corelog_model::epochs::{EpochCache, UNDEFINED};
 
 /// The follower's truncation rule (KIP-279, as Kafka's fetcher applies
 /// it), one exchange of it. In: the follower's cache, log end and high

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 pub use crate::codec::Compression;
 use crate::records::{check_records, RecordLimits, RecordsSummary};
-use crate::types::{Offset, ProducerEpoch, ProducerId};
+use crate::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 /// Size of the fixed record batch header, up to and including `recordsCount`.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -20,6 +20,7 @@ const MAGIC_V2: i8 = 2;
 // Field positions inside the header, as the Kafka message format defines them.
 const OFF_BASE_OFFSET: usize = 0;
 const OFF_BATCH_LENGTH: usize = 8;
+const OFF_PARTITION_LEADER_EPOCH: usize = 12;
 const OFF_MAGIC: usize = 16;
 const OFF_CRC: usize = 17;
 const OFF_ATTRIBUTES: usize = 21;
@@ -89,6 +90,9 @@ pub struct BatchHeader {
     pub base_offset: Offset,
     /// Bytes of the whole batch, header included.
     pub total_bytes: usize,
+    /// The epoch of the leader that appended the batch (-1 as a producer
+    /// sends it, before a leader stamps it).
+    pub partition_leader_epoch: i32,
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub base_timestamp_ms: i64,
@@ -127,6 +131,7 @@ impl BatchHeader {
         Ok(BatchHeader {
             base_offset: Offset(be_i64(bytes, OFF_BASE_OFFSET)),
             total_bytes,
+            partition_leader_epoch: be_i32(bytes, OFF_PARTITION_LEADER_EPOCH),
             attributes: be_i16(bytes, OFF_ATTRIBUTES),
             last_offset_delta: be_i32(bytes, OFF_LAST_OFFSET_DELTA),
             base_timestamp_ms: be_i64(bytes, OFF_BASE_TIMESTAMP),
@@ -350,6 +355,14 @@ fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
 /// the batch stays valid.
 pub fn set_base_offset(bytes: &mut [u8], base: Offset) {
     bytes[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base.0.to_be_bytes());
+}
+
+/// Rewrites the `partitionLeaderEpoch` field in place. The CRC does not
+/// cover it (Kafka leaves it outside so that a leader can stamp a batch
+/// without recomputing the CRC), so the batch stays valid.
+pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: LeaderEpoch) {
+    bytes[OFF_PARTITION_LEADER_EPOCH..OFF_PARTITION_LEADER_EPOCH + 4]
+        .copy_from_slice(&epoch.0.to_be_bytes());
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {

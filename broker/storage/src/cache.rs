@@ -29,7 +29,18 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::types::Offset;
+use crate::types::{LeaderEpoch, Offset};
+
+/// A batch held in memory. Its bytes still carry the producer's base offset
+/// and leader epoch; [`Self::base`] and [`Self::leader_epoch`] are the ones
+/// the log assigned, patched in when the batch is served.
+#[derive(Debug, Clone)]
+pub struct CachedBatch {
+    pub base: Offset,
+    pub next: Offset,
+    pub leader_epoch: LeaderEpoch,
+    pub bytes: Bytes,
+}
 
 /// Identifies a partition log within its shard's cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,8 +55,9 @@ pub struct BatchCache {
     /// not keep the larger buffer they are a slice of alive.
     copy_below_bytes: usize,
     bytes_used: usize,
-    /// Per log: base offset -> (next offset after the batch, the batch).
-    logs: HashMap<CacheId, BTreeMap<i64, (i64, Bytes)>>,
+    /// Per log: base offset -> (next offset after the batch, its leader
+    /// epoch, the batch).
+    logs: HashMap<CacheId, BTreeMap<i64, (i64, LeaderEpoch, Bytes)>>,
     fifo: VecDeque<(CacheId, i64)>,
 }
 
@@ -89,7 +101,14 @@ impl BatchCache {
     }
 
     /// Caches a flushed batch. Batches larger than the whole cache are not kept.
-    pub fn insert(&mut self, id: CacheId, base: Offset, next: Offset, batch: Bytes) {
+    pub fn insert(
+        &mut self,
+        id: CacheId,
+        base: Offset,
+        next: Offset,
+        leader_epoch: LeaderEpoch,
+        batch: Bytes,
+    ) {
         if batch.len() > self.bytes_max {
             return;
         }
@@ -102,11 +121,11 @@ impl BatchCache {
             batch
         };
         self.bytes_used += batch.len();
-        if let Some((_, old)) = self
+        if let Some((_, _, old)) = self
             .logs
             .entry(id)
             .or_default()
-            .insert(base.0, (next.0, batch))
+            .insert(base.0, (next.0, leader_epoch, batch))
         {
             self.bytes_used -= old.len();
         }
@@ -121,7 +140,7 @@ impl BatchCache {
 
     fn remove_one(&mut self, id: CacheId, base: i64) {
         if let Some(map) = self.logs.get_mut(&id) {
-            if let Some((_, b)) = map.remove(&base) {
+            if let Some((_, _, b)) = map.remove(&base) {
                 self.bytes_used -= b.len();
             }
             if map.is_empty() {
@@ -132,16 +151,15 @@ impl BatchCache {
 
     /// Collects cached batches starting with the one that contains `offset`,
     /// contiguous, ending before `max_offset`, up to `max_bytes` (but always
-    /// the first batch if it is there), as (base offset, next offset, bytes).
-    /// The bytes still carry the producer's base offset; the caller supplies
-    /// the assigned one. Empty if the batch holding `offset` is not cached.
+    /// the first batch if it is there). The bytes still carry the producer's
+    /// base offset and epoch; the caller patches in the assigned ones. Empty if the batch holding `offset` is not cached.
     pub fn collect(
         &self,
         id: CacheId,
         offset: Offset,
         max_bytes: usize,
         max_offset: Offset,
-    ) -> Vec<(Offset, Offset, Bytes)> {
+    ) -> Vec<CachedBatch> {
         let mut out = Vec::new();
         let Some(map) = self.logs.get(&id) else {
             return out;
@@ -151,7 +169,7 @@ impl BatchCache {
         };
         let mut next = offset;
         let mut bytes = 0usize;
-        for (&base, (batch_next, batch)) in map.range(first_base..) {
+        for (&base, (batch_next, leader_epoch, batch)) in map.range(first_base..) {
             if base > next.0 || *batch_next <= offset.0 || *batch_next > max_offset.0 {
                 break;
             }
@@ -159,7 +177,12 @@ impl BatchCache {
                 break;
             }
             bytes += batch.len();
-            out.push((Offset(base), Offset(*batch_next), batch.clone()));
+            out.push(CachedBatch {
+                base: Offset(base),
+                next: Offset(*batch_next),
+                leader_epoch: *leader_epoch,
+                bytes: batch.clone(),
+            });
             next = Offset(*batch_next);
         }
         out
@@ -178,7 +201,7 @@ impl BatchCache {
         };
         let doomed: Vec<i64> = map
             .iter()
-            .filter(|(_, (next, _))| {
+            .filter(|(_, (next, _, _))| {
                 below.is_some_and(|b| *next <= b.0) || at_or_above.is_some_and(|a| *next > a.0)
             })
             .map(|(&base, _)| base)
@@ -191,7 +214,7 @@ impl BatchCache {
     /// Drops every cached batch of a log (the partition was deleted or closed).
     pub fn remove_log(&mut self, id: CacheId) {
         if let Some(map) = self.logs.remove(&id) {
-            self.bytes_used -= map.values().map(|(_, b)| b.len()).sum::<usize>();
+            self.bytes_used -= map.values().map(|(_, _, b)| b.len()).sum::<usize>();
         }
     }
 }
@@ -207,15 +230,15 @@ mod tests {
     #[test]
     fn cache_stays_within_its_byte_bound_evicting_oldest_first_across_logs() {
         let mut c = BatchCache::new(1000);
-        c.insert(CacheId(1), Offset(0), Offset(10), b(400));
-        c.insert(CacheId(2), Offset(0), Offset(10), b(400));
-        c.insert(CacheId(1), Offset(10), Offset(20), b(400));
+        c.insert(CacheId(1), Offset(0), Offset(10), LeaderEpoch(0), b(400));
+        c.insert(CacheId(2), Offset(0), Offset(10), LeaderEpoch(0), b(400));
+        c.insert(CacheId(1), Offset(10), Offset(20), LeaderEpoch(0), b(400));
         assert!(c.bytes_used() <= 1000);
         let max = Offset(100);
         assert!(c.collect(CacheId(1), Offset(0), 10_000, max).is_empty());
         assert_eq!(c.collect(CacheId(2), Offset(5), 10_000, max).len(), 1);
         assert_eq!(
-            c.collect(CacheId(1), Offset(15), 10_000, max)[0].1,
+            c.collect(CacheId(1), Offset(15), 10_000, max)[0].next,
             Offset(20)
         );
     }
@@ -225,17 +248,29 @@ mod tests {
         let buffer = b(4096);
         let range = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
         let mut c = BatchCache::new(1 << 20).with_copy_below(1024);
-        c.insert(CacheId(1), Offset(0), Offset(1), buffer.slice(100..270));
-        c.insert(CacheId(1), Offset(1), Offset(2), buffer.slice(1000..3000));
+        c.insert(
+            CacheId(1),
+            Offset(0),
+            Offset(1),
+            LeaderEpoch(0),
+            buffer.slice(100..270),
+        );
+        c.insert(
+            CacheId(1),
+            Offset(1),
+            Offset(2),
+            LeaderEpoch(0),
+            buffer.slice(1000..3000),
+        );
         drop(buffer);
         let got = c.collect(CacheId(1), Offset(0), 1 << 20, Offset(10));
         assert_eq!(got.len(), 2);
         assert!(
-            !range.contains(&(got[0].2.as_ptr() as usize)),
+            !range.contains(&(got[0].bytes.as_ptr() as usize)),
             "a 170-byte slice would pin the 4 KiB buffer"
         );
         assert!(
-            range.contains(&(got[1].2.as_ptr() as usize)),
+            range.contains(&(got[1].bytes.as_ptr() as usize)),
             "a batch of a read's size is kept without a copy"
         );
         assert_eq!(c.bytes_used(), 170 + 2000);
@@ -245,15 +280,21 @@ mod tests {
     fn collect_stops_at_gaps_limits_and_the_high_watermark() {
         let mut c = BatchCache::new(1 << 20);
         for i in 0..5 {
-            c.insert(CacheId(1), Offset(i * 10), Offset(i * 10 + 10), b(100));
+            c.insert(
+                CacheId(1),
+                Offset(i * 10),
+                Offset(i * 10 + 10),
+                LeaderEpoch(0),
+                b(100),
+            );
         }
-        c.insert(CacheId(1), Offset(70), Offset(80), b(100));
+        c.insert(CacheId(1), Offset(70), Offset(80), LeaderEpoch(0), b(100));
         let max = Offset(1000);
         let got = c.collect(CacheId(1), Offset(12), 250, max);
-        assert_eq!((got.len(), got[1].1), (2, Offset(30)));
+        assert_eq!((got.len(), got[1].next), (2, Offset(30)));
         let got = c.collect(CacheId(1), Offset(0), 1 << 20, max);
         assert_eq!(
-            (got.len(), got[4].1),
+            (got.len(), got[4].next),
             (5, Offset(50)),
             "stops at the gap before 70"
         );

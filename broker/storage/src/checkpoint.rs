@@ -7,15 +7,23 @@
 //! Recovery trusts everything before the recovery point and re-validates only
 //! what follows it.
 //!
+//! It also keeps the log's leader-epoch cache as of the checkpoint; recovery
+//! adds the epochs of the batches it walks after the recovery point.
+//!
 //! On disk: magic `CLCP`, a format version (u32 LE), the CRC32C of the payload
 //! (u32 LE), the payload length (u32 LE), then the rkyv archive of
 //! [`Checkpoint`]. The file is replaced atomically (write, fsync, rename, fsync dir).
+//!
+//! Format 2 added the leader-epoch cache. Format 1 files (written before
+//! batches were stamped with their leader's epoch) are still read, with
+//! [`Checkpoint::leader_epochs`] `None`.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
 pub const CHECKPOINT_FILE: &str = "partition.checkpoint";
 const MAGIC: &[u8; 4] = b"CLCP";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION_WITHOUT_EPOCHS: u32 = 1;
 const HEADER_BYTES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
@@ -59,12 +67,31 @@ pub struct ProducerMeta {
     pub batches: Vec<ProducerBatchMeta>,
 }
 
+/// One entry of the leader-epoch cache: the first offset of an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct LeaderEpochMeta {
+    pub epoch: i32,
+    pub start_offset: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub log_start_offset: i64,
     pub sealed: Vec<SealedSegmentMeta>,
     pub active: ActiveSegmentMeta,
     pub producers: Vec<ProducerMeta>,
+    /// The leader-epoch cache; `None` in a format 1 file, whose batches
+    /// carry whatever epoch their producer wrote.
+    pub leader_epochs: Option<Vec<LeaderEpochMeta>>,
+}
+
+/// Format 1, read from data directories written before format 2.
+#[derive(Archive, Serialize, Deserialize)]
+struct CheckpointV1 {
+    log_start_offset: i64,
+    sealed: Vec<SealedSegmentMeta>,
+    active: ActiveSegmentMeta,
+    producers: Vec<ProducerMeta>,
 }
 
 /// Why a checkpoint file could not be read.
@@ -100,7 +127,7 @@ impl Checkpoint {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = word(4);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_EPOCHS {
             return Err(CheckpointError::Version(version));
         }
         let len = word(12) as usize;
@@ -113,8 +140,39 @@ impl Checkpoint {
         // rkyv validates archives in place and wants them aligned.
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
         aligned.extend_from_slice(payload);
-        rkyv::from_bytes::<Checkpoint, rkyv::rancor::Error>(&aligned)
-            .map_err(|e| CheckpointError::Decode(e.to_string()))
+        let decode_error = |e: rkyv::rancor::Error| CheckpointError::Decode(e.to_string());
+        if version == FORMAT_VERSION_WITHOUT_EPOCHS {
+            let v1 = rkyv::from_bytes::<CheckpointV1, rkyv::rancor::Error>(&aligned)
+                .map_err(decode_error)?;
+            return Ok(Checkpoint {
+                log_start_offset: v1.log_start_offset,
+                sealed: v1.sealed,
+                active: v1.active,
+                producers: v1.producers,
+                leader_epochs: None,
+            });
+        }
+        rkyv::from_bytes::<Checkpoint, rkyv::rancor::Error>(&aligned).map_err(decode_error)
+    }
+
+    /// A format 1 file, as brokers before format 2 wrote it: for tests of
+    /// upgrades, never written by the broker.
+    #[doc(hidden)]
+    pub fn encode_format_1_for_tests(&self) -> Vec<u8> {
+        let v1 = CheckpointV1 {
+            log_start_offset: self.log_start_offset,
+            sealed: self.sealed.clone(),
+            active: self.active.clone(),
+            producers: self.producers.clone(),
+        };
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).expect("checkpoint serialises");
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION_WITHOUT_EPOCHS.to_le_bytes());
+        out.extend_from_slice(&crc_fast::crc32_iscsi(&payload).to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
     }
 }
 
@@ -148,12 +206,28 @@ mod tests {
                     last_offset: 44,
                 }],
             }],
+            leader_epochs: Some(vec![LeaderEpochMeta {
+                epoch: 3,
+                start_offset: 41,
+            }]),
         }
     }
 
     #[test]
     fn checkpoint_round_trips() {
         assert_eq!(Checkpoint::decode(&sample().encode()).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_format_1_checkpoint_is_read_without_an_epoch_cache() {
+        let read = Checkpoint::decode(&sample().encode_format_1_for_tests()).unwrap();
+        assert_eq!(
+            read,
+            Checkpoint {
+                leader_epochs: None,
+                ..sample()
+            }
+        );
     }
 
     #[test]

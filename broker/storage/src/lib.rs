@@ -45,4 +45,4 @@ pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadChunks, ReadPlan, TimestampPlan};
 pub use records::RecordLimits;
 pub use recover::RecoveryReport;
-pub use types::{Offset, ProducerEpoch, ProducerId};
+pub use types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};

@@ -25,6 +25,16 @@
 //!   increases (so that waiters for durability can tell their batch is gone),
 //!   and appends fail until a repair job finds the disk writable again.
 //!   Nothing flushed is touched.
+//!
+//! # Leader epochs
+//! Every appended batch is stamped with the log's leader epoch
+//! ([`PartitionLog::set_leader_epoch`]) in its `partitionLeaderEpoch`
+//! field, which the CRC does not cover, and the log keeps the epoch cache
+//! (first offset of each epoch) that answers OffsetForLeaderEpoch. The cache
+//! follows the log: truncation and a discarded write drop the epochs that
+//! started in the removed range, a moved log start moves the first epoch's
+//! start, and recovery rebuilds what followed the last checkpoint from the
+//! batches themselves.
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -35,7 +45,9 @@ use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, ValidBatch};
 use crate::cache::{CacheId, SharedBatchCache};
-use crate::checkpoint::{ActiveSegmentMeta, Checkpoint, SealedSegmentMeta, CHECKPOINT_FILE};
+use crate::checkpoint::{
+    ActiveSegmentMeta, Checkpoint, LeaderEpochMeta, SealedSegmentMeta, CHECKPOINT_FILE,
+};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
@@ -45,7 +57,8 @@ pub use crate::lanes::{
     BackgroundCheckpoint, BackgroundCheckpointDone, Preallocation, PreallocationDone,
 };
 use crate::retention::Recycled;
-use crate::types::{segment_file_stem, Offset};
+use crate::types::{segment_file_stem, LeaderEpoch, Offset};
+use corelog_model::epochs::EpochCache;
 
 /// The smallest step of space reserved ahead of a segment's data.
 pub const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
@@ -81,6 +94,8 @@ pub struct AppendInfo {
 pub(crate) struct Pending {
     pub base: Offset,
     pub next: Offset,
+    /// The epoch it is stamped with when written or served.
+    pub leader_epoch: LeaderEpoch,
     pub bytes: Bytes,
 }
 
@@ -151,12 +166,14 @@ impl<B> Staged<B> {
 
 impl Pending {
     /// Copies the batch to the start of `dst` with its assigned base offset
-    /// patched in: the one copy of record bytes on the produce path, into
-    /// the aligned buffer that O_DIRECT requires. Returns its length.
+    /// and leader epoch patched in: the one copy of record bytes on the
+    /// produce path, into the aligned buffer that O_DIRECT requires.
+    /// Returns its length.
     fn copy_to(&self, dst: &mut [u8]) -> usize {
         let len = self.bytes.len();
         dst[..len].copy_from_slice(&self.bytes);
         batch::set_base_offset(dst, self.base);
+        batch::set_partition_leader_epoch(dst, self.leader_epoch);
         len
     }
 }
@@ -236,12 +253,70 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) staged: Option<Staged<<I::File as DirectFile>::Buffer>>,
     /// Writes that used a staged buffer since the log was opened.
     pub(crate) writes_from_staged_buffers: u64,
+    /// The epoch appended batches are stamped with.
+    pub(crate) leader_epoch: LeaderEpoch,
+    /// The first offset of each leader epoch in the log.
+    pub(crate) epochs: EpochCache,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
     /// Offset the next append gets (the log end offset).
     pub fn next_offset(&self) -> Offset {
         self.next_offset
+    }
+
+    /// The epoch appended batches are stamped with.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch
+    }
+
+    /// The log's leader-epoch cache.
+    pub fn epochs(&self) -> &EpochCache {
+        &self.epochs
+    }
+
+    /// Makes `epoch` the epoch of every batch appended from now on, and
+    /// records that it starts at the log end (Kafka's leader does the same
+    /// when it takes over, so that OffsetForLeaderEpoch for its own epoch is
+    /// answered before it has appended anything). An epoch older than one
+    /// the log already holds is refused and changes nothing: the epochs of
+    /// a log never go back. Returns whether the epoch is now in force.
+    pub fn set_leader_epoch(&mut self, epoch: LeaderEpoch) -> bool {
+        if epoch.0 < 0 || self.epochs.latest().is_some_and(|latest| epoch < latest) {
+            tracing::warn!(dir = %self.dir.display(), epoch = epoch.0, latest = ?self.epochs.latest(), "refusing an older leader epoch");
+            return false;
+        }
+        // Not checkpointed now: recovery finds the epoch again in its
+        // batches, and one with no batch is recorded again when the leader
+        // sets it after a restart.
+        if self.epochs.latest() != Some(epoch) {
+            self.epochs.assign(epoch, self.next_offset);
+        }
+        self.leader_epoch = epoch;
+        true
+    }
+
+    /// OffsetForLeaderEpoch as a Kafka leader answers it: the largest epoch
+    /// at or below `epoch` that this log holds, and the offset where it
+    /// ends (the log end for the latest epoch). See
+    /// [`EpochCache::answer_offset_for_leader_epoch`].
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
+        self.epochs
+            .answer_offset_for_leader_epoch(epoch, self.next_offset)
+    }
+
+    /// The cache after a cut at `end` (truncation, discarded writes): the
+    /// epochs that started in the removed range go, and the log's own epoch
+    /// is recorded again at the new end if it went with them.
+    pub(crate) fn epochs_cut_at(&mut self, end: Offset) {
+        self.epochs.truncate_from(end);
+        if self
+            .epochs
+            .latest()
+            .is_none_or(|latest| latest < self.leader_epoch)
+        {
+            self.epochs.assign(self.leader_epoch, end);
+        }
     }
 
     /// Every offset below this is durable.
@@ -348,11 +423,17 @@ impl<I: StorageIo> PartitionLog<I> {
         }
         let base = self.next_offset;
         let next = base.plus(header.last_offset_delta as i64 + 1);
+        if self.epochs.latest() != Some(self.leader_epoch) {
+            // The first batch of a log, or the first after a cut that took
+            // the epoch's start with it.
+            self.epochs.assign(self.leader_epoch, base);
+        }
         self.producers.record(&header, base);
         self.unflushed_bytes += batch_bytes.len();
         self.unflushed.push_back(Pending {
             base,
             next,
+            leader_epoch: self.leader_epoch,
             bytes: batch_bytes,
         });
         self.next_offset = next;
@@ -446,6 +527,7 @@ impl<I: StorageIo> PartitionLog<I> {
         }
         if offset > self.log_start {
             self.log_start = offset;
+            self.epochs.truncate_before(offset);
             self.checkpoint_requested = true;
             self.cache
                 .borrow_mut()
@@ -689,11 +771,22 @@ impl<I: StorageIo> PartitionLog<I> {
         let producers = self
             .producers
             .to_checkpoint(Offset(active.recovery_next_offset));
+        let leader_epochs = Some(
+            self.epochs
+                .entries()
+                .iter()
+                .map(|&(epoch, start)| LeaderEpochMeta {
+                    epoch: epoch.0,
+                    start_offset: start.0,
+                })
+                .collect(),
+        );
         let cp = Checkpoint {
             log_start_offset: self.log_start.0,
             sealed,
             active,
             producers,
+            leader_epochs,
         };
         (self.dir.join(CHECKPOINT_FILE), cp.encode())
     }
@@ -892,7 +985,7 @@ impl<I: StorageIo> PartitionLog<I> {
             pos += p.bytes.len() as u64;
             self.unflushed_bytes -= p.bytes.len();
             self.written_offset = p.next;
-            cache.insert(self.cache_id, p.base, p.next, p.bytes);
+            cache.insert(self.cache_id, p.base, p.next, p.leader_epoch, p.bytes);
         }
         debug_assert_eq!(pos, a.written_bytes + bytes);
         a.written_bytes = pos;
@@ -1004,6 +1097,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 }
                 self.written_offset = self.flushed_offset;
                 self.next_offset = self.flushed_offset;
+                self.epochs_cut_at(self.flushed_offset);
                 self.producers.forget_from(self.flushed_offset);
                 let a = &mut self.active;
                 a.written_bytes = a.synced_bytes;

@@ -18,11 +18,15 @@ use crate::index::SegmentIndex;
 use crate::io::StorageIo;
 use crate::log::{PartitionLog, SealedHandle};
 use crate::scan::{scan, ScanCheck, ScanEnd};
-use crate::types::Offset;
+use crate::types::{LeaderEpoch, Offset};
 
 /// Size of one disk read when a fetch asks for little: large enough that a
 /// catching-up consumer reads the disk in big sequential pieces.
 const DISK_READ_MIN_BYTES: usize = 64 << 10;
+
+/// The bytes of a batch header up to and including `partitionLeaderEpoch`:
+/// what a read from memory patches.
+const PATCHED_PREFIX_BYTES: usize = 16;
 
 /// Batches returned by a read, as chunks to be sent in order with a vectored
 /// write. Chunks need not align with batches.
@@ -50,21 +54,27 @@ impl ReadChunks {
     }
 
     /// Adds batches held in memory, whose bytes still carry the producer's
-    /// base offset, each as two chunks: its assigned base offset and the rest
-    /// of its bytes. One small buffer holds every base offset of this read,
-    /// so the read allocates once, not once per batch.
+    /// base offset and leader epoch, each as two chunks: its first
+    /// [`PATCHED_PREFIX_BYTES`] with the assigned base offset and epoch,
+    /// and the rest of its bytes. One small buffer holds every patched
+    /// prefix of this read, so the read allocates once, not once per batch.
     fn push_in_memory<'a>(
         &mut self,
-        batches: impl ExactSizeIterator<Item = (Offset, Offset, &'a Bytes)> + Clone,
+        batches: impl ExactSizeIterator<Item = (Offset, Offset, LeaderEpoch, &'a Bytes)> + Clone,
     ) {
-        let mut offsets = BytesMut::with_capacity(8 * batches.len());
-        for (base, _, _) in batches.clone() {
-            offsets.extend_from_slice(&base.0.to_be_bytes());
+        let mut prefixes = BytesMut::with_capacity(PATCHED_PREFIX_BYTES * batches.len());
+        for (base, _, epoch, bytes) in batches.clone() {
+            // baseOffset, batchLength (the batch's own), partitionLeaderEpoch.
+            prefixes.extend_from_slice(&base.0.to_be_bytes());
+            prefixes.extend_from_slice(&bytes[8..12]);
+            prefixes.extend_from_slice(&epoch.0.to_be_bytes());
         }
-        let offsets = offsets.freeze();
-        for (i, (_, next, bytes)) in batches.enumerate() {
-            self.chunks.push(offsets.slice(i * 8..i * 8 + 8));
-            self.chunks.push(bytes.slice(8..));
+        let prefixes = prefixes.freeze();
+        for (i, (_, next, _, bytes)) in batches.enumerate() {
+            let at = i * PATCHED_PREFIX_BYTES;
+            self.chunks
+                .push(prefixes.slice(at..at + PATCHED_PREFIX_BYTES));
+            self.chunks.push(bytes.slice(PATCHED_PREFIX_BYTES..));
             self.bytes += bytes.len();
             self.next_offset = next;
         }
@@ -141,7 +151,11 @@ impl<I: StorageIo> PartitionLog<I> {
             .borrow()
             .collect(self.cache_id, offset, max_bytes, max_offset);
         if !cached.is_empty() {
-            out.push_in_memory(cached.iter().map(|(b, n, bytes)| (*b, *n, bytes)));
+            out.push_in_memory(
+                cached
+                    .iter()
+                    .map(|c| (c.base, c.next, c.leader_epoch, &c.bytes)),
+            );
             if out.next_offset >= self.written_offset && out.bytes < max_bytes {
                 self.read_unflushed(&mut out, max_bytes, max_offset);
             }
@@ -165,7 +179,11 @@ impl<I: StorageIo> PartitionLog<I> {
             bytes += p.bytes.len();
             picked.push(p);
         }
-        out.push_in_memory(picked.iter().map(|p| (p.base, p.next, &p.bytes)));
+        out.push_in_memory(
+            picked
+                .iter()
+                .map(|p| (p.base, p.next, p.leader_epoch, &p.bytes)),
+        );
     }
 
     fn plan_disk_read(&self, offset: Offset, max_bytes: usize, max_offset: Offset) -> DiskRead<I> {

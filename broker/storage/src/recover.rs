@@ -20,7 +20,8 @@ use crate::io::{align_down, align_up, is_temporary_file, DirectFile, StorageIo};
 use crate::log::{Active, PartitionLog, Sealed, SealedHandle};
 use crate::retention::{Recycled, RECYCLED_EXT};
 use crate::scan::{scan, ScanCheck, ScanEnd};
-use crate::types::{segment_file_stem, Offset};
+use crate::types::{segment_file_stem, LeaderEpoch, Offset};
+use corelog_model::epochs::EpochCache;
 
 const RECOVERY_READ_BYTES: usize = 1 << 20;
 
@@ -155,6 +156,21 @@ impl<I: StorageIo> PartitionLog<I> {
             .as_ref()
             .map(|c| crate::producer::ProducerStates::from_checkpoint(&c.producers))
             .unwrap_or_default();
+        // The epoch cache as checkpointed. Batches walked below add their
+        // epochs, except in a log checkpointed in format 1: its batches
+        // carry whatever epoch their producer wrote, so the whole log is
+        // taken as epoch 0 (the only epoch a broker of that format led in).
+        let mut epochs = EpochCache::new();
+        let batch_epochs_trusted = match checkpoint.as_ref().map(|c| &c.leader_epochs) {
+            Some(Some(entries)) => {
+                for e in entries {
+                    epochs.assign(LeaderEpoch(e.epoch), Offset(e.start_offset));
+                }
+                true
+            }
+            Some(None) => false,
+            None => true,
+        };
         let checkpointed_first_write = checkpoint
             .as_ref()
             .map(|c| (c.active.base_offset, c.active.first_write_ms));
@@ -313,6 +329,9 @@ impl<I: StorageIo> PartitionLog<I> {
                 |pos, h, _| {
                     index.on_append(Offset(base), h, pos, interval);
                     producers.record(h, h.base_offset);
+                    if batch_epochs_trusted && h.partition_leader_epoch >= 0 {
+                        epochs.assign(LeaderEpoch(h.partition_leader_epoch), h.base_offset);
+                    }
                     if first_write_ms == 0 {
                         first_write_ms = h.max_timestamp_ms.max(1);
                     }
@@ -414,6 +433,17 @@ impl<I: StorageIo> PartitionLog<I> {
         );
         log.producers = producers;
         log.recycled = recycled;
+        // Epochs that started at or after the recovered end lost their
+        // batches (or never had any); the first one starts at the log start.
+        epochs.truncate_from(log.next_offset);
+        epochs.truncate_before(log.log_start);
+        if epochs.latest().is_none() && log.next_offset > log.log_start {
+            epochs.assign(LeaderEpoch(0), log.log_start);
+        }
+        if let Some(latest) = epochs.latest() {
+            log.leader_epoch = latest;
+        }
+        log.epochs = epochs;
         Ok((log, report))
     }
 
@@ -481,6 +511,8 @@ impl<I: StorageIo> PartitionLog<I> {
             checkpointing: false,
             recycled: Vec::new(),
             segments_on_recycled_files: 0,
+            leader_epoch: LeaderEpoch(0),
+            epochs: EpochCache::new(),
         }
     }
 }

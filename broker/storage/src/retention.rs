@@ -78,6 +78,7 @@ impl<I: StorageIo> PartitionLog<I> {
         for (i, base) in doomed.iter().enumerate() {
             if let Some(s) = self.sealed.remove(&base.0) {
                 self.log_start = self.log_start.max(s.next);
+                self.epochs.truncate_before(self.log_start);
                 for ext in ["index", "timeindex"] {
                     remove.push(self.path_of(s.base, ext));
                 }

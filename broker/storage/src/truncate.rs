@@ -154,6 +154,7 @@ impl<I: StorageIo> PartitionLog<I> {
         self.next_offset = new_end;
         self.written_offset = new_end;
         self.flushed_offset = new_end;
+        self.epochs.truncate_from(new_end);
         self.producers.forget_from(new_end);
         self.cache
             .borrow_mut()

@@ -109,6 +109,7 @@ macro_rules! for_each_api {
             Produce(produce): ProduceRequest => ProduceResponse, 3..=11;
             Fetch(fetch): FetchRequest => FetchResponse, 4..=16;
             ListOffsets(list_offsets): ListOffsetsRequest => ListOffsetsResponse, 0..=7;
+            OffsetForLeaderEpoch(offset_for_leader_epoch): OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse, 2..=4;
             CreateTopics(create_topics): CreateTopicsRequest => CreateTopicsResponse, 0..=7;
             InitProducerId(init_producer_id): InitProducerIdRequest => InitProducerIdResponse, 0..=5;
             DeleteTopics(delete_topics): DeleteTopicsRequest => DeleteTopicsResponse, 0..=6;

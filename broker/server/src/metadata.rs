@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{parse_flush_policy, ServerConfig};
 use crate::error::ServerError;
-use crate::{ProducerId, ShardId};
+use crate::{LeaderEpoch, ProducerId, ShardId};
 
 /// Kafka's name for the internal offsets topic. Users cannot create a topic
 /// of that name; the offsets log's partition directories carry it.
@@ -86,6 +86,24 @@ impl PartitionMeta {
             Some(r) if r.hosted && r.leads => Some(self.shard),
             Some(_) => None,
         }
+    }
+
+    /// The epoch this node leads the partition in, when it leads it: the
+    /// image's on a cluster node, [`crate::LEADER_EPOCH`] on a single node.
+    pub fn leader_epoch_here(&self) -> Option<LeaderEpoch> {
+        match &self.replica {
+            None => Some(crate::LEADER_EPOCH),
+            Some(r) if r.hosted && r.leads => Some(LeaderEpoch(r.leader_epoch)),
+            Some(_) => None,
+        }
+    }
+
+    /// The leader epoch clients are told of (Metadata) and checked against
+    /// (`current_leader_epoch`).
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.replica
+            .as_ref()
+            .map_or(crate::LEADER_EPOCH, |r| LeaderEpoch(r.leader_epoch))
     }
 }
 

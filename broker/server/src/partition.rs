@@ -20,17 +20,25 @@
 //!   the batch is in the log (its write buffer); with `acks=all` when the
 //!   high watermark passes the batch's last offset.
 //!
+//! - **Leader epochs.** Every batch appended here is stamped with the
+//!   partition's leader epoch ([`Partition::set_leader_epoch`], from the
+//!   metadata), and the log answers OffsetForLeaderEpoch from its epoch
+//!   cache ([`Partition::end_offset_for_epoch`]). A request that names a
+//!   `current_leader_epoch` is checked with [`Partition::check_leader_epoch`].
+//!
 //! Lives on: the shard that owns the partition. Every method runs there;
 //! none blocks, and none holds a borrow of the log across an await.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
+use corelog_protocol::error_code;
 use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
 use corelog_storage::{
-    CacheId, LogConfig, Offset, PartitionLog, RecoveryReport, SharedBatchCache, StorageError,
-    TimestampPlan, ValidBatch,
+    CacheId, LeaderEpoch, LogConfig, Offset, PartitionLog, RecoveryReport, SharedBatchCache,
+    StorageError, TimestampPlan, ValidBatch,
 };
 
 pub use corelog_storage::ReadChunks;
@@ -135,11 +143,28 @@ pub enum DeleteUpTo {
     Offset(Offset),
 }
 
+/// See [`Partition::check_leader_epoch`].
+pub fn check_leader_epoch(leader_epoch: LeaderEpoch, current_leader_epoch: i32) -> i16 {
+    use std::cmp::Ordering;
+    if current_leader_epoch < 0 {
+        return error_code::NONE;
+    }
+    match current_leader_epoch.cmp(&leader_epoch.0) {
+        Ordering::Less => error_code::FENCED_LEADER_EPOCH,
+        Ordering::Greater => error_code::UNKNOWN_LEADER_EPOCH,
+        Ordering::Equal => error_code::NONE,
+    }
+}
+
 /// A partition as the server layer sees it: its log and the rules for
 /// what is committed. Cheap to clone (one reference count).
 #[derive(Clone)]
 pub struct Partition {
     log: LogDriver,
+    /// The leader epoch the metadata names: what requests are fenced
+    /// against. The log stamps batches with it too, unless the log already
+    /// holds a newer epoch (see [`Partition::set_leader_epoch`]).
+    leader_epoch: Rc<Cell<LeaderEpoch>>,
 }
 
 impl Partition {
@@ -158,8 +183,10 @@ impl Partition {
 
     /// Takes an opened log and starts its driver on the current executor.
     fn start(log: PartitionLog<GlommioIo>) -> Partition {
+        let leader_epoch = Rc::new(Cell::new(log.leader_epoch()));
         Partition {
             log: LogDriver::start(log),
+            leader_epoch,
         }
     }
 
@@ -193,6 +220,43 @@ impl Partition {
     /// The offset the next append gets; may be ahead of the high watermark.
     pub fn log_end_offset(&self) -> Offset {
         self.log.read_log(|l| l.next_offset())
+    }
+
+    /// The epoch this node leads the partition in, as the metadata names it.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch.get()
+    }
+
+    /// Takes the leader epoch the metadata names: requests are fenced
+    /// against it from now on, and appended batches carry it. The log
+    /// refuses an epoch older than one it holds (it logs that, and goes on
+    /// stamping its own latest), so that batches never go back in epoch;
+    /// returns whether the log took it.
+    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) -> bool {
+        self.leader_epoch.set(epoch);
+        self.log.with_log(|l| l.set_leader_epoch(epoch))
+    }
+
+    /// Kafka's check of a request's `current_leader_epoch` (KIP-320): -1
+    /// skips it; an older epoch than this leader's is FENCED_LEADER_EPOCH
+    /// (the client's metadata is stale), a newer one UNKNOWN_LEADER_EPOCH
+    /// (this broker has not heard of it yet). Returns the error code, NONE
+    /// when the request may go on.
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> i16 {
+        check_leader_epoch(self.leader_epoch(), current_leader_epoch)
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` in this
+    /// log and the offset where it ends (the log end for the latest).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
+        self.log.read_log(|l| l.end_offset_for_epoch(epoch))
+    }
+
+    /// The epoch of the batch holding `offset`, as ListOffsets reports it
+    /// (-1 when the log holds no batch at or below it).
+    pub fn epoch_at(&self, offset: Offset) -> LeaderEpoch {
+        self.log
+            .read_log(|l| l.epochs().epoch_at(offset).unwrap_or(LeaderEpoch(-1)))
     }
 
     /// Appends one batch. The returned [`Appended`] carries the assigned
@@ -391,5 +455,31 @@ impl PartitionTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_current_leader_epoch_is_fenced_unless_it_is_the_leaders_or_absent() {
+        let leader = LeaderEpoch(4);
+        assert_eq!(
+            check_leader_epoch(leader, -1),
+            error_code::NONE,
+            "-1 skips the check"
+        );
+        assert_eq!(check_leader_epoch(leader, 4), error_code::NONE);
+        assert_eq!(
+            check_leader_epoch(leader, 3),
+            error_code::FENCED_LEADER_EPOCH,
+            "the asker's view is stale"
+        );
+        assert_eq!(
+            check_leader_epoch(leader, 5),
+            error_code::UNKNOWN_LEADER_EPOCH,
+            "this broker is behind the asker"
+        );
     }
 }

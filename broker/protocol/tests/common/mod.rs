@@ -10,12 +10,12 @@ use corelog_protocol::kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request,
     delete_records_request, delete_topics_request, describe_configs_request,
     describe_log_dirs_request, fetch_request, incremental_alter_configs_request,
-    list_offsets_request, metadata_request, produce_request, AlterConfigsRequest, ApiKey,
-    ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, ProducerId, RequestHeader, TopicName,
-    TransactionalId,
+    list_offsets_request, metadata_request, offset_for_leader_epoch_request, produce_request,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, ProducerId, RequestHeader, TopicName, TransactionalId,
 };
 use corelog_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
 use corelog_protocol::{ApiSupport, Request, Response};
@@ -35,6 +35,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::Produce, 3, 11),
     support(ApiKey::Fetch, 4, 17),
     support(ApiKey::ListOffsets, 0, 10),
+    support(ApiKey::OffsetForLeaderEpoch, 2, 4),
     support(ApiKey::CreateTopics, 0, 7),
     support(ApiKey::DeleteTopics, 0, 6),
     support(ApiKey::CreatePartitions, 0, 3),
@@ -166,6 +167,23 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
                 r = r.with_timeout_ms(1234);
             }
             Request::ListOffsets(r)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                .with_partition(2)
+                .with_current_leader_epoch(7)
+                .with_leader_epoch(5);
+            let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic("orders"))
+                .with_partitions(vec![p.clone(), p.with_partition(3)]);
+            if v >= 4 {
+                t = t.with_unknown_tagged_field(extra_tag().0, extra_tag().1);
+            }
+            let mut r = OffsetForLeaderEpochRequest::default().with_topics(vec![t]);
+            if v >= 3 {
+                r = r.with_replica_id(BrokerId(-1));
+            }
+            Request::OffsetForLeaderEpoch(r)
         }
         ApiKey::CreateTopics => {
             let a = create_topics_request::CreatableReplicaAssignment::default()

@@ -194,18 +194,22 @@ pub async fn reconcile(shard: &Rc<Shard>) {
     for (name, topic) in &md.topics {
         // A topic's settings, worked out once for all its partitions here.
         let mut settings = None;
-        for (i, p) in topic.partitions.iter().enumerate() {
-            if !p.hosted() || p.shard != shard.id() {
+        for (i, meta) in topic.partitions.iter().enumerate() {
+            if !meta.hosted() || meta.shard != shard.id() {
                 continue;
             }
             glommio::yield_if_needed().await;
             let settings = settings.get_or_insert_with(|| md.settings(shard.config(), name));
             let index = i as i32;
+            let leader_epoch = meta.leader_epoch_here();
             if let Some(p) = shard.partition(name, index) {
                 if p.log_config() != settings.log {
                     if let Err(e) = p.set_log_config(settings.log.clone()) {
                         tracing::warn!(topic = %name, error = %e, "topic settings not applied");
                     }
+                }
+                if let Some(epoch) = leader_epoch.filter(|&e| e != p.leader_epoch()) {
+                    p.set_leader_epoch(epoch);
                 }
                 continue;
             }
@@ -222,6 +226,9 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 Ok((partition, report)) => {
                     if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
                         tracing::info!(dir = %dir.display(), ?report, "partition recovered");
+                    }
+                    if let Some(epoch) = leader_epoch {
+                        partition.set_leader_epoch(epoch);
                     }
                     shard
                         .partitions()

@@ -61,6 +61,9 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     isolation: Isolation,
+    /// The leader epoch the consumer believes current (v9+; -1 skips the
+    /// check, KIP-320).
+    current_leader_epoch: i32,
     owner: Option<ShardId>,
     /// Set when the topic or partition is unknown.
     error_code: i16,
@@ -120,6 +123,7 @@ pub async fn handle(
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 isolation,
+                current_leader_epoch: p.current_leader_epoch,
                 owner,
                 error_code: code,
             });
@@ -212,8 +216,9 @@ pub async fn handle(
         logged: false,
     })?;
     let mut kept = kept.into_iter();
-    // KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its leader
-    // (v12+), and the response where that leader listens (v16+).
+    // KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or
+    // FENCED_LEADER_EPOCH names its leader (v12+), and the response where
+    // that leader listens (v16+).
     let md = shard.metadata();
     let mut hinted: Vec<i32> = Vec::new();
     for ((name, topic_id, parts), datas) in topics.iter().zip(results) {
@@ -239,7 +244,9 @@ pub async fn handle(
                 log_start_offset: data.log_start_offset,
                 aborted_transactions: None,
                 preferred_read_replica: -1,
-                current_leader: if data.error_code == error_code::NOT_LEADER_OR_FOLLOWER {
+                current_leader: if data.error_code == error_code::NOT_LEADER_OR_FOLLOWER
+                    || data.error_code == error_code::FENCED_LEADER_EPOCH
+                {
                     md.topics
                         .get(name)
                         .and_then(|t| t.partitions.get(usize::try_from(w.partition).ok()?))
@@ -306,6 +313,7 @@ async fn read_all(
                     offset: w.offset,
                     max_bytes: w.max_bytes,
                     isolation: w.isolation,
+                    current_leader_epoch: w.current_leader_epoch,
                 };
                 (owner, read)
             })
@@ -342,6 +350,7 @@ struct Read {
     offset: i64,
     max_bytes: usize,
     isolation: Isolation,
+    current_leader_epoch: i32,
 }
 
 /// Runs on the owning shard: every partition it was asked for, in request
@@ -565,6 +574,10 @@ fn plan_partition(shard: &Shard, read: &Read) -> Planned {
     let Some(p) = shard.partition(&read.topic, read.partition) else {
         return Planned::Done(PartitionData::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
     };
+    let fenced = p.check_leader_epoch(read.current_leader_epoch);
+    if fenced != error_code::NONE {
+        return Planned::Done(PartitionData::error(fenced));
+    }
     let (bounds, plan) = p.plan_read(Offset(read.offset), read.max_bytes, read.isolation);
     let mut data = PartitionData {
         high_watermark: bounds.high_watermark.0,
@@ -756,6 +769,7 @@ mod tests {
             offset: 0,
             max_bytes,
             isolation: Isolation::ReadUncommitted,
+            current_leader_epoch: -1,
             owner: Some(ShardId(0)),
             error_code: 0,
         }

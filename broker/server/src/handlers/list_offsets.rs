@@ -1,6 +1,8 @@
 //! ListOffsets: the earliest offset, the latest (the high watermark, or the
 //! last stable offset for a read_committed consumer), or the
-//! first offset whose record timestamp is at or after a given time.
+//! first offset whose record timestamp is at or after a given time, each
+//! with the leader epoch of the batch that holds it (v4+), so that a
+//! consumer can later check its position with OffsetForLeaderEpoch.
 
 use std::rc::Rc;
 
@@ -13,8 +15,9 @@ use corelog_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsets
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::error::ServerError;
-use crate::partition::Isolation;
+use crate::partition::{Isolation, Partition};
 use crate::shard::Shard;
+use corelog_storage::Offset;
 
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
@@ -26,6 +29,8 @@ struct Found {
     error_code: i16,
     timestamp: i64,
     offset: i64,
+    /// The epoch of the batch holding `offset` (-1 when none).
+    leader_epoch: i32,
 }
 
 pub async fn handle(
@@ -52,22 +57,28 @@ pub async fn handle(
                     error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
                     timestamp: -1,
                     offset: -1,
+                    leader_epoch: -1,
                 },
                 // Another node leads it (cluster mode).
                 Some(None) => Found {
                     error_code: error_code::NOT_LEADER_OR_FOLLOWER,
                     timestamp: -1,
                     offset: -1,
+                    leader_epoch: -1,
                 },
                 Some(Some(owner)) => {
                     let (topic, index, ts) = (name.clone(), p.partition_index, p.timestamp);
+                    let current_leader_epoch = p.current_leader_epoch;
                     shard
-                        .call(owner, move |s| lookup(s, topic, index, ts, isolation))
+                        .call(owner, move |s| {
+                            lookup(s, topic, index, ts, isolation, current_leader_epoch)
+                        })
                         .await
                         .unwrap_or(Found {
                             error_code: error_code::NOT_LEADER_OR_FOLLOWER,
                             timestamp: -1,
                             offset: -1,
+                            leader_epoch: -1,
                         })
                 }
             };
@@ -79,7 +90,7 @@ pub async fn handle(
                     .with_offset(found.offset)
                     // The field exists from v4; older versions must leave its default.
                     .with_leader_epoch(if header.api_version >= 4 {
-                        crate::LEADER_EPOCH.0
+                        found.leader_epoch
                     } else {
                         -1
                     }),
@@ -101,24 +112,57 @@ async fn lookup(
     partition: i32,
     timestamp: i64,
     isolation: Isolation,
+    current_leader_epoch: i32,
 ) -> Found {
     let Some(p) = shard.partition(&topic, partition) else {
         return Found {
             error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
             timestamp: -1,
             offset: -1,
+            leader_epoch: -1,
         };
     };
+    let code = p.check_leader_epoch(current_leader_epoch);
+    if code != error_code::NONE {
+        return Found {
+            error_code: code,
+            timestamp: -1,
+            offset: -1,
+            leader_epoch: -1,
+        };
+    }
+    let mut found = find(&p, &topic, partition, timestamp, isolation).await;
+    if found.error_code == error_code::NONE && found.offset >= 0 {
+        // Kafka's answers: the latest offset is in the leader's epoch, any
+        // other in the epoch of the batch that holds it.
+        found.leader_epoch = if timestamp == LATEST {
+            p.leader_epoch().0
+        } else {
+            p.epoch_at(Offset(found.offset)).0
+        };
+    }
+    found
+}
+
+async fn find(
+    p: &Partition,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    isolation: Isolation,
+) -> Found {
     match timestamp {
         EARLIEST => Found {
             error_code: 0,
             timestamp: -1,
             offset: p.log_start_offset().0,
+            leader_epoch: -1,
         },
         LATEST => Found {
             error_code: 0,
             timestamp: -1,
             offset: p.bounds().visible_end(isolation).0,
+            leader_epoch: -1,
         },
         MAX_TIMESTAMP => {
             // The record with the newest timestamp: the first record at or
@@ -128,22 +172,26 @@ async fn lookup(
                     error_code: 0,
                     timestamp: -1,
                     offset: -1,
+                    leader_epoch: -1,
                 },
                 Some(plan) => match plan.execute().await {
                     Ok(Some((offset, ts))) => Found {
                         error_code: 0,
                         timestamp: ts,
                         offset: offset.0,
+                        leader_epoch: -1,
                     },
                     Ok(None) => Found {
                         error_code: 0,
                         timestamp: -1,
                         offset: -1,
+                        leader_epoch: -1,
                     },
                     Err(e) => Found {
                         error_code: ServerError::code_of_storage(&e),
                         timestamp: -1,
                         offset: -1,
+                        leader_epoch: -1,
                     },
                 },
             }
@@ -154,12 +202,14 @@ async fn lookup(
                     error_code: 0,
                     timestamp: ts,
                     offset: offset.0,
+                    leader_epoch: -1,
                 },
                 // No record at or after the time: Kafka answers -1.
                 Ok(None) => Found {
                     error_code: 0,
                     timestamp: -1,
                     offset: -1,
+                    leader_epoch: -1,
                 },
                 Err(e) => {
                     tracing::error!(%topic, partition, timestamp = t, error = %e, "timestamp lookup failed");
@@ -167,6 +217,7 @@ async fn lookup(
                         error_code: ServerError::code_of_storage(&e),
                         timestamp: -1,
                         offset: -1,
+                        leader_epoch: -1,
                     }
                 }
             }
@@ -175,6 +226,7 @@ async fn lookup(
             error_code: error_code::INVALID_REQUEST,
             timestamp: -1,
             offset: -1,
+            leader_epoch: -1,
         },
     }
 }

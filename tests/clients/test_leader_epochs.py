@@ -12,7 +12,9 @@ of each message and a position validated against the broker.
 import struct
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from conftest import create_topic, produce_all
 from kproto import (API_FETCH, array, connect, decode_produce_v3, frame, i8, i32,
@@ -193,5 +195,85 @@ def test_librdkafka_sees_each_messages_epoch_and_resumes_from_a_validated_positi
         assert [m.offset() for m in got] == list(range(12, 20))
         assert {m.leader_epoch() for m in got} == {EPOCH}
         assert [m.value() for m in got] == [b"r%d" % i for i in range(12, 20)]
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ cluster --
+# A cluster node leads its partitions in the epoch the quorum's image names.
+# With one replica, a partition whose broker is fenced (killed) loses its
+# leader, and gets it back in a later epoch when the broker returns.
+from test_cluster_topics import cluster, create, described  # noqa: E402,F401 (cluster is a fixture)
+from test_cluster_quorum import wait_for  # noqa: E402
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def leader_epoch_of(node, topic):
+    """The partition's leader epoch as its leader reports it (ListOffsets
+    v4 "latest" answers in the leader's epoch)."""
+    with connect(node.port) as s:
+        _, body = roundtrip(s, list_offsets_v4(1, topic, 0, -1, -1))
+    code, _, _, epoch = decode_list_offsets_v4(body)
+    return epoch if code == ERR_NONE else None
+
+
+@pytest.mark.timeout(180)
+def test_a_new_leader_epoch_fences_the_old_one_and_stamps_the_batches_after_it(cluster):
+    n = cluster.nodes
+    create(n[1], "epochs", 1)
+    _, leaders = wait_for("node 1 to describe the topic", lambda: described(n[1], "epochs"), 15)
+    leader = n[leaders[0]]
+    other = n[next(i for i in (1, 2, 3) if i != leaders[0])]
+    p = Producer({"bootstrap.servers": other.bootstrap})
+    for i in range(5):
+        p.produce("epochs", value=b"before-%d" % i)
+        p.flush(30)
+    old = leader_epoch_of(leader, "epochs")
+    assert old is not None and old >= 0
+
+    # The leader's broker is killed (fenced: no leader), and comes back.
+    leader.kill9()
+    wait_for("the partition without a leader",
+             lambda: admin(other.bootstrap).list_topics(topic="epochs", timeout=10)
+             .topics["epochs"].partitions[0].leader == -1, 30)
+    leader.start()
+    wait_for("the partition led again",
+             lambda: (described(other, "epochs") or (None, {}))[1].get(0) == leaders[0], 30)
+    new = wait_for("a newer leader epoch", lambda: (lambda e: e if e is not None and e > old else None)(
+        leader_epoch_of(leader, "epochs")), 15)
+    for i in range(3):
+        p.produce("epochs", value=b"after-%d" % i)
+        p.flush(30)
+
+    with connect(leader.port) as s:
+        # A consumer still in the old epoch is fenced; one in the new is served.
+        _, body = roundtrip(s, fetch_v9(1, "epochs", 0, 0, old))
+        assert decode_fetch_v9(body)[0] == ERR_FENCED_LEADER_EPOCH
+        _, body = roundtrip(s, fetch_v9(2, "epochs", 0, 0, new))
+        code, hw, records = decode_fetch_v9(body)
+        assert (code, hw) == (ERR_NONE, 8)
+        epochs = batch_epochs(records)
+        assert [e for base, e in epochs if base < 5] == [old] * 5
+        assert [e for base, e in epochs if base >= 5] == [new] * 3
+    # Where each epoch ends, and the fencing of the asker's own epoch.
+    assert ask_epoch(leader.port, "epochs", [(0, new, old)]) == {0: (ERR_NONE, old, 5)}
+    assert ask_epoch(leader.port, "epochs", [(0, new, new)]) == {0: (ERR_NONE, new, 8)}
+    assert ask_epoch(leader.port, "epochs", [(0, old, old)]) == {0: (ERR_FENCED_LEADER_EPOCH, -1, -1)}
+
+    # librdkafka reads every record with the epoch it was written in.
+    c = Consumer({"bootstrap.servers": other.bootstrap, "group.id": "epochs",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition("epochs", 0, 0)])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 8 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append((m.offset(), m.leader_epoch()))
+        assert got == [(i, old) for i in range(5)] + [(i, new) for i in range(5, 8)]
     finally:
         c.close()

@@ -7,8 +7,12 @@
 #     (golang-go, golang-github-shopify-sarama-dev: the Go client of
 #     tests/clients/go/, built offline in GOPATH mode)
 #   - <repo>/.venv made with the machine's python3, holding
-#     tests/clients/requirements.txt (PyPI confluent-kafka, kafka-python,
+#     tests/clients/requirements.txt (PyPI confluent-kafka, kafka-python 3,
 #     pytest, codecs)
+#   - <repo>/.kafka-python-2: kafka-python 2.3.3 alone (pip --target), for
+#     the tests of that client pinned to old protocol versions
+#     (tests/clients/kafka_python_2_old_versions.py), which put it first on
+#     the path
 #
 # Then: .venv/bin/python -m pytest tests/clients -q
 set -euo pipefail
@@ -73,5 +77,14 @@ print("install-client-deps: venv python", __import__("sys").version.split()[0],
       "| kafka-python", kafka.__version__, "| pytest", pytest.__version__,
       "| lz4", lz4.__version__, "| zstandard", zstandard.__version__)
 EOF
+# kafka-python 2.3.3, the version applications pinned before 3.0, beside
+# the venv's 3.x (see the header).
+kp2="$repo/.kafka-python-2"
+if ! PYTHONPATH="$kp2" "$venv/bin/python" -c 'import kafka, sys; sys.exit(kafka.__version__ != "2.3.3")' >/dev/null 2>&1; then
+  log "pip install --target .kafka-python-2 kafka-python==2.3.3"
+  rm -rf "$kp2"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --target "$kp2" kafka-python==2.3.3
+fi
+log "kafka-python $(PYTHONPATH="$kp2" "$venv/bin/python" -c 'import kafka; print(kafka.__version__)') in .kafka-python-2"
 log "kcat $(kcat -V 2>&1 | grep -m1 "^Version" || echo "(no version)")"
 log "$(go version)"

@@ -318,35 +318,16 @@ def test_describe_cluster_kafka_python(broker):
     finally:
         ka.close()
     assert d["controller_id"] == NODE_ID
-    assert [(b["node_id"], b["host"], b["port"]) for b in d["brokers"]] == [(NODE_ID, "127.0.0.1", broker.port)]
+    # kafka-python 3 names the id as DescribeCluster's schema does
+    # (BrokerId); 2.x named it node_id.
+    assert [(b.get("broker_id", b.get("node_id")), b["host"], b["port"]) for b in d["brokers"]] == \
+        [(NODE_ID, "127.0.0.1", broker.port)]
 
 
 # --------------------------------------------------------- describe log dirs --
-def _kafka_python_describe_log_dirs_v1():
-    """kafka-python 2.x's DescribeLogDirs classes stop at v0, which Kafka 4
-    removed (KIP-896) and the broker does not serve. v1 is v0 on the wire
-    (only the throttling order changed), so v0's response schema reads v1
-    as well. Its request schema declares a topic's partitions as one int32
-    where Kafka's schema has an array, so kafka-python can only ask about
-    every topic (null); the request here takes Kafka's schema in
-    kafka-python's types."""
-    from kafka.protocol.admin import DescribeLogDirsResponse_v0
-    from kafka.protocol.api import Request
-    from kafka.protocol.types import Array, Int32, Schema, String
-
-    class DescribeLogDirsResponse_v1(DescribeLogDirsResponse_v0):
-        API_VERSION = 1
-
-    class DescribeLogDirsRequest_v1(Request):
-        API_KEY = 35
-        API_VERSION = 1
-        RESPONSE_TYPE = DescribeLogDirsResponse_v1
-        SCHEMA = Schema(('topics', Array(('topic', String('utf-8')), ('partitions', Array(Int32)))))
-
-    return DescribeLogDirsRequest_v1
-
-
 def test_describe_log_dirs_kafka_python(broker):
+    """kafka-python 3's own call (DescribeLogDirs at the highest version
+    both sides speak), for every partition and for some."""
     from kafka.admin import KafkaAdminClient
 
     sizes = create_topic(broker.bootstrap, partitions=3)
@@ -354,34 +335,30 @@ def test_describe_log_dirs_kafka_python(broker):
     produce_all(broker.bootstrap, sizes,
                 [{"value": b"x" * 1000, "partition": 0} for _ in range(20)]
                 + [{"value": b"y" * 1000, "partition": 1}])
-    request_v1 = _kafka_python_describe_log_dirs_v1()
     ka = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
     try:
-        # kafka-python's own call asks for v0 only, which Kafka 4 refuses
-        # (IncompatibleBrokerVersion) and Corelog serves (issue 21).
-        every_v0 = ka.describe_log_dirs()
-        every = ka.send_request(request_v1(topics=None))
-        some = ka.send_request(request_v1(topics=[(sizes, [1, 0, 7]), ("no-such-topic", [0]), (other, [9])]))
+        every = ka.describe_log_dirs()
+        some = ka.describe_log_dirs({sizes: [1, 0, 7], "no-such-topic": [0], other: [9]})
     finally:
         ka.close()
 
     def dirs(resp):
-        assert resp.throttle_time_ms == 0
-        assert len(resp.log_dirs) == 1, resp
-        error_code, log_dir, topics = resp.log_dirs[0]
-        assert error_code == 0
-        assert log_dir == str(broker.data_dir.absolute())
+        assert [r["broker"] for r in resp] == [NODE_ID], resp
+        log_dirs = resp[0]["log_dirs"]
+        assert len(log_dirs) == 1, resp
+        d = log_dirs[0]
+        assert d["error_code"] == 0
+        assert d["log_dir"] == str(broker.data_dir.absolute())
         out = {}
-        for name, partitions in topics:
-            for index, size, lag, future in partitions:
-                assert lag == 0 and future is False
-                out[(name, index)] = size
+        for t in d["topics"]:
+            for p in t["partitions"]:
+                assert p["offset_lag"] == 0 and p["is_future_key"] is False
+                out[(t["name"], p["partition_index"])] = p["partition_size"]
         return out
 
     # Every partition of every topic, sized; only partitions 0 and 1 of the
     # first topic hold data, partition 0 twenty times as much.
     every = dirs(every)
-    assert dirs(every_v0) == every
     assert set(every) == {(sizes, 0), (sizes, 1), (sizes, 2), (other, 0), (other, 1)}
     assert every[(sizes, 0)] >= 20 * 1000 and every[(sizes, 1)] >= 1000
     assert every[(sizes, 0)] > every[(sizes, 1)] > 0

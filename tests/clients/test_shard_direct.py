@@ -145,7 +145,7 @@ def test_kafka_python_produces_and_consumes_in_shard_direct_mode(broker_factory,
     b = _make(broker_factory, monkeypatch)
     topic = create_topic(b.bootstrap, partitions=PARTITIONS, leaders=NODES)
     p = KafkaProducer(bootstrap_servers=b.bootstrap, acks="all", linger_ms=5, request_timeout_ms=15000,
-                      api_version_auto_timeout_ms=15000)
+                      bootstrap_timeout_ms=15000)
     try:
         futs = [p.send(topic, key=b"k%d" % i, value=b"kp%d" % i) for i in range(800)]
         p.flush(timeout=30)
@@ -154,7 +154,7 @@ def test_kafka_python_produces_and_consumes_in_shard_direct_mode(broker_factory,
         p.close(timeout=10)
     assert len(parts) > 1
     c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="earliest", api_version_auto_timeout_ms=15000,
+                      auto_offset_reset="earliest", bootstrap_timeout_ms=15000,
                       request_timeout_ms=20000, fetch_max_wait_ms=100)
     try:
         c.assign([TopicPartition(topic, i) for i in range(PARTITIONS)])

@@ -126,5 +126,10 @@ fn storage_code(e: &StorageError) -> i16 {
             ec::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
         StorageError::Sequence(SequenceError::StaleEpoch { .. }) => ec::INVALID_PRODUCER_EPOCH,
+        // Only a follower's replication appends these, and it answers no
+        // client; Kafka's follower treats both as its own problem to fix
+        // (truncate, fetch again).
+        StorageError::ReplicaOffsetMismatch { .. } => ec::OFFSET_OUT_OF_RANGE,
+        StorageError::ReplicaEpochBehind { .. } => ec::FENCED_LEADER_EPOCH,
     }
 }

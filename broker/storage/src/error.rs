@@ -49,6 +49,15 @@ pub enum StorageError {
     /// A setting is invalid.
     #[error("invalid log config: {0}")]
     Config(String),
+    /// A replicated batch (a follower's append) does not start at the log
+    /// end. Offsets have no gaps until compaction exists, so the follower
+    /// and its leader disagree; the follower must truncate or re-fetch.
+    #[error("replicated batch starts at {base}, the log ends at {log_end}")]
+    ReplicaOffsetMismatch { base: Offset, log_end: Offset },
+    /// A replicated batch carries a leader epoch older than the log's
+    /// latest: the follower is fetching from a deposed leader's view.
+    #[error("replicated batch of leader epoch {epoch} after epoch {latest}")]
+    ReplicaEpochBehind { epoch: i32, latest: i32 },
 }
 
 impl StorageError {

@@ -446,6 +446,69 @@ impl<I: StorageIo> PartitionLog<I> {
         })
     }
 
+    /// Appends a batch as its leader wrote it: a follower's append (Kafka's
+    /// `appendAsFollower`). The batch keeps the leader's base offset and
+    /// leader epoch, and its epoch enters the epoch cache, so the follower's
+    /// log becomes a copy of the leader's, batch for batch.
+    ///
+    /// The batch must start at the log end (no gaps: compaction does not
+    /// exist yet) and its epoch may not be older than the log's latest;
+    /// otherwise it is refused and nothing changes. Idempotent producer
+    /// state is recorded without the producer checks (the leader made
+    /// them), so that a follower that becomes leader dedupes a producer's
+    /// retries exactly as the old leader did. Durability is as for
+    /// [`Self::append_valid`]: buffered now, durable through later jobs.
+    pub fn append_replicated(&mut self, batch: ValidBatch) -> Result<AppendInfo> {
+        if let Some(f) = &self.failure {
+            return Err(StorageError::io(
+                "append (the log is unwritable until the disk recovers)",
+                &self.dir,
+                std::io::Error::from_raw_os_error(f.os_error.unwrap_or(libc::EIO)),
+            ));
+        }
+        let header = *batch.header();
+        if header.total_bytes as u64 > self.config.segment_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                batch_bytes: header.total_bytes,
+                segment_bytes_max: self.config.segment_bytes_max,
+            });
+        }
+        let base = header.base_offset;
+        if base != self.next_offset {
+            return Err(StorageError::ReplicaOffsetMismatch {
+                base,
+                log_end: self.next_offset,
+            });
+        }
+        let epoch = LeaderEpoch(header.partition_leader_epoch);
+        let latest = self.epochs.latest();
+        if epoch.0 < 0 || latest.is_some_and(|l| epoch < l) {
+            return Err(StorageError::ReplicaEpochBehind {
+                epoch: epoch.0,
+                latest: latest.map_or(-1, |l| l.0),
+            });
+        }
+        self.epochs.assign(epoch, base);
+        let next = base.plus(header.last_offset_delta as i64 + 1);
+        self.producers.record(&header, base);
+        let batch_bytes = batch.into_bytes();
+        self.unflushed_bytes += batch_bytes.len();
+        self.unflushed.push_back(Pending {
+            base,
+            next,
+            leader_epoch: epoch,
+            bytes: batch_bytes,
+        });
+        self.next_offset = next;
+        self.stage_queued();
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: Offset(next.0 - 1),
+            max_timestamp_ms: header.max_timestamp_ms,
+            duplicate: false,
+        })
+    }
+
     /// Copies the batches queued behind a large write in flight into the
     /// buffer of the write that will follow it, so that the copy overlaps
     /// the device's work instead of delaying the next write.

@@ -8,7 +8,7 @@
 #     tests/clients/go/, built offline in GOPATH mode)
 #   - <repo>/.venv made with the machine's python3, holding
 #     tests/clients/requirements.txt (PyPI confluent-kafka, kafka-python 3,
-#     pytest, codecs)
+#     aiokafka, pytest, codecs)
 #   - <repo>/.kafka-python-2: kafka-python 2.3.3 alone (pip --target), for
 #     the tests of that client pinned to old protocol versions
 #     (tests/clients/kafka_python_2_old_versions.py), which put it first on

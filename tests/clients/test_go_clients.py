@@ -8,7 +8,9 @@ refused, as Kafka refuses it in the Produce v3 that Sarama 1.22 sends),
 consumes them, consumes and commits them as a consumer group member, reads
 the commit back, lists topics (DescribeConfigs v0), adds partitions, alters
 and describes a config, creates and deletes a topic; after a broker restart
-the group's commit is still there. Before issue 21 the
+the group's commit is still there. Two members of one group split a
+topic's partitions 2 + 2, read every record once and commit it all.
+Before issue 21 the
 group's commits closed the connection (OffsetCommit v1) and ListTopics
 failed with EOF.
 """
@@ -57,3 +59,17 @@ def test_sarama_1_22_produces_consumes_commits_and_lists_topics(broker, sarama_c
     r = subprocess.run([str(sarama_check), "--committed", broker.bootstrap, topic, group], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "ok committed offset 100" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.timeout(180)
+def test_two_sarama_members_split_a_group_and_commit_everything_once(broker, sarama_check):
+    topic, group = unique_topic("sarama2"), unique_topic("sarama2-g")
+    r = subprocess.run([str(sarama_check), "--group-of-two", broker.bootstrap, topic, group],
+                       capture_output=True, text=True, timeout=150)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out + "\n--- broker ---\n" + broker.stderr_tail(30)
+    # Range assignment: each member gets two adjacent partitions, either way round.
+    assert ("ok members split the partitions [0 1] + [2 3]" in out
+            or "ok members split the partitions [2 3] + [0 1]" in out), out
+    for step in ("read 20 + 20 records, each once", "ok every partition committed at 10"):
+        assert step in out, (step, out)

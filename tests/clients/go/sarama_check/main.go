@@ -8,16 +8,20 @@
 // (DescribeConfigs v0), having created the topic with it; then adds
 // partitions, alters and describes a config, and creates and deletes a
 // topic. With --committed it only reads the group's commit back (after a
-// broker restart). It prints one "ok ..." line per step and exits 1
-// with the error on the first failure.
+// broker restart). With --group-of-two it runs two members of one group
+// on a 4-partition topic: they split the partitions 2 + 2, read every
+// record once between them, and commit all of it. It prints one "ok ..."
+// line per step and exits 1 with the error on the first failure.
 //
-//	sarama_check BOOTSTRAP TOPIC GROUP
+//	sarama_check [--committed | --group-of-two] BOOTSTRAP TOPIC GROUP
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/Shopify/sarama"
@@ -67,16 +71,20 @@ func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Consu
 
 func main() {
 	args := os.Args[1:]
-	committedOnly := len(args) > 0 && args[0] == "--committed"
-	if committedOnly {
-		args = args[1:]
+	mode := ""
+	if len(args) > 0 && (args[0] == "--committed" || args[0] == "--group-of-two") {
+		mode, args = args[0], args[1:]
 	}
 	if len(args) != 3 {
-		fail("usage: sarama_check [--committed] BOOTSTRAP TOPIC GROUP")
+		fail("usage: sarama_check [--committed | --group-of-two] BOOTSTRAP TOPIC GROUP")
 	}
 	brokers, topic, group := []string{args[0]}, args[1], args[2]
-	if committedOnly {
+	switch mode {
+	case "--committed":
 		checkCommitted(brokers, topic, group, 4*recordsPerCodec)
+		return
+	case "--group-of-two":
+		groupOfTwo(brokers, topic, group)
 		return
 	}
 
@@ -262,4 +270,170 @@ func checkCommitted(brokers []string, topic, group string, want int64) {
 	om.Close()
 	client.Close()
 	fmt.Printf("ok committed offset %d survives the group\n", next)
+}
+
+// member is one consumer of a group of two: the partitions of its current
+// session and every record it was given.
+type member struct {
+	mu     sync.Mutex
+	claims []int32
+	seen   []string
+}
+
+func (m *member) Setup(s sarama.ConsumerGroupSession) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claims = append([]int32(nil), s.Claims()[topicOf(s)]...)
+	sort.Slice(m.claims, func(i, j int) bool { return m.claims[i] < m.claims[j] })
+	return nil
+}
+
+func (m *member) Cleanup(sarama.ConsumerGroupSession) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claims = nil
+	return nil
+}
+
+func (m *member) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for msg := range claim.Messages() {
+		m.mu.Lock()
+		m.seen = append(m.seen, fmt.Sprintf("%d/%d", msg.Partition, msg.Offset))
+		m.mu.Unlock()
+		s.MarkMessage(msg, "")
+	}
+	return nil
+}
+
+func (m *member) state() ([]int32, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]int32(nil), m.claims...), len(m.seen)
+}
+
+func topicOf(s sarama.ConsumerGroupSession) string {
+	for t := range s.Claims() {
+		return t
+	}
+	return ""
+}
+
+// groupOfTwo: two members split a 4-partition topic 2 + 2 before anything
+// is written, then read 40 records between them, each once, and commit.
+func groupOfTwo(brokers []string, topic, group string) {
+	const partitions, records = 4, 40
+	admin, err := sarama.NewClusterAdmin(brokers, config())
+	if err != nil {
+		fail("cluster admin: %v", err)
+	}
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false); err != nil {
+		fail("create topic: %v", err)
+	}
+	admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	members := []*member{{}, {}}
+	groups := make([]sarama.ConsumerGroup, len(members))
+	for i, m := range members {
+		c := config()
+		c.Consumer.Offsets.CommitInterval = 200 * time.Millisecond
+		cg, err := sarama.NewConsumerGroup(brokers, group, c)
+		if err != nil {
+			fail("consumer group member %d: %v", i, err)
+		}
+		groups[i] = cg
+		go func(cg sarama.ConsumerGroup, m *member) {
+			for ctx.Err() == nil {
+				if err := cg.Consume(ctx, []string{topic}, m); err != nil && ctx.Err() == nil {
+					fmt.Printf("consume group: %v\n", err)
+					time.Sleep(500 * time.Millisecond)
+				}
+			}
+		}(cg, m)
+	}
+	split := func() bool {
+		a, _ := members[0].state()
+		b, _ := members[1].state()
+		return len(a) == 2 && len(b) == 2
+	}
+	for !split() {
+		if ctx.Err() != nil {
+			a, _ := members[0].state()
+			b, _ := members[1].state()
+			fail("no 2 + 2 split: %v and %v", a, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a, _ := members[0].state()
+	b, _ := members[1].state()
+	fmt.Printf("ok members split the partitions %v + %v\n", a, b)
+
+	c := config()
+	c.Producer.Partitioner = sarama.NewManualPartitioner
+	p, err := sarama.NewSyncProducer(brokers, c)
+	if err != nil {
+		fail("producer: %v", err)
+	}
+	for i := 0; i < records; i++ {
+		msg := &sarama.ProducerMessage{Topic: topic, Partition: int32(i % partitions),
+			Value: sarama.StringEncoder(fmt.Sprintf("g2-%d", i))}
+		if _, _, err := p.SendMessage(msg); err != nil {
+			fail("produce: %v", err)
+		}
+	}
+	p.Close()
+	for {
+		_, na := members[0].state()
+		_, nb := members[1].state()
+		if na+nb >= records {
+			break
+		}
+		if ctx.Err() != nil {
+			fail("the members read %d + %d of %d records", na, nb, records)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a few commit intervals
+	cancel()
+	for i, cg := range groups {
+		if err := cg.Close(); err != nil {
+			fail("closing member %d (its final commit): %v", i, err)
+		}
+	}
+	seen := map[string]int{}
+	for _, m := range members {
+		for _, s := range m.seen {
+			seen[s]++
+		}
+	}
+	if len(seen) != records {
+		fail("%d distinct records read, want %d", len(seen), records)
+	}
+	for s, n := range seen {
+		if n != 1 {
+			fail("record %s read %d times", s, n)
+		}
+	}
+	fmt.Printf("ok the two members read %d + %d records, each once\n", len(members[0].seen), len(members[1].seen))
+	client, err := sarama.NewClient(brokers, config())
+	if err != nil {
+		fail("client: %v", err)
+	}
+	om, err := sarama.NewOffsetManagerFromClient(group, client)
+	if err != nil {
+		fail("offset manager: %v", err)
+	}
+	for part := int32(0); part < partitions; part++ {
+		pom, err := om.ManagePartition(topic, part)
+		if err != nil {
+			fail("manage partition %d: %v", part, err)
+		}
+		if next, _ := pom.NextOffset(); next != records/partitions {
+			fail("partition %d committed at %d, want %d", part, next, records/partitions)
+		}
+		pom.Close()
+	}
+	om.Close()
+	client.Close()
+	fmt.Printf("ok every partition committed at %d\n", records/partitions)
 }

@@ -1,5 +1,9 @@
 """Go applications pinned years back (issue 21): Sarama 1.22, as Debian 12
-packages it (golang-github-shopify-sarama-dev), configured for Kafka 2.1.
+packages it (golang-github-shopify-sarama-dev), configured for Kafka 2.1,
+and confluent-kafka-go 0.11.6 (golang-github-confluentinc-confluent-kafka-go-dev,
+on Debian's librdkafka 2.0.2): `tests/clients/go/ckgo_check` creates a
+topic, produces idempotently with acks=all and lz4, and reads and commits
+as a group member; a new consumer sees the commits.
 
 `tests/clients/go/sarama_check` is built here with Debian's Go in GOPATH
 mode (no module download) and run against the real broker: it creates a
@@ -26,19 +30,35 @@ GOPATH_DEBIAN = "/usr/share/gocode"
 SARAMA_SRC = GOPATH_DEBIAN + "/src/github.com/Shopify/sarama"
 
 
-@pytest.fixture(scope="module")
-def sarama_check(tmp_path_factory):
+CKGO_SRC = GOPATH_DEBIAN + "/src/github.com/confluentinc/confluent-kafka-go"
+
+
+def go_build(tmp_path_factory, name):
+    """Builds tests/clients/go/NAME with Debian's Go and packages (GOPATH
+    mode, no download) and returns the binary."""
     go = shutil.which("go")
     assert go, "no go on PATH: ci/install-client-deps.sh installs golang-go"
-    assert os.path.isdir(SARAMA_SRC), "no Sarama: ci/install-client-deps.sh installs golang-github-shopify-sarama-dev"
-    out = tmp_path_factory.mktemp("go")
+    out = tmp_path_factory.mktemp("go-" + name)
     env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH_DEBIAN, GOCACHE=str(out / "cache"),
                GOFLAGS="", CGO_ENABLED="1")
-    binary = out / "sarama_check"
-    r = subprocess.run([go, "build", "-o", str(binary), "."], cwd=HERE / "go" / "sarama_check", env=env,
+    binary = out / name
+    r = subprocess.run([go, "build", "-o", str(binary), "."], cwd=HERE / "go" / name, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, "go build failed:\n" + r.stdout + r.stderr
     return binary
+
+
+@pytest.fixture(scope="module")
+def sarama_check(tmp_path_factory):
+    assert os.path.isdir(SARAMA_SRC), "no Sarama: ci/install-client-deps.sh installs golang-github-shopify-sarama-dev"
+    return go_build(tmp_path_factory, "sarama_check")
+
+
+@pytest.fixture(scope="module")
+def ckgo_check(tmp_path_factory):
+    assert os.path.isdir(CKGO_SRC), \
+        "no confluent-kafka-go: ci/install-client-deps.sh installs golang-github-confluentinc-confluent-kafka-go-dev"
+    return go_build(tmp_path_factory, "ckgo_check")
 
 
 @pytest.mark.timeout(300)
@@ -73,3 +93,16 @@ def test_two_sarama_members_split_a_group_and_commit_everything_once(broker, sar
             or "ok members split the partitions [2 3] + [0 1]" in out), out
     for step in ("read 20 + 20 records, each once", "ok every partition committed at 10"):
         assert step in out, (step, out)
+
+
+@pytest.mark.timeout(180)
+def test_confluent_kafka_go_0_11_produces_idempotently_and_a_group_reads_and_commits(broker, ckgo_check):
+    topic, group = unique_topic("ckgo"), unique_topic("ckgo-g")
+    r = subprocess.run([str(ckgo_check), broker.bootstrap, topic, group], capture_output=True, text=True,
+                       timeout=150)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out + "\n--- broker ---\n" + broker.stderr_tail(30)
+    for step in ("ok created topic", "ok produced 60 records", "read 60 records, each key in order",
+                 "ok commits add up to 60"):
+        assert step in out, (step, out)
+    assert "unsupported api version" not in broker.stderr_tail(500)

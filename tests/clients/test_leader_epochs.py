@@ -23,6 +23,7 @@ from kproto import (API_FETCH, array, connect, decode_produce_v3, frame, i8, i32
 LIST_OFFSETS = 2
 OFFSET_FOR_LEADER_EPOCH = 23
 ERR_NONE = 0
+ERR_OFFSET_OUT_OF_RANGE = 1
 ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
 ERR_FENCED_LEADER_EPOCH = 74
 ERR_UNKNOWN_LEADER_EPOCH = 75
@@ -199,6 +200,57 @@ def test_librdkafka_sees_each_messages_epoch_and_resumes_from_a_validated_positi
         c.close()
 
 
+def fetch_v12(port, topic, offset, current_leader_epoch, last_fetched_epoch, max_wait_ms=0):
+    """A raw Fetch v12 (flexible) of partition 0 naming the fetcher's last
+    fetched epoch -> (error code, high watermark, records bytes, diverging
+    (epoch, end offset) or None)."""
+    from test_cluster_topics import _compact_str, _recv, _tags, _uvarint_read
+    from kproto import Reader, compact_string, request_header_v2, uvarint
+    part = (i32(0) + i32(current_leader_epoch) + i64(offset) + i32(last_fetched_epoch)
+            + i64(-1) + i32(1 << 20) + b"\x00")
+    body = (i32(-1) + i32(max_wait_ms) + i32(1) + i32(1 << 20) + i8(0) + i32(0) + i32(-1)
+            + uvarint(2) + compact_string(topic) + uvarint(2) + part + b"\x00"
+            + uvarint(1) + compact_string("") + b"\x00")
+    with connect(port) as s:
+        s.sendall(frame(request_header_v2(API_FETCH, 12, 9) + body))
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        r = Reader(_recv(s, size))
+    r.i32()
+    _tags(r, {})
+    r.i32(), r.i16(), r.i32()
+    out = None
+    for _ in range(_uvarint_read(r) - 1):
+        _compact_str(r)
+        for _ in range(_uvarint_read(r) - 1):
+            r.i32()
+            code, hw = r.i16(), r.i64()
+            r.i64(), r.i64()
+            assert _uvarint_read(r) == 0, "aborted transactions: null"
+            r.i32()
+            records = r._take(_uvarint_read(r) - 1)
+            diverging = _tags(r, {0: lambda f: (f.i32(), f.i64())}).get(0)
+            out = (code, hw, records, diverging)
+        _tags(r, {})
+    return out
+
+
+def test_a_fetcher_whose_last_epoch_ends_before_its_offset_is_told_where_it_diverges(broker):
+    topic = create_topic(broker.bootstrap)
+    produce_all(broker.bootstrap, topic, [{"value": b"d%d" % i} for i in range(5)])
+    # Epoch 0 ends at 5, past the fetch offset 0: no divergence, a normal answer.
+    code, hw, records, diverging = fetch_v12(broker.port, topic, 0, EPOCH, EPOCH)
+    assert (code, hw, diverging) == (ERR_NONE, 5, None) and records
+    # A fetcher at 7 whose last batch was of epoch 0: this log ends epoch 0
+    # at 5, so its log diverges there. Answered at once, without records.
+    started = time.monotonic()
+    code, hw, records, diverging = fetch_v12(broker.port, topic, 7, EPOCH, EPOCH, max_wait_ms=5000)
+    assert (code, hw, records, diverging) == (ERR_NONE, 5, b"", (EPOCH, 5))
+    assert time.monotonic() - started < 4.0
+    # An epoch this log never had: out of range, as Kafka answers it.
+    code, _, _, diverging = fetch_v12(broker.port, topic, 5, EPOCH, EPOCH + 3)
+    assert (code, diverging) == (ERR_OFFSET_OUT_OF_RANGE, None)
+
+
 # ------------------------------------------------------------------ cluster --
 # A cluster node leads its partitions in the epoch the quorum's image names.
 # With one replica, a partition whose broker is fenced (killed) loses its
@@ -262,6 +314,10 @@ def test_a_new_leader_epoch_fences_the_old_one_and_stamps_the_batches_after_it(c
     assert ask_epoch(leader.port, "epochs", [(0, new, old)]) == {0: (ERR_NONE, old, 5)}
     assert ask_epoch(leader.port, "epochs", [(0, new, new)]) == {0: (ERR_NONE, new, 8)}
     assert ask_epoch(leader.port, "epochs", [(0, old, old)]) == {0: (ERR_FENCED_LEADER_EPOCH, -1, -1)}
+    # A fetcher (a deposed leader's follower, say) at 7 whose last batch
+    # was of the old epoch learns that the old epoch ends at 5 here.
+    code, _, records, diverging = fetch_v12(leader.port, "epochs", 7, new, old)
+    assert (code, records, diverging) == (ERR_NONE, b"", (old, 5))
 
     # librdkafka reads every record with the epoch it was written in.
     c = Consumer({"bootstrap.servers": other.bootstrap, "group.id": "epochs",

@@ -56,6 +56,7 @@ const PREFERRED_READ_REPLICA_VERSION_MIN: i16 = 11;
 const NODE_ENDPOINTS_VERSION_MIN: i16 = 16;
 /// Tag of a partition's `CurrentLeader` and of the response's
 /// `NodeEndpoints` (Kafka's FetchResponse.json).
+const DIVERGING_EPOCH_TAG: u32 = 0;
 const CURRENT_LEADER_TAG: u32 = 1;
 const NODE_ENDPOINTS_TAG: u32 = 0;
 
@@ -99,6 +100,11 @@ pub struct FetchPartitionHeader<'a> {
     /// answered NOT_LEADER_OR_FOLLOWER. Written from v12 (the tagged field
     /// `CurrentLeader`, tag 1); dropped before, as the field is tagged.
     pub current_leader: Option<(i32, i32)>,
+    /// The epoch and end offset where a fetcher's log diverges from the
+    /// leader's (KIP-595's `DivergingEpoch`: the fetcher named its last
+    /// fetched epoch, and that epoch ends here before its fetch offset).
+    /// Written from v12 (tag 0); dropped before, as the field is tagged.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// A broker named in a Fetch response's `NodeEndpoints` (KIP-951, v16+).
@@ -309,18 +315,25 @@ impl FetchResponseWriter {
             self.flushed_len_bytes += chunk.len();
             self.segments.push(chunk.clone());
         }
-        match partition.current_leader.filter(|_| self.flexible) {
-            Some((leader_id, leader_epoch)) => {
-                // One tagged field: tag, size, then LeaderIdAndEpoch with
-                // its own (empty) tagged-field section.
-                self.put_uvarint(1);
+        if self.flexible {
+            // Tagged fields in ascending tag order, each as tag, size, then
+            // the struct with its own (empty) tagged-field section.
+            let (diverging, leader) = (partition.diverging_epoch, partition.current_leader);
+            self.put_uvarint(u32::from(diverging.is_some()) + u32::from(leader.is_some()));
+            if let Some((epoch, end_offset)) = diverging {
+                self.put_uvarint(DIVERGING_EPOCH_TAG);
+                self.put_uvarint(4 + 8 + 1);
+                self.metadata.put_i32(epoch);
+                self.metadata.put_i64(end_offset);
+                self.metadata.put_u8(0);
+            }
+            if let Some((leader_id, leader_epoch)) = leader {
                 self.put_uvarint(CURRENT_LEADER_TAG);
                 self.put_uvarint(4 + 4 + 1);
                 self.metadata.put_i32(leader_id);
                 self.metadata.put_i32(leader_epoch);
                 self.metadata.put_u8(0);
             }
-            None => self.put_empty_tags(),
         }
         Ok(())
     }

@@ -3,8 +3,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::fetch_response::{
-    AbortedTransaction as KpAbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch,
-    NodeEndpoint, PartitionData,
+    AbortedTransaction as KpAbortedTransaction, EpochEndOffset, FetchableTopicResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use corelog_protocol::kafka_protocol::messages::{BrokerId, FetchResponse, ProducerId, TopicName};
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -53,6 +53,7 @@ fn input(version: i16) -> Vec<Topic> {
         aborted_transactions: aborted,
         preferred_read_replica: replica,
         current_leader: None,
+        diverging_epoch: None,
     };
     // A larger chunk so that some length prefix needs a multi-byte uvarint.
     let big = chunk(0xcc, 300);
@@ -71,6 +72,23 @@ fn input(version: i16) -> Vec<Topic> {
                         // KIP-951's hint (written from v12).
                         current_leader: Some((3, 7)),
                         ..header(1, None)
+                    },
+                    records: vec![],
+                },
+                Partition {
+                    // A diverging epoch (v12+) alone, and then beside a
+                    // leader hint: tags 0 and 1, in order.
+                    header: FetchPartitionHeader {
+                        diverging_epoch: Some((4, 1234)),
+                        ..header(5, None)
+                    },
+                    records: vec![],
+                },
+                Partition {
+                    header: FetchPartitionHeader {
+                        diverging_epoch: Some((2, 99)),
+                        current_leader: Some((1, 5)),
+                        ..header(6, None)
                     },
                     records: vec![],
                 },
@@ -165,6 +183,15 @@ fn expected(version: i16, topics: &[Topic]) -> FetchResponse {
                             .with_records(Some(records.freeze()));
                         if version >= 5 {
                             d = d.with_log_start_offset(h.log_start_offset);
+                        }
+                        if let (Some((epoch, end_offset)), true) =
+                            (h.diverging_epoch, version >= 12)
+                        {
+                            d = d.with_diverging_epoch(
+                                EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end_offset),
+                            );
                         }
                         if let (Some((leader, epoch)), true) = (h.current_leader, version >= 12) {
                             d = d.with_current_leader(
@@ -276,7 +303,7 @@ fn record_chunks_are_referenced_not_copied() {
         assert_eq!(total, frame.len_bytes());
         let metadata_len_bytes = total - referenced_len_bytes;
         assert!(
-            metadata_len_bytes < 400,
+            metadata_len_bytes < 480,
             "v{version}: {metadata_len_bytes} metadata bytes"
         );
         assert!(frame.segments().iter().all(|s| !s.is_empty()));
@@ -325,6 +352,7 @@ fn misuse_is_a_typed_error() {
         aborted_transactions: None,
         preferred_read_replica: 1,
         current_leader: None,
+        diverging_epoch: None,
     };
     let mut writer = FetchResponseWriter::new(10, 0, 0, 0, 0, 1).unwrap();
     writer.begin_topic("t", [0; 16], 1).unwrap();

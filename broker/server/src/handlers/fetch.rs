@@ -14,7 +14,7 @@ use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
 use corelog_protocol::{FetchNodeEndpoint, FetchPartitionHeader, FetchResponseWriter};
 use corelog_runtime::notify::Notify;
-use corelog_storage::Offset;
+use corelog_storage::{LeaderEpoch, Offset};
 use futures_lite::FutureExt;
 
 use super::Close;
@@ -33,6 +33,8 @@ struct PartitionData {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
+    /// Where the fetcher's log diverges from this one: (epoch, end offset).
+    diverging_epoch: Option<(i32, i64)>,
     chunks: Vec<Bytes>,
     bytes: usize,
 }
@@ -64,6 +66,9 @@ struct Wanted {
     /// The leader epoch the consumer believes current (v9+; -1 skips the
     /// check, KIP-320).
     current_leader_epoch: i32,
+    /// The epoch of the last batch the fetcher holds (v12+; -1 when it
+    /// does not say): checked for divergence before reading.
+    last_fetched_epoch: i32,
     owner: Option<ShardId>,
     /// Set when the topic or partition is unknown.
     error_code: i16,
@@ -124,6 +129,7 @@ pub async fn handle(
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 isolation,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
                 owner,
                 error_code: code,
             });
@@ -178,10 +184,11 @@ pub async fn handle(
         let results = read_all(shard, &topics, max_bytes).await;
         let kept = fill_in_order(&topics, &results, max_bytes);
         let total: usize = kept.iter().sum();
+        // An error or a diverging epoch is answered at once, as Kafka does.
         let any_error = results
             .iter()
             .flatten()
-            .any(|r| r.error_code != error_code::NONE);
+            .any(|r| r.error_code != error_code::NONE || r.diverging_epoch.is_some());
         if total >= min_bytes.max(1)
             || any_error
             || Instant::now() >= deadline
@@ -256,6 +263,7 @@ pub async fn handle(
                 } else {
                     None
                 },
+                diverging_epoch: data.diverging_epoch,
             };
             if let Some((leader, _)) = header.current_leader {
                 if !hinted.contains(&leader) {
@@ -314,6 +322,7 @@ async fn read_all(
                     max_bytes: w.max_bytes,
                     isolation: w.isolation,
                     current_leader_epoch: w.current_leader_epoch,
+                    last_fetched_epoch: w.last_fetched_epoch,
                 };
                 (owner, read)
             })
@@ -351,6 +360,7 @@ struct Read {
     max_bytes: usize,
     isolation: Isolation,
     current_leader_epoch: i32,
+    last_fetched_epoch: i32,
 }
 
 /// Runs on the owning shard: every partition it was asked for, in request
@@ -578,6 +588,27 @@ fn plan_partition(shard: &Shard, read: &Read) -> Planned {
     if fenced != error_code::NONE {
         return Planned::Done(PartitionData::error(fenced));
     }
+    if read.last_fetched_epoch >= 0 {
+        // Kafka's check for a fetcher that names the epoch of its last
+        // batch (KIP-595, how followers find divergence without a separate
+        // OffsetForLeaderEpoch): if that epoch ends here before the fetch
+        // offset, or this log does not hold it, the fetcher's log diverges;
+        // it is told where, and gets no records.
+        let (epoch, end) = p.end_offset_for_epoch(LeaderEpoch(read.last_fetched_epoch));
+        if epoch.0 < 0 || end.0 < 0 {
+            return Planned::Done(PartitionData::error(error_code::OFFSET_OUT_OF_RANGE));
+        }
+        if epoch.0 < read.last_fetched_epoch || end.0 < read.offset {
+            let bounds = p.bounds();
+            return Planned::Done(PartitionData {
+                high_watermark: bounds.high_watermark.0,
+                last_stable_offset: bounds.last_stable_offset.0,
+                log_start_offset: bounds.log_start_offset.0,
+                diverging_epoch: Some((epoch.0, end.0)),
+                ..Default::default()
+            });
+        }
+    }
     let (bounds, plan) = p.plan_read(Offset(read.offset), read.max_bytes, read.isolation);
     let mut data = PartitionData {
         high_watermark: bounds.high_watermark.0,
@@ -770,6 +801,7 @@ mod tests {
             max_bytes,
             isolation: Isolation::ReadUncommitted,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
             owner: Some(ShardId(0)),
             error_code: 0,
         }

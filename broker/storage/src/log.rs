@@ -395,22 +395,8 @@ impl<I: StorageIo> PartitionLog<I> {
     /// (unwritable log, too large for a segment, out-of-order sequence)
     /// changes nothing.
     pub fn append_valid(&mut self, batch: ValidBatch) -> Result<AppendInfo> {
-        if let Some(f) = &self.failure {
-            tracing::debug!(reason = %f.message, "append refused");
-            return Err(StorageError::io(
-                "append (the log is unwritable until the disk recovers)",
-                &self.dir,
-                std::io::Error::from_raw_os_error(f.os_error.unwrap_or(libc::EIO)),
-            ));
-        }
         let header = *batch.header();
-        let batch_bytes = batch.into_bytes();
-        if header.total_bytes as u64 > self.config.segment_bytes_max {
-            return Err(StorageError::BatchTooLarge {
-                batch_bytes: header.total_bytes,
-                segment_bytes_max: self.config.segment_bytes_max,
-            });
-        }
+        self.check_appendable(&header)?;
         if header.has_producer_id() {
             if let crate::producer::SequenceCheck::Duplicate(b) = self.producers.check(&header)? {
                 return Ok(AppendInfo {
@@ -421,29 +407,55 @@ impl<I: StorageIo> PartitionLog<I> {
                 });
             }
         }
-        let base = self.next_offset;
-        let next = base.plus(header.last_offset_delta as i64 + 1);
         if self.epochs.latest() != Some(self.leader_epoch) {
             // The first batch of a log, or the first after a cut that took
             // the epoch's start with it.
-            self.epochs.assign(self.leader_epoch, base);
+            self.epochs.assign(self.leader_epoch, self.next_offset);
         }
-        self.producers.record(&header, base);
-        self.unflushed_bytes += batch_bytes.len();
+        Ok(self.buffer(&header, self.leader_epoch, batch.into_bytes()))
+    }
+
+    /// The refusals every append shares: an unwritable log, a batch larger
+    /// than a segment.
+    fn check_appendable(&self, header: &BatchHeader) -> Result<()> {
+        if let Some(f) = &self.failure {
+            tracing::debug!(reason = %f.message, "append refused");
+            return Err(StorageError::io(
+                "append (the log is unwritable until the disk recovers)",
+                &self.dir,
+                std::io::Error::from_raw_os_error(f.os_error.unwrap_or(libc::EIO)),
+            ));
+        }
+        if header.total_bytes as u64 > self.config.segment_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                batch_bytes: header.total_bytes,
+                segment_bytes_max: self.config.segment_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Buffers an accepted batch at the log end, stamped with `epoch`, and
+    /// records its producer state.
+    fn buffer(&mut self, header: &BatchHeader, epoch: LeaderEpoch, bytes: Bytes) -> AppendInfo {
+        let base = self.next_offset;
+        let next = base.plus(header.last_offset_delta as i64 + 1);
+        self.producers.record(header, base);
+        self.unflushed_bytes += bytes.len();
         self.unflushed.push_back(Pending {
             base,
             next,
-            leader_epoch: self.leader_epoch,
-            bytes: batch_bytes,
+            leader_epoch: epoch,
+            bytes,
         });
         self.next_offset = next;
         self.stage_queued();
-        Ok(AppendInfo {
+        AppendInfo {
             base_offset: base,
             last_offset: Offset(next.0 - 1),
             max_timestamp_ms: header.max_timestamp_ms,
             duplicate: false,
-        })
+        }
     }
 
     /// Appends a batch as its leader wrote it: a follower's append (Kafka's
@@ -459,20 +471,8 @@ impl<I: StorageIo> PartitionLog<I> {
     /// retries exactly as the old leader did. Durability is as for
     /// [`Self::append_valid`]: buffered now, durable through later jobs.
     pub fn append_replicated(&mut self, batch: ValidBatch) -> Result<AppendInfo> {
-        if let Some(f) = &self.failure {
-            return Err(StorageError::io(
-                "append (the log is unwritable until the disk recovers)",
-                &self.dir,
-                std::io::Error::from_raw_os_error(f.os_error.unwrap_or(libc::EIO)),
-            ));
-        }
         let header = *batch.header();
-        if header.total_bytes as u64 > self.config.segment_bytes_max {
-            return Err(StorageError::BatchTooLarge {
-                batch_bytes: header.total_bytes,
-                segment_bytes_max: self.config.segment_bytes_max,
-            });
-        }
+        self.check_appendable(&header)?;
         let base = header.base_offset;
         if base != self.next_offset {
             return Err(StorageError::ReplicaOffsetMismatch {
@@ -489,24 +489,7 @@ impl<I: StorageIo> PartitionLog<I> {
             });
         }
         self.epochs.assign(epoch, base);
-        let next = base.plus(header.last_offset_delta as i64 + 1);
-        self.producers.record(&header, base);
-        let batch_bytes = batch.into_bytes();
-        self.unflushed_bytes += batch_bytes.len();
-        self.unflushed.push_back(Pending {
-            base,
-            next,
-            leader_epoch: epoch,
-            bytes: batch_bytes,
-        });
-        self.next_offset = next;
-        self.stage_queued();
-        Ok(AppendInfo {
-            base_offset: base,
-            last_offset: Offset(next.0 - 1),
-            max_timestamp_ms: header.max_timestamp_ms,
-            duplicate: false,
-        })
+        Ok(self.buffer(&header, epoch, batch.into_bytes()))
     }
 
     /// Copies the batches queued behind a large write in flight into the

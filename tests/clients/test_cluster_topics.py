@@ -482,35 +482,44 @@ def test_not_leader_answers_name_the_leader_from_produce_v10(cluster):
         assert produce_v10(n[leader], "hinted", p) == (0, None, {})
 
 
-def fetch_v12(node, topic, partition):
-    """A raw Fetch v12 (flexible, with KIP-951's CurrentLeader) of one
-    partition -> (error code, current leader (id, epoch) or None)."""
-    part = (kproto.i32(partition) + kproto.i32(-1) + kproto.i64(0) + kproto.i32(-1)
-            + kproto.i64(-1) + kproto.i32(1 << 20) + b"\x00")
-    body = (kproto.i32(-1) + kproto.i32(0) + kproto.i32(0) + kproto.i32(1 << 20) + kproto.i8(0)
-            + kproto.i32(0) + kproto.i32(-1)
+def fetch_v12_answer(port, topic, partition, offset=0, current_leader_epoch=-1, last_fetched_epoch=-1,
+                     max_wait_ms=0, min_bytes=0):
+    """A raw Fetch v12 (flexible) of one partition -> (error code, high
+    watermark, records bytes, DivergingEpoch (epoch, end offset) or None,
+    KIP-951's CurrentLeader (id, epoch) or None)."""
+    part = (kproto.i32(partition) + kproto.i32(current_leader_epoch) + kproto.i64(offset)
+            + kproto.i32(last_fetched_epoch) + kproto.i64(-1) + kproto.i32(1 << 20) + b"\x00")
+    body = (kproto.i32(-1) + kproto.i32(max_wait_ms) + kproto.i32(min_bytes) + kproto.i32(1 << 20)
+            + kproto.i8(0) + kproto.i32(0) + kproto.i32(-1)
             + kproto.uvarint(2) + kproto.compact_string(topic) + kproto.uvarint(2) + part + b"\x00"
             + kproto.uvarint(1) + kproto.compact_string("") + b"\x00")
     req = kproto.frame(kproto.request_header_v2(kproto.API_FETCH, 12, 9) + body)
-    with kproto.connect(node.port) as s:
+    with kproto.connect(port) as s:
         s.sendall(req)
         size = struct.unpack(">i", _recv(s, 4))[0]
         r = kproto.Reader(_recv(s, size))
     r.i32()
     _tags(r, {})
     r.i32(), r.i16(), r.i32()
-    code = leader = None
+    out = None
     for _ in range(_uvarint_read(r) - 1):
         _compact_str(r)
         for _ in range(_uvarint_read(r) - 1):
             r.i32()
-            code = r.i16()
-            r.i64(), r.i64(), r.i64()
+            code, hw = r.i16(), r.i64()
+            r.i64(), r.i64()
             assert _uvarint_read(r) == 0, "aborted transactions: null"
             r.i32()
-            r._take(_uvarint_read(r) - 1)
-            leader = _tags(r, {1: lambda f: (f.i32(), f.i32())}).get(1)
+            records = r._take(_uvarint_read(r) - 1)
+            tags = _tags(r, {0: lambda f: (f.i32(), f.i64()), 1: lambda f: (f.i32(), f.i32())})
+            out = (code, hw, records, tags.get(0), tags.get(1))
         _tags(r, {})
+    return out
+
+
+def fetch_v12(node, topic, partition):
+    """Fetch v12 of one partition -> (error code, current leader (id, epoch) or None)."""
+    code, _, _, _, leader = fetch_v12_answer(node.port, topic, partition)
     return code, leader
 
 

@@ -201,37 +201,14 @@ def test_librdkafka_sees_each_messages_epoch_and_resumes_from_a_validated_positi
 
 
 def fetch_v12(port, topic, offset, current_leader_epoch, last_fetched_epoch, max_wait_ms=0):
-    """A raw Fetch v12 (flexible) of partition 0 naming the fetcher's last
-    fetched epoch -> (error code, high watermark, records bytes, diverging
-    (epoch, end offset) or None)."""
-    from test_cluster_topics import _compact_str, _recv, _tags, _uvarint_read
-    from kproto import Reader, compact_string, request_header_v2, uvarint
-    part = (i32(0) + i32(current_leader_epoch) + i64(offset) + i32(last_fetched_epoch)
-            + i64(-1) + i32(1 << 20) + b"\x00")
-    body = (i32(-1) + i32(max_wait_ms) + i32(1) + i32(1 << 20) + i8(0) + i32(0) + i32(-1)
-            + uvarint(2) + compact_string(topic) + uvarint(2) + part + b"\x00"
-            + uvarint(1) + compact_string("") + b"\x00")
-    with connect(port) as s:
-        s.sendall(frame(request_header_v2(API_FETCH, 12, 9) + body))
-        size = struct.unpack(">i", _recv(s, 4))[0]
-        r = Reader(_recv(s, size))
-    r.i32()
-    _tags(r, {})
-    r.i32(), r.i16(), r.i32()
-    out = None
-    for _ in range(_uvarint_read(r) - 1):
-        _compact_str(r)
-        for _ in range(_uvarint_read(r) - 1):
-            r.i32()
-            code, hw = r.i16(), r.i64()
-            r.i64(), r.i64()
-            assert _uvarint_read(r) == 0, "aborted transactions: null"
-            r.i32()
-            records = r._take(_uvarint_read(r) - 1)
-            diverging = _tags(r, {0: lambda f: (f.i32(), f.i64())}).get(0)
-            out = (code, hw, records, diverging)
-        _tags(r, {})
-    return out
+    """A raw Fetch v12 of partition 0 naming the fetcher's last fetched
+    epoch -> (error code, high watermark, records bytes, diverging (epoch,
+    end offset) or None)."""
+    from test_cluster_topics import fetch_v12_answer
+    code, hw, records, diverging, _ = fetch_v12_answer(
+        port, topic, 0, offset=offset, current_leader_epoch=current_leader_epoch,
+        last_fetched_epoch=last_fetched_epoch, max_wait_ms=max_wait_ms, min_bytes=1)
+    return code, hw, records, diverging
 
 
 def test_a_fetcher_whose_last_epoch_ends_before_its_offset_is_told_where_it_diverges(broker):

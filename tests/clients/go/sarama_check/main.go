@@ -250,6 +250,16 @@ func main() {
 // checkCommitted reads the group's committed offset of partition 0 as a
 // restarted application would.
 func checkCommitted(brokers []string, topic, group string, want int64) {
+	next := committed(brokers, topic, group, 1)[0]
+	if next != want {
+		fail("committed offset %d, want %d", next, want)
+	}
+	fmt.Printf("ok committed offset %d survives the group\n", next)
+}
+
+// committed reads the group's committed offsets of partitions 0..n-1 with a
+// fresh client, as a restarted application would.
+func committed(brokers []string, topic, group string, n int32) []int64 {
 	client, err := sarama.NewClient(brokers, config())
 	if err != nil {
 		fail("client: %v", err)
@@ -258,18 +268,18 @@ func checkCommitted(brokers []string, topic, group string, want int64) {
 	if err != nil {
 		fail("offset manager: %v", err)
 	}
-	pom, err := om.ManagePartition(topic, 0)
-	if err != nil {
-		fail("manage partition: %v", err)
+	out := make([]int64, n)
+	for part := int32(0); part < n; part++ {
+		pom, err := om.ManagePartition(topic, part)
+		if err != nil {
+			fail("manage partition %d: %v", part, err)
+		}
+		out[part], _ = pom.NextOffset()
+		pom.Close()
 	}
-	next, _ := pom.NextOffset()
-	if next != want {
-		fail("committed offset %d, want %d", next, want)
-	}
-	pom.Close()
 	om.Close()
 	client.Close()
-	fmt.Printf("ok committed offset %d survives the group\n", next)
+	return out
 }
 
 // member is one consumer of a group of two: the partitions of its current
@@ -415,25 +425,10 @@ func groupOfTwo(brokers []string, topic, group string) {
 		}
 	}
 	fmt.Printf("ok the two members read %d + %d records, each once\n", len(members[0].seen), len(members[1].seen))
-	client, err := sarama.NewClient(brokers, config())
-	if err != nil {
-		fail("client: %v", err)
-	}
-	om, err := sarama.NewOffsetManagerFromClient(group, client)
-	if err != nil {
-		fail("offset manager: %v", err)
-	}
-	for part := int32(0); part < partitions; part++ {
-		pom, err := om.ManagePartition(topic, part)
-		if err != nil {
-			fail("manage partition %d: %v", part, err)
-		}
-		if next, _ := pom.NextOffset(); next != records/partitions {
+	for part, next := range committed(brokers, topic, group, partitions) {
+		if next != records/partitions {
 			fail("partition %d committed at %d, want %d", part, next, records/partitions)
 		}
-		pom.Close()
 	}
-	om.Close()
-	client.Close()
 	fmt.Printf("ok every partition committed at %d\n", records/partitions)
 }

@@ -163,27 +163,40 @@ impl MetadataImage {
     }
 
     /// Re-elects every partition led by `gone` (now fenced) or without a
-    /// leader; bumps the epochs of those whose leader changes.
+    /// leader; bumps the epochs of those whose leader changes. A fenced
+    /// broker also leaves every ISR it is in, unless it is the last
+    /// member (as Kafka's controller does): the rest of the ISR holds
+    /// everything committed, and a leader whose ISR kept a dead member
+    /// could never advance its high watermark. The last member stays, so
+    /// that only a replica holding every committed offset can lead again.
     fn reelect(&mut self, gone: Option<NodeId>) {
         let mut changes = Vec::new();
         for (name, t) in &self.topics {
             for (i, p) in t.partitions.iter().enumerate() {
-                if Some(p.leader) == gone || p.leader == NO_LEADER {
-                    let leader = self.elect(p, gone);
-                    if leader != p.leader {
-                        changes.push((name.clone(), i, leader));
-                    }
+                let leaves_isr = gone.is_some_and(|g| p.isr.contains(&g) && p.isr.len() > 1);
+                let leader = if Some(p.leader) == gone || p.leader == NO_LEADER {
+                    self.elect(p, gone)
+                } else {
+                    p.leader
+                };
+                if leader != p.leader || leaves_isr {
+                    changes.push((name.clone(), i, leader, leaves_isr));
                 }
             }
         }
-        for (name, i, leader) in changes {
+        for (name, i, leader, leaves_isr) in changes {
             if let Some(p) = self
                 .topics
                 .get_mut(&name)
                 .and_then(|t| t.partitions.get_mut(i))
             {
-                p.leader = leader;
-                p.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                if leader != p.leader {
+                    p.leader = leader;
+                    p.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                }
+                if leaves_isr {
+                    p.isr.retain(|r| Some(*r) != gone);
+                }
                 p.partition_epoch += 1;
             }
         }

@@ -672,3 +672,61 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
         codes::INELIGIBLE_REPLICA
     );
 }
+
+#[test]
+fn a_fenced_broker_leaves_every_isr_but_the_last_member_stays() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    h.create("t", 1, 3).unwrap();
+    let (_, p) = partition_of(&h, "t");
+    let leader = p.leader;
+    let mut others = p.replicas.iter().copied().filter(|r| *r != leader);
+    let (f1, f2) = (others.next().unwrap(), others.next().unwrap());
+    assert_eq!(p.isr.len(), 3);
+    // Keep `alive` heartbeating while the others go quiet past the session
+    // timeout, so only those are fenced.
+    let quiet = |h: &mut Harness, alive: &[NodeId]| {
+        for _ in 0..10 {
+            h.tick(1_000);
+            for b in alive {
+                h.ask(Request::Heartbeat {
+                    broker: *b,
+                    epoch: epochs[(b.0 - 1) as usize],
+                })
+                .unwrap();
+            }
+        }
+    };
+    // A follower goes: it leaves the ISR; the leader and its epoch stay.
+    quiet(&mut h, &[leader, f2]);
+    let (_, q) = partition_of(&h, "t");
+    assert_eq!(q.leader, leader);
+    assert_eq!(q.leader_epoch, p.leader_epoch);
+    assert!(!q.isr.contains(&f1) && q.isr.len() == 2, "{:?}", q.isr);
+    assert!(q.partition_epoch > p.partition_epoch);
+    // The leader goes: the other in-sync follower leads, in a new epoch.
+    quiet(&mut h, &[f2]);
+    let (_, r) = partition_of(&h, "t");
+    assert_eq!(r.leader, f2);
+    assert_eq!(r.leader_epoch, LeaderEpoch(p.leader_epoch.0 + 1));
+    assert_eq!(r.isr, vec![f2]);
+    // The last in-sync replica goes: it stays in the ISR, and the
+    // partition has no leader rather than one that may lack committed data.
+    quiet(&mut h, &[]);
+    let (_, s) = partition_of(&h, "t");
+    assert_eq!(s.isr, vec![f2]);
+    assert!(s.leader.0 < 0, "{:?}", s.leader);
+    // It comes back: it leads again. The others (out of sync) do not.
+    h.ask(Request::Heartbeat {
+        broker: f1,
+        epoch: epochs[(f1.0 - 1) as usize],
+    })
+    .unwrap();
+    assert!(partition_of(&h, "t").1.leader.0 < 0);
+    h.ask(Request::Heartbeat {
+        broker: f2,
+        epoch: epochs[(f2.0 - 1) as usize],
+    })
+    .unwrap();
+    assert_eq!(partition_of(&h, "t").1.leader, f2);
+}

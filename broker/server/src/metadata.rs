@@ -54,6 +54,10 @@ pub struct ReplicaMeta {
     /// -1 when no replica can lead (its broker is fenced).
     pub leader: i32,
     pub leader_epoch: i32,
+    /// See [`PartitionView::partition_epoch`]. Absent from tables written
+    /// before it was kept (read as 0).
+    #[serde(default)]
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     /// Whether this node holds a replica, so its log lives here.
@@ -131,8 +135,19 @@ pub struct TopicView {
     /// 32 hex digits, as [`TopicMeta::id`].
     pub id: String,
     pub configs: BTreeMap<String, String>,
-    /// Per partition: leader, leader epoch, replicas, isr.
-    pub partitions: Vec<(i32, i32, Vec<i32>, Vec<i32>)>,
+    pub partitions: Vec<PartitionView>,
+}
+
+/// One partition of a [`TopicView`], as the image holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Bumped by every change of the partition (leader, ISR): what an ISR
+    /// change is fenced by.
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -373,7 +388,7 @@ impl ClusterMetadata {
         self.offsets_leaders = view
             .topics
             .get(OFFSETS_TOPIC)
-            .map(|t| t.partitions.iter().map(|p| p.0).collect())
+            .map(|t| t.partitions.iter().map(|p| p.leader).collect())
             .unwrap_or_default();
         self.quorum_applied_index = view.applied_index;
         let mut placer = self.placer(shards);
@@ -388,15 +403,16 @@ impl ClusterMetadata {
                 });
             topic.configs = v.configs.clone();
             topic.partitions.truncate(v.partitions.len());
-            for (i, (leader, leader_epoch, replicas, isr)) in v.partitions.iter().enumerate() {
-                let hosted = replicas.contains(&me);
+            for (i, pv) in v.partitions.iter().enumerate() {
+                let hosted = pv.replicas.contains(&me);
                 let replica = ReplicaMeta {
-                    leader: *leader,
-                    leader_epoch: *leader_epoch,
-                    replicas: replicas.clone(),
-                    isr: isr.clone(),
+                    leader: pv.leader,
+                    leader_epoch: pv.leader_epoch,
+                    partition_epoch: pv.partition_epoch,
+                    replicas: pv.replicas.clone(),
+                    isr: pv.isr.clone(),
                     hosted,
-                    leads: *leader == me,
+                    leads: pv.leader == me,
                 };
                 match topic.partitions.get_mut(i) {
                     Some(p) => {
@@ -735,8 +751,12 @@ mod tests {
                 .map(|(name, id, parts)| {
                     let partitions = parts
                         .iter()
-                        .map(|(leader, replicas)| {
-                            (*leader, 0, replicas.to_vec(), replicas.to_vec())
+                        .map(|(leader, replicas)| PartitionView {
+                            leader: *leader,
+                            leader_epoch: 0,
+                            partition_epoch: 0,
+                            replicas: replicas.to_vec(),
+                            isr: replicas.to_vec(),
                         })
                         .collect();
                     (

@@ -55,7 +55,7 @@ use futures_lite::{FutureExt, StreamExt};
 
 use crate::config::{ClusterSettings, ServerConfig};
 use crate::log_limit::RateLimited;
-use crate::metadata::{BrokerMeta, ClusterView, TopicView};
+use crate::metadata::{BrokerMeta, ClusterView, PartitionView, TopicView};
 use crate::NodeId;
 
 use wire::{BrokerStatus, ControlRequest, ControlResponse, NodeStatus};
@@ -412,13 +412,12 @@ impl Host {
                     partitions: t
                         .partitions
                         .iter()
-                        .map(|p| {
-                            (
-                                p.leader.0,
-                                p.leader_epoch.0,
-                                p.replicas.iter().map(|n| n.0).collect(),
-                                p.isr.iter().map(|n| n.0).collect(),
-                            )
+                        .map(|p| PartitionView {
+                            leader: p.leader.0,
+                            leader_epoch: p.leader_epoch.0,
+                            partition_epoch: p.partition_epoch,
+                            replicas: p.replicas.iter().map(|n| n.0).collect(),
+                            isr: p.isr.iter().map(|n| n.0).collect(),
                         })
                         .collect(),
                 };
@@ -552,6 +551,27 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
         ControlRequest::EnsureOffsetsTopic { partitions } => {
             ctl::Request::EnsureOffsetsTopic { partitions }
         }
+        ControlRequest::AlterPartition {
+            broker,
+            broker_epoch,
+            topic_id,
+            partition,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => ctl::Request::AlterPartition {
+            broker: NodeId(broker),
+            broker_epoch,
+            topic_id: corelog_model::TopicId(
+                *uuid::Uuid::parse_str(&topic_id)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            ),
+            partition,
+            leader_epoch: corelog_model::LeaderEpoch(leader_epoch),
+            partition_epoch,
+            isr: isr.into_iter().map(NodeId).collect(),
+        },
     }
 }
 
@@ -588,11 +608,14 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
             start: b.start,
             len: b.len,
         },
-        // No broker sends AlterPartition yet (replication, issue 18).
-        ctl::Response::PartitionAltered { .. } => ControlResponse::Error {
-            code: ctl::codes::UNKNOWN_SERVER_ERROR,
-            message: "AlterPartition is not forwarded yet".into(),
-            leader: None,
+        ctl::Response::PartitionAltered {
+            isr,
+            leader_epoch,
+            partition_epoch,
+        } => ControlResponse::PartitionAltered {
+            isr: isr.into_iter().map(|n| n.0).collect(),
+            leader_epoch: leader_epoch.0,
+            partition_epoch,
         },
     }
 }
@@ -702,6 +725,7 @@ async fn broker_task(host: Rc<RefCell<Host>>, config: Rc<ServerConfig>) {
                 | ControlResponse::PartitionsCreated
                 | ControlResponse::TopicDeleted { .. }
                 | ControlResponse::ConfigsAltered
+                | ControlResponse::PartitionAltered { .. }
                 | ControlResponse::ProducerIds { .. }),
             ) => {
                 tracing::warn!(broker = me, answer = ?other, "controller answered a broker request with another kind");

@@ -145,6 +145,18 @@ pub enum ControlRequest {
     EnsureOffsetsTopic {
         partitions: i32,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition), fenced by
+    /// the broker epoch, the leader epoch and the partition epoch it knows.
+    AlterPartition {
+        broker: i32,
+        broker_epoch: i64,
+        /// 32 hex digits.
+        topic_id: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 impl ControlRequest {
@@ -155,7 +167,8 @@ impl ControlRequest {
         match self {
             ControlRequest::Register { broker, .. }
             | ControlRequest::Heartbeat { broker, .. }
-            | ControlRequest::AllocateProducerIds { broker, .. } => Some(*broker),
+            | ControlRequest::AllocateProducerIds { broker, .. }
+            | ControlRequest::AlterPartition { broker, .. } => Some(*broker),
             _ => None,
         }
     }
@@ -181,6 +194,12 @@ pub enum ControlResponse {
         id: String,
     },
     ConfigsAltered,
+    /// The partition after an AlterPartition.
+    PartitionAltered {
+        isr: Vec<i32>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
     /// Producer ids `[start, start + len)`, this broker's alone.
     ProducerIds {
         start: i64,

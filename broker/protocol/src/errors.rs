@@ -77,6 +77,8 @@ pub mod error_code {
     pub const FENCED_LEADER_EPOCH: i16 = ResponseError::FencedLeaderEpoch.code();
     /// The leader epoch in the request is newer than the broker's.
     pub const UNKNOWN_LEADER_EPOCH: i16 = ResponseError::UnknownLeaderEpoch.code();
+    /// 19: an `acks=all` produce while the ISR is below min.insync.replicas.
+    pub const NOT_ENOUGH_REPLICAS: i16 = ResponseError::NotEnoughReplicas.code();
     /// The client cannot read the partition's compression type.
     pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = ResponseError::UnsupportedCompressionType.code();
     /// A record failed the broker's validation.

@@ -187,6 +187,11 @@ impl Leader {
         self.high_watermark
     }
 
+    /// The leader's own node id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
     /// The ISR the controller committed.
     pub fn isr(&self) -> &[NodeId] {
         &self.isr

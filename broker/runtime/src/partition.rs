@@ -80,6 +80,19 @@ impl Partition {
         Ok((info, generation))
     }
 
+    /// Appends a batch as the partition's leader wrote it (a follower's
+    /// append, `PartitionLog::append_replicated`): its base offset and
+    /// leader epoch are kept. Returns the assigned offsets and the discard
+    /// generation to wait with.
+    pub fn append_replicated(&self, batch: ValidBatch) -> Result<(AppendInfo, u64), StorageError> {
+        let mut log = self.inner.log.borrow_mut();
+        let info = log.append_replicated(batch)?;
+        let generation = log.discard_generation();
+        drop(log);
+        self.inner.work.notify_all();
+        Ok((info, generation))
+    }
+
     /// Waits until every offset below `end` is durable, or reports that the
     /// batch was discarded by a failed write.
     pub async fn wait_flushed(&self, end: Offset, generation: u64) -> Result<(), Discarded> {

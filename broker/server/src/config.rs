@@ -222,6 +222,16 @@ pub struct ServerConfig {
     /// `broker.session.timeout.ms`: the active controller fences a broker
     /// whose heartbeats stop for this long (cluster mode only).
     pub broker_session_timeout_ms: u64,
+    /// Cluster mode only: allow topics with more than one replica. Off by
+    /// default while replication is incomplete (issue 18): followers copy
+    /// their leader's log and the high watermark waits for every in-sync
+    /// replica's disk, and a failover elects a leader from the ISR, but
+    /// the ISR never shrinks yet, so while a replica is down `acks=all`
+    /// produce to its partitions waits until it returns (or times out).
+    pub replication_preview: bool,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with
+    /// its leader's log end for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
 }
 
 /// See [`ServerConfig::listener_mode`].
@@ -287,6 +297,8 @@ impl Default for ServerConfig {
             controller_quorum_voters: None,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
+            replication_preview: false,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }

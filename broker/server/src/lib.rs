@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod log_limit;
 pub mod metadata;
 pub mod partition;
+pub mod replica;
 pub mod server;
 pub mod shard;
 

@@ -34,7 +34,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use futures_lite::FutureExt;
+
+use corelog_model::NodeId;
 use corelog_protocol::error_code;
+use corelog_replication::{
+    Input as LeaderInput, Leader, Output as LeaderOutput, ReplicationConfig, Takeover,
+};
+use corelog_runtime::notify::Notify;
 use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
 use corelog_storage::{
     CacheId, LeaderEpoch, LogConfig, Offset, PartitionLog, RecoveryReport, SharedBatchCache,
@@ -82,6 +89,9 @@ pub enum Isolation {
     ReadUncommitted,
     /// Up to the last stable offset.
     ReadCommitted,
+    /// A follower's fetch: up to the log end, committed or not, as Kafka's
+    /// leader serves its followers.
+    Replica,
 }
 
 impl Isolation {
@@ -102,6 +112,7 @@ pub struct ReadBounds {
     pub high_watermark: Offset,
     pub last_stable_offset: Offset,
     pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
 }
 
 impl ReadBounds {
@@ -110,6 +121,7 @@ impl ReadBounds {
         match isolation {
             Isolation::ReadUncommitted => self.high_watermark,
             Isolation::ReadCommitted => self.last_stable_offset,
+            Isolation::Replica => self.log_end_offset,
         }
     }
 }
@@ -156,70 +168,172 @@ pub fn check_leader_epoch(leader_epoch: LeaderEpoch, current_leader_epoch: i32) 
     }
 }
 
+/// This node's part in a partition's replication (issue 18).
+#[derive(Debug)]
+pub enum Role {
+    /// The only replica (a single node, or a topic with one replica):
+    /// committed means durable here.
+    Sole,
+    /// Leads a replicated partition: committed means durable on every
+    /// in-sync replica (`corelog_replication::Leader` decides).
+    Leader(Box<Leader>),
+    /// Follows another node's leader and serves no client: its log is a
+    /// copy of the leader's (a follower task appends to it), and its high
+    /// watermark the leader's as last fetched, bounded by its own disk.
+    Follower {
+        high_watermark: Offset,
+        /// The leader followed and its epoch; `None` while the partition
+        /// has no leader.
+        leader: Option<(NodeId, LeaderEpoch)>,
+    },
+}
+
+/// A role as the metadata asks for it, to compare with the one held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    Sole,
+    Leader,
+    Follower(Option<(NodeId, LeaderEpoch)>),
+}
+
+/// The replication state shared by a partition's handles.
+///
+/// Lives on: the shard that owns the partition.
+struct Replication {
+    role: RefCell<Role>,
+    /// Bumped at each role change: a follower task or leader driver of an
+    /// older generation stops.
+    generation: Cell<u64>,
+    /// Woken when the high watermark moves or the role changes, for
+    /// `acks=all` waiters and long polls.
+    moved: Notify,
+}
+
+/// What reopening the log takes (a follower's truncation closes the
+/// log, reopens it alone, cuts it, and starts a new driver).
+struct Reopen {
+    dir: PathBuf,
+    cache: SharedBatchCache,
+    cache_id: CacheId,
+}
+
+/// Why an acknowledgement will never come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAcknowledged {
+    /// A failed write discarded the batch before it was committed.
+    Discarded,
+    /// This node stopped leading the partition before the batch was
+    /// committed; a new leader may or may not have it.
+    NotLeader,
+}
+
+/// What a leader of a replicated partition starts from: the controller's
+/// view and the topic's settings.
+#[derive(Debug, Clone)]
+pub struct LeaderStart {
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    pub partition_epoch: i32,
+    pub min_insync_replicas: usize,
+    pub replica_lag_time_max_ms: u64,
+}
+
 /// A partition as the server layer sees it: its log and the rules for
-/// what is committed. Cheap to clone (one reference count).
+/// what is committed. Cheap to clone (reference counts).
 #[derive(Clone)]
 pub struct Partition {
-    log: LogDriver,
+    /// The log's driver. Replaced only by a follower's truncation
+    /// ([`Partition::truncate_to`]); every method takes the driver anew, and
+    /// none holds the borrow across an await.
+    log: Rc<RefCell<LogDriver>>,
     /// The leader epoch the metadata names: what requests are fenced
     /// against. The log stamps batches with it too, unless the log already
     /// holds a newer epoch (see [`Partition::set_leader_epoch`]).
     leader_epoch: Rc<Cell<LeaderEpoch>>,
+    replication: Rc<Replication>,
+    reopen: Rc<Reopen>,
 }
 
 impl Partition {
     /// Opens (recovering it if it was not closed cleanly) the log in `dir`
     /// and starts its driver on the current executor. The report says what
-    /// recovery found.
+    /// recovery found. The partition starts as the only replica
+    /// ([`Role::Sole`]).
     pub async fn open(
         dir: PathBuf,
         config: LogConfig,
         cache: SharedBatchCache,
         cache_id: CacheId,
     ) -> Result<(Partition, RecoveryReport), StorageError> {
-        let (log, report) = PartitionLog::open(GlommioIo, dir, config, cache, cache_id).await?;
-        Ok((Partition::start(log), report))
+        let (log, report) =
+            PartitionLog::open(GlommioIo, dir.clone(), config, cache.clone(), cache_id).await?;
+        let leader_epoch = Rc::new(Cell::new(log.leader_epoch()));
+        let partition = Partition {
+            log: Rc::new(RefCell::new(LogDriver::start(log))),
+            leader_epoch,
+            replication: Rc::new(Replication {
+                role: RefCell::new(Role::Sole),
+                generation: Cell::new(0),
+                moved: Notify::new(),
+            }),
+            reopen: Rc::new(Reopen {
+                dir,
+                cache,
+                cache_id,
+            }),
+        };
+        Ok((partition, report))
     }
 
-    /// Takes an opened log and starts its driver on the current executor.
-    fn start(log: PartitionLog<GlommioIo>) -> Partition {
-        let leader_epoch = Rc::new(Cell::new(log.leader_epoch()));
-        Partition {
-            log: LogDriver::start(log),
-            leader_epoch,
-        }
+    /// The current driver (a reference count).
+    fn driver(&self) -> LogDriver {
+        self.log.borrow().clone()
+    }
+
+    /// Reads the log (see `LogDriver::read_log`).
+    fn read_log<R>(&self, f: impl FnOnce(&PartitionLog<GlommioIo>) -> R) -> R {
+        self.log.borrow().read_log(f)
+    }
+
+    /// Changes the log (see `LogDriver::with_log`).
+    fn with_log<R>(&self, f: impl FnOnce(&mut PartitionLog<GlommioIo>) -> R) -> R {
+        self.log.borrow().with_log(f)
+    }
+
+    fn bounds_in(&self, log: &PartitionLog<GlommioIo>) -> ReadBounds {
+        bounds_of(log, &self.replication.role.borrow())
     }
 
     /// Every offset below it is committed and may be served.
     pub fn high_watermark(&self) -> Offset {
-        self.log.read_log(|l| bounds_of(l).high_watermark)
+        self.read_log(|l| self.bounds_in(l).high_watermark)
     }
 
     /// The bound of a `read_committed` read. Equal to the high watermark
     /// until transactions exist.
     pub fn last_stable_offset(&self) -> Offset {
-        self.log.read_log(|l| bounds_of(l).last_stable_offset)
+        self.read_log(|l| self.bounds_in(l).last_stable_offset)
     }
 
     /// The high watermark, last stable offset and log start, read together.
     pub fn bounds(&self) -> ReadBounds {
-        self.log.read_log(bounds_of)
+        self.read_log(|l| self.bounds_in(l))
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> Offset {
-        self.log.read_log(|l| l.log_start_offset())
+        self.read_log(|l| l.log_start_offset())
     }
 
     /// Bytes of the log's segments, as retention counts them: what Kafka
     /// reports as a partition's size (DescribeLogDirs).
     pub fn size_bytes(&self) -> u64 {
-        self.log.read_log(|l| l.size_bytes())
+        self.read_log(|l| l.size_bytes())
     }
 
     /// The offset the next append gets; may be ahead of the high watermark.
     pub fn log_end_offset(&self) -> Offset {
-        self.log.read_log(|l| l.next_offset())
+        self.read_log(|l| l.next_offset())
     }
 
     /// The epoch this node leads the partition in, as the metadata names it.
@@ -234,7 +348,7 @@ impl Partition {
     /// returns whether the log took it.
     pub fn set_leader_epoch(&self, epoch: LeaderEpoch) -> bool {
         self.leader_epoch.set(epoch);
-        self.log.with_log(|l| l.set_leader_epoch(epoch))
+        self.with_log(|l| l.set_leader_epoch(epoch))
     }
 
     /// Kafka's check of a request's `current_leader_epoch` (KIP-320): -1
@@ -249,20 +363,266 @@ impl Partition {
     /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` in this
     /// log and the offset where it ends (the log end for the latest).
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
-        self.log.read_log(|l| l.end_offset_for_epoch(epoch))
+        self.read_log(|l| l.end_offset_for_epoch(epoch))
     }
 
     /// The epoch of the batch holding `offset`, as ListOffsets reports it
     /// (-1 when the log holds no batch at or below it).
     pub fn epoch_at(&self, offset: Offset) -> LeaderEpoch {
-        self.log
-            .read_log(|l| l.epochs().epoch_at(offset).unwrap_or(LeaderEpoch(-1)))
+        self.read_log(|l| l.epochs().epoch_at(offset).unwrap_or(LeaderEpoch(-1)))
+    }
+
+    // ---------------------------------------------------------- replication --
+
+    /// Bumped at each role change; a follower task or a leader driver
+    /// started at another generation stops.
+    pub fn role_generation(&self) -> u64 {
+        self.replication.generation.get()
+    }
+
+    /// Whether this node follows the partition (its log is the leader's copy).
+    pub fn is_follower(&self) -> bool {
+        matches!(*self.replication.role.borrow(), Role::Follower { .. })
+    }
+
+    /// The role held, without its state.
+    pub fn role_kind(&self) -> RoleKind {
+        match &*self.replication.role.borrow() {
+            Role::Sole => RoleKind::Sole,
+            Role::Leader(_) => RoleKind::Leader,
+            Role::Follower { leader, .. } => RoleKind::Follower(*leader),
+        }
+    }
+
+    /// Whether an `acks=all` produce is taken now: the ISR has at least
+    /// `min.insync.replicas` members (else NOT_ENOUGH_REPLICAS, as Kafka).
+    pub fn accepts_acks_all(&self) -> bool {
+        match &*self.replication.role.borrow() {
+            Role::Leader(l) => l.accepts_acks_all(),
+            _ => true,
+        }
+    }
+
+    /// Whether this node leads the partition with followers.
+    pub fn leads_replicated(&self) -> bool {
+        matches!(*self.replication.role.borrow(), Role::Leader(_))
+    }
+
+    fn set_role(&self, role: Role) {
+        *self.replication.role.borrow_mut() = role;
+        self.replication
+            .generation
+            .set(self.replication.generation.get() + 1);
+        self.replication.moved.notify_all();
+    }
+
+    /// Marks a replicated partition just opened: which of its offsets were
+    /// committed is unknown here (its log may end with batches no other
+    /// replica got), so none is assumed: the high watermark starts at the
+    /// log start, and only the in-sync replicas' reports move it (as
+    /// leader), or the leader's word (as follower). Reconcile calls it
+    /// before the partition's first role.
+    pub fn assume_nothing_committed(&self) {
+        let start = self.log_start_offset();
+        self.set_role(Role::Follower {
+            high_watermark: start,
+            leader: None,
+        });
+    }
+
+    /// Makes this node the partition's only replica: committed means
+    /// durable here again.
+    pub fn become_sole(&self) {
+        if !matches!(*self.replication.role.borrow(), Role::Sole) {
+            self.set_role(Role::Sole);
+        }
+    }
+
+    /// Makes this node the leader of a replicated partition, from the
+    /// controller's view of it. The high watermark starts where this node
+    /// knew it (as a follower, or as the only replica) and moves only as
+    /// the in-sync followers report their disks.
+    pub fn become_leader(&self, me: NodeId, start: LeaderStart, now_ms: u64) {
+        let (log_end, durable, hw) = self.read_log(|l| {
+            (
+                l.next_offset(),
+                l.flushed_offset(),
+                self.bounds_in(l).high_watermark,
+            )
+        });
+        let leader = Leader::new(
+            me,
+            Takeover {
+                replicas: start.replicas,
+                isr: start.isr,
+                partition_epoch: start.partition_epoch,
+                log_end,
+                log_durable: durable,
+                high_watermark: hw,
+            },
+            ReplicationConfig {
+                replica_lag_time_max_ms: start.replica_lag_time_max_ms,
+                min_insync_replicas: start.min_insync_replicas,
+            },
+            now_ms,
+        );
+        self.set_role(Role::Leader(Box::new(leader)));
+    }
+
+    /// Makes this node a follower of `leader` (none while the partition
+    /// has no leader): clients are no longer served, and only
+    /// [`Self::append_replicated`] appends.
+    pub fn become_follower(&self, leader: Option<(NodeId, LeaderEpoch)>) {
+        let hw = self.high_watermark();
+        self.set_role(Role::Follower {
+            high_watermark: hw,
+            leader,
+        });
+    }
+
+    /// Steps the leader's machine (no-op in another role) and applies what
+    /// it says. Returns the ISR changes it proposes.
+    fn step_leader(&self, now_ms: u64, input: LeaderInput) -> Vec<LeaderOutput> {
+        let out = match &mut *self.replication.role.borrow_mut() {
+            Role::Leader(l) => l.step(now_ms, input),
+            _ => return Vec::new(),
+        };
+        let mut rest = Vec::new();
+        for o in out {
+            match o {
+                LeaderOutput::HighWatermark(_) => self.replication.moved.notify_all(),
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    /// The leader's own log moved (a write, a sync) or time passed: the
+    /// high watermark may advance, and followers may lag. Returns the ISR
+    /// changes the leader proposes.
+    pub fn leader_progress(&self, now_ms: u64) -> Vec<LeaderOutput> {
+        let (end, durable) = self.read_log(|l| (l.next_offset(), l.flushed_offset()));
+        let mut out = self.step_leader(now_ms, LeaderInput::LeaderLog { end, durable });
+        out.extend(self.step_leader(now_ms, LeaderInput::Tick));
+        out
+    }
+
+    /// A follower fetched from `offset`, which it fetches only once
+    /// everything below is on its disk. Returns `None` when this node does
+    /// not lead the partition with `follower` as a replica (its fetch gets
+    /// NOT_LEADER_OR_FOLLOWER), else the ISR changes the leader proposes.
+    pub fn follower_fetched(
+        &self,
+        follower: NodeId,
+        offset: Offset,
+        now_ms: u64,
+    ) -> Option<Vec<LeaderOutput>> {
+        match &*self.replication.role.borrow() {
+            Role::Leader(l) if l.durable_of(follower).is_some() && follower != l.me() => {}
+            _ => return None,
+        }
+        Some(self.step_leader(
+            now_ms,
+            LeaderInput::FollowerFetch {
+                follower,
+                durable: offset,
+            },
+        ))
+    }
+
+    /// The controller committed an ISR for this partition (or refused the
+    /// change this leader proposed, when `isr` is `None`).
+    pub fn isr_answer(&self, now_ms: u64, isr: Option<(Vec<NodeId>, i32)>) -> Vec<LeaderOutput> {
+        let input = match isr {
+            Some((isr, partition_epoch)) => LeaderInput::IsrCommitted {
+                isr,
+                partition_epoch,
+            },
+            None => LeaderInput::IsrRefused,
+        };
+        self.step_leader(now_ms, input)
+    }
+
+    /// The ISR this leader's machine holds, and the change in flight.
+    pub fn leader_isr(&self) -> Option<(Vec<NodeId>, Option<Vec<NodeId>>)> {
+        match &*self.replication.role.borrow() {
+            Role::Leader(l) => Some((l.isr().to_vec(), l.pending_isr().map(<[_]>::to_vec))),
+            _ => None,
+        }
+    }
+
+    /// A follower learned the leader's high watermark.
+    pub fn set_follower_high_watermark(&self, hw: Offset) {
+        let moved = match &mut *self.replication.role.borrow_mut() {
+            Role::Follower { high_watermark, .. } if hw > *high_watermark => {
+                *high_watermark = hw;
+                true
+            }
+            _ => false,
+        };
+        if moved {
+            self.replication.moved.notify_all();
+        }
+    }
+
+    /// A follower's append of a batch as its leader wrote it (offsets and
+    /// epoch kept). Durable later, like any append; returns the new log end.
+    pub fn append_replicated(&self, batch: ValidBatch) -> Result<Offset, StorageError> {
+        let (info, _) = self.log.borrow().append_replicated(batch)?;
+        Ok(info.last_offset.plus(1))
+    }
+
+    /// Completes once everything below `end` is on disk here, or fails if a
+    /// failed write discarded it.
+    pub async fn durable(&self, end: Offset) -> Result<(), NotAcknowledged> {
+        let generation = self.read_log(|l| l.discard_generation());
+        self.driver()
+            .wait_flushed(end, generation)
+            .await
+            .map_err(|Discarded| NotAcknowledged::Discarded)
+    }
+
+    /// The log's durable end.
+    pub fn durable_end(&self) -> Offset {
+        self.read_log(|l| l.flushed_offset())
+    }
+
+    /// The log's epochs, as a follower's machine starts from.
+    pub fn epoch_cache(&self) -> corelog_model::epochs::EpochCache {
+        self.read_log(|l| l.epochs().clone())
+    }
+
+    /// A follower's truncation: removes every batch after `offset` (whole
+    /// batches; see `PartitionLog::truncate_to`), durably, and returns the
+    /// new log end. The log is closed, reopened alone, cut, and started
+    /// again; meanwhile its handles read the closed log, which changes no
+    /// more. Only a follower's task calls it, never while it appends.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, StorageError> {
+        let old = self.driver();
+        let config = old.read_log(|l| l.config().clone());
+        let epoch = self.leader_epoch.get();
+        old.close().await;
+        let (mut log, _) = PartitionLog::open(
+            GlommioIo,
+            self.reopen.dir.clone(),
+            config,
+            self.reopen.cache.clone(),
+            self.reopen.cache_id,
+        )
+        .await?;
+        let end = log
+            .truncate_to(offset, corelog_runtime::partition::now_ms())
+            .await;
+        let _ = epoch;
+        *self.log.borrow_mut() = LogDriver::start(log);
+        self.replication.moved.notify_all();
+        end
     }
 
     /// Appends one batch. The returned [`Appended`] carries the assigned
     /// offsets; [`Self::acknowledged`] completes when `acks` is satisfied.
     pub fn append(&self, batch: ValidBatch, acks: Acks) -> Result<Appended, StorageError> {
-        let (info, generation) = self.log.append(batch)?;
+        let (info, generation) = self.log.borrow().append(batch)?;
         Ok(Appended {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -278,9 +638,10 @@ impl Partition {
     /// Completes when `appended` may be acknowledged at its acks level: at
     /// once for `acks=0` and `acks=1`; for `acks=all` once the high
     /// watermark has passed its last offset. Fails if the batch was
-    /// discarded by a failed write before it was committed; it then never
-    /// will be, and the producer must be told.
-    pub async fn acknowledged(&self, appended: &Appended) -> Result<(), Discarded> {
+    /// discarded by a failed write before it was committed, or if this
+    /// node stopped leading before then; it may then never be committed,
+    /// and the producer must be told.
+    pub async fn acknowledged(&self, appended: &Appended) -> Result<(), NotAcknowledged> {
         match appended.acks {
             Acks::None | Acks::Leader => Ok(()),
             Acks::All => self.committed(appended.commit).await,
@@ -289,23 +650,42 @@ impl Partition {
 
     /// The commit point of everything appended so far.
     pub fn end_commit_point(&self) -> CommitPoint {
-        self.log.read_log(|l| CommitPoint {
+        self.read_log(|l| CommitPoint {
             end: l.next_offset(),
             generation: l.discard_generation(),
         })
     }
 
     /// Completes once every offset below `point` is committed, or fails if
-    /// they were discarded by a failed write.
-    pub async fn committed(&self, point: CommitPoint) -> Result<(), Discarded> {
-        self.log.wait_flushed(point.end, point.generation).await
+    /// they were discarded by a failed write or this node stopped leading.
+    /// First durable here, then (replicated) below the high watermark.
+    pub async fn committed(&self, point: CommitPoint) -> Result<(), NotAcknowledged> {
+        let generation = self.replication.generation.get();
+        self.driver()
+            .wait_flushed(point.end, point.generation)
+            .await
+            .map_err(|Discarded| NotAcknowledged::Discarded)?;
+        loop {
+            let moved = self.replication.moved.notified();
+            if self.replication.generation.get() != generation {
+                return Err(NotAcknowledged::NotLeader);
+            }
+            if self.read_log(|l| l.discard_generation()) != point.generation {
+                return Err(NotAcknowledged::Discarded);
+            }
+            if self.high_watermark() >= point.end {
+                return Ok(());
+            }
+            moved.await;
+        }
     }
 
     /// Completes after something about the log changed (a write, a sync, a
-    /// roll...), which may have moved the high watermark. Long polls wait
-    /// on it and then look again.
+    /// roll...) or the high watermark moved. Long polls wait on it and
+    /// then look again.
     pub async fn changed(&self) {
-        self.log.changed().await
+        let log = self.driver();
+        log.changed().or(self.replication.moved.notified()).await
     }
 
     /// Plans a read of whole batches from `offset`, up to `max_bytes` (at
@@ -317,8 +697,8 @@ impl Partition {
         max_bytes: usize,
         isolation: Isolation,
     ) -> (ReadBounds, Result<ReadPlan, StorageError>) {
-        self.log.read_log(|l| {
-            let bounds = bounds_of(l);
+        self.read_log(|l| {
+            let bounds = self.bounds_in(l);
             let end = bounds.visible_end(isolation);
             (bounds, l.plan_read(offset, max_bytes, end))
         })
@@ -327,15 +707,14 @@ impl Partition {
     /// Plans a lookup of the first committed record whose timestamp is at
     /// or after `target_ms` (ListOffsets by time).
     pub fn plan_offset_for_timestamp(&self, target_ms: i64) -> TimestampPlan<GlommioIo> {
-        self.log
-            .read_log(|l| l.plan_offset_for_timestamp(target_ms, bounds_of(l).high_watermark))
+        self.read_log(|l| l.plan_offset_for_timestamp(target_ms, self.bounds_in(l).high_watermark))
     }
 
     /// Plans a lookup of the committed record with the newest timestamp
     /// (ListOffsets -3); `None` when nothing is committed.
     pub fn plan_max_timestamp(&self) -> Option<TimestampPlan<GlommioIo>> {
-        self.log.read_log(|l| {
-            let hw = bounds_of(l).high_watermark;
+        self.read_log(|l| {
+            let hw = self.bounds_in(l).high_watermark;
             l.max_timestamp_ms(hw)
                 .map(|max| l.plan_offset_for_timestamp(max, hw))
         })
@@ -346,8 +725,8 @@ impl Partition {
     /// deleted: an offset past the high watermark is out of range. Returns
     /// the new log start offset.
     pub fn delete_records(&self, up_to: DeleteUpTo) -> Result<Offset, StorageError> {
-        self.log.with_log(|l| {
-            let bounds = bounds_of(l);
+        self.with_log(|l| {
+            let bounds = self.bounds_in(l);
             let target = match up_to {
                 DeleteUpTo::HighWatermark => bounds.high_watermark,
                 DeleteUpTo::Offset(o) => o,
@@ -367,34 +746,46 @@ impl Partition {
 
     /// The log's current settings (segment size, retention, flush policy).
     pub fn log_config(&self) -> LogConfig {
-        self.log.read_log(|l| l.config().clone())
+        self.read_log(|l| l.config().clone())
     }
 
     /// Applies new settings to the log.
     pub fn set_log_config(&self, config: LogConfig) -> Result<(), StorageError> {
-        self.log.with_log(|l| l.set_config(config))
+        self.with_log(|l| l.set_config(config))
     }
 
     /// Drops the partition's batches from the shard's cache (after it was
     /// deleted).
     pub fn forget_cached(&self) {
-        self.log.read_log(|l| l.cache_remove());
+        self.read_log(|l| l.cache_remove());
     }
 
     /// Flushes everything, writes a final checkpoint and stops the driver.
     pub async fn close(&self) {
-        self.log.close().await
+        self.replication
+            .generation
+            .set(self.replication.generation.get() + 1);
+        self.replication.moved.notify_all();
+        self.driver().close().await
     }
 }
 
-/// The single definition of the bounds, from the log's state. Everything
-/// above reads them through here.
-fn bounds_of(log: &PartitionLog<GlommioIo>) -> ReadBounds {
-    let high_watermark = log.flushed_offset();
+/// The single definition of the bounds, from the log's state and this
+/// node's role. Everything above reads them through here.
+fn bounds_of(log: &PartitionLog<GlommioIo>, role: &Role) -> ReadBounds {
+    let flushed = log.flushed_offset();
+    let high_watermark = match role {
+        Role::Sole => flushed,
+        // The leader's high watermark counts its own durable end too; the
+        // minimum keeps it within this disk whatever the machine was told.
+        Role::Leader(l) => l.high_watermark().min(flushed),
+        Role::Follower { high_watermark, .. } => (*high_watermark).min(flushed),
+    };
     ReadBounds {
         high_watermark,
         last_stable_offset: high_watermark,
         log_start_offset: log.log_start_offset(),
+        log_end_offset: log.next_offset(),
     }
 }
 

@@ -171,3 +171,136 @@ fn acks_levels_follow_kafka_encoding() {
     assert_eq!(Isolation::from_kafka(1), Isolation::ReadCommitted);
     assert_eq!(Isolation::from_kafka(0), Isolation::ReadUncommitted);
 }
+
+// ------------------------------------------------------------ replication --
+
+use corelog_model::{LeaderEpoch, NodeId};
+use corelog_server::partition::{LeaderStart, NotAcknowledged, RoleKind};
+
+fn lead(p: &Partition, isr: &[i32]) {
+    p.become_leader(
+        NodeId(1),
+        LeaderStart {
+            replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+            isr: isr.iter().copied().map(NodeId).collect(),
+            partition_epoch: 0,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+        },
+        0,
+    );
+}
+
+/// A batch as a leader wrote it: `n` records from `base`, in `epoch`
+/// (both fields are outside the CRC).
+fn leaders_batch(base: i64, n: usize, epoch: i32) -> ValidBatch {
+    let mut bytes = batch(&BatchSpec {
+        records: n,
+        ..Default::default()
+    });
+    bytes[0..8].copy_from_slice(&base.to_be_bytes());
+    bytes[12..16].copy_from_slice(&epoch.to_be_bytes());
+    ValidBatch::new(Bytes::from(bytes), &RecordLimits::default()).expect("valid")
+}
+
+#[test]
+fn a_replicated_leader_acknowledges_acks_all_once_every_in_sync_follower_has_it_on_disk() {
+    run(|p| async move {
+        lead(&p, &[1, 2, 3]);
+        assert_eq!(p.role_kind(), RoleKind::Leader);
+        let appended = p.append(records(3), Acks::All).expect("append");
+        p.durable(Offset(3)).await.expect("durable here");
+        assert!(p.leader_progress(1).is_empty());
+        // On the leader's disk only: not committed.
+        assert_eq!(p.high_watermark(), Offset(0));
+        assert!(futures_lite::future::poll_once(p.acknowledged(&appended))
+            .await
+            .is_none());
+        // Follower 2 has it on disk; 3 has only the first record.
+        p.follower_fetched(NodeId(2), Offset(3), 2)
+            .expect("a replica");
+        p.follower_fetched(NodeId(3), Offset(1), 2)
+            .expect("a replica");
+        assert_eq!(p.high_watermark(), Offset(1));
+        assert!(futures_lite::future::poll_once(p.acknowledged(&appended))
+            .await
+            .is_none());
+        p.follower_fetched(NodeId(3), Offset(3), 3)
+            .expect("a replica");
+        assert_eq!(p.high_watermark(), Offset(3));
+        p.acknowledged(&appended).await.expect("acknowledged");
+        // A broker that is not a replica counts for nothing.
+        assert!(p.follower_fetched(NodeId(9), Offset(3), 4).is_none());
+        // Replica reads see the log end; consumers the high watermark.
+        p.append(records(1), Acks::Leader).expect("append");
+        let (bounds, _) = p.plan_read(Offset(0), 1 << 20, Isolation::Replica);
+        assert_eq!(bounds.visible_end(Isolation::Replica), Offset(4));
+        assert_eq!(bounds.visible_end(Isolation::ReadUncommitted), Offset(3));
+    });
+}
+
+#[test]
+fn a_leader_that_loses_leadership_answers_its_pending_acks_all_not_leader() {
+    run(|p| async move {
+        lead(&p, &[1, 2]);
+        let appended = p.append(records(1), Acks::All).expect("append");
+        let pending = p.clone();
+        let waiter = glommio::spawn_local(async move { pending.acknowledged(&appended).await });
+        p.durable(Offset(1)).await.expect("durable here");
+        p.become_follower(Some((NodeId(2), LeaderEpoch(1))));
+        assert_eq!(waiter.await, Err(NotAcknowledged::NotLeader));
+        assert!(p.is_follower());
+    });
+}
+
+#[test]
+fn a_replicated_partition_just_opened_assumes_nothing_committed() {
+    run(|p| async move {
+        p.append(records(3), Acks::Leader).expect("append");
+        settle(&p).await;
+        assert_eq!(p.high_watermark(), Offset(3));
+        // Its tail may be a deposed leader's: no offset counts as committed
+        // until a leader says so.
+        p.assume_nothing_committed();
+        assert_eq!(p.high_watermark(), Offset(0));
+        p.set_follower_high_watermark(Offset(2));
+        assert_eq!(p.high_watermark(), Offset(2));
+        // As leader it starts from there, not from its disk.
+        lead(&p, &[1, 2]);
+        assert_eq!(p.high_watermark(), Offset(2));
+    });
+}
+
+#[test]
+fn a_follower_truncates_a_diverging_tail_and_appends_the_leaders_batches_after_it() {
+    run(|p| async move {
+        p.become_follower(Some((NodeId(2), LeaderEpoch(1))));
+        // Epoch 0 wrote 0..4, then this replica took 4..6 in epoch 0 that
+        // the new leader (epoch 1) never got.
+        for (base, n) in [(0, 2), (2, 2), (4, 2)] {
+            p.append_replicated(leaders_batch(base, n, 0))
+                .expect("append");
+        }
+        assert_eq!(p.log_end_offset(), Offset(6));
+        p.durable(Offset(6)).await.expect("durable");
+        assert_eq!(p.truncate_to(Offset(4)).await.expect("truncate"), Offset(4));
+        assert_eq!(p.log_end_offset(), Offset(4));
+        assert_eq!(p.durable_end(), Offset(4));
+        // The leader's batch at 4, in epoch 1, follows the cut.
+        let end = p
+            .append_replicated(leaders_batch(4, 3, 1))
+            .expect("append after the cut");
+        assert_eq!(end, Offset(7));
+        // A batch that does not start at the log end is refused.
+        assert!(p.append_replicated(leaders_batch(9, 1, 1)).is_err());
+        p.durable(Offset(7)).await.expect("durable");
+        assert_eq!(
+            p.end_offset_for_epoch(LeaderEpoch(0)),
+            (LeaderEpoch(0), Offset(4))
+        );
+        assert_eq!(
+            p.end_offset_for_epoch(LeaderEpoch(1)),
+            (LeaderEpoch(1), Offset(7))
+        );
+    });
+}

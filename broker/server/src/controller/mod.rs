@@ -211,6 +211,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 if let Some(epoch) = leader_epoch.filter(|&e| e != p.leader_epoch()) {
                     p.set_leader_epoch(epoch);
                 }
+                follow_role(shard, name, index, meta, settings, &p);
                 continue;
             }
             let dir = partition_dir(&shard.config().data_dir, name, index);
@@ -230,15 +231,93 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                     if let Some(epoch) = leader_epoch {
                         partition.set_leader_epoch(epoch);
                     }
+                    if meta.replica.as_ref().is_some_and(|r| r.replicas.len() > 1) {
+                        partition.assume_nothing_committed();
+                    }
                     shard
                         .partitions()
-                        .insert(TopicPartition::new(name.clone(), index), partition);
+                        .insert(TopicPartition::new(name.clone(), index), partition.clone());
+                    follow_role(shard, name, index, meta, settings, &partition);
                 }
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")
                 }
             }
         }
+    }
+}
+
+/// Gives a partition the replication role its metadata asks for, and
+/// starts the task of a new one (`crate::replica`): the only replica (a
+/// single node, or one replica), the leader of a replicated partition, or
+/// a follower of another node's leader. A leader that stays leader takes
+/// the ISR the controller committed; a follower whose leader or leader
+/// epoch changed starts over (truncation first).
+fn follow_role(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: i32,
+    meta: &crate::metadata::PartitionMeta,
+    settings: &crate::metadata::TopicSettings,
+    p: &Partition,
+) {
+    use crate::partition::{LeaderStart, RoleKind};
+    use corelog_model::{LeaderEpoch, NodeId};
+    let now_ms = corelog_runtime::now_ms() as u64;
+    let Some(r) = meta.replica.as_ref().filter(|r| r.replicas.len() > 1) else {
+        p.become_sole();
+        return;
+    };
+    let me = NodeId(shard.config().node_id.unwrap_or(0));
+    if r.leads {
+        let isr: Vec<NodeId> = r.isr.iter().copied().map(NodeId).collect();
+        if p.role_kind() == RoleKind::Leader {
+            let proposals = p.isr_answer(now_ms, Some((isr, r.partition_epoch)));
+            crate::replica::propose(shard, topic, index, p, proposals);
+            return;
+        }
+        p.become_leader(
+            me,
+            LeaderStart {
+                replicas: r.replicas.iter().copied().map(NodeId).collect(),
+                isr,
+                partition_epoch: r.partition_epoch,
+                min_insync_replicas: settings.min_insync_replicas as usize,
+                replica_lag_time_max_ms: shard.config().replica_lag_time_max_ms,
+            },
+            now_ms,
+        );
+        tracing::info!(
+            topic,
+            partition = index,
+            leader_epoch = r.leader_epoch,
+            "leading a replicated partition"
+        );
+        crate::replica::start_leader(shard, topic.to_string(), index, p.clone());
+        return;
+    }
+    let leader = (r.leader >= 0).then_some((NodeId(r.leader), LeaderEpoch(r.leader_epoch)));
+    if p.role_kind() == RoleKind::Follower(leader) {
+        return;
+    }
+    p.become_follower(leader);
+    if let Some((leader, leader_epoch)) = leader {
+        tracing::info!(
+            topic,
+            partition = index,
+            leader = leader.0,
+            leader_epoch = leader_epoch.0,
+            "following"
+        );
+        crate::replica::start_follower(
+            shard,
+            topic.to_string(),
+            index,
+            p.clone(),
+            me,
+            leader,
+            leader_epoch,
+        );
     }
 }
 

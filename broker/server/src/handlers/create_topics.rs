@@ -115,9 +115,9 @@ async fn create_in_cluster(
                 Some(a) => a.iter().all(|r| r.len() == 1),
                 None => matches!(spec.replication_factor, -1 | 1),
             };
-            if !rf_one {
+            if !rf_one && !server.replication_preview {
                 return Err(ServerError::InvalidReplicationFactor(
-                    "Topics have one replica: partition replication is not implemented yet (issue 18).".into(),
+                    "Topics have one replica: partition replication is incomplete (issue 18); replication_preview = true allows more.".into(),
                 ));
             }
             let partitions = match (&spec.assignment, spec.partitions) {
@@ -144,7 +144,11 @@ async fn create_in_cluster(
                 ControlRequest::CreateTopic {
                     name: spec.name.clone(),
                     partitions: if spec.assignment.is_some() { -1 } else { partitions },
-                    replication_factor: if spec.assignment.is_some() { -1 } else { 1 },
+                    replication_factor: if spec.assignment.is_some() {
+                        -1
+                    } else {
+                        spec.replication_factor
+                    },
                     assignment: spec.assignment.clone(),
                     configs: spec.configs.clone().into_iter().collect(),
                     validate_only,

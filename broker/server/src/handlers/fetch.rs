@@ -23,6 +23,7 @@ use crate::error::ServerError;
 use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;
 use crate::{ShardId, TopicId};
+use corelog_model::NodeId;
 
 /// One partition's answer, built on its owning shard and sent back whole.
 /// Cloned only for `Shard::fan_out`'s answer to the partitions of a shard
@@ -33,6 +34,8 @@ struct PartitionData {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
+    /// The log end when read: how far a follower's long poll has seen.
+    log_end_offset: i64,
     /// Where the fetcher's log diverges from this one: (epoch, end offset).
     diverging_epoch: Option<(i32, i64)>,
     chunks: Vec<Bytes>,
@@ -69,6 +72,8 @@ struct Wanted {
     /// The epoch of the last batch the fetcher holds (v12+; -1 when it
     /// does not say): checked for divergence before reading.
     last_fetched_epoch: i32,
+    /// The follower fetching, for a replica's fetch.
+    replica: Option<NodeId>,
     owner: Option<ShardId>,
     /// Set when the topic or partition is unknown.
     error_code: i16,
@@ -88,9 +93,22 @@ pub async fn handle(
         ..
     } = *cx;
     let md = shard.metadata();
+    // A follower's fetch names its broker (replica_id, or ReplicaState from
+    // v15): it reads up to the log end, and its fetch offset tells the
+    // leader what it holds on disk (`crate::replica`). Consumers send -1.
+    let replica_id = if header.api_version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(NodeId(replica_id));
     // read_committed reads stop at the last stable offset, read_uncommitted
     // ones at the high watermark (the facade knows both).
-    let isolation = Isolation::from_kafka(request.isolation_level);
+    let isolation = if replica.is_some() {
+        Isolation::Replica
+    } else {
+        Isolation::from_kafka(request.isolation_level)
+    };
     let mut topics: Vec<(String, TopicId, Vec<Wanted>)> = Vec::new();
     for t in &request.topics {
         let by_id = header.api_version >= 13;
@@ -130,6 +148,7 @@ pub async fn handle(
                 isolation,
                 current_leader_epoch: p.current_leader_epoch,
                 last_fetched_epoch: p.last_fetched_epoch,
+                replica,
                 owner,
                 error_code: code,
             });
@@ -204,6 +223,7 @@ pub async fn handle(
             .map(|r| match isolation {
                 Isolation::ReadUncommitted => r.high_watermark,
                 Isolation::ReadCommitted => r.last_stable_offset,
+                Isolation::Replica => r.log_end_offset,
             })
             .collect();
         drop(results);
@@ -323,6 +343,7 @@ async fn read_all(
                     isolation: w.isolation,
                     current_leader_epoch: w.current_leader_epoch,
                     last_fetched_epoch: w.last_fetched_epoch,
+                    replica: w.replica,
                 };
                 (owner, read)
             })
@@ -361,6 +382,7 @@ struct Read {
     isolation: Isolation,
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
+    replica: Option<NodeId>,
 }
 
 /// Runs on the owning shard: every partition it was asked for, in request
@@ -580,7 +602,7 @@ enum Planned {
 }
 
 /// Runs on the owning shard: plans one partition's read.
-fn plan_partition(shard: &Shard, read: &Read) -> Planned {
+fn plan_partition(shard: &Rc<Shard>, read: &Read) -> Planned {
     let Some(p) = shard.partition(&read.topic, read.partition) else {
         return Planned::Done(PartitionData::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
     };
@@ -609,11 +631,24 @@ fn plan_partition(shard: &Shard, read: &Read) -> Planned {
             });
         }
     }
+    if let Some(follower) = read.replica {
+        // What the follower holds on disk counts before the read, so the
+        // answer carries the high watermark it may have moved.
+        let Some(proposals) = p.follower_fetched(
+            follower,
+            Offset(read.offset),
+            corelog_runtime::now_ms() as u64,
+        ) else {
+            return Planned::Done(PartitionData::error(error_code::NOT_LEADER_OR_FOLLOWER));
+        };
+        crate::replica::propose(shard, &read.topic, read.partition, &p, proposals);
+    }
     let (bounds, plan) = p.plan_read(Offset(read.offset), read.max_bytes, read.isolation);
     let mut data = PartitionData {
         high_watermark: bounds.high_watermark.0,
         last_stable_offset: bounds.last_stable_offset.0,
         log_start_offset: bounds.log_start_offset.0,
+        log_end_offset: bounds.log_end_offset.0,
         ..Default::default()
     };
     match plan {
@@ -802,6 +837,7 @@ mod tests {
             isolation: Isolation::ReadUncommitted,
             current_leader_epoch: -1,
             last_fetched_epoch: -1,
+            replica: None,
             owner: Some(ShardId(0)),
             error_code: 0,
         }

@@ -31,7 +31,7 @@ use futures_lite::FutureExt;
 use super::Close;
 use super::{Handled, Reply, RequestContext};
 use crate::error::ServerError;
-use crate::partition::Acks;
+use crate::partition::{Acks, NotAcknowledged};
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -282,6 +282,18 @@ async fn append_all(
             outcomes.push(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
         };
+        if p.is_follower() {
+            // Metadata that named this node leader moved on since the
+            // request was routed: only the follower's task appends now.
+            outcomes.push(Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER));
+            continue;
+        }
+        if acks == Acks::All && !p.accepts_acks_all() {
+            // Kafka's answer when the ISR is below min.insync.replicas:
+            // nothing is appended.
+            outcomes.push(Outcome::error(error_code::NOT_ENOUGH_REPLICAS));
+            continue;
+        }
         match p.append(batch.batch, acks) {
             Ok(a) => {
                 appended.push((outcomes.len(), p, a));
@@ -306,7 +318,12 @@ async fn append_all(
                 base_offset: a.base_offset.0,
                 log_start_offset: p.log_start_offset().0,
             },
-            Some(Err(_)) => Outcome::error(error_code::KAFKA_STORAGE_ERROR),
+            Some(Err(NotAcknowledged::Discarded)) => {
+                Outcome::error(error_code::KAFKA_STORAGE_ERROR)
+            }
+            Some(Err(NotAcknowledged::NotLeader)) => {
+                Outcome::error(error_code::NOT_LEADER_OR_FOLLOWER)
+            }
             None => Outcome::error(error_code::REQUEST_TIMED_OUT),
         };
     }

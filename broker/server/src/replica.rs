@@ -1,0 +1,493 @@
+//! Partition replication on a cluster node (issue 18, third increment):
+//! the tasks that drive `corelog_replication`'s state machines for the
+//! partitions of a topic with more than one replica.
+//!
+//! - **Leader** ([`start_leader`]): the partition facade holds the
+//!   leader's machine ([`crate::partition::Role::Leader`]); followers'
+//!   fetches report to it (`handlers/fetch.rs`), and a task here feeds it
+//!   the leader's own log progress and the time. ISR changes it proposes go
+//!   to the active controller as AlterPartition ([`propose`]).
+//! - **Follower** ([`start_follower`]): a task per followed partition, on
+//!   the shard that owns it, with its own connection to the leader's Kafka
+//!   listener. It finds where its log diverges from the leader's
+//!   (OffsetForLeaderEpoch) and cuts it there, then fetches as a replica
+//!   (Fetch with `replica_id`), appends the leader's batches as they are
+//!   (offsets and epochs kept), and fetches again only once they are on
+//!   its disk: the fetch offset it reports is its durable end, which is all
+//!   the leader counts for the high watermark.
+//!
+//! Durability contract (with `corelog_replication`'s): an `acks=all`
+//! produce to a replicated partition is answered once every member of the
+//! ISR holds the batch on disk (fdatasync'd), so a leader elected from the
+//! ISR after any crash has it.
+//!
+//! Not yet: one connection and one fetch per (follower shard, leader
+//! broker) for all the partitions it follows (each partition has its own
+//! here); the offsets topic's partitions are not replicated.
+//!
+//! Lives on: the shard that owns the partition; every task stops when the
+//! partition's role changes (its role generation) or the shard stops.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use corelog_model::{LeaderEpoch, NodeId, Offset};
+use corelog_protocol::kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchTopic, ReplicaState,
+};
+use corelog_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use corelog_protocol::kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ResponseHeader, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use corelog_replication::follower::{Follower, Input, Output};
+use corelog_replication::Output as LeaderOutput;
+use corelog_storage::ValidBatch;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
+
+use crate::cluster::wire::{ControlRequest, ControlResponse};
+use crate::partition::Partition;
+use crate::shard::Shard;
+use crate::ShardId;
+
+/// How long a follower's fetch waits at the leader for new data (Kafka's
+/// `replica.fetch.wait.max.ms`): also how late a follower may learn a new
+/// high watermark when nothing is written.
+pub const REPLICA_FETCH_WAIT_MS: i32 = 500;
+/// The most a follower's fetch asks for, per partition and in all.
+pub const REPLICA_FETCH_BYTES_MAX: i32 = 8 << 20;
+/// A request to the leader that takes longer fails, and is sent again on
+/// a new connection.
+pub const REPLICA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause before a follower retries after an error (leader unreachable,
+/// not leader yet, a failed write).
+pub const REPLICA_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// How often a leader's task looks at its followers' lag without news.
+pub const LEADER_TICK: Duration = Duration::from_millis(250);
+/// The largest response a follower reads.
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
+
+const FETCH_VERSION: i16 = 12;
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+const CLIENT_ID: &str = "corelog-replica";
+
+fn now_ms() -> u64 {
+    corelog_runtime::now_ms() as u64
+}
+
+// ------------------------------------------------------------------ leader --
+
+/// Starts the task that feeds a replicated partition's leader machine its
+/// own log's progress and the time. Runs until the role changes.
+pub fn start_leader(shard: &Rc<Shard>, topic: String, partition: i32, p: Partition) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let generation = p.role_generation();
+        loop {
+            if p.role_generation() != generation || shard.is_stopping() {
+                return;
+            }
+            let proposals = p.leader_progress(now_ms());
+            propose(&shard, &topic, partition, &p, proposals);
+            p.changed()
+                .or(async { glommio::timer::sleep(LEADER_TICK).await })
+                .await;
+        }
+    })
+    .detach();
+}
+
+/// Sends the ISR changes a leader's machine proposed to the active
+/// controller (AlterPartition, through shard 0) and hands it the answer.
+/// The machine proposes one change at a time, so at most one such task
+/// runs per partition.
+pub fn propose(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    p: &Partition,
+    proposals: Vec<LeaderOutput>,
+) {
+    for o in proposals {
+        let LeaderOutput::ProposeIsr {
+            isr,
+            partition_epoch,
+        } = o
+        else {
+            continue;
+        };
+        let Some(topic_id) = shard.metadata().topics.get(topic).map(|t| t.id.clone()) else {
+            // Deleted meanwhile: its machine goes with it.
+            continue;
+        };
+        let leader_epoch = p.leader_epoch().0;
+        let (p, topic) = (p.clone(), topic.to_string());
+        let isr_ids: Vec<i32> = isr.iter().map(|n| n.0).collect();
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            tracing::info!(%topic, partition, isr = ?isr_ids, partition_epoch, "proposing an ISR change");
+            let answer = shard
+                .call(ShardId(0), move |s| async move {
+                    let (broker, broker_epoch) = crate::controller::cluster::own_broker(&s)?;
+                    crate::controller::cluster::ask(
+                        &s,
+                        ControlRequest::AlterPartition {
+                            broker,
+                            broker_epoch,
+                            topic_id,
+                            partition,
+                            leader_epoch,
+                            partition_epoch,
+                            isr: isr_ids,
+                        },
+                    )
+                    .await
+                })
+                .await;
+            let answer = match answer {
+                Ok(Ok(ControlResponse::PartitionAltered {
+                    isr,
+                    partition_epoch,
+                    ..
+                })) => Some((isr.into_iter().map(NodeId).collect(), partition_epoch)),
+                Ok(Ok(other)) => {
+                    tracing::warn!(%topic, partition, answer = ?other, "AlterPartition answered with another kind");
+                    None
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%topic, partition, error = %e, "ISR change refused");
+                    None
+                }
+                Err(_) => None,
+            };
+            if answer.is_none() {
+                // Refused (a stale partition epoch, a controller away): the
+                // metadata brings the current ISR; propose again later.
+                glommio::timer::sleep(REPLICA_RETRY_BACKOFF).await;
+            }
+            let more = p.isr_answer(now_ms(), answer);
+            propose(&shard, &topic, partition, &p, more);
+        })
+        .detach();
+    }
+}
+
+// ---------------------------------------------------------------- follower --
+
+/// Starts the task that makes this node's copy of a partition follow
+/// `leader` at `leader_epoch`. Runs until the role changes.
+pub fn start_follower(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: i32,
+    p: Partition,
+    me: NodeId,
+    leader: NodeId,
+    leader_epoch: LeaderEpoch,
+) {
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let generation = p.role_generation();
+        let f = FollowerTask {
+            shard,
+            topic,
+            partition,
+            p,
+            me,
+            leader,
+            leader_epoch,
+            generation,
+        };
+        while f.current() {
+            if let Err(e) = f.run().await {
+                if f.current() {
+                    tracing::info!(topic = %f.topic, partition = f.partition, leader = f.leader.0, error = %e, "follower restarts");
+                }
+            }
+            glommio::timer::sleep(REPLICA_RETRY_BACKOFF).await;
+        }
+    })
+    .detach();
+}
+
+struct FollowerTask {
+    shard: Rc<Shard>,
+    topic: String,
+    partition: i32,
+    p: Partition,
+    me: NodeId,
+    leader: NodeId,
+    leader_epoch: LeaderEpoch,
+    generation: u64,
+}
+
+impl FollowerTask {
+    fn current(&self) -> bool {
+        self.p.role_generation() == self.generation && !self.shard.is_stopping()
+    }
+
+    /// One life of the follower: from the log as it is, find the
+    /// divergence, then fetch until an error.
+    async fn run(&self) -> Result<(), String> {
+        let mut conn = self.connect().await?;
+        let mut machine = Follower::new(
+            self.p.epoch_cache(),
+            self.p.log_end_offset(),
+            self.p.durable_end(),
+            self.p.high_watermark(),
+        );
+        let mut pending: std::collections::VecDeque<Output> = machine
+            .step(Input::Leader {
+                leader: self.leader,
+                leader_epoch: self.leader_epoch,
+            })
+            .into();
+        while let Some(output) = pending.pop_front() {
+            if !self.current() {
+                return Ok(());
+            }
+            let next = match output {
+                Output::Truncate { to } => {
+                    let end = self
+                        .p
+                        .truncate_to(to)
+                        .await
+                        .map_err(|e| format!("truncating to {to}: {e}"))?;
+                    tracing::info!(topic = %self.topic, partition = self.partition, to = to.0, end = end.0, "follower log truncated to the leader's");
+                    Vec::new()
+                }
+                Output::HighWatermark(hw) => {
+                    self.p.set_follower_high_watermark(hw);
+                    Vec::new()
+                }
+                Output::AskEpoch { epoch, .. } => {
+                    let answer = self.ask_epoch(&mut conn, epoch).await?;
+                    machine.step(Input::EpochAnswer {
+                        leader_epoch: self.leader_epoch,
+                        answer,
+                    })
+                }
+                Output::Fetch { offset, .. } => {
+                    // Report only what is on disk: the leader counts the
+                    // fetch offset as this replica's durable end.
+                    self.p
+                        .durable(offset)
+                        .await
+                        .map_err(|_| "a failed write discarded replicated batches".to_string())?;
+                    machine.step(Input::Durable(offset));
+                    if !self.current() {
+                        return Ok(());
+                    }
+                    let (records, hw) = self.fetch(&mut conn, offset).await?;
+                    let (end, epochs) = self.append(records, offset)?;
+                    machine.step(Input::Fetched {
+                        leader_epoch: self.leader_epoch,
+                        end,
+                        epochs,
+                        leader_high_watermark: hw,
+                    })
+                }
+            };
+            pending.extend(next);
+        }
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let md = self.shard.metadata();
+        let b = md
+            .brokers
+            .iter()
+            .find(|b| b.id == self.leader.0)
+            .ok_or_else(|| format!("leader {} is not a live broker", self.leader.0))?;
+        let addr = format!("{}:{}", b.host, b.port);
+        let stream = TcpStream::connect(addr.as_str())
+            .or(async {
+                glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
+                Err(glommio::GlommioError::IoError(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+            })
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    async fn ask_epoch(
+        &self,
+        conn: &mut Conn,
+        epoch: LeaderEpoch,
+    ) -> Result<(LeaderEpoch, Offset), String> {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(self.me.0))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(self.leader_epoch.0)
+                    .with_leader_epoch(epoch.0)])]);
+        let response: OffsetForLeaderEpochResponse = conn
+            .call(
+                ApiKey::OffsetForLeaderEpoch,
+                OFFSET_FOR_LEADER_EPOCH_VERSION,
+                &request,
+            )
+            .await?;
+        let part = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("OffsetForLeaderEpoch answered without the partition")?;
+        if part.error_code != 0 {
+            return Err(format!(
+                "OffsetForLeaderEpoch answered error {}",
+                part.error_code
+            ));
+        }
+        Ok((LeaderEpoch(part.leader_epoch), Offset(part.end_offset)))
+    }
+
+    /// One replica fetch from `offset`: the record bytes and the leader's
+    /// high watermark.
+    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<(Bytes, Offset), String> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(self.me.0))
+            .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(self.me.0)))
+            .with_max_wait_ms(REPLICA_FETCH_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(REPLICA_FETCH_BYTES_MAX)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(self.leader_epoch.0)
+                    .with_fetch_offset(offset.0)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(REPLICA_FETCH_BYTES_MAX)])]);
+        let response: FetchResponse = conn.call(ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        if response.error_code != 0 {
+            return Err(format!("Fetch answered error {}", response.error_code));
+        }
+        let part = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("Fetch answered without the partition")?;
+        if part.error_code != 0 {
+            return Err(format!("Fetch answered error {}", part.error_code));
+        }
+        Ok((
+            part.records.clone().unwrap_or_default(),
+            Offset(part.high_watermark),
+        ))
+    }
+
+    /// Appends the whole batches of `records`, which start at `offset`.
+    /// Returns the log end after them and the epochs they start.
+    #[allow(clippy::type_complexity)]
+    fn append(
+        &self,
+        records: Bytes,
+        offset: Offset,
+    ) -> Result<(Offset, Vec<(LeaderEpoch, Offset)>), String> {
+        let limits = self.p.log_config().record_limits;
+        let mut end = offset;
+        let mut epochs: Vec<(LeaderEpoch, Offset)> = Vec::new();
+        let mut at = 0usize;
+        while records.len() - at >= 12 {
+            let length =
+                u32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+            let next = at + 12 + length;
+            if next > records.len() {
+                // A partial batch at the end of the answer (max_bytes): it
+                // comes whole with the next fetch.
+                break;
+            }
+            if !self.current() {
+                break;
+            }
+            let batch = ValidBatch::new(records.slice(at..next), &limits)
+                .map_err(|e| format!("a batch from the leader fails its check: {e}"))?;
+            let epoch = LeaderEpoch(batch.header().partition_leader_epoch);
+            let base = batch.header().base_offset;
+            end = self
+                .p
+                .append_replicated(batch)
+                .map_err(|e| format!("appending the leader's batch at {}: {e}", base.0))?;
+            if epochs.last().is_none_or(|(e, _)| *e != epoch) {
+                epochs.push((epoch, base));
+            }
+            at = next;
+        }
+        Ok((end, epochs))
+    }
+}
+
+/// A follower's connection to its leader: one request at a time.
+struct Conn {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Conn {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, String> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let frame: BytesMut =
+            corelog_client::encode_request(api_key, version, correlation_id, CLIENT_ID, request)?;
+        let exchange = async {
+            self.stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| format!("sending {api_key:?}: {e}"))?;
+            let mut size = [0u8; 4];
+            self.stream
+                .read_exact(&mut size)
+                .await
+                .map_err(|e| format!("reading the {api_key:?} answer: {e}"))?;
+            let size = usize::try_from(i32::from_be_bytes(size))
+                .ok()
+                .filter(|&s| s <= RESPONSE_BYTES_MAX)
+                .ok_or_else(|| format!("{api_key:?} answer of a bad size"))?;
+            let mut body = vec![0u8; size];
+            self.stream
+                .read_exact(&mut body)
+                .await
+                .map_err(|e| format!("reading the {api_key:?} answer: {e}"))?;
+            Ok::<_, String>(body)
+        };
+        let body = exchange
+            .or(async {
+                glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
+                Err(format!(
+                    "no {api_key:?} answer in {REPLICA_REQUEST_TIMEOUT:?}"
+                ))
+            })
+            .await?;
+        let mut buf = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+            .map_err(|e| format!("decoding the {api_key:?} answer's header: {e}"))?;
+        if header.correlation_id != correlation_id {
+            return Err(format!(
+                "{api_key:?} answer for request {} instead of {correlation_id}",
+                header.correlation_id
+            ));
+        }
+        corelog_client::decode_response(&mut buf, version)
+    }
+}

@@ -1,0 +1,161 @@
+"""Partition replication across three real brokers (issue 18, third
+increment, behind `replication_preview = true`).
+
+A topic with three replicas: followers copy the leader's log by fetching
+as replicas, and an `acks=all` produce is answered only once every in-sync
+replica holds it on disk. Then the leader is killed with SIGKILL: the
+controller fences it, takes it out of the ISR and elects another in-sync
+replica, and a consumer reads every acknowledged record from the new
+leader, each once, at its offset. Produce goes on through the new leader.
+The killed broker comes back as a follower, catches up and rejoins the ISR
+(AlterPartition), and a second leader kill loses nothing either.
+"""
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import _BROKERS
+from test_cluster_quorum import Cluster, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+TOPIC = "r3"
+
+
+@pytest.fixture
+def cluster(request, tmp_path):
+    started = []
+    request.node.stash[_BROKERS] = started
+    c = Cluster(tmp_path, started, extra_config="replication_preview = true\n")
+    for b in c.nodes.values():
+        b.start()
+    wait_for("a leader and three unfenced brokers",
+             lambda: c.settled([1, 2, 3], unfenced=[1, 2, 3]), 30)
+    yield c
+    for b in started:
+        b.kill9()
+
+
+def bootstrap(cluster, ids):
+    return ",".join(cluster.nodes[i].bootstrap for i in ids)
+
+
+def partition_state(cluster, via):
+    """(leader, replicas, isr) of partition 0 as node `via` describes it."""
+    try:
+        md = AdminClient({"bootstrap.servers": cluster.nodes[via].bootstrap}).list_topics(
+            topic=TOPIC, timeout=5)
+    except Exception:  # noqa: BLE001 - a node that is down or starting
+        return None
+    t = md.topics.get(TOPIC)
+    if t is None or t.error is not None or 0 not in t.partitions:
+        return None
+    p = t.partitions[0]
+    return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+def produce(cluster, ids, values):
+    """Produces `values` with acks=all through the brokers `ids`; returns
+    the (offset, value) of each acknowledged record."""
+    p = Producer({"bootstrap.servers": bootstrap(cluster, ids), "enable.idempotence": True,
+                  "acks": "all", "linger.ms": 5, "message.timeout.ms": 30000})
+    acked, errors = [], []
+
+    def done(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append((msg.offset(), msg.value()))
+
+    for v in values:
+        p.produce(TOPIC, value=v, partition=0, on_delivery=done)
+    assert p.flush(60) == 0
+    assert errors == [], errors[:3]
+    return acked
+
+
+def consume(cluster, ids, expected, timeout=40):
+    """Reads partition 0 from the start through `ids` until `expected`
+    records came; returns their (offset, value)."""
+    c = Consumer({"bootstrap.servers": bootstrap(cluster, ids), "group.id": "unused",
+                  "enable.auto.commit": False, "enable.partition.eof": False})
+    c.assign([TopicPartition(TOPIC, 0, 0)])
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error() is not None:
+            assert m.error().code() == KafkaError._PARTITION_EOF or m.error().retriable(), m.error()
+            continue
+        got.append((m.offset(), m.value()))
+    c.close()
+    return got
+
+
+def new_leader(cluster, alive, old):
+    """The leader every node of `alive` names, once it is not `old`."""
+    states = [partition_state(cluster, i) for i in alive]
+    if any(s is None for s in states):
+        return None
+    leaders = {s[0] for s in states}
+    if len(leaders) != 1:
+        return None
+    leader = leaders.pop()
+    return leader if leader in alive and leader != old else None
+
+
+def test_acknowledged_writes_survive_leader_kills(cluster):
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3)],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    state = wait_for("every node to describe the topic with its three replicas",
+                     lambda: (lambda s: s if s and all(partition_state(cluster, i) == s
+                                                       for i in (1, 2, 3)) else None)(
+                         partition_state(cluster, 1)), 20)
+    leader, replicas, isr = state
+    assert replicas == [1, 2, 3] and isr == [1, 2, 3], state
+    # Each node keeps a copy of the log.
+    for i in (1, 2, 3):
+        assert any(d.name == TOPIC + "-0" for d in n[i].data_dir.iterdir()), i
+
+    first = [b"one-%d" % k for k in range(200)]
+    acked = produce(cluster, [1, 2, 3], first)
+    assert sorted(acked) == [(k, first[k]) for k in range(200)]
+
+    # SIGKILL the leader: the controller fences it (its heartbeats stop),
+    # drops it from the ISR and elects an in-sync follower.
+    n[leader].kill9()
+    alive = [i for i in (1, 2, 3) if i != leader]
+    second = wait_for("a new leader among the survivors",
+                      lambda: new_leader(cluster, alive, leader), 30)
+    _, _, isr = partition_state(cluster, second)
+    assert leader not in isr and second in isr, isr
+    got = consume(cluster, alive, 200)
+    assert got == [(k, first[k]) for k in range(200)], got[:5]
+
+    # Writes go on through the new leader (its ISR is the two survivors).
+    more = [b"two-%d" % k for k in range(50)]
+    acked = produce(cluster, alive, more)
+    assert sorted(acked) == [(200 + k, more[k]) for k in range(50)]
+
+    # The killed broker comes back as a follower, catches up, and its
+    # leader asks the controller to take it back into the ISR.
+    n[leader].start()
+    wait_for("the restarted broker back in the ISR",
+             lambda: (lambda s: s if s and sorted(s[2]) == [1, 2, 3] else None)(
+                 partition_state(cluster, second)), 40)
+
+    # Kill the second leader too: whichever replica leads next (the one
+    # that was killed first is eligible again) has every acknowledged record.
+    n[second].kill9()
+    alive = [i for i in (1, 2, 3) if i != second]
+    third = wait_for("a third leader", lambda: new_leader(cluster, alive, second), 30)
+    assert third in alive
+    everything = [(k, first[k]) for k in range(200)] + [(200 + k, more[k]) for k in range(50)]
+    got = consume(cluster, alive, 250)
+    assert got == everything, (len(got), got[-3:])

@@ -203,6 +203,13 @@ pub struct ClusterMetadata {
     /// what it had applied never drops a topic it still holds.
     #[serde(default)]
     pub quorum_applied_index: u64,
+    /// Cluster mode only: whether this table was made from the quorum's
+    /// image since this process started. One loaded from disk may be stale
+    /// (the node may have been deposed while it was down): until the
+    /// quorum's view arrives, the node neither leads nor follows a
+    /// replicated partition (`controller::reconcile`).
+    #[serde(skip)]
+    pub from_quorum: bool,
 }
 
 /// Effective settings of one topic: broker defaults plus its overrides.
@@ -245,6 +252,7 @@ impl ClusterMetadata {
                     brokers: Vec::new(),
                     offsets_leaders: Vec::new(),
                     quorum_applied_index: 0,
+                    from_quorum: false,
                 };
                 md.persist(data_dir)?;
                 Ok(md)
@@ -391,6 +399,7 @@ impl ClusterMetadata {
             .map(|t| t.partitions.iter().map(|p| p.leader).collect())
             .unwrap_or_default();
         self.quorum_applied_index = view.applied_index;
+        self.from_quorum = true;
         let mut placer = self.placer(shards);
         for (name, v) in view.topics.iter().filter(|(n, _)| *n != OFFSETS_TOPIC) {
             let topic = self
@@ -770,6 +779,27 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_table_read_from_disk_is_not_the_quorums_until_it_follows_an_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut md = ClusterMetadata::load_or_create(dir.path(), None).expect("create");
+        let v = view(5, &[("t", "a1", &[(1, &[1, 2])])]);
+        assert_eq!(md.follow(&v, 1, 1), (true, false));
+        assert!(md.from_quorum);
+        md.persist(dir.path()).expect("persist");
+        // After a restart the same table is stale until the quorum speaks,
+        // even when the image has not changed since.
+        let mut loaded = ClusterMetadata::load_or_create(dir.path(), None).expect("load");
+        assert!(!loaded.from_quorum);
+        assert_eq!(loaded.topics, md.topics);
+        assert_eq!(
+            loaded.follow(&v, 1, 1),
+            (true, false),
+            "reported as a change"
+        );
+        assert!(loaded.from_quorum);
     }
 
     #[test]

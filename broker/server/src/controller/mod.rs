@@ -269,6 +269,15 @@ fn follow_role(
         return;
     };
     let me = NodeId(shard.config().node_id.unwrap_or(0));
+    if !shard.metadata().from_quorum {
+        // A table from before this start: it may name this node leader in
+        // an epoch the quorum has moved past. Serve nothing until the
+        // quorum's view arrives.
+        if p.role_kind() != RoleKind::Follower(None) {
+            p.become_follower(None);
+        }
+        return;
+    }
     if r.leads {
         let isr: Vec<NodeId> = r.isr.iter().copied().map(NodeId).collect();
         if p.role_kind() == RoleKind::Leader {

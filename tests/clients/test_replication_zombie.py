@@ -32,14 +32,22 @@ from test_cluster_quorum import wait_for
 pytestmark = pytest.mark.timeout(240)
 
 TOPIC = "z"
+# replica_lag_time_max_ms of the brokers here: a follower that cannot
+# fetch leaves the ISR this long after it stopped catching up.
+LAG_MS = 3000
 
 
-def cut_cluster_port(net, i):
-    """Drops node i's metadata-quorum traffic (port 9093), in and out."""
+def cut_port(net, i, number):
+    """Drops node i's TCP traffic to or from `number` (9092 Kafka, 9093 the
+    metadata quorum), in and out."""
     for chain, flag, port in (("INPUT", "-i", "--dport"), ("INPUT", "-i", "--sport"),
                               ("OUTPUT", "-o", "--dport"), ("OUTPUT", "-o", "--sport")):
         sh("ip", "netns", "exec", net.ns(i), "iptables", "-A", chain, flag, net.veth(i),
-           "-p", "tcp", port, "9093", "-j", "DROP")
+           "-p", "tcp", port, str(number), "-j", "DROP")
+
+
+def cut_cluster_port(net, i):
+    cut_port(net, i, 9093)
 
 
 def py(node, code, timeout=90):
@@ -84,6 +92,27 @@ for v in %r:
 p.flush(%d)
 print(json.dumps([out.get(v, [None, 'no answer']) for v in %r]))
 """ % (bootstrap, acks, timeout_ms, values, TOPIC, timeout_ms // 1000 + 20, values))
+
+
+def raw_produce(node, values, acks, timeout_ms):
+    """Produces each value as its own batch to `node` alone (raw Produce v3
+    over one connection, from inside its namespace: a client library would
+    follow another broker's metadata); returns [[error_code, base_offset]]."""
+    return py(node, """
+import socket
+sys.path.insert(0, 'tests/clients')
+import kproto
+s = socket.create_connection((%r, %d), timeout=%d)
+out = []
+for i, v in enumerate(%r):
+    req = kproto.produce_v3_request(i + 1, %r, 0, kproto.record_batch([v.encode()]), acks=%d,
+                                    timeout_ms=%d)
+    _, body = kproto.roundtrip(s, req)
+    r = kproto.decode_produce_v3(body)[%r][0]
+    out.append([r['error_code'], r['base_offset']])
+print(json.dumps(out))
+""" % (node.bootstrap.split(":")[0], 9092, timeout_ms // 1000 + 10, values, TOPIC, acks,
+       timeout_ms, TOPIC))
 
 
 def consume(node, bootstrap, expected):
@@ -131,7 +160,7 @@ def zombie_net(request, tmp_path):
     request.node.stash[_BROKERS] = started
     (tmp_path / "cluster.toml").write_text(
         "broker_heartbeat_interval_ms = 500\nbroker_session_timeout_ms = %d\n"
-        "replication_preview = true\n" % SESSION_MS)
+        "replication_preview = true\nreplica_lag_time_max_ms = %d\n" % (SESSION_MS, LAG_MS))
     voters = ",".join("%d@%s%d:%d" % (i, "10.77.0.", i, 9093) for i in (1, 2, 3))
     try:
         net.build()
@@ -149,16 +178,7 @@ def zombie_net(request, tmp_path):
 def test_a_zombie_leader_acknowledges_nothing_and_its_tail_is_truncated(zombie_net):
     net, nodes = zombie_net
     wait_for("a settled cluster", lambda: settled(nodes), 45)
-    created = py(nodes[1], """
-a = AdminClient({'bootstrap.servers': %r})
-a.create_topics([NewTopic(%r, 1, replication_factor=3)], request_timeout=30)[%r].result(timeout=40)
-print('true')
-""" % (nodes[1].bootstrap, TOPIC, TOPIC))
-    assert created is True
-    leader, replicas, isr = wait_for(
-        "every node to describe the topic",
-        lambda: (lambda ds: ds[0] if ds[0] and all(d == ds[0] for d in ds) else None)(
-            [describe(nodes[i]) for i in (1, 2, 3)]), 30)
+    leader, replicas, isr = create_and_describe(nodes)
     assert replicas == [1, 2, 3] and isr == [1, 2, 3]
     all_nodes = ",".join(nodes[i].bootstrap for i in (1, 2, 3))
     first = ["a%d" % k for k in range(100)]
@@ -173,17 +193,14 @@ print('true')
                    lambda: (lambda ds: ds[0][0] if all(d and d[0] == ds[0][0] and d[0] in rest
                                                        for d in ds) else None)(
                        [describe(nodes[i]) for i in rest]), 30)
-    # The zombie still names itself leader, in the old epoch.
-    assert describe(nodes[zombie])[0] == zombie
-
-    # It acknowledges no acks=all write; it takes acks=1 ones (its tail).
-    zombie_all = produce(nodes[zombie], nodes[zombie].bootstrap, ["zall-%d" % k for k in range(5)],
-                         "all", timeout_ms=4000)
-    assert all(off is None for off, _ in zombie_all), zombie_all
-    zombie_one = produce(nodes[zombie], nodes[zombie].bootstrap, ["zone-%d" % k for k in range(5)],
-                         "1", timeout_ms=4000)
-    # Appended after the unacknowledged acks=all ones: offsets 105-109.
-    assert [off for off, _ in zombie_one] == list(range(105, 110)), zombie_one
+    # The zombie, which still believes it leads in the old epoch, appends
+    # acks=all writes and acknowledges none (REQUEST_TIMED_OUT: its
+    # followers follow the new leader now, so its high watermark is stuck),
+    # and takes acks=1 writes: a tail no other replica has.
+    zombie_all = raw_produce(nodes[zombie], ["zall-%d" % k for k in range(5)], -1, 3000)
+    assert zombie_all == [[7, -1]] * 5, zombie_all
+    zombie_one = raw_produce(nodes[zombie], ["zone-%d" % k for k in range(5)], 1, 3000)
+    assert zombie_one == [[0, 105 + k] for k in range(5)], zombie_one
     # The new leader takes acks=all writes at the same offsets.
     rest_nodes = ",".join(nodes[i].bootstrap for i in rest)
     second = ["b%d" % k for k in range(50)]
@@ -209,3 +226,51 @@ print('true')
     # the next.
     assert {e for b, _, e, _ in logs[1] if b < 100} == {0}
     assert {e for b, _, e, _ in logs[1] if b >= 100} == {1}
+
+
+def create_and_describe(nodes):
+    created = py(nodes[1], """
+a = AdminClient({'bootstrap.servers': %r})
+a.create_topics([NewTopic(%r, 1, replication_factor=3)], request_timeout=30)[%r].result(timeout=40)
+print('true')
+""" % (nodes[1].bootstrap, TOPIC, TOPIC))
+    assert created is True
+    return wait_for(
+        "every node to describe the topic",
+        lambda: (lambda ds: ds[0] if ds[0] and all(d == ds[0] for d in ds) else None)(
+            [describe(nodes[i]) for i in (1, 2, 3)]), 30)
+
+
+def test_a_follower_that_cannot_fetch_leaves_the_isr_and_rejoins(zombie_net):
+    """A follower alive to the quorum (so never fenced) but cut off from
+    its leader's Kafka port: the leader's acks=all writes wait only until
+    it drops the follower from the ISR (replica_lag_time_max_ms, then
+    AlterPartition); healed, the follower catches up and rejoins."""
+    net, nodes = zombie_net
+    wait_for("a settled cluster", lambda: settled(nodes), 45)
+    leader, replicas, isr = create_and_describe(nodes)
+    assert isr == [1, 2, 3]
+    lagging = next(i for i in (1, 2, 3) if i != leader)
+    first = ["c%d" % k for k in range(20)]
+    assert produce(nodes[leader], nodes[leader].bootstrap, first, "all") == \
+        [[k, None] for k in range(20)]
+
+    cut_port(net, lagging, 9092)
+    second = ["d%d" % k for k in range(20)]
+    acked = produce(nodes[leader], nodes[leader].bootstrap, second, "all")
+    assert acked == [[20 + k, None] for k in range(20)], acked[:3]
+    _, _, isr = describe(nodes[leader])
+    assert lagging not in isr and len(isr) == 2, isr
+    # It left the ISR for lag, not because it was fenced.
+    brokers = {b["id"]: b for b in nodes[leader].status()["brokers"]}
+    assert not brokers[lagging]["fenced"], brokers
+
+    net.heal(lagging)
+    wait_for("the lagging follower back in the ISR",
+             lambda: (lambda d: d if d and d[2] == [1, 2, 3] else None)(describe(nodes[leader])), 40)
+    got = consume(nodes[leader], nodes[leader].bootstrap, 40)
+    assert got == [[k, first[k]] for k in range(20)] + [[20 + k, second[k]] for k in range(20)]
+    for i in (1, 2, 3):
+        assert nodes[i].terminate(timeout=30) == 0
+    logs = {i: batches(nodes[i].data_dir) for i in (1, 2, 3)}
+    assert logs[1] == logs[2] == logs[3] and logs[1][-1][0] + logs[1][-1][1] == 39

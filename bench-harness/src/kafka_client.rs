@@ -213,20 +213,22 @@ impl KafkaClient {
         Ok(Some(parts))
     }
 
-    /// Creates `topic` with the given topic configs; an existing topic is
-    /// not an error (and keeps its own configs). Returns the topic's error
-    /// code (0 or TOPIC_ALREADY_EXISTS).
+    /// Creates `topic` with `replication_factor` replicas (-1: the broker's
+    /// default) and the given topic configs; an existing topic is not an
+    /// error (and keeps its own settings). Returns the topic's error code
+    /// (0 or TOPIC_ALREADY_EXISTS).
     pub fn create_topic(
         &mut self,
         topic: &str,
         partitions: i32,
+        replication_factor: i16,
         configs: &BTreeMap<String, String>,
     ) -> Result<i16> {
         let req = CreateTopicsRequest::default()
             .with_topics(vec![CreatableTopic::default()
                 .with_name(topic_name(topic))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)
+                .with_replication_factor(replication_factor)
                 .with_configs(
                     configs
                         .iter()

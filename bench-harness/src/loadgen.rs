@@ -61,6 +61,10 @@ pub struct Scenario {
     /// Partitions of each topic.
     #[serde(default = "one")]
     pub partitions: u32,
+    /// Replicas of each partition (a cluster with `replication_preview`);
+    /// 1 by default.
+    #[serde(default = "one_replica")]
+    pub replication_factor: i16,
     pub record_bytes: usize,
     /// Records per request (open loop without linger, closed loop), or the
     /// most records in one request (open loop with linger).
@@ -120,6 +124,9 @@ pub struct Scenario {
 }
 
 fn one() -> u32 {
+    1
+}
+fn one_replica() -> i16 {
     1
 }
 fn default_warmup() -> f64 {
@@ -271,9 +278,11 @@ pub struct RunArgs {
     /// The process id of the `--bootstrap` broker, on this machine: the run
     /// reads its CPU time (/proc/PID/stat) at the start and end of the
     /// measured window and records `broker_cpu_s` and
-    /// `broker_cpu_us_per_msg` in run.json. Peers are not measured.
+    /// `broker_cpu_us_per_msg` in run.json. Given more than once (every
+    /// broker of a cluster on this machine), their CPU times are summed:
+    /// what the cluster spent per message. Peers are not measured.
     #[arg(long, value_name = "PID")]
-    pub broker_pid: Option<u32>,
+    pub broker_pid: Vec<u32>,
 }
 
 /// A `--peer LABEL=HOST:PORT` argument.
@@ -328,7 +337,7 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
         scenario.catchup_consumers = n;
     }
     scenario.validate()?;
-    if let Some(pid) = args.broker_pid {
+    for &pid in &args.broker_pid {
         // A wrong pid fails here, before minutes of running, not after.
         crate::proc_cpu::process_cpu(pid).context("--broker-pid")?;
     }
@@ -347,7 +356,7 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
             &args.out,
             &limits,
             write_bytes,
-            args.broker_pid,
+            &args.broker_pid,
         )?;
         println!("{}", summary_line(&record));
         if let Some(problem) = measured_nothing(&record) {
@@ -367,7 +376,7 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
     for round in 0..args.repeats.max(1) {
         for (i, (label, addr)) in targets.iter().enumerate() {
             // The pid is the `--bootstrap` broker's, the first target.
-            let pid = if i == 0 { args.broker_pid } else { None };
+            let pids: &[u32] = if i == 0 { &args.broker_pid } else { &[] };
             eprintln!(
                 "run {} of {} against {label} ({addr})",
                 round + 1,
@@ -379,7 +388,7 @@ pub fn run_command(args: &RunArgs) -> Result<std::process::ExitCode> {
                 &args.out.join(label),
                 &limits,
                 write_bytes,
-                pid,
+                pids,
             )?;
             println!("{label}: {}", summary_line(&record));
             if let Some(problem) = measured_nothing(&record) {
@@ -482,15 +491,16 @@ struct ConsumerResult {
 /// largest disk write ([`default_broker_write_bytes`] unless the broker
 /// says otherwise): the block size whose disk limits the run is measured
 /// against, recorded in the config as `broker_write_bytes`. With
-/// `broker_pid` (the broker's process on this machine) the record also holds
-/// the broker's CPU over the measured window.
+/// `broker_pids` (the broker's process on this machine, or every broker of
+/// a cluster on it) the record also holds their CPU over the measured
+/// window, summed.
 pub fn run_scenario(
     scenario: &Scenario,
     bootstrap: &str,
     out: &Path,
     limits: &LimitsChoice,
     broker_write_bytes: u64,
-    broker_pid: Option<u32>,
+    broker_pids: &[u32],
 ) -> Result<RunRecord> {
     scenario.validate()?;
     let mut config = serde_json::to_value(scenario)?;
@@ -508,7 +518,12 @@ pub fn run_scenario(
     admin.api_versions()?;
     let topics = scenario.topic_names();
     for topic in &topics {
-        admin.create_topic(topic, scenario.partitions as i32, &scenario.topic_configs)?;
+        admin.create_topic(
+            topic,
+            scenario.partitions as i32,
+            scenario.replication_factor,
+            &scenario.topic_configs,
+        )?;
     }
     let mut partitions = Vec::new();
     for topic in &topics {
@@ -634,7 +649,7 @@ pub fn run_scenario(
     // the window, the span whose acknowledged messages are counted. In
     // flight at either edge are requests of about equal cost (sent just
     // before, answered just after), so the two edges' errors cancel.
-    let broker_cpu = broker_pid.map(|pid| window_cpu(pid, &window));
+    let broker_cpu = (!broker_pids.is_empty()).then(|| window_cpu(broker_pids, &window));
     let mut results = Vec::new();
     for h in workers {
         results.push(h.join().unwrap_or_else(|_| {
@@ -738,17 +753,22 @@ pub fn run_scenario(
 
 /// The CPU time process `pid` uses between `window.warmup_end` and
 /// `window.end`, sleeping until each.
-fn window_cpu(pid: u32, window: &Window) -> Result<Duration> {
+fn window_cpu(pids: &[u32], window: &Window) -> Result<Duration> {
     let sleep_until = |t: Instant| {
         let now = Instant::now();
         if t > now {
             std::thread::sleep(t - now);
         }
     };
+    let total = || -> Result<Duration> {
+        pids.iter()
+            .map(|&pid| crate::proc_cpu::process_cpu(pid))
+            .sum::<Result<Duration>>()
+    };
     sleep_until(window.warmup_end);
-    let start = crate::proc_cpu::process_cpu(pid)?;
+    let start = total()?;
     sleep_until(window.end);
-    let end = crate::proc_cpu::process_cpu(pid)?;
+    let end = total()?;
     Ok(end.saturating_sub(start))
 }
 

@@ -352,7 +352,7 @@ mod tests {
         let addr = spawn("127.0.0.1:0", 1).expect("sink");
         let mut c = KafkaClient::connect(&addr.to_string(), Duration::from_secs(5)).unwrap();
         c.api_versions().unwrap();
-        c.create_topic("t", 3, &Default::default()).unwrap();
+        c.create_topic("t", 3, 1, &Default::default()).unwrap();
         assert_eq!(c.topic_partitions("t").unwrap(), Some(vec![0, 1, 2]));
         let batch = Bytes::from(crate::records::encode_batch(5, 100, 1));
         c.send_produce("t", -1, 1000, &[(1, batch.clone())])

@@ -151,14 +151,14 @@ fn tiny_scenario_against_real_broker() {
         ));
         let out = scratch.path().join(format!("runs-{i}"));
         // The first run measures the broker's CPU, the second does not.
-        let pid = (i == 0).then(|| broker._child.0.id());
+        let pids: Vec<u32> = (i == 0).then(|| broker._child.0.id()).into_iter().collect();
         let record = run_scenario(
             &s,
             &addr,
             &out,
             &LimitsChoice::None,
             broker.write_bytes,
-            pid,
+            &pids,
         )
         .expect("run");
         eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
@@ -166,7 +166,7 @@ fn tiny_scenario_against_real_broker() {
             record.results.broker_cpu_s,
             record.results.broker_cpu_us_per_msg,
         );
-        if pid.is_some() {
+        if !pids.is_empty() {
             // 5,000 messages in 2.5 s cost the broker some CPU: more than
             // nothing, and less than a whole second per message.
             assert!(cpu.0.is_some_and(|s| s >= 0.0), "{cpu:?}");
@@ -279,7 +279,7 @@ fn keyed_compressed_records_reach_the_consumer_with_every_codec() {
             &out,
             &LimitsChoice::None,
             broker.write_bytes,
-            None,
+            &[],
         )
         .expect("run");
         eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
@@ -335,7 +335,7 @@ fn catch_up_consumer_reads_while_retention_deletes_segments() {
         &out,
         &LimitsChoice::None,
         broker.write_bytes,
-        None,
+        &[],
     )
     .expect("run");
     eprintln!("{}", corelog_bench::loadgen::summary_line(&record));

@@ -159,3 +159,49 @@ def test_acknowledged_writes_survive_leader_kills(cluster):
     everything = [(k, first[k]) for k in range(200)] + [(200 + k, more[k]) for k in range(50)]
     got = consume(cluster, alive, 250)
     assert got == everything, (len(got), got[-3:])
+
+
+def test_an_idempotent_producer_through_a_leader_kill_loses_and_duplicates_nothing(cluster):
+    """Records keep coming while the leader is killed: the idempotent
+    producer's retries reach the new leader, which has the producer state
+    the old one built (replicated with the log), so every record is
+    acknowledged, none twice, and a consumer reads them in order."""
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3)],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    leader = wait_for("the topic's leader",
+                      lambda: (lambda s: s[0] if s and s[2] == [1, 2, 3] else None)(
+                          partition_state(cluster, 1)), 20)
+    p = Producer({"bootstrap.servers": bootstrap(cluster, [1, 2, 3]), "enable.idempotence": True,
+                  "acks": "all", "linger.ms": 2, "message.timeout.ms": 60000})
+    acked, errors, acked_at = [], [], []
+
+    def done(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append((msg.offset(), msg.value()))
+            acked_at.append(time.monotonic())
+
+    total, killed_at = 3000, None
+    for k in range(total):
+        p.produce(TOPIC, value=b"i-%d" % k, partition=0, on_delivery=done)
+        p.poll(0)
+        if k % 100 == 99:
+            p.flush(30)
+        if killed_at is None and len(acked) >= 1000:
+            n[leader].kill9()
+            killed_at = time.monotonic()
+        time.sleep(0.001)
+    assert p.flush(90) == 0
+    assert killed_at is not None
+    assert errors == [], errors[:3]
+    assert len(acked) == total
+    # Each record once, at consecutive offsets, in the order produced.
+    assert sorted(acked) == [(k, b"i-%d" % k) for k in range(total)], sorted(acked)[:3]
+    resumed = min(t for t in acked_at if t > killed_at) - killed_at
+    alive = [i for i in (1, 2, 3) if i != leader]
+    got = consume(cluster, alive, total)
+    assert got == [(k, b"i-%d" % k) for k in range(total)], (len(got), got[-3:])
+    print("produce resumed %.1f s after the leader was killed" % resumed)

@@ -55,13 +55,28 @@ def wait_for(what, fn, timeout):
 class Cluster:
     def __init__(self, tmp_path, started, n=3, extra_config=""):
         self.nodes = {}
-        self.cluster_ports = {i: free_port() for i in range(1, n + 1)}
+        # free_port() may hand out a port twice (it is free again once
+        # probed): every node's two ports must differ from all others'.
+        used = set()
+
+        def unique_port():
+            while True:
+                p = free_port()
+                if p not in used:
+                    used.add(p)
+                    return p
+
+        self.cluster_ports = {i: unique_port() for i in range(1, n + 1)}
         voters = ",".join("%d@127.0.0.1:%d" % (i, p) for i, p in self.cluster_ports.items())
         config = tmp_path / "cluster.toml"
         config.write_text("broker_heartbeat_interval_ms = %d\nbroker_session_timeout_ms = %d\n"
                           % (HEARTBEAT_MS, SESSION_MS) + extra_config)
         for i in range(1, n + 1):
             b = Broker(tmp_path / ("node%d" % i))
+            if b.port in used:
+                b.port = unique_port()
+                b.bootstrap = "127.0.0.1:%d" % b.port
+            used.add(b.port)
             b.extra_args = ["--cores", "1", "--config", str(config), "--node-id", str(i),
                             "--cluster-listen", "127.0.0.1:%d" % self.cluster_ports[i],
                             "--controller-quorum-voters", voters]

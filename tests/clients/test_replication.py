@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import kproto
 from conftest import _BROKERS
 from test_cluster_quorum import Cluster, wait_for
 
@@ -205,3 +206,38 @@ def test_an_idempotent_producer_through_a_leader_kill_loses_and_duplicates_nothi
     got = consume(cluster, alive, total)
     assert got == [(k, b"i-%d" % k) for k in range(total)], (len(got), got[-3:])
     print("produce resumed %.1f s after the leader was killed" % resumed)
+
+
+def test_acks_all_below_min_insync_replicas_is_refused_and_acks_1_goes_on(cluster):
+    """min.insync.replicas=3 with a follower down: once it has left the ISR,
+    acks=all produce is NOT_ENOUGH_REPLICAS (appended nowhere), while
+    acks=1 is still taken; back, caught up and in the ISR again, acks=all
+    is taken again."""
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3,
+                              config={"min.insync.replicas": "3"})],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    leader = wait_for("the topic's leader",
+                      lambda: (lambda s: s[0] if s and s[2] == [1, 2, 3] else None)(
+                          partition_state(cluster, 1)), 20)
+    assert produce(cluster, [leader], [b"before"]) == [(0, b"before")]
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    n[follower].kill9()
+    wait_for("the killed follower out of the ISR",
+             lambda: (lambda s: s if s and follower not in s[2] else None)(
+                 partition_state(cluster, leader)), 30)
+    codes = []
+    with kproto.connect(n[leader].port) as s:
+        for i, acks in enumerate((-1, 1)):
+            req = kproto.produce_v3_request(i + 1, TOPIC, 0, kproto.record_batch([b"x"]), acks=acks)
+            _, body = kproto.roundtrip(s, req)
+            r = kproto.decode_produce_v3(body)[TOPIC][0]
+            codes.append((r["error_code"], r["base_offset"]))
+    # NOT_ENOUGH_REPLICAS (19) appends nothing: the acks=1 record is next.
+    assert codes == [(19, -1), (0, 1)], codes
+    n[follower].start()
+    wait_for("the follower back in the ISR",
+             lambda: (lambda s: s if s and s[2] == [1, 2, 3] else None)(
+                 partition_state(cluster, leader)), 40)
+    assert produce(cluster, [leader], [b"after"]) == [(2, b"after")]

@@ -102,8 +102,15 @@ pub async fn handle(
                         let settings = md.settings(shard.config(), &name);
                         if records.len() > settings.max_message_bytes as usize {
                             Some(error_code::MESSAGE_TOO_LARGE)
-                        } else if acks == Acks::All && settings.min_insync_replicas > 1 {
+                        } else if acks == Acks::All
+                            && settings.min_insync_replicas > 1
+                            && t.partitions[index as usize]
+                                .replica
+                                .as_ref()
+                                .is_none_or(|r| r.replicas.len() <= 1)
+                        {
                             // One replica can never satisfy min.insync.replicas > 1.
+                            // (A replicated partition's leader checks its ISR.)
                             Some(corelog_protocol::ResponseError::NotEnoughReplicas.code())
                         } else {
                             match check_batch(

@@ -7,18 +7,22 @@
 //! decided here:
 //!
 //! - **High watermark.** The offset below which every record is committed.
-//!   On this single node a record is committed once it is on stable storage
-//!   (written and fdatasynced), so the high watermark is the log's flushed
-//!   offset. It may never pass that offset: a consumer is never served, and
-//!   a DeleteRecords never removes up to, a record a crash could take back.
-//!   Replication will make it the offset every in-sync replica holds; that
-//!   changes this file, not the handlers.
+//!   It depends on this node's [`Role`]. The only replica (a single node,
+//!   or a topic with one replica): a record is committed once it is on
+//!   stable storage (written and fdatasynced), so the high watermark is the
+//!   log's flushed offset. The leader of a replicated partition: once every
+//!   in-sync replica holds it on disk (`corelog_replication::Leader`, fed
+//!   by followers' fetches). A follower: the leader's, as last fetched. In
+//!   every role it never passes this log's flushed offset: a consumer is
+//!   never served, and a DeleteRecords never removes up to, a record a
+//!   crash could take back.
 //! - **Last stable offset.** The bound of a `read_committed` read. Without
 //!   transactions every committed record is stable, so it equals the high
 //!   watermark.
 //! - **Acknowledgements.** An append with `acks=0` or `acks=1` completes when
 //!   the batch is in the log (its write buffer); with `acks=all` when the
-//!   high watermark passes the batch's last offset.
+//!   high watermark passes the batch's last offset, or fails when a failed
+//!   write discarded the batch or this node stopped leading first.
 //!
 //! - **Leader epochs.** Every batch appended here is stamped with the
 //!   partition's leader epoch ([`Partition::set_leader_epoch`], from the
@@ -600,7 +604,6 @@ impl Partition {
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, StorageError> {
         let old = self.driver();
         let config = old.read_log(|l| l.config().clone());
-        let epoch = self.leader_epoch.get();
         old.close().await;
         let (mut log, _) = PartitionLog::open(
             GlommioIo,
@@ -613,7 +616,6 @@ impl Partition {
         let end = log
             .truncate_to(offset, corelog_runtime::partition::now_ms())
             .await;
-        let _ = epoch;
         *self.log.borrow_mut() = LogDriver::start(log);
         self.replication.moved.notify_all();
         end

@@ -136,8 +136,9 @@ class NsBroker(Broker):
         return out if code == 0 else None
 
 
-@pytest.fixture
-def partitioned(request, tmp_path):
+def namespace_cluster(request, tmp_path, extra_config=""):
+    """Three nodes in namespaces of their own (`extra_config` appended to
+    their config file); yields (net, {id: NsBroker}) and tears it all down."""
     require_or_skip(os.geteuid() == 0, "root (network namespaces)")
     require_or_skip(shutil.which("ip") is not None, "ip (iproute2)")
     require_or_skip(shutil.which("iptables") is not None, "iptables")
@@ -145,7 +146,8 @@ def partitioned(request, tmp_path):
     started = []
     request.node.stash[_BROKERS] = started
     (tmp_path / "cluster.toml").write_text(
-        "broker_heartbeat_interval_ms = 500\nbroker_session_timeout_ms = %d\n" % SESSION_MS)
+        "broker_heartbeat_interval_ms = 500\nbroker_session_timeout_ms = %d\n" % SESSION_MS
+        + extra_config)
     voters = ",".join("%d@%s%d:%d" % (i, SUBNET, i, CLUSTER_PORT) for i in (1, 2, 3))
     try:
         net.build()
@@ -158,6 +160,11 @@ def partitioned(request, tmp_path):
         for b in started:
             b.kill9()
         net.destroy()
+
+
+@pytest.fixture
+def partitioned(request, tmp_path):
+    yield from namespace_cluster(request, tmp_path)
 
 
 def leader_seen_by(nodes, ids):

@@ -113,16 +113,26 @@ class Cluster:
         return s
 
 
-@pytest.fixture
-def cluster(request, tmp_path):
+def started_cluster(request, tmp_path, extra_config="", settled=False):
+    """Three nodes on loopback (`extra_config` appended to their config
+    file); with `settled`, waits for a quorum leader and three unfenced
+    brokers. Yields the Cluster and kills its brokers afterwards."""
     started = []
     request.node.stash[_BROKERS] = started
-    c = Cluster(tmp_path, started)
+    c = Cluster(tmp_path, started, extra_config=extra_config)
     for b in c.nodes.values():
         b.start()
+    if settled:
+        wait_for("a leader and three unfenced brokers",
+                 lambda: c.settled([1, 2, 3], unfenced=[1, 2, 3]), 30)
     yield c
     for b in started:
         b.kill9()
+
+
+@pytest.fixture
+def cluster(request, tmp_path):
+    yield from started_cluster(request, tmp_path)
 
 
 def test_three_nodes_form_a_quorum_and_register(cluster):

@@ -20,23 +20,14 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
 
 import kproto
 from conftest import _BROKERS
-from test_cluster_quorum import Cluster, wait_for
+from test_cluster_quorum import started_cluster, wait_for
 
 NOT_LEADER_OR_FOLLOWER = 6
 
 
 @pytest.fixture
 def cluster(request, tmp_path):
-    started = []
-    request.node.stash[_BROKERS] = started
-    c = Cluster(tmp_path, started)
-    for b in c.nodes.values():
-        b.start()
-    wait_for("a leader and three unfenced brokers",
-             lambda: c.settled([1, 2, 3], unfenced=[1, 2, 3]), 30)
-    yield c
-    for b in started:
-        b.kill9()
+    yield from started_cluster(request, tmp_path, settled=True)
 
 
 def admin(node):

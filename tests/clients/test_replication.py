@@ -17,8 +17,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kproto
-from conftest import _BROKERS
-from test_cluster_quorum import Cluster, wait_for
+from test_cluster_quorum import started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -27,16 +26,7 @@ TOPIC = "r3"
 
 @pytest.fixture
 def cluster(request, tmp_path):
-    started = []
-    request.node.stash[_BROKERS] = started
-    c = Cluster(tmp_path, started, extra_config="replication_preview = true\n")
-    for b in c.nodes.values():
-        b.start()
-    wait_for("a leader and three unfenced brokers",
-             lambda: c.settled([1, 2, 3], unfenced=[1, 2, 3]), 30)
-    yield c
-    for b in started:
-        b.kill9()
+    yield from started_cluster(request, tmp_path, "replication_preview = true\n", settled=True)
 
 
 def bootstrap(cluster, ids):

@@ -20,13 +20,11 @@ the old epoch. Then:
 """
 import json
 import os
-import shutil
 import struct
 
 import pytest
 
-from conftest import _BROKERS, require_or_skip
-from test_cluster_partition import NsBroker, Net, SESSION_MS, settled, sh
+from test_cluster_partition import namespace_cluster, settled, sh
 from test_cluster_quorum import wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -152,27 +150,9 @@ def batches(data_dir):
 
 @pytest.fixture
 def zombie_net(request, tmp_path):
-    require_or_skip(os.geteuid() == 0, "root (network namespaces)")
-    require_or_skip(shutil.which("ip") is not None, "ip (iproute2)")
-    require_or_skip(shutil.which("iptables") is not None, "iptables")
-    net = Net()
-    started = []
-    request.node.stash[_BROKERS] = started
-    (tmp_path / "cluster.toml").write_text(
-        "broker_heartbeat_interval_ms = 500\nbroker_session_timeout_ms = %d\n"
-        "replication_preview = true\nreplica_lag_time_max_ms = %d\n" % (SESSION_MS, LAG_MS))
-    voters = ",".join("%d@%s%d:%d" % (i, "10.77.0.", i, 9093) for i in (1, 2, 3))
-    try:
-        net.build()
-        nodes = {i: NsBroker(tmp_path / ("node%d" % i), net, i, voters) for i in (1, 2, 3)}
-        for b in nodes.values():
-            started.append(b)
-            b.start()
-        yield net, nodes
-    finally:
-        for b in started:
-            b.kill9()
-        net.destroy()
+    yield from namespace_cluster(
+        request, tmp_path,
+        "replication_preview = true\nreplica_lag_time_max_ms = %d\n" % LAG_MS)
 
 
 def test_a_zombie_leader_acknowledges_nothing_and_its_tail_is_truncated(zombie_net):

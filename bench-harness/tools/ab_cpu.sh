@@ -60,16 +60,7 @@ for r in $(seq 1 $ROUNDS); do
       --out $OUT/$l --duration-s $DUR --warmup-s 1 --no-limits --topic ab-$SCEN-$r \
       ${w:+--broker-write-bytes $w} --broker-pid $pid > $OUT/run-$l-$r.log 2>&1
     run=$(ls -td $OUT/$l/*/ | head -1)
-    python3 - "$run" $l $r <<'PY'
-import json,sys,os
-run,l,r=sys.argv[1],sys.argv[2],sys.argv[3]
-d=json.load(open(os.path.join(run,"run.json")))
-res=d["results"]; t=res["throughput"]; p=res["latency"]["publish"]["summary"]
-# Absent when the generator could not read the broker's CPU: printed as nan.
-cpu_s=res.get("broker_cpu_s", float("nan")); per_msg=res.get("broker_cpu_us_per_msg", float("nan"))
-print("%s r%s msgs/s=%.0f p50=%.0fus p99=%.0fus p999=%.0fus broker_cpu=%.2fs cpu_us_per_msg=%.3f errors=%s run=%s" % (
- l,r,t["msgs_per_s"],p["p50_us"],p["p99_us"],p["p999_us"],cpu_s,per_msg,res.get("errors"),os.path.basename(run.rstrip("/"))))
-PY
+    python3 "$ROOT/bench-harness/tools/run_line.py" "$run" $l $r
   done
 done
 kill $PA $PB; wait

@@ -67,6 +67,9 @@ pub const REPLICA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause before a follower retries after an error (leader unreachable,
 /// not leader yet, a failed write).
 pub const REPLICA_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait before an ISR change the controller refused is
+/// proposed again (see `propose_after`).
+pub const ISR_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often a leader's task looks at its followers' lag without news.
 pub const LEADER_TICK: Duration = Duration::from_millis(250);
 /// The largest response a follower reads.
@@ -113,6 +116,22 @@ pub fn propose(
     p: &Partition,
     proposals: Vec<LeaderOutput>,
 ) {
+    propose_after(shard, topic, partition, p, proposals, REPLICA_RETRY_BACKOFF);
+}
+
+/// [`propose`], waiting `backoff` after a refusal before the machine may
+/// propose again; the wait doubles with each refusal in a row (up to
+/// [`ISR_RETRY_BACKOFF_MAX`]), so a follower that the controller keeps
+/// refusing (still fenced, say) costs a request and a log line now and
+/// then, not five a second.
+fn propose_after(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    p: &Partition,
+    proposals: Vec<LeaderOutput>,
+    backoff: Duration,
+) {
     for o in proposals {
         let LeaderOutput::ProposeIsr {
             isr,
@@ -130,7 +149,9 @@ pub fn propose(
         let isr_ids: Vec<i32> = isr.iter().map(|n| n.0).collect();
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            tracing::info!(%topic, partition, isr = ?isr_ids, partition_epoch, "proposing an ISR change");
+            if backoff == REPLICA_RETRY_BACKOFF {
+                tracing::info!(%topic, partition, isr = ?isr_ids, partition_epoch, "proposing an ISR change");
+            }
             let answer = shard
                 .call(ShardId(0), move |s| async move {
                     let (broker, broker_epoch) = crate::controller::cluster::own_broker(&s)?;
@@ -159,19 +180,27 @@ pub fn propose(
                     tracing::warn!(%topic, partition, answer = ?other, "AlterPartition answered with another kind");
                     None
                 }
-                Ok(Err(e)) => {
+                Ok(Err(e)) if backoff == REPLICA_RETRY_BACKOFF => {
                     tracing::info!(%topic, partition, error = %e, "ISR change refused");
+                    None
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%topic, partition, error = %e, "ISR change refused again");
                     None
                 }
                 Err(_) => None,
             };
-            if answer.is_none() {
-                // Refused (a stale partition epoch, a controller away): the
-                // metadata brings the current ISR; propose again later.
-                glommio::timer::sleep(REPLICA_RETRY_BACKOFF).await;
-            }
+            let next = if answer.is_none() {
+                // Refused (a stale partition epoch, a broker still fenced,
+                // a controller away): the metadata brings the current ISR;
+                // propose again later.
+                glommio::timer::sleep(backoff).await;
+                (backoff * 2).min(ISR_RETRY_BACKOFF_MAX)
+            } else {
+                REPLICA_RETRY_BACKOFF
+            };
             let more = p.isr_answer(now_ms(), answer);
-            propose(&shard, &topic, partition, &p, more);
+            propose_after(&shard, &topic, partition, &p, more, next);
         })
         .detach();
     }

@@ -37,17 +37,16 @@ impl EpochCache {
         self.entries.last().map(|e| e.0)
     }
 
-    /// Records that a batch of `epoch` starts at `offset`. An epoch older
-    /// than the latest is ignored (it cannot start after a newer one), as
-    /// is a known epoch; a newer epoch starting at or below an entry's
-    /// start replaces those entries (Kafka's assign: the log was truncated
-    /// below them).
+    /// Records that a batch of `epoch` starts at `offset` (the log end).
+    ///
+    /// Entries that start at or after `offset` go first, whatever their
+    /// epoch: no batch follows them (an epoch a leader recorded when it
+    /// took over and wrote nothing in, say), and the batch now written
+    /// there says which epoch the log holds from `offset` (Kafka's assign
+    /// does the same). Then an epoch older than the latest left is ignored
+    /// (it cannot start after a newer one; the log refuses such a batch,
+    /// see [`Self::latest_before`]), as is the latest itself.
     pub fn assign(&mut self, epoch: LeaderEpoch, offset: Offset) {
-        if let Some(&(latest, _)) = self.entries.last() {
-            if epoch <= latest {
-                return;
-            }
-        }
         while self
             .entries
             .last()
@@ -55,7 +54,26 @@ impl EpochCache {
         {
             self.entries.pop();
         }
+        if self
+            .entries
+            .last()
+            .is_some_and(|&(latest, _)| epoch <= latest)
+        {
+            return;
+        }
         self.entries.push((epoch, offset));
+    }
+
+    /// The latest epoch that started below `offset`: the epoch of the
+    /// log's batches before a batch appended at `offset`, which that batch
+    /// may not be older than. Epochs recorded at `offset` or later hold
+    /// no batch yet, and do not count.
+    pub fn latest_before(&self, offset: Offset) -> Option<LeaderEpoch> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|&&(_, start)| start < offset)
+            .map(|&(e, _)| e)
     }
 
     /// For OffsetForLeaderEpoch: the largest known epoch at or below
@@ -180,6 +198,23 @@ mod tests {
         assert_eq!(answer(&c, 5, 20), (-1, -1), "newer than any: undefined");
         assert_eq!(answer(&c, -1, 20), (-1, -1));
         assert_eq!(answer(&EpochCache::new(), 0, 0), (-1, -1));
+    }
+
+    #[test]
+    fn a_batch_replaces_an_epoch_recorded_where_no_batch_followed() {
+        // A leader of epoch 4 took over at 10 and wrote nothing; as a
+        // follower it then gets the new leader's batches of epoch 3 from 10.
+        let mut c = cache(&[(1, 0), (4, 10)]);
+        assert_eq!(c.latest_before(Offset(10)), Some(LeaderEpoch(1)));
+        c.assign(LeaderEpoch(3), Offset(10));
+        assert_eq!(
+            c.entries(),
+            &[(LeaderEpoch(1), Offset(0)), (LeaderEpoch(3), Offset(10))]
+        );
+        // An older epoch than a batch below it is still ignored.
+        c.assign(LeaderEpoch(2), Offset(12));
+        assert_eq!(c.latest(), Some(LeaderEpoch(3)));
+        assert_eq!(c.latest_before(Offset(12)), Some(LeaderEpoch(3)));
     }
 
     #[test]

@@ -481,7 +481,13 @@ impl<I: StorageIo> PartitionLog<I> {
             });
         }
         let epoch = LeaderEpoch(header.partition_leader_epoch);
-        let latest = self.epochs.latest();
+        // Only epochs of batches below count: one this log recorded at its
+        // end when it led and wrote nothing gives way to the leader's
+        // batch (`EpochCache::assign`). Refusing it would stop this
+        // follower for good: it would never hold the leader's older-epoch
+        // batches it lacks (the seeded simulation in
+        // `corelog-replication`'s `tests/sim.rs` found that).
+        let latest = self.epochs.latest_before(base);
         if epoch.0 < 0 || latest.is_some_and(|l| epoch < l) {
             return Err(StorageError::ReplicaEpochBehind {
                 epoch: epoch.0,

@@ -115,16 +115,17 @@ fn a_replicated_batch_that_does_not_start_at_the_log_end_is_refused_and_changes_
 }
 
 #[test]
-fn a_replicated_batch_of_an_older_epoch_than_the_log_holds_is_refused() {
+fn a_replicated_batch_of_an_older_epoch_than_a_batch_below_it_is_refused() {
     let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut leader, _) = open_std(ld.path(), small_config());
-    append_n(&mut leader, 2, 2, 50); // epoch 0
+    append_n(&mut leader, 3, 2, 50); // epoch 0, batches at 0, 2, 4
     let batches = fetched(&leader, Offset(0), leader.next_offset());
     let (mut follower, _) = open_std(fd.path(), small_config());
     replicate(&mut follower, &batches[..1]);
-    // The follower has since seen epoch 3 (it led, or a newer leader wrote).
+    // The follower then led epoch 3 and wrote a batch of it at 2.
     assert!(follower.set_leader_epoch(LeaderEpoch(3)));
-    let v = valid(&follower, batches[1].clone());
+    append_n(&mut follower, 1, 2, 50);
+    let v = valid(&follower, batches[2].clone());
     assert!(matches!(
         follower.append_replicated(v),
         Err(StorageError::ReplicaEpochBehind {
@@ -132,7 +133,25 @@ fn a_replicated_batch_of_an_older_epoch_than_the_log_holds_is_refused() {
             latest: 3
         })
     ));
-    assert_eq!(follower.next_offset(), Offset(2));
+    assert_eq!(follower.next_offset(), Offset(4));
+}
+
+#[test]
+fn an_epoch_recorded_where_no_batch_followed_gives_way_to_the_leaders_batch() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut leader, _) = open_std(ld.path(), small_config());
+    append_n(&mut leader, 2, 2, 50); // epoch 0
+    let batches = fetched(&leader, Offset(0), leader.next_offset());
+    let (mut follower, _) = open_std(fd.path(), small_config());
+    replicate(&mut follower, &batches[..1]);
+    // The follower led epoch 3 from 2 and wrote nothing in it; now it
+    // follows a leader whose log holds epoch 0 batches from 2. Refusing
+    // them would keep it from ever catching up.
+    assert!(follower.set_leader_epoch(LeaderEpoch(3)));
+    replicate(&mut follower, &batches[1..]);
+    assert_eq!(follower.next_offset(), Offset(4));
+    assert_eq!(follower.epochs().entries(), &[(LeaderEpoch(0), Offset(0))]);
+    assert_eq!(contents(&follower), contents(&leader));
 }
 
 #[test]

@@ -46,8 +46,19 @@ pub fn divergence_point(
         return (follower_high_watermark.min(follower_end), None);
     }
     match follower.end_offset_for(leader_epoch, follower_end) {
-        // The follower has nothing at or before the leader's epoch.
-        (e, _) if e == UNDEFINED.0 => (leader_end.min(follower_end), None),
+        // Every epoch the follower holds is newer than the leader's
+        // answer: all of it diverges from where its first epoch starts
+        // (Kafka answers such a request with that start). Keeping up to
+        // the leader's end instead kept a deposed leader's batches where
+        // the leader has others (the seeded simulation `tests/sim.rs`
+        // found that).
+        (e, _) if e == UNDEFINED.0 => {
+            let first = follower
+                .entries()
+                .first()
+                .map_or(follower_end, |&(_, start)| start);
+            (leader_end.min(first).min(follower_end), None)
+        }
         // Both hold the leader's epoch: they agree up to where the
         // shorter one ends it.
         (e, my_end) if e == leader_epoch => (leader_end.min(my_end).min(follower_end), None),

@@ -31,6 +31,25 @@ fn offset_for_leader_epoch_answers_like_kafka() {
 }
 
 #[test]
+fn a_follower_whose_epochs_are_all_newer_than_the_leaders_answer_keeps_none_of_them() {
+    // The follower led epoch 1 from offset 0 and was deposed; the leader
+    // holds only epoch 0 up to 5 below its own epoch. None of the
+    // follower's batches are the leader's, though its log reaches 8.
+    let follower = cache_of(&[1, 1, 1, 1, 1, 1, 1, 1]);
+    assert_eq!(
+        divergence_point(&follower, o(8), o(0), (e(0), o(5))),
+        (o(0), None)
+    );
+    // Its epochs start at 3 (the log start moved there): cut to 3.
+    let mut moved = EpochCache::new();
+    moved.assign(e(1), o(3));
+    assert_eq!(
+        divergence_point(&moved, o(8), o(3), (e(0), o(5))),
+        (o(3), None)
+    );
+}
+
+#[test]
 fn assign_ignores_older_epochs_and_truncation_drops_entries() {
     let mut c = cache_of(&[1, 1, 2, 2, 5]);
     c.assign(e(3), o(7));

@@ -27,7 +27,11 @@
 //!   `tests/leader.rs` checks this after every step.
 //! - **ISR changes go through the controller.** The leader proposes one
 //!   change at a time with the partition epoch it knows; only the
-//!   controller's committed answer changes the ISR here.
+//!   controller's committed answer changes the ISR here. A change whose
+//!   fate is unknown (no answer) stays in flight until a newer partition
+//!   epoch settles it: the controller may have applied it, and a member it
+//!   added may be elected. (The seeded simulation `tests/sim.rs` found
+//!   the loss when a lost answer cleared the change.)
 //!
 //! Kafka's rules for membership:
 //! - A follower is caught up when its fetch reaches the leader's log end
@@ -76,14 +80,35 @@ pub enum Input {
     /// Only the time passing (lagging followers leave the ISR).
     Tick,
     /// The controller committed an ISR for this partition at
-    /// `partition_epoch` (the one proposed, or another leader's view).
+    /// `partition_epoch`: its answer to the proposal, or the metadata as
+    /// the host learned it. One at or below the partition epoch this
+    /// leader knows, while a change is in flight, says nothing about that
+    /// change (a view from before it was applied) and leaves it in flight.
     IsrCommitted {
         isr: Vec<NodeId>,
         partition_epoch: i32,
     },
-    /// The controller refused the proposal (a stale partition epoch, say);
-    /// the leader may propose again.
-    IsrRefused,
+    /// The controller refused the proposal of `isr` at `partition_epoch`
+    /// and provably did not apply it (it checked the request at the
+    /// partition epoch this leader knows: an ineligible replica, say). The
+    /// leader may propose again. An answer about another proposal than the
+    /// one in flight (the host may deliver it late) changes nothing.
+    IsrRefused {
+        isr: Vec<NodeId>,
+        partition_epoch: i32,
+    },
+    /// The proposal's fate is unknown: no answer came (a timeout, a lost
+    /// connection, a controller that stepped down), or a refusal that a
+    /// commit of this very proposal could explain (a stale partition
+    /// epoch, after a retry). The change stays in flight, so its members
+    /// keep counting for the high watermark, and is proposed again; a
+    /// newer partition epoch (an answer, or the metadata) settles it.
+    /// About the proposal of `isr` at `partition_epoch`, like
+    /// [`Input::IsrRefused`].
+    IsrUnknown {
+        isr: Vec<NodeId>,
+        partition_epoch: i32,
+    },
 }
 
 /// What the leader asks the host to do.
@@ -268,17 +293,47 @@ impl Leader {
                 isr,
                 partition_epoch,
             } => {
-                if partition_epoch >= self.partition_epoch {
+                if partition_epoch > self.partition_epoch {
                     self.isr = isr;
                     self.partition_epoch = partition_epoch;
+                    self.pending = None;
+                } else if partition_epoch == self.partition_epoch && self.pending.is_none() {
+                    self.isr = isr;
                 }
-                self.pending = None;
+                // Otherwise a view from before the change in flight: the
+                // controller may have applied the change since, so clearing
+                // it here could drop a member the controller counts in the
+                // ISR (and may elect) from the high watermark's bound.
             }
-            Input::IsrRefused => self.pending = None,
+            Input::IsrRefused {
+                isr,
+                partition_epoch,
+            } => {
+                if self.in_flight(&isr, partition_epoch) {
+                    self.pending = None;
+                }
+            }
+            Input::IsrUnknown {
+                isr,
+                partition_epoch,
+            } => {
+                if self.in_flight(&isr, partition_epoch) {
+                    out.push(Output::ProposeIsr {
+                        isr,
+                        partition_epoch,
+                    });
+                }
+            }
         }
         self.advance(&mut out);
         self.membership(now, &mut out);
         out
+    }
+
+    /// Whether the change in flight is the proposal of `isr` at
+    /// `partition_epoch`.
+    fn in_flight(&self, isr: &[NodeId], partition_epoch: i32) -> bool {
+        self.pending.as_deref() == Some(isr) && self.partition_epoch == partition_epoch
     }
 
     fn advance(&mut self, out: &mut Vec<Output>) {

@@ -167,8 +167,93 @@ fn a_refused_change_is_proposed_again() {
     let mut l = leader(&[1, 2], 1);
     l.step(0, log(10, 10));
     assert_eq!(proposals(&l.step(0, fetch(3, 10))), vec![vec![1, 2, 3]]);
-    let out = l.step(1, Input::IsrRefused);
+    let out = l.step(
+        1,
+        Input::IsrRefused {
+            isr: vec![n(1), n(2), n(3)],
+            partition_epoch: 5,
+        },
+    );
     assert_eq!(proposals(&out), vec![vec![1, 2, 3]]);
+}
+
+#[test]
+fn a_late_answer_about_an_earlier_proposal_changes_nothing() {
+    let mut l = leader(&[1, 2], 1);
+    l.step(0, log(10, 10));
+    assert_eq!(proposals(&l.step(0, fetch(3, 10))), vec![vec![1, 2, 3]]);
+    // The metadata settled that one; the leader proposes a shrink next.
+    l.step(
+        1,
+        Input::IsrCommitted {
+            isr: vec![n(1), n(2), n(3)],
+            partition_epoch: 6,
+        },
+    );
+    // 2 never fetched: it lags.
+    let out = l.step(LAG_MS + 10, log(10, 10));
+    assert_eq!(proposals(&out), vec![vec![1, 3]]);
+    // The refusal of the first proposal arrives late: the shrink stays
+    // in flight, and the members it drops still count.
+    let refused = Input::IsrRefused {
+        isr: vec![n(1), n(2), n(3)],
+        partition_epoch: 5,
+    };
+    assert!(l.step(LAG_MS + 11, refused).is_empty());
+    assert_eq!(l.pending_isr(), Some(&[n(1), n(3)][..]));
+    let unknown = Input::IsrUnknown {
+        isr: vec![n(1), n(2), n(3)],
+        partition_epoch: 5,
+    };
+    assert!(l.step(LAG_MS + 12, unknown).is_empty());
+}
+
+#[test]
+fn an_unanswered_expansion_keeps_counting_and_is_proposed_again() {
+    let mut l = leader(&[1, 2], 1);
+    l.step(0, log(10, 10));
+    l.step(0, fetch(2, 10));
+    assert_eq!(proposals(&l.step(0, fetch(3, 10))), vec![vec![1, 2, 3]]);
+    // The controller may have made 3 a member and may elect it: until a
+    // newer partition epoch says otherwise, 3 bounds the watermark.
+    let out = l.step(
+        1,
+        Input::IsrUnknown {
+            isr: vec![n(1), n(2), n(3)],
+            partition_epoch: 5,
+        },
+    );
+    assert_eq!(proposals(&out), vec![vec![1, 2, 3]]);
+    assert_eq!(l.maximal_isr(), vec![n(1), n(2), n(3)]);
+    l.step(2, log(20, 20));
+    l.step(2, fetch(2, 20));
+    assert_eq!(l.high_watermark(), Offset(10));
+}
+
+#[test]
+fn a_view_from_before_the_change_leaves_it_in_flight() {
+    let mut l = leader(&[1, 2], 1);
+    l.step(0, log(10, 10));
+    l.step(0, fetch(3, 10));
+    let before = l.partition_epoch();
+    l.step(
+        1,
+        Input::IsrCommitted {
+            isr: vec![n(1), n(2)],
+            partition_epoch: before,
+        },
+    );
+    assert_eq!(l.pending_isr(), Some(&[n(1), n(2), n(3)][..]));
+    // A newer epoch settles it, whatever it says.
+    l.step(
+        2,
+        Input::IsrCommitted {
+            isr: vec![n(1), n(2), n(3)],
+            partition_epoch: before + 1,
+        },
+    );
+    assert_eq!(l.pending_isr(), None);
+    assert_eq!(l.isr(), &[n(1), n(2), n(3)]);
 }
 
 #[test]
@@ -199,7 +284,9 @@ enum Op {
     Sync,
     Fetch(usize, i64),
     Time(u64),
-    Answer(bool),
+    /// The controller's answer to a change in flight: 0 committed, 1
+    /// refused (not applied), 2 unknown, 3 a view from before it.
+    Answer(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -208,7 +295,7 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Sync),
         (0usize..2, 0i64..30).prop_map(|(f, d)| Op::Fetch(f, d)),
         (1u64..800).prop_map(Op::Time),
-        any::<bool>().prop_map(Op::Answer),
+        (0u8..4).prop_map(Op::Answer),
     ]
 }
 
@@ -239,12 +326,21 @@ proptest! {
                     l.step(now, fetch(f as i32 + 2, followers[f]))
                 }
                 Op::Time(ms) => { now += ms; l.step(now, Input::Tick) }
-                Op::Answer(commit) => match l.pending_isr().map(<[NodeId]>::to_vec) {
-                    Some(isr) if commit => {
+                Op::Answer(kind) => match l.pending_isr().map(<[NodeId]>::to_vec) {
+                    Some(isr) if kind == 0 => {
                         epoch += 1;
                         l.step(now, Input::IsrCommitted { isr, partition_epoch: epoch })
                     }
-                    Some(_) => l.step(now, Input::IsrRefused),
+                    Some(isr) if kind == 1 => {
+                        l.step(now, Input::IsrRefused { isr, partition_epoch: epoch })
+                    }
+                    Some(isr) if kind == 2 => {
+                        l.step(now, Input::IsrUnknown { isr, partition_epoch: epoch })
+                    }
+                    Some(_) => {
+                        let isr = l.isr().to_vec();
+                        l.step(now, Input::IsrCommitted { isr, partition_epoch: epoch })
+                    }
                     None => Vec::new(),
                 },
             };

@@ -172,6 +172,29 @@ pub fn check_leader_epoch(leader_epoch: LeaderEpoch, current_leader_epoch: i32) 
     }
 }
 
+/// What a leader's host learned of the partition's ISR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IsrNews {
+    /// The controller committed `isr` at `partition_epoch`: its answer to
+    /// a proposal, or the metadata.
+    Committed {
+        isr: Vec<NodeId>,
+        partition_epoch: i32,
+    },
+    /// The proposal of `isr` at `partition_epoch` was refused and provably
+    /// not applied (see [`crate::replica`]'s `news_of`).
+    NotApplied {
+        isr: Vec<NodeId>,
+        partition_epoch: i32,
+    },
+    /// The proposal's fate is unknown (no answer, or a refusal a commit of
+    /// it could explain): it stays in flight and is proposed again.
+    Unknown {
+        isr: Vec<NodeId>,
+        partition_epoch: i32,
+    },
+}
+
 /// This node's part in a partition's replication (issue 18).
 #[derive(Debug)]
 pub enum Role {
@@ -534,15 +557,33 @@ impl Partition {
         ))
     }
 
-    /// The controller committed an ISR for this partition (or refused the
-    /// change this leader proposed, when `isr` is `None`).
-    pub fn isr_answer(&self, now_ms: u64, isr: Option<(Vec<NodeId>, i32)>) -> Vec<LeaderOutput> {
-        let input = match isr {
-            Some((isr, partition_epoch)) => LeaderInput::IsrCommitted {
+    /// What this node learned of the partition's ISR: what the controller
+    /// committed (its answer, or the metadata), or the fate of a change
+    /// this leader proposed (see [`IsrNews`]). Returns the ISR changes the
+    /// leader proposes next.
+    pub fn isr_answer(&self, now_ms: u64, news: IsrNews) -> Vec<LeaderOutput> {
+        let input = match news {
+            IsrNews::Committed {
+                isr,
+                partition_epoch,
+            } => LeaderInput::IsrCommitted {
                 isr,
                 partition_epoch,
             },
-            None => LeaderInput::IsrRefused,
+            IsrNews::NotApplied {
+                isr,
+                partition_epoch,
+            } => LeaderInput::IsrRefused {
+                isr,
+                partition_epoch,
+            },
+            IsrNews::Unknown {
+                isr,
+                partition_epoch,
+            } => LeaderInput::IsrUnknown {
+                isr,
+                partition_epoch,
+            },
         };
         self.step_leader(now_ms, input)
     }

@@ -32,6 +32,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use corelog_controller::codes as ctl_codes;
 use corelog_model::{LeaderEpoch, NodeId, Offset};
 use corelog_protocol::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ReplicaState,
@@ -51,8 +52,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 
 use crate::cluster::wire::{ControlRequest, ControlResponse};
-use crate::partition::Partition;
-use crate::shard::Shard;
+use crate::error::ServerError;
+use crate::partition::{IsrNews, Partition};
+use crate::shard::{Shard, ShardGone};
 use crate::ShardId;
 
 /// How long a follower's fetch waits at the leader for new data (Kafka's
@@ -154,8 +156,9 @@ fn propose_after(
             }
             let answer = shard
                 .call(ShardId(0), move |s| async move {
-                    let (broker, broker_epoch) = crate::controller::cluster::own_broker(&s)?;
-                    crate::controller::cluster::ask(
+                    // Not registered: nothing is sent (`None`).
+                    let (broker, broker_epoch) = crate::controller::cluster::own_broker(&s).ok()?;
+                    Some(crate::controller::cluster::ask(
                         &s,
                         ControlRequest::AlterPartition {
                             broker,
@@ -167,42 +170,71 @@ fn propose_after(
                             isr: isr_ids,
                         },
                     )
-                    .await
+                    .await)
                 })
                 .await;
-            let answer = match answer {
-                Ok(Ok(ControlResponse::PartitionAltered {
-                    isr,
-                    partition_epoch,
-                    ..
-                })) => Some((isr.into_iter().map(NodeId).collect(), partition_epoch)),
-                Ok(Ok(other)) => {
-                    tracing::warn!(%topic, partition, answer = ?other, "AlterPartition answered with another kind");
-                    None
+            let news = news_of(answer, isr, partition_epoch);
+            let next = match &news {
+                IsrNews::Committed { .. } => REPLICA_RETRY_BACKOFF,
+                refused => {
+                    if backoff == REPLICA_RETRY_BACKOFF {
+                        tracing::info!(%topic, partition, answer = ?refused, "ISR change not settled; proposing again later");
+                    }
+                    // The metadata may settle it meanwhile (a newer
+                    // partition epoch); the machine then ignores this.
+                    glommio::timer::sleep(backoff).await;
+                    (backoff * 2).min(ISR_RETRY_BACKOFF_MAX)
                 }
-                Ok(Err(e)) if backoff == REPLICA_RETRY_BACKOFF => {
-                    tracing::info!(%topic, partition, error = %e, "ISR change refused");
-                    None
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(%topic, partition, error = %e, "ISR change refused again");
-                    None
-                }
-                Err(_) => None,
             };
-            let next = if answer.is_none() {
-                // Refused (a stale partition epoch, a broker still fenced,
-                // a controller away): the metadata brings the current ISR;
-                // propose again later.
-                glommio::timer::sleep(backoff).await;
-                (backoff * 2).min(ISR_RETRY_BACKOFF_MAX)
-            } else {
-                REPLICA_RETRY_BACKOFF
-            };
-            let more = p.isr_answer(now_ms(), answer);
+            let more = p.isr_answer(now_ms(), news);
             propose_after(&shard, &topic, partition, &p, more, next);
         })
         .detach();
+    }
+}
+
+/// What an AlterPartition's answer says of the proposal of `isr` at
+/// `partition_epoch`. Only a refusal the controller gives after checking
+/// the request at that partition epoch (an ineligible replica, an invalid
+/// ISR), or one given before it was sent (this broker not registered),
+/// proves the change was not applied. Any other error, or none (a
+/// timeout, a controller that stepped down after proposing it, a stale
+/// partition epoch, which a retry of an applied change also gets), leaves
+/// its fate unknown: the leader keeps counting its members until the
+/// metadata shows a newer partition epoch. Forgetting a change the
+/// controller did apply would let the high watermark pass a member the
+/// controller may elect (the seeded simulation in `corelog-replication`'s
+/// `tests/sim.rs` found that loss).
+fn news_of(
+    answer: Result<Option<Result<ControlResponse, ServerError>>, ShardGone>,
+    isr: Vec<NodeId>,
+    partition_epoch: i32,
+) -> IsrNews {
+    match answer {
+        Ok(Some(Ok(ControlResponse::PartitionAltered {
+            isr: committed,
+            partition_epoch: committed_epoch,
+            ..
+        }))) => IsrNews::Committed {
+            isr: committed.into_iter().map(NodeId).collect(),
+            partition_epoch: committed_epoch,
+        },
+        Ok(None) => IsrNews::NotApplied {
+            isr,
+            partition_epoch,
+        },
+        Ok(Some(Err(ServerError::Controller { code, .. })))
+            if code == ctl_codes::INELIGIBLE_REPLICA || code == ctl_codes::INVALID_REQUEST =>
+        {
+            IsrNews::NotApplied {
+                isr,
+                partition_epoch,
+            }
+        }
+        _ => IsrNews::Unknown {
+            isr,
+            partition_epoch,
+        },
     }
 }
 

@@ -281,7 +281,13 @@ fn follow_role(
     if r.leads {
         let isr: Vec<NodeId> = r.isr.iter().copied().map(NodeId).collect();
         if p.role_kind() == RoleKind::Leader {
-            let proposals = p.isr_answer(now_ms, Some((isr, r.partition_epoch)));
+            let proposals = p.isr_answer(
+                now_ms,
+                crate::partition::IsrNews::Committed {
+                    isr,
+                    partition_epoch: r.partition_epoch,
+                },
+            );
             crate::replica::propose(shard, topic, index, p, proposals);
             return;
         }

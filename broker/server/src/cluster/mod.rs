@@ -384,8 +384,22 @@ impl Host {
 
     /// What the shards take from the image: the live brokers (their
     /// PLAINTEXT endpoint) and every topic.
+    ///
+    /// A partition the image says this node leads shows no leader until
+    /// the image holds this process's own registration. A restarted node
+    /// catches up with a log in which its previous life still leads, in an
+    /// epoch whose unsynced tail that life lost; leading it again would
+    /// write other batches at offsets its followers already hold in the
+    /// same epoch, which no truncation detects. Its registration makes the
+    /// controller elect again (a new epoch), so this lasts only until the
+    /// registration is applied here. (The seeded simulation in
+    /// `corelog-replication`'s `tests/sim.rs` found it.)
     pub fn view(&self) -> ClusterView {
         let image = self.ctrl.image();
+        let me = self.settings.node_id;
+        let registered_here = image
+            .broker(corelog_model::NodeId(me))
+            .is_some_and(|b| Some(b.epoch) == self.own_epoch);
         let brokers = image
             .live_brokers()
             .filter_map(|b| {
@@ -413,7 +427,11 @@ impl Host {
                         .partitions
                         .iter()
                         .map(|p| PartitionView {
-                            leader: p.leader.0,
+                            leader: if p.leader.0 == me && !registered_here {
+                                ctl::NO_LEADER.0
+                            } else {
+                                p.leader.0
+                            },
                             leader_epoch: p.leader_epoch.0,
                             partition_epoch: p.partition_epoch,
                             replicas: p.replicas.iter().map(|n| n.0).collect(),

@@ -140,6 +140,8 @@ struct Log {
     cache: EpochCache,
     /// The epoch appended batches are stamped with (`PartitionLog::leader_epoch`).
     leader_epoch: LeaderEpoch,
+    /// The high watermark in the last checkpoint (`PartitionLog::high_watermark`).
+    checkpointed_hw: Option<Offset>,
 }
 
 #[derive(Debug)]
@@ -224,6 +226,8 @@ impl Log {
         self.durable = self.durable.min(to);
         let end = self.end();
         self.cache.truncate_from(end);
+        // The close checkpointed the high watermark; the cut bounds it.
+        self.checkpointed_hw = self.checkpointed_hw.map(|hw| hw.min(end));
     }
 }
 
@@ -1330,16 +1334,22 @@ impl World {
         }
     }
 
-    /// A truncation may cut only what the broker's log held beyond the
-    /// committed history, or a prefix it will fetch again from a leader
-    /// that holds it; it may never make a leader lose it. Here: after a
-    /// cut, what remains agrees with the committed history.
+    /// A truncation never cuts what the log held of the committed
+    /// history: it keeps at least the prefix the log shared with it. (What
+    /// remains may still differ from the committed history after that
+    /// prefix: a follower of a deposed leader it has not heard is deposed
+    /// yet matches that leader's log, which holds uncommitted batches of
+    /// its own epoch where the new leader committed others.)
     fn check_no_committed_lost_by(&self, me: NodeId, before: &[Entry]) {
         let log = &self.brokers[idx(me)].log.entries;
-        let n = log.len().min(self.committed.len());
-        if log[..n] != self.committed[..n] {
+        let shared = before
+            .iter()
+            .zip(&self.committed)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if log.len() < shared {
             self.fail(format!(
-                "broker {} holds entries that differ from the committed history after a truncation\n  before {before:?}\n  after {log:?}\n  committed {:?}",
+                "broker {} cut committed entries: it held {shared} of them\n  before {before:?}\n  after {log:?}\n  committed {:?}",
                 me.0, self.committed
             ));
         }
@@ -1411,6 +1421,11 @@ impl World {
             return;
         }
         b.log.durable = b.log.entries.len();
+        if self.rng.chance(500) {
+            // The periodic checkpoint, with the high watermark last reported.
+            let b = &mut self.brokers[idx(n)];
+            b.log.checkpointed_hw = Some(b.high_watermark());
+        }
         self.leader_progress(n);
         self.wake_durable_waiter(n);
     }
@@ -1452,9 +1467,11 @@ impl World {
         b.up = true;
         b.incarnation += 1;
         b.generation += 1;
-        // `assume_nothing_committed`, until the quorum's view arrives.
+        // `start_replicated`: the checkpoint's high watermark, bounded by
+        // the log, until the quorum's view arrives.
+        let hw = b.log.checkpointed_hw.unwrap_or(Offset(0)).min(b.log.end());
         b.role = Role::Follower {
-            high_watermark: Offset(0),
+            high_watermark: hw,
             leader: None,
         };
         b.partition_epoch_cell = b.log.leader_epoch;

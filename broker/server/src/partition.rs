@@ -443,16 +443,19 @@ impl Partition {
         self.replication.moved.notify_all();
     }
 
-    /// Marks a replicated partition just opened: which of its offsets were
-    /// committed is unknown here (its log may end with batches no other
-    /// replica got), so none is assumed: the high watermark starts at the
-    /// log start, and only the in-sync replicas' reports move it (as
-    /// leader), or the leader's word (as follower). Reconcile calls it
-    /// before the partition's first role.
-    pub fn assume_nothing_committed(&self) {
-        let start = self.log_start_offset();
+    /// Marks a replicated partition just opened: its log may end with
+    /// batches no other replica got, so only what the checkpoint says was
+    /// committed is assumed: the high watermark starts at the checkpoint's
+    /// (the last one this replica knew before it stopped, bounded by its
+    /// log; the log start when there is none), and only the in-sync
+    /// replicas' reports move it (as leader), or the leader's word (as
+    /// follower). So consumers of a restarted cluster see what was
+    /// committed before, rather than nothing until every in-sync replica
+    /// has fetched. Reconcile calls it before the partition's first role.
+    pub fn start_replicated(&self) {
+        let hw = self.read_log(|l| l.high_watermark().unwrap_or(l.log_start_offset()));
         self.set_role(Role::Follower {
-            high_watermark: start,
+            high_watermark: hw,
             leader: None,
         });
     }
@@ -517,7 +520,10 @@ impl Partition {
         let mut rest = Vec::new();
         for o in out {
             match o {
-                LeaderOutput::HighWatermark(_) => self.replication.moved.notify_all(),
+                LeaderOutput::HighWatermark(hw) => {
+                    self.with_log(|l| l.set_high_watermark(hw));
+                    self.replication.moved.notify_all();
+                }
                 other => rest.push(other),
             }
         }
@@ -606,6 +612,7 @@ impl Partition {
             _ => false,
         };
         if moved {
+            self.with_log(|l| l.set_high_watermark(hw));
             self.replication.moved.notify_all();
         }
     }

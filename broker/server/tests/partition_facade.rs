@@ -254,14 +254,14 @@ fn a_leader_that_loses_leadership_answers_its_pending_acks_all_not_leader() {
 }
 
 #[test]
-fn a_replicated_partition_just_opened_assumes_nothing_committed() {
+fn a_replicated_partition_just_opened_assumes_nothing_committed_without_a_checkpoint() {
     run(|p| async move {
         p.append(records(3), Acks::Leader).expect("append");
         settle(&p).await;
         assert_eq!(p.high_watermark(), Offset(3));
         // Its tail may be a deposed leader's: no offset counts as committed
-        // until a leader says so.
-        p.assume_nothing_committed();
+        // until a leader says so, when no checkpoint says otherwise.
+        p.start_replicated();
         assert_eq!(p.high_watermark(), Offset(0));
         p.set_follower_high_watermark(Offset(2));
         assert_eq!(p.high_watermark(), Offset(2));
@@ -269,6 +269,48 @@ fn a_replicated_partition_just_opened_assumes_nothing_committed() {
         lead(&p, &[1, 2]);
         assert_eq!(p.high_watermark(), Offset(2));
     });
+}
+
+#[test]
+fn a_restarted_replica_starts_from_the_high_watermark_its_checkpoint_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("topic-0");
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(move || async move {
+            let cache = BatchCache::shared(8 << 20);
+            let (p, _) = Partition::open(
+                path.clone(),
+                LogConfig::default(),
+                cache.clone(),
+                CacheId(1),
+            )
+            .await
+            .expect("open");
+            p.start_replicated();
+            p.become_follower(Some((NodeId(2), LeaderEpoch(1))));
+            for (base, n) in [(0, 2), (2, 2), (4, 2)] {
+                p.append_replicated(leaders_batch(base, n, 0))
+                    .expect("append");
+            }
+            p.durable(Offset(6)).await.expect("durable");
+            // The leader said 4 was committed; the clean close checkpoints it.
+            p.set_follower_high_watermark(Offset(4));
+            p.close().await;
+            let (p, _) = Partition::open(path, LogConfig::default(), cache, CacheId(2))
+                .await
+                .expect("reopen");
+            p.start_replicated();
+            assert_eq!(
+                p.high_watermark(),
+                Offset(4),
+                "consumers see what was committed before the restart"
+            );
+            assert_eq!(p.log_end_offset(), Offset(6), "and nothing past it yet");
+            p.close().await;
+        })
+        .expect("executor")
+        .join()
+        .expect("join");
 }
 
 #[test]

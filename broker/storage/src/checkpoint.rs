@@ -17,12 +17,18 @@
 //! Format 2 added the leader-epoch cache. Format 1 files (written before
 //! batches were stamped with their leader's epoch) are still read, with
 //! [`Checkpoint::leader_epochs`] `None`.
+//!
+//! Format 3 added the replicated partition's high watermark as of the
+//! checkpoint (Kafka keeps it in `replication-offset-checkpoint`), so that
+//! a restarted replica does not start from nothing committed. Format 2
+//! files are read with [`Checkpoint::high_watermark`] `None`.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
 pub const CHECKPOINT_FILE: &str = "partition.checkpoint";
 const MAGIC: &[u8; 4] = b"CLCP";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION_WITHOUT_HIGH_WATERMARK: u32 = 2;
 const FORMAT_VERSION_WITHOUT_EPOCHS: u32 = 1;
 const HEADER_BYTES: usize = 16;
 
@@ -83,6 +89,22 @@ pub struct Checkpoint {
     /// The leader-epoch cache; `None` in a format 1 file, whose batches
     /// carry whatever epoch their producer wrote.
     pub leader_epochs: Option<Vec<LeaderEpochMeta>>,
+    /// The high watermark the replication layer last reported to the log
+    /// (a lower bound of what was committed when the checkpoint was
+    /// written; it may pass this log's end on a follower, and recovery
+    /// bounds it by the log). `None` in a format 1 or 2 file, and when
+    /// nothing was reported (an unreplicated partition).
+    pub high_watermark: Option<i64>,
+}
+
+/// Format 2, read from data directories written before format 3.
+#[derive(Archive, Serialize, Deserialize)]
+struct CheckpointV2 {
+    log_start_offset: i64,
+    sealed: Vec<SealedSegmentMeta>,
+    active: ActiveSegmentMeta,
+    producers: Vec<ProducerMeta>,
+    leader_epochs: Option<Vec<LeaderEpochMeta>>,
 }
 
 /// Format 1, read from data directories written before format 2.
@@ -110,13 +132,7 @@ pub enum CheckpointError {
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let payload = rkyv::to_bytes::<rkyv::rancor::Error>(self).expect("checkpoint serialises");
-        let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&crc_fast::crc32_iscsi(&payload).to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&payload);
-        out
+        framed(FORMAT_VERSION, &payload)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
@@ -127,7 +143,10 @@ impl Checkpoint {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = word(4);
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_EPOCHS {
+        if version != FORMAT_VERSION
+            && version != FORMAT_VERSION_WITHOUT_HIGH_WATERMARK
+            && version != FORMAT_VERSION_WITHOUT_EPOCHS
+        {
             return Err(CheckpointError::Version(version));
         }
         let len = word(12) as usize;
@@ -150,6 +169,19 @@ impl Checkpoint {
                 active: v1.active,
                 producers: v1.producers,
                 leader_epochs: None,
+                high_watermark: None,
+            });
+        }
+        if version == FORMAT_VERSION_WITHOUT_HIGH_WATERMARK {
+            let v2 = rkyv::from_bytes::<CheckpointV2, rkyv::rancor::Error>(&aligned)
+                .map_err(decode_error)?;
+            return Ok(Checkpoint {
+                log_start_offset: v2.log_start_offset,
+                sealed: v2.sealed,
+                active: v2.active,
+                producers: v2.producers,
+                leader_epochs: v2.leader_epochs,
+                high_watermark: None,
             });
         }
         rkyv::from_bytes::<Checkpoint, rkyv::rancor::Error>(&aligned).map_err(decode_error)
@@ -166,14 +198,34 @@ impl Checkpoint {
             producers: self.producers.clone(),
         };
         let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).expect("checkpoint serialises");
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION_WITHOUT_EPOCHS.to_le_bytes());
-        out.extend_from_slice(&crc_fast::crc32_iscsi(&payload).to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&payload);
-        out
+        framed(FORMAT_VERSION_WITHOUT_EPOCHS, &payload)
     }
+
+    /// A format 2 file, as brokers before format 3 wrote it: for tests of
+    /// upgrades, never written by the broker.
+    #[doc(hidden)]
+    pub fn encode_format_2_for_tests(&self) -> Vec<u8> {
+        let v2 = CheckpointV2 {
+            log_start_offset: self.log_start_offset,
+            sealed: self.sealed.clone(),
+            active: self.active.clone(),
+            producers: self.producers.clone(),
+            leader_epochs: self.leader_epochs.clone(),
+        };
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&v2).expect("checkpoint serialises");
+        framed(FORMAT_VERSION_WITHOUT_HIGH_WATERMARK, &payload)
+    }
+}
+
+/// The header of a file of format `version` around `payload`.
+fn framed(version: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&crc_fast::crc32_iscsi(payload).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 #[cfg(test)]
@@ -210,6 +262,7 @@ mod tests {
                 epoch: 3,
                 start_offset: 41,
             }]),
+            high_watermark: Some(50),
         }
     }
 
@@ -225,6 +278,19 @@ mod tests {
             read,
             Checkpoint {
                 leader_epochs: None,
+                high_watermark: None,
+                ..sample()
+            }
+        );
+    }
+
+    #[test]
+    fn a_format_2_checkpoint_is_read_without_a_high_watermark() {
+        let read = Checkpoint::decode(&sample().encode_format_2_for_tests()).unwrap();
+        assert_eq!(
+            read,
+            Checkpoint {
+                high_watermark: None,
                 ..sample()
             }
         );

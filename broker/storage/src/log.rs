@@ -257,6 +257,10 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) leader_epoch: LeaderEpoch,
     /// The first offset of each leader epoch in the log.
     pub(crate) epochs: EpochCache,
+    /// The replicated partition's high watermark as the replication layer
+    /// last reported it, kept in the checkpoint; on open, what the
+    /// checkpoint held, bounded by the log.
+    pub(crate) high_watermark: Option<Offset>,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -273,6 +277,23 @@ impl<I: StorageIo> PartitionLog<I> {
     /// The log's leader-epoch cache.
     pub fn epochs(&self) -> &EpochCache {
         &self.epochs
+    }
+
+    /// Records the replicated partition's high watermark, for the next
+    /// checkpoint (periodic, or the clean shutdown's). Not written now: a
+    /// checkpoint that lags only makes a restarted replica start from an
+    /// older committed offset, which is safe (it waits for its followers).
+    pub fn set_high_watermark(&mut self, hw: Offset) {
+        self.high_watermark = Some(hw);
+    }
+
+    /// The high watermark the log was opened with: the checkpoint's,
+    /// bounded by the log start and end (a follower's may have passed its
+    /// durable end, and a crash cut its tail). `None` when the checkpoint
+    /// held none. The replication layer starts from it after a restart.
+    /// (After [`Self::set_high_watermark`], the value last set.)
+    pub fn high_watermark(&self) -> Option<Offset> {
+        self.high_watermark
     }
 
     /// Makes `epoch` the epoch of every batch appended from now on, and
@@ -839,6 +860,7 @@ impl<I: StorageIo> PartitionLog<I> {
             active,
             producers,
             leader_epochs,
+            high_watermark: self.high_watermark.map(|o| o.0),
         };
         (self.dir.join(CHECKPOINT_FILE), cp.encode())
     }

@@ -444,6 +444,10 @@ impl<I: StorageIo> PartitionLog<I> {
             log.leader_epoch = latest;
         }
         log.epochs = epochs;
+        log.high_watermark = checkpoint
+            .as_ref()
+            .and_then(|c| c.high_watermark)
+            .map(|hw| Offset(hw).max(log.log_start).min(log.next_offset));
         Ok((log, report))
     }
 
@@ -513,6 +517,7 @@ impl<I: StorageIo> PartitionLog<I> {
             segments_on_recycled_files: 0,
             leader_epoch: LeaderEpoch(0),
             epochs: EpochCache::new(),
+            high_watermark: None,
         }
     }
 }

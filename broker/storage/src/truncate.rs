@@ -155,6 +155,7 @@ impl<I: StorageIo> PartitionLog<I> {
         self.written_offset = new_end;
         self.flushed_offset = new_end;
         self.epochs.truncate_from(new_end);
+        self.high_watermark = self.high_watermark.map(|hw| hw.min(new_end));
         self.producers.forget_from(new_end);
         self.cache
             .borrow_mut()

@@ -236,3 +236,41 @@ fn a_log_checkpointed_before_epochs_were_kept_is_read_as_epoch_0() {
     let (log, _) = open_std(dir.path(), small_config());
     assert_eq!(entries(&log), vec![(0, 0)]);
 }
+
+#[test]
+fn the_checkpointed_high_watermark_is_bounded_by_the_log_it_is_reopened_with() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = open_std(dir.path(), small_config());
+        append_n(&mut log, 2, 2, 50);
+        assert_eq!(log.high_watermark(), None, "nothing reported yet");
+        block_on(log.close(NOW_MS)).unwrap();
+    }
+    let (mut log, _) = open_std(dir.path(), small_config());
+    assert_eq!(
+        log.high_watermark(),
+        None,
+        "no replication layer reported one"
+    );
+    // A follower learned a high watermark past what it holds.
+    log.set_high_watermark(Offset(9));
+    block_on(log.close(NOW_MS)).unwrap();
+    let (mut log, _) = open_std(dir.path(), small_config());
+    assert_eq!(
+        log.high_watermark(),
+        Some(Offset(4)),
+        "bounded by the log end"
+    );
+    log.set_high_watermark(Offset(2));
+    block_on(log.close(NOW_MS)).unwrap();
+    let (mut log, _) = open_std(dir.path(), small_config());
+    assert_eq!(log.high_watermark(), Some(Offset(2)));
+    // A follower's truncation below it takes it down too.
+    assert_eq!(
+        block_on(log.truncate_to(Offset(0), NOW_MS)).unwrap(),
+        Offset(0)
+    );
+    block_on(log.close(NOW_MS)).unwrap();
+    let (log, _) = open_std(dir.path(), small_config());
+    assert_eq!(log.high_watermark(), Some(Offset(0)));
+}

@@ -232,7 +232,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                         partition.set_leader_epoch(epoch);
                     }
                     if meta.replica.as_ref().is_some_and(|r| r.replicas.len() > 1) {
-                        partition.assume_nothing_committed();
+                        partition.start_replicated();
                     }
                     shard
                         .partitions()

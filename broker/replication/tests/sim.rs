@@ -882,13 +882,19 @@ impl World {
                 current_leader_epoch,
                 epoch,
             } => {
+                // The handler answers only where the node's metadata names
+                // it leader (`PartitionMeta::serving_shard`), which is where
+                // it holds the leader's role; then the epoch check.
                 let b = &self.brokers[idx(me)];
-                let answer =
+                let answer = if matches!(b.role, Role::Leader(_)) {
                     check_leader_epoch(b.partition_epoch_cell, current_leader_epoch).map(|()| {
                         b.log
                             .cache
                             .answer_offset_for_leader_epoch(epoch, b.log.end())
-                    });
+                    })
+                } else {
+                    Err("NOT_LEADER_OR_FOLLOWER")
+                };
                 let inc = self.brokers[idx(from)].incarnation;
                 self.send(me.0, from.0, Some(inc), Body::EpochAnswer { task, answer });
             }

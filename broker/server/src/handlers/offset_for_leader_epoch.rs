@@ -54,6 +54,13 @@ pub async fn handle(
                             let Some(part) = s.partition(&topic, index) else {
                                 return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
                             };
+                            // Only a leader answers, as in Kafka: a node
+                            // that the table it read from disk at start still
+                            // names leader, but that holds no leader's role
+                            // yet, may have lost the tail of that epoch.
+                            if part.is_follower() {
+                                return (error_code::NOT_LEADER_OR_FOLLOWER, -1, -1);
+                            }
                             let code = part.check_leader_epoch(current);
                             if code != error_code::NONE {
                                 return (code, -1, -1);

@@ -416,6 +416,8 @@ struct World {
     acked: BTreeMap<Offset, u64>,
     pending_acks: Vec<PendingAck>,
     leaders_by_epoch: BTreeMap<LeaderEpoch, NodeId>,
+    /// How much of the committed history there was at each election.
+    elected_with: BTreeMap<LeaderEpoch, usize>,
     next_publish_ms: u64,
 }
 
@@ -494,6 +496,7 @@ impl World {
             acked: BTreeMap::new(),
             pending_acks: Vec::new(),
             leaders_by_epoch: BTreeMap::new(),
+            elected_with: BTreeMap::new(),
             next_publish_ms: 0,
         };
         // Registered, unfenced, and the topic created before the run.
@@ -656,8 +659,20 @@ impl World {
                         "two leaders in epoch {}: {} and {}",
                         p.leader_epoch.0, l.0, p.leader.0
                     )),
-                    _ => {
+                    Some(_) => {}
+                    None => {
+                        // Elected from the ISR: it must hold everything
+                        // committed, on disk.
+                        let log = &self.brokers[idx(p.leader)].log;
+                        let c = self.committed.len();
+                        if log.durable < c || log.entries[..c] != self.committed[..] {
+                            self.fail(format!(
+                                "the controller elected broker {} in epoch {} without the committed history on its disk\n  log {:?} (durable {})\n  committed {:?}",
+                                p.leader.0, p.leader_epoch.0, log.entries, log.durable, self.committed
+                            ));
+                        }
                         self.leaders_by_epoch.insert(p.leader_epoch, p.leader);
+                        self.elected_with.insert(p.leader_epoch, c);
                     }
                 }
             }
@@ -1006,9 +1021,16 @@ impl World {
                 );
                 return;
             }
-            // A newly elected leader must hold everything committed.
-            let holds = b.log.entries.len() >= self.committed.len()
-                && b.log.entries[..self.committed.len()] == self.committed[..];
+            // It held everything committed when the controller elected it
+            // (checked then); it may learn of it late, after a newer
+            // leader committed more, as a zombie of its epoch. What it held
+            // then, it still holds.
+            let c = self
+                .elected_with
+                .get(&p.leader_epoch)
+                .copied()
+                .unwrap_or(self.committed.len());
+            let holds = b.log.entries.len() >= c && b.log.entries[..c] == self.committed[..c];
             if !holds {
                 let (log, committed) = (b.log.entries.clone(), self.committed.clone());
                 self.fail(format!(

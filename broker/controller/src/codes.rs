@@ -19,6 +19,9 @@ pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const INVALID_UPDATE_VERSION: i16 = 95;
 pub const INELIGIBLE_REPLICA: i16 = 107;
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 
 /// A refusal: Kafka's error code and a message for the response.
 #[derive(Debug, Clone, PartialEq, Eq)]

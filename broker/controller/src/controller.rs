@@ -27,6 +27,15 @@ pub struct ControllerConfig {
     pub partitions_max: i32,
     /// Seed of topic ids.
     pub seed: u64,
+    /// How often the active controller looks for brokers that lead too
+    /// few of the partitions they are the preferred replica of, and gives
+    /// those partitions back to them (Kafka's `auto.leader.rebalance.enable`
+    /// with `leader.imbalance.check.interval.seconds`); 0 turns it off.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// A broker's share, in percent, of its preferred partitions led by
+    /// others above which they are given back (Kafka's
+    /// `leader.imbalance.per.broker.percentage`).
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl ControllerConfig {
@@ -39,6 +48,8 @@ impl ControllerConfig {
             default_replication_factor: 1,
             partitions_max: 10_000,
             seed,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -129,6 +140,15 @@ pub enum Request {
         partition_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Kafka's ElectLeaders: for each partition (every partition when
+    /// `None`), elect its preferred replica (the first of its replicas) if
+    /// it is a live member of the ISR, or, for an unclean election, a
+    /// leader for a partition that has none (a live ISR member first, else
+    /// any live replica, which then leads an ISR of itself alone).
+    ElectLeaders {
+        election: Election,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// Creates the internal offsets topic ([`OFFSETS_TOPIC`]) with
     /// `partitions` partitions of one replica each, placed like any
     /// topic's, unless it exists. Answered with `TopicCreated` either way
@@ -136,6 +156,23 @@ pub enum Request {
     EnsureOffsetsTopic {
         partitions: i32,
     },
+}
+
+/// Which leader an ElectLeaders request elects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// The first replica, if it is a live member of the ISR.
+    Preferred,
+    /// A leader for a partition without one, even from outside the ISR.
+    Unclean,
+}
+
+/// The outcome of one partition's election (`None`: elected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error: Option<ApiError>,
 }
 
 /// Kafka's internal offsets topic: users cannot create it; brokers ask
@@ -162,6 +199,11 @@ pub enum Response {
     },
     ConfigsAltered,
     ProducerIds(ProducerIdBlock),
+    /// Each partition's election, in the order asked (for every partition,
+    /// only those whose election was needed).
+    LeadersElected {
+        results: Vec<ElectionResult>,
+    },
     /// The partition's state after an AlterPartition.
     PartitionAltered {
         isr: Vec<NodeId>,
@@ -243,6 +285,8 @@ enum Pending {
     Unfence {
         broker: NodeId,
     },
+    /// The periodic preferred-leader elections.
+    Rebalance,
 }
 
 /// The cluster controller of one node. Every node applies committed
@@ -262,6 +306,10 @@ pub struct Controller {
     pid_next: Option<i64>,
     /// Leader only: when each live broker's session ends.
     sessions: BTreeMap<NodeId, u64>,
+    /// Leader only: when leadership balance is next looked at, and whether
+    /// a rebalance is in flight.
+    next_rebalance_ms: Option<u64>,
+    rebalancing: bool,
 }
 
 fn not_controller() -> ApiError {
@@ -317,6 +365,8 @@ impl Controller {
             changing: BTreeSet::new(),
             pid_next: None,
             sessions: BTreeMap::new(),
+            next_rebalance_ms: None,
+            rebalancing: false,
         }
     }
 
@@ -389,6 +439,7 @@ impl Controller {
         }
         if self.leader_term.is_some() {
             self.check_sessions(now, &mut out);
+            self.check_leader_balance(now, &mut out);
         }
         out
     }
@@ -407,6 +458,8 @@ impl Controller {
         self.changing.clear();
         self.pid_next = None;
         self.sessions.clear();
+        self.next_rebalance_ms = None;
+        self.rebalancing = false;
     }
 
     fn forget(&mut self, p: &Pending) {
@@ -417,6 +470,7 @@ impl Controller {
             Pending::Fence { broker } | Pending::Unfence { broker } => {
                 self.changing.remove(broker);
             }
+            Pending::Rebalance => self.rebalancing = false,
             _ => {}
         }
         if self
@@ -515,6 +569,132 @@ impl Controller {
                 out,
             );
         }
+    }
+
+    /// Kafka's automatic leader rebalance: every
+    /// `leader_imbalance_check_interval_ms`, a broker whose preferred
+    /// partitions (it is their first replica) are led by others more than
+    /// `leader_imbalance_per_broker_percentage` of the time gets back those
+    /// it can lead (it is live and in their ISR). So leadership returns to
+    /// a broker after a failover, and load spreads as placement meant.
+    fn check_leader_balance(&mut self, now: u64, out: &mut Vec<Output>) {
+        let interval = self.config.leader_imbalance_check_interval_ms;
+        if interval == 0 || self.rebalancing {
+            return;
+        }
+        let next = *self.next_rebalance_ms.get_or_insert(now + interval);
+        if now < next {
+            return;
+        }
+        self.next_rebalance_ms = Some(now + interval);
+        let mut preferred: BTreeMap<NodeId, (usize, usize)> = BTreeMap::new();
+        for t in self.image.topics().values() {
+            for p in &t.partitions {
+                if let Some(&first) = p.replicas.first() {
+                    let e = preferred.entry(first).or_default();
+                    e.0 += 1;
+                    if p.leader != first {
+                        e.1 += 1;
+                    }
+                }
+            }
+        }
+        let threshold = u64::from(self.config.leader_imbalance_per_broker_percentage);
+        let imbalanced: BTreeSet<NodeId> = preferred
+            .into_iter()
+            .filter(|(_, (all, others))| *others as u64 * 100 > threshold * *all as u64)
+            .map(|(b, _)| b)
+            .collect();
+        if imbalanced.is_empty() {
+            return;
+        }
+        let mut records = Vec::new();
+        for (name, t) in self.image.topics() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.replicas.first().is_some_and(|f| imbalanced.contains(f)) {
+                    if let Ok(r) = self.preferred_election(t.id, i as i32, p) {
+                        records.push(r);
+                    }
+                }
+            }
+            let _ = name;
+        }
+        if !records.is_empty() {
+            self.rebalancing = true;
+            self.propose(&records, Pending::Rebalance, out);
+        }
+    }
+
+    /// The record electing `p`'s preferred replica, or why not.
+    fn preferred_election(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+        p: &crate::image::PartitionInfo,
+    ) -> Result<Record, ApiError> {
+        let Some(&first) = p.replicas.first() else {
+            return Err(ApiError::new(codes::INVALID_REQUEST, "no replicas"));
+        };
+        if p.leader == first {
+            return Err(ApiError::new(
+                codes::ELECTION_NOT_NEEDED,
+                "the preferred replica leads already",
+            ));
+        }
+        if !p.isr.contains(&first) || !self.image.is_live(first) {
+            return Err(ApiError::new(
+                codes::PREFERRED_LEADER_NOT_AVAILABLE,
+                format!("the preferred replica {first} is not a live member of the ISR"),
+            ));
+        }
+        Ok(Record::ElectLeader {
+            topic_id,
+            partition,
+            leader: first,
+            leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+            partition_epoch: p.partition_epoch + 1,
+            isr: p.isr.clone(),
+        })
+    }
+
+    /// The record of an unclean election for `p`, or why not.
+    fn unclean_election(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+        p: &crate::image::PartitionInfo,
+    ) -> Result<Record, ApiError> {
+        if p.leader != crate::image::NO_LEADER {
+            return Err(ApiError::new(
+                codes::ELECTION_NOT_NEEDED,
+                "the partition has a leader",
+            ));
+        }
+        let clean = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| p.isr.contains(r) && self.image.is_live(*r));
+        let (leader, isr) = match clean {
+            Some(l) => (l, p.isr.clone()),
+            None => match self.image.elect_unclean(p, None) {
+                crate::image::NO_LEADER => {
+                    return Err(ApiError::new(
+                        codes::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                        "no replica of the partition is live",
+                    ))
+                }
+                l => (l, vec![l]),
+            },
+        };
+        Ok(Record::ElectLeader {
+            topic_id,
+            partition,
+            leader,
+            leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+            partition_epoch: p.partition_epoch + 1,
+            isr,
+        })
     }
 
     fn new_topic_id(&mut self) -> TopicId {
@@ -953,6 +1133,69 @@ impl Controller {
                 };
                 self.propose(&[record], Pending::Other { reply, ok }, out);
             }
+            Request::ElectLeaders {
+                election,
+                partitions,
+            } => {
+                let all = partitions.is_none();
+                let asked: Vec<(String, i32)> = match partitions {
+                    Some(list) => {
+                        let mut seen = BTreeSet::new();
+                        list.into_iter()
+                            .filter(|tp| seen.insert(tp.clone()))
+                            .collect()
+                    }
+                    None => self
+                        .image
+                        .topics()
+                        .iter()
+                        .filter(|(name, _)| name.as_str() != OFFSETS_TOPIC)
+                        .flat_map(|(name, t)| {
+                            (0..t.partitions.len()).map(move |i| (name.clone(), i as i32))
+                        })
+                        .collect(),
+                };
+                let mut records = Vec::new();
+                let mut results = Vec::new();
+                for (topic, partition) in asked {
+                    let outcome = match self.image.topic(&topic).and_then(|t| {
+                        Some((t.id, t.partitions.get(usize::try_from(partition).ok()?)?))
+                    }) {
+                        None => Err(ApiError::new(
+                            codes::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!("partition {partition} of {topic} does not exist"),
+                        )),
+                        Some((id, p)) => match election {
+                            Election::Preferred => self.preferred_election(id, partition, p),
+                            Election::Unclean => self.unclean_election(id, partition, p),
+                        },
+                    };
+                    let error = match outcome {
+                        Ok(r) => {
+                            records.push(r);
+                            None
+                        }
+                        // Asked for every partition: only those that
+                        // needed one are answered, as Kafka does.
+                        Err(e) if all && e.code == codes::ELECTION_NOT_NEEDED => continue,
+                        Err(e) => Some(e),
+                    };
+                    results.push(ElectionResult {
+                        topic,
+                        partition,
+                        error,
+                    });
+                }
+                let ok = Response::LeadersElected { results };
+                if records.is_empty() {
+                    out.push(Output::Reply {
+                        reply,
+                        result: Ok(ok),
+                    });
+                } else {
+                    self.propose(&records, Pending::Other { reply, ok }, out);
+                }
+            }
             Request::AllocateProducerIds { broker, epoch } => {
                 self.check_broker_epoch(broker, epoch)?;
                 let start = self
@@ -1033,7 +1276,7 @@ impl Controller {
                         .ok_or_else(|| ApiError::new(codes::UNKNOWN_SERVER_ERROR, "no block"))
                 }),
             ),
-            Pending::Fence { .. } | Pending::Unfence { .. } => return,
+            Pending::Fence { .. } | Pending::Unfence { .. } | Pending::Rebalance => return,
         };
         out.push(Output::Reply { reply, result });
     }
@@ -1045,6 +1288,6 @@ fn reply_of(p: &Pending) -> Option<ReplyId> {
         | Pending::CreateTopic { reply, .. }
         | Pending::Other { reply, .. }
         | Pending::ProducerIds { reply } => Some(*reply),
-        Pending::Fence { .. } | Pending::Unfence { .. } => None,
+        Pending::Fence { .. } | Pending::Unfence { .. } | Pending::Rebalance => None,
     }
 }

@@ -158,7 +158,25 @@ impl MetadataImage {
             .iter()
             .copied()
             .filter(|r| p.isr.contains(r) && Some(*r) != without)
-            .find(|r| self.brokers.get(r).is_some_and(|b| !b.fenced))
+            .find(|r| self.is_live(*r))
+            .unwrap_or(NO_LEADER)
+    }
+
+    /// Whether `broker` is registered and not fenced.
+    pub fn is_live(&self, broker: NodeId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// An unclean election (Kafka's, for `unclean.leader.election.enable`):
+    /// the first live replica, not `without`, when no member of the ISR is
+    /// live. It leads an ISR of itself alone; what it lacks of the offsets
+    /// committed before is lost, which is what the setting accepts.
+    pub fn elect_unclean(&self, p: &PartitionInfo, without: Option<NodeId>) -> NodeId {
+        p.replicas
+            .iter()
+            .copied()
+            .filter(|r| Some(*r) != without)
+            .find(|r| self.is_live(*r))
             .unwrap_or(NO_LEADER)
     }
 
@@ -172,19 +190,31 @@ impl MetadataImage {
     fn reelect(&mut self, gone: Option<NodeId>) {
         let mut changes = Vec::new();
         for (name, t) in &self.topics {
+            let unclean = t
+                .configs
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             for (i, p) in t.partitions.iter().enumerate() {
                 let leaves_isr = gone.is_some_and(|g| p.isr.contains(&g) && p.isr.len() > 1);
+                let mut isr_alone = false;
                 let leader = if Some(p.leader) == gone || p.leader == NO_LEADER {
-                    self.elect(p, gone)
+                    match self.elect(p, gone) {
+                        NO_LEADER if unclean => {
+                            let l = self.elect_unclean(p, gone);
+                            isr_alone = l != NO_LEADER;
+                            l
+                        }
+                        l => l,
+                    }
                 } else {
                     p.leader
                 };
                 if leader != p.leader || leaves_isr {
-                    changes.push((name.clone(), i, leader, leaves_isr));
+                    changes.push((name.clone(), i, leader, leaves_isr, isr_alone));
                 }
             }
         }
-        for (name, i, leader, leaves_isr) in changes {
+        for (name, i, leader, leaves_isr, isr_alone) in changes {
             if let Some(p) = self
                 .topics
                 .get_mut(&name)
@@ -196,6 +226,9 @@ impl MetadataImage {
                 }
                 if leaves_isr {
                     p.isr.retain(|r| Some(*r) != gone);
+                }
+                if isr_alone {
+                    p.isr = vec![leader];
                 }
                 p.partition_epoch += 1;
             }
@@ -348,6 +381,45 @@ impl MetadataImage {
                         "the ISR must be replicas of the partition, the leader among them",
                     ));
                 }
+                p.isr = isr.clone();
+                p.partition_epoch = *partition_epoch;
+                Ok(Applied::default())
+            }
+            Record::ElectLeader {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let unknown = || {
+                    ApiError::new(
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        "unknown topic id or partition",
+                    )
+                };
+                let name = self.topic_names.get(topic_id).ok_or_else(unknown)?;
+                let p = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| self.topics.get_mut(name)?.partitions.get_mut(i))
+                    .ok_or_else(unknown)?;
+                if *partition_epoch != p.partition_epoch + 1
+                    || leader_epoch.0 != p.leader_epoch.0 + 1
+                {
+                    return Err(ApiError::new(
+                        codes::INVALID_UPDATE_VERSION,
+                        "the partition changed since the election was decided",
+                    ));
+                }
+                if !isr_fits(isr, &p.replicas, *leader) {
+                    return Err(ApiError::new(
+                        codes::INVALID_REQUEST,
+                        "the ISR must be replicas of the partition, the leader among them",
+                    ));
+                }
+                p.leader = *leader;
+                p.leader_epoch = *leader_epoch;
                 p.isr = isr.clone();
                 p.partition_epoch = *partition_epoch;
                 Ok(Applied::default())

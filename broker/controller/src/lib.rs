@@ -55,8 +55,8 @@ pub mod records;
 pub use codec::DecodeError;
 pub use codes::ApiError;
 pub use controller::{
-    validate_topic_name, CommittedEntry, Controller, ControllerConfig, Input, Output, ReplyId,
-    Request, Response, OFFSETS_TOPIC, TOPIC_CONFIGS,
+    validate_topic_name, CommittedEntry, Controller, ControllerConfig, Election, ElectionResult,
+    Input, Output, ReplyId, Request, Response, OFFSETS_TOPIC, TOPIC_CONFIGS,
 };
 pub use image::{
     Applied, BrokerInfo, MetadataImage, PartitionInfo, ProducerIdBlock, TopicInfo, NO_LEADER,

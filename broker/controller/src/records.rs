@@ -91,6 +91,18 @@ pub enum Record {
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
     },
+    /// A leader chosen by the controller outside a fencing (Kafka's
+    /// ElectLeaders: the preferred replica, or an unclean election), at the
+    /// next leader epoch and partition epoch, with the ISR it leads. Applies
+    /// only if the partition is still at the epochs before those.
+    ElectLeader {
+        topic_id: TopicId,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
     /// The block `[start, start + len)` goes to `broker` at `epoch`. Applies
     /// only if `start` is the image's next free producer id.
     ProducerIds {
@@ -114,6 +126,7 @@ mod tag {
     pub const CONFIG: u8 = 7;
     pub const PRODUCER_IDS: u8 = 8;
     pub const PARTITION_CHANGE: u8 = 9;
+    pub const ELECT_LEADER: u8 = 10;
 }
 
 fn put_nodes(w: &mut Writer, nodes: &[NodeId]) {
@@ -243,6 +256,22 @@ fn put_record(w: &mut Writer, rec: &Record) {
             w.i32(leader_epoch.0);
             w.i32(*partition_epoch);
         }
+        Record::ElectLeader {
+            topic_id,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => {
+            w.u8(tag::ELECT_LEADER);
+            w.bytes16(&topic_id.0);
+            w.i32(*partition);
+            w.i32(leader.0);
+            w.i32(leader_epoch.0);
+            w.i32(*partition_epoch);
+            put_nodes(w, isr);
+        }
     }
 }
 
@@ -289,6 +318,14 @@ fn get_record(r: &mut Reader<'_>) -> Result<Record, DecodeError> {
             leader: NodeId(r.i32()?),
             leader_epoch: LeaderEpoch(r.i32()?),
             partition_epoch: r.i32()?,
+        },
+        tag::ELECT_LEADER => Record::ElectLeader {
+            topic_id: TopicId(r.bytes16()?),
+            partition: r.i32()?,
+            leader: NodeId(r.i32()?),
+            leader_epoch: LeaderEpoch(r.i32()?),
+            partition_epoch: r.i32()?,
+            isr: get_nodes(r, "isr")?,
         },
         other => return Err(DecodeError::Tag(other)),
     })

@@ -730,3 +730,179 @@ fn a_fenced_broker_leaves_every_isr_but_the_last_member_stays() {
     .unwrap();
     assert_eq!(partition_of(&h, "t").1.leader, f2);
 }
+
+/// Keeps `alive` heartbeating for `ms` while every other broker goes quiet.
+fn quiet_for(h: &mut Harness, epochs: &[i64], alive: &[NodeId], ms: u64) {
+    for _ in 0..ms / 1_000 {
+        h.tick(1_000);
+        for b in alive {
+            h.ask(Request::Heartbeat {
+                broker: *b,
+                epoch: epochs[(b.0 - 1) as usize],
+            })
+            .unwrap();
+        }
+    }
+}
+
+fn elect(h: &mut Harness, election: Election, partitions: Option<Vec<(&str, i32)>>) -> Vec<i16> {
+    let partitions = partitions.map(|l| l.into_iter().map(|(t, p)| (t.to_string(), p)).collect());
+    match h.ask(Request::ElectLeaders {
+        election,
+        partitions,
+    }) {
+        Ok(Response::LeadersElected { results }) => results
+            .iter()
+            .map(|r| r.error.as_ref().map_or(codes::NONE, |e| e.code))
+            .collect(),
+        other => panic!("ElectLeaders answered {other:?}"),
+    }
+}
+
+#[test]
+fn elect_leaders_gives_a_partition_back_to_its_preferred_replica() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    h.create("t", 1, 3).unwrap();
+    let (_, p) = partition_of(&h, "t");
+    let preferred = p.replicas[0];
+    assert_eq!(p.leader, preferred);
+    assert_eq!(
+        elect(
+            &mut h,
+            Election::Preferred,
+            Some(vec![("t", 0), ("t", 7), ("nope", 0)])
+        ),
+        vec![
+            codes::ELECTION_NOT_NEEDED,
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        ]
+    );
+    // The preferred replica goes quiet: another leads, and the preferred
+    // one cannot be elected while it is fenced and out of the ISR.
+    let others: Vec<NodeId> = p.replicas[1..].to_vec();
+    quiet_for(&mut h, &epochs, &others, 10_000);
+    let (_, q) = partition_of(&h, "t");
+    assert_ne!(q.leader, preferred);
+    assert_eq!(
+        elect(&mut h, Election::Preferred, Some(vec![("t", 0)])),
+        vec![codes::PREFERRED_LEADER_NOT_AVAILABLE]
+    );
+    // Back and in the ISR again (its leader's AlterPartition): elected, in
+    // a new leader epoch, with the ISR as it was.
+    h.ask(Request::Heartbeat {
+        broker: preferred,
+        epoch: epochs[(preferred.0 - 1) as usize],
+    })
+    .unwrap();
+    let (id, q) = partition_of(&h, "t");
+    let mut isr = q.isr.clone();
+    isr.push(preferred);
+    let broker_epoch = epochs[(q.leader.0 - 1) as usize];
+    h.ask(Request::AlterPartition {
+        broker: q.leader,
+        broker_epoch,
+        topic_id: id,
+        partition: 0,
+        leader_epoch: q.leader_epoch,
+        partition_epoch: q.partition_epoch,
+        isr: isr.clone(),
+    })
+    .unwrap();
+    // Every partition: only those that needed an election are answered.
+    assert_eq!(elect(&mut h, Election::Preferred, None), vec![codes::NONE]);
+    let (_, r) = partition_of(&h, "t");
+    assert_eq!(r.leader, preferred);
+    assert_eq!(r.leader_epoch, LeaderEpoch(q.leader_epoch.0 + 1));
+    assert_eq!(r.isr, isr);
+    assert_eq!(elect(&mut h, Election::Preferred, None), Vec::<i16>::new());
+}
+
+#[test]
+fn leadership_goes_back_to_preferred_replicas_on_its_own() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    h.create("t", 1, 3).unwrap();
+    let (id, p) = partition_of(&h, "t");
+    let preferred = p.replicas[0];
+    let others: Vec<NodeId> = p.replicas[1..].to_vec();
+    quiet_for(&mut h, &epochs, &others, 10_000);
+    h.ask(Request::Heartbeat {
+        broker: preferred,
+        epoch: epochs[(preferred.0 - 1) as usize],
+    })
+    .unwrap();
+    let (_, q) = partition_of(&h, "t");
+    let mut isr = q.isr.clone();
+    isr.push(preferred);
+    h.ask(Request::AlterPartition {
+        broker: q.leader,
+        broker_epoch: epochs[(q.leader.0 - 1) as usize],
+        topic_id: id,
+        partition: 0,
+        leader_epoch: q.leader_epoch,
+        partition_epoch: q.partition_epoch,
+        isr,
+    })
+    .unwrap();
+    assert_ne!(partition_of(&h, "t").1.leader, preferred);
+    // Within one check interval (300 s by default), it leads again.
+    quiet_for(&mut h, &epochs, &p.replicas, 301_000);
+    assert_eq!(partition_of(&h, "t").1.leader, preferred);
+}
+
+#[test]
+fn without_a_live_in_sync_replica_only_an_unclean_election_elects() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    for (name, unclean) in [("clean", false), ("unclean", true)] {
+        h.ask(Request::CreateTopic {
+            name: name.into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignment: Some(vec![vec![NodeId(1), NodeId(2), NodeId(3)]]),
+            configs: if unclean {
+                vec![("unclean.leader.election.enable".into(), "true".into())]
+            } else {
+                vec![]
+            },
+            validate_only: false,
+        })
+        .unwrap();
+    }
+    // 2 and 3 go, then 1: 1 is the last in-sync replica of both.
+    quiet_for(&mut h, &epochs, &[NodeId(1)], 10_000);
+    quiet_for(&mut h, &epochs, &[], 10_000);
+    for name in ["clean", "unclean"] {
+        let (_, p) = partition_of(&h, name);
+        assert_eq!(
+            (p.leader.0 < 0, p.isr.clone()),
+            (true, vec![NodeId(1)]),
+            "{name}"
+        );
+    }
+    // 3 comes back: the topic that allows it elects 3 at once, with an
+    // ISR of 3 alone; the other waits for 1.
+    h.ask(Request::Heartbeat {
+        broker: NodeId(3),
+        epoch: epochs[2],
+    })
+    .unwrap();
+    let (_, u) = partition_of(&h, "unclean");
+    assert_eq!((u.leader, u.isr.clone()), (NodeId(3), vec![NodeId(3)]));
+    let (_, c) = partition_of(&h, "clean");
+    assert!(c.leader.0 < 0);
+    // An operator's unclean ElectLeaders does the same for it.
+    assert_eq!(
+        elect(
+            &mut h,
+            Election::Unclean,
+            Some(vec![("clean", 0), ("unclean", 0)])
+        ),
+        vec![codes::NONE, codes::ELECTION_NOT_NEEDED]
+    );
+    let (_, c2) = partition_of(&h, "clean");
+    assert_eq!((c2.leader, c2.isr.clone()), (NodeId(3), vec![NodeId(3)]));
+    assert_eq!(c2.leader_epoch, LeaderEpoch(c.leader_epoch.0 + 1));
+}

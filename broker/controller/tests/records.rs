@@ -86,6 +86,24 @@ fn record() -> impl Strategy<Value = Record> {
                     partition_epoch: pe,
                 }
             }),
+        (
+            any::<[u8; 16]>(),
+            any::<i32>(),
+            proptest::collection::vec(node(), 0..5),
+            node(),
+            any::<i32>(),
+            any::<i32>()
+        )
+            .prop_map(|(id, partition, isr, leader, le, pe)| {
+                Record::ElectLeader {
+                    topic_id: TopicId(id),
+                    partition,
+                    leader,
+                    leader_epoch: LeaderEpoch(le),
+                    partition_epoch: pe,
+                    isr,
+                }
+            }),
     ]
 }
 

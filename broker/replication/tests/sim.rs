@@ -2,7 +2,8 @@
 //! controller: three brokers replicate one partition (replication factor
 //! 3) with `corelog_replication`'s [`Leader`] and [`Follower`] machines,
 //! and the real `corelog_controller::Controller` registers, fences and
-//! re-elects, and commits ISR changes (AlterPartition).
+//! re-elects, gives leadership back to preferred replicas (every 3 s here),
+//! and commits ISR changes (AlterPartition).
 //!
 //! The brokers here are models of the server's host code, written to do
 //! what `broker/server` does with these machines, step for step:
@@ -445,6 +446,9 @@ impl World {
         let loss_per_mille = [0, 0, 10, 50][rng.below(4) as usize];
         let mut ctrl = ctl::Controller::new(ctl::ControllerConfig {
             session_timeout_ms: SESSION_TIMEOUT_MS,
+            // Leadership goes back to the preferred replica often here, so
+            // that clean handovers mix with the failovers.
+            leader_imbalance_check_interval_ms: 3_000,
             ..ctl::ControllerConfig::new(NodeId(0), seed)
         });
         ctrl.step(

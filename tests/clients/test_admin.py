@@ -310,6 +310,23 @@ def test_describe_cluster(broker):
     assert md.cluster_id == desc.cluster_id
 
 
+def test_elect_leaders_on_a_single_node_is_not_needed(broker):
+    """Every partition of a single node has one replica, which leads it:
+    an election is not needed (Kafka's ELECTION_NOT_NEEDED), and an unknown
+    partition is UNKNOWN_TOPIC_OR_PARTITION."""
+    from confluent_kafka import ElectionType
+    name = create_topic(broker.bootstrap, partitions=2)
+    a = admin(broker.bootstrap)
+    asked = [TopicPartition(name, 0), TopicPartition(name, 1), TopicPartition(name, 5)]
+    for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        got = a.elect_leaders(election, asked).result(timeout=TIMEOUT)
+        codes = {(tp.topic, tp.partition): (e.code() if e is not None else None)
+                 for tp, e in got.items()}
+        assert codes == {(name, 0): KafkaError.ELECTION_NOT_NEEDED,
+                         (name, 1): KafkaError.ELECTION_NOT_NEEDED,
+                         (name, 5): KafkaError.UNKNOWN_TOPIC_OR_PART}, codes
+
+
 def test_describe_cluster_kafka_python(broker):
     from kafka.admin import KafkaAdminClient
     ka = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)

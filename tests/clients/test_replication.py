@@ -29,6 +29,24 @@ def cluster(request, tmp_path):
     yield from started_cluster(request, tmp_path, "replication_preview = true\n", settled=True)
 
 
+@pytest.fixture
+def manual_cluster(request, tmp_path):
+    """Leadership goes back to preferred replicas only when asked."""
+    yield from started_cluster(
+        request, tmp_path,
+        "replication_preview = true\nleader_imbalance_check_interval_ms = 0\n"
+        "replica_lag_time_max_ms = 3000\n", settled=True)
+
+
+@pytest.fixture
+def rebalancing_cluster(request, tmp_path):
+    """The controller gives leadership back to preferred replicas every 2 s."""
+    yield from started_cluster(
+        request, tmp_path,
+        "replication_preview = true\nleader_imbalance_check_interval_ms = 2000\n"
+        "replica_lag_time_max_ms = 3000\n", settled=True)
+
+
 def bootstrap(cluster, ids):
     return ",".join(cluster.nodes[i].bootstrap for i in ids)
 
@@ -231,3 +249,66 @@ def test_acks_all_below_min_insync_replicas_is_refused_and_acks_1_goes_on(cluste
              lambda: (lambda s: s if s and s[2] == [1, 2, 3] else None)(
                  partition_state(cluster, leader)), 40)
     assert produce(cluster, [leader], [b"after"]) == [(2, b"after")]
+
+
+def leader_of_all(cluster, ids):
+    """The leader every node of `ids` names for partition 0, if they agree."""
+    states = [partition_state(cluster, i) for i in ids]
+    if any(s is None for s in states) or len({s[0] for s in states}) != 1:
+        return None
+    return states[0]
+
+
+def fail_over_and_back(cluster):
+    """Creates the topic, writes, kills its preferred replica (the first
+    leader), writes through the new leader, restarts the killed one and
+    waits until it is in the ISR again. Returns (preferred, acked)."""
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3)],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    preferred = wait_for("the topic's leader, its ISR whole",
+                         lambda: (lambda s: s[0] if s and s[2] == [1, 2, 3] else None)(
+                             leader_of_all(cluster, [1, 2, 3])), 20)
+    acked = produce(cluster, [1, 2, 3], [b"a-%d" % k for k in range(100)])
+    n[preferred].kill9()
+    alive = [i for i in (1, 2, 3) if i != preferred]
+    wait_for("a new leader", lambda: new_leader(cluster, alive, preferred), 30)
+    acked += produce(cluster, alive, [b"b-%d" % k for k in range(50)])
+    n[preferred].start()
+    wait_for("the preferred replica back in the ISR",
+             lambda: (lambda s: s if s and s[2] == [1, 2, 3] else None)(
+                 leader_of_all(cluster, [1, 2, 3])), 40)
+    return preferred, sorted(acked)
+
+
+def test_a_preferred_election_gives_leadership_back_after_a_failover(manual_cluster):
+    """ElectLeaders (preferred) moves leadership back to the first replica
+    once it is in the ISR again, in a new epoch, losing nothing; asked
+    again, the election is not needed."""
+    from confluent_kafka import ElectionType
+    cluster = manual_cluster
+    preferred, acked = fail_over_and_back(cluster)
+    assert leader_of_all(cluster, [1, 2, 3])[0] != preferred, "nothing moves it back unasked"
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    tp = [TopicPartition(TOPIC, 0)]
+    got = a.elect_leaders(ElectionType.PREFERRED, tp).result(timeout=40)
+    assert list(got.values()) == [None], got
+    wait_for("the preferred replica leading on every node",
+             lambda: leader_of_all(cluster, [1, 2, 3]) if (leader_of_all(cluster, [1, 2, 3]) or
+                                                            (None,))[0] == preferred else None, 30)
+    assert consume(cluster, [1, 2, 3], len(acked)) == acked
+    got = a.elect_leaders(ElectionType.PREFERRED, tp).result(timeout=40)
+    (err,) = got.values()
+    assert err is not None and err.code() == KafkaError.ELECTION_NOT_NEEDED, got
+
+
+def test_leadership_goes_back_to_the_preferred_replica_on_its_own(rebalancing_cluster):
+    """Kafka's auto.leader.rebalance: once the killed preferred replica is
+    back in the ISR, the controller makes it leader again unasked."""
+    cluster = rebalancing_cluster
+    preferred, acked = fail_over_and_back(cluster)
+    wait_for("the preferred replica leading again",
+             lambda: (lambda s: s if s and s[0] == preferred else None)(
+                 leader_of_all(cluster, [1, 2, 3])), 30)
+    assert consume(cluster, [1, 2, 3], len(acked)) == acked

@@ -120,6 +120,7 @@ macro_rules! for_each_api {
             DeleteRecords(delete_records): DeleteRecordsRequest => DeleteRecordsResponse, 0..=2;
             DescribeCluster(describe_cluster): DescribeClusterRequest => DescribeClusterResponse, 0..=1;
             DescribeLogDirs(describe_log_dirs): DescribeLogDirsRequest => DescribeLogDirsResponse, 0..=4;
+            ElectLeaders(elect_leaders): ElectLeadersRequest => ElectLeadersResponse, 0..=2;
             // Consumer groups: the classic protocol in every version clients
             // use, and KIP-848's consumer protocol.
             FindCoordinator(find_coordinator): FindCoordinatorRequest => FindCoordinatorResponse, 0..=6;

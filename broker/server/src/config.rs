@@ -224,14 +224,25 @@ pub struct ServerConfig {
     pub broker_session_timeout_ms: u64,
     /// Cluster mode only: allow topics with more than one replica. Off by
     /// default while replication is incomplete (issue 18): followers copy
-    /// their leader's log and the high watermark waits for every in-sync
-    /// replica's disk, and a failover elects a leader from the ISR, but
-    /// the ISR never shrinks yet, so while a replica is down `acks=all`
-    /// produce to its partitions waits until it returns (or times out).
+    /// their leader's log, the high watermark waits for every in-sync
+    /// replica's disk, the ISR shrinks and grows, and a failover elects a
+    /// leader from the ISR; but the internal offsets topic keeps one
+    /// replica (a group's committed offsets are on one node), and each
+    /// followed partition has a connection of its own.
     pub replication_preview: bool,
     /// `replica.lag.time.max.ms`: a follower that has not caught up with
     /// its leader's log end for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// Kafka's `leader.imbalance.check.interval.seconds`, in milliseconds,
+    /// with `auto.leader.rebalance.enable`: how often the active
+    /// controller gives partitions back to their preferred replica (the
+    /// first of their replicas) once it is back in the ISR; 0 turns that
+    /// off.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.per.broker.percentage`: a broker's preferred
+    /// partitions are given back when more than this share of them is led
+    /// by others.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 /// See [`ServerConfig::listener_mode`].
@@ -299,6 +310,8 @@ impl Default for ServerConfig {
             broker_session_timeout_ms: 9_000,
             replication_preview: false,
             replica_lag_time_max_ms: 30_000,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -656,6 +669,8 @@ pub struct ClusterSettings {
     pub voters: Vec<Voter>,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    pub leader_imbalance_check_interval_ms: u64,
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl ClusterSettings {
@@ -785,12 +800,21 @@ impl ServerConfig {
                 "broker_session_timeout_ms: must be above broker_heartbeat_interval_ms and at most {TIMEOUT_MS_MAX}"
             ));
         }
+        if self.leader_imbalance_check_interval_ms > TIMEOUT_MS_MAX
+            || self.leader_imbalance_per_broker_percentage > 100
+        {
+            return Err(format!(
+                "leader_imbalance_check_interval_ms must be at most {TIMEOUT_MS_MAX}, and leader_imbalance_per_broker_percentage at most 100"
+            ));
+        }
         Ok(Some(ClusterSettings {
             node_id,
             cluster_listen: listen,
             voters,
             heartbeat_interval_ms: self.broker_heartbeat_interval_ms,
             session_timeout_ms: self.broker_session_timeout_ms,
+            leader_imbalance_check_interval_ms: self.leader_imbalance_check_interval_ms,
+            leader_imbalance_per_broker_percentage: self.leader_imbalance_per_broker_percentage,
         }))
     }
 }

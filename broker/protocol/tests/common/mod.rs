@@ -13,9 +13,10 @@ use corelog_protocol::kafka_protocol::messages::{
     list_offsets_request, metadata_request, offset_for_leader_epoch_request, produce_request,
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, ProducerId, RequestHeader, TopicName, TransactionalId,
+    DescribeConfigsRequest, DescribeLogDirsRequest, ElectLeadersRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, ProducerId, RequestHeader, TopicName,
+    TransactionalId,
 };
 use corelog_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
 use corelog_protocol::{ApiSupport, Request, Response};
@@ -45,6 +46,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::DeleteRecords, 0, 2),
     support(ApiKey::DescribeCluster, 0, 1),
     support(ApiKey::DescribeLogDirs, 0, 4),
+    support(ApiKey::ElectLeaders, 0, 2),
     support(ApiKey::InitProducerId, 0, 5),
     support(ApiKey::FindCoordinator, 0, 6),
     support(ApiKey::JoinGroup, 0, 9),
@@ -330,6 +332,23 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
                 r = r.with_unknown_tagged_field(extra_tag().0, extra_tag().1);
             }
             Request::DescribeLogDirs(r)
+        }
+        ApiKey::ElectLeaders => {
+            let t = |name, partitions: Vec<i32>| {
+                corelog_protocol::kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                    .with_topic(topic(name))
+                    .with_partitions(partitions)
+            };
+            let mut r = ElectLeadersRequest::default()
+                .with_topic_partitions(Some(vec![t("orders", vec![0, 1, 2]), t("audit", vec![])]))
+                .with_timeout_ms(30_000);
+            if v >= 1 {
+                r = r.with_election_type(1);
+            }
+            if v >= 2 {
+                r = r.with_unknown_tagged_field(extra_tag().0, extra_tag().1);
+            }
+            Request::ElectLeaders(r)
         }
         ApiKey::InitProducerId => {
             let mut r = InitProducerIdRequest::default()

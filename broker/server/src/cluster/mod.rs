@@ -566,6 +566,17 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
                 epoch,
             }
         }
+        ControlRequest::ElectLeaders {
+            unclean,
+            partitions,
+        } => ctl::Request::ElectLeaders {
+            election: if unclean {
+                ctl::Election::Unclean
+            } else {
+                ctl::Election::Preferred
+            },
+            partitions,
+        },
         ControlRequest::EnsureOffsetsTopic { partitions } => {
             ctl::Request::EnsureOffsetsTopic { partitions }
         }
@@ -634,6 +645,15 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
             isr: isr.into_iter().map(|n| n.0).collect(),
             leader_epoch: leader_epoch.0,
             partition_epoch,
+        },
+        ctl::Response::LeadersElected { results } => ControlResponse::LeadersElected {
+            results: results
+                .into_iter()
+                .map(|r| {
+                    let (code, message) = r.error.map_or((0, None), |e| (e.code, Some(e.message)));
+                    (r.topic, r.partition, code, message)
+                })
+                .collect(),
         },
     }
 }
@@ -744,6 +764,7 @@ async fn broker_task(host: Rc<RefCell<Host>>, config: Rc<ServerConfig>) {
                 | ControlResponse::TopicDeleted { .. }
                 | ControlResponse::ConfigsAltered
                 | ControlResponse::PartitionAltered { .. }
+                | ControlResponse::LeadersElected { .. }
                 | ControlResponse::ProducerIds { .. }),
             ) => {
                 tracing::warn!(broker = me, answer = ?other, "controller answered a broker request with another kind");
@@ -870,6 +891,8 @@ pub async fn start(
     let quorum = q::Quorum::start(qc, durable).map_err(|e| format!("metadata quorum: {e}"))?;
     let mut cc = ctl::ControllerConfig::new(node, seed);
     cc.session_timeout_ms = settings.session_timeout_ms;
+    cc.leader_imbalance_check_interval_ms = settings.leader_imbalance_check_interval_ms;
+    cc.leader_imbalance_per_broker_percentage = settings.leader_imbalance_per_broker_percentage;
     cc.default_partitions = config.default_partitions as i32;
     cc.partitions_max = i32::try_from(config.partitions_per_topic_max).unwrap_or(i32::MAX);
     let ctrl = ctl::Controller::new(cc);

@@ -141,6 +141,12 @@ pub enum ControlRequest {
         broker: i32,
         epoch: i64,
     },
+    /// Kafka's ElectLeaders: `unclean` false elects preferred replicas;
+    /// `partitions` `None` asks for every partition.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// Create the internal offsets topic unless it exists.
     EnsureOffsetsTopic {
         partitions: i32,
@@ -199,6 +205,10 @@ pub enum ControlResponse {
         isr: Vec<i32>,
         leader_epoch: i32,
         partition_epoch: i32,
+    },
+    /// Each partition's election: `(topic, partition, error code, message)`.
+    LeadersElected {
+        results: Vec<(String, i32, i16, Option<String>)>,
     },
     /// Producer ids `[start, start + len)`, this broker's alone.
     ProducerIds {

@@ -1,0 +1,155 @@
+//! ElectLeaders (KIP-183, KIP-460): give partitions back to their
+//! preferred replica, or elect a leader for a partition without one from
+//! outside its ISR (an unclean election, which may lose committed
+//! records). The active controller decides (`corelog_controller`'s
+//! `Request::ElectLeaders`); the new leaders arrive with the metadata.
+//!
+//! On a single node every partition has one replica, which leads it: each
+//! existing partition answers ELECTION_NOT_NEEDED, as Kafka's would.
+
+use std::collections::BTreeMap;
+
+use corelog_protocol::kafka_protocol::messages::elect_leaders_response::{
+    PartitionResult, ReplicaElectionResult,
+};
+use corelog_protocol::kafka_protocol::messages::{
+    ElectLeadersRequest, ElectLeadersResponse, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::StrBytes;
+
+use super::Close;
+use super::{Handled, RequestContext};
+use crate::cluster::wire::{ControlRequest, ControlResponse};
+use crate::error::ServerError;
+use crate::ShardId;
+
+/// `election_type` 1 (v1+); 0, and every v0 request, elects preferred
+/// replicas.
+const UNCLEAN: i8 = 1;
+
+/// Kafka's codes for an election's outcome.
+const ELECTION_NOT_NEEDED: i16 = 84;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_REQUEST: i16 = 42;
+
+/// One partition's outcome: `(topic, partition, code, message)`.
+type Outcome = (String, i32, i16, Option<String>);
+
+pub async fn handle(
+    cx: &RequestContext<'_>,
+    request: ElectLeadersRequest,
+) -> Result<Handled<ElectLeadersResponse>, Close> {
+    let RequestContext { shard, header, .. } = *cx;
+    let unclean = header.api_version >= 1 && request.election_type == UNCLEAN;
+    if header.api_version >= 1 && request.election_type != UNCLEAN && request.election_type != 0 {
+        return Ok(ElectLeadersResponse::default()
+            .with_error_code(INVALID_REQUEST)
+            .into());
+    }
+    let asked: Option<Vec<(String, i32)>> = request.topic_partitions.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| {
+                let name = t.topic.0.to_string();
+                t.partitions.iter().map(move |p| (name.clone(), *p))
+            })
+            .collect()
+    });
+    if asked
+        .as_ref()
+        .is_some_and(|a| a.len() as u64 > u64::from(shard.config().partitions_per_request_max))
+    {
+        return Ok(ElectLeadersResponse::default()
+            .with_error_code(INVALID_REQUEST)
+            .into());
+    }
+    let outcomes: Vec<Outcome> = if shard.config().node_id.is_some() {
+        let request = ControlRequest::ElectLeaders {
+            unclean,
+            partitions: asked.clone(),
+        };
+        let answer = shard
+            .call(ShardId(0), move |s| async move {
+                crate::controller::cluster::ask(&s, request).await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(ServerError::Internal(
+                    "the controller shard stopped".to_string(),
+                ))
+            });
+        match answer {
+            Ok(ControlResponse::LeadersElected { results }) => results,
+            Ok(other) => failed_all(
+                asked,
+                &ServerError::Internal(format!(
+                    "the controller answered ElectLeaders with {other:?}"
+                )),
+            ),
+            Err(e) => failed_all(asked, &e),
+        }
+    } else {
+        let md = shard.metadata();
+        asked
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(topic, partition)| {
+                let exists = md
+                    .topics
+                    .get(&topic)
+                    .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+                if exists {
+                    (
+                        topic,
+                        partition,
+                        ELECTION_NOT_NEEDED,
+                        Some("the partition's only replica leads it".to_string()),
+                    )
+                } else {
+                    (
+                        topic,
+                        partition,
+                        UNKNOWN_TOPIC_OR_PARTITION,
+                        Some("This server does not host this topic-partition.".to_string()),
+                    )
+                }
+            })
+            .collect()
+    };
+    // Grouped by topic, in the order the topics first appear.
+    let mut order: Vec<String> = Vec::new();
+    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+    for (topic, partition, code, message) in outcomes {
+        if !by_topic.contains_key(&topic) {
+            order.push(topic.clone());
+        }
+        by_topic.entry(topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(partition)
+                .with_error_code(code)
+                .with_error_message(message.map(StrBytes::from_string)),
+        );
+    }
+    let results = order
+        .into_iter()
+        .map(|topic| {
+            let partitions = by_topic.remove(&topic).unwrap_or_default();
+            ReplicaElectionResult::default()
+                .with_topic(TopicName(StrBytes::from_string(topic)))
+                .with_partition_result(partitions)
+        })
+        .collect();
+    Ok(ElectLeadersResponse::default()
+        .with_replica_election_results(results)
+        .into())
+}
+
+/// Every partition asked failed with `e` (none are named when every
+/// partition was asked for).
+fn failed_all(asked: Option<Vec<(String, i32)>>, e: &ServerError) -> Vec<Outcome> {
+    asked
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(topic, partition)| (topic, partition, e.code(), Some(e.to_string())))
+        .collect()
+}

@@ -31,7 +31,10 @@
 //! broker and the controller; messages are lost and delayed; fdatasyncs
 //! come late. Producers write to whichever broker they believe leads, with
 //! `acks=all` (recorded when answered) or `acks=1` (which leaves divergent
-//! tails on deposed leaders).
+//! tails on deposed leaders); two idempotent producers send each sequence
+//! until a leader acknowledges it, retrying the same batch on whichever
+//! broker they try next, and a leader dedupes them with the producer state
+//! its own log makes (what storage keeps, and rebuilds on truncation).
 //!
 //! Invariants, checked as the run goes:
 //! - one leader per leader epoch in the controller's image;
@@ -42,7 +45,11 @@
 //!   (the committed history only grows), and a newly elected leader holds
 //!   all of it;
 //! - no two acknowledged writes share an offset, and every acknowledged
-//!   write is in the committed history at its offset.
+//!   write is in the committed history at its offset;
+//! - each idempotent producer's batches in the committed history are its
+//!   sequences 0, 1, 2, ... once each (no retry duplicated on a new
+//!   leader, none lost), and the leader the controller elected last never
+//!   finds a producer out of order (it holds every acknowledged sequence).
 //!
 //! After the faults heal (all brokers up, every link whole, no more
 //! writes), within a bounded time: a leader, all three replicas in its ISR,
@@ -54,9 +61,8 @@
 //! one, and `SIM_TRACE=1` prints its events. A failing seed panics with its
 //! number.
 //!
-//! Not modelled: idempotent producer state (the dedupe state is in the
-//! batches the log holds, which the log checks compare), retention, more
-//! than one partition.
+//! Not modelled: retention, more than one partition, more than one batch
+//! in flight per producer.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -123,12 +129,19 @@ const QUIET_MS: u64 = 30_000;
 struct Entry {
     epoch: LeaderEpoch,
     value: u64,
+    /// An idempotent producer's `(producer id, sequence)`.
+    producer: Option<(u8, u32)>,
 }
 
 impl std::fmt::Debug for Entry {
-    /// `e<epoch>:<value>`, so that a log fits on a line of a failure.
+    /// `e<epoch>:<value>` (`@p<id>s<seq>` for an idempotent producer's), so
+    /// that a log fits on a line of a failure.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "e{}:{}", self.epoch.0, self.value)
+        write!(f, "e{}:{}", self.epoch.0, self.value)?;
+        if let Some((p, seq)) = self.producer {
+            write!(f, "@p{p}s{seq}")?;
+        }
+        Ok(())
     }
 }
 
@@ -171,8 +184,30 @@ impl Log {
         true
     }
 
-    /// `PartitionLog::append` on a leader.
-    fn append(&mut self, value: u64) -> Offset {
+    /// `PartitionLog::append` on a leader. An idempotent producer's batch
+    /// is checked against the producer state the log's own batches make
+    /// (which is what storage keeps, rebuilt on truncation): the sequence
+    /// after its last one is appended; its last one again is a retry,
+    /// answered with the offset it already has; any other is out of order.
+    fn append(&mut self, value: u64, producer: Option<(u8, u32)>) -> Result<Offset, Offset> {
+        if let Some((id, seq)) = producer {
+            let last = self
+                .entries
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, e)| e.producer.is_some_and(|(p, _)| p == id));
+            match last {
+                Some((at, e)) if e.producer == Some((id, seq)) => {
+                    return Err(Offset(at as i64));
+                }
+                Some((_, e)) if e.producer.is_some_and(|(_, s)| s + 1 != seq) => {
+                    return Err(Offset(-1));
+                }
+                None if seq != 0 => return Err(Offset(-1)),
+                _ => {}
+            }
+        }
         if self.cache.latest() != Some(self.leader_epoch) {
             self.cache.assign(self.leader_epoch, self.end());
         }
@@ -180,8 +215,9 @@ impl Log {
         self.entries.push(Entry {
             epoch: self.leader_epoch,
             value,
+            producer,
         });
-        offset
+        Ok(offset)
     }
 
     /// `PartitionLog::append_replicated`.
@@ -356,6 +392,8 @@ struct Broker {
     log: Log,
     /// `Partition::leader_epoch`, what requests are fenced against.
     partition_epoch_cell: LeaderEpoch,
+    /// The epoch of the leader's role, while it holds one.
+    led_epoch: LeaderEpoch,
     role: Role,
     generation: u64,
     task: Option<Task>,
@@ -392,7 +430,22 @@ struct PendingAck {
     generation: u64,
     offset: Offset,
     value: u64,
+    /// The idempotent producer that waits for it.
+    producer: Option<u8>,
 }
+
+/// An idempotent producer (`enable.idempotence`, one batch in flight):
+/// it sends its next sequence until a leader acknowledges it, retrying the
+/// same batch on whichever broker it tries next.
+#[derive(Debug, Default)]
+struct Producer {
+    next_seq: u32,
+    /// The batch being sent: its value, and whether a leader holds it in a
+    /// pending acknowledgement.
+    in_flight: Option<(u64, bool)>,
+}
+
+const PRODUCERS: usize = 2;
 
 struct World {
     seed: u64,
@@ -416,6 +469,9 @@ struct World {
     committed: Vec<Entry>,
     acked: BTreeMap<Offset, u64>,
     pending_acks: Vec<PendingAck>,
+    producers: Vec<Producer>,
+    /// The sequence each producer's next committed batch must have.
+    committed_next_seq: [u32; PRODUCERS],
     leaders_by_epoch: BTreeMap<LeaderEpoch, NodeId>,
     /// How much of the committed history there was at each election.
     elected_with: BTreeMap<LeaderEpoch, usize>,
@@ -465,6 +521,7 @@ impl World {
                 incarnation: 1,
                 log: Log::default(),
                 partition_epoch_cell: LeaderEpoch(0),
+                led_epoch: LeaderEpoch(-1),
                 role: Role::Follower {
                     high_watermark: Offset(0),
                     leader: None,
@@ -499,6 +556,8 @@ impl World {
             committed: Vec::new(),
             acked: BTreeMap::new(),
             pending_acks: Vec::new(),
+            producers: (0..PRODUCERS).map(|_| Producer::default()).collect(),
+            committed_next_seq: [0; PRODUCERS],
             leaders_by_epoch: BTreeMap::new(),
             elected_with: BTreeMap::new(),
             next_publish_ms: 0,
@@ -1015,7 +1074,10 @@ impl World {
                 b.partition_epoch_cell = p.leader_epoch;
                 b.log.set_leader_epoch(p.leader_epoch);
             }
-            if matches!(b.role, Role::Leader(_)) {
+            // The same epoch: only the ISR is news. A newer one (this
+            // broker missed the epochs between) starts a new machine, as
+            // `follow_role` does.
+            if matches!(b.role, Role::Leader(_)) && b.led_epoch == p.leader_epoch {
                 self.isr_answer(
                     me,
                     repl::Input::IsrCommitted {
@@ -1060,6 +1122,7 @@ impl World {
                 now,
             );
             b.role = Role::Leader(Box::new(leader));
+            b.led_epoch = p.leader_epoch;
             b.generation += 1;
             b.task = None;
             b.proposing.clear();
@@ -1363,6 +1426,7 @@ impl World {
                     me.0
                 )
             });
+            self.check_producers_in_committed(c);
         }
     }
 
@@ -1391,9 +1455,34 @@ impl World {
 
     fn produce(&mut self) {
         let n = self.rng.node();
-        let acks_all = !self.rng.chance(150);
-        let value = self.next_value;
-        self.next_value += 1;
+        // An idempotent producer's batch (acks=all), or a plain one with
+        // acks=all or acks=1.
+        let idempotent = self
+            .rng
+            .chance(400)
+            .then(|| self.rng.below(PRODUCERS as u64) as u8);
+        let acks_all = idempotent.is_some() || !self.rng.chance(150);
+        let (value, producer) = match idempotent {
+            Some(id) => {
+                let p = &mut self.producers[id as usize];
+                let value = match p.in_flight {
+                    // Still waiting on a leader's answer for it.
+                    Some((_, true)) => return,
+                    Some((v, false)) => v,
+                    None => {
+                        let v = self.next_value;
+                        self.next_value += 1;
+                        p.in_flight = Some((v, false));
+                        v
+                    }
+                };
+                (value, Some((id, self.producers[id as usize].next_seq)))
+            }
+            None => {
+                self.next_value += 1;
+                (self.next_value - 1, None)
+            }
+        };
         let b = &mut self.brokers[idx(n)];
         if !b.up {
             return;
@@ -1402,15 +1491,42 @@ impl World {
         if acks_all && !l.accepts_acks_all() {
             return;
         }
-        let offset = b.log.append(value);
+        let offset = match b.log.append(value, producer) {
+            Ok(offset) => offset,
+            // A retry this leader already holds: answered once committed.
+            Err(at) if at.0 >= 0 => at,
+            Err(_) => {
+                // OUT_OF_ORDER_SEQUENCE_NUMBER: right from a deposed leader
+                // that lacks what its successor acknowledged (the producer
+                // sends again elsewhere), but the leader the controller
+                // elected last holds every acknowledged sequence.
+                let epoch = b.partition_epoch_cell;
+                let current = self
+                    .image_partition()
+                    .is_some_and(|p| p.leader == n && p.leader_epoch == epoch);
+                if current {
+                    let (log, id) = (self.brokers[idx(n)].log.entries.clone(), producer);
+                    self.fail(format!(
+                        "producer {id:?} is out of order at broker {}, the current leader, whose log is {log:?}",
+                        n.0
+                    ))
+                }
+                return;
+            }
+        };
         if acks_all {
+            let b = &self.brokers[idx(n)];
             self.pending_acks.push(PendingAck {
                 node: n,
                 incarnation: b.incarnation,
                 generation: b.generation,
                 offset,
                 value,
+                producer: producer.map(|(id, _)| id),
             });
+            if let Some((id, _)) = producer {
+                self.producers[id as usize].in_flight = Some((value, true));
+            }
         }
         self.leader_progress(n);
     }
@@ -1421,7 +1537,11 @@ impl World {
         for a in std::mem::take(&mut self.pending_acks) {
             let b = &self.brokers[idx(a.node)];
             if !b.up || b.incarnation != a.incarnation || b.generation != a.generation {
-                // NOT_LEADER_OR_FOLLOWER or a dead connection: not answered.
+                // NOT_LEADER_OR_FOLLOWER or a dead connection: not
+                // answered; an idempotent producer sends it again.
+                if let Some(id) = a.producer {
+                    self.producers[id as usize].in_flight = Some((a.value, false));
+                }
                 continue;
             }
             if b.high_watermark() <= a.offset {
@@ -1443,8 +1563,32 @@ impl World {
                     ));
                 }
             }
+            if let Some(id) = a.producer {
+                let p = &mut self.producers[id as usize];
+                p.in_flight = None;
+                p.next_seq += 1;
+            }
         }
         self.pending_acks = keep;
+    }
+
+    /// Each idempotent producer's batches in the committed history are its
+    /// sequences 0, 1, 2, ... once each, in order: nothing duplicated by a
+    /// retry on a new leader, nothing skipped. Checked on the entries newly
+    /// committed from `from`.
+    fn check_producers_in_committed(&mut self, from: usize) {
+        for at in from..self.committed.len() {
+            if let Some((id, seq)) = self.committed[at].producer {
+                let next = self.committed_next_seq[id as usize];
+                if seq != next {
+                    self.fail(format!(
+                        "producer {id} has sequence {seq} at committed offset {at}, expected {next}\n  committed {:?}",
+                        self.committed
+                    ));
+                }
+                self.committed_next_seq[id as usize] += 1;
+            }
+        }
     }
 
     fn flush(&mut self, n: NodeId) {
@@ -1767,16 +1911,22 @@ fn replication_survives_seeded_faults() {
     }
     let base = env_u64("SIM_SEED_BASE", 0);
     let seeds = env_u64("SIM_SEEDS", 10_000);
-    let mut stats = (0usize, 0usize);
+    let mut stats = (0usize, 0usize, 0usize);
     for seed in base..base + seeds {
         let mut w = World::new(seed);
         w.run();
         stats.0 += w.acked.len();
         stats.1 += w.leaders_by_epoch.len();
+        stats.2 += w.committed_next_seq.iter().sum::<u32>() as usize;
     }
     eprintln!(
-        "{seeds} seeds from {base}: {} acknowledged writes, {} leader epochs",
-        stats.0, stats.1
+        "{seeds} seeds from {base}: {} acknowledged writes ({} idempotent), {} leader epochs",
+        stats.0, stats.2, stats.1
+    );
+    assert!(
+        stats.2 > seeds as usize,
+        "too few idempotent writes: {}",
+        stats.2
     );
     // The runs did something: writes were acknowledged and leaders changed.
     assert!(

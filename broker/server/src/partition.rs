@@ -219,7 +219,8 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleKind {
     Sole,
-    Leader,
+    /// The leader in this epoch.
+    Leader(LeaderEpoch),
     Follower(Option<(NodeId, LeaderEpoch)>),
 }
 
@@ -234,6 +235,8 @@ struct Replication {
     /// Woken when the high watermark moves or the role changes, for
     /// `acks=all` waiters and long polls.
     moved: Notify,
+    /// The leader epoch of the leader's role, while it holds one.
+    led_epoch: Cell<LeaderEpoch>,
 }
 
 /// What reopening the log takes (a follower's truncation closes the
@@ -258,6 +261,10 @@ pub enum NotAcknowledged {
 /// view and the topic's settings.
 #[derive(Debug, Clone)]
 pub struct LeaderStart {
+    /// The epoch it leads in: a leader that learns it leads in a newer one
+    /// (having missed the ones between, in which its followers may have
+    /// followed another leader and cut their logs) starts over.
+    pub leader_epoch: LeaderEpoch,
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
     pub partition_epoch: i32,
@@ -302,6 +309,7 @@ impl Partition {
                 role: RefCell::new(Role::Sole),
                 generation: Cell::new(0),
                 moved: Notify::new(),
+                led_epoch: Cell::new(LeaderEpoch(-1)),
             }),
             reopen: Rc::new(Reopen {
                 dir,
@@ -416,7 +424,7 @@ impl Partition {
     pub fn role_kind(&self) -> RoleKind {
         match &*self.replication.role.borrow() {
             Role::Sole => RoleKind::Sole,
-            Role::Leader(_) => RoleKind::Leader,
+            Role::Leader(_) => RoleKind::Leader(self.replication.led_epoch.get()),
             Role::Follower { leader, .. } => RoleKind::Follower(*leader),
         }
     }
@@ -473,6 +481,7 @@ impl Partition {
     /// knew it (as a follower, or as the only replica) and moves only as
     /// the in-sync followers report their disks.
     pub fn become_leader(&self, me: NodeId, start: LeaderStart, now_ms: u64) {
+        let led_epoch = start.leader_epoch;
         let (log_end, durable, hw) = self.read_log(|l| {
             (
                 l.next_offset(),
@@ -496,6 +505,7 @@ impl Partition {
             },
             now_ms,
         );
+        self.replication.led_epoch.set(led_epoch);
         self.set_role(Role::Leader(Box::new(leader)));
     }
 

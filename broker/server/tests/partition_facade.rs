@@ -181,6 +181,7 @@ fn lead(p: &Partition, isr: &[i32]) {
     p.become_leader(
         NodeId(1),
         LeaderStart {
+            leader_epoch: LeaderEpoch(1),
             replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
             isr: isr.iter().copied().map(NodeId).collect(),
             partition_epoch: 0,
@@ -207,7 +208,7 @@ fn leaders_batch(base: i64, n: usize, epoch: i32) -> ValidBatch {
 fn a_replicated_leader_acknowledges_acks_all_once_every_in_sync_follower_has_it_on_disk() {
     run(|p| async move {
         lead(&p, &[1, 2, 3]);
-        assert_eq!(p.role_kind(), RoleKind::Leader);
+        assert_eq!(p.role_kind(), RoleKind::Leader(LeaderEpoch(1)));
         let appended = p.append(records(3), Acks::All).expect("append");
         p.durable(Offset(3)).await.expect("durable here");
         assert!(p.leader_progress(1).is_empty());

@@ -280,7 +280,11 @@ fn follow_role(
     }
     if r.leads {
         let isr: Vec<NodeId> = r.isr.iter().copied().map(NodeId).collect();
-        if p.role_kind() == RoleKind::Leader {
+        // The same epoch: only the committed ISR is news. A newer one
+        // (epochs this node missed lie between) starts a new leader's
+        // machine: what its followers reported in the old epoch may be
+        // gone from their logs since, cut while they followed another.
+        if p.role_kind() == RoleKind::Leader(LeaderEpoch(r.leader_epoch)) {
             let proposals = p.isr_answer(
                 now_ms,
                 crate::partition::IsrNews::Committed {
@@ -294,6 +298,7 @@ fn follow_role(
         p.become_leader(
             me,
             LeaderStart {
+                leader_epoch: LeaderEpoch(r.leader_epoch),
                 replicas: r.replicas.iter().copied().map(NodeId).collect(),
                 isr,
                 partition_epoch: r.partition_epoch,

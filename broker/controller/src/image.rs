@@ -449,6 +449,11 @@ impl MetadataImage {
                         t.configs.remove(name);
                     }
                 }
+                if name == "unclean.leader.election.enable" {
+                    // Allowed now: a partition left without a leader gets
+                    // one at once, as Kafka's controller does.
+                    self.reelect(None);
+                }
                 Ok(Applied::default())
             }
             Record::ProducerIds {

@@ -906,3 +906,30 @@ fn without_a_live_in_sync_replica_only_an_unclean_election_elects() {
     assert_eq!((c2.leader, c2.isr.clone()), (NodeId(3), vec![NodeId(3)]));
     assert_eq!(c2.leader_epoch, LeaderEpoch(c.leader_epoch.0 + 1));
 }
+
+#[test]
+fn allowing_unclean_elections_elects_a_leader_for_a_partition_without_one_at_once() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=2).map(|b| h.broker(b, None)).collect();
+    h.ask(Request::CreateTopic {
+        name: "t".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![NodeId(1), NodeId(2)]]),
+        configs: vec![],
+        validate_only: false,
+    })
+    .unwrap();
+    // 2 goes, then 1, the last in-sync replica; 2 comes back.
+    quiet_for(&mut h, &epochs, &[NodeId(1)], 10_000);
+    quiet_for(&mut h, &epochs, &[NodeId(2)], 10_000);
+    let (_, p) = partition_of(&h, "t");
+    assert!(p.leader.0 < 0 && p.isr == vec![NodeId(1)], "{p:?}");
+    h.ask(Request::AlterConfigs {
+        topic: "t".into(),
+        changes: vec![("unclean.leader.election.enable".into(), Some("true".into()))],
+    })
+    .unwrap();
+    let (_, q) = partition_of(&h, "t");
+    assert_eq!((q.leader, q.isr), (NodeId(2), vec![NodeId(2)]));
+}

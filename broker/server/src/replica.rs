@@ -552,3 +552,61 @@ impl Conn {
         corelog_client::decode_response(&mut buf, version)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn isr() -> Vec<NodeId> {
+        vec![NodeId(1), NodeId(2)]
+    }
+
+    fn refused(code: i16) -> Result<Option<Result<ControlResponse, ServerError>>, ShardGone> {
+        Ok(Some(Err(ServerError::Controller {
+            code,
+            message: String::new(),
+        })))
+    }
+
+    #[test]
+    fn only_a_refusal_checked_at_the_leaders_epoch_clears_a_proposal() {
+        let unknown = IsrNews::Unknown {
+            isr: isr(),
+            partition_epoch: 4,
+        };
+        let not_applied = IsrNews::NotApplied {
+            isr: isr(),
+            partition_epoch: 4,
+        };
+        let committed = Ok(Some(Ok(ControlResponse::PartitionAltered {
+            isr: vec![1, 2],
+            leader_epoch: 3,
+            partition_epoch: 5,
+        })));
+        assert_eq!(
+            news_of(committed, isr(), 4),
+            IsrNews::Committed {
+                isr: isr(),
+                partition_epoch: 5
+            }
+        );
+        for code in [ctl_codes::INELIGIBLE_REPLICA, ctl_codes::INVALID_REQUEST] {
+            assert_eq!(news_of(refused(code), isr(), 4), not_applied);
+        }
+        // Not registered: nothing was sent.
+        assert_eq!(news_of(Ok(None), isr(), 4), not_applied);
+        // A retry of a change that was applied gets a stale partition epoch;
+        // a controller that stepped down may still see its proposal commit;
+        // no answer says nothing either.
+        for code in [
+            ctl_codes::INVALID_UPDATE_VERSION,
+            ctl_codes::NOT_CONTROLLER,
+            ctl_codes::REQUEST_TIMED_OUT,
+            ctl_codes::FENCED_LEADER_EPOCH,
+            ctl_codes::STALE_BROKER_EPOCH,
+        ] {
+            assert_eq!(news_of(refused(code), isr(), 4), unknown, "code {code}");
+        }
+        assert_eq!(news_of(Err(ShardGone), isr(), 4), unknown);
+    }
+}

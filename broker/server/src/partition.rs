@@ -136,6 +136,12 @@ impl ReadBounds {
 pub struct CommitPoint {
     end: Offset,
     generation: u64,
+    /// The role generation the offsets were written in. What another role
+    /// commits at those offsets may be other batches: a leader deposed
+    /// while an acknowledgement was pending follows the new leader, cuts
+    /// its own batches and takes the new leader's there, whose high
+    /// watermark then passes them.
+    role_generation: u64,
 }
 
 /// What an append assigned, and what its acknowledgement waits for.
@@ -682,6 +688,7 @@ impl Partition {
     /// Appends one batch. The returned [`Appended`] carries the assigned
     /// offsets; [`Self::acknowledged`] completes when `acks` is satisfied.
     pub fn append(&self, batch: ValidBatch, acks: Acks) -> Result<Appended, StorageError> {
+        let role_generation = self.replication.generation.get();
         let (info, generation) = self.log.borrow().append(batch)?;
         Ok(Appended {
             base_offset: info.base_offset,
@@ -690,6 +697,7 @@ impl Partition {
             commit: CommitPoint {
                 end: info.last_offset.plus(1),
                 generation,
+                role_generation,
             },
             acks,
         })
@@ -710,9 +718,11 @@ impl Partition {
 
     /// The commit point of everything appended so far.
     pub fn end_commit_point(&self) -> CommitPoint {
+        let role_generation = self.replication.generation.get();
         self.read_log(|l| CommitPoint {
             end: l.next_offset(),
             generation: l.discard_generation(),
+            role_generation,
         })
     }
 
@@ -720,7 +730,10 @@ impl Partition {
     /// they were discarded by a failed write or this node stopped leading.
     /// First durable here, then (replicated) below the high watermark.
     pub async fn committed(&self, point: CommitPoint) -> Result<(), NotAcknowledged> {
-        let generation = self.replication.generation.get();
+        // The role the offsets were written in, not the one at this call:
+        // a produce request waits for its partitions one after another, and
+        // a later partition's role may have changed meanwhile.
+        let generation = point.role_generation;
         self.driver()
             .wait_flushed(point.end, point.generation)
             .await

@@ -255,6 +255,32 @@ fn a_leader_that_loses_leadership_answers_its_pending_acks_all_not_leader() {
 }
 
 #[test]
+fn an_acknowledgement_awaited_after_the_role_changed_is_not_leader_even_once_the_offset_is_committed(
+) {
+    run(|p| async move {
+        // A produce request appends to its partitions first and waits for
+        // them one after another: this one's wait starts only after this
+        // node was deposed, followed the new leader, cut its batch and took
+        // the new leader's at that offset, which the new leader committed.
+        lead(&p, &[1, 2]);
+        let appended = p.append(records(1), Acks::All).expect("append");
+        p.durable(Offset(1)).await.expect("durable here");
+        p.become_follower(Some((NodeId(2), LeaderEpoch(2))));
+        assert_eq!(p.truncate_to(Offset(0)).await.expect("truncate"), Offset(0));
+        p.append_replicated(leaders_batch(0, 1, 2))
+            .expect("the new leader's batch");
+        p.durable(Offset(1)).await.expect("durable");
+        p.set_follower_high_watermark(Offset(1));
+        assert_eq!(p.high_watermark(), Offset(1));
+        assert_eq!(
+            p.acknowledged(&appended).await,
+            Err(NotAcknowledged::NotLeader),
+            "offset 0 is committed, but it holds another batch"
+        );
+    });
+}
+
+#[test]
 fn a_replicated_partition_just_opened_assumes_nothing_committed_without_a_checkpoint() {
     run(|p| async move {
         p.append(records(3), Acks::Leader).expect("append");

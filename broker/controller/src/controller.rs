@@ -609,7 +609,7 @@ impl Controller {
             return;
         }
         let mut records = Vec::new();
-        for (name, t) in self.image.topics() {
+        for t in self.image.topics().values() {
             for (i, p) in t.partitions.iter().enumerate() {
                 if p.replicas.first().is_some_and(|f| imbalanced.contains(f)) {
                     if let Ok(r) = self.preferred_election(t.id, i as i32, p) {
@@ -617,7 +617,6 @@ impl Controller {
                     }
                 }
             }
-            let _ = name;
         }
         if !records.is_empty() {
             self.rebalancing = true;

@@ -235,6 +235,25 @@ impl MetadataImage {
         }
     }
 
+    /// The partition a record names, for changing it.
+    fn partition_mut(
+        &mut self,
+        topic_id: TopicId,
+        partition: i32,
+    ) -> Result<&mut PartitionInfo, ApiError> {
+        let unknown = || {
+            ApiError::new(
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                "unknown topic id or partition",
+            )
+        };
+        let name = self.topic_names.get(&topic_id).ok_or_else(unknown)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.topics.get_mut(name)?.partitions.get_mut(i))
+            .ok_or_else(unknown)
+    }
+
     fn apply_one(&mut self, index: u64, rec: &Record) -> Result<Applied, ApiError> {
         let stale = |what: String| Err(ApiError::new(codes::STALE_BROKER_EPOCH, what));
         match rec {
@@ -349,17 +368,7 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let unknown = || {
-                    ApiError::new(
-                        codes::UNKNOWN_TOPIC_OR_PARTITION,
-                        "unknown topic id or partition",
-                    )
-                };
-                let name = self.topic_names.get(topic_id).ok_or_else(unknown)?;
-                let p = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| self.topics.get_mut(name)?.partitions.get_mut(i))
-                    .ok_or_else(unknown)?;
+                let p = self.partition_mut(*topic_id, *partition)?;
                 if *partition_epoch != p.partition_epoch + 1 {
                     return Err(ApiError::new(
                         codes::INVALID_UPDATE_VERSION,
@@ -393,17 +402,7 @@ impl MetadataImage {
                 partition_epoch,
                 isr,
             } => {
-                let unknown = || {
-                    ApiError::new(
-                        codes::UNKNOWN_TOPIC_OR_PARTITION,
-                        "unknown topic id or partition",
-                    )
-                };
-                let name = self.topic_names.get(topic_id).ok_or_else(unknown)?;
-                let p = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| self.topics.get_mut(name)?.partitions.get_mut(i))
-                    .ok_or_else(unknown)?;
+                let p = self.partition_mut(*topic_id, *partition)?;
                 if *partition_epoch != p.partition_epoch + 1
                     || leader_epoch.0 != p.leader_epoch.0 + 1
                 {

@@ -41,7 +41,13 @@ def cluster_status_text(addr):
     return out.returncode, out.stdout + out.stderr
 
 
+# Why the last `Cluster.settled` call found no settled cluster (the reason
+# and the status it saw), for the message of a `wait_for` that times out.
+_unsettled = [None]
+
+
 def wait_for(what, fn, timeout):
+    _unsettled[0] = None
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -49,7 +55,9 @@ def wait_for(what, fn, timeout):
         if last:
             return last
         time.sleep(0.2)
-    raise AssertionError("timed out after %.0f s waiting for %s; last: %r" % (timeout, what, last))
+    why = _unsettled[0]
+    raise AssertionError("timed out after %.0f s waiting for %s; last: %r%s"
+                         % (timeout, what, last, "; why: %r" % (why,) if why else ""))
 
 
 class Cluster:
@@ -96,20 +104,30 @@ class Cluster:
 
     def settled(self, alive, unfenced=None):
         """A status with a leader, every `alive` voter reachable at the same
-        applied index, and the `unfenced` brokers unfenced; else None."""
+        applied index, and the `unfenced` brokers unfenced; else None, with
+        the reason and the status kept for the message of a wait that
+        times out."""
         s = self.status()
-        if not s or s["leader"] is None:
+        if not s:
+            _unsettled[0] = ("no node answered a status", s)
+            return None
+        if s["leader"] is None:
+            _unsettled[0] = ("no quorum leader", s)
             return None
         voters = {v["id"]: v for v in s["voters"]}
         if any(not voters[i]["reachable"] for i in alive):
+            _unsettled[0] = ("a voter is unreachable", s)
             return None
         applied = {voters[i]["applied_index"] for i in alive}
         if len(applied) != 1:
+            _unsettled[0] = ("the voters' applied indexes differ", s)
             return None
         brokers = {b["id"]: b for b in s["brokers"]}
         for i in unfenced or ():
             if i not in brokers or brokers[i]["fenced"]:
+                _unsettled[0] = ("broker %d is fenced or unregistered" % i, s)
                 return None
+        _unsettled[0] = None
         return s
 
 

@@ -14,7 +14,8 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                   ConfigResource, NewTopic)
 
 import kproto
 from test_cluster_quorum import started_cluster, wait_for
@@ -312,3 +313,44 @@ def test_leadership_goes_back_to_the_preferred_replica_on_its_own(rebalancing_cl
              lambda: (lambda s: s if s and s[0] == preferred else None)(
                  leader_of_all(cluster, [1, 2, 3])), 30)
     assert consume(cluster, [1, 2, 3], len(acked)) == acked
+
+
+
+def test_a_raised_min_insync_replicas_applies_to_the_live_leader(cluster):
+    """min.insync.replicas changed on a topic whose leader stays: the
+    leader applies the new value at once (it used to keep the one it was
+    elected with). Raised above the ISR's size, acks=all produce is
+    NOT_ENOUGH_REPLICAS and appends nothing; lowered again, it is taken."""
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3)],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    leader = wait_for("the topic's leader",
+                      lambda: (lambda s: s[0] if s and s[2] == [1, 2, 3] else None)(
+                          partition_state(cluster, 1)), 20)
+    assert produce(cluster, [leader], [b"before"]) == [(0, b"before")]
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    n[follower].kill9()
+    wait_for("the killed follower out of the ISR",
+             lambda: (lambda s: s if s and follower not in s[2] else None)(
+                 partition_state(cluster, leader)), 30)
+
+    def alter(value):
+        res = ConfigResource(ConfigResource.Type.TOPIC, TOPIC, incremental_configs=[
+            ConfigEntry("min.insync.replicas", value,
+                        incremental_operation=AlterConfigOpType.SET)])
+        a.incremental_alter_configs([res])[res].result(timeout=30)
+
+    def acks_all_code(i):
+        with kproto.connect(n[leader].port) as s:
+            req = kproto.produce_v3_request(i, TOPIC, 0, kproto.record_batch([b"x"]), acks=-1)
+            _, body = kproto.roundtrip(s, req)
+            r = kproto.decode_produce_v3(body)[TOPIC][0]
+            return r["error_code"], r["base_offset"]
+
+    alter("3")
+    # NOT_ENOUGH_REPLICAS (19) once the leader's node has the change.
+    assert wait_for("acks=all refused", lambda: (lambda c: c if c[0] == 19 else None)(
+        acks_all_code(1)), 20) == (19, -1)
+    alter("2")
+    assert acks_all_code(2) == (0, 1)

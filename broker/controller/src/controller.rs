@@ -669,14 +669,11 @@ impl Controller {
                 "the partition has a leader",
             ));
         }
-        let clean = p
-            .replicas
-            .iter()
-            .copied()
-            .find(|r| p.isr.contains(r) && self.image.is_live(*r));
-        let (leader, isr) = match clean {
-            Some(l) => (l, p.isr.clone()),
-            None => match self.image.elect_unclean(p, None) {
+        // A live member of the ISR or an eligible leader replica first:
+        // an unclean election only when neither is live.
+        let (leader, isr) = match self.image.elect(p, None) {
+            l if p.isr.contains(&l) => (l, p.isr.clone()),
+            crate::image::NO_LEADER => match self.image.elect_unclean(p, None) {
                 crate::image::NO_LEADER => {
                     return Err(ApiError::new(
                         codes::ELIGIBLE_LEADERS_NOT_AVAILABLE,
@@ -685,6 +682,7 @@ impl Controller {
                 }
                 l => (l, vec![l]),
             },
+            eligible => (eligible, vec![eligible]),
         };
         Ok(Record::ElectLeader {
             topic_id,

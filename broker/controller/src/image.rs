@@ -20,12 +20,12 @@ use corelog_model::{LeaderEpoch, NodeId, TopicId};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::codes::{self, ApiError};
 use crate::records::{
-    get_endpoints, get_partition, put_endpoints, put_partition, Endpoint, PartitionRecord, Record,
-    LIST_MAX, STRING_BYTES_MAX,
+    get_endpoints, get_nodes, get_partition, put_endpoints, put_nodes, put_partition, Endpoint,
+    PartitionRecord, Record, LIST_MAX, STRING_BYTES_MAX,
 };
 
 /// The snapshot encoding's version.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 /// Most brokers, topics, or partitions of one topic a snapshot may hold.
 pub const SNAPSHOT_ITEMS_MAX: usize = 1_000_000;
 
@@ -50,6 +50,48 @@ pub struct PartitionInfo {
     pub leader: NodeId,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: i32,
+    /// Eligible leader replicas (KIP-966): replicas outside the ISR that
+    /// hold every committed offset on disk, so one may lead when no member
+    /// of the ISR is live. A replica enters it when it leaves an ISR that
+    /// is then smaller than the topic's `min.insync.replicas`: the high
+    /// watermark cannot advance past what it holds while the ISR stays that
+    /// small, and the list is emptied as soon as the ISR is large enough
+    /// again. Derived from the records by [`PartitionInfo::set_isr`], so
+    /// every node's image holds the same list; kept in snapshots.
+    pub elr: Vec<NodeId>,
+}
+
+impl PartitionInfo {
+    /// Replaces the ISR and keeps the eligible leader replicas true to it:
+    /// members that leave an ISR now below `min_isr` become eligible,
+    /// members of the ISR are not listed, and an ISR of at least `min_isr`
+    /// members empties the list (the high watermark may advance past what
+    /// the others hold from now on).
+    fn set_isr(&mut self, isr: Vec<NodeId>, min_isr: usize) {
+        if isr.len() < min_isr {
+            for r in &self.isr {
+                if !isr.contains(r) && !self.elr.contains(r) {
+                    self.elr.push(*r);
+                }
+            }
+            self.elr.retain(|r| !isr.contains(r));
+        } else {
+            self.elr.clear();
+        }
+        self.isr = isr;
+    }
+}
+
+/// A topic's `min.insync.replicas` as the image knows it: its override, or
+/// 1, Kafka's default and the broker's. A broker default above 1 would only
+/// make the image's value lower than the leaders', which keeps the list of
+/// eligible leader replicas shorter, never wrong.
+fn min_isr(configs: &BTreeMap<String, String>) -> usize {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +117,15 @@ pub struct MetadataImage {
     topic_names: BTreeMap<TopicId, String>,
     next_producer_id: i64,
     last_block: BTreeMap<NodeId, ProducerIdBlock>,
+}
+
+/// How [`MetadataImage::reelect`] chose a partition's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Election {
+    /// From the ISR, or from the eligible leader replicas.
+    Clean,
+    /// From outside both (`unclean.leader.election.enable`).
+    Unclean,
 }
 
 /// What a successfully applied batch did that its proposer answers with.
@@ -153,12 +204,25 @@ impl MetadataImage {
         self.applied_index = self.applied_index.max(index);
     }
 
-    fn elect(&self, p: &PartitionInfo, without: Option<NodeId>) -> NodeId {
+    /// A clean election: the first live replica (not `without`) in the
+    /// ISR, else the first live eligible leader replica, else
+    /// [`NO_LEADER`]. One from the eligible replicas leads an ISR of itself.
+    pub fn elect(&self, p: &PartitionInfo, without: Option<NodeId>) -> NodeId {
+        let live = |r: &NodeId| Some(*r) != without && self.is_live(*r);
         p.replicas
             .iter()
             .copied()
-            .filter(|r| p.isr.contains(r) && Some(*r) != without)
-            .find(|r| self.is_live(*r))
+            .filter(|r| p.isr.contains(r))
+            .find(live)
+            .or_else(|| {
+                // No member of the ISR is live: an eligible leader replica
+                // holds everything committed just the same (KIP-966).
+                p.replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| p.elr.contains(r))
+                    .find(live)
+            })
             .unwrap_or(NO_LEADER)
     }
 
@@ -186,7 +250,8 @@ impl MetadataImage {
     /// member (as Kafka's controller does): the rest of the ISR holds
     /// everything committed, and a leader whose ISR kept a dead member
     /// could never advance its high watermark. The last member stays, so
-    /// that only a replica holding every committed offset can lead again.
+    /// that only a replica holding every committed offset can lead again:
+    /// it, or an eligible leader replica (KIP-966), which also holds them.
     fn reelect(&mut self, gone: Option<NodeId>) {
         let mut changes = Vec::new();
         for (name, t) in &self.topics {
@@ -196,12 +261,14 @@ impl MetadataImage {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             for (i, p) in t.partitions.iter().enumerate() {
                 let leaves_isr = gone.is_some_and(|g| p.isr.contains(&g) && p.isr.len() > 1);
-                let mut isr_alone = false;
+                let mut how = Election::Clean;
                 let leader = if Some(p.leader) == gone || p.leader == NO_LEADER {
                     match self.elect(p, gone) {
                         NO_LEADER if unclean => {
                             let l = self.elect_unclean(p, gone);
-                            isr_alone = l != NO_LEADER;
+                            if l != NO_LEADER {
+                                how = Election::Unclean;
+                            }
                             l
                         }
                         l => l,
@@ -210,37 +277,52 @@ impl MetadataImage {
                     p.leader
                 };
                 if leader != p.leader || leaves_isr {
-                    changes.push((name.clone(), i, leader, leaves_isr, isr_alone));
+                    changes.push((name.clone(), i, leader, leaves_isr, how));
                 }
             }
         }
-        for (name, i, leader, leaves_isr, isr_alone) in changes {
-            if let Some(p) = self
-                .topics
-                .get_mut(&name)
-                .and_then(|t| t.partitions.get_mut(i))
-            {
-                if leader != p.leader {
-                    p.leader = leader;
-                    p.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
-                }
-                if leaves_isr {
-                    p.isr.retain(|r| Some(*r) != gone);
-                }
-                if isr_alone {
-                    p.isr = vec![leader];
-                }
-                p.partition_epoch += 1;
+        for (name, i, leader, leaves_isr, how) in changes {
+            let Some(t) = self.topics.get_mut(&name) else {
+                continue;
+            };
+            let min = min_isr(&t.configs);
+            let Some(p) = t.partitions.get_mut(i) else {
+                continue;
+            };
+            if leader != p.leader {
+                p.leader = leader;
+                p.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
             }
+            if leaves_isr {
+                let isr = p.isr.iter().copied().filter(|r| Some(*r) != gone).collect();
+                p.set_isr(isr, min);
+            }
+            match how {
+                Election::Unclean => {
+                    // The new leader's log is the history from now on: no
+                    // other replica is known to hold what it does.
+                    p.isr = vec![leader];
+                    p.elr.clear();
+                }
+                Election::Clean if leader != NO_LEADER && !p.isr.contains(&leader) => {
+                    // An eligible leader replica: it leads an ISR of
+                    // itself, and the members it replaces, which hold
+                    // everything committed too, become eligible.
+                    p.set_isr(vec![leader], min);
+                }
+                Election::Clean => {}
+            }
+            p.partition_epoch += 1;
         }
     }
 
-    /// The partition a record names, for changing it.
+    /// The partition a record names, for changing it, and its topic's
+    /// `min.insync.replicas` ([`min_isr`]).
     fn partition_mut(
         &mut self,
         topic_id: TopicId,
         partition: i32,
-    ) -> Result<&mut PartitionInfo, ApiError> {
+    ) -> Result<(&mut PartitionInfo, usize), ApiError> {
         let unknown = || {
             ApiError::new(
                 codes::UNKNOWN_TOPIC_OR_PARTITION,
@@ -248,9 +330,12 @@ impl MetadataImage {
             )
         };
         let name = self.topic_names.get(&topic_id).ok_or_else(unknown)?;
+        let t = self.topics.get_mut(name).ok_or_else(unknown)?;
+        let min = min_isr(&t.configs);
         usize::try_from(partition)
             .ok()
-            .and_then(|i| self.topics.get_mut(name)?.partitions.get_mut(i))
+            .and_then(|i| t.partitions.get_mut(i))
+            .map(|p| (p, min))
             .ok_or_else(unknown)
     }
 
@@ -356,6 +441,7 @@ impl MetadataImage {
                         leader: p.leader,
                         leader_epoch: p.leader_epoch,
                         partition_epoch: p.partition_epoch,
+                        elr: Vec::new(),
                     });
                 }
                 Ok(Applied::default())
@@ -368,7 +454,7 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let p = self.partition_mut(*topic_id, *partition)?;
+                let (p, min) = self.partition_mut(*topic_id, *partition)?;
                 if *partition_epoch != p.partition_epoch + 1 {
                     return Err(ApiError::new(
                         codes::INVALID_UPDATE_VERSION,
@@ -390,7 +476,7 @@ impl MetadataImage {
                         "the ISR must be replicas of the partition, the leader among them",
                     ));
                 }
-                p.isr = isr.clone();
+                p.set_isr(isr.clone(), min);
                 p.partition_epoch = *partition_epoch;
                 Ok(Applied::default())
             }
@@ -402,7 +488,7 @@ impl MetadataImage {
                 partition_epoch,
                 isr,
             } => {
-                let p = self.partition_mut(*topic_id, *partition)?;
+                let (p, min) = self.partition_mut(*topic_id, *partition)?;
                 if *partition_epoch != p.partition_epoch + 1
                     || leader_epoch.0 != p.leader_epoch.0 + 1
                 {
@@ -417,9 +503,15 @@ impl MetadataImage {
                         "the ISR must be replicas of the partition, the leader among them",
                     ));
                 }
+                if p.isr.contains(leader) || p.elr.contains(leader) {
+                    p.set_isr(isr.clone(), min);
+                } else {
+                    // Unclean: the new leader's log is the history now.
+                    p.isr = isr.clone();
+                    p.elr.clear();
+                }
                 p.leader = *leader;
                 p.leader_epoch = *leader_epoch;
-                p.isr = isr.clone();
                 p.partition_epoch = *partition_epoch;
                 Ok(Applied::default())
             }
@@ -446,6 +538,17 @@ impl MetadataImage {
                     }
                     None => {
                         t.configs.remove(name);
+                    }
+                }
+                if name == "min.insync.replicas" {
+                    // Lowered to the ISR's size or below: the high
+                    // watermark may now advance past the eligible
+                    // replicas, which are eligible no longer.
+                    let min = min_isr(&t.configs);
+                    for p in &mut t.partitions {
+                        if p.isr.len() >= min {
+                            p.elr.clear();
+                        }
                     }
                 }
                 if name == "unclean.leader.election.enable" {
@@ -578,6 +681,7 @@ impl MetadataImage {
             leader: NO_LEADER,
             leader_epoch: LeaderEpoch(0),
             partition_epoch: 0,
+            elr: Vec::new(),
         };
         let leader = self.elect(&info, None);
         PartitionRecord {
@@ -629,6 +733,7 @@ impl MetadataImage {
                         partition_epoch: p.partition_epoch,
                     },
                 );
+                put_nodes(&mut w, &p.elr);
             }
         }
         w.len(self.last_block.len());
@@ -644,7 +749,9 @@ impl MetadataImage {
     pub fn decode_snapshot(data: &[u8]) -> Result<MetadataImage, DecodeError> {
         let mut r = Reader::new(data);
         let v = r.u8()?;
-        if v != SNAPSHOT_VERSION {
+        // Version 1 had no eligible leader replicas: empty lists, which
+        // are always safe (they only make fewer replicas eligible).
+        if v != SNAPSHOT_VERSION && v != 1 {
             return Err(DecodeError::Version(v));
         }
         let mut image = MetadataImage {
@@ -683,12 +790,18 @@ impl MetadataImage {
                 if p.topic_id != id || p.partition as usize != i {
                     return Err(DecodeError::Truncated);
                 }
+                let elr = if v >= 2 {
+                    get_nodes(&mut r, "eligible leader replicas")?
+                } else {
+                    Vec::new()
+                };
                 partitions.push(PartitionInfo {
                     replicas: p.replicas,
                     isr: p.isr,
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
+                    elr,
                 });
             }
             if image.topic_names.insert(id, name.clone()).is_some() {

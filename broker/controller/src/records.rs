@@ -129,14 +129,17 @@ mod tag {
     pub const ELECT_LEADER: u8 = 10;
 }
 
-fn put_nodes(w: &mut Writer, nodes: &[NodeId]) {
+pub(crate) fn put_nodes(w: &mut Writer, nodes: &[NodeId]) {
     w.len(nodes.len());
     for n in nodes {
         w.i32(n.0);
     }
 }
 
-fn get_nodes(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<NodeId>, DecodeError> {
+pub(crate) fn get_nodes(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<Vec<NodeId>, DecodeError> {
     let n = r.len(LIST_MAX, 4, what)?;
     (0..n).map(|_| r.i32().map(NodeId)).collect()
 }

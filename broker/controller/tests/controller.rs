@@ -933,3 +933,109 @@ fn allowing_unclean_elections_elects_a_leader_for_a_partition_without_one_at_onc
     let (_, q) = partition_of(&h, "t");
     assert_eq!((q.leader, q.isr), (NodeId(2), vec![NodeId(2)]));
 }
+
+#[test]
+fn a_replica_that_left_an_isr_below_min_insync_replicas_may_lead_when_the_isr_is_gone() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    let (one, two, three) = (NodeId(1), NodeId(2), NodeId(3));
+    h.ask(Request::CreateTopic {
+        name: "t".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![one, two, three]]),
+        configs: vec![("min.insync.replicas".into(), "2".into())],
+        validate_only: false,
+    })
+    .unwrap();
+    // 3 goes: the ISR {1, 2} is still large enough to advance the high
+    // watermark past what 3 holds, so 3 is not eligible.
+    quiet_for(&mut h, &epochs, &[one, two], 10_000);
+    let (_, p) = partition_of(&h, "t");
+    assert_eq!((p.isr.clone(), p.elr.clone()), (vec![one, two], vec![]));
+    // 2 goes: the ISR {1} is too small for the high watermark to move, so
+    // 2 holds everything committed and is eligible.
+    quiet_for(&mut h, &epochs, &[one], 10_000);
+    let (_, p) = partition_of(&h, "t");
+    assert_eq!((p.isr.clone(), p.elr.clone()), (vec![one], vec![two]));
+    // 1, the last member, goes: no leader.
+    quiet_for(&mut h, &epochs, &[], 10_000);
+    let (_, p) = partition_of(&h, "t");
+    assert!(p.leader.0 < 0, "{p:?}");
+    // 3 comes back: not eligible, still no leader.
+    h.ask(Request::Heartbeat {
+        broker: three,
+        epoch: epochs[2],
+    })
+    .unwrap();
+    assert!(partition_of(&h, "t").1.leader.0 < 0);
+    // 2 comes back: it leads at once, an ISR of itself, in a new epoch;
+    // 1, the member it replaces, is eligible in its place.
+    h.ask(Request::Heartbeat {
+        broker: two,
+        epoch: epochs[1],
+    })
+    .unwrap();
+    let (id, q) = partition_of(&h, "t");
+    assert_eq!(
+        (q.leader, q.isr.clone(), q.elr.clone()),
+        (two, vec![two], vec![one])
+    );
+    assert_eq!(q.leader_epoch, LeaderEpoch(p.leader_epoch.0 + 1));
+    // The snapshot keeps the list.
+    let image = h.ctrl.image().clone();
+    let back =
+        corelog_controller::MetadataImage::decode_snapshot(&image.encode_snapshot()).unwrap();
+    assert_eq!(back, image);
+    // 3 catches up and joins: the ISR {2, 3} is large enough again, and
+    // nothing outside it is eligible any more.
+    h.ask(Request::AlterPartition {
+        broker: two,
+        broker_epoch: epochs[1],
+        topic_id: id,
+        partition: 0,
+        leader_epoch: q.leader_epoch,
+        partition_epoch: q.partition_epoch,
+        isr: vec![two, three],
+    })
+    .unwrap();
+    let (_, r) = partition_of(&h, "t");
+    assert_eq!((r.isr.clone(), r.elr.clone()), (vec![two, three], vec![]));
+}
+
+#[test]
+fn lowering_min_insync_replicas_to_the_isr_size_makes_no_replica_eligible() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    let (one, two, three) = (NodeId(1), NodeId(2), NodeId(3));
+    h.ask(Request::CreateTopic {
+        name: "t".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignment: Some(vec![vec![one, two, three]]),
+        configs: vec![("min.insync.replicas".into(), "3".into())],
+        validate_only: false,
+    })
+    .unwrap();
+    quiet_for(&mut h, &epochs, &[one, two], 10_000);
+    let (_, p) = partition_of(&h, "t");
+    assert_eq!(
+        (p.isr.clone(), p.elr.clone()),
+        (vec![one, two], vec![three])
+    );
+    // At 2 the ISR {1, 2} may advance the high watermark past 3.
+    h.ask(Request::AlterConfigs {
+        topic: "t".into(),
+        changes: vec![("min.insync.replicas".into(), Some("2".into()))],
+    })
+    .unwrap();
+    assert_eq!(partition_of(&h, "t").1.elr, Vec::<NodeId>::new());
+    // 1 and 2 go, 3 comes back: 3 may not lead.
+    quiet_for(&mut h, &epochs, &[], 10_000);
+    h.ask(Request::Heartbeat {
+        broker: three,
+        epoch: epochs[2],
+    })
+    .unwrap();
+    assert!(partition_of(&h, "t").1.leader.0 < 0);
+}

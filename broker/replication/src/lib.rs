@@ -109,6 +109,13 @@ pub enum Input {
         isr: Vec<NodeId>,
         partition_epoch: i32,
     },
+    /// The topic's `min.insync.replicas` changed. The host gives it before
+    /// any ISR it learned from the same metadata, and learns ISRs only from
+    /// the metadata: the controller counts the eligible leader replicas
+    /// (KIP-966) with the value committed when an ISR shrinks, so a leader
+    /// that took that ISR with an older, lower value could advance the high
+    /// watermark past a replica the controller may elect.
+    MinInsyncReplicas(usize),
 }
 
 /// What the leader asks the host to do.
@@ -231,6 +238,11 @@ impl Leader {
         self.partition_epoch
     }
 
+    /// The topic's `min.insync.replicas`, as this leader applies it.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.config.min_insync_replicas
+    }
+
     /// Whether a produce with `acks=all` is taken now: the ISR has at
     /// least `min_insync_replicas` members. Otherwise the answer is
     /// NOT_ENOUGH_REPLICAS, as in Kafka.
@@ -289,6 +301,7 @@ impl Leader {
                 f.last_fetch_ms = now;
             }
             Input::Tick => {}
+            Input::MinInsyncReplicas(n) => self.config.min_insync_replicas = n,
             Input::IsrCommitted {
                 isr,
                 partition_epoch,

@@ -326,7 +326,8 @@ enum Body {
 /// The controller's answer to an AlterPartition, as the host sorts it.
 #[derive(Debug, Clone)]
 enum IsrReply {
-    Committed(Vec<NodeId>, i32),
+    /// Applied: the host waits for the view that holds it.
+    Committed,
     /// Refused after checking at the leader's partition epoch.
     NotApplied,
     /// No answer, or a refusal a commit of this proposal could explain.
@@ -473,6 +474,10 @@ struct World {
     /// The sequence each producer's next committed batch must have.
     committed_next_seq: [u32; PRODUCERS],
     leaders_by_epoch: BTreeMap<LeaderEpoch, NodeId>,
+    /// The partition as the image held it after the previous record.
+    last_partition: Option<ctl::PartitionInfo>,
+    /// Leaders elected from the eligible leader replicas (KIP-966).
+    elr_elections: usize,
     /// How much of the committed history there was at each election.
     elected_with: BTreeMap<LeaderEpoch, usize>,
     next_publish_ms: u64,
@@ -559,6 +564,8 @@ impl World {
             producers: (0..PRODUCERS).map(|_| Producer::default()).collect(),
             committed_next_seq: [0; PRODUCERS],
             leaders_by_epoch: BTreeMap::new(),
+            last_partition: None,
+            elr_elections: 0,
             elected_with: BTreeMap::new(),
             next_publish_ms: 0,
         };
@@ -680,18 +687,13 @@ impl World {
                 stale: e.code == ctl::codes::STALE_BROKER_EPOCH
                     || e.code == ctl::codes::BROKER_ID_NOT_REGISTERED,
             },
-            (
-                Asked::Isr(generation, proposal),
-                Ok(ctl::Response::PartitionAltered {
-                    isr,
-                    partition_epoch,
-                    ..
-                }),
-            ) => Body::IsrAnswer {
-                generation,
-                proposal,
-                answer: IsrReply::Committed(isr, partition_epoch),
-            },
+            (Asked::Isr(generation, proposal), Ok(ctl::Response::PartitionAltered { .. })) => {
+                Body::IsrAnswer {
+                    generation,
+                    proposal,
+                    answer: IsrReply::Committed,
+                }
+            }
             (Asked::Isr(generation, proposal), Err(e))
                 if e.code == ctl::codes::INELIGIBLE_REPLICA
                     || e.code == ctl::codes::INVALID_REQUEST =>
@@ -736,10 +738,16 @@ impl World {
                         }
                         self.leaders_by_epoch.insert(p.leader_epoch, p.leader);
                         self.elected_with.insert(p.leader_epoch, c);
+                        if self.last_partition.as_ref().is_some_and(|l| {
+                            l.elr.contains(&p.leader) && !l.isr.contains(&p.leader)
+                        }) {
+                            self.elr_elections += 1;
+                        }
                     }
                 }
             }
         }
+        self.last_partition = self.image_partition();
         self.publish();
     }
 
@@ -929,13 +937,13 @@ impl World {
                     return;
                 }
                 match answer {
-                    IsrReply::Committed(committed, committed_epoch) => self.isr_answer(
-                        me,
-                        repl::Input::IsrCommitted {
-                            isr: committed,
-                            partition_epoch: committed_epoch,
-                        },
-                    ),
+                    // The ISR comes with the next view, together with the
+                    // min.insync.replicas the controller judged it by (the
+                    // server's `replica::propose`). Taken from the answer,
+                    // before a raised setting, it let a leader advance the
+                    // high watermark past replicas the controller had made
+                    // eligible, and elect one (seed 3722).
+                    IsrReply::Committed => {}
                     // Proposed again after the backoff.
                     IsrReply::NotApplied => b.isr_retry.push((
                         self.now + RETRY_BACKOFF_MS,
@@ -1078,6 +1086,8 @@ impl World {
             // broker missed the epochs between) starts a new machine, as
             // `follow_role` does.
             if matches!(b.role, Role::Leader(_)) && b.led_epoch == p.leader_epoch {
+                // The topic's setting first, then the ISR of the same view.
+                self.isr_answer(me, repl::Input::MinInsyncReplicas(view.min_insync_replicas));
                 self.isr_answer(
                     me,
                     repl::Input::IsrCommitted {
@@ -1386,10 +1396,10 @@ impl World {
     fn check_advance(&mut self, me: NodeId, hw: Offset) {
         let b = &self.brokers[idx(me)];
         let Role::Leader(l) = &b.role else { return };
-        if l.isr().len() < self.min_insync_replicas {
+        if l.isr().len() < l.min_insync_replicas() {
             self.fail(format!(
                 "broker {} advanced the high watermark to {} with ISR {:?} (min.insync.replicas {})",
-                me.0, hw.0, l.isr(), self.min_insync_replicas
+                me.0, hw.0, l.isr(), l.min_insync_replicas()
             ));
         }
         let h = hw.0 as usize;
@@ -1739,7 +1749,18 @@ impl World {
     }
 
     fn fault(&mut self) {
-        match self.rng.below(8) {
+        match self.rng.below(9) {
+            8 => {
+                // An operator changes the topic's min.insync.replicas.
+                let m = 1 + self.rng.below(NODES as u64) as usize;
+                self.min_insync_replicas = m;
+                self.ask(ctl::Request::AlterConfigs {
+                    topic: TOPIC.into(),
+                    changes: vec![("min.insync.replicas".into(), Some(m.to_string()))],
+                })
+                .expect("alter configs");
+                self.trace(|| format!("min.insync.replicas set to {m}"));
+            }
             0 | 1 => {
                 let n = self.rng.node();
                 self.crash(n);
@@ -1911,17 +1932,18 @@ fn replication_survives_seeded_faults() {
     }
     let base = env_u64("SIM_SEED_BASE", 0);
     let seeds = env_u64("SIM_SEEDS", 10_000);
-    let mut stats = (0usize, 0usize, 0usize);
+    let mut stats = (0usize, 0usize, 0usize, 0usize);
     for seed in base..base + seeds {
         let mut w = World::new(seed);
         w.run();
         stats.0 += w.acked.len();
         stats.1 += w.leaders_by_epoch.len();
         stats.2 += w.committed_next_seq.iter().sum::<u32>() as usize;
+        stats.3 += w.elr_elections;
     }
     eprintln!(
-        "{seeds} seeds from {base}: {} acknowledged writes ({} idempotent), {} leader epochs",
-        stats.0, stats.2, stats.1
+        "{seeds} seeds from {base}: {} acknowledged writes ({} idempotent), {} leader epochs ({} leaders from the eligible replicas)",
+        stats.0, stats.2, stats.1, stats.3
     );
     assert!(
         stats.2 > seeds as usize,
@@ -1933,6 +1955,10 @@ fn replication_survives_seeded_faults() {
         stats.0 > seeds as usize,
         "too few acknowledged writes: {}",
         stats.0
+    );
+    assert!(
+        stats.3 > 0,
+        "no leader was elected from the eligible leader replicas"
     );
     assert!(
         stats.1 > 2 * seeds as usize,

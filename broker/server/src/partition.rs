@@ -610,6 +610,18 @@ impl Partition {
         self.step_leader(now_ms, input)
     }
 
+    /// The topic's `min.insync.replicas` as this node's metadata has it,
+    /// given to a leader before the ISR the same metadata holds (see
+    /// `corelog_replication::Input::MinInsyncReplicas`). Returns the ISR
+    /// changes the leader proposes next.
+    pub fn set_min_insync_replicas(&self, now_ms: u64, n: usize) -> Vec<LeaderOutput> {
+        if !matches!(&*self.replication.role.borrow(), Role::Leader(l) if l.min_insync_replicas() != n)
+        {
+            return Vec::new();
+        }
+        self.step_leader(now_ms, LeaderInput::MinInsyncReplicas(n))
+    }
+
     /// The ISR this leader's machine holds, and the change in flight.
     pub fn leader_isr(&self) -> Option<(Vec<NodeId>, Option<Vec<NodeId>>)> {
         match &*self.replication.role.borrow() {

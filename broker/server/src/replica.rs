@@ -175,7 +175,15 @@ fn propose_after(
                 .await;
             let news = news_of(answer, isr, partition_epoch);
             let next = match &news {
-                IsrNews::Committed { .. } => REPLICA_RETRY_BACKOFF,
+                // The committed ISR reaches the machine with the metadata
+                // (`controller::follow_role`), together with the topic's
+                // min.insync.replicas the controller judged it by; from
+                // the answer, ahead of a raised setting, the leader could
+                // advance the high watermark past replicas the controller
+                // had just made eligible leaders (KIP-966; the seeded
+                // simulation's seed 3722). Until then the change stays in
+                // flight, which only holds the high watermark back.
+                IsrNews::Committed { .. } => return,
                 refused => {
                     if backoff == REPLICA_RETRY_BACKOFF {
                         tracing::info!(%topic, partition, answer = ?refused, "ISR change not settled; proposing again later");

@@ -285,13 +285,16 @@ fn follow_role(
         // machine: what its followers reported in the old epoch may be
         // gone from their logs since, cut while they followed another.
         if p.role_kind() == RoleKind::Leader(LeaderEpoch(r.leader_epoch)) {
-            let proposals = p.isr_answer(
+            // The setting first: the controller judged this ISR by it.
+            let mut proposals =
+                p.set_min_insync_replicas(now_ms, settings.min_insync_replicas as usize);
+            proposals.extend(p.isr_answer(
                 now_ms,
                 crate::partition::IsrNews::Committed {
                     isr,
                     partition_epoch: r.partition_epoch,
                 },
-            );
+            ));
             crate::replica::propose(shard, topic, index, p, proposals);
             return;
         }

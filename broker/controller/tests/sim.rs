@@ -31,30 +31,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use corelog_controller as ctl;
+use corelog_model::rng::SplitMix64 as Rng;
 use corelog_model::NodeId;
 use corelog_quorum as q;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 #[derive(Default, Clone)]
 struct Disk {
@@ -235,7 +214,7 @@ impl Sim {
     fn new(seed: u64, n: usize) -> Sim {
         let mut sim = Sim {
             seed,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             now: 1_000,
             nodes: Vec::new(),
             net: Vec::new(),
@@ -907,7 +886,7 @@ impl Sim {
                 975..=979 => {
                     self.stats.partitions += 1;
                     for s in self.side.iter_mut() {
-                        *s = (self.rng.next() & 1) as u8;
+                        *s = (self.rng.next_u64() & 1) as u8;
                     }
                 }
                 980..=987 => self.side.iter_mut().for_each(|s| *s = 0),
@@ -926,7 +905,8 @@ impl Sim {
                     let i = self.rng.below(n as u64) as usize;
                     if self.nodes[i].alive {
                         let len = self.rng.below(40) as usize;
-                        let garbage: Vec<u8> = (0..len).map(|_| self.rng.next() as u8).collect();
+                        let garbage: Vec<u8> =
+                            (0..len).map(|_| self.rng.next_u64() as u8).collect();
                         let mut frame = vec![0xEE];
                         frame.extend(garbage);
                         self.feed_quorum(i, q::Input::Received(Bytes::from(frame)));

@@ -458,7 +458,7 @@ impl GroupCoordinator {
         let interval_ms = self.config.consumer_heartbeat_interval_ms;
         let members_max = self.config.members_max;
         let topics = self.topics.clone();
-        let generated = self.rng.uuid();
+        let generated = crate::rng::uuid(&mut self.rng);
         let Some(Group::Consumer(g)) = self.groups.get_mut(&r.group_id) else {
             unreachable!("inserted above");
         };

@@ -21,7 +21,7 @@ use crate::classic::ClassicGroup;
 use crate::codes;
 use crate::consumer::ConsumerGroup;
 use crate::records::{GroupValue, LogRecord, OffsetValue, RecordKey, RecordValue};
-use crate::rng::SplitMix64;
+use corelog_model::rng::SplitMix64;
 
 /// Identifies a request whose reply the server is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -541,7 +541,7 @@ impl GroupCoordinator {
     pub(crate) fn member_id(&mut self, client_id: &str) -> String {
         let prefix =
             bounds::truncate_at_char_boundary(client_id, bounds::MEMBER_ID_CLIENT_ID_BYTES_MAX);
-        format!("{prefix}-{}", self.rng.uuid())
+        format!("{prefix}-{}", crate::rng::uuid(&mut self.rng))
     }
 
     // ------------------------------------------------------------ requests --

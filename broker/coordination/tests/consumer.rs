@@ -618,7 +618,7 @@ const SEEDS: u64 = 64;
 #[test]
 fn no_partition_is_ever_owned_by_two_members_in_seeded_random_runs() {
     for seed in 0..SEEDS {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut s = Sim::with_seed(config(), seed);
         s.set_topics(&[("t", 6), ("u", 3)]);
         let mut clients: Vec<Client> = Vec::new();

@@ -215,7 +215,7 @@ fn snapshot_taken_as_the_last_append_alone_rebuilds_the_state() {
 #[test]
 fn replaying_from_the_last_snapshot_matches_the_whole_log_under_random_traffic_with_slow_appends() {
     for seed in 0..60 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut s = Sim::with_seed(
             CoordinatorConfig {
                 snapshot_min_bytes: 0,

@@ -7,6 +7,7 @@
 use std::fmt;
 
 pub mod epochs;
+pub mod rng;
 
 use serde::{Deserialize, Serialize};
 

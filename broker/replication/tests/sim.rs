@@ -67,6 +67,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use corelog_controller as ctl;
+use corelog_model::rng::SplitMix64 as Rng;
 use corelog_model::{LeaderEpoch, NodeId, Offset};
 use corelog_replication::epochs::EpochCache;
 use corelog_replication::follower::{self, Follower};
@@ -74,29 +75,9 @@ use corelog_replication::{self as repl, Leader, ReplicationConfig, Takeover};
 
 // ----------------------------------------------------------------- random --
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-    fn node(&mut self) -> NodeId {
-        NodeId(1 + self.below(NODES as u64) as i32)
-    }
+/// A broker id, uniformly.
+fn random_node(rng: &mut Rng) -> NodeId {
+    NodeId(1 + rng.below(NODES as u64) as i32)
 }
 
 // ------------------------------------------------------------- constants --
@@ -498,7 +479,7 @@ fn idx(n: NodeId) -> usize {
 
 impl World {
     fn new(seed: u64) -> World {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let min_insync_replicas = match rng.below(10) {
             0 => 1,
             1 => 3,
@@ -1464,7 +1445,7 @@ impl World {
     // ---------------------------------------------------------- actions --
 
     fn produce(&mut self) {
-        let n = self.rng.node();
+        let n = random_node(&mut self.rng);
         // An idempotent producer's batch (acks=all), or a plain one with
         // acks=all or acks=1.
         let idempotent = self
@@ -1762,16 +1743,16 @@ impl World {
                 self.trace(|| format!("min.insync.replicas set to {m}"));
             }
             0 | 1 => {
-                let n = self.rng.node();
+                let n = random_node(&mut self.rng);
                 self.crash(n);
             }
             2 => {
-                let n = self.rng.node();
+                let n = random_node(&mut self.rng);
                 self.restart(n);
             }
             3 => {
                 // Cut a broker off from everyone.
-                let n = self.rng.node().0;
+                let n = random_node(&mut self.rng).0;
                 for p in 0..=NODES as i32 {
                     if p != n {
                         self.cut.insert((n, p));
@@ -1792,7 +1773,7 @@ impl World {
             5 => {
                 // A broker cut off from the controller only: a zombie
                 // leader in the making.
-                let n = self.rng.node().0;
+                let n = random_node(&mut self.rng).0;
                 self.cut.insert((n, CONTROLLER));
                 self.cut.insert((CONTROLLER, n));
                 self.trace(|| format!("broker {n} cut from the controller"));
@@ -1824,7 +1805,7 @@ impl World {
             self.produce();
         }
         if self.rng.chance(300) {
-            let n = self.rng.node();
+            let n = random_node(&mut self.rng);
             self.flush(n);
         }
         self.settle_acks();

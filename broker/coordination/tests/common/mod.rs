@@ -472,23 +472,10 @@ impl Sim {
     }
 }
 
-/// A small deterministic generator (SplitMix64) for the seeded runs.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform enough in 0..n.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The seeded runs' generator (SplitMix64, shared by Corelog's
+/// simulations). Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
+pub use corelog_model::rng::SplitMix64 as Rng;
 
 // ---------------------------------------------------------------- values --
 

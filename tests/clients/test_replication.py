@@ -10,7 +10,6 @@ leader, each once, at its offset. Produce goes on through the new leader.
 The killed broker comes back as a follower, catches up and rejoins the ISR
 (AlterPartition), and a second leader kill loses nothing either.
 """
-import subprocess
 import time
 
 import pytest
@@ -355,57 +354,3 @@ def test_a_raised_min_insync_replicas_applies_to_the_live_leader(cluster):
         acks_all_code(1)), 20) == (19, -1)
     alter("2")
     assert acks_all_code(2) == (0, 1)
-
-
-def corelog_connections(pid, port):
-    """Established TCP connections process `pid` holds to local `port`."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True,
-                         text=True, check=True).stdout
-    n = 0
-    for line in out.splitlines():
-        cols = line.split()
-        if len(cols) >= 5 and cols[3].endswith(":%d" % port) and ("pid=%d," % pid) in line:
-            n += 1
-    return n
-
-
-def test_a_follower_fetches_all_it_follows_from_one_leader_over_one_connection(cluster):
-    """Twelve partitions with three replicas: each node leads four and
-    follows eight, four led by each other node. A node's followers of one
-    leader share one connection and one fetch (per shard, one here), not
-    one each, and replication keeps up: acks=all is answered for every
-    record."""
-    n = cluster.nodes
-    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
-    a.create_topics([NewTopic("many", 12, replication_factor=3)],
-                    request_timeout=30)["many"].result(timeout=40)
-
-    def all_in_sync():
-        md = a.list_topics(topic="many", timeout=5)
-        t = md.topics.get("many")
-        if t is None or t.error is not None or len(t.partitions) != 12:
-            return None
-        if any(sorted(p.isrs) != [1, 2, 3] for p in t.partitions.values()):
-            return None
-        return {p.id: p.leader for p in t.partitions.values()}
-
-    leaders = wait_for("twelve partitions with three in-sync replicas", all_in_sync, 30)
-    assert sorted(leaders.values()) == [1] * 4 + [2] * 4 + [3] * 4, leaders
-    p = Producer({"bootstrap.servers": bootstrap(cluster, [1, 2, 3]), "acks": "all",
-                  "linger.ms": 5})
-    errors = []
-    for k in range(240):
-        p.produce("many", value=b"v%d" % k, partition=k % 12,
-                  on_delivery=lambda err, msg: err and errors.append(err))
-    assert p.flush(60) == 0 and errors == [], errors[:3]
-    for i in (1, 2, 3):
-        for j in (1, 2, 3):
-            if i != j:
-                assert corelog_connections(n[i].proc.pid, n[j].port) == 1, (i, j)
-    # Every partition's high watermark covers its twenty records: with
-    # acks=all they are on the disks of all three in-sync replicas.
-    c = Consumer({"bootstrap.servers": bootstrap(cluster, [1, 2, 3]), "group.id": "unused",
-                  "enable.auto.commit": False})
-    ends = [c.get_watermark_offsets(TopicPartition("many", k), timeout=10)[1] for k in range(12)]
-    c.close()
-    assert ends == [20] * 12, ends

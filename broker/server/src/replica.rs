@@ -8,10 +8,8 @@
 //!   the leader's own log progress and the time. ISR changes it proposes go
 //!   to the active controller as AlterPartition ([`propose`]).
 //! - **Follower** ([`start_follower`]): a task per followed partition, on
-//!   the shard that owns it. Its requests go to the leader's Kafka
-//!   listener through the shard's session for that leader ([`session`]):
-//!   one connection, and one request for all the partitions the shard
-//!   follows there. It finds where its log diverges from the leader's
+//!   the shard that owns it, with its own connection to the leader's Kafka
+//!   listener. It finds where its log diverges from the leader's
 //!   (OffsetForLeaderEpoch) and cuts it there, then fetches as a replica
 //!   (Fetch with `replica_id`), appends the leader's batches as they are
 //!   (offsets and epochs kept), and fetches again only once they are on
@@ -23,7 +21,9 @@
 //! ISR holds the batch on disk (fdatasync'd), so a leader elected from the
 //! ISR after any crash has it.
 //!
-//! Not yet: the offsets topic's partitions are not replicated.
+//! Not yet: one connection and one fetch per (follower shard, leader
+//! broker) for all the partitions it follows (each partition has its own
+//! here); the offsets topic's partitions are not replicated.
 //!
 //! Lives on: the shard that owns the partition; every task stops when the
 //! partition's role changes (its role generation) or the shard stops.
@@ -31,13 +31,25 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use corelog_controller::codes as ctl_codes;
 use corelog_model::{LeaderEpoch, NodeId, Offset};
+use corelog_protocol::kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchTopic, ReplicaState,
+};
+use corelog_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use corelog_protocol::kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ResponseHeader, TopicName,
+};
+use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use corelog_replication::follower::{Follower, Input, Output};
 use corelog_replication::Output as LeaderOutput;
 use corelog_storage::ValidBatch;
-use futures_lite::FutureExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
 
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
@@ -45,15 +57,11 @@ use crate::partition::{IsrNews, Partition};
 use crate::shard::{Shard, ShardGone};
 use crate::ShardId;
 
-mod session;
-
-use session::Session;
-
 /// How long a follower's fetch waits at the leader for new data (Kafka's
 /// `replica.fetch.wait.max.ms`): also how late a follower may learn a new
 /// high watermark when nothing is written.
 pub const REPLICA_FETCH_WAIT_MS: i32 = 500;
-/// The most a follower's fetch asks for, per partition.
+/// The most a follower's fetch asks for, per partition and in all.
 pub const REPLICA_FETCH_BYTES_MAX: i32 = 8 << 20;
 /// A request to the leader that takes longer fails, and is sent again on
 /// a new connection.
@@ -66,6 +74,12 @@ pub const REPLICA_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 pub const ISR_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often a leader's task looks at its followers' lag without news.
 pub const LEADER_TICK: Duration = Duration::from_millis(250);
+/// The largest response a follower reads.
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
+
+const FETCH_VERSION: i16 = 12;
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+const CLIENT_ID: &str = "corelog-replica";
 
 fn now_ms() -> u64 {
     corelog_runtime::now_ms() as u64
@@ -289,7 +303,7 @@ impl FollowerTask {
     /// One life of the follower: from the log as it is, find the
     /// divergence, then fetch until an error.
     async fn run(&self) -> Result<(), String> {
-        let session = Session::join(&self.shard, self.me, self.leader);
+        let mut conn = self.connect().await?;
         let mut machine = Follower::new(
             self.p.epoch_cache(),
             self.p.log_end_offset(),
@@ -321,9 +335,7 @@ impl FollowerTask {
                     Vec::new()
                 }
                 Output::AskEpoch { epoch, .. } => {
-                    let answer = session
-                        .ask_epoch(&self.topic, self.partition, self.leader_epoch, epoch)
-                        .await?;
+                    let answer = self.ask_epoch(&mut conn, epoch).await?;
                     machine.step(Input::EpochAnswer {
                         leader_epoch: self.leader_epoch,
                         answer,
@@ -332,17 +344,15 @@ impl FollowerTask {
                 Output::Fetch { offset, .. } => {
                     // Report only what is on disk: the leader counts the
                     // fetch offset as this replica's durable end.
-                    session
-                        .preparing(self.p.durable(offset))
+                    self.p
+                        .durable(offset)
                         .await
                         .map_err(|_| "a failed write discarded replicated batches".to_string())?;
                     machine.step(Input::Durable(offset));
                     if !self.current() {
                         return Ok(());
                     }
-                    let (records, hw) = session
-                        .fetch(&self.topic, self.partition, self.leader_epoch, offset)
-                        .await?;
+                    let (records, hw) = self.fetch(&mut conn, offset).await?;
                     let (end, epochs) = self.append(records, offset)?;
                     machine.step(Input::Fetched {
                         leader_epoch: self.leader_epoch,
@@ -355,6 +365,100 @@ impl FollowerTask {
             pending.extend(next);
         }
         Ok(())
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let md = self.shard.metadata();
+        let b = md
+            .brokers
+            .iter()
+            .find(|b| b.id == self.leader.0)
+            .ok_or_else(|| format!("leader {} is not a live broker", self.leader.0))?;
+        let addr = format!("{}:{}", b.host, b.port);
+        let stream = TcpStream::connect(addr.as_str())
+            .or(async {
+                glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
+                Err(glommio::GlommioError::IoError(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+            })
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    async fn ask_epoch(
+        &self,
+        conn: &mut Conn,
+        epoch: LeaderEpoch,
+    ) -> Result<(LeaderEpoch, Offset), String> {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(self.me.0))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(self.leader_epoch.0)
+                    .with_leader_epoch(epoch.0)])]);
+        let response: OffsetForLeaderEpochResponse = conn
+            .call(
+                ApiKey::OffsetForLeaderEpoch,
+                OFFSET_FOR_LEADER_EPOCH_VERSION,
+                &request,
+            )
+            .await?;
+        let part = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("OffsetForLeaderEpoch answered without the partition")?;
+        if part.error_code != 0 {
+            return Err(format!(
+                "OffsetForLeaderEpoch answered error {}",
+                part.error_code
+            ));
+        }
+        Ok((LeaderEpoch(part.leader_epoch), Offset(part.end_offset)))
+    }
+
+    /// One replica fetch from `offset`: the record bytes and the leader's
+    /// high watermark.
+    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<(Bytes, Offset), String> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(self.me.0))
+            .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(self.me.0)))
+            .with_max_wait_ms(REPLICA_FETCH_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(REPLICA_FETCH_BYTES_MAX)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(self.leader_epoch.0)
+                    .with_fetch_offset(offset.0)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(REPLICA_FETCH_BYTES_MAX)])]);
+        let response: FetchResponse = conn.call(ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        if response.error_code != 0 {
+            return Err(format!("Fetch answered error {}", response.error_code));
+        }
+        let part = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("Fetch answered without the partition")?;
+        if part.error_code != 0 {
+            return Err(format!("Fetch answered error {}", part.error_code));
+        }
+        Ok((
+            part.records.clone().unwrap_or_default(),
+            Offset(part.high_watermark),
+        ))
     }
 
     /// Appends the whole batches of `records`, which start at `offset`.
@@ -395,6 +499,65 @@ impl FollowerTask {
             at = next;
         }
         Ok((end, epochs))
+    }
+}
+
+/// A follower's connection to its leader: one request at a time.
+struct Conn {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Conn {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, String> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let frame: BytesMut =
+            corelog_client::encode_request(api_key, version, correlation_id, CLIENT_ID, request)?;
+        let exchange = async {
+            self.stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| format!("sending {api_key:?}: {e}"))?;
+            let mut size = [0u8; 4];
+            self.stream
+                .read_exact(&mut size)
+                .await
+                .map_err(|e| format!("reading the {api_key:?} answer: {e}"))?;
+            let size = usize::try_from(i32::from_be_bytes(size))
+                .ok()
+                .filter(|&s| s <= RESPONSE_BYTES_MAX)
+                .ok_or_else(|| format!("{api_key:?} answer of a bad size"))?;
+            let mut body = vec![0u8; size];
+            self.stream
+                .read_exact(&mut body)
+                .await
+                .map_err(|e| format!("reading the {api_key:?} answer: {e}"))?;
+            Ok::<_, String>(body)
+        };
+        let body = exchange
+            .or(async {
+                glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
+                Err(format!(
+                    "no {api_key:?} answer in {REPLICA_REQUEST_TIMEOUT:?}"
+                ))
+            })
+            .await?;
+        let mut buf = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+            .map_err(|e| format!("decoding the {api_key:?} answer's header: {e}"))?;
+        if header.correlation_id != correlation_id {
+            return Err(format!(
+                "{api_key:?} answer for request {} instead of {correlation_id}",
+                header.correlation_id
+            ));
+        }
+        corelog_client::decode_response(&mut buf, version)
     }
 }
 

@@ -21,29 +21,9 @@ BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/corelog-bench
 mkdir -p "$OUT"
 # shellcheck source=ci/lib/broker.sh
 source "$ROOT/ci/lib/broker.sh"
-cat > "$OUT/cluster.toml" <<EOF
-broker_heartbeat_interval_ms = 500
-broker_session_timeout_ms = 3000
-replication_preview = true
-EOF
-VOTERS=1@127.0.0.1:29211,2@127.0.0.1:29212,3@127.0.0.1:29213
-PIDS=()
-for i in 1 2 3; do
-  rm -rf "$OUT/data-$i"; mkdir -p "$OUT/data-$i"
-  start_broker "$OUT/ready-$i.json" "$OUT/broker-$i.log" 60 taskset -c 0 "$BIN" serve --cores 1 \
-    --config "$OUT/cluster.toml" --data-dir "$OUT/data-$i" --listen 127.0.0.1:2920$i \
-    --node-id $i --cluster-listen 127.0.0.1:2921$i --controller-quorum-voters $VOTERS ||
-    { echo "broker $i did not start; its log ends:" >&2; tail -n 15 "$OUT/broker-$i.log" >&2; kill "${PIDS[@]}" 2>/dev/null; exit 1; }
-  PIDS+=("$broker_pid")
-done
-W=$broker_write_bytes
-# Until the quorum has a leader and all three brokers are unfenced.
-for _ in $(seq 150); do
-  n=$("$BIN" cluster status --bootstrap 127.0.0.1:29211 --json 2>/dev/null |
-    python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(1 for b in s["brokers"] if not b["fenced"]) if s.get("leader") else 0)' 2>/dev/null)
-  [ "${n:-0}" = 3 ] && break
-  sleep 0.2
-done
+# shellcheck source=bench-harness/tools/lib/cluster3.sh
+source "$ROOT/bench-harness/tools/lib/cluster3.sh"
+start_cluster "$BIN" "$OUT" || exit 1
 BOOT=127.0.0.1:29201
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then order="A B"; else order="B A"; fi
@@ -57,5 +37,4 @@ for r in $(seq 1 "$ROUNDS"); do
     python3 "$ROOT/bench-harness/tools/run_line.py" "$run" "$l" "$r" cluster_cpu
   done
 done
-kill "${PIDS[@]}"; wait
-rm -rf "$OUT"/data-*
+stop_cluster "$OUT"

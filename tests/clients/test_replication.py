@@ -217,32 +217,44 @@ def test_an_idempotent_producer_through_a_leader_kill_loses_and_duplicates_nothi
     print("produce resumed %.1f s after the leader was killed" % resumed)
 
 
-def test_acks_all_below_min_insync_replicas_is_refused_and_acks_1_goes_on(cluster):
-    """min.insync.replicas=3 with a follower down: once it has left the ISR,
-    acks=all produce is NOT_ENOUGH_REPLICAS (appended nowhere), while
-    acks=1 is still taken; back, caught up and in the ISR again, acks=all
-    is taken again."""
-    n = cluster.nodes
+def leader_with_a_follower_down(cluster, config):
+    """Creates TOPIC (one partition, three replicas, `config`), writes one
+    record, kills a follower and waits until it is out of the ISR; returns
+    (leader, killed follower)."""
     a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
-    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3,
-                              config={"min.insync.replicas": "3"})],
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3, config=config)],
                     request_timeout=30)[TOPIC].result(timeout=40)
     leader = wait_for("the topic's leader",
                       lambda: (lambda s: s[0] if s and s[2] == [1, 2, 3] else None)(
                           partition_state(cluster, 1)), 20)
     assert produce(cluster, [leader], [b"before"]) == [(0, b"before")]
     follower = next(i for i in (1, 2, 3) if i != leader)
-    n[follower].kill9()
+    cluster.nodes[follower].kill9()
     wait_for("the killed follower out of the ISR",
              lambda: (lambda s: s if s and follower not in s[2] else None)(
                  partition_state(cluster, leader)), 30)
-    codes = []
-    with kproto.connect(n[leader].port) as s:
-        for i, acks in enumerate((-1, 1)):
-            req = kproto.produce_v3_request(i + 1, TOPIC, 0, kproto.record_batch([b"x"]), acks=acks)
-            _, body = kproto.roundtrip(s, req)
-            r = kproto.decode_produce_v3(body)[TOPIC][0]
-            codes.append((r["error_code"], r["base_offset"]))
+    return leader, follower
+
+
+def produce_raw(port, correlation_id, acks):
+    """One record to TOPIC-0 with Produce v3 and `acks`, on a connection of
+    its own: (error code, base offset)."""
+    with kproto.connect(port) as s:
+        req = kproto.produce_v3_request(correlation_id, TOPIC, 0, kproto.record_batch([b"x"]),
+                                        acks=acks)
+        _, body = kproto.roundtrip(s, req)
+        r = kproto.decode_produce_v3(body)[TOPIC][0]
+        return r["error_code"], r["base_offset"]
+
+
+def test_acks_all_below_min_insync_replicas_is_refused_and_acks_1_goes_on(cluster):
+    """min.insync.replicas=3 with a follower down: once it has left the ISR,
+    acks=all produce is NOT_ENOUGH_REPLICAS (appended nowhere), while
+    acks=1 is still taken; back, caught up and in the ISR again, acks=all
+    is taken again."""
+    n = cluster.nodes
+    leader, follower = leader_with_a_follower_down(cluster, {"min.insync.replicas": "3"})
+    codes = [produce_raw(n[leader].port, i + 1, acks) for i, acks in enumerate((-1, 1))]
     # NOT_ENOUGH_REPLICAS (19) appends nothing: the acks=1 record is next.
     assert codes == [(19, -1), (0, 1)], codes
     n[follower].start()
@@ -323,17 +335,7 @@ def test_a_raised_min_insync_replicas_applies_to_the_live_leader(cluster):
     NOT_ENOUGH_REPLICAS and appends nothing; lowered again, it is taken."""
     n = cluster.nodes
     a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
-    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3)],
-                    request_timeout=30)[TOPIC].result(timeout=40)
-    leader = wait_for("the topic's leader",
-                      lambda: (lambda s: s[0] if s and s[2] == [1, 2, 3] else None)(
-                          partition_state(cluster, 1)), 20)
-    assert produce(cluster, [leader], [b"before"]) == [(0, b"before")]
-    follower = next(i for i in (1, 2, 3) if i != leader)
-    n[follower].kill9()
-    wait_for("the killed follower out of the ISR",
-             lambda: (lambda s: s if s and follower not in s[2] else None)(
-                 partition_state(cluster, leader)), 30)
+    leader, _ = leader_with_a_follower_down(cluster, {})
 
     def alter(value):
         res = ConfigResource(ConfigResource.Type.TOPIC, TOPIC, incremental_configs=[
@@ -342,11 +344,7 @@ def test_a_raised_min_insync_replicas_applies_to_the_live_leader(cluster):
         a.incremental_alter_configs([res])[res].result(timeout=30)
 
     def acks_all_code(i):
-        with kproto.connect(n[leader].port) as s:
-            req = kproto.produce_v3_request(i, TOPIC, 0, kproto.record_batch([b"x"]), acks=-1)
-            _, body = kproto.roundtrip(s, req)
-            r = kproto.decode_produce_v3(body)[TOPIC][0]
-            return r["error_code"], r["base_offset"]
+        return produce_raw(n[leader].port, i, -1)
 
     alter("3")
     # NOT_ENOUGH_REPLICAS (19) once the leader's node has the change.

@@ -102,6 +102,23 @@ impl Harness {
         epoch
     }
 
+    /// Creates a one-partition topic on `replicas` (the first leads) with
+    /// `configs`; panics if refused.
+    fn create_on(&mut self, name: &str, replicas: &[i32], configs: &[(&str, &str)]) {
+        self.ask(Request::CreateTopic {
+            name: name.into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignment: Some(vec![replicas.iter().copied().map(NodeId).collect()]),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            validate_only: false,
+        })
+        .unwrap();
+    }
+
     fn create(&mut self, name: &str, partitions: i32, rf: i16) -> Result<Response, ApiError> {
         self.ask(Request::CreateTopic {
             name: name.into(),
@@ -857,19 +874,12 @@ fn without_a_live_in_sync_replica_only_an_unclean_election_elects() {
     let mut h = Harness::leader();
     let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
     for (name, unclean) in [("clean", false), ("unclean", true)] {
-        h.ask(Request::CreateTopic {
-            name: name.into(),
-            partitions: -1,
-            replication_factor: -1,
-            assignment: Some(vec![vec![NodeId(1), NodeId(2), NodeId(3)]]),
-            configs: if unclean {
-                vec![("unclean.leader.election.enable".into(), "true".into())]
-            } else {
-                vec![]
-            },
-            validate_only: false,
-        })
-        .unwrap();
+        let configs: &[(&str, &str)] = if unclean {
+            &[("unclean.leader.election.enable", "true")]
+        } else {
+            &[]
+        };
+        h.create_on(name, &[1, 2, 3], configs);
     }
     // 2 and 3 go, then 1: 1 is the last in-sync replica of both.
     quiet_for(&mut h, &epochs, &[NodeId(1)], 10_000);
@@ -911,15 +921,7 @@ fn without_a_live_in_sync_replica_only_an_unclean_election_elects() {
 fn allowing_unclean_elections_elects_a_leader_for_a_partition_without_one_at_once() {
     let mut h = Harness::leader();
     let epochs: Vec<i64> = (1..=2).map(|b| h.broker(b, None)).collect();
-    h.ask(Request::CreateTopic {
-        name: "t".into(),
-        partitions: -1,
-        replication_factor: -1,
-        assignment: Some(vec![vec![NodeId(1), NodeId(2)]]),
-        configs: vec![],
-        validate_only: false,
-    })
-    .unwrap();
+    h.create_on("t", &[1, 2], &[]);
     // 2 goes, then 1, the last in-sync replica; 2 comes back.
     quiet_for(&mut h, &epochs, &[NodeId(1)], 10_000);
     quiet_for(&mut h, &epochs, &[NodeId(2)], 10_000);
@@ -939,15 +941,7 @@ fn a_replica_that_left_an_isr_below_min_insync_replicas_may_lead_when_the_isr_is
     let mut h = Harness::leader();
     let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
     let (one, two, three) = (NodeId(1), NodeId(2), NodeId(3));
-    h.ask(Request::CreateTopic {
-        name: "t".into(),
-        partitions: -1,
-        replication_factor: -1,
-        assignment: Some(vec![vec![one, two, three]]),
-        configs: vec![("min.insync.replicas".into(), "2".into())],
-        validate_only: false,
-    })
-    .unwrap();
+    h.create_on("t", &[1, 2, 3], &[("min.insync.replicas", "2")]);
     // 3 goes: the ISR {1, 2} is still large enough to advance the high
     // watermark past what 3 holds, so 3 is not eligible.
     quiet_for(&mut h, &epochs, &[one, two], 10_000);
@@ -1008,15 +1002,7 @@ fn lowering_min_insync_replicas_to_the_isr_size_makes_no_replica_eligible() {
     let mut h = Harness::leader();
     let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
     let (one, two, three) = (NodeId(1), NodeId(2), NodeId(3));
-    h.ask(Request::CreateTopic {
-        name: "t".into(),
-        partitions: -1,
-        replication_factor: -1,
-        assignment: Some(vec![vec![one, two, three]]),
-        configs: vec![("min.insync.replicas".into(), "3".into())],
-        validate_only: false,
-    })
-    .unwrap();
+    h.create_on("t", &[1, 2, 3], &[("min.insync.replicas", "3")]);
     quiet_for(&mut h, &epochs, &[one, two], 10_000);
     let (_, p) = partition_of(&h, "t");
     assert_eq!(

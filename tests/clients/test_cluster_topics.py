@@ -14,7 +14,7 @@ import struct
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                    ConfigResource, NewPartitions, NewTopic)
 
@@ -257,8 +257,18 @@ def test_a_single_node_data_directory_does_not_start_as_a_cluster_node(tmp_path,
 
 
 def coordinator_of(node, group):
+    """The coordinator `node` names for `group`, or None while the
+    coordinator answers a retriable error (COORDINATOR_LOAD_IN_PROGRESS
+    while it loads its offsets partition, as Kafka's does)."""
     a = admin(node)
-    d = a.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=30)
+    try:
+        d = a.describe_consumer_groups([group], request_timeout=20)[group].result(timeout=30)
+    except KafkaException as e:
+        if e.args[0].code() in (KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                KafkaError.COORDINATOR_NOT_AVAILABLE,
+                                KafkaError.NOT_COORDINATOR):
+            return None
+        raise
     return d.coordinator.id
 
 
@@ -292,6 +302,96 @@ def test_groups_are_coordinated_by_the_leaders_of_their_offsets_partitions(clust
         got = c.committed([TopicPartition("offsets", 0)], timeout=20)
         assert got[0].offset == offset, (g, got)
         c.close()
+
+
+def committed_offset(node, group, topic, partition=0):
+    """The offset `group` committed for the partition, as `node`'s
+    coordinator lookup finds it; None while no coordinator answers."""
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    try:
+        got = c.committed([TopicPartition(topic, partition)], timeout=10)
+        return got[0].offset
+    except KafkaException:
+        return None
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def rebalancing_cluster(request, tmp_path):
+    # Leadership goes back to a partition's first replica 2 s after it is
+    # in sync again.
+    yield from started_cluster(request, tmp_path, "leader_imbalance_check_interval_ms = 2000\n",
+                               settled=True)
+
+
+def test_committed_offsets_and_the_coordinator_survive_a_kill_9_of_the_coordinator(
+        rebalancing_cluster):
+    """The offsets topic has three replicas: a group whose coordinator is
+    killed -9 gets a new one on another broker, elected from the offsets
+    partition's ISR, which has every offset the group had committed; and
+    the killed broker, back as a follower, copies what was committed while
+    it was gone, and has it when it coordinates the group again."""
+    cluster = rebalancing_cluster
+    n = cluster.nodes
+    create(n[1], "resumed", 1)
+    _, leaders = wait_for("the topic", lambda: described(n[1], "resumed"), 15)
+    data_leader = leaders[0]
+    p = Producer({"bootstrap.servers": n[1].bootstrap})
+    for k in range(10):
+        p.produce("resumed", value=b"r%d" % k, partition=0)
+    assert p.flush(30) == 0
+
+    # A group whose coordinator is not the data partition's leader, which
+    # must stay up for the consumer to read on.
+    group = coordinator = None
+    for i in range(40):
+        g = "resume-%d" % i
+        c_id = wait_for("a coordinator for " + g, lambda: coordinator_of(n[1], g), 30)
+        if c_id != data_leader:
+            group, coordinator = g, c_id
+            break
+    assert group is not None
+    other = next(i for i in (1, 2, 3) if i not in (coordinator, data_leader))
+    c = Consumer({"bootstrap.servers": n[other].bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("resumed", 0, 7)], asynchronous=False)
+    c.close()
+    assert committed_offset(n[other], group, "resumed") == 7
+
+    n[coordinator].kill9()
+    survivor = next(i for i in (1, 2, 3) if i != coordinator)
+    moved = wait_for("a new coordinator for the group",
+                     lambda: coordinator_of(n[survivor], group) not in (None, coordinator)
+                     and coordinator_of(n[survivor], group), 40)
+    assert moved != coordinator
+    assert wait_for("the committed offset from the new coordinator",
+                    lambda: committed_offset(n[survivor], group, "resumed"), 30) == 7
+
+    # The group resumes where it committed.
+    c = Consumer({"bootstrap.servers": n[survivor].bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["resumed"])
+    first = None
+    deadline = time.monotonic() + 40
+    while first is None and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            first = m
+    assert first is not None and first.offset() == 7, first and first.offset()
+    c.commit(offsets=[TopicPartition("resumed", 0, 9)], asynchronous=False)
+    c.close()
+
+    # Back, the killed broker follows and copies the commit of 9. It was
+    # the partition's first replica: once in sync again, it leads it and
+    # coordinates the group again, from its own copy of the log.
+    n[coordinator].start()
+    wait_for("the killed broker to coordinate the group again",
+             lambda: coordinator_of(n[survivor], group) == coordinator, 60)
+    for node in (n[coordinator], n[survivor]):
+        assert wait_for("the offset committed while the coordinator was down",
+                        lambda: committed_offset(node, group, "resumed"), 30) == 9
 
 
 def test_kcat_and_kafka_python_work_across_the_three_brokers(cluster):

@@ -150,11 +150,16 @@ pub enum Request {
         partitions: Option<Vec<(String, i32)>>,
     },
     /// Creates the internal offsets topic ([`OFFSETS_TOPIC`]) with
-    /// `partitions` partitions of one replica each, placed like any
-    /// topic's, unless it exists. Answered with `TopicCreated` either way
-    /// (the existing topic's id and replicas), so brokers may ask at once.
+    /// `partitions` partitions of `replication_factor` replicas each,
+    /// placed like any topic's, unless it exists. Answered with
+    /// `TopicCreated` either way (the existing topic's id and replicas), so
+    /// brokers may ask at once. As in Kafka, it is not created while fewer
+    /// brokers are live than the replication factor asks for
+    /// (INVALID_REPLICATION_FACTOR): groups wait for the cluster to form
+    /// rather than keep their offsets on fewer replicas than configured.
     EnsureOffsetsTopic {
         partitions: i32,
+        replication_factor: i32,
     },
 }
 
@@ -903,7 +908,10 @@ impl Controller {
                 }
                 self.propose_topic(reply, name, placed, configs, out);
             }
-            Request::EnsureOffsetsTopic { partitions } => {
+            Request::EnsureOffsetsTopic {
+                partitions,
+                replication_factor,
+            } => {
                 let name = OFFSETS_TOPIC.to_string();
                 if let Some(t) = self.image.topic(&name) {
                     let assignment = t.partitions.iter().map(|p| p.replicas.clone()).collect();
@@ -930,7 +938,9 @@ impl Controller {
                         format!("{partitions} offsets partitions is out of range"),
                     ));
                 }
-                let placed = self.image.place(partitions as usize, 1)?;
+                let placed = self
+                    .image
+                    .place(partitions as usize, replication_factor.max(0) as usize)?;
                 self.propose_topic(reply, name, placed, Vec::new(), out);
             }
             Request::CreatePartitions {

@@ -527,9 +527,10 @@ fn the_offsets_topic_is_created_once_for_brokers_and_never_by_users() {
         code(h.create(OFFSETS_TOPIC, 3, 1)),
         codes::INVALID_TOPIC_EXCEPTION
     );
-    let Ok(Response::TopicCreated { id, assignment }) =
-        h.ask(Request::EnsureOffsetsTopic { partitions: 6 })
-    else {
+    let Ok(Response::TopicCreated { id, assignment }) = h.ask(Request::EnsureOffsetsTopic {
+        partitions: 6,
+        replication_factor: 1,
+    }) else {
         panic!("not created")
     };
     // Placed like any topic: one replica each, spread over the brokers.
@@ -540,7 +541,10 @@ fn the_offsets_topic_is_created_once_for_brokers_and_never_by_users() {
     // Asked again (another broker, a restart): the same topic, nothing new.
     let before = h.index;
     assert_eq!(
-        h.ask(Request::EnsureOffsetsTopic { partitions: 6 }),
+        h.ask(Request::EnsureOffsetsTopic {
+            partitions: 6,
+            replication_factor: 1,
+        }),
         Ok(Response::TopicCreated { id, assignment })
     );
     assert_eq!(h.index, before, "nothing proposed");
@@ -551,10 +555,43 @@ fn the_offsets_topic_is_created_once_for_brokers_and_never_by_users() {
         codes::INVALID_TOPIC_EXCEPTION
     );
     assert_eq!(
-        code(h.ask(Request::EnsureOffsetsTopic { partitions: 0 })),
+        code(h.ask(Request::EnsureOffsetsTopic {
+            partitions: 0,
+            replication_factor: 1,
+        })),
         codes::NONE,
         "it exists: the count asked no longer matters"
     );
+}
+
+#[test]
+fn the_offsets_topic_waits_for_enough_brokers_for_its_replication_factor() {
+    let mut h = Harness::leader();
+    for b in 1..=2 {
+        h.broker(b, None);
+    }
+    let ensure = Request::EnsureOffsetsTopic {
+        partitions: 6,
+        replication_factor: 3,
+    };
+    assert_eq!(
+        code(h.ask(ensure.clone())),
+        codes::INVALID_REPLICATION_FACTOR,
+        "two live brokers cannot hold three replicas"
+    );
+    h.broker(3, None);
+    let Ok(Response::TopicCreated { assignment, .. }) = h.ask(ensure) else {
+        panic!("not created with three brokers")
+    };
+    // Every partition on all three brokers, leaders spread.
+    assert!(assignment.iter().all(|r| {
+        let mut r: Vec<i32> = r.iter().map(|n| n.0).collect();
+        r.sort();
+        r == [1, 2, 3]
+    }));
+    let mut leaders: Vec<i32> = assignment.iter().map(|r| r[0].0).collect();
+    leaders.sort();
+    assert_eq!(leaders, [1, 1, 2, 2, 3, 3]);
 }
 
 fn partition_of(h: &Harness, topic: &str) -> (TopicId, PartitionInfo) {

@@ -222,13 +222,14 @@ pub struct ServerConfig {
     /// `broker.session.timeout.ms`: the active controller fences a broker
     /// whose heartbeats stop for this long (cluster mode only).
     pub broker_session_timeout_ms: u64,
-    /// Cluster mode only: allow topics with more than one replica. Off by
-    /// default while replication is incomplete (issue 18): followers copy
-    /// their leader's log, the high watermark waits for every in-sync
-    /// replica's disk, the ISR shrinks and grows, and a failover elects a
-    /// leader from the ISR; but the internal offsets topic keeps one
-    /// replica (a group's committed offsets are on one node), and each
-    /// followed partition has a connection of its own.
+    /// Cluster mode only: allow clients' topics with more than one
+    /// replica. Off by default while replication is incomplete (issue 18):
+    /// followers copy their leader's log, the high watermark waits for
+    /// every in-sync replica's disk, the ISR shrinks and grows, a failover
+    /// elects a leader from the ISR, and the internal offsets topic is
+    /// replicated whatever this says; but each followed partition has a
+    /// connection of its own to its leader, which counts against the
+    /// leader's connection bound, and partitions cannot be reassigned.
     pub replication_preview: bool,
     /// `replica.lag.time.max.ms`: a follower that has not caught up with
     /// its leader's log end for this long leaves the ISR.
@@ -363,6 +364,13 @@ pub struct GroupSettings {
     pub offsets_topic_partitions: u32,
     /// `offsets.topic.segment.bytes`
     pub offsets_segment_bytes: u64,
+    /// `offsets.topic.replication.factor` (cluster mode): the replicas of
+    /// each partition of the internal offsets topic, so a group's
+    /// committed offsets and its coordinator survive the loss of a
+    /// broker. Unset: Kafka's 3, or the number of voters when there are
+    /// fewer. Used when the topic is created (a group's first
+    /// FindCoordinator); it is not created while fewer brokers are live.
+    pub offsets_topic_replication_factor: Option<u32>,
 }
 
 impl Default for GroupSettings {
@@ -380,6 +388,7 @@ impl Default for GroupSettings {
             consumer_heartbeat_interval_ms: c.consumer_heartbeat_interval_ms,
             offsets_topic_partitions: 50,
             offsets_segment_bytes: 100 << 20,
+            offsets_topic_replication_factor: None,
         }
     }
 }
@@ -671,6 +680,9 @@ pub struct ClusterSettings {
     pub session_timeout_ms: u64,
     pub leader_imbalance_check_interval_ms: u64,
     pub leader_imbalance_per_broker_percentage: u32,
+    /// `groups.offsets_topic_replication_factor`, resolved against the
+    /// voters.
+    pub offsets_topic_replication_factor: u32,
 }
 
 impl ClusterSettings {
@@ -807,7 +819,19 @@ impl ServerConfig {
                 "leader_imbalance_check_interval_ms must be at most {TIMEOUT_MS_MAX}, and leader_imbalance_per_broker_percentage at most 100"
             ));
         }
+        let offsets_topic_replication_factor = match self.groups.offsets_topic_replication_factor
+        {
+            None => voters.len().min(3) as u32,
+            Some(n) if n >= 1 && n as usize <= voters.len() => n,
+            Some(n) => {
+                return Err(format!(
+                    "groups.offsets_topic_replication_factor: {n} must be between 1 and the number of voters ({})",
+                    voters.len()
+                ))
+            }
+        };
         Ok(Some(ClusterSettings {
+            offsets_topic_replication_factor,
             node_id,
             cluster_listen: listen,
             voters,
@@ -1053,6 +1077,33 @@ mod tests {
         assert_eq!(node(2, 9193, v), id);
         // Another quorum, another id.
         assert_ne!(node(1, 9093, "1@127.0.0.1:9093,2@127.0.0.1:9194"), id);
+    }
+
+    #[test]
+    fn the_offsets_topic_has_three_replicas_or_one_per_voter_when_fewer() {
+        let voters = |n: u32, extra: &str| {
+            let list: Vec<String> = (1..=n)
+                .map(|i| format!("{i}@127.0.0.1:{}", 9093 + 100 * i))
+                .collect();
+            cluster_config(&format!(
+                "node_id = 1\ncluster_listen = \"127.0.0.1:9193\"\ncontroller_quorum_voters = \"{}\"\n{extra}",
+                list.join(",")
+            ))
+        };
+        let rf = |n, extra| voters(n, extra).map(|c| c.unwrap().offsets_topic_replication_factor);
+        assert_eq!(rf(1, ""), Ok(1));
+        assert_eq!(rf(2, ""), Ok(2));
+        assert_eq!(rf(3, ""), Ok(3));
+        assert_eq!(rf(5, ""), Ok(3));
+        let set = "[groups]\noffsets_topic_replication_factor = 2\n";
+        assert_eq!(rf(5, set), Ok(2));
+        let err = rf(1, set).unwrap_err();
+        assert!(
+            err.contains("groups.offsets_topic_replication_factor"),
+            "{err}"
+        );
+        let zero = "[groups]\noffsets_topic_replication_factor = 0\n";
+        assert!(rf(3, zero).is_err());
     }
 
     #[test]

@@ -67,6 +67,21 @@ pub struct ReplicaMeta {
     pub leads: bool,
 }
 
+impl ReplicaMeta {
+    /// A partition of the image as node `me` holds it.
+    pub fn of(pv: &PartitionView, me: i32) -> ReplicaMeta {
+        ReplicaMeta {
+            leader: pv.leader,
+            leader_epoch: pv.leader_epoch,
+            partition_epoch: pv.partition_epoch,
+            replicas: pv.replicas.clone(),
+            isr: pv.isr.clone(),
+            hosted: pv.replicas.contains(&me),
+            leads: pv.leader == me,
+        }
+    }
+}
+
 impl PartitionMeta {
     /// A partition of a single node, owned by `shard`.
     pub fn local(shard: ShardId) -> PartitionMeta {
@@ -194,6 +209,14 @@ pub struct ClusterMetadata {
     /// coordinates the group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offsets_leaders: Vec<i32>,
+    /// Cluster mode only: the internal offsets topic as this node holds
+    /// it, a replicated topic like any other (its partitions' shards are
+    /// `offsets_placement`'s): the node hosts the replicas the image gives
+    /// it, leads some and follows others. It is kept apart from `topics`
+    /// because clients never address it; only followers' replication
+    /// requests do ([`ClusterMetadata::topic_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets_topic: Option<TopicMeta>,
     /// Cluster mode only: the live brokers of the quorum's image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<BrokerMeta>,
@@ -251,6 +274,7 @@ impl ClusterMetadata {
                     offsets_placement: Vec::new(),
                     brokers: Vec::new(),
                     offsets_leaders: Vec::new(),
+                    offsets_topic: None,
                     quorum_applied_index: 0,
                     from_quorum: false,
                 };
@@ -398,6 +422,19 @@ impl ClusterMetadata {
             .get(OFFSETS_TOPIC)
             .map(|t| t.partitions.iter().map(|p| p.leader).collect())
             .unwrap_or_default();
+        self.offsets_topic = view.topics.get(OFFSETS_TOPIC).map(|v| TopicMeta {
+            id: v.id.clone(),
+            configs: v.configs.clone(),
+            partitions: v
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, pv)| PartitionMeta {
+                    shard: self.offsets_owner(i as u32),
+                    replica: Some(ReplicaMeta::of(pv, me)),
+                })
+                .collect(),
+        });
         self.quorum_applied_index = view.applied_index;
         self.from_quorum = true;
         let mut placer = self.placer(shards);
@@ -413,16 +450,8 @@ impl ClusterMetadata {
             topic.configs = v.configs.clone();
             topic.partitions.truncate(v.partitions.len());
             for (i, pv) in v.partitions.iter().enumerate() {
-                let hosted = pv.replicas.contains(&me);
-                let replica = ReplicaMeta {
-                    leader: pv.leader,
-                    leader_epoch: pv.leader_epoch,
-                    partition_epoch: pv.partition_epoch,
-                    replicas: pv.replicas.clone(),
-                    isr: pv.isr.clone(),
-                    hosted,
-                    leads: pv.leader == me,
-                };
+                let replica = ReplicaMeta::of(pv, me);
+                let hosted = replica.hosted;
                 match topic.partitions.get_mut(i) {
                     Some(p) => {
                         if hosted && !p.hosted() {
@@ -442,6 +471,30 @@ impl ClusterMetadata {
             }
         }
         (*self != before, false)
+    }
+
+    /// The topic a request names, as that request may address it: a
+    /// client's topics, and for a follower's replication requests
+    /// (`replica`) also the internal offsets topic of a cluster.
+    pub fn topic_for(&self, name: &str, replica: bool) -> Option<&TopicMeta> {
+        match self.topics.get(name) {
+            Some(t) => Some(t),
+            None if replica && name == OFFSETS_TOPIC => self.offsets_topic.as_ref(),
+            None => None,
+        }
+    }
+
+    /// The settings of the internal offsets log's partitions: the broker
+    /// defaults, with segments of `groups.offsets_segment_bytes`, no
+    /// retention (the coordinator's snapshots bound it) and every write
+    /// flushed at once (a commit is answered only once it is durable).
+    pub fn offsets_settings(&self, server: &ServerConfig) -> TopicSettings {
+        let mut settings = self.settings(server, OFFSETS_TOPIC);
+        settings.log.segment_bytes_max = server.groups.offsets_segment_bytes;
+        settings.log.retention_ms = None;
+        settings.log.retention_bytes = None;
+        settings.log.flush_policy = FlushPolicy::Always;
+        settings
     }
 
     pub fn settings(&self, server: &ServerConfig, topic: &str) -> TopicSettings {
@@ -838,6 +891,39 @@ mod tests {
             md.topics["t"].partitions[3].serving_shard(),
             Some(shard_before)
         );
+    }
+
+    #[test]
+    fn the_offsets_topic_is_followed_apart_on_the_shards_placed_for_it() {
+        let mut md = ClusterMetadata {
+            offsets_topic_partitions: 3,
+            ..Default::default()
+        };
+        md.place_offsets_partitions(2);
+        let v = view(
+            4,
+            &[(
+                OFFSETS_TOPIC,
+                "0f",
+                &[(1, &[1, 2, 3]), (2, &[2, 3, 1]), (3, &[3, 2])],
+            )],
+        );
+        assert_eq!(md.follow(&v, 1, 2), (true, false));
+        // Not a client's topic, but replicated like one: led, followed or
+        // not hosted here, each on the shard its placement chose.
+        assert!(md.topics.is_empty());
+        assert_eq!(md.offsets_leaders, [1, 2, 3]);
+        let t = md.offsets_topic.as_ref().expect("kept");
+        let hosted: Vec<bool> = t.partitions.iter().map(|p| p.hosted()).collect();
+        assert_eq!(hosted, [true, true, false]);
+        assert_eq!(t.partitions[0].serving_shard(), Some(md.offsets_owner(0)));
+        assert_eq!(t.partitions[1].serving_shard(), None, "node 2 leads it");
+        assert_eq!(t.partitions[1].shard, md.offsets_owner(1));
+        // Only a follower's request may name it.
+        assert!(md.topic_for(OFFSETS_TOPIC, false).is_none());
+        assert!(md.topic_for(OFFSETS_TOPIC, true).is_some());
+        // The placer does not count its partitions twice.
+        assert_eq!(md.placer(2).total(), 3);
     }
 
     #[test]

@@ -21,9 +21,12 @@
 //! ISR holds the batch on disk (fdatasync'd), so a leader elected from the
 //! ISR after any crash has it.
 //!
+//! The internal offsets topic's partitions are replicated the same way;
+//! their group coordinators follow the leadership (`crate::groups`).
+//!
 //! Not yet: one connection and one fetch per (follower shard, leader
 //! broker) for all the partitions it follows (each partition has its own
-//! here); the offsets topic's partitions are not replicated.
+//! here).
 //!
 //! Lives on: the shard that owns the partition; every task stops when the
 //! partition's role changes (its role generation) or the shard stops.
@@ -142,7 +145,11 @@ fn propose_after(
         else {
             continue;
         };
-        let Some(topic_id) = shard.metadata().topics.get(topic).map(|t| t.id.clone()) else {
+        let topic_id = shard
+            .metadata()
+            .topic_for(topic, true)
+            .map(|t| t.id.clone());
+        let Some(topic_id) = topic_id else {
             // Deleted meanwhile: its machine goes with it.
             continue;
         };

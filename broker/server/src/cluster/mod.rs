@@ -577,9 +577,13 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
             },
             partitions,
         },
-        ControlRequest::EnsureOffsetsTopic { partitions } => {
-            ctl::Request::EnsureOffsetsTopic { partitions }
-        }
+        ControlRequest::EnsureOffsetsTopic {
+            partitions,
+            replication_factor,
+        } => ctl::Request::EnsureOffsetsTopic {
+            partitions,
+            replication_factor,
+        },
         ControlRequest::AlterPartition {
             broker,
             broker_epoch,

@@ -150,6 +150,7 @@ pub enum ControlRequest {
     /// Create the internal offsets topic unless it exists.
     EnsureOffsetsTopic {
         partitions: i32,
+        replication_factor: i32,
     },
     /// A partition leader's ISR change (Kafka's AlterPartition), fenced by
     /// the broker epoch, the leader epoch and the partition epoch it knows.

@@ -183,8 +183,9 @@ pub fn own_broker(shard: &Shard) -> Result<(i32, i64), ServerError> {
 }
 
 /// Makes sure the internal offsets topic exists in the quorum (created
-/// with this node's `offsets_topic_partitions`, placed over the live
-/// brokers) and that this node's table knows its leaders; a group's
+/// with this node's `offsets_topic_partitions` and
+/// `offsets_topic_replication_factor`, placed over the live brokers) and
+/// that this node's table knows its leaders; a group's
 /// coordinator is the leader of its offsets partition. The first
 /// FindCoordinator of a cluster asks, as in Kafka. Returns whether the
 /// leaders are known. Must run on shard 0 of a cluster node.
@@ -193,7 +194,15 @@ pub async fn ensure_offsets_topic(shard: &Shard) -> bool {
         return true;
     }
     let partitions = i32::try_from(shard.metadata().offsets_topic_partitions).unwrap_or(i32::MAX);
-    match ask(shard, ControlRequest::EnsureOffsetsTopic { partitions }).await {
+    let Ok(host) = host_of(shard) else {
+        return false;
+    };
+    let replication_factor = host.borrow().settings().offsets_topic_replication_factor as i32;
+    let request = ControlRequest::EnsureOffsetsTopic {
+        partitions,
+        replication_factor,
+    };
+    match ask(shard, request).await {
         Ok(ControlResponse::TopicCreated { .. }) => {
             wait_published(shard, |md| !md.offsets_leaders.is_empty()).await
         }

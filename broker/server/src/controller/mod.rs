@@ -157,12 +157,21 @@ impl MetadataStore {
 /// used (`yield_if_needed`), so the other connections are answered in
 /// between instead of after the whole change.
 pub async fn reconcile(shard: &Rc<Shard>) {
+    use crate::metadata::OFFSETS_TOPIC;
     let md = shard.metadata();
+    // A cluster's internal offsets topic is replicated like any topic
+    // (its partitions' coordinators follow their leadership, below).
+    let all_topics = || {
+        md.topics
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .chain(md.offsets_topic.as_ref().map(|t| (OFFSETS_TOPIC, t)))
+    };
     let mut wanted = HashSet::new();
-    for (name, topic) in &md.topics {
+    for (name, topic) in all_topics() {
         for (i, p) in topic.partitions.iter().enumerate() {
             if p.hosted() && p.shard == shard.id() {
-                wanted.insert(TopicPartition::new(name.clone(), i as i32));
+                wanted.insert(TopicPartition::new(name.to_string(), i as i32));
             }
         }
         glommio::yield_if_needed().await;
@@ -179,6 +188,9 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         let Some(p) = shard.partitions().remove(&key) else {
             continue;
         };
+        if key.topic == OFFSETS_TOPIC {
+            crate::groups::stop_coordinating(shard, key.partition as u32);
+        }
         p.close().await;
         let dir = partition_dir(&shard.config().data_dir, &key.topic, key.partition);
         // Thousands of segment files may go: not on the executor thread.
@@ -191,7 +203,8 @@ pub async fn reconcile(shard: &Rc<Shard>) {
         p.forget_cached();
         tracing::info!(topic = %key.topic, partition = key.partition, "partition deleted");
     }
-    for (name, topic) in &md.topics {
+    for (name, topic) in all_topics() {
+        let offsets = name == OFFSETS_TOPIC;
         // A topic's settings, worked out once for all its partitions here.
         let mut settings = None;
         for (i, meta) in topic.partitions.iter().enumerate() {
@@ -199,7 +212,13 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 continue;
             }
             glommio::yield_if_needed().await;
-            let settings = settings.get_or_insert_with(|| md.settings(shard.config(), name));
+            let settings = settings.get_or_insert_with(|| {
+                if offsets {
+                    md.offsets_settings(shard.config())
+                } else {
+                    md.settings(shard.config(), name)
+                }
+            });
             let index = i as i32;
             let leader_epoch = meta.leader_epoch_here();
             if let Some(p) = shard.partition(name, index) {
@@ -212,6 +231,9 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                     p.set_leader_epoch(epoch);
                 }
                 follow_role(shard, name, index, meta, settings, &p);
+                if offsets {
+                    crate::groups::follow_leadership(shard, i as u32, meta, &p);
+                }
                 continue;
             }
             let dir = partition_dir(&shard.config().data_dir, name, index);
@@ -234,10 +256,14 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                     if meta.replica.as_ref().is_some_and(|r| r.replicas.len() > 1) {
                         partition.start_replicated();
                     }
-                    shard
-                        .partitions()
-                        .insert(TopicPartition::new(name.clone(), index), partition.clone());
+                    shard.partitions().insert(
+                        TopicPartition::new(name.to_string(), index),
+                        partition.clone(),
+                    );
                     follow_role(shard, name, index, meta, settings, &partition);
+                    if offsets {
+                        crate::groups::follow_leadership(shard, i as u32, meta, &partition);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), error = %e, "cannot open partition; it stays offline")

@@ -15,9 +15,13 @@
 //! names nothing of the shard.
 //!
 //! The offsets log is an ordinary partition log in the data directory
-//! (`__consumer_offsets-N`), opened on start when it exists and created on
-//! first use otherwise. It is not a client-visible topic: it is not in the
-//! cluster metadata, and Metadata, Produce and Fetch never see it.
+//! (`__consumer_offsets-N`). On a single node this module opens it on
+//! start when it exists and creates it on first use otherwise. On a
+//! cluster node it is a replica of the quorum's internal offsets topic,
+//! which `controller::reconcile` opens and replicates like any topic's;
+//! the node coordinates the partition's groups while it leads that log
+//! ([`follow_leadership`]). It is not a client-visible topic: Metadata,
+//! Produce and a consumer's Fetch never see it (a follower's Fetch does).
 
 use std::rc::Rc;
 
@@ -124,8 +128,14 @@ pub async fn submit(shard: &Rc<Shard>, index: u32, request: Request) -> GroupRep
 }
 
 /// Opens on start the offsets partitions this shard owns that exist on
-/// disk, so their groups and offsets are loaded before clients ask.
+/// disk, so their groups and offsets are loaded before clients ask. A
+/// cluster node's offsets partitions are replicas of a quorum topic:
+/// `controller::reconcile` opens them, and [`follow_leadership`] starts
+/// their coordinators.
 pub async fn open_existing(shard: &Rc<Shard>) {
+    if shard.config().node_id.is_some() {
+        return;
+    }
     let partitions = shard.metadata().offsets_topic_partitions;
     for index in 0..partitions {
         if shard.metadata().offsets_owner(index) != shard.id() {
@@ -150,9 +160,70 @@ pub async fn close_all(shard: &Rc<Shard>) {
     }
 }
 
+/// Cluster mode: starts or drops the coordinator of offsets partition
+/// `index` as this node's part in it changes. A node coordinates the
+/// partition's groups exactly while it leads the partition's log (the
+/// only replica, or the leader of the replicated log in its current role
+/// generation); a coordinator of an older leadership is dropped (its
+/// owed replies get NOT_COORDINATOR) and a new one loads from the log.
+/// `controller::reconcile` calls it once the log took the role its
+/// metadata asks for.
+pub fn follow_leadership(
+    shard: &Rc<Shard>,
+    index: u32,
+    meta: &crate::metadata::PartitionMeta,
+    log: &Partition,
+) {
+    use crate::partition::RoleKind;
+    let leads = meta.serving_shard() == Some(shard.id())
+        && matches!(log.role_kind(), RoleKind::Sole | RoleKind::Leader(_));
+    let generation = log.role_generation();
+    if let Some(gp) = shard.groups().get(index) {
+        if leads && gp.led_generation() == Some(generation) {
+            return;
+        }
+        if let Some(gp) = shard.groups().remove(index) {
+            gp.abandon();
+            tracing::info!(
+                partition = index,
+                "no longer coordinating this offsets partition's groups"
+            );
+        }
+    }
+    if leads {
+        let config = shard.config().groups.coordinator_config();
+        let gp = GroupPartition::start_leading(index, config, log.clone(), generation);
+        shard.groups().insert(index, gp);
+    }
+}
+
+/// Cluster mode: drops the coordinator of offsets partition `index`, whose
+/// log this node no longer holds.
+pub fn stop_coordinating(shard: &Shard, index: u32) {
+    if let Some(gp) = shard.groups().remove(index) {
+        gp.abandon();
+    }
+}
+
 async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> {
     if let Some(gp) = shard.groups().get(index) {
         return Ok(gp);
+    }
+    if shard.config().node_id.is_some() {
+        // Cluster mode: coordinators come and go with leadership
+        // (`follow_leadership`). The metadata may name this node leader
+        // before this shard has applied it: load in progress, ask again.
+        let md = shard.metadata();
+        let leads = md
+            .offsets_topic
+            .as_ref()
+            .and_then(|t| t.partitions.get(index as usize))
+            .is_some_and(|p| p.serving_shard().is_some());
+        return Err(if leads {
+            codes::COORDINATOR_LOAD_IN_PROGRESS
+        } else {
+            codes::NOT_COORDINATOR
+        });
     }
     if shard.metadata().offsets_owner(index) != shard.id() {
         return Err(codes::NOT_COORDINATOR);
@@ -169,11 +240,7 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
         return Ok(gp);
     }
     let dir = partition_dir(&shard.config().data_dir, OFFSETS_TOPIC, index as i32);
-    let mut log_config = shard.config().base_log_config();
-    log_config.segment_bytes_max = shard.config().groups.offsets_segment_bytes;
-    log_config.retention_ms = None;
-    log_config.retention_bytes = None;
-    log_config.flush_policy = corelog_storage::FlushPolicy::Always;
+    let log_config = shard.metadata().offsets_settings(shard.config()).log;
     let cache_id = CacheId(crate::controller::next_cache_id(shard));
     let (log, report) = Partition::open(dir.clone(), log_config, shard.cache().clone(), cache_id)
         .await

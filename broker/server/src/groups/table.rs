@@ -49,6 +49,12 @@ pub struct GroupPartition {
     index: u32,
     machine: RefCell<GroupCoordinator>,
     log: Partition,
+    /// Cluster mode: the role generation of the log's leadership this
+    /// coordinator was started for (`Partition::role_generation`). It acts
+    /// only while the log keeps it: a coordinator whose node stopped
+    /// leading is dropped, and a new leader starts its own from the log.
+    /// `None` on a single node, where the coordinator owns its log.
+    led_generation: Option<u64>,
     waiters: RefCell<HashMap<ReplyId, futures_channel::oneshot::Sender<GroupReply>>>,
     next_reply: Cell<u64>,
     /// True while the coordinator is being rebuilt from its log.
@@ -105,6 +111,10 @@ impl GroupTable {
             .sum()
     }
 
+    pub(super) fn remove(&self, index: u32) -> Option<Rc<GroupPartition>> {
+        self.open.borrow_mut().remove(&index)
+    }
+
     pub(super) fn take_all(&self) -> Vec<Rc<GroupPartition>> {
         self.open.borrow_mut().drain().map(|(_, g)| g).collect()
     }
@@ -114,14 +124,41 @@ pub(super) fn seed(index: u32) -> u64 {
     (now_ms() as u64) << 16 ^ index as u64 ^ std::process::id() as u64
 }
 
+/// How long a load waits for the log's end to be committed before it
+/// gives up and tries again.
+const LOAD_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 /// Rebuilds a coordinator from its log: every record from the log start to
-/// the durable end, in order.
+/// the log end, in order, once all of them are committed.
+///
+/// Why wait: a new leader's log may end with records of the previous
+/// leader that only some replicas hold yet, the last acknowledged commits
+/// among them (the previous leader's high watermark may be ahead of what
+/// this one learned). A leader never cuts its own log, so they become
+/// committed once the in-sync followers have them; reading to the high
+/// watermark before that would lose acknowledged offsets from the
+/// coordinator's view. On a single node the end is committed once flushed.
 pub(super) async fn load(
     log: &Partition,
     config: corelog_coordination::CoordinatorConfig,
     seed: u64,
 ) -> Result<GroupCoordinator, String> {
     let mut machine = GroupCoordinator::new(config, seed);
+    let end = log.end_commit_point();
+    let committed = async { Some(log.committed(end).await) };
+    let timeout = async {
+        glommio::timer::sleep(LOAD_COMMIT_WAIT).await;
+        None
+    };
+    match committed.or(timeout).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(format!("the log's end was not committed: {e:?}")),
+        None => {
+            return Err(format!(
+                "the log's end was not committed within {LOAD_COMMIT_WAIT:?}"
+            ))
+        }
+    }
     let bounds = log.bounds();
     let (mut offset, end) = (bounds.log_start_offset, bounds.high_watermark);
     let mut skipped = 0usize;
@@ -155,7 +192,8 @@ pub(super) async fn load(
 }
 
 impl GroupPartition {
-    /// Wraps a coordinator rebuilt from `log` and starts its timer.
+    /// Wraps a coordinator rebuilt from `log`, which it owns (a single
+    /// node), and starts its timer.
     pub(super) fn start(
         index: u32,
         machine: GroupCoordinator,
@@ -165,6 +203,7 @@ impl GroupPartition {
             index,
             machine: RefCell::new(machine),
             log,
+            led_generation: None,
             waiters: RefCell::new(HashMap::new()),
             next_reply: Cell::new(0),
             loading: Cell::new(false),
@@ -174,6 +213,61 @@ impl GroupPartition {
         });
         glommio::spawn_local(run_timer(gp.clone())).detach();
         gp
+    }
+
+    /// Cluster mode: a coordinator for the offsets partition whose log
+    /// this node has just started to lead (role generation `generation`).
+    /// It answers COORDINATOR_LOAD_IN_PROGRESS until it is rebuilt from
+    /// the log ([`load`]), which starts now.
+    pub(super) fn start_leading(
+        index: u32,
+        config: corelog_coordination::CoordinatorConfig,
+        log: Partition,
+        generation: u64,
+    ) -> Rc<GroupPartition> {
+        let gp = Rc::new(GroupPartition {
+            index,
+            machine: RefCell::new(GroupCoordinator::new(config, seed(index))),
+            log,
+            led_generation: Some(generation),
+            waiters: RefCell::new(HashMap::new()),
+            next_reply: Cell::new(0),
+            loading: Cell::new(true),
+            topics_version: Cell::new(u64::MAX),
+            timer: Doorbell::default(),
+            closed: Cell::new(false),
+        });
+        glommio::spawn_local(run_timer(gp.clone())).detach();
+        gp.spawn_reload(0);
+        gp
+    }
+
+    /// The role generation of the log's leadership this coordinator serves
+    /// (`None`: a single node's, which owns its log).
+    pub(super) fn led_generation(&self) -> Option<u64> {
+        self.led_generation
+    }
+
+    /// Whether this coordinator may no longer act: closed, or (cluster
+    /// mode) its node no longer leads the log in the role it started for.
+    fn stale(&self) -> bool {
+        self.closed.get()
+            || self
+                .led_generation
+                .is_some_and(|g| g != self.log.role_generation())
+    }
+
+    /// Cluster mode: this node stopped leading the log. Every owed reply
+    /// gets NOT_COORDINATOR (clients find the new coordinator and retry
+    /// there) and the coordinator stops; the log stays open, a follower's
+    /// copy now.
+    pub(super) fn abandon(&self) {
+        self.closed.set(true);
+        self.timer.ring();
+        let _ = self.machine.borrow_mut().fail_pending();
+        for (_, tx) in self.waiters.borrow_mut().drain() {
+            let _ = tx.send(Err(codes::NOT_COORDINATOR));
+        }
     }
 
     /// Hands `request` to the coordinator and waits for its answer (which
@@ -186,6 +280,9 @@ impl GroupPartition {
         request: Request,
         groups_full: bool,
     ) -> GroupReply {
+        if self.stale() {
+            return Err(codes::NOT_COORDINATOR);
+        }
         if self.loading.get() {
             return Err(codes::COORDINATOR_LOAD_IN_PROGRESS);
         }
@@ -204,11 +301,14 @@ impl GroupPartition {
         rx.await.unwrap_or(Err(codes::NOT_COORDINATOR))
     }
 
-    /// Stops the timer and flushes the log.
+    /// Stops the timer and flushes the log if it owns it (a cluster
+    /// node's offsets logs are closed with its other partitions).
     pub(super) async fn close(&self) {
         self.closed.set(true);
         self.timer.ring();
-        self.log.close().await;
+        if self.led_generation.is_none() {
+            self.log.close().await;
+        }
     }
 
     /// Gives the coordinator the current topics when the metadata changed.
@@ -246,6 +346,19 @@ impl GroupPartition {
                     records,
                     compacts,
                 } => {
+                    // A leader whose ISR is below min.insync.replicas
+                    // commits nothing: fail now rather than leave the
+                    // replies waiting (Kafka answers such a commit
+                    // NOT_ENOUGH_REPLICAS, which clients see as
+                    // COORDINATOR_NOT_AVAILABLE, and retry).
+                    if !self.log.accepts_acks_all() {
+                        tracing::warn!(
+                            partition = self.index,
+                            "offsets partition's ISR is below min.insync.replicas; its coordinator waits"
+                        );
+                        self.fail();
+                        return;
+                    }
                     let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
                     let mut first: Option<Offset> = None;
                     // With no batches the write completes behind every
@@ -272,12 +385,14 @@ impl GroupPartition {
                     let first = DeleteUpTo::Offset(first.unwrap_or(end_before));
                     let gp = self.clone();
                     glommio::spawn_local(async move {
-                        if gp.log.committed(commit).await.is_err() {
-                            tracing::error!(partition = gp.index, "offsets log write failed");
+                        if let Err(e) = gp.log.committed(commit).await {
+                            if !gp.stale() {
+                                tracing::error!(partition = gp.index, error = ?e, "offsets log write failed");
+                            }
                             gp.fail();
                             return;
                         }
-                        if gp.loading.get() {
+                        if gp.loading.get() || gp.stale() {
                             return;
                         }
                         if compacts {
@@ -297,9 +412,10 @@ impl GroupPartition {
         }
     }
 
-    /// An append failed: memory may be ahead of the log. Fail every owed
-    /// reply with NOT_COORDINATOR (clients look the coordinator up again
-    /// and retry) and rebuild the coordinator from what is durable.
+    /// An append failed, or its node stopped leading the log: memory may
+    /// be ahead of the log. Fail every owed reply with NOT_COORDINATOR
+    /// (clients look the coordinator up again and retry) and rebuild the
+    /// coordinator from what is committed, unless it is stale.
     fn fail(self: &Rc<Self>) {
         if self.loading.replace(true) {
             return;
@@ -308,21 +424,32 @@ impl GroupPartition {
         for (_, tx) in self.waiters.borrow_mut().drain() {
             let _ = tx.send(Err(codes::NOT_COORDINATOR));
         }
+        self.spawn_reload(RELOAD_BACKOFF_MS);
+    }
+
+    /// Rebuilds the coordinator from its log, after `delay_ms` and then
+    /// every [`RELOAD_BACKOFF_MS`] until it succeeds or is stale.
+    fn spawn_reload(self: &Rc<Self>, delay_ms: u64) {
         let gp = self.clone();
         glommio::spawn_local(async move {
+            let mut delay_ms = delay_ms;
             loop {
-                glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
-                if gp.closed.get() {
+                if delay_ms > 0 {
+                    glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
+                }
+                delay_ms = RELOAD_BACKOFF_MS;
+                if gp.stale() {
                     return;
                 }
                 let config = gp.machine.borrow().config().clone();
                 match load(&gp.log, config, seed(gp.index)).await {
+                    Ok(_) if gp.stale() => return,
                     Ok(m) => {
                         *gp.machine.borrow_mut() = m;
                         gp.topics_version.set(u64::MAX);
                         gp.loading.set(false);
                         gp.timer.ring();
-                        tracing::info!(partition = gp.index, "group coordinator rebuilt from its log");
+                        tracing::info!(partition = gp.index, "group coordinator loaded from its log");
                         return;
                     }
                     Err(e) => {
@@ -339,13 +466,21 @@ impl GroupPartition {
 /// timeouts, offset expiry) and feeds it a tick.
 async fn run_timer(gp: Rc<GroupPartition>) {
     loop {
-        if gp.closed.get() {
+        if gp.stale() {
             return;
+        }
+        if gp.loading.get() {
+            // A machine not loaded yet has no deadlines worth keeping.
+            let sleep = async {
+                glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
+            };
+            sleep.or(gp.timer.wait()).await;
+            continue;
         }
         let now = now_ms();
         let deadline = gp.machine.borrow().next_deadline_ms();
         let wait_ms = deadline.map_or(TIMER_SLEEP_MAX_MS, |d| {
-            (d - now).clamp(0, TIMER_SLEEP_MAX_MS)
+            d.saturating_sub(now).clamp(0, TIMER_SLEEP_MAX_MS)
         });
         if wait_ms > 0 {
             let sleep = async {

@@ -20,6 +20,7 @@ use futures_lite::FutureExt;
 use super::Close;
 use super::{Handled, Reply, RequestContext};
 use crate::error::ServerError;
+use crate::metadata::OFFSETS_TOPIC;
 use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;
 use crate::{ShardId, TopicId};
@@ -112,15 +113,24 @@ pub async fn handle(
     let mut topics: Vec<(String, TopicId, Vec<Wanted>)> = Vec::new();
     for t in &request.topics {
         let by_id = header.api_version >= 13;
+        // A follower's fetch may also name the cluster's internal offsets
+        // topic (`ClusterMetadata::topic_for`); a consumer's may not.
         let found = if by_id {
             md.topics
                 .iter()
+                .map(|(n, m)| (n.as_str(), m))
+                .chain(
+                    md.offsets_topic
+                        .as_ref()
+                        .filter(|_| replica.is_some())
+                        .map(|m| (OFFSETS_TOPIC, m)),
+                )
                 .find(|(_, m)| m.uuid() == t.topic_id)
-                .map(|(n, m)| (n.clone(), m))
+                .map(|(n, m)| (n.to_string(), m))
         } else {
-            md.topics
-                .get_key_value(t.topic.0.as_str())
-                .map(|(n, m)| (n.clone(), m))
+            let name = t.topic.0.as_str();
+            md.topic_for(name, replica.is_some())
+                .map(|m| (name.to_string(), m))
         };
         let name = found
             .as_ref()

@@ -37,8 +37,7 @@ pub async fn handle(
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let owner = md
-                .topics
-                .get(&name)
+                .topic_for(&name, request.replica_id.0 >= 0)
                 .and_then(|m| m.partitions.get(usize::try_from(p.partition).ok()?))
                 .map(|pm| pm.serving_shard());
             let (code, epoch, end) = match owner {

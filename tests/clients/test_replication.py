@@ -352,3 +352,46 @@ def test_a_raised_min_insync_replicas_applies_to_the_live_leader(cluster):
         acks_all_code(1)), 20) == (19, -1)
     alter("2")
     assert acks_all_code(2) == (0, 1)
+
+
+def test_deleted_records_stay_deleted_after_a_failover(cluster):
+    """DeleteRecords is answered by the leader; its followers move their
+    log start to the leader's as they fetch, so the leader elected after a
+    kill -9 does not serve the deleted records again (they used to come
+    back, each follower keeping its whole copy)."""
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3)],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    leader, _, _ = wait_for("three replicas in sync", lambda: (
+        lambda s: s if s and s[2] == [1, 2, 3] else None)(partition_state(cluster, 1)), 20)
+    values = [b"d-%d" % k for k in range(100)]
+    assert len(produce(cluster, [1, 2, 3], values)) == 100
+    res = a.delete_records([TopicPartition(TOPIC, 0, 60)], request_timeout=30,
+                           operation_timeout=30)
+    assert list(res.values())[0].result(timeout=30).low_watermark == 60
+    # An acks=all write after the deletion is answered once every in-sync
+    # follower has fetched past it, and each moved its log start on the
+    # fetch before that report.
+    assert produce(cluster, [1, 2, 3], [b"after"]) == [(100, b"after")]
+
+    n[leader].kill9()
+    alive = [i for i in (1, 2, 3) if i != leader]
+    wait_for("a new leader", lambda: new_leader(cluster, alive, leader), 30)
+    c = Consumer({"bootstrap.servers": bootstrap(cluster, alive), "group.id": "unused"})
+    try:
+        assert c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10) == (60, 101)
+    finally:
+        c.close()
+    # A consumer that asks for offset 0 is reset to the log start, 60.
+    c = Consumer({"bootstrap.servers": bootstrap(cluster, alive), "group.id": "unused",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition(TOPIC, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 41 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.value()))
+    c.close()
+    assert got == [(k, b"d-%d" % k) for k in range(60, 100)] + [(100, b"after")], got[:2]

@@ -317,6 +317,10 @@ impl FollowerTask {
             self.p.durable_end(),
             self.p.high_watermark(),
         );
+        // The leader's log start as last fetched: records it no longer
+        // holds (retention, DeleteRecords, an offsets log's snapshots) go
+        // from this copy too, so a failover never brings them back.
+        let mut leader_log_start = Offset::ZERO;
         let mut pending: std::collections::VecDeque<Output> = machine
             .step(Input::Leader {
                 leader: self.leader,
@@ -349,6 +353,7 @@ impl FollowerTask {
                     })
                 }
                 Output::Fetch { offset, .. } => {
+                    self.follow_log_start(leader_log_start);
                     // Report only what is on disk: the leader counts the
                     // fetch offset as this replica's durable end.
                     self.p
@@ -359,7 +364,8 @@ impl FollowerTask {
                     if !self.current() {
                         return Ok(());
                     }
-                    let (records, hw) = self.fetch(&mut conn, offset).await?;
+                    let (records, hw, log_start) = self.fetch(&mut conn, offset).await?;
+                    leader_log_start = log_start;
                     let (end, epochs) = self.append(records, offset)?;
                     machine.step(Input::Fetched {
                         leader_epoch: self.leader_epoch,
@@ -432,9 +438,30 @@ impl FollowerTask {
         Ok((LeaderEpoch(part.leader_epoch), Offset(part.end_offset)))
     }
 
-    /// One replica fetch from `offset`: the record bytes and the leader's
-    /// high watermark.
-    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<(Bytes, Offset), String> {
+    /// Moves this copy's log start up to the leader's, as Kafka's
+    /// followers do, but never past this replica's high watermark (what
+    /// it knows to be committed): a DeleteRecords answered by the leader
+    /// then holds after a failover.
+    fn follow_log_start(&self, leader_log_start: Offset) {
+        let target = leader_log_start.min(self.p.high_watermark());
+        if target <= self.p.log_start_offset() {
+            return;
+        }
+        if let Err(e) = self
+            .p
+            .delete_records(crate::partition::DeleteUpTo::Offset(target))
+        {
+            tracing::warn!(topic = %self.topic, partition = self.partition, to = target.0, error = %e, "follower could not move its log start to the leader's");
+        }
+    }
+
+    /// One replica fetch from `offset`: the record bytes, the leader's
+    /// high watermark and its log start.
+    async fn fetch(
+        &self,
+        conn: &mut Conn,
+        offset: Offset,
+    ) -> Result<(Bytes, Offset, Offset), String> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(self.me.0))
             .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(self.me.0)))
@@ -465,6 +492,7 @@ impl FollowerTask {
         Ok((
             part.records.clone().unwrap_or_default(),
             Offset(part.high_watermark),
+            Offset(part.log_start_offset.max(0)),
         ))
     }
 

@@ -72,6 +72,7 @@ API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "Offs
              13: "LeaveGroup", 14: "SyncGroup", 15: "DescribeGroups", 16: "ListGroups",
              18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics", 21: "DeleteRecords",
              22: "InitProducerId", 32: "DescribeConfigs", 33: "AlterConfigs", 35: "DescribeLogDirs", 43: "ElectLeaders",
+             45: "AlterPartitionReassignments", 46: "ListPartitionReassignments",
              37: "CreatePartitions", 42: "DeleteGroups", 44: "IncrementalAlterConfigs",
              47: "OffsetDelete", 60: "DescribeCluster", 68: "ConsumerGroupHeartbeat",
              69: "ConsumerGroupDescribe"}

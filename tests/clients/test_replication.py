@@ -395,3 +395,81 @@ def test_deleted_records_stay_deleted_after_a_failover(cluster):
             got.append((m.offset(), m.value()))
     c.close()
     assert got == [(k, b"d-%d" % k) for k in range(60, 100)] + [(100, b"after")], got[:2]
+
+
+def test_a_partition_moves_to_other_brokers_under_load_without_losing_a_write(cluster):
+    """AlterPartitionReassignments from {1, 2} to {2, 3} while an
+    idempotent producer writes with acks=all: broker 3 joins as a follower
+    (its copy starting at the leader's log start, records below it having
+    been deleted), the move completes once it is in sync, broker 1 drops
+    its copy, leadership moves off it, and every acknowledged record is
+    there once, in order. kafka-python's admin client sends the requests."""
+    import threading
+    from kafka import TopicPartition as KTP
+    from kafka.admin import KafkaAdminClient
+
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, num_partitions=1, replica_assignment=[[1, 2]])],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    wait_for("replicas 1 and 2 in sync", lambda: (
+        lambda s: s if s and s[0] == 1 and s[2] == [1, 2] else None)(partition_state(cluster, 1)), 20)
+    first = [b"before-%d" % k for k in range(100)]
+    assert len(produce(cluster, [1, 2, 3], first)) == 100
+    res = a.delete_records([TopicPartition(TOPIC, 0, 40)], request_timeout=30, operation_timeout=30)
+    assert list(res.values())[0].result(timeout=30).low_watermark == 40
+
+    acked, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set() and len(acked) < 3000:
+            acked.extend(produce(cluster, [1, 2, 3],
+                                 [b"during-%d-%d" % (len(acked), k) for k in range(50)]))
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        time.sleep(0.5)
+        k = KafkaAdminClient(bootstrap_servers=bootstrap(cluster, [1, 2, 3]))
+        try:
+            assert k.alter_partition_reassignments({KTP(TOPIC, 0): [2, 3]}) == {KTP(TOPIC, 0): None}
+            moving = k.list_partition_reassignments()
+            # Done already, or in progress with 3 being added and 1 removed.
+            assert moving in ({}, {KTP(TOPIC, 0): {"replicas": [2, 3, 1], "adding_replicas": [3],
+                                                    "removing_replicas": [1]}}), moving
+            wait_for("the move to complete", lambda: k.list_partition_reassignments() == {}, 60)
+        finally:
+            k.close()
+        state = wait_for("replicas 2 and 3, in sync, leading", lambda: (
+            lambda s: s if s and s[1] == [2, 3] and s[2] == [2, 3] else None)(
+                partition_state(cluster, 2)), 30)
+        assert state[0] in (2, 3), state
+    finally:
+        stop.set()
+        t.join(120)
+    assert not t.is_alive()
+    # Broker 1 no longer keeps a copy.
+    wait_for("broker 1's copy deleted",
+             lambda: not any(d.name == TOPIC + "-0" for d in n[1].data_dir.iterdir()), 20)
+    assert any(d.name == TOPIC + "-0" for d in n[3].data_dir.iterdir())
+    # Every acknowledged record, once, at its offset, from the log start.
+    everything = sorted([(k, v) for k, v in enumerate(first)][40:] + acked)
+    c = Consumer({"bootstrap.servers": bootstrap(cluster, [2, 3]), "group.id": "unused",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition(TOPIC, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 60
+    while len(got) < len(everything) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.value()))
+    c.close()
+    assert got == everything, (len(got), len(everything), got[:2], everything[:2])
+    # The moved copy on broker 3 starts at the leader's log start.
+    state = partition_state(cluster, 3)
+    if state and state[0] == 3:
+        c = Consumer({"bootstrap.servers": n[3].bootstrap, "group.id": "unused"})
+        try:
+            assert c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)[0] == 40
+        finally:
+            c.close()

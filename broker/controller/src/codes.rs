@@ -22,6 +22,7 @@ pub const INELIGIBLE_REPLICA: i16 = 107;
 pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
+pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 
 /// A refusal: Kafka's error code and a message for the response.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -149,6 +149,20 @@ pub enum Request {
         election: Election,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's AlterPartitionReassignments: for each partition, move it to
+    /// the replicas named (`Some`), or cancel its reassignment in progress
+    /// (`None`). A move adds the new replicas at once (they start
+    /// following) and removes the old ones once every target replica is in
+    /// the ISR; leadership moves to a target replica then if its leader is
+    /// not one.
+    AlterReassignments {
+        partitions: Vec<(String, i32, Option<Vec<NodeId>>)>,
+    },
+    /// Kafka's ListPartitionReassignments: the reassignments in progress,
+    /// of the partitions named, or of all (`None`).
+    ListReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// Creates the internal offsets topic ([`OFFSETS_TOPIC`]) with
     /// `partitions` partitions of `replication_factor` replicas each,
     /// placed like any topic's, unless it exists. Answered with
@@ -170,6 +184,17 @@ pub enum Election {
     Preferred,
     /// A leader for a partition without one, even from outside the ISR.
     Unclean,
+}
+
+/// One partition's reassignment in progress, as ListPartitionReassignments
+/// answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<NodeId>,
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
 }
 
 /// The outcome of one partition's election (`None`: elected).
@@ -209,6 +234,13 @@ pub enum Response {
     LeadersElected {
         results: Vec<ElectionResult>,
     },
+    /// Each partition's AlterPartitionReassignments outcome, in the order
+    /// asked (`None`: accepted).
+    ReassignmentsAltered {
+        results: Vec<ElectionResult>,
+    },
+    /// The reassignments in progress.
+    Reassignments(Vec<Reassignment>),
     /// The partition's state after an AlterPartition.
     PartitionAltered {
         isr: Vec<NodeId>,
@@ -292,6 +324,9 @@ enum Pending {
     },
     /// The periodic preferred-leader elections.
     Rebalance,
+    /// The completion of reassignments whose target replicas are all in
+    /// sync.
+    Reassign,
 }
 
 /// The cluster controller of one node. Every node applies committed
@@ -315,6 +350,8 @@ pub struct Controller {
     /// a rebalance is in flight.
     next_rebalance_ms: Option<u64>,
     rebalancing: bool,
+    /// A proposal completing reassignments is in flight.
+    completing: bool,
 }
 
 fn not_controller() -> ApiError {
@@ -372,6 +409,7 @@ impl Controller {
             sessions: BTreeMap::new(),
             next_rebalance_ms: None,
             rebalancing: false,
+            completing: false,
         }
     }
 
@@ -445,6 +483,7 @@ impl Controller {
         if self.leader_term.is_some() {
             self.check_sessions(now, &mut out);
             self.check_leader_balance(now, &mut out);
+            self.check_reassignments(&mut out);
         }
         out
     }
@@ -465,6 +504,7 @@ impl Controller {
         self.sessions.clear();
         self.next_rebalance_ms = None;
         self.rebalancing = false;
+        self.completing = false;
     }
 
     fn forget(&mut self, p: &Pending) {
@@ -476,6 +516,7 @@ impl Controller {
                 self.changing.remove(broker);
             }
             Pending::Rebalance => self.rebalancing = false,
+            Pending::Reassign => self.completing = false,
             _ => {}
         }
         if self
@@ -627,6 +668,166 @@ impl Controller {
             self.rebalancing = true;
             self.propose(&records, Pending::Rebalance, out);
         }
+    }
+
+    /// Completes the reassignments whose target replicas are all in the
+    /// ISR: the removed replicas go, and a leader that is one of them
+    /// hands over to a target replica in the ISR (the first live one).
+    fn check_reassignments(&mut self, out: &mut Vec<Output>) {
+        if self.completing {
+            return;
+        }
+        let mut records = Vec::new();
+        for t in self.image.topics().values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if !p.reassigning() {
+                    continue;
+                }
+                let target = p.target_replicas();
+                if !target.iter().all(|r| p.isr.contains(r)) {
+                    continue;
+                }
+                let isr: Vec<NodeId> = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|r| target.contains(r))
+                    .collect();
+                records.push(self.reassign_record(
+                    t.id,
+                    i as i32,
+                    p,
+                    target,
+                    Vec::new(),
+                    Vec::new(),
+                    isr,
+                ));
+            }
+        }
+        if !records.is_empty() {
+            self.completing = true;
+            self.propose(&records, Pending::Reassign, out);
+        }
+    }
+
+    /// The record giving `p` the replica set `replicas` (with `adding` and
+    /// `removing` in progress) and the ISR `isr` (of `replicas`): its
+    /// leader stays if it is in `isr`, else the first live member of
+    /// `isr` in `replicas`' order leads (none: no leader, until one
+    /// returns). Next leader and partition epochs.
+    #[allow(clippy::too_many_arguments)]
+    fn reassign_record(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+        p: &crate::image::PartitionInfo,
+        replicas: Vec<NodeId>,
+        adding: Vec<NodeId>,
+        removing: Vec<NodeId>,
+        isr: Vec<NodeId>,
+    ) -> Record {
+        let leader = if isr.contains(&p.leader) {
+            p.leader
+        } else {
+            replicas
+                .iter()
+                .copied()
+                .find(|r| isr.contains(r) && self.image.is_live(*r))
+                .unwrap_or(crate::image::NO_LEADER)
+        };
+        // With no leader the ISR stays as it was, less the replicas that
+        // go: the next election picks from it.
+        Record::Reassign {
+            topic_id,
+            partition,
+            replicas,
+            adding,
+            removing,
+            isr,
+            leader,
+            leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+            partition_epoch: p.partition_epoch + 1,
+        }
+    }
+
+    /// The record starting, replacing or cancelling (`target` `None`)
+    /// `p`'s reassignment, or why not.
+    fn reassignment(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+        p: &crate::image::PartitionInfo,
+        target: Option<Vec<NodeId>>,
+    ) -> Result<Record, ApiError> {
+        let original = p.original_replicas();
+        let Some(target) = target else {
+            if !p.reassigning() {
+                return Err(ApiError::new(
+                    codes::NO_REASSIGNMENT_IN_PROGRESS,
+                    "no reassignment is in progress for this partition",
+                ));
+            }
+            let isr = p
+                .isr
+                .iter()
+                .copied()
+                .filter(|r| original.contains(r))
+                .collect();
+            return Ok(self.reassign_record(
+                topic_id,
+                partition,
+                p,
+                original,
+                Vec::new(),
+                Vec::new(),
+                isr,
+            ));
+        };
+        let mut distinct = target.clone();
+        distinct.sort();
+        distinct.dedup();
+        if target.is_empty() || distinct.len() != target.len() {
+            return Err(ApiError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                "the replicas must be distinct, and at least one",
+            ));
+        }
+        if let Some(r) = target
+            .iter()
+            .find(|r| !self.image.brokers().contains_key(r))
+        {
+            return Err(ApiError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                format!("broker {} is not registered", r.0),
+            ));
+        }
+        // A reassignment in progress is replaced: the new one starts from
+        // the replicas before it.
+        let adding: Vec<NodeId> = target
+            .iter()
+            .copied()
+            .filter(|r| !original.contains(r))
+            .collect();
+        let removing: Vec<NodeId> = original
+            .iter()
+            .copied()
+            .filter(|r| !target.contains(r))
+            .collect();
+        let mut replicas = target.clone();
+        replicas.extend(removing.iter().copied());
+        let isr: Vec<NodeId> = p
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| replicas.contains(r))
+            .collect();
+        if adding.is_empty() && removing.is_empty() && replicas == p.replicas && !p.reassigning() {
+            return Err(ApiError::new(
+                codes::NONE,
+                "the partition has these replicas already",
+            ));
+        }
+        Ok(self.reassign_record(topic_id, partition, p, replicas, adding, removing, isr))
     }
 
     /// The record electing `p`'s preferred replica, or why not.
@@ -1203,6 +1404,75 @@ impl Controller {
                     self.propose(&records, Pending::Other { reply, ok }, out);
                 }
             }
+            Request::AlterReassignments { partitions } => {
+                let mut records = Vec::new();
+                let mut results = Vec::new();
+                let mut seen = BTreeSet::new();
+                for (topic, partition, target) in partitions {
+                    let outcome = if !seen.insert((topic.clone(), partition)) {
+                        Err(ApiError::new(
+                            codes::INVALID_REQUEST,
+                            "the partition is named twice",
+                        ))
+                    } else {
+                        match self.image.topic(&topic).and_then(|t| {
+                            Some((t.id, t.partitions.get(usize::try_from(partition).ok()?)?))
+                        }) {
+                            None => Err(ApiError::new(
+                                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                                format!("partition {partition} of {topic} does not exist"),
+                            )),
+                            Some((id, p)) => self.reassignment(id, partition, p, target),
+                        }
+                    };
+                    let error = match outcome {
+                        Ok(r) => {
+                            records.push(r);
+                            None
+                        }
+                        // Already so: nothing to do, and no error.
+                        Err(e) if e.code == codes::NONE => None,
+                        Err(e) => Some(e),
+                    };
+                    results.push(ElectionResult {
+                        topic,
+                        partition,
+                        error,
+                    });
+                }
+                let ok = Response::ReassignmentsAltered { results };
+                if records.is_empty() {
+                    out.push(Output::Reply {
+                        reply,
+                        result: Ok(ok),
+                    });
+                } else {
+                    self.propose(&records, Pending::Other { reply, ok }, out);
+                }
+            }
+            Request::ListReassignments { partitions } => {
+                let mut list = Vec::new();
+                for (name, t) in self.image.topics() {
+                    for (i, p) in t.partitions.iter().enumerate() {
+                        let asked = partitions
+                            .as_ref()
+                            .is_none_or(|l| l.iter().any(|(n, x)| n == name && *x == i as i32));
+                        if asked && p.reassigning() {
+                            list.push(Reassignment {
+                                topic: name.clone(),
+                                partition: i as i32,
+                                replicas: p.replicas.clone(),
+                                adding: p.adding.clone(),
+                                removing: p.removing.clone(),
+                            });
+                        }
+                    }
+                }
+                out.push(Output::Reply {
+                    reply,
+                    result: Ok(Response::Reassignments(list)),
+                });
+            }
             Request::AllocateProducerIds { broker, epoch } => {
                 self.check_broker_epoch(broker, epoch)?;
                 let start = self
@@ -1283,7 +1553,10 @@ impl Controller {
                         .ok_or_else(|| ApiError::new(codes::UNKNOWN_SERVER_ERROR, "no block"))
                 }),
             ),
-            Pending::Fence { .. } | Pending::Unfence { .. } | Pending::Rebalance => return,
+            Pending::Fence { .. }
+            | Pending::Unfence { .. }
+            | Pending::Rebalance
+            | Pending::Reassign => return,
         };
         out.push(Output::Reply { reply, result });
     }
@@ -1295,6 +1568,9 @@ fn reply_of(p: &Pending) -> Option<ReplyId> {
         | Pending::CreateTopic { reply, .. }
         | Pending::Other { reply, .. }
         | Pending::ProducerIds { reply } => Some(*reply),
-        Pending::Fence { .. } | Pending::Unfence { .. } | Pending::Rebalance => None,
+        Pending::Fence { .. }
+        | Pending::Unfence { .. }
+        | Pending::Rebalance
+        | Pending::Reassign => None,
     }
 }

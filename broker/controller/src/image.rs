@@ -25,7 +25,7 @@ use crate::records::{
 };
 
 /// The snapshot encoding's version.
-pub const SNAPSHOT_VERSION: u8 = 2;
+pub const SNAPSHOT_VERSION: u8 = 3;
 /// Most brokers, topics, or partitions of one topic a snapshot may hold.
 pub const SNAPSHOT_ITEMS_MAX: usize = 1_000_000;
 
@@ -59,9 +59,39 @@ pub struct PartitionInfo {
     /// again. Derived from the records by [`PartitionInfo::set_isr`], so
     /// every node's image holds the same list; kept in snapshots.
     pub elr: Vec<NodeId>,
+    /// A reassignment in progress (KIP-455): the replicas being added, not
+    /// yet in sync, and those to remove once they are. Both empty when
+    /// none is; then `replicas` is the target.
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
 }
 
 impl PartitionInfo {
+    /// Whether a reassignment is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition is to have: all of them, less those
+    /// being removed.
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress: all of them, less
+    /// those being added.
+    pub fn original_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
+
     /// Replaces the ISR and keeps the eligible leader replicas true to it:
     /// members that leave an ISR now below `min_isr` become eligible,
     /// members of the ISR are not listed, and an ISR of at least `min_isr`
@@ -442,6 +472,8 @@ impl MetadataImage {
                         leader_epoch: p.leader_epoch,
                         partition_epoch: p.partition_epoch,
                         elr: Vec::new(),
+                        adding: Vec::new(),
+                        removing: Vec::new(),
                     });
                 }
                 Ok(Applied::default())
@@ -510,6 +542,53 @@ impl MetadataImage {
                     p.isr = isr.clone();
                     p.elr.clear();
                 }
+                p.leader = *leader;
+                p.leader_epoch = *leader_epoch;
+                p.partition_epoch = *partition_epoch;
+                Ok(Applied::default())
+            }
+            Record::Reassign {
+                topic_id,
+                partition,
+                replicas,
+                adding,
+                removing,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let (p, min) = self.partition_mut(*topic_id, *partition)?;
+                if *partition_epoch != p.partition_epoch + 1
+                    || leader_epoch.0 != p.leader_epoch.0 + 1
+                {
+                    return Err(ApiError::new(
+                        codes::INVALID_UPDATE_VERSION,
+                        "the partition changed since the reassignment was decided",
+                    ));
+                }
+                let mut distinct = replicas.clone();
+                distinct.sort();
+                distinct.dedup();
+                let within = |l: &[NodeId]| l.iter().all(|r| replicas.contains(r));
+                let leaderless = *leader == NO_LEADER && isr.iter().all(|r| replicas.contains(r));
+                if replicas.is_empty()
+                    || distinct.len() != replicas.len()
+                    || !within(adding)
+                    || !within(removing)
+                    || adding.iter().any(|r| removing.contains(r))
+                    || !(leaderless || isr_fits(isr, replicas, *leader))
+                {
+                    return Err(ApiError::new(
+                        codes::INVALID_REPLICA_ASSIGNMENT,
+                        "a reassignment must name distinct replicas holding the ISR and the leader",
+                    ));
+                }
+                p.replicas = replicas.clone();
+                p.adding = adding.clone();
+                p.removing = removing.clone();
+                p.elr.retain(|r| replicas.contains(r));
+                p.set_isr(isr.clone(), min);
                 p.leader = *leader;
                 p.leader_epoch = *leader_epoch;
                 p.partition_epoch = *partition_epoch;
@@ -682,6 +761,8 @@ impl MetadataImage {
             leader_epoch: LeaderEpoch(0),
             partition_epoch: 0,
             elr: Vec::new(),
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         let leader = self.elect(&info, None);
         PartitionRecord {
@@ -734,6 +815,8 @@ impl MetadataImage {
                     },
                 );
                 put_nodes(&mut w, &p.elr);
+                put_nodes(&mut w, &p.adding);
+                put_nodes(&mut w, &p.removing);
             }
         }
         w.len(self.last_block.len());
@@ -751,7 +834,8 @@ impl MetadataImage {
         let v = r.u8()?;
         // Version 1 had no eligible leader replicas: empty lists, which
         // are always safe (they only make fewer replicas eligible).
-        if v != SNAPSHOT_VERSION && v != 1 {
+        // Versions 1 and 2 had no reassignments.
+        if !(1..=SNAPSHOT_VERSION).contains(&v) {
             return Err(DecodeError::Version(v));
         }
         let mut image = MetadataImage {
@@ -795,6 +879,14 @@ impl MetadataImage {
                 } else {
                     Vec::new()
                 };
+                let (adding, removing) = if v >= 3 {
+                    (
+                        get_nodes(&mut r, "adding replicas")?,
+                        get_nodes(&mut r, "removing replicas")?,
+                    )
+                } else {
+                    (Vec::new(), Vec::new())
+                };
                 partitions.push(PartitionInfo {
                     replicas: p.replicas,
                     isr: p.isr,
@@ -802,6 +894,8 @@ impl MetadataImage {
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
                     elr,
+                    adding,
+                    removing,
                 });
             }
             if image.topic_names.insert(id, name.clone()).is_some() {

@@ -103,6 +103,25 @@ pub enum Record {
         partition_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// A partition's replicas change (Kafka's partition reassignment,
+    /// KIP-455): `replicas` is the set during the move (the target first,
+    /// then the replicas being removed), `adding` and `removing` what
+    /// differs from the target, both empty once it completes. Always at
+    /// the next leader epoch and partition epoch, so the leader restarts
+    /// its replication with the new set and a follower not in it stops.
+    /// Applies only if the partition is still at the epochs before those,
+    /// with an ISR of its new replicas that holds the leader.
+    Reassign {
+        topic_id: TopicId,
+        partition: i32,
+        replicas: Vec<NodeId>,
+        adding: Vec<NodeId>,
+        removing: Vec<NodeId>,
+        isr: Vec<NodeId>,
+        leader: NodeId,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+    },
     /// The block `[start, start + len)` goes to `broker` at `epoch`. Applies
     /// only if `start` is the image's next free producer id.
     ProducerIds {
@@ -127,6 +146,7 @@ mod tag {
     pub const PRODUCER_IDS: u8 = 8;
     pub const PARTITION_CHANGE: u8 = 9;
     pub const ELECT_LEADER: u8 = 10;
+    pub const REASSIGN: u8 = 11;
 }
 
 pub(crate) fn put_nodes(w: &mut Writer, nodes: &[NodeId]) {
@@ -275,6 +295,28 @@ fn put_record(w: &mut Writer, rec: &Record) {
             w.i32(*partition_epoch);
             put_nodes(w, isr);
         }
+        Record::Reassign {
+            topic_id,
+            partition,
+            replicas,
+            adding,
+            removing,
+            isr,
+            leader,
+            leader_epoch,
+            partition_epoch,
+        } => {
+            w.u8(tag::REASSIGN);
+            w.bytes16(&topic_id.0);
+            w.i32(*partition);
+            put_nodes(w, replicas);
+            put_nodes(w, adding);
+            put_nodes(w, removing);
+            put_nodes(w, isr);
+            w.i32(leader.0);
+            w.i32(leader_epoch.0);
+            w.i32(*partition_epoch);
+        }
     }
 }
 
@@ -329,6 +371,17 @@ fn get_record(r: &mut Reader<'_>) -> Result<Record, DecodeError> {
             leader_epoch: LeaderEpoch(r.i32()?),
             partition_epoch: r.i32()?,
             isr: get_nodes(r, "isr")?,
+        },
+        tag::REASSIGN => Record::Reassign {
+            topic_id: TopicId(r.bytes16()?),
+            partition: r.i32()?,
+            replicas: get_nodes(r, "replicas")?,
+            adding: get_nodes(r, "adding replicas")?,
+            removing: get_nodes(r, "removing replicas")?,
+            isr: get_nodes(r, "isr")?,
+            leader: NodeId(r.i32()?),
+            leader_epoch: LeaderEpoch(r.i32()?),
+            partition_epoch: r.i32()?,
         },
         other => return Err(DecodeError::Tag(other)),
     })

@@ -1062,3 +1062,145 @@ fn lowering_min_insync_replicas_to_the_isr_size_makes_no_replica_eligible() {
     .unwrap();
     assert!(partition_of(&h, "t").1.leader.0 < 0);
 }
+
+fn reassign(h: &mut Harness, topic: &str, target: Option<&[i32]>) -> Vec<i16> {
+    let partitions = vec![(
+        topic.to_string(),
+        0,
+        target.map(|t| t.iter().copied().map(NodeId).collect()),
+    )];
+    match h.ask(Request::AlterReassignments { partitions }) {
+        Ok(Response::ReassignmentsAltered { results }) => results
+            .iter()
+            .map(|r| r.error.as_ref().map_or(codes::NONE, |e| e.code))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn in_progress(h: &mut Harness) -> Vec<(Vec<i32>, Vec<i32>, Vec<i32>)> {
+    let ids = |l: &[NodeId]| l.iter().map(|n| n.0).collect::<Vec<_>>();
+    match h.ask(Request::ListReassignments { partitions: None }) {
+        Ok(Response::Reassignments(list)) => list
+            .iter()
+            .map(|r| (ids(&r.replicas), ids(&r.adding), ids(&r.removing)))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_reassignment_adds_replicas_then_removes_the_old_ones_once_the_new_are_in_sync() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=4).map(|b| h.broker(b, None)).collect();
+    let n = NodeId;
+    h.create_on("t", &[1, 2], &[]);
+    let (id, before) = partition_of(&h, "t");
+    // Move {1, 2} to {3, 4}: the new replicas join at once, the old stay
+    // (and 1 leads) until 3 and 4 are in sync; each step a new epoch.
+    assert_eq!(reassign(&mut h, "t", Some(&[3, 4])), [codes::NONE]);
+    let (_, p) = partition_of(&h, "t");
+    assert_eq!(p.replicas, [n(3), n(4), n(1), n(2)]);
+    assert_eq!(
+        (p.adding.clone(), p.removing.clone()),
+        (vec![n(3), n(4)], vec![n(1), n(2)])
+    );
+    assert_eq!((p.leader, p.isr.clone()), (n(1), vec![n(1), n(2)]));
+    assert_eq!(p.leader_epoch.0, before.leader_epoch.0 + 1);
+    assert_eq!(
+        in_progress(&mut h),
+        [(vec![3, 4, 1, 2], vec![3, 4], vec![1, 2])]
+    );
+    // The snapshot keeps it.
+    let image = h.ctrl.image().clone();
+    let back =
+        corelog_controller::MetadataImage::decode_snapshot(&image.encode_snapshot()).unwrap();
+    assert_eq!(back, image);
+    // 3 catches up: not done while 4 is not in sync.
+    let alter = |h: &mut Harness, isr: &[i32]| {
+        let (_, p) = partition_of(h, "t");
+        h.ask(Request::AlterPartition {
+            broker: p.leader,
+            broker_epoch: epochs[p.leader.0 as usize - 1],
+            topic_id: id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: isr.iter().copied().map(NodeId).collect(),
+        })
+        .unwrap();
+    };
+    alter(&mut h, &[1, 2, 3]);
+    assert!(partition_of(&h, "t").1.reassigning());
+    // 4 too: the controller completes it at once. 1 and 2 go; 3, the
+    // first target replica in sync, leads in a new epoch.
+    alter(&mut h, &[1, 2, 3, 4]);
+    let (_, q) = partition_of(&h, "t");
+    assert_eq!(
+        (q.replicas.clone(), q.isr.clone(), q.leader),
+        (vec![n(3), n(4)], vec![n(3), n(4)], n(3))
+    );
+    assert!(!q.reassigning());
+    assert!(q.leader_epoch.0 > p.leader_epoch.0);
+    assert!(in_progress(&mut h).is_empty());
+}
+
+#[test]
+fn a_reassignment_is_cancelled_or_replaced_from_the_replicas_before_it() {
+    let mut h = Harness::leader();
+    for b in 1..=4 {
+        h.broker(b, None);
+    }
+    let n = NodeId;
+    h.create_on("t", &[1, 2], &[]);
+    assert_eq!(
+        reassign(&mut h, "t", None),
+        [codes::NO_REASSIGNMENT_IN_PROGRESS]
+    );
+    assert_eq!(reassign(&mut h, "t", Some(&[1, 3])), [codes::NONE]);
+    assert_eq!(partition_of(&h, "t").1.replicas, [n(1), n(3), n(2)]);
+    // Replaced: 3 is no longer added, 4 is; 2 still goes.
+    assert_eq!(reassign(&mut h, "t", Some(&[1, 4])), [codes::NONE]);
+    let (_, p) = partition_of(&h, "t");
+    assert_eq!(p.replicas, [n(1), n(4), n(2)]);
+    assert_eq!(
+        (p.adding.clone(), p.removing.clone()),
+        (vec![n(4)], vec![n(2)])
+    );
+    // Cancelled: back to {1, 2}, nothing in progress.
+    assert_eq!(reassign(&mut h, "t", None), [codes::NONE]);
+    let (_, q) = partition_of(&h, "t");
+    assert_eq!(
+        (q.replicas.clone(), q.reassigning()),
+        (vec![n(1), n(2)], false)
+    );
+    assert_eq!(q.leader, n(1));
+    // Bad targets are refused, and an unknown partition is named.
+    assert_eq!(
+        reassign(&mut h, "t", Some(&[1, 1])),
+        [codes::INVALID_REPLICA_ASSIGNMENT]
+    );
+    assert_eq!(
+        reassign(&mut h, "t", Some(&[1, 9])),
+        [codes::INVALID_REPLICA_ASSIGNMENT]
+    );
+    assert_eq!(
+        reassign(&mut h, "t", Some(&[])),
+        [codes::INVALID_REPLICA_ASSIGNMENT]
+    );
+    assert_eq!(
+        reassign(&mut h, "nope", Some(&[1])),
+        [codes::UNKNOWN_TOPIC_OR_PARTITION]
+    );
+    // The same replicas: nothing to do, no error, no new epoch.
+    let epoch = partition_of(&h, "t").1.leader_epoch;
+    assert_eq!(reassign(&mut h, "t", Some(&[1, 2])), [codes::NONE]);
+    assert_eq!(partition_of(&h, "t").1.leader_epoch, epoch);
+    // Shrinking needs nobody to catch up: done at once.
+    assert_eq!(reassign(&mut h, "t", Some(&[2])), [codes::NONE]);
+    let (_, r) = partition_of(&h, "t");
+    assert_eq!(
+        (r.replicas.clone(), r.leader, r.reassigning()),
+        (vec![n(2)], n(2), false)
+    );
+}

@@ -104,6 +104,31 @@ fn record() -> impl Strategy<Value = Record> {
                     isr,
                 }
             }),
+        (
+            (any::<[u8; 16]>(), any::<i32>()),
+            (
+                proptest::collection::vec(node(), 0..5),
+                proptest::collection::vec(node(), 0..5),
+                proptest::collection::vec(node(), 0..5),
+                proptest::collection::vec(node(), 0..5),
+            ),
+            (node(), any::<i32>(), any::<i32>())
+        )
+            .prop_map(
+                |((id, partition), (replicas, adding, removing, isr), (leader, le, pe))| {
+                    Record::Reassign {
+                        topic_id: TopicId(id),
+                        partition,
+                        replicas,
+                        adding,
+                        removing,
+                        isr,
+                        leader,
+                        leader_epoch: LeaderEpoch(le),
+                        partition_epoch: pe,
+                    }
+                }
+            ),
     ]
 }
 

@@ -128,6 +128,9 @@ enum Ask {
     /// node's image describes the partition: a stale image makes a
     /// proposal the controller must refuse.
     Alter,
+    /// A partition is moved to random replicas, or its move cancelled
+    /// (AlterPartitionReassignments).
+    Reassign,
 }
 
 struct Sim {
@@ -175,6 +178,9 @@ struct Stats {
     pid_blocks: u64,
     topics: u64,
     isr_changes: u64,
+    /// Reassign records committed (starts, replacements, cancellations
+    /// and completions).
+    reassignments: u64,
 }
 
 impl Stats {
@@ -195,6 +201,7 @@ impl Stats {
         self.pid_blocks += o.pid_blocks;
         self.topics += o.topics;
         self.isr_changes += o.isr_changes;
+        self.reassignments += o.reassignments;
     }
 }
 
@@ -457,6 +464,7 @@ impl Sim {
                             ctl::Record::ProducerIds { .. } => self.stats.pid_blocks += 1,
                             ctl::Record::Topic { .. } => self.stats.topics += 1,
                             ctl::Record::PartitionChange { .. } => self.stats.isr_changes += 1,
+                            ctl::Record::Reassign { .. } => self.stats.reassignments += 1,
                             _ => {}
                         }
                     }
@@ -490,6 +498,25 @@ impl Sim {
             self.fail(format!(
                 "node {i} applied {applied}, past the committed log"
             ));
+        }
+        // Every partition's state is one a broker can follow: its ISR and
+        // the replicas being added or removed are among its replicas, its
+        // leader is in its ISR, nothing is both added and removed.
+        for (name, t) in image.topics() {
+            for (k, p) in t.partitions.iter().enumerate() {
+                let within = |l: &[NodeId]| l.iter().all(|r| p.replicas.contains(r));
+                let ok = !p.replicas.is_empty()
+                    && within(&p.isr)
+                    && within(&p.adding)
+                    && within(&p.removing)
+                    && p.adding.iter().all(|r| !p.removing.contains(r))
+                    && (p.leader.0 < 0 || p.isr.contains(&p.leader));
+                if !ok {
+                    self.fail(format!(
+                        "node {i}: partition {k} of {name} is inconsistent: {p:?}"
+                    ));
+                }
+            }
         }
         if digest(&image.encode_snapshot()) != self.digests[applied] {
             self.fail(format!(
@@ -676,6 +703,28 @@ impl Sim {
                     isr,
                 }
             }
+            Ask::Reassign => {
+                let names: Vec<String> = self.created.keys().cloned().collect();
+                if names.is_empty() {
+                    return;
+                }
+                let name = names[self.rng.below(names.len() as u64) as usize].clone();
+                let target = if self.rng.chance(200) {
+                    None
+                } else {
+                    let mut t: Vec<NodeId> = Vec::new();
+                    for _ in 0..1 + self.rng.below(3) {
+                        let b = NodeId(1 + self.rng.below(4) as i32);
+                        if !t.contains(&b) {
+                            t.push(b);
+                        }
+                    }
+                    Some(t)
+                };
+                ctl::Request::AlterReassignments {
+                    partitions: vec![(name, 0, target)],
+                }
+            }
             Ask::Pids(b) => ctl::Request::AllocateProducerIds {
                 broker: NodeId(*b),
                 epoch: self.brokers[b].epoch.unwrap_or(-1),
@@ -846,6 +895,7 @@ impl Sim {
                     4 => Ask::Grow,
                     5 => Ask::Config,
                     6 => Ask::Alter,
+                    7 => Ask::Reassign,
                     _ => Ask::Pids(b),
                 };
                 if let Ask::Pids(b) | Ask::Register(b) = ask {
@@ -1084,5 +1134,9 @@ fn simulation() {
     assert!(
         seeds < 100 || total.isr_changes > 0,
         "no ISR change committed"
+    );
+    assert!(
+        seeds < 100 || total.reassignments > 0,
+        "no reassignment committed"
     );
 }

@@ -121,6 +121,8 @@ macro_rules! for_each_api {
             DescribeCluster(describe_cluster): DescribeClusterRequest => DescribeClusterResponse, 0..=1;
             DescribeLogDirs(describe_log_dirs): DescribeLogDirsRequest => DescribeLogDirsResponse, 0..=4;
             ElectLeaders(elect_leaders): ElectLeadersRequest => ElectLeadersResponse, 0..=2;
+            AlterPartitionReassignments(alter_partition_reassignments): AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse, 0..=0;
+            ListPartitionReassignments(list_partition_reassignments): ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse, 0..=0;
             // Consumer groups: the classic protocol in every version clients
             // use, and KIP-848's consumer protocol.
             FindCoordinator(find_coordinator): FindCoordinatorRequest => FindCoordinatorResponse, 0..=6;

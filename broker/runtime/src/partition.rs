@@ -140,9 +140,12 @@ impl Partition {
         self.with_log(|l| l.request_checkpoint());
         let failed_before = self.inner.failed_jobs.get();
         loop {
+            // Quiet too: a job or background checkpoint still in flight
+            // would finish after the close and write into a directory its
+            // owner may be cutting, replacing or deleting by then.
             let idle = {
                 let log = self.inner.log.borrow();
-                !log.has_work() && log.flushed_offset() == log.next_offset()
+                !log.has_work() && log.flushed_offset() == log.next_offset() && log.is_quiet()
             };
             if idle || self.inner.log.borrow().is_failed() {
                 break;
@@ -174,6 +177,8 @@ async fn preallocate_ahead(inner: Rc<Inner>) {
                 let done = job.run().await;
                 let failed = !done.is_ok();
                 inner.log.borrow_mut().finish_preallocation(done);
+                // A close waiting for quiet looks again.
+                inner.progress.notify_all();
                 if failed {
                     glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
                 }
@@ -199,6 +204,8 @@ async fn checkpoint_beside(inner: Rc<Inner>) {
                 let done = job.run().await;
                 let failed = !done.is_ok();
                 inner.log.borrow_mut().finish_background_checkpoint(done);
+                // A close waiting for quiet looks again.
+                inner.progress.notify_all();
                 if failed {
                     glommio::timer::sleep(Duration::from_millis(FAILED_JOB_BACKOFF_MS)).await;
                 }

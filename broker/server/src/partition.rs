@@ -697,6 +697,70 @@ impl Partition {
         end
     }
 
+    /// A follower's reset (Kafka's `truncateFullyAndStartAt`): its log ends
+    /// below its leader's log start, so nothing it could fetch next exists
+    /// any more; the log is replaced by an empty one starting at `start`,
+    /// the leader's log start. Only a follower's task calls it, never
+    /// while it appends; a follower holds nothing committed that its
+    /// leader still has, and is not in the ISR (it lacks what the leader
+    /// committed at its log start).
+    ///
+    /// The old directory is renamed aside (`<dir>.deleted`, removed after,
+    /// or at the next start if a crash comes first) before the new one is
+    /// made, so a crash leaves the old log or a new one, never a mix;
+    /// either way the follower resets again.
+    pub async fn reset_to(&self, start: Offset) -> Result<(), StorageError> {
+        let old = self.driver();
+        let config = old.read_log(|l| l.config().clone());
+        old.close().await;
+        self.forget_cached();
+        let dir = self.reopen.dir.clone();
+        let aside = deleted_name(&dir);
+        let (from, to) = (dir.clone(), aside.clone());
+        let renamed = corelog_runtime::run_blocking(move || {
+            let _ = std::fs::remove_dir_all(&to);
+            std::fs::rename(&from, &to)?;
+            match from.parent() {
+                Some(parent) => std::fs::File::open(parent)?.sync_all(),
+                None => Ok(()),
+            }
+        })
+        .await;
+        if let Err(e) = renamed {
+            // The old log is still there: go on with it.
+            let (log, _) = PartitionLog::open(
+                GlommioIo,
+                dir.clone(),
+                config,
+                self.reopen.cache.clone(),
+                self.reopen.cache_id,
+            )
+            .await?;
+            *self.log.borrow_mut() = LogDriver::start(log);
+            return Err(StorageError::Io {
+                op: "move the log aside",
+                path: dir,
+                source: e,
+            });
+        }
+        PartitionLog::create_empty_at(&GlommioIo, &dir, start).await?;
+        let (log, _) = PartitionLog::open(
+            GlommioIo,
+            dir,
+            config,
+            self.reopen.cache.clone(),
+            self.reopen.cache_id,
+        )
+        .await?;
+        *self.log.borrow_mut() = LogDriver::start(log);
+        self.replication.moved.notify_all();
+        if let Err(e) = corelog_runtime::run_blocking(move || std::fs::remove_dir_all(&aside)).await
+        {
+            tracing::warn!(error = %e, "could not remove a reset follower's old log; it goes at the next start");
+        }
+        Ok(())
+    }
+
     /// Appends one batch. The returned [`Appended`] carries the assigned
     /// offsets; [`Self::acknowledged`] completes when `acks` is satisfied.
     pub fn append(&self, batch: ValidBatch, acks: Acks) -> Result<Appended, StorageError> {
@@ -854,6 +918,17 @@ impl Partition {
         self.driver().close().await
     }
 }
+
+/// Where a partition directory is moved while it is replaced (see
+/// [`Partition::reset_to`]); the broker removes such directories at start.
+pub fn deleted_name(dir: &std::path::Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(DELETED_SUFFIX);
+    dir.with_file_name(name)
+}
+
+/// The suffix of [`deleted_name`].
+pub const DELETED_SUFFIX: &str = ".deleted";
 
 /// The single definition of the bounds, from the log's state and this
 /// node's role. Everything above reads them through here.

@@ -364,8 +364,39 @@ impl FollowerTask {
                     if !self.current() {
                         return Ok(());
                     }
-                    let (records, hw, log_start) = self.fetch(&mut conn, offset).await?;
+                    let (records, hw, log_start) = match self.fetch(&mut conn, offset).await? {
+                        Fetched::Records {
+                            records,
+                            high_watermark,
+                            log_start,
+                        } => (records, high_watermark, log_start),
+                        Fetched::BelowLogStart(log_start) => {
+                            tracing::info!(topic = %self.topic, partition = self.partition, end = offset.0, leader_log_start = log_start.0, "follower's log ends below its leader's log start; copying from there into an empty log");
+                            self.p
+                                .reset_to(log_start)
+                                .await
+                                .map_err(|e| format!("resetting to {}: {e}", log_start.0))?;
+                            // A new machine, from the new log.
+                            return Err("reset to the leader's log start".into());
+                        }
+                    };
                     leader_log_start = log_start;
+                    // The leader's log start may fall inside a batch, which
+                    // a fetch from it answers whole: it starts below this
+                    // log's end. A log with nothing in it (just reset to
+                    // that log start) starts over at the batch's base
+                    // instead, as Kafka's followers do; its log start then
+                    // follows the leader's (`follow_log_start`).
+                    if let Some(base) = first_batch_base(&records) {
+                        let empty = self.p.log_start_offset() == offset
+                            && self.p.log_end_offset() == offset;
+                        if base < offset && empty {
+                            self.p
+                                .reset_to(base)
+                                .await
+                                .map_err(|e| format!("resetting to {}: {e}", base.0))?;
+                        }
+                    }
                     let (end, epochs) = self.append(records, offset)?;
                     machine.step(Input::Fetched {
                         leader_epoch: self.leader_epoch,
@@ -455,13 +486,8 @@ impl FollowerTask {
         }
     }
 
-    /// One replica fetch from `offset`: the record bytes, the leader's
-    /// high watermark and its log start.
-    async fn fetch(
-        &self,
-        conn: &mut Conn,
-        offset: Offset,
-    ) -> Result<(Bytes, Offset, Offset), String> {
+    /// One replica fetch from `offset`.
+    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<Fetched, String> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(self.me.0))
             .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(self.me.0)))
@@ -486,14 +512,17 @@ impl FollowerTask {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or("Fetch answered without the partition")?;
+        if part.error_code == OFFSET_OUT_OF_RANGE && part.log_start_offset > offset.0 {
+            return Ok(Fetched::BelowLogStart(Offset(part.log_start_offset)));
+        }
         if part.error_code != 0 {
             return Err(format!("Fetch answered error {}", part.error_code));
         }
-        Ok((
-            part.records.clone().unwrap_or_default(),
-            Offset(part.high_watermark),
-            Offset(part.log_start_offset.max(0)),
-        ))
+        Ok(Fetched::Records {
+            records: part.records.clone().unwrap_or_default(),
+            high_watermark: Offset(part.high_watermark),
+            log_start: Offset(part.log_start_offset.max(0)),
+        })
     }
 
     /// Appends the whole batches of `records`, which start at `offset`.
@@ -535,6 +564,28 @@ impl FollowerTask {
         }
         Ok((end, epochs))
     }
+}
+
+/// The base offset of the first batch in a fetch answer's records.
+fn first_batch_base(records: &[u8]) -> Option<Offset> {
+    let head: [u8; 8] = records.get(..8)?.try_into().ok()?;
+    Some(Offset(i64::from_be_bytes(head)))
+}
+
+/// Kafka's OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// What a replica fetch got.
+enum Fetched {
+    /// Batches (possibly none) from the fetch offset, with the leader's
+    /// high watermark and log start.
+    Records {
+        records: Bytes,
+        high_watermark: Offset,
+        log_start: Offset,
+    },
+    /// The leader no longer holds the fetch offset: its log starts here.
+    BelowLogStart(Offset),
 }
 
 /// A follower's connection to its leader: one request at a time.

@@ -492,6 +492,11 @@ fn remove_orphan_partitions(data_dir: &Path, md: &ClusterMetadata) {
         if !entry.path().is_dir() {
             continue;
         }
+        if name.ends_with(crate::partition::DELETED_SUFFIX) {
+            tracing::info!(dir = %entry.path().display(), "removing a replaced log left by a crash");
+            let _ = std::fs::remove_dir_all(entry.path());
+            continue;
+        }
         let Some((topic, part)) = name.rsplit_once('-') else {
             continue;
         };

@@ -95,6 +95,16 @@ impl<I: StorageIo> BackgroundCheckpoint<I> {
 }
 
 impl<I: StorageIo> PartitionLog<I> {
+    /// Whether nothing of this log is running: no job, no background
+    /// checkpoint and no preallocation in flight. A driver that stops only
+    /// once this holds (and nothing is left to do) leaves nothing writing
+    /// into the log's directory after it: a checkpoint still in flight
+    /// would otherwise land after the log was reopened, cut, moved or
+    /// deleted, describing a log that is no longer there.
+    pub fn is_quiet(&self) -> bool {
+        self.in_flight.is_none() && !self.checkpointing && self.preallocating.is_none()
+    }
+
     /// Space reservation ahead of the writes, to run beside the jobs (see
     /// [`Preallocation`]): Some when the active segment has less than one
     /// two `preallocate_step_bytes` reserved beyond its written and queued bytes.

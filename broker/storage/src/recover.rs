@@ -109,6 +109,50 @@ struct Walked<F> {
 }
 
 impl<I: StorageIo> PartitionLog<I> {
+    /// Makes `dir`, which must not exist or be empty, a log with nothing in
+    /// it whose first offset is `start`: [`PartitionLog::open`] then finds
+    /// its log start and end at `start`, and the next append is at
+    /// `start`. Kafka's `truncateFullyAndStartAt`, for a follower whose
+    /// leader no longer holds the offsets the follower would fetch next
+    /// (retention or DeleteRecords removed them): it starts a copy at the
+    /// leader's log start instead.
+    ///
+    /// Crash safety: the only state it writes is an empty segment file
+    /// named for `start`. Before that file is durable, the directory may
+    /// come back empty (a log at offset 0), a state the follower resets
+    /// from again; nothing it held is needed by then.
+    pub async fn create_empty_at(io: &I, dir: &Path, start: Offset) -> Result<()> {
+        if start < Offset::ZERO {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: start,
+                log_start: Offset::ZERO,
+                log_end: Offset::ZERO,
+            });
+        }
+        io.create_dir_all(dir)
+            .await
+            .map_err(|e| StorageError::io("create dir", dir, e))?;
+        let names = io
+            .list_dir(dir)
+            .await
+            .map_err(|e| StorageError::io("list dir", dir, e))?;
+        if !names.is_empty() {
+            return Err(StorageError::io(
+                "create an empty log in",
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the directory is not empty",
+                ),
+            ));
+        }
+        let path = dir.join(format!("{}.log", segment_file_stem(start)));
+        io.open(&path, true)
+            .await
+            .map_err(|e| StorageError::io("create segment", &path, e))?;
+        Ok(())
+    }
+
     /// Opens (or creates) the partition in `dir`, recovering from a crash if
     /// needed. `now_ms` is the wall clock, used for `segment.ms` of a new segment.
     pub async fn open(

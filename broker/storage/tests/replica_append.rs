@@ -219,3 +219,46 @@ fn a_truncated_follower_takes_the_new_leaders_batches_in_place_of_its_own() {
     assert_eq!(contents(&follower), contents(&new));
     assert_eq!(follower.epochs(), new.epochs());
 }
+
+#[test]
+fn a_follower_behind_its_leaders_log_start_copies_from_there_into_a_log_created_empty_at_it() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut leader, _) = open_std(ld.path(), small_config());
+    append_n(&mut leader, 6, 2, 50); // batches at 0, 2, ..., 10
+    flush(&mut leader);
+    leader.advance_log_start(Offset(6)).unwrap();
+    // The follower's log: a new directory, empty at the leader's log start.
+    let dir = fd.path().join("t-0");
+    block_on(PartitionLog::create_empty_at(
+        &corelog_storage::io::StdIo,
+        &dir,
+        Offset(6),
+    ))
+    .unwrap();
+    let (mut follower, _) = open_std(&dir, small_config());
+    assert_eq!(
+        (follower.log_start_offset(), follower.next_offset()),
+        (Offset(6), Offset(6))
+    );
+    replicate(
+        &mut follower,
+        &fetched(&leader, Offset(6), leader.next_offset()),
+    );
+    flush(&mut follower);
+    assert_eq!(contents(&follower), contents(&leader));
+    // Reopened, it is the same log, starting at 6.
+    block_on(follower.close(0)).unwrap();
+    let (follower, _) = open_std(&dir, small_config());
+    assert_eq!(
+        (follower.log_start_offset(), follower.next_offset()),
+        (Offset(6), Offset(12))
+    );
+    assert_eq!(contents(&follower), contents(&leader));
+    // Only into an empty directory.
+    assert!(block_on(PartitionLog::create_empty_at(
+        &corelog_storage::io::StdIo,
+        &dir,
+        Offset(6)
+    ))
+    .is_err());
+}

@@ -47,6 +47,8 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::DescribeCluster, 0, 1),
     support(ApiKey::DescribeLogDirs, 0, 4),
     support(ApiKey::ElectLeaders, 0, 2),
+    support(ApiKey::AlterPartitionReassignments, 0, 0),
+    support(ApiKey::ListPartitionReassignments, 0, 0),
     support(ApiKey::InitProducerId, 0, 5),
     support(ApiKey::FindCoordinator, 0, 6),
     support(ApiKey::JoinGroup, 0, 9),
@@ -349,6 +351,40 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
                 r = r.with_unknown_tagged_field(extra_tag().0, extra_tag().1);
             }
             Request::ElectLeaders(r)
+        }
+        ApiKey::AlterPartitionReassignments => {
+            use corelog_protocol::kafka_protocol::messages::alter_partition_reassignments_request::{
+                ReassignablePartition, ReassignableTopic,
+            };
+            let p = |i, replicas: Option<Vec<i32>>| {
+                ReassignablePartition::default()
+                    .with_partition_index(i)
+                    .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+            };
+            Request::AlterPartitionReassignments(
+                corelog_protocol::kafka_protocol::messages::AlterPartitionReassignmentsRequest::default()
+                    .with_timeout_ms(30_000)
+                    .with_topics(vec![
+                        ReassignableTopic::default()
+                            .with_name(topic("orders"))
+                            .with_partitions(vec![p(0, Some(vec![1, 2, 3])), p(1, None)]),
+                        ReassignableTopic::default().with_name(topic("audit")),
+                    ])
+                    .with_unknown_tagged_field(extra_tag().0, extra_tag().1),
+            )
+        }
+        ApiKey::ListPartitionReassignments => {
+            use corelog_protocol::kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+            Request::ListPartitionReassignments(
+                corelog_protocol::kafka_protocol::messages::ListPartitionReassignmentsRequest::default()
+                    .with_timeout_ms(30_000)
+                    .with_topics(Some(vec![
+                        ListPartitionReassignmentsTopics::default()
+                            .with_name(topic("orders"))
+                            .with_partition_indexes(vec![0, 1, 2]),
+                    ]))
+                    .with_unknown_tagged_field(extra_tag().0, extra_tag().1),
+            )
         }
         ApiKey::InitProducerId => {
             let mut r = InitProducerIdRequest::default()

@@ -577,6 +577,15 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
             },
             partitions,
         },
+        ControlRequest::AlterReassignments { partitions } => ctl::Request::AlterReassignments {
+            partitions: partitions
+                .into_iter()
+                .map(|(t, p, target)| (t, p, target.map(|r| r.into_iter().map(NodeId).collect())))
+                .collect(),
+        },
+        ControlRequest::ListReassignments { partitions } => {
+            ctl::Request::ListReassignments { partitions }
+        }
         ControlRequest::EnsureOffsetsTopic {
             partitions,
             replication_factor,
@@ -651,15 +660,39 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
             partition_epoch,
         },
         ctl::Response::LeadersElected { results } => ControlResponse::LeadersElected {
-            results: results
+            results: outcomes(results),
+        },
+        ctl::Response::ReassignmentsAltered { results } => ControlResponse::ReassignmentsAltered {
+            results: outcomes(results),
+        },
+        ctl::Response::Reassignments(list) => ControlResponse::Reassignments {
+            list: list
                 .into_iter()
                 .map(|r| {
-                    let (code, message) = r.error.map_or((0, None), |e| (e.code, Some(e.message)));
-                    (r.topic, r.partition, code, message)
+                    let ids = |l: Vec<NodeId>| l.into_iter().map(|n| n.0).collect();
+                    (
+                        r.topic,
+                        r.partition,
+                        ids(r.replicas),
+                        ids(r.adding),
+                        ids(r.removing),
+                    )
                 })
                 .collect(),
         },
     }
+}
+
+/// Per-partition outcomes as the wire carries them: `(topic, partition,
+/// error code, message)`.
+fn outcomes(results: Vec<ctl::ElectionResult>) -> Vec<(String, i32, i16, Option<String>)> {
+    results
+        .into_iter()
+        .map(|r| {
+            let (code, message) = r.error.map_or((0, None), |e| (e.code, Some(e.message)));
+            (r.topic, r.partition, code, message)
+        })
+        .collect()
 }
 
 /// Answers `request` with this node's controller: the answer once the
@@ -769,6 +802,8 @@ async fn broker_task(host: Rc<RefCell<Host>>, config: Rc<ServerConfig>) {
                 | ControlResponse::ConfigsAltered
                 | ControlResponse::PartitionAltered { .. }
                 | ControlResponse::LeadersElected { .. }
+                | ControlResponse::ReassignmentsAltered { .. }
+                | ControlResponse::Reassignments { .. }
                 | ControlResponse::ProducerIds { .. }),
             ) => {
                 tracing::warn!(broker = me, answer = ?other, "controller answered a broker request with another kind");

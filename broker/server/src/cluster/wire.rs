@@ -147,6 +147,15 @@ pub enum ControlRequest {
         unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's AlterPartitionReassignments: `(topic, partition, target)`,
+    /// `None` cancels.
+    AlterReassignments {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
+    /// Kafka's ListPartitionReassignments; `None` lists all.
+    ListReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// Create the internal offsets topic unless it exists.
     EnsureOffsetsTopic {
         partitions: i32,
@@ -211,6 +220,15 @@ pub enum ControlResponse {
     LeadersElected {
         results: Vec<(String, i32, i16, Option<String>)>,
     },
+    /// Each partition's AlterPartitionReassignments outcome: `(topic,
+    /// partition, error code, message)`.
+    ReassignmentsAltered {
+        results: Vec<(String, i32, i16, Option<String>)>,
+    },
+    /// The reassignments in progress.
+    Reassignments {
+        list: Vec<ReassignmentStatus>,
+    },
     /// Producer ids `[start, start + len)`, this broker's alone.
     ProducerIds {
         start: i64,
@@ -224,6 +242,10 @@ pub enum ControlResponse {
         leader: Option<i32>,
     },
 }
+
+/// One partition's reassignment in progress: `(topic, partition,
+/// replicas, adding, removing)`.
+pub type ReassignmentStatus = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
 
 /// One broker as the image holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

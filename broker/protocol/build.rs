@@ -20,9 +20,10 @@
 //!   `taggedVersions`, and a known tagged field in `taggedVersions`;
 //!   tagged fields of other versions, and unknown tags, are skipped by
 //!   their declared size;
-//! - `nullableVersions` needs no code: the walker accepts null for every
-//!   string, bytes and array (kafka-protocol refuses null where the schema
-//!   does not allow it);
+//! - `nullableVersions` needs no code for strings, bytes and arrays: the
+//!   walker accepts null for every one (kafka-protocol refuses null where
+//!   the schema does not allow it); a nullable struct is a marker byte,
+//!   then the struct when the marker is 1, as kafka-protocol reads it;
 //! - arrays check their count against the bytes left, using the smallest
 //!   size an element can have at the version, then walk every element.
 
@@ -466,15 +467,19 @@ fn field_walk(
             let _ = writeln!(out, "{pad}w.bytes(flex)?; // {name}");
         }
         _ => {
-            if field.get("nullableVersions").is_some() {
-                fail(&format!(
-                    "{}: nullable struct field {name} is not supported by the generator",
-                    ctx.file
-                ));
-            }
             let fields = struct_fields(ctx, field, ty);
-            let _ = writeln!(out, "{pad}// {name}");
-            struct_body(out, ctx, fields, range, depth);
+            if field.get("nullableVersions").is_some() {
+                // A nullable struct: a marker byte, then the struct only
+                // when the marker is 1 (kafka-protocol's `OptionStruct`
+                // reads any other value as null).
+                let _ = writeln!(out, "{pad}// {name} (nullable)");
+                let _ = writeln!(out, "{pad}if w.i8()? == 1 {{");
+                struct_body(out, ctx, fields, range, depth + 1);
+                let _ = writeln!(out, "{pad}}}");
+            } else {
+                let _ = writeln!(out, "{pad}// {name}");
+                struct_body(out, ctx, fields, range, depth);
+            }
         }
     }
 }
@@ -496,6 +501,8 @@ fn struct_min(ctx: &Ctx<'_>, fields: &Value, range: (i16, i16)) -> String {
             match ty {
                 "string" => (0, Some("string_min(flex)".to_owned())),
                 "bytes" | "records" => (0, Some("bytes_min(flex)".to_owned())),
+                // A nullable struct may be its marker byte alone.
+                _ if field.get("nullableVersions").is_some() => (1, None),
                 _ => (
                     0,
                     Some(struct_min(ctx, struct_fields(ctx, field, ty), inner)),

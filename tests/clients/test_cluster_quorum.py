@@ -131,18 +131,20 @@ class Cluster:
         return s
 
 
-def started_cluster(request, tmp_path, extra_config="", settled=False):
-    """Three nodes on loopback (`extra_config` appended to their config
-    file); with `settled`, waits for a quorum leader and three unfenced
-    brokers. Yields the Cluster and kills its brokers afterwards."""
+def started_cluster(request, tmp_path, extra_config="", settled=False, n=3):
+    """`n` nodes (three unless told) on loopback (`extra_config` appended
+    to their config file); with `settled`, waits for a quorum leader and
+    every broker unfenced. Yields the Cluster and kills its brokers
+    afterwards."""
     started = []
     request.node.stash[_BROKERS] = started
-    c = Cluster(tmp_path, started, extra_config=extra_config)
+    c = Cluster(tmp_path, started, n=n, extra_config=extra_config)
     for b in c.nodes.values():
         b.start()
     if settled:
-        wait_for("a leader and three unfenced brokers",
-                 lambda: c.settled([1, 2, 3], unfenced=[1, 2, 3]), 30)
+        every = list(range(1, n + 1))
+        wait_for("a leader and %d unfenced brokers" % n,
+                 lambda: c.settled(every, unfenced=every), 30)
     yield c
     for b in started:
         b.kill9()

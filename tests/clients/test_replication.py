@@ -473,3 +473,105 @@ def test_a_partition_moves_to_other_brokers_under_load_without_losing_a_write(cl
             assert c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)[0] == 40
         finally:
             c.close()
+
+
+def test_describe_topic_partitions_shows_a_replica_that_left_a_too_small_isr_as_eligible(cluster):
+    """KIP-966 through kafka-python's DescribeTopicPartitions: with
+    min.insync.replicas=3, a follower killed -9 leaves the ISR, which is
+    then below the minimum, so the high watermark cannot pass what the
+    killed replica holds: it is an eligible leader replica, and offline."""
+    from kafka.admin import KafkaAdminClient
+
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [1, 2, 3])})
+    a.create_topics([NewTopic(TOPIC, 1, replication_factor=3,
+                              config={"min.insync.replicas": "3"})],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    leader, _, _ = wait_for("three replicas in sync", lambda: (
+        lambda s: s if s and s[2] == [1, 2, 3] else None)(partition_state(cluster, 1)), 20)
+    victim = next(i for i in (1, 2, 3) if i != leader)
+    others = sorted(i for i in (1, 2, 3) if i != victim)
+    k = KafkaAdminClient(bootstrap_servers=bootstrap(cluster, others))
+    try:
+        def described():
+            d = k.describe_topic_partitions([TOPIC])
+            assert d["next_cursor"] is None
+            (t,) = d["topics"]
+            assert t["error_code"] == 0 and t["name"] == TOPIC, t
+            (p,) = t["partitions"]
+            return p
+
+        p = described()
+        assert (p["leader_id"], sorted(p["isr_nodes"])) == (leader, [1, 2, 3]), p
+        assert not p["eligible_leader_replicas"], p
+        n[victim].kill9()
+        p = wait_for("the killed replica out of the ISR and eligible", lambda: (
+            lambda p: p if sorted(p["isr_nodes"]) == others else None)(described()), 40)
+        assert p["eligible_leader_replicas"] == [victim], p
+        assert p["offline_replicas"] == [victim], p
+        assert sorted(p["replica_nodes"]) == [1, 2, 3] and p["leader_id"] == leader, p
+    finally:
+        k.close()
+
+
+@pytest.fixture
+def five_node_cluster(request, tmp_path):
+    """Five voters: two brokers down still leave a quorum."""
+    yield from started_cluster(request, tmp_path, "replication_preview = true\n",
+                               settled=True, n=5)
+
+
+def test_an_eligible_leader_replica_leads_when_the_last_in_sync_replica_is_gone(
+        five_node_cluster):
+    """KIP-966 with real processes: a partition on brokers {1, 2} with
+    min.insync.replicas=2. Broker 2 is killed: the ISR {1} is below the
+    minimum, so nothing more is committed and 2 holds everything that was;
+    it is eligible. Broker 1, the last in-sync replica, is killed too: no
+    leader. Broker 2 comes back and leads at once (no unclean election is
+    allowed), with every acknowledged record, readable once 1 is back in
+    sync; 1 is eligible in its place meanwhile."""
+    from kafka.admin import KafkaAdminClient
+
+    cluster = five_node_cluster
+    n = cluster.nodes
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster, [3, 4, 5])})
+    a.create_topics([NewTopic(TOPIC, num_partitions=1, replica_assignment=[[1, 2]],
+                              config={"min.insync.replicas": "2"})],
+                    request_timeout=30)[TOPIC].result(timeout=40)
+    wait_for("1 leading, 2 in sync", lambda: (
+        lambda s: s if s and s[0] == 1 and s[2] == [1, 2] else None)(partition_state(cluster, 3)), 20)
+    values = [b"committed-%d" % k for k in range(50)]
+    assert len(produce(cluster, [1, 2, 3], values)) == 50
+    k = KafkaAdminClient(bootstrap_servers=bootstrap(cluster, [3, 4, 5]))
+    try:
+        def partition():
+            # The admin client may pick a broker that was just killed:
+            # that try fails, the next goes to another.
+            try:
+                (t,) = k.describe_topic_partitions([TOPIC])["topics"]
+            except Exception:  # noqa: BLE001 - kafka-python's connection errors
+                return None
+            (p,) = t["partitions"]
+            return p
+
+        def when(cond):
+            return lambda: (lambda p: p if p and cond(p) else None)(partition())
+
+        n[2].kill9()
+        p = wait_for("2 out of the ISR and eligible", when(lambda p: p["isr_nodes"] == [1]), 40)
+        assert p["eligible_leader_replicas"] == [2], p
+        n[1].kill9()
+        wait_for("no leader", when(lambda p: p["leader_id"] < 0), 40)
+        n[2].start()
+        p = wait_for("2 leading", when(lambda p: p["leader_id"] == 2), 40)
+        assert p["isr_nodes"] == [2] and p["eligible_leader_replicas"] == [1], p
+        # An ISR below the minimum commits nothing more (KIP-966), and the
+        # high watermark 2 knew may be older than the last commit (its
+        # checkpoint did not survive the kill): once 1 is back, follows 2
+        # and is in sync, every acknowledged record is readable.
+        n[1].start()
+        wait_for("1 back in sync", when(lambda p: sorted(p["isr_nodes"]) == [1, 2]), 60)
+    finally:
+        k.close()
+    got = consume(cluster, [2, 3], 50)
+    assert got == [(i, v) for i, v in enumerate(values)], got[:3]

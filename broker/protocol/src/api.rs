@@ -123,6 +123,7 @@ macro_rules! for_each_api {
             ElectLeaders(elect_leaders): ElectLeadersRequest => ElectLeadersResponse, 0..=2;
             AlterPartitionReassignments(alter_partition_reassignments): AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse, 0..=0;
             ListPartitionReassignments(list_partition_reassignments): ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse, 0..=0;
+            DescribeTopicPartitions(describe_topic_partitions): DescribeTopicPartitionsRequest => DescribeTopicPartitionsResponse, 0..=0;
             // Consumer groups: the classic protocol in every version clients
             // use, and KIP-848's consumer protocol.
             FindCoordinator(find_coordinator): FindCoordinatorRequest => FindCoordinatorResponse, 0..=6;

@@ -102,6 +102,11 @@ impl<'a> Walker<'a> {
         Ok(head)
     }
 
+    fn i8(&mut self) -> Result<i8, WalkError> {
+        let bytes = self.take(1)?;
+        Ok(bytes[0] as i8)
+    }
+
     fn i16(&mut self) -> Result<i16, WalkError> {
         let bytes = self.take(2)?;
         Ok(i16::from_be_bytes([bytes[0], bytes[1]]))

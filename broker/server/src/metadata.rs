@@ -60,6 +60,10 @@ pub struct ReplicaMeta {
     pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// The eligible leader replicas (KIP-966), as DescribeTopicPartitions
+    /// reports them. Absent from tables written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<i32>,
     /// Whether this node holds a replica, so its log lives here.
     pub hosted: bool,
     /// Whether this node leads the partition: only then does it serve
@@ -76,6 +80,7 @@ impl ReplicaMeta {
             partition_epoch: pv.partition_epoch,
             replicas: pv.replicas.clone(),
             isr: pv.isr.clone(),
+            elr: pv.elr.clone(),
             hosted: pv.replicas.contains(&me),
             leads: pv.leader == me,
         }
@@ -163,6 +168,8 @@ pub struct PartitionView {
     pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// The eligible leader replicas (KIP-966).
+    pub elr: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -819,6 +826,7 @@ mod tests {
                             partition_epoch: 0,
                             replicas: replicas.to_vec(),
                             isr: replicas.to_vec(),
+                            elr: Vec::new(),
                         })
                         .collect();
                     (

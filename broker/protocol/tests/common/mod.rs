@@ -49,6 +49,7 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::ElectLeaders, 0, 2),
     support(ApiKey::AlterPartitionReassignments, 0, 0),
     support(ApiKey::ListPartitionReassignments, 0, 0),
+    support(ApiKey::DescribeTopicPartitions, 0, 0),
     support(ApiKey::InitProducerId, 0, 5),
     support(ApiKey::FindCoordinator, 0, 6),
     support(ApiKey::JoinGroup, 0, 9),
@@ -383,6 +384,26 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
                             .with_name(topic("orders"))
                             .with_partition_indexes(vec![0, 1, 2]),
                     ]))
+                    .with_unknown_tagged_field(extra_tag().0, extra_tag().1),
+            )
+        }
+        ApiKey::DescribeTopicPartitions => {
+            use corelog_protocol::kafka_protocol::messages::describe_topic_partitions_request::{
+                Cursor, TopicRequest,
+            };
+            Request::DescribeTopicPartitions(
+                corelog_protocol::kafka_protocol::messages::DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![
+                        TopicRequest::default().with_name(topic("orders")),
+                        TopicRequest::default().with_name(topic("audit")),
+                    ])
+                    .with_response_partition_limit(100)
+                    .with_cursor(Some(
+                        Cursor::default()
+                            .with_topic_name(topic("orders"))
+                            .with_partition_index(3)
+                            .with_unknown_tagged_field(extra_tag().0, extra_tag().1),
+                    ))
                     .with_unknown_tagged_field(extra_tag().0, extra_tag().1),
             )
         }

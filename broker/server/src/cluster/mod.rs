@@ -436,6 +436,7 @@ impl Host {
                             partition_epoch: p.partition_epoch,
                             replicas: p.replicas.iter().map(|n| n.0).collect(),
                             isr: p.isr.iter().map(|n| n.0).collect(),
+                            elr: p.elr.iter().map(|n| n.0).collect(),
                         })
                         .collect(),
                 };

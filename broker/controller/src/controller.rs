@@ -352,6 +352,10 @@ pub struct Controller {
     rebalancing: bool,
     /// A proposal completing reassignments is in flight.
     completing: bool,
+    /// The image's applied index at the last look for reassignments to
+    /// complete: only a committed entry can complete one, so the look
+    /// (over every partition) runs once per entry, not once per step.
+    reassignments_checked_at: Option<u64>,
 }
 
 fn not_controller() -> ApiError {
@@ -410,6 +414,7 @@ impl Controller {
             next_rebalance_ms: None,
             rebalancing: false,
             completing: false,
+            reassignments_checked_at: None,
         }
     }
 
@@ -505,6 +510,7 @@ impl Controller {
         self.next_rebalance_ms = None;
         self.rebalancing = false;
         self.completing = false;
+        self.reassignments_checked_at = None;
     }
 
     fn forget(&mut self, p: &Pending) {
@@ -674,9 +680,11 @@ impl Controller {
     /// ISR: the removed replicas go, and a leader that is one of them
     /// hands over to a target replica in the ISR (the first live one).
     fn check_reassignments(&mut self, out: &mut Vec<Output>) {
-        if self.completing {
+        let at = self.image.applied_index();
+        if self.completing || self.reassignments_checked_at == Some(at) {
             return;
         }
+        self.reassignments_checked_at = Some(at);
         let mut records = Vec::new();
         for t in self.image.topics().values() {
             for (i, p) in t.partitions.iter().enumerate() {

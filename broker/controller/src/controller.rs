@@ -695,12 +695,6 @@ impl Controller {
                 if !target.iter().all(|r| p.isr.contains(r)) {
                     continue;
                 }
-                let isr: Vec<NodeId> = p
-                    .isr
-                    .iter()
-                    .copied()
-                    .filter(|r| target.contains(r))
-                    .collect();
                 records.push(self.reassign_record(
                     t.id,
                     i as i32,
@@ -708,7 +702,6 @@ impl Controller {
                     target,
                     Vec::new(),
                     Vec::new(),
-                    isr,
                 ));
             }
         }
@@ -719,11 +712,10 @@ impl Controller {
     }
 
     /// The record giving `p` the replica set `replicas` (with `adding` and
-    /// `removing` in progress) and the ISR `isr` (of `replicas`): its
-    /// leader stays if it is in `isr`, else the first live member of
-    /// `isr` in `replicas`' order leads (none: no leader, until one
-    /// returns). Next leader and partition epochs.
-    #[allow(clippy::too_many_arguments)]
+    /// `removing` in progress): the ISR keeps its members that stay
+    /// replicas; the leader stays if it is one of them, else the first
+    /// live member of that ISR in `replicas`' order leads (none: no
+    /// leader, until one returns). Next leader and partition epochs.
     fn reassign_record(
         &self,
         topic_id: TopicId,
@@ -732,8 +724,13 @@ impl Controller {
         replicas: Vec<NodeId>,
         adding: Vec<NodeId>,
         removing: Vec<NodeId>,
-        isr: Vec<NodeId>,
     ) -> Record {
+        let isr: Vec<NodeId> = p
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| replicas.contains(r))
+            .collect();
         let leader = if isr.contains(&p.leader) {
             p.leader
         } else {
@@ -759,14 +756,15 @@ impl Controller {
     }
 
     /// The record starting, replacing or cancelling (`target` `None`)
-    /// `p`'s reassignment, or why not.
+    /// `p`'s reassignment, `None` when `p` has those replicas already and
+    /// no move is in progress (nothing to do), or why not.
     fn reassignment(
         &self,
         topic_id: TopicId,
         partition: i32,
         p: &crate::image::PartitionInfo,
         target: Option<Vec<NodeId>>,
-    ) -> Result<Record, ApiError> {
+    ) -> Result<Option<Record>, ApiError> {
         let original = p.original_replicas();
         let Some(target) = target else {
             if !p.reassigning() {
@@ -775,26 +773,16 @@ impl Controller {
                     "no reassignment is in progress for this partition",
                 ));
             }
-            let isr = p
-                .isr
-                .iter()
-                .copied()
-                .filter(|r| original.contains(r))
-                .collect();
-            return Ok(self.reassign_record(
+            return Ok(Some(self.reassign_record(
                 topic_id,
                 partition,
                 p,
                 original,
                 Vec::new(),
                 Vec::new(),
-                isr,
-            ));
+            )));
         };
-        let mut distinct = target.clone();
-        distinct.sort();
-        distinct.dedup();
-        if target.is_empty() || distinct.len() != target.len() {
+        if target.is_empty() || !crate::image::distinct(&target) {
             return Err(ApiError::new(
                 codes::INVALID_REPLICA_ASSIGNMENT,
                 "the replicas must be distinct, and at least one",
@@ -821,21 +809,53 @@ impl Controller {
             .copied()
             .filter(|r| !target.contains(r))
             .collect();
-        let mut replicas = target.clone();
+        let mut replicas = target;
         replicas.extend(removing.iter().copied());
-        let isr: Vec<NodeId> = p
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| replicas.contains(r))
-            .collect();
-        if adding.is_empty() && removing.is_empty() && replicas == p.replicas && !p.reassigning() {
-            return Err(ApiError::new(
-                codes::NONE,
-                "the partition has these replicas already",
-            ));
+        // The same replicas in the same order: nothing to add (the target
+        // is the replicas) and nothing to remove.
+        if removing.is_empty() && replicas == p.replicas && !p.reassigning() {
+            return Ok(None);
         }
-        Ok(self.reassign_record(topic_id, partition, p, replicas, adding, removing, isr))
+        Ok(Some(self.reassign_record(
+            topic_id, partition, p, replicas, adding, removing,
+        )))
+    }
+
+    /// Partition `partition` of `topic` in the image, with its topic's id,
+    /// or UNKNOWN_TOPIC_OR_PARTITION.
+    fn find_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(TopicId, &crate::image::PartitionInfo), ApiError> {
+        self.image
+            .topic(topic)
+            .and_then(|t| Some((t.id, t.partitions.get(usize::try_from(partition).ok()?)?)))
+            .ok_or_else(|| {
+                ApiError::new(
+                    codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("partition {partition} of {topic} does not exist"),
+                )
+            })
+    }
+
+    /// Answers `ok` at once when `records` is empty, else once they are
+    /// committed.
+    fn reply_or_propose(
+        &mut self,
+        reply: ReplyId,
+        records: Vec<Record>,
+        ok: Response,
+        out: &mut Vec<Output>,
+    ) {
+        if records.is_empty() {
+            out.push(Output::Reply {
+                reply,
+                result: Ok(ok),
+            });
+        } else {
+            self.propose(&records, Pending::Other { reply, ok }, out);
+        }
     }
 
     /// The record electing `p`'s preferred replica, or why not.
@@ -1374,18 +1394,12 @@ impl Controller {
                 let mut records = Vec::new();
                 let mut results = Vec::new();
                 for (topic, partition) in asked {
-                    let outcome = match self.image.topic(&topic).and_then(|t| {
-                        Some((t.id, t.partitions.get(usize::try_from(partition).ok()?)?))
-                    }) {
-                        None => Err(ApiError::new(
-                            codes::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!("partition {partition} of {topic} does not exist"),
-                        )),
-                        Some((id, p)) => match election {
-                            Election::Preferred => self.preferred_election(id, partition, p),
-                            Election::Unclean => self.unclean_election(id, partition, p),
-                        },
-                    };
+                    let outcome =
+                        self.find_partition(&topic, partition)
+                            .and_then(|(id, p)| match election {
+                                Election::Preferred => self.preferred_election(id, partition, p),
+                                Election::Unclean => self.unclean_election(id, partition, p),
+                            });
                     let error = match outcome {
                         Ok(r) => {
                             records.push(r);
@@ -1403,14 +1417,7 @@ impl Controller {
                     });
                 }
                 let ok = Response::LeadersElected { results };
-                if records.is_empty() {
-                    out.push(Output::Reply {
-                        reply,
-                        result: Ok(ok),
-                    });
-                } else {
-                    self.propose(&records, Pending::Other { reply, ok }, out);
-                }
+                self.reply_or_propose(reply, records, ok, out);
             }
             Request::AlterReassignments { partitions } => {
                 let mut records = Vec::new();
@@ -1423,23 +1430,15 @@ impl Controller {
                             "the partition is named twice",
                         ))
                     } else {
-                        match self.image.topic(&topic).and_then(|t| {
-                            Some((t.id, t.partitions.get(usize::try_from(partition).ok()?)?))
-                        }) {
-                            None => Err(ApiError::new(
-                                codes::UNKNOWN_TOPIC_OR_PARTITION,
-                                format!("partition {partition} of {topic} does not exist"),
-                            )),
-                            Some((id, p)) => self.reassignment(id, partition, p, target),
-                        }
+                        self.find_partition(&topic, partition)
+                            .and_then(|(id, p)| self.reassignment(id, partition, p, target))
                     };
                     let error = match outcome {
                         Ok(r) => {
-                            records.push(r);
+                            // None: already so, nothing to do, no error.
+                            records.extend(r);
                             None
                         }
-                        // Already so: nothing to do, and no error.
-                        Err(e) if e.code == codes::NONE => None,
                         Err(e) => Some(e),
                     };
                     results.push(ElectionResult {
@@ -1449,14 +1448,7 @@ impl Controller {
                     });
                 }
                 let ok = Response::ReassignmentsAltered { results };
-                if records.is_empty() {
-                    out.push(Output::Reply {
-                        reply,
-                        result: Ok(ok),
-                    });
-                } else {
-                    self.propose(&records, Pending::Other { reply, ok }, out);
-                }
+                self.reply_or_propose(reply, records, ok, out);
             }
             Request::ListReassignments { partitions } => {
                 let mut list = Vec::new();

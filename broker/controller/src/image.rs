@@ -67,6 +67,13 @@ pub struct PartitionInfo {
 }
 
 impl PartitionInfo {
+    /// Whether a change decided at the partition's current epochs would
+    /// be at `leader_epoch` and `partition_epoch`: the next of each. A
+    /// change decided before another was applied is refused by this.
+    fn follows_at(&self, leader_epoch: LeaderEpoch, partition_epoch: i32) -> bool {
+        partition_epoch == self.partition_epoch + 1 && leader_epoch.0 == self.leader_epoch.0 + 1
+    }
+
     /// Whether a reassignment is in progress.
     pub fn reassigning(&self) -> bool {
         !self.adding.is_empty() || !self.removing.is_empty()
@@ -521,9 +528,7 @@ impl MetadataImage {
                 isr,
             } => {
                 let (p, min) = self.partition_mut(*topic_id, *partition)?;
-                if *partition_epoch != p.partition_epoch + 1
-                    || leader_epoch.0 != p.leader_epoch.0 + 1
-                {
+                if !p.follows_at(*leader_epoch, *partition_epoch) {
                     return Err(ApiError::new(
                         codes::INVALID_UPDATE_VERSION,
                         "the partition changed since the election was decided",
@@ -559,21 +564,16 @@ impl MetadataImage {
                 partition_epoch,
             } => {
                 let (p, min) = self.partition_mut(*topic_id, *partition)?;
-                if *partition_epoch != p.partition_epoch + 1
-                    || leader_epoch.0 != p.leader_epoch.0 + 1
-                {
+                if !p.follows_at(*leader_epoch, *partition_epoch) {
                     return Err(ApiError::new(
                         codes::INVALID_UPDATE_VERSION,
                         "the partition changed since the reassignment was decided",
                     ));
                 }
-                let mut distinct = replicas.clone();
-                distinct.sort();
-                distinct.dedup();
                 let within = |l: &[NodeId]| l.iter().all(|r| replicas.contains(r));
                 let leaderless = *leader == NO_LEADER && isr.iter().all(|r| replicas.contains(r));
                 if replicas.is_empty()
-                    || distinct.len() != replicas.len()
+                    || !distinct(replicas)
                     || !within(adding)
                     || !within(removing)
                     || adding.iter().any(|r| removing.contains(r))
@@ -928,8 +928,13 @@ impl MetadataImage {
 /// leader among them. The controller checks a request with it, and apply
 /// checks the record again.
 pub(crate) fn isr_fits(isr: &[NodeId], replicas: &[NodeId], leader: NodeId) -> bool {
-    let mut seen = isr.to_vec();
+    distinct(isr) && isr.contains(&leader) && isr.iter().all(|r| replicas.contains(r))
+}
+
+/// Whether no node appears twice in `nodes`.
+pub(crate) fn distinct(nodes: &[NodeId]) -> bool {
+    let mut seen = nodes.to_vec();
     seen.sort();
     seen.dedup();
-    seen.len() == isr.len() && isr.contains(&leader) && isr.iter().all(|r| replicas.contains(r))
+    seen.len() == nodes.len()
 }

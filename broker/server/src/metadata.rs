@@ -491,6 +491,21 @@ impl ClusterMetadata {
         }
     }
 
+    /// The topic whose id is `id`, named, as a request may address it (see
+    /// [`ClusterMetadata::topic_for`]).
+    pub fn topic_by_id(&self, id: uuid::Uuid, replica: bool) -> Option<(&str, &TopicMeta)> {
+        self.topics
+            .iter()
+            .map(|(n, m)| (n.as_str(), m))
+            .chain(
+                self.offsets_topic
+                    .as_ref()
+                    .filter(|_| replica)
+                    .map(|m| (OFFSETS_TOPIC, m)),
+            )
+            .find(|(_, m)| m.uuid() == id)
+    }
+
     /// The settings of the internal offsets log's partitions: the broker
     /// defaults, with segments of `groups.offsets_segment_bytes`, no
     /// retention (the coordinator's snapshots bound it) and every write

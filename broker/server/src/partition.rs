@@ -681,7 +681,20 @@ impl Partition {
         let old = self.driver();
         let config = old.read_log(|l| l.config().clone());
         old.close().await;
-        let (mut log, _) = PartitionLog::open(
+        let mut log = self.reopen_log(config).await?;
+        let end = log
+            .truncate_to(offset, corelog_runtime::partition::now_ms())
+            .await;
+        *self.log.borrow_mut() = LogDriver::start(log);
+        self.replication.moved.notify_all();
+        end
+    }
+
+    /// Opens this partition's directory again, alone (its driver closed),
+    /// with `config`: what a truncation or a reset starts the new driver
+    /// from.
+    async fn reopen_log(&self, config: LogConfig) -> Result<PartitionLog<GlommioIo>, StorageError> {
+        let (log, _) = PartitionLog::open(
             GlommioIo,
             self.reopen.dir.clone(),
             config,
@@ -689,12 +702,7 @@ impl Partition {
             self.reopen.cache_id,
         )
         .await?;
-        let end = log
-            .truncate_to(offset, corelog_runtime::partition::now_ms())
-            .await;
-        *self.log.borrow_mut() = LogDriver::start(log);
-        self.replication.moved.notify_all();
-        end
+        Ok(log)
     }
 
     /// A follower's reset (Kafka's `truncateFullyAndStartAt`): its log ends
@@ -728,14 +736,7 @@ impl Partition {
         .await;
         if let Err(e) = renamed {
             // The old log is still there: go on with it.
-            let (log, _) = PartitionLog::open(
-                GlommioIo,
-                dir.clone(),
-                config,
-                self.reopen.cache.clone(),
-                self.reopen.cache_id,
-            )
-            .await?;
+            let log = self.reopen_log(config).await?;
             *self.log.borrow_mut() = LogDriver::start(log);
             return Err(StorageError::Io {
                 op: "move the log aside",
@@ -744,14 +745,7 @@ impl Partition {
             });
         }
         PartitionLog::create_empty_at(&GlommioIo, &dir, start).await?;
-        let (log, _) = PartitionLog::open(
-            GlommioIo,
-            dir,
-            config,
-            self.reopen.cache.clone(),
-            self.reopen.cache_id,
-        )
-        .await?;
+        let log = self.reopen_log(config).await?;
         *self.log.borrow_mut() = LogDriver::start(log);
         self.replication.moved.notify_all();
         if let Err(e) = corelog_runtime::run_blocking(move || std::fs::remove_dir_all(&aside)).await

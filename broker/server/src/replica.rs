@@ -512,7 +512,9 @@ impl FollowerTask {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or("Fetch answered without the partition")?;
-        if part.error_code == OFFSET_OUT_OF_RANGE && part.log_start_offset > offset.0 {
+        if part.error_code == corelog_protocol::error_code::OFFSET_OUT_OF_RANGE
+            && part.log_start_offset > offset.0
+        {
             return Ok(Fetched::BelowLogStart(Offset(part.log_start_offset)));
         }
         if part.error_code != 0 {
@@ -571,9 +573,6 @@ fn first_batch_base(records: &[u8]) -> Option<Offset> {
     let head: [u8; 8] = records.get(..8)?.try_into().ok()?;
     Some(Offset(i64::from_be_bytes(head)))
 }
-
-/// Kafka's OFFSET_OUT_OF_RANGE.
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// What a replica fetch got.
 enum Fetched {

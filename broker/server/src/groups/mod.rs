@@ -178,18 +178,11 @@ pub fn follow_leadership(
     let leads = meta.serving_shard() == Some(shard.id())
         && matches!(log.role_kind(), RoleKind::Sole | RoleKind::Leader(_));
     let generation = log.role_generation();
-    if let Some(gp) = shard.groups().get(index) {
-        if leads && gp.led_generation() == Some(generation) {
-            return;
-        }
-        if let Some(gp) = shard.groups().remove(index) {
-            gp.abandon();
-            tracing::info!(
-                partition = index,
-                "no longer coordinating this offsets partition's groups"
-            );
-        }
+    let current = shard.groups().get(index);
+    if leads && current.is_some_and(|gp| gp.led_generation() == Some(generation)) {
+        return;
     }
+    stop_coordinating(shard, index);
     if leads {
         let config = shard.config().groups.coordinator_config();
         let gp = GroupPartition::start_leading(index, config, log.clone(), generation);
@@ -202,6 +195,10 @@ pub fn follow_leadership(
 pub fn stop_coordinating(shard: &Shard, index: u32) {
     if let Some(gp) = shard.groups().remove(index) {
         gp.abandon();
+        tracing::info!(
+            partition = index,
+            "no longer coordinating this offsets partition's groups"
+        );
     }
 }
 

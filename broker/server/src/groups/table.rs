@@ -199,14 +199,25 @@ impl GroupPartition {
         machine: GroupCoordinator,
         log: Partition,
     ) -> Rc<GroupPartition> {
+        Self::with_timer(index, machine, log, None, false)
+    }
+
+    /// A coordinator with its timer running.
+    fn with_timer(
+        index: u32,
+        machine: GroupCoordinator,
+        log: Partition,
+        led_generation: Option<u64>,
+        loading: bool,
+    ) -> Rc<GroupPartition> {
         let gp = Rc::new(GroupPartition {
             index,
             machine: RefCell::new(machine),
             log,
-            led_generation: None,
+            led_generation,
             waiters: RefCell::new(HashMap::new()),
             next_reply: Cell::new(0),
-            loading: Cell::new(false),
+            loading: Cell::new(loading),
             topics_version: Cell::new(u64::MAX),
             timer: Doorbell::default(),
             closed: Cell::new(false),
@@ -225,19 +236,8 @@ impl GroupPartition {
         log: Partition,
         generation: u64,
     ) -> Rc<GroupPartition> {
-        let gp = Rc::new(GroupPartition {
-            index,
-            machine: RefCell::new(GroupCoordinator::new(config, seed(index))),
-            log,
-            led_generation: Some(generation),
-            waiters: RefCell::new(HashMap::new()),
-            next_reply: Cell::new(0),
-            loading: Cell::new(true),
-            topics_version: Cell::new(u64::MAX),
-            timer: Doorbell::default(),
-            closed: Cell::new(false),
-        });
-        glommio::spawn_local(run_timer(gp.clone())).detach();
+        let machine = GroupCoordinator::new(config, seed(index));
+        let gp = Self::with_timer(index, machine, log, Some(generation), true);
         gp.spawn_reload(0);
         gp
     }
@@ -264,6 +264,12 @@ impl GroupPartition {
     pub(super) fn abandon(&self) {
         self.closed.set(true);
         self.timer.ring();
+        self.fail_owed();
+    }
+
+    /// Answers every owed reply NOT_COORDINATOR: clients look the
+    /// coordinator up again and retry.
+    fn fail_owed(&self) {
         let _ = self.machine.borrow_mut().fail_pending();
         for (_, tx) in self.waiters.borrow_mut().drain() {
             let _ = tx.send(Err(codes::NOT_COORDINATOR));
@@ -420,10 +426,7 @@ impl GroupPartition {
         if self.loading.replace(true) {
             return;
         }
-        let _ = self.machine.borrow_mut().fail_pending();
-        for (_, tx) in self.waiters.borrow_mut().drain() {
-            let _ = tx.send(Err(codes::NOT_COORDINATOR));
-        }
+        self.fail_owed();
         self.spawn_reload(RELOAD_BACKOFF_MS);
     }
 
@@ -487,10 +490,6 @@ async fn run_timer(gp: Rc<GroupPartition>) {
                 glommio::timer::sleep(Duration::from_millis(wait_ms as u64)).await;
             };
             sleep.or(gp.timer.wait()).await;
-            continue;
-        }
-        if gp.loading.get() {
-            glommio::timer::sleep(Duration::from_millis(RELOAD_BACKOFF_MS)).await;
             continue;
         }
         let outputs = gp.machine.borrow_mut().step(now_ms(), Input::Tick);

@@ -14,8 +14,7 @@
 //! naming it again changes nothing, any other broker is
 //! INVALID_REPLICA_ASSIGNMENT, and there is never a move to cancel.
 
-use std::collections::BTreeMap;
-
+use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -24,19 +23,15 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::controller_outcomes::{self, by_topic, failed_all, Outcome};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
-use crate::ShardId;
 
-const INVALID_REQUEST: i16 = 42;
-const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+/// Kafka's code for a cancellation with no move to cancel (not among the
+/// protocol crate's named codes).
 const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-
-/// One partition's outcome: `(topic, partition, code, message)`.
-type Outcome = (String, i32, i16, Option<String>);
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -59,7 +54,7 @@ pub async fn handle(
         .collect();
     if asked.len() as u64 > u64::from(shard.config().partitions_per_request_max) {
         return Ok(AlterPartitionReassignmentsResponse::default()
-            .with_error_code(INVALID_REQUEST)
+            .with_error_code(error_code::INVALID_REQUEST)
             .with_error_message(Some(StrBytes::from_static_str(
                 "more partitions than partitions_per_request_max",
             )))
@@ -68,17 +63,7 @@ pub async fn handle(
     let outcomes: Vec<Outcome> = if shard.config().node_id.is_some() {
         let names: Vec<(String, i32)> = asked.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
         let request = ControlRequest::AlterReassignments { partitions: asked };
-        let answer = shard
-            .call(ShardId(0), move |s| async move {
-                crate::controller::cluster::ask(&s, request).await
-            })
-            .await
-            .unwrap_or_else(|_| {
-                Err(ServerError::Internal(
-                    "the controller shard stopped".to_string(),
-                ))
-            });
-        match answer {
+        match controller_outcomes::ask(shard, request).await {
             Ok(ControlResponse::ReassignmentsAltered { results }) => results,
             Ok(other) => failed_all(
                 names,
@@ -99,7 +84,7 @@ pub async fn handle(
                     .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
                 let (code, message) = match target {
                     _ if !exists => (
-                        UNKNOWN_TOPIC_OR_PARTITION,
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
                         Some("This server does not host this topic-partition.".to_string()),
                     ),
                     None => (
@@ -108,7 +93,7 @@ pub async fn handle(
                     ),
                     Some(r) if r == [crate::NODE_ID.0] => (0, None),
                     Some(_) => (
-                        INVALID_REPLICA_ASSIGNMENT,
+                        error_code::INVALID_REPLICA_ASSIGNMENT,
                         Some(format!(
                             "this single-node broker is broker {}, the only replica a partition can have",
                             crate::NODE_ID.0
@@ -119,40 +104,20 @@ pub async fn handle(
             })
             .collect()
     };
+    let responses = by_topic(outcomes, |partition, code, message| {
+        ReassignablePartitionResponse::default()
+            .with_partition_index(partition)
+            .with_error_code(code)
+            .with_error_message(message.map(StrBytes::from_string))
+    })
+    .into_iter()
+    .map(|(topic, partitions)| {
+        ReassignableTopicResponse::default()
+            .with_name(TopicName(StrBytes::from_string(topic)))
+            .with_partitions(partitions)
+    })
+    .collect();
     Ok(AlterPartitionReassignmentsResponse::default()
-        .with_responses(by_topic(outcomes))
+        .with_responses(responses)
         .into())
-}
-
-/// The outcomes grouped by topic, in the order the topics first appear.
-fn by_topic(outcomes: Vec<Outcome>) -> Vec<ReassignableTopicResponse> {
-    let mut order: Vec<String> = Vec::new();
-    let mut grouped: BTreeMap<String, Vec<ReassignablePartitionResponse>> = BTreeMap::new();
-    for (topic, partition, code, message) in outcomes {
-        if !grouped.contains_key(&topic) {
-            order.push(topic.clone());
-        }
-        grouped.entry(topic).or_default().push(
-            ReassignablePartitionResponse::default()
-                .with_partition_index(partition)
-                .with_error_code(code)
-                .with_error_message(message.map(StrBytes::from_string)),
-        );
-    }
-    order
-        .into_iter()
-        .map(|topic| {
-            let partitions = grouped.remove(&topic).unwrap_or_default();
-            ReassignableTopicResponse::default()
-                .with_name(TopicName(StrBytes::from_string(topic)))
-                .with_partitions(partitions)
-        })
-        .collect()
-}
-
-fn failed_all(asked: Vec<(String, i32)>, e: &ServerError) -> Vec<Outcome> {
-    asked
-        .into_iter()
-        .map(|(topic, partition)| (topic, partition, e.code(), Some(e.to_string())))
-        .collect()
 }

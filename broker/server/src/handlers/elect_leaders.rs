@@ -7,8 +7,6 @@
 //! On a single node every partition has one replica, which leads it: each
 //! existing partition answers ELECTION_NOT_NEEDED, as Kafka's would.
 
-use std::collections::BTreeMap;
-
 use corelog_protocol::kafka_protocol::messages::elect_leaders_response::{
     PartitionResult, ReplicaElectionResult,
 };
@@ -17,11 +15,11 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::controller_outcomes::{self, by_topic, failed_all, Outcome};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
-use crate::ShardId;
 
 /// `election_type` 1 (v1+); 0, and every v0 request, elects preferred
 /// replicas.
@@ -31,9 +29,6 @@ const UNCLEAN: i8 = 1;
 const ELECTION_NOT_NEEDED: i16 = 84;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_REQUEST: i16 = 42;
-
-/// One partition's outcome: `(topic, partition, code, message)`.
-type Outcome = (String, i32, i16, Option<String>);
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -68,25 +63,15 @@ pub async fn handle(
             unclean,
             partitions: asked.clone(),
         };
-        let answer = shard
-            .call(ShardId(0), move |s| async move {
-                crate::controller::cluster::ask(&s, request).await
-            })
-            .await
-            .unwrap_or_else(|_| {
-                Err(ServerError::Internal(
-                    "the controller shard stopped".to_string(),
-                ))
-            });
-        match answer {
+        match controller_outcomes::ask(shard, request).await {
             Ok(ControlResponse::LeadersElected { results }) => results,
             Ok(other) => failed_all(
-                asked,
+                asked.unwrap_or_default(),
                 &ServerError::Internal(format!(
                     "the controller answered ElectLeaders with {other:?}"
                 )),
             ),
-            Err(e) => failed_all(asked, &e),
+            Err(e) => failed_all(asked.unwrap_or_default(), &e),
         }
     } else {
         let md = shard.metadata();
@@ -116,40 +101,20 @@ pub async fn handle(
             })
             .collect()
     };
-    // Grouped by topic, in the order the topics first appear.
-    let mut order: Vec<String> = Vec::new();
-    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
-    for (topic, partition, code, message) in outcomes {
-        if !by_topic.contains_key(&topic) {
-            order.push(topic.clone());
-        }
-        by_topic.entry(topic).or_default().push(
-            PartitionResult::default()
-                .with_partition_id(partition)
-                .with_error_code(code)
-                .with_error_message(message.map(StrBytes::from_string)),
-        );
-    }
-    let results = order
-        .into_iter()
-        .map(|topic| {
-            let partitions = by_topic.remove(&topic).unwrap_or_default();
-            ReplicaElectionResult::default()
-                .with_topic(TopicName(StrBytes::from_string(topic)))
-                .with_partition_result(partitions)
-        })
-        .collect();
+    let results = by_topic(outcomes, |partition, code, message| {
+        PartitionResult::default()
+            .with_partition_id(partition)
+            .with_error_code(code)
+            .with_error_message(message.map(StrBytes::from_string))
+    })
+    .into_iter()
+    .map(|(topic, partitions)| {
+        ReplicaElectionResult::default()
+            .with_topic(TopicName(StrBytes::from_string(topic)))
+            .with_partition_result(partitions)
+    })
+    .collect();
     Ok(ElectLeadersResponse::default()
         .with_replica_election_results(results)
         .into())
-}
-
-/// Every partition asked failed with `e` (none are named when every
-/// partition was asked for).
-fn failed_all(asked: Option<Vec<(String, i32)>>, e: &ServerError) -> Vec<Outcome> {
-    asked
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(topic, partition)| (topic, partition, e.code(), Some(e.to_string())))
-        .collect()
 }

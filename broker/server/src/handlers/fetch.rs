@@ -20,7 +20,6 @@ use futures_lite::FutureExt;
 use super::Close;
 use super::{Handled, Reply, RequestContext};
 use crate::error::ServerError;
-use crate::metadata::OFFSETS_TOPIC;
 use crate::partition::{Isolation, ReadChunks, ReadPlan};
 use crate::shard::Shard;
 use crate::{ShardId, TopicId};
@@ -116,16 +115,7 @@ pub async fn handle(
         // A follower's fetch may also name the cluster's internal offsets
         // topic (`ClusterMetadata::topic_for`); a consumer's may not.
         let found = if by_id {
-            md.topics
-                .iter()
-                .map(|(n, m)| (n.as_str(), m))
-                .chain(
-                    md.offsets_topic
-                        .as_ref()
-                        .filter(|_| replica.is_some())
-                        .map(|m| (OFFSETS_TOPIC, m)),
-                )
-                .find(|(_, m)| m.uuid() == t.topic_id)
+            md.topic_by_id(t.topic_id, replica.is_some())
                 .map(|(n, m)| (n.to_string(), m))
         } else {
             let name = t.topic.0.as_str();

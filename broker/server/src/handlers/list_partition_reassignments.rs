@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -14,13 +15,11 @@ use corelog_protocol::kafka_protocol::messages::{
 };
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
+use super::controller_outcomes;
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
-use crate::ShardId;
-
-const INVALID_REQUEST: i16 = 42;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -41,7 +40,7 @@ pub async fn handle(
         .is_some_and(|a| a.len() as u64 > u64::from(shard.config().partitions_per_request_max))
     {
         return Ok(ListPartitionReassignmentsResponse::default()
-            .with_error_code(INVALID_REQUEST)
+            .with_error_code(error_code::INVALID_REQUEST)
             .with_error_message(Some(StrBytes::from_static_str(
                 "more partitions than partitions_per_request_max",
             )))
@@ -51,17 +50,7 @@ pub async fn handle(
         return Ok(ListPartitionReassignmentsResponse::default().into());
     }
     let request = ControlRequest::ListReassignments { partitions: asked };
-    let answer = shard
-        .call(ShardId(0), move |s| async move {
-            crate::controller::cluster::ask(&s, request).await
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(ServerError::Internal(
-                "the controller shard stopped".to_string(),
-            ))
-        });
-    let list = match answer {
+    let list = match controller_outcomes::ask(shard, request).await {
         Ok(ControlResponse::Reassignments { list }) => list,
         Ok(other) => {
             return Ok(failed(&ServerError::Internal(format!(

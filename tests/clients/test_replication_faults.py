@@ -15,7 +15,8 @@ A schedule is a list of faults drawn from random.Random(seed) (see
 make_schedule; seed s starts with kind KINDS[s % len(KINDS)], so any
 len(KINDS) consecutive seeds cover every kind). Before each fault the
 harness waits (bounded) until every partition has its three replicas in
-sync. The kinds:
+sync and has acknowledged a write since the last fault action, so that
+one fault's failover is over before the next fault begins. The kinds:
 
 kill_leader      kill -9 the leader of partition 0, restart it 1-8 s later
 kill_follower    kill -9 a follower of partition 0, restart it 1-5 s later
@@ -228,6 +229,9 @@ class Harness:
         self.kills = []        # {t, kind, node, led (partitions), restarted (t)}
         self.workers = {}      # name -> (Popen, out path)
         self.netem = None
+        # When the last fault action (a kill, a start, a heal) happened;
+        # None until the producers run. See healthy().
+        self.disturbed = None
         self.all_bootstrap = ",".join(nodes[i].bootstrap for i in (1, 2, 3))
 
     # ----------------------------------------------------------- records --
@@ -262,17 +266,38 @@ class Harness:
         return vs[0]
 
     def healthy(self):
+        """The agreed state when every partition has three in-sync
+        replicas and, once the producers run, has acknowledged a write since
+        the last fault action. The metadata alone is not enough: a leader
+        killed and restarted before the controller fenced it is still
+        described as the leader with a full ISR until its new registration
+        makes the controller elect again. Starting the next fault then
+        would cut that failover short, and the kill's resume time would
+        measure both faults (CI at 1718a9e, seed 8: a kill_all 4 s after a
+        kill_leader made it 11.5 s)."""
         if len(self.up()) != 3:
             return None
         state = self.agreed()
         if not state or any(s[0] not in (1, 2, 3) or s[2] != [1, 2, 3] for s in state.values()):
             return None
+        if self.disturbed is not None and self.unserved_since(self.disturbed):
+            return None
         return state
+
+    def unserved_since(self, t):
+        """The partitions without an acknowledged write after `t`."""
+        served = set()
+        for name, (_, out) in self.workers.items():
+            if name.startswith("producer"):
+                p = history_check.parse_producer(name, history_check.read_lines(out))
+                served.update(a[0] for a in p.acked.values() if a[3] > t)
+        return [p for p in range(PARTITIONS) if p not in served]
 
     def wait_healthy(self, timeout, why):
         start = time.monotonic()
         try:
-            state = wait_for("every partition with three in-sync replicas (%s)" % why,
+            state = wait_for("every partition with three in-sync replicas and, once producing, "
+                             "a write acknowledged since the last fault (%s)" % why,
                              self.healthy, timeout)
             self.log("healthy after %.1f s (%s): %s" % (time.monotonic() - start, why, state))
             return state
@@ -301,12 +326,18 @@ class Harness:
         led = sorted(p for p, s in (state or {}).items() if s[0] == i)
         self.nodes[i].kill9()
         t = time.monotonic()
+        self.disturb(t)
         self.kills.append({"t": t, "kind": kind, "node": i, "led": led, "restarted": None})
         self.log("kill -9 node %d (%s; it led partitions %s)" % (i, kind, led))
         return t
 
+    def disturb(self, t=None):
+        if self.disturbed is not None:
+            self.disturbed = time.monotonic() if t is None else t
+
     def start(self, i):
         self.nodes[i].start(timeout=60)
+        self.disturb()
         for k in self.kills:
             if k["node"] == i and k["restarted"] is None:
                 k["restarted"] = time.monotonic()
@@ -335,6 +366,13 @@ class Harness:
                 self.start(i)
 
     def run_fault(self, f):
+        try:
+            self.run_fault_actions(f)
+        finally:
+            # Heals and SIGCONT count as fault actions too.
+            self.disturb()
+
+    def run_fault_actions(self, f):
         kind = f["kind"]
         state = self.wait_healthy(self.recovery_s(), "before " + kind)
         time.sleep(f["gap"])
@@ -564,6 +602,7 @@ def run_schedule(h):
                              history_check.read_lines(h.workers[n][1]))
                          for n in ("producer-confluent", "producer-kafka-python")), 60)
     h.log("producing (first acks after %.1f s)" % (time.monotonic() - started))
+    h.disturbed = time.monotonic()
 
     try:
         for f in h.schedule:

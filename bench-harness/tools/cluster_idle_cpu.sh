@@ -1,9 +1,10 @@
 #!/bin/bash
 # Idle CPU of a 3-node cluster (tools/lib/cluster3.sh) before and after the
 # internal offsets topic exists: 50 partitions of three replicas, that is
-# 100 follower tasks per node, each with its own connection and a 500 ms
-# long poll. Prints the brokers' utime+stime, in clock ticks (getconf
-# CLK_TCK, 100 here), over 30 s of each.
+# 100 followed partitions per node. Prints the brokers' utime+stime, in
+# clock ticks (getconf CLK_TCK, 100 here), over 30 s of each, and the
+# established connections to the brokers' Kafka listeners (replica
+# fetchers' and the admin client's).
 #
 #   bench-harness/tools/cluster_idle_cpu.sh BIN [OUT]
 set -u
@@ -32,4 +33,5 @@ PY
 sleep 10
 a=$(cpu); sleep 30; b=$(cpu)
 echo "with the offsets topic: $((b - a)) ticks in 30 s over 3 brokers"
+echo "connections to the Kafka listeners: $(ss -Htn state established '( dport = :29201 or dport = :29202 or dport = :29203 )' | wc -l)"
 stop_cluster "$OUT"

@@ -60,6 +60,9 @@ pub struct Shard {
     stop_notify: corelog_runtime::notify::Notify,
     /// Group coordinators of the offsets partitions this shard owns.
     groups: crate::groups::table::GroupTable,
+    /// The replica fetchers of the partitions this shard follows, one per
+    /// leader broker.
+    fetchers: crate::replica::Fetchers,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     request_bytes_budget: Rc<glommio::sync::Semaphore>,
@@ -144,6 +147,11 @@ impl Shard {
     /// The group coordinators of the offsets partitions this shard owns.
     pub fn groups(&self) -> &crate::groups::table::GroupTable {
         &self.groups
+    }
+
+    /// The replica fetchers of the partitions this shard follows.
+    pub fn fetchers(&self) -> &crate::replica::Fetchers {
+        &self.fetchers
     }
 
     /// The budget of request bytes in flight on this shard
@@ -417,6 +425,7 @@ pub fn make_shard(
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
         groups: crate::groups::table::GroupTable::default(),
+        fetchers: crate::replica::Fetchers::default(),
         request_bytes_budget,
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),

@@ -677,3 +677,62 @@ def test_a_manual_replica_assignment_places_partitions_on_the_brokers_named(clus
                           request_timeout=30)
     with pytest.raises(Exception, match="INVALID_REPLICA_ASSIGNMENT"):
         bad["misassigned"].result(timeout=30)
+
+
+def offsets_isrs(node):
+    """{partition: sorted ISR} of the internal offsets topic as `node`
+    describes it, or None while it does not."""
+    md = admin(node).list_topics(topic="__consumer_offsets", timeout=10)
+    t = md.topics.get("__consumer_offsets")
+    if t is None or t.error is not None or not t.partitions:
+        return None
+    return {p.id: sorted(p.isrs) for p in t.partitions.values()}
+
+
+def applied_index(cluster):
+    s = cluster.status()
+    return s and max(v["applied_index"] for v in s["voters"] if "applied_index" in v)
+
+
+@pytest.fixture
+def isr_cluster(request, tmp_path):
+    # Followers leave the ISR 2 s after they stop fetching; no preferred
+    # leader elections, so that only ISR changes are committed meanwhile.
+    yield from started_cluster(request, tmp_path, "replica_lag_time_max_ms = 2000\n"
+                               "leader_imbalance_check_interval_ms = 0\n", settled=True)
+
+
+def test_a_restarted_broker_rejoins_fifty_isrs_in_a_few_metadata_commits(isr_cluster):
+    """The offsets topic's 50 partitions have a replica on each of the
+    three brokers. A broker killed -9 leaves all 50 ISRs; back, it rejoins
+    them within a few fetches, and each leader's broker sends the ISR
+    changes its partitions propose meanwhile in one AlterPartitions, which
+    the controller commits as one metadata entry. One entry per partition
+    (issue 18 until this test) took 50 commits in turn, and a partition
+    short of min.insync.replicas waited behind the others."""
+    cluster = isr_cluster
+    n = cluster.nodes
+    wait_for("a coordinator (the offsets topic created)", lambda: coordinator_of(n[1], "g"), 30)
+    full = [1, 2, 3]
+    isrs = wait_for("every offsets partition in sync on three brokers",
+                    lambda: (lambda d: d if d and len(d) == 50
+                             and all(i == full for i in d.values()) else None)(offsets_isrs(n[1])),
+                    60)
+    assert len(isrs) == 50
+
+    n[3].kill9()
+    wait_for("broker 3 out of every ISR",
+             lambda: (lambda d: d and len(d) == 50
+                      and all(3 not in i for i in d.values()))(offsets_isrs(n[1])), 60)
+    wait_for("a settled quorum", lambda: cluster.settled([1, 2], unfenced=[1, 2]), 30)
+    before = applied_index(cluster)
+
+    n[3].start()
+    wait_for("broker 3 back in every ISR",
+             lambda: (lambda d: d and len(d) == 50
+                      and all(i == full for i in d.values()))(offsets_isrs(n[1])), 60)
+    wait_for("a settled quorum", lambda: cluster.settled(full, unfenced=full), 30)
+    commits = applied_index(cluster) - before
+    # Registration and unfencing are two; each of the other two brokers
+    # sends its leaders' changes in a few requests at most.
+    assert commits <= 20, "%d metadata commits for 50 ISR changes" % commits

@@ -128,17 +128,17 @@ pub enum Request {
         broker: NodeId,
         epoch: i64,
     },
-    /// Kafka's AlterPartition, from a partition's leader: make `isr` the
-    /// partition's ISR. Fenced by the broker epoch, the leader epoch and
-    /// the partition epoch the leader knows.
-    AlterPartition {
+    /// Kafka's AlterPartition, from a partition leader's broker: for each
+    /// change, make its `isr` the partition's ISR. Fenced by the broker
+    /// epoch (the whole request), and each change by the leader epoch and
+    /// the partition epoch its leader knows. The changes that pass are
+    /// committed together, in one metadata record batch: a broker that
+    /// rejoins the ISRs of many partitions at once waits for one commit,
+    /// not one per partition.
+    AlterPartitions {
         broker: NodeId,
         broker_epoch: i64,
-        topic_id: TopicId,
-        partition: i32,
-        leader_epoch: LeaderEpoch,
-        partition_epoch: i32,
-        isr: Vec<NodeId>,
+        changes: Vec<IsrChange>,
     },
     /// Kafka's ElectLeaders: for each partition (every partition when
     /// `None`), elect its preferred replica (the first of its replicas) if
@@ -241,12 +241,26 @@ pub enum Response {
     },
     /// The reassignments in progress.
     Reassignments(Vec<Reassignment>),
-    /// The partition's state after an AlterPartition.
-    PartitionAltered {
-        isr: Vec<NodeId>,
-        leader_epoch: LeaderEpoch,
-        partition_epoch: i32,
-    },
+    /// Each change's outcome, in the order asked.
+    PartitionsAltered(Vec<Result<PartitionState, ApiError>>),
+}
+
+/// One partition's ISR change in an AlterPartitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic_id: TopicId,
+    pub partition: i32,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+    pub isr: Vec<NodeId>,
+}
+
+/// A partition's leadership state after an ISR change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub isr: Vec<NodeId>,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
 }
 
 /// An entry the quorum committed, in index order.
@@ -841,6 +855,85 @@ impl Controller {
 
     /// Answers `ok` at once when `records` is empty, else once they are
     /// committed.
+    /// The record making `change` (asked by `broker`) and the partition's
+    /// state after it, or why not.
+    fn isr_change(
+        &self,
+        broker: NodeId,
+        change: IsrChange,
+    ) -> Result<(Record, PartitionState), ApiError> {
+        let IsrChange {
+            topic_id,
+            partition,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } = change;
+        let p = self
+            .image
+            .topic_name(topic_id)
+            .and_then(|name| self.image.topic(name))
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            .ok_or_else(|| {
+                ApiError::new(
+                    codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("partition {partition} of topic id {topic_id:?} does not exist"),
+                )
+            })?;
+        if p.leader != broker {
+            return Err(ApiError::new(
+                codes::NOT_LEADER_OR_FOLLOWER,
+                format!("broker {broker} does not lead the partition"),
+            ));
+        }
+        if p.leader_epoch != leader_epoch {
+            return Err(ApiError::new(
+                codes::FENCED_LEADER_EPOCH,
+                format!("leader epoch {leader_epoch:?}, not {:?}", p.leader_epoch),
+            ));
+        }
+        if p.partition_epoch != partition_epoch {
+            return Err(ApiError::new(
+                codes::INVALID_UPDATE_VERSION,
+                format!(
+                    "partition epoch {partition_epoch}, not {}",
+                    p.partition_epoch
+                ),
+            ));
+        }
+        if !crate::image::isr_fits(&isr, &p.replicas, broker) {
+            return Err(ApiError::new(
+                codes::INVALID_REQUEST,
+                "the ISR must be replicas of the partition, the leader among them",
+            ));
+        }
+        // A member joining must be a live broker (Kafka's
+        // INELIGIBLE_REPLICA); one leaving may be anything.
+        if let Some(bad) = isr
+            .iter()
+            .find(|r| !p.isr.contains(r) && self.image.broker(**r).is_none_or(|b| b.fenced))
+        {
+            return Err(ApiError::new(
+                codes::INELIGIBLE_REPLICA,
+                format!("broker {bad} is fenced or not registered"),
+            ));
+        }
+        let record = Record::PartitionChange {
+            topic_id,
+            partition,
+            isr: isr.clone(),
+            leader: broker,
+            leader_epoch,
+            partition_epoch: partition_epoch + 1,
+        };
+        let state = PartitionState {
+            isr,
+            leader_epoch,
+            partition_epoch: partition_epoch + 1,
+        };
+        Ok((record, state))
+    }
+
     fn reply_or_propose(
         &mut self,
         reply: ReplyId,
@@ -1293,81 +1386,33 @@ impl Controller {
                     out,
                 );
             }
-            Request::AlterPartition {
+            Request::AlterPartitions {
                 broker,
                 broker_epoch,
-                topic_id,
-                partition,
-                leader_epoch,
-                partition_epoch,
-                isr,
+                changes,
             } => {
                 self.check_broker_epoch(broker, broker_epoch)?;
-                let p = self
-                    .image
-                    .topic_name(topic_id)
-                    .and_then(|name| self.image.topic(name))
-                    .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            codes::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!(
-                                "partition {partition} of topic id {topic_id:?} does not exist"
-                            ),
-                        )
-                    })?;
-                if p.leader != broker {
-                    return Err(ApiError::new(
-                        codes::NOT_LEADER_OR_FOLLOWER,
-                        format!("broker {broker} does not lead the partition"),
-                    ));
+                let mut records = Vec::new();
+                let mut results = Vec::with_capacity(changes.len());
+                let mut seen = BTreeSet::new();
+                for change in changes {
+                    // Two changes of one partition in one batch would both
+                    // be checked against the same partition epoch.
+                    let outcome = if seen.insert((change.topic_id, change.partition)) {
+                        self.isr_change(broker, change)
+                    } else {
+                        Err(ApiError::new(
+                            codes::INVALID_REQUEST,
+                            "the partition is named twice in one request",
+                        ))
+                    };
+                    results.push(outcome.map(|(record, state)| {
+                        records.push(record);
+                        state
+                    }));
                 }
-                if p.leader_epoch != leader_epoch {
-                    return Err(ApiError::new(
-                        codes::FENCED_LEADER_EPOCH,
-                        format!("leader epoch {leader_epoch:?}, not {:?}", p.leader_epoch),
-                    ));
-                }
-                if p.partition_epoch != partition_epoch {
-                    return Err(ApiError::new(
-                        codes::INVALID_UPDATE_VERSION,
-                        format!(
-                            "partition epoch {partition_epoch}, not {}",
-                            p.partition_epoch
-                        ),
-                    ));
-                }
-                if !crate::image::isr_fits(&isr, &p.replicas, broker) {
-                    return Err(ApiError::new(
-                        codes::INVALID_REQUEST,
-                        "the ISR must be replicas of the partition, the leader among them",
-                    ));
-                }
-                // A member joining must be a live broker (Kafka's
-                // INELIGIBLE_REPLICA); one leaving may be anything.
-                if let Some(bad) = isr
-                    .iter()
-                    .find(|r| !p.isr.contains(r) && self.image.broker(**r).is_none_or(|b| b.fenced))
-                {
-                    return Err(ApiError::new(
-                        codes::INELIGIBLE_REPLICA,
-                        format!("broker {bad} is fenced or not registered"),
-                    ));
-                }
-                let record = Record::PartitionChange {
-                    topic_id,
-                    partition,
-                    isr: isr.clone(),
-                    leader: broker,
-                    leader_epoch,
-                    partition_epoch: partition_epoch + 1,
-                };
-                let ok = Response::PartitionAltered {
-                    isr,
-                    leader_epoch,
-                    partition_epoch: partition_epoch + 1,
-                };
-                self.propose(&[record], Pending::Other { reply, ok }, out);
+                let ok = Response::PartitionsAltered(results);
+                self.reply_or_propose(reply, records, ok, out);
             }
             Request::ElectLeaders {
                 election,

@@ -56,7 +56,8 @@ pub use codec::DecodeError;
 pub use codes::ApiError;
 pub use controller::{
     validate_topic_name, CommittedEntry, Controller, ControllerConfig, Election, ElectionResult,
-    Input, Output, ReplyId, Request, Response, OFFSETS_TOPIC, TOPIC_CONFIGS,
+    Input, IsrChange, Output, PartitionState, ReplyId, Request, Response, OFFSETS_TOPIC,
+    TOPIC_CONFIGS,
 };
 pub use image::{
     Applied, BrokerInfo, MetadataImage, PartitionInfo, ProducerIdBlock, TopicInfo, NO_LEADER,

@@ -5,6 +5,17 @@ use corelog_controller::codes;
 use corelog_controller::*;
 use corelog_model::{LeaderEpoch, NodeId, TopicId};
 
+/// An AlterPartitions of one change, for the tests of one partition.
+struct AlterPartition {
+    broker: NodeId,
+    broker_epoch: i64,
+    topic_id: TopicId,
+    partition: i32,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: i32,
+    isr: Vec<NodeId>,
+}
+
 struct Harness {
     ctrl: Controller,
     now: u64,
@@ -29,6 +40,29 @@ impl Harness {
             now: 0,
             index: 0,
             next_reply: 1,
+        }
+    }
+
+    /// One partition's ISR change, alone in its AlterPartitions: the
+    /// request's error or the change's own.
+    fn alter_partition(&mut self, a: AlterPartition) -> Result<Response, ApiError> {
+        let answer = self.ask(Request::AlterPartitions {
+            broker: a.broker,
+            broker_epoch: a.broker_epoch,
+            changes: vec![IsrChange {
+                topic_id: a.topic_id,
+                partition: a.partition,
+                leader_epoch: a.leader_epoch,
+                partition_epoch: a.partition_epoch,
+                isr: a.isr,
+            }],
+        });
+        match answer {
+            Ok(Response::PartitionsAltered(mut results)) if results.len() == 1 => results
+                .pop()
+                .expect("one")
+                .map(|s| Response::PartitionsAltered(vec![Ok(s)])),
+            other => other,
         }
     }
 
@@ -600,6 +634,90 @@ fn partition_of(h: &Harness, topic: &str) -> (TopicId, PartitionInfo) {
 }
 
 #[test]
+fn alter_partitions_commits_every_valid_change_in_one_entry_and_answers_each() {
+    let mut h = Harness::leader();
+    let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
+    h.create("t", 6, 3).unwrap();
+    let t = h.ctrl.image().topic("t").unwrap().clone();
+    let leader = t.partitions[0].leader;
+    let led: Vec<usize> = (0..t.partitions.len())
+        .filter(|&i| t.partitions[i].leader == leader)
+        .collect();
+    let other = (0..t.partitions.len())
+        .find(|&i| t.partitions[i].leader != leader)
+        .expect("three brokers lead the six partitions");
+    assert!(led.len() >= 2, "placement spreads leadership: {led:?}");
+    let shrink = |i: usize, partition_epoch: i32| {
+        let p = &t.partitions[i];
+        IsrChange {
+            topic_id: t.id,
+            partition: i as i32,
+            leader_epoch: p.leader_epoch,
+            partition_epoch,
+            isr: p
+                .isr
+                .iter()
+                .copied()
+                .filter(|r| *r == leader || *r == p.replicas[0])
+                .take(2)
+                .collect(),
+        }
+    };
+    let before = h.index;
+    let answer = h.ask(Request::AlterPartitions {
+        broker: leader,
+        broker_epoch: epochs[(leader.0 - 1) as usize],
+        changes: vec![
+            shrink(led[0], t.partitions[led[0]].partition_epoch),
+            shrink(led[1], t.partitions[led[1]].partition_epoch),
+            // Stale partition epoch, the same partition again, and one
+            // another broker leads: each refused alone.
+            shrink(led[0], t.partitions[led[0]].partition_epoch),
+            {
+                let mut c = shrink(other, t.partitions[other].partition_epoch);
+                c.isr = t.partitions[other].isr.clone();
+                c
+            },
+        ],
+    });
+    let Ok(Response::PartitionsAltered(results)) = answer else {
+        panic!("{answer:?}");
+    };
+    let codes_of: Vec<i16> = results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.code, |_| codes::NONE))
+        .collect();
+    assert_eq!(
+        codes_of,
+        vec![
+            codes::NONE,
+            codes::NONE,
+            codes::INVALID_REQUEST,
+            codes::NOT_LEADER_OR_FOLLOWER
+        ]
+    );
+    assert_eq!(h.index, before + 1, "both changes in one committed entry");
+    for (k, &i) in led[..2].iter().enumerate() {
+        let now = &h.ctrl.image().topic("t").unwrap().partitions[i];
+        let Ok(state) = &results[k] else {
+            unreachable!()
+        };
+        assert_eq!(now.isr, state.isr);
+        assert_eq!(now.partition_epoch, t.partitions[i].partition_epoch + 1);
+        assert_eq!(state.partition_epoch, now.partition_epoch);
+    }
+    // A stale broker epoch refuses the whole request.
+    assert_eq!(
+        code(h.ask(Request::AlterPartitions {
+            broker: leader,
+            broker_epoch: epochs[(leader.0 - 1) as usize] - 1,
+            changes: vec![shrink(led[0], t.partitions[led[0]].partition_epoch + 1)],
+        })),
+        codes::STALE_BROKER_EPOCH
+    );
+}
+
+#[test]
 fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
     let mut h = Harness::leader();
     let epochs: Vec<i64> = (1..=3).map(|b| h.broker(b, None)).collect();
@@ -608,21 +726,20 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
     let leader = p.leader;
     let epoch_of = |b: NodeId| epochs[(b.0 - 1) as usize];
     let follower = *p.replicas.iter().find(|r| **r != leader).unwrap();
-    let alter =
-        |broker: NodeId, le: LeaderEpoch, pe: i32, isr: Vec<NodeId>| Request::AlterPartition {
-            broker,
-            broker_epoch: epoch_of(broker),
-            topic_id: id,
-            partition: 0,
-            leader_epoch: le,
-            partition_epoch: pe,
-            isr,
-        };
+    let alter = |broker: NodeId, le: LeaderEpoch, pe: i32, isr: Vec<NodeId>| AlterPartition {
+        broker,
+        broker_epoch: epoch_of(broker),
+        topic_id: id,
+        partition: 0,
+        leader_epoch: le,
+        partition_epoch: pe,
+        isr,
+    };
     let shrunk: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != follower).collect();
 
     // Refusals, each with Kafka's code; none changes the image.
     assert_eq!(
-        code(h.ask(alter(
+        code(h.alter_partition(alter(
             follower,
             p.leader_epoch,
             p.partition_epoch,
@@ -631,7 +748,7 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
         codes::NOT_LEADER_OR_FOLLOWER
     );
     assert_eq!(
-        code(h.ask(alter(
+        code(h.alter_partition(alter(
             leader,
             LeaderEpoch(p.leader_epoch.0 + 1),
             p.partition_epoch,
@@ -640,7 +757,7 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
         codes::FENCED_LEADER_EPOCH
     );
     assert_eq!(
-        code(h.ask(alter(
+        code(h.alter_partition(alter(
             leader,
             p.leader_epoch,
             p.partition_epoch + 3,
@@ -649,7 +766,7 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
         codes::INVALID_UPDATE_VERSION
     );
     assert_eq!(
-        code(h.ask(alter(
+        code(h.alter_partition(alter(
             leader,
             p.leader_epoch,
             p.partition_epoch,
@@ -659,7 +776,7 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
         "the leader must stay in its ISR"
     );
     assert_eq!(
-        code(h.ask(Request::AlterPartition {
+        code(h.alter_partition(AlterPartition {
             broker: leader,
             broker_epoch: epoch_of(leader) - 1,
             topic_id: id,
@@ -674,17 +791,17 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
 
     // The leader shrinks its ISR: committed, the partition epoch bumped.
     assert_eq!(
-        h.ask(alter(
+        h.alter_partition(alter(
             leader,
             p.leader_epoch,
             p.partition_epoch,
             shrunk.clone()
         )),
-        Ok(Response::PartitionAltered {
+        Ok(Response::PartitionsAltered(vec![Ok(PartitionState {
             isr: shrunk.clone(),
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch + 1,
-        })
+        })]))
     );
     let (_, after) = partition_of(&h, "t");
     assert_eq!(after.isr, shrunk);
@@ -692,7 +809,7 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
     assert_eq!(after.leader, leader);
     // The old partition epoch is stale now.
     assert_eq!(
-        code(h.ask(alter(
+        code(h.alter_partition(alter(
             leader,
             p.leader_epoch,
             p.partition_epoch,
@@ -717,7 +834,7 @@ fn alter_partition_changes_the_isr_only_for_the_current_leader_and_epochs() {
     let (_, now) = partition_of(&h, "t");
     assert_eq!(now.leader, leader, "the leader kept its partition");
     assert_eq!(
-        code(h.ask(alter(
+        code(h.alter_partition(alter(
             leader,
             now.leader_epoch,
             now.partition_epoch,
@@ -854,7 +971,7 @@ fn elect_leaders_gives_a_partition_back_to_its_preferred_replica() {
     let mut isr = q.isr.clone();
     isr.push(preferred);
     let broker_epoch = epochs[(q.leader.0 - 1) as usize];
-    h.ask(Request::AlterPartition {
+    h.alter_partition(AlterPartition {
         broker: q.leader,
         broker_epoch,
         topic_id: id,
@@ -890,7 +1007,7 @@ fn leadership_goes_back_to_preferred_replicas_on_its_own() {
     let (_, q) = partition_of(&h, "t");
     let mut isr = q.isr.clone();
     isr.push(preferred);
-    h.ask(Request::AlterPartition {
+    h.alter_partition(AlterPartition {
         broker: q.leader,
         broker_epoch: epochs[(q.leader.0 - 1) as usize],
         topic_id: id,
@@ -1020,7 +1137,7 @@ fn a_replica_that_left_an_isr_below_min_insync_replicas_may_lead_when_the_isr_is
     assert_eq!(back, image);
     // 3 catches up and joins: the ISR {2, 3} is large enough again, and
     // nothing outside it is eligible any more.
-    h.ask(Request::AlterPartition {
+    h.alter_partition(AlterPartition {
         broker: two,
         broker_epoch: epochs[1],
         topic_id: id,
@@ -1119,7 +1236,7 @@ fn a_reassignment_adds_replicas_then_removes_the_old_ones_once_the_new_are_in_sy
     // 3 catches up: not done while 4 is not in sync.
     let alter = |h: &mut Harness, isr: &[i32]| {
         let (_, p) = partition_of(h, "t");
-        h.ask(Request::AlterPartition {
+        h.alter_partition(AlterPartition {
             broker: p.leader,
             broker_epoch: epochs[p.leader.0 as usize - 1],
             topic_id: id,

@@ -689,18 +689,20 @@ impl Sim {
                         isr.push(*r);
                     }
                 }
-                ctl::Request::AlterPartition {
+                ctl::Request::AlterPartitions {
                     broker: p.leader,
                     broker_epoch: self
                         .brokers
                         .get(&p.leader.0)
                         .and_then(|b| b.epoch)
                         .unwrap_or(-1),
-                    topic_id,
-                    partition: 0,
-                    leader_epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                    isr,
+                    changes: vec![ctl::IsrChange {
+                        topic_id,
+                        partition: 0,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
+                        isr,
+                    }],
                 }
             }
             Ask::Reassign => {

@@ -661,6 +661,14 @@ impl World {
         asked: Asked,
         result: Result<ctl::Response, ctl::ApiError>,
     ) {
+        // A change alone in its request: its own outcome is the answer.
+        let result = match result {
+            Ok(ctl::Response::PartitionsAltered(mut one)) if one.len() == 1 => one
+                .pop()
+                .expect("one")
+                .map(|_| ctl::Response::PartitionsAltered(Vec::new())),
+            other => other,
+        };
         let body = match (asked, result) {
             (Asked::Session, Ok(ctl::Response::Registered { epoch })) => Body::Registered { epoch },
             (Asked::Session, Ok(_)) => Body::SessionAnswer { stale: false },
@@ -668,7 +676,7 @@ impl World {
                 stale: e.code == ctl::codes::STALE_BROKER_EPOCH
                     || e.code == ctl::codes::BROKER_ID_NOT_REGISTERED,
             },
-            (Asked::Isr(generation, proposal), Ok(ctl::Response::PartitionAltered { .. })) => {
+            (Asked::Isr(generation, proposal), Ok(ctl::Response::PartitionsAltered(_))) => {
                 Body::IsrAnswer {
                     generation,
                     proposal,
@@ -803,14 +811,16 @@ impl World {
                     .topic(TOPIC)
                     .map(|t| t.id)
                     .unwrap_or_default();
-                ctl::Request::AlterPartition {
+                ctl::Request::AlterPartitions {
                     broker: from,
                     broker_epoch,
-                    topic_id,
-                    partition: 0,
-                    leader_epoch,
-                    partition_epoch,
-                    isr,
+                    changes: vec![ctl::IsrChange {
+                        topic_id,
+                        partition: 0,
+                        leader_epoch,
+                        partition_epoch,
+                        isr,
+                    }],
                 }
             }
             other => self.fail(format!("the controller got {other:?}")),

@@ -57,7 +57,8 @@ use corelog_storage::ValidBatch;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
 
-use crate::cluster::wire::{ControlRequest, ControlResponse};
+use crate::cluster::wire::{IsrChange, IsrOutcome};
+use crate::controller::cluster::IsrAnswer;
 use crate::error::ServerError;
 use crate::log_limit::RateLimited;
 use crate::partition::{IsrNews, Partition};
@@ -165,23 +166,16 @@ fn propose_after(
             if backoff == REPLICA_RETRY_BACKOFF {
                 tracing::info!(%topic, partition, isr = ?isr_ids, partition_epoch, "proposing an ISR change");
             }
+            let change = IsrChange {
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr: isr_ids,
+            };
             let answer = shard
                 .call(ShardId(0), move |s| async move {
-                    // Not registered: nothing is sent (`None`).
-                    let (broker, broker_epoch) = crate::controller::cluster::own_broker(&s).ok()?;
-                    Some(crate::controller::cluster::ask(
-                        &s,
-                        ControlRequest::AlterPartition {
-                            broker,
-                            broker_epoch,
-                            topic_id,
-                            partition,
-                            leader_epoch,
-                            partition_epoch,
-                            isr: isr_ids,
-                        },
-                    )
-                    .await)
+                    crate::controller::cluster::alter_partition(&s, change).await
                 })
                 .await;
             let news = news_of(answer, isr, partition_epoch);
@@ -225,25 +219,28 @@ fn propose_after(
 /// controller may elect (the seeded simulation in `corelog-replication`'s
 /// `tests/sim.rs` found that loss).
 fn news_of(
-    answer: Result<Option<Result<ControlResponse, ServerError>>, ShardGone>,
+    answer: Result<IsrAnswer, ShardGone>,
     isr: Vec<NodeId>,
     partition_epoch: i32,
 ) -> IsrNews {
+    let refused =
+        |code: i16| code == ctl_codes::INELIGIBLE_REPLICA || code == ctl_codes::INVALID_REQUEST;
     match answer {
-        Ok(Some(Ok(ControlResponse::PartitionAltered {
+        Ok(IsrAnswer::Outcome(IsrOutcome::Altered {
             isr: committed,
             partition_epoch: committed_epoch,
             ..
-        }))) => IsrNews::Committed {
+        })) => IsrNews::Committed {
             isr: committed.into_iter().map(NodeId).collect(),
             partition_epoch: committed_epoch,
         },
-        Ok(None) => IsrNews::NotApplied {
+        Ok(IsrAnswer::NotSent) => IsrNews::NotApplied {
             isr,
             partition_epoch,
         },
-        Ok(Some(Err(ServerError::Controller { code, .. })))
-            if code == ctl_codes::INELIGIBLE_REPLICA || code == ctl_codes::INVALID_REQUEST =>
+        Ok(IsrAnswer::Outcome(IsrOutcome::Refused { code, .. }))
+        | Ok(IsrAnswer::Failed(ServerError::Controller { code, .. }))
+            if refused(code) =>
         {
             IsrNews::NotApplied {
                 isr,
@@ -933,11 +930,20 @@ mod tests {
         vec![NodeId(1), NodeId(2)]
     }
 
-    fn refused(code: i16) -> Result<Option<Result<ControlResponse, ServerError>>, ShardGone> {
-        Ok(Some(Err(ServerError::Controller {
+    /// The request as a whole refused with `code`.
+    fn failed(code: i16) -> Result<IsrAnswer, ShardGone> {
+        Ok(IsrAnswer::Failed(ServerError::Controller {
             code,
             message: String::new(),
-        })))
+        }))
+    }
+
+    /// This change refused with `code`, others of its request perhaps not.
+    fn refused(code: i16) -> Result<IsrAnswer, ShardGone> {
+        Ok(IsrAnswer::Outcome(IsrOutcome::Refused {
+            code,
+            message: String::new(),
+        }))
     }
 
     #[test]
@@ -950,11 +956,11 @@ mod tests {
             isr: isr(),
             partition_epoch: 4,
         };
-        let committed = Ok(Some(Ok(ControlResponse::PartitionAltered {
+        let committed = Ok(IsrAnswer::Outcome(IsrOutcome::Altered {
             isr: vec![1, 2],
             leader_epoch: 3,
             partition_epoch: 5,
-        })));
+        }));
         assert_eq!(
             news_of(committed, isr(), 4),
             IsrNews::Committed {
@@ -964,9 +970,10 @@ mod tests {
         );
         for code in [ctl_codes::INELIGIBLE_REPLICA, ctl_codes::INVALID_REQUEST] {
             assert_eq!(news_of(refused(code), isr(), 4), not_applied);
+            assert_eq!(news_of(failed(code), isr(), 4), not_applied);
         }
         // Not registered: nothing was sent.
-        assert_eq!(news_of(Ok(None), isr(), 4), not_applied);
+        assert_eq!(news_of(Ok(IsrAnswer::NotSent), isr(), 4), not_applied);
         // A retry of a change that was applied gets a stale partition epoch;
         // a controller that stepped down may still see its proposal commit;
         // no answer says nothing either.
@@ -978,6 +985,7 @@ mod tests {
             ctl_codes::STALE_BROKER_EPOCH,
         ] {
             assert_eq!(news_of(refused(code), isr(), 4), unknown, "code {code}");
+            assert_eq!(news_of(failed(code), isr(), 4), unknown, "code {code}");
         }
         assert_eq!(news_of(Err(ShardGone), isr(), 4), unknown);
     }

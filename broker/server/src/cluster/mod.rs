@@ -594,26 +594,27 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
             partitions,
             replication_factor,
         },
-        ControlRequest::AlterPartition {
+        ControlRequest::AlterPartitions {
             broker,
             broker_epoch,
-            topic_id,
-            partition,
-            leader_epoch,
-            partition_epoch,
-            isr,
-        } => ctl::Request::AlterPartition {
+            changes,
+        } => ctl::Request::AlterPartitions {
             broker: NodeId(broker),
             broker_epoch,
-            topic_id: corelog_model::TopicId(
-                *uuid::Uuid::parse_str(&topic_id)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            ),
-            partition,
-            leader_epoch: corelog_model::LeaderEpoch(leader_epoch),
-            partition_epoch,
-            isr: isr.into_iter().map(NodeId).collect(),
+            changes: changes
+                .into_iter()
+                .map(|c| ctl::IsrChange {
+                    topic_id: corelog_model::TopicId(
+                        *uuid::Uuid::parse_str(&c.topic_id)
+                            .unwrap_or_default()
+                            .as_bytes(),
+                    ),
+                    partition: c.partition,
+                    leader_epoch: corelog_model::LeaderEpoch(c.leader_epoch),
+                    partition_epoch: c.partition_epoch,
+                    isr: c.isr.into_iter().map(NodeId).collect(),
+                })
+                .collect(),
         },
     }
 }
@@ -651,14 +652,21 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
             start: b.start,
             len: b.len,
         },
-        ctl::Response::PartitionAltered {
-            isr,
-            leader_epoch,
-            partition_epoch,
-        } => ControlResponse::PartitionAltered {
-            isr: isr.into_iter().map(|n| n.0).collect(),
-            leader_epoch: leader_epoch.0,
-            partition_epoch,
+        ctl::Response::PartitionsAltered(results) => ControlResponse::PartitionsAltered {
+            results: results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(s) => wire::IsrOutcome::Altered {
+                        isr: s.isr.into_iter().map(|n| n.0).collect(),
+                        leader_epoch: s.leader_epoch.0,
+                        partition_epoch: s.partition_epoch,
+                    },
+                    Err(e) => wire::IsrOutcome::Refused {
+                        code: e.code,
+                        message: e.message,
+                    },
+                })
+                .collect(),
         },
         ctl::Response::LeadersElected { results } => ControlResponse::LeadersElected {
             results: outcomes(results),
@@ -801,7 +809,7 @@ async fn broker_task(host: Rc<RefCell<Host>>, config: Rc<ServerConfig>) {
                 | ControlResponse::PartitionsCreated
                 | ControlResponse::TopicDeleted { .. }
                 | ControlResponse::ConfigsAltered
-                | ControlResponse::PartitionAltered { .. }
+                | ControlResponse::PartitionsAltered { .. }
                 | ControlResponse::LeadersElected { .. }
                 | ControlResponse::ReassignmentsAltered { .. }
                 | ControlResponse::Reassignments { .. }

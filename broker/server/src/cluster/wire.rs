@@ -161,17 +161,43 @@ pub enum ControlRequest {
         partitions: i32,
         replication_factor: i32,
     },
-    /// A partition leader's ISR change (Kafka's AlterPartition), fenced by
-    /// the broker epoch, the leader epoch and the partition epoch it knows.
-    AlterPartition {
+    /// Partition leaders' ISR changes (Kafka's AlterPartition), all of one
+    /// broker's, fenced by its broker epoch and each by the leader epoch
+    /// and the partition epoch its leader knows; at most
+    /// [`ALTER_PARTITIONS_MAX`].
+    AlterPartitions {
         broker: i32,
         broker_epoch: i64,
-        /// 32 hex digits.
-        topic_id: String,
-        partition: i32,
+        changes: Vec<IsrChange>,
+    },
+}
+
+/// The most ISR changes one AlterPartitions carries: about 120 bytes of
+/// JSON each, well inside [`CONTROL_FRAME_MAX`].
+pub const ALTER_PARTITIONS_MAX: usize = 1000;
+
+/// One partition's ISR change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    /// 32 hex digits.
+    pub topic_id: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// One change's outcome: the partition's state after it, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IsrOutcome {
+    Altered {
+        isr: Vec<i32>,
         leader_epoch: i32,
         partition_epoch: i32,
-        isr: Vec<i32>,
+    },
+    Refused {
+        code: i16,
+        message: String,
     },
 }
 
@@ -184,7 +210,7 @@ impl ControlRequest {
             ControlRequest::Register { broker, .. }
             | ControlRequest::Heartbeat { broker, .. }
             | ControlRequest::AllocateProducerIds { broker, .. }
-            | ControlRequest::AlterPartition { broker, .. } => Some(*broker),
+            | ControlRequest::AlterPartitions { broker, .. } => Some(*broker),
             _ => None,
         }
     }
@@ -210,11 +236,9 @@ pub enum ControlResponse {
         id: String,
     },
     ConfigsAltered,
-    /// The partition after an AlterPartition.
-    PartitionAltered {
-        isr: Vec<i32>,
-        leader_epoch: i32,
-        partition_epoch: i32,
+    /// Each change's outcome, in the order asked.
+    PartitionsAltered {
+        results: Vec<IsrOutcome>,
     },
     /// Each partition's election: `(topic, partition, error code, message)`.
     LeadersElected {

@@ -5,8 +5,11 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use futures_channel::oneshot;
 use glommio::sync::Semaphore;
 
+use super::cluster::IsrAnswer;
+use crate::cluster::wire::IsrChange;
 use crate::ProducerId;
 
 /// Lives on: shard 0 (the controller shard).
@@ -21,6 +24,12 @@ pub struct Controller {
     /// Cluster mode only: the metadata quorum's host, through which topic
     /// changes and producer-id blocks go instead of this node's file.
     cluster: RefCell<Option<Rc<RefCell<crate::cluster::Host>>>>,
+    /// Cluster mode: ISR changes of this node's partition leaders waiting
+    /// to go to the active controller together, each with where its
+    /// answer goes (`super::cluster::alter_partition`).
+    pub(super) isr_queue: RefCell<Vec<(IsrChange, oneshot::Sender<IsrAnswer>)>>,
+    /// Whether an AlterPartitions of this node is in flight.
+    pub(super) isr_sending: Cell<bool>,
 }
 
 /// Producer ids persisted per metadata write.
@@ -40,6 +49,8 @@ impl Controller {
             next_producer_id: Cell::new(ProducerId(0)),
             producer_id_block_end: Cell::new(ProducerId(0)),
             cluster: RefCell::new(None),
+            isr_queue: RefCell::new(Vec::new()),
+            isr_sending: Cell::new(false),
         }
     }
 

@@ -67,7 +67,7 @@ pub async fn handle(
         let missing: Vec<String> = names
             .iter()
             .filter(|n| {
-                !md.topics.contains_key(*n) && crate::metadata::validate_topic_name(n).is_ok()
+                md.topic_for(n, true).is_none() && crate::metadata::validate_topic_name(n).is_ok()
             })
             .cloned()
             .collect();
@@ -157,7 +157,12 @@ fn topic_entry(
 ) -> MetadataResponseTopic {
     let entry = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
-    let Some(topic) = md.topics.get(name) else {
+    // The internal offsets topic (cluster mode, where it is replicated) is
+    // described when asked for by name, marked internal, as Kafka does, so
+    // that its leaders and ISRs can be seen; a listing of every topic
+    // leaves it out.
+    let internal = !md.topics.contains_key(name);
+    let Some(topic) = md.topic_for(name, true) else {
         let code = if crate::metadata::validate_topic_name(name).is_ok() {
             error_code::UNKNOWN_TOPIC_OR_PARTITION
         } else {
@@ -167,6 +172,7 @@ fn topic_entry(
     };
     entry
         .with_topic_id(topic.uuid())
+        .with_is_internal(internal)
         .with_topic_authorized_operations(i32::MIN)
         .with_partitions(
             topic

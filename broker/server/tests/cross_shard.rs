@@ -1,8 +1,9 @@
 //! Requests that span shards: a topic whose 8 partitions are spread over 2
-//! shards, and one Produce, Fetch, ListOffsets and DeleteRecords request
-//! each naming all of them, answered by whichever shard accepted the
-//! connection. A client relies on one answer per partition it named, in
-//! the order it named them, whatever shard owns each.
+//! shards, and one Produce, Fetch, ListOffsets, DeleteRecords and
+//! OffsetForLeaderEpoch request each naming all of them, answered by
+//! whichever shard accepted the connection. A client relies on one answer
+//! per partition it named, in the order it named them, whatever shard owns
+//! each, and on an unknown partition's error in its place among them.
 
 mod common;
 
@@ -15,9 +16,13 @@ use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, DeleteRecordsRequest, DeleteRecordsResponse, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ProduceResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceResponse,
 };
 
 const TOPIC: &str = "xs";
@@ -54,13 +59,9 @@ fn list_offsets(c: &mut common::Client, timestamp: i64) -> Vec<(i32, i16, i64)> 
         .collect()
 }
 
-#[test]
-fn one_request_spans_partitions_of_both_shards() {
-    let server = TestServer::start(2);
-    let mut c = server.client();
-    c.create_topic(TOPIC, 8);
-
-    // The placement table puts the partitions on both shards.
+/// Asserts that the placement table puts `TOPIC`'s partitions on both
+/// shards, without which these tests would not span shards at all.
+fn assert_on_both_shards(server: &TestServer) {
     let text = std::fs::read_to_string(server.data_dir().join(METADATA_FILE)).unwrap();
     let md: ClusterMetadata = serde_json::from_str(&text).unwrap();
     let shards: Vec<u32> = md.topics[TOPIC]
@@ -72,6 +73,14 @@ fn one_request_spans_partitions_of_both_shards() {
         shards.contains(&0) && shards.contains(&1),
         "partitions on shards {shards:?}"
     );
+}
+
+#[test]
+fn one_request_spans_partitions_of_both_shards() {
+    let server = TestServer::start(2);
+    let mut c = server.client();
+    c.create_topic(TOPIC, 8);
+    assert_on_both_shards(&server);
 
     // Produce: one request with a batch for each partition (acks=-1), twice;
     // the answer lists the partitions in request order with their offsets.
@@ -169,6 +178,197 @@ fn one_request_spans_partitions_of_both_shards() {
     let expected: Vec<(i32, i16, i64)> =
         ORDER.iter().map(|&p| (p, 0, 2 * count(p) as i64)).collect();
     assert_eq!(list_offsets(&mut c, -1), expected);
+    drop(c);
+    server.stop();
+}
+
+/// A partition the topic lacks, named among the ones it has.
+const MISSING: i32 = 99;
+
+/// The partitions in `ORDER` with `MISSING` among them, as each request of
+/// the next test names them after two partitions of a topic that does not
+/// exist.
+fn mixed() -> Vec<(&'static str, i32)> {
+    let mut parts = vec![("nope", 0), ("nope", 1)];
+    for (i, &p) in ORDER.iter().enumerate() {
+        if i == 3 {
+            parts.push((TOPIC, MISSING));
+        }
+        parts.push((TOPIC, p));
+    }
+    parts
+}
+
+/// The request's topics: each run of one topic's partitions in `mixed()`.
+fn grouped<T>(part: impl Fn(i32) -> T) -> Vec<(&'static str, Vec<T>)> {
+    let mut topics: Vec<(&'static str, Vec<T>)> = Vec::new();
+    for (name, p) in mixed() {
+        match topics.last_mut() {
+            Some((n, parts)) if *n == name => parts.push(part(p)),
+            _ => topics.push((name, vec![part(p)])),
+        }
+    }
+    topics
+}
+
+#[test]
+fn unknown_partitions_keep_their_place_among_both_shards_answers() {
+    const UNKNOWN: i16 = 3; // UNKNOWN_TOPIC_OR_PARTITION
+    let server = TestServer::start(2);
+    let mut c = server.client();
+    c.create_topic(TOPIC, 8);
+    assert_on_both_shards(&server);
+    let batches: Vec<(&str, i32, bytes::Bytes)> = ORDER
+        .iter()
+        .map(|&p| (TOPIC, p, records_of(count(p), 16, p as u8)))
+        .collect();
+    let resp: ProduceResponse = c.request(
+        ApiKey::Produce,
+        PRODUCE_VERSION,
+        &produce_request(-1, &batches),
+    );
+    assert!(resp.responses[0]
+        .partition_responses
+        .iter()
+        .all(|p| p.error_code == 0));
+    // What each partition of `mixed()` is answered, given a known
+    // partition's answer.
+    let expect = |known: &dyn Fn(i32) -> (i16, i64), unknown: (i16, i64)| {
+        mixed()
+            .into_iter()
+            .map(|(name, p)| {
+                let (code, value) = if name == TOPIC && p != MISSING {
+                    known(p)
+                } else {
+                    unknown
+                };
+                (name.to_owned(), p, code, value)
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // ListOffsets latest.
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(
+            grouped(|p| {
+                ListOffsetsPartition::default()
+                    .with_partition_index(p)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(-1)
+            })
+            .into_iter()
+            .map(|(name, parts)| {
+                ListOffsetsTopic::default()
+                    .with_name(topic(name))
+                    .with_partitions(parts)
+            })
+            .collect(),
+        );
+    let resp: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 6, &req);
+    let answered: Vec<_> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.error_code,
+                    p.offset,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        expect(&|p| (0, count(p) as i64), (UNKNOWN, -1)),
+        "ListOffsets"
+    );
+
+    // OffsetForLeaderEpoch of the one epoch the records were written in:
+    // it ends at the log end.
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(
+            grouped(|p| {
+                OffsetForLeaderPartition::default()
+                    .with_partition(p)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(0)
+            })
+            .into_iter()
+            .map(|(name, parts)| {
+                OffsetForLeaderTopic::default()
+                    .with_topic(topic(name))
+                    .with_partitions(parts)
+            })
+            .collect(),
+        );
+    let resp: OffsetForLeaderEpochResponse = c.request(ApiKey::OffsetForLeaderEpoch, 4, &req);
+    let answered: Vec<_> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                assert_eq!(
+                    p.leader_epoch,
+                    if p.error_code == 0 { 0 } else { -1 },
+                    "partition {}",
+                    p.partition
+                );
+                (
+                    t.topic.0.to_string(),
+                    p.partition,
+                    p.error_code,
+                    p.end_offset,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        expect(&|p| (0, count(p) as i64), (UNKNOWN, -1)),
+        "OffsetForLeaderEpoch"
+    );
+
+    // DeleteRecords up to offset 1 on every partition.
+    let req = DeleteRecordsRequest::default()
+        .with_topics(
+            grouped(|p| {
+                DeleteRecordsPartition::default()
+                    .with_partition_index(p)
+                    .with_offset(1)
+            })
+            .into_iter()
+            .map(|(name, parts)| {
+                DeleteRecordsTopic::default()
+                    .with_name(topic(name))
+                    .with_partitions(parts)
+            })
+            .collect(),
+        )
+        .with_timeout_ms(10_000);
+    let resp: DeleteRecordsResponse = c.request(ApiKey::DeleteRecords, 2, &req);
+    let answered: Vec<_> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.error_code,
+                    p.low_watermark,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        expect(&|_| (0, 1), (UNKNOWN, -1)),
+        "DeleteRecords"
+    );
     drop(c);
     server.stop();
 }

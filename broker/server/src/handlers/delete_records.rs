@@ -14,6 +14,7 @@ use super::{Handled, RequestContext};
 use crate::error::ServerError;
 use crate::partition::DeleteUpTo;
 use crate::shard::Shard;
+use crate::ShardId;
 
 /// Offset -1 in a request: delete up to the high watermark.
 const HIGH_WATERMARK: i64 = -1;
@@ -24,37 +25,63 @@ pub async fn handle(
 ) -> Result<Handled<DeleteRecordsResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
     let md = shard.metadata();
-    let mut topics = Vec::new();
+    // Every partition's answer in request order: known here when no shard
+    // of this node serves the partition, otherwise left to its owner.
+    let mut answers: Vec<Option<(i16, i64)>> = Vec::new();
+    let mut deletes: Vec<(ShardId, (String, i32, i64))> = Vec::new();
     for t in &request.topics {
         let name = t.name.0.to_string();
-        let mut partitions = Vec::new();
         for p in &t.partitions {
             let owner = md
                 .topics
                 .get(&name)
                 .and_then(|m| m.partitions.get(usize::try_from(p.partition_index).ok()?))
                 .map(|pm| pm.serving_shard());
-            let (code, low_watermark) = match owner {
-                None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1),
+            answers.push(match owner {
+                None => Some((error_code::UNKNOWN_TOPIC_OR_PARTITION, -1)),
                 // Another node leads it (cluster mode).
-                Some(None) => (error_code::NOT_LEADER_OR_FOLLOWER, -1),
+                Some(None) => Some((error_code::NOT_LEADER_OR_FOLLOWER, -1)),
                 Some(Some(owner)) => {
-                    let (topic, index, offset) = (name.clone(), p.partition_index, p.offset);
-                    shard
-                        .call(owner, move |s| async move {
-                            delete_before(&s, &topic, index, offset)
-                        })
-                        .await
-                        .unwrap_or((error_code::NOT_LEADER_OR_FOLLOWER, -1))
+                    deletes.push((owner, (name.clone(), p.partition_index, p.offset)));
+                    None
                 }
-            };
-            partitions.push(
+            });
+        }
+    }
+    // One call per owner shard carries all of its partitions, which it
+    // moves in request order (a partition named twice moves twice, as
+    // before); the answers come back in the order the deletes were made.
+    let mut deleted = shard
+        .fan_out(
+            deletes,
+            |s, deletes: Vec<(String, i32, i64)>| async move {
+                deletes
+                    .into_iter()
+                    .map(|(topic, index, offset)| delete_before(&s, &topic, index, offset))
+                    .collect()
+            },
+            (error_code::NOT_LEADER_OR_FOLLOWER, -1),
+        )
+        .await
+        .into_iter();
+    let mut answers = answers.into_iter().map(|answer| {
+        answer
+            .or_else(|| deleted.next())
+            .unwrap_or((error_code::NOT_LEADER_OR_FOLLOWER, -1))
+    });
+    let mut topics = Vec::new();
+    for t in &request.topics {
+        let partitions = t
+            .partitions
+            .iter()
+            .zip(answers.by_ref())
+            .map(|(p, (code, low_watermark))| {
                 DeleteRecordsPartitionResult::default()
                     .with_partition_index(p.partition_index)
                     .with_low_watermark(low_watermark)
-                    .with_error_code(code),
-            );
-        }
+                    .with_error_code(code)
+            })
+            .collect();
         topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(t.name.clone())

@@ -17,6 +17,7 @@ use super::{Handled, RequestContext};
 use crate::error::ServerError;
 use crate::partition::{Isolation, Partition};
 use crate::shard::Shard;
+use crate::ShardId;
 use corelog_storage::Offset;
 
 const EARLIEST: i64 = -2;
@@ -33,6 +34,26 @@ struct Found {
     leader_epoch: i32,
 }
 
+impl Found {
+    /// An answer with an error and no offset.
+    fn error(error_code: i16) -> Self {
+        Found {
+            error_code,
+            timestamp: -1,
+            offset: -1,
+            leader_epoch: -1,
+        }
+    }
+}
+
+/// One partition's lookup, sent to the shard that owns the partition.
+struct Lookup {
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+    current_leader_epoch: i32,
+}
+
 pub async fn handle(
     cx: &RequestContext<'_>,
     request: ListOffsetsRequest,
@@ -42,47 +63,59 @@ pub async fn handle(
     // v2 and later: a read_committed consumer's latest offset is the last
     // stable offset.
     let isolation = Isolation::from_kafka(request.isolation_level);
-    let mut topics = Vec::new();
+    // Every partition's answer in request order: known here when no shard
+    // of this node serves the partition, otherwise left to its owner.
+    let mut answers: Vec<Option<Found>> = Vec::new();
+    let mut lookups: Vec<(ShardId, Lookup)> = Vec::new();
     for t in &request.topics {
         let name = t.name.0.to_string();
-        let mut parts = Vec::new();
         for p in &t.partitions {
             let owner = md
                 .topics
                 .get(&name)
                 .and_then(|m| m.partitions.get(usize::try_from(p.partition_index).ok()?))
                 .map(|pm| pm.serving_shard());
-            let found = match owner {
-                None => Found {
-                    error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                    timestamp: -1,
-                    offset: -1,
-                    leader_epoch: -1,
-                },
+            answers.push(match owner {
+                None => Some(Found::error(error_code::UNKNOWN_TOPIC_OR_PARTITION)),
                 // Another node leads it (cluster mode).
-                Some(None) => Found {
-                    error_code: error_code::NOT_LEADER_OR_FOLLOWER,
-                    timestamp: -1,
-                    offset: -1,
-                    leader_epoch: -1,
-                },
+                Some(None) => Some(Found::error(error_code::NOT_LEADER_OR_FOLLOWER)),
                 Some(Some(owner)) => {
-                    let (topic, index, ts) = (name.clone(), p.partition_index, p.timestamp);
-                    let current_leader_epoch = p.current_leader_epoch;
-                    shard
-                        .call(owner, move |s| {
-                            lookup(s, topic, index, ts, isolation, current_leader_epoch)
-                        })
-                        .await
-                        .unwrap_or(Found {
-                            error_code: error_code::NOT_LEADER_OR_FOLLOWER,
-                            timestamp: -1,
-                            offset: -1,
-                            leader_epoch: -1,
-                        })
+                    lookups.push((
+                        owner,
+                        Lookup {
+                            topic: name.clone(),
+                            partition: p.partition_index,
+                            timestamp: p.timestamp,
+                            current_leader_epoch: p.current_leader_epoch,
+                        },
+                    ));
+                    None
                 }
-            };
-            parts.push(
+            });
+        }
+    }
+    // One call per owner shard carries all of its partitions; the answers
+    // come back in the order the lookups were made, which is request order.
+    let mut looked_up = shard
+        .fan_out(
+            lookups,
+            move |s, lookups| lookup_all(s, lookups, isolation),
+            Found::error(error_code::NOT_LEADER_OR_FOLLOWER),
+        )
+        .await
+        .into_iter();
+    let mut answers = answers.into_iter().map(|answer| {
+        answer
+            .or_else(|| looked_up.next())
+            .unwrap_or(Found::error(error_code::NOT_LEADER_OR_FOLLOWER))
+    });
+    let mut topics = Vec::new();
+    for t in &request.topics {
+        let parts = t
+            .partitions
+            .iter()
+            .zip(answers.by_ref())
+            .map(|(p, found)| {
                 ListOffsetsPartitionResponse::default()
                     .with_partition_index(p.partition_index)
                     .with_error_code(found.error_code)
@@ -93,9 +126,9 @@ pub async fn handle(
                         found.leader_epoch
                     } else {
                         -1
-                    }),
-            );
-        }
+                    })
+            })
+            .collect();
         topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(t.name.clone())
@@ -105,31 +138,30 @@ pub async fn handle(
     Ok(ListOffsetsResponse::default().with_topics(topics).into())
 }
 
-/// Runs on the owning shard.
-async fn lookup(
-    shard: Rc<Shard>,
-    topic: String,
-    partition: i32,
-    timestamp: i64,
-    isolation: Isolation,
-    current_leader_epoch: i32,
-) -> Found {
+/// Runs on the owning shard: its partitions' lookups, one after another in
+/// request order, as each partition was looked up before they were grouped.
+async fn lookup_all(shard: Rc<Shard>, lookups: Vec<Lookup>, isolation: Isolation) -> Vec<Found> {
+    let mut found = Vec::with_capacity(lookups.len());
+    for l in lookups {
+        found.push(lookup(&shard, l, isolation).await);
+    }
+    found
+}
+
+/// One partition's answer, on the shard that owns it.
+async fn lookup(shard: &Shard, l: Lookup, isolation: Isolation) -> Found {
+    let Lookup {
+        topic,
+        partition,
+        timestamp,
+        current_leader_epoch,
+    } = l;
     let Some(p) = shard.partition(&topic, partition) else {
-        return Found {
-            error_code: error_code::UNKNOWN_TOPIC_OR_PARTITION,
-            timestamp: -1,
-            offset: -1,
-            leader_epoch: -1,
-        };
+        return Found::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
     let code = p.check_leader_epoch(current_leader_epoch);
     if code != error_code::NONE {
-        return Found {
-            error_code: code,
-            timestamp: -1,
-            offset: -1,
-            leader_epoch: -1,
-        };
+        return Found::error(code);
     }
     let mut found = find(&p, &topic, partition, timestamp, isolation).await;
     if found.error_code == error_code::NONE && found.offset >= 0 {

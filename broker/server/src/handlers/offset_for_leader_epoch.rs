@@ -24,6 +24,8 @@ use corelog_storage::LeaderEpoch;
 
 use super::Close;
 use super::{Handled, RequestContext};
+use crate::shard::Shard;
+use crate::ShardId;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -31,54 +33,65 @@ pub async fn handle(
 ) -> Result<Handled<OffsetForLeaderEpochResponse>, Close> {
     let shard = cx.shard;
     let md = shard.metadata();
-    let mut topics = Vec::with_capacity(request.topics.len());
+    // Every partition's answer in request order: known here when no shard
+    // of this node serves the partition, otherwise left to its owner.
+    let mut answers: Vec<Option<(i16, i32, i64)>> = Vec::new();
+    let mut asks: Vec<(ShardId, Ask)> = Vec::new();
     for t in &request.topics {
         let name = t.topic.0.to_string();
-        let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let owner = md
                 .topic_for(&name, request.replica_id.0 >= 0)
                 .and_then(|m| m.partitions.get(usize::try_from(p.partition).ok()?))
                 .map(|pm| pm.serving_shard());
-            let (code, epoch, end) = match owner {
-                None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+            answers.push(match owner {
+                None => Some((error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1)),
                 // Another node leads it (cluster mode).
-                Some(None) => (error_code::NOT_LEADER_OR_FOLLOWER, -1, -1),
+                Some(None) => Some((error_code::NOT_LEADER_OR_FOLLOWER, -1, -1)),
                 Some(Some(owner)) => {
-                    let topic = name.clone();
-                    let (index, current, asked) =
-                        (p.partition, p.current_leader_epoch, p.leader_epoch);
-                    shard
-                        .call(owner, move |s| async move {
-                            let Some(part) = s.partition(&topic, index) else {
-                                return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
-                            };
-                            // Only a leader answers, as in Kafka: a node
-                            // that the table it read from disk at start still
-                            // names leader, but that holds no leader's role
-                            // yet, may have lost the tail of that epoch.
-                            if part.is_follower() {
-                                return (error_code::NOT_LEADER_OR_FOLLOWER, -1, -1);
-                            }
-                            let code = part.check_leader_epoch(current);
-                            if code != error_code::NONE {
-                                return (code, -1, -1);
-                            }
-                            let (epoch, end) = part.end_offset_for_epoch(LeaderEpoch(asked));
-                            (error_code::NONE, epoch.0, end.0)
-                        })
-                        .await
-                        .unwrap_or((error_code::NOT_LEADER_OR_FOLLOWER, -1, -1))
+                    asks.push((
+                        owner,
+                        Ask {
+                            topic: name.clone(),
+                            partition: p.partition,
+                            current_leader_epoch: p.current_leader_epoch,
+                            leader_epoch: p.leader_epoch,
+                        },
+                    ));
+                    None
                 }
-            };
-            partitions.push(
+            });
+        }
+    }
+    // One call per owner shard carries all of its partitions; the answers
+    // come back in the order the asks were made, which is request order.
+    let mut ended = shard
+        .fan_out(
+            asks,
+            |s, asks: Vec<Ask>| async move { asks.into_iter().map(|a| epoch_end(&s, a)).collect() },
+            (error_code::NOT_LEADER_OR_FOLLOWER, -1, -1),
+        )
+        .await
+        .into_iter();
+    let mut answers = answers.into_iter().map(|answer| {
+        answer
+            .or_else(|| ended.next())
+            .unwrap_or((error_code::NOT_LEADER_OR_FOLLOWER, -1, -1))
+    });
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in &request.topics {
+        let partitions = t
+            .partitions
+            .iter()
+            .zip(answers.by_ref())
+            .map(|(p, (code, epoch, end))| {
                 EpochEndOffset::default()
                     .with_error_code(code)
                     .with_partition(p.partition)
                     .with_leader_epoch(epoch)
-                    .with_end_offset(end),
-            );
-        }
+                    .with_end_offset(end)
+            })
+            .collect();
         topics.push(
             OffsetForLeaderTopicResult::default()
                 .with_topic(t.topic.clone())
@@ -88,4 +101,32 @@ pub async fn handle(
     Ok(OffsetForLeaderEpochResponse::default()
         .with_topics(topics)
         .into())
+}
+
+/// One partition's question, sent to the shard that owns the partition.
+struct Ask {
+    topic: String,
+    partition: i32,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+}
+
+/// Runs on the owning shard: (error code, epoch, end offset) for one
+/// partition.
+fn epoch_end(shard: &Shard, ask: Ask) -> (i16, i32, i64) {
+    let Some(part) = shard.partition(&ask.topic, ask.partition) else {
+        return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+    };
+    // Only a leader answers, as in Kafka: a node that the table it read
+    // from disk at start still names leader, but that holds no leader's
+    // role yet, may have lost the tail of that epoch.
+    if part.is_follower() {
+        return (error_code::NOT_LEADER_OR_FOLLOWER, -1, -1);
+    }
+    let code = part.check_leader_epoch(ask.current_leader_epoch);
+    if code != error_code::NONE {
+        return (code, -1, -1);
+    }
+    let (epoch, end) = part.end_offset_for_epoch(LeaderEpoch(ask.leader_epoch));
+    (error_code::NONE, epoch.0, end.0)
 }

@@ -62,7 +62,7 @@ pub struct Shard {
     groups: crate::groups::table::GroupTable,
     /// The replica fetchers of the partitions this shard follows, one per
     /// leader broker.
-    fetchers: crate::replica::Fetchers,
+    fetchers: crate::replica::fetchers::Fetchers,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     request_bytes_budget: Rc<glommio::sync::Semaphore>,
@@ -149,8 +149,21 @@ impl Shard {
         &self.groups
     }
 
+    /// A batch-cache id for a partition log this shard opens, unique in
+    /// the process: the shard's index above a per-thread count.
+    pub fn next_cache_id(&self) -> u64 {
+        thread_local! {
+            static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        }
+        NEXT.with(|n| {
+            let v = n.get();
+            n.set(v + 1);
+            (self.id.0 as u64) << 48 | v
+        })
+    }
+
     /// The replica fetchers of the partitions this shard follows.
-    pub fn fetchers(&self) -> &crate::replica::Fetchers {
+    pub fn fetchers(&self) -> &crate::replica::fetchers::Fetchers {
         &self.fetchers
     }
 
@@ -425,7 +438,7 @@ pub fn make_shard(
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
         groups: crate::groups::table::GroupTable::default(),
-        fetchers: crate::replica::Fetchers::default(),
+        fetchers: crate::replica::fetchers::Fetchers::default(),
         request_bytes_budget,
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),

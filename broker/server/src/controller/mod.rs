@@ -21,6 +21,7 @@ use crate::partition::Partition;
 use crate::shard::Shard;
 use crate::{ProducerId, ShardId, TopicPartition};
 
+pub mod ask;
 pub mod cluster;
 pub mod state;
 
@@ -75,8 +76,8 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<ProducerId, Serve
         // A cluster node takes blocks from the metadata quorum, which
         // hands each id range to one broker only. A block is not recorded
         // here: after a restart the node asks for a new one.
-        let (broker, epoch) = cluster::own_broker(shard)?;
-        let answer = cluster::ask(
+        let (broker, epoch) = ask::own_broker(shard)?;
+        let answer = ask::ask(
             shard,
             crate::cluster::wire::ControlRequest::AllocateProducerIds { broker, epoch },
         )
@@ -237,7 +238,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 continue;
             }
             let dir = partition_dir(&shard.config().data_dir, name, index);
-            let cache_id = CacheId(next_cache_id(shard));
+            let cache_id = CacheId(shard.next_cache_id());
             match Partition::open(
                 dir.clone(),
                 settings.log.clone(),
@@ -368,15 +369,4 @@ fn follow_role(
             leader_epoch,
         );
     }
-}
-
-pub(crate) fn next_cache_id(shard: &Shard) -> u64 {
-    thread_local! {
-        static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-    NEXT.with(|n| {
-        let v = n.get();
-        n.set(v + 1);
-        (shard.id().0 as u64) << 48 | v
-    })
 }

@@ -8,8 +8,8 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 use glommio::sync::Semaphore;
 
-use super::cluster::IsrAnswer;
-use crate::cluster::wire::IsrChange;
+use crate::cluster::wire::{IsrChange, IsrOutcome};
+use crate::error::ServerError;
 use crate::ProducerId;
 
 /// Lives on: shard 0 (the controller shard).
@@ -26,10 +26,22 @@ pub struct Controller {
     cluster: RefCell<Option<Rc<RefCell<crate::cluster::Host>>>>,
     /// Cluster mode: ISR changes of this node's partition leaders waiting
     /// to go to the active controller together, each with where its
-    /// answer goes (`super::cluster::alter_partition`).
+    /// answer goes (`super::ask::alter_partition`).
     pub(super) isr_queue: RefCell<Vec<(IsrChange, oneshot::Sender<IsrAnswer>)>>,
     /// Whether an AlterPartitions of this node is in flight.
     pub(super) isr_sending: Cell<bool>,
+}
+
+/// What became of one ISR change sent with others.
+#[derive(Debug, Clone)]
+pub enum IsrAnswer {
+    /// Not sent: this broker is not registered with the quorum yet.
+    NotSent,
+    /// The active controller's answer to this change.
+    Outcome(IsrOutcome),
+    /// The request carrying it failed as a whole (no controller in
+    /// `super::ask::ASK_TIMEOUT`, a stale broker epoch, ...): its fate is unknown.
+    Failed(ServerError),
 }
 
 /// Producer ids persisted per metadata write.

@@ -238,7 +238,7 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     }
     let dir = partition_dir(&shard.config().data_dir, OFFSETS_TOPIC, index as i32);
     let log_config = shard.metadata().offsets_settings(shard.config()).log;
-    let cache_id = CacheId(crate::controller::next_cache_id(shard));
+    let cache_id = CacheId(shard.next_cache_id());
     let (log, report) = Partition::open(dir.clone(), log_config, shard.cache().clone(), cache_id)
         .await
         .map_err(|e| {

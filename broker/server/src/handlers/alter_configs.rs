@@ -242,7 +242,7 @@ async fn alter_in_cluster(
                     .filter(|(k, v)| topic.configs.get(*k) != Some(*v))
                     .map(|(k, v)| (k.clone(), Some(v.clone()))),
             );
-            let answer = crate::controller::cluster::ask(
+            let answer = crate::controller::ask::ask(
                 shard,
                 ControlRequest::AlterConfigs {
                     topic: name.clone(),

@@ -23,7 +23,7 @@ pub async fn ask(
 ) -> Result<ControlResponse, ServerError> {
     shard
         .call(ShardId(0), move |s| async move {
-            crate::controller::cluster::ask(&s, request).await
+            crate::controller::ask::ask(&s, request).await
         })
         .await
         .unwrap_or_else(|_| {

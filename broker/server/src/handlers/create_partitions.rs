@@ -214,7 +214,7 @@ async fn grow_in_cluster(
                     )))
                 };
             }
-            let answer = crate::controller::cluster::ask(
+            let answer = crate::controller::ask::ask(
                 shard,
                 ControlRequest::CreatePartitions {
                     name: g.name.clone(),

@@ -139,7 +139,7 @@ async fn create_in_cluster(
                     added + count
                 )));
             }
-            let answer = crate::controller::cluster::ask(
+            let answer = crate::controller::ask::ask(
                 shard,
                 ControlRequest::CreateTopic {
                     name: spec.name.clone(),

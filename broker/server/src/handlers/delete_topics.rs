@@ -287,11 +287,9 @@ async fn delete_in_cluster(shard: &Rc<Shard>, targets: Vec<Target>) -> Vec<Outco
                 }
             }
         };
-        let answer = crate::controller::cluster::ask(
-            shard,
-            ControlRequest::DeleteTopic { name: name.clone() },
-        )
-        .await;
+        let answer =
+            crate::controller::ask::ask(shard, ControlRequest::DeleteTopic { name: name.clone() })
+                .await;
         outcomes.push(match answer {
             Ok(ControlResponse::TopicDeleted { id }) => {
                 tracing::info!(topic = %name, "topic deleted");

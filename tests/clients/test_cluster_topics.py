@@ -733,6 +733,8 @@ def test_a_restarted_broker_rejoins_fifty_isrs_in_a_few_metadata_commits(isr_clu
                       and all(i == full for i in d.values()))(offsets_isrs(n[1])), 60)
     wait_for("a settled quorum", lambda: cluster.settled(full, unfenced=full), 30)
     commits = applied_index(cluster) - before
-    # Registration and unfencing are two; each of the other two brokers
-    # sends its leaders' changes in a few requests at most.
-    assert commits <= 20, "%d metadata commits for 50 ISR changes" % commits
+    # Registration and unfencing are two; the other two brokers send their
+    # leaders' changes as the followers catch up, in batches (13 or 14
+    # commits in all here, 52 with one change per request): at most half
+    # of one per partition.
+    assert commits <= 26, "%d metadata commits for 50 ISR changes" % commits

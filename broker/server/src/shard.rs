@@ -60,9 +60,6 @@ pub struct Shard {
     stop_notify: corelog_runtime::notify::Notify,
     /// Group coordinators of the offsets partitions this shard owns.
     groups: crate::groups::table::GroupTable,
-    /// The replica fetchers of the partitions this shard follows, one per
-    /// leader broker.
-    fetchers: crate::replica::fetchers::Fetchers,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     request_bytes_budget: Rc<glommio::sync::Semaphore>,
@@ -160,11 +157,6 @@ impl Shard {
             n.set(v + 1);
             (self.id.0 as u64) << 48 | v
         })
-    }
-
-    /// The replica fetchers of the partitions this shard follows.
-    pub fn fetchers(&self) -> &crate::replica::fetchers::Fetchers {
-        &self.fetchers
     }
 
     /// The budget of request bytes in flight on this shard
@@ -438,7 +430,6 @@ pub fn make_shard(
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
         groups: crate::groups::table::GroupTable::default(),
-        fetchers: crate::replica::fetchers::Fetchers::default(),
         request_bytes_budget,
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),

@@ -7,15 +7,14 @@
 //!   fetches report to it (`handlers/fetch.rs`), and a task here feeds it
 //!   the leader's own log progress and the time. ISR changes it proposes go
 //!   to the active controller as AlterPartition ([`propose`]).
-//! - **Follower** ([`start_follower`]): one fetcher task per (shard, leader
-//!   broker), with one connection to the leader's Kafka listener, drives
-//!   the machines of every partition the shard follows there. Each finds
-//!   where its log diverges from the leader's (OffsetForLeaderEpoch, one
-//!   request for all that ask) and cuts it there, then fetches as a
-//!   replica (one Fetch with `replica_id` for all), appends the leader's
-//!   batches as they are (offsets and epochs kept), and fetches again only
-//!   once they are on its disk: the fetch offset it reports is its durable
-//!   end, which is all the leader counts for the high watermark.
+//! - **Follower** ([`start_follower`]): a task per followed partition, on
+//!   the shard that owns it, with its own connection to the leader's Kafka
+//!   listener. It finds where its log diverges from the leader's
+//!   (OffsetForLeaderEpoch) and cuts it there, then fetches as a replica
+//!   (Fetch with `replica_id`), appends the leader's batches as they are
+//!   (offsets and epochs kept), and fetches again only once they are on
+//!   its disk: the fetch offset it reports is its durable end, which is all
+//!   the leader counts for the high watermark.
 //!
 //! Durability contract (with `corelog_replication`'s): an `acks=all`
 //! produce to a replicated partition is answered once every member of the
@@ -25,14 +24,19 @@
 //! The internal offsets topic's partitions are replicated the same way;
 //! their group coordinators follow the leadership (`crate::groups`).
 //!
-//! Lives on: the shard that owns the partition. A leader's task stops
-//! when the partition's role changes (its role generation) or the shard
-//! stops; a follower leaves its fetcher then, and a fetcher with no
-//! partitions left stops.
+//! Not yet: one connection and one fetch per (follower shard, leader
+//! broker) for all the partitions it follows. Tried twice (a shared
+//! session, reverted in `83f4af0`; a fetcher per leader broker, reverted
+//! after `c8bd2d7`): both cut connections and idle CPU, and both gave
+//! `latency-1kib-rf3` runs with a publish p99 of 0.3 to 1.2 s that the
+//! per-partition tasks never show; see
+//! `perf-reports/2026-12-07-issue18-replica-fetchers.md`.
+//!
+//! Lives on: the shard that owns the partition; every task stops when the
+//! partition's role changes (its role generation) or the shard stops.
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use corelog_controller::codes as ctl_codes;
@@ -40,7 +44,6 @@ use corelog_model::{LeaderEpoch, NodeId, Offset};
 use corelog_protocol::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ReplicaState,
 };
-use corelog_protocol::kafka_protocol::messages::fetch_response::PartitionData;
 use corelog_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -49,20 +52,15 @@ use corelog_protocol::kafka_protocol::messages::{
     OffsetForLeaderEpochResponse, ResponseHeader, TopicName,
 };
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use corelog_replication::follower::{Input, Output};
+use corelog_replication::follower::{Follower, Input, Output};
 use corelog_replication::Output as LeaderOutput;
+use corelog_storage::ValidBatch;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
-
-pub mod fetchers;
-
-pub use fetchers::{Fetchers, REPLICA_RETRY_BACKOFF};
-use fetchers::{Inbox, Slot};
 
 use crate::cluster::wire::{IsrChange, IsrOutcome};
 use crate::controller::ask::IsrAnswer;
 use crate::error::ServerError;
-use crate::log_limit::RateLimited;
 use crate::partition::{IsrNews, Partition};
 use crate::shard::{Shard, ShardGone};
 use crate::ShardId;
@@ -76,6 +74,9 @@ pub const REPLICA_FETCH_BYTES_MAX: i32 = 8 << 20;
 /// A request to the leader that takes longer fails, and is sent again on
 /// a new connection.
 pub const REPLICA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause before a follower retries after an error (leader unreachable,
+/// not leader yet, a failed write).
+pub const REPLICA_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait before an ISR change the controller refused is
 /// proposed again (see `propose_after`).
 pub const ISR_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -255,9 +256,8 @@ fn news_of(
 
 // ---------------------------------------------------------------- follower --
 
-/// Makes this node's copy of a partition follow `leader` at
-/// `leader_epoch`, in the fetcher of this shard for that broker (started
-/// if there is none). It follows until the partition's role changes.
+/// Starts the task that makes this node's copy of a partition follow
+/// `leader` at `leader_epoch`. Runs until the role changes.
 pub fn start_follower(
     shard: &Rc<Shard>,
     topic: String,
@@ -267,345 +267,325 @@ pub fn start_follower(
     leader: NodeId,
     leader_epoch: LeaderEpoch,
 ) {
-    let slot = Slot::new(topic, partition, p, leader_epoch);
-    let mut by_leader = shard.fetchers().by_leader.borrow_mut();
-    if let Some(inbox) = by_leader.get(&leader) {
-        inbox.added.borrow_mut().push(slot);
-        inbox.bell.ring();
-        return;
-    }
-    let inbox = Rc::new(Inbox::default());
-    inbox.added.borrow_mut().push(slot);
-    by_leader.insert(leader, inbox.clone());
-    drop(by_leader);
-    let fetcher = Fetcher {
-        shard: shard.clone(),
-        me,
-        leader,
-        inbox,
-        slots: Vec::new(),
-        conn: None,
-        rotation: 0,
-        restarts_log: RateLimited::new(RESTART_LOG_INTERVAL),
-    };
-    glommio::spawn_local(fetcher.run()).detach();
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        let generation = p.role_generation();
+        let f = FollowerTask {
+            shard,
+            topic,
+            partition,
+            p,
+            me,
+            leader,
+            leader_epoch,
+            generation,
+        };
+        while f.current() {
+            if let Err(e) = f.run().await {
+                if f.current() {
+                    tracing::info!(topic = %f.topic, partition = f.partition, leader = f.leader.0, error = %e, "follower restarts");
+                }
+            }
+            glommio::timer::sleep(REPLICA_RETRY_BACKOFF).await;
+        }
+    })
+    .detach();
 }
 
-/// How often a fetcher logs a follower that starts again (after an error
-/// of its own or of the connection), with the count of those not logged.
-const RESTART_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The task that follows, from one leader broker, every partition this
-/// shard follows there.
-struct Fetcher {
+struct FollowerTask {
     shard: Rc<Shard>,
+    topic: String,
+    partition: i32,
+    p: Partition,
     me: NodeId,
     leader: NodeId,
-    inbox: Rc<Inbox>,
-    slots: Vec<Slot>,
-    /// None until connected, and again after a failed request.
-    conn: Option<Conn>,
-    /// Where the partitions of the next fetch start: the leader fills
-    /// `max_bytes` in request order (KIP-74), so the order turns by one
-    /// each fetch and no partition is always last.
-    rotation: usize,
-    restarts_log: RateLimited,
+    leader_epoch: LeaderEpoch,
+    generation: u64,
 }
 
-impl Fetcher {
-    async fn run(mut self) {
-        loop {
-            self.slots.append(&mut self.inbox.added.borrow_mut());
-            let stopping = self.shard.is_stopping();
-            self.slots.retain(|s| s.current() && !stopping);
-            if self.slots.is_empty() {
-                if self.inbox.added.borrow().is_empty() {
-                    // Gone from the table in the same step as the check:
-                    // a follower started later starts a new fetcher.
-                    self.shard
-                        .fetchers()
-                        .by_leader
-                        .borrow_mut()
-                        .remove(&self.leader);
-                    return;
-                }
-                continue;
-            }
-            if let Err(e) = self.round().await {
-                // The connection failed: every partition starts again.
-                self.conn = None;
-                let now = Instant::now();
-                for s in &mut self.slots {
-                    s.restart(now);
-                }
-                if let Some(suppressed) = self.restarts_log.due() {
-                    tracing::info!(leader = self.leader.0, partitions = self.slots.len(), error = %e, suppressed, "follower restarts");
-                }
-                glommio::timer::sleep(REPLICA_RETRY_BACKOFF).await;
-            }
-        }
+impl FollowerTask {
+    fn current(&self) -> bool {
+        self.p.role_generation() == self.generation && !self.shard.is_stopping()
     }
 
-    /// One step of every partition that can take one: what needs no
-    /// request, then one OffsetForLeaderEpoch for those that ask where
-    /// they diverge, else one Fetch for those that fetch. An error is the
-    /// connection's; a partition's own error restarts that partition only.
-    async fn round(&mut self) -> Result<(), String> {
-        let now = Instant::now();
-        for i in 0..self.slots.len() {
-            if !self.slots[i].ready(now) {
-                continue;
+    /// One life of the follower: from the log as it is, find the
+    /// divergence, then fetch until an error.
+    async fn run(&self) -> Result<(), String> {
+        let mut conn = self.connect().await?;
+        let mut machine = Follower::new(
+            self.p.epoch_cache(),
+            self.p.log_end_offset(),
+            self.p.durable_end(),
+            self.p.high_watermark(),
+        );
+        // The leader's log start as last fetched: records it no longer
+        // holds (retention, DeleteRecords, an offsets log's snapshots) go
+        // from this copy too, so a failover never brings them back.
+        let mut leader_log_start = Offset::ZERO;
+        let mut pending: std::collections::VecDeque<Output> = machine
+            .step(Input::Leader {
+                leader: self.leader,
+                leader_epoch: self.leader_epoch,
+            })
+            .into();
+        while let Some(output) = pending.pop_front() {
+            if !self.current() {
+                return Ok(());
             }
-            if let Err(e) = self.slots[i].local_steps(self.leader).await {
-                self.failed(i, &e);
-            }
-        }
-        let now = Instant::now();
-        let waiting = |want_epoch: bool| -> Vec<usize> {
-            (0..self.slots.len())
-                .filter(|&i| {
-                    let s = &self.slots[i];
-                    s.ready(now)
-                        && match s.next() {
-                            Some(Output::AskEpoch { .. }) => want_epoch,
-                            Some(Output::Fetch { .. }) => !want_epoch,
-                            _ => false,
+            let next = match output {
+                Output::Truncate { to } => {
+                    let end = self
+                        .p
+                        .truncate_to(to)
+                        .await
+                        .map_err(|e| format!("truncating to {to}: {e}"))?;
+                    tracing::info!(topic = %self.topic, partition = self.partition, to = to.0, end = end.0, "follower log truncated to the leader's");
+                    Vec::new()
+                }
+                Output::HighWatermark(hw) => {
+                    self.p.set_follower_high_watermark(hw);
+                    Vec::new()
+                }
+                Output::AskEpoch { epoch, .. } => {
+                    let answer = self.ask_epoch(&mut conn, epoch).await?;
+                    machine.step(Input::EpochAnswer {
+                        leader_epoch: self.leader_epoch,
+                        answer,
+                    })
+                }
+                Output::Fetch { offset, .. } => {
+                    self.follow_log_start(leader_log_start);
+                    // Report only what is on disk: the leader counts the
+                    // fetch offset as this replica's durable end.
+                    self.p
+                        .durable(offset)
+                        .await
+                        .map_err(|_| "a failed write discarded replicated batches".to_string())?;
+                    machine.step(Input::Durable(offset));
+                    if !self.current() {
+                        return Ok(());
+                    }
+                    let (records, hw, log_start) = match self.fetch(&mut conn, offset).await? {
+                        Fetched::Records {
+                            records,
+                            high_watermark,
+                            log_start,
+                        } => (records, high_watermark, log_start),
+                        Fetched::BelowLogStart(log_start) => {
+                            tracing::info!(topic = %self.topic, partition = self.partition, end = offset.0, leader_log_start = log_start.0, "follower's log ends below its leader's log start; copying from there into an empty log");
+                            self.p
+                                .reset_to(log_start)
+                                .await
+                                .map_err(|e| format!("resetting to {}: {e}", log_start.0))?;
+                            // A new machine, from the new log.
+                            return Err("reset to the leader's log start".into());
                         }
-                })
-                .collect()
-        };
-        let asking = waiting(true);
-        if !asking.is_empty() {
-            return self.ask_epochs(&asking).await;
-        }
-        let fetching = waiting(false);
-        if fetching.is_empty() {
-            // Every partition waits out a backoff: until the first is
-            // over, or a follower is added.
-            let first = self.slots.iter().filter_map(|s| s.retry_at).min();
-            let wait = first.map_or(REPLICA_RETRY_BACKOFF, |t| {
-                t.saturating_duration_since(Instant::now())
-            });
-            let inbox = self.inbox.clone();
-            inbox
-                .bell
-                .wait()
-                .or(async { glommio::timer::sleep(wait).await })
-                .await;
-            return Ok(());
-        }
-        self.fetch(fetching).await
-    }
-
-    /// A partition's own error: it starts again after the backoff.
-    fn failed(&mut self, i: usize, error: &str) {
-        let s = &mut self.slots[i];
-        if !s.current() {
-            return;
-        }
-        s.restart(Instant::now());
-        if let Some(suppressed) = self.restarts_log.due() {
-            tracing::info!(topic = %s.topic, partition = s.partition, leader = self.leader.0, error, suppressed, "follower restarts");
-        }
-    }
-
-    async fn connection(&mut self) -> Result<&mut Conn, String> {
-        if self.conn.is_none() {
-            self.conn = Some(connect(&self.shard, self.leader).await?);
-        }
-        Ok(self.conn.as_mut().expect("connected just now"))
-    }
-
-    /// One OffsetForLeaderEpoch for the partitions `asking`.
-    async fn ask_epochs(&mut self, asking: &[usize]) -> Result<(), String> {
-        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
-        for &i in asking {
-            let s = &self.slots[i];
-            let Some(&Output::AskEpoch { epoch, .. }) = s.next() else {
-                continue;
+                    };
+                    leader_log_start = log_start;
+                    // The leader's log start may fall inside a batch, which
+                    // a fetch from it answers whole: it starts below this
+                    // log's end. A log with nothing in it (just reset to
+                    // that log start) starts over at the batch's base
+                    // instead, as Kafka's followers do; its log start then
+                    // follows the leader's (`follow_log_start`).
+                    if let Some(base) = first_batch_base(&records) {
+                        let empty = self.p.log_start_offset() == offset
+                            && self.p.log_end_offset() == offset;
+                        if base < offset && empty {
+                            self.p
+                                .reset_to(base)
+                                .await
+                                .map_err(|e| format!("resetting to {}: {e}", base.0))?;
+                        }
+                    }
+                    let (end, epochs) = self.append(records, offset)?;
+                    machine.step(Input::Fetched {
+                        leader_epoch: self.leader_epoch,
+                        end,
+                        epochs,
+                        leader_high_watermark: hw,
+                    })
+                }
             };
-            let part = OffsetForLeaderPartition::default()
-                .with_partition(s.partition)
-                .with_current_leader_epoch(s.leader_epoch.0)
-                .with_leader_epoch(epoch.0);
-            match topics.last_mut() {
-                Some(t) if t.topic.0.as_str() == s.topic => t.partitions.push(part),
-                _ => topics.push(
-                    OffsetForLeaderTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(s.topic.clone())))
-                        .with_partitions(vec![part]),
-                ),
-            }
+            pending.extend(next);
         }
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let md = self.shard.metadata();
+        let b = md
+            .brokers
+            .iter()
+            .find(|b| b.id == self.leader.0)
+            .ok_or_else(|| format!("leader {} is not a live broker", self.leader.0))?;
+        let addr = format!("{}:{}", b.host, b.port);
+        let stream = TcpStream::connect(addr.as_str())
+            .or(async {
+                glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
+                Err(glommio::GlommioError::IoError(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+            })
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    async fn ask_epoch(
+        &self,
+        conn: &mut Conn,
+        epoch: LeaderEpoch,
+    ) -> Result<(LeaderEpoch, Offset), String> {
         let request = OffsetForLeaderEpochRequest::default()
             .with_replica_id(BrokerId(self.me.0))
-            .with_topics(topics);
-        let response: OffsetForLeaderEpochResponse = self
-            .connection()
-            .await?
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(self.leader_epoch.0)
+                    .with_leader_epoch(epoch.0)])]);
+        let response: OffsetForLeaderEpochResponse = conn
             .call(
                 ApiKey::OffsetForLeaderEpoch,
                 OFFSET_FOR_LEADER_EPOCH_VERSION,
                 &request,
             )
             .await?;
-        let answers: HashMap<(&str, i32), (i16, i32, i64)> = response
+        let part = response
             .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions.iter().map(move |p| {
-                    (
-                        (t.topic.0.as_str(), p.partition),
-                        (p.error_code, p.leader_epoch, p.end_offset),
-                    )
-                })
-            })
-            .collect();
-        for &i in asking {
-            let s = &self.slots[i];
-            if !s.current() {
-                continue;
-            }
-            match answers.get(&(s.topic.as_str(), s.partition)).copied() {
-                Some((0, epoch, end)) => {
-                    let s = &mut self.slots[i];
-                    s.pending.pop_front();
-                    let leader_epoch = s.leader_epoch;
-                    s.step(Input::EpochAnswer {
-                        leader_epoch,
-                        answer: (LeaderEpoch(epoch), Offset(end)),
-                    });
-                }
-                Some((code, ..)) => {
-                    self.failed(i, &format!("OffsetForLeaderEpoch answered error {code}"))
-                }
-                None => self.failed(i, "OffsetForLeaderEpoch answered without the partition"),
-            }
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("OffsetForLeaderEpoch answered without the partition")?;
+        if part.error_code != 0 {
+            return Err(format!(
+                "OffsetForLeaderEpoch answered error {}",
+                part.error_code
+            ));
         }
-        Ok(())
+        Ok((LeaderEpoch(part.leader_epoch), Offset(part.end_offset)))
     }
 
-    /// One replica fetch for the partitions `fetching`, each from its log's
-    /// end once that is on disk: the leader counts a fetch offset as the
-    /// replica's durable end, which is all it counts for the high
-    /// watermark. A follower added meanwhile drops the long poll (and the
-    /// connection, the only way to abandon a request): it joins the next
-    /// fetch at once instead of up to `REPLICA_FETCH_WAIT_MS` later.
-    async fn fetch(&mut self, fetching: Vec<usize>) -> Result<(), String> {
-        let mut asked: Vec<(usize, Offset)> = Vec::with_capacity(fetching.len());
-        for i in fetching {
-            let Some(&Output::Fetch { offset, .. }) = self.slots[i].next() else {
-                continue;
-            };
-            self.slots[i].follow_log_start();
-            if self.slots[i].p.durable(offset).await.is_err() {
-                self.failed(i, "a failed write discarded replicated batches");
-                continue;
-            }
-            if !self.slots[i].current() {
-                continue;
-            }
-            self.slots[i].step(Input::Durable(offset));
-            asked.push((i, offset));
+    /// Moves this copy's log start up to the leader's, as Kafka's
+    /// followers do, but never past this replica's high watermark (what
+    /// it knows to be committed): a DeleteRecords answered by the leader
+    /// then holds after a failover.
+    fn follow_log_start(&self, leader_log_start: Offset) {
+        let target = leader_log_start.min(self.p.high_watermark());
+        if target <= self.p.log_start_offset() {
+            return;
         }
-        if asked.is_empty() {
-            return Ok(());
+        if let Err(e) = self
+            .p
+            .delete_records(crate::partition::DeleteUpTo::Offset(target))
+        {
+            tracing::warn!(topic = %self.topic, partition = self.partition, to = target.0, error = %e, "follower could not move its log start to the leader's");
         }
-        let turn = self.rotation % asked.len();
-        asked.rotate_left(turn);
-        self.rotation = self.rotation.wrapping_add(1);
-        let mut topics: Vec<FetchTopic> = Vec::new();
-        for &(i, offset) in &asked {
-            let s = &self.slots[i];
-            let part = FetchPartition::default()
-                .with_partition(s.partition)
-                .with_current_leader_epoch(s.leader_epoch.0)
-                .with_fetch_offset(offset.0)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(REPLICA_FETCH_BYTES_MAX);
-            match topics.last_mut() {
-                Some(t) if t.topic.0.as_str() == s.topic => t.partitions.push(part),
-                _ => topics.push(
-                    FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(s.topic.clone())))
-                        .with_partitions(vec![part]),
-                ),
-            }
-        }
+    }
+
+    /// One replica fetch from `offset`.
+    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<Fetched, String> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(self.me.0))
             .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(self.me.0)))
             .with_max_wait_ms(REPLICA_FETCH_WAIT_MS)
             .with_min_bytes(1)
             .with_max_bytes(REPLICA_FETCH_BYTES_MAX)
-            .with_topics(topics);
-        let inbox = self.inbox.clone();
-        let conn = self.connection().await?;
-        let answer = async { Some(conn.call(ApiKey::Fetch, FETCH_VERSION, &request).await) }
-            .or(async {
-                inbox.bell.wait().await;
-                None
-            })
-            .await;
-        let Some(answer) = answer else {
-            self.conn = None;
-            return Ok(());
-        };
-        let response: FetchResponse = answer?;
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(self.leader_epoch.0)
+                    .with_fetch_offset(offset.0)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(REPLICA_FETCH_BYTES_MAX)])]);
+        let response: FetchResponse = conn.call(ApiKey::Fetch, FETCH_VERSION, &request).await?;
         if response.error_code != 0 {
             return Err(format!("Fetch answered error {}", response.error_code));
         }
-        let parts: HashMap<(&str, i32), &PartitionData> = response
+        let part = response
             .responses
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(move |p| ((t.topic.0.as_str(), p.partition_index), p))
-            })
-            .collect();
-        for (i, offset) in asked {
-            if !self.slots[i].current() || self.shard.is_stopping() {
-                continue;
-            }
-            let part = {
-                let s = &self.slots[i];
-                parts.get(&(s.topic.as_str(), s.partition)).copied()
-            };
-            if let Err(e) = self.slots[i].fetched(offset, part).await {
-                self.failed(i, &e);
-            }
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("Fetch answered without the partition")?;
+        if part.error_code == corelog_protocol::error_code::OFFSET_OUT_OF_RANGE
+            && part.log_start_offset > offset.0
+        {
+            return Ok(Fetched::BelowLogStart(Offset(part.log_start_offset)));
         }
-        Ok(())
+        if part.error_code != 0 {
+            return Err(format!("Fetch answered error {}", part.error_code));
+        }
+        Ok(Fetched::Records {
+            records: part.records.clone().unwrap_or_default(),
+            high_watermark: Offset(part.high_watermark),
+            log_start: Offset(part.log_start_offset.max(0)),
+        })
+    }
+
+    /// Appends the whole batches of `records`, which start at `offset`.
+    /// Returns the log end after them and the epochs they start.
+    #[allow(clippy::type_complexity)]
+    fn append(
+        &self,
+        records: Bytes,
+        offset: Offset,
+    ) -> Result<(Offset, Vec<(LeaderEpoch, Offset)>), String> {
+        let limits = self.p.log_config().record_limits;
+        let mut end = offset;
+        let mut epochs: Vec<(LeaderEpoch, Offset)> = Vec::new();
+        let mut at = 0usize;
+        while records.len() - at >= 12 {
+            let length =
+                u32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+            let next = at + 12 + length;
+            if next > records.len() {
+                // A partial batch at the end of the answer (max_bytes): it
+                // comes whole with the next fetch.
+                break;
+            }
+            if !self.current() {
+                break;
+            }
+            let batch = ValidBatch::new(records.slice(at..next), &limits)
+                .map_err(|e| format!("a batch from the leader fails its check: {e}"))?;
+            let epoch = LeaderEpoch(batch.header().partition_leader_epoch);
+            let base = batch.header().base_offset;
+            end = self
+                .p
+                .append_replicated(batch)
+                .map_err(|e| format!("appending the leader's batch at {}: {e}", base.0))?;
+            if epochs.last().is_none_or(|(e, _)| *e != epoch) {
+                epochs.push((epoch, base));
+            }
+            at = next;
+        }
+        Ok((end, epochs))
     }
 }
 
-/// A connection to `leader`'s Kafka listener.
-async fn connect(shard: &Shard, leader: NodeId) -> Result<Conn, String> {
-    let addr = {
-        let md = shard.metadata();
-        let b = md
-            .brokers
-            .iter()
-            .find(|b| b.id == leader.0)
-            .ok_or_else(|| format!("leader {} is not a live broker", leader.0))?;
-        format!("{}:{}", b.host, b.port)
-    };
-    let stream = TcpStream::connect(addr.as_str())
-        .or(async {
-            glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
-            Err(glommio::GlommioError::IoError(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            )))
-        })
-        .await
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    Ok(Conn {
-        stream,
-        correlation_id: 0,
-    })
+/// The base offset of the first batch in a fetch answer's records.
+fn first_batch_base(records: &[u8]) -> Option<Offset> {
+    let head: [u8; 8] = records.get(..8)?.try_into().ok()?;
+    Some(Offset(i64::from_be_bytes(head)))
+}
+
+/// What a replica fetch got.
+enum Fetched {
+    /// Batches (possibly none) from the fetch offset, with the leader's
+    /// high watermark and log start.
+    Records {
+        records: Bytes,
+        high_watermark: Offset,
+        log_start: Offset,
+    },
+    /// The leader no longer holds the fetch offset: its log starts here.
+    BelowLogStart(Offset),
 }
 
 /// A follower's connection to its leader: one request at a time.

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Idle CPU of a 3-node cluster (tools/lib/cluster3.sh) before and after the
 # internal offsets topic exists: 50 partitions of three replicas, that is
-# 100 followed partitions per node. Prints the brokers' utime+stime, in
+# 100 followers over the three nodes. Prints the brokers' utime+stime, in
 # clock ticks (getconf CLK_TCK, 100 here), over 30 s of each, and the
-# established connections to the brokers' Kafka listeners (replica
-# fetchers' and the admin client's).
+# established connections to the brokers' Kafka listeners (the followers'
+# and the admin client's: 100 with one per followed partition).
 #
 #   bench-harness/tools/cluster_idle_cpu.sh BIN [OUT]
 set -u

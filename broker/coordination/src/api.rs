@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use corelog_model::{ProducerEpoch, ProducerId};
 
 /// Where a group's state machine comes from: the classic protocol
 /// (JoinGroup/SyncGroup) or KIP-848's ConsumerGroupHeartbeat.
@@ -153,6 +154,24 @@ pub struct OffsetCommit {
     pub offsets: Vec<CommitPartition>,
 }
 
+/// Offsets committed inside a transaction (TxnOffsetCommit): they are
+/// written to the offsets log in a transactional batch of the producer and
+/// become visible to OffsetFetch only once the transaction commits (the
+/// COMMIT marker reaches this offsets partition, [`crate::Input::TxnCompleted`]);
+/// an abort drops them.
+#[derive(Debug, Clone, Default)]
+pub struct TxnOffsetCommit {
+    pub group_id: String,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    /// TxnOffsetCommit v3+ (KIP-447): the member's generation, checked as
+    /// an OffsetCommit's is; -1 when not given.
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub offsets: Vec<CommitPartition>,
+}
+
 /// Per partition: topic, partition, error.
 pub type PartitionErrors = Vec<(String, i32, i16)>;
 
@@ -163,12 +182,19 @@ pub struct OffsetFetch {
     pub partitions: Option<Vec<(String, i32)>>,
     /// OffsetFetch v9 (KIP-848): when set, the member and its epoch are checked.
     pub member: Option<(String, i32)>,
+    /// OffsetFetch v7+ (KIP-447): a partition with offsets committed in a
+    /// transaction that is not decided yet is answered
+    /// UNSTABLE_OFFSET_COMMIT (the client retries) instead of its last
+    /// committed offset.
+    pub require_stable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedOffset {
     pub topic: String,
     pub partition: i32,
+    /// 0, or UNSTABLE_OFFSET_COMMIT (see [`OffsetFetch::require_stable`]).
+    pub error: i16,
     /// -1 when nothing is committed.
     pub offset: i64,
     pub leader_epoch: i32,
@@ -327,6 +353,7 @@ pub enum Request {
     Heartbeat(Heartbeat),
     Leave(LeaveGroup),
     OffsetCommit(OffsetCommit),
+    TxnOffsetCommit(TxnOffsetCommit),
     OffsetFetch(OffsetFetch),
     ListGroups(ListGroups),
     DescribeGroups(Vec<String>),
@@ -343,6 +370,7 @@ pub enum Response {
     Heartbeat(i16),
     Leave(LeaveResult),
     OffsetCommit(PartitionErrors),
+    TxnOffsetCommit(PartitionErrors),
     OffsetFetch(OffsetFetchResult),
     ListGroups(Vec<ListedGroup>),
     DescribeGroups(Vec<DescribedGroup>),

@@ -156,6 +156,15 @@ pub(crate) fn refusal(request: &Request) -> Option<Response> {
                     .collect(),
             ))
         }
+        Request::TxnOffsetCommit(r) => {
+            let code = group_or_instance(&r.group_id, &r.group_instance_id)?;
+            Some(Response::TxnOffsetCommit(
+                r.offsets
+                    .iter()
+                    .map(|p| (p.topic.clone(), p.partition, code))
+                    .collect(),
+            ))
+        }
         Request::OffsetFetch(r) => {
             if !group_id_too_long(&r.group_id) {
                 return None;

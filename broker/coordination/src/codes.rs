@@ -27,3 +27,5 @@ pub const UNRELEASED_INSTANCE_ID: i16 = E::UnreleasedInstanceId.code();
 pub const UNSUPPORTED_ASSIGNOR: i16 = E::UnsupportedAssignor.code();
 pub const STALE_MEMBER_EPOCH: i16 = E::StaleMemberEpoch.code();
 pub const INVALID_REGULAR_EXPRESSION: i16 = E::InvalidRegularExpression.code();
+pub const UNSTABLE_OFFSET_COMMIT: i16 = E::UnstableOffsetCommit.code();
+pub const INVALID_PRODUCER_EPOCH: i16 = E::InvalidProducerEpoch.code();

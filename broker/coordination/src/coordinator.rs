@@ -22,6 +22,7 @@ use crate::codes;
 use crate::consumer::ConsumerGroup;
 use crate::records::{GroupValue, LogRecord, OffsetValue, RecordKey, RecordValue};
 use corelog_model::rng::SplitMix64;
+use corelog_model::{ProducerEpoch, ProducerId};
 
 /// Identifies a request whose reply the server is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +82,13 @@ pub enum Input {
     Request(ReplyId, Box<Request>),
     /// The records of this append are durable.
     AppendDone(WriteId),
+    /// The producer's transaction marker (COMMIT or ABORT) is durable in
+    /// this offsets partition's log: the offsets it committed in that
+    /// transaction become visible (commit) or are dropped (abort).
+    TxnCompleted {
+        producer_id: ProducerId,
+        commit: bool,
+    },
     /// Time passed: expire sessions, finish rebalances whose wait is over.
     Tick,
 }
@@ -97,6 +105,15 @@ pub enum Output {
         records: Vec<LogRecord>,
         compacts: bool,
     },
+    /// Append these offset records as one transactional batch of the
+    /// producer (TxnOffsetCommit), and report [`Input::AppendDone`] once
+    /// durable. They stay pending until the producer's marker arrives.
+    AppendTxn {
+        write: WriteId,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+        records: Vec<LogRecord>,
+    },
 }
 
 pub(crate) enum Group {
@@ -109,6 +126,9 @@ pub(crate) enum Group {
 struct Held {
     replies: Vec<(ReplyId, Response)>,
     offsets: Vec<(String, String, i32, Option<OffsetValue>)>,
+    /// A TxnOffsetCommit's write: its offsets join the producer's pending
+    /// ones once durable.
+    txn: Option<crate::group_txn::HeldTxn>,
 }
 
 /// How often empty groups are checked for expired offsets (Kafka's
@@ -171,6 +191,8 @@ pub struct GroupCoordinator {
     step_records: Vec<LogRecord>,
     step_offsets: Vec<(String, String, i32, Option<OffsetValue>)>,
     pub(crate) touched: HashSet<String>,
+    /// Offsets committed in transactions not decided yet, by producer.
+    pub(crate) txn: crate::group_txn::TxnOffsets,
 }
 
 impl GroupCoordinator {
@@ -196,6 +218,7 @@ impl GroupCoordinator {
             step_records: Vec::new(),
             step_offsets: Vec::new(),
             touched: HashSet::new(),
+            txn: Default::default(),
         }
     }
 
@@ -327,12 +350,19 @@ impl GroupCoordinator {
                     for (g, t, p, v) in held.offsets {
                         self.apply_offset(g, t, p, v);
                     }
+                    if let Some(txn) = held.txn {
+                        self.txn_write_durable(txn);
+                    }
                     out.extend(held.replies.into_iter().map(|(r, x)| Output::Reply(r, x)));
                     if self.snapshot_in_flight == Some(id) {
                         self.snapshot_in_flight = None;
                     }
                 }
             }
+            Input::TxnCompleted {
+                producer_id,
+                commit,
+            } => self.txn_completed(producer_id, commit),
             Input::Tick => self.tick(),
         }
         self.finish_step(&mut out);
@@ -371,6 +401,12 @@ impl GroupCoordinator {
     /// should be rewritten ([`Output::Append`] with `compacts`).
     fn wants_snapshot(&self) -> bool {
         if self.snapshot_in_flight.is_some() {
+            return false;
+        }
+        // A snapshot drops the log before it, transactional offset records
+        // whose marker has not come yet with it: wait until no transaction
+        // is open here.
+        if self.txn_open() {
             return false;
         }
         let live = self.live_bytes_estimate();
@@ -453,6 +489,16 @@ impl GroupCoordinator {
     }
 
     /// Offsets of `group` as OffsetFetch sees them: durable ones only.
+    pub(crate) fn group_offsets_mut_apply(
+        &mut self,
+        group: String,
+        topic: String,
+        partition: i32,
+        v: Option<OffsetValue>,
+    ) {
+        self.apply_offset(group, topic, partition, v);
+    }
+
     pub(crate) fn group_offsets(
         &self,
         group: &str,
@@ -490,6 +536,10 @@ impl GroupCoordinator {
                 value: now.map(RecordValue::Group),
             });
         }
+        // A TxnOffsetCommit's write was numbered when it was handled,
+        // before this step's other records: it goes out first, so writes
+        // reach the log in the order of their ids.
+        out.append(&mut self.txn.step_appends);
         let replies = std::mem::take(&mut self.step_replies);
         let offsets = std::mem::take(&mut self.step_offsets);
         let records = std::mem::take(&mut self.step_records);
@@ -499,7 +549,14 @@ impl GroupCoordinator {
         }
         self.bytes_since_snapshot += records.iter().map(|r| r.approx_bytes() as u64).sum::<u64>();
         let write = self.new_write();
-        self.held.push_back((write, Held { replies, offsets }));
+        self.held.push_back((
+            write,
+            Held {
+                replies,
+                offsets,
+                txn: None,
+            },
+        ));
         out.push(Output::Append {
             write,
             records,
@@ -528,7 +585,34 @@ impl GroupCoordinator {
         }
     }
 
-    fn new_write(&mut self) -> WriteId {
+    /// Holds `replies` (and a TxnOffsetCommit's offsets) until `write`
+    /// is durable.
+    pub(crate) fn hold(
+        &mut self,
+        write: WriteId,
+        replies: Vec<(ReplyId, Response)>,
+        txn: Option<crate::group_txn::HeldTxn>,
+    ) {
+        self.held.push_back((
+            write,
+            Held {
+                replies,
+                offsets: Vec::new(),
+                txn,
+            },
+        ));
+    }
+
+    /// The TxnOffsetCommit writes not durable yet.
+    pub(crate) fn held_txns_mut(&mut self) -> impl Iterator<Item = &mut crate::group_txn::HeldTxn> {
+        self.held.iter_mut().filter_map(|(_, h)| h.txn.as_mut())
+    }
+
+    pub(crate) fn held_txns(&self) -> impl Iterator<Item = &crate::group_txn::HeldTxn> {
+        self.held.iter().filter_map(|(_, h)| h.txn.as_ref())
+    }
+
+    pub(crate) fn new_write(&mut self) -> WriteId {
         self.next_write += 1;
         WriteId(self.next_write)
     }
@@ -565,6 +649,7 @@ impl GroupCoordinator {
                 self.reply(reply, Response::Leave(result));
             }
             Request::OffsetCommit(r) => self.offset_commit(reply, r),
+            Request::TxnOffsetCommit(r) => self.txn_offset_commit(reply, r),
             Request::OffsetFetch(r) => {
                 let result = self.offset_fetch(r);
                 self.reply(reply, Response::OffsetFetch(result));
@@ -672,7 +757,7 @@ impl GroupCoordinator {
         self.reply(reply, Response::OffsetCommit(result));
     }
 
-    fn validate_commit(&mut self, r: &OffsetCommit) -> i16 {
+    pub(crate) fn validate_commit(&mut self, r: &OffsetCommit) -> i16 {
         if r.group_id.is_empty() {
             return codes::INVALID_GROUP_ID;
         }
@@ -701,13 +786,14 @@ impl GroupCoordinator {
             }
         }
         let committed = self.group_offsets(&r.group_id);
-        let offsets = match r.partitions {
+        let mut offsets: Vec<FetchedOffset> = match r.partitions {
             None => committed
                 .map(|o| {
                     o.iter()
                         .map(|((t, p), v)| FetchedOffset {
                             topic: t.clone(),
                             partition: *p,
+                            error: codes::NONE,
                             offset: v.offset,
                             leader_epoch: v.leader_epoch,
                             metadata: v.metadata.clone(),
@@ -722,6 +808,7 @@ impl GroupCoordinator {
                     FetchedOffset {
                         topic: t,
                         partition: p,
+                        error: codes::NONE,
                         offset: v.map_or(-1, |v| v.offset),
                         leader_epoch: v.map_or(-1, |v| v.leader_epoch),
                         metadata: v.map_or(Some(String::new()), |v| v.metadata.clone()),
@@ -729,6 +816,20 @@ impl GroupCoordinator {
                 })
                 .collect(),
         };
+        if r.require_stable && self.txn_open() {
+            // Kafka (KIP-447): a partition whose offset a transaction may
+            // still change is answered UNSTABLE_OFFSET_COMMIT, and the
+            // client asks again, so a new owner of the partition never
+            // starts from an offset that is about to move.
+            for o in &mut offsets {
+                if self.unstable(&r.group_id, &o.topic, o.partition) {
+                    o.error = codes::UNSTABLE_OFFSET_COMMIT;
+                    o.offset = -1;
+                    o.leader_epoch = -1;
+                    o.metadata = Some(String::new());
+                }
+            }
+        }
         OffsetFetchResult {
             error: codes::NONE,
             offsets,

@@ -17,6 +17,7 @@ mod classic;
 pub mod codes;
 mod consumer;
 mod coordinator;
+mod group_txn;
 pub mod records;
 mod rng;
 

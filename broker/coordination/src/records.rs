@@ -17,6 +17,7 @@ use corelog_protocol::kafka_protocol::records::{
 use serde::{Deserialize, Serialize};
 
 use crate::api::Assignment;
+use corelog_model::{ProducerEpoch, ProducerId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "k")]
@@ -192,6 +193,36 @@ impl LogRecord {
 /// `batch_bytes_max` each (a single larger record gets a batch of its own).
 /// Base offsets are 0: the log assigns them on append.
 pub fn encode_batches(records: &[LogRecord], now_ms: i64, batch_bytes_max: usize) -> Vec<Bytes> {
+    encode(records, now_ms, batch_bytes_max, None)
+}
+
+/// Encodes records as [`encode_batches`] does, into transactional batches
+/// of the producer (TxnOffsetCommit's records): they count only once the
+/// producer's COMMIT marker follows them in the log. Their base sequence is
+/// -1, as Kafka's coordinator writes them: they are not part of the
+/// producer's idempotent sequence.
+pub fn encode_txn_batches(
+    records: &[LogRecord],
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    now_ms: i64,
+    batch_bytes_max: usize,
+) -> Vec<Bytes> {
+    encode(
+        records,
+        now_ms,
+        batch_bytes_max,
+        Some((producer_id, producer_epoch)),
+    )
+}
+
+fn encode(
+    records: &[LogRecord],
+    now_ms: i64,
+    batch_bytes_max: usize,
+    txn: Option<(ProducerId, ProducerEpoch)>,
+) -> Vec<Bytes> {
+    let (producer_id, producer_epoch) = txn.map_or((-1, -1), |(p, e)| (p.0, e.0));
     let mut out = Vec::new();
     let mut pending: Vec<Record> = Vec::new();
     let mut pending_bytes = 0usize;
@@ -221,12 +252,12 @@ pub fn encode_batches(records: &[LogRecord], now_ms: i64, batch_bytes_max: usize
             pending_bytes = 0;
         }
         pending.push(Record {
-            transactional: false,
+            transactional: txn.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: pending.len() as i64,
             // kafka-protocol starts a new batch unless offset minus
@@ -246,6 +277,65 @@ pub fn encode_batches(records: &[LogRecord], now_ms: i64, batch_bytes_max: usize
 
 /// A record's offset and the record, or why it did not parse.
 pub type DecodedRecord = (i64, Result<LogRecord, String>);
+
+/// One entry of the offsets log as a coordinator loading it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A record; `txn` names the producer when it came in a transactional
+    /// batch (it counts only if that producer's COMMIT marker follows).
+    Record {
+        offset: i64,
+        record: Result<LogRecord, String>,
+        txn: Option<(ProducerId, ProducerEpoch)>,
+    },
+    /// A transaction marker (a control record): the producer's
+    /// transaction ended here, committed or aborted.
+    Marker {
+        offset: i64,
+        producer_id: ProducerId,
+        commit: bool,
+    },
+}
+
+/// Decodes every record and transaction marker of a run of whole batches,
+/// in log order. A record that does not parse is returned as an error with
+/// its offset (the caller logs and skips it); a control record that is not
+/// a COMMIT or ABORT marker is skipped, as Kafka's loaders do.
+pub fn decode_log(mut bytes: Bytes) -> Result<Vec<LogEntry>, String> {
+    let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for set in sets {
+        for r in set.records {
+            let producer = (ProducerId(r.producer_id), ProducerEpoch(r.producer_epoch));
+            if r.control {
+                // Control record key: version (i16), type (i16): 0 ABORT, 1 COMMIT.
+                let kind = r
+                    .key
+                    .as_ref()
+                    .filter(|k| k.len() >= 4)
+                    .map(|k| i16::from_be_bytes([k[2], k[3]]));
+                if let Some(kind @ (0 | 1)) = kind {
+                    out.push(LogEntry::Marker {
+                        offset: r.offset,
+                        producer_id: producer.0,
+                        commit: kind == 1,
+                    });
+                }
+                continue;
+            }
+            let record = match &r.key {
+                Some(k) => LogRecord::decode(k, r.value.as_deref()),
+                None => Err("record without a key".to_string()),
+            };
+            out.push(LogEntry::Record {
+                offset: r.offset,
+                record,
+                txn: r.transactional.then_some(producer),
+            });
+        }
+    }
+    Ok(out)
+}
 
 /// Decodes every record of a run of whole batches, in log order. A record
 /// that does not parse is returned as an error with its offset, so the

@@ -34,6 +34,7 @@ fn fetch(s: &mut Sim, group: &str) -> OffsetFetchResult {
         group_id: group.into(),
         partitions: Some(vec![("t".into(), 0)]),
         member: None,
+        require_stable: false,
     })) {
         Response::OffsetFetch(r) => r,
         other => panic!("expected a fetch reply, got {other:?}"),

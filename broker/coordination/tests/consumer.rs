@@ -470,12 +470,14 @@ fn offset_commit_from_a_member_with_a_stale_epoch_is_stale_member_epoch() {
         group_id: "g".into(),
         partitions: None,
         member: Some(("a".into(), 1)),
+        require_stable: false,
     }));
     assert!(matches!(r, Response::OffsetFetch(ref f) if f.error == codes::STALE_MEMBER_EPOCH));
     let r = s.call(Request::OffsetFetch(OffsetFetch {
         group_id: "g".into(),
         partitions: None,
         member: Some(("a".into(), 2)),
+        require_stable: false,
     }));
     assert!(
         matches!(r, Response::OffsetFetch(ref f) if f.error == codes::NONE && f.offsets.len() == 1)

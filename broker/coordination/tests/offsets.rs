@@ -93,6 +93,7 @@ fn offset_fetch_of_partitions_never_committed_answers_minus_one() {
         group_id: "g".into(),
         partitions: Some(vec![("t".into(), 0), ("t".into(), 1)]),
         member: None,
+        require_stable: false,
     }));
     let Response::OffsetFetch(r) = r else {
         panic!("{r:?}")
@@ -220,6 +221,7 @@ fn commit_with_metadata_over_the_limit_is_refused_for_that_partition_only() {
         group_id: "g".into(),
         partitions: None,
         member: None,
+        require_stable: false,
     }));
     let Response::OffsetFetch(r) = r else {
         panic!("{r:?}")
@@ -229,6 +231,7 @@ fn commit_with_metadata_over_the_limit_is_refused_for_that_partition_only() {
         vec![FetchedOffset {
             topic: "t".into(),
             partition: 1,
+            error: codes::NONE,
             offset: 2,
             leader_epoch: 4,
             metadata: Some("x".repeat(10)),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use corelog_coordination::records::LogRecord;
 use corelog_coordination::*;
+pub use corelog_model::{ProducerEpoch, ProducerId};
 
 pub use corelog_coordination::codes;
 
@@ -36,6 +37,10 @@ pub struct Append {
     pub write: WriteId,
     pub records: Vec<LogRecord>,
     pub compacts: bool,
+    /// A transactional batch of this producer (TxnOffsetCommit).
+    pub txn: Option<(ProducerId, ProducerEpoch)>,
+    /// A transaction marker the test wrote ([`Sim::marker`]): no records.
+    pub marker: Option<(ProducerId, bool)>,
 }
 
 pub struct Sim {
@@ -104,6 +109,31 @@ impl Sim {
                         write,
                         records,
                         compacts,
+                        txn: None,
+                        marker: None,
+                    });
+                    if self.auto_ack {
+                        acks.push(write);
+                    } else {
+                        self.unacked.push_back(write);
+                    }
+                }
+                Output::AppendTxn {
+                    write,
+                    producer_id,
+                    producer_epoch,
+                    records,
+                } => {
+                    assert!(
+                        !records.is_empty(),
+                        "a transactional append with no records"
+                    );
+                    self.log.push(Append {
+                        write,
+                        records,
+                        compacts: false,
+                        txn: Some((producer_id, producer_epoch)),
+                        marker: None,
                     });
                     if self.auto_ack {
                         acks.push(write);
@@ -184,6 +214,23 @@ impl Sim {
 
     pub fn advance(&mut self, ms: i64) {
         self.advance_to(self.now + ms);
+    }
+
+    /// Writes the producer's transaction marker to the log and tells the
+    /// coordinator it is durable, as the server does for a marker the
+    /// transaction coordinator sends to this offsets partition.
+    pub fn marker(&mut self, producer_id: ProducerId, commit: bool) {
+        self.log.push(Append {
+            write: WriteId(0),
+            records: Vec::new(),
+            compacts: false,
+            txn: None,
+            marker: Some((producer_id, commit)),
+        });
+        self.step(Input::TxnCompleted {
+            producer_id,
+            commit,
+        });
     }
 
     /// Every record appended, in log order.
@@ -439,6 +486,7 @@ impl Sim {
             group_id: group.into(),
             partitions: None,
             member: None,
+            require_stable: false,
         })) {
             Response::OffsetFetch(r) => {
                 assert_eq!(r.error, codes::NONE);
@@ -630,6 +678,25 @@ pub fn replay(
     c.set_topics(Arc::new(topics.clone()));
     for r in records {
         c.load(r.clone());
+    }
+    c.finish_load(now);
+    c
+}
+
+/// A fresh coordinator rebuilt from a log with transactional batches and
+/// markers (in log order) at `now`.
+pub fn replay_log(config: CoordinatorConfig, log: &[Append], now: i64) -> GroupCoordinator {
+    let mut c = GroupCoordinator::new(config, 99);
+    for a in log {
+        if let Some((producer_id, commit)) = a.marker {
+            c.load_marker(producer_id, commit);
+        }
+        for r in &a.records {
+            match a.txn {
+                Some((pid, epoch)) => c.load_txn_record(pid, epoch, r.clone()),
+                None => c.load(r.clone()),
+            }
+        }
     }
     c.finish_load(now);
     c

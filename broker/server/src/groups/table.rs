@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use corelog_coordination::records::{decode_batches, encode_batches};
+use corelog_coordination::records::{decode_log, encode_batches, encode_txn_batches, LogEntry};
 use corelog_coordination::{
     codes, GroupCoordinator, Input, Output, ReplyId, Request, Response, TopicInfo, TopicsView,
+    WriteId,
 };
 use corelog_runtime::notify::Doorbell;
 use corelog_runtime::now_ms;
@@ -170,13 +171,26 @@ pub(super) async fn load(
             break;
         }
         let bytes = Bytes::from(chunks.to_vec());
-        for (at, record) in decode_batches(bytes)? {
-            if at < offset.0 {
-                continue;
-            }
-            match record {
-                Ok(r) => machine.load(r),
-                Err(_) => skipped += 1,
+        for entry in decode_log(bytes)? {
+            match entry {
+                LogEntry::Record { offset: at, .. } | LogEntry::Marker { offset: at, .. }
+                    if at < offset.0 => {}
+                LogEntry::Record { record: Err(_), .. } => skipped += 1,
+                LogEntry::Record {
+                    record: Ok(r),
+                    txn: None,
+                    ..
+                } => machine.load(r),
+                LogEntry::Record {
+                    record: Ok(r),
+                    txn: Some((producer_id, producer_epoch)),
+                    ..
+                } => machine.load_txn_record(producer_id, producer_epoch, r),
+                LogEntry::Marker {
+                    producer_id,
+                    commit,
+                    ..
+                } => machine.load_marker(producer_id, commit),
             }
         }
         offset = chunks.next_offset;
@@ -352,70 +366,97 @@ impl GroupPartition {
                     records,
                     compacts,
                 } => {
-                    // A leader whose ISR is below min.insync.replicas
-                    // commits nothing: fail now rather than leave the
-                    // replies waiting (Kafka answers such a commit
-                    // NOT_ENOUGH_REPLICAS, which clients see as
-                    // COORDINATOR_NOT_AVAILABLE, and retry).
-                    if !self.log.accepts_acks_all() {
-                        tracing::warn!(
-                            partition = self.index,
-                            "offsets partition's ISR is below min.insync.replicas; its coordinator waits"
-                        );
-                        self.fail();
+                    let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
+                    if !self.append(write, batches, compacts) {
                         return;
                     }
-                    let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
-                    let mut first: Option<Offset> = None;
-                    // With no batches the write completes behind every
-                    // write before it, as it would with some.
-                    let mut commit = self.log.end_commit_point();
-                    let end_before = self.log.log_end_offset();
-                    for batch in batches {
-                        // The coordinator's own batches are checked like
-                        // any other: nothing enters a log unchecked.
-                        let checked = ValidBatch::new(batch, &RecordLimits::default())
-                            .map_err(StorageError::from);
-                        match checked.and_then(|b| self.log.append(b, Acks::All)) {
-                            Ok(appended) => {
-                                first.get_or_insert(appended.base_offset);
-                                commit = appended.commit;
-                            }
-                            Err(e) => {
-                                tracing::error!(partition = self.index, error = %e, "offsets log append failed");
-                                self.fail();
-                                return;
-                            }
-                        }
+                }
+                Output::AppendTxn {
+                    write,
+                    producer_id,
+                    producer_epoch,
+                    records,
+                } => {
+                    let batches = encode_txn_batches(
+                        &records,
+                        producer_id,
+                        producer_epoch,
+                        now_ms(),
+                        OFFSETS_BATCH_BYTES_MAX,
+                    );
+                    if !self.append(write, batches, false) {
+                        return;
                     }
-                    let first = DeleteUpTo::Offset(first.unwrap_or(end_before));
-                    let gp = self.clone();
-                    glommio::spawn_local(async move {
-                        if let Err(e) = gp.log.committed(commit).await {
-                            if !gp.stale() {
-                                tracing::error!(partition = gp.index, error = ?e, "offsets log write failed");
-                            }
-                            gp.fail();
-                            return;
-                        }
-                        if gp.loading.get() || gp.stale() {
-                            return;
-                        }
-                        if compacts {
-                            // The snapshot holds the whole live state: what
-                            // came before it is superseded.
-                            let _ = gp.log.delete_records(first);
-                        }
-                        let outputs = gp
-                            .machine
-                            .borrow_mut()
-                            .step(now_ms(), Input::AppendDone(write));
-                        gp.perform(outputs);
-                    })
-                    .detach();
                 }
             }
         }
+    }
+
+    /// Appends a write's batches to the offsets log and steps the machine
+    /// with [`Input::AppendDone`] once they are committed. `false` when the
+    /// append failed and the coordinator is being rebuilt (the step's
+    /// remaining outputs are moot).
+    fn append(self: &Rc<Self>, write: WriteId, batches: Vec<Bytes>, compacts: bool) -> bool {
+        // A leader whose ISR is below min.insync.replicas commits nothing:
+        // fail now rather than leave the replies waiting (Kafka answers
+        // such a commit NOT_ENOUGH_REPLICAS, which clients see as
+        // COORDINATOR_NOT_AVAILABLE, and retry).
+        if !self.log.accepts_acks_all() {
+            tracing::warn!(
+                partition = self.index,
+                "offsets partition's ISR is below min.insync.replicas; its coordinator waits"
+            );
+            self.fail();
+            return false;
+        }
+        let mut first: Option<Offset> = None;
+        // With no batches the write completes behind every write before
+        // it, as it would with some.
+        let mut commit = self.log.end_commit_point();
+        let end_before = self.log.log_end_offset();
+        for batch in batches {
+            // The coordinator's own batches are checked like any other:
+            // nothing enters a log unchecked.
+            let checked =
+                ValidBatch::new(batch, &RecordLimits::default()).map_err(StorageError::from);
+            match checked.and_then(|b| self.log.append(b, Acks::All)) {
+                Ok(appended) => {
+                    first.get_or_insert(appended.base_offset);
+                    commit = appended.commit;
+                }
+                Err(e) => {
+                    tracing::error!(partition = self.index, error = %e, "offsets log append failed");
+                    self.fail();
+                    return false;
+                }
+            }
+        }
+        let first = DeleteUpTo::Offset(first.unwrap_or(end_before));
+        let gp = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = gp.log.committed(commit).await {
+                if !gp.stale() {
+                    tracing::error!(partition = gp.index, error = ?e, "offsets log write failed");
+                }
+                gp.fail();
+                return;
+            }
+            if gp.loading.get() || gp.stale() {
+                return;
+            }
+            if compacts {
+                // The snapshot holds the whole live state: what came
+                // before it is superseded.
+                let _ = gp.log.delete_records(first);
+            }
+            let outputs = gp
+                .machine
+                .borrow_mut()
+                .step(now_ms(), Input::AppendDone(write));
+            gp.perform(outputs);
+        })
+        .detach();
+        true
     }
 
     /// An append failed, or its node stopped leading the log: memory may

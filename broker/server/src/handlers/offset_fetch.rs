@@ -21,6 +21,9 @@ pub async fn handle(
     request: OffsetFetchRequest,
 ) -> Result<Handled<OffsetFetchResponse>, Close> {
     let RequestContext { shard, header, .. } = *cx;
+    // v7+ (KIP-447): offsets a transaction may still change are answered
+    // UNSTABLE_OFFSET_COMMIT rather than the last committed ones.
+    let require_stable = header.api_version >= 7 && request.require_stable;
     if header.api_version < 8 {
         let wanted = request.topics.as_ref().map(|ts| {
             ts.iter()
@@ -28,7 +31,8 @@ pub async fn handle(
                 .collect()
         });
         let asked: Vec<(String, i32)> = wanted.clone().unwrap_or_default();
-        let (error, mut offsets) = fetch(shard, s(&request.group_id.0), wanted, None).await;
+        let (error, mut offsets) =
+            fetch(shard, s(&request.group_id.0), wanted, None, require_stable).await;
         if header.api_version < 2 && error != codes::NONE {
             // v1 has no group-level error: report it on every partition.
             offsets = asked
@@ -36,6 +40,7 @@ pub async fn handle(
                 .map(|(topic, partition)| FetchedOffset {
                     topic,
                     partition,
+                    error,
                     offset: -1,
                     leader_epoch: -1,
                     metadata: Some(String::new()),
@@ -52,7 +57,7 @@ pub async fn handle(
                 .with_error_code(if header.api_version < 2 {
                     error
                 } else {
-                    codes::NONE
+                    o.error
                 });
             match topics.last_mut() {
                 Some(t) if t.name.0.as_str() == o.topic => t.partitions.push(part),
@@ -83,7 +88,7 @@ pub async fn handle(
             .as_ref()
             .filter(|_| header.api_version >= 9)
             .map(|m| (s(m), g.member_epoch));
-        let (error, offsets) = fetch(shard, s(&g.group_id.0), wanted, member).await;
+        let (error, offsets) = fetch(shard, s(&g.group_id.0), wanted, member, require_stable).await;
         let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
         for o in offsets {
             let part = OffsetFetchResponsePartitions::default()
@@ -91,7 +96,7 @@ pub async fn handle(
                 .with_committed_offset(o.offset)
                 .with_committed_leader_epoch(o.leader_epoch)
                 .with_metadata(o.metadata.map(sb))
-                .with_error_code(codes::NONE);
+                .with_error_code(o.error);
             match topics.last_mut() {
                 Some(t) if t.name.0.as_str() == o.topic => t.partitions.push(part),
                 _ => topics.push(
@@ -116,11 +121,13 @@ async fn fetch(
     group_id: String,
     partitions: Option<Vec<(String, i32)>>,
     member: Option<(String, i32)>,
+    require_stable: bool,
 ) -> (i16, Vec<FetchedOffset>) {
     let request = OffsetFetch {
         group_id: group_id.clone(),
         partitions,
         member,
+        require_stable,
     };
     match call_group(shard, &group_id, G::OffsetFetch(request)).await {
         Ok(R::OffsetFetch(r)) => (r.error, r.offsets),

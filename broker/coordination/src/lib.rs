@@ -1,4 +1,5 @@
-//! Corelog's coordination layer: the consumer-group coordinator.
+//! Corelog's coordination layer: the consumer-group coordinator and the
+//! transaction coordinator ([`txn`]).
 //!
 //! Everything here is a sans-io state machine. [`GroupCoordinator`] owns the
 //! groups of one partition of the internal offsets log; it takes requests,
@@ -20,6 +21,7 @@ mod coordinator;
 mod group_txn;
 pub mod records;
 mod rng;
+pub mod txn;
 
 pub use api::*;
 pub use bounds::{
@@ -29,6 +31,10 @@ pub use bounds::{
 pub use coordinator::{
     CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId, GROUPS_FULL,
     GROUPS_FULL_MESSAGE, OFFSETS_PER_GROUP_MAX, RETENTION_CHECK_INTERVAL_MS,
+};
+pub use txn::{
+    txn_partition_for, MarkerWriteId, TransactionCoordinator, TxnConfig, TxnDescription, TxnInput,
+    TxnListing, TxnLogRecord, TxnOutput, TxnRequest, TxnResponse, TxnState,
 };
 
 /// The offsets-log partition a group's coordinator lives on: Kafka's rule

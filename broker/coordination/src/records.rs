@@ -222,6 +222,21 @@ fn encode(
     batch_bytes_max: usize,
     txn: Option<(ProducerId, ProducerEpoch)>,
 ) -> Vec<Bytes> {
+    let kvs: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
+        .iter()
+        .map(|r| (r.encode_key(), r.encode_value()))
+        .collect();
+    encode_key_values(&kvs, now_ms, batch_bytes_max, txn)
+}
+
+/// Encodes any keys and values (None: a tombstone) as [`encode_batches`]
+/// does; the transaction log's records (`crate::txn::records`) use it too.
+pub(crate) fn encode_key_values(
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    now_ms: i64,
+    batch_bytes_max: usize,
+    txn: Option<(ProducerId, ProducerEpoch)>,
+) -> Vec<Bytes> {
     let (producer_id, producer_epoch) = txn.map_or((-1, -1), |(p, e)| (p.0, e.0));
     let mut out = Vec::new();
     let mut pending: Vec<Record> = Vec::new();
@@ -243,9 +258,9 @@ fn encode(
         out.push(buf.freeze());
         pending.clear();
     };
-    for r in records {
-        let key = Bytes::from(r.encode_key());
-        let value = r.encode_value().map(Bytes::from);
+    for (k, v) in records {
+        let key = Bytes::from(k.clone());
+        let value = v.clone().map(Bytes::from);
         let bytes = key.len() + value.as_ref().map_or(0, |v| v.len()) + 16;
         if pending_bytes + bytes > batch_bytes_max && !pending.is_empty() {
             flush(&mut pending, &mut out);
@@ -340,7 +355,18 @@ pub fn decode_log(mut bytes: Bytes) -> Result<Vec<LogEntry>, String> {
 /// Decodes every record of a run of whole batches, in log order. A record
 /// that does not parse is returned as an error with its offset, so the
 /// caller can log and skip it rather than lose the rest.
-pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<DecodedRecord>, String> {
+pub fn decode_batches(bytes: Bytes) -> Result<Vec<DecodedRecord>, String> {
+    decode_key_values(bytes, LogRecord::decode)
+}
+
+/// A record's offset and what `parse` made of it.
+pub(crate) type Parsed<T> = (i64, Result<T, String>);
+
+/// [`decode_batches`] with any record parser; control records are skipped.
+pub(crate) fn decode_key_values<T>(
+    mut bytes: Bytes,
+    parse: impl Fn(&[u8], Option<&[u8]>) -> Result<T, String>,
+) -> Result<Vec<Parsed<T>>, String> {
     let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for set in sets {
@@ -349,7 +375,7 @@ pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<DecodedRecord>, String> {
                 continue;
             }
             let parsed = match &r.key {
-                Some(k) => LogRecord::decode(k, r.value.as_deref()),
+                Some(k) => parse(k, r.value.as_deref()),
                 None => Err("record without a key".to_string()),
             };
             out.push((r.offset, parsed));

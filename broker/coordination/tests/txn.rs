@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use corelog_coordination::codes;
-use corelog_coordination::txn::records::{decode_txn_batches, encode_txn_batches};
+use corelog_coordination::txn::records::{decode_txn_log_batches, encode_txn_log_batches};
 use corelog_coordination::txn::*;
 use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
 
@@ -257,8 +257,8 @@ impl H {
     /// A coordinator rebuilt from the durable log (through v2 batches).
     fn restarted(&self) -> (TransactionCoordinator, Vec<TxnOutput>) {
         let mut c = TransactionCoordinator::new(config(), 8);
-        for b in encode_txn_batches(&self.log, self.now, 4096) {
-            for (_, r) in decode_txn_batches(b).unwrap() {
+        for b in encode_txn_log_batches(&self.log, self.now, 4096) {
+            for (_, r) in decode_txn_log_batches(b).unwrap() {
                 c.load(r.unwrap());
             }
         }

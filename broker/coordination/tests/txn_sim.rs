@@ -33,7 +33,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use corelog_coordination::codes;
-use corelog_coordination::txn::records::{decode_txn_batches, encode_txn_batches};
+use corelog_coordination::txn::records::{decode_txn_log_batches, encode_txn_log_batches};
 use corelog_coordination::txn::*;
 use corelog_model::rng::SplitMix64;
 use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
@@ -687,8 +687,8 @@ impl World {
         }
         self.coordinator_epoch += 1;
         let mut c = TransactionCoordinator::new(config(), self.coordinator_epoch);
-        for b in encode_txn_batches(&self.log, self.now, 1024) {
-            for (_, r) in decode_txn_batches(b).expect("batches decode") {
+        for b in encode_txn_log_batches(&self.log, self.now, 1024) {
+            for (_, r) in decode_txn_log_batches(b).expect("batches decode") {
                 c.load(r.expect("records decode"));
             }
         }

@@ -169,7 +169,7 @@ impl TxnLogRecord {
 
 /// Encodes transaction-log records into uncompressed v2 batches of at most
 /// about `batch_bytes_max` each (see `crate::records::encode_batches`).
-pub fn encode_txn_batches(
+pub fn encode_txn_log_batches(
     records: &[TxnLogRecord],
     now_ms: i64,
     batch_bytes_max: usize,
@@ -182,11 +182,11 @@ pub fn encode_txn_batches(
 }
 
 /// A record's offset and the record, or why it did not parse.
-pub type DecodedTxnRecord = (i64, Result<TxnLogRecord, String>);
+pub type DecodedTxnLogRecord = (i64, Result<TxnLogRecord, String>);
 
 /// Decodes every record of a run of whole batches, in log order; a record
 /// that does not parse comes back as an error with its offset.
-pub fn decode_txn_batches(bytes: Bytes) -> Result<Vec<DecodedTxnRecord>, String> {
+pub fn decode_txn_log_batches(bytes: Bytes) -> Result<Vec<DecodedTxnLogRecord>, String> {
     decode_key_values(bytes, TxnLogRecord::decode)
 }
 
@@ -221,11 +221,11 @@ mod tests {
             transactional_id: "gone".into(),
             value: None,
         });
-        let batches = encode_txn_batches(&records, 1, 2048);
+        let batches = encode_txn_log_batches(&records, 1, 2048);
         assert!(batches.len() > 1);
         let back: Vec<TxnLogRecord> = batches
             .into_iter()
-            .flat_map(|b| decode_txn_batches(b).unwrap())
+            .flat_map(|b| decode_txn_log_batches(b).unwrap())
             .map(|(_, r)| r.unwrap())
             .collect();
         assert_eq!(back, records);

@@ -574,3 +574,122 @@ fn format_3_checkpoint_opens_with_no_transactions() {
     assert_eq!(log.first_unstable_offset(), None);
     assert!(everything(&log).is_empty());
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A transactional batch from producer `p` of `records` records
+        /// of `value_bytes` each (large ones roll segments).
+        Send {
+            p: usize,
+            records: usize,
+            big: bool,
+        },
+        Marker {
+            p: usize,
+            abort: bool,
+        },
+        Plain,
+        Checkpoint,
+        /// Flush, then reopen after a clean close or a kill.
+        Restart {
+            clean: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 1..4usize, any::<bool>()).prop_map(|(p, records, big)| Op::Send { p, records, big }),
+            3 => (0..3usize, any::<bool>()).prop_map(|(p, abort)| Op::Marker { p, abort }),
+            1 => Just(Op::Plain),
+            1 => Just(Op::Checkpoint),
+            1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Random interleavings of transactional appends, markers,
+        /// checkpoints and restarts: the LSO inputs and the aborted ranges
+        /// always match a model that just remembers each producer's open
+        /// transaction.
+        #[test]
+        fn transactions_match_a_simple_model(ops in prop::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let config = small_config();
+            let (mut log, _) = open_std(dir.path(), config.clone());
+            let mut producers: Vec<Producer> = (0..3).map(|i| Producer::new(100 + i)).collect();
+            let mut open_at: Vec<Option<Offset>> = vec![None; 3];
+            let mut aborts: Vec<AbortedTxn> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Send { p, records, big } => {
+                        let b = producers[p].batch(records, if big { 6000 } else { 50 });
+                        let at = log.append(b).unwrap().base_offset;
+                        open_at[p].get_or_insert(at);
+                    }
+                    Op::Marker { p, abort } => {
+                        let kind = if abort { MarkerKind::Abort } else { MarkerKind::Commit };
+                        let at = producers[p].end(&mut log, kind);
+                        if let (true, Some(first)) = (abort, open_at[p].take()) {
+                            aborts.push(aborted(&producers[p], first, at));
+                        }
+                        open_at[p] = None;
+                    }
+                    Op::Plain => {
+                        append_n(&mut log, 1, 1, 10);
+                    }
+                    Op::Checkpoint => {
+                        flush(&mut log);
+                        log.request_checkpoint();
+                        flush(&mut log);
+                    }
+                    Op::Restart { clean } => {
+                        flush(&mut log);
+                        if clean {
+                            block_on(log.close(NOW_MS)).unwrap();
+                        } else {
+                            drop(log);
+                        }
+                        log = open_std(dir.path(), config.clone()).0;
+                    }
+                }
+                let first_unstable = open_at.iter().flatten().min().copied();
+                prop_assert_eq!(log.first_unstable_offset(), first_unstable);
+                for (i, p) in producers.iter().enumerate() {
+                    prop_assert_eq!(log.ongoing_transaction(p.id), open_at[i]);
+                }
+                aborts.sort_by_key(|a| a.first_offset);
+                prop_assert_eq!(everything(&log), aborts.clone());
+                let end = log.next_offset();
+                // Windows a fetch could read: every range between two
+                // offsets an abort starts or ends at.
+                let mut points: Vec<Offset> = aborts
+                    .iter()
+                    .flat_map(|a| [a.first_offset, a.last_offset, a.last_offset.plus(1)])
+                    .chain([Offset(0), end])
+                    .collect();
+                points.sort();
+                points.dedup();
+                for (i, &from) in points.iter().enumerate() {
+                    for &upper in &points[i + 1..] {
+                        let want: Vec<AbortedTxn> = aborts
+                            .iter()
+                            .filter(|a| a.last_offset >= from && a.first_offset < upper)
+                            .copied()
+                            .collect();
+                        prop_assert_eq!(log.aborted_transactions(from, upper), want);
+                    }
+                }
+                prop_assert_eq!(
+                    log.last_stable_offset(end),
+                    first_unstable.map_or(end, |f| f.min(end))
+                );
+            }
+        }
+    }
+}

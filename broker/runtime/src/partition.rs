@@ -80,6 +80,22 @@ impl Partition {
         Ok((info, generation))
     }
 
+    /// Appends a transaction marker (`PartitionLog::append_marker`,
+    /// WriteTxnMarkers) stamped with `now_ms`. Returns its offsets and the
+    /// discard generation to wait with, as [`Self::append`] does.
+    pub fn append_marker(
+        &self,
+        marker: corelog_storage::TxnMarker,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, u64), StorageError> {
+        let mut log = self.inner.log.borrow_mut();
+        let info = log.append_marker(marker, now_ms)?;
+        let generation = log.discard_generation();
+        drop(log);
+        self.inner.work.notify_all();
+        Ok((info, generation))
+    }
+
     /// Appends a batch as the partition's leader wrote it (a follower's
     /// append, `PartitionLog::append_replicated`): its base offset and
     /// leader epoch are kept. Returns the assigned offsets and the discard

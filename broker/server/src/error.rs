@@ -131,5 +131,11 @@ fn storage_code(e: &StorageError) -> i16 {
         // (truncate, fetch again).
         StorageError::ReplicaOffsetMismatch { .. } => ec::OFFSET_OUT_OF_RANGE,
         StorageError::ReplicaEpochBehind { .. } => ec::FENCED_LEADER_EPOCH,
+        // Transaction markers (WriteTxnMarkers): Kafka answers an older
+        // producer epoch with INVALID_PRODUCER_EPOCH.
+        StorageError::ProducerFenced { .. } => ec::INVALID_PRODUCER_EPOCH,
+        StorageError::CoordinatorFenced { .. } => {
+            corelog_protocol::ResponseError::TransactionCoordinatorFenced.code()
+        }
     }
 }

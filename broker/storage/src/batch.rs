@@ -228,7 +228,9 @@ fn check_crc_and_header(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchE
         if header.producer_epoch.is_none() {
             return Err(BatchError::Invalid("producer id without a producer epoch"));
         }
-        if header.base_sequence < 0 {
+        // A transaction marker (a control batch) carries no sequence, as
+        // Kafka writes it; the log refuses control batches from clients.
+        if header.base_sequence < 0 && !header.is_control() {
             return Err(BatchError::Invalid("producer id without a base sequence"));
         }
     } else if header.is_transactional() {
@@ -339,7 +341,7 @@ pub fn first_record_at_or_after(bytes: &[u8], target_ms: i64) -> Option<(Offset,
 }
 
 /// Reads a zig-zag varint (up to 64 bits), returning the value and the bytes used.
-fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;
     for (i, b) in bytes.iter().take(10).enumerate() {
         raw |= u64::from(b & 0x7f) << (7 * i);

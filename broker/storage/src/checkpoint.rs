@@ -22,12 +22,20 @@
 //! checkpoint (Kafka keeps it in `replication-offset-checkpoint`), so that
 //! a restarted replica does not start from nothing committed. Format 2
 //! files are read with [`Checkpoint::high_watermark`] `None`.
+//!
+//! Format 4 added transactions: each producer's ongoing transaction (its
+//! first offset), the coordinator epoch of its last marker and its last
+//! timestamp, and the segments whose `.txnindex` file the checkpoint
+//! covers ([`Checkpoint::txn_index_bases`]). Formats 1 to 3 are read with no
+//! ongoing transaction, coordinator epoch -1, no timestamp and no
+//! `.txnindex` (brokers of those formats refused transaction markers).
 
 use rkyv::{Archive, Deserialize, Serialize};
 
 pub const CHECKPOINT_FILE: &str = "partition.checkpoint";
 const MAGIC: &[u8; 4] = b"CLCP";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
+const FORMAT_VERSION_WITHOUT_TRANSACTIONS: u32 = 3;
 const FORMAT_VERSION_WITHOUT_HIGH_WATERMARK: u32 = 2;
 const FORMAT_VERSION_WITHOUT_EPOCHS: u32 = 1;
 const HEADER_BYTES: usize = 16;
@@ -71,6 +79,48 @@ pub struct ProducerMeta {
     pub producer_id: i64,
     pub epoch: i16,
     pub batches: Vec<ProducerBatchMeta>,
+    /// The first offset of its ongoing transaction.
+    pub current_txn_first_offset: Option<i64>,
+    /// The coordinator epoch of its last marker; -1 if none.
+    pub coordinator_epoch: i32,
+    /// The newest timestamp of its last batch or marker; -1 if unknown.
+    pub last_timestamp_ms: i64,
+}
+
+/// A producer in formats 1 to 3.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+struct ProducerMetaV3 {
+    producer_id: i64,
+    epoch: i16,
+    batches: Vec<ProducerBatchMeta>,
+}
+
+impl From<ProducerMetaV3> for ProducerMeta {
+    fn from(m: ProducerMetaV3) -> Self {
+        ProducerMeta {
+            producer_id: m.producer_id,
+            epoch: m.epoch,
+            batches: m.batches,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+            last_timestamp_ms: -1,
+        }
+    }
+}
+
+fn producers_v3(producers: &[ProducerMeta]) -> Vec<ProducerMetaV3> {
+    producers
+        .iter()
+        .map(|m| ProducerMetaV3 {
+            producer_id: m.producer_id,
+            epoch: m.epoch,
+            batches: m.batches.clone(),
+        })
+        .collect()
+}
+
+fn producers_from_v3(producers: Vec<ProducerMetaV3>) -> Vec<ProducerMeta> {
+    producers.into_iter().map(ProducerMeta::from).collect()
 }
 
 /// One entry of the leader-epoch cache: the first offset of an epoch.
@@ -95,6 +145,22 @@ pub struct Checkpoint {
     /// bounds it by the log). `None` in a format 1 or 2 file, and when
     /// nothing was reported (an unreplicated partition).
     pub high_watermark: Option<i64>,
+    /// Base offsets of the segments whose `.txnindex` file holds their
+    /// aborted transactions as of this checkpoint (sealed segments, and the
+    /// active one for its markers below the recovery point). A segment not
+    /// listed has none there. Empty in formats 1 to 3.
+    pub txn_index_bases: Vec<i64>,
+}
+
+/// Format 3, read from data directories written before format 4.
+#[derive(Archive, Serialize, Deserialize)]
+struct CheckpointV3 {
+    log_start_offset: i64,
+    sealed: Vec<SealedSegmentMeta>,
+    active: ActiveSegmentMeta,
+    producers: Vec<ProducerMetaV3>,
+    leader_epochs: Option<Vec<LeaderEpochMeta>>,
+    high_watermark: Option<i64>,
 }
 
 /// Format 2, read from data directories written before format 3.
@@ -103,7 +169,7 @@ struct CheckpointV2 {
     log_start_offset: i64,
     sealed: Vec<SealedSegmentMeta>,
     active: ActiveSegmentMeta,
-    producers: Vec<ProducerMeta>,
+    producers: Vec<ProducerMetaV3>,
     leader_epochs: Option<Vec<LeaderEpochMeta>>,
 }
 
@@ -113,7 +179,7 @@ struct CheckpointV1 {
     log_start_offset: i64,
     sealed: Vec<SealedSegmentMeta>,
     active: ActiveSegmentMeta,
-    producers: Vec<ProducerMeta>,
+    producers: Vec<ProducerMetaV3>,
 }
 
 /// Why a checkpoint file could not be read.
@@ -144,6 +210,7 @@ impl Checkpoint {
         };
         let version = word(4);
         if version != FORMAT_VERSION
+            && version != FORMAT_VERSION_WITHOUT_TRANSACTIONS
             && version != FORMAT_VERSION_WITHOUT_HIGH_WATERMARK
             && version != FORMAT_VERSION_WITHOUT_EPOCHS
         {
@@ -167,9 +234,10 @@ impl Checkpoint {
                 log_start_offset: v1.log_start_offset,
                 sealed: v1.sealed,
                 active: v1.active,
-                producers: v1.producers,
+                producers: producers_from_v3(v1.producers),
                 leader_epochs: None,
                 high_watermark: None,
+                txn_index_bases: Vec::new(),
             });
         }
         if version == FORMAT_VERSION_WITHOUT_HIGH_WATERMARK {
@@ -179,9 +247,23 @@ impl Checkpoint {
                 log_start_offset: v2.log_start_offset,
                 sealed: v2.sealed,
                 active: v2.active,
-                producers: v2.producers,
+                producers: producers_from_v3(v2.producers),
                 leader_epochs: v2.leader_epochs,
                 high_watermark: None,
+                txn_index_bases: Vec::new(),
+            });
+        }
+        if version == FORMAT_VERSION_WITHOUT_TRANSACTIONS {
+            let v3 = rkyv::from_bytes::<CheckpointV3, rkyv::rancor::Error>(&aligned)
+                .map_err(decode_error)?;
+            return Ok(Checkpoint {
+                log_start_offset: v3.log_start_offset,
+                sealed: v3.sealed,
+                active: v3.active,
+                producers: producers_from_v3(v3.producers),
+                leader_epochs: v3.leader_epochs,
+                high_watermark: v3.high_watermark,
+                txn_index_bases: Vec::new(),
             });
         }
         rkyv::from_bytes::<Checkpoint, rkyv::rancor::Error>(&aligned).map_err(decode_error)
@@ -195,7 +277,7 @@ impl Checkpoint {
             log_start_offset: self.log_start_offset,
             sealed: self.sealed.clone(),
             active: self.active.clone(),
-            producers: self.producers.clone(),
+            producers: producers_v3(&self.producers),
         };
         let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).expect("checkpoint serialises");
         framed(FORMAT_VERSION_WITHOUT_EPOCHS, &payload)
@@ -209,11 +291,27 @@ impl Checkpoint {
             log_start_offset: self.log_start_offset,
             sealed: self.sealed.clone(),
             active: self.active.clone(),
-            producers: self.producers.clone(),
+            producers: producers_v3(&self.producers),
             leader_epochs: self.leader_epochs.clone(),
         };
         let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&v2).expect("checkpoint serialises");
         framed(FORMAT_VERSION_WITHOUT_HIGH_WATERMARK, &payload)
+    }
+
+    /// A format 3 file, as brokers before format 4 wrote it: for tests of
+    /// upgrades, never written by the broker.
+    #[doc(hidden)]
+    pub fn encode_format_3_for_tests(&self) -> Vec<u8> {
+        let v3 = CheckpointV3 {
+            log_start_offset: self.log_start_offset,
+            sealed: self.sealed.clone(),
+            active: self.active.clone(),
+            producers: producers_v3(&self.producers),
+            leader_epochs: self.leader_epochs.clone(),
+            high_watermark: self.high_watermark,
+        };
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&v3).expect("checkpoint serialises");
+        framed(FORMAT_VERSION_WITHOUT_TRANSACTIONS, &payload)
     }
 }
 
@@ -257,13 +355,28 @@ mod tests {
                     base_offset: 40,
                     last_offset: 44,
                 }],
+                current_txn_first_offset: Some(41),
+                coordinator_epoch: 6,
+                last_timestamp_ms: 1234,
             }],
             leader_epochs: Some(vec![LeaderEpochMeta {
                 epoch: 3,
                 start_offset: 41,
             }]),
             high_watermark: Some(50),
+            txn_index_bases: vec![0],
         }
+    }
+
+    /// The sample as formats 1 to 3 hold it: no transactions.
+    fn without_transactions(mut cp: Checkpoint) -> Checkpoint {
+        for p in &mut cp.producers {
+            p.current_txn_first_offset = None;
+            p.coordinator_epoch = -1;
+            p.last_timestamp_ms = -1;
+        }
+        cp.txn_index_bases = Vec::new();
+        cp
     }
 
     #[test]
@@ -279,7 +392,7 @@ mod tests {
             Checkpoint {
                 leader_epochs: None,
                 high_watermark: None,
-                ..sample()
+                ..without_transactions(sample())
             }
         );
     }
@@ -291,9 +404,15 @@ mod tests {
             read,
             Checkpoint {
                 high_watermark: None,
-                ..sample()
+                ..without_transactions(sample())
             }
         );
+    }
+
+    #[test]
+    fn a_format_3_checkpoint_is_read_without_transactions() {
+        let read = Checkpoint::decode(&sample().encode_format_3_for_tests()).unwrap();
+        assert_eq!(read, without_transactions(sample()));
     }
 
     #[test]

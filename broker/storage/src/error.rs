@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::batch::BatchError;
-use crate::types::Offset;
+use crate::types::{Offset, ProducerEpoch, ProducerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -58,6 +58,52 @@ pub enum StorageError {
     /// latest: the follower is fetching from a deposed leader's view.
     #[error("replicated batch of leader epoch {epoch} after epoch {latest}")]
     ReplicaEpochBehind { epoch: i32, latest: i32 },
+    /// A transaction marker from a producer epoch older than the
+    /// producer's current one; nothing was appended. Kafka:
+    /// PRODUCER_FENCED (INVALID_PRODUCER_EPOCH for clients before it).
+    #[error(
+        "marker for producer {producer_id} epoch {epoch} is older than the current epoch {current}"
+    )]
+    ProducerFenced {
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        current: ProducerEpoch,
+    },
+    /// A transaction marker from a coordinator epoch older than the last
+    /// marker's for the producer (a deposed coordinator); nothing was
+    /// appended. Kafka: TRANSACTION_COORDINATOR_FENCED.
+    #[error("marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, after epoch {last}")]
+    CoordinatorFenced {
+        producer_id: ProducerId,
+        coordinator_epoch: i32,
+        last: i32,
+    },
+}
+
+impl From<crate::producer::MarkerError> for StorageError {
+    fn from(e: crate::producer::MarkerError) -> Self {
+        use crate::producer::MarkerError;
+        match e {
+            MarkerError::ProducerFenced {
+                producer_id,
+                epoch,
+                current,
+            } => StorageError::ProducerFenced {
+                producer_id,
+                epoch,
+                current,
+            },
+            MarkerError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                last,
+            } => StorageError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                last,
+            },
+        }
+    }
 }
 
 impl StorageError {

@@ -210,7 +210,7 @@ impl<I: StorageIo> PartitionLog<I> {
         {
             return None;
         }
-        let index_files = self.active_index_files();
+        let index_files = self.active_index_files(self.flushed_offset);
         let checkpoint = self.checkpoint_bytes(None, self.active_meta());
         self.checkpointing = true;
         Some(BackgroundCheckpoint {

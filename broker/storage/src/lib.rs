@@ -3,7 +3,8 @@
 //! A partition is a directory of segments. Each segment is a `.log` file of
 //! Kafka record batches (magic v2) byte for byte as producers sent them (with
 //! the assigned base offset), a sparse `.index` and a `.timeindex` in Kafka's
-//! layout, plus one `partition.checkpoint` per partition.
+//! layout, a `.txnindex` of aborted transactions for segments with any
+//! ([`txn`]), plus one `partition.checkpoint` per partition.
 //!
 //! Layering: this crate does no networking and imports no executor. Disk I/O
 //! goes through the [`io::StorageIo`] and [`io::DirectFile`] traits, which the
@@ -33,6 +34,7 @@ mod recover;
 mod retention;
 mod scan;
 mod truncate;
+pub mod txn;
 pub mod types;
 
 pub use batch::ValidBatch;
@@ -42,7 +44,9 @@ pub use error::{Result, StorageError};
 pub use job::{Job, JobDone};
 pub use lanes::{BackgroundCheckpoint, BackgroundCheckpointDone, Preallocation, PreallocationDone};
 pub use log::{AppendInfo, PartitionLog};
+pub use producer::ProducerStateView;
 pub use read::{ReadChunks, ReadPlan, TimestampPlan};
 pub use records::RecordLimits;
 pub use recover::RecoveryReport;
+pub use txn::{AbortedTxn, MarkerKind, TxnMarker};
 pub use types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};

@@ -35,6 +35,22 @@
 //! started in the removed range, a moved log start moves the first epoch's
 //! start, and recovery rebuilds what followed the last checkpoint from the
 //! batches themselves.
+//!
+//! # Transactions
+//! Producer state tracks each producer's ongoing transaction (see
+//! [`crate::producer`]); markers are appended with
+//! [`PartitionLog::append_marker`] and clients' control batches are
+//! refused. The last stable offset ([`PartitionLog::last_stable_offset`])
+//! is the high watermark bounded by the first offset of every ongoing
+//! transaction: it may never pass the first offset of a transaction whose
+//! marker is not in the log, so a read_committed consumer never reads data
+//! whose fate is undecided. Every change to the log that can take a marker
+//! away (a discarded write, a truncation) restores the transactions as they
+//! were before it, so the LSO can go back with the log end but never
+//! leaves an open transaction's data below it. ABORT markers feed the
+//! aborted-transaction index ([`PartitionLog::aborted_transactions`]),
+//! whose `.txnindex` files and their durability are described in
+//! [`crate::txn`].
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -56,8 +72,10 @@ use crate::job::{Job, JobDone, Work};
 pub use crate::lanes::{
     BackgroundCheckpoint, BackgroundCheckpointDone, Preallocation, PreallocationDone,
 };
+use crate::producer::ProducerStateView;
 use crate::retention::Recycled;
-use crate::types::{segment_file_stem, LeaderEpoch, Offset};
+use crate::txn::{self, AbortedIndex, AbortedTxn, TxnMarker};
+use crate::types::{segment_file_stem, LeaderEpoch, Offset, ProducerId};
 use corelog_model::epochs::EpochCache;
 
 /// The smallest step of space reserved ahead of a segment's data.
@@ -261,6 +279,9 @@ pub struct PartitionLog<I: StorageIo> {
     /// last reported it, kept in the checkpoint; on open, what the
     /// checkpoint held, bounded by the log.
     pub(crate) high_watermark: Option<Offset>,
+    /// Aborted transactions of every segment, by marker offset (see
+    /// [`crate::txn`]).
+    pub(crate) aborted: AbortedIndex,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -285,6 +306,101 @@ impl<I: StorageIo> PartitionLog<I> {
     /// older committed offset, which is safe (it waits for its followers).
     pub fn set_high_watermark(&mut self, hw: Offset) {
         self.high_watermark = Some(hw);
+        self.prune_txn_journal();
+    }
+
+    /// Prunes the producer-state journal: a discarded write or a
+    /// checkpoint rewinds it at most to the flushed offset, a truncation
+    /// (of a follower) normally not below the high watermark; older
+    /// entries are kept up to the journal's bound for a deeper truncation,
+    /// which otherwise rescans the log.
+    pub(crate) fn prune_txn_journal(&mut self) {
+        let flushed = self.flushed_offset;
+        let keep_from = self.high_watermark.map_or(flushed, |hw| hw.min(flushed));
+        self.producers.prune_journal(keep_from, flushed);
+    }
+
+    /// The smallest first offset of an ongoing transaction: the offset the
+    /// last stable offset may not pass.
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
+        self.producers.first_unstable_offset()
+    }
+
+    /// The last stable offset for `high_watermark`: the high watermark,
+    /// bounded by the first offset of every ongoing transaction (not below
+    /// the log start, as Kafka bounds it). A read_committed fetch reads
+    /// below it.
+    pub fn last_stable_offset(&self, high_watermark: Offset) -> Offset {
+        match self.first_unstable_offset() {
+            Some(first) => high_watermark.min(first.max(self.log_start)),
+            None => high_watermark,
+        }
+    }
+
+    /// The first offset of `producer_id`'s ongoing transaction in this
+    /// partition, if one is ongoing (KIP-890: whether a transactional batch
+    /// from it would start a transaction).
+    pub fn ongoing_transaction(&self, producer_id: ProducerId) -> Option<Offset> {
+        self.producers.ongoing_transaction(producer_id)
+    }
+
+    /// Every producer the partition remembers, by id (DescribeProducers).
+    pub fn producer_states(&self) -> Vec<ProducerStateView> {
+        self.producers.views()
+    }
+
+    /// The aborted transactions whose range `[first_offset, last_offset]`
+    /// intersects `[from, upper)`, in first-offset order: what a
+    /// read_committed Fetch returns with the data it read from `from` up
+    /// to `upper`. At most [`txn::ABORTED_TXNS_PER_READ_MAX`] (the ones that
+    /// start first); see [`Self::aborted_transactions_bounded`].
+    pub fn aborted_transactions(&self, from: Offset, upper: Offset) -> Vec<AbortedTxn> {
+        self.aborted_transactions_bounded(from, upper, txn::ABORTED_TXNS_PER_READ_MAX)
+            .0
+    }
+
+    /// [`Self::aborted_transactions`] with at most `max` of them, and the
+    /// offset below which the list is complete: `upper`, or the first
+    /// offset of the first transaction left out, below which a fetch must
+    /// then end its data.
+    pub fn aborted_transactions_bounded(
+        &self,
+        from: Offset,
+        upper: Offset,
+        max: usize,
+    ) -> (Vec<AbortedTxn>, Offset) {
+        // Below the log start nothing is read; the entries of segments
+        // that retention has not deleted yet stay until it does.
+        txn::collect(&self.aborted, from.max(self.log_start), upper, max)
+    }
+
+    /// Appends a transaction marker as the coordinator asks
+    /// (WriteTxnMarkers): a control batch as Kafka builds it (see
+    /// [`crate::txn`]) from the producer, stamped with `now_ms`, appended
+    /// like any batch (same durability: see the contract above). It ends
+    /// the producer's ongoing transaction; an ABORT of one adds it to the
+    /// aborted-transaction index.
+    ///
+    /// Refused, changing nothing, when its producer epoch is older than the
+    /// producer's ([`StorageError::ProducerFenced`]) or its coordinator
+    /// epoch older than the last marker's ([`StorageError::CoordinatorFenced`]).
+    /// A marker for a producer with no ongoing transaction is written (a
+    /// coordinator retrying after a crash must succeed); one with a newer
+    /// producer epoch raises the producer's epoch.
+    pub fn append_marker(&mut self, marker: TxnMarker, now_ms: i64) -> Result<AppendInfo> {
+        if marker.producer_id.is_none() || marker.producer_epoch.is_none() {
+            return Err(StorageError::Batch(batch::BatchError::Invalid(
+                "transaction marker without a producer id and epoch",
+            )));
+        }
+        let bytes = Bytes::from(txn::marker_batch(&marker, now_ms));
+        let header = BatchHeader::parse(&bytes)?;
+        self.check_appendable(&header)?;
+        self.producers.check_marker(&marker)?;
+        if self.epochs.latest() != Some(self.leader_epoch) {
+            self.epochs.assign(self.leader_epoch, self.next_offset);
+        }
+        Ok(self.buffer(&header, self.leader_epoch, bytes))
     }
 
     /// The high watermark the log was opened with: the checkpoint's,
@@ -415,8 +531,23 @@ impl<I: StorageIo> PartitionLog<I> {
     /// once; the batch becomes durable through later jobs. A refused batch
     /// (unwritable log, too large for a segment, out-of-order sequence)
     /// changes nothing.
+    ///
+    /// A control batch is refused (Kafka: INVALID_RECORD, clients may not
+    /// write control records; markers come through [`Self::append_marker`]),
+    /// as is a transactional batch without a producer id (by the batch
+    /// checks).
     pub fn append_valid(&mut self, batch: ValidBatch) -> Result<AppendInfo> {
         let header = *batch.header();
+        if header.is_control() {
+            return Err(StorageError::Batch(batch::BatchError::Invalid(
+                "clients may not write control records",
+            )));
+        }
+        if header.is_transactional() && !header.has_producer_id() {
+            return Err(StorageError::Batch(batch::BatchError::Invalid(
+                "transactional batch without a producer id",
+            )));
+        }
         self.check_appendable(&header)?;
         if header.has_producer_id() {
             if let crate::producer::SequenceCheck::Duplicate(b) = self.producers.check(&header)? {
@@ -461,7 +592,9 @@ impl<I: StorageIo> PartitionLog<I> {
     fn buffer(&mut self, header: &BatchHeader, epoch: LeaderEpoch, bytes: Bytes) -> AppendInfo {
         let base = self.next_offset;
         let next = base.plus(header.last_offset_delta as i64 + 1);
-        self.producers.record(header, base);
+        if let Some(entry) = self.producers.record_batch(header, &bytes, base) {
+            self.aborted.insert(entry.last_offset.0, entry);
+        }
         self.unflushed_bytes += bytes.len();
         self.unflushed.push_back(Pending {
             base,
@@ -840,6 +973,26 @@ impl<I: StorageIo> PartitionLog<I> {
             })
             .collect();
         sealed.extend(sealed_extra);
+        // The segments whose .txnindex file this checkpoint covers: each
+        // sealed one with entries (written when it was sealed), and the
+        // active one with entries below the recovery point (written with
+        // this checkpoint, see `active_index_files`).
+        let has_entries =
+            |from: i64, to: i64| from < to && self.aborted.range(from..to).next().is_some();
+        let mut txn_index_bases: Vec<i64> = sealed
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                let next = sealed
+                    .get(i + 1)
+                    .map_or(active.base_offset, |n| n.base_offset);
+                has_entries(s.base_offset, next)
+            })
+            .map(|(_, s)| s.base_offset)
+            .collect();
+        if has_entries(active.base_offset, active.recovery_next_offset) {
+            txn_index_bases.push(active.base_offset);
+        }
         // Producer state as of the recovery point: recovery replays the rest.
         let producers = self
             .producers
@@ -861,6 +1014,7 @@ impl<I: StorageIo> PartitionLog<I> {
             producers,
             leader_epochs,
             high_watermark: self.high_watermark.map(|o| o.0),
+            txn_index_bases,
         };
         (self.dir.join(CHECKPOINT_FILE), cp.encode())
     }
@@ -877,9 +1031,11 @@ impl<I: StorageIo> PartitionLog<I> {
     }
 
     /// The active segment's index files as they stand, for a checkpoint or
-    /// the roll that seals it.
-    pub(crate) fn active_index_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        vec![
+    /// the roll that seals it, with its `.txnindex` (the entries whose
+    /// markers lie below `txn_below`, the checkpoint's recovery point or
+    /// the roll's end of the segment) when it has any.
+    pub(crate) fn active_index_files(&self, txn_below: Offset) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = vec![
             (
                 self.path_of(self.active.base, "index"),
                 self.active.index.encode_offsets(),
@@ -888,11 +1044,19 @@ impl<I: StorageIo> PartitionLog<I> {
                 self.path_of(self.active.base, "timeindex"),
                 self.active.index.encode_times(),
             ),
-        ]
+        ];
+        let entries = txn::segment_entries(&self.aborted, self.active.base, txn_below);
+        if !entries.is_empty() {
+            files.push((
+                self.path_of(self.active.base, "txnindex"),
+                txn::encode(&entries),
+            ));
+        }
+        files
     }
 
     fn checkpoint_job(&mut self) -> Job<I> {
-        let index_files = self.active_index_files();
+        let index_files = self.active_index_files(self.flushed_offset);
         let checkpoint = self.checkpoint_bytes(None, self.active_meta());
         self.in_flight = Some(InFlight::Checkpoint);
         self.job(Work::Checkpoint {
@@ -944,7 +1108,7 @@ impl<I: StorageIo> PartitionLog<I> {
             old_path: old.path.clone(),
             old_len_bytes: old.written_bytes,
             // The segment being sealed is still the active one here.
-            index_files: self.active_index_files(),
+            index_files: self.active_index_files(new_base),
             new_path: self.path_of(new_base, "log"),
             reuse: reuse.map(|r| (r.path, recycled_bytes)),
             preallocate_to,
@@ -1084,6 +1248,7 @@ impl<I: StorageIo> PartitionLog<I> {
         a.synced_tail = a.tail.clone();
         self.flushed_offset = self.written_offset;
         self.last_sync_ms = now_ms;
+        self.prune_txn_journal();
     }
 
     fn finish_roll(&mut self, new_base: Offset, file: Rc<I::File>, preallocate_to: u64) {
@@ -1173,6 +1338,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 self.next_offset = self.flushed_offset;
                 self.epochs_cut_at(self.flushed_offset);
                 self.producers.forget_from(self.flushed_offset);
+                self.aborted.split_off(&self.flushed_offset.0);
                 let a = &mut self.active;
                 a.written_bytes = a.synced_bytes;
                 a.tail = a.synced_tail.clone();

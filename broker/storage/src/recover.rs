@@ -4,6 +4,8 @@
 //! The work done is bounded by `checkpoint_interval_bytes` (plus at most one
 //! segment rolled after the last checkpoint), not by the size of the log:
 //! sealed segments listed in the checkpoint are neither opened nor read.
+//! (Their `.txnindex` files, which exist only for segments with aborted
+//! transactions, are read: see [`crate::txn`].)
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -20,6 +22,7 @@ use crate::io::{align_down, align_up, is_temporary_file, DirectFile, StorageIo};
 use crate::log::{Active, PartitionLog, Sealed, SealedHandle};
 use crate::retention::{Recycled, RECYCLED_EXT};
 use crate::scan::{scan, ScanCheck, ScanEnd};
+use crate::txn::{self, AbortedIndex, TxnIndexEntry};
 use crate::types::{segment_file_stem, LeaderEpoch, Offset};
 use corelog_model::epochs::EpochCache;
 
@@ -198,8 +201,21 @@ impl<I: StorageIo> PartitionLog<I> {
         let mut sealed = BTreeMap::new();
         let mut producers = checkpoint
             .as_ref()
-            .map(|c| crate::producer::ProducerStates::from_checkpoint(&c.producers))
+            .map(|c| {
+                crate::producer::ProducerStates::from_checkpoint(
+                    &c.producers,
+                    Offset(c.active.recovery_next_offset),
+                )
+            })
             .unwrap_or_default();
+        // The producer state is the checkpoint's as of its recovery point:
+        // only batches from there on are replayed into it (the walk may
+        // start earlier, at the active segment's base, when its index is
+        // unusable).
+        let replay_from = checkpoint
+            .as_ref()
+            .map_or(i64::MIN, |c| c.active.recovery_next_offset);
+        let mut aborted = AbortedIndex::new();
         // The epoch cache as checkpointed. Batches walked below add their
         // epochs, except in a log checkpointed in format 1: its batches
         // carry whatever epoch their producer wrote, so the whole log is
@@ -370,9 +386,13 @@ impl<I: StorageIo> PartitionLog<I> {
                     validate: true,
                     expect_offset: Some(expect),
                 },
-                |pos, h, _| {
+                |pos, h, bytes| {
                     index.on_append(Offset(base), h, pos, interval);
-                    producers.record(h, h.base_offset);
+                    if h.base_offset.0 >= replay_from {
+                        if let Some(e) = producers.record_batch(h, &bytes, h.base_offset) {
+                            aborted.insert(e.last_offset.0, e);
+                        }
+                    }
                     if batch_epochs_trusted && h.partition_leader_epoch >= 0 {
                         epochs.assign(LeaderEpoch(h.partition_leader_epoch), h.base_offset);
                     }
@@ -432,6 +452,10 @@ impl<I: StorageIo> PartitionLog<I> {
         let mut last = walked
             .pop()
             .expect("recovery walks at least the active segment");
+        // Segments sealed here (walked, not the last) get their .txnindex
+        // written below, before the checkpoint that will list them.
+        let walked_sealed: Vec<(Offset, Offset)> =
+            walked.iter().map(|w| (w.base, w.next)).collect();
         for w in walked {
             let max_timestamp_ms = w.index.max_timestamp_ms();
             let handle = SealedHandle {
@@ -477,6 +501,22 @@ impl<I: StorageIo> PartitionLog<I> {
         );
         log.producers = producers;
         log.recycled = recycled;
+        if let Some(cp) = &checkpoint {
+            load_txn_indexes(&log.io, &log.dir, cp, &mut aborted).await?;
+        }
+        // Nothing past the recovered end (a torn tail, a truncation's end).
+        aborted.split_off(&log.next_offset.0);
+        for (base, next) in walked_sealed {
+            let entries = txn::segment_entries(&aborted, base, next);
+            if !entries.is_empty() {
+                let path = log.path_of(base, "txnindex");
+                log.io
+                    .write_file_atomic(&path, &txn::encode(&entries))
+                    .await
+                    .map_err(|e| StorageError::io("write txn index", &path, e))?;
+            }
+        }
+        log.aborted = aborted;
         // Epochs that started at or after the recovered end lost their
         // batches (or never had any); the first one starts at the log start.
         epochs.truncate_from(log.next_offset);
@@ -562,6 +602,7 @@ impl<I: StorageIo> PartitionLog<I> {
             leader_epoch: LeaderEpoch(0),
             epochs: EpochCache::new(),
             high_watermark: None,
+            aborted: AbortedIndex::new(),
         }
     }
 }
@@ -623,10 +664,119 @@ pub(crate) async fn cut_file_at<F: DirectFile>(
 }
 
 async fn remove_segment_files<I: StorageIo>(io: &I, dir: &Path, base: i64) {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", "txnindex"] {
         let path = dir.join(format!("{}.{ext}", segment_file_stem(Offset(base))));
         if let Err(e) = io.remove_file(&path).await {
             tracing::warn!(path = %path.display(), error = %e, "could not remove segment file");
         }
     }
+}
+
+/// Loads the `.txnindex` files the checkpoint lists into `aborted`: each
+/// sealed segment's, and the active one's entries below the recovery
+/// point. A listed file that is missing or torn is rebuilt by scanning the
+/// log from its first segment through that segment (the producer state at
+/// a segment's base is not stored, and an aborted transaction may have
+/// started in an earlier segment), and written again.
+async fn load_txn_indexes<I: StorageIo>(
+    io: &I,
+    dir: &Path,
+    cp: &Checkpoint,
+    aborted: &mut AbortedIndex,
+) -> Result<()> {
+    let path_of = |base: i64| dir.join(format!("{}.txnindex", segment_file_stem(Offset(base))));
+    // Every segment the checkpoint covers: (base, end of its covered
+    // offsets, bytes of it covered).
+    let mut covered: Vec<(i64, i64, u64)> = cp
+        .sealed
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let next = cp
+                .sealed
+                .get(i + 1)
+                .map_or(cp.active.base_offset, |n| n.base_offset);
+            (s.base_offset, next, s.size_bytes)
+        })
+        .collect();
+    covered.push((
+        cp.active.base_offset,
+        cp.active.recovery_next_offset,
+        cp.active.recovery_position_bytes,
+    ));
+    let mut rebuild: Vec<(i64, i64)> = Vec::new();
+    for &base in &cp.txn_index_bases {
+        let Some(&(_, next, _)) = covered.iter().find(|c| c.0 == base) else {
+            continue;
+        };
+        let path = path_of(base);
+        let bytes = io.read_small_file(&path).await.ok().flatten();
+        // The active segment's file may hold entries past the recovery
+        // point (a truncation's end); they are dropped, not a fault.
+        let is_active = base == cp.active.base_offset;
+        let decode_next = if is_active {
+            Offset(i64::MAX)
+        } else {
+            Offset(next)
+        };
+        match bytes.and_then(|b| txn::decode(&b, Offset(base), decode_next)) {
+            Some(entries) => {
+                for e in entries.into_iter().filter(|e| e.last_offset.0 < next) {
+                    aborted.insert(e.last_offset.0, e);
+                }
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "txn index missing or torn; rebuilding it from the log");
+                rebuild.push((base, next));
+            }
+        }
+    }
+    let Some(&(_, upto)) = rebuild.iter().max_by_key(|r| r.1) else {
+        return Ok(());
+    };
+    let mut producers = crate::producer::ProducerStates::default();
+    let mut found: Vec<TxnIndexEntry> = Vec::new();
+    for &(base, next, size_bytes) in covered.iter().filter(|c| c.0 < upto) {
+        let log_path = dir.join(format!("{}.log", segment_file_stem(Offset(base))));
+        let file = io
+            .open(&log_path, false)
+            .await
+            .map_err(|e| StorageError::io("open segment", &log_path, e))?;
+        scan(
+            &file,
+            0,
+            size_bytes,
+            RECOVERY_READ_BYTES,
+            ScanCheck {
+                validate: false,
+                expect_offset: None,
+            },
+            |_, h, bytes| {
+                if h.base_offset.0 >= next {
+                    return ControlFlow::Break(());
+                }
+                if let Some(e) = producers.record_batch(h, &bytes, h.base_offset) {
+                    found.push(e);
+                }
+                ControlFlow::Continue(())
+            },
+        )
+        .await
+        .map_err(|e| StorageError::io("txn index rebuild read", &log_path, e))?;
+    }
+    for (base, next) in rebuild {
+        let entries: Vec<TxnIndexEntry> = found
+            .iter()
+            .filter(|e| e.last_offset.0 >= base && e.last_offset.0 < next)
+            .copied()
+            .collect();
+        let path = path_of(base);
+        io.write_file_atomic(&path, &txn::encode(&entries))
+            .await
+            .map_err(|e| StorageError::io("write txn index", &path, e))?;
+        for e in entries {
+            aborted.insert(e.last_offset.0, e);
+        }
+    }
+    Ok(())
 }

@@ -79,7 +79,9 @@ impl<I: StorageIo> PartitionLog<I> {
             if let Some(s) = self.sealed.remove(&base.0) {
                 self.log_start = self.log_start.max(s.next);
                 self.epochs.truncate_before(self.log_start);
-                for ext in ["index", "timeindex"] {
+                // Its aborted transactions go with it.
+                self.aborted = self.aborted.split_off(&s.next.0);
+                for ext in ["index", "timeindex", "txnindex"] {
                     remove.push(self.path_of(s.base, ext));
                 }
                 if i + 1 == doomed.len() && !pool_full {

@@ -1,5 +1,19 @@
 //! Cutting a log short: remove every batch after a given offset, as a
 //! follower does when its leader's log diverges (Kafka's `truncateTo`).
+//!
+//! Transactions: the producer state goes back to what it was at the cut
+//! point, so a follower cut back into a transaction whose marker it had
+//! sees it open again (and its LSO held there). The state is restored from
+//! the producer-state journal (the changes since its horizon, with the
+//! state each replaced), which the log keeps back to the high watermark,
+//! below which a follower is not cut, and some way further (see
+//! `TXN_JOURNAL_ENTRIES_MAX`). A cut below the journal's horizon rebuilds
+//! the state by scanning the log from its first segment to the cut point,
+//! seeded with the producers whose current transaction started before that
+//! segment (a transaction that started before it and whose marker is cut
+//! is the one case that such a rebuild misses). Aborted-transaction entries
+//! whose markers are cut are dropped, and the cut segment's `.txnindex` is
+//! rewritten (or removed) before the checkpoint that ends the log there.
 
 use std::ops::ControlFlow;
 use std::rc::Rc;
@@ -9,9 +23,11 @@ use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{align_up, StorageIo};
 use crate::log::{Active, PartitionLog};
+use crate::producer::ProducerStates;
 use crate::read::sealed_parts;
 use crate::recover::cut_file_at;
 use crate::scan::{scan, ScanCheck};
+use crate::txn;
 use crate::types::{segment_file_stem, Offset};
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -99,6 +115,22 @@ impl<I: StorageIo> PartitionLog<I> {
             reason: format!("no batch holds offset {offset} in this segment"),
         })?;
 
+        // 0. The cut segment's aborted transactions as they will be: its
+        // file may be listed by the checkpoint below.
+        let kept_txns = txn::segment_entries(&self.aborted, base, new_end);
+        let txn_path = self.path_of(base, "txnindex");
+        if kept_txns.is_empty() {
+            self.io
+                .remove_file(&txn_path)
+                .await
+                .map_err(|e| StorageError::io("delete txn index", &txn_path, e))?;
+        } else {
+            self.io
+                .write_file_atomic(&txn_path, &txn::encode(&kept_txns))
+                .await
+                .map_err(|e| StorageError::io("write txn index", &txn_path, e))?;
+        }
+
         // 1. Checkpoint the new end as the end of the log.
         let later: Vec<i64> = self.sealed_bases_after(base);
         // The cut segment becomes the active one; the old active goes.
@@ -125,7 +157,7 @@ impl<I: StorageIo> PartitionLog<I> {
         // 2. Cut the segment and delete the later ones.
         let tail = cut_file_at(&*file, &path, cut_bytes).await?;
         for b in doomed.iter().map(|o| o.0).chain(later) {
-            for ext in ["log", "index", "timeindex"] {
+            for ext in ["log", "index", "timeindex", "txnindex"] {
                 let p = self
                     .dir
                     .join(format!("{}.{ext}", segment_file_stem(Offset(b))));
@@ -156,7 +188,13 @@ impl<I: StorageIo> PartitionLog<I> {
         self.flushed_offset = new_end;
         self.epochs.truncate_from(new_end);
         self.high_watermark = self.high_watermark.map(|hw| hw.min(new_end));
-        self.producers.forget_from(new_end);
+        self.aborted.split_off(&new_end.0);
+        if self.producers.can_rewind_to(new_end) {
+            self.producers.rewind_to(new_end);
+        } else {
+            tracing::info!(dir = %self.dir.display(), cut = new_end.0, horizon = self.producers.journal_horizon().0, "truncation below the producer-state journal; rebuilding it from the log");
+            self.producers = self.rebuild_producers(new_end).await?;
+        }
         self.cache
             .borrow_mut()
             .remove_range(self.cache_id, None, Some(new_end));
@@ -165,6 +203,58 @@ impl<I: StorageIo> PartitionLog<I> {
         self.request_checkpoint();
         self.flush_all(now_ms).await?;
         Ok(new_end)
+    }
+
+    /// The producer state as of `end` (the log end), rebuilt by scanning
+    /// every segment: see the module doc for what it is seeded with.
+    async fn rebuild_producers(&self, end: Offset) -> Result<ProducerStates> {
+        let first = self
+            .sealed
+            .values()
+            .next()
+            .map_or(self.active.base, |s| s.base);
+        let seeds = self
+            .producers
+            .snapshot_before(end)
+            .into_iter()
+            .filter(|(_, e)| e.current_txn_first_offset.is_some_and(|f| f < first))
+            .map(|(pid, mut e)| {
+                e.batches.clear();
+                (pid, e)
+            });
+        let mut producers = ProducerStates::restore(seeds);
+        let mut segments = Vec::new();
+        for s in self.sealed.values() {
+            let (file, _) = sealed_parts(&self.io, &s.handle, s.base, s.size_bytes).await?;
+            segments.push((file, s.handle.log_path.clone(), s.size_bytes));
+        }
+        segments.push((
+            self.active.file.clone(),
+            self.active.path.clone(),
+            self.active.written_bytes,
+        ));
+        for (file, path, size_bytes) in segments {
+            scan(
+                &*file,
+                0,
+                size_bytes,
+                1 << 20,
+                ScanCheck {
+                    validate: false,
+                    expect_offset: None,
+                },
+                |_, h, bytes| {
+                    if h.base_offset >= end {
+                        return ControlFlow::Break(());
+                    }
+                    producers.record_batch(h, &bytes, h.base_offset);
+                    ControlFlow::Continue(())
+                },
+            )
+            .await
+            .map_err(|e| StorageError::io("producer state rebuild read", &path, e))?;
+        }
+        Ok(producers)
     }
 
     /// The base offset of the batch holding `offset` (below the log end).

@@ -20,6 +20,7 @@ BEFORE = [b"before-%d" % i for i in range(20)]
 CORRUPT_MESSAGE = 2
 MESSAGE_TOO_LARGE = 10
 INVALID_TXN_STATE = 48
+INVALID_PRODUCER_ID_MAPPING = 49
 UNSUPPORTED_COMPRESSION_TYPE = 76
 INVALID_RECORD = 87
 
@@ -157,10 +158,28 @@ def test_control_batch_from_a_client_is_refused(seeded):
     assert_unchanged(b, topic)
 
 
-def test_transactional_batch_is_refused_while_transactions_are_not_implemented(seeded):
+def test_transactional_batch_without_a_transactional_id_is_refused(seeded):
+    # Produce v3's transactional id is null here: no coordinator could say
+    # whether the partition is in the producer's transaction.
     b, topic = seeded
     assert produce(b, topic, batch(records(2), 2, attributes=TRANSACTIONAL, producer_id=7,
                                    producer_epoch=0, base_sequence=0)) == INVALID_TXN_STATE
+    assert_unchanged(b, topic)
+
+
+def test_transactional_batch_of_a_producer_outside_any_transaction_is_refused(seeded):
+    # KIP-890 verification: the coordinator knows no such transactional id.
+    b, topic = seeded
+    body = (kproto.string("nobody-" + topic) + kproto.i16(-1) + kproto.i32(5000)
+            + kproto.array([kproto.string(topic) + kproto.array([
+                kproto.i32(0) + kproto.kbytes(batch(records(2), 2, attributes=TRANSACTIONAL,
+                                                    producer_id=7, producer_epoch=0,
+                                                    base_sequence=0))])]))
+    with kproto.connect(b.port) as s:
+        req = kproto.frame(kproto.request_header_v1(kproto.API_PRODUCE, 3, 1) + body)
+        _, resp = kproto.roundtrip(s, req)
+        code = kproto.decode_produce_v3(resp)[topic][0]["error_code"]
+    assert code == INVALID_PRODUCER_ID_MAPPING
     assert_unchanged(b, topic)
 
 

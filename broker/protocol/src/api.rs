@@ -139,6 +139,17 @@ macro_rules! for_each_api {
             OffsetDelete(offset_delete): OffsetDeleteRequest => OffsetDeleteResponse, 0..=0;
             ConsumerGroupHeartbeat(consumer_group_heartbeat): ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse, 0..=1;
             ConsumerGroupDescribe(consumer_group_describe): ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse, 0..=1;
+            // Transactions (single node). AddPartitionsToTxn v4-5 are the
+            // brokers' batched and verify-only forms (KIP-890 part 1);
+            // EndTxn stops at 4: v5 is KIP-890 part 2's epoch bump per
+            // transaction, not implemented.
+            AddPartitionsToTxn(add_partitions_to_txn): AddPartitionsToTxnRequest => AddPartitionsToTxnResponse, 0..=5;
+            AddOffsetsToTxn(add_offsets_to_txn): AddOffsetsToTxnRequest => AddOffsetsToTxnResponse, 0..=4;
+            EndTxn(end_txn): EndTxnRequest => EndTxnResponse, 0..=4;
+            TxnOffsetCommit(txn_offset_commit): TxnOffsetCommitRequest => TxnOffsetCommitResponse, 0..=4;
+            DescribeTransactions(describe_transactions): DescribeTransactionsRequest => DescribeTransactionsResponse, 0..=0;
+            ListTransactions(list_transactions): ListTransactionsRequest => ListTransactionsResponse, 0..=1;
+            DescribeProducers(describe_producers): DescribeProducersRequest => DescribeProducersResponse, 0..=0;
         }
     };
 }
@@ -211,6 +222,9 @@ mod tests {
         assert!(!fetch.contains(3) && !fetch.contains(17));
         let join = find_api_support(SUPPORTED_APIS, ApiKey::JoinGroup).unwrap();
         assert!(join.contains(0) && join.contains(9) && !join.contains(10));
-        assert!(find_api_support(SUPPORTED_APIS, ApiKey::TxnOffsetCommit).is_none());
+        let txn = find_api_support(SUPPORTED_APIS, ApiKey::TxnOffsetCommit).unwrap();
+        assert!(txn.contains(0) && txn.contains(4) && !txn.contains(5));
+        // Brokers' marker writes: a single node has no other broker.
+        assert!(find_api_support(SUPPORTED_APIS, ApiKey::WriteTxnMarkers).is_none());
     }
 }

@@ -96,6 +96,21 @@ impl Partition {
         Ok((info, generation))
     }
 
+    /// Appends a batch a coordinator wrote for a producer
+    /// (`PartitionLog::append_from_coordinator`). Returns the assigned
+    /// offsets and the discard generation to wait with.
+    pub fn append_from_coordinator(
+        &self,
+        batch: ValidBatch,
+    ) -> Result<(AppendInfo, u64), StorageError> {
+        let mut log = self.inner.log.borrow_mut();
+        let info = log.append_from_coordinator(batch)?;
+        let generation = log.discard_generation();
+        drop(log);
+        self.inner.work.notify_all();
+        Ok((info, generation))
+    }
+
     /// Appends a batch as the partition's leader wrote it (a follower's
     /// append, `PartitionLog::append_replicated`): its base offset and
     /// leader epoch are kept. Returns the assigned offsets and the discard

@@ -195,6 +195,8 @@ pub struct ServerConfig {
     pub batch_decompressed_bytes_max: usize,
     /// Consumer-group settings (Kafka's `group.*` and `offsets.*`).
     pub groups: GroupSettings,
+    /// Transaction settings (Kafka's `transaction.*`).
+    pub transactions: TxnSettings,
     /// A file the broker writes once every shard serves (when it logs
     /// "corelog ready"), for scripts and tests to wait on: JSON with `pid`,
     /// `listen`, `advertised`, `shards` and `write_bytes_max`. Written
@@ -303,6 +305,7 @@ impl Default for ServerConfig {
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
             batch_decompressed_bytes_max: RecordLimits::default().decompressed_bytes_max,
             groups: GroupSettings::default(),
+            transactions: TxnSettings::default(),
             ready_file: None,
             node_id: None,
             cluster_listen: None,
@@ -441,6 +444,85 @@ impl GroupSettings {
     }
 }
 
+/// Transaction settings, with Kafka's names and defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TxnSettings {
+    /// `transaction.state.log.num.partitions`: used when the data
+    /// directory is new; after that the count recorded in the cluster
+    /// metadata holds, because a transactional id's coordinator is found by
+    /// hashing the id over it.
+    pub state_log_partitions: u32,
+    /// `transaction.state.log.segment.bytes`
+    pub state_log_segment_bytes: u64,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a
+    /// producer may ask for (INVALID_TRANSACTION_TIMEOUT above it).
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: how long an idle transactional
+    /// id's state is kept.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_timed_out_check_interval_ms: i64,
+    /// The most transactional ids one coordinator (one partition of the
+    /// transaction state log) holds: a named bound on its memory, a few
+    /// hundred bytes per id plus its open transaction's partitions. Kafka
+    /// has none; an InitProducerId for a new id past it is refused.
+    pub transactional_ids_per_partition_max: usize,
+    /// The most partitions one transaction may add: bounds the
+    /// coordinator's state per id and the markers one EndTxn writes.
+    pub partitions_per_transaction_max: usize,
+}
+
+impl Default for TxnSettings {
+    fn default() -> Self {
+        TxnSettings {
+            state_log_partitions: 50,
+            state_log_segment_bytes: 100 << 20,
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 7 * 24 * 3600 * 1000,
+            abort_timed_out_check_interval_ms: 10_000,
+            transactional_ids_per_partition_max: 100_000,
+            partitions_per_transaction_max: 10_000,
+        }
+    }
+}
+
+impl TxnSettings {
+    pub fn coordinator_config(&self) -> corelog_coordination::TxnConfig {
+        corelog_coordination::TxnConfig {
+            transaction_max_timeout_ms: self.max_timeout_ms,
+            transactional_id_expiration_ms: self.id_expiration_ms,
+            abort_timed_out_check_interval_ms: self.abort_timed_out_check_interval_ms,
+            transactional_ids_max: self.transactional_ids_per_partition_max,
+            partitions_per_txn_max: self.partitions_per_transaction_max,
+            // Rewrite the live state once the superseded data reaches a
+            // segment's worth, so whole segments can be dropped.
+            snapshot_min_bytes: self.state_log_segment_bytes,
+            ..corelog_coordination::TxnConfig::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=1000).contains(&self.state_log_partitions) {
+            return Err("transactions.state_log_partitions: must be between 1 and 1000".into());
+        }
+        if self.state_log_segment_bytes < (1 << 20) {
+            return Err("transactions.state_log_segment_bytes: must be at least 1 MiB".into());
+        }
+        if self.max_timeout_ms <= 0 {
+            return Err("transactions.max_timeout_ms: must be positive".into());
+        }
+        if self.id_expiration_ms <= 0 || self.abort_timed_out_check_interval_ms <= 0 {
+            return Err("transactions.id_expiration_ms and abort_timed_out_check_interval_ms: must be positive".into());
+        }
+        if self.transactional_ids_per_partition_max == 0 || self.partitions_per_transaction_max == 0
+        {
+            return Err("transactions.transactional_ids_per_partition_max and partitions_per_transaction_max: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Broker-level defaults for topic configs.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -498,10 +580,11 @@ impl ServerConfig {
                     .into(),
             );
         }
-        if self.partitions_per_broker_max <= self.groups.offsets_topic_partitions {
+        let internal =
+            self.groups.offsets_topic_partitions + self.transactions.state_log_partitions;
+        if self.partitions_per_broker_max <= internal {
             return Err(format!(
-                "partitions_per_broker_max: must be above groups.offsets_topic_partitions ({}), whose partitions count against it",
-                self.groups.offsets_topic_partitions
+                "partitions_per_broker_max: must be above groups.offsets_topic_partitions plus transactions.state_log_partitions ({internal}), whose partitions count against it",
             ));
         }
         if self.topics_per_request_max == 0 {
@@ -583,6 +666,7 @@ impl ServerConfig {
             parse_host_port(adv).map_err(|e| format!("advertised_listener: {e}"))?;
         }
         self.groups.validate()?;
+        self.transactions.validate()?;
         self.cluster()?;
         let d = &self.topic_defaults;
         parse_flush_policy(&d.flush_policy)

@@ -21,6 +21,7 @@ pub mod partition;
 pub mod replica;
 pub mod server;
 pub mod shard;
+pub mod txn;
 
 pub use corelog_model::{
     LeaderEpoch, NodeId, ProducerEpoch, ProducerId, ShardId, TopicId, TopicPartition,

@@ -20,6 +20,10 @@ use crate::{LeaderEpoch, ProducerId, ShardId};
 /// of that name; the offsets log's partition directories carry it.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// Kafka's name for the internal transaction state log. Users cannot
+/// create a topic of that name; its partition directories carry it.
+pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+
 pub const METADATA_FILE: &str = "cluster-metadata.json";
 
 /// The topic configs this broker implements, with Kafka's names.
@@ -210,6 +214,16 @@ pub struct ClusterMetadata {
     /// then placed at the next start.
     #[serde(default)]
     pub offsets_placement: Vec<ShardId>,
+    /// Partitions of the internal transaction state log
+    /// (`__transaction_state`). Fixed when first set, for the reason the
+    /// offsets log's count is: a transactional id's coordinator is found
+    /// by hashing the id over it. 0 in files written before transactions.
+    #[serde(default)]
+    pub txn_state_partitions: u32,
+    /// The shard of each transaction state partition, by the one placement
+    /// rule, counted in the load it balances.
+    #[serde(default)]
+    pub txn_state_placement: Vec<ShardId>,
     /// Cluster mode only: the leader of each partition of the internal
     /// offsets topic in the quorum's image (-1 for none); empty until the
     /// topic is created. The leader of a group's offsets partition
@@ -279,6 +293,8 @@ impl ClusterMetadata {
                     producer_id_block_end: ProducerId(0),
                     offsets_topic_partitions: 0,
                     offsets_placement: Vec::new(),
+                    txn_state_partitions: 0,
+                    txn_state_placement: Vec::new(),
                     brokers: Vec::new(),
                     offsets_leaders: Vec::new(),
                     offsets_topic: None,
@@ -312,7 +328,7 @@ impl ClusterMetadata {
     /// and go (a bare hash would not).
     ///
     /// This is the broker's one placement rule: topics' partitions and the
-    /// offsets log's partitions are all placed by it, and all count in the
+    /// offsets and transaction state logs' partitions are all placed by it, and all count in the
     /// load it balances. `count` must already be bounded: clients' counts
     /// go through [`Placer::place_within`].
     pub fn place(&self, shards: usize, count: usize) -> Vec<ShardId> {
@@ -330,7 +346,12 @@ impl ClusterMetadata {
             .flat_map(|t| &t.partitions)
             .filter(|p| p.hosted())
             .map(|p| p.shard);
-        for shard in topic_shards.chain(self.offsets_placement.iter().copied()) {
+        let internal = self
+            .offsets_placement
+            .iter()
+            .chain(&self.txn_state_placement)
+            .copied();
+        for shard in topic_shards.chain(internal) {
             if let Some(l) = loads.get_mut(shard.0 as usize) {
                 *l += 1;
             }
@@ -348,6 +369,12 @@ impl ClusterMetadata {
         for i in 0..self.offsets_placement.len() {
             if self.offsets_placement[i].0 as usize >= shards {
                 self.offsets_placement[i] = self.place(shards, 1)[0];
+                offsets_moved = true;
+            }
+        }
+        for i in 0..self.txn_state_placement.len() {
+            if self.txn_state_placement[i].0 as usize >= shards {
+                self.txn_state_placement[i] = self.place(shards, 1)[0];
                 offsets_moved = true;
             }
         }
@@ -378,6 +405,26 @@ impl ClusterMetadata {
         self.offsets_placement.clear();
         self.offsets_placement = self.place(shards, self.offsets_topic_partitions as usize);
         true
+    }
+
+    /// Places the transaction state log's partitions if they are not
+    /// placed yet. Returns whether anything changed.
+    pub fn place_txn_state_partitions(&mut self, shards: usize) -> bool {
+        if self.txn_state_placement.len() == self.txn_state_partitions as usize {
+            return false;
+        }
+        self.txn_state_placement.clear();
+        self.txn_state_placement = self.place(shards, self.txn_state_partitions as usize);
+        true
+    }
+
+    /// The shard that owns transaction state partition `index`.
+    pub fn txn_state_owner(&self, index: u32) -> ShardId {
+        // Placed at start-up, before any shard runs, as the offsets log's.
+        self.txn_state_placement
+            .get(index as usize)
+            .copied()
+            .unwrap_or(ShardId(0))
     }
 
     /// The shard that owns offsets partition `index`.
@@ -513,6 +560,19 @@ impl ClusterMetadata {
     pub fn offsets_settings(&self, server: &ServerConfig) -> TopicSettings {
         let mut settings = self.settings(server, OFFSETS_TOPIC);
         settings.log.segment_bytes_max = server.groups.offsets_segment_bytes;
+        settings.log.retention_ms = None;
+        settings.log.retention_bytes = None;
+        settings.log.flush_policy = FlushPolicy::Always;
+        settings
+    }
+
+    /// The settings of the transaction state log's partitions: as the
+    /// offsets log's (every write flushed at once: a transition is acted
+    /// on only once durable), with segments of
+    /// `transactions.state_log_segment_bytes`.
+    pub fn txn_state_settings(&self, server: &ServerConfig) -> TopicSettings {
+        let mut settings = self.settings(server, TXN_STATE_TOPIC);
+        settings.log.segment_bytes_max = server.transactions.state_log_segment_bytes;
         settings.log.retention_ms = None;
         settings.log.retention_bytes = None;
         settings.log.flush_policy = FlushPolicy::Always;
@@ -745,6 +805,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), ServerError> {
     }
     if name == OFFSETS_TOPIC {
         return invalid(format!("{name} is the internal offsets topic"));
+    }
+    if name == TXN_STATE_TOPIC {
+        return invalid(format!("{name} is the internal transaction state topic"));
     }
     if name == "." || name == ".." {
         return invalid(format!("topic name cannot be {name:?}"));

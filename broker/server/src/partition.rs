@@ -16,9 +16,16 @@
 //!   every role it never passes this log's flushed offset: a consumer is
 //!   never served, and a DeleteRecords never removes up to, a record a
 //!   crash could take back.
-//! - **Last stable offset.** The bound of a `read_committed` read. Without
-//!   transactions every committed record is stable, so it equals the high
-//!   watermark.
+//! - **Last stable offset.** The bound of a `read_committed` read: the
+//!   high watermark, or the first offset of the oldest transaction still
+//!   open on this partition if that is lower (the log's producer state
+//!   knows it, `PartitionLog::last_stable_offset`). It never passes the
+//!   high watermark. A read_committed read also gets the aborted
+//!   transactions within what it read ([`Partition::aborted_transactions`]),
+//!   so the consumer drops their records.
+//! - **Transaction markers.** The transaction coordinator's COMMIT and
+//!   ABORT control batches are appended here ([`Partition::append_marker`])
+//!   and acknowledged like an `acks=all` batch: once committed.
 //! - **Acknowledgements.** An append with `acks=0` or `acks=1` completes when
 //!   the batch is in the log (its write buffer); with `acks=all` when the
 //!   high watermark passes the batch's last offset, or fails when a failed
@@ -48,8 +55,9 @@ use corelog_replication::{
 use corelog_runtime::notify::Notify;
 use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
 use corelog_storage::{
-    CacheId, LeaderEpoch, LogConfig, Offset, PartitionLog, RecoveryReport, SharedBatchCache,
-    StorageError, TimestampPlan, ValidBatch,
+    AbortedTxn, CacheId, LeaderEpoch, LogConfig, Offset, PartitionLog, ProducerId,
+    ProducerStateView, RecoveryReport, SharedBatchCache, StorageError, TimestampPlan, TxnMarker,
+    ValidBatch,
 };
 
 pub use corelog_storage::ReadChunks;
@@ -773,6 +781,58 @@ impl Partition {
         })
     }
 
+    /// Appends a transaction marker (the coordinator's WriteTxnMarkers):
+    /// it ends the producer's transaction here. Returns the point to wait
+    /// for with [`Self::committed`]: a marker counts once committed, as an
+    /// `acks=all` write does.
+    pub fn append_marker(&self, marker: TxnMarker) -> Result<CommitPoint, StorageError> {
+        let role_generation = self.replication.generation.get();
+        let (info, generation) = self
+            .log
+            .borrow()
+            .append_marker(marker, corelog_runtime::now_ms())?;
+        Ok(CommitPoint {
+            end: info.last_offset.plus(1),
+            generation,
+            role_generation,
+        })
+    }
+
+    /// The first offset of `producer_id`'s transaction open on this
+    /// partition, if one is (KIP-890 verification asks it before a
+    /// transactional batch that would open one).
+    pub fn ongoing_transaction(&self, producer_id: ProducerId) -> Option<Offset> {
+        self.read_log(|l| l.ongoing_transaction(producer_id))
+    }
+
+    /// The producers this partition remembers (DescribeProducers).
+    pub fn producer_states(&self) -> Vec<ProducerStateView> {
+        self.read_log(|l| l.producer_states())
+    }
+
+    /// Appends a group coordinator's transactional batch of offsets
+    /// (TxnOffsetCommit), which carries the producer's id and epoch but no
+    /// sequence; acknowledged like [`Self::append`] at `acks`.
+    pub fn append_from_coordinator(
+        &self,
+        batch: ValidBatch,
+        acks: Acks,
+    ) -> Result<Appended, StorageError> {
+        let role_generation = self.replication.generation.get();
+        let (info, generation) = self.log.borrow().append_from_coordinator(batch)?;
+        Ok(Appended {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            duplicate: info.duplicate,
+            commit: CommitPoint {
+                end: info.last_offset.plus(1),
+                generation,
+                role_generation,
+            },
+            acks,
+        })
+    }
+
     /// Completes when `appended` may be acknowledged at its acks level: at
     /// once for `acks=0` and `acks=1`; for `acks=all` once the high
     /// watermark has passed its last offset. Fails if the batch was
@@ -844,6 +904,31 @@ impl Partition {
             let bounds = self.bounds_in(l);
             let end = bounds.visible_end(isolation);
             (bounds, l.plan_read(offset, max_bytes, end))
+        })
+    }
+
+    /// Plans a read_committed read from `offset`, as [`Self::plan_read`]
+    /// does at [`Isolation::ReadCommitted`], with the aborted transactions
+    /// whose records may lie in what it reads (the consumer drops them).
+    /// Their number is bounded (`corelog_storage`'s
+    /// `ABORTED_TXNS_PER_READ_MAX`); when more lie before the last stable
+    /// offset, the read ends where the list stops being complete, so no
+    /// aborted record is ever returned without its transaction.
+    pub fn plan_read_committed(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> (ReadBounds, Result<ReadPlan, StorageError>, Vec<AbortedTxn>) {
+        self.read_log(|l| {
+            let bounds = self.bounds_in(l);
+            let lso = bounds.last_stable_offset;
+            let (aborted, complete_below) = l.aborted_transactions_bounded(
+                offset,
+                lso,
+                corelog_storage::ABORTED_TXNS_PER_READ_MAX,
+            );
+            let end = lso.min(complete_below);
+            (bounds, l.plan_read(offset, max_bytes, end), aborted)
         })
     }
 
@@ -937,7 +1022,7 @@ fn bounds_of(log: &PartitionLog<GlommioIo>, role: &Role) -> ReadBounds {
     };
     ReadBounds {
         high_watermark,
-        last_stable_offset: high_watermark,
+        last_stable_offset: log.last_stable_offset(high_watermark),
         log_start_offset: log.log_start_offset(),
         log_end_offset: log.next_offset(),
     }

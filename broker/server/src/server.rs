@@ -131,6 +131,17 @@ fn serve(
         );
     }
     changed |= metadata.place_offsets_partitions(shard_count);
+    if metadata.txn_state_partitions == 0 {
+        metadata.txn_state_partitions = config.transactions.state_log_partitions;
+        changed = true;
+    } else if metadata.txn_state_partitions != config.transactions.state_log_partitions {
+        tracing::warn!(
+            recorded = metadata.txn_state_partitions,
+            configured = config.transactions.state_log_partitions,
+            "transactions.state_log_partitions differs from the count this data directory was created with; keeping the recorded count"
+        );
+    }
+    changed |= metadata.place_txn_state_partitions(shard_count);
     if changed {
         metadata.version += 1;
         metadata
@@ -249,6 +260,7 @@ async fn shard_main(
     );
     reconcile(&shard).await;
     crate::groups::open_existing(&shard).await;
+    crate::txn::open_existing(&shard).await;
     // A shard that cannot serve stops the whole broker, and says why at
     // once: the other shards would otherwise wait for it to be ready
     // forever, and its error would surface only when they end.
@@ -478,6 +490,7 @@ async fn shutdown(shard: &Rc<Shard>) {
         }
     }
     crate::groups::close_all(shard).await;
+    crate::txn::close_all(shard).await;
     tracing::info!(shard = shard.id().0, "shard stopped");
 }
 
@@ -503,7 +516,7 @@ fn remove_orphan_partitions(data_dir: &Path, md: &ClusterMetadata) {
         let Ok(part) = part.parse::<usize>() else {
             continue;
         };
-        if topic == crate::groups::OFFSETS_TOPIC {
+        if topic == crate::groups::OFFSETS_TOPIC || topic == crate::metadata::TXN_STATE_TOPIC {
             continue;
         }
         let known = md

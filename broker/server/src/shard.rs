@@ -60,6 +60,8 @@ pub struct Shard {
     stop_notify: corelog_runtime::notify::Notify,
     /// Group coordinators of the offsets partitions this shard owns.
     groups: crate::groups::table::GroupTable,
+    /// The transaction coordinators of the state partitions it owns.
+    txns: crate::txn::table::TxnTable,
     /// Bytes of request frames in flight on this shard
     /// (`request_bytes_in_flight_per_shard_max`).
     request_bytes_budget: Rc<glommio::sync::Semaphore>,
@@ -144,6 +146,11 @@ impl Shard {
     /// The group coordinators of the offsets partitions this shard owns.
     pub fn groups(&self) -> &crate::groups::table::GroupTable {
         &self.groups
+    }
+
+    /// The transaction coordinators of the state partitions this shard owns.
+    pub fn txns(&self) -> &crate::txn::table::TxnTable {
+        &self.txns
     }
 
     /// A batch-cache id for a partition log this shard opens, unique in
@@ -430,6 +437,7 @@ pub fn make_shard(
         stopping: Cell::new(false),
         stop_notify: corelog_runtime::notify::Notify::new(),
         groups: crate::groups::table::GroupTable::default(),
+        txns: crate::txn::table::TxnTable::default(),
         request_bytes_budget,
         stalled_frame_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),
         stalled_write_log: RefCell::new(RateLimited::new(STALLED_FRAME_LOG_INTERVAL)),

@@ -251,10 +251,12 @@ fn a_request_adding_more_than_partitions_per_request_max_is_refused_past_the_bou
 
 #[test]
 fn partitions_past_partitions_per_broker_max_are_refused() {
-    // The offsets log's 2 partitions count too: 2 + 10 fill the broker.
+    // The offsets and transaction state logs' 2 partitions each count
+    // too: 2 + 2 + 10 fill the broker.
     let broker = TestServer::start_with(1, None, |c| {
         c.groups.offsets_topic_partitions = 2;
-        c.partitions_per_broker_max = 12;
+        c.transactions.state_log_partitions = 2;
+        c.partitions_per_broker_max = 14;
     });
     let mut c = broker.client();
     c.create_topic("b10", 10);
@@ -262,12 +264,12 @@ fn partitions_past_partitions_per_broker_max_are_refused() {
     assert_refused(
         &(answers[0].1, answers[0].2.clone()),
         ec::INVALID_PARTITIONS,
-        "partitions_per_broker_max is 12",
+        "partitions_per_broker_max is 14",
     );
     assert_refused(
         &create_partitions(&mut c, &[("b10", 11)], false)[0],
         ec::INVALID_PARTITIONS,
-        "partitions_per_broker_max is 12",
+        "partitions_per_broker_max is 14",
     );
     assert_eq!(c.partition_count("b1"), None);
     assert_eq!(c.partition_count("b10"), Some(10));
@@ -284,26 +286,27 @@ fn partitions_past_partitions_per_broker_max_are_refused() {
 
 #[test]
 fn partitions_past_partitions_per_shard_max_are_refused() {
-    // Two shards of at most 5, each holding one offsets partition: room
-    // for 8 more.
+    // Two shards of at most 5, each holding one offsets partition and one
+    // transaction state partition: room for 6 more.
     let broker = TestServer::start_with(2, None, |c| {
         c.groups.offsets_topic_partitions = 2;
+        c.transactions.state_log_partitions = 2;
         c.partitions_per_shard_max = 5;
     });
     let mut c = broker.client();
-    let answers = create_topics(&mut c, vec![creatable("s9", 9)], false);
+    let answers = create_topics(&mut c, vec![creatable("s7", 7)], false);
     assert_refused(
         &(answers[0].1, answers[0].2.clone()),
         ec::INVALID_PARTITIONS,
         "partitions_per_shard_max is 5",
     );
-    c.create_topic("s8", 8);
+    c.create_topic("s6", 6);
     assert_refused(
-        &create_partitions(&mut c, &[("s8", 9)], false)[0],
+        &create_partitions(&mut c, &[("s6", 7)], false)[0],
         ec::INVALID_PARTITIONS,
         "partitions_per_shard_max is 5",
     );
-    assert_eq!(c.partition_count("s8"), Some(8));
+    assert_eq!(c.partition_count("s6"), Some(6));
     assert_healthy(&mut c);
     broker.stop();
 }

@@ -11,10 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Submodules that name nothing above the shard: the controller's and the
-/// group coordinators' state, which the shard owns, and the requests to the
+/// Submodules that name nothing above the shard: the controller's, the
+/// group coordinators' and the transaction coordinators' state, which the
+/// shard owns, and the requests to the
 /// active controller, which the replica tasks send.
-const OWN_NODES: &[&str] = &["controller::state", "controller::ask", "groups::table"];
+const OWN_NODES: &[&str] = &[
+    "controller::state",
+    "controller::ask",
+    "groups::table",
+    "txn::table",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("src is readable") {

@@ -229,8 +229,10 @@ fn check_crc_and_header(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchE
             return Err(BatchError::Invalid("producer id without a producer epoch"));
         }
         // A transaction marker (a control batch) carries no sequence, as
-        // Kafka writes it; the log refuses control batches from clients.
-        if header.base_sequence < 0 && !header.is_control() {
+        // Kafka writes it, and neither does a group coordinator's
+        // transactional batch of offsets (TxnOffsetCommit); the log refuses
+        // both from clients (`PartitionLog::append_valid`).
+        if header.base_sequence < 0 && !header.is_control() && !header.is_transactional() {
             return Err(BatchError::Invalid("producer id without a base sequence"));
         }
     } else if header.is_transactional() {

@@ -48,5 +48,5 @@ pub use producer::ProducerStateView;
 pub use read::{ReadChunks, ReadPlan, TimestampPlan};
 pub use records::RecordLimits;
 pub use recover::RecoveryReport;
-pub use txn::{AbortedTxn, MarkerKind, TxnMarker};
+pub use txn::{AbortedTxn, MarkerKind, TxnMarker, ABORTED_TXNS_PER_READ_MAX};
 pub use types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};

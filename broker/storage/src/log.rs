@@ -548,6 +548,13 @@ impl<I: StorageIo> PartitionLog<I> {
                 "transactional batch without a producer id",
             )));
         }
+        if header.has_producer_id() && header.base_sequence < 0 {
+            // Only a coordinator writes producer batches without a
+            // sequence ([`Self::append_from_coordinator`]).
+            return Err(StorageError::Batch(batch::BatchError::Invalid(
+                "producer id without a base sequence",
+            )));
+        }
         self.check_appendable(&header)?;
         if header.has_producer_id() {
             if let crate::producer::SequenceCheck::Duplicate(b) = self.producers.check(&header)? {
@@ -562,6 +569,29 @@ impl<I: StorageIo> PartitionLog<I> {
         if self.epochs.latest() != Some(self.leader_epoch) {
             // The first batch of a log, or the first after a cut that took
             // the epoch's start with it.
+            self.epochs.assign(self.leader_epoch, self.next_offset);
+        }
+        Ok(self.buffer(&header, self.leader_epoch, batch.into_bytes()))
+    }
+
+    /// Appends a batch a coordinator wrote on a producer's behalf: a group
+    /// coordinator's transactional batch of offsets (TxnOffsetCommit),
+    /// Kafka's `AppendOrigin.COORDINATOR`. It carries the producer's id and
+    /// epoch but no sequence, so the producer's sequence checks do not
+    /// apply and it is not remembered for deduplication; it opens the
+    /// producer's transaction here like any transactional batch, and the
+    /// coordinator's marker closes it. Durability is as for
+    /// [`Self::append_valid`]. Control batches are refused: markers go
+    /// through [`Self::append_marker`].
+    pub fn append_from_coordinator(&mut self, batch: ValidBatch) -> Result<AppendInfo> {
+        let header = *batch.header();
+        if header.is_control() {
+            return Err(StorageError::Batch(batch::BatchError::Invalid(
+                "markers are appended with append_marker",
+            )));
+        }
+        self.check_appendable(&header)?;
+        if self.epochs.latest() != Some(self.leader_epoch) {
             self.epochs.assign(self.leader_epoch, self.next_offset);
         }
         Ok(self.buffer(&header, self.leader_epoch, batch.into_bytes()))

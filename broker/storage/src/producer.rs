@@ -380,12 +380,15 @@ impl ProducerStates {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
-        entry.batches.push_back(BatchMeta {
-            first_seq: h.base_sequence,
-            last_seq: last_seq_of(h),
-            base_offset: base.0,
-            last_offset: base.0 + h.last_offset_delta as i64,
-        });
+        if h.base_sequence >= 0 {
+            // A coordinator's batch has no sequence: nothing to dedupe.
+            entry.batches.push_back(BatchMeta {
+                first_seq: h.base_sequence,
+                last_seq: last_seq_of(h),
+                base_offset: base.0,
+                last_offset: base.0 + h.last_offset_delta as i64,
+            });
+        }
         while entry.batches.len() > REMEMBERED_BATCHES {
             entry.batches.pop_front();
         }

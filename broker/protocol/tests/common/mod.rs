@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod groups;
+pub mod txns;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use corelog_protocol::kafka_protocol::messages::{
@@ -64,6 +65,13 @@ pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::OffsetDelete, 0, 0),
     support(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     support(ApiKey::ConsumerGroupDescribe, 0, 1),
+    support(ApiKey::AddPartitionsToTxn, 0, 5),
+    support(ApiKey::AddOffsetsToTxn, 0, 4),
+    support(ApiKey::EndTxn, 0, 4),
+    support(ApiKey::TxnOffsetCommit, 0, 4),
+    support(ApiKey::DescribeTransactions, 0, 0),
+    support(ApiKey::ListTransactions, 0, 1),
+    support(ApiKey::DescribeProducers, 0, 0),
 ];
 
 const fn support(api_key: ApiKey, min_version: i16, max_version: i16) -> ApiSupport {
@@ -417,6 +425,7 @@ pub fn build_request(api_key: ApiKey, v: i16) -> Request {
             Request::InitProducerId(r)
         }
         other if groups::is_group_api(other) => groups::build_group_request(other, v, false),
+        other if txns::is_txn_api(other) => txns::build_txn_request(other, v),
         other => panic!("no builder for {other:?}"),
     }
 }

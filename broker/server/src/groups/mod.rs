@@ -127,6 +127,21 @@ pub async fn submit(shard: &Rc<Shard>, index: u32, request: Request) -> GroupRep
     gp.submit(&shard.metadata(), request, groups_full).await
 }
 
+/// Runs on the owner of offsets partition `index`: writes a transaction
+/// marker to its log for the transaction coordinator, and once it is
+/// durable lets the group coordinator apply it to the offsets committed in
+/// that transaction (TxnOffsetCommit). 0 once done, else an error code.
+pub async fn write_marker(
+    shard: &Rc<Shard>,
+    index: u32,
+    marker: corelog_storage::TxnMarker,
+) -> i16 {
+    match open(shard, index).await {
+        Ok(gp) => gp.write_marker(marker).await,
+        Err(code) => code,
+    }
+}
+
 /// Opens on start the offsets partitions this shard owns that exist on
 /// disk, so their groups and offsets are loaded before clients ask. A
 /// cluster node's offsets partitions are replicas of a quorum topic:

@@ -321,6 +321,46 @@ impl GroupPartition {
         rx.await.unwrap_or(Err(codes::NOT_COORDINATOR))
     }
 
+    /// Appends a transaction marker to the offsets log and, once it is
+    /// committed, steps the coordinator with [`Input::TxnCompleted`], so
+    /// the transaction's offsets become visible (or are dropped) exactly
+    /// when the log says so. 0, or the error code for the transaction
+    /// coordinator (which retries).
+    pub(super) async fn write_marker(self: &Rc<Self>, marker: corelog_storage::TxnMarker) -> i16 {
+        if self.stale() {
+            return codes::NOT_COORDINATOR;
+        }
+        if self.loading.get() {
+            return codes::COORDINATOR_LOAD_IN_PROGRESS;
+        }
+        let point = match self.log.append_marker(marker) {
+            Ok(point) => point,
+            Err(e) => {
+                tracing::warn!(partition = self.index, error = %e, "transaction marker refused by the offsets log");
+                return crate::error::ServerError::code_of_storage(&e);
+            }
+        };
+        if self.log.committed(point).await.is_err() {
+            if !self.stale() {
+                self.fail();
+            }
+            return codes::NOT_COORDINATOR;
+        }
+        if self.loading.get() || self.stale() {
+            // Rebuilt from the log meanwhile: the load read the marker.
+            return codes::NONE;
+        }
+        let outputs = self.machine.borrow_mut().step(
+            now_ms(),
+            Input::TxnCompleted {
+                producer_id: marker.producer_id,
+                commit: marker.kind == corelog_storage::MarkerKind::Commit,
+            },
+        );
+        self.perform(outputs);
+        codes::NONE
+    }
+
     /// Stops the timer and flushes the log if it owns it (a cluster
     /// node's offsets logs are closed with its other partitions).
     pub(super) async fn close(&self) {
@@ -367,7 +407,7 @@ impl GroupPartition {
                     compacts,
                 } => {
                     let batches = encode_batches(&records, now_ms(), OFFSETS_BATCH_BYTES_MAX);
-                    if !self.append(write, batches, compacts) {
+                    if !self.append(write, batches, compacts, false) {
                         return;
                     }
                 }
@@ -384,7 +424,7 @@ impl GroupPartition {
                         now_ms(),
                         OFFSETS_BATCH_BYTES_MAX,
                     );
-                    if !self.append(write, batches, false) {
+                    if !self.append(write, batches, false, true) {
                         return;
                     }
                 }
@@ -396,7 +436,15 @@ impl GroupPartition {
     /// with [`Input::AppendDone`] once they are committed. `false` when the
     /// append failed and the coordinator is being rebuilt (the step's
     /// remaining outputs are moot).
-    fn append(self: &Rc<Self>, write: WriteId, batches: Vec<Bytes>, compacts: bool) -> bool {
+    /// `for_producer`: the batches are a producer's transactional offsets,
+    /// appended as a coordinator's (no sequence).
+    fn append(
+        self: &Rc<Self>,
+        write: WriteId,
+        batches: Vec<Bytes>,
+        compacts: bool,
+        for_producer: bool,
+    ) -> bool {
         // A leader whose ISR is below min.insync.replicas commits nothing:
         // fail now rather than leave the replies waiting (Kafka answers
         // such a commit NOT_ENOUGH_REPLICAS, which clients see as
@@ -419,7 +467,14 @@ impl GroupPartition {
             // nothing enters a log unchecked.
             let checked =
                 ValidBatch::new(batch, &RecordLimits::default()).map_err(StorageError::from);
-            match checked.and_then(|b| self.log.append(b, Acks::All)) {
+            let appended = checked.and_then(|b| {
+                if for_producer {
+                    self.log.append_from_coordinator(b, Acks::All)
+                } else {
+                    self.log.append(b, Acks::All)
+                }
+            });
+            match appended {
                 Ok(appended) => {
                     first.get_or_insert(appended.base_offset);
                     commit = appended.commit;

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
-use corelog_protocol::{FetchNodeEndpoint, FetchPartitionHeader, FetchResponseWriter};
+use corelog_protocol::{
+    AbortedTransaction, FetchNodeEndpoint, FetchPartitionHeader, FetchResponseWriter,
+};
 use corelog_runtime::notify::Notify;
 use corelog_storage::{LeaderEpoch, Offset};
 use futures_lite::FutureExt;
@@ -40,6 +42,10 @@ struct PartitionData {
     diverging_epoch: Option<(i32, i64)>,
     chunks: Vec<Bytes>,
     bytes: usize,
+    /// A read_committed read's aborted transactions that may have records
+    /// in what it read, so that the consumer drops them; `None` (null) for
+    /// other isolation levels, as Kafka sends.
+    aborted: Option<Vec<AbortedTransaction>>,
 }
 
 impl PartitionData {
@@ -269,7 +275,7 @@ pub async fn handle(
                 high_watermark: data.high_watermark,
                 last_stable_offset: data.last_stable_offset,
                 log_start_offset: data.log_start_offset,
-                aborted_transactions: None,
+                aborted_transactions: data.aborted.as_deref(),
                 preferred_read_replica: -1,
                 current_leader: if data.error_code == error_code::NOT_LEADER_OR_FOLLOWER
                     || data.error_code == error_code::FENCED_LEADER_EPOCH
@@ -643,12 +649,26 @@ fn plan_partition(shard: &Rc<Shard>, read: &Read) -> Planned {
         };
         crate::replica::propose(shard, &read.topic, read.partition, &p, proposals);
     }
-    let (bounds, plan) = p.plan_read(Offset(read.offset), read.max_bytes, read.isolation);
+    let (bounds, plan, aborted) = if read.isolation == Isolation::ReadCommitted {
+        let (bounds, plan, aborted) = p.plan_read_committed(Offset(read.offset), read.max_bytes);
+        let aborted = aborted
+            .into_iter()
+            .map(|a| AbortedTransaction {
+                producer_id: a.producer_id.0,
+                first_offset: a.first_offset.0,
+            })
+            .collect();
+        (bounds, plan, Some(aborted))
+    } else {
+        let (bounds, plan) = p.plan_read(Offset(read.offset), read.max_bytes, read.isolation);
+        (bounds, plan, None)
+    };
     let mut data = PartitionData {
         high_watermark: bounds.high_watermark.0,
         last_stable_offset: bounds.last_stable_offset.0,
         log_start_offset: bounds.log_start_offset.0,
         log_end_offset: bounds.log_end_offset.0,
+        aborted,
         ..Default::default()
     };
     match plan {

@@ -4,8 +4,11 @@
 //! `shard-direct` mode it is that shard's own broker (`crate::endpoints`),
 //! so the group's requests reach it without a hop.
 //!
-//! Transactions and share groups are not implemented: their keys get
-//! COORDINATOR_NOT_AVAILABLE and INVALID_REQUEST, with a message.
+//! A transactional id's coordinator is found the same way, on the shard
+//! owning its partition of the transaction state log (`crate::txn`); a
+//! cluster node does not coordinate transactions yet and answers
+//! COORDINATOR_NOT_AVAILABLE. Share groups are not implemented: their key
+//! gets INVALID_REQUEST, with a message.
 
 use corelog_protocol::error_code;
 use corelog_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -53,10 +56,15 @@ pub async fn handle(
                 ),
                 Ok(_) => (error_code::NONE, None),
             },
-            KEY_TYPE_TRANSACTION => (
-                corelog_coordination::codes::COORDINATOR_NOT_AVAILABLE,
-                Some("transactions are not implemented".into()),
+            KEY_TYPE_TRANSACTION if key.is_empty() => (
+                error_code::INVALID_REQUEST,
+                Some("empty transactional id".into()),
             ),
+            KEY_TYPE_TRANSACTION if !crate::txn::served_here(shard) => (
+                corelog_coordination::codes::COORDINATOR_NOT_AVAILABLE,
+                Some("transactions are served by single-node brokers only: the transaction state log is not replicated yet".into()),
+            ),
+            KEY_TYPE_TRANSACTION => (error_code::NONE, None),
             other => (
                 error_code::INVALID_REQUEST,
                 Some(format!("coordinator key type {other} is not supported")),
@@ -69,7 +77,7 @@ pub async fn handle(
             .iter()
             .map(|k| {
                 let (code, message) = answer(k);
-                let (node, host, port) = coordinator(shard, code, k);
+                let (node, host, port) = coordinator(shard, code, request.key_type, k);
                 Coordinator::default()
                     .with_key(k.clone())
                     .with_node_id(node)
@@ -84,7 +92,7 @@ pub async fn handle(
             .into());
     }
     let (code, message) = answer(&request.key);
-    let (node, host, port) = coordinator(shard, code, &request.key);
+    let (node, host, port) = coordinator(shard, code, request.key_type, &request.key);
     Ok(FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_error_message(message.map(sb))
@@ -94,11 +102,13 @@ pub async fn handle(
         .into())
 }
 
-/// Node id, host and port of the broker that coordinates group `key`, or
-/// Kafka's "none" (-1, "", -1) when the answer is an error.
+/// Node id, host and port of the broker that coordinates group or
+/// transactional id `key`, or Kafka's "none" (-1, "", -1) when the answer
+/// is an error.
 fn coordinator(
     shard: &crate::shard::Shard,
     code: i16,
+    key_type: i8,
     key: &str,
 ) -> (
     BrokerId,
@@ -108,10 +118,14 @@ fn coordinator(
     if code != error_code::NONE {
         return (BrokerId(-1), sb(String::new()), -1);
     }
-    if let Ok(Some(b)) = crate::groups::cluster_coordinator(shard, key) {
-        return (BrokerId(b.id), sb(b.host), b.port as i32);
-    }
-    let (_, owner) = crate::groups::coordinator_of(shard, key);
+    let owner = if key_type == KEY_TYPE_TRANSACTION {
+        crate::txn::coordinator_of(shard, key).1
+    } else {
+        if let Ok(Some(b)) = crate::groups::cluster_coordinator(shard, key) {
+            return (BrokerId(b.id), sb(b.host), b.port as i32);
+        }
+        crate::groups::coordinator_of(shard, key).1
+    };
     let e = endpoints::endpoint_of(shard.config(), owner);
     (BrokerId(e.node_id.0), sb(e.host), e.port as i32)
 }

@@ -164,6 +164,16 @@ async fn lookup(shard: &Shard, l: Lookup, isolation: Isolation) -> Found {
         return Found::error(code);
     }
     let mut found = find(&p, &topic, partition, timestamp, isolation).await;
+    if timestamp != EARLIEST
+        && timestamp != LATEST
+        && found.offset >= p.bounds().visible_end(isolation).0
+    {
+        // Kafka's rule for lookups by time: a record the isolation level
+        // may not read yet (read_committed: at or past the last stable
+        // offset) is not an answer.
+        found.offset = -1;
+        found.timestamp = -1;
+    }
     if found.error_code == error_code::NONE && found.offset >= 0 {
         // Kafka's answers: the latest offset is in the leader's epoch, any
         // other in the epoch of the batch that holds it.

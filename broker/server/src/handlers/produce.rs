@@ -4,8 +4,14 @@
 //! Validation runs here, on the connection's shard, before a batch travels
 //! to its owner: the header, the CRC and every record inside, decompressed
 //! if need be (`corelog_storage::records`), plus what only a produce
-//! request may not carry (control batches, transactional batches while
-//! transactions are not implemented, zstd before Produce v7). The owner then
+//! request may not carry (control batches, transactional batches without
+//! the request's transactional id, zstd before Produce v7).
+//!
+//! A transactional batch that would start its producer's transaction on a
+//! partition is first checked with the producer's transaction coordinator
+//! (KIP-890's verification, `crate::txn::verify`): only a partition the
+//! producer added to its ongoing transaction takes it, so a late or
+//! hanging write cannot open a transaction no marker will ever close. The owner then
 //! appends the checked batch without reading it again. A refused batch is
 //! answered with Kafka's error code and, from Produce v8 on, a message
 //! saying what was wrong.
@@ -75,6 +81,11 @@ pub async fn handle(
         }
     }
     let md = shard.metadata();
+    let transactional_id: Option<String> = request
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .filter(|t| !t.is_empty());
     // Each partition's outcome, in request order: decided here when the
     // request itself is wrong, else by the owning shard; with a message for
     // the client when it is refused here.
@@ -117,6 +128,7 @@ pub async fn handle(
                                 records,
                                 header.api_version,
                                 &settings.log.record_limits,
+                                transactional_id.is_some(),
                             ) {
                                 Ok(batch) => {
                                     let owner = t.partitions[index as usize].shard;
@@ -126,6 +138,7 @@ pub async fn handle(
                                             slot: slots.len(),
                                             topic: name.clone(),
                                             index,
+                                            transactional_id: transactional_id.clone(),
                                             batch,
                                         },
                                     ));
@@ -225,6 +238,9 @@ struct Batch {
     slot: usize,
     topic: String,
     index: i32,
+    /// The request's transactional id, for a transactional batch's
+    /// verification.
+    transactional_id: Option<String>,
     batch: ValidBatch,
 }
 
@@ -236,6 +252,7 @@ fn check_batch(
     records: &Bytes,
     version: i16,
     limits: &RecordLimits,
+    has_transactional_id: bool,
 ) -> Result<ValidBatch, (i16, String)> {
     let batch = ValidBatch::new(records.clone(), limits).map_err(|e| {
         let code = ServerError::code_of_storage(&StorageError::Batch(e.clone()));
@@ -250,16 +267,14 @@ fn check_batch(
             "clients may not produce control batches".into(),
         ));
     }
-    if h.is_transactional() {
-        // No producer can be in a transaction until transactions exist
-        // here (InitProducerId refuses transactional ids), so a
-        // transactional batch comes from a client that skipped the
-        // protocol; stored, it would be invisible to read_committed
-        // consumers for ever, as no marker would ever close it.
+    if h.is_transactional() && (!has_transactional_id || !h.has_producer_id()) {
+        // Its coordinator could not be asked whether the partition is in
+        // the producer's transaction, and no marker would be sure to
+        // close it: stored, it could hold read_committed consumers back
+        // for ever.
         return Err((
             error_code::INVALID_TXN_STATE,
-            "transactional batches are refused: this broker does not implement transactions yet"
-                .into(),
+            "a transactional batch needs a producer id and the request's transactional id".into(),
         ));
     }
     if h.compression() == Some(Compression::Zstd) && version < 7 {
@@ -270,6 +285,23 @@ fn check_batch(
         ));
     }
     Ok(batch)
+}
+
+/// What a produce answer says for a failed verification, in codes every
+/// Produce version's clients know: a fenced producer's batch is refused as
+/// one of an old epoch, and a coordinator busy completing the previous
+/// transaction gets a retriable code (Kafka answers NOT_ENOUGH_REPLICAS
+/// there too).
+fn verification_code(code: i16) -> i16 {
+    use corelog_coordination::codes;
+    match code {
+        codes::PRODUCER_FENCED => codes::INVALID_PRODUCER_EPOCH,
+        codes::CONCURRENT_TRANSACTIONS
+        | codes::COORDINATOR_LOAD_IN_PROGRESS
+        | codes::COORDINATOR_NOT_AVAILABLE
+        | codes::NOT_COORDINATOR => error_code::NOT_ENOUGH_REPLICAS,
+        other => other,
+    }
 }
 
 /// Runs on the owning shard: appends every batch it was sent, in request
@@ -300,6 +332,22 @@ async fn append_all(
             // nothing is appended.
             outcomes.push(Outcome::error(error_code::NOT_ENOUGH_REPLICAS));
             continue;
+        }
+        let h = *batch.batch.header();
+        if h.is_transactional() && p.ongoing_transaction(h.producer_id).is_none() {
+            let code = crate::txn::verify(
+                &shard,
+                batch.transactional_id.as_deref().unwrap_or_default(),
+                h.producer_id,
+                h.producer_epoch,
+                crate::TopicPartition::new(batch.topic.clone(), batch.index),
+            )
+            .await;
+            if code != error_code::NONE {
+                tracing::debug!(topic = %batch.topic, index = batch.index, code, "transactional batch failed verification");
+                outcomes.push(Outcome::error(verification_code(code)));
+                continue;
+            }
         }
         match p.append(batch.batch, acks) {
             Ok(a) => {

@@ -325,3 +325,62 @@ def test_transactional_requests_with_wrong_ids_epochs_or_states_get_their_kafka_
     assert add_partitions_v0(port, txn_id, pid, epoch, topic, 0) == INVALID_PRODUCER_EPOCH
     # Nothing of it reached the topic.
     assert high_watermarks(tbroker.bootstrap, topic, [0]) == {0: 0}
+
+
+MANY_PARTITIONS = 48
+
+
+def test_a_commit_cut_by_a_kill_after_its_answer_is_completed_after_the_restart(tbroker):
+    # EndTxn is answered once the decision is durable; the markers follow.
+    # A kill right after the answer leaves some of them unwritten, and the
+    # restarted coordinator writes the rest: every record becomes visible.
+    topic = create_topic(tbroker.bootstrap, partitions=MANY_PARTITIONS)
+    p = txn_producer(tbroker.bootstrap)
+    p.begin_transaction()
+    for i in range(MANY_PARTITIONS):
+        p.produce(topic, value=b"m%d" % i, partition=i)
+    p.commit_transaction(30)
+    tbroker.kill9()
+    tbroker.start()
+    got = read_all(tbroker.bootstrap, topic, range(MANY_PARTITIONS), "read_committed",
+                   expect=MANY_PARTITIONS, timeout=40)
+    assert values(got) == sorted("m%d" % i for i in range(MANY_PARTITIONS))
+
+
+def test_a_commit_cut_by_a_kill_before_its_answer_is_all_or_nothing(tbroker):
+    # The kill lands while EndTxn is in flight: after the restart the
+    # transaction is committed on every partition or on none, never half.
+    import threading
+    topic = create_topic(tbroker.bootstrap, partitions=MANY_PARTITIONS)
+    txn_id = "cut-" + uuid.uuid4().hex[:6]
+    p = txn_producer(tbroker.bootstrap, txn_id, **{"transaction.timeout.ms": 4000})
+    p.begin_transaction()
+    for i in range(MANY_PARTITIONS):
+        p.produce(topic, value=b"h%d" % i, partition=i)
+    p.flush(10)
+    committing = threading.Thread(target=lambda: _ignore_errors(p.commit_transaction, 10))
+    committing.start()
+    time.sleep(0.01)
+    tbroker.kill9()
+    committing.join(20)
+    tbroker.start()
+    # A new instance with the same id waits for a decided transaction to
+    # complete, or aborts an undecided one.
+    txn_producer(tbroker.bootstrap, txn_id)
+    got = read_all(tbroker.bootstrap, topic, range(MANY_PARTITIONS), "read_committed",
+                   idle_s=3.0, timeout=40)
+    assert len(got) in (0, MANY_PARTITIONS), "half a transaction is visible: %d of %d" % (
+        len(got), MANY_PARTITIONS)
+    # Either way every partition ends with its marker: nothing is left open.
+    produce_all(tbroker.bootstrap, topic, [{"value": b"after", "partition": i}
+                                           for i in range(MANY_PARTITIONS)])
+    after = read_all(tbroker.bootstrap, topic, range(MANY_PARTITIONS), "read_committed",
+                     expect=len(got) + MANY_PARTITIONS, timeout=40)
+    assert len(after) == len(got) + MANY_PARTITIONS
+
+
+def _ignore_errors(fn, *args):
+    try:
+        fn(*args)
+    except KafkaException:
+        pass

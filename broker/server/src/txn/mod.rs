@@ -204,11 +204,7 @@ pub async fn write_markers(shard: Rc<Shard>, job: MarkerJob) -> Vec<(TopicPartit
         .fan_out(
             items,
             move |s, parts: Vec<(usize, TopicPartition)>| async move {
-                let mut out = Vec::with_capacity(parts.len());
-                for (_, tp) in parts {
-                    out.push(write_marker_here(&s, &tp, marker).await);
-                }
-                out
+                write_markers_here(&s, parts.into_iter().map(|(_, tp)| tp).collect(), marker).await
             },
             codes::NOT_LEADER_OR_FOLLOWER,
         )
@@ -219,26 +215,53 @@ pub async fn write_markers(shard: Rc<Shard>, job: MarkerJob) -> Vec<(TopicPartit
     answers
 }
 
-/// Runs on the partition's owner: appends the marker and waits until it is
-/// durable (committed).
-async fn write_marker_here(shard: &Rc<Shard>, tp: &TopicPartition, marker: TxnMarker) -> i16 {
-    if tp.topic == OFFSETS_TOPIC {
-        return crate::groups::write_marker(shard, tp.partition as u32, marker).await;
+/// Runs on the partitions' owner: appends the marker to every partition
+/// first and then waits for each to be committed, so that the appends of
+/// one shard share their writes (group commit) instead of waiting for one
+/// fdatasync per partition in turn. One code per partition, in order.
+async fn write_markers_here(
+    shard: &Rc<Shard>,
+    parts: Vec<TopicPartition>,
+    marker: TxnMarker,
+) -> Vec<i16> {
+    enum Pending {
+        Done(i16),
+        Offsets(u32),
+        Committing(Partition, crate::partition::CommitPoint),
     }
-    let Some(p) = shard.partition(&tp.topic, tp.partition) else {
-        return codes::UNKNOWN_TOPIC_OR_PARTITION;
-    };
-    match p.append_marker(marker) {
-        Ok(point) => match p.committed(point).await {
-            Ok(()) => codes::NONE,
-            Err(NotAcknowledged::NotLeader) => codes::NOT_LEADER_OR_FOLLOWER,
-            Err(NotAcknowledged::Discarded) => corelog_protocol::error_code::KAFKA_STORAGE_ERROR,
-        },
-        Err(e) => {
-            tracing::warn!(partition = %tp, error = %e, "transaction marker refused");
-            crate::error::ServerError::code_of_storage(&e)
-        }
+    let pending: Vec<Pending> = parts
+        .iter()
+        .map(|tp| {
+            if tp.topic == OFFSETS_TOPIC {
+                return Pending::Offsets(tp.partition as u32);
+            }
+            let Some(p) = shard.partition(&tp.topic, tp.partition) else {
+                return Pending::Done(codes::UNKNOWN_TOPIC_OR_PARTITION);
+            };
+            match p.append_marker(marker) {
+                Ok(point) => Pending::Committing(p, point),
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "transaction marker refused");
+                    Pending::Done(crate::error::ServerError::code_of_storage(&e))
+                }
+            }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(pending.len());
+    for p in pending {
+        out.push(match p {
+            Pending::Done(code) => code,
+            Pending::Offsets(index) => crate::groups::write_marker(shard, index, marker).await,
+            Pending::Committing(p, point) => match p.committed(point).await {
+                Ok(()) => codes::NONE,
+                Err(NotAcknowledged::NotLeader) => codes::NOT_LEADER_OR_FOLLOWER,
+                Err(NotAcknowledged::Discarded) => {
+                    corelog_protocol::error_code::KAFKA_STORAGE_ERROR
+                }
+            },
+        });
     }
+    out
 }
 
 /// KIP-890 verification, on a partition's owner before it appends a

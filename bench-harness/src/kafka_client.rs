@@ -1,5 +1,8 @@
 //! A minimal blocking Kafka client over `std::net::TcpStream`, for the load
-//! generator: ApiVersions, Metadata, CreateTopics, Produce and Fetch. Record
+//! generator: ApiVersions, Metadata, CreateTopics, Produce, Fetch,
+//! FindCoordinator and InitProducerId (the request bodies of
+//! AddPartitionsToTxn and EndTxn are built here too, for the producers'
+//! transactions). Record
 //! batches are built and walked in [`crate::records`]. [`Leaders`] reads
 //! each partition's leader endpoint from a Metadata response, for the
 //! producers' routing.
@@ -17,14 +20,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, EndTxnRequest,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -34,6 +41,23 @@ pub const METADATA_VERSION: i16 = 9;
 pub const CREATE_TOPICS_VERSION: i16 = 5;
 pub const PRODUCE_VERSION: i16 = 9;
 pub const FETCH_VERSION: i16 = 12;
+/// v3: one key per request (v4+ batch them).
+pub const FIND_COORDINATOR_VERSION: i16 = 3;
+pub const INIT_PRODUCER_ID_VERSION: i16 = 4;
+/// v3: the newest a client sends (v4+ are KIP-890's broker-to-broker
+/// verification).
+pub const ADD_PARTITIONS_TO_TXN_VERSION: i16 = 3;
+pub const END_TXN_VERSION: i16 = 3;
+
+/// FindCoordinator key type of a transactional id.
+pub const COORDINATOR_KEY_TRANSACTION: i8 = 1;
+/// Kafka error codes a transactional client retries after a short wait:
+/// the coordinator is loading its state, or is still finishing the
+/// previous transaction (writing its markers).
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const NOT_COORDINATOR: i16 = 16;
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
 
 /// Kafka error code TOPIC_ALREADY_EXISTS.
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
@@ -290,12 +314,26 @@ impl KafkaClient {
         min_bytes: i32,
         partition_max_bytes: i32,
     ) -> Result<FetchResponse> {
+        self.fetch_isolated(topics, max_wait_ms, min_bytes, partition_max_bytes, 0)
+    }
+
+    /// [`KafkaClient::fetch_topics`] at an isolation level: 0
+    /// read_uncommitted (up to the high watermark), 1 read_committed (up
+    /// to the last stable offset, with the aborted transactions).
+    pub fn fetch_isolated(
+        &mut self,
+        topics: &[(String, Vec<(i32, i64)>)],
+        max_wait_ms: i32,
+        min_bytes: i32,
+        partition_max_bytes: i32,
+        isolation_level: i8,
+    ) -> Result<FetchResponse> {
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(min_bytes)
             .with_max_bytes(i32::MAX)
-            .with_isolation_level(0)
+            .with_isolation_level(isolation_level)
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(
@@ -324,6 +362,141 @@ impl KafkaClient {
         let wait = Duration::from_millis(max_wait_ms.max(0) as u64) + self.call_timeout;
         self.recv(wait)
     }
+}
+
+impl KafkaClient {
+    /// The endpoint (`host:port`) of transactional id `transactional_id`'s
+    /// coordinator (FindCoordinator, key type 1), retrying a coordinator
+    /// that is not available yet for up to `patience`.
+    pub fn find_transaction_coordinator(
+        &mut self,
+        transactional_id: &str,
+        patience: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let req = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(transactional_id.to_string()))
+                .with_key_type(COORDINATOR_KEY_TRANSACTION);
+            let resp: FindCoordinatorResponse =
+                self.call(ApiKey::FindCoordinator, FIND_COORDINATOR_VERSION, &req)?;
+            if resp.error_code == 0 {
+                return Ok(format!("{}:{}", resp.host.as_str(), resp.port));
+            }
+            if !retriable_coordinator_error(resp.error_code) || Instant::now() >= deadline {
+                let message = resp.error_message.as_ref().map_or("", |m| m.as_str());
+                bail!(
+                    "FindCoordinator({transactional_id}) error {}: {message}",
+                    resp.error_code
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// InitProducerId: a producer id and epoch, for an idempotent producer
+    /// (`transactional_id` None) or a transactional one (sent to its
+    /// coordinator), retrying the coordinator's retriable answers for up to
+    /// `patience`.
+    pub fn init_producer_id(
+        &mut self,
+        transactional_id: Option<&str>,
+        transaction_timeout_ms: i32,
+        patience: Duration,
+    ) -> Result<(i64, i16)> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(
+                    transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.into()))),
+                )
+                .with_transaction_timeout_ms(transaction_timeout_ms)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            let resp: InitProducerIdResponse =
+                self.call(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION, &req)?;
+            if resp.error_code == 0 {
+                return Ok((resp.producer_id.0, resp.producer_epoch));
+            }
+            let retriable = retriable_coordinator_error(resp.error_code)
+                || resp.error_code == CONCURRENT_TRANSACTIONS;
+            if !retriable || Instant::now() >= deadline {
+                bail!(
+                    "InitProducerId({}) error {}",
+                    transactional_id.unwrap_or("none"),
+                    resp.error_code
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether a coordinator's error says "ask again shortly".
+pub fn retriable_coordinator_error(code: i16) -> bool {
+    matches!(
+        code,
+        COORDINATOR_LOAD_IN_PROGRESS | COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR
+    )
+}
+
+/// AddPartitionsToTxn (v3 and below: one transaction) naming `partitions`
+/// of each topic.
+pub fn add_partitions_to_txn_request(
+    transactional_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, Vec<i32>)],
+) -> AddPartitionsToTxnRequest {
+    AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.to_string(),
+        )))
+        .with_v3_and_below_producer_id(ProducerId(producer_id))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(
+            partitions
+                .iter()
+                .map(|(topic, ps)| {
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(ps.clone())
+                })
+                .collect(),
+        )
+}
+
+/// The error codes of an AddPartitionsToTxn answer (v3 and below), one per
+/// partition: `(topic, partition, code)`.
+pub fn add_partitions_to_txn_errors(resp: &AddPartitionsToTxnResponse) -> Vec<(String, i32, i16)> {
+    resp.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition.iter().map(move |p| {
+                (
+                    t.name.0.as_str().to_string(),
+                    p.partition_index,
+                    p.partition_error_code,
+                )
+            })
+        })
+        .collect()
+}
+
+/// EndTxn: commit (or abort) the producer's transaction.
+pub fn end_txn_request(
+    transactional_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+) -> EndTxnRequest {
+    EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.to_string(),
+        )))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit)
 }
 
 /// Each partition's leader endpoint (`host:port`), as a Metadata response
@@ -416,7 +589,22 @@ pub fn produce_request(
     timeout_ms: i32,
     batches: Vec<(i32, Bytes)>,
 ) -> ProduceRequest {
+    produce_request_txn(topic, acks, timeout_ms, batches, None)
+}
+
+/// [`produce_request`] of a transactional producer: the request carries
+/// its transactional id, as its transactional batches require.
+pub fn produce_request_txn(
+    topic: &str,
+    acks: i16,
+    timeout_ms: i32,
+    batches: Vec<(i32, Bytes)>,
+    transactional_id: Option<&str>,
+) -> ProduceRequest {
     ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+        )
         .with_acks(acks)
         .with_timeout_ms(timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()

@@ -121,7 +121,30 @@ pub struct Scenario {
     /// (thread-per-core, as the broker's shards are).
     #[serde(default)]
     pub pin_threads: bool,
+    /// Idempotent producers: a producer id from InitProducerId, and each
+    /// batch stamped with it and a per-partition sequence (Kafka's
+    /// `enable.idempotence`). Needs acks=all and at most 5 requests in
+    /// flight, as Kafka's producer does.
+    #[serde(default)]
+    pub idempotent: bool,
+    /// Transactional producers (idempotent too), each with its own
+    /// transactional id, committing every this many records; 0 = none.
+    #[serde(default)]
+    pub transaction_records: u64,
+    /// Milliseconds a transactional producer waits before it sends
+    /// AddPartitionsToTxn again after CONCURRENT_TRANSACTIONS: 20, Kafka's
+    /// producer's, unless set (a shorter wait shows when the coordinator
+    /// actually finished the previous transaction).
+    #[serde(default = "default_add_partitions_backoff_ms")]
+    pub add_partitions_backoff_ms: f64,
 }
+
+/// Most requests in flight per connection of an idempotent producer, as
+/// Kafka's producer allows (`max.in.flight.requests.per.connection`).
+pub const IDEMPOTENT_IN_FLIGHT_MAX: u32 = 5;
+/// The transaction timeout transactional producers ask for: Kafka's
+/// `transaction.timeout.ms` default.
+pub const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
 
 fn one() -> u32 {
     1
@@ -137,6 +160,9 @@ fn default_in_flight() -> u32 {
 }
 fn default_key_space() -> u64 {
     10_000
+}
+fn default_add_partitions_backoff_ms() -> f64 {
+    producer::ADD_PARTITIONS_RETRY_BACKOFF.as_secs_f64() * 1000.0
 }
 
 impl Scenario {
@@ -190,7 +216,26 @@ impl Scenario {
         if self.preload_mib > 1 << 20 {
             bail!("preload_mib is unreasonably large");
         }
+        if !(self.add_partitions_backoff_ms >= 0.0 && self.add_partitions_backoff_ms <= 10_000.0) {
+            bail!("add_partitions_backoff_ms must be between 0 and 10,000");
+        }
+        if self.idempotence() {
+            if self.acks != -1 {
+                bail!("idempotent and transactional producers need acks = -1 (all)");
+            }
+            if self.max_in_flight > IDEMPOTENT_IN_FLIGHT_MAX {
+                bail!(
+                    "idempotent and transactional producers keep at most \
+                     {IDEMPOTENT_IN_FLIGHT_MAX} requests in flight"
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the producers are idempotent (transactional ones are).
+    pub fn idempotence(&self) -> bool {
+        self.idempotent || self.transaction_records > 0
     }
 
     /// The names of the topics the scenario writes.
@@ -460,6 +505,9 @@ pub fn summary_line(record: &RunRecord) -> String {
             t.msgs_per_s, t.mib_per_s
         );
     }
+    if let Some(n) = record.results.notes.get("transactions_committed") {
+        s += &format!("; {n} transactions committed");
+    }
     if let Some(us) = record.results.broker_cpu_us_per_msg {
         s += &format!("; broker CPU {us:.2} us/msg");
     }
@@ -543,6 +591,8 @@ pub fn run_scenario(
         eprintln!("preloading {} MiB ...", scenario.preload_mib);
         preload(&mut admin, scenario, &topics, &partitions).context("preloading")?;
     }
+    let identities = producer_identities(&mut admin, scenario, bootstrap)
+        .context("InitProducerId for the producers")?;
     drop(admin);
 
     let clock = Clock::new();
@@ -559,6 +609,7 @@ pub fn run_scenario(
     let producers_done = Arc::new(AtomicBool::new(false));
     let wall = clock.wall(warmup_end);
     let publish_intervals = Arc::new(IntervalCollector::new(warmup_end, wall, INTERVAL));
+    let commit_intervals = Arc::new(IntervalCollector::new(warmup_end, wall, INTERVAL));
     let e2e_intervals = Arc::new(IntervalCollector::new(warmup_end, wall, INTERVAL));
 
     let mut consumers = Vec::new();
@@ -616,6 +667,11 @@ pub fn run_scenario(
         max_in_flight: scenario.max_in_flight as usize,
         rate_per_producer: (scenario.rate_msgs_per_s > 0)
             .then(|| scenario.rate_msgs_per_s as f64 / f64::from(scenario.producers)),
+        identities,
+        transaction_records: scenario.transaction_records,
+        add_partitions_backoff: Duration::from_secs_f64(
+            scenario.add_partitions_backoff_ms / 1000.0,
+        ),
     };
     let cpus = if scenario.pin_threads {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -631,6 +687,7 @@ pub fn run_scenario(
             .collect();
         let (spec, bootstrap, leaders) = (spec.clone(), bootstrap.to_string(), leaders.clone());
         let (acked, intervals) = (acked_msgs.clone(), publish_intervals.clone());
+        let commits = commit_intervals.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("producers-{t}"))
@@ -639,8 +696,12 @@ pub fn run_scenario(
                         // Best effort: an unpinned worker still measures.
                         core_affinity::set_for_current(cpu);
                     }
+                    let intervals = producer::Intervals {
+                        publish: &intervals,
+                        commit: &commits,
+                    };
                     producer::run_worker(
-                        &ids, &spec, window, &bootstrap, &leaders, &acked, &intervals,
+                        &ids, &spec, window, &bootstrap, &leaders, &acked, intervals,
                     )
                 })?,
         );
@@ -684,6 +745,36 @@ pub fn run_scenario(
         let mut log = run.interval_log("publish", wall)?;
         publish_intervals.write(&mut log, Some("publish"))?;
         log.finish()?;
+    }
+    if scenario.transaction_records > 0 {
+        // Commit latency: EndTxn request to response, per transaction.
+        let commit = merge_histograms(
+            results
+                .iter()
+                .filter_map(|r| r.commit.as_ref())
+                .map(|r| r.total()),
+        )?;
+        run.add_latency("commit", &commit, broker_write_bytes)?;
+        let mut log = run.interval_log("commit", wall)?;
+        commit_intervals.write(&mut log, Some("commit"))?;
+        log.finish()?;
+        // Opening a transaction: its first AddPartitionsToTxn to the answer
+        // that opened it, the waits for the previous one's markers included.
+        let add = merge_histograms(
+            results
+                .iter()
+                .filter_map(|r| r.add_partitions.as_ref())
+                .map(|r| r.total()),
+        )?;
+        run.add_latency("add_partitions", &add, broker_write_bytes)?;
+        let commits: u64 = results.iter().map(|r| r.commits).sum();
+        let retries: u64 = results.iter().map(|r| r.add_partitions_retries).sum();
+        run.set_note("transactions_committed", serde_json::json!(commits));
+        run.set_note(
+            "transactions_per_s",
+            serde_json::json!(commits as f64 / scenario.duration_s.max(1e-9)),
+        );
+        run.set_note("add_partitions_retries", serde_json::json!(retries));
     }
     let tails: Vec<&ConsumerResult> = consumed
         .iter()
@@ -749,6 +840,63 @@ pub fn run_scenario(
         None => {}
     }
     Ok(run.finish()?)
+}
+
+/// Each producer's identity, by producer id: none for plain producers; a
+/// producer id and epoch from InitProducerId for idempotent ones; for
+/// transactional ones also a transactional id of its own (unique to the
+/// run, so no earlier run's transaction is in the way) and its
+/// coordinator's endpoint (FindCoordinator), whose InitProducerId it is.
+fn producer_identities(
+    admin: &mut KafkaClient,
+    s: &Scenario,
+    bootstrap: &str,
+) -> Result<Vec<producer::ProducerIdentity>> {
+    let patience = Duration::from_secs(30);
+    if !s.idempotence() {
+        return Ok(Vec::new());
+    }
+    let run_tag = format!(
+        "{}-{}",
+        std::process::id(),
+        crate::run::unix_now_s() * 1000 + u64::from(clock_ms_part())
+    );
+    let mut out = Vec::with_capacity(s.producers as usize);
+    for i in 0..s.producers {
+        if s.transaction_records == 0 {
+            let (producer_id, epoch) =
+                admin.init_producer_id(None, TRANSACTION_TIMEOUT_MS, patience)?;
+            out.push(producer::ProducerIdentity {
+                producer_id,
+                epoch,
+                transactional: None,
+            });
+            continue;
+        }
+        let tid = format!("corelog-bench-{}-{run_tag}-{i}", s.topic);
+        let coordinator = admin.find_transaction_coordinator(&tid, patience)?;
+        let mut c = if coordinator == bootstrap {
+            None
+        } else {
+            Some(KafkaClient::connect(&coordinator, Duration::from_secs(10))?)
+        };
+        let client = c.as_mut().unwrap_or(admin);
+        let (producer_id, epoch) =
+            client.init_producer_id(Some(&tid), TRANSACTION_TIMEOUT_MS, patience)?;
+        out.push(producer::ProducerIdentity {
+            producer_id,
+            epoch,
+            transactional: Some((tid, coordinator)),
+        });
+    }
+    Ok(out)
+}
+
+/// The milliseconds within the current second, to tell runs apart.
+fn clock_ms_part() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis())
 }
 
 /// The CPU time process `pid` uses between `window.warmup_end` and
@@ -1039,6 +1187,10 @@ fn consume(mut client: KafkaClient, mut offsets: Positions, ctx: ConsumerCtx) ->
                     continue;
                 }
                 slot_offset.1 = b.last_offset + 1;
+                if b.control {
+                    // A transaction marker: no records of the producers'.
+                    continue;
+                }
                 if !tail {
                     if catching_up {
                         r.window_messages += u64::from(b.records);
@@ -1217,6 +1369,38 @@ mod tests {
         .validate()
         .is_err());
         assert!(toml::from_str::<Scenario>("name = \"t\"\nbogus = 1").is_err());
+        assert!(!s.idempotence());
+    }
+
+    #[test]
+    fn idempotent_and_transactional_producers_need_acks_all_and_five_in_flight() {
+        let s: Scenario = toml::from_str(
+            "name = \"t\"\ntopic = \"t\"\nrecord_bytes = 100\nacks = -1\nduration_s = 1\n\
+             transaction_records = 100\n",
+        )
+        .unwrap();
+        assert!(s.idempotence(), "transactional producers are idempotent");
+        s.validate().unwrap();
+        assert!(Scenario {
+            acks: 1,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(Scenario {
+            max_in_flight: 6,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        let idem = Scenario {
+            transaction_records: 0,
+            idempotent: true,
+            ..s.clone()
+        };
+        assert!(idem.idempotence());
+        idem.validate().unwrap();
+        assert!(Scenario { acks: 0, ..idem }.validate().is_err());
     }
 
     fn record_with(messages: u64, latency_counts: &[(&str, u64)]) -> RunRecord {

@@ -35,6 +35,21 @@
 //! `produce_error_6` (one per partition answered so), not retried. An I/O
 //! error on any of a producer's connections ends that producer, as it did
 //! with one connection.
+//!
+//! Idempotent producers (a producer id and epoch from InitProducerId, read
+//! before the run) stamp every batch with them and with a base sequence per
+//! partition, numbered as Kafka's producer numbers them. Transactional
+//! producers (their own transactional id each) do that too, inside
+//! transactions of `transaction_records` records: AddPartitionsToTxn to
+//! their coordinator for every partition the transaction's sends will reach,
+//! once, before its first batch; transactional batches; then, once every
+//! batch is acknowledged, EndTxn(commit), whose round trip is the commit
+//! latency. An AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS (the
+//! coordinator still writes the previous transaction's markers) is sent
+//! again after a short backoff ([`ADD_PARTITIONS_RETRY_BACKOFF`] unless the
+//! scenario says otherwise), as Kafka's producer does.
+//! Neither kind retries a refused batch: its sequence would leave a gap, so
+//! a refused batch (or any transaction error) ends the producer, counted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -45,17 +60,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ProduceResponse, ResponseHeader};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnResponse, ApiKey, EndTxnResponse, ProduceResponse, ResponseHeader,
+};
 use kafka_protocol::protocol::Decodable;
 
 use crate::compression::Codec;
 use crate::hist::{IntervalCollector, LatencyRecorder};
 use crate::kafka_client::{
-    encode_request, produce_request, take_frame, KafkaClient, Leaders, NOT_LEADER_OR_FOLLOWER,
-    PRODUCE_VERSION,
+    add_partitions_to_txn_errors, add_partitions_to_txn_request, encode_request, end_txn_request,
+    produce_request_txn, retriable_coordinator_error, take_frame, KafkaClient, Leaders,
+    ADD_PARTITIONS_TO_TXN_VERSION, CONCURRENT_TRANSACTIONS, END_TXN_VERSION,
+    NOT_LEADER_OR_FOLLOWER, PRODUCE_VERSION,
 };
 use crate::records::{
-    encode_batch_with, key_bytes, partition_for_key, KeyChooser, KeyMode, RecordSpec, Rng,
+    encode_batch_stamped, key_bytes, next_sequence, partition_for_key, KeyChooser, KeyMode,
+    ProducerStamp, RecordSpec, Rng,
 };
 
 /// How long after the end an open-loop producer still sends what was due
@@ -77,6 +97,12 @@ const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 pub const METADATA_REFRESH_MIN: Duration = Duration::from_millis(100);
 /// Connect timeout, also of the Metadata refresh's connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wait before AddPartitionsToTxn again after CONCURRENT_TRANSACTIONS (or a
+/// coordinator loading): Kafka's producer's `ADD_PARTITIONS_RETRY_BACKOFF_MS`.
+pub const ADD_PARTITIONS_RETRY_BACKOFF: Duration = Duration::from_millis(20);
+/// Wait before EndTxn again after a retriable answer: Kafka's
+/// `retry.backoff.ms` default.
+pub const END_TXN_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Maps `Instant`s to wall-clock microseconds with one shared reference, so
 /// producer and consumer timestamps agree.
@@ -142,11 +168,41 @@ pub struct ProducerSpec {
     pub max_in_flight: usize,
     /// Records per second for each producer; `None` is the closed loop.
     pub rate_per_producer: Option<f64>,
+    /// Idempotent or transactional producers: each producer's identity,
+    /// indexed by producer id. Empty: plain producers (no producer id).
+    pub identities: Vec<ProducerIdentity>,
+    /// Records per transaction (transactional identities); 0 otherwise.
+    pub transaction_records: u64,
+    /// Wait before AddPartitionsToTxn again after CONCURRENT_TRANSACTIONS.
+    pub add_partitions_backoff: Duration,
+}
+
+/// What InitProducerId gave a producer before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// A transactional producer's transactional id and its coordinator's
+    /// endpoint (`host:port`).
+    pub transactional: Option<(String, String)>,
 }
 
 impl ProducerSpec {
     fn rpb(&self) -> u64 {
         u64::from(self.records_per_batch.max(1))
+    }
+
+    /// Most sends one transaction may take: a send holds at least one
+    /// record, and in the closed loop and the burst schedule it holds a
+    /// whole batch (`records_per_batch`, or what is left of the
+    /// transaction).
+    fn txn_sends_max(&self) -> u64 {
+        let n = self.transaction_records.max(1);
+        if self.linger.is_zero() {
+            n.div_ceil(self.rpb())
+        } else {
+            n
+        }
     }
 
     /// Open loop: nanoseconds between records (smooth) or batches (burst).
@@ -204,12 +260,82 @@ impl ProducerSpec {
 pub struct WorkerResult {
     /// Publish latency (none for acks=0).
     pub latency: Option<LatencyRecorder>,
+    /// Commit latency (EndTxn request to response) of the transactions
+    /// whose EndTxn was sent in the measured window; none without
+    /// transactions.
+    pub commit: Option<LatencyRecorder>,
+    /// Time from a transaction's first AddPartitionsToTxn to the answer
+    /// that opened it (backoffs and retries included), for the
+    /// transactions whose first AddPartitionsToTxn went out in the measured
+    /// window; none without transactions.
+    pub add_partitions: Option<LatencyRecorder>,
+    /// Transactions committed whose EndTxn was sent in the measured window.
+    pub commits: u64,
+    /// AddPartitionsToTxn requests sent in the measured window that were
+    /// answered CONCURRENT_TRANSACTIONS (or a coordinator loading), and so
+    /// sent again.
+    pub add_partitions_retries: u64,
     pub messages: u64,
     pub bytes: u64,
     pub errors: BTreeMap<String, u64>,
 }
 
+/// The targets (`topic index * partitions + partition index`, in the
+/// spec's topics and partitions) that a transaction of at most `sends`
+/// sends, starting at round-robin position `rr`, writes: the next `sends`
+/// targets round robin, or with keyed records every partition of the next
+/// `sends` topics (a key may pick any of them). Sorted, each once.
+pub fn txn_targets(
+    rr: usize,
+    sends: u64,
+    topics: usize,
+    partitions: usize,
+    keyed: bool,
+) -> Vec<usize> {
+    let (topics, partitions) = (topics.max(1), partitions.max(1));
+    let mut out: Vec<usize> = if keyed {
+        let n = sends.min(topics as u64) as usize;
+        (0..n)
+            .flat_map(|k| {
+                let t = (rr + k) % topics;
+                (0..partitions).map(move |i| t * partitions + i)
+            })
+            .collect()
+    } else {
+        let all = topics * partitions;
+        let n = sends.min(all as u64) as usize;
+        (0..n).map(|k| (rr + k) % all).collect()
+    };
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What a request in flight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Produce,
+    AddPartitions,
+    /// EndTxn(commit); the transaction's first EndTxn was sent at `started`.
+    EndTxn {
+        started: Instant,
+    },
+}
+
+impl Kind {
+    fn response_header_version(self) -> i16 {
+        match self {
+            Kind::Produce => ApiKey::Produce.response_header_version(PRODUCE_VERSION),
+            Kind::AddPartitions => {
+                ApiKey::AddPartitionsToTxn.response_header_version(ADD_PARTITIONS_TO_TXN_VERSION)
+            }
+            Kind::EndTxn { .. } => ApiKey::EndTxn.response_header_version(END_TXN_VERSION),
+        }
+    }
+}
+
 struct Pending {
+    kind: Kind,
     correlation_id: i32,
     /// Intended time of the send's first record.
     first: Instant,
@@ -243,11 +369,69 @@ impl Conn {
     }
 }
 
+/// An idempotent producer's id, epoch and next sequence per target.
+struct Idempotence {
+    producer_id: i64,
+    epoch: i16,
+    /// Next base sequence of each target (`topic index * partitions +
+    /// partition index`): they continue across transactions, as the epoch
+    /// stays the same.
+    sequences: Vec<i32>,
+}
+
+impl Idempotence {
+    /// The stamp of a batch of `records` records to `target`, and the
+    /// target's sequence moved past them.
+    fn stamp(&mut self, target: usize, records: u32, transactional: bool) -> ProducerStamp {
+        let base_sequence = self.sequences[target];
+        self.sequences[target] = next_sequence(base_sequence, records);
+        ProducerStamp {
+            producer_id: self.producer_id,
+            epoch: self.epoch,
+            base_sequence,
+            transactional,
+        }
+    }
+}
+
+/// Where a transactional producer's transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// None open: the next one starts when the producer may send again.
+    Idle,
+    /// AddPartitionsToTxn in flight.
+    Adding,
+    /// AddPartitionsToTxn again at this time.
+    AddAgainAt(Instant),
+    /// Partitions added: batches go out until the transaction holds its
+    /// records, then (all acknowledged) EndTxn.
+    Open,
+    /// EndTxn in flight.
+    Committing,
+    /// EndTxn again at this time; the first was sent at `started`.
+    CommitAgainAt { at: Instant, started: Instant },
+}
+
+struct Transaction {
+    id: String,
+    /// Endpoint index of its coordinator.
+    coordinator: usize,
+    phase: Phase,
+    /// Records handed to sends in the open transaction.
+    records: u64,
+    /// Targets added to the open transaction, sorted.
+    targets: Vec<usize>,
+    /// When the open transaction's first AddPartitionsToTxn went out.
+    add_started: Instant,
+}
+
 struct Producer {
     /// Connections by endpoint index ([`Routes::endpoints`]); `None` for an
     /// endpoint this producer has not sent to (one that became a leader
     /// after a refresh).
     conns: Vec<Option<Conn>>,
+    idempotence: Option<Idempotence>,
+    txn: Option<Transaction>,
     /// Round-robin position over topics and partitions (starts at the
     /// producer's id).
     rr: usize,
@@ -310,6 +494,17 @@ impl Routes {
         &self.endpoints
     }
 
+    /// The index of `endpoint` (a transaction coordinator's), added if new.
+    pub fn endpoint_index(&mut self, endpoint: &str) -> usize {
+        match self.endpoints.iter().position(|e| e == endpoint) {
+            Some(i) => i,
+            None => {
+                self.endpoints.push(endpoint.to_string());
+                self.endpoints.len() - 1
+            }
+        }
+    }
+
     /// The endpoint index of partition `partition_index` (a position in
     /// the spec's partitions) of topic `topic_index`.
     pub fn endpoint_of(&self, topic_index: usize, partition_index: usize) -> usize {
@@ -323,10 +518,15 @@ struct Worker<'a> {
     keys: KeyChooser,
     acked: &'a AtomicU64,
     intervals: &'a IntervalCollector,
+    commit_intervals: &'a IntervalCollector,
     interval_slot: u64,
     rec: LatencyRecorder,
+    /// Commit latency, and its interval slot.
+    commit_rec: LatencyRecorder,
+    commit_slot: u64,
+    /// AddPartitionsToTxn to an open transaction.
+    add_rec: LatencyRecorder,
     result: WorkerResult,
-    response_header_version: i16,
     routes: Routes,
     /// Where Metadata is read again after NOT_LEADER_OR_FOLLOWER.
     bootstrap: &'a str,
@@ -339,10 +539,18 @@ fn bump(errors: &mut BTreeMap<String, u64>, kind: &str, n: u64) {
     *errors.entry(kind.to_string()).or_default() += n;
 }
 
+/// The interval logs the workers write into.
+pub struct Intervals<'a> {
+    pub publish: &'a IntervalCollector,
+    /// Commit latency (transactional producers).
+    pub commit: &'a IntervalCollector,
+}
+
 /// Connects the producers with the given ids to the leaders of their
 /// partitions (`leaders`, from the run's Metadata; `bootstrap` for a
-/// partition without a known leader, and for Metadata refreshes) and runs
-/// them to the end of the window; returns what they measured.
+/// partition without a known leader, and for Metadata refreshes) and to
+/// their transaction coordinators, and runs them to the end of the window;
+/// returns what they measured.
 pub fn run_worker(
     ids: &[u32],
     spec: &ProducerSpec,
@@ -350,25 +558,56 @@ pub fn run_worker(
     bootstrap: &str,
     leaders: &Leaders,
     acked: &AtomicU64,
-    intervals: &IntervalCollector,
+    intervals: Intervals<'_>,
 ) -> WorkerResult {
     let mut worker = Worker {
         spec,
         w,
         keys: KeyChooser::new(spec.keys, spec.key_space),
         acked,
-        intervals,
+        intervals: intervals.publish,
+        commit_intervals: intervals.commit,
         interval_slot: 0,
         rec: LatencyRecorder::new(),
+        commit_rec: LatencyRecorder::new(),
+        commit_slot: 0,
+        add_rec: LatencyRecorder::new(),
         result: WorkerResult::default(),
-        response_header_version: ApiKey::Produce.response_header_version(PRODUCE_VERSION),
         routes: Routes::new(spec, leaders, bootstrap),
         bootstrap,
         refresh_wanted: false,
         refreshed_at: None,
     };
+    // Transactional producers also talk to their coordinators.
+    let coordinators: Vec<Option<usize>> = ids
+        .iter()
+        .map(|&id| {
+            let identity = spec.identities.get(id as usize)?;
+            let (_, coordinator) = identity.transactional.as_ref()?;
+            Some(worker.routes.endpoint_index(coordinator))
+        })
+        .collect();
+    let targets = spec.topics.len() * spec.partitions.len();
     let mut producers = Vec::new();
-    for &id in ids {
+    for (&id, coordinator) in ids.iter().zip(coordinators) {
+        let identity = spec.identities.get(id as usize);
+        let idempotence = identity.map(|i| Idempotence {
+            producer_id: i.producer_id,
+            epoch: i.epoch,
+            sequences: vec![0; targets],
+        });
+        let txn = identity
+            .and_then(|i| i.transactional.as_ref())
+            .zip(coordinator)
+            .filter(|_| spec.transaction_records > 0)
+            .map(|((tid, _), coordinator)| Transaction {
+                id: tid.clone(),
+                coordinator,
+                phase: Phase::Idle,
+                records: 0,
+                targets: Vec::new(),
+                add_started: Instant::now(),
+            });
         // Every producer writes every partition (round robin from its id),
         // so it connects to every leader before the run starts.
         let conns: Result<Vec<Option<Conn>>> = worker
@@ -380,6 +619,8 @@ pub fn run_worker(
         match conns {
             Ok(conns) => producers.push(Producer {
                 conns,
+                idempotence,
+                txn,
                 rr: id as usize,
                 rng: Rng::new(u64::from(id) + 1),
                 sent: 0,
@@ -439,10 +680,16 @@ impl Worker<'_> {
         })
     }
 
-    /// When producer `p` next wants to send, if it has room to.
+    /// When producer `p` next wants to send, if it has room to (and, a
+    /// transactional producer, an open transaction with records to go).
     fn wants_send_at(&self, p: &Producer, now: Instant) -> Option<Instant> {
         if p.failed || self.sending_done(p, now) || !self.has_room(p) {
             return None;
+        }
+        if let Some(t) = &p.txn {
+            if t.phase != Phase::Open || t.records >= self.spec.transaction_records {
+                return None;
+            }
         }
         Some(if self.closed_loop() {
             now
@@ -454,10 +701,235 @@ impl Worker<'_> {
     fn finished(&self, p: &Producer, now: Instant) -> bool {
         p.failed
             || (self.sending_done(p, now)
+                && p.txn.as_ref().is_none_or(|t| t.phase == Phase::Idle)
                 && p.conns
                     .iter()
                     .flatten()
                     .all(|c| c.in_flight.is_empty() && c.out.is_empty()))
+    }
+
+    /// Moves producer `p`'s transaction on: starts the next one (its
+    /// AddPartitionsToTxn), sends a retry that is due, or commits a
+    /// transaction that holds its records (or the last one, once sending
+    /// is done) when every batch of it is acknowledged. Returns when it
+    /// next wants to be called, for a retry.
+    fn txn_step(&mut self, p: &mut Producer, now: Instant) -> Option<Instant> {
+        if p.failed {
+            return None;
+        }
+        let spec = self.spec;
+        let done = self.sending_done(p, now);
+        let idle = p.conns.iter().flatten().all(|c| c.in_flight.is_empty());
+        let t = p.txn.as_mut()?;
+        match t.phase {
+            Phase::Idle if !done => {
+                t.targets = txn_targets(
+                    p.rr,
+                    spec.txn_sends_max(),
+                    spec.topics.len(),
+                    spec.partitions.len(),
+                    self.keys.mode() != KeyMode::None,
+                );
+                t.records = 0;
+                t.add_started = now;
+                self.send_add_partitions(p);
+            }
+            Phase::AddAgainAt(at) if now >= at => self.send_add_partitions(p),
+            Phase::AddAgainAt(at) => return Some(at),
+            Phase::Open if idle && (t.records >= spec.transaction_records || done) => {
+                self.send_end_txn(p, now)
+            }
+            Phase::CommitAgainAt { at, started } if now >= at => self.send_end_txn(p, started),
+            Phase::CommitAgainAt { at, .. } => return Some(at),
+            _ => {}
+        }
+        None
+    }
+
+    /// Queues AddPartitionsToTxn for the open transaction's targets.
+    fn send_add_partitions(&mut self, p: &mut Producer) {
+        let Some(t) = p.txn.as_mut() else { return };
+        let (spec, np) = (self.spec, self.spec.partitions.len());
+        let mut by_topic: Vec<(String, Vec<i32>)> = Vec::new();
+        for &target in &t.targets {
+            let topic = &spec.topics[target / np];
+            let partition = spec.partitions[target % np];
+            match by_topic.iter_mut().find(|(name, _)| name == topic) {
+                Some((_, ps)) => ps.push(partition),
+                None => by_topic.push((topic.clone(), vec![partition])),
+            }
+        }
+        t.phase = Phase::Adding;
+        let identity = p
+            .idempotence
+            .as_ref()
+            .map_or((-1, -1), |i| (i.producer_id, i.epoch));
+        let req = add_partitions_to_txn_request(&t.id, identity.0, identity.1, &by_topic);
+        let coordinator = t.coordinator;
+        let now = Instant::now();
+        self.queue_txn(
+            p,
+            coordinator,
+            Kind::AddPartitions,
+            ApiKey::AddPartitionsToTxn,
+            ADD_PARTITIONS_TO_TXN_VERSION,
+            &req,
+            now,
+        );
+    }
+
+    /// Queues EndTxn(commit); the transaction's first EndTxn went out at
+    /// `started` (now, unless this is a retry).
+    fn send_end_txn(&mut self, p: &mut Producer, started: Instant) {
+        let Some(t) = p.txn.as_mut() else { return };
+        t.phase = Phase::Committing;
+        let identity = p
+            .idempotence
+            .as_ref()
+            .map_or((-1, -1), |i| (i.producer_id, i.epoch));
+        let req = end_txn_request(&t.id, identity.0, identity.1, true);
+        let coordinator = t.coordinator;
+        self.queue_txn(
+            p,
+            coordinator,
+            Kind::EndTxn { started },
+            ApiKey::EndTxn,
+            END_TXN_VERSION,
+            &req,
+            started,
+        );
+    }
+
+    /// Queues one transaction request on producer `p`'s connection to its
+    /// coordinator.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_txn<R: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        p: &mut Producer,
+        coordinator: usize,
+        kind: Kind,
+        api_key: ApiKey,
+        version: i16,
+        req: &R,
+        first: Instant,
+    ) {
+        let Some(c) = self.conn(p, coordinator) else {
+            return;
+        };
+        let correlation_id = c.next_correlation_id;
+        c.next_correlation_id = c.next_correlation_id.wrapping_add(1);
+        match encode_request(api_key, version, correlation_id, req) {
+            Ok(frame) => c.out.extend_from_slice(&frame),
+            Err(_) => {
+                bump(&mut self.result.errors, "txn_encode", 1);
+                p.failed = true;
+                return;
+            }
+        }
+        c.in_flight.push_back(Pending {
+            kind,
+            correlation_id,
+            first,
+            step: Duration::ZERO,
+            records: 0,
+            positions: Vec::new(),
+        });
+    }
+
+    /// Takes an AddPartitionsToTxn answer: the transaction is open, or
+    /// asked again shortly (CONCURRENT_TRANSACTIONS), or the producer ends.
+    fn on_add_partitions(&mut self, p: &mut Producer, mut body: Bytes, sent: Instant, at: Instant) {
+        let codes: Vec<i16> =
+            match AddPartitionsToTxnResponse::decode(&mut body, ADD_PARTITIONS_TO_TXN_VERSION) {
+                Ok(r) => add_partitions_to_txn_errors(&r)
+                    .into_iter()
+                    .map(|(_, _, code)| code)
+                    .collect(),
+                Err(_) => {
+                    bump(&mut self.result.errors, "txn_decode", 1);
+                    return self.stop(p);
+                }
+            };
+        let Some(t) = p.txn.as_mut() else { return };
+        if codes.is_empty() {
+            bump(&mut self.result.errors, "add_partitions_empty_response", 1);
+            return self.stop(p);
+        }
+        if codes.iter().all(|&c| c == 0) {
+            t.phase = Phase::Open;
+            if t.add_started >= self.w.warmup_end && t.add_started < self.w.end {
+                self.add_rec
+                    .record_us(at.saturating_duration_since(t.add_started).as_micros() as u64);
+            }
+            return;
+        }
+        // OPERATION_NOT_ATTEMPTED (55) stands beside the partitions that
+        // failed, for the others.
+        let real: Vec<i16> = codes.into_iter().filter(|&c| c != 0 && c != 55).collect();
+        if real
+            .iter()
+            .all(|&c| c == CONCURRENT_TRANSACTIONS || retriable_coordinator_error(c))
+        {
+            t.phase = Phase::AddAgainAt(at + self.spec.add_partitions_backoff);
+            if sent >= self.w.warmup_end && sent < self.w.end {
+                self.result.add_partitions_retries += 1;
+            }
+            return;
+        }
+        let code = real.first().copied().unwrap_or(-1);
+        bump(
+            &mut self.result.errors,
+            &format!("add_partitions_error_{code}"),
+            1,
+        );
+        self.stop(p);
+    }
+
+    /// Takes an EndTxn answer: committed (its latency recorded when the
+    /// first EndTxn went out in the measured window), asked again shortly,
+    /// or the producer ends.
+    fn on_end_txn(&mut self, p: &mut Producer, mut body: Bytes, started: Instant, at: Instant) {
+        let code = match EndTxnResponse::decode(&mut body, END_TXN_VERSION) {
+            Ok(r) => r.error_code,
+            Err(_) => {
+                bump(&mut self.result.errors, "txn_decode", 1);
+                return self.stop(p);
+            }
+        };
+        let Some(t) = p.txn.as_mut() else { return };
+        if code == 0 {
+            t.phase = Phase::Idle;
+            t.records = 0;
+            t.targets.clear();
+            if started >= self.w.warmup_end && started < self.w.end {
+                self.commit_rec
+                    .record_us(at.saturating_duration_since(started).as_micros() as u64);
+                self.result.commits += 1;
+            }
+            return;
+        }
+        if code == CONCURRENT_TRANSACTIONS || retriable_coordinator_error(code) {
+            t.phase = Phase::CommitAgainAt {
+                at: at + END_TXN_RETRY_BACKOFF,
+                started,
+            };
+            return;
+        }
+        bump(&mut self.result.errors, &format!("end_txn_error_{code}"), 1);
+        self.stop(p);
+    }
+
+    /// Ends an idempotent or transactional producer whose batch was
+    /// refused or whose transaction failed: its sequences or its
+    /// transaction can no longer go on. What it has in flight is dropped.
+    fn stop(&mut self, p: &mut Producer) {
+        if !p.failed {
+            bump(&mut self.result.errors, "producer_stopped", 1);
+            p.failed = true;
+            for c in p.conns.iter_mut().flatten() {
+                c.in_flight.clear();
+            }
+        }
     }
 
     fn run(&mut self, producers: &mut [Producer]) {
@@ -473,14 +945,27 @@ impl Worker<'_> {
             let now = Instant::now();
             self.intervals
                 .drain(&mut self.rec, &mut self.interval_slot, now, false);
+            self.commit_intervals
+                .drain(&mut self.commit_rec, &mut self.commit_slot, now, false);
             if producers.iter().all(|p| self.finished(p, now)) {
                 break;
             }
             if now >= drain_deadline {
                 for p in producers.iter().filter(|p| !p.failed) {
-                    let in_flight: usize =
-                        p.conns.iter().flatten().map(|c| c.in_flight.len()).sum();
-                    bump(&mut self.result.errors, "produce_timeout", in_flight as u64);
+                    let pending = p.conns.iter().flatten().flat_map(|c| c.in_flight.iter());
+                    let (produce, txn): (Vec<_>, Vec<_>) =
+                        pending.partition(|q| q.kind == Kind::Produce);
+                    bump(
+                        &mut self.result.errors,
+                        "produce_timeout",
+                        produce.len() as u64,
+                    );
+                    if !txn.is_empty() {
+                        bump(&mut self.result.errors, "txn_timeout", txn.len() as u64);
+                    } else if p.txn.as_ref().is_some_and(|t| t.phase != Phase::Idle) {
+                        // Waiting to retry when time ran out.
+                        bump(&mut self.result.errors, "txn_unfinished", 1);
+                    }
                 }
                 break;
             }
@@ -494,6 +979,9 @@ impl Worker<'_> {
             // Send what is due, then write it out at once.
             let mut wake = now + POLL_WAIT_MAX;
             for p in producers.iter_mut() {
+                if let Some(at) = self.txn_step(p, now) {
+                    wake = wake.min(at);
+                }
                 while let Some(at) = self.wants_send_at(p, now) {
                     if at > now {
                         wake = wake.min(at);
@@ -612,6 +1100,13 @@ impl Worker<'_> {
                 }
             }
         };
+        // A transaction takes no more records than it has left.
+        let n = match &p.txn {
+            Some(t) => n
+                .min(spec.transaction_records.saturating_sub(t.records))
+                .max(1),
+            None => n,
+        };
         // Unkeyed: the next (topic, partition) round robin. Keyed: the next
         // topic round robin, and each record's partition from its key.
         // Records are grouped by the partition's position in the spec.
@@ -653,16 +1148,30 @@ impl Worker<'_> {
         let split = endpoints.any(|e| e != first_endpoint);
         let mut whole = Vec::with_capacity(if split { 0 } else { by_partition.len() });
         let mut leader_parts: Vec<LeaderPart> = Vec::new();
+        let transactional = p.txn.is_some();
         for (partition, (records, positions)) in by_partition {
-            let batch =
-                match encode_batch_with(&records, spec.record_bytes, spec.codec, p.filler_at) {
-                    Ok(b) => Bytes::from(b),
-                    Err(_) => {
-                        bump(&mut self.result.errors, "produce_encode", 1);
-                        p.failed = true;
-                        return;
-                    }
-                };
+            let target = topic_index * parts.len() + partition;
+            if let Some(t) = &p.txn {
+                if t.targets.binary_search(&target).is_err() {
+                    // txn_targets missed a partition this send writes: the
+                    // broker would refuse the batch.
+                    bump(&mut self.result.errors, "txn_partition_not_added", 1);
+                }
+            }
+            let stamp = p
+                .idempotence
+                .as_mut()
+                .map(|i| i.stamp(target, records.len() as u32, transactional));
+            let encoded =
+                encode_batch_stamped(&records, spec.record_bytes, spec.codec, p.filler_at, stamp);
+            let batch = match encoded {
+                Ok(b) => Bytes::from(b),
+                Err(_) => {
+                    bump(&mut self.result.errors, "produce_encode", 1);
+                    p.failed = true;
+                    return;
+                }
+            };
             p.filler_at = p.filler_at.wrapping_add(records.len() * 131);
             if !split {
                 whole.push((parts[partition], batch));
@@ -703,6 +1212,9 @@ impl Worker<'_> {
         };
         if queued {
             p.sent += n;
+            if let Some(t) = p.txn.as_mut() {
+                t.records += n;
+            }
         }
     }
 
@@ -721,12 +1233,13 @@ impl Worker<'_> {
     ) -> bool {
         let (batches, records, positions) = request;
         let acks = self.spec.acks;
+        let transactional_id = p.txn.as_ref().map(|t| t.id.as_str());
+        let req = produce_request_txn(topic, acks, PRODUCE_TIMEOUT_MS, batches, transactional_id);
         let Some(c) = self.conn(p, endpoint) else {
             return false;
         };
         let correlation_id = c.next_correlation_id;
         c.next_correlation_id = c.next_correlation_id.wrapping_add(1);
-        let req = produce_request(topic, acks, PRODUCE_TIMEOUT_MS, batches);
         match encode_request(ApiKey::Produce, PRODUCE_VERSION, correlation_id, &req) {
             Ok(frame) => c.out.extend_from_slice(&frame),
             Err(_) => {
@@ -736,6 +1249,7 @@ impl Worker<'_> {
             }
         }
         let pending = Pending {
+            kind: Kind::Produce,
             correlation_id,
             first,
             step,
@@ -865,15 +1379,28 @@ impl Worker<'_> {
                 bump(&mut self.result.errors, "produce_unexpected_response", 1);
                 return self.fail(p);
             };
-            match ResponseHeader::decode(&mut frame, self.response_header_version) {
+            match ResponseHeader::decode(&mut frame, pending.kind.response_header_version()) {
                 Ok(h) if h.correlation_id == pending.correlation_id => {}
                 _ => {
                     bump(&mut self.result.errors, "produce_decode", 1);
                     return self.fail(p);
                 }
             }
-            if self.response_ok(frame) {
-                self.account(&pending, Some(at));
+            match pending.kind {
+                Kind::Produce => {
+                    if self.response_ok(frame) {
+                        self.account(&pending, Some(at));
+                    } else if p.idempotence.is_some() {
+                        // A refused batch leaves a gap in its partition's
+                        // sequences: the next batch would be refused too.
+                        return self.stop(p);
+                    }
+                }
+                Kind::AddPartitions => self.on_add_partitions(p, frame, pending.first, at),
+                Kind::EndTxn { started } => self.on_end_txn(p, frame, started, at),
+            }
+            if p.failed {
+                return;
             }
         }
     }
@@ -918,6 +1445,16 @@ impl Worker<'_> {
     fn finish(mut self, producers: &[Producer]) -> WorkerResult {
         self.intervals
             .drain(&mut self.rec, &mut self.interval_slot, Instant::now(), true);
+        self.commit_intervals.drain(
+            &mut self.commit_rec,
+            &mut self.commit_slot,
+            Instant::now(),
+            true,
+        );
+        if self.spec.transaction_records > 0 {
+            self.result.commit = Some(std::mem::take(&mut self.commit_rec));
+            self.result.add_partitions = Some(std::mem::take(&mut self.add_rec));
+        }
         // Open loop: a producer that fell behind its schedule stops with
         // records still due. Those due inside the measured window are
         // reported, so a missed rate cannot pass as a clean run.
@@ -958,6 +1495,9 @@ mod tests {
             linger: Duration::from_millis(linger_ms),
             max_in_flight: 5,
             rate_per_producer: rate,
+            identities: Vec::new(),
+            transaction_records: 0,
+            add_partitions_backoff: ADD_PARTITIONS_RETRY_BACKOFF,
         }
     }
 
@@ -1037,8 +1577,17 @@ mod tests {
             w.clock.wall(w.warmup_end),
             Duration::from_secs(1),
         );
+        let commits = IntervalCollector::new(
+            w.warmup_end,
+            w.clock.wall(w.warmup_end),
+            Duration::from_secs(1),
+        );
         let acked = AtomicU64::new(0);
-        run_worker(&[0, 1], s, w, bootstrap, leaders, &acked, &intervals)
+        let intervals = Intervals {
+            publish: &intervals,
+            commit: &commits,
+        };
+        run_worker(&[0, 1], s, w, bootstrap, leaders, &acked, intervals)
     }
 
     /// High watermarks of partitions 0 and 1 of `topic` on a sink.
@@ -1195,6 +1744,66 @@ mod tests {
         let (p0, p1) = sink_offsets(&sink.to_string(), "moved");
         assert!(p0 > 1000 && p1 > 1000, "{p0} {p1}");
         assert!(r.messages > 3500, "{}", r.messages);
+    }
+
+    #[test]
+    fn a_transaction_adds_the_partitions_its_sends_reach() {
+        // Round robin over 2 topics x 3 partitions (targets 0..6) from
+        // position 4: one send reaches target 4, three reach 4, 5 and 0.
+        assert_eq!(txn_targets(4, 1, 2, 3, false), vec![4]);
+        assert_eq!(txn_targets(4, 3, 2, 3, false), vec![0, 4, 5]);
+        // More sends than targets: each target once.
+        assert_eq!(txn_targets(4, 100, 2, 3, false), vec![0, 1, 2, 3, 4, 5]);
+        // Keyed: every partition of each topic the sends reach (topic
+        // round robin from position 4: topic 0, then topic 1).
+        assert_eq!(txn_targets(4, 1, 2, 3, true), vec![0, 1, 2]);
+        assert_eq!(txn_targets(5, 1, 2, 3, true), vec![3, 4, 5]);
+        assert_eq!(txn_targets(5, 7, 2, 3, true), vec![0, 1, 2, 3, 4, 5]);
+
+        // How many sends a transaction may take: whole batches in the
+        // closed loop and the burst schedule, single records with linger.
+        let mut s = spec(0, None);
+        s.transaction_records = 100;
+        assert_eq!(s.txn_sends_max(), 10);
+        s.transaction_records = 105;
+        assert_eq!(s.txn_sends_max(), 11);
+        s.transaction_records = 5;
+        assert_eq!(s.txn_sends_max(), 1);
+        let mut lingering = spec(5, Some(1000.0));
+        lingering.transaction_records = 30;
+        assert_eq!(lingering.txn_sends_max(), 30);
+    }
+
+    #[test]
+    fn sequences_continue_per_partition_across_transactions() {
+        // Two targets; transactions of 25 records in batches of 10 write
+        // batches of 10, 10 and 5: the sequences run on per target, across
+        // the transactions' boundaries, as the epoch stays.
+        let mut idem = Idempotence {
+            producer_id: 9,
+            epoch: 3,
+            sequences: vec![0; 2],
+        };
+        let mut stamps = Vec::new();
+        let mut rr = 0usize;
+        for _txn in 0..2 {
+            let mut left = 25u32;
+            while left > 0 {
+                let n = left.min(10);
+                stamps.push((rr % 2, idem.stamp(rr % 2, n, true)));
+                rr += 1;
+                left -= n;
+            }
+        }
+        let seqs: Vec<(usize, i32)> = stamps.iter().map(|(t, s)| (*t, s.base_sequence)).collect();
+        // Transaction 1: target 0 at 0 (10), target 1 at 0 (10), target 0
+        // at 10 (5); transaction 2: target 1 at 10, target 0 at 15, target
+        // 1 at 20.
+        assert_eq!(seqs, [(0, 0), (1, 0), (0, 10), (1, 10), (0, 15), (1, 20)]);
+        assert!(stamps
+            .iter()
+            .all(|(_, s)| s.producer_id == 9 && s.epoch == 3 && s.transactional));
+        assert_eq!(idem.sequences, vec![25, 25]);
     }
 
     #[test]

@@ -223,6 +223,33 @@ pub struct RecordSpec {
     pub key: Option<u64>,
 }
 
+/// Attributes bit of a transactional batch (Kafka's `isTransactional`).
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+
+/// The producer fields of an idempotent or transactional batch: Kafka's
+/// producer id, epoch and the base sequence of the batch's first record
+/// (the batch header's fields, and attributes bit 4 when transactional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
+/// The sequence after `sequence` and `records` more records, as Kafka's
+/// producer numbers them (`DefaultRecordBatch.incrementSequence`): it
+/// wraps from `i32::MAX` to 0.
+pub fn next_sequence(sequence: i32, records: u32) -> i32 {
+    let records = records as i64;
+    let next = i64::from(sequence) + records;
+    if next > i64::from(i32::MAX) {
+        (next - i64::from(i32::MAX) - 1) as i32
+    } else {
+        next as i32
+    }
+}
+
 /// Encodes a v2 batch (non-idempotent producer) of `records`, each value
 /// `value_bytes` long (at least 8) starting with the record's send time.
 /// `filler_at` picks where in the filler text the values are cut from.
@@ -231,6 +258,19 @@ pub fn encode_batch_with(
     value_bytes: usize,
     codec: Codec,
     filler_at: usize,
+) -> Result<Vec<u8>> {
+    encode_batch_stamped(records, value_bytes, codec, filler_at, None)
+}
+
+/// [`encode_batch_with`], for an idempotent or transactional producer when
+/// `producer` is given: its id, epoch and base sequence in the header, and
+/// the transactional attribute.
+pub fn encode_batch_stamped(
+    records: &[RecordSpec],
+    value_bytes: usize,
+    codec: Codec,
+    filler_at: usize,
+    producer: Option<ProducerStamp>,
 ) -> Result<Vec<u8>> {
     if records.is_empty() {
         bail!("a batch needs at least one record");
@@ -281,13 +321,21 @@ pub fn encode_batch_with(
     out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
     out.push(2); // magic
     out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched
-    out.extend_from_slice(&codec.attribute_bits().to_be_bytes()); // attributes
+    let (producer_id, epoch, base_sequence, transactional) = match producer {
+        Some(p) => (p.producer_id, p.epoch, p.base_sequence, p.transactional),
+        None => (-1, -1, -1, false),
+    };
+    let mut attributes = codec.attribute_bits();
+    if transactional {
+        attributes |= TRANSACTIONAL_BIT;
+    }
+    out.extend_from_slice(&attributes.to_be_bytes()); // attributes
     out.extend_from_slice(&(n - 1).to_be_bytes()); // last offset delta
     out.extend_from_slice(&base_ms.to_be_bytes()); // base timestamp
     out.extend_from_slice(&max_ms.to_be_bytes()); // max timestamp
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    out.extend_from_slice(&producer_id.to_be_bytes()); // producer id
+    out.extend_from_slice(&epoch.to_be_bytes()); // producer epoch
+    out.extend_from_slice(&base_sequence.to_be_bytes()); // base sequence
     out.extend_from_slice(&n.to_be_bytes());
     debug_assert_eq!(out.len(), BATCH_HEADER_BYTES);
     out.extend_from_slice(&body);
@@ -319,7 +367,13 @@ pub struct BatchInfo {
     pub send_us: Vec<u64>,
     /// The batch is compressed and its records could not be decompressed.
     pub undecodable: bool,
+    /// A control batch (a transaction marker, attributes bit 5): no
+    /// records of the load generator's; its records are not decoded.
+    pub control: bool,
 }
+
+/// Attributes bit of a control batch.
+pub const CONTROL_BIT: i16 = 0x20;
 
 /// Walks the complete batches in `data` (a trailing partial batch, which
 /// Fetch may return, is ignored). With `want_records` false the records are
@@ -345,8 +399,9 @@ pub fn walk_batches(data: &[u8], want_records: bool) -> Vec<BatchInfo> {
             stored_bytes: batch.len(),
             send_us: Vec::new(),
             undecodable: false,
+            control: attributes & CONTROL_BIT != 0,
         };
-        if want_records {
+        if want_records && !info.control {
             let section = &batch[BATCH_HEADER_BYTES..];
             match Codec::from_attributes(attributes) {
                 Some(Codec::None) => value_prefixes(section, records, &mut info.send_us),
@@ -525,6 +580,67 @@ mod tests {
             i32::from_be_bytes(data[8..12].try_into().unwrap()) as usize,
             data.len() - 12
         );
+    }
+
+    #[test]
+    fn stamped_batches_carry_the_producer_and_the_transactional_bit() {
+        let specs = [RecordSpec {
+            send_us: 5,
+            key: None,
+        }; 3];
+        let stamp = ProducerStamp {
+            producer_id: 0x0102_0304_0506,
+            epoch: 7,
+            base_sequence: 42,
+            transactional: true,
+        };
+        for (codec, producer) in [
+            (Codec::None, Some(stamp)),
+            (
+                Codec::Lz4,
+                Some(ProducerStamp {
+                    transactional: false,
+                    ..stamp
+                }),
+            ),
+            (Codec::None, None),
+        ] {
+            let data = encode_batch_stamped(&specs, 64, codec, 0, producer).unwrap();
+            let attributes = i16::from_be_bytes(data[21..23].try_into().unwrap());
+            let id = i64::from_be_bytes(data[43..51].try_into().unwrap());
+            let epoch = i16::from_be_bytes(data[51..53].try_into().unwrap());
+            let seq = i32::from_be_bytes(data[53..57].try_into().unwrap());
+            assert_eq!(attributes & 7, codec.attribute_bits());
+            match producer {
+                Some(p) => {
+                    assert_eq!((id, epoch, seq), (p.producer_id, 7, 42));
+                    assert_eq!(attributes & TRANSACTIONAL_BIT != 0, p.transactional);
+                }
+                None => {
+                    assert_eq!((id, epoch, seq), (-1, -1, -1));
+                    assert_eq!(attributes & TRANSACTIONAL_BIT, 0);
+                }
+            }
+            // Never a control batch (bit 5), and the CRC covers the stamp.
+            assert_eq!(attributes & 0x20, 0);
+            let crc = u32::from_be_bytes(data[17..21].try_into().unwrap());
+            assert_eq!(crc, crc32c::crc32c(&data[21..]));
+            assert_eq!(walk_batches(&data, true)[0].send_us, vec![5, 5, 5]);
+        }
+        // The unstamped encoder is the stamped one without a producer.
+        assert_eq!(
+            encode_batch_with(&specs, 64, Codec::None, 3).unwrap(),
+            encode_batch_stamped(&specs, 64, Codec::None, 3, None).unwrap()
+        );
+    }
+
+    #[test]
+    fn sequences_wrap_as_kafkas_producer_numbers_them() {
+        assert_eq!(next_sequence(0, 10), 10);
+        assert_eq!(next_sequence(i32::MAX - 10, 10), i32::MAX);
+        // DefaultRecordBatch.incrementSequence(MAX - 5, 10) = 4.
+        assert_eq!(next_sequence(i32::MAX - 5, 10), 4);
+        assert_eq!(next_sequence(i32::MAX, 1), 0);
     }
 
     #[test]

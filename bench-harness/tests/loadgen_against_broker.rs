@@ -364,6 +364,180 @@ fn catch_up_consumer_reads_while_retention_deletes_segments() {
     );
 }
 
+/// Reads `topic`'s partitions 0..partitions from offset 0 to the high
+/// watermark at read_committed; returns per partition the high watermark,
+/// the last stable offset, the data records and the control batches
+/// (markers) seen, and the aborted transactions reported.
+fn read_committed(addr: &str, topic: &str, partitions: i32) -> Vec<(i64, i64, u64, u64, usize)> {
+    let mut c = KafkaClient::connect(addr, Duration::from_secs(5)).expect("connect");
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        let (mut offset, mut records, mut markers, mut aborted) = (0i64, 0u64, 0u64, 0usize);
+        let (hw, lso) = loop {
+            let topics = [(topic.to_string(), vec![(p, offset)])];
+            let f = c
+                .fetch_isolated(&topics, 0, 1, 1 << 20, 1)
+                .expect("read_committed fetch");
+            let d = &f.responses[0].partitions[0];
+            assert_eq!(d.error_code, 0, "fetch {topic}-{p} at {offset}");
+            aborted += d.aborted_transactions.as_ref().map_or(0, Vec::len);
+            for b in corelog_bench::records::walk_batches(
+                d.records.as_deref().unwrap_or_default(),
+                false,
+            ) {
+                if b.last_offset < offset {
+                    continue;
+                }
+                if b.control {
+                    markers += 1;
+                } else {
+                    records += u64::from(b.records);
+                }
+                offset = b.last_offset + 1;
+            }
+            if offset >= d.last_stable_offset {
+                break (d.high_watermark, d.last_stable_offset);
+            }
+        };
+        out.push((hw, lso, records, markers, aborted));
+    }
+    out
+}
+
+#[test]
+fn transactional_producers_commit_every_transaction() {
+    let Some(bin) = broker_bin() else { return };
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
+    let data_dir = scratch.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let broker = start_broker(&bin, &data_dir, &[]);
+    let addr = broker.addr.clone();
+
+    // Two transactional producers at 500 records/s each for 2.5 s: 1,250
+    // records each, in 25 transactions of 50 records (five batches of 10,
+    // round robin over both partitions), with a tail consumer.
+    let s = scenario(
+        r#"
+        name = "test-txn"
+        topic = "loadgen-txn"
+        partitions = 2
+        record_bytes = 200
+        records_per_batch = 10
+        producers = 2
+        acks = -1
+        rate_msgs_per_s = 1000
+        warmup_s = 0.5
+        duration_s = 2.0
+        consumers = 1
+        max_in_flight = 5
+        transaction_records = 50
+        "#,
+    );
+    let out = scratch.path().join("runs");
+    let pids = [broker._child.0.id()];
+    let record = run_scenario(
+        &s,
+        &addr,
+        &out,
+        &LimitsChoice::None,
+        broker.write_bytes,
+        &pids,
+    )
+    .expect("run");
+    eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
+    assert_eq!(
+        record.total_errors(),
+        0,
+        "errors: {:?}",
+        record.results.errors
+    );
+    let t = record.results.throughput.as_ref().expect("throughput");
+    assert_eq!(t.messages, 2000, "acknowledged in the measured window");
+    assert_eq!(record.results.latency["end_to_end"].summary.count, 2000);
+    // 2 x 20 transactions sent their EndTxn in the 2 s measured, each
+    // with its commit latency.
+    let commit = &record.results.latency["commit"].summary;
+    let committed = record.results.notes["transactions_committed"]
+        .as_u64()
+        .expect("transactions_committed");
+    assert!((38..=42).contains(&committed), "{committed} transactions");
+    assert_eq!(commit.count, committed);
+    assert!(commit.p50_us > 0.0);
+    // Each was opened by AddPartitionsToTxn (after the previous one's
+    // markers, retried on CONCURRENT_TRANSACTIONS).
+    let add = record.results.latency["add_partitions"].summary.count;
+    assert!((38..=42).contains(&add), "{add} transactions opened");
+    let dir = &run_dirs(&out)[0];
+    for f in ["commit.hgrm", "commit.hlog"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+
+    // Everything committed: at read_committed every record is there, the
+    // last stable offset is the high watermark, nothing was aborted, and
+    // each partition holds one marker per transaction (each of the 50
+    // transactions wrote both partitions).
+    let parts = read_committed(&addr, "loadgen-txn", 2);
+    let records: u64 = parts.iter().map(|p| p.2).sum();
+    assert_eq!(records, 2500, "{parts:?}");
+    for &(hw, lso, records, markers, aborted) in &parts {
+        assert_eq!(lso, hw, "open transaction left: {parts:?}");
+        assert_eq!(markers, 50, "{parts:?}");
+        assert_eq!(hw, records as i64 + 50, "{parts:?}");
+        assert_eq!(aborted, 0, "{parts:?}");
+    }
+}
+
+#[test]
+fn idempotent_producers_stamp_sequences_the_broker_accepts() {
+    let Some(bin) = broker_bin() else { return };
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch");
+    let data_dir = scratch.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let broker = start_broker(&bin, &data_dir, &[]);
+    // Closed loop, five requests in flight each: a sequence out of order
+    // or a duplicate would be refused (and stop the producer).
+    let s = scenario(
+        r#"
+        name = "test-idempotent"
+        topic = "loadgen-idempotent"
+        partitions = 2
+        record_bytes = 200
+        records_per_batch = 10
+        producers = 2
+        acks = -1
+        warmup_s = 0.2
+        duration_s = 1.0
+        max_in_flight = 5
+        idempotent = true
+        "#,
+    );
+    let out = scratch.path().join("runs");
+    let record = run_scenario(
+        &s,
+        &broker.addr,
+        &out,
+        &LimitsChoice::None,
+        broker.write_bytes,
+        &[],
+    )
+    .expect("run");
+    eprintln!("{}", corelog_bench::loadgen::summary_line(&record));
+    assert_eq!(
+        record.total_errors(),
+        0,
+        "errors: {:?}",
+        record.results.errors
+    );
+    assert!(record.results.throughput.as_ref().unwrap().messages > 0);
+    assert!(!record.results.latency.contains_key("commit"));
+    // No transactions: nothing for read_committed to hold back, and no
+    // markers.
+    for (hw, lso, records, markers, _) in read_committed(&broker.addr, "loadgen-idempotent", 2) {
+        assert_eq!((lso, markers), (hw, 0));
+        assert_eq!(records as i64, hw);
+    }
+}
+
 #[test]
 fn shipped_scenarios_parse() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");

@@ -22,9 +22,10 @@ line = "%s r%s msgs/s=%.0f publish_p50=%.0fus publish_p99=%.0fus" % (
 c = res["latency"].get("commit")
 if c:
     notes = res.get("notes", {})
-    line += " commit_p50=%.0fus commit_p99=%.0fus txns/s=%.1f add_retries=%s" % (
+    a = res["latency"].get("add_partitions", {}).get("summary", {})
+    line += " commit_p50=%.0fus commit_p99=%.0fus txns/s=%.1f open_p50=%.0fus add_retries=%s" % (
         c["summary"]["p50_us"], c["summary"]["p99_us"], notes.get("transactions_per_s", float("nan")),
-        notes.get("add_partitions_retries"))
+        a.get("p50_us", float("nan")), notes.get("add_partitions_retries"))
 line += " cpu_us_per_msg=%.3f errors=%s run=%s" % (
     res.get("broker_cpu_us_per_msg", float("nan")), res.get("errors"), os.path.basename(run.rstrip("/")))
 print(line)

@@ -338,11 +338,8 @@ fn commit_goes_through_prepare_markers_and_complete() {
     h.flush();
     assert_eq!(h.take(r), TxnResponse::EndTxn { error: 0 });
     assert_eq!(h.state("t"), "PrepareCommit");
-    // While the markers are out, everything else waits.
-    assert_eq!(
-        h.add("t", pe, &[tp("c", 0)]),
-        vec![codes::CONCURRENT_TRANSACTIONS]
-    );
+    // While the markers are out, everything else waits (AddPartitions is
+    // held: see the test below).
     assert_eq!(h.end("t", pe, false), codes::CONCURRENT_TRANSACTIONS);
     assert_eq!(h.init_with("t", None).0, codes::CONCURRENT_TRANSACTIONS);
     let calls = h.markers_ok();
@@ -806,5 +803,57 @@ fn txn_partition_is_kafkas() {
     assert_eq!(
         corelog_coordination::txn_partition_for("polygenelubricants", 50),
         0
+    );
+}
+
+#[test]
+fn add_partitions_while_the_markers_are_out_is_answered_once_they_are_written() {
+    let mut h = H::new();
+    let pe = h.init("t");
+    assert_eq!(h.add("t", pe, &[tp("a", 0)]), vec![0]);
+    let r = h.end_req("t", pe, true);
+    h.flush();
+    assert_eq!(h.take(r), TxnResponse::EndTxn { error: 0 });
+    // The producer's next transaction begins while the markers are out:
+    // held rather than answered CONCURRENT_TRANSACTIONS (clients would back
+    // off 20 ms).
+    let held = h.add_req("t", pe, &[tp("b", 1)]);
+    assert!(!h.replies.contains_key(&held));
+    assert!(h
+        .c
+        .next_deadline_ms()
+        .is_some_and(|d| d <= ADD_PARTITIONS_WAIT_MAX_MS));
+    h.markers_ok();
+    h.flush();
+    assert!(
+        matches!(h.take(held), TxnResponse::AddPartitions { results } if results == vec![(tp("b", 1), 0)])
+    );
+    let d = h.describe("t");
+    assert_eq!(d.state, "Ongoing");
+    assert_eq!(d.partitions, vec![tp("b", 1)]);
+
+    // Markers that are not written in time: the held request is answered
+    // CONCURRENT_TRANSACTIONS at its deadline, as Kafka answers at once,
+    // and the client's own retry goes on.
+    let r = h.end_req("t", pe, true);
+    h.flush();
+    assert_eq!(h.take(r), TxnResponse::EndTxn { error: 0 });
+    let held = h.add_req("t", pe, &[tp("c", 2)]);
+    h.now += ADD_PARTITIONS_WAIT_MAX_MS - 1;
+    h.step(TxnInput::Tick);
+    assert!(!h.replies.contains_key(&held));
+    h.now += 1;
+    h.step(TxnInput::Tick);
+    assert!(
+        matches!(h.take(held), TxnResponse::AddPartitions { results } if results == vec![(tp("c", 2), codes::CONCURRENT_TRANSACTIONS)])
+    );
+
+    // The client's retry is held again, and answered when the markers
+    // finally land.
+    let held = h.add_req("t", pe, &[tp("d", 3)]);
+    h.markers_ok();
+    h.flush();
+    assert!(
+        matches!(h.take(held), TxnResponse::AddPartitions { results } if results == vec![(tp("d", 3), 0)])
     );
 }

@@ -24,8 +24,9 @@ use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
 
 pub use crate::coordinator::{ReplyId, WriteId};
 pub use coordinator::{
-    TransactionCoordinator, APPEND_FAILED_ERROR, MARKER_RETRY_BACKOFF_MS,
-    REMOVE_EXPIRED_CHECK_INTERVAL_MS, TRANSACTIONAL_IDS_FULL, TXN_PARTITIONS_FULL,
+    TransactionCoordinator, ADD_PARTITIONS_HELD_PER_ID_MAX, ADD_PARTITIONS_WAIT_MAX_MS,
+    APPEND_FAILED_ERROR, MARKER_RETRY_BACKOFF_MS, REMOVE_EXPIRED_CHECK_INTERVAL_MS,
+    TRANSACTIONAL_IDS_FULL, TXN_PARTITIONS_FULL,
 };
 pub use records::{TxnLogRecord, TxnState, TxnTopic, TxnValue};
 

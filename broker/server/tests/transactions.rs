@@ -4,7 +4,7 @@
 //! DescribeProducers (the open transaction's first offset), and a
 //! read_committed Fetch held at the last stable offset, then released by
 //! the COMMIT marker, and answered with the aborted transaction's range
-//! after an ABORT.
+//! after an ABORT; and a fenced producer's late batch refused.
 
 mod common;
 
@@ -253,5 +253,31 @@ fn a_transaction_is_described_listed_and_bounds_read_committed_fetches() {
         end_txn(&mut c, pid, epoch, true),
         corelog_coordination::codes::INVALID_TXN_STATE
     );
+
+    // A new instance fences this one: its late batches are refused
+    // (verification finds the epoch old) and nothing is appended.
+    let again: InitProducerIdResponse = c.request(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(TXN))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(
+        (again.error_code, again.producer_id.0, again.producer_epoch),
+        (0, pid, epoch + 1)
+    );
+    assert_eq!(
+        produce_txn(&mut c, &[(TOPIC, 0, txn_batch(pid, epoch, 5, 1))]),
+        vec![corelog_coordination::codes::INVALID_PRODUCER_EPOCH]
+    );
+    assert_eq!(
+        add_partitions(&mut c, pid, epoch, vec![0]),
+        vec![corelog_coordination::codes::PRODUCER_FENCED]
+    );
+    let (_, hw, _, _) = fetch_p0(&mut c, 0);
+    assert_eq!(hw, 7, "nothing of the fenced producer was appended");
     broker.stop();
 }

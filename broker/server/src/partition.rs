@@ -165,6 +165,28 @@ pub struct Appended {
     pub acks: Acks,
 }
 
+impl Appended {
+    /// What the log driver answered an append (offsets and the discard
+    /// generation), with the role generation it was written in.
+    fn of(
+        (info, generation): (corelog_storage::AppendInfo, u64),
+        role_generation: u64,
+        acks: Acks,
+    ) -> Appended {
+        Appended {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            duplicate: info.duplicate,
+            commit: CommitPoint {
+                end: info.last_offset.plus(1),
+                generation,
+                role_generation,
+            },
+            acks,
+        }
+    }
+}
+
 /// Which offset a DeleteRecords request deletes up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteUpTo {
@@ -767,18 +789,8 @@ impl Partition {
     /// offsets; [`Self::acknowledged`] completes when `acks` is satisfied.
     pub fn append(&self, batch: ValidBatch, acks: Acks) -> Result<Appended, StorageError> {
         let role_generation = self.replication.generation.get();
-        let (info, generation) = self.log.borrow().append(batch)?;
-        Ok(Appended {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            duplicate: info.duplicate,
-            commit: CommitPoint {
-                end: info.last_offset.plus(1),
-                generation,
-                role_generation,
-            },
-            acks,
-        })
+        let appended = self.log.borrow().append(batch)?;
+        Ok(Appended::of(appended, role_generation, acks))
     }
 
     /// Appends a transaction marker (the coordinator's WriteTxnMarkers):
@@ -787,15 +799,11 @@ impl Partition {
     /// `acks=all` write does.
     pub fn append_marker(&self, marker: TxnMarker) -> Result<CommitPoint, StorageError> {
         let role_generation = self.replication.generation.get();
-        let (info, generation) = self
+        let appended = self
             .log
             .borrow()
             .append_marker(marker, corelog_runtime::now_ms())?;
-        Ok(CommitPoint {
-            end: info.last_offset.plus(1),
-            generation,
-            role_generation,
-        })
+        Ok(Appended::of(appended, role_generation, Acks::All).commit)
     }
 
     /// The first offset of `producer_id`'s transaction open on this
@@ -819,18 +827,8 @@ impl Partition {
         acks: Acks,
     ) -> Result<Appended, StorageError> {
         let role_generation = self.replication.generation.get();
-        let (info, generation) = self.log.borrow().append_from_coordinator(batch)?;
-        Ok(Appended {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            duplicate: info.duplicate,
-            commit: CommitPoint {
-                end: info.last_offset.plus(1),
-                generation,
-                role_generation,
-            },
-            acks,
-        })
+        let appended = self.log.borrow().append_from_coordinator(batch)?;
+        Ok(Appended::of(appended, role_generation, acks))
     }
 
     /// Completes when `appended` may be acknowledged at its acks level: at

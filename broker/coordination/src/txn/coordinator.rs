@@ -169,6 +169,18 @@ impl Meta {
         self.pending.is_some() || self.markers.is_some()
     }
 
+    /// Whether the previous transaction is being completed: decided
+    /// (PrepareCommit/PrepareAbort) with its markers not all written, or
+    /// its CompleteX not yet durable. A held AddPartitionsToTxn waits for
+    /// this to end.
+    fn completing(&self) -> bool {
+        self.markers.is_some()
+            || matches!(
+                self.cur.state,
+                TxnState::PrepareCommit | TxnState::PrepareAbort
+            )
+    }
+
     fn pid(&self) -> ProducerId {
         ProducerId(self.cur.producer_id)
     }
@@ -516,13 +528,7 @@ impl TransactionCoordinator {
             .held_adds
             .iter()
             .filter(|(id, held)| {
-                let completing = self.txns.get(*id).is_some_and(|m| {
-                    m.markers.is_some()
-                        || matches!(
-                            m.cur.state,
-                            TxnState::PrepareCommit | TxnState::PrepareAbort
-                        )
-                });
+                let completing = self.txns.get(*id).is_some_and(Meta::completing);
                 !completing || held.iter().any(|h| h.until_ms <= self.now_ms)
             })
             .map(|(id, _)| id.clone())
@@ -531,13 +537,7 @@ impl TransactionCoordinator {
             let Some(held) = self.held_adds.remove(&id) else {
                 continue;
             };
-            let completing = self.txns.get(&id).is_some_and(|m| {
-                m.markers.is_some()
-                    || matches!(
-                        m.cur.state,
-                        TxnState::PrepareCommit | TxnState::PrepareAbort
-                    )
-            });
+            let completing = self.txns.get(&id).is_some_and(Meta::completing);
             let mut still = Vec::new();
             for h in held {
                 if !completing {
@@ -1140,11 +1140,7 @@ impl TransactionCoordinator {
                 TxnState::PrepareCommit | TxnState::PrepareAbort
             )
         {
-            let completing = m.markers.is_some()
-                || matches!(
-                    m.cur.state,
-                    TxnState::PrepareCommit | TxnState::PrepareAbort
-                );
+            let completing = m.completing();
             let held = self.held_adds.entry(id.to_string()).or_default();
             if completing && held.len() < ADD_PARTITIONS_HELD_PER_ID_MAX {
                 // Answered when the previous transaction completes

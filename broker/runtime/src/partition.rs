@@ -162,6 +162,14 @@ impl Partition {
         r
     }
 
+    /// Makes the driver look for work now: the log's timed work (retention
+    /// of segments whose records expired, and the cleaner) is found when
+    /// the driver asks for a job, and an idle partition's driver asks only
+    /// when something wakes it.
+    pub fn wake(&self) {
+        self.inner.work.notify_all();
+    }
+
     /// Flushes everything, writes a final checkpoint and stops the driver.
     /// On a disk that refuses writes it stops after
     /// [`CLOSE_FAILED_JOBS_MAX`] failed jobs instead, without the checkpoint:

@@ -174,6 +174,11 @@ pub struct ServerConfig {
     pub batch_cache_bytes_per_shard: usize,
     /// Topic defaults (Kafka's broker-level `log.*` settings).
     pub topic_defaults: TopicDefaults,
+    /// Kafka's `log.retention.check.interval.ms`: how often each shard
+    /// lets its partitions delete segments that retention made deletable.
+    /// Appends find such segments too, but a partition nobody writes to
+    /// would otherwise keep expired data for ever.
+    pub log_retention_check_interval_ms: u64,
     /// Cluster id reported to clients; generated and persisted if absent.
     pub cluster_id: Option<String>,
     /// The most bytes one group-commit write carries. Unset: taken from the
@@ -300,6 +305,7 @@ impl Default for ServerConfig {
             shard_task_quota_us: 500,
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
+            log_retention_check_interval_ms: 300_000,
             cluster_id: None,
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
@@ -642,6 +648,13 @@ impl ServerConfig {
         }
         if !(100..=100_000).contains(&self.shard_task_quota_us) {
             return Err("shard_task_quota_us: must be between 100 and 100000".into());
+        }
+        if self.log_retention_check_interval_ms == 0
+            || self.log_retention_check_interval_ms > TIMEOUT_MS_MAX
+        {
+            return Err(format!(
+                "log_retention_check_interval_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
         }
         if self.fetch_wait_ms_max == 0 || self.fetch_wait_ms_max > i32::MAX as u64 {
             return Err(format!(

@@ -361,6 +361,13 @@ impl Partition {
         self.log.borrow().clone()
     }
 
+    /// Lets the log act on time that passed without appends: retention
+    /// deletes segments whose records expired (see
+    /// `ServerConfig::log_retention_check_interval_ms`).
+    pub fn check_timed_work(&self) {
+        self.driver().wake();
+    }
+
     /// Reads the log (see `LogDriver::read_log`).
     fn read_log<R>(&self, f: impl FnOnce(&PartitionLog<GlommioIo>) -> R) -> R {
         self.log.borrow().read_log(f)

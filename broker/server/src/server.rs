@@ -338,6 +338,7 @@ async fn shard_main(
         }
         glommio::timer::sleep(Duration::from_millis(READY_POLL_MS)).await;
     }
+    glommio::spawn_local(check_timed_work(shard.clone())).detach();
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -361,6 +362,29 @@ async fn shard_main(
     }
     shutdown(&shard).await;
     Ok(())
+}
+
+/// Every `log_retention_check_interval_ms`, lets each partition of this
+/// shard act on the time that passed (see
+/// [`crate::partition::Partition::check_timed_work`]), until shutdown.
+async fn check_timed_work(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config().log_retention_check_interval_ms);
+    loop {
+        let stopped = async {
+            shard.stop_notified().await;
+            true
+        };
+        let waited = async {
+            glommio::timer::sleep(interval).await;
+            false
+        };
+        if shard.is_stopping() || waited.or(stopped).await {
+            return;
+        }
+        for partition in shard.partitions().all() {
+            partition.check_timed_work();
+        }
+    }
 }
 
 /// The first pause after a failed accept; it doubles with each failure in

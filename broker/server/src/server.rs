@@ -370,15 +370,20 @@ async fn shard_main(
 async fn check_timed_work(shard: Rc<Shard>) {
     let interval = Duration::from_millis(shard.config().log_retention_check_interval_ms);
     loop {
+        // Created before the check, so that a stop in between still wakes it.
+        let stop = shard.stop_notified();
+        if shard.is_stopping() {
+            return;
+        }
         let stopped = async {
-            shard.stop_notified().await;
+            stop.await;
             true
         };
         let waited = async {
             glommio::timer::sleep(interval).await;
             false
         };
-        if shard.is_stopping() || waited.or(stopped).await {
+        if waited.or(stopped).await {
             return;
         }
         for partition in shard.partitions().all() {

@@ -77,6 +77,10 @@ struct ServeArgs {
     /// is logged; removed on a clean stop [default: none].
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (/metrics) and health probes (/health,
+    /// /ready) over HTTP on this host:port [default: none].
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
     /// This node's id in a cluster (Kafka's node.id); with
     /// --cluster-listen and --controller-quorum-voters [default: none, a
     /// single-node broker].
@@ -122,6 +126,9 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = &args.ready_file {
         config.ready_file = Some(v.clone());
+    }
+    if let Some(v) = args.admin_listen {
+        config.admin_listen = Some(v);
     }
     if let Some(v) = args.node_id {
         config.node_id = Some(v);

@@ -179,6 +179,9 @@ pub struct ServerConfig {
     /// Appends find such segments too, but a partition nobody writes to
     /// would otherwise keep expired data for ever.
     pub log_retention_check_interval_ms: u64,
+    /// The admin HTTP listener: Prometheus metrics at `/metrics`, probes
+    /// at `/health` and `/ready` (see `admin_http`). None: not served.
+    pub admin_listen: Option<SocketAddr>,
     /// Cluster id reported to clients; generated and persisted if absent.
     pub cluster_id: Option<String>,
     /// The most bytes one group-commit write carries. Unset: taken from the
@@ -306,6 +309,7 @@ impl Default for ServerConfig {
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
             log_retention_check_interval_ms: 300_000,
+            admin_listen: None,
             cluster_id: None,
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,

@@ -279,6 +279,15 @@ async fn shard_main(
         ),
         None => None,
     };
+    // Shard 0 serves the admin HTTP listener; bound before the broker says
+    // it is ready, so that a port in use stops the start with its reason.
+    let admin_listener = match config.admin_listen.filter(|_| id == ShardId(0)) {
+        Some(addr) => Some(
+            crate::admin_http::bind(addr)
+                .map_err(|e| fail(format!("admin_listen on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     // In cluster mode, shard 0 hosts the metadata quorum (issue 17): its
     // log is opened and the internal listener bound before the node says
     // it is ready.
@@ -339,6 +348,9 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(READY_POLL_MS)).await;
     }
     glommio::spawn_local(check_timed_work(shard.clone())).detach();
+    if let Some(listener) = admin_listener {
+        glommio::spawn_local(crate::admin_http::serve(shard.clone(), listener)).detach();
+    }
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -39,7 +39,7 @@ pub mod types;
 
 pub use batch::ValidBatch;
 pub use cache::{BatchCache, CacheId, SharedBatchCache};
-pub use config::{FlushPolicy, LogConfig};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use job::{Job, JobDone};
 pub use lanes::{BackgroundCheckpoint, BackgroundCheckpointDone, Preallocation, PreallocationDone};

@@ -556,6 +556,7 @@ impl<I: StorageIo> PartitionLog<I> {
             )));
         }
         self.check_appendable(&header)?;
+        self.check_keys(&batch)?;
         if header.has_producer_id() {
             if let crate::producer::SequenceCheck::Duplicate(b) = self.producers.check(&header)? {
                 return Ok(AppendInfo {
@@ -591,10 +592,23 @@ impl<I: StorageIo> PartitionLog<I> {
             )));
         }
         self.check_appendable(&header)?;
+        self.check_keys(&batch)?;
         if self.epochs.latest() != Some(self.leader_epoch) {
             self.epochs.assign(self.leader_epoch, self.next_offset);
         }
         Ok(self.buffer(&header, self.leader_epoch, batch.into_bytes()))
+    }
+
+    /// A compacted log refuses records without a key (a replicated batch
+    /// is not checked: its leader did, as Kafka's followers do not
+    /// validate). Control batches never reach here: clients may not write
+    /// them and markers come through [`Self::append_marker`].
+    fn check_keys(&self, batch: &ValidBatch) -> Result<()> {
+        let keyless_records = batch.summary().keyless_records;
+        if self.config.cleanup_policy.compacts() && keyless_records > 0 {
+            return Err(StorageError::KeylessRecordInCompactedLog { keyless_records });
+        }
+        Ok(())
     }
 
     /// The refusals every append shares: an unwritable log, a batch larger

@@ -358,6 +358,7 @@ pub(crate) async fn sealed_parts<I: StorageIo>(
                 ScanCheck {
                     validate: false,
                     expect_offset: None,
+                gaps_allowed: false,
                 },
                 |pos, h, _| {
                     idx.on_append(base, h, pos, 4096);
@@ -405,6 +406,7 @@ impl<I: StorageIo> DiskRead<I> {
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |pos, h, bytes| {
                 if h.next_offset() <= self.offset {
@@ -506,6 +508,7 @@ impl<I: StorageIo> TimestampPlan<I> {
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |_, h, bytes| {
                 if h.next_offset() > lookup.max_offset {

@@ -109,6 +109,8 @@ struct Walked<F> {
     first_write_ms: i64,
     index: SegmentIndex,
     next: Offset,
+    /// The walk accepted gaps between its batches (see `ScanCheck::gaps_allowed`).
+    gaps: bool,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -349,8 +351,13 @@ impl<I: StorageIo> PartitionLog<I> {
         // invalid bytes ends the log: it is cut there and later ones removed.
         let mut walked: Vec<Walked<I::File>> = Vec::new();
         let mut expect_next: Option<Offset> = None;
-        let mut walk_iter = to_walk.into_iter();
-        for (base, from, mut index, expect) in walk_iter.by_ref() {
+        // Only the last segment can be the active one, which the cleaner
+        // never rewrites: the ones before it (walked when the checkpoint is
+        // lost) may have gaps where the cleaner dropped whole batches.
+        let walk_count = to_walk.len();
+        let mut walk_iter = to_walk.into_iter().enumerate();
+        for (walk_index, (base, from, mut index, expect)) in walk_iter.by_ref() {
+            let gaps_allowed = walk_index + 1 < walk_count;
             let path = path_of(base, "log");
             let file = io
                 .open(&path, true)
@@ -361,7 +368,13 @@ impl<I: StorageIo> PartitionLog<I> {
                 .await
                 .map_err(|e| StorageError::io("stat segment", &path, e))?;
             let expect = expect_next.unwrap_or(expect);
-            if Offset(base) != expect && from == 0 {
+            // After a segment with gaps, the next one may start past where
+            // the last kept batch ended, never before it.
+            let continues = Offset(base) == expect
+                || (expect_next.is_some()
+                    && Offset(base) > expect
+                    && walked.last().is_some_and(|w| w.gaps));
+            if !continues && from == 0 {
                 // A segment whose name does not continue the log is not ours to trust.
                 tracing::warn!(path = %path.display(), "segment does not continue the log; removing it and what follows");
                 remove_segment_files(&io, &dir, base).await;
@@ -385,6 +398,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 ScanCheck {
                     validate: true,
                     expect_offset: Some(expect),
+                    gaps_allowed,
                 },
                 |pos, h, bytes| {
                     index.on_append(Offset(base), h, pos, interval);
@@ -435,6 +449,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 index,
                 next,
                 first_write_ms,
+                gaps: gaps_allowed,
             });
             expect_next = Some(next);
             if torn {
@@ -443,7 +458,7 @@ impl<I: StorageIo> PartitionLog<I> {
         }
         // Segments after a torn one cannot be trusted: they were never
         // acknowledged, since a roll happens only after the data before it is synced.
-        for (base, _, _, _) in walk_iter {
+        for (_, (base, _, _, _)) in walk_iter {
             tracing::warn!(base, "removing segment that follows a torn one");
             remove_segment_files(&io, &dir, base).await;
             report.removed_segments += 1;
@@ -454,6 +469,17 @@ impl<I: StorageIo> PartitionLog<I> {
             .expect("recovery walks at least the active segment");
         // Segments sealed here (walked, not the last) get their .txnindex
         // written below, before the checkpoint that will list them.
+        // A sealed segment ends where the next one starts: a rewritten one
+        // may have lost its last batches to the cleaner.
+        let following: Vec<Offset> = walked
+            .iter()
+            .skip(1)
+            .map(|w| w.base)
+            .chain(std::iter::once(last.base))
+            .collect();
+        for (w, next) in walked.iter_mut().zip(following) {
+            w.next = w.next.max(next);
+        }
         let walked_sealed: Vec<(Offset, Offset)> =
             walked.iter().map(|w| (w.base, w.next)).collect();
         for w in walked {
@@ -750,6 +776,7 @@ async fn load_txn_indexes<I: StorageIo>(
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |_, h, bytes| {
                 if h.base_offset.0 >= next {

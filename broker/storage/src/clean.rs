@@ -328,6 +328,8 @@ impl<I: StorageIo> CleanDone<I> {
 /// What the pipeline's swap job needs once it is done.
 pub(crate) struct PendingSwap<F> {
     pub outputs: Vec<Output<F>>,
+    /// `.cleaned` files of a dropped pass, to remove.
+    pub stale: Vec<PathBuf>,
     pub stats: CleanStats,
     pub now_ms: i64,
 }
@@ -732,6 +734,15 @@ impl<I: StorageIo> PartitionLog<I> {
         if let Some(first_unstable) = self.first_unstable_offset() {
             end = end.min(first_unstable);
         }
+        // Kafka bounds the range by the last stable offset, so by the high
+        // watermark too: what a truncation may still take away (and with
+        // it records the key map would count as newer) is never cleaned
+        // against.
+        end = end.min(
+            self.high_watermark
+                .unwrap_or(self.flushed_offset)
+                .min(self.flushed_offset),
+        );
         let young_after = now_ms.saturating_sub(self.config.min_compaction_lag_ms);
         // The cleanable range ends at the base of the first segment it
         // does not wholly hold.
@@ -812,6 +823,7 @@ impl<I: StorageIo> PartitionLog<I> {
         })?;
         self.pending_swap = Some(PendingSwap {
             outputs,
+            stale: Vec::new(),
             stats,
             now_ms: done.now_ms,
         });
@@ -820,6 +832,24 @@ impl<I: StorageIo> PartitionLog<I> {
 
     /// The pipeline job that swaps a finished pass in (see the module doc).
     pub(crate) fn clean_swap_job(&mut self) -> Option<Job<I>> {
+        if self
+            .pending_swap
+            .as_ref()
+            .is_some_and(|p| self.next_offset < p.stats.cleaned_to)
+        {
+            // The log was cut below what the pass mapped: its key map may
+            // hold records that are gone, so none of its output is used.
+            tracing::info!(dir = %self.dir.display(), "log cut under a cleaning pass; pass dropped");
+            let last_cleaned = Offset(self.cleaner.last_cleaned_offset);
+            if let Some(mut p) = self.pending_swap.take() {
+                p.stats.cleaned_to = last_cleaned;
+                for o in std::mem::take(&mut p.outputs) {
+                    p.stale
+                        .push(suffixed(&self.path_of(o.base, "log"), CLEANED_SUFFIX));
+                }
+                self.pending_swap = Some(p);
+            }
+        }
         let pending = self.pending_swap.as_ref()?;
         // Only segments the log still holds as they were read are swapped;
         // retention or a truncation may have removed others meanwhile.
@@ -829,7 +859,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 .is_some_and(|s| s.next == o.next && Rc::ptr_eq(&s.handle, &o.replaces))
         };
         let mut swaps = Vec::new();
-        let mut stale = Vec::new();
+        let mut stale = pending.stale.clone();
         let mut sizes = std::collections::BTreeMap::new();
         for o in &pending.outputs {
             let log_path = self.path_of(o.base, "log");

@@ -929,3 +929,32 @@ fn aborted_data_whose_marker_lies_past_the_cleanable_range_does_not_hide_a_commi
         "the aborted one goes"
     );
 }
+
+#[test]
+fn the_high_watermark_bounds_the_cleanable_range_and_a_cut_under_a_pass_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_std(dir.path(), compact_config());
+    seed(&mut log, Compression::None);
+    log.set_high_watermark(Offset(3));
+    let state = log.cleaner_state(NOW_MS);
+    assert!(state.first_uncleanable_offset <= Offset(3), "{state:?}");
+    log.set_high_watermark(log.next_offset());
+    let before = read_all(&log);
+    let job = log.clean_job(NOW_MS, &budget()).unwrap();
+    let done = block_on(job.run(|_| async {}));
+    // A follower's truncation below what the pass mapped, before the
+    // pass is taken.
+    let cut = Offset(5);
+    assert_eq!(block_on(log.truncate_to(cut, NOW_MS)).unwrap(), cut);
+    let stats = log.finish_clean(done).unwrap();
+    assert!(stats.cleaned_to > cut);
+    block_on(log.flush_all(NOW_MS)).unwrap();
+    let after = read_all(&log);
+    let kept: Vec<Rec> = before.iter().filter(|r| r.0 < cut.0).cloned().collect();
+    assert_eq!(
+        after, kept,
+        "the pass was dropped, the cut log is as it was"
+    );
+    assert!(files_with_extension(dir.path(), "cleaned").is_empty());
+    assert_eq!(log.cleaner_state(NOW_MS).last_cleaned_offset, Offset(0));
+}

@@ -118,6 +118,7 @@ fn storage_code(e: &StorageError) -> i16 {
         StorageError::Batch(BatchError::DecompressedTooLarge { .. }) => ec::MESSAGE_TOO_LARGE,
         StorageError::Batch(b) if b.is_corruption() => ec::CORRUPT_MESSAGE,
         StorageError::Batch(_) => ec::INVALID_RECORD,
+        StorageError::KeylessRecordInCompactedLog { .. } => ec::INVALID_RECORD,
         StorageError::BatchTooLarge { .. } => ec::RECORD_LIST_TOO_LARGE,
         StorageError::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
         StorageError::Io { .. } | StorageError::Corrupt { .. } => ec::KAFKA_STORAGE_ERROR,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use corelog_storage::{FlushPolicy, LogConfig, RecordLimits};
+use corelog_storage::{CleanupPolicy, FlushPolicy, LogConfig, RecordLimits};
 use serde::Deserialize;
 
 use crate::error::ServerError;
@@ -534,7 +534,7 @@ impl TxnSettings {
 }
 
 /// Broker-level defaults for topic configs.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicDefaults {
     pub segment_bytes: u64,
@@ -547,6 +547,18 @@ pub struct TopicDefaults {
     pub max_message_bytes: u32,
     /// "always", or a number of milliseconds between fdatasyncs.
     pub flush_policy: String,
+    /// `log.cleanup.policy`: "delete", "compact" or "compact,delete".
+    pub cleanup_policy: String,
+    /// `log.cleaner.min.cleanable.ratio`: see
+    /// `LogConfig::min_cleanable_dirty_ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `log.cleaner.min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// `log.cleaner.delete.retention.ms`: how long tombstones stay after
+    /// the cleaner first passed them.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for TopicDefaults {
@@ -558,6 +570,11 @@ impl Default for TopicDefaults {
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
             flush_policy: "always".into(),
+            cleanup_policy: "delete".into(),
+            min_cleanable_dirty_ratio: LogConfig::default().min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: LogConfig::default().min_compaction_lag_ms,
+            max_compaction_lag_ms: LogConfig::default().max_compaction_lag_ms,
+            delete_retention_ms: LogConfig::default().delete_retention_ms,
         }
     }
 }
@@ -688,6 +705,8 @@ impl ServerConfig {
         let d = &self.topic_defaults;
         parse_flush_policy(&d.flush_policy)
             .map_err(|e| format!("topic_defaults.flush_policy: {e}"))?;
+        CleanupPolicy::parse(&d.cleanup_policy)
+            .map_err(|e| format!("topic_defaults.cleanup_policy: {e}"))?;
         if d.max_message_bytes == 0 {
             return Err("topic_defaults.max_message_bytes: must be positive".into());
         }
@@ -735,6 +754,12 @@ impl ServerConfig {
             record_limits: RecordLimits {
                 decompressed_bytes_max: self.batch_decompressed_bytes_max,
             },
+            cleanup_policy: CleanupPolicy::parse(&d.cleanup_policy)
+                .unwrap_or(CleanupPolicy::Delete),
+            min_cleanable_dirty_ratio: d.min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: d.min_compaction_lag_ms,
+            max_compaction_lag_ms: d.max_compaction_lag_ms,
+            delete_retention_ms: d.delete_retention_ms,
             ..LogConfig::default()
         }
     }

@@ -205,6 +205,8 @@ pub struct ServerConfig {
     pub groups: GroupSettings,
     /// Transaction settings (Kafka's `transaction.*`).
     pub transactions: TxnSettings,
+    /// The log cleaner of compacted topics (Kafka's `log.cleaner.*`).
+    pub log_cleaner: CleanerSettings,
     /// A file the broker writes once every shard serves (when it logs
     /// "corelog ready"), for scripts and tests to wait on: JSON with `pid`,
     /// `listen`, `advertised`, `shards` and `write_bytes_max`. Written
@@ -316,6 +318,7 @@ impl Default for ServerConfig {
             batch_decompressed_bytes_max: RecordLimits::default().decompressed_bytes_max,
             groups: GroupSettings::default(),
             transactions: TxnSettings::default(),
+            log_cleaner: CleanerSettings::default(),
             ready_file: None,
             node_id: None,
             cluster_listen: None,
@@ -451,6 +454,79 @@ impl GroupSettings {
             return Err("groups.offsets_segment_bytes: must be at least 1 MiB".into());
         }
         Ok(())
+    }
+}
+
+/// The log cleaner's settings (Kafka's `log.cleaner.*`). Each shard runs
+/// one cleaner for the compacted partitions it owns, one pass at a time,
+/// in the shard's background task queue.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`: false leaves compacted topics uncleaned (they
+    /// still refuse keyless records and keep their segments).
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps when no
+    /// partition needed a pass.
+    pub backoff_ms: u64,
+    /// `log.cleaner.io.max.bytes.per.second`, per shard: the bytes a
+    /// cleaner reads and writes per second at most. None: no limit (Kafka's
+    /// default); the cleaner still yields to producers, its task queue
+    /// having a tenth of the shares of the request path.
+    pub io_max_bytes_per_second: Option<u64>,
+    /// Kafka's `log.cleaner.dedupe.buffer.size`, per shard: the memory of a
+    /// pass's key map. A larger dirty range is cleaned over several passes.
+    pub offset_map_bytes_per_shard: usize,
+    /// The dirty segment bytes one pass maps at most.
+    pub dirty_bytes_per_pass_max: u64,
+}
+
+impl Default for CleanerSettings {
+    fn default() -> Self {
+        let budget = corelog_storage::CleanerBudget::default();
+        CleanerSettings {
+            enable: true,
+            backoff_ms: 15_000,
+            io_max_bytes_per_second: None,
+            offset_map_bytes_per_shard: budget.offset_map_bytes_max,
+            dirty_bytes_per_pass_max: budget.dirty_bytes_per_pass_max,
+        }
+    }
+}
+
+/// The smallest key map a cleaner may have: room for a few thousand keys.
+pub const CLEANER_OFFSET_MAP_BYTES_MIN: usize = 1 << 20;
+
+impl CleanerSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.backoff_ms == 0 || self.backoff_ms > TIMEOUT_MS_MAX {
+            return Err(format!(
+                "log_cleaner.backoff_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
+        if self.io_max_bytes_per_second == Some(0) {
+            return Err(
+                "log_cleaner.io_max_bytes_per_second: must be positive (leave it out for no limit)"
+                    .into(),
+            );
+        }
+        if self.offset_map_bytes_per_shard < CLEANER_OFFSET_MAP_BYTES_MIN {
+            return Err(format!(
+                "log_cleaner.offset_map_bytes_per_shard: must be at least {CLEANER_OFFSET_MAP_BYTES_MIN}"
+            ));
+        }
+        if self.dirty_bytes_per_pass_max == 0 {
+            return Err("log_cleaner.dirty_bytes_per_pass_max: must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// What one pass may cost.
+    pub fn budget(&self) -> corelog_storage::CleanerBudget {
+        corelog_storage::CleanerBudget {
+            offset_map_bytes_max: self.offset_map_bytes_per_shard,
+            dirty_bytes_per_pass_max: self.dirty_bytes_per_pass_max,
+        }
     }
 }
 
@@ -701,6 +777,7 @@ impl ServerConfig {
         }
         self.groups.validate()?;
         self.transactions.validate()?;
+        self.log_cleaner.validate()?;
         self.cluster()?;
         let d = &self.topic_defaults;
         parse_flush_policy(&d.flush_policy)

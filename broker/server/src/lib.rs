@@ -8,6 +8,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod admin_http;
+pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod conn;

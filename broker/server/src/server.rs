@@ -348,6 +348,19 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(READY_POLL_MS)).await;
     }
     glommio::spawn_local(check_timed_work(shard.clone())).detach();
+    // The log cleaner runs in the shard's background class: a task queue
+    // with a tenth of the request path's shares.
+    let background = glommio::executor().create_task_queue(
+        glommio::Shares::Static(crate::cleaner::CLEANER_SHARES),
+        glommio::Latency::NotImportant,
+        "background",
+    );
+    match glommio::spawn_local_into(crate::cleaner::run(shard.clone()), background) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => tracing::error!(shard = id.0, error = %e, "cannot start the log cleaner"),
+    };
     if let Some(listener) = admin_listener {
         glommio::spawn_local(crate::admin_http::serve(shard.clone(), listener)).detach();
     }

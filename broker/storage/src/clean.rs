@@ -813,6 +813,14 @@ impl<I: StorageIo> PartitionLog<I> {
         })
     }
 
+    /// Forgets a pass that was dropped before it finished (its owner is
+    /// closing the log and will not wait for it). The log is as if the pass
+    /// never ran; the `.cleaned` files it may have written are deleted by
+    /// the next open, or by the next pass before it writes the same file.
+    pub fn abandon_clean(&mut self) {
+        self.cleaning = false;
+    }
+
     /// Takes a finished pass. On success its segments are swapped in by a
     /// later job of the pipeline ([`Self::next_job`]); a failure changes
     /// nothing (its `.cleaned` files are removed) and is returned.

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from conftest import admin, create_topic, produce_all
+from conftest import admin, create_topic, free_port, produce_all
 
 SEGMENT_MS = 150
 CLEANER_BACKOFF_MS = 100
@@ -31,10 +31,10 @@ CLEANER_BACKOFF_MS = 100
 CLEANER_CONFIG = "[log_cleaner]\nbackoff_ms = %d\n" % CLEANER_BACKOFF_MS
 
 
-def _broker(broker_factory, tmp_path, extra_config=""):
+def _broker(broker_factory, tmp_path, extra_config="", extra_args=()):
     cfg = tmp_path / "cleaner.toml"
     cfg.write_text(CLEANER_CONFIG + extra_config)
-    return broker_factory(["--config", str(cfg)])
+    return broker_factory(["--config", str(cfg)] + list(extra_args))
 
 
 def _compacted_topic(b, **extra):
@@ -127,6 +127,29 @@ def test_compaction_keeps_the_latest_value_of_each_key_at_its_offset(broker_fact
     assert len(records) < total
     # The log end and the offsets of what remains are what they were.
     assert records[-1][0] == total - 1
+
+
+@pytest.mark.timeout(120)
+def test_metrics_show_each_compacted_partitions_dirty_ratio_and_last_cleaned_offset(broker_factory, tmp_path):
+    from test_metrics import _metrics, _one
+    port = free_port()
+    b = _broker(broker_factory, tmp_path, extra_args=["--admin-listen", "127.0.0.1:%d" % port])
+    topic = _compacted_topic(b)
+    plain = create_topic(b.bootstrap)
+    rounds = [[(b"k%d" % i, b"r%d" % r) for i in range(10)] for r in range(3)] + [[(b"tail", b"t")]]
+    _produce_rounds(b, topic, rounds)
+    # The first two rounds' segments (offsets 0-19) are superseded by the
+    # third's; all three are sealed and cleanable.
+
+    def cleaned():
+        samples = _metrics(port)
+        last = _one(samples, "corelog_partition_cleaner_last_cleaned_offset", topic=topic)
+        return last == 30, samples
+
+    samples = _wait_until("the metrics show the log cleaned up to the active segment", cleaned, 60)
+    assert _one(samples, "corelog_partition_cleaner_dirty_ratio", topic=topic) == 0
+    # A topic that does not compact has no cleaner state.
+    assert not [k for k in samples if k[0].startswith("corelog_partition_cleaner") and dict(k[1])["topic"] == plain]
 
 
 @pytest.mark.timeout(60)

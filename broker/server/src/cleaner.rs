@@ -43,7 +43,11 @@ pub async fn run(shard: Rc<Shard>) {
             let Some(partition) = shard.partition(&key.topic, key.partition) else {
                 continue;
             };
-            if !partition.compacts() {
+            // A replicated partition is not cleaned: a follower appends
+            // the leader's batches at the log end, and a cleaned leader
+            // log (gaps, emptied batches) cannot be replicated yet (issue
+            // 18's replication preview). Such a topic keeps every record.
+            if !partition.compacts() || partition.is_follower() || partition.leads_replicated() {
                 continue;
             }
             let pace = pace.clone();

@@ -30,6 +30,8 @@ pub struct PartitionSample {
     pub log_end_offset: i64,
     pub high_watermark: i64,
     pub size_bytes: u64,
+    /// For a compacted log: its dirty ratio and last cleaned offset.
+    pub cleaner: Option<(f64, i64)>,
 }
 
 /// What one shard reports; sent from its thread to shard 0.
@@ -57,6 +59,9 @@ pub fn sample(shard: &Shard) -> ShardSample {
                 log_end_offset: p.log_end_offset().0,
                 high_watermark: p.high_watermark().0,
                 size_bytes: p.size_bytes(),
+                cleaner: p
+                    .cleaner_state()
+                    .map(|c| (c.dirty_ratio, c.last_cleaned_offset.0)),
                 topic: key.topic,
                 partition: key.partition,
             })
@@ -304,6 +309,21 @@ pub fn render(shards: &[ShardSample], process: &ProcessSample, ready: bool) -> S
         "Bytes of the partition's segments on disk.",
         &|p| p.size_bytes.to_string(),
     );
+    let compacted = || partitions().filter_map(|(labels, p)| Some((labels, p.cleaner?)));
+    family(
+        &mut out,
+        "corelog_partition_cleaner_dirty_ratio",
+        "gauge",
+        "Compacted partitions: the share of the cleanable bytes not cleaned yet (compared with min.cleanable.dirty.ratio).",
+        compacted().map(|(labels, (ratio, _))| (labels, format!("{ratio:.4}"))),
+    );
+    family(
+        &mut out,
+        "corelog_partition_cleaner_last_cleaned_offset",
+        "gauge",
+        "Compacted partitions: every offset below it was cleaned at least once.",
+        compacted().map(|(labels, (_, offset))| (labels, offset.to_string())),
+    );
     let one = |v: String| [(String::new(), v)];
     family(
         &mut out,
@@ -379,6 +399,7 @@ mod tests {
                 log_end_offset: 10,
                 high_watermark: 9,
                 size_bytes: 4096,
+                cleaner: Some((0.25, 7)),
             }],
             batch_cache_bytes: 5,
             batch_cache_bytes_max: 6,
@@ -390,6 +411,9 @@ mod tests {
             "corelog_partition_log_end_offset{topic=\"t\",partition=\"3\",shard=\"0\"} 10\n"
         ));
         assert!(text.contains("corelog_connections{shard=\"0\"} 2\n"));
+        assert!(text.contains(
+            "corelog_partition_cleaner_last_cleaned_offset{topic=\"t\",partition=\"3\",shard=\"0\"} 7\n"
+        ));
         assert!(text.contains("corelog_ready 1\n"));
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {

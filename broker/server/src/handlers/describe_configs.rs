@@ -166,11 +166,41 @@ fn broker_entries(c: &ServerConfig) -> Vec<BrokerEntry> {
             "The address the broker listens on.",
         ),
         e(
+            "log.cleaner.backoff.ms",
+            c.log_cleaner.backoff_ms.to_string(),
+            d.log_cleaner.backoff_ms.to_string(),
+            TYPE_LONG,
+            "How long a shard's cleaner sleeps when no compacted partition needed a pass.",
+        ),
+        e(
+            "log.cleaner.dedupe.buffer.size",
+            c.log_cleaner.offset_map_bytes_per_shard.to_string(),
+            d.log_cleaner.offset_map_bytes_per_shard.to_string(),
+            TYPE_LONG,
+            "Corelog: per shard. The memory of a cleaning pass's key map.",
+        ),
+        e(
             "log.cleaner.delete.retention.ms",
             t.delete_retention_ms.to_string(),
             dt.delete_retention_ms.to_string(),
             TYPE_LONG,
             "The default delete.retention.ms of topics.",
+        ),
+        e(
+            "log.cleaner.enable",
+            c.log_cleaner.enable.to_string(),
+            d.log_cleaner.enable.to_string(),
+            TYPE_BOOLEAN,
+            "Whether compacted topics are cleaned.",
+        ),
+        e(
+            "log.cleaner.io.max.bytes.per.second",
+            c.log_cleaner
+                .io_max_bytes_per_second
+                .map_or(f64::MAX.to_string(), |b| b.to_string()),
+            f64::MAX.to_string(),
+            TYPE_DOUBLE,
+            "Corelog: per shard. The bytes a cleaner reads and writes per second at most.",
         ),
         e(
             "log.cleaner.max.compaction.lag.ms",

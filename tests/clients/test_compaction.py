@@ -61,10 +61,11 @@ def _produce_rounds(b, topic, rounds):
 
 def _read_all(bootstrap, topic, timeout=30.0):
     """Every record of partition 0 from the log start to the end, as
-    [(offset, key, value)]."""
+    [(offset, key, value)], aborted transactions' records included
+    (read_uncommitted: what the log holds)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cmp-" + uuid.uuid4().hex[:6],
                   "enable.auto.commit": False, "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest"})
+                  "auto.offset.reset": "earliest", "isolation.level": "read_uncommitted"})
     out = []
     try:
         c.assign([TopicPartition(topic, 0, -2)])  # OFFSET_BEGINNING
@@ -258,3 +259,35 @@ def test_sigkill_while_cleaning_loses_no_latest_value(broker_factory, tmp_path):
 
     records = _wait_until("the cleaner finished after the kills", cleaned, 120)
     _check_log(records, expect)
+
+
+@pytest.mark.timeout(120)
+def test_the_cleaner_removes_aborted_transactions_records(broker_factory, tmp_path):
+    from test_transactions import TXN_TOML, txn_producer
+    b = _broker(broker_factory, tmp_path, extra_config="\n" + TXN_TOML)
+    topic = _compacted_topic(b)
+    p = txn_producer(b.bootstrap)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, key=b"k%d" % i, value=b"committed", partition=0)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, key=b"k%d" % i, value=b"aborted", partition=0)
+    # Sent before the abort: librdkafka drops what it has not sent yet.
+    p.flush(30)
+    p.abort_transaction(30)
+    # Roll past both transactions, so that they are in sealed segments.
+    time.sleep(SEGMENT_MS * 1.5 / 1000)
+    produce_all(b.bootstrap, topic, [{"key": b"tail", "value": b"t", "partition": 0}])
+
+    # A read_uncommitted consumer sees aborted records until the cleaner
+    # removes them; the committed values are what stays for each key
+    # (an aborted record never supersedes a committed one).
+    def no_aborted():
+        records = _read_all(b.bootstrap, topic)
+        return not any(v == b"aborted" for _, _, v in records), records
+
+    records = _wait_until("the aborted records are cleaned away", no_aborted, 60)
+    values = {k: v for _, k, v in records}
+    assert all(values[b"k%d" % i] == b"committed" for i in range(5)), values

@@ -9,6 +9,7 @@
 
 mod cluster_cli;
 mod group_cli;
+mod topic_cli;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,9 @@ enum Command {
     /// Inspect a cluster's metadata quorum and brokers (issue 17, in
     /// progress).
     Cluster(cluster_cli::ClusterArgs),
+    /// List, describe, create and delete topics, change their configs and
+    /// partition counts (any Kafka-compatible broker).
+    Topic(topic_cli::TopicArgs),
 }
 
 #[derive(clap::Args)]
@@ -293,5 +297,6 @@ fn main() -> ExitCode {
         Command::Tune(args) => corelog_tuning::run(args),
         Command::Group(args) => group_cli::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
+        Command::Topic(args) => topic_cli::run(args),
     }
 }

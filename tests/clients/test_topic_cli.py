@@ -64,3 +64,44 @@ def test_errors_name_the_kafka_error_and_fail(broker):
     r = subprocess.run([str(corelog_bin()), "topic", "list", "--bootstrap-server", "127.0.0.1:1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("corelog: 127.0.0.1:1:"), r.stderr
+
+
+def run(b, *args, stdin=None):
+    r = subprocess.run([str(corelog_bin()), *args, "--bootstrap-server", b.bootstrap],
+                       input=stdin, capture_output=True, timeout=120)
+    assert r.returncode == 0, (args, r.stdout[-500:], r.stderr[-2000:])
+    return r
+
+
+def test_produce_reads_stdin_and_places_keys_as_kafka_does(broker):
+    from kafka.partitioner import murmur2
+    from conftest import consume_range, create_topic
+    b = broker
+    topic = create_topic(b.bootstrap, partitions=4)
+    lines = b"".join(b"key-%d:value %d\n" % (i, i) for i in range(200))
+    r = run(b, "produce", topic, "-K", ":", "-z", "zstd", "-H", "origin=cli", "--batch-records", "64",
+            stdin=lines)
+    assert b"produced 200 record(s)" in r.stderr, r.stderr
+    got = consume_range(b.bootstrap, topic, [0, 1, 2, 3], 200)
+    assert sorted((m.key(), m.value()) for m in got) == sorted(
+        (b"key-%d" % i, b"value %d" % i) for i in range(200))
+    assert all(m.headers() == [("origin", b"cli")] for m in got)
+    # The Java client's partitioner (murmur2), as kafka-python implements it.
+    for m in got:
+        assert m.partition() == (murmur2(m.key()) & 0x7fffffff) % 4, m.key()
+
+
+def test_consume_prints_what_a_producer_wrote(broker):
+    from conftest import create_topic
+    b = broker
+    topic = create_topic(b.bootstrap, partitions=2)
+    produce_all(b.bootstrap, topic, [{"key": b"k%d" % i, "value": b"v%d" % i, "partition": i % 2}
+                                     for i in range(50)], compression_type="lz4")
+    lines = run(b, "consume", topic, "--format", "json").stdout.decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sorted((r["partition"], r["offset"], r["key"], r["value"]) for r in records) == sorted(
+        (i % 2, i // 2, "k%d" % i, "v%d" % i) for i in range(50))
+    assert run(b, "consume", topic, "-p", "1", "-o", "20", "--print-keys", "-K", "=").stdout == \
+        b"k41=v41\nk43=v43\nk45=v45\nk47=v47\nk49=v49\n"
+    assert len(run(b, "consume", topic, "-c", "7").stdout.splitlines()) == 7
+    assert run(b, "consume", topic, "-o", "end").stdout == b""

@@ -9,6 +9,7 @@
 
 mod cluster_cli;
 mod group_cli;
+mod records_cli;
 mod topic_cli;
 
 use std::io::Write;
@@ -44,6 +45,10 @@ enum Command {
     /// Inspect a cluster's metadata quorum and brokers (issue 17, in
     /// progress).
     Cluster(cluster_cli::ClusterArgs),
+    /// Produce records read from stdin, one per line.
+    Produce(records_cli::ProduceArgs),
+    /// Print a topic's records.
+    Consume(records_cli::ConsumeArgs),
     /// List, describe, create and delete topics, change their configs and
     /// partition counts (any Kafka-compatible broker).
     Topic(topic_cli::TopicArgs),
@@ -298,5 +303,7 @@ fn main() -> ExitCode {
         Command::Group(args) => group_cli::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
         Command::Topic(args) => topic_cli::run(args),
+        Command::Produce(args) => records_cli::produce(args),
+        Command::Consume(args) => records_cli::consume(args),
     }
 }

@@ -149,7 +149,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 type CliResult<T> = Result<T, String>;
 
 /// Kafka's name of an error code (`TOPIC_ALREADY_EXISTS`), with the code.
-fn code_name(code: i16) -> String {
+pub fn code_name(code: i16) -> String {
     match ResponseError::try_from_code(code).filter(|e| !matches!(e, ResponseError::Unknown(_))) {
         Some(e) => {
             let mut name = String::new();
@@ -166,7 +166,7 @@ fn code_name(code: i16) -> String {
 }
 
 /// `what: NAME (code): message`, or Ok for code 0.
-fn check(what: &str, code: i16, message: Option<&StrBytes>) -> CliResult<()> {
+pub fn check(what: &str, code: i16, message: Option<&StrBytes>) -> CliResult<()> {
     if code == 0 {
         return Ok(());
     }

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use corelog_model::{ProducerEpoch, ProducerId};
+use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
 
 use crate::api::{OffsetCommit, Response, TxnOffsetCommit};
 use crate::classic::ClassicGroup;
@@ -33,7 +33,7 @@ use crate::records::{LogRecord, OffsetValue, RecordKey, RecordValue};
 type TxnOffset = (String, String, i32, OffsetValue);
 
 /// One producer's undecided offsets, by group, then partition.
-type ByGroup = BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>;
+type ByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
 
 /// A TxnOffsetCommit's write that is not durable yet.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ impl GroupCoordinator {
                     },
                 ));
             }
-            result.push((p.topic.clone(), p.partition, code));
+            result.push((TopicPartition::new(p.topic.clone(), p.partition), code));
         }
         let response = Response::TxnOffsetCommit(result);
         if offsets.is_empty() {
@@ -165,7 +165,10 @@ impl GroupCoordinator {
             None => {
                 let by_group = self.txn.pending.entry(held.producer_id).or_default();
                 for (g, t, p, v) in held.offsets {
-                    by_group.entry(g).or_default().insert((t, p), v);
+                    by_group
+                        .entry(g)
+                        .or_default()
+                        .insert(TopicPartition::new(t, p), v);
                 }
             }
         }
@@ -176,7 +179,10 @@ impl GroupCoordinator {
         if let Some(by_group) = self.txn.pending.remove(&producer_id) {
             let offsets = by_group
                 .into_iter()
-                .flat_map(|(g, o)| o.into_iter().map(move |((t, p), v)| (g.clone(), t, p, v)))
+                .flat_map(|(g, o)| {
+                    o.into_iter()
+                        .map(move |(tp, v)| (g.clone(), tp.topic, tp.partition, v))
+                })
                 .collect();
             self.decide(offsets, commit);
         }
@@ -214,7 +220,7 @@ impl GroupCoordinator {
     /// Whether `group`'s offset for the partition waits for a transaction
     /// (OffsetFetch with `require_stable`).
     pub(crate) fn unstable(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let key = (topic.to_string(), partition);
+        let key = TopicPartition::new(topic, partition);
         self.txn
             .pending
             .values()
@@ -251,7 +257,7 @@ impl GroupCoordinator {
                 .or_default()
                 .entry(group)
                 .or_default()
-                .insert((topic, partition), v);
+                .insert(TopicPartition { topic, partition }, v);
             let epoch = self.txn.epochs.entry(producer_id).or_default();
             *epoch = (*epoch).max(producer_epoch);
         }
@@ -263,8 +269,8 @@ impl GroupCoordinator {
         if let Some(by_group) = self.txn.pending.remove(&producer_id) {
             if commit {
                 for (g, offsets) in by_group {
-                    for ((t, p), v) in offsets {
-                        self.group_offsets_mut_apply(g.clone(), t, p, Some(v));
+                    for (tp, v) in offsets {
+                        self.group_offsets_mut_apply(g.clone(), tp.topic, tp.partition, Some(v));
                     }
                 }
             }

@@ -56,7 +56,7 @@ use futures_lite::{FutureExt, StreamExt};
 use crate::config::{ClusterSettings, ServerConfig};
 use crate::log_limit::RateLimited;
 use crate::metadata::{BrokerMeta, ClusterView, PartitionView, TopicView};
-use crate::NodeId;
+use crate::{NodeId, TopicPartition};
 
 use wire::{BrokerStatus, ControlRequest, ControlResponse, NodeStatus};
 
@@ -581,7 +581,12 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
         ControlRequest::AlterReassignments { partitions } => ctl::Request::AlterReassignments {
             partitions: partitions
                 .into_iter()
-                .map(|(t, p, target)| (t, p, target.map(|r| r.into_iter().map(NodeId).collect())))
+                .map(|a| {
+                    (
+                        a.partition,
+                        a.target.map(|r| r.into_iter().map(NodeId).collect()),
+                    )
+                })
                 .collect(),
         },
         ControlRequest::ListReassignments { partitions } => {
@@ -679,27 +684,29 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
                 .into_iter()
                 .map(|r| {
                     let ids = |l: Vec<NodeId>| l.into_iter().map(|n| n.0).collect();
-                    (
-                        r.topic,
-                        r.partition,
-                        ids(r.replicas),
-                        ids(r.adding),
-                        ids(r.removing),
-                    )
+                    wire::ReassignmentStatus {
+                        partition: TopicPartition::new(r.topic, r.partition),
+                        replicas: ids(r.replicas),
+                        adding: ids(r.adding),
+                        removing: ids(r.removing),
+                    }
                 })
                 .collect(),
         },
     }
 }
 
-/// Per-partition outcomes as the wire carries them: `(topic, partition,
-/// error code, message)`.
-fn outcomes(results: Vec<ctl::ElectionResult>) -> Vec<(String, i32, i16, Option<String>)> {
+/// Per-partition outcomes as the wire carries them.
+fn outcomes(results: Vec<ctl::ElectionResult>) -> Vec<wire::PartitionOutcome> {
     results
         .into_iter()
         .map(|r| {
             let (code, message) = r.error.map_or((0, None), |e| (e.code, Some(e.message)));
-            (r.topic, r.partition, code, message)
+            wire::PartitionOutcome {
+                partition: TopicPartition::new(r.topic, r.partition),
+                code,
+                message,
+            }
         })
         .collect()
 }

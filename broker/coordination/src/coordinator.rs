@@ -121,11 +121,15 @@ pub(crate) enum Group {
     Consumer(ConsumerGroup),
 }
 
+/// One offset write: group, partition, and the value (`None`: a
+/// tombstone).
+type OffsetWrite = (String, TopicPartition, Option<OffsetValue>);
+
 /// Effects of a step that wait for its records to be durable.
 #[derive(Default)]
 struct Held {
     replies: Vec<(ReplyId, Response)>,
-    offsets: Vec<(String, String, i32, Option<OffsetValue>)>,
+    offsets: Vec<OffsetWrite>,
     /// A TxnOffsetCommit's write: its offsets join the producer's pending
     /// ones once durable.
     txn: Option<crate::group_txn::HeldTxn>,
@@ -189,7 +193,7 @@ pub struct GroupCoordinator {
     pub(crate) now_ms: i64,
     step_replies: Vec<(ReplyId, Response)>,
     step_records: Vec<LogRecord>,
-    step_offsets: Vec<(String, String, i32, Option<OffsetValue>)>,
+    step_offsets: Vec<OffsetWrite>,
     pub(crate) touched: HashSet<String>,
     /// Offsets committed in transactions not decided yet, by producer.
     pub(crate) txn: crate::group_txn::TxnOffsets,
@@ -280,7 +284,7 @@ impl GroupCoordinator {
                     Some(RecordValue::Offset(v)) => Some(v),
                     _ => None,
                 };
-                self.apply_offset(group, topic, partition, v);
+                self.apply_offset(group, TopicPartition { topic, partition }, v);
             }
             (RecordKey::Group { group }, Some(RecordValue::Group(v))) => {
                 self.written.insert(group, v);
@@ -347,8 +351,8 @@ impl GroupCoordinator {
                         break;
                     }
                     let (id, held) = self.held.pop_front().expect("front exists");
-                    for (g, t, p, v) in held.offsets {
-                        self.apply_offset(g, t, p, v);
+                    for (g, tp, v) in held.offsets {
+                        self.apply_offset(g, tp, v);
                     }
                     if let Some(txn) = held.txn {
                         self.txn_write_durable(txn);
@@ -425,7 +429,7 @@ impl GroupCoordinator {
     }
 
     /// Offset writes asked for and not yet durable, in write order.
-    fn pending_offsets(&self) -> impl Iterator<Item = &(String, String, i32, Option<OffsetValue>)> {
+    fn pending_offsets(&self) -> impl Iterator<Item = &OffsetWrite> {
         self.held
             .iter()
             .flat_map(|(_, h)| h.offsets.iter())
@@ -437,16 +441,16 @@ impl GroupCoordinator {
     /// offset whose commit is still being written goes too.
     fn offsets_after_writes(&self, group: &str) -> BTreeMap<TopicPartition, OffsetValue> {
         let mut out = self.offsets.get(group).cloned().unwrap_or_default();
-        for (g, t, p, v) in self.pending_offsets() {
+        for (g, tp, v) in self.pending_offsets() {
             if g != group {
                 continue;
             }
             match v {
                 Some(v) => {
-                    out.insert(TopicPartition::new(t.clone(), *p), v.clone());
+                    out.insert(tp.clone(), v.clone());
                 }
                 None => {
-                    out.remove(&TopicPartition::new(t.clone(), *p));
+                    out.remove(tp);
                 }
             }
         }
@@ -474,29 +478,25 @@ impl GroupCoordinator {
             },
             value: value.clone().map(RecordValue::Offset),
         });
-        self.step_offsets
-            .push((group.to_string(), topic.to_string(), partition, value));
+        self.step_offsets.push((
+            group.to_string(),
+            TopicPartition::new(topic, partition),
+            value,
+        ));
     }
 
-    fn apply_offset(
-        &mut self,
-        group: String,
-        topic: String,
-        partition: i32,
-        v: Option<OffsetValue>,
-    ) {
-        apply(&mut self.offsets, group, topic, partition, v);
+    fn apply_offset(&mut self, group: String, tp: TopicPartition, v: Option<OffsetValue>) {
+        apply(&mut self.offsets, group, tp, v);
     }
 
     /// Offsets of `group` as OffsetFetch sees them: durable ones only.
     pub(crate) fn group_offsets_mut_apply(
         &mut self,
         group: String,
-        topic: String,
-        partition: i32,
+        tp: TopicPartition,
         v: Option<OffsetValue>,
     ) {
-        self.apply_offset(group, topic, partition, v);
+        self.apply_offset(group, tp, v);
     }
 
     pub(crate) fn group_offsets(
@@ -569,8 +569,8 @@ impl GroupCoordinator {
             // needed while older records exist; the snapshot drops
             // everything before it, so it holds none.)
             let mut offsets = self.offsets.clone();
-            for (g, t, p, v) in self.pending_offsets() {
-                apply(&mut offsets, g.clone(), t.clone(), *p, v.clone());
+            for (g, tp, v) in self.pending_offsets() {
+                apply(&mut offsets, g.clone(), tp.clone(), v.clone());
             }
             let live = records_of(&self.written, &offsets);
             let write = self.new_write();
@@ -1007,23 +1007,14 @@ impl GroupCoordinator {
 type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
 
 /// Applies one offset write (a tombstone when `v` is None).
-fn apply(
-    offsets: &mut OffsetsByGroup,
-    group: String,
-    topic: String,
-    partition: i32,
-    v: Option<OffsetValue>,
-) {
+fn apply(offsets: &mut OffsetsByGroup, group: String, tp: TopicPartition, v: Option<OffsetValue>) {
     match v {
         Some(v) => {
-            offsets
-                .entry(group)
-                .or_default()
-                .insert(TopicPartition { topic, partition }, v);
+            offsets.entry(group).or_default().insert(tp, v);
         }
         None => {
             if let Some(o) = offsets.get_mut(&group) {
-                o.remove(&TopicPartition { topic, partition });
+                o.remove(&tp);
                 if o.is_empty() {
                     offsets.remove(&group);
                 }

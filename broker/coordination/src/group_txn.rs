@@ -30,7 +30,7 @@ use crate::coordinator::{Group, GroupCoordinator, Output, ReplyId, OFFSETS_PER_G
 use crate::records::{LogRecord, OffsetValue, RecordKey, RecordValue};
 
 /// One offset: group, topic, partition, value.
-type TxnOffset = (String, String, i32, OffsetValue);
+type TxnOffset = (String, TopicPartition, OffsetValue);
 
 /// One producer's undecided offsets, by group, then partition.
 type ByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
@@ -100,8 +100,7 @@ impl GroupCoordinator {
             if code == codes::NONE {
                 offsets.push((
                     r.group_id.clone(),
-                    p.topic.clone(),
-                    p.partition,
+                    TopicPartition::new(p.topic.clone(), p.partition),
                     OffsetValue {
                         offset: p.offset,
                         leader_epoch: p.leader_epoch,
@@ -130,11 +129,11 @@ impl GroupCoordinator {
         }
         let records = offsets
             .iter()
-            .map(|(g, t, p, v)| LogRecord {
+            .map(|(g, tp, v)| LogRecord {
                 key: RecordKey::Offset {
                     group: g.clone(),
-                    topic: t.clone(),
-                    partition: *p,
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
                 },
                 value: Some(RecordValue::Offset(v.clone())),
             })
@@ -164,11 +163,8 @@ impl GroupCoordinator {
             Some(commit) => self.decide(held.offsets, commit),
             None => {
                 let by_group = self.txn.pending.entry(held.producer_id).or_default();
-                for (g, t, p, v) in held.offsets {
-                    by_group
-                        .entry(g)
-                        .or_default()
-                        .insert(TopicPartition::new(t, p), v);
+                for (g, tp, v) in held.offsets {
+                    by_group.entry(g).or_default().insert(tp, v);
                 }
             }
         }
@@ -179,10 +175,7 @@ impl GroupCoordinator {
         if let Some(by_group) = self.txn.pending.remove(&producer_id) {
             let offsets = by_group
                 .into_iter()
-                .flat_map(|(g, o)| {
-                    o.into_iter()
-                        .map(move |(tp, v)| (g.clone(), tp.topic, tp.partition, v))
-                })
+                .flat_map(|(g, o)| o.into_iter().map(move |(tp, v)| (g.clone(), tp, v)))
                 .collect();
             self.decide(offsets, commit);
         }
@@ -197,7 +190,7 @@ impl GroupCoordinator {
         if !commit {
             return;
         }
-        for (g, t, p, v) in offsets {
+        for (g, tp, v) in offsets {
             if !self.groups.contains_key(&g) {
                 // The group was deleted while the transaction was open;
                 // its committed offsets bring it back as a simple group,
@@ -208,7 +201,7 @@ impl GroupCoordinator {
                 );
                 self.touched.insert(g.clone());
             }
-            self.group_offsets_mut_apply(g, t, p, Some(v));
+            self.group_offsets_mut_apply(g, tp, Some(v));
         }
     }
 
@@ -225,11 +218,9 @@ impl GroupCoordinator {
             .pending
             .values()
             .any(|g| g.get(group).is_some_and(|o| o.contains_key(&key)))
-            || self.held_txns().any(|h| {
-                h.offsets
-                    .iter()
-                    .any(|(g, t, p, _)| g == group && t == topic && *p == partition)
-            })
+            || self
+                .held_txns()
+                .any(|h| h.offsets.iter().any(|(g, tp, _)| g == group && *tp == key))
     }
 
     /// Applies a record read back from a transactional batch of
@@ -270,7 +261,7 @@ impl GroupCoordinator {
             if commit {
                 for (g, offsets) in by_group {
                     for (tp, v) in offsets {
-                        self.group_offsets_mut_apply(g.clone(), tp.topic, tp.partition, Some(v));
+                        self.group_offsets_mut_apply(g.clone(), tp, Some(v));
                     }
                 }
             }

@@ -5,13 +5,17 @@
 //! When it does not exist the test is skipped with a message, unless `CI` is
 //! set, where it fails.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corelog_bench::kafka_client::{KafkaClient, Leaders};
 use corelog_bench::loadgen::{run_scenario, LimitsChoice, Scenario};
+
+// The broker's own test helper for starting it (waiting for its ready
+// file), shared rather than copied.
+#[path = "../../broker/corelog/tests/common/ready.rs"]
+mod ready;
 
 struct KillOnDrop(Child);
 
@@ -51,14 +55,11 @@ struct Started {
 }
 
 /// Starts `corelog serve --cores 1` (plus `extra` arguments) on a free port
-/// and waits until it serves: until it writes its `--ready-file`. Its log
-/// goes to `<data_dir>.log`.
+/// and waits until it serves: until it writes its `--ready-file` (the
+/// broker crate's test helper, shared with its tests). Its log goes to
+/// `<data_dir>.log`.
 fn start_broker(bin: &Path, data_dir: &Path, extra: &[&str]) -> Started {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", ready::free_port());
     let ready_file = data_dir.with_extension("ready.json");
     let log_path = data_dir.with_extension("log");
     // An old file would say that this broker serves.
@@ -75,27 +76,11 @@ fn start_broker(bin: &Path, data_dir: &Path, extra: &[&str]) -> Started {
         .spawn()
         .expect("starting broker");
     let mut guard = KillOnDrop(child);
-    let started = Instant::now();
-    let ready: serde_json::Value = loop {
-        // Written whole (a rename): any content read is complete.
-        if let Ok(text) = std::fs::read_to_string(&ready_file) {
-            break serde_json::from_str(&text).expect("ready file is JSON");
-        }
-        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(status) = guard.0.try_wait().expect("wait") {
-            panic!(
-                "broker exited ({status}) before it served; its log:\n{}",
-                log()
-            );
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            panic!(
-                "broker wrote no ready file within 30 s; its log:\n{}",
-                log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let ready = ready::wait_for_ready_file(&mut guard.0, &ready_file, Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("{e}; its log:\n{log}")
+        });
     assert_eq!(ready["listen"].as_str(), Some(addr.as_str()), "{ready}");
     Started {
         _child: guard,

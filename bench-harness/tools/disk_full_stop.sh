@@ -17,14 +17,19 @@ BIN=$1; ROUNDS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=$ROOT/target/release/corelog-bench
 WORK=$(mktemp -d); IMG=$WORK/fs.img; MNT=$WORK/mnt; PORT=29301
+# shellcheck source=ci/lib/broker.sh
+source "$ROOT/ci/lib/broker.sh"
 mkdir -p $MNT
 truncate -s 400M $IMG && mkfs.ext4 -q -F $IMG && mount -o loop $IMG $MNT || exit 1
-trap 'pkill -9 -f "listen 127.0.0.1:$PORT"; umount $MNT || umount -l $MNT; rm -rf $WORK' EXIT
+broker_pid=""
+trap '[ -n "$broker_pid" ] && kill -9 $broker_pid 2>/dev/null; umount $MNT || umount -l $MNT; rm -rf $WORK' EXIT
 for r in $(seq 1 $ROUNDS); do
   rm -rf $MNT/data
-  $BIN serve --cores 1 --data-dir $MNT/data --listen 127.0.0.1:$PORT >/dev/null 2>$WORK/broker-$r.log &
-  pid=$!
-  sleep 2
+  # The ready file lives off the small disk, which the run fills.
+  start_broker $WORK/ready-$r.json $WORK/broker-$r.log 30 \
+    $BIN serve --cores 1 --data-dir $MNT/data --listen 127.0.0.1:$PORT ||
+    { echo "round $r: the broker did not serve; $WORK/broker-$r.log:"; cat $WORK/broker-$r.log; exit 1; }
+  pid=$broker_pid
   timeout 60 $BENCH run --scenario $ROOT/bench-harness/scenarios/max-1kib.toml --bootstrap 127.0.0.1:$PORT \
     --out $WORK/run --duration-s 8 --warmup-s 1 --no-limits --topic dfull >/dev/null 2>&1
   sleep 5

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corelog_model::{LeaderEpoch, NodeId, TopicId};
+use corelog_model::{LeaderEpoch, NodeId, TopicId, TopicPartition};
 
 use crate::codes::{self, ApiError};
 use crate::image::{MetadataImage, ProducerIdBlock};
@@ -147,7 +147,7 @@ pub enum Request {
     /// any live replica, which then leads an ISR of itself alone).
     ElectLeaders {
         election: Election,
-        partitions: Option<Vec<(String, i32)>>,
+        partitions: Option<Vec<TopicPartition>>,
     },
     /// Kafka's AlterPartitionReassignments: for each partition, move it to
     /// the replicas named (`Some`), or cancel its reassignment in progress
@@ -156,12 +156,12 @@ pub enum Request {
     /// the ISR; leadership moves to a target replica then if its leader is
     /// not one.
     AlterReassignments {
-        partitions: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        partitions: Vec<(TopicPartition, Option<Vec<NodeId>>)>,
     },
     /// Kafka's ListPartitionReassignments: the reassignments in progress,
     /// of the partitions named, or of all (`None`).
     ListReassignments {
-        partitions: Option<Vec<(String, i32)>>,
+        partitions: Option<Vec<TopicPartition>>,
     },
     /// Creates the internal offsets topic ([`OFFSETS_TOPIC`]) with
     /// `partitions` partitions of `replication_factor` replicas each,
@@ -1419,7 +1419,7 @@ impl Controller {
                 partitions,
             } => {
                 let all = partitions.is_none();
-                let asked: Vec<(String, i32)> = match partitions {
+                let asked: Vec<TopicPartition> = match partitions {
                     Some(list) => {
                         let mut seen = BTreeSet::new();
                         list.into_iter()
@@ -1432,13 +1432,14 @@ impl Controller {
                         .iter()
                         .filter(|(name, _)| name.as_str() != OFFSETS_TOPIC)
                         .flat_map(|(name, t)| {
-                            (0..t.partitions.len()).map(move |i| (name.clone(), i as i32))
+                            (0..t.partitions.len())
+                                .map(move |i| TopicPartition::new(name.clone(), i as i32))
                         })
                         .collect(),
                 };
                 let mut records = Vec::new();
                 let mut results = Vec::new();
-                for (topic, partition) in asked {
+                for TopicPartition { topic, partition } in asked {
                     let outcome =
                         self.find_partition(&topic, partition)
                             .and_then(|(id, p)| match election {
@@ -1468,16 +1469,17 @@ impl Controller {
                 let mut records = Vec::new();
                 let mut results = Vec::new();
                 let mut seen = BTreeSet::new();
-                for (topic, partition, target) in partitions {
-                    let outcome = if !seen.insert((topic.clone(), partition)) {
+                for (tp, target) in partitions {
+                    let outcome = if !seen.insert(tp.clone()) {
                         Err(ApiError::new(
                             codes::INVALID_REQUEST,
                             "the partition is named twice",
                         ))
                     } else {
-                        self.find_partition(&topic, partition)
-                            .and_then(|(id, p)| self.reassignment(id, partition, p, target))
+                        self.find_partition(&tp.topic, tp.partition)
+                            .and_then(|(id, p)| self.reassignment(id, tp.partition, p, target))
                     };
+                    let TopicPartition { topic, partition } = tp;
                     let error = match outcome {
                         Ok(r) => {
                             // None: already so, nothing to do, no error.
@@ -1499,9 +1501,10 @@ impl Controller {
                 let mut list = Vec::new();
                 for (name, t) in self.image.topics() {
                     for (i, p) in t.partitions.iter().enumerate() {
-                        let asked = partitions
-                            .as_ref()
-                            .is_none_or(|l| l.iter().any(|(n, x)| n == name && *x == i as i32));
+                        let asked = partitions.as_ref().is_none_or(|l| {
+                            l.iter()
+                                .any(|tp| tp.topic == *name && tp.partition == i as i32)
+                        });
                         if asked && p.reassigning() {
                             list.push(Reassignment {
                                 topic: name.clone(),

@@ -3,7 +3,7 @@
 
 use corelog_controller::codes;
 use corelog_controller::*;
-use corelog_model::{LeaderEpoch, NodeId, TopicId};
+use corelog_model::{LeaderEpoch, NodeId, TopicId, TopicPartition};
 
 /// An AlterPartitions of one change, for the tests of one partition.
 struct AlterPartition {
@@ -917,7 +917,7 @@ fn quiet_for(h: &mut Harness, epochs: &[i64], alive: &[NodeId], ms: u64) {
 }
 
 fn elect(h: &mut Harness, election: Election, partitions: Option<Vec<(&str, i32)>>) -> Vec<i16> {
-    let partitions = partitions.map(|l| l.into_iter().map(|(t, p)| (t.to_string(), p)).collect());
+    let partitions = partitions.map(|l| l.into_iter().map(TopicPartition::from).collect());
     match h.ask(Request::ElectLeaders {
         election,
         partitions,
@@ -1182,8 +1182,7 @@ fn lowering_min_insync_replicas_to_the_isr_size_makes_no_replica_eligible() {
 
 fn reassign(h: &mut Harness, topic: &str, target: Option<&[i32]>) -> Vec<i16> {
     let partitions = vec![(
-        topic.to_string(),
-        0,
+        TopicPartition::new(topic, 0),
         target.map(|t| t.iter().copied().map(NodeId).collect()),
     )];
     match h.ask(Request::AlterReassignments { partitions }) {

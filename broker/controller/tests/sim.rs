@@ -724,7 +724,7 @@ impl Sim {
                     Some(t)
                 };
                 ctl::Request::AlterReassignments {
-                    partitions: vec![(name, 0, target)],
+                    partitions: vec![(corelog_model::TopicPartition::new(name, 0), target)],
                 }
             }
             Ask::Pids(b) => ctl::Request::AllocateProducerIds {

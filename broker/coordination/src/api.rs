@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use corelog_model::{ProducerEpoch, ProducerId};
+use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
 
 /// Where a group's state machine comes from: the classic protocol
 /// (JoinGroup/SyncGroup) or KIP-848's ConsumerGroupHeartbeat.
@@ -172,15 +172,16 @@ pub struct TxnOffsetCommit {
     pub offsets: Vec<CommitPartition>,
 }
 
-/// Per partition: topic, partition, error.
-pub type PartitionErrors = Vec<(String, i32, i16)>;
+/// Per partition: its error.
+pub type PartitionErrors = Vec<(TopicPartition, i16)>;
 
 #[derive(Debug, Clone, Default)]
 pub struct OffsetFetch {
     pub group_id: String,
     /// None: every partition the group has committed.
-    pub partitions: Option<Vec<(String, i32)>>,
+    pub partitions: Option<Vec<TopicPartition>>,
     /// OffsetFetch v9 (KIP-848): when set, the member and its epoch are checked.
+    /// `(member id, member epoch)`.
     pub member: Option<(String, i32)>,
     /// OffsetFetch v7+ (KIP-447): a partition with offsets committed in a
     /// transaction that is not decided yet is answered
@@ -248,7 +249,7 @@ pub struct DescribedGroup {
 #[derive(Debug, Clone, Default)]
 pub struct OffsetDelete {
     pub group_id: String,
-    pub partitions: Vec<(String, i32)>,
+    pub partitions: Vec<TopicPartition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

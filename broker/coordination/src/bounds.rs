@@ -16,6 +16,7 @@
 
 use crate::api::*;
 use crate::codes;
+use corelog_model::TopicPartition;
 
 /// The longest group id accepted, in bytes of UTF-8.
 ///
@@ -152,7 +153,7 @@ pub(crate) fn refusal(request: &Request) -> Option<Response> {
             Some(Response::OffsetCommit(
                 r.offsets
                     .iter()
-                    .map(|p| (p.topic.clone(), p.partition, code))
+                    .map(|p| (TopicPartition::new(p.topic.clone(), p.partition), code))
                     .collect(),
             ))
         }
@@ -161,7 +162,7 @@ pub(crate) fn refusal(request: &Request) -> Option<Response> {
             Some(Response::TxnOffsetCommit(
                 r.offsets
                     .iter()
-                    .map(|p| (p.topic.clone(), p.partition, code))
+                    .map(|p| (TopicPartition::new(p.topic.clone(), p.partition), code))
                     .collect(),
             ))
         }

@@ -22,7 +22,7 @@ use crate::codes;
 use crate::consumer::ConsumerGroup;
 use crate::records::{GroupValue, LogRecord, OffsetValue, RecordKey, RecordValue};
 use corelog_model::rng::SplitMix64;
-use corelog_model::{ProducerEpoch, ProducerId};
+use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
 
 /// Identifies a request whose reply the server is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,11 +121,15 @@ pub(crate) enum Group {
     Consumer(ConsumerGroup),
 }
 
+/// One offset write: group, partition, and the value (`None`: a
+/// tombstone).
+type OffsetWrite = (String, TopicPartition, Option<OffsetValue>);
+
 /// Effects of a step that wait for its records to be durable.
 #[derive(Default)]
 struct Held {
     replies: Vec<(ReplyId, Response)>,
-    offsets: Vec<(String, String, i32, Option<OffsetValue>)>,
+    offsets: Vec<OffsetWrite>,
     /// A TxnOffsetCommit's write: its offsets join the producer's pending
     /// ones once durable.
     txn: Option<crate::group_txn::HeldTxn>,
@@ -166,7 +170,7 @@ pub struct GroupCoordinator {
     pub(crate) rng: SplitMix64,
     pub(crate) groups: BTreeMap<String, Group>,
     /// Committed offsets by group, then topic and partition.
-    pub(crate) offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
+    pub(crate) offsets: BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>,
     /// The group values last written (or loaded), to write only changes.
     written: BTreeMap<String, GroupValue>,
     pub(crate) topics: Arc<TopicsView>,
@@ -189,7 +193,7 @@ pub struct GroupCoordinator {
     pub(crate) now_ms: i64,
     step_replies: Vec<(ReplyId, Response)>,
     step_records: Vec<LogRecord>,
-    step_offsets: Vec<(String, String, i32, Option<OffsetValue>)>,
+    step_offsets: Vec<OffsetWrite>,
     pub(crate) touched: HashSet<String>,
     /// Offsets committed in transactions not decided yet, by producer.
     pub(crate) txn: crate::group_txn::TxnOffsets,
@@ -280,7 +284,7 @@ impl GroupCoordinator {
                     Some(RecordValue::Offset(v)) => Some(v),
                     _ => None,
                 };
-                self.apply_offset(group, topic, partition, v);
+                self.apply_offset(group, TopicPartition { topic, partition }, v);
             }
             (RecordKey::Group { group }, Some(RecordValue::Group(v))) => {
                 self.written.insert(group, v);
@@ -347,8 +351,8 @@ impl GroupCoordinator {
                         break;
                     }
                     let (id, held) = self.held.pop_front().expect("front exists");
-                    for (g, t, p, v) in held.offsets {
-                        self.apply_offset(g, t, p, v);
+                    for (g, tp, v) in held.offsets {
+                        self.apply_offset(g, tp, v);
                     }
                     if let Some(txn) = held.txn {
                         self.txn_write_durable(txn);
@@ -425,7 +429,7 @@ impl GroupCoordinator {
     }
 
     /// Offset writes asked for and not yet durable, in write order.
-    fn pending_offsets(&self) -> impl Iterator<Item = &(String, String, i32, Option<OffsetValue>)> {
+    fn pending_offsets(&self) -> impl Iterator<Item = &OffsetWrite> {
         self.held
             .iter()
             .flat_map(|(_, h)| h.offsets.iter())
@@ -435,18 +439,18 @@ impl GroupCoordinator {
     /// The offsets of `group` as they will be once every write asked for
     /// so far is durable. Deletions work from this view, so that an
     /// offset whose commit is still being written goes too.
-    fn offsets_after_writes(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
+    fn offsets_after_writes(&self, group: &str) -> BTreeMap<TopicPartition, OffsetValue> {
         let mut out = self.offsets.get(group).cloned().unwrap_or_default();
-        for (g, t, p, v) in self.pending_offsets() {
+        for (g, tp, v) in self.pending_offsets() {
             if g != group {
                 continue;
             }
             match v {
                 Some(v) => {
-                    out.insert((t.clone(), *p), v.clone());
+                    out.insert(tp.clone(), v.clone());
                 }
                 None => {
-                    out.remove(&(t.clone(), *p));
+                    out.remove(tp);
                 }
             }
         }
@@ -474,35 +478,31 @@ impl GroupCoordinator {
             },
             value: value.clone().map(RecordValue::Offset),
         });
-        self.step_offsets
-            .push((group.to_string(), topic.to_string(), partition, value));
+        self.step_offsets.push((
+            group.to_string(),
+            TopicPartition::new(topic, partition),
+            value,
+        ));
     }
 
-    fn apply_offset(
-        &mut self,
-        group: String,
-        topic: String,
-        partition: i32,
-        v: Option<OffsetValue>,
-    ) {
-        apply(&mut self.offsets, group, topic, partition, v);
+    fn apply_offset(&mut self, group: String, tp: TopicPartition, v: Option<OffsetValue>) {
+        apply(&mut self.offsets, group, tp, v);
     }
 
     /// Offsets of `group` as OffsetFetch sees them: durable ones only.
     pub(crate) fn group_offsets_mut_apply(
         &mut self,
         group: String,
-        topic: String,
-        partition: i32,
+        tp: TopicPartition,
         v: Option<OffsetValue>,
     ) {
-        self.apply_offset(group, topic, partition, v);
+        self.apply_offset(group, tp, v);
     }
 
     pub(crate) fn group_offsets(
         &self,
         group: &str,
-    ) -> Option<&BTreeMap<(String, i32), OffsetValue>> {
+    ) -> Option<&BTreeMap<TopicPartition, OffsetValue>> {
         self.offsets.get(group)
     }
 
@@ -569,8 +569,8 @@ impl GroupCoordinator {
             // needed while older records exist; the snapshot drops
             // everything before it, so it holds none.)
             let mut offsets = self.offsets.clone();
-            for (g, t, p, v) in self.pending_offsets() {
-                apply(&mut offsets, g.clone(), t.clone(), *p, v.clone());
+            for (g, tp, v) in self.pending_offsets() {
+                apply(&mut offsets, g.clone(), tp.clone(), v.clone());
             }
             let live = records_of(&self.written, &offsets);
             let write = self.new_write();
@@ -723,10 +723,9 @@ impl GroupCoordinator {
             {
                 codes::OFFSET_METADATA_TOO_LARGE
             } else if known + i >= OFFSETS_PER_GROUP_MAX
-                && !self
-                    .offsets
-                    .get(&r.group_id)
-                    .is_some_and(|o| o.contains_key(&(p.topic.clone(), p.partition)))
+                && !self.offsets.get(&r.group_id).is_some_and(|o| {
+                    o.contains_key(&TopicPartition::new(p.topic.clone(), p.partition))
+                })
             {
                 // Past the per-group bound Kafka has no specific code; this
                 // is what it answers for a request it cannot accept.
@@ -743,7 +742,7 @@ impl GroupCoordinator {
                 };
                 self.write_offset(&r.group_id, &p.topic, p.partition, Some(value));
             }
-            result.push((p.topic.clone(), p.partition, code));
+            result.push((TopicPartition::new(p.topic.clone(), p.partition), code));
         }
         if group_error == codes::NONE && !self.groups.contains_key(&r.group_id) {
             // A commit from outside any membership creates an empty
@@ -790,9 +789,9 @@ impl GroupCoordinator {
             None => committed
                 .map(|o| {
                     o.iter()
-                        .map(|((t, p), v)| FetchedOffset {
-                            topic: t.clone(),
-                            partition: *p,
+                        .map(|(tp, v)| FetchedOffset {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
                             error: codes::NONE,
                             offset: v.offset,
                             leader_epoch: v.leader_epoch,
@@ -803,11 +802,11 @@ impl GroupCoordinator {
                 .unwrap_or_default(),
             Some(wanted) => wanted
                 .into_iter()
-                .map(|(t, p)| {
-                    let v = committed.and_then(|o| o.get(&(t.clone(), p)));
+                .map(|tp| {
+                    let v = committed.and_then(|o| o.get(&tp));
                     FetchedOffset {
-                        topic: t,
-                        partition: p,
+                        topic: tp.topic,
+                        partition: tp.partition,
                         error: codes::NONE,
                         offset: v.map_or(-1, |v| v.offset),
                         leader_epoch: v.map_or(-1, |v| v.leader_epoch),
@@ -903,9 +902,9 @@ impl GroupCoordinator {
     fn remove_group(&mut self, id: &str) {
         self.groups.remove(id);
         self.touched.insert(id.to_string());
-        let partitions: Vec<(String, i32)> = self.offsets_after_writes(id).into_keys().collect();
-        for (t, p) in partitions {
-            self.write_offset(id, &t, p, None);
+        let partitions: Vec<TopicPartition> = self.offsets_after_writes(id).into_keys().collect();
+        for tp in partitions {
+            self.write_offset(id, &tp.topic, tp.partition, None);
         }
     }
 
@@ -927,16 +926,16 @@ impl GroupCoordinator {
         };
         let mut partitions = Vec::new();
         let committed = self.offsets_after_writes(&r.group_id);
-        for (t, p) in r.partitions {
-            let code = if subscribed.as_ref().is_none_or(|s| s.contains(&t)) {
+        for tp in r.partitions {
+            let code = if subscribed.as_ref().is_none_or(|s| s.contains(&tp.topic)) {
                 codes::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
-                if committed.contains_key(&(t.clone(), p)) {
-                    self.write_offset(&r.group_id, &t, p, None);
+                if committed.contains_key(&tp) {
+                    self.write_offset(&r.group_id, &tp.topic, tp.partition, None);
                 }
                 codes::NONE
             };
-            partitions.push((t, p, code));
+            partitions.push((tp, code));
         }
         OffsetDeleteResult {
             error: codes::NONE,
@@ -987,7 +986,7 @@ impl GroupCoordinator {
         for (id, since) in empty_since {
             // A commit still being written counts (it is recent).
             let committed = self.offsets_after_writes(&id);
-            let stale: Vec<(String, i32)> = committed
+            let stale: Vec<TopicPartition> = committed
                 .iter()
                 .filter(|(_, v)| since.max(v.commit_ms).saturating_add(retention) <= now)
                 .map(|(k, _)| k.clone())
@@ -997,34 +996,25 @@ impl GroupCoordinator {
             if all {
                 self.remove_group(&id);
             } else {
-                for (t, p) in stale {
-                    self.write_offset(&id, &t, p, None);
+                for tp in stale {
+                    self.write_offset(&id, &tp.topic, tp.partition, None);
                 }
             }
         }
     }
 }
 
-type OffsetsByGroup = BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>;
+type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
 
 /// Applies one offset write (a tombstone when `v` is None).
-fn apply(
-    offsets: &mut OffsetsByGroup,
-    group: String,
-    topic: String,
-    partition: i32,
-    v: Option<OffsetValue>,
-) {
+fn apply(offsets: &mut OffsetsByGroup, group: String, tp: TopicPartition, v: Option<OffsetValue>) {
     match v {
         Some(v) => {
-            offsets
-                .entry(group)
-                .or_default()
-                .insert((topic, partition), v);
+            offsets.entry(group).or_default().insert(tp, v);
         }
         None => {
             if let Some(o) = offsets.get_mut(&group) {
-                o.remove(&(topic, partition));
+                o.remove(&tp);
                 if o.is_empty() {
                     offsets.remove(&group);
                 }
@@ -1045,12 +1035,12 @@ fn records_of(written: &BTreeMap<String, GroupValue>, offsets: &OffsetsByGroup) 
         });
     }
     for (group, offsets) in offsets {
-        for ((topic, partition), v) in offsets {
+        for (tp, v) in offsets {
             out.push(LogRecord {
                 key: RecordKey::Offset {
                     group: group.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
                 },
                 value: Some(RecordValue::Offset(v.clone())),
             });

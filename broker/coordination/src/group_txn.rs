@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use corelog_model::{ProducerEpoch, ProducerId};
+use corelog_model::{ProducerEpoch, ProducerId, TopicPartition};
 
 use crate::api::{OffsetCommit, Response, TxnOffsetCommit};
 use crate::classic::ClassicGroup;
@@ -30,10 +30,10 @@ use crate::coordinator::{Group, GroupCoordinator, Output, ReplyId, OFFSETS_PER_G
 use crate::records::{LogRecord, OffsetValue, RecordKey, RecordValue};
 
 /// One offset: group, topic, partition, value.
-type TxnOffset = (String, String, i32, OffsetValue);
+type TxnOffset = (String, TopicPartition, OffsetValue);
 
 /// One producer's undecided offsets, by group, then partition.
-type ByGroup = BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>;
+type ByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
 
 /// A TxnOffsetCommit's write that is not durable yet.
 #[derive(Debug)]
@@ -100,8 +100,7 @@ impl GroupCoordinator {
             if code == codes::NONE {
                 offsets.push((
                     r.group_id.clone(),
-                    p.topic.clone(),
-                    p.partition,
+                    TopicPartition::new(p.topic.clone(), p.partition),
                     OffsetValue {
                         offset: p.offset,
                         leader_epoch: p.leader_epoch,
@@ -110,7 +109,7 @@ impl GroupCoordinator {
                     },
                 ));
             }
-            result.push((p.topic.clone(), p.partition, code));
+            result.push((TopicPartition::new(p.topic.clone(), p.partition), code));
         }
         let response = Response::TxnOffsetCommit(result);
         if offsets.is_empty() {
@@ -130,11 +129,11 @@ impl GroupCoordinator {
         }
         let records = offsets
             .iter()
-            .map(|(g, t, p, v)| LogRecord {
+            .map(|(g, tp, v)| LogRecord {
                 key: RecordKey::Offset {
                     group: g.clone(),
-                    topic: t.clone(),
-                    partition: *p,
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
                 },
                 value: Some(RecordValue::Offset(v.clone())),
             })
@@ -164,8 +163,8 @@ impl GroupCoordinator {
             Some(commit) => self.decide(held.offsets, commit),
             None => {
                 let by_group = self.txn.pending.entry(held.producer_id).or_default();
-                for (g, t, p, v) in held.offsets {
-                    by_group.entry(g).or_default().insert((t, p), v);
+                for (g, tp, v) in held.offsets {
+                    by_group.entry(g).or_default().insert(tp, v);
                 }
             }
         }
@@ -176,7 +175,7 @@ impl GroupCoordinator {
         if let Some(by_group) = self.txn.pending.remove(&producer_id) {
             let offsets = by_group
                 .into_iter()
-                .flat_map(|(g, o)| o.into_iter().map(move |((t, p), v)| (g.clone(), t, p, v)))
+                .flat_map(|(g, o)| o.into_iter().map(move |(tp, v)| (g.clone(), tp, v)))
                 .collect();
             self.decide(offsets, commit);
         }
@@ -191,7 +190,7 @@ impl GroupCoordinator {
         if !commit {
             return;
         }
-        for (g, t, p, v) in offsets {
+        for (g, tp, v) in offsets {
             if !self.groups.contains_key(&g) {
                 // The group was deleted while the transaction was open;
                 // its committed offsets bring it back as a simple group,
@@ -202,7 +201,7 @@ impl GroupCoordinator {
                 );
                 self.touched.insert(g.clone());
             }
-            self.group_offsets_mut_apply(g, t, p, Some(v));
+            self.group_offsets_mut_apply(g, tp, Some(v));
         }
     }
 
@@ -214,16 +213,14 @@ impl GroupCoordinator {
     /// Whether `group`'s offset for the partition waits for a transaction
     /// (OffsetFetch with `require_stable`).
     pub(crate) fn unstable(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let key = (topic.to_string(), partition);
+        let key = TopicPartition::new(topic, partition);
         self.txn
             .pending
             .values()
             .any(|g| g.get(group).is_some_and(|o| o.contains_key(&key)))
-            || self.held_txns().any(|h| {
-                h.offsets
-                    .iter()
-                    .any(|(g, t, p, _)| g == group && t == topic && *p == partition)
-            })
+            || self
+                .held_txns()
+                .any(|h| h.offsets.iter().any(|(g, tp, _)| g == group && *tp == key))
     }
 
     /// Applies a record read back from a transactional batch of
@@ -251,7 +248,7 @@ impl GroupCoordinator {
                 .or_default()
                 .entry(group)
                 .or_default()
-                .insert((topic, partition), v);
+                .insert(TopicPartition { topic, partition }, v);
             let epoch = self.txn.epochs.entry(producer_id).or_default();
             *epoch = (*epoch).max(producer_epoch);
         }
@@ -263,8 +260,8 @@ impl GroupCoordinator {
         if let Some(by_group) = self.txn.pending.remove(&producer_id) {
             if commit {
                 for (g, offsets) in by_group {
-                    for ((t, p), v) in offsets {
-                        self.group_offsets_mut_apply(g.clone(), t, p, Some(v));
+                    for (tp, v) in offsets {
+                        self.group_offsets_mut_apply(g.clone(), tp, Some(v));
                     }
                 }
             }

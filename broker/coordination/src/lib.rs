@@ -32,6 +32,8 @@ pub use coordinator::{
     CoordinatorConfig, GroupCoordinator, Input, Output, ReplyId, WriteId, GROUPS_FULL,
     GROUPS_FULL_MESSAGE, OFFSETS_PER_GROUP_MAX, RETENTION_CHECK_INTERVAL_MS,
 };
+/// The API names partitions with the model crate's type.
+pub use corelog_model::TopicPartition;
 pub use txn::{
     txn_partition_for, MarkerWriteId, TransactionCoordinator, TxnConfig, TxnDescription, TxnInput,
     TxnListing, TxnLogRecord, TxnOutput, TxnRequest, TxnResponse, TxnState,

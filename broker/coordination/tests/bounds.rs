@@ -32,7 +32,7 @@ fn assert_nothing_stored(s: &mut Sim) {
 fn fetch(s: &mut Sim, group: &str) -> OffsetFetchResult {
     match s.call(Request::OffsetFetch(OffsetFetch {
         group_id: group.into(),
-        partitions: Some(vec![("t".into(), 0)]),
+        partitions: Some(vec![TopicPartition::new("t", 0)]),
         member: None,
         require_stable: false,
     })) {
@@ -73,7 +73,7 @@ fn a_group_id_over_the_bound_is_refused_and_nothing_is_stored() {
     assert!(f.offsets.is_empty());
     match s.call(Request::OffsetDelete(OffsetDelete {
         group_id: g.clone(),
-        partitions: vec![("t".into(), 0)],
+        partitions: vec![TopicPartition::new("t", 0)],
     })) {
         Response::OffsetDelete(r) => assert_eq!(r.error, codes::INVALID_GROUP_ID),
         other => panic!("expected an offset delete reply, got {other:?}"),
@@ -174,7 +174,7 @@ fn a_group_id_of_exactly_the_bound_works_everywhere() {
     let listed: Vec<String> = r.list().into_iter().map(|l| l.group_id).collect();
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&g) && listed.contains(&k));
-    assert_eq!(r.offsets(&g).get(&("t".to_string(), 0)), Some(&42));
+    assert_eq!(r.offsets(&g).get(&TopicPartition::new("t", 0)), Some(&42));
 }
 
 #[test]
@@ -336,7 +336,10 @@ fn oversized_group_ids_in_the_log_are_skipped_on_load() {
     let mut r = Sim::from_coordinator(replay(config(), &loaded, &topics, 1_000), 1_000);
     let listed: Vec<String> = r.list().into_iter().map(|g| g.group_id).collect();
     assert_eq!(listed, vec!["ok".to_string()]);
-    assert_eq!(r.offsets("ok"), BTreeMap::from([(("t".to_string(), 0), 7)]));
+    assert_eq!(
+        r.offsets("ok"),
+        BTreeMap::from([(TopicPartition::new("t", 0), 7)])
+    );
     assert!(r
         .c
         .live_records()
@@ -380,6 +383,9 @@ fn the_snapshot_after_a_load_does_not_carry_oversized_group_ids_forward() {
     assert_eq!(live_state(&again.c), live_state(&r.c));
     assert_eq!(
         again.offsets("ok"),
-        BTreeMap::from([(("t".to_string(), 0), 100), (("t".to_string(), 1), 9)])
+        BTreeMap::from([
+            (TopicPartition::new("t", 0), 100),
+            (TopicPartition::new("t", 1), 9)
+        ])
     );
 }

@@ -491,14 +491,17 @@ fn offset_delete_keeps_topics_a_consumer_group_subscribes_to() {
     let _ = s.commit_now("g", a.member_epoch, "a", &[("t", 0, 1), ("u", 0, 2)]);
     let id = s.send(Request::OffsetDelete(OffsetDelete {
         group_id: "g".into(),
-        partitions: vec![("t".into(), 0), ("u".into(), 0)],
+        partitions: vec![TopicPartition::new("t", 0), TopicPartition::new("u", 0)],
     }));
     match s.take(id) {
         Some(Response::OffsetDelete(r)) => assert_eq!(
             r.partitions,
             vec![
-                ("t".to_string(), 0, codes::GROUP_SUBSCRIBED_TO_TOPIC),
-                ("u".to_string(), 0, codes::NONE),
+                (
+                    TopicPartition::new("t", 0),
+                    codes::GROUP_SUBSCRIBED_TO_TOPIC
+                ),
+                (TopicPartition::new("u", 0), codes::NONE),
             ]
         ),
         other => panic!("{other:?}"),

@@ -16,7 +16,7 @@ fn offset_delete(s: &mut Sim, group: &str, partitions: &[(&str, i32)]) -> Offset
         group_id: group.into(),
         partitions: partitions
             .iter()
-            .map(|(t, p)| (t.to_string(), *p))
+            .map(|(t, p)| TopicPartition::new(*t, *p))
             .collect(),
     }));
     s.ack_all();
@@ -32,10 +32,10 @@ fn delete_groups(s: &mut Sim, groups: &[&str]) -> ReplyId {
     ))
 }
 
-fn offsets_of(pairs: &[(&str, i32, i64)]) -> BTreeMap<(String, i32), i64> {
+fn offsets_of(pairs: &[(&str, i32, i64)]) -> BTreeMap<TopicPartition, i64> {
     pairs
         .iter()
-        .map(|(t, p, o)| ((t.to_string(), *p), *o))
+        .map(|(t, p, o)| (TopicPartition::new(*t, *p), *o))
         .collect()
 }
 
@@ -91,7 +91,10 @@ fn offset_fetch_of_partitions_never_committed_answers_minus_one() {
     let _ = s.commit_now("g", -1, "", &[("t", 0, 42)]);
     let r = s.call(Request::OffsetFetch(OffsetFetch {
         group_id: "g".into(),
-        partitions: Some(vec![("t".into(), 0), ("t".into(), 1)]),
+        partitions: Some(vec![
+            TopicPartition::new("t", 0),
+            TopicPartition::new("t", 1),
+        ]),
         member: None,
         require_stable: false,
     }));
@@ -323,9 +326,12 @@ fn offset_delete_keeps_topics_the_members_subscribe_to_and_deletes_the_others() 
     assert_eq!(
         r.partitions,
         vec![
-            ("t".to_string(), 0, codes::GROUP_SUBSCRIBED_TO_TOPIC),
-            ("u".to_string(), 0, codes::NONE),
-            ("v".to_string(), 9, codes::NONE),
+            (
+                TopicPartition::new("t", 0),
+                codes::GROUP_SUBSCRIBED_TO_TOPIC
+            ),
+            (TopicPartition::new("u", 0), codes::NONE),
+            (TopicPartition::new("v", 9), codes::NONE),
         ]
     );
     assert_eq!(
@@ -343,7 +349,10 @@ fn offset_delete_on_an_empty_group_deletes_any_topic() {
     let _ = s.leave("g", &[(&ids[0], None)]);
     assert_eq!(s.state("g"), "Empty");
     let r = offset_delete(&mut s, "g", &[("t", 0)]);
-    assert_eq!(r.partitions, vec![("t".to_string(), 0, codes::NONE)]);
+    assert_eq!(
+        r.partitions,
+        vec![(TopicPartition::new("t", 0), codes::NONE)]
+    );
     assert!(s.offsets("g").is_empty());
 }
 
@@ -379,7 +388,10 @@ fn offset_delete_keeps_every_topic_when_a_subscription_cannot_be_read() {
     assert_eq!(r.error, codes::NONE);
     assert_eq!(
         r.partitions,
-        vec![("u".to_string(), 0, codes::GROUP_SUBSCRIBED_TO_TOPIC)]
+        vec![(
+            TopicPartition::new("u", 0),
+            codes::GROUP_SUBSCRIBED_TO_TOPIC
+        )]
     );
     assert_eq!(s.offsets("g"), offsets_of(&[("u", 0, 1)]));
 }
@@ -392,7 +404,7 @@ fn offset_delete_while_a_commit_of_that_partition_is_being_written_deletes_it() 
     let commit = s.commit("g", -1, "", &[("t", 5, 2)]);
     let del = s.send(Request::OffsetDelete(OffsetDelete {
         group_id: "g".into(),
-        partitions: vec![("t".into(), 5)],
+        partitions: vec![TopicPartition::new("t", 5)],
     }));
     s.ack_all();
     assert_eq!(s.committed(commit), vec![codes::NONE]);

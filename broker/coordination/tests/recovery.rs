@@ -79,7 +79,10 @@ fn coordinator_rebuilt_from_the_log_has_the_same_groups_members_and_offsets() {
     assert!(r.offsets("gone").is_empty());
     assert_eq!(
         r.offsets("stable"),
-        BTreeMap::from([(("t".to_string(), 0), 10), (("t".to_string(), 1), 12)])
+        BTreeMap::from([
+            (TopicPartition::new("t", 0), 10),
+            (TopicPartition::new("t", 1), 12)
+        ])
     );
 }
 
@@ -203,7 +206,7 @@ fn snapshot_taken_as_the_last_append_alone_rebuilds_the_state() {
     assert_eq!(live_state(&alone.c), live_state(&s.c));
     assert_eq!(
         alone.offsets("g"),
-        BTreeMap::from([(("t".to_string(), 0), i - 1)])
+        BTreeMap::from([(TopicPartition::new("t", 0), i - 1)])
     );
     assert_eq!(alone.describe("g"), s.describe("g"));
     assert!(snapshot.iter().any(|r| matches!(
@@ -237,7 +240,7 @@ fn replaying_from_the_last_snapshot_matches_the_whole_log_under_random_traffic_w
                     let p = rng.below(4) as i32;
                     let _ = s.send(Request::OffsetDelete(OffsetDelete {
                         group_id: g.into(),
-                        partitions: vec![("t".into(), p)],
+                        partitions: vec![TopicPartition::new("t", p)],
                     }));
                 }
                 5 => {

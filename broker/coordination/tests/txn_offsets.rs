@@ -33,7 +33,7 @@ fn txn_commit(s: &mut Sim, group: &str, epoch: i16, offsets: &[(&str, i32, i64)]
 
 fn txn_committed(s: &mut Sim, id: ReplyId) -> Vec<i16> {
     match s.take(id) {
-        Some(Response::TxnOffsetCommit(v)) => v.into_iter().map(|(_, _, e)| e).collect(),
+        Some(Response::TxnOffsetCommit(v)) => v.into_iter().map(|(_, e)| e).collect(),
         other => panic!("expected a TxnOffsetCommit reply, got {other:?}"),
     }
 }
@@ -42,7 +42,7 @@ fn txn_committed(s: &mut Sim, id: ReplyId) -> Vec<i16> {
 fn fetch_stable(s: &mut Sim, group: &str, topic: &str, partition: i32) -> (i16, i64) {
     match s.call(Request::OffsetFetch(OffsetFetch {
         group_id: group.into(),
-        partitions: Some(vec![(topic.into(), partition)]),
+        partitions: Some(vec![TopicPartition::new(topic, partition)]),
         member: None,
         require_stable: true,
     })) {
@@ -78,8 +78,8 @@ fn transactional_offsets_are_invisible_until_the_commit_marker() {
 
     s.marker(PID, true);
     let offsets = s.offsets("g");
-    assert_eq!(offsets.get(&("t".into(), 0)), Some(&10));
-    assert_eq!(offsets.get(&("t".into(), 1)), Some(&20));
+    assert_eq!(offsets.get(&TopicPartition::new("t", 0)), Some(&10));
+    assert_eq!(offsets.get(&TopicPartition::new("t", 1)), Some(&20));
     assert_eq!(fetch_stable(&mut s, "g", "t", 0), (codes::NONE, 10));
 }
 
@@ -90,7 +90,7 @@ fn an_abort_marker_drops_the_transactions_offsets() {
     let id = txn_commit(&mut s, "g", 0, &[("t", 0, 10)]);
     assert_eq!(txn_committed(&mut s, id), vec![codes::NONE]);
     s.marker(PID, false);
-    assert_eq!(s.offsets("g").get(&("t".into(), 0)), Some(&5));
+    assert_eq!(s.offsets("g").get(&TopicPartition::new("t", 0)), Some(&5));
     assert_eq!(fetch_stable(&mut s, "g", "t", 0), (codes::NONE, 5));
 }
 
@@ -138,7 +138,7 @@ fn a_restarted_coordinator_rebuilds_decided_and_pending_transactions_from_the_lo
 
     let rebuilt = replay_log(config(), &s.log, s.now);
     let mut r = Sim::from_coordinator(rebuilt, s.now);
-    assert_eq!(r.offsets("g").get(&("t".into(), 0)), Some(&10));
+    assert_eq!(r.offsets("g").get(&TopicPartition::new("t", 0)), Some(&10));
     assert_eq!(
         fetch_stable(&mut r, "g", "t", 0),
         (codes::UNSTABLE_OFFSET_COMMIT, -1)
@@ -193,7 +193,7 @@ fn no_snapshot_drops_the_log_while_a_transaction_has_offsets_here() {
     // the log before it loses nothing.
     let rebuilt = replay_log(config(), &s.log[snapshot..], s.now);
     let mut r = Sim::from_coordinator(rebuilt, s.now);
-    assert_eq!(r.offsets("g").get(&("t".into(), 0)), Some(&10));
+    assert_eq!(r.offsets("g").get(&TopicPartition::new("t", 0)), Some(&10));
 }
 
 #[test]

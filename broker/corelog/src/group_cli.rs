@@ -30,6 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use corelog_client::{ClientError, Connection, Options};
+use corelog_server::TopicPartition;
 
 /// Where the CLI looks for a broker when no `--bootstrap-server` is given.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
@@ -396,8 +397,6 @@ struct PartitionRow {
     member_id: Option<String>,
 }
 
-type TopicPartition = (String, i32);
-
 /// What the group's describe API said: state, assignor, members and which
 /// member owns which partition.
 struct Membership {
@@ -430,7 +429,10 @@ fn describe(bootstrap: &str, group: &str) -> CliResult<GroupReport> {
         let name = str_of(&name.0);
         names_by_id.insert(t.topic_id, name.clone());
         for p in &t.partitions {
-            leaders.insert((name.clone(), p.partition_index), p.leader_id.0);
+            leaders.insert(
+                TopicPartition::new(name.clone(), p.partition_index),
+                p.leader_id.0,
+            );
         }
     }
     let membership = membership.resolve(&names_by_id);
@@ -468,7 +470,9 @@ impl UnresolvedMembership {
                 .get(&id)
                 .cloned()
                 .unwrap_or_else(|| id.to_string());
-            self.membership.owners.insert((name, partition), member);
+            self.membership
+                .owners
+                .insert(TopicPartition::new(name, partition), member);
         }
         self.membership
     }
@@ -611,7 +615,7 @@ fn add_consumer_assignment(
             if name.is_empty() {
                 by_topic_id.push((tp.topic_id, p, member_id.to_string()));
             } else {
-                owners.insert((name.to_string(), p), member_id.to_string());
+                owners.insert(TopicPartition::new(name, p), member_id.to_string());
             }
         }
     }
@@ -652,7 +656,10 @@ fn committed_offsets(
             }
             // -1 means no offset is committed for the partition.
             if p.committed_offset >= 0 {
-                committed.insert((str_of(&t.name.0), p.partition_index), p.committed_offset);
+                committed.insert(
+                    TopicPartition::new(str_of(&t.name.0), p.partition_index),
+                    p.committed_offset,
+                );
             }
         }
     }
@@ -669,8 +676,9 @@ fn log_end_offsets(
     brokers: &BTreeMap<i32, String>,
 ) -> CliResult<HashMap<TopicPartition, i64>> {
     let mut by_leader: BTreeMap<&str, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
-    for (topic, partition) in wanted {
-        let leader = leaders.get(&(topic.clone(), *partition));
+    for tp in wanted {
+        let (topic, partition) = (&tp.topic, &tp.partition);
+        let leader = leaders.get(tp);
         let Some(addr) = leader.and_then(|id| brokers.get(id)) else {
             continue;
         };
@@ -711,7 +719,10 @@ fn log_end_offsets(
         for t in &resp.topics {
             for p in &t.partitions {
                 if p.error_code == error_code::NONE && p.offset >= 0 {
-                    ends.insert((str_of(&t.name.0), p.partition_index), p.offset);
+                    ends.insert(
+                        TopicPartition::new(str_of(&t.name.0), p.partition_index),
+                        p.offset,
+                    );
                 }
             }
         }
@@ -734,7 +745,9 @@ fn decode_consumer_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>, Stri
         .iter()
         .flat_map(|t| {
             let topic = str_of(&t.topic.0);
-            t.partitions.iter().map(move |&p| (topic.clone(), p))
+            t.partitions
+                .iter()
+                .map(move |&p| TopicPartition::new(topic.clone(), p))
         })
         .collect())
 }
@@ -756,8 +769,8 @@ fn build_rows(
     let keys: BTreeSet<&TopicPartition> = committed.keys().chain(owners.keys()).collect();
     keys.into_iter()
         .map(|tp| PartitionRow {
-            topic: tp.0.clone(),
-            partition: tp.1,
+            topic: tp.topic.clone(),
+            partition: tp.partition,
             committed_offset: committed.get(tp).copied(),
             log_end_offset: log_ends.get(tp).copied(),
             member_id: owners.get(tp).cloned(),
@@ -844,7 +857,7 @@ mod tests {
     use kafka_protocol::protocol::Encodable;
 
     fn tp(t: &str, p: i32) -> TopicPartition {
-        (t.to_string(), p)
+        TopicPartition::new(t, p)
     }
 
     #[test]

@@ -116,7 +116,8 @@ impl fmt::Display for ProducerEpoch {
     }
 }
 
-/// One partition of one topic.
+/// One partition of one topic. Ordered by topic, then partition, as the
+/// `(String, i32)` tuple it replaced was.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
     pub topic: String,
@@ -129,6 +130,33 @@ impl TopicPartition {
             topic: topic.into(),
             partition,
         }
+    }
+}
+
+impl From<(String, i32)> for TopicPartition {
+    fn from((topic, partition): (String, i32)) -> TopicPartition {
+        TopicPartition { topic, partition }
+    }
+}
+
+impl From<(&str, i32)> for TopicPartition {
+    fn from((topic, partition): (&str, i32)) -> TopicPartition {
+        TopicPartition::new(topic, partition)
+    }
+}
+
+/// Serialized as the tuple `(topic, partition)` (in JSON `["orders",3]`),
+/// the form the cluster's control frames carried before this type
+/// existed, so that nodes of either version read each other's frames.
+impl Serialize for TopicPartition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.topic, self.partition).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicPartition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TopicPartition, D::Error> {
+        <(String, i32)>::deserialize(d).map(TopicPartition::from)
     }
 }
 
@@ -145,6 +173,33 @@ mod tests {
     #[test]
     fn topic_partition_displays_as_kafka_names_its_directory() {
         assert_eq!(TopicPartition::new("orders", 3).to_string(), "orders-3");
+    }
+
+    #[test]
+    fn topic_partition_serializes_as_the_tuple_it_replaced() {
+        let tp = TopicPartition::new("orders", 3);
+        let tuple = ("orders".to_string(), 3i32);
+        assert_eq!(serde_json::to_string(&tp).unwrap(), r#"["orders",3]"#);
+        assert_eq!(
+            serde_json::to_string(&tp).unwrap(),
+            serde_json::to_string(&tuple).unwrap()
+        );
+        let old: TopicPartition = serde_json::from_str(r#"["orders",3]"#).unwrap();
+        assert_eq!(old, tp);
+    }
+
+    #[test]
+    fn topic_partitions_order_as_the_tuple_did() {
+        // Maps keyed by topic-partition are written out in key order
+        // (the offsets log's snapshot), so the order must not change.
+        let mut tps = [
+            TopicPartition::new("b", 0),
+            TopicPartition::new("a", 10),
+            TopicPartition::new("a", 2),
+        ];
+        tps.sort();
+        let names: Vec<String> = tps.iter().map(|tp| tp.to_string()).collect();
+        assert_eq!(names, ["a-2", "a-10", "b-0"]);
     }
 
     #[test]

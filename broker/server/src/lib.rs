@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod controller;
+pub mod coordinators;
 pub mod endpoints;
 pub mod error;
 pub mod groups;

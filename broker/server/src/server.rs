@@ -295,7 +295,7 @@ async fn shard_main(
         if let Some(settings) = config.cluster().map_err(&fail)? {
             let started = crate::cluster::start(config.clone(), settings, stop.clone())
                 .await
-                .map_err(&fail)?;
+                .map_err(|e| fail(e.to_string()))?;
             crate::controller::cluster::attach(&shard, started);
         }
     }

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 /// Submodules that name nothing above the shard: the controller's, the
 /// group coordinators' and the transaction coordinators' state, which the
-/// shard owns, and the requests to the
-/// active controller, which the replica tasks send.
+/// shard owns, the generic table both coordinators' state is kept in, and
+/// the requests to the active controller, which the replica tasks send.
 const OWN_NODES: &[&str] = &[
     "controller::state",
     "controller::ask",
+    "coordinators::table",
     "groups::table",
     "txn::table",
 ];

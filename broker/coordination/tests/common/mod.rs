@@ -475,13 +475,13 @@ impl Sim {
 
     pub fn committed(&mut self, id: ReplyId) -> Vec<i16> {
         match self.take(id) {
-            Some(Response::OffsetCommit(v)) => v.into_iter().map(|(_, _, e)| e).collect(),
+            Some(Response::OffsetCommit(v)) => v.into_iter().map(|(_, e)| e).collect(),
             other => panic!("expected a commit reply for {id:?}, got {other:?}"),
         }
     }
 
     /// Every committed offset of `group` as OffsetFetch shows it.
-    pub fn offsets(&mut self, group: &str) -> BTreeMap<(String, i32), i64> {
+    pub fn offsets(&mut self, group: &str) -> BTreeMap<TopicPartition, i64> {
         match self.call(Request::OffsetFetch(OffsetFetch {
             group_id: group.into(),
             partitions: None,
@@ -492,7 +492,7 @@ impl Sim {
                 assert_eq!(r.error, codes::NONE);
                 r.offsets
                     .into_iter()
-                    .map(|o| ((o.topic, o.partition), o.offset))
+                    .map(|o| (TopicPartition::new(o.topic, o.partition), o.offset))
                     .collect()
             }
             other => panic!("expected a fetch reply, got {other:?}"),

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +12,9 @@ use std::time::{Duration, Instant};
 use corelog_client::{Connection, Options};
 use corelog_protocol::kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use corelog_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+mod ready;
+pub use ready::{free_port, wait_for_ready_file};
 
 /// How long a broker may take to write its ready file or to exit.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -160,42 +162,6 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
-}
-
-/// Waits until `child` has written `ready_file` (`corelog serve
-/// --ready-file`, written once every shard serves), and returns its JSON.
-/// Fails if the process exits first or `timeout` passes.
-pub fn wait_for_ready_file(
-    child: &mut Child,
-    ready_file: &Path,
-    timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let started = Instant::now();
-    loop {
-        // The broker writes the file whole (a rename), so any content read
-        // is complete.
-        if let Ok(text) = std::fs::read_to_string(ready_file) {
-            return serde_json::from_str(&text)
-                .map_err(|e| format!("ready file {}: {e}: {text:?}", ready_file.display()));
-        }
-        if let Some(status) = child.try_wait().map_err(|e| format!("wait: {e}"))? {
-            return Err(format!("the broker exited ({status}) before it served"));
-        }
-        if started.elapsed() > timeout {
-            return Err(format!(
-                "no ready file {} within {timeout:?}",
-                ready_file.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A blocking Kafka client over `corelog_client`: one request at a time,

@@ -56,7 +56,7 @@ use futures_lite::{FutureExt, StreamExt};
 use crate::config::{ClusterSettings, ServerConfig};
 use crate::log_limit::RateLimited;
 use crate::metadata::{BrokerMeta, ClusterView, PartitionView, TopicView};
-use crate::NodeId;
+use crate::{NodeId, TopicPartition};
 
 use wire::{BrokerStatus, ControlRequest, ControlResponse, NodeStatus};
 
@@ -133,7 +133,7 @@ fn to_qlog_entry(e: &q::LogEntry) -> qlog::Entry {
     }
 }
 
-fn from_qlog_entry(e: &qlog::Entry) -> Result<q::LogEntry, String> {
+fn from_qlog_entry(e: &qlog::Entry) -> Result<q::LogEntry, StartError> {
     Ok(q::LogEntry {
         index: e.index,
         term: e.term,
@@ -141,7 +141,12 @@ fn from_qlog_entry(e: &qlog::Entry) -> Result<q::LogEntry, String> {
             0 => q::EntryKind::Normal,
             1 => q::EntryKind::ConfChange,
             2 => q::EntryKind::ConfChangeV2,
-            k => return Err(format!("entry {} has unknown kind {k}", e.index)),
+            k => {
+                return Err(StartError::UnknownEntryKind {
+                    index: e.index,
+                    kind: k,
+                })
+            }
         },
         data: e.data.clone(),
         context: e.context.clone(),
@@ -166,7 +171,7 @@ fn to_qlog_hard_state(h: q::HardState) -> qlog::HardState {
 }
 
 /// What the disk holds, as the driver takes it on start.
-fn durable_from(rec: &qlog::Recovered) -> Result<q::Durable, String> {
+fn durable_from(rec: &qlog::Recovered) -> Result<q::Durable, StartError> {
     Ok(q::Durable {
         hard_state: q::HardState {
             term: rec.hard_state.term,
@@ -581,7 +586,12 @@ fn to_ctl_request(r: ControlRequest) -> ctl::Request {
         ControlRequest::AlterReassignments { partitions } => ctl::Request::AlterReassignments {
             partitions: partitions
                 .into_iter()
-                .map(|(t, p, target)| (t, p, target.map(|r| r.into_iter().map(NodeId).collect())))
+                .map(|a| {
+                    (
+                        a.partition,
+                        a.target.map(|r| r.into_iter().map(NodeId).collect()),
+                    )
+                })
                 .collect(),
         },
         ControlRequest::ListReassignments { partitions } => {
@@ -679,27 +689,29 @@ fn from_ctl_response(r: ctl::Response) -> ControlResponse {
                 .into_iter()
                 .map(|r| {
                     let ids = |l: Vec<NodeId>| l.into_iter().map(|n| n.0).collect();
-                    (
-                        r.topic,
-                        r.partition,
-                        ids(r.replicas),
-                        ids(r.adding),
-                        ids(r.removing),
-                    )
+                    wire::ReassignmentStatus {
+                        partition: TopicPartition::new(r.topic, r.partition),
+                        replicas: ids(r.replicas),
+                        adding: ids(r.adding),
+                        removing: ids(r.removing),
+                    }
                 })
                 .collect(),
         },
     }
 }
 
-/// Per-partition outcomes as the wire carries them: `(topic, partition,
-/// error code, message)`.
-fn outcomes(results: Vec<ctl::ElectionResult>) -> Vec<(String, i32, i16, Option<String>)> {
+/// Per-partition outcomes as the wire carries them.
+fn outcomes(results: Vec<ctl::ElectionResult>) -> Vec<wire::PartitionOutcome> {
     results
         .into_iter()
         .map(|r| {
             let (code, message) = r.error.map_or((0, None), |e| (e.code, Some(e.message)));
-            (r.topic, r.partition, code, message)
+            wire::PartitionOutcome {
+                partition: TopicPartition::new(r.topic, r.partition),
+                code,
+                message,
+            }
         })
         .collect()
 }
@@ -906,6 +918,29 @@ async fn disk_task(
     }
 }
 
+/// Why the cluster host could not start (and the broker with it).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The metadata quorum's log did not open (I/O, or what it holds is
+    /// corrupt).
+    #[error("metadata quorum log {}: {source}", dir.display())]
+    QuorumLog {
+        dir: std::path::PathBuf,
+        source: qlog::QuorumLogError,
+    },
+    /// The quorum log holds an entry of a kind this version does not know.
+    #[error("entry {index} has unknown kind {kind}")]
+    UnknownEntryKind { index: u64, kind: u8 },
+    /// The quorum refused its configuration or what the disk holds.
+    #[error("metadata quorum: {0}")]
+    Quorum(q::StartError),
+    #[error("cluster_listen: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: glommio::GlommioError<()>,
+    },
+}
+
 /// Starts the cluster host on shard 0: opens the quorum log, binds the
 /// internal listener and spawns the host's tasks. An error stops the
 /// broker before it serves.
@@ -913,14 +948,17 @@ pub async fn start(
     config: Rc<ServerConfig>,
     settings: ClusterSettings,
     stop: Arc<AtomicBool>,
-) -> Result<Started, String> {
+) -> Result<Started, StartError> {
     let dir = config.data_dir.join(QUORUM_DIR);
     let (log, recovered) = corelog_runtime::run_blocking({
         let dir = dir.clone();
         move || QuorumLog::open(&dir)
     })
     .await
-    .map_err(|e| format!("metadata quorum log {}: {e}", dir.display()))?;
+    .map_err(|source| StartError::QuorumLog {
+        dir: dir.clone(),
+        source,
+    })?;
     if recovered.truncated_bytes > 0 {
         tracing::warn!(
             bytes = recovered.truncated_bytes,
@@ -936,7 +974,7 @@ pub async fn start(
         ^ ((std::process::id() as u64) << 32);
     let mut qc = q::QuorumConfig::new(node, voters, seed);
     qc.tick_ms = TICK_MS;
-    let quorum = q::Quorum::start(qc, durable).map_err(|e| format!("metadata quorum: {e}"))?;
+    let quorum = q::Quorum::start(qc, durable).map_err(StartError::Quorum)?;
     let mut cc = ctl::ControllerConfig::new(node, seed);
     cc.session_timeout_ms = settings.session_timeout_ms;
     cc.leader_imbalance_check_interval_ms = settings.leader_imbalance_check_interval_ms;
@@ -944,11 +982,11 @@ pub async fn start(
     cc.default_partitions = config.default_partitions as i32;
     cc.partitions_max = i32::try_from(config.partitions_per_topic_max).unwrap_or(i32::MAX);
     let ctrl = ctl::Controller::new(cc);
-    let listener = glommio::net::TcpListener::bind(settings.cluster_listen).map_err(|e| {
-        format!(
-            "cluster_listen: cannot listen on {}: {e}",
-            settings.cluster_listen
-        )
+    let listener = glommio::net::TcpListener::bind(settings.cluster_listen).map_err(|source| {
+        StartError::Listen {
+            addr: settings.cluster_listen,
+            source,
+        }
     })?;
     let (disk_tx, disk_rx) = mpsc::unbounded();
     let (changed_tx, changed_rx) = mpsc::channel(1);

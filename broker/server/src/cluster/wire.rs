@@ -24,6 +24,8 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::TopicPartition;
+
 pub const MAGIC: &[u8; 4] = b"CLCQ";
 pub const VERSION: u8 = 1;
 /// The node id an admin tool gives in its hello.
@@ -145,16 +147,15 @@ pub enum ControlRequest {
     /// `partitions` `None` asks for every partition.
     ElectLeaders {
         unclean: bool,
-        partitions: Option<Vec<(String, i32)>>,
+        partitions: Option<Vec<TopicPartition>>,
     },
-    /// Kafka's AlterPartitionReassignments: `(topic, partition, target)`,
-    /// `None` cancels.
+    /// Kafka's AlterPartitionReassignments.
     AlterReassignments {
-        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        partitions: Vec<ReassignmentAsk>,
     },
     /// Kafka's ListPartitionReassignments; `None` lists all.
     ListReassignments {
-        partitions: Option<Vec<(String, i32)>>,
+        partitions: Option<Vec<TopicPartition>>,
     },
     /// Create the internal offsets topic unless it exists.
     EnsureOffsetsTopic {
@@ -240,14 +241,13 @@ pub enum ControlResponse {
     PartitionsAltered {
         results: Vec<IsrOutcome>,
     },
-    /// Each partition's election: `(topic, partition, error code, message)`.
+    /// Each partition's election.
     LeadersElected {
-        results: Vec<(String, i32, i16, Option<String>)>,
+        results: Vec<PartitionOutcome>,
     },
-    /// Each partition's AlterPartitionReassignments outcome: `(topic,
-    /// partition, error code, message)`.
+    /// Each partition's AlterPartitionReassignments outcome.
     ReassignmentsAltered {
-        results: Vec<(String, i32, i16, Option<String>)>,
+        results: Vec<PartitionOutcome>,
     },
     /// The reassignments in progress.
     Reassignments {
@@ -267,9 +267,114 @@ pub enum ControlResponse {
     },
 }
 
-/// One partition's reassignment in progress: `(topic, partition,
-/// replicas, adding, removing)`.
-pub type ReassignmentStatus = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+// The three types below are encoded as the flat tuples the frames carried
+// before they existed (`(topic, partition, ...)`, a JSON array), so that
+// nodes of either version read each other's frames; see the test
+// `partition_types_keep_the_tuple_encoding`.
+
+/// One partition's AlterPartitionReassignments ask: move it to the
+/// replicas `target` names, or cancel its reassignment (`None`). Encoded
+/// as `(topic, partition, target)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "(String, i32, Option<Vec<i32>>)",
+    into = "(String, i32, Option<Vec<i32>>)"
+)]
+pub struct ReassignmentAsk {
+    pub partition: TopicPartition,
+    pub target: Option<Vec<i32>>,
+}
+
+impl From<(String, i32, Option<Vec<i32>>)> for ReassignmentAsk {
+    fn from((topic, partition, target): (String, i32, Option<Vec<i32>>)) -> ReassignmentAsk {
+        ReassignmentAsk {
+            partition: TopicPartition { topic, partition },
+            target,
+        }
+    }
+}
+
+impl From<ReassignmentAsk> for (String, i32, Option<Vec<i32>>) {
+    fn from(a: ReassignmentAsk) -> Self {
+        (a.partition.topic, a.partition.partition, a.target)
+    }
+}
+
+/// One partition's outcome of a per-partition admin request the
+/// controller answers (ElectLeaders, AlterPartitionReassignments): a Kafka
+/// error code and message. Encoded as `(topic, partition, code, message)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "(String, i32, i16, Option<String>)",
+    into = "(String, i32, i16, Option<String>)"
+)]
+pub struct PartitionOutcome {
+    pub partition: TopicPartition,
+    pub code: i16,
+    pub message: Option<String>,
+}
+
+impl PartitionOutcome {
+    pub fn new(partition: TopicPartition, code: i16, message: Option<String>) -> PartitionOutcome {
+        PartitionOutcome {
+            partition,
+            code,
+            message,
+        }
+    }
+}
+
+impl From<(String, i32, i16, Option<String>)> for PartitionOutcome {
+    fn from((topic, partition, code, message): (String, i32, i16, Option<String>)) -> Self {
+        PartitionOutcome {
+            partition: TopicPartition { topic, partition },
+            code,
+            message,
+        }
+    }
+}
+
+impl From<PartitionOutcome> for (String, i32, i16, Option<String>) {
+    fn from(o: PartitionOutcome) -> Self {
+        (o.partition.topic, o.partition.partition, o.code, o.message)
+    }
+}
+
+/// One partition's reassignment in progress. Encoded as `(topic,
+/// partition, replicas, adding, removing)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StatusTuple", into = "StatusTuple")]
+pub struct ReassignmentStatus {
+    pub partition: TopicPartition,
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+type StatusTuple = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+impl From<StatusTuple> for ReassignmentStatus {
+    fn from((topic, partition, replicas, adding, removing): StatusTuple) -> Self {
+        ReassignmentStatus {
+            partition: TopicPartition { topic, partition },
+            replicas,
+            adding,
+            removing,
+        }
+    }
+}
+
+impl From<ReassignmentStatus> for StatusTuple {
+    fn from(s: ReassignmentStatus) -> Self {
+        (
+            s.partition.topic,
+            s.partition.partition,
+            s.replicas,
+            s.adding,
+            s.removing,
+        )
+    }
+}
 
 /// One broker as the image holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,5 +476,59 @@ mod tests {
         assert_eq!(check_length(10), Ok(10));
         let mut r = std::io::Cursor::new(frame(KIND_STATUS, &vec![0u8; CONTROL_FRAME_MAX + 1]));
         assert!(read_frame_blocking(&mut r).is_err());
+    }
+
+    /// Frames as the version before `TopicPartition` and the partition
+    /// types above wrote them (flat tuples): they decode, and encoding
+    /// gives back the same bytes.
+    #[test]
+    fn partition_types_keep_the_tuple_encoding() {
+        let requests = [
+            r#"{"ElectLeaders":{"unclean":false,"partitions":[["t",0],["u",3]]}}"#,
+            r#"{"ElectLeaders":{"unclean":true,"partitions":null}}"#,
+            r#"{"AlterReassignments":{"partitions":[["t",0,[1,2]],["u",1,null]]}}"#,
+            r#"{"ListReassignments":{"partitions":[["t",2]]}}"#,
+        ];
+        for old in requests {
+            let decoded: ControlRequest = serde_json::from_str(old).unwrap();
+            assert_eq!(serde_json::to_string(&decoded).unwrap(), old);
+        }
+        let decoded: ControlRequest = serde_json::from_str(requests[2]).unwrap();
+        assert_eq!(
+            decoded,
+            ControlRequest::AlterReassignments {
+                partitions: vec![
+                    ReassignmentAsk {
+                        partition: TopicPartition::new("t", 0),
+                        target: Some(vec![1, 2]),
+                    },
+                    ReassignmentAsk {
+                        partition: TopicPartition::new("u", 1),
+                        target: None,
+                    },
+                ],
+            }
+        );
+        let responses = [
+            r#"{"LeadersElected":{"results":[["t",0,0,null],["t",1,84,"no"]]}}"#,
+            r#"{"ReassignmentsAltered":{"results":[["u",2,3,"unknown"]]}}"#,
+            r#"{"Reassignments":{"list":[["t",0,[1,2,3],[3],[1]]]}}"#,
+        ];
+        for old in responses {
+            let decoded: ControlResponse = serde_json::from_str(old).unwrap();
+            assert_eq!(serde_json::to_string(&decoded).unwrap(), old);
+        }
+        let decoded: ControlResponse = serde_json::from_str(responses[2]).unwrap();
+        assert_eq!(
+            decoded,
+            ControlResponse::Reassignments {
+                list: vec![ReassignmentStatus {
+                    partition: TopicPartition::new("t", 0),
+                    replicas: vec![1, 2, 3],
+                    adding: vec![3],
+                    removing: vec![1],
+                }],
+            }
+        );
     }
 }

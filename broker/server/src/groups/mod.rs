@@ -26,8 +26,8 @@
 use std::rc::Rc;
 
 use corelog_coordination::{codes, offsets_partition_for, Request};
-use corelog_storage::CacheId;
 
+use crate::coordinators::open_internal_log;
 use crate::metadata::partition_dir;
 use crate::partition::Partition;
 use crate::shard::Shard;
@@ -240,36 +240,21 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<GroupPartition>, i16> 
     if shard.metadata().offsets_owner(index) != shard.id() {
         return Err(codes::NOT_COORDINATOR);
     }
-    // One opening at a time per shard, so two first requests for the same
-    // partition do not open its log twice.
-    let _permit = shard
+    shard
         .groups()
-        .opening()
-        .acquire_permit(1)
+        .get_or_open(index, || async {
+            let log_config = shard.metadata().offsets_settings(shard.config()).log;
+            let (log, dir) =
+                open_internal_log(shard, OFFSETS_TOPIC, index, log_config, "offsets partition")
+                    .await?;
+            let config = shard.config().groups.coordinator_config();
+            let machine = load(&log, config, seed(index)).await.map_err(|e| {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot load offsets partition");
+                codes::COORDINATOR_LOAD_IN_PROGRESS
+            })?;
+            let gp = GroupPartition::start(index, machine, log);
+            tracing::debug!(partition = index, "group coordinator ready");
+            Ok(gp)
+        })
         .await
-        .map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
-    if let Some(gp) = shard.groups().get(index) {
-        return Ok(gp);
-    }
-    let dir = partition_dir(&shard.config().data_dir, OFFSETS_TOPIC, index as i32);
-    let log_config = shard.metadata().offsets_settings(shard.config()).log;
-    let cache_id = CacheId(shard.next_cache_id());
-    let (log, report) = Partition::open(dir.clone(), log_config, shard.cache().clone(), cache_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot open offsets partition");
-            codes::COORDINATOR_NOT_AVAILABLE
-        })?;
-    if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
-        tracing::info!(dir = %dir.display(), ?report, "offsets partition recovered");
-    }
-    let config = shard.config().groups.coordinator_config();
-    let machine = load(&log, config, seed(index)).await.map_err(|e| {
-        tracing::error!(dir = %dir.display(), error = %e, "cannot load offsets partition");
-        codes::COORDINATOR_LOAD_IN_PROGRESS
-    })?;
-    let gp = GroupPartition::start(index, machine, log);
-    shard.groups().insert(index, gp.clone());
-    tracing::debug!(partition = index, "group coordinator ready");
-    Ok(gp)
 }

@@ -22,6 +22,7 @@ use corelog_runtime::now_ms;
 use corelog_storage::{Offset, RecordLimits, StorageError, ValidBatch};
 use futures_lite::FutureExt;
 
+use crate::coordinators::table::CoordinatorTable;
 use crate::metadata::ClusterMetadata;
 use crate::partition::{Acks, DeleteUpTo, Isolation, Partition};
 
@@ -67,57 +68,14 @@ pub struct GroupPartition {
 }
 
 /// The group coordinators of the offsets partitions one shard owns, by
-/// partition. Lives on: that shard. Methods are synchronous, so no borrow
-/// is held across an await.
-pub struct GroupTable {
-    open: RefCell<HashMap<u32, Rc<GroupPartition>>>,
-    /// Admits one coordinator opening at a time, so two first requests for
-    /// one partition do not open its log twice.
-    opening: glommio::sync::Semaphore,
-}
-
-impl Default for GroupTable {
-    fn default() -> Self {
-        GroupTable {
-            open: RefCell::new(HashMap::new()),
-            opening: glommio::sync::Semaphore::new(1),
-        }
-    }
-}
+/// partition. Lives on: that shard.
+pub type GroupTable = CoordinatorTable<GroupPartition>;
 
 impl GroupTable {
-    pub(super) fn opening(&self) -> &glommio::sync::Semaphore {
-        &self.opening
-    }
-
-    pub(super) fn get(&self, index: u32) -> Option<Rc<GroupPartition>> {
-        self.open.borrow().get(&index).cloned()
-    }
-
-    pub(super) fn insert(&self, index: u32, gp: Rc<GroupPartition>) {
-        self.open.borrow_mut().insert(index, gp);
-    }
-
-    pub(super) fn indexes(&self) -> Vec<u32> {
-        self.open.borrow().keys().copied().collect()
-    }
-
     /// How many groups this shard's coordinators hold together (the count
     /// `groups.groups_per_shard_max` bounds).
     pub fn group_count(&self) -> usize {
-        self.open
-            .borrow()
-            .values()
-            .map(|gp| gp.machine.borrow().group_count())
-            .sum()
-    }
-
-    pub(super) fn remove(&self, index: u32) -> Option<Rc<GroupPartition>> {
-        self.open.borrow_mut().remove(&index)
-    }
-
-    pub(super) fn take_all(&self) -> Vec<Rc<GroupPartition>> {
-        self.open.borrow_mut().drain().map(|(_, g)| g).collect()
+        self.sum_by(|gp| gp.machine.borrow().group_count())
     }
 }
 

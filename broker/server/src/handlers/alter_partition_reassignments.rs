@@ -26,8 +26,9 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 use super::controller_outcomes::{self, by_topic, failed_all, Outcome};
 use super::Close;
 use super::{Handled, RequestContext};
-use crate::cluster::wire::{ControlRequest, ControlResponse};
+use crate::cluster::wire::{ControlRequest, ControlResponse, ReassignmentAsk};
 use crate::error::ServerError;
+use crate::TopicPartition;
 
 /// Kafka's code for a cancellation with no move to cancel (not among the
 /// protocol crate's named codes).
@@ -38,17 +39,14 @@ pub async fn handle(
     request: AlterPartitionReassignmentsRequest,
 ) -> Result<Handled<AlterPartitionReassignmentsResponse>, Close> {
     let shard = cx.shard;
-    let asked: Vec<(String, i32, Option<Vec<i32>>)> = request
+    let asked: Vec<ReassignmentAsk> = request
         .topics
         .iter()
         .flat_map(|t| {
             let name = t.name.0.to_string();
-            t.partitions.iter().map(move |p| {
-                (
-                    name.clone(),
-                    p.partition_index,
-                    p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect()),
-                )
+            t.partitions.iter().map(move |p| ReassignmentAsk {
+                partition: TopicPartition::new(name.clone(), p.partition_index),
+                target: p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect()),
             })
         })
         .collect();
@@ -61,7 +59,7 @@ pub async fn handle(
             .into());
     }
     let outcomes: Vec<Outcome> = if shard.config().node_id.is_some() {
-        let names: Vec<(String, i32)> = asked.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        let names: Vec<TopicPartition> = asked.iter().map(|a| a.partition.clone()).collect();
         let request = ControlRequest::AlterReassignments { partitions: asked };
         match controller_outcomes::ask(shard, request).await {
             Ok(ControlResponse::ReassignmentsAltered { results }) => results,
@@ -77,11 +75,10 @@ pub async fn handle(
         let md = shard.metadata();
         asked
             .into_iter()
-            .map(|(topic, partition, target)| {
-                let exists = md
-                    .topics
-                    .get(&topic)
-                    .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+            .map(|ReassignmentAsk { partition: tp, target }| {
+                let exists = md.topics.get(&tp.topic).is_some_and(|t| {
+                    tp.partition >= 0 && (tp.partition as usize) < t.partitions.len()
+                });
                 let (code, message) = match target {
                     _ if !exists => (
                         error_code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -100,7 +97,7 @@ pub async fn handle(
                         )),
                     ),
                 };
-                (topic, partition, code, message)
+                Outcome::new(tp, code, message)
             })
             .collect()
     };

@@ -9,11 +9,10 @@ use std::rc::Rc;
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
 use crate::shard::Shard;
-use crate::ShardId;
+use crate::{ShardId, TopicPartition};
 
-/// One partition's outcome: `(topic, partition, code, message)`, as the
-/// controller's answers carry them.
-pub type Outcome = (String, i32, i16, Option<String>);
+/// One partition's outcome, as the controller's answers carry them.
+pub use crate::cluster::wire::PartitionOutcome as Outcome;
 
 /// Sends `request` to the active controller from any shard (through
 /// shard 0, which hosts the quorum) and returns its answer.
@@ -34,10 +33,10 @@ pub async fn ask(
 }
 
 /// Every partition asked failed with `e`.
-pub fn failed_all(asked: Vec<(String, i32)>, e: &ServerError) -> Vec<Outcome> {
+pub fn failed_all(asked: Vec<TopicPartition>, e: &ServerError) -> Vec<Outcome> {
     asked
         .into_iter()
-        .map(|(topic, partition)| (topic, partition, e.code(), Some(e.to_string())))
+        .map(|tp| Outcome::new(tp, e.code(), Some(e.to_string())))
         .collect()
 }
 
@@ -49,7 +48,15 @@ pub fn by_topic<T>(
 ) -> Vec<(String, Vec<T>)> {
     let mut order: Vec<String> = Vec::new();
     let mut grouped: BTreeMap<String, Vec<T>> = BTreeMap::new();
-    for (topic, index, code, message) in outcomes {
+    for Outcome {
+        partition: TopicPartition {
+            topic,
+            partition: index,
+        },
+        code,
+        message,
+    } in outcomes
+    {
         if !grouped.contains_key(&topic) {
             order.push(topic.clone());
         }

@@ -14,7 +14,7 @@ use super::{Handled, RequestContext};
 use crate::error::ServerError;
 use crate::partition::DeleteUpTo;
 use crate::shard::Shard;
-use crate::ShardId;
+use crate::{ShardId, TopicPartition};
 
 /// Offset -1 in a request: delete up to the high watermark.
 const HIGH_WATERMARK: i64 = -1;
@@ -28,7 +28,8 @@ pub async fn handle(
     // Every partition's answer in request order: known here when no shard
     // of this node serves the partition, otherwise left to its owner.
     let mut answers: Vec<Option<(i16, i64)>> = Vec::new();
-    let mut deletes: Vec<(ShardId, (String, i32, i64))> = Vec::new();
+    // Each delete: the partition and the offset to delete records before.
+    let mut deletes: Vec<(ShardId, (TopicPartition, i64))> = Vec::new();
     for t in &request.topics {
         let name = t.name.0.to_string();
         for p in &t.partitions {
@@ -42,7 +43,8 @@ pub async fn handle(
                 // Another node leads it (cluster mode).
                 Some(None) => Some((error_code::NOT_LEADER_OR_FOLLOWER, -1)),
                 Some(Some(owner)) => {
-                    deletes.push((owner, (name.clone(), p.partition_index, p.offset)));
+                    let tp = TopicPartition::new(name.clone(), p.partition_index);
+                    deletes.push((owner, (tp, p.offset)));
                     None
                 }
             });
@@ -54,10 +56,10 @@ pub async fn handle(
     let mut deleted = shard
         .fan_out(
             deletes,
-            |s, deletes: Vec<(String, i32, i64)>| async move {
+            |s, deletes: Vec<(TopicPartition, i64)>| async move {
                 deletes
                     .into_iter()
-                    .map(|(topic, index, offset)| delete_before(&s, &topic, index, offset))
+                    .map(|(tp, offset)| delete_before(&s, &tp.topic, tp.partition, offset))
                     .collect()
             },
             (error_code::NOT_LEADER_OR_FOLLOWER, -1),

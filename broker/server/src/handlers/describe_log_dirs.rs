@@ -36,7 +36,7 @@ use corelog_protocol::kafka_protocol::protocol::StrBytes;
 
 use super::Close;
 use super::{Handled, RequestContext};
-use crate::ShardId;
+use crate::{ShardId, TopicPartition};
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -95,21 +95,21 @@ pub async fn handle(
     // One message per owner shard carries all of its partitions; a
     // partition its owner no longer has (deleted meanwhile), or whose owner
     // stopped, is left out like any partition the broker does not have.
-    let items: Vec<(ShardId, (String, i32))> = wanted
+    let items: Vec<(ShardId, TopicPartition)> = wanted
         .iter()
         .flat_map(|(name, parts)| {
             parts
                 .iter()
-                .map(move |&(index, owner)| (owner, (name.clone(), index)))
+                .map(move |&(index, owner)| (owner, TopicPartition::new(name.clone(), index)))
         })
         .collect();
     let sizes = shard
         .fan_out(
             items,
-            |s, items: Vec<(String, i32)>| async move {
+            |s, items: Vec<TopicPartition>| async move {
                 items
                     .into_iter()
-                    .map(|(topic, index)| s.partition(&topic, index).map(|p| p.size_bytes()))
+                    .map(|tp| s.partition(&tp.topic, tp.partition).map(|p| p.size_bytes()))
                     .collect()
             },
             None,

@@ -20,6 +20,7 @@ use super::Close;
 use super::{Handled, RequestContext};
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
+use crate::TopicPartition;
 
 /// `election_type` 1 (v1+); 0, and every v0 request, elects preferred
 /// replicas.
@@ -41,12 +42,14 @@ pub async fn handle(
             .with_error_code(INVALID_REQUEST)
             .into());
     }
-    let asked: Option<Vec<(String, i32)>> = request.topic_partitions.as_ref().map(|topics| {
+    let asked: Option<Vec<TopicPartition>> = request.topic_partitions.as_ref().map(|topics| {
         topics
             .iter()
             .flat_map(|t| {
                 let name = t.topic.0.to_string();
-                t.partitions.iter().map(move |p| (name.clone(), *p))
+                t.partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(name.clone(), *p))
             })
             .collect()
     });
@@ -78,22 +81,19 @@ pub async fn handle(
         asked
             .unwrap_or_default()
             .into_iter()
-            .map(|(topic, partition)| {
-                let exists = md
-                    .topics
-                    .get(&topic)
-                    .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+            .map(|tp| {
+                let exists = md.topics.get(&tp.topic).is_some_and(|t| {
+                    tp.partition >= 0 && (tp.partition as usize) < t.partitions.len()
+                });
                 if exists {
-                    (
-                        topic,
-                        partition,
+                    Outcome::new(
+                        tp,
                         ELECTION_NOT_NEEDED,
                         Some("the partition's only replica leads it".to_string()),
                     )
                 } else {
-                    (
-                        topic,
-                        partition,
+                    Outcome::new(
+                        tp,
                         UNKNOWN_TOPIC_OR_PARTITION,
                         Some("This server does not host this topic-partition.".to_string()),
                     )

@@ -20,18 +20,21 @@ use super::Close;
 use super::{Handled, RequestContext};
 use crate::cluster::wire::{ControlRequest, ControlResponse};
 use crate::error::ServerError;
+use crate::TopicPartition;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
     request: ListPartitionReassignmentsRequest,
 ) -> Result<Handled<ListPartitionReassignmentsResponse>, Close> {
     let shard = cx.shard;
-    let asked: Option<Vec<(String, i32)>> = request.topics.as_ref().map(|topics| {
+    let asked: Option<Vec<TopicPartition>> = request.topics.as_ref().map(|topics| {
         topics
             .iter()
             .flat_map(|t| {
                 let name = t.name.0.to_string();
-                t.partition_indexes.iter().map(move |p| (name.clone(), *p))
+                t.partition_indexes
+                    .iter()
+                    .map(move |p| TopicPartition::new(name.clone(), *p))
             })
             .collect()
     });
@@ -61,13 +64,13 @@ pub async fn handle(
     };
     let ids = |l: Vec<i32>| l.into_iter().map(BrokerId).collect::<Vec<_>>();
     let mut topics: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
-    for (topic, partition, replicas, adding, removing) in list {
-        topics.entry(topic).or_default().push(
+    for s in list {
+        topics.entry(s.partition.topic).or_default().push(
             OngoingPartitionReassignment::default()
-                .with_partition_index(partition)
-                .with_replicas(ids(replicas))
-                .with_adding_replicas(ids(adding))
-                .with_removing_replicas(ids(removing)),
+                .with_partition_index(s.partition.partition)
+                .with_replicas(ids(s.replicas))
+                .with_adding_replicas(ids(s.adding))
+                .with_removing_replicas(ids(s.removing)),
         );
     }
     let topics = topics

@@ -12,6 +12,7 @@ use super::group_common::{s, tname};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::groups::call_group;
+use crate::TopicPartition;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -21,7 +22,7 @@ pub async fn handle(
     let md = shard.metadata();
     let group_id = s(&request.group_id.0);
     // Per partition in request order: an early error, or None to commit.
-    let mut outcome: Vec<(String, i32, Option<i16>)> = Vec::new();
+    let mut outcome: Vec<(TopicPartition, Option<i16>)> = Vec::new();
     let mut offsets = Vec::new();
     for t in &request.topics {
         let topic = s(&t.name.0);
@@ -30,13 +31,12 @@ pub async fn handle(
             let known = count.is_some_and(|c| p.partition_index >= 0 && p.partition_index < c);
             if !known {
                 outcome.push((
-                    topic.clone(),
-                    p.partition_index,
+                    TopicPartition::new(topic.clone(), p.partition_index),
                     Some(codes::UNKNOWN_TOPIC_OR_PARTITION),
                 ));
                 continue;
             }
-            outcome.push((topic.clone(), p.partition_index, None));
+            outcome.push((TopicPartition::new(topic.clone(), p.partition_index), None));
             offsets.push(CommitPartition {
                 topic: topic.clone(),
                 partition: p.partition_index,
@@ -46,7 +46,7 @@ pub async fn handle(
             });
         }
     }
-    let mut answered: std::collections::HashMap<(String, i32), i16> = Default::default();
+    let mut answered: std::collections::HashMap<TopicPartition, i16> = Default::default();
     if !offsets.is_empty() {
         let commit = OffsetCommit {
             group_id: group_id.clone(),
@@ -55,16 +55,14 @@ pub async fn handle(
             group_instance_id: request.group_instance_id.as_ref().map(s),
             offsets,
         };
-        let keys: Vec<(String, i32)> = commit
+        let keys: Vec<TopicPartition> = commit
             .offsets
             .iter()
-            .map(|o| (o.topic.clone(), o.partition))
+            .map(|o| TopicPartition::new(o.topic.clone(), o.partition))
             .collect();
         match call_group(shard, &group_id, G::OffsetCommit(commit)).await {
             Ok(R::OffsetCommit(results)) => {
-                for (t, p, code) in results {
-                    answered.insert((t, p), code);
-                }
+                answered.extend(results);
             }
             Ok(_) => {
                 for k in keys {
@@ -79,21 +77,21 @@ pub async fn handle(
         }
     }
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (topic, partition, early) in outcome {
+    for (tp, early) in outcome {
         let code = early.unwrap_or_else(|| {
             answered
-                .get(&(topic.clone(), partition))
+                .get(&tp)
                 .copied()
                 .unwrap_or(codes::UNKNOWN_SERVER_ERROR)
         });
         let part = OffsetCommitResponsePartition::default()
-            .with_partition_index(partition)
+            .with_partition_index(tp.partition)
             .with_error_code(code);
         match topics.last_mut() {
-            Some(t) if t.name.0.as_str() == topic => t.partitions.push(part),
+            Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(part),
             _ => topics.push(
                 OffsetCommitResponseTopic::default()
-                    .with_name(tname(topic))
+                    .with_name(tname(tp.topic))
                     .with_partitions(vec![part]),
             ),
         }

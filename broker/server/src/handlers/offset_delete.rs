@@ -11,6 +11,7 @@ use super::group_common::{s, tname};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::groups::call_group;
+use crate::TopicPartition;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -18,13 +19,13 @@ pub async fn handle(
 ) -> Result<Handled<OffsetDeleteResponse>, Close> {
     let RequestContext { shard, .. } = *cx;
     let group_id = s(&request.group_id.0);
-    let partitions: Vec<(String, i32)> = request
+    let partitions: Vec<TopicPartition> = request
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .map(move |p| (s(&t.name.0), p.partition_index))
+                .map(move |p| TopicPartition::new(s(&t.name.0), p.partition_index))
         })
         .collect();
     let delete = OffsetDelete {
@@ -37,15 +38,15 @@ pub async fn handle(
         Err(code) => (code, Vec::new()),
     };
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-    for (topic, partition, code) in results {
+    for (tp, code) in results {
         let part = OffsetDeleteResponsePartition::default()
-            .with_partition_index(partition)
+            .with_partition_index(tp.partition)
             .with_error_code(code);
         match topics.last_mut() {
-            Some(t) if t.name.0.as_str() == topic => t.partitions.push(part),
+            Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(part),
             _ => topics.push(
                 OffsetDeleteResponseTopic::default()
-                    .with_name(tname(topic))
+                    .with_name(tname(tp.topic))
                     .with_partitions(vec![part]),
             ),
         }

@@ -15,6 +15,7 @@ use super::Close;
 use super::{Handled, RequestContext};
 use crate::groups::call_group;
 use crate::shard::Shard;
+use crate::TopicPartition;
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -27,17 +28,21 @@ pub async fn handle(
     if header.api_version < 8 {
         let wanted = request.topics.as_ref().map(|ts| {
             ts.iter()
-                .flat_map(|t| t.partition_indexes.iter().map(move |p| (s(&t.name.0), *p)))
+                .flat_map(|t| {
+                    t.partition_indexes
+                        .iter()
+                        .map(move |p| TopicPartition::new(s(&t.name.0), *p))
+                })
                 .collect()
         });
-        let asked: Vec<(String, i32)> = wanted.clone().unwrap_or_default();
+        let asked: Vec<TopicPartition> = wanted.clone().unwrap_or_default();
         let (error, mut offsets) =
             fetch(shard, s(&request.group_id.0), wanted, None, require_stable).await;
         if header.api_version < 2 && error != codes::NONE {
             // v1 has no group-level error: report it on every partition.
             offsets = asked
                 .into_iter()
-                .map(|(topic, partition)| FetchedOffset {
+                .map(|TopicPartition { topic, partition }| FetchedOffset {
                     topic,
                     partition,
                     error,
@@ -80,7 +85,11 @@ pub async fn handle(
     for g in &request.groups {
         let wanted = g.topics.as_ref().map(|ts| {
             ts.iter()
-                .flat_map(|t| t.partition_indexes.iter().map(move |p| (s(&t.name.0), *p)))
+                .flat_map(|t| {
+                    t.partition_indexes
+                        .iter()
+                        .map(move |p| TopicPartition::new(s(&t.name.0), *p))
+                })
                 .collect()
         });
         let member = g
@@ -119,7 +128,8 @@ pub async fn handle(
 async fn fetch(
     shard: &Rc<Shard>,
     group_id: String,
-    partitions: Option<Vec<(String, i32)>>,
+    partitions: Option<Vec<TopicPartition>>,
+    // `(member id, member epoch)`.
     member: Option<(String, i32)>,
     require_stable: bool,
 ) -> (i16, Vec<FetchedOffset>) {

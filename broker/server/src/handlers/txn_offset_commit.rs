@@ -15,7 +15,7 @@ use super::group_common::{s, tname};
 use super::Close;
 use super::{Handled, RequestContext};
 use crate::groups::call_group;
-use crate::{ProducerEpoch, ProducerId};
+use crate::{ProducerEpoch, ProducerId, TopicPartition};
 
 pub async fn handle(
     cx: &RequestContext<'_>,
@@ -65,22 +65,22 @@ pub async fn handle(
         },
         offsets: offsets.clone(),
     };
-    let results: Vec<(String, i32, i16)> =
+    let results: Vec<(TopicPartition, i16)> =
         match call_group(shard, &group_id, G::TxnOffsetCommit(commit)).await {
             Ok(R::TxnOffsetCommit(r)) => r,
             Ok(_) => every(&offsets, codes::UNKNOWN_SERVER_ERROR),
             Err(code) => every(&offsets, code),
         };
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
-    for (topic, partition, code) in results {
+    for (tp, code) in results {
         let part = TxnOffsetCommitResponsePartition::default()
-            .with_partition_index(partition)
+            .with_partition_index(tp.partition)
             .with_error_code(code);
         match topics.last_mut() {
-            Some(t) if t.name.0.as_str() == topic => t.partitions.push(part),
+            Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(part),
             _ => topics.push(
                 TxnOffsetCommitResponseTopic::default()
-                    .with_name(tname(topic))
+                    .with_name(tname(tp.topic))
                     .with_partitions(vec![part]),
             ),
         }
@@ -90,9 +90,9 @@ pub async fn handle(
         .into())
 }
 
-fn every(offsets: &[CommitPartition], code: i16) -> Vec<(String, i32, i16)> {
+fn every(offsets: &[CommitPartition], code: i16) -> Vec<(TopicPartition, i16)> {
     offsets
         .iter()
-        .map(|p| (p.topic.clone(), p.partition, code))
+        .map(|p| (TopicPartition::new(p.topic.clone(), p.partition), code))
         .collect()
 }

@@ -64,6 +64,8 @@ use crate::error::ServerError;
 use crate::partition::{IsrNews, Partition};
 use crate::shard::{Shard, ShardGone};
 use crate::ShardId;
+use corelog_storage::batch::BatchError;
+use corelog_storage::StorageError;
 
 /// How long a follower's fetch waits at the leader for new data (Kafka's
 /// `replica.fetch.wait.max.ms`): also how late a follower may learn a new
@@ -292,6 +294,58 @@ pub fn start_follower(
     .detach();
 }
 
+/// Why one life of a follower ended (it starts over after
+/// [`REPLICA_RETRY_BACKOFF`]): the leader could not be reached or answered
+/// amiss, or this replica's log could not take what it sent.
+#[derive(Debug, thiserror::Error)]
+enum FollowerError {
+    #[error("leader {0} is not a live broker")]
+    LeaderNotLive(NodeId),
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: glommio::GlommioError<()>,
+    },
+    #[error("encoding the {api:?} request: {detail}")]
+    Encode { api: ApiKey, detail: String },
+    #[error("sending {api:?}: {source}")]
+    Send { api: ApiKey, source: std::io::Error },
+    #[error("reading the {api:?} answer: {source}")]
+    Receive { api: ApiKey, source: std::io::Error },
+    #[error("{api:?} answer of a bad size")]
+    AnswerSize { api: ApiKey },
+    #[error("no {api:?} answer in {timeout:?}")]
+    Timeout { api: ApiKey, timeout: Duration },
+    #[error("decoding the {api:?} answer's header: {detail}")]
+    DecodeHeader { api: ApiKey, detail: String },
+    /// The answer's body did not decode (the client codec's message).
+    #[error("{0}")]
+    DecodeBody(String),
+    #[error("{api:?} answer for request {got} instead of {sent}")]
+    Correlation { api: ApiKey, got: i32, sent: i32 },
+    /// The leader answered with a Kafka error code.
+    #[error("{api:?} answered error {code}")]
+    Refused { api: ApiKey, code: i16 },
+    #[error("{api:?} answered without the partition")]
+    NoPartition { api: ApiKey },
+    #[error("truncating to {to}: {source}")]
+    Truncate { to: Offset, source: StorageError },
+    #[error("resetting to {to}: {source}")]
+    Reset { to: Offset, source: StorageError },
+    /// This replica's log fenced off batches it had appended: a write
+    /// failed, and the log discarded what was not on disk.
+    #[error("a failed write discarded replicated batches")]
+    WriteDiscarded,
+    /// The log was emptied to start at the leader's log start: a new
+    /// follower machine starts from it.
+    #[error("reset to the leader's log start")]
+    ResetToLeaderLogStart,
+    #[error("a batch from the leader fails its check: {0}")]
+    BadBatch(BatchError),
+    #[error("appending the leader's batch at {base}: {source}")]
+    Append { base: Offset, source: StorageError },
+}
+
 struct FollowerTask {
     shard: Rc<Shard>,
     topic: String,
@@ -310,7 +364,7 @@ impl FollowerTask {
 
     /// One life of the follower: from the log as it is, find the
     /// divergence, then fetch until an error.
-    async fn run(&self) -> Result<(), String> {
+    async fn run(&self) -> Result<(), FollowerError> {
         let mut conn = self.connect().await?;
         let mut machine = Follower::new(
             self.p.epoch_cache(),
@@ -338,7 +392,7 @@ impl FollowerTask {
                         .p
                         .truncate_to(to)
                         .await
-                        .map_err(|e| format!("truncating to {to}: {e}"))?;
+                        .map_err(|source| FollowerError::Truncate { to, source })?;
                     tracing::info!(topic = %self.topic, partition = self.partition, to = to.0, end = end.0, "follower log truncated to the leader's");
                     Vec::new()
                 }
@@ -360,7 +414,7 @@ impl FollowerTask {
                     self.p
                         .durable(offset)
                         .await
-                        .map_err(|_| "a failed write discarded replicated batches".to_string())?;
+                        .map_err(|_| FollowerError::WriteDiscarded)?;
                     machine.step(Input::Durable(offset));
                     if !self.current() {
                         return Ok(());
@@ -373,12 +427,14 @@ impl FollowerTask {
                         } => (records, high_watermark, log_start),
                         Fetched::BelowLogStart(log_start) => {
                             tracing::info!(topic = %self.topic, partition = self.partition, end = offset.0, leader_log_start = log_start.0, "follower's log ends below its leader's log start; copying from there into an empty log");
-                            self.p
-                                .reset_to(log_start)
-                                .await
-                                .map_err(|e| format!("resetting to {}: {e}", log_start.0))?;
+                            self.p.reset_to(log_start).await.map_err(|source| {
+                                FollowerError::Reset {
+                                    to: log_start,
+                                    source,
+                                }
+                            })?;
                             // A new machine, from the new log.
-                            return Err("reset to the leader's log start".into());
+                            return Err(FollowerError::ResetToLeaderLogStart);
                         }
                     };
                     leader_log_start = log_start;
@@ -395,7 +451,7 @@ impl FollowerTask {
                             self.p
                                 .reset_to(base)
                                 .await
-                                .map_err(|e| format!("resetting to {}: {e}", base.0))?;
+                                .map_err(|source| FollowerError::Reset { to: base, source })?;
                         }
                     }
                     let (end, epochs) = self.append(records, offset)?;
@@ -412,13 +468,13 @@ impl FollowerTask {
         Ok(())
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, FollowerError> {
         let md = self.shard.metadata();
         let b = md
             .brokers
             .iter()
             .find(|b| b.id == self.leader.0)
-            .ok_or_else(|| format!("leader {} is not a live broker", self.leader.0))?;
+            .ok_or(FollowerError::LeaderNotLive(self.leader))?;
         let addr = format!("{}:{}", b.host, b.port);
         let stream = TcpStream::connect(addr.as_str())
             .or(async {
@@ -428,7 +484,10 @@ impl FollowerTask {
                 )))
             })
             .await
-            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+            .map_err(|source| FollowerError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
@@ -440,7 +499,7 @@ impl FollowerTask {
         &self,
         conn: &mut Conn,
         epoch: LeaderEpoch,
-    ) -> Result<(LeaderEpoch, Offset), String> {
+    ) -> Result<(LeaderEpoch, Offset), FollowerError> {
         let request = OffsetForLeaderEpochRequest::default()
             .with_replica_id(BrokerId(self.me.0))
             .with_topics(vec![OffsetForLeaderTopic::default()
@@ -460,12 +519,14 @@ impl FollowerTask {
             .topics
             .first()
             .and_then(|t| t.partitions.first())
-            .ok_or("OffsetForLeaderEpoch answered without the partition")?;
+            .ok_or(FollowerError::NoPartition {
+                api: ApiKey::OffsetForLeaderEpoch,
+            })?;
         if part.error_code != 0 {
-            return Err(format!(
-                "OffsetForLeaderEpoch answered error {}",
-                part.error_code
-            ));
+            return Err(FollowerError::Refused {
+                api: ApiKey::OffsetForLeaderEpoch,
+                code: part.error_code,
+            });
         }
         Ok((LeaderEpoch(part.leader_epoch), Offset(part.end_offset)))
     }
@@ -488,7 +549,7 @@ impl FollowerTask {
     }
 
     /// One replica fetch from `offset`.
-    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<Fetched, String> {
+    async fn fetch(&self, conn: &mut Conn, offset: Offset) -> Result<Fetched, FollowerError> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(self.me.0))
             .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(self.me.0)))
@@ -505,21 +566,25 @@ impl FollowerTask {
                     .with_log_start_offset(-1)
                     .with_partition_max_bytes(REPLICA_FETCH_BYTES_MAX)])]);
         let response: FetchResponse = conn.call(ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        let refused = |code| FollowerError::Refused {
+            api: ApiKey::Fetch,
+            code,
+        };
         if response.error_code != 0 {
-            return Err(format!("Fetch answered error {}", response.error_code));
+            return Err(refused(response.error_code));
         }
         let part = response
             .responses
             .first()
             .and_then(|t| t.partitions.first())
-            .ok_or("Fetch answered without the partition")?;
+            .ok_or(FollowerError::NoPartition { api: ApiKey::Fetch })?;
         if part.error_code == corelog_protocol::error_code::OFFSET_OUT_OF_RANGE
             && part.log_start_offset > offset.0
         {
             return Ok(Fetched::BelowLogStart(Offset(part.log_start_offset)));
         }
         if part.error_code != 0 {
-            return Err(format!("Fetch answered error {}", part.error_code));
+            return Err(refused(part.error_code));
         }
         Ok(Fetched::Records {
             records: part.records.clone().unwrap_or_default(),
@@ -535,7 +600,7 @@ impl FollowerTask {
         &self,
         records: Bytes,
         offset: Offset,
-    ) -> Result<(Offset, Vec<(LeaderEpoch, Offset)>), String> {
+    ) -> Result<(Offset, Vec<(LeaderEpoch, Offset)>), FollowerError> {
         let limits = self.p.log_config().record_limits;
         let mut end = offset;
         let mut epochs: Vec<(LeaderEpoch, Offset)> = Vec::new();
@@ -553,13 +618,13 @@ impl FollowerTask {
                 break;
             }
             let batch = ValidBatch::new(records.slice(at..next), &limits)
-                .map_err(|e| format!("a batch from the leader fails its check: {e}"))?;
+                .map_err(FollowerError::BadBatch)?;
             let epoch = LeaderEpoch(batch.header().partition_leader_epoch);
             let base = batch.header().base_offset;
             end = self
                 .p
                 .append_replicated(batch)
-                .map_err(|e| format!("appending the leader's batch at {}: {e}", base.0))?;
+                .map_err(|source| FollowerError::Append { base, source })?;
             if epochs.last().is_none_or(|(e, _)| *e != epoch) {
                 epochs.push((epoch, base));
             }
@@ -600,50 +665,67 @@ impl Conn {
         api_key: ApiKey,
         version: i16,
         request: &Req,
-    ) -> Result<Resp, String> {
+    ) -> Result<Resp, FollowerError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
         let frame: BytesMut =
-            corelog_client::encode_request(api_key, version, correlation_id, CLIENT_ID, request)?;
-        let exchange = async {
-            self.stream
-                .write_all(&frame)
-                .await
-                .map_err(|e| format!("sending {api_key:?}: {e}"))?;
-            let mut size = [0u8; 4];
-            self.stream
-                .read_exact(&mut size)
-                .await
-                .map_err(|e| format!("reading the {api_key:?} answer: {e}"))?;
-            let size = usize::try_from(i32::from_be_bytes(size))
-                .ok()
-                .filter(|&s| s <= RESPONSE_BYTES_MAX)
-                .ok_or_else(|| format!("{api_key:?} answer of a bad size"))?;
-            let mut body = vec![0u8; size];
-            self.stream
-                .read_exact(&mut body)
-                .await
-                .map_err(|e| format!("reading the {api_key:?} answer: {e}"))?;
-            Ok::<_, String>(body)
-        };
+            corelog_client::encode_request(api_key, version, correlation_id, CLIENT_ID, request)
+                .map_err(|detail| FollowerError::Encode {
+                    api: api_key,
+                    detail,
+                })?;
+        let exchange =
+            async {
+                self.stream
+                    .write_all(&frame)
+                    .await
+                    .map_err(|source| FollowerError::Send {
+                        api: api_key,
+                        source,
+                    })?;
+                let mut size = [0u8; 4];
+                self.stream.read_exact(&mut size).await.map_err(|source| {
+                    FollowerError::Receive {
+                        api: api_key,
+                        source,
+                    }
+                })?;
+                let size = usize::try_from(i32::from_be_bytes(size))
+                    .ok()
+                    .filter(|&s| s <= RESPONSE_BYTES_MAX)
+                    .ok_or(FollowerError::AnswerSize { api: api_key })?;
+                let mut body = vec![0u8; size];
+                self.stream.read_exact(&mut body).await.map_err(|source| {
+                    FollowerError::Receive {
+                        api: api_key,
+                        source,
+                    }
+                })?;
+                Ok::<_, FollowerError>(body)
+            };
         let body = exchange
             .or(async {
                 glommio::timer::sleep(REPLICA_REQUEST_TIMEOUT).await;
-                Err(format!(
-                    "no {api_key:?} answer in {REPLICA_REQUEST_TIMEOUT:?}"
-                ))
+                Err(FollowerError::Timeout {
+                    api: api_key,
+                    timeout: REPLICA_REQUEST_TIMEOUT,
+                })
             })
             .await?;
         let mut buf = Bytes::from(body);
         let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
-            .map_err(|e| format!("decoding the {api_key:?} answer's header: {e}"))?;
+            .map_err(|e| FollowerError::DecodeHeader {
+                api: api_key,
+                detail: e.to_string(),
+            })?;
         if header.correlation_id != correlation_id {
-            return Err(format!(
-                "{api_key:?} answer for request {} instead of {correlation_id}",
-                header.correlation_id
-            ));
+            return Err(FollowerError::Correlation {
+                api: api_key,
+                got: header.correlation_id,
+                sent: correlation_id,
+            });
         }
-        corelog_client::decode_response(&mut buf, version)
+        corelog_client::decode_response(&mut buf, version).map_err(FollowerError::DecodeBody)
     }
 }
 

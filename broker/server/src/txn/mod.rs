@@ -28,8 +28,9 @@
 use std::rc::Rc;
 
 use corelog_coordination::{codes, txn_partition_for, TxnRequest};
-use corelog_storage::{CacheId, MarkerKind, TxnMarker};
+use corelog_storage::{MarkerKind, TxnMarker};
 
+use crate::coordinators::open_internal_log;
 use crate::metadata::{partition_dir, OFFSETS_TOPIC, TXN_STATE_TOPIC};
 use crate::partition::{NotAcknowledged, Partition};
 use crate::shard::Shard;
@@ -123,40 +124,27 @@ async fn open(shard: &Rc<Shard>, index: u32) -> Result<Rc<TxnPartition>, i16> {
     if shard.metadata().txn_state_owner(index) != shard.id() {
         return Err(codes::NOT_COORDINATOR);
     }
-    let _permit = shard
+    shard
         .txns()
-        .opening()
-        .acquire_permit(1)
+        .get_or_open(index, || async {
+            let log_config = shard.metadata().txn_state_settings(shard.config()).log;
+            let what = "transaction state partition";
+            let (log, dir) =
+                open_internal_log(shard, TXN_STATE_TOPIC, index, log_config, what).await?;
+            let config = shard.config().transactions.coordinator_config();
+            let (machine, outputs) = load(&log, config).await.map_err(|e| {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot load transaction state partition");
+                codes::COORDINATOR_LOAD_IN_PROGRESS
+            })?;
+            let writer: MarkerWriter = {
+                let shard = shard.clone();
+                Rc::new(move |job| Box::pin(write_markers(shard.clone(), job)))
+            };
+            let tp = TxnPartition::start(index, machine, outputs, log, writer);
+            tracing::debug!(partition = index, "transaction coordinator ready");
+            Ok(tp)
+        })
         .await
-        .map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
-    if let Some(tp) = shard.txns().get(index) {
-        return Ok(tp);
-    }
-    let dir = partition_dir(&shard.config().data_dir, TXN_STATE_TOPIC, index as i32);
-    let log_config = shard.metadata().txn_state_settings(shard.config()).log;
-    let cache_id = CacheId(shard.next_cache_id());
-    let (log, report) = Partition::open(dir.clone(), log_config, shard.cache().clone(), cache_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot open transaction state partition");
-            codes::COORDINATOR_NOT_AVAILABLE
-        })?;
-    if report.scanned_bytes > 0 || report.torn_tail_position_bytes.is_some() {
-        tracing::info!(dir = %dir.display(), ?report, "transaction state partition recovered");
-    }
-    let config = shard.config().transactions.coordinator_config();
-    let (machine, outputs) = load(&log, config).await.map_err(|e| {
-        tracing::error!(dir = %dir.display(), error = %e, "cannot load transaction state partition");
-        codes::COORDINATOR_LOAD_IN_PROGRESS
-    })?;
-    let writer: MarkerWriter = {
-        let shard = shard.clone();
-        Rc::new(move |job| Box::pin(write_markers(shard.clone(), job)))
-    };
-    let tp = TxnPartition::start(index, machine, outputs, log, writer);
-    shard.txns().insert(index, tp.clone());
-    tracing::debug!(partition = index, "transaction coordinator ready");
-    Ok(tp)
 }
 
 /// Writes a marker job: the control batch on every partition of the

@@ -26,6 +26,7 @@ use corelog_runtime::now_ms;
 use corelog_storage::{Offset, RecordLimits, StorageError, ValidBatch};
 use futures_lite::FutureExt;
 
+use crate::coordinators::table::CoordinatorTable;
 use crate::partition::{Acks, DeleteUpTo, Isolation, Partition};
 use crate::{ProducerEpoch, ProducerId, TopicPartition};
 
@@ -69,46 +70,9 @@ pub struct TxnPartition {
     closed: Cell<bool>,
 }
 
-/// The transaction coordinators of the state partitions one shard owns.
-/// Lives on: that shard. Methods are synchronous, so no borrow is held
-/// across an await.
-pub struct TxnTable {
-    open: RefCell<HashMap<u32, Rc<TxnPartition>>>,
-    /// Admits one coordinator opening at a time, so two first requests for
-    /// one partition do not open its log twice.
-    opening: glommio::sync::Semaphore,
-}
-
-impl Default for TxnTable {
-    fn default() -> Self {
-        TxnTable {
-            open: RefCell::new(HashMap::new()),
-            opening: glommio::sync::Semaphore::new(1),
-        }
-    }
-}
-
-impl TxnTable {
-    pub(super) fn opening(&self) -> &glommio::sync::Semaphore {
-        &self.opening
-    }
-
-    pub(super) fn get(&self, index: u32) -> Option<Rc<TxnPartition>> {
-        self.open.borrow().get(&index).cloned()
-    }
-
-    pub(super) fn insert(&self, index: u32, tp: Rc<TxnPartition>) {
-        self.open.borrow_mut().insert(index, tp);
-    }
-
-    pub(super) fn indexes(&self) -> Vec<u32> {
-        self.open.borrow().keys().copied().collect()
-    }
-
-    pub(super) fn take_all(&self) -> Vec<Rc<TxnPartition>> {
-        self.open.borrow_mut().drain().map(|(_, t)| t).collect()
-    }
-}
+/// The transaction coordinators of the state partitions one shard owns,
+/// by partition. Lives on: that shard.
+pub type TxnTable = CoordinatorTable<TxnPartition>;
 
 /// Rebuilds a coordinator from its log: every record from the log start
 /// to the committed end, in order. Returns it with the outputs of

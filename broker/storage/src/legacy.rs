@@ -652,29 +652,25 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
-#[cfg(test)]
-mod tests {
+/// Builds and reads message sets for tests and tools (the server's tests
+/// produce them as old clients do). Lives in the library, like
+/// [`crate::batch::build`], so that other crates' tests can use it.
+pub mod build {
     use super::*;
-    use crate::batch::{set_base_offset, ValidBatch};
-    use crate::txn::{marker_batch, MarkerKind, TxnMarker};
-    use crate::types::{ProducerEpoch, ProducerId};
 
-    const NOW_MS: i64 = 1_800_000_000_000;
-    const OUT_MAX: usize = 64 << 20;
-
-    /// One message of any attributes, with its offset and size, and a
-    /// correct CRC.
-    fn message(
+    /// One message with its offset and size and a correct CRC, of any
+    /// attributes (a wrapper's codec bits included).
+    pub fn message(
         offset: i64,
         magic: i8,
         attributes: i8,
-        ts: i64,
+        timestamp_ms: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Vec<u8> {
         let mut body = vec![magic as u8, attributes as u8];
         if magic == MAGIC_V1 {
-            body.extend_from_slice(&ts.to_be_bytes());
+            body.extend_from_slice(&timestamp_ms.to_be_bytes());
         }
         for field in [key, value] {
             match field {
@@ -691,6 +687,84 @@ mod tests {
         out.extend_from_slice(&body);
         out
     }
+
+    /// A wrapper message of `magic` holding the message set `inner`
+    /// compressed with `codec`, as old producers write it (for magic 0
+    /// and LZ4, with Kafka's wrong descriptor checksum), with
+    /// `extra_attributes` (the LogAppendTime flag) added.
+    pub fn wrapper(
+        magic: i8,
+        codec: Compression,
+        inner: &[u8],
+        timestamp_ms: i64,
+        extra_attributes: i8,
+    ) -> Vec<u8> {
+        let mut compressed =
+            codec::compress(codec, inner).expect("compressing into memory cannot fail");
+        if codec == Compression::Lz4 && magic == MAGIC_V0 {
+            break_lz4_header_checksum(&mut compressed);
+        }
+        let attributes = codec_bits(codec) as i8 | extra_attributes;
+        message(0, magic, attributes, timestamp_ms, None, Some(&compressed))
+    }
+
+    /// What Kafka's magic-0 LZ4 writer put in the descriptor checksum: the
+    /// hash of the frame magic and the descriptor together.
+    pub fn break_lz4_header_checksum(frame: &mut [u8]) {
+        // Kafka's frames have neither a content size nor a dictionary id.
+        let end = 6;
+        frame[end] = (xxh32_short(&frame[..end]) >> 8) as u8;
+    }
+
+    /// One message read back from a set.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ReadMessage {
+        pub offset: i64,
+        pub magic: i8,
+        pub attributes: i8,
+        /// -1 for magic 0.
+        pub timestamp_ms: i64,
+        pub key: Option<Vec<u8>>,
+        pub value: Option<Vec<u8>>,
+    }
+
+    /// Reads the messages of an uncompressed set as an old consumer does:
+    /// each CRC checked, a partial message at the end left out.
+    pub fn read_messages(set: &[u8]) -> Result<Vec<ReadMessage>, BatchError> {
+        let mut out = Vec::new();
+        let mut rest = set;
+        while !rest.is_empty() {
+            let offset = be_i64(rest.get(..8).unwrap_or(&[0; 8]), 0);
+            let mut one = MessageSet::new(rest);
+            let m = match one.next() {
+                Some(Ok(m)) => m,
+                Some(Err(BatchError::Truncated { .. })) | None => break,
+                Some(Err(e)) => return Err(e),
+            };
+            rest = one.rest;
+            out.push(ReadMessage {
+                offset,
+                magic: m.magic,
+                attributes: m.attributes,
+                timestamp_ms: m.timestamp_ms,
+                key: m.key.map(<[u8]>::to_vec),
+                value: m.value.map(<[u8]>::to_vec),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::{break_lz4_header_checksum, message};
+    use super::*;
+    use crate::batch::{set_base_offset, ValidBatch};
+    use crate::txn::{marker_batch, MarkerKind, TxnMarker};
+    use crate::types::{ProducerEpoch, ProducerId};
+
+    const NOW_MS: i64 = 1_800_000_000_000;
+    const OUT_MAX: usize = 64 << 20;
 
     /// `n` uncompressed messages: keys "k0".., values "value-0"..,
     /// timestamps 1000, 1010, ...; offsets relative (0..n) as a producer
@@ -711,43 +785,27 @@ mod tests {
     }
 
     fn wrapper(magic: i8, codec: Compression, inner: &[u8], extra_attributes: i8) -> Vec<u8> {
-        let mut compressed = codec::compress(codec, inner).unwrap();
-        if codec == Compression::Lz4 && magic == MAGIC_V0 {
-            break_lz4_header_checksum(&mut compressed);
-        }
-        let attributes = codec_bits(codec) as i8 | extra_attributes;
-        message(4, magic, attributes, 5000, None, Some(&compressed))
-    }
-
-    /// What Kafka's magic-0 LZ4 writer put in the descriptor checksum:
-    /// the hash of the frame magic and the descriptor.
-    fn break_lz4_header_checksum(frame: &mut [u8]) {
-        let end = 6; // no content size or dictionary id in Kafka's frames
-        assert_eq!(frame[4] & 0b1001, 0);
-        frame[end] = (xxh32_short(&frame[..end]) >> 8) as u8;
+        build::wrapper(magic, codec, inner, 5000, extra_attributes)
     }
 
     /// The messages of a down-converted set: (offset, magic, attributes,
     /// timestamp, key, value), every CRC checked.
     #[allow(clippy::type_complexity)]
     fn read_set(set: &[u8]) -> Vec<(i64, i8, i8, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
-        let mut out = Vec::new();
-        let mut rest = set;
-        while !rest.is_empty() {
-            let offset = be_i64(rest, 0);
-            let mut one = MessageSet::new(rest);
-            let m = one.next().unwrap().unwrap();
-            rest = one.rest;
-            out.push((
-                offset,
-                m.magic,
-                m.attributes,
-                m.timestamp_ms,
-                m.key.map(<[u8]>::to_vec),
-                m.value.map(<[u8]>::to_vec),
-            ));
-        }
-        out
+        build::read_messages(set)
+            .unwrap()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.offset,
+                    m.magic,
+                    m.attributes,
+                    m.timestamp_ms,
+                    m.key,
+                    m.value,
+                )
+            })
+            .collect()
     }
 
     fn up(set: &[u8]) -> Result<Vec<u8>, BatchError> {

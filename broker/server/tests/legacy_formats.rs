@@ -61,11 +61,12 @@ fn call(stream: &mut TcpStream, api_key: ApiKey, version: i16, body: &[u8]) -> B
     body
 }
 
-/// Produce v0-2 of one message set to partition 0 with acks=1: the
+/// Produce v0-2 of one message set to partition 0 with acks=all: the
 /// partition's (error code, base offset).
 fn produce(stream: &mut TcpStream, version: i16, set: &[u8]) -> (i16, i64) {
     let mut body = Vec::new();
-    body.extend_from_slice(&1i16.to_be_bytes()); // acks
+    // acks=all: answered once the high watermark covers the records.
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // acks
     body.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
     body.extend_from_slice(&1i32.to_be_bytes()); // topics
     put_string(&mut body, TOPIC);
@@ -217,7 +218,7 @@ fn old_producers_and_consumers_meet_current_ones_on_one_log() {
     let resp: ProduceResponse = c.request(
         ApiKey::Produce,
         PRODUCE_VERSION,
-        &produce_request(1, &[(TOPIC, 0, records_of(2, 10, 0x5a))]),
+        &produce_request(-1, &[(TOPIC, 0, records_of(2, 10, 0x5a))]),
     );
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!((p.error_code, p.base_offset), (0, next));

@@ -101,7 +101,10 @@ pub fn up_convert(
     limits: &RecordLimits,
     output_bytes_max: usize,
 ) -> Result<Vec<u8>, BatchError> {
-    let mut section = Vec::new();
+    // The batch header's place, then the records; an uncompressed set
+    // converts to about its own size, the usual case for old producers.
+    let mut section = Vec::with_capacity(BATCH_HEADER_BYTES + set.len().min(output_bytes_max));
+    section.resize(BATCH_HEADER_BYTES, 0);
     let mut count = 0usize;
     let mut codec_out = Compression::None;
     let mut all_append_time = true;
@@ -129,7 +132,7 @@ pub fn up_convert(
             m.value,
         );
         count += 1;
-        if section.len() > output_bytes_max {
+        if section.len() - BATCH_HEADER_BYTES > output_bytes_max {
             section.truncate(before);
             return Err(BatchError::ConversionTooLarge {
                 limit_bytes: output_bytes_max,
@@ -181,14 +184,23 @@ pub fn up_convert(
     let records = i32::try_from(count).map_err(|_| BatchError::ConversionTooLarge {
         limit_bytes: output_bytes_max,
     })?;
-    let section = codec::compress(codec_out, &section)
-        .map_err(|_| BatchError::Invalid("the converted records do not compress"))?;
+    let mut batch = if codec_out == Compression::None {
+        section
+    } else {
+        let compressed = codec::compress(codec_out, &section[BATCH_HEADER_BYTES..])
+            .map_err(|_| BatchError::Invalid("the converted records do not compress"))?;
+        let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + compressed.len());
+        batch.resize(BATCH_HEADER_BYTES, 0);
+        batch.extend_from_slice(&compressed);
+        batch
+    };
     let mut attributes = codec_bits(codec_out);
     if all_append_time {
         attributes |= i16::from(LOG_APPEND_TIME_FLAG);
     }
     let base_ts = base_ts.unwrap_or(append_time_ms);
-    Ok(wrap_v2(attributes, records, base_ts, max_ts, &section))
+    fill_v2_header(&mut batch, attributes, records, base_ts, max_ts);
+    Ok(batch)
 }
 
 /// Converts the v2 batches at the start of `batches` (as the log returns
@@ -599,47 +611,62 @@ fn write_v2_record(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) {
-    let mut rec =
-        Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
-    rec.push(0); // attributes
-    put_varint(&mut rec, timestamp_delta);
-    put_varint(&mut rec, offset_delta as i64);
+    let field_len = |f: Option<&[u8]>| match f {
+        None => varint_len(-1),
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+    };
+    // attributes, the deltas, key, value, and a header count of 0 (one
+    // byte): the length is known before anything is written, so the
+    // record goes straight into `out`.
+    let len = 1
+        + varint_len(timestamp_delta)
+        + varint_len(offset_delta as i64)
+        + field_len(key)
+        + field_len(value)
+        + 1;
+    put_varint(out, len as i64);
+    out.push(0); // attributes
+    put_varint(out, timestamp_delta);
+    put_varint(out, offset_delta as i64);
     for field in [key, value] {
         match field {
-            None => put_varint(&mut rec, -1),
+            None => put_varint(out, -1),
             Some(b) => {
-                put_varint(&mut rec, b.len() as i64);
-                rec.extend_from_slice(b);
+                put_varint(out, b.len() as i64);
+                out.extend_from_slice(b);
             }
         }
     }
-    put_varint(&mut rec, 0); // no headers
-    put_varint(out, rec.len() as i64);
-    out.extend_from_slice(&rec);
+    put_varint(out, 0); // no headers
 }
 
-/// A v2 batch header (base offset 0, no producer, leader epoch -1) around
-/// `section`, with its CRC-32C.
-fn wrap_v2(attributes: i16, records: i32, base_ts: i64, max_ts: i64, section: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + section.len());
-    out.extend_from_slice(&0i64.to_be_bytes());
-    let batch_length = (BATCH_HEADER_BYTES - 12 + section.len()) as i32;
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    out.push(2); // magic
-    out.extend_from_slice(&[0; 4]); // crc, below
-    out.extend_from_slice(&attributes.to_be_bytes());
-    out.extend_from_slice(&(records - 1).to_be_bytes());
-    out.extend_from_slice(&base_ts.to_be_bytes());
-    out.extend_from_slice(&max_ts.to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    out.extend_from_slice(&records.to_be_bytes());
-    out.extend_from_slice(section);
-    let crc = crc_fast::crc32_iscsi(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+/// The bytes `put_varint` writes for `v`.
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - z.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
+/// Fills in the v2 batch header (base offset 0, no producer, leader epoch
+/// -1) at the start of `batch`, whose records follow it, CRC-32C included.
+fn fill_v2_header(batch: &mut [u8], attributes: i16, records: i32, base_ts: i64, max_ts: i64) {
+    let mut h = Vec::with_capacity(BATCH_HEADER_BYTES);
+    h.extend_from_slice(&0i64.to_be_bytes());
+    let batch_length = (batch.len() - 12) as i32;
+    h.extend_from_slice(&batch_length.to_be_bytes());
+    h.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    h.push(2); // magic
+    h.extend_from_slice(&[0; 4]); // crc, below
+    h.extend_from_slice(&attributes.to_be_bytes());
+    h.extend_from_slice(&(records - 1).to_be_bytes());
+    h.extend_from_slice(&base_ts.to_be_bytes());
+    h.extend_from_slice(&max_ts.to_be_bytes());
+    h.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    h.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    h.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    h.extend_from_slice(&records.to_be_bytes());
+    batch[..BATCH_HEADER_BYTES].copy_from_slice(&h);
+    let crc = crc_fast::crc32_iscsi(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 fn be_i32(b: &[u8], at: usize) -> i32 {
@@ -1048,6 +1075,58 @@ mod tests {
         out.clear();
         down_convert(&log, MAGIC_V1, 0, &RecordLimits::default(), two, &mut out).unwrap();
         assert_eq!(offsets(&out), [10, 11]);
+    }
+
+    proptest::proptest! {
+        /// Damaged input of either direction is refused or converted,
+        /// never a panic: a valid message set (and its batch) in each
+        /// codec with a few bytes changed, cut or added.
+        #[test]
+        fn damaged_input_never_panics(
+            codec in 0usize..4,
+            magic in 0i8..2,
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+            cut in proptest::prelude::any::<usize>(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let codec = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4][codec];
+            let inner = plain_set(magic, 4);
+            let set = if codec == Compression::None { inner } else { wrapper(magic, codec, &inner, 0) };
+            let batch = up(&set).unwrap();
+            for mut bytes in [set, batch] {
+                for &(at, byte) in &edits {
+                    let at = at % bytes.len();
+                    bytes[at] = byte;
+                }
+                bytes.truncate(cut % (bytes.len() + 1));
+                bytes.extend_from_slice(&tail);
+                let _ = up_convert(&bytes, NOW_MS, &RecordLimits { decompressed_bytes_max: 1 << 16 }, 1 << 16);
+                let mut out = Vec::new();
+                let _ = down_convert(&bytes, magic, 0, &RecordLimits { decompressed_bytes_max: 1 << 16 }, 1 << 16, &mut out);
+            }
+        }
+    }
+
+    #[test]
+    fn varint_len_is_what_put_varint_writes() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i32::MAX as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
     }
 
     #[test]

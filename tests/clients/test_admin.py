@@ -151,7 +151,8 @@ def test_create_partitions_unknown_topic(broker):
 
 # ----------------------------------------------------------------- configs --
 CONFIG_KEYS = ["retention.ms", "retention.bytes", "segment.bytes", "segment.ms", "cleanup.policy",
-               "max.message.bytes", "min.insync.replicas", "compression.type"]
+               "max.message.bytes", "min.insync.replicas", "compression.type", "min.cleanable.dirty.ratio",
+               "min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms"]
 
 
 def test_describe_configs_has_defaults(broker):
@@ -162,6 +163,8 @@ def test_describe_configs_has_defaults(broker):
     # Kafka's defaults for the ones with fixed documented defaults
     assert values["cleanup.policy"] == "delete"
     assert values["min.insync.replicas"] == "1"
+    assert values["min.cleanable.dirty.ratio"] == "0.5"
+    assert values["delete.retention.ms"] == "86400000"
     assert values["compression.type"] == "producer"
     assert int(values["max.message.bytes"]) > 0
     assert int(values["segment.bytes"]) > 0
@@ -235,11 +238,11 @@ def test_alter_configs_invalid_value_is_invalid_config(broker):
     assert values["cleanup.policy"] == "delete"
 
 
-@pytest.mark.parametrize("key,value", [("cleanup.policy", "compact"), ("compression.type", "zstd")])
+@pytest.mark.parametrize("key,value", [("compression.type", "zstd")])
 def test_unimplemented_config_values_are_refused_with_a_reason(broker, key, value):
-    # Compaction and broker-side recompression are not implemented: the
-    # broker says so (INVALID_CONFIG with a message) instead of storing a
-    # setting it would not honour.
+    # Broker-side recompression is not implemented: the broker says so
+    # (INVALID_CONFIG with a message) instead of storing a setting it would
+    # not honour.
     name = create_topic(broker.bootstrap)
     res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
         ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])

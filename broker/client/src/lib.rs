@@ -13,6 +13,8 @@
 //! `kafka-protocol` crate; it must not depend on the broker's own crates,
 //! so what uses it behaves like any other Kafka client.
 
+pub mod partitioner;
+
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

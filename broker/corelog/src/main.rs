@@ -9,6 +9,7 @@
 
 mod cluster_cli;
 mod group_cli;
+mod topic_cli;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,9 @@ enum Command {
     /// Inspect a cluster's metadata quorum and brokers (issue 17, in
     /// progress).
     Cluster(cluster_cli::ClusterArgs),
+    /// List, describe, create and delete topics, change their configs and
+    /// partition counts (any Kafka-compatible broker).
+    Topic(topic_cli::TopicArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +81,10 @@ struct ServeArgs {
     /// is logged; removed on a clean stop [default: none].
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (/metrics) and health probes (/health,
+    /// /ready) over HTTP on this host:port [default: none].
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
     /// This node's id in a cluster (Kafka's node.id); with
     /// --cluster-listen and --controller-quorum-voters [default: none, a
     /// single-node broker].
@@ -122,6 +130,9 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = &args.ready_file {
         config.ready_file = Some(v.clone());
+    }
+    if let Some(v) = args.admin_listen {
+        config.admin_listen = Some(v);
     }
     if let Some(v) = args.node_id {
         config.node_id = Some(v);
@@ -286,5 +297,6 @@ fn main() -> ExitCode {
         Command::Tune(args) => corelog_tuning::run(args),
         Command::Group(args) => group_cli::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
+        Command::Topic(args) => topic_cli::run(args),
     }
 }

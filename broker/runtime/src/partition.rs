@@ -8,7 +8,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corelog_storage::{AppendInfo, Offset, PartitionLog, StorageError, ValidBatch};
+use corelog_storage::{
+    AppendInfo, CleanStats, CleanerBudget, Offset, PartitionLog, StorageError, ValidBatch,
+};
 use futures_lite::FutureExt;
 
 use crate::io::GlommioIo;
@@ -31,6 +33,8 @@ struct Inner {
     /// Wakes durability waiters: a job finished.
     progress: Notify,
     closed: std::cell::Cell<bool>,
+    /// [`Partition::close`] has begun: a cleaning pass stops where it is.
+    closing: std::cell::Cell<bool>,
     /// Jobs of the driver that failed since the partition started.
     failed_jobs: std::cell::Cell<u64>,
 }
@@ -60,6 +64,7 @@ impl Partition {
             work: Notify::new(),
             progress: Notify::new(),
             closed: std::cell::Cell::new(false),
+            closing: std::cell::Cell::new(false),
             failed_jobs: std::cell::Cell::new(0),
         });
         glommio::spawn_local(drive(inner.clone())).detach();
@@ -162,12 +167,65 @@ impl Partition {
         r
     }
 
+    /// Makes the driver look for work now: the log's timed work (retention
+    /// of segments whose records expired, and the cleaner) is found when
+    /// the driver asks for a job, and an idle partition's driver asks only
+    /// when something wakes it.
+    pub fn wake(&self) {
+        self.inner.work.notify_all();
+    }
+
+    /// Runs one cleaning pass of the log if it compacts and is due (see
+    /// `corelog_storage::clean`), on the calling task: the caller picks the
+    /// task queue (the shard runs it in its background class) and
+    /// `throttle(bytes)`, awaited after each segment, its pace. The swap
+    /// of the cleaned segments is then a job of the driver. None: no pass
+    /// was due, or the log began closing, which drops the pass (a close
+    /// does not wait for one).
+    pub async fn clean<Fut: std::future::Future<Output = ()>>(
+        &self,
+        budget: &CleanerBudget,
+        throttle: impl FnMut(u64) -> Fut,
+    ) -> Option<Result<CleanStats, StorageError>> {
+        if self.inner.closing.get() {
+            return None;
+        }
+        let job = self.inner.log.borrow_mut().clean_job(now_ms(), budget)?;
+        let run = async { Some(job.run(throttle).await) };
+        let closing = async {
+            loop {
+                let woken = self.inner.work.notified();
+                if self.inner.closing.get() {
+                    return None;
+                }
+                woken.await;
+            }
+        };
+        let outcome = run.or(closing).await;
+        let result = {
+            let mut log = self.inner.log.borrow_mut();
+            match outcome {
+                Some(done) => Some(log.finish_clean(done)),
+                None => {
+                    log.abandon_clean();
+                    None
+                }
+            }
+        };
+        // The swap is the driver's next job; a close waits for quiet.
+        self.inner.work.notify_all();
+        self.inner.progress.notify_all();
+        result
+    }
+
     /// Flushes everything, writes a final checkpoint and stops the driver.
     /// On a disk that refuses writes it stops after
     /// [`CLOSE_FAILED_JOBS_MAX`] failed jobs instead, without the checkpoint:
     /// nothing acknowledged is lost (acknowledged means flushed), and the
     /// next start recovers the tail as after a crash.
     pub async fn close(&self) {
+        // A running cleaning pass sees this on the wake below and stops.
+        self.inner.closing.set(true);
         self.with_log(|l| l.request_checkpoint());
         let failed_before = self.inner.failed_jobs.get();
         loop {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use corelog_storage::{FlushPolicy, LogConfig, RecordLimits};
+use corelog_storage::{CleanupPolicy, FlushPolicy, LogConfig, RecordLimits};
 use serde::Deserialize;
 
 use crate::error::ServerError;
@@ -179,6 +179,14 @@ pub struct ServerConfig {
     pub batch_cache_bytes_per_shard: usize,
     /// Topic defaults (Kafka's broker-level `log.*` settings).
     pub topic_defaults: TopicDefaults,
+    /// Kafka's `log.retention.check.interval.ms`: how often each shard
+    /// lets its partitions delete segments that retention made deletable.
+    /// Appends find such segments too, but a partition nobody writes to
+    /// would otherwise keep expired data for ever.
+    pub log_retention_check_interval_ms: u64,
+    /// The admin HTTP listener: Prometheus metrics at `/metrics`, probes
+    /// at `/health` and `/ready` (see `admin_http`). None: not served.
+    pub admin_listen: Option<SocketAddr>,
     /// Cluster id reported to clients; generated and persisted if absent.
     pub cluster_id: Option<String>,
     /// The most bytes one group-commit write carries. Unset: taken from the
@@ -211,6 +219,8 @@ pub struct ServerConfig {
     pub groups: GroupSettings,
     /// Transaction settings (Kafka's `transaction.*`).
     pub transactions: TxnSettings,
+    /// The log cleaner of compacted topics (Kafka's `log.cleaner.*`).
+    pub log_cleaner: CleanerSettings,
     /// A file the broker writes once every shard serves (when it logs
     /// "corelog ready"), for scripts and tests to wait on: JSON with `pid`,
     /// `listen`, `advertised`, `shards` and `write_bytes_max`. Written
@@ -314,6 +324,8 @@ impl Default for ServerConfig {
             shard_task_quota_us: 500,
             batch_cache_bytes_per_shard: 256 << 20,
             topic_defaults: TopicDefaults::default(),
+            log_retention_check_interval_ms: 300_000,
+            admin_listen: None,
             cluster_id: None,
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
@@ -321,6 +333,7 @@ impl Default for ServerConfig {
             legacy_conversion_bytes_max: LEGACY_CONVERSION_BYTES_MAX_DEFAULT,
             groups: GroupSettings::default(),
             transactions: TxnSettings::default(),
+            log_cleaner: CleanerSettings::default(),
             ready_file: None,
             node_id: None,
             cluster_listen: None,
@@ -459,6 +472,79 @@ impl GroupSettings {
     }
 }
 
+/// The log cleaner's settings (Kafka's `log.cleaner.*`). Each shard runs
+/// one cleaner for the compacted partitions it owns, one pass at a time,
+/// in the shard's background task queue.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`: false leaves compacted topics uncleaned (they
+    /// still refuse keyless records and keep their segments).
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps when no
+    /// partition needed a pass.
+    pub backoff_ms: u64,
+    /// `log.cleaner.io.max.bytes.per.second`, per shard: the bytes a
+    /// cleaner reads and writes per second at most. None: no limit (Kafka's
+    /// default); the cleaner still yields to producers, its task queue
+    /// having a tenth of the shares of the request path.
+    pub io_max_bytes_per_second: Option<u64>,
+    /// Kafka's `log.cleaner.dedupe.buffer.size`, per shard: the memory of a
+    /// pass's key map. A larger dirty range is cleaned over several passes.
+    pub offset_map_bytes_per_shard: usize,
+    /// The dirty segment bytes one pass maps at most.
+    pub dirty_bytes_per_pass_max: u64,
+}
+
+impl Default for CleanerSettings {
+    fn default() -> Self {
+        let budget = corelog_storage::CleanerBudget::default();
+        CleanerSettings {
+            enable: true,
+            backoff_ms: 15_000,
+            io_max_bytes_per_second: None,
+            offset_map_bytes_per_shard: budget.offset_map_bytes_max,
+            dirty_bytes_per_pass_max: budget.dirty_bytes_per_pass_max,
+        }
+    }
+}
+
+/// The smallest key map a cleaner may have: room for a few thousand keys.
+pub const CLEANER_OFFSET_MAP_BYTES_MIN: usize = 1 << 20;
+
+impl CleanerSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.backoff_ms == 0 || self.backoff_ms > TIMEOUT_MS_MAX {
+            return Err(format!(
+                "log_cleaner.backoff_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
+        if self.io_max_bytes_per_second == Some(0) {
+            return Err(
+                "log_cleaner.io_max_bytes_per_second: must be positive (leave it out for no limit)"
+                    .into(),
+            );
+        }
+        if self.offset_map_bytes_per_shard < CLEANER_OFFSET_MAP_BYTES_MIN {
+            return Err(format!(
+                "log_cleaner.offset_map_bytes_per_shard: must be at least {CLEANER_OFFSET_MAP_BYTES_MIN}"
+            ));
+        }
+        if self.dirty_bytes_per_pass_max == 0 {
+            return Err("log_cleaner.dirty_bytes_per_pass_max: must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// What one pass may cost.
+    pub fn budget(&self) -> corelog_storage::CleanerBudget {
+        corelog_storage::CleanerBudget {
+            offset_map_bytes_max: self.offset_map_bytes_per_shard,
+            dirty_bytes_per_pass_max: self.dirty_bytes_per_pass_max,
+        }
+    }
+}
+
 /// Transaction settings, with Kafka's names and defaults.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -539,7 +625,7 @@ impl TxnSettings {
 }
 
 /// Broker-level defaults for topic configs.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicDefaults {
     pub segment_bytes: u64,
@@ -552,6 +638,18 @@ pub struct TopicDefaults {
     pub max_message_bytes: u32,
     /// "always", or a number of milliseconds between fdatasyncs.
     pub flush_policy: String,
+    /// `log.cleanup.policy`: "delete", "compact" or "compact,delete".
+    pub cleanup_policy: String,
+    /// `log.cleaner.min.cleanable.ratio`: see
+    /// `LogConfig::min_cleanable_dirty_ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `log.cleaner.min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// `log.cleaner.delete.retention.ms`: how long tombstones stay after
+    /// the cleaner first passed them.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for TopicDefaults {
@@ -563,6 +661,11 @@ impl Default for TopicDefaults {
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
             flush_policy: "always".into(),
+            cleanup_policy: "delete".into(),
+            min_cleanable_dirty_ratio: LogConfig::default().min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: LogConfig::default().min_compaction_lag_ms,
+            max_compaction_lag_ms: LogConfig::default().max_compaction_lag_ms,
+            delete_retention_ms: LogConfig::default().delete_retention_ms,
         }
     }
 }
@@ -661,6 +764,13 @@ impl ServerConfig {
         if !(100..=100_000).contains(&self.shard_task_quota_us) {
             return Err("shard_task_quota_us: must be between 100 and 100000".into());
         }
+        if self.log_retention_check_interval_ms == 0
+            || self.log_retention_check_interval_ms > TIMEOUT_MS_MAX
+        {
+            return Err(format!(
+                "log_retention_check_interval_ms: must be between 1 and {TIMEOUT_MS_MAX}"
+            ));
+        }
         if self.fetch_wait_ms_max == 0 || self.fetch_wait_ms_max > i32::MAX as u64 {
             return Err(format!(
                 "fetch_wait_ms_max: must be between 1 and {}",
@@ -685,10 +795,13 @@ impl ServerConfig {
         }
         self.groups.validate()?;
         self.transactions.validate()?;
+        self.log_cleaner.validate()?;
         self.cluster()?;
         let d = &self.topic_defaults;
         parse_flush_policy(&d.flush_policy)
             .map_err(|e| format!("topic_defaults.flush_policy: {e}"))?;
+        CleanupPolicy::parse(&d.cleanup_policy)
+            .map_err(|e| format!("topic_defaults.cleanup_policy: {e}"))?;
         if d.max_message_bytes == 0 {
             return Err("topic_defaults.max_message_bytes: must be positive".into());
         }
@@ -736,6 +849,12 @@ impl ServerConfig {
             record_limits: RecordLimits {
                 decompressed_bytes_max: self.batch_decompressed_bytes_max,
             },
+            cleanup_policy: CleanupPolicy::parse(&d.cleanup_policy)
+                .unwrap_or(CleanupPolicy::Delete),
+            min_cleanable_dirty_ratio: d.min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: d.min_compaction_lag_ms,
+            max_compaction_lag_ms: d.max_compaction_lag_ms,
+            delete_retention_ms: d.delete_retention_ms,
             ..LogConfig::default()
         }
     }

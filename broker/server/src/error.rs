@@ -121,6 +121,9 @@ fn storage_code(e: &StorageError) -> i16 {
         StorageError::Batch(BatchError::UnsupportedCodec(_)) => ec::UNSUPPORTED_COMPRESSION_TYPE,
         StorageError::Batch(b) if b.is_corruption() => ec::CORRUPT_MESSAGE,
         StorageError::Batch(_) => ec::INVALID_RECORD,
+        // Kafka's log validator: "Compacted topic cannot accept message
+        // without key".
+        StorageError::KeylessRecordInCompactedLog { .. } => ec::INVALID_RECORD,
         StorageError::BatchTooLarge { .. } => ec::RECORD_LIST_TOO_LARGE,
         StorageError::OffsetOutOfRange { .. } => ec::OFFSET_OUT_OF_RANGE,
         StorageError::Io { .. } | StorageError::Corrupt { .. } => ec::KAFKA_STORAGE_ERROR,

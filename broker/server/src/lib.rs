@@ -7,6 +7,8 @@
 //! writer drops what it cannot write (`LossyStderr` in the binary).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod admin_http;
+pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod conn;
@@ -17,6 +19,7 @@ pub mod groups;
 pub mod handlers;
 pub mod log_limit;
 pub mod metadata;
+pub mod metrics;
 pub mod partition;
 pub mod replica;
 pub mod server;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use corelog_storage::{FlushPolicy, LogConfig};
+use corelog_storage::{CleanupPolicy, FlushPolicy, LogConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{parse_flush_policy, ServerConfig};
@@ -30,8 +30,12 @@ pub const METADATA_FILE: &str = "cluster-metadata.json";
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
     "flush.policy",
+    "max.compaction.lag.ms",
     "max.message.bytes",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -741,11 +745,29 @@ pub fn settings_with(
                     .ok_or_else(|| bad("must be >= 1"))?
             }
             "cleanup.policy" => {
-                if v != "delete" {
-                    return Err(bad(
-                        "only \"delete\" is supported; compaction is not implemented yet",
-                    ));
-                }
+                s.log.cleanup_policy = CleanupPolicy::parse(v).map_err(|e| bad(&e))?
+            }
+            "min.cleanable.dirty.ratio" => {
+                s.log.min_cleanable_dirty_ratio = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| bad("not a number between 0 and 1"))?
+            }
+            "min.compaction.lag.ms" => {
+                s.log.min_compaction_lag_ms = Some(int()?)
+                    .filter(|&ms| ms >= 0)
+                    .ok_or_else(|| bad("negative"))?
+            }
+            "max.compaction.lag.ms" => {
+                s.log.max_compaction_lag_ms = Some(int()?)
+                    .filter(|&ms| ms >= 1)
+                    .ok_or_else(|| bad("must be positive"))?
+            }
+            "delete.retention.ms" => {
+                s.log.delete_retention_ms = Some(int()?)
+                    .filter(|&ms| ms >= 0)
+                    .ok_or_else(|| bad("negative"))?
             }
             "compression.type" => {
                 if v != "producer" {
@@ -783,8 +805,12 @@ pub fn describe_value(
     }
     let d = &server.topic_defaults;
     let v = match key {
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => normalized_cleanup_policy(&d.cleanup_policy),
         "compression.type" => "producer".to_string(),
+        "delete.retention.ms" => d.delete_retention_ms.to_string(),
+        "max.compaction.lag.ms" => d.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => d.min_cleanable_dirty_ratio.to_string(),
+        "min.compaction.lag.ms" => d.min_compaction_lag_ms.to_string(),
         "flush.policy" => d.flush_policy.clone(),
         "max.message.bytes" => d.max_message_bytes.to_string(),
         "min.insync.replicas" => "1".to_string(),
@@ -795,6 +821,12 @@ pub fn describe_value(
         _ => return None,
     };
     Some((v, true))
+}
+
+/// A cleanup policy as Kafka spells it ("compact,delete" whatever the
+/// order it was given in); a value that does not parse is shown as given.
+fn normalized_cleanup_policy(value: &str) -> String {
+    CleanupPolicy::parse(value).map_or_else(|_| value.to_string(), |p| p.as_kafka_str().to_string())
 }
 
 /// Kafka's topic name rules. A refusal is INVALID_TOPIC_EXCEPTION.
@@ -1055,11 +1087,30 @@ mod tests {
         let s = settings_with(&server, &o).unwrap();
         assert_eq!(s.log.retention_ms, Some(1000));
         assert_eq!(s.log.segment_bytes_max, 1 << 20);
-        o.insert("cleanup.policy".to_string(), "compact".to_string());
-        assert!(matches!(
-            settings_with(&server, &o).unwrap_err(),
-            ServerError::InvalidConfig { key, .. } if key == "cleanup.policy"
-        ));
+        o.insert("cleanup.policy".to_string(), "delete, compact".to_string());
+        o.insert("min.cleanable.dirty.ratio".to_string(), "0.25".to_string());
+        o.insert("delete.retention.ms".to_string(), "60000".to_string());
+        let s = settings_with(&server, &o).unwrap();
+        assert_eq!(s.log.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(s.log.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(s.log.delete_retention_ms, 60_000);
+        for (key, bad) in [
+            ("cleanup.policy", "shred"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "-5"),
+        ] {
+            let mut o = o.clone();
+            o.insert(key.to_string(), bad.to_string());
+            assert!(
+                matches!(
+                    settings_with(&server, &o).unwrap_err(),
+                    ServerError::InvalidConfig { key: k, .. } if k == key
+                ),
+                "{key}={bad}"
+            );
+        }
         let mut o = BTreeMap::new();
         o.insert("no.such".to_string(), "1".to_string());
         assert!(settings_with(&server, &o).is_err());

@@ -55,9 +55,9 @@ use corelog_replication::{
 use corelog_runtime::notify::Notify;
 use corelog_runtime::{Discarded, GlommioIo, Partition as LogDriver};
 use corelog_storage::{
-    AbortedTxn, CacheId, LeaderEpoch, LogConfig, Offset, PartitionLog, ProducerId,
-    ProducerStateView, RecoveryReport, SharedBatchCache, StorageError, TimestampPlan, TxnMarker,
-    ValidBatch,
+    AbortedTxn, CacheId, CleanStats, CleanerBudget, CleanerState, LeaderEpoch, LogConfig, Offset,
+    PartitionLog, ProducerId, ProducerStateView, RecoveryReport, SharedBatchCache, StorageError,
+    TimestampPlan, TxnMarker, ValidBatch,
 };
 
 pub use corelog_storage::ReadChunks;
@@ -359,6 +359,39 @@ impl Partition {
     /// The current driver (a reference count).
     fn driver(&self) -> LogDriver {
         self.log.borrow().clone()
+    }
+
+    /// Lets the log act on time that passed without appends: retention
+    /// deletes segments whose records expired (see
+    /// `ServerConfig::log_retention_check_interval_ms`).
+    pub fn check_timed_work(&self) {
+        self.driver().wake();
+    }
+
+    /// Whether the partition's log is compacted (`cleanup.policy` has
+    /// compact).
+    pub fn compacts(&self) -> bool {
+        self.read_log(|l| l.config().cleanup_policy.compacts())
+    }
+
+    /// Runs one cleaning pass if one is due (see `LogDriver::clean`).
+    pub async fn clean<Fut: std::future::Future<Output = ()>>(
+        &self,
+        budget: &CleanerBudget,
+        throttle: impl FnMut(u64) -> Fut,
+    ) -> Option<Result<CleanStats, StorageError>> {
+        self.driver().clean(budget, throttle).await
+    }
+
+    /// Where the cleaner stands on this log (dirty ratio, last cleaned
+    /// offset); None unless the log compacts.
+    pub fn cleaner_state(&self) -> Option<CleanerState> {
+        self.read_log(|l| {
+            l.config()
+                .cleanup_policy
+                .compacts()
+                .then(|| l.cleaner_state(corelog_runtime::now_ms()))
+        })
     }
 
     /// Reads the log (see `LogDriver::read_log`).

@@ -279,6 +279,15 @@ async fn shard_main(
         ),
         None => None,
     };
+    // Shard 0 serves the admin HTTP listener; bound before the broker says
+    // it is ready, so that a port in use stops the start with its reason.
+    let admin_listener = match config.admin_listen.filter(|_| id == ShardId(0)) {
+        Some(addr) => Some(
+            crate::admin_http::bind(addr)
+                .map_err(|e| fail(format!("admin_listen on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     // In cluster mode, shard 0 hosts the metadata quorum (issue 17): its
     // log is opened and the internal listener bound before the node says
     // it is ready.
@@ -338,6 +347,23 @@ async fn shard_main(
         }
         glommio::timer::sleep(Duration::from_millis(READY_POLL_MS)).await;
     }
+    glommio::spawn_local(check_timed_work(shard.clone())).detach();
+    // The log cleaner runs in the shard's background class: a task queue
+    // with a tenth of the request path's shares.
+    let background = glommio::executor().create_task_queue(
+        glommio::Shares::Static(crate::cleaner::CLEANER_SHARES),
+        glommio::Latency::NotImportant,
+        "background",
+    );
+    match glommio::spawn_local_into(crate::cleaner::run(shard.clone()), background) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => tracing::error!(shard = id.0, error = %e, "cannot start the log cleaner"),
+    };
+    if let Some(listener) = admin_listener {
+        glommio::spawn_local(crate::admin_http::serve(shard.clone(), listener)).detach();
+    }
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -361,6 +387,34 @@ async fn shard_main(
     }
     shutdown(&shard).await;
     Ok(())
+}
+
+/// Every `log_retention_check_interval_ms`, lets each partition of this
+/// shard act on the time that passed (see
+/// [`crate::partition::Partition::check_timed_work`]), until shutdown.
+async fn check_timed_work(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config().log_retention_check_interval_ms);
+    loop {
+        // Created before the check, so that a stop in between still wakes it.
+        let stop = shard.stop_notified();
+        if shard.is_stopping() {
+            return;
+        }
+        let stopped = async {
+            stop.await;
+            true
+        };
+        let waited = async {
+            glommio::timer::sleep(interval).await;
+            false
+        };
+        if waited.or(stopped).await {
+            return;
+        }
+        for partition in shard.partitions().all() {
+            partition.check_timed_work();
+        }
+    }
 }
 
 /// The first pause after a failed accept; it doubles with each failure in

@@ -316,11 +316,15 @@ fn value(r: &DescribeConfigsResult, key: &str) -> (String, i8) {
     )
 }
 
-const TOPIC_KEYS: [&str; 9] = [
+const TOPIC_KEYS: [&str; 13] = [
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
     "flush.policy",
+    "max.compaction.lag.ms",
     "max.message.bytes",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -500,7 +504,7 @@ fn alter_configs_replaces_the_override_set() {
         for bad in [
             &[("retention.ms", "abc")][..],
             &[("no.such.config", "1")][..],
-            &[("cleanup.policy", "compact")][..],
+            &[("cleanup.policy", "shred")][..],
         ] {
             let (code, msg) = alter(&mut c, v, TOPIC, "ac", bad, false);
             assert_eq!(code, ec::INVALID_CONFIG, "{bad:?}");
@@ -623,11 +627,11 @@ fn incremental_alter_configs_and_restart() {
     assert_eq!(code, 0);
 
     for v in [0, 1] {
-        // APPEND/SUBTRACT only on list configs; cleanup.policy accepts only "delete".
+        // APPEND/SUBTRACT only on list configs; a cleanup.policy must stay a list of "delete" and "compact".
         for ops in [
             [("retention.ms", APPEND, Some("5"))],
             [("retention.bytes", SUBTRACT, Some("5"))],
-            [("cleanup.policy", APPEND, Some("compact"))],
+            [("cleanup.policy", APPEND, Some("shred"))],
             [("cleanup.policy", SUBTRACT, Some("delete"))],
             [("retention.ms", SET, Some("soon"))],
             [("no.such.config", SET, Some("1"))],

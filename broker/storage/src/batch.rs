@@ -185,9 +185,11 @@ impl BatchHeader {
 }
 
 /// Fully validates the single batch that `bytes` must hold exactly: length,
-/// magic, CRC32C, record count and producer fields. Used on produce (before
-/// anything is appended) and on recovery (for every batch past the recovery
-/// point).
+/// magic, CRC32C, record count and producer fields, as the log may store
+/// the batch: a batch the cleaner rebuilt may have gaps in its offsets and
+/// no record. Used on recovery (for every batch past the recovery point)
+/// and on reads from disk; produce uses [`ValidBatch::new`], which accepts
+/// only a producer's shape.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if header.total_bytes != bytes.len() {
@@ -206,7 +208,7 @@ pub fn validate_prefix(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 fn validate_at(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
-    check_crc_and_header(bytes, header)?;
+    check_crc_and_header(bytes, header, Shape::Stored)?;
     if header.compression() == Some(Compression::None) {
         let counted = count_records(&bytes[BATCH_HEADER_BYTES..]).ok_or(BatchError::Invalid(
             "record lengths do not add up to the batch",
@@ -220,20 +222,50 @@ fn validate_at(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     Ok(())
 }
 
+/// Which batches a check accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// As a producer sends it: at least one record, one per offset.
+    Produced,
+    /// As a log may store it: also a batch the cleaner rebuilt (see
+    /// [`crate::clean`]), whose dropped records leave gaps below its kept
+    /// last offset, and which may hold no record at all (kept for a
+    /// producer's sequence).
+    Stored,
+}
+
 /// The CRC and the header fields' agreement with each other.
-fn check_crc_and_header(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+fn check_crc_and_header(
+    bytes: &[u8],
+    header: &BatchHeader,
+    shape: Shape,
+) -> Result<(), BatchError> {
     let stored = be_i32(bytes, OFF_CRC) as u32;
     let computed = crc_fast::crc32_iscsi(&bytes[OFF_ATTRIBUTES..]);
     if stored != computed {
         return Err(BatchError::BadCrc { stored, computed });
     }
-    if header.records_count <= 0 {
-        return Err(BatchError::Invalid("batch has no records"));
-    }
-    if header.last_offset_delta != header.records_count - 1 {
-        return Err(BatchError::Invalid(
-            "lastOffsetDelta does not match the record count",
-        ));
+    match shape {
+        Shape::Produced => {
+            if header.records_count <= 0 {
+                return Err(BatchError::Invalid("batch has no records"));
+            }
+            if header.last_offset_delta != header.records_count - 1 {
+                return Err(BatchError::Invalid(
+                    "lastOffsetDelta does not match the record count",
+                ));
+            }
+        }
+        Shape::Stored => {
+            if header.records_count < 0 {
+                return Err(BatchError::Invalid("negative record count"));
+            }
+            if header.last_offset_delta < header.records_count - 1 {
+                return Err(BatchError::Invalid(
+                    "lastOffsetDelta is below the record count",
+                ));
+            }
+        }
     }
     if header.has_producer_id() {
         if header.producer_epoch.is_none() {
@@ -261,7 +293,7 @@ pub fn validate_header_and_crc(bytes: &[u8]) -> Result<BatchHeader, BatchError> 
     if header.total_bytes != bytes.len() {
         return Err(BatchError::Invalid("batch length does not match the bytes"));
     }
-    check_crc_and_header(bytes, &header)?;
+    check_crc_and_header(bytes, &header, Shape::Produced)?;
     Ok(header)
 }
 

@@ -12,8 +12,62 @@ pub enum FlushPolicy {
     IntervalMs(u64),
 }
 
+/// `cleanup.policy`: what removes old data from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// `delete` (the default): retention by time and size deletes whole
+    /// old segments.
+    #[default]
+    Delete,
+    /// `compact`: only the cleaner shrinks the log, keeping the latest
+    /// record of every key; retention by time and size does not apply.
+    Compact,
+    /// `compact,delete` (or `delete,compact`): both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's `cleanup.policy` value: a comma-separated list of
+    /// `delete` and `compact` (spaces around items allowed, order free).
+    pub fn parse(value: &str) -> Result<CleanupPolicy, String> {
+        let (mut delete, mut compact) = (false, false);
+        for item in value.split(',').map(str::trim) {
+            match item {
+                "delete" => delete = true,
+                "compact" => compact = true,
+                _ => return Err(format!("cleanup.policy: unknown value {item:?}")),
+            }
+        }
+        match (delete, compact) {
+            (true, false) => Ok(CleanupPolicy::Delete),
+            (false, true) => Ok(CleanupPolicy::Compact),
+            (true, true) => Ok(CleanupPolicy::CompactDelete),
+            (false, false) => Err("cleanup.policy may not be empty".into()),
+        }
+    }
+
+    /// Kafka's spelling of the policy.
+    pub fn as_kafka_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    /// Whether retention by time and size deletes old segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether the cleaner compacts the log (and keyless records are refused).
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+}
+
 /// Settings of one partition's log. Defaults are Kafka's where Kafka has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment before one grows past this.
     pub segment_bytes_max: u64,
@@ -58,7 +112,30 @@ pub struct LogConfig {
     /// What checking a batch's records before it is appended may cost (see
     /// [`crate::records`]).
     pub record_limits: RecordLimits,
+    /// `cleanup.policy`: see [`CleanupPolicy`]. Retention by time and
+    /// size (`retention.ms`, `retention.bytes`) applies only when the
+    /// policy includes delete; a moved log start applies always.
+    pub cleanup_policy: CleanupPolicy,
+    /// `min.cleanable.dirty.ratio`: a compacted log is cleaned once the
+    /// bytes not yet cleaned are at least this share of the cleanable
+    /// bytes. Between 0 and 1.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this
+    /// long after its timestamp (a segment is cleanable once its newest
+    /// record is this old).
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log whose oldest uncleaned record is
+    /// older than this is cleaned whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone (and a transaction
+    /// marker) stays in a compacted log after the cleaner first passed it,
+    /// so that a consumer reading from the start sees it.
+    pub delete_retention_ms: i64,
 }
+
+// `min_cleanable_dirty_ratio` is an f64, compared exactly: settings are equal
+// when they were set to the same value, which is all `Eq` is used for.
+impl Eq for LogConfig {}
 
 /// The largest segment a 32-bit index position can address.
 pub const SEGMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
@@ -77,6 +154,11 @@ impl Default for LogConfig {
             checkpoint_interval_bytes: 512 << 20,
             segment_files_recycled_max: 1,
             record_limits: RecordLimits::default(),
+            cleanup_policy: CleanupPolicy::Delete,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -107,6 +189,24 @@ impl LogConfig {
         }
         if self.record_limits.decompressed_bytes_max < 1024 {
             return Err("batch_decompressed_bytes_max must be at least 1024".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(format!(
+                "min.cleanable.dirty.ratio must be between 0 and 1, got {}",
+                self.min_cleanable_dirty_ratio
+            ));
+        }
+        if self.min_compaction_lag_ms < 0 {
+            return Err("min.compaction.lag.ms may not be negative".into());
+        }
+        if self.max_compaction_lag_ms < 1 {
+            return Err("max.compaction.lag.ms must be positive".into());
+        }
+        if self.max_compaction_lag_ms < self.min_compaction_lag_ms {
+            return Err("max.compaction.lag.ms may not be below min.compaction.lag.ms".into());
+        }
+        if self.delete_retention_ms < 0 {
+            return Err("delete.retention.ms may not be negative".into());
         }
         Ok(())
     }

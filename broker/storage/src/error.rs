@@ -46,6 +46,12 @@ pub enum StorageError {
     /// epoch. Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH.
     #[error(transparent)]
     Sequence(#[from] crate::producer::SequenceError),
+    /// A batch for a log whose `cleanup.policy` includes compact holds
+    /// records without a key, which compaction cannot place; nothing was
+    /// appended. Kafka: INVALID_RECORD (87), as Kafka's log validator
+    /// refuses them ("Compacted topic cannot accept message without key").
+    #[error("{keyless_records} record(s) without a key in a batch for a compacted log")]
+    KeylessRecordInCompactedLog { keyless_records: usize },
     /// A setting is invalid.
     #[error("invalid log config: {0}")]
     Config(String),

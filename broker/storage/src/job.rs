@@ -55,6 +55,16 @@ pub(crate) enum Work<F: DirectFile> {
         /// A deleted segment's file to keep for reuse: (from, to).
         recycle: Option<(PathBuf, PathBuf)>,
     },
+    /// Swap a finished cleaning pass in (see [`crate::clean`]'s durability
+    /// contract for the order of the steps).
+    CleanSwap {
+        dir: PathBuf,
+        swaps: Vec<CleanSwap>,
+        /// `.cleaned` files of segments the log no longer holds.
+        stale: Vec<PathBuf>,
+        checkpoint: (PathBuf, Vec<u8>),
+        cleaner_checkpoint: (PathBuf, Vec<u8>),
+    },
     Repair {
         file: Rc<F>,
         path: PathBuf,
@@ -62,6 +72,15 @@ pub(crate) enum Work<F: DirectFile> {
         truncate_to: u64,
         preallocate_to: u64,
     },
+}
+
+/// One rewritten segment to swap in.
+pub(crate) struct CleanSwap {
+    pub cleaned: PathBuf,
+    pub swap: PathBuf,
+    pub log: PathBuf,
+    /// The new `.index` and `.timeindex`.
+    pub index_files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// A unit of disk work for one partition log.
@@ -91,6 +110,7 @@ impl<I: StorageIo> Job<I> {
             Work::Roll { .. } => "roll",
             Work::Checkpoint { .. } => "checkpoint",
             Work::Retention { .. } => "retention",
+            Work::CleanSwap { .. } => "clean swap",
             Work::Repair { .. } => "repair",
         }
     }
@@ -244,6 +264,16 @@ async fn run_work<I: StorageIo>(
             }
             Ok(None)
         }
+        Work::CleanSwap {
+            dir,
+            swaps,
+            stale,
+            checkpoint,
+            cleaner_checkpoint,
+        } => {
+            run_clean_swap(io, &dir, &swaps, &stale, &checkpoint, &cleaner_checkpoint).await?;
+            Ok(None)
+        }
         Work::Repair {
             file,
             path,
@@ -268,4 +298,69 @@ async fn run_work<I: StorageIo>(
             Ok(None)
         }
     }
+}
+
+/// The steps of a swap, each safe to repeat: a retry after a failure finds
+/// some renames done and skips them (it lists the directory first).
+async fn run_clean_swap<I: StorageIo>(
+    io: &I,
+    dir: &std::path::Path,
+    swaps: &[CleanSwap],
+    stale: &[PathBuf],
+    checkpoint: &(PathBuf, Vec<u8>),
+    cleaner_checkpoint: &(PathBuf, Vec<u8>),
+) -> Result<(), StorageError> {
+    let names = io
+        .list_dir(dir)
+        .await
+        .map_err(|e| StorageError::io("list dir", dir, e))?;
+    let present = |p: &PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| names.iter().any(|m| m == n))
+    };
+    // (1) The commit mark of each segment: its cleaned file becomes a swap file.
+    let mut swapping = Vec::new();
+    for s in swaps {
+        if present(&s.cleaned) {
+            io.rename(&s.cleaned, &s.swap)
+                .await
+                .map_err(|e| StorageError::io("rename cleaned segment", &s.cleaned, e))?;
+            swapping.push(s);
+        } else if present(&s.swap) {
+            swapping.push(s);
+        }
+    }
+    // (2) The old indexes go: no index of an old file may sit beside a new one.
+    for s in &swapping {
+        for (path, _) in &s.index_files {
+            io.remove_file(path)
+                .await
+                .map_err(|e| StorageError::io("remove old index", path, e))?;
+        }
+    }
+    for path in stale {
+        io.remove_file(path)
+            .await
+            .map_err(|e| StorageError::io("remove stale cleaned segment", path, e))?;
+    }
+    // (3) The checkpoint with the new sizes; its write syncs the directory.
+    io.write_file_atomic(&checkpoint.0, &checkpoint.1)
+        .await
+        .map_err(|e| StorageError::io("write checkpoint", &checkpoint.0, e))?;
+    // (4) The new segments take their names.
+    for s in &swapping {
+        io.rename(&s.swap, &s.log)
+            .await
+            .map_err(|e| StorageError::io("swap cleaned segment", &s.swap, e))?;
+    }
+    // (5) The cleaner checkpoint; its write syncs the renames above.
+    io.write_file_atomic(&cleaner_checkpoint.0, &cleaner_checkpoint.1)
+        .await
+        .map_err(|e| StorageError::io("write cleaner checkpoint", &cleaner_checkpoint.0, e))?;
+    // (6) The new indexes (a missing one is rebuilt from the log).
+    for s in &swapping {
+        write_index_files(io, &s.index_files).await?;
+    }
+    Ok(())
 }

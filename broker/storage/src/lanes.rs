@@ -96,13 +96,16 @@ impl<I: StorageIo> BackgroundCheckpoint<I> {
 
 impl<I: StorageIo> PartitionLog<I> {
     /// Whether nothing of this log is running: no job, no background
-    /// checkpoint and no preallocation in flight. A driver that stops only
+    /// checkpoint, no preallocation and no cleaning pass in flight. A driver that stops only
     /// once this holds (and nothing is left to do) leaves nothing writing
     /// into the log's directory after it: a checkpoint still in flight
     /// would otherwise land after the log was reopened, cut, moved or
     /// deleted, describing a log that is no longer there.
     pub fn is_quiet(&self) -> bool {
-        self.in_flight.is_none() && !self.checkpointing && self.preallocating.is_none()
+        self.in_flight.is_none()
+            && !self.checkpointing
+            && self.preallocating.is_none()
+            && !self.cleaning
     }
 
     /// Space reservation ahead of the writes, to run beside the jobs (see
@@ -203,6 +206,7 @@ impl<I: StorageIo> PartitionLog<I> {
         );
         if !self.background_checkpoints
             || self.checkpointing
+            || self.pending_swap.is_some()
             || self.failure.is_some()
             || !beside_ok
             || self.bytes_since_checkpoint < self.config.checkpoint_interval_bytes

@@ -4,7 +4,10 @@
 //! Kafka record batches (magic v2) byte for byte as producers sent them (with
 //! the assigned base offset), a sparse `.index` and a `.timeindex` in Kafka's
 //! layout, a `.txnindex` of aborted transactions for segments with any
-//! ([`txn`]), plus one `partition.checkpoint` per partition.
+//! ([`txn`]), plus one `partition.checkpoint` per partition. A compacted
+//! partition (`cleanup.policy=compact`) also has a `cleaner.checkpoint`
+//! and, while a cleaning pass is swapped in, `.cleaned` and `.swap` files
+//! ([`clean`]).
 //!
 //! Layering: this crate does no networking and imports no executor. Disk I/O
 //! goes through the [`io::StorageIo`] and [`io::DirectFile`] traits, which the
@@ -18,6 +21,7 @@
 pub mod batch;
 pub mod cache;
 pub mod checkpoint;
+pub mod clean;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -40,7 +44,8 @@ pub mod types;
 
 pub use batch::ValidBatch;
 pub use cache::{BatchCache, CacheId, SharedBatchCache};
-pub use config::{FlushPolicy, LogConfig};
+pub use clean::{CleanDone, CleanJob, CleanStats, CleanerBudget, CleanerCheckpoint, CleanerState};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use job::{Job, JobDone};
 pub use lanes::{BackgroundCheckpoint, BackgroundCheckpointDone, Preallocation, PreallocationDone};

@@ -26,6 +26,13 @@
 //!   and appends fail until a repair job finds the disk writable again.
 //!   Nothing flushed is touched.
 //!
+//! - Compaction (`cleanup.policy` with compact) rewrites sealed segments
+//!   only, never changes an offset, and swaps a pass in so that a crash at
+//!   any point leaves each segment either old or new, both holding every
+//!   record the pass keeps; the steps and what recovery does with the
+//!   files they leave are in [`crate::clean`]. A compacted segment may
+//!   have gaps between offsets and batches without records.
+//!
 //! # Leader epochs
 //! Every appended batch is stamped with the log's leader epoch
 //! ([`PartitionLog::set_leader_epoch`]) in its `partitionLeaderEpoch`
@@ -215,6 +222,8 @@ pub(crate) enum InFlight {
     },
     Checkpoint,
     Retention,
+    /// A cleaning pass being swapped in ([`crate::clean`]).
+    CleanSwap,
     Repair {
         preallocate_to: u64,
     },
@@ -282,6 +291,12 @@ pub struct PartitionLog<I: StorageIo> {
     /// Aborted transactions of every segment, by marker offset (see
     /// [`crate::txn`]).
     pub(crate) aborted: AbortedIndex,
+    /// The cleaner's persisted state (last cleaned offset, passes).
+    pub(crate) cleaner: crate::clean::CleanerCheckpoint,
+    /// A [`crate::clean::CleanJob`] is running.
+    pub(crate) cleaning: bool,
+    /// A finished cleaning pass waiting for its swap job.
+    pub(crate) pending_swap: Option<crate::clean::PendingSwap<I::File>>,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -556,6 +571,7 @@ impl<I: StorageIo> PartitionLog<I> {
             )));
         }
         self.check_appendable(&header)?;
+        self.check_keys(&batch)?;
         if header.has_producer_id() {
             if let crate::producer::SequenceCheck::Duplicate(b) = self.producers.check(&header)? {
                 return Ok(AppendInfo {
@@ -591,10 +607,23 @@ impl<I: StorageIo> PartitionLog<I> {
             )));
         }
         self.check_appendable(&header)?;
+        self.check_keys(&batch)?;
         if self.epochs.latest() != Some(self.leader_epoch) {
             self.epochs.assign(self.leader_epoch, self.next_offset);
         }
         Ok(self.buffer(&header, self.leader_epoch, batch.into_bytes()))
+    }
+
+    /// A compacted log refuses records without a key (a replicated batch
+    /// is not checked: its leader did, as Kafka's followers do not
+    /// validate). Control batches never reach here: clients may not write
+    /// them and markers come through [`Self::append_marker`].
+    fn check_keys(&self, batch: &ValidBatch) -> Result<()> {
+        let keyless_records = batch.summary().keyless_records;
+        if self.config.cleanup_policy.compacts() && keyless_records > 0 {
+            return Err(StorageError::KeylessRecordInCompactedLog { keyless_records });
+        }
+        Ok(())
     }
 
     /// The refusals every append shares: an unwritable log, a batch larger
@@ -647,8 +676,10 @@ impl<I: StorageIo> PartitionLog<I> {
     /// leader epoch, and its epoch enters the epoch cache, so the follower's
     /// log becomes a copy of the leader's, batch for batch.
     ///
-    /// The batch must start at the log end (no gaps: compaction does not
-    /// exist yet) and its epoch may not be older than the log's latest;
+    /// The batch must start at the log end and its epoch may not be older
+    /// than the log's latest (replicating a compacted leader's batches,
+    /// which may start past the log end and have gaps, is not supported
+    /// yet: such a batch is refused);
     /// otherwise it is refused and nothing changes. Idempotent producer
     /// state is recorded without the producer checks (the leader made
     /// them), so that a follower that becomes leader dedupes a producer's
@@ -780,7 +811,10 @@ impl<I: StorageIo> PartitionLog<I> {
     /// Whether the log has work for a job right now, ignoring timers.
     pub fn has_work(&self) -> bool {
         self.in_flight.is_none()
-            && (self.failure.is_some() || !self.unflushed.is_empty() || self.checkpoint_requested)
+            && (self.failure.is_some()
+                || !self.unflushed.is_empty()
+                || self.checkpoint_requested
+                || self.pending_swap.is_some())
     }
 
     /// When the runtime should ask [`Self::next_job`] again even if nothing is
@@ -809,6 +843,13 @@ impl<I: StorageIo> PartitionLog<I> {
         let checkpointing = self.checkpointing;
         if self.failure.is_some() {
             return (!file_busy && !checkpointing).then(|| self.repair_job());
+        }
+        // A finished cleaning pass is swapped in before any other job
+        // writes a checkpoint: a failed swap may have renamed some new
+        // segments into place, which a checkpoint with the old sizes
+        // would then misdescribe (see `crate::clean`).
+        if self.pending_swap.is_some() {
+            return (!checkpointing).then(|| self.clean_swap_job()).flatten();
         }
         let interval_due = self.bytes_since_checkpoint >= self.config.checkpoint_interval_bytes;
         if (self.checkpoint_requested || (interval_due && !self.background_checkpoints))
@@ -993,12 +1034,30 @@ impl<I: StorageIo> PartitionLog<I> {
         sealed_extra: Option<SealedSegmentMeta>,
         active: ActiveSegmentMeta,
     ) -> (PathBuf, Vec<u8>) {
+        self.checkpoint_bytes_sized(sealed_extra, active, &BTreeMap::new())
+    }
+
+    /// The checkpoint as it stands, with the sealed segments of `sizes`
+    /// (base -> bytes) at their new sizes: a cleaning pass's swap.
+    pub(crate) fn checkpoint_bytes_with_sizes(
+        &self,
+        sizes: &BTreeMap<i64, u64>,
+    ) -> (PathBuf, Vec<u8>) {
+        self.checkpoint_bytes_sized(None, self.active_meta(), sizes)
+    }
+
+    fn checkpoint_bytes_sized(
+        &self,
+        sealed_extra: Option<SealedSegmentMeta>,
+        active: ActiveSegmentMeta,
+        sizes: &BTreeMap<i64, u64>,
+    ) -> (PathBuf, Vec<u8>) {
         let mut sealed: Vec<SealedSegmentMeta> = self
             .sealed
             .values()
             .map(|s| SealedSegmentMeta {
                 base_offset: s.base.0,
-                size_bytes: s.size_bytes,
+                size_bytes: sizes.get(&s.base.0).copied().unwrap_or(s.size_bytes),
                 max_timestamp_ms: s.max_timestamp_ms,
             })
             .collect();
@@ -1214,6 +1273,7 @@ impl<I: StorageIo> PartitionLog<I> {
                     r.ready = true;
                 }
             }
+            InFlight::CleanSwap => self.finish_clean_swap(),
             InFlight::Repair { preallocate_to } => {
                 let a = &mut self.active;
                 a.written_bytes = a.synced_bytes;
@@ -1341,7 +1401,7 @@ impl<I: StorageIo> PartitionLog<I> {
         // buffer for a position the log no longer writes at): free it now.
         self.staged = None;
         match in_flight {
-            InFlight::Checkpoint | InFlight::Retention => {
+            InFlight::Checkpoint | InFlight::Retention | InFlight::CleanSwap => {
                 // Nothing in the data files changed; a later job retries.
                 // A file the failed retention was to recycle may or may not
                 // have been renamed: it is not used (the next open finds it).

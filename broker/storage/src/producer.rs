@@ -228,6 +228,16 @@ impl ProducerStates {
         self.producers.get(&producer_id)
     }
 
+    /// The last offset of each remembered producer's last batch: the
+    /// batches the cleaner keeps (empty if need be) so that a producer's
+    /// sequence survives a rebuild of producer state from the log.
+    pub(crate) fn last_batch_offsets(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.batches.back().map(|b| b.last_offset))
+            .collect()
+    }
+
     /// The smallest first offset of an ongoing transaction.
     pub fn first_unstable_offset(&self) -> Option<Offset> {
         self.ongoing.keys().next().map(|&o| Offset(o))

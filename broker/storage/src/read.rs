@@ -90,7 +90,18 @@ pub struct DiskRead<I: StorageIo> {
     offset: Offset,
     max_bytes: usize,
     max_offset: Offset,
+    /// The segments after `segment`, read in turn while nothing is found:
+    /// in a compacted log the cleaner may have left no batch past
+    /// `offset` in its segment (a gap, or an empty segment), and a reader
+    /// must then get the next batch there is, as Kafka's does. Empty for
+    /// a log that was never compacted.
+    later: Vec<(SegmentRef<I::File>, Offset, u64)>,
 }
+
+/// The most segments one read walks past when the cleaner left them
+/// without data at the offset read: bounds the work of one read; a reader
+/// that gets nothing back asks again from the offset it is given.
+pub const READ_EMPTY_SEGMENTS_MAX: usize = 16;
 
 enum SegmentRef<F> {
     /// The active segment: file open and index in memory, position known.
@@ -206,6 +217,26 @@ impl<I: StorageIo> PartitionLog<I> {
                 .expect("offset at or above log start lies in a segment");
             (SegmentRef::Sealed(s.handle.clone()), s.base, s.size_bytes)
         };
+        let mut later = Vec::new();
+        let compacted = self.config.cleanup_policy.compacts() || !self.cleaner.passes.is_empty();
+        if compacted && segment_base < self.active.base {
+            later.extend(
+                self.sealed
+                    .range(segment_base.0 + 1..)
+                    .take(READ_EMPTY_SEGMENTS_MAX)
+                    .map(|(_, s)| (SegmentRef::Sealed(s.handle.clone()), s.base, s.size_bytes)),
+            );
+            if later.len() < READ_EMPTY_SEGMENTS_MAX {
+                later.push((
+                    SegmentRef::Active {
+                        file: self.active.file.clone(),
+                        start_position: 0,
+                    },
+                    self.active.base,
+                    self.active.written_bytes,
+                ));
+            }
+        }
         DiskRead {
             io: self.io.clone(),
             segment,
@@ -214,6 +245,7 @@ impl<I: StorageIo> PartitionLog<I> {
             offset,
             max_bytes,
             max_offset: max_offset.min(self.written_offset),
+            later,
         }
     }
 
@@ -358,6 +390,7 @@ pub(crate) async fn sealed_parts<I: StorageIo>(
                 ScanCheck {
                     validate: false,
                     expect_offset: None,
+                    gaps_allowed: false,
                 },
                 |pos, h, _| {
                     idx.on_append(base, h, pos, 4096);
@@ -376,17 +409,37 @@ pub(crate) async fn sealed_parts<I: StorageIo>(
 
 impl<I: StorageIo> DiskRead<I> {
     async fn execute(self) -> Result<ReadChunks> {
-        let (file, start_position, path) = match &self.segment {
+        let (mut out, mut stopped) = self
+            .read_segment(&self.segment, self.segment_base, self.segment_bytes)
+            .await?;
+        for (segment, base, bytes) in &self.later {
+            if !out.chunks.is_empty() || stopped {
+                break;
+            }
+            (out, stopped) = self.read_segment(segment, *base, *bytes).await?;
+        }
+        Ok(out)
+    }
+
+    /// Reads from one segment; also says whether the read stopped before
+    /// the segment's end (a limit), after which no later segment is read.
+    async fn read_segment(
+        &self,
+        segment: &SegmentRef<I::File>,
+        segment_base: Offset,
+        segment_bytes: u64,
+    ) -> Result<(ReadChunks, bool)> {
+        let (file, start_position, path) = match segment {
             SegmentRef::Active {
                 file,
                 start_position,
             } => (file.clone(), *start_position, None),
             SegmentRef::Sealed(handle) => {
                 let (file, index) =
-                    sealed_parts(&self.io, handle, self.segment_base, self.segment_bytes).await?;
+                    sealed_parts(&self.io, handle, segment_base, segment_bytes).await?;
                 (
                     file,
-                    index.position_for(self.segment_base, self.offset),
+                    index.position_for(segment_base, self.offset),
                     Some(handle.log_path.clone()),
                 )
             }
@@ -400,11 +453,12 @@ impl<I: StorageIo> DiskRead<I> {
         let end = scan(
             &*file,
             start_position,
-            self.segment_bytes,
+            segment_bytes,
             chunk_bytes,
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |pos, h, bytes| {
                 if h.next_offset() <= self.offset {
@@ -441,6 +495,7 @@ impl<I: StorageIo> DiskRead<I> {
                 reason,
             });
         }
+        let stopped = matches!(end, ScanEnd::Stopped { .. });
         if let ScanEnd::Invalid {
             position, reason, ..
         } = end
@@ -454,7 +509,7 @@ impl<I: StorageIo> DiskRead<I> {
                 });
             }
         }
-        Ok(out)
+        Ok((out, stopped))
     }
 }
 
@@ -506,6 +561,7 @@ impl<I: StorageIo> TimestampPlan<I> {
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |_, h, bytes| {
                 if h.next_offset() > lookup.max_offset {

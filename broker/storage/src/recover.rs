@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use crate::cache::{CacheId, SharedBatchCache};
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use crate::clean::{CleanerCheckpoint, CLEANED_SUFFIX, CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
@@ -109,6 +110,8 @@ struct Walked<F> {
     first_write_ms: i64,
     index: SegmentIndex,
     next: Offset,
+    /// The walk accepted gaps between its batches (see `ScanCheck::gaps_allowed`).
+    gaps: bool,
 }
 
 impl<I: StorageIo> PartitionLog<I> {
@@ -173,7 +176,10 @@ impl<I: StorageIo> PartitionLog<I> {
             .list_dir(&dir)
             .await
             .map_err(|e| StorageError::io("list dir", &dir, e))?;
-        for name in names.iter().filter(|n| is_temporary_file(n)) {
+        for name in names
+            .iter()
+            .filter(|n| is_temporary_file(n) || n.ends_with(CLEANED_SUFFIX))
+        {
             let _ = io.remove_file(&dir.join(name)).await;
         }
         let recycled = load_recycled(&io, &dir, &names, config.segment_files_recycled_max).await;
@@ -198,6 +204,10 @@ impl<I: StorageIo> PartitionLog<I> {
         let path_of =
             |base: i64, ext: &str| dir.join(format!("{}.{ext}", segment_file_stem(Offset(base))));
 
+        // Cleaning passes that reached their commit mark are completed:
+        // each swap file replaces its segment, whose size is then the
+        // file's (the checkpoint may predate the swap).
+        let swapped = finish_swaps(&io, &dir, &names, checkpoint.as_ref()).await?;
         let mut sealed = BTreeMap::new();
         let mut producers = checkpoint
             .as_ref()
@@ -271,7 +281,10 @@ impl<I: StorageIo> PartitionLog<I> {
                         Sealed {
                             base: Offset(s.base_offset),
                             next: Offset(next),
-                            size_bytes: s.size_bytes,
+                            size_bytes: swapped
+                                .get(&s.base_offset)
+                                .copied()
+                                .unwrap_or(s.size_bytes),
                             max_timestamp_ms: s.max_timestamp_ms,
                             handle: Rc::new(SealedHandle {
                                 log_path: path_of(s.base_offset, "log"),
@@ -349,8 +362,13 @@ impl<I: StorageIo> PartitionLog<I> {
         // invalid bytes ends the log: it is cut there and later ones removed.
         let mut walked: Vec<Walked<I::File>> = Vec::new();
         let mut expect_next: Option<Offset> = None;
-        let mut walk_iter = to_walk.into_iter();
-        for (base, from, mut index, expect) in walk_iter.by_ref() {
+        // Only the last segment can be the active one, which the cleaner
+        // never rewrites: the ones before it (walked when the checkpoint is
+        // lost) may have gaps where the cleaner dropped whole batches.
+        let walk_count = to_walk.len();
+        let mut walk_iter = to_walk.into_iter().enumerate();
+        for (walk_index, (base, from, mut index, expect)) in walk_iter.by_ref() {
+            let gaps_allowed = walk_index + 1 < walk_count;
             let path = path_of(base, "log");
             let file = io
                 .open(&path, true)
@@ -361,7 +379,13 @@ impl<I: StorageIo> PartitionLog<I> {
                 .await
                 .map_err(|e| StorageError::io("stat segment", &path, e))?;
             let expect = expect_next.unwrap_or(expect);
-            if Offset(base) != expect && from == 0 {
+            // After a segment with gaps, the next one may start past where
+            // the last kept batch ended, never before it.
+            let continues = Offset(base) == expect
+                || (expect_next.is_some()
+                    && Offset(base) > expect
+                    && walked.last().is_some_and(|w| w.gaps));
+            if !continues && from == 0 {
                 // A segment whose name does not continue the log is not ours to trust.
                 tracing::warn!(path = %path.display(), "segment does not continue the log; removing it and what follows");
                 remove_segment_files(&io, &dir, base).await;
@@ -385,6 +409,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 ScanCheck {
                     validate: true,
                     expect_offset: Some(expect),
+                    gaps_allowed,
                 },
                 |pos, h, bytes| {
                     index.on_append(Offset(base), h, pos, interval);
@@ -435,6 +460,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 index,
                 next,
                 first_write_ms,
+                gaps: gaps_allowed,
             });
             expect_next = Some(next);
             if torn {
@@ -443,7 +469,7 @@ impl<I: StorageIo> PartitionLog<I> {
         }
         // Segments after a torn one cannot be trusted: they were never
         // acknowledged, since a roll happens only after the data before it is synced.
-        for (base, _, _, _) in walk_iter {
+        for (_, (base, _, _, _)) in walk_iter {
             tracing::warn!(base, "removing segment that follows a torn one");
             remove_segment_files(&io, &dir, base).await;
             report.removed_segments += 1;
@@ -454,6 +480,17 @@ impl<I: StorageIo> PartitionLog<I> {
             .expect("recovery walks at least the active segment");
         // Segments sealed here (walked, not the last) get their .txnindex
         // written below, before the checkpoint that will list them.
+        // A sealed segment ends where the next one starts: a rewritten one
+        // may have lost its last batches to the cleaner.
+        let following: Vec<Offset> = walked
+            .iter()
+            .skip(1)
+            .map(|w| w.base)
+            .chain(std::iter::once(last.base))
+            .collect();
+        for (w, next) in walked.iter_mut().zip(following) {
+            w.next = w.next.max(next);
+        }
         let walked_sealed: Vec<(Offset, Offset)> =
             walked.iter().map(|w| (w.base, w.next)).collect();
         for w in walked {
@@ -476,7 +513,8 @@ impl<I: StorageIo> PartitionLog<I> {
                 },
             );
         }
-        let mut checkpoint_requested = report.removed_segments > 0 || !report.from_checkpoint;
+        let mut checkpoint_requested =
+            report.removed_segments > 0 || !report.from_checkpoint || !swapped.is_empty();
         let tail = if last.end_bytes < last.file_bytes {
             // Cut everything after the valid data: torn bytes, and stale bytes
             // that a later, shorter write could otherwise leave reachable.
@@ -501,6 +539,7 @@ impl<I: StorageIo> PartitionLog<I> {
         );
         log.producers = producers;
         log.recycled = recycled;
+        log.cleaner = load_cleaner_checkpoint(&log.io, &log.dir).await;
         if let Some(cp) = &checkpoint {
             load_txn_indexes(&log.io, &log.dir, cp, &mut aborted).await?;
         }
@@ -603,6 +642,9 @@ impl<I: StorageIo> PartitionLog<I> {
             epochs: EpochCache::new(),
             high_watermark: None,
             aborted: AbortedIndex::new(),
+            cleaner: Default::default(),
+            cleaning: false,
+            pending_swap: None,
         }
     }
 }
@@ -750,6 +792,7 @@ async fn load_txn_indexes<I: StorageIo>(
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |_, h, bytes| {
                 if h.base_offset.0 >= next {
@@ -779,4 +822,72 @@ async fn load_txn_indexes<I: StorageIo>(
         }
     }
     Ok(())
+}
+
+/// Completes the swaps of a cleaning pass that reached its commit mark
+/// (see [`crate::clean`]): for each `<base>.log.swap` of a segment the
+/// checkpoint lists as sealed (any segment, without a checkpoint), the old
+/// indexes go and the swap file replaces the `.log`. Returns the new
+/// sizes by base. Other swap files are deleted.
+async fn finish_swaps<I: StorageIo>(
+    io: &I,
+    dir: &Path,
+    names: &[String],
+    checkpoint: Option<&Checkpoint>,
+) -> Result<std::collections::HashMap<i64, u64>> {
+    let mut sizes = std::collections::HashMap::new();
+    for name in names {
+        let Some(base) = name
+            .strip_suffix(SWAP_SUFFIX)
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(parse_stem)
+        else {
+            continue;
+        };
+        let swap = dir.join(name);
+        let ours = checkpoint.is_none_or(|cp| cp.sealed.iter().any(|s| s.base_offset == base));
+        if !ours {
+            tracing::warn!(path = %swap.display(), "swap file of a segment the log no longer holds; removing it");
+            let _ = io.remove_file(&swap).await;
+            continue;
+        }
+        let stem = segment_file_stem(Offset(base));
+        for ext in ["index", "timeindex"] {
+            let path = dir.join(format!("{stem}.{ext}"));
+            io.remove_file(&path)
+                .await
+                .map_err(|e| StorageError::io("remove old index", &path, e))?;
+        }
+        let log = dir.join(format!("{stem}.log"));
+        io.rename(&swap, &log)
+            .await
+            .map_err(|e| StorageError::io("complete cleaned segment swap", &swap, e))?;
+        let size = io
+            .open(&log, false)
+            .await
+            .map_err(|e| StorageError::io("open segment", &log, e))?
+            .size()
+            .await
+            .map_err(|e| StorageError::io("stat segment", &log, e))?;
+        tracing::info!(path = %log.display(), size, "completed a cleaned segment's swap");
+        sizes.insert(base, size);
+    }
+    Ok(sizes)
+}
+
+/// The cleaner's state; a missing or damaged file starts it afresh (the
+/// next pass cleans from the log start, tombstones wait a full horizon).
+async fn load_cleaner_checkpoint<I: StorageIo>(io: &I, dir: &Path) -> CleanerCheckpoint {
+    let path = dir.join(CLEANER_CHECKPOINT_FILE);
+    match io.read_small_file(&path).await {
+        Ok(Some(bytes)) => CleanerCheckpoint::decode(&bytes).unwrap_or_else(|| {
+            tracing::warn!(path = %path.display(), "cleaner checkpoint unreadable; cleaning starts over");
+            CleanerCheckpoint::default()
+        }),
+        Ok(None) => CleanerCheckpoint::default(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cleaner checkpoint unreadable; cleaning starts over");
+            CleanerCheckpoint::default()
+        }
+    }
 }

@@ -51,16 +51,21 @@ impl<I: StorageIo> PartitionLog<I> {
     pub(crate) fn retention_job(&mut self, now_ms: i64) -> Option<Job<I>> {
         let mut doomed = Vec::new();
         let mut remaining = self.size_bytes();
+        // A compact-only log keeps its segments: only the cleaner shrinks
+        // it (and a moved log start, which applies whatever the policy).
+        let deletes = self.config.cleanup_policy.deletes();
         for s in self.sealed.values() {
             let below_start = s.next <= self.log_start;
-            let expired = self
-                .config
-                .retention_ms
-                .is_some_and(|ms| s.max_timestamp_ms < now_ms - ms);
-            let oversize = self
-                .config
-                .retention_bytes
-                .is_some_and(|max| remaining - s.size_bytes >= max);
+            let expired = deletes
+                && self
+                    .config
+                    .retention_ms
+                    .is_some_and(|ms| s.max_timestamp_ms < now_ms - ms);
+            let oversize = deletes
+                && self
+                    .config
+                    .retention_bytes
+                    .is_some_and(|max| remaining - s.size_bytes >= max);
             if !(below_start || expired || oversize) {
                 break;
             }

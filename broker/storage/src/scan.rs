@@ -36,6 +36,10 @@ pub(crate) struct ScanCheck {
     pub validate: bool,
     /// Require each batch to start at the offset where the previous one ended.
     pub expect_offset: Option<Offset>,
+    /// With `expect_offset`, accept a batch that starts past the expected
+    /// offset (never before it): a sealed segment the cleaner rewrote has
+    /// gaps where whole batches were dropped.
+    pub gaps_allowed: bool,
 }
 
 /// Visits the batches in `[from, end)` of `file`. The visitor gets each
@@ -110,7 +114,9 @@ pub(crate) async fn scan<F: DirectFile>(
             }
         }
         if let Some(want) = expect {
-            if header.base_offset != want {
+            let fits =
+                header.base_offset == want || (check.gaps_allowed && header.base_offset > want);
+            if !fits {
                 return Ok(ScanEnd::Invalid {
                     position: pos,
                     reason: format!(

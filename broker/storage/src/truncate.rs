@@ -97,6 +97,7 @@ impl<I: StorageIo> PartitionLog<I> {
             ScanCheck {
                 validate: false,
                 expect_offset: None,
+                gaps_allowed: false,
             },
             |pos, h, _| {
                 if h.next_offset() > offset {
@@ -242,6 +243,7 @@ impl<I: StorageIo> PartitionLog<I> {
                 ScanCheck {
                     validate: false,
                     expect_offset: None,
+                    gaps_allowed: false,
                 },
                 |_, h, bytes| {
                     if h.base_offset >= end {

@@ -28,6 +28,7 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
 /// A topic config's type, the broker setting that supplies its default
@@ -37,7 +38,27 @@ fn topic_key_info(key: &str) -> (i8, Option<&'static str>, &'static str) {
         "cleanup.policy" => (
             TYPE_LIST,
             Some("log.cleanup.policy"),
-            "The retention policy of the topic's log segments. Only \"delete\" is supported.",
+            "What removes old data: \"delete\" (retention by time and size), \"compact\" (the log cleaner keeps the latest record of each key), or both.",
+        ),
+        "delete.retention.ms" => (
+            TYPE_LONG,
+            Some("log.cleaner.delete.retention.ms"),
+            "How long a tombstone stays in a compacted log after the cleaner first passed it.",
+        ),
+        "max.compaction.lag.ms" => (
+            TYPE_LONG,
+            Some("log.cleaner.max.compaction.lag.ms"),
+            "The longest a record may stay uncompacted, whatever the dirty ratio.",
+        ),
+        "min.cleanable.dirty.ratio" => (
+            TYPE_DOUBLE,
+            Some("log.cleaner.min.cleanable.ratio"),
+            "The share of a compacted log not yet cleaned at which the cleaner cleans it.",
+        ),
+        "min.compaction.lag.ms" => (
+            TYPE_LONG,
+            Some("log.cleaner.min.compaction.lag.ms"),
+            "The shortest time a record stays uncompacted after it was written.",
         ),
         "compression.type" => (
             TYPE_STRING,
@@ -145,9 +166,67 @@ fn broker_entries(c: &ServerConfig) -> Vec<BrokerEntry> {
             "The address the broker listens on.",
         ),
         e(
+            "log.cleaner.backoff.ms",
+            c.log_cleaner.backoff_ms.to_string(),
+            d.log_cleaner.backoff_ms.to_string(),
+            TYPE_LONG,
+            "How long a shard's cleaner sleeps when no compacted partition needed a pass.",
+        ),
+        e(
+            "log.cleaner.dedupe.buffer.size",
+            c.log_cleaner.offset_map_bytes_per_shard.to_string(),
+            d.log_cleaner.offset_map_bytes_per_shard.to_string(),
+            TYPE_LONG,
+            "Corelog: per shard. The memory of a cleaning pass's key map.",
+        ),
+        e(
+            "log.cleaner.delete.retention.ms",
+            t.delete_retention_ms.to_string(),
+            dt.delete_retention_ms.to_string(),
+            TYPE_LONG,
+            "The default delete.retention.ms of topics.",
+        ),
+        e(
+            "log.cleaner.enable",
+            c.log_cleaner.enable.to_string(),
+            d.log_cleaner.enable.to_string(),
+            TYPE_BOOLEAN,
+            "Whether compacted topics are cleaned.",
+        ),
+        e(
+            "log.cleaner.io.max.bytes.per.second",
+            c.log_cleaner
+                .io_max_bytes_per_second
+                .map_or(f64::MAX.to_string(), |b| b.to_string()),
+            f64::MAX.to_string(),
+            TYPE_DOUBLE,
+            "Corelog: per shard. The bytes a cleaner reads and writes per second at most.",
+        ),
+        e(
+            "log.cleaner.max.compaction.lag.ms",
+            t.max_compaction_lag_ms.to_string(),
+            dt.max_compaction_lag_ms.to_string(),
+            TYPE_LONG,
+            "The default max.compaction.lag.ms of topics.",
+        ),
+        e(
+            "log.cleaner.min.cleanable.ratio",
+            t.min_cleanable_dirty_ratio.to_string(),
+            dt.min_cleanable_dirty_ratio.to_string(),
+            TYPE_DOUBLE,
+            "The default min.cleanable.dirty.ratio of topics.",
+        ),
+        e(
+            "log.cleaner.min.compaction.lag.ms",
+            t.min_compaction_lag_ms.to_string(),
+            dt.min_compaction_lag_ms.to_string(),
+            TYPE_LONG,
+            "The default min.compaction.lag.ms of topics.",
+        ),
+        e(
             "log.cleanup.policy",
-            "delete".into(),
-            "delete".into(),
+            t.cleanup_policy.clone(),
+            dt.cleanup_policy.clone(),
             TYPE_LIST,
             "The default cleanup policy of topics.",
         ),
@@ -164,6 +243,13 @@ fn broker_entries(c: &ServerConfig) -> Vec<BrokerEntry> {
             dt.retention_bytes.to_string(),
             TYPE_LONG,
             "The default retention.bytes of topics.",
+        ),
+        e(
+            "log.retention.check.interval.ms",
+            c.log_retention_check_interval_ms.to_string(),
+            d.log_retention_check_interval_ms.to_string(),
+            TYPE_LONG,
+            "How often each shard lets its partitions delete segments that retention made deletable.",
         ),
         e(
             "log.retention.ms",

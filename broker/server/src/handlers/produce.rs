@@ -42,11 +42,14 @@ use crate::partition::{Acks, NotAcknowledged};
 use crate::shard::Shard;
 use crate::ShardId;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Outcome {
     error_code: i16,
     base_offset: i64,
     log_start_offset: i64,
+    /// What the client is told beside the code, where the code alone does
+    /// not say what to fix.
+    message: Option<String>,
 }
 
 impl Outcome {
@@ -55,6 +58,19 @@ impl Outcome {
             error_code: code,
             base_offset: -1,
             log_start_offset: -1,
+            message: None,
+        }
+    }
+
+    /// A refusal by the log, with the log's reason where the client can
+    /// act on it (a keyless record for a compacted topic).
+    fn refused(e: &StorageError) -> Outcome {
+        let message = matches!(e, StorageError::KeylessRecordInCompactedLog { .. }).then(|| {
+            format!("{e}: every record of a topic with cleanup.policy compact needs a key")
+        });
+        Outcome {
+            message,
+            ..Outcome::error(ServerError::code_of_storage(e))
         }
     }
 }
@@ -186,7 +202,7 @@ pub async fn handle(
             .with_base_offset(outcome.base_offset)
             .with_log_append_time_ms(-1)
             .with_log_start_offset(outcome.log_start_offset)
-            .with_error_message(message.map(StrBytes::from_string));
+            .with_error_message(message.or(outcome.message).map(StrBytes::from_string));
         if header.api_version >= 10 && outcome.error_code == error_code::NOT_LEADER_OR_FOLLOWER {
             let leader = md
                 .topics
@@ -387,7 +403,7 @@ async fn append_all(
             }
             Err(e) => {
                 tracing::debug!(topic = %batch.topic, index = batch.index, error = %e, "produce refused");
-                outcomes.push(Outcome::error(ServerError::code_of_storage(&e)));
+                outcomes.push(Outcome::refused(&e));
             }
         }
     }
@@ -402,6 +418,7 @@ async fn append_all(
                 error_code: error_code::NONE,
                 base_offset: a.base_offset.0,
                 log_start_offset: p.log_start_offset().0,
+                message: None,
             },
             Some(Err(NotAcknowledged::Discarded)) => {
                 Outcome::error(error_code::KAFKA_STORAGE_ERROR)

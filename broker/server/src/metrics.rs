@@ -1,0 +1,437 @@
+//! Metrics in Prometheus' text exposition format (version 0.0.4), gathered
+//! when scraped.
+//!
+//! Every value here is read at scrape time from state the broker keeps
+//! anyway (partition offsets and sizes, connection counts, the batch
+//! cache, the request budget) and from the process' `/proc` files: a
+//! scrape costs the data path nothing between scrapes. Shard 0 asks each
+//! shard for a [`ShardSample`] over the mesh, one job per shard, and
+//! renders them; a shard that does not answer (stopping) is left out.
+//!
+//! Names follow Prometheus' conventions: base units (`_bytes`,
+//! `_seconds`), `_total` for counters, the `process_*` names every
+//! Prometheus client library uses.
+//!
+//! Lives on: the shard that serves the admin listener (shard 0) renders;
+//! each sample is taken on its own shard.
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use crate::shard::Shard;
+use crate::ShardId;
+
+/// One partition's numbers, as its owning shard sees them.
+#[derive(Debug, Clone)]
+pub struct PartitionSample {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    /// For a compacted log: its dirty ratio and last cleaned offset.
+    pub cleaner: Option<(f64, i64)>,
+}
+
+/// What one shard reports; sent from its thread to shard 0.
+#[derive(Debug, Clone)]
+pub struct ShardSample {
+    pub shard: u32,
+    pub connections: usize,
+    pub partitions: Vec<PartitionSample>,
+    pub batch_cache_bytes: usize,
+    pub batch_cache_bytes_max: usize,
+    pub request_bytes_in_flight: u64,
+    pub request_bytes_in_flight_max: u64,
+}
+
+/// Takes this shard's sample. Synchronous: nothing here waits.
+pub fn sample(shard: &Shard) -> ShardSample {
+    let mut partitions: Vec<PartitionSample> = shard
+        .partitions()
+        .keys()
+        .into_iter()
+        .filter_map(|key| {
+            let p = shard.partition(&key.topic, key.partition)?;
+            Some(PartitionSample {
+                log_start_offset: p.log_start_offset().0,
+                log_end_offset: p.log_end_offset().0,
+                high_watermark: p.high_watermark().0,
+                size_bytes: p.size_bytes(),
+                cleaner: p
+                    .cleaner_state()
+                    .map(|c| (c.dirty_ratio, c.last_cleaned_offset.0)),
+                topic: key.topic,
+                partition: key.partition,
+            })
+        })
+        .collect();
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let (batch_cache_bytes, batch_cache_bytes_max) = {
+        let cache = shard.cache().borrow();
+        (cache.bytes_used(), cache.bytes_max())
+    };
+    let budget_max = shard.config().request_bytes_in_flight_per_shard_max as u64;
+    let available = shard.request_bytes_budget().available();
+    ShardSample {
+        shard: shard.id().0,
+        connections: shard.connections(),
+        partitions,
+        batch_cache_bytes,
+        batch_cache_bytes_max,
+        request_bytes_in_flight: budget_max.saturating_sub(available),
+        request_bytes_in_flight_max: budget_max,
+    }
+}
+
+/// Asks every shard for its sample, in shard order.
+pub async fn gather(shard: &Rc<Shard>) -> Vec<ShardSample> {
+    let mut samples = Vec::with_capacity(shard.shard_count());
+    for id in 0..shard.shard_count() {
+        let answer = shard
+            .call(ShardId(id as u32), |s| async move { sample(&s) })
+            .await;
+        if let Ok(s) = answer {
+            samples.push(s);
+        }
+    }
+    samples
+}
+
+/// The process' own numbers, from `/proc/self` (Linux).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSample {
+    pub cpu_seconds: f64,
+    pub resident_memory_bytes: u64,
+    pub virtual_memory_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+    pub start_time_seconds: f64,
+    pub threads: u64,
+}
+
+/// Reads the process' numbers. It reads files (blocking calls): run it on
+/// the blocking pool, not on an executor.
+pub fn process_sample() -> ProcessSample {
+    let mut p = ProcessSample::default();
+    // SAFETY: sysconf has no preconditions; it only reads system values.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let (ticks, page) = (ticks.max(1) as f64, page.max(1) as u64);
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // The command name (field 2) is in parentheses and may hold
+        // spaces: the numbered fields start after its closing one.
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // Fields 3.. of proc(5), so field n is f[n - 3].
+            let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+            if let (Some(utime), Some(stime)) = (num(14), num(15)) {
+                p.cpu_seconds = (utime + stime) as f64 / ticks;
+            }
+            p.threads = num(20).unwrap_or(0);
+            p.virtual_memory_bytes = num(23).unwrap_or(0);
+            p.resident_memory_bytes = num(24).unwrap_or(0) * page;
+            if let (Some(start_ticks), Some(boot)) = (num(22), boot_time_seconds()) {
+                p.start_time_seconds = boot + start_ticks as f64 / ticks;
+            }
+        }
+    }
+    p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        p.max_fds = limit.rlim_cur;
+    }
+    p
+}
+
+fn boot_time_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
+/// A label value as the exposition format writes it: backslash, double
+/// quote and line feed escaped.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes one metric family: its HELP and TYPE lines, then its samples
+/// (label text without braces, value).
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// Renders the samples as one exposition.
+pub fn render(shards: &[ShardSample], process: &ProcessSample, ready: bool) -> String {
+    let mut out = String::new();
+    let per_shard = |f: &dyn Fn(&ShardSample) -> String| -> Vec<(String, String)> {
+        shards
+            .iter()
+            .map(|s| (format!("shard=\"{}\"", s.shard), f(s)))
+            .collect()
+    };
+    family(
+        &mut out,
+        "corelog_ready",
+        "gauge",
+        "1 when every shard serves (the broker wrote its ready line), else 0.",
+        [(String::new(), u8::from(ready))],
+    );
+    family(
+        &mut out,
+        "corelog_shards",
+        "gauge",
+        "Shards (cores) the broker runs.",
+        [(String::new(), shards.len())],
+    );
+    family(
+        &mut out,
+        "corelog_connections",
+        "gauge",
+        "Client connections open on the shard.",
+        per_shard(&|s| s.connections.to_string()),
+    );
+    family(
+        &mut out,
+        "corelog_shard_partitions",
+        "gauge",
+        "Partition logs the shard owns.",
+        per_shard(&|s| s.partitions.len().to_string()),
+    );
+    family(
+        &mut out,
+        "corelog_batch_cache_bytes",
+        "gauge",
+        "Bytes of batches in the shard's batch cache.",
+        per_shard(&|s| s.batch_cache_bytes.to_string()),
+    );
+    family(
+        &mut out,
+        "corelog_batch_cache_bytes_max",
+        "gauge",
+        "The bound of the shard's batch cache (batch_cache_bytes_per_shard).",
+        per_shard(&|s| s.batch_cache_bytes_max.to_string()),
+    );
+    family(
+        &mut out,
+        "corelog_request_bytes_in_flight",
+        "gauge",
+        "Bytes of requests the shard has read and not yet answered.",
+        per_shard(&|s| s.request_bytes_in_flight.to_string()),
+    );
+    family(
+        &mut out,
+        "corelog_request_bytes_in_flight_max",
+        "gauge",
+        "The bound of request bytes in flight per shard (request_bytes_in_flight_per_shard_max).",
+        per_shard(&|s| s.request_bytes_in_flight_max.to_string()),
+    );
+    let partitions = || {
+        shards.iter().flat_map(|s| {
+            s.partitions.iter().map(move |p| {
+                (
+                    format!(
+                        "topic=\"{}\",partition=\"{}\",shard=\"{}\"",
+                        label(&p.topic),
+                        p.partition,
+                        s.shard
+                    ),
+                    p,
+                )
+            })
+        })
+    };
+    let partition_family =
+        |out: &mut String, name: &str, help: &str, f: &dyn Fn(&PartitionSample) -> String| {
+            family(
+                out,
+                name,
+                "gauge",
+                help,
+                partitions().map(|(labels, p)| (labels, f(p))),
+            );
+        };
+    partition_family(
+        &mut out,
+        "corelog_partition_log_start_offset",
+        "The partition's first offset (its low watermark).",
+        &|p| p.log_start_offset.to_string(),
+    );
+    partition_family(
+        &mut out,
+        "corelog_partition_log_end_offset",
+        "The offset the partition's next record gets.",
+        &|p| p.log_end_offset.to_string(),
+    );
+    partition_family(
+        &mut out,
+        "corelog_partition_high_watermark",
+        "The offset below which records are committed and readable.",
+        &|p| p.high_watermark.to_string(),
+    );
+    partition_family(
+        &mut out,
+        "corelog_partition_size_bytes",
+        "Bytes of the partition's segments on disk.",
+        &|p| p.size_bytes.to_string(),
+    );
+    let compacted = || partitions().filter_map(|(labels, p)| Some((labels, p.cleaner?)));
+    family(
+        &mut out,
+        "corelog_partition_cleaner_dirty_ratio",
+        "gauge",
+        "Compacted partitions: the share of the cleanable bytes not cleaned yet (compared with min.cleanable.dirty.ratio).",
+        compacted().map(|(labels, (ratio, _))| (labels, format!("{ratio:.4}"))),
+    );
+    family(
+        &mut out,
+        "corelog_partition_cleaner_last_cleaned_offset",
+        "gauge",
+        "Compacted partitions: every offset below it was cleaned at least once.",
+        compacted().map(|(labels, (_, offset))| (labels, offset.to_string())),
+    );
+    let one = |v: String| [(String::new(), v)];
+    family(
+        &mut out,
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time the broker process spent, in seconds.",
+        one(format!("{:.2}", process.cpu_seconds)),
+    );
+    family(
+        &mut out,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        one(process.resident_memory_bytes.to_string()),
+    );
+    family(
+        &mut out,
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        one(process.virtual_memory_bytes.to_string()),
+    );
+    family(
+        &mut out,
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors.",
+        one(process.open_fds.to_string()),
+    );
+    family(
+        &mut out,
+        "process_max_fds",
+        "gauge",
+        "The process' limit of open file descriptors.",
+        one(process.max_fds.to_string()),
+    );
+    family(
+        &mut out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+        one(format!("{:.2}", process.start_time_seconds)),
+    );
+    family(
+        &mut out,
+        "process_threads",
+        "gauge",
+        "Threads of the process.",
+        one(process.threads.to_string()),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_as_the_exposition_format_asks() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label("orders.v1-x_y"), "orders.v1-x_y");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_before_its_samples() {
+        let shard = ShardSample {
+            shard: 0,
+            connections: 2,
+            partitions: vec![PartitionSample {
+                topic: "t".into(),
+                partition: 3,
+                log_start_offset: 1,
+                log_end_offset: 10,
+                high_watermark: 9,
+                size_bytes: 4096,
+                cleaner: Some((0.25, 7)),
+            }],
+            batch_cache_bytes: 5,
+            batch_cache_bytes_max: 6,
+            request_bytes_in_flight: 0,
+            request_bytes_in_flight_max: 7,
+        };
+        let text = render(&[shard], &ProcessSample::default(), true);
+        assert!(text.contains(
+            "corelog_partition_log_end_offset{topic=\"t\",partition=\"3\",shard=\"0\"} 10\n"
+        ));
+        assert!(text.contains("corelog_connections{shard=\"0\"} 2\n"));
+        assert!(text.contains(
+            "corelog_partition_cleaner_last_cleaned_offset{topic=\"t\",partition=\"3\",shard=\"0\"} 7\n"
+        ));
+        assert!(text.contains("corelog_ready 1\n"));
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(typed.contains(name), "{name} has no TYPE line before it");
+            }
+        }
+    }
+
+    #[test]
+    fn the_process_sample_reads_this_process() {
+        let p = process_sample();
+        assert!(p.resident_memory_bytes > 0);
+        assert!(p.open_fds > 0 && p.max_fds >= p.open_fds);
+        assert!(p.threads >= 1);
+        assert!(p.start_time_seconds > 1.0e9, "{}", p.start_time_seconds);
+    }
+}

@@ -1,0 +1,133 @@
+"""The admin HTTP listener (--admin-listen): Prometheus metrics and probes.
+
+Read the way Prometheus and an orchestrator read them: /metrics parsed by
+the Prometheus client library's text-format parser, /health and /ready by
+plain HTTP GETs. The numbers must match what Kafka clients see.
+"""
+import http.client
+import socket
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import BrokerError, create_topic, free_port, produce_all
+
+
+def _get(port, path, method="GET"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.getheader("Content-Type"), r.read().decode()
+    finally:
+        conn.close()
+
+
+def _metrics(port):
+    status, ctype, body = _get(port, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def _one(samples, name, **labels):
+    found = [v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == v2
+                                                                      for k, v2 in labels.items())]
+    assert len(found) == 1, "%s%r: %r" % (name, labels, found)
+    return found[0]
+
+
+@pytest.fixture
+def admin_broker(broker_factory):
+    port = free_port()
+    b = broker_factory(["--admin-listen", "127.0.0.1:%d" % port, "--cores", "2"])
+    b.admin_port = port
+    return b
+
+
+def test_probes_answer_health_and_readiness(admin_broker):
+    assert _get(admin_broker.admin_port, "/health")[0] == 200
+    assert _get(admin_broker.admin_port, "/ready")[0:1] == (200,)
+    status, _, body = _get(admin_broker.admin_port, "/ready", method="HEAD")
+    assert status == 200 and body == ""
+    assert _get(admin_broker.admin_port, "/nope")[0] == 404
+    assert _get(admin_broker.admin_port, "/metrics", method="POST")[0] == 405
+
+
+def test_partition_offsets_and_sizes_match_what_clients_see(admin_broker):
+    b = admin_broker
+    topic = create_topic(b.bootstrap, partitions=4)
+    counts = {0: 10, 1: 0, 2: 25, 3: 7}
+    produce_all(b.bootstrap, topic, [{"value": b"x" * 100, "partition": p}
+                                     for p, n in counts.items() for _ in range(n)], acks="all")
+    samples = _metrics(b.admin_port)
+    for p, n in counts.items():
+        assert _one(samples, "corelog_partition_log_end_offset", topic=topic, partition=str(p)) == n
+        assert _one(samples, "corelog_partition_high_watermark", topic=topic, partition=str(p)) == n
+        assert _one(samples, "corelog_partition_log_start_offset", topic=topic, partition=str(p)) == 0
+        size = _one(samples, "corelog_partition_size_bytes", topic=topic, partition=str(p))
+        assert (size > n * 100) if n else (size == 0), (p, size)
+    # The four partitions are spread over the two shards.
+    shards = {dict(ls)["shard"] for (n, ls) in samples
+              if n == "corelog_partition_log_end_offset" and dict(ls)["topic"] == topic}
+    assert shards == {"0", "1"}
+    assert _one(samples, "corelog_shards") == 2
+    assert _one(samples, "corelog_ready") == 1
+    assert samples[("process_cpu_seconds_total", ())] > 0
+    assert samples[("process_resident_memory_bytes", ())] > 1 << 20
+    assert 0 < samples[("process_open_fds", ())] <= samples[("process_max_fds", ())]
+    assert _one(samples, "corelog_batch_cache_bytes_max", shard="0") > 0
+
+
+def test_connections_are_counted_per_shard(admin_broker):
+    b = admin_broker
+    socks = [socket.create_connection(("127.0.0.1", b.port)) for _ in range(6)]
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            samples = _metrics(b.admin_port)
+            total = sum(v for (n, _), v in samples.items() if n == "corelog_connections")
+            if total >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert total >= 6, samples
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_bad_admin_requests_are_refused_and_the_broker_goes_on(admin_broker):
+    b = admin_broker
+    # A head larger than the bound: 431, connection closed.
+    s = socket.create_connection(("127.0.0.1", b.admin_port), timeout=10)
+    try:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n")
+        reply = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 431 "), reply[:80]
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the broker may close before it has read everything sent
+    finally:
+        s.close()
+    # Garbage: closed or 400, never a crash.
+    s = socket.create_connection(("127.0.0.1", b.admin_port), timeout=10)
+    s.sendall(b"\x16\x03\x01\x00\xff\r\n\r\n")
+    s.recv(4096)
+    s.close()
+    assert _get(b.admin_port, "/health")[0] == 200
+    assert b.alive()
+
+
+def test_an_admin_port_in_use_stops_the_start_with_its_reason(admin_broker, broker_factory):
+    with pytest.raises(BrokerError) as ei:
+        broker_factory(["--admin-listen", "127.0.0.1:%d" % admin_broker.admin_port])
+    assert "admin_listen on 127.0.0.1:%d" % admin_broker.admin_port in str(ei.value), ei.value
+    assert admin_broker.alive()

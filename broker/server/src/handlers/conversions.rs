@@ -3,7 +3,10 @@
 //! converted to message sets ("down"). Only old clients cause them, and
 //! each costs a decode and an encode of every record, so an operator
 //! should see how many there are: each shard logs its counts at info on
-//! its first conversion and then every [`CONVERSIONS_LOGGED_EVERY`].
+//! its first conversion and then every [`CONVERSIONS_LOGGED_EVERY`], and
+//! the metrics show them (`corelog_message_format_conversions_total` and
+//! `corelog_message_format_conversion_bytes_total`, per shard and
+//! direction; `crate::metrics`).
 
 use std::cell::Cell;
 

@@ -6,8 +6,9 @@
 #     with /usr/bin/python3), python3-venv, and Go with Debian's Sarama 1.22
 #     (golang-go, golang-github-shopify-sarama-dev), and confluent-kafka-go
 #     0.11.6 (golang-github-confluentinc-confluent-kafka-go-dev, with
-#     librdkafka-dev): the Go clients of tests/clients/go/, built offline in
-#     GOPATH mode
+#     librdkafka-dev), and kafka-go 0.2.1 (golang-github-segmentio-kafka-go-dev,
+#     message format v1): the Go clients of tests/clients/go/, built offline
+#     in GOPATH mode
 #   - <repo>/.venv made with the machine's python3, holding
 #     tests/clients/requirements.txt (PyPI confluent-kafka, kafka-python 3,
 #     aiokafka, pytest, codecs)
@@ -25,7 +26,7 @@ log() { echo "install-client-deps: $*"; }
 
 # ---------------------------------------------------------------- Debian ---
 debs=(kcat python3-confluent-kafka python3-venv golang-go golang-github-shopify-sarama-dev
-      golang-github-confluentinc-confluent-kafka-go-dev)
+      golang-github-confluentinc-confluent-kafka-go-dev golang-github-segmentio-kafka-go-dev)
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

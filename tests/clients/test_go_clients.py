@@ -17,6 +17,12 @@ topic's partitions 2 + 2, read every record once and commit it all.
 Before issue 21 the
 group's commits closed the connection (OffsetCommit v1) and ListTopics
 failed with EOF.
+
+kafka-go 0.2.1 (golang-github-segmentio-kafka-go-dev), `tests/clients/go/kafkago_check`,
+writes message format v1 in Produce v2 and reads with Fetch v2, which the
+broker converts (issue 21): every codec it has, a partition reader, and a
+consumer group whose next member resumes at the commit. Before, it could not
+write at all.
 """
 import os
 import shutil
@@ -24,13 +30,14 @@ import subprocess
 
 import pytest
 
-from conftest import HERE, unique_topic
+from conftest import HERE, create_topic, unique_topic
 
 GOPATH_DEBIAN = "/usr/share/gocode"
 SARAMA_SRC = GOPATH_DEBIAN + "/src/github.com/Shopify/sarama"
 
 
 CKGO_SRC = GOPATH_DEBIAN + "/src/github.com/confluentinc/confluent-kafka-go"
+KAFKA_GO_SRC = GOPATH_DEBIAN + "/src/github.com/segmentio/kafka-go"
 
 
 def go_build(tmp_path_factory, name):
@@ -59,6 +66,13 @@ def ckgo_check(tmp_path_factory):
     assert os.path.isdir(CKGO_SRC), \
         "no confluent-kafka-go: ci/install-client-deps.sh installs golang-github-confluentinc-confluent-kafka-go-dev"
     return go_build(tmp_path_factory, "ckgo_check")
+
+
+@pytest.fixture(scope="module")
+def kafkago_check(tmp_path_factory):
+    assert os.path.isdir(KAFKA_GO_SRC), \
+        "no kafka-go: ci/install-client-deps.sh installs golang-github-segmentio-kafka-go-dev"
+    return go_build(tmp_path_factory, "kafkago_check")
 
 
 @pytest.mark.timeout(300)
@@ -106,3 +120,20 @@ def test_confluent_kafka_go_0_11_produces_idempotently_and_a_group_reads_and_com
                  "ok commits add up to 60"):
         assert step in out, (step, out)
     assert "unsupported api version" not in broker.stderr_tail(500)
+
+
+@pytest.mark.timeout(240)
+def test_kafka_go_0_2_writes_and_reads_message_format_v1_in_every_codec(broker, kafkago_check):
+    topic, group = create_topic(broker.bootstrap), unique_topic("kafkago-g")
+    r = subprocess.run([str(kafkago_check), broker.bootstrap, topic, group], capture_output=True, text=True,
+                       timeout=200)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out + "\n--- broker ---\n" + broker.stderr_tail(30)
+    for step in ("ok wrote 25 messages with codec none", "ok wrote 25 messages with codec gzip",
+                 "ok wrote 25 messages with codec snappy", "ok wrote 25 messages with codec lz4",
+                 "ok read 100 messages back in order with keys, values and times",
+                 "ok group read 100 messages and committed", "ok a new member resumed at the committed offset 100"):
+        assert step in out, (step, out)
+    assert "unsupported api version" not in broker.stderr_tail(500)
+    # The broker counted the conversions.
+    assert "message-format conversions on this shard" in broker.stderr_tail(500)

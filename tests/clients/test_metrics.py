@@ -131,3 +131,40 @@ def test_an_admin_port_in_use_stops_the_start_with_its_reason(admin_broker, brok
         broker_factory(["--admin-listen", "127.0.0.1:%d" % admin_broker.admin_port])
     assert "admin_listen on 127.0.0.1:%d" % admin_broker.admin_port in str(ei.value), ei.value
     assert admin_broker.alive()
+
+
+def _conversions(samples, direction):
+    return sum(v for (n, ls), v in samples.items()
+               if n == "corelog_message_format_conversions_total" and dict(ls)["direction"] == direction)
+
+
+def test_message_format_conversions_are_counted_for_old_clients_only(admin_broker):
+    """Produce v0-2 and Fetch v0-3 convert message formats (issue 21): the
+    shards count each conversion, and a current client's traffic adds none."""
+    pytest.importorskip("kafka")
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    b = admin_broker
+    topic = create_topic(b.bootstrap)
+    produce_all(b.bootstrap, topic, [{"value": b"current"}], acks="all")
+    before = _metrics(b.admin_port)
+    assert _conversions(before, "up") == 0 and _conversions(before, "down") == 0
+
+    p = KafkaProducer(bootstrap_servers=b.bootstrap, api_version=(0, 10, 0), acks="all")
+    p.send(topic, value=b"old").get(timeout=30)
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, api_version=(0, 10, 0), enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek(tp, 0)
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        for records in c.poll(timeout_ms=200).values():
+            got.extend(r.value for r in records)
+    c.close()
+    assert got == [b"current", b"old"]
+    after = _metrics(b.admin_port)
+    assert _conversions(after, "up") == 1
+    assert _conversions(after, "down") >= 1
+    assert sum(v for (n, ls), v in after.items()
+               if n == "corelog_message_format_conversion_bytes_total" and dict(ls)["direction"] == "up") > 0

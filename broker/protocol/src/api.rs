@@ -59,12 +59,12 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 /// whose semantics the broker implements first:
 /// - Metadata stops at 12; v13 adds a top-level error code for KIP-1102
 ///   rebootstrapping.
-/// - Produce starts at 3, the first version that carries only magic v2 record
-///   batches, and stops at 11; v12 implies KIP-890 transaction semantics and
-///   v13 addresses topics by id.
-/// - Fetch starts at 4, the first version that returns record batches, and
-///   stops at 16; v13 onwards addresses topics by id, which the broker must
-///   resolve. The fetch response writer itself handles v4 to v18.
+/// - Produce stops at 11; v12 implies KIP-890 transaction semantics and v13
+///   addresses topics by id. v0-2 carry message formats v0/v1, converted to
+///   record batches on append (`corelog_storage::legacy`).
+/// - Fetch stops at 16; v13 onwards addresses topics by id, which the broker
+///   must resolve. The fetch response writer itself handles v4 to v18; v0-3
+///   are answered with records converted to message formats v0/v1.
 /// - ListOffsets stops at 7: v7 adds the max-timestamp query (-3); v8 adds
 ///   tiered-storage queries (-4, -5), which have no meaning without tiered
 ///   storage, and v9 and v10 add KIP-1005 and KIP-1075 semantics.
@@ -79,8 +79,8 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 /// (KIP-896) that old clients still send are served through kafka-protocol
 /// 0.15.1 and converted to the current types ([`crate::legacy`], whose
 /// `LEGACY_APIS` lists them): OffsetCommit v0-1, OffsetFetch v0,
-/// DescribeConfigs v0, CreateTopics v0-1, DeleteTopics v0, ListOffsets v0 and
-/// DescribeLogDirs v0. The compile-time checks accept a minimum below 0.18's
+/// DescribeConfigs v0, CreateTopics v0-1, DeleteTopics v0, ListOffsets v0,
+/// DescribeLogDirs v0, Produce v0-2 and Fetch v0-3. The compile-time checks accept a minimum below 0.18's
 /// only where `LEGACY_APIS` reaches it.
 ///
 /// Raising a maximum is a one-line change here as long as the vendored request
@@ -106,8 +106,8 @@ macro_rules! for_each_api {
         $callback! {
             ApiVersions(api_versions): ApiVersionsRequest => ApiVersionsResponse, 0..=4;
             Metadata(metadata): MetadataRequest => MetadataResponse, 0..=12;
-            Produce(produce): ProduceRequest => ProduceResponse, 3..=11;
-            Fetch(fetch): FetchRequest => FetchResponse, 4..=16;
+            Produce(produce): ProduceRequest => ProduceResponse, 0..=11;
+            Fetch(fetch): FetchRequest => FetchResponse, 0..=16;
             ListOffsets(list_offsets): ListOffsetsRequest => ListOffsetsResponse, 0..=7;
             OffsetForLeaderEpoch(offset_for_leader_epoch): OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse, 2..=4;
             CreateTopics(create_topics): CreateTopicsRequest => CreateTopicsResponse, 0..=7;
@@ -218,8 +218,8 @@ mod tests {
     #[test]
     fn lookup() {
         let fetch = find_api_support(SUPPORTED_APIS, ApiKey::Fetch).unwrap();
-        assert!(fetch.contains(4) && fetch.contains(16));
-        assert!(!fetch.contains(3) && !fetch.contains(17));
+        assert!(fetch.contains(0) && fetch.contains(16));
+        assert!(!fetch.contains(17));
         let join = find_api_support(SUPPORTED_APIS, ApiKey::JoinGroup).unwrap();
         assert!(join.contains(0) && join.contains(9) && !join.contains(10));
         let txn = find_api_support(SUPPORTED_APIS, ApiKey::TxnOffsetCommit).unwrap();

@@ -56,6 +56,17 @@
 //!   one offset.
 //! - DescribeLogDirs v0 is v1 on the wire (v1 changed only when the
 //!   throttle applies).
+//! - Produce v0-2 carry message sets of format v0 or v1 (magic 0 or 1),
+//!   not record batches; the records move over as they are (a slice of
+//!   the frame, not a copy) and the handler converts them
+//!   (`corelog_storage::legacy`). v1 adds the throttle time to the answer,
+//!   v2 the log append time. There is no transactional id before v3.
+//! - Fetch v0-3 are answered with message sets (magic 0 for v0-1, magic 1
+//!   for v2-3), which the handler converts the records to; the response
+//!   carries only partition index, error code, high watermark and records
+//!   (v1 adds the throttle time). Only v3 has a response `max_bytes`; the
+//!   request converts with `isolation_level` 0 (read_uncommitted, what
+//!   these versions read) and no leader epochs.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{self as current, ApiKey};
@@ -156,6 +167,8 @@ legacy_apis! {
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse, 0..=0;
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse, 0..=0;
     DescribeLogDirs: DescribeLogDirsRequest => DescribeLogDirsResponse, 0..=0;
+    Produce: ProduceRequest => ProduceResponse, 0..=2;
+    Fetch: FetchRequest => FetchResponse, 0..=3;
 }
 
 /// The lowest version the broker can decode and encode for `api_key`:
@@ -909,6 +922,234 @@ impl LegacyForm for current::DescribeLogDirsResponse {
         old::DescribeLogDirsResponse::default()
             .with_throttle_time_ms(self.throttle_time_ms)
             .with_results(results)
+    }
+}
+
+impl LegacyForm for current::ProduceRequest {
+    type Legacy = old::ProduceRequest;
+
+    fn from_legacy(r: old::ProduceRequest) -> Self {
+        use current::produce_request::{PartitionProduceData as P, TopicProduceData as T};
+        let topic_data = r
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                T::default().with_name(topic(&t.name)).with_partition_data(
+                    t.partition_data
+                        .into_iter()
+                        .map(|p| P::default().with_index(p.index).with_records(p.records))
+                        .collect(),
+                )
+            })
+            .collect();
+        current::ProduceRequest::default()
+            .with_acks(r.acks)
+            .with_timeout_ms(r.timeout_ms)
+            .with_topic_data(topic_data)
+    }
+
+    fn to_legacy(&self) -> old::ProduceRequest {
+        use old::produce_request::{PartitionProduceData as P, TopicProduceData as T};
+        let topic_data = self
+            .topic_data
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic_old(&t.name))
+                    .with_partition_data(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                P::default()
+                                    .with_index(p.index)
+                                    .with_records(p.records.clone())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::ProduceRequest::default()
+            .with_acks(self.acks)
+            .with_timeout_ms(self.timeout_ms)
+            .with_topic_data(topic_data)
+    }
+}
+
+impl LegacyForm for current::ProduceResponse {
+    type Legacy = old::ProduceResponse;
+
+    fn from_legacy(r: old::ProduceResponse) -> Self {
+        use current::produce_response::{PartitionProduceResponse as P, TopicProduceResponse as T};
+        let responses = r
+            .responses
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic(&t.name))
+                    .with_partition_responses(
+                        t.partition_responses
+                            .iter()
+                            .map(|p| {
+                                P::default()
+                                    .with_index(p.index)
+                                    .with_error_code(p.error_code)
+                                    .with_base_offset(p.base_offset)
+                                    .with_log_append_time_ms(p.log_append_time_ms)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        current::ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(r.throttle_time_ms)
+    }
+
+    fn to_legacy(&self) -> old::ProduceResponse {
+        use old::produce_response::{PartitionProduceResponse as P, TopicProduceResponse as T};
+        let responses = self
+            .responses
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_name(topic_old(&t.name))
+                    .with_partition_responses(
+                        t.partition_responses
+                            .iter()
+                            .map(|p| {
+                                P::default()
+                                    .with_index(p.index)
+                                    .with_error_code(p.error_code)
+                                    .with_base_offset(p.base_offset)
+                                    .with_log_append_time_ms(p.log_append_time_ms)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(self.throttle_time_ms)
+    }
+}
+
+impl LegacyForm for current::FetchRequest {
+    type Legacy = old::FetchRequest;
+
+    fn from_legacy(r: old::FetchRequest) -> Self {
+        use current::fetch_request::{FetchPartition as P, FetchTopic as T};
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                T::default().with_topic(topic(&t.topic)).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition(p.partition)
+                                .with_fetch_offset(p.fetch_offset)
+                                .with_partition_max_bytes(p.partition_max_bytes)
+                                .with_current_leader_epoch(-1)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::FetchRequest::default()
+            .with_replica_id(current::BrokerId(r.replica_id.0))
+            .with_max_wait_ms(r.max_wait_ms)
+            .with_min_bytes(r.min_bytes)
+            .with_max_bytes(r.max_bytes)
+            .with_isolation_level(0)
+            .with_topics(topics)
+    }
+
+    fn to_legacy(&self) -> old::FetchRequest {
+        use old::fetch_request::{FetchPartition as P, FetchTopic as T};
+        let topics = self
+            .topics
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_topic(topic_old(&t.topic))
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                P::default()
+                                    .with_partition(p.partition)
+                                    .with_fetch_offset(p.fetch_offset)
+                                    .with_partition_max_bytes(p.partition_max_bytes)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::FetchRequest::default()
+            .with_replica_id(old::BrokerId(self.replica_id.0))
+            .with_max_wait_ms(self.max_wait_ms)
+            .with_min_bytes(self.min_bytes)
+            .with_max_bytes(self.max_bytes)
+            .with_topics(topics)
+    }
+}
+
+impl LegacyForm for current::FetchResponse {
+    type Legacy = old::FetchResponse;
+
+    fn from_legacy(r: old::FetchResponse) -> Self {
+        use current::fetch_response::{FetchableTopicResponse as T, PartitionData as P};
+        let responses = r
+            .responses
+            .into_iter()
+            .map(|t| {
+                T::default().with_topic(topic(&t.topic)).with_partitions(
+                    t.partitions
+                        .into_iter()
+                        .map(|p| {
+                            P::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(p.error_code)
+                                .with_high_watermark(p.high_watermark)
+                                .with_records(p.records)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        current::FetchResponse::default()
+            .with_throttle_time_ms(r.throttle_time_ms)
+            .with_responses(responses)
+    }
+
+    fn to_legacy(&self) -> old::FetchResponse {
+        use old::fetch_response::{FetchableTopicResponse as T, PartitionData as P};
+        let responses = self
+            .responses
+            .iter()
+            .map(|t| {
+                T::default()
+                    .with_topic(topic_old(&t.topic))
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                P::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(p.error_code)
+                                    .with_high_watermark(p.high_watermark)
+                                    .with_records(p.records.clone())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        old::FetchResponse::default()
+            .with_throttle_time_ms(self.throttle_time_ms)
+            .with_responses(responses)
     }
 }
 

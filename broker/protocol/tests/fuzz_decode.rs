@@ -204,7 +204,9 @@ fn generated_request(api_key: ApiKey, version: i16, k: &Knobs) -> Request {
         }
         Request::Fetch(r) => {
             r.max_wait_ms = k.i32(0);
-            r.max_bytes = k.i32(1);
+            if version >= 3 {
+                r.max_bytes = k.i32(1);
+            }
             resize(&mut r.topics, n, |i, t| {
                 if version <= 12 {
                     t.topic = TopicName(k.name(i));

@@ -70,7 +70,7 @@ fn unsupported_api_versions_version_gets_kip_511_answer() {
 
 #[test]
 fn other_unsupported_versions_close_the_connection() {
-    let wire = frame_request(&client_header(ApiKey::Fetch, 3, 1), &[]);
+    let wire = frame_request(&client_header(ApiKey::Fetch, 17, 1), &[]);
     let (header, body) = decode_request_header(Bytes::from(wire).slice(4..)).unwrap();
     let err = decode_request(&header, body).unwrap_err();
     assert!(matches!(err, ProtocolError::UnsupportedVersion { .. }));

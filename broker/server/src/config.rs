@@ -9,6 +9,11 @@ use serde::Deserialize;
 
 use crate::error::ServerError;
 
+/// 64 MiB, the default of `legacy_conversion_bytes_max`: as much as a
+/// compressed batch may decompress to (`batch_decompressed_bytes_max`), so
+/// that any message set a current client's batch could match converts.
+pub const LEGACY_CONVERSION_BYTES_MAX_DEFAULT: usize = 64 << 20;
+
 /// Settings of the broker process. Field names are the TOML keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,6 +206,15 @@ pub struct ServerConfig {
     /// kilobytes of crafted input cannot claim gigabytes. A larger batch is
     /// answered MESSAGE_TOO_LARGE, on which the Java producer splits it.
     pub batch_decompressed_bytes_max: usize,
+    /// The most bytes one message-format conversion may produce (issue 21):
+    /// a Produce v0-2 message set converted to a record batch, or one
+    /// partition's records converted to a message set for a Fetch v0-3.
+    /// The conversion holds its output (and, for a compressed input, the
+    /// decompressed bytes, within `batch_decompressed_bytes_max`) in memory
+    /// while it runs, so this bounds the memory an old client's request
+    /// can take. A produce past it is answered MESSAGE_TOO_LARGE; a fetch
+    /// stops converting there (the first message always goes out).
+    pub legacy_conversion_bytes_max: usize,
     /// Consumer-group settings (Kafka's `group.*` and `offsets.*`).
     pub groups: GroupSettings,
     /// Transaction settings (Kafka's `transaction.*`).
@@ -316,6 +330,7 @@ impl Default for ServerConfig {
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,
             batch_decompressed_bytes_max: RecordLimits::default().decompressed_bytes_max,
+            legacy_conversion_bytes_max: LEGACY_CONVERSION_BYTES_MAX_DEFAULT,
             groups: GroupSettings::default(),
             transactions: TxnSettings::default(),
             log_cleaner: CleanerSettings::default(),
@@ -736,6 +751,9 @@ impl ServerConfig {
                 "fetch_bytes_max: must be between 1024 and {}",
                 i32::MAX
             ));
+        }
+        if self.legacy_conversion_bytes_max < 1024 {
+            return Err("legacy_conversion_bytes_max: must be at least 1024".into());
         }
         if self.fetch_response_bytes_per_connection_max < 1024 {
             return Err("fetch_response_bytes_per_connection_max: must be at least 1024".into());

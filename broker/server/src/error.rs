@@ -115,7 +115,10 @@ impl ServerError {
 fn storage_code(e: &StorageError) -> i16 {
     match e {
         // The Java producer splits a batch it is told is too large.
-        StorageError::Batch(BatchError::DecompressedTooLarge { .. }) => ec::MESSAGE_TOO_LARGE,
+        StorageError::Batch(
+            BatchError::DecompressedTooLarge { .. } | BatchError::ConversionTooLarge { .. },
+        ) => ec::MESSAGE_TOO_LARGE,
+        StorageError::Batch(BatchError::UnsupportedCodec(_)) => ec::UNSUPPORTED_COMPRESSION_TYPE,
         StorageError::Batch(b) if b.is_corruption() => ec::CORRUPT_MESSAGE,
         StorageError::Batch(_) => ec::INVALID_RECORD,
         // Kafka's log validator: "Compacted topic cannot accept message

@@ -44,6 +44,8 @@ pub struct ShardSample {
     pub batch_cache_bytes_max: usize,
     pub request_bytes_in_flight: u64,
     pub request_bytes_in_flight_max: u64,
+    /// Message-format conversions the shard did for old clients (issue 21).
+    pub conversions: crate::handlers::conversions::Counts,
 }
 
 /// Takes this shard's sample. Synchronous: nothing here waits.
@@ -82,6 +84,8 @@ pub fn sample(shard: &Shard) -> ShardSample {
         batch_cache_bytes_max,
         request_bytes_in_flight: budget_max.saturating_sub(available),
         request_bytes_in_flight_max: budget_max,
+        // Taken on the shard's own thread, whose counts they are.
+        conversions: crate::handlers::conversions::counts(),
     }
 }
 
@@ -260,6 +264,32 @@ pub fn render(shards: &[ShardSample], process: &ProcessSample, ready: bool) -> S
         "The bound of request bytes in flight per shard (request_bytes_in_flight_per_shard_max).",
         per_shard(&|s| s.request_bytes_in_flight_max.to_string()),
     );
+    let conversions = |f: &dyn Fn(&crate::handlers::conversions::Counts) -> (u64, u64)| {
+        shards
+            .iter()
+            .flat_map(|s| {
+                let (up, down) = f(&s.conversions);
+                [
+                    (format!("shard=\"{}\",direction=\"up\"", s.shard), up),
+                    (format!("shard=\"{}\",direction=\"down\"", s.shard), down),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut out,
+        "corelog_message_format_conversions_total",
+        "counter",
+        "Message-format conversions for old clients: up, a Produce v0-2 message set to a record batch; down, a partition's records to a message set for a Fetch v0-3.",
+        conversions(&|c| (c.up, c.down)),
+    );
+    family(
+        &mut out,
+        "corelog_message_format_conversion_bytes_total",
+        "counter",
+        "Input bytes of those conversions (message sets up, record batches down).",
+        conversions(&|c| (c.up_bytes, c.down_bytes)),
+    );
     let partitions = || {
         shards.iter().flat_map(|s| {
             s.partitions.iter().map(move |p| {
@@ -405,8 +435,20 @@ mod tests {
             batch_cache_bytes_max: 6,
             request_bytes_in_flight: 0,
             request_bytes_in_flight_max: 7,
+            conversions: crate::handlers::conversions::Counts {
+                up: 3,
+                up_bytes: 300,
+                down: 4,
+                down_bytes: 400,
+            },
         };
         let text = render(&[shard], &ProcessSample::default(), true);
+        assert!(text.contains(
+            "corelog_message_format_conversions_total{shard=\"0\",direction=\"up\"} 3\n"
+        ));
+        assert!(text.contains(
+            "corelog_message_format_conversion_bytes_total{shard=\"0\",direction=\"down\"} 400\n"
+        ));
         assert!(text.contains(
             "corelog_partition_log_end_offset{topic=\"t\",partition=\"3\",shard=\"0\"} 10\n"
         ));

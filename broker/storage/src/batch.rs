@@ -69,6 +69,15 @@ pub enum BatchError {
     /// (`batch_decompressed_bytes_max`). MESSAGE_TOO_LARGE.
     #[error("batch decompresses to more than {limit_bytes} bytes (batch_decompressed_bytes_max)")]
     DecompressedTooLarge { limit_bytes: usize },
+    /// A message set of an old format (magic 0 or 1) converts to more than
+    /// `legacy_conversion_bytes_max` (see [`crate::legacy`]).
+    /// MESSAGE_TOO_LARGE.
+    #[error("message set converts to more than {limit_bytes} bytes (legacy_conversion_bytes_max)")]
+    ConversionTooLarge { limit_bytes: usize },
+    /// A codec the message's format may not carry (zstd in magic 0 or 1).
+    /// UNSUPPORTED_COMPRESSION_TYPE.
+    #[error("unsupported compression: {0}")]
+    UnsupportedCodec(&'static str),
 }
 
 impl BatchError {
@@ -80,6 +89,8 @@ impl BatchError {
             BatchError::Invalid(_)
                 | BatchError::Record { .. }
                 | BatchError::DecompressedTooLarge { .. }
+                | BatchError::ConversionTooLarge { .. }
+                | BatchError::UnsupportedCodec(_)
         )
     }
 }

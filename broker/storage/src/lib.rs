@@ -29,6 +29,7 @@ pub mod index;
 pub mod io;
 mod job;
 mod lanes;
+pub mod legacy;
 pub mod log;
 pub mod producer;
 pub mod quorum_log;

@@ -34,8 +34,8 @@ use uuid::Uuid;
 pub const CODEC_APIS: &[ApiSupport] = &[
     support(ApiKey::ApiVersions, 0, 4),
     support(ApiKey::Metadata, 0, 12),
-    support(ApiKey::Produce, 3, 11),
-    support(ApiKey::Fetch, 4, 17),
+    support(ApiKey::Produce, 0, 11),
+    support(ApiKey::Fetch, 0, 17),
     support(ApiKey::ListOffsets, 0, 10),
     support(ApiKey::OffsetForLeaderEpoch, 2, 4),
     support(ApiKey::CreateTopics, 0, 7),
@@ -452,7 +452,7 @@ pub fn build_produce(v: i16) -> ProduceRequest {
         t
     };
     let mut r = ProduceRequest::default()
-        .with_transactional_id(Some(TransactionalId(s("txn"))))
+        .with_transactional_id((v >= 3).then(|| TransactionalId(s("txn"))))
         .with_acks(-1)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![
@@ -499,9 +499,13 @@ fn build_fetch(v: i16) -> FetchRequest {
     let mut r = FetchRequest::default()
         .with_max_wait_ms(500)
         .with_min_bytes(1)
-        .with_max_bytes(50 << 20)
-        .with_isolation_level(1)
         .with_topics(vec![t]);
+    if v >= 3 {
+        r = r.with_max_bytes(50 << 20);
+    }
+    if v >= 4 {
+        r = r.with_isolation_level(1);
+    }
     if v <= 14 {
         r = r.with_replica_id(BrokerId(-1));
     }
@@ -587,6 +591,8 @@ fn encode_legacy_request(
             Request::DeleteTopics(r) => r.to_legacy().encode(buf, version),
             Request::ListOffsets(r) => r.to_legacy().encode(buf, version),
             Request::DescribeLogDirs(r) => r.to_legacy().encode(buf, version),
+            Request::Produce(r) => r.to_legacy().encode(buf, version),
+            Request::Fetch(r) => r.to_legacy().encode(buf, version),
             other => panic!("no legacy encoder for {other:?}"),
         }
         .map_err(|e| e.to_string()),
@@ -631,6 +637,8 @@ pub fn decode_legacy_response(api_key: ApiKey, version: i16, buf: &mut Bytes) ->
         ApiKey::DeleteTopics => Response::DeleteTopics(decode!(DeleteTopicsResponse)),
         ApiKey::ListOffsets => Response::ListOffsets(decode!(ListOffsetsResponse)),
         ApiKey::DescribeLogDirs => Response::DescribeLogDirs(decode!(DescribeLogDirsResponse)),
+        ApiKey::Produce => Response::Produce(decode!(ProduceResponse)),
+        ApiKey::Fetch => Response::Fetch(decode!(FetchResponse)),
         other => panic!("no legacy decoder for {other:?}"),
     })
 }

@@ -107,7 +107,10 @@ pub async fn handle(
     } else {
         request.replica_id.0
     };
-    let replica = (replica_id >= 0).then_some(NodeId(replica_id));
+    // Followers fetch with current versions; a Fetch v0-3 (an old
+    // consumer's, answered in an old message format) is never a replica's.
+    let replica = (replica_id >= 0 && header.api_version >= FETCH_BATCHES_VERSION_MIN)
+        .then_some(NodeId(replica_id));
     // read_committed reads stop at the last stable offset, read_uncommitted
     // ones at the high watermark (the facade knows both).
     let isolation = if replica.is_some() {
@@ -235,6 +238,11 @@ pub async fn handle(
         drop(results);
         wait_for_data(shard, &topics, &seen, deadline).await;
     };
+    if header.api_version < FETCH_BATCHES_VERSION_MIN {
+        // Old consumers get message sets, converted here; only they pay
+        // for it, and the zero-copy writer below stays as it is.
+        return legacy_answer(cx, &topics, results, kept, max_bytes, permit);
+    }
     let mut writer = FetchResponseWriter::new(
         header.api_version,
         header.correlation_id,
@@ -325,6 +333,109 @@ pub async fn handle(
     })?;
     Ok(Handled::Reply(Reply::Segments(
         frame.into_segments(),
+        permit,
+    )))
+}
+
+/// The first Fetch version whose answer carries record batches (magic 2);
+/// v0-3 are answered with message sets (magic 0 for v0-1, 1 for v2-3).
+const FETCH_BATCHES_VERSION_MIN: i16 = 4;
+
+/// Answers a Fetch v0-3 (issue 21): each partition's records, read and
+/// trimmed as for every version, converted to a message set of the magic
+/// the version reads (`corelog_storage::legacy::down_convert`), and the
+/// response encoded through the legacy codec. Each partition's message set
+/// stops at the bytes its batches took (so the response stays within what
+/// `max_bytes` and `partition_max_bytes` allowed) and at
+/// `legacy_conversion_bytes_max`, in whole messages, with at least its
+/// first message. Transaction markers are left out; these versions read
+/// uncommitted, aborted records included, as Kafka serves them.
+fn legacy_answer(
+    cx: &RequestContext<'_>,
+    topics: &[(String, TopicId, Vec<Wanted>)],
+    results: Vec<Vec<PartitionData>>,
+    kept: Vec<usize>,
+    max_bytes: usize,
+    permit: glommio::sync::StaticPermit,
+) -> Result<Handled<FetchResponse>, Close> {
+    use corelog_protocol::kafka_protocol::messages::fetch_response::{
+        FetchableTopicResponse, PartitionData as Partition,
+    };
+    use corelog_protocol::kafka_protocol::messages::TopicName;
+    use corelog_protocol::kafka_protocol::protocol::StrBytes;
+    use corelog_storage::legacy;
+
+    let RequestContext { shard, header, .. } = *cx;
+    let magic = if header.api_version <= 1 {
+        legacy::MAGIC_V0
+    } else {
+        legacy::MAGIC_V1
+    };
+    let md = shard.metadata();
+    let conversion_bytes_max = shard.config().legacy_conversion_bytes_max;
+    let mut kept = kept.into_iter();
+    let mut left = max_bytes;
+    let mut responses = Vec::with_capacity(topics.len());
+    for ((name, _, parts), datas) in topics.iter().zip(results) {
+        let limits = md.settings(shard.config(), name).log.record_limits;
+        let mut partitions = Vec::with_capacity(parts.len());
+        for (w, data) in parts.iter().zip(datas) {
+            let keep = kept.next().unwrap_or(0);
+            let mut set = Vec::new();
+            if keep > 0 {
+                let chunks = prefix(data.chunks, keep);
+                let batches: std::borrow::Cow<'_, [u8]> = match chunks.as_slice() {
+                    [one] => std::borrow::Cow::Borrowed(&one[..]),
+                    many => std::borrow::Cow::Owned(many.concat()),
+                };
+                // Only the first partition with data may pass the limits,
+                // by its first message (`down_convert` always converts one).
+                let cap = w.max_bytes.min(left).min(conversion_bytes_max);
+                if cap > 0 || left == max_bytes {
+                    if let Err(e) =
+                        legacy::down_convert(&batches, magic, w.offset, &limits, cap, &mut set)
+                    {
+                        // Stored batches passed the produce check, so only
+                        // damage does this; the consumer gets what converted
+                        // before it.
+                        tracing::warn!(topic = %name, partition = w.partition, error = %e, "converting records for an old consumer failed");
+                    }
+                    if set.len() > cap && left < max_bytes {
+                        // A later partition's first message did not fit.
+                        set.clear();
+                    }
+                    left = left.saturating_sub(set.len());
+                    super::conversions::count(super::conversions::Direction::Down, keep);
+                }
+            }
+            partitions.push(
+                Partition::default()
+                    .with_partition_index(w.partition)
+                    .with_error_code(data.error_code)
+                    .with_high_watermark(data.high_watermark)
+                    .with_records(Some(Bytes::from(set))),
+            );
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_string(name.clone())))
+                .with_partitions(partitions),
+        );
+    }
+    let response = FetchResponse::default().with_responses(responses);
+    let bytes = corelog_protocol::encode_response(
+        header.api_key,
+        header.api_version,
+        header.correlation_id,
+        &corelog_protocol::Response::Fetch(response),
+    )
+    .map_err(|e| Close {
+        reason: format!("encoding response: {e}"),
+        final_bytes: None,
+        logged: false,
+    })?;
+    Ok(Handled::Reply(Reply::Segments(
+        vec![bytes.freeze()],
         permit,
     )))
 }

@@ -45,6 +45,7 @@ pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 mod controller_outcomes;
+pub mod conversions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;

@@ -30,7 +30,8 @@ use corelog_protocol::kafka_protocol::messages::produce_response::{
 };
 use corelog_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use corelog_protocol::kafka_protocol::protocol::StrBytes;
-use corelog_storage::batch::Compression;
+use corelog_storage::batch::{BatchError, Compression};
+use corelog_storage::legacy;
 use corelog_storage::{RecordLimits, StorageError, ValidBatch};
 use futures_lite::FutureExt;
 
@@ -144,6 +145,7 @@ pub async fn handle(
                                 records,
                                 header.api_version,
                                 &settings.log.record_limits,
+                                shard.config().legacy_conversion_bytes_max,
                                 transactional_id.is_some(),
                             ) {
                                 Ok(batch) => {
@@ -264,16 +266,36 @@ struct Batch {
 /// them: exactly one well-formed batch whose every record decodes
 /// ([`ValidBatch::new`]), and nothing a client may not produce. Answers the
 /// checked batch, or the error code and a message for the client.
+///
+/// Produce v0-2 carry message sets of format v0 or v1 instead (issue 21):
+/// those are converted to one batch first (`corelog_storage::legacy`,
+/// within `conversion_bytes_max`), which is then checked like any other.
+/// A v2 batch in those versions is taken as it is, as Kafka does.
 fn check_batch(
     records: &Bytes,
     version: i16,
     limits: &RecordLimits,
+    conversion_bytes_max: usize,
     has_transactional_id: bool,
 ) -> Result<ValidBatch, (i16, String)> {
-    let batch = ValidBatch::new(records.clone(), limits).map_err(|e| {
+    let refused = |e: BatchError| {
         let code = ServerError::code_of_storage(&StorageError::Batch(e.clone()));
         (code, e.to_string())
-    })?;
+    };
+    let records = if version < 3 && is_message_set(records) {
+        let converted = legacy::up_convert(
+            records,
+            corelog_runtime::now_ms(),
+            limits,
+            conversion_bytes_max,
+        )
+        .map_err(refused)?;
+        super::conversions::count(super::conversions::Direction::Up, records.len());
+        Bytes::from(converted)
+    } else {
+        records.clone()
+    };
+    let batch = ValidBatch::new(records, limits).map_err(refused)?;
     let h = batch.header();
     if h.is_control() {
         // Commit and abort markers are the transaction coordinator's to
@@ -301,6 +323,14 @@ fn check_batch(
         ));
     }
     Ok(batch)
+}
+
+/// Whether `records` hold a message set of format v0 or v1: their first
+/// message's magic byte is 0 or 1 where a batch has its magic 2.
+fn is_message_set(records: &[u8]) -> bool {
+    records
+        .get(legacy::MAGIC_OFFSET)
+        .is_some_and(|&magic| magic as i8 == legacy::MAGIC_V0 || magic as i8 == legacy::MAGIC_V1)
 }
 
 /// What a produce answer says for a failed verification, in codes every

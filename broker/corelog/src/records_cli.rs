@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
@@ -38,17 +38,10 @@ use kafka_protocol::records::{
 use serde_json::json;
 
 use corelog_client::partitioner::partition_for_key;
-use corelog_client::{Connection, Options};
+use corelog_client::Connection;
 
 use crate::group_cli::DEFAULT_BOOTSTRAP;
-use crate::topic_cli::{check, code_name};
-
-const CONNECTION: Options = Options {
-    client_id: "corelog-cli",
-    connect_timeout: Duration::from_millis(5_000),
-    request_timeout: Duration::from_millis(30_000),
-    api_versions_handshake: true,
-};
+use crate::topic_cli::{check, code_name, CONNECTION};
 
 const METADATA_VERSION: i16 = 12;
 const PRODUCE_VERSION: i16 = 9;

@@ -38,7 +38,10 @@ use corelog_client::{Connection, Options};
 
 use crate::group_cli::DEFAULT_BOOTSTRAP;
 
-const CONNECTION: Options = Options {
+/// The connections of the topic, produce and consume commands: named as
+/// the CLI in broker logs, and with room for a broker that takes its time
+/// to create or delete many partitions.
+pub const CONNECTION: Options = Options {
     client_id: "corelog-cli",
     connect_timeout: Duration::from_millis(5_000),
     request_timeout: Duration::from_millis(30_000),

@@ -3,7 +3,8 @@
 # Debian, as root. Safe to re-run: it installs only what is missing.
 #
 #   - Debian packages: kcat, python3-confluent-kafka (librdkafka 2.0.2, used
-#     with /usr/bin/python3), python3-venv, and Go with Debian's Sarama 1.22
+#     with /usr/bin/python3), python3-venv, prometheus (promtool and the
+#     server tests/clients/test_metrics.py scrapes the broker with), and Go with Debian's Sarama 1.22
 #     (golang-go, golang-github-shopify-sarama-dev), and confluent-kafka-go
 #     0.11.6 (golang-github-confluentinc-confluent-kafka-go-dev, with
 #     librdkafka-dev), and kafka-go 0.2.1 (golang-github-segmentio-kafka-go-dev,
@@ -25,7 +26,7 @@ repo="$(pwd)"
 log() { echo "install-client-deps: $*"; }
 
 # ---------------------------------------------------------------- Debian ---
-debs=(kcat python3-confluent-kafka python3-venv golang-go golang-github-shopify-sarama-dev
+debs=(kcat python3-confluent-kafka python3-venv prometheus golang-go golang-github-shopify-sarama-dev
       golang-github-confluentinc-confluent-kafka-go-dev golang-github-segmentio-kafka-go-dev)
 missing=()
 for p in "${debs[@]}"; do

@@ -11,7 +11,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BrokerError, create_topic, free_port, produce_all
+from conftest import BrokerError, admin, consume_range, create_topic, free_port, produce_all
 
 
 def _get(port, path, method="GET"):
@@ -168,3 +168,128 @@ def test_message_format_conversions_are_counted_for_old_clients_only(admin_broke
     assert _conversions(after, "down") >= 1
     assert sum(v for (n, ls), v in after.items()
                if n == "corelog_message_format_conversion_bytes_total" and dict(ls)["direction"] == "up") > 0
+
+
+def _sum(samples, name, **labels):
+    return sum(v for (n, ls), v in samples.items()
+               if n == name and all(dict(ls).get(k) == v2 for k, v2 in labels.items()))
+
+
+def test_requests_traffic_syncs_and_group_lag_follow_what_clients_did(admin_broker):
+    """Per-api request counts, errors and durations; bytes and records in and
+    out per partition; durable writes; a group's committed offsets and lag:
+    each checked against what the test's clients did."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+    b = admin_broker
+    topic = create_topic(b.bootstrap, partitions=2)
+    produce_all(b.bootstrap, topic, [{"value": b"v" * 100, "partition": p}
+                                     for p, n in ((0, 30), (1, 20)) for _ in range(n)], acks="all")
+    # Read everything back: bytes out.
+    out = consume_range(b.bootstrap, topic, [0, 1], 50)
+    assert len(out) == 50
+    # An error the broker answers with a code: the topic exists.
+    fs = admin(b.bootstrap).create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                                          request_timeout=15)
+    with pytest.raises(Exception) as ei:
+        fs[topic].result(timeout=15)
+    assert "TOPIC_ALREADY_EXISTS" in str(ei.value), ei.value
+    # A group commits offsets 10 and 5 without consuming.
+    group = "lag-" + topic
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 10), TopicPartition(topic, 1, 5)], asynchronous=False)
+    finally:
+        c.close()
+
+    samples = _metrics(b.admin_port)
+    # Records and bytes in, per partition, summed over the shards.
+    assert _one(samples, "corelog_partition_records_in_total", topic=topic, partition="0") == 30
+    assert _one(samples, "corelog_partition_records_in_total", topic=topic, partition="1") == 20
+    assert _one(samples, "corelog_partition_bytes_in_total", topic=topic, partition="0") > 30 * 100
+    bytes_out = _sum(samples, "corelog_partition_bytes_out_total", topic=topic)
+    assert bytes_out > 50 * 100, bytes_out
+    # Requests: counted per shard and api; the histogram's count is the
+    # request count and its buckets never decrease.
+    produces = _sum(samples, "corelog_requests_total", api="Produce")
+    assert produces >= 1
+    assert _sum(samples, "corelog_request_duration_seconds_count", api="Produce") == produces
+    for shard in ("0", "1"):
+        buckets = sorted(((float(dict(ls)["le"]), v) for (n, ls), v in samples.items()
+                          if n == "corelog_request_duration_seconds_bucket"
+                          and dict(ls)["api"] == "Metadata" and dict(ls)["shard"] == shard),
+                         key=lambda x: x[0])
+        if buckets:
+            counts = [v for _, v in buckets]
+            assert counts == sorted(counts), buckets
+            assert buckets[-1][0] == float("inf")
+    assert _sum(samples, "corelog_request_errors_total", api="CreateTopics",
+                error="TOPIC_ALREADY_EXISTS") == 1
+    assert _sum(samples, "corelog_request_errors_total", api="Produce") == 0
+    # acks=all: the appends were made durable, in writes the shards timed.
+    assert _sum(samples, "corelog_log_sync_duration_seconds_count") >= 1
+    assert _sum(samples, "corelog_log_synced_bytes_total") > 50 * 100
+    assert _sum(samples, "corelog_batch_cache_hits_total") + _sum(samples, "corelog_batch_cache_misses_total") >= 1
+    # The group's lag: high watermark less committed offset.
+    assert _one(samples, "corelog_group_committed_offset", group=group, topic=topic, partition="0") == 10
+    assert _one(samples, "corelog_group_lag", group=group, topic=topic, partition="0") == 20
+    assert _one(samples, "corelog_group_lag", group=group, topic=topic, partition="1") == 15
+    # The benchmark's CPU per message, derived from the metrics alone.
+    records_in = _sum(samples, "corelog_partition_records_in_total")
+    assert records_in >= 50 and samples[("process_cpu_seconds_total", ())] / records_in > 0
+
+
+def test_promtool_accepts_the_exposition_and_prometheus_scrapes_it(admin_broker, tmp_path):
+    """Debian's promtool lints /metrics, and a real Prometheus server scrapes
+    the broker: a query returns the records the test produced."""
+    import json
+    import shutil
+    import subprocess
+    import urllib.parse
+    import urllib.request
+    from conftest import require_or_skip
+    require_or_skip(shutil.which("promtool") and shutil.which("prometheus"),
+                    "Prometheus (Debian package prometheus)")
+    b = admin_broker
+    topic = create_topic(b.bootstrap, partitions=3)
+    produce_all(b.bootstrap, topic, [{"value": b"p%d" % i, "partition": i % 3} for i in range(42)], acks="all")
+    _, _, body = _get(b.admin_port, "/metrics")
+    check = subprocess.run(["promtool", "check", "metrics"], input=body.encode(), capture_output=True,
+                           timeout=60)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                      "scrape_configs:\n  - job_name: corelog\n    static_configs:\n"
+                      "      - targets: ['127.0.0.1:%d']\n" % b.admin_port)
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(["prometheus", "--config.file=%s" % config,
+                             "--storage.tsdb.path=%s" % (tmp_path / "tsdb"),
+                             "--web.listen-address=127.0.0.1:%d" % port],
+                            stdout=log, stderr=subprocess.STDOUT)
+    query = 'sum(corelog_partition_records_in_total{topic="%s"})' % topic
+    url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, urllib.parse.quote(query))
+    value, answer = None, None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    answer = json.load(r)
+                result = answer["data"]["result"]
+                if result:
+                    value = float(result[0]["value"][1])
+                    if value == 42:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+        log.close()
+    assert value == 42, (answer, (tmp_path / "prometheus.log").read_text()[-2000:])

@@ -236,6 +236,21 @@ impl GroupCoordinator {
         self.groups.len()
     }
 
+    /// Every committed offset this coordinator holds, by group, topic and
+    /// partition, at most `limit` of them (what a metrics scrape reports
+    /// as lag; offsets of transactions not decided yet are not included).
+    pub fn committed_offsets(&self, limit: usize) -> Vec<(String, TopicPartition, i64)> {
+        self.offsets
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets
+                    .iter()
+                    .map(move |(tp, value)| (group.clone(), tp.clone(), value.offset))
+            })
+            .take(limit)
+            .collect()
+    }
+
     /// Tells the coordinator, before a step, whether its shard may hold
     /// another group. While it may not, JoinGroup, ConsumerGroupHeartbeat
     /// and OffsetCommit naming a group that does not exist are answered

@@ -59,6 +59,7 @@
 
 pub mod api;
 pub mod consumer_protocol;
+pub mod error_counts;
 pub mod errors;
 pub mod fetch_writer;
 pub mod frame;
@@ -78,6 +79,7 @@ extern crate self as corelog_protocol;
 mod test_requests;
 
 pub use api::{find_api_support, ApiSupport, API_VERSIONS_SUPPORT, SUPPORTED_APIS};
+pub use error_counts::{error_name, for_each_error_code};
 pub use errors::{error_code, ProtocolError, ResponseError};
 pub use fetch_writer::{
     AbortedTransaction, FetchNodeEndpoint, FetchPartitionHeader, FetchResponseFrame,

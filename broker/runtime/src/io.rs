@@ -109,6 +109,52 @@ impl GlommioFile {
         Ok(self.dsync.borrow_mut().get_or_insert(file).clone())
     }
 
+    /// [`DirectFile::write_and_sync`] without counting it in the sync
+    /// metrics.
+    async fn write_and_sync_unmeasured(
+        &self,
+        buf: GlommioBuffer,
+        pos: u64,
+        sync: bool,
+    ) -> io::Result<()> {
+        match buf {
+            GlommioBuffer::Heap(b) => self.write_blocking(b, pos, sync).await,
+            GlommioBuffer::Dma(buf) if sync => match self.dsync_file().await {
+                Ok(dsync) => write_all_dma(&dsync, buf, pos).await,
+                // Out of descriptors, say (each active segment needs a
+                // second one): the write still succeeds, the slower way.
+                Err(e) => {
+                    warn_no_dsync_descriptor(&self.path, &e);
+                    self.write_at(GlommioBuffer::Dma(buf), pos).await?;
+                    self.fdatasync_unmeasured().await
+                }
+            },
+            dma => self.write_at(dma, pos).await,
+        }
+    }
+
+    /// [`DirectFile::fdatasync`] without counting it in the sync metrics.
+    async fn fdatasync_unmeasured(&self) -> io::Result<()> {
+        // fdatasync cannot complete without blocking, so io_uring hands it to
+        // an io-wq worker; measured here, the shard's executor then spins
+        // until the worker, pinned to the same core, gets a scheduler tick
+        // (3.8 ms per durable append, against 0.35 ms). It runs on glommio's
+        // blocking pool instead, on a thread allowed on every core, and the
+        // executor parks until it is done.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        glommio::executor()
+            .spawn_blocking(move || {
+                unpin_current_thread();
+                // SAFETY: the descriptor stays open: `self` outlives this await.
+                if unsafe { libc::fdatasync(fd) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+            .await
+    }
+
     /// A large write (and its fdatasync) on the blocking pool, in one hop.
     async fn write_blocking(&self, buf: AlignedBuf, pos: u64, sync: bool) -> io::Result<()> {
         // An O_DIRECT write into new space needs block allocation or extent
@@ -131,6 +177,38 @@ impl GlommioFile {
         keep_write_buffer(buf);
         result
     }
+}
+
+/// A shard's durable writes and syncs: how long each took and the bytes
+/// the writes carried (a group commit's size is their mean).
+#[derive(Debug, Clone, Default)]
+pub struct SyncStats {
+    pub latency: crate::latency::LatencyHistogram,
+    pub bytes: u64,
+}
+
+thread_local! {
+    /// Each shard is one thread (the blocking pool's threads do the work
+    /// but the executor records it), so these are the shard's.
+    static SYNC_STATS: std::cell::RefCell<SyncStats> = std::cell::RefCell::new(SyncStats::default());
+}
+
+fn count_sync(elapsed: std::time::Duration, bytes: usize) {
+    SYNC_STATS.with(|s| {
+        let mut s = s.borrow_mut();
+        s.latency.record(elapsed);
+        s.bytes += bytes as u64;
+    });
+}
+
+/// This shard's durable writes (data written with O_DSYNC, or written then
+/// fdatasynced, in one call) and bare fdatasyncs so far: their durations
+/// and the bytes of the writes.
+pub fn sync_stats() -> (crate::latency::LatencySnapshot, u64) {
+    SYNC_STATS.with(|s| {
+        let s = s.borrow();
+        (s.latency.snapshot(), s.bytes)
+    })
 }
 
 /// One DMA write of the whole buffer; a short write is an error (O_DIRECT
@@ -260,20 +338,16 @@ impl DirectFile for GlommioFile {
     }
 
     async fn write_and_sync(&self, buf: GlommioBuffer, pos: u64, sync: bool) -> io::Result<()> {
-        match buf {
-            GlommioBuffer::Heap(b) => self.write_blocking(b, pos, sync).await,
-            GlommioBuffer::Dma(buf) if sync => match self.dsync_file().await {
-                Ok(dsync) => write_all_dma(&dsync, buf, pos).await,
-                // Out of descriptors, say (each active segment needs a
-                // second one): the write still succeeds, the slower way.
-                Err(e) => {
-                    warn_no_dsync_descriptor(&self.path, &e);
-                    self.write_at(GlommioBuffer::Dma(buf), pos).await?;
-                    self.fdatasync().await
-                }
-            },
-            dma => self.write_at(dma, pos).await,
+        if !sync {
+            return self.write_and_sync_unmeasured(buf, pos, false).await;
         }
+        let bytes = buf.as_ref().len();
+        let started = std::time::Instant::now();
+        let result = self.write_and_sync_unmeasured(buf, pos, true).await;
+        if result.is_ok() {
+            count_sync(started.elapsed(), bytes);
+        }
+        result
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
@@ -285,24 +359,12 @@ impl DirectFile for GlommioFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        // fdatasync cannot complete without blocking, so io_uring hands it to
-        // an io-wq worker; measured here, the shard's executor then spins
-        // until the worker, pinned to the same core, gets a scheduler tick
-        // (3.8 ms per durable append, against 0.35 ms). It runs on glommio's
-        // blocking pool instead, on a thread allowed on every core, and the
-        // executor parks until it is done.
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
-        glommio::executor()
-            .spawn_blocking(move || {
-                unpin_current_thread();
-                // SAFETY: the descriptor stays open: `self` outlives this await.
-                if unsafe { libc::fdatasync(fd) } == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            })
-            .await
+        let started = std::time::Instant::now();
+        let result = self.fdatasync_unmeasured().await;
+        if result.is_ok() {
+            count_sync(started.elapsed(), 0);
+        }
+        result
     }
 
     async fn preallocate(&self, len_bytes: u64) -> io::Result<()> {

@@ -3,6 +3,7 @@
 //! glommio DMA files and runs each partition log's jobs on its shard.
 
 pub mod io;
+pub mod latency;
 pub mod notify;
 pub mod partition;
 

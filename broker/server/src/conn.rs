@@ -600,6 +600,9 @@ async fn handle_frame(
     client_software: &RefCell<Option<Rc<str>>>,
     frame: Bytes,
 ) -> Result<Reply, Close> {
+    // The request's duration runs from here: its frame is complete and
+    // holds its share of the request budget.
+    let started = Instant::now();
     let raw = frame.clone();
     let (header, body) =
         decode_request_header(frame).map_err(|e| with_frame(protocol_close(e), &raw))?;
@@ -659,7 +662,9 @@ async fn handle_frame(
         client_host,
         fetch_budget,
     };
-    handlers::dispatch(&cx, request).await
+    let answer = handlers::dispatch(&cx, request).await;
+    crate::request_metrics::record(header.api_key as i16, started.elapsed(), answer.is_err());
+    answer
 }
 
 /// The client id that makes a debug build panic in its request's handler

@@ -23,8 +23,10 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod replica;
+pub mod request_metrics;
 pub mod server;
 pub mod shard;
+pub mod traffic;
 pub mod txn;
 
 pub use corelog_model::{

@@ -18,6 +18,8 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
+use corelog_runtime::latency::{LatencySnapshot, LATENCY_BUCKETS_SECONDS};
+
 use crate::shard::Shard;
 use crate::ShardId;
 
@@ -42,11 +44,33 @@ pub struct ShardSample {
     pub partitions: Vec<PartitionSample>,
     pub batch_cache_bytes: usize,
     pub batch_cache_bytes_max: usize,
+    /// Batch-cache lookups that found their batch, and those that went to
+    /// the disk.
+    pub batch_cache_hits: u64,
+    pub batch_cache_misses: u64,
+    /// The shard's durable writes and fdatasyncs: durations, and the bytes
+    /// of the writes.
+    pub syncs: LatencySnapshot,
+    pub synced_bytes: u64,
     pub request_bytes_in_flight: u64,
     pub request_bytes_in_flight_max: u64,
     /// Message-format conversions the shard did for old clients (issue 21).
     pub conversions: crate::handlers::conversions::Counts,
+    /// Requests its connections sent, per api.
+    pub requests: Vec<crate::request_metrics::ApiSample>,
+    /// Bytes and records in and out per partition, as counted on this
+    /// shard (summed over the shards when rendered).
+    pub traffic: Vec<(String, i32, crate::traffic::Counts)>,
+    /// The committed offsets of the groups this shard coordinates, at most
+    /// [`GROUP_LAG_SERIES_MAX`].
+    pub committed_offsets: Vec<(String, crate::TopicPartition, i64)>,
 }
+
+/// The most committed offsets (group and partition pairs) one shard
+/// reports per scrape: each is a lag series, and a broker with many groups
+/// over many partitions would otherwise make a scrape of unbounded size.
+/// Kafka tools show the rest (`corelog group describe`).
+pub const GROUP_LAG_SERIES_MAX: usize = 10_000;
 
 /// Takes this shard's sample. Synchronous: nothing here waits.
 pub fn sample(shard: &Shard) -> ShardSample {
@@ -70,10 +94,15 @@ pub fn sample(shard: &Shard) -> ShardSample {
         })
         .collect();
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let (batch_cache_bytes, batch_cache_bytes_max) = {
+    let (batch_cache_bytes, batch_cache_bytes_max, (batch_cache_hits, batch_cache_misses)) = {
         let cache = shard.cache().borrow();
-        (cache.bytes_used(), cache.bytes_max())
+        (
+            cache.bytes_used(),
+            cache.bytes_max(),
+            cache.hits_and_misses(),
+        )
     };
+    let (syncs, synced_bytes) = corelog_runtime::io::sync_stats();
     let budget_max = shard.config().request_bytes_in_flight_per_shard_max as u64;
     let available = shard.request_bytes_budget().available();
     ShardSample {
@@ -82,10 +111,17 @@ pub fn sample(shard: &Shard) -> ShardSample {
         partitions,
         batch_cache_bytes,
         batch_cache_bytes_max,
+        batch_cache_hits,
+        batch_cache_misses,
+        syncs,
+        synced_bytes,
         request_bytes_in_flight: budget_max.saturating_sub(available),
         request_bytes_in_flight_max: budget_max,
         // Taken on the shard's own thread, whose counts they are.
         conversions: crate::handlers::conversions::counts(),
+        requests: crate::request_metrics::snapshot(),
+        traffic: crate::traffic::snapshot(&shard.metadata()),
+        committed_offsets: shard.groups().committed_offsets(GROUP_LAG_SERIES_MAX),
     }
 }
 
@@ -252,6 +288,36 @@ pub fn render(shards: &[ShardSample], process: &ProcessSample, ready: bool) -> S
     );
     family(
         &mut out,
+        "corelog_batch_cache_hits_total",
+        "counter",
+        "Reads of flushed records the shard's batch cache answered.",
+        per_shard(&|s| s.batch_cache_hits.to_string()),
+    );
+    family(
+        &mut out,
+        "corelog_batch_cache_misses_total",
+        "counter",
+        "Reads of flushed records the batch cache did not hold, which went to the disk.",
+        per_shard(&|s| s.batch_cache_misses.to_string()),
+    );
+    let name = "corelog_log_sync_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Durable log writes (written with O_DSYNC, or written then fdatasynced, in one call) and fdatasyncs of the shard's logs: how long each took."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for s in shards {
+        histogram_samples(&mut out, name, &format!("shard=\"{}\"", s.shard), &s.syncs);
+    }
+    family(
+        &mut out,
+        "corelog_log_synced_bytes_total",
+        "counter",
+        "Bytes of the durable log writes; over corelog_log_sync_duration_seconds_count, the mean group-commit size.",
+        per_shard(&|s| s.synced_bytes.to_string()),
+    );
+    family(
+        &mut out,
         "corelog_request_bytes_in_flight",
         "gauge",
         "Bytes of requests the shard has read and not yet answered.",
@@ -354,6 +420,9 @@ pub fn render(shards: &[ShardSample], process: &ProcessSample, ready: bool) -> S
         "Compacted partitions: every offset below it was cleaned at least once.",
         compacted().map(|(labels, (_, offset))| (labels, offset.to_string())),
     );
+    render_requests(&mut out, shards);
+    render_traffic(&mut out, shards);
+    render_lag(&mut out, shards);
     let one = |v: String| [(String::new(), v)];
     family(
         &mut out,
@@ -407,6 +476,164 @@ pub fn render(shards: &[ShardSample], process: &ProcessSample, ready: bool) -> S
     out
 }
 
+/// An api's name as Kafka's request metrics label it (`Produce`), or its
+/// key for one this version does not know.
+fn api_name(api_key: i16) -> String {
+    use corelog_protocol::kafka_protocol::messages::ApiKey;
+    ApiKey::try_from(api_key).map_or_else(|_| api_key.to_string(), |k| format!("{k:?}"))
+}
+
+/// The request families: counts, closes, errors by code, and the duration
+/// histogram, per shard and api.
+fn render_requests(out: &mut String, shards: &[ShardSample]) {
+    let apis = || {
+        shards.iter().flat_map(|s| {
+            s.requests.iter().map(move |a| {
+                (
+                    format!("shard=\"{}\",api=\"{}\"", s.shard, api_name(a.api_key)),
+                    a,
+                )
+            })
+        })
+    };
+    family(
+        out,
+        "corelog_requests_total",
+        "counter",
+        "Requests answered (or whose connection was closed), per shard of the connection and api.",
+        apis().map(|(labels, a)| (labels, a.requests)),
+    );
+    family(
+        out,
+        "corelog_request_connection_closes_total",
+        "counter",
+        "Requests whose answer was to close the connection (a request the broker cannot answer).",
+        apis().map(|(labels, a)| (labels, a.closed)),
+    );
+    family(
+        out,
+        "corelog_request_errors_total",
+        "counter",
+        "Error codes in answers, at every level (a Produce answer with two failed partitions counts two), by Kafka's error name.",
+        apis().flat_map(|(labels, a)| {
+            a.errors.iter().map(move |(code, n)| {
+                (
+                    format!("{labels},error=\"{}\"", corelog_protocol::error_name(*code)),
+                    *n,
+                )
+            })
+        }),
+    );
+    let name = "corelog_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From a request's complete frame to its answer ready to write (long polls included; the socket write and the wait behind a pipelining connection's earlier answers not)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (labels, a) in apis() {
+        histogram_samples(out, name, &labels, &a.latency);
+    }
+}
+
+/// The samples of one labelled histogram: its cumulative buckets, `+Inf`,
+/// sum and count.
+fn histogram_samples(out: &mut String, name: &str, labels: &str, h: &LatencySnapshot) {
+    for (bound, count) in LATENCY_BUCKETS_SECONDS.iter().zip(&h.buckets) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {:.6}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+/// Bytes and records in and out per topic and partition, summed over the
+/// shards that counted them.
+fn render_traffic(out: &mut String, shards: &[ShardSample]) {
+    let mut sums: std::collections::BTreeMap<(&str, i32), crate::traffic::Counts> =
+        std::collections::BTreeMap::new();
+    for (topic, partition, c) in shards.iter().flat_map(|s| &s.traffic) {
+        let sum = sums.entry((topic.as_str(), *partition)).or_default();
+        sum.bytes_in += c.bytes_in;
+        sum.records_in += c.records_in;
+        sum.bytes_out += c.bytes_out;
+    }
+    let each = |f: fn(&crate::traffic::Counts) -> u64| {
+        sums.iter().map(move |((topic, partition), c)| {
+            (
+                format!("topic=\"{}\",partition=\"{partition}\"", label(topic)),
+                f(c),
+            )
+        })
+    };
+    family(
+        out,
+        "corelog_partition_bytes_in_total",
+        "counter",
+        "Bytes of record batches appended by producers.",
+        each(|c| c.bytes_in),
+    );
+    family(
+        out,
+        "corelog_partition_records_in_total",
+        "counter",
+        "Records appended by producers; process_cpu_seconds_total over its sum is the broker's CPU per message.",
+        each(|c| c.records_in),
+    );
+    family(
+        out,
+        "corelog_partition_bytes_out_total",
+        "counter",
+        "Bytes of records sent in Fetch answers (to consumers and followers).",
+        each(|c| c.bytes_out),
+    );
+}
+
+/// Each group's committed offset and lag per partition: the partition's
+/// high watermark less the committed offset (never below 0), as
+/// `kafka-consumer-groups.sh --describe` shows it. A partition this node
+/// does not hold (another broker leads it) has no lag here.
+fn render_lag(out: &mut String, shards: &[ShardSample]) {
+    let high_watermarks: std::collections::HashMap<(&str, i32), i64> = shards
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
+        .collect();
+    let committed = || {
+        shards
+            .iter()
+            .flat_map(|s| &s.committed_offsets)
+            .map(|(group, tp, offset)| {
+                (
+                    format!(
+                        "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+                        label(group),
+                        label(&tp.topic),
+                        tp.partition
+                    ),
+                    tp,
+                    *offset,
+                )
+            })
+    };
+    family(
+        out,
+        "corelog_group_committed_offset",
+        "gauge",
+        "The offset a consumer group committed for a partition (the next record it reads).",
+        committed().map(|(labels, _, offset)| (labels, offset)),
+    );
+    family(
+        out,
+        "corelog_group_lag",
+        "gauge",
+        "Records a consumer group has still to read in a partition: its high watermark less the committed offset.",
+        committed().filter_map(|(labels, tp, offset)| {
+            let hw = high_watermarks.get(&(tp.topic.as_str(), tp.partition))?;
+            Some((labels, (hw - offset).max(0)))
+        }),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +660,14 @@ mod tests {
             }],
             batch_cache_bytes: 5,
             batch_cache_bytes_max: 6,
+            batch_cache_hits: 8,
+            batch_cache_misses: 9,
+            syncs: LatencySnapshot {
+                buckets: vec![2; LATENCY_BUCKETS_SECONDS.len()],
+                count: 2,
+                sum_seconds: 0.001,
+            },
+            synced_bytes: 8192,
             request_bytes_in_flight: 0,
             request_bytes_in_flight_max: 7,
             conversions: crate::handlers::conversions::Counts {
@@ -441,6 +676,27 @@ mod tests {
                 down: 4,
                 down_bytes: 400,
             },
+            requests: vec![crate::request_metrics::ApiSample {
+                api_key: 0,
+                requests: 4,
+                closed: 1,
+                errors: vec![(3, 2)],
+                latency: LatencySnapshot {
+                    buckets: vec![1; LATENCY_BUCKETS_SECONDS.len()],
+                    count: 4,
+                    sum_seconds: 0.5,
+                },
+            }],
+            committed_offsets: vec![("g\"1".into(), crate::TopicPartition::new("t", 3), 4)],
+            traffic: vec![(
+                "t".into(),
+                3,
+                crate::traffic::Counts {
+                    bytes_in: 100,
+                    records_in: 7,
+                    bytes_out: 50,
+                },
+            )],
         };
         let text = render(&[shard], &ProcessSample::default(), true);
         assert!(text.contains(
@@ -457,13 +713,35 @@ mod tests {
             "corelog_partition_cleaner_last_cleaned_offset{topic=\"t\",partition=\"3\",shard=\"0\"} 7\n"
         ));
         assert!(text.contains("corelog_ready 1\n"));
+        assert!(text.contains("corelog_requests_total{shard=\"0\",api=\"Produce\"} 4\n"));
+        assert!(text.contains(
+            "corelog_request_errors_total{shard=\"0\",api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} 2\n"
+        ));
+        assert!(text.contains(
+            "corelog_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"+Inf\"} 4\n"
+        ));
+        assert!(text.contains(
+            "corelog_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"0.0001\"} 1\n"
+        ));
+        assert!(
+            text.contains("corelog_partition_records_in_total{topic=\"t\",partition=\"3\"} 7\n")
+        );
+        // High watermark 9, committed 4.
+        assert!(
+            text.contains("corelog_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"3\"} 5\n")
+        );
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 typed.insert(rest.split(' ').next().unwrap().to_string());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert!(typed.contains(name), "{name} has no TYPE line before it");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|base| typed.contains(*base))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{name} has no TYPE line before it");
             }
         }
     }

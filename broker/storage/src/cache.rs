@@ -59,6 +59,11 @@ pub struct BatchCache {
     /// epoch, the batch).
     logs: HashMap<CacheId, BTreeMap<i64, (i64, LeaderEpoch, Bytes)>>,
     fifo: VecDeque<(CacheId, i64)>,
+    /// Lookups ([`Self::collect`]) that found the batch asked for, and
+    /// those that did not (the read then goes to the disk), for the
+    /// metrics. Cells, as a lookup only reads the cache.
+    hits: std::cell::Cell<u64>,
+    misses: std::cell::Cell<u64>,
 }
 
 /// The default for [`BatchCache::with_copy_below`]: the largest read a
@@ -73,6 +78,8 @@ impl BatchCache {
             bytes_used: 0,
             logs: HashMap::new(),
             fifo: VecDeque::new(),
+            hits: Default::default(),
+            misses: Default::default(),
         }
     }
 
@@ -98,6 +105,11 @@ impl BatchCache {
 
     pub fn bytes_max(&self) -> usize {
         self.bytes_max
+    }
+
+    /// Lookups so far that found their batch, and those that did not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.hits.get(), self.misses.get())
     }
 
     /// Caches a flushed batch. Batches larger than the whole cache are not kept.
@@ -154,6 +166,23 @@ impl BatchCache {
     /// the first batch if it is there). The bytes still carry the producer's
     /// base offset and epoch; the caller patches in the assigned ones. Empty if the batch holding `offset` is not cached.
     pub fn collect(
+        &self,
+        id: CacheId,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+    ) -> Vec<CachedBatch> {
+        let out = self.collect_uncounted(id, offset, max_bytes, max_offset);
+        let counter = if out.is_empty() {
+            &self.misses
+        } else {
+            &self.hits
+        };
+        counter.set(counter.get() + 1);
+        out
+    }
+
+    fn collect_uncounted(
         &self,
         id: CacheId,
         offset: Offset,
@@ -237,6 +266,7 @@ mod tests {
         let max = Offset(100);
         assert!(c.collect(CacheId(1), Offset(0), 10_000, max).is_empty());
         assert_eq!(c.collect(CacheId(2), Offset(5), 10_000, max).len(), 1);
+        assert_eq!(c.hits_and_misses(), (1, 1));
         assert_eq!(
             c.collect(CacheId(1), Offset(15), 10_000, max)[0].next,
             Offset(20)

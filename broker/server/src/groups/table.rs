@@ -77,6 +77,22 @@ impl GroupTable {
     pub fn group_count(&self) -> usize {
         self.sum_by(|gp| gp.machine.borrow().group_count())
     }
+
+    /// The committed offsets of this shard's coordinators, at most `limit`
+    /// of them (for the lag metrics).
+    pub fn committed_offsets(
+        &self,
+        limit: usize,
+    ) -> Vec<(String, corelog_model::TopicPartition, i64)> {
+        let mut out = Vec::new();
+        for index in self.indexes() {
+            if let Some(gp) = self.get(index) {
+                let left = limit.saturating_sub(out.len());
+                out.extend(gp.machine.borrow().committed_offsets(left));
+            }
+        }
+        out
+    }
 }
 
 pub(super) fn seed(index: u32) -> u64 {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use corelog_protocol::error_code;
-use corelog_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use corelog_protocol::kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use corelog_protocol::{
     AbortedTransaction, FetchNodeEndpoint, FetchPartitionHeader, FetchResponseWriter,
 };
@@ -272,6 +272,10 @@ pub async fn handle(
             })?;
         for (w, data) in parts.iter().zip(datas) {
             let keep = kept.next().unwrap_or(0);
+            crate::traffic::count_out(name, w.partition, keep);
+            if data.error_code != error_code::NONE {
+                crate::request_metrics::count_error(ApiKey::Fetch as i16, data.error_code);
+            }
             let chunks = if keep == data.bytes {
                 data.chunks
             } else {
@@ -408,6 +412,7 @@ fn legacy_answer(
                     super::conversions::count(super::conversions::Direction::Down, keep);
                 }
             }
+            crate::traffic::count_out(name, w.partition, set.len());
             partitions.push(
                 Partition::default()
                     .with_partition_index(w.partition)
@@ -422,12 +427,14 @@ fn legacy_answer(
                 .with_partitions(partitions),
         );
     }
-    let response = FetchResponse::default().with_responses(responses);
+    let response =
+        corelog_protocol::Response::Fetch(FetchResponse::default().with_responses(responses));
+    super::count_errors(&response);
     let bytes = corelog_protocol::encode_response(
         header.api_key,
         header.api_version,
         header.correlation_id,
-        &corelog_protocol::Response::Fetch(response),
+        &response,
     )
     .map_err(|e| Close {
         reason: format!("encoding response: {e}"),

@@ -131,7 +131,11 @@ macro_rules! dispatch_table {
             match request {
                 $(
                     Request::$key(r) => match $name::handle(cx, r).await? {
-                        Handled::Response(response) => encode(cx.header, &Response::$key(response)),
+                        Handled::Response(response) => {
+                            let response = Response::$key(response);
+                            count_errors(&response);
+                            encode(cx.header, &response)
+                        }
                         Handled::Reply(reply) => Ok(reply),
                     },
                 )*
@@ -148,6 +152,16 @@ macro_rules! dispatch_table {
 }
 
 corelog_protocol::for_each_api!(dispatch_table);
+
+/// Counts the error codes of an answer in the shard's request metrics
+/// ([`crate::request_metrics`]). Answers sent in wire form (Fetch) count
+/// theirs where they are built.
+pub(crate) fn count_errors(response: &Response) {
+    let api_key = response.api_key() as i16;
+    corelog_protocol::for_each_error_code(response, &mut |code| {
+        crate::request_metrics::count_error(api_key, code)
+    });
+}
 
 pub fn encode(header: &RequestHeader, response: &Response) -> Result<Reply, Close> {
     encode_response(

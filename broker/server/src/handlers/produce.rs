@@ -395,8 +395,10 @@ async fn append_all(
                 continue;
             }
         }
+        let (bytes, records) = (batch.batch.len(), h.records_count.max(0) as u64);
         match p.append(batch.batch, acks) {
             Ok(a) => {
+                crate::traffic::count_in(&batch.topic, batch.index, bytes, records);
                 appended.push((outcomes.len(), p, a));
                 // Filled in once acknowledged.
                 outcomes.push(Outcome::error(error_code::NONE));

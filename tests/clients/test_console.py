@@ -14,6 +14,7 @@ the test's tmp_path (kept when the test fails).
 Chromium and chromedriver are Debian's (chromium, chromium-driver), Selenium
 is PyPI's; ci/install-client-deps.sh installs them.
 """
+import base64
 import http.client
 import json
 import os
@@ -213,26 +214,38 @@ def test_console_topics_messages_groups_and_escaping(console_broker, browser, ar
     _open(d, "%s#/messages/%s/0?from=timestamp&timestamp=1970-01-01T00:00:00Z&limit=3" % (b.ui, topic))
     _wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#records tbody tr")) == 3, "3 records from the epoch")
 
-    # A consumer group commits offset 4 of 10: the page shows lag 6, then
-    # 0 once it commits the end.
-    group = unique_topic("console-group")
+    # A consumer group (whose id is markup too) commits offset 4 of 10:
+    # the page shows its member, the assignment and lag 6, then lag 0 once
+    # it commits the end.
+    group = "<img src=x onerror=\"window.__xss_group = 1\">-" + unique_topic("g")
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest"})
     try:
-        c.assign([TopicPartition(topic, 0, 0)])
+        c.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert len(c.assignment()) == 2, c.assignment()
         c.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
         _open(d, "%s#/groups" % b.ui)
-        _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "#groups tbody tr[data-group='%s']" % group),
-              "the group listed")
-        _open(d, "%s#/group/%s" % (b.ui, group))
+        _wait(d, lambda: [r.text for r in d.find_elements(By.CSS_SELECTOR, "#groups tbody tr td:first-child")]
+              == [group], "the group listed, its id as text")
+        d.find_element(By.LINK_TEXT, group).click()
         lag = lambda: d.find_element(  # noqa: E731
             By.CSS_SELECTOR, "#offsets tbody tr[data-topic='%s'][data-partition='0'] td.lag" % topic).text
         _wait(d, lambda: lag() == "6", "lag 6")
+        assert d.find_element(By.ID, "group-id").text == group
+        member = d.find_elements(By.CSS_SELECTOR, "#members tbody tr")
+        assert len(member) == 1 and cells(member[0])[3].text == topic + ": 0, 1"
+        # Partition 1 is assigned but has no committed offset: no lag.
+        p1 = d.find_element(By.CSS_SELECTOR, "#offsets tbody tr[data-topic='%s'][data-partition='1']" % topic)
+        assert [x.text for x in cells(p1)[2:]] == ["null", "0", ""]
         _shot(d, artifacts, "03-group-lag-6")
         c.commit(offsets=[TopicPartition(topic, 0, len(messages))], asynchronous=False)
         d.refresh()
         _wait(d, lambda: lag() == "0", "lag 0 after the commit")
         assert d.find_element(By.ID, "group-total-lag").text == "0"
+        assert d.execute_script("return typeof window.__xss_group") == "undefined"
         _shot(d, artifacts, "04-group-lag-0")
     finally:
         c.close()
@@ -292,6 +305,12 @@ def test_console_api_refuses_bad_input(console_broker):
         assert status == want, (method, path, body, status, answer)
         if status != 405:
             assert json.loads(answer)["error"], answer
+    # Compressed batches are read with the broker's codecs.
+    produce_all(b.bootstrap, topic, [{"value": b"zstd %d" % i, "partition": 0} for i in range(3)],
+                compression_type="zstd", linger_ms=50)
+    status, _, answer = _http(port, "GET", "/api/messages?topic=%s&partition=0&limit=2" % topic)
+    records = json.loads(answer)["records"]
+    assert status == 200 and [base64.b64decode(r["value"]) for r in records] == [b"zstd 0", b"zstd 1"]
     # A POST must say it is JSON (a cross-site form cannot).
     assert _http(port, "POST", "/api/topics", {"name": "y"}, content_type="text/plain")[0] == 415
     # A body over the bound is refused unread.

@@ -923,7 +923,9 @@ async fn group(shard: &Rc<Shard>, id: &str) -> Result<Value, Failure> {
         )),
     )
     .await?;
-    let mut committed: Vec<(String, i32, i64)> = Vec::new();
+    // Committed offsets, and partitions a member is assigned that have
+    // none yet (shown without a lag, as Kafka's tools show them).
+    let mut committed: std::collections::BTreeMap<(String, i32), Option<i64>> = Default::default();
     for fg in &fetched.groups {
         if fg.error_code != 0 {
             return Err(kafka_failure("OffsetFetch", fg.error_code, None));
@@ -931,13 +933,22 @@ async fn group(shard: &Rc<Shard>, id: &str) -> Result<Value, Failure> {
         for t in &fg.topics {
             for p in &t.partitions {
                 if p.error_code == 0 && p.committed_offset >= 0 {
-                    committed.push((s(&t.name.0), p.partition_index, p.committed_offset));
+                    committed.insert((s(&t.name.0), p.partition_index), Some(p.committed_offset));
                 }
             }
         }
     }
-    committed.sort();
-    let tps: Vec<(String, i32)> = committed.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+    for m in &members {
+        for a in m["assignment"].as_array().into_iter().flatten() {
+            let topic = a["topic"].as_str().unwrap_or_default();
+            for p in a["partitions"].as_array().into_iter().flatten() {
+                if let Some(p) = p.as_i64().and_then(|p| i32::try_from(p).ok()) {
+                    committed.entry((topic.to_string(), p)).or_insert(None);
+                }
+            }
+        }
+    }
+    let tps: Vec<(String, i32)> = committed.keys().cloned().collect();
     let ends = if tps.is_empty() {
         Default::default()
     } else {
@@ -945,14 +956,14 @@ async fn group(shard: &Rc<Shard>, id: &str) -> Result<Value, Failure> {
     };
     let offsets: Vec<Value> = committed
         .iter()
-        .map(|(t, p, c)| {
+        .map(|((t, p), c)| {
             let end = ends.get(&(t.clone(), *p)).copied();
             json!({
                 "topic": t,
                 "partition": p,
                 "committed_offset": c,
                 "high_watermark": end,
-                "lag": end.map(|e| (e - c).max(0)),
+                "lag": end.zip(*c).map(|(e, c)| (e - c).max(0)),
             })
         })
         .collect();

@@ -311,6 +311,12 @@ def test_console_api_refuses_bad_input(console_broker):
     status, _, answer = _http(port, "GET", "/api/messages?topic=%s&partition=0&limit=2" % topic)
     records = json.loads(answer)["records"]
     assert status == 200 and [base64.b64decode(r["value"]) for r in records] == [b"zstd 0", b"zstd 1"]
+    # A browse returns at most 500 records, and says where the next starts.
+    produce_all(b.bootstrap, topic, [{"value": b"r%d" % i, "partition": 0} for i in range(600)])
+    status, _, answer = _http(port, "GET", "/api/messages?topic=%s&partition=0&offset=1&limit=500" % topic)
+    page = json.loads(answer)
+    assert status == 200 and len(page["records"]) == 500, (status, len(page["records"]))
+    assert page["records"][0]["offset"] == 1 and page["next_offset"] == 501 and page["high_watermark"] == 603
     # A POST must say it is JSON (a cross-site form cannot).
     assert _http(port, "POST", "/api/topics", {"name": "y"}, content_type="text/plain")[0] == 415
     # A body over the bound is refused unread.

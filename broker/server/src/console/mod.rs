@@ -88,9 +88,9 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 1 << 20;
 /// The most records one browse returns, and the number when none is asked.
 pub const BROWSE_RECORDS_MAX: usize = 500;
 pub const BROWSE_RECORDS_DEFAULT: usize = 50;
-/// The most record-batch bytes one browse reads from the partition (its
-/// Fetch's max_bytes). A batch larger than this is still returned whole,
-/// as Fetch always returns the first batch.
+/// The most record-batch bytes one browse reads from the partition, over
+/// all its Fetches (their max_bytes). A first batch larger than this is
+/// still read whole, as Fetch always returns the first batch.
 pub const BROWSE_BYTES_MAX: usize = 1 << 20;
 /// The most bytes a compressed batch may decompress to while browsing:
 /// the broker's own bound on checking produced batches.
@@ -709,7 +709,11 @@ async fn browse(shard: &Rc<Shard>, q: &BrowseQuery) -> Result<Value, Failure> {
         if records.len() >= q.limit || offset >= high_watermark || bytes_read >= BROWSE_BYTES_MAX {
             break;
         }
-        let (batch_records, read) = fetch_records(shard, &q.topic, q.partition, offset).await?;
+        // What is left of the browse's bytes; Fetch still returns the
+        // first batch whole if it is larger.
+        let max_bytes = BROWSE_BYTES_MAX - bytes_read;
+        let (batch_records, read) =
+            fetch_records(shard, &q.topic, q.partition, offset, max_bytes).await?;
         bytes_read += read;
         let before = offset;
         for r in batch_records {
@@ -749,12 +753,14 @@ async fn fetch_records(
     topic: &str,
     partition: i32,
     offset: i64,
+    max_bytes: usize,
 ) -> Result<(Vec<Record>, usize), Failure> {
+    let max_bytes = i32::try_from(max_bytes.min(BROWSE_BYTES_MAX)).unwrap_or(i32::MAX);
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
         .with_min_bytes(0)
-        .with_max_bytes(BROWSE_BYTES_MAX as i32)
+        .with_max_bytes(max_bytes)
         .with_isolation_level(0)
         .with_session_id(0)
         .with_session_epoch(-1)
@@ -766,7 +772,7 @@ async fn fetch_records(
                 .with_last_fetched_epoch(-1)
                 .with_fetch_offset(offset)
                 .with_log_start_offset(-1)
-                .with_partition_max_bytes(BROWSE_BYTES_MAX as i32)])]);
+                .with_partition_max_bytes(max_bytes)])]);
     let response: FetchResponse = ask(shard, 12, Request::Fetch(request)).await?;
     let mut records = Vec::new();
     let mut read = 0usize;

@@ -135,7 +135,7 @@ fn route(head: &[u8]) -> Route {
     }
 }
 
-/// Why no request head (or body) was read.
+/// Why no request head was read.
 enum HeadError {
     /// Longer than [`ADMIN_REQUEST_HEAD_BYTES_MAX`]: answered 431.
     TooLarge,

@@ -153,8 +153,13 @@ def test_console_topics_messages_groups_and_escaping(console_broker, browser, ar
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
 
-    # Create a topic in the page: it is listed, and Kafka clients see it.
+    # The topic list opens with the cluster: one broker, ready.
     _open(d, b.ui)
+    assert d.find_element(By.ID, "cluster-health").text.startswith("Ready: 1 broker(s), 2 shard(s)")
+    broker_row = d.find_elements(By.CSS_SELECTOR, "#brokers tbody tr td")
+    assert [x.text for x in broker_row] == ["1", "127.0.0.1", str(b.port), "", "yes"]
+
+    # Create a topic in the page: it is listed.
     topic = unique_topic("console")
     d.find_element(By.ID, "new-topic-name").send_keys(topic)
     parts = d.find_element(By.ID, "new-topic-partitions")

@@ -4,7 +4,7 @@
 // textContent and attribute setters, never as markup.
 "use strict";
 
-const state = { readOnly: false, chartTimer: null, charts: null, renders: 0 };
+const state = { readOnly: false, cluster: null, chartTimer: null, charts: null, renders: 0 };
 
 // ------------------------------------------------------------- helpers ---
 
@@ -127,6 +127,15 @@ function timeText(ms) {
 
 async function viewTopics(view) {
   const data = await api("GET", "/api/topics");
+  const c = state.cluster;
+  view.appendChild(el("h1", {}, "Cluster"));
+  view.appendChild(el("p", { id: "cluster-health" },
+    (c.ready ? "Ready" : "Not ready") + ": " + c.brokers.length + " broker(s), " + c.shards +
+    " shard(s) on this one, cluster id " + (c.cluster_id || "unknown") + ", Corelog " + c.version + "."));
+  view.appendChild(table(["Broker", "Host", "Port", "Rack", "Controller"],
+    c.brokers.map((b) => el("tr", {}, cell(b.id, true), cell(b.host), cell(b.port, true), el("td", {}, b.rack || ""),
+      el("td", {}, b.id === c.controller_id ? "yes" : ""))),
+    "brokers"));
   view.appendChild(el("h1", {}, "Topics"));
   const form = write(el("form", { id: "create-topic-form" },
     el("label", {}, "Name ", el("input", { id: "new-topic-name", required: true, size: 28 })),
@@ -160,7 +169,7 @@ async function viewTopics(view) {
     cell(t.replication_factor, true),
     cell(t.records, true),
     cell(bytesText(t.size_bytes), true),
-    cell(t.error),
+    el("td", {}, t.error || ""),
     el("td", {}, write(el("button", {
       className: "danger delete-topic",
       type: "button",
@@ -403,6 +412,7 @@ async function viewCharts(view) {
 
 async function loadCluster() {
   const c = await api("GET", "/api/cluster");
+  state.cluster = c;
   state.readOnly = c.read_only;
   document.body.classList.toggle("read-only", c.read_only);
   document.getElementById("mode").textContent = c.read_only ? "read-only" : "";

@@ -9,7 +9,9 @@
 #     0.11.6 (golang-github-confluentinc-confluent-kafka-go-dev, with
 #     librdkafka-dev), and kafka-go 0.2.1 (golang-github-segmentio-kafka-go-dev,
 #     message format v1): the Go clients of tests/clients/go/, built offline
-#     in GOPATH mode
+#     in GOPATH mode; chromium and chromium-driver (chromedriver), the
+#     headless browser that tests/clients/test_console.py drives with
+#     Selenium
 #   - <repo>/.venv made with the machine's python3, holding
 #     tests/clients/requirements.txt (PyPI confluent-kafka, kafka-python 3,
 #     aiokafka, pytest, codecs)
@@ -27,7 +29,8 @@ log() { echo "install-client-deps: $*"; }
 
 # ---------------------------------------------------------------- Debian ---
 debs=(kcat python3-confluent-kafka python3-venv prometheus golang-go golang-github-shopify-sarama-dev
-      golang-github-confluentinc-confluent-kafka-go-dev golang-github-segmentio-kafka-go-dev)
+      golang-github-confluentinc-confluent-kafka-go-dev golang-github-segmentio-kafka-go-dev
+      chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -70,7 +73,7 @@ req="$repo/tests/clients/requirements.txt"
 stamp="$venv/.client-deps.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
-   || ! "$venv/bin/python" -c 'import confluent_kafka, kafka, pytest, pytest_timeout, lz4, snappy, zstandard' >/dev/null 2>&1; then
+   || ! "$venv/bin/python" -c 'import confluent_kafka, kafka, pytest, pytest_timeout, lz4, snappy, zstandard, selenium' >/dev/null 2>&1; then
   log "pip install -r tests/clients/requirements.txt"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
   echo "$want" > "$stamp"
@@ -93,3 +96,4 @@ fi
 log "kafka-python $(PYTHONPATH="$kp2" "$venv/bin/python" -c 'import kafka; print(kafka.__version__)') in .kafka-python-2"
 log "kcat $(kcat -V 2>&1 | grep -m1 "^Version" || echo "(no version)")"
 log "$(go version)"
+log "$(chromium --version 2>/dev/null || echo "chromium (no version)") | $(chromedriver --version 2>/dev/null | head -1 || echo "chromedriver (no version)")"

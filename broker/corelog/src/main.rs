@@ -90,6 +90,11 @@ struct ServeArgs {
     /// /ready) over HTTP on this host:port [default: none].
     #[arg(long)]
     admin_listen: Option<std::net::SocketAddr>,
+    /// The web console on the admin listener (/ui) only reads: creating and
+    /// deleting topics and producing are refused (403). Given alone it
+    /// means true [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    admin_read_only: Option<bool>,
     /// This node's id in a cluster (Kafka's node.id); with
     /// --cluster-listen and --controller-quorum-voters [default: none, a
     /// single-node broker].
@@ -138,6 +143,9 @@ fn load_config(args: &ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.admin_listen {
         config.admin_listen = Some(v);
+    }
+    if let Some(v) = args.admin_read_only {
+        config.admin_read_only = v;
     }
     if let Some(v) = args.node_id {
         config.node_id = Some(v);

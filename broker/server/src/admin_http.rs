@@ -2,14 +2,17 @@
 //! `GET /metrics` (Prometheus text exposition, see [`crate::metrics`]),
 //! `GET /health` (the process serves HTTP: 200) and `GET /ready` (200 once
 //! every shard serves Kafka clients, 503 before that and while stopping),
-//! for orchestrators' probes.
+//! for orchestrators' probes; and the web console, `/ui` and its JSON API
+//! under `/api/` (see [`crate::console`]).
 //!
 //! It is off the data path: its own port, served by shard 0 only, one
 //! request per connection (`Connection: close`), and bounded like the Kafka
 //! listener is: at most [`ADMIN_CONNECTIONS_MAX`] connections at once, a
 //! request head of at most [`ADMIN_REQUEST_HEAD_BYTES_MAX`], read within
-//! [`ADMIN_REQUEST_TIMEOUT_MS`]. Anything else is answered 400, 404, 405 or
-//! 431 and closed; nothing a client sends here can stop the broker.
+//! [`ADMIN_REQUEST_TIMEOUT_MS`], with a body (the console's writes) of at
+//! most [`crate::console::REQUEST_BODY_BYTES_MAX`]. Anything else is
+//! answered 400, 404, 405, 411, 413 or 431 and closed; nothing a client
+//! sends here can stop the broker.
 //!
 //! Lives on: shard 0.
 
@@ -94,6 +97,9 @@ enum Route {
     Metrics,
     Health,
     Ready,
+    /// The web console: its page and JSON API, any method (the console
+    /// says which it serves).
+    Console,
     NotFound,
     MethodNotAllowed,
     BadRequest,
@@ -113,6 +119,9 @@ fn route(head: &[u8]) -> Route {
     };
     if !version.starts_with("HTTP/1.") {
         return Route::BadRequest;
+    }
+    if crate::console::is_console_path(target.split('?').next().unwrap_or_default()) {
+        return Route::Console;
     }
     if method != "GET" && method != "HEAD" {
         return Route::MethodNotAllowed;
@@ -134,8 +143,9 @@ enum HeadError {
     Gone,
 }
 
-/// Reads until the end of the request head.
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
+/// Reads until the end of the request head; returns the head (through its
+/// blank line) and whatever of the body came with it.
+async fn read_head(stream: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     loop {
@@ -144,8 +154,9 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
             return Err(HeadError::Gone);
         }
         head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(head);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = head.split_off(end + 4);
+            return Ok((head, body));
         }
         if head.len() > ADMIN_REQUEST_HEAD_BYTES_MAX {
             return Err(HeadError::TooLarge);
@@ -153,18 +164,57 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
     }
 }
 
+/// The value of header `name` (case-insensitive) in a request head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// What the body of a request must be, from its head.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyLength {
+    Bytes(usize),
+    /// Over [`crate::console::REQUEST_BODY_BYTES_MAX`]: 413, unread.
+    TooLarge,
+    /// A length that is not a number, or chunked encoding: 411.
+    Unknown,
+}
+
+fn body_length(head: &str) -> BodyLength {
+    if header(head, "transfer-encoding").is_some() {
+        return BodyLength::Unknown;
+    }
+    match header(head, "content-length").map(str::parse::<usize>) {
+        None => BodyLength::Bytes(0),
+        Some(Ok(n)) if n > crate::console::REQUEST_BODY_BYTES_MAX => BodyLength::TooLarge,
+        Some(Ok(n)) => BodyLength::Bytes(n),
+        Some(Err(_)) => BodyLength::Unknown,
+    }
+}
+
+/// An answer of the listener: status line, content type and body.
+type Answer = (&'static str, &'static str, Vec<u8>);
+
+fn text(status: &'static str, body: &str) -> Answer {
+    (status, "text/plain", body.as_bytes().to_vec())
+}
+
 async fn answer(shard: &Rc<Shard>, mut stream: TcpStream) {
     let timeout = Some(Duration::from_millis(ADMIN_REQUEST_TIMEOUT_MS));
     let _ = stream.set_read_timeout(timeout);
     let _ = stream.set_write_timeout(timeout);
-    let (status, content_type, body) = match read_head(&mut stream).await {
-        Err(HeadError::TooLarge) => (
-            "431 Request Header Fields Too Large",
-            "text/plain",
-            format!("request head over {ADMIN_REQUEST_HEAD_BYTES_MAX} bytes\n"),
-        ),
+    let (status, content_type, body, head_only) = match read_head(&mut stream).await {
+        Err(HeadError::TooLarge) => {
+            let (status, content_type, body) = text(
+                "431 Request Header Fields Too Large",
+                &format!("request head over {ADMIN_REQUEST_HEAD_BYTES_MAX} bytes\n"),
+            );
+            (status, content_type, body, false)
+        }
         Err(HeadError::Gone) => return,
-        Ok(head) => {
+        Ok((head, body_start)) => {
             let head_only = head.starts_with(b"HEAD ");
             let (status, content_type, body) = match route(&head) {
                 Route::Metrics => {
@@ -175,44 +225,96 @@ async fn answer(shard: &Rc<Shard>, mut stream: TcpStream) {
                     (
                         "200 OK",
                         "text/plain; version=0.0.4; charset=utf-8",
-                        crate::metrics::render(&samples, &process, ready),
+                        crate::metrics::render(&samples, &process, ready).into_bytes(),
                     )
                 }
-                Route::Health => ("200 OK", "text/plain", "ok\n".to_string()),
+                Route::Health => text("200 OK", "ok\n"),
                 Route::Ready => {
                     if shard.all_shards_ready() && !shard.is_stopping() {
-                        ("200 OK", "text/plain", "ready\n".to_string())
+                        text("200 OK", "ready\n")
                     } else {
-                        (
-                            "503 Service Unavailable",
-                            "text/plain",
-                            "not ready\n".to_string(),
-                        )
+                        text("503 Service Unavailable", "not ready\n")
                     }
                 }
-                Route::NotFound => (
+                Route::Console => match console(shard, &mut stream, &head, body_start).await {
+                    Some(answer) => answer,
+                    None => return,
+                },
+                Route::NotFound => text(
                     "404 Not Found",
-                    "text/plain",
-                    "not found: try /metrics, /health or /ready\n".to_string(),
+                    "not found: try /ui, /metrics, /health or /ready\n",
                 ),
-                Route::MethodNotAllowed => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "only GET and HEAD\n".to_string(),
-                ),
-                Route::BadRequest => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
+                Route::MethodNotAllowed => text("405 Method Not Allowed", "only GET and HEAD\n"),
+                Route::BadRequest => text("400 Bad Request", "bad request\n"),
             };
-            let body = if head_only { String::new() } else { body };
-            (status, content_type, body)
+            (status, content_type, body, head_only)
         }
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    // A HEAD answer says the length a GET's body would have, and sends none.
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        body.len(),
+        crate::console::SECURITY_HEADERS,
     );
-    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.write_all(head.as_bytes()).await;
+    if !head_only {
+        let _ = stream.write_all(&body).await;
+    }
     let _ = stream.flush().await;
     let _ = stream.close().await;
+}
+
+/// Reads a console request's body and has the console answer it; None
+/// when the client went away.
+async fn console(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    head: &[u8],
+    mut body: Vec<u8>,
+) -> Option<Answer> {
+    // `route` has read the head as UTF-8 and found its request line.
+    let head = std::str::from_utf8(head).ok()?;
+    let mut parts = head.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let length = match body_length(head) {
+        BodyLength::Bytes(n) => n,
+        BodyLength::TooLarge => {
+            return Some(text(
+                "413 Content Too Large",
+                &format!(
+                    "request body over {} bytes\n",
+                    crate::console::REQUEST_BODY_BYTES_MAX
+                ),
+            ))
+        }
+        BodyLength::Unknown => {
+            return Some(text(
+                "411 Length Required",
+                "send a Content-Length, not chunks\n",
+            ))
+        }
+    };
+    if body.len() > length {
+        return Some(text("400 Bad Request", "more body than Content-Length\n"));
+    }
+    let before = body.len();
+    body.resize(length, 0);
+    stream.read_exact(&mut body[before..]).await.ok()?;
+    let json_body = header(head, "content-type").is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    let request = crate::console::HttpRequest {
+        method,
+        path,
+        query,
+        json_body,
+        body: &body,
+    };
+    let answer = crate::console::answer(shard, &request).await;
+    Some((answer.status, answer.content_type, answer.body))
 }
 
 #[cfg(test)]
@@ -235,5 +337,41 @@ mod tests {
         assert_eq!(route(b"GET /metrics\r\n\r\n"), Route::BadRequest);
         assert_eq!(route(b"GET /metrics SPDY/3\r\n\r\n"), Route::BadRequest);
         assert_eq!(route(b"\xff\xfe\r\n\r\n"), Route::BadRequest);
+        assert_eq!(route(b"GET /ui HTTP/1.1\r\n\r\n"), Route::Console);
+        assert_eq!(route(b"POST /api/topics HTTP/1.1\r\n\r\n"), Route::Console);
+        assert_eq!(
+            route(b"DELETE /api/topic?name=x HTTP/1.1\r\n\r\n"),
+            Route::Console
+        );
+    }
+
+    #[test]
+    fn bodies_are_bounded_by_their_length() {
+        let head = "POST /api/topics HTTP/1.1\r\nHost: x\r\ncontent-length: 12\r\n\r\n";
+        assert_eq!(body_length(head), BodyLength::Bytes(12));
+        assert_eq!(
+            header(head, "Content-Length"),
+            Some("12"),
+            "header names are case-insensitive"
+        );
+        assert_eq!(
+            body_length("GET /ui HTTP/1.1\r\n\r\n"),
+            BodyLength::Bytes(0)
+        );
+        let over = crate::console::REQUEST_BODY_BYTES_MAX + 1;
+        assert_eq!(
+            body_length(&format!(
+                "POST / HTTP/1.1\r\nContent-Length: {over}\r\n\r\n"
+            )),
+            BodyLength::TooLarge
+        );
+        assert_eq!(
+            body_length("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            BodyLength::Unknown
+        );
+        assert_eq!(
+            body_length("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            BodyLength::Unknown
+        );
     }
 }

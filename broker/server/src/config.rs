@@ -187,6 +187,10 @@ pub struct ServerConfig {
     /// The admin HTTP listener: Prometheus metrics at `/metrics`, probes
     /// at `/health` and `/ready` (see `admin_http`). None: not served.
     pub admin_listen: Option<SocketAddr>,
+    /// The web console on the admin listener (`/ui`, `/api/...`) only
+    /// reads: creating and deleting topics and producing are refused with
+    /// 403, and the console hides its write buttons.
+    pub admin_read_only: bool,
     /// Cluster id reported to clients; generated and persisted if absent.
     pub cluster_id: Option<String>,
     /// The most bytes one group-commit write carries. Unset: taken from the
@@ -326,6 +330,7 @@ impl Default for ServerConfig {
             topic_defaults: TopicDefaults::default(),
             log_retention_check_interval_ms: 300_000,
             admin_listen: None,
+            admin_read_only: false,
             cluster_id: None,
             write_bytes_max: None,
             segment_files_recycled_max: LogConfig::default().segment_files_recycled_max,

@@ -12,6 +12,7 @@ pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod controller;
 pub mod coordinators;
 pub mod endpoints;

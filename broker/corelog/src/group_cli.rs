@@ -120,6 +120,12 @@ enum GroupCommand {
     /// Show a group's state and members and, per partition, the committed
     /// offset, log-end offset, lag and owning member.
     Describe(DescribeArgs),
+    /// Move a group's committed offsets of a topic (the group must have no
+    /// members, as Kafka requires): to earliest/latest, an offset, a time,
+    /// or shifted by N; --dry-run shows the plan only.
+    ResetOffsets(crate::admin_cli::ResetArgs),
+    /// Delete groups that have no members, with their committed offsets.
+    Delete(crate::admin_cli::DeleteArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +148,8 @@ struct DescribeArgs {
 /// to stderr with a non-zero exit code.
 pub fn run(args: GroupArgs) -> ExitCode {
     let result = match args.command {
+        GroupCommand::ResetOffsets(a) => return crate::admin_cli::run_reset(&a),
+        GroupCommand::Delete(a) => return crate::admin_cli::run_delete(&a),
         GroupCommand::List(a) => list(&a.bootstrap_server).map(|groups| render_list(&groups)),
         GroupCommand::Describe(a) => {
             describe(&a.bootstrap_server, &a.group).map(|report| render_describe(&report))

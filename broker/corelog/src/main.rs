@@ -7,6 +7,7 @@
 //! protocol, as a client of any broker. `corelog cluster status` asks a
 //! cluster node's internal listener for the metadata quorum and the brokers.
 
+mod admin_cli;
 mod cluster_cli;
 mod group_cli;
 mod records_cli;
@@ -52,6 +53,9 @@ enum Command {
     /// List, describe, create and delete topics, change their configs and
     /// partition counts (any Kafka-compatible broker).
     Topic(topic_cli::TopicArgs),
+    /// Show or change broker and topic configs (any Kafka-compatible
+    /// broker).
+    Config(admin_cli::ConfigArgs),
 }
 
 #[derive(clap::Args)]
@@ -303,6 +307,7 @@ fn main() -> ExitCode {
         Command::Group(args) => group_cli::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
         Command::Topic(args) => topic_cli::run(args),
+        Command::Config(args) => admin_cli::run_config(args),
         Command::Produce(args) => records_cli::produce(args),
         Command::Consume(args) => records_cli::consume(args),
     }

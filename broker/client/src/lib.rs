@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod errors;
+pub mod member;
 pub mod partitioner;
 
 pub use kafka_protocol;

@@ -37,6 +37,7 @@ use kafka_protocol::records::{
 };
 use serde_json::json;
 
+use corelog_client::member::{needs_rejoin, GroupMember};
 use corelog_client::partitioner::partition_for_key;
 use corelog_client::Connection;
 
@@ -170,6 +171,12 @@ pub struct ConsumeArgs {
     /// Also read records of open and aborted transactions.
     #[arg(long)]
     read_uncommitted: bool,
+    /// Consume as a member of this consumer group (classic protocol, range
+    /// assignor): read the partitions the group assigns from its committed
+    /// offsets (--from where it has none), commit what was printed, and
+    /// leave the group at the end. Like `kcat -G`.
+    #[arg(short = 'G', long, conflicts_with = "partitions")]
+    group: Option<String>,
 }
 
 type CliResult<T> = Result<T, String>;
@@ -448,43 +455,49 @@ fn list_offset(c: &mut Connection, topic: &str, partition: i32, timestamp: i64) 
     Ok(p.offset)
 }
 
-fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
-    let leaders = leaders(&args.bootstrap_server, &args.topic)?;
-    let partitions: Vec<i32> = if args.partitions.is_empty() {
-        leaders.keys().copied().collect()
-    } else {
-        for p in &args.partitions {
-            if !leaders.contains_key(p) {
-                return Err(format!("topic {} has no partition {p}", args.topic));
+/// Where to start reading partition `p` (--from), given its log end.
+fn start_offset(c: &mut Connection, args: &ConsumeArgs, p: i32, end: i64) -> CliResult<i64> {
+    Ok(match args.from.as_str() {
+        "beginning" => list_offset(c, &args.topic, p, -2)?,
+        "end" => end,
+        s => match s.strip_prefix('@') {
+            Some(ms) => {
+                let ms: i64 = ms.parse().map_err(|_| format!("--from {s:?}: bad time"))?;
+                // -1: nothing at or after that time; start at the end.
+                Some(list_offset(c, &args.topic, p, ms)?)
+                    .filter(|&o| o >= 0)
+                    .unwrap_or(end)
             }
-        }
-        args.partitions.clone()
-    };
-    let isolation: i8 = if args.read_uncommitted { 0 } else { 1 };
-    let mut conns: BTreeMap<String, Connection> = BTreeMap::new();
-    let mut cursors: BTreeMap<i32, Cursor> = BTreeMap::new();
-    for &p in &partitions {
-        let addr = leaders[&p].clone();
+            None => s.parse().map_err(|_| {
+                format!("--from {s:?}: expected beginning, end, an offset or @MILLIS")
+            })?,
+        },
+    })
+}
+
+/// Opens the read of `partitions`: from `committed[p]` where the group
+/// has an offset, else from --from; up to today's end unless following.
+fn open_cursors(
+    args: &ConsumeArgs,
+    leaders: &BTreeMap<i32, String>,
+    conns: &mut BTreeMap<String, Connection>,
+    partitions: &[i32],
+    committed: &BTreeMap<i32, i64>,
+) -> CliResult<BTreeMap<i32, Cursor>> {
+    let mut cursors = BTreeMap::new();
+    for &p in partitions {
+        let addr = leaders
+            .get(&p)
+            .ok_or_else(|| format!("topic {} has no partition {p}", args.topic))?
+            .clone();
         if !conns.contains_key(&addr) {
             conns.insert(addr.clone(), connect(&addr)?);
         }
         let c = conns.get_mut(&addr).expect("connected above");
         let end = list_offset(c, &args.topic, p, -1)?;
-        let next = match args.from.as_str() {
-            "beginning" => list_offset(c, &args.topic, p, -2)?,
-            "end" => end,
-            s => match s.strip_prefix('@') {
-                Some(ms) => {
-                    let ms: i64 = ms.parse().map_err(|_| format!("--from {s:?}: bad time"))?;
-                    // -1: nothing at or after that time; start at the end.
-                    Some(list_offset(c, &args.topic, p, ms)?)
-                        .filter(|&o| o >= 0)
-                        .unwrap_or(end)
-                }
-                None => s.parse().map_err(|_| {
-                    format!("--from {s:?}: expected beginning, end, an offset or @MILLIS")
-                })?,
-            },
+        let next = match committed.get(&p) {
+            Some(&o) if o >= 0 => o,
+            _ => start_offset(c, args, p, end)?,
         };
         cursors.insert(
             p,
@@ -494,6 +507,71 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             },
         );
     }
+    Ok(cursors)
+}
+
+/// The group's committed offsets of the member's partitions.
+fn committed_offsets(member: &mut GroupMember) -> CliResult<BTreeMap<i32, i64>> {
+    Ok(member
+        .committed()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|o| o.error_code == 0 && o.offset >= 0)
+        .map(|o| (o.partition, o.offset))
+        .collect())
+}
+
+fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
+    let leaders = leaders(&args.bootstrap_server, &args.topic)?;
+    let mut member = match &args.group {
+        Some(group) => {
+            let mut boot = connect(&args.bootstrap_server)?;
+            Some(
+                GroupMember::join(&mut boot, &CONNECTION, group, &args.topic)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    let result = consume_records(args, &leaders, member.as_mut());
+    if let Some(m) = member {
+        let group = args.group.as_deref().unwrap_or_default();
+        if let Ok((printed, partitions)) = &result {
+            eprintln!(
+                "consumed {printed} record(s) from {partitions} partition(s) of {} as group {group}; offsets committed",
+                args.topic
+            );
+        }
+        // Leaving lets the other members take the partitions now rather
+        // than after the session timeout; a failure to leave changes
+        // nothing that was printed or committed.
+        if let Err(e) = m.leave() {
+            eprintln!("corelog: leaving group {group}: {e}");
+        }
+    }
+    result.map(|_| ())
+}
+
+/// Reads and prints records; returns how many, from how many partitions.
+fn consume_records(
+    args: &ConsumeArgs,
+    leaders: &BTreeMap<i32, String>,
+    mut member: Option<&mut GroupMember>,
+) -> CliResult<(u64, usize)> {
+    let partitions: Vec<i32> = match &member {
+        Some(m) => m.assignment().to_vec(),
+        None if args.partitions.is_empty() => leaders.keys().copied().collect(),
+        None => args.partitions.clone(),
+    };
+    let isolation: i8 = if args.read_uncommitted { 0 } else { 1 };
+    let mut conns: BTreeMap<String, Connection> = BTreeMap::new();
+    let committed = match member.as_deref_mut() {
+        Some(m) => committed_offsets(m)?,
+        None => BTreeMap::new(),
+    };
+    let mut cursors = open_cursors(args, leaders, &mut conns, &partitions, &committed)?;
+    // What the group has committed, so only progress is committed again.
+    let mut commit_marks: BTreeMap<i32, i64> = cursors.iter().map(|(&p, c)| (p, c.next)).collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
@@ -507,7 +585,12 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             .map(|(&p, _)| p)
             .collect();
         if open.is_empty() {
-            break;
+            // A following group member with nothing assigned (more members
+            // than partitions) waits for a rebalance, heartbeating.
+            if !(args.follow && member.is_some()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(FETCH_WAIT_MS as u64));
         }
         let mut progressed = false;
         // One Fetch per leader for its open partitions.
@@ -622,13 +705,52 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             }
         }
         out.flush().map_err(|e| format!("stdout: {e}"))?;
+        if let Some(m) = member.as_deref_mut() {
+            // Commit what was printed, then keep the membership alive; if
+            // the group rebalanced meanwhile, join again and read what it
+            // assigns now, from the offsets committed for it.
+            let round =
+                commit_progress(m, &cursors, &mut commit_marks).and_then(|()| m.heartbeat_if_due());
+            if let Err(e) = round {
+                if !needs_rejoin(&e) {
+                    return Err(e.to_string());
+                }
+                m.rejoin().map_err(|e| e.to_string())?;
+                let committed = committed_offsets(m)?;
+                let assigned = m.assignment().to_vec();
+                cursors = open_cursors(args, leaders, &mut conns, &assigned, &committed)?;
+                commit_marks = cursors.iter().map(|(&p, c)| (p, c.next)).collect();
+                continue;
+            }
+        }
         if !progressed && !args.follow {
             // Nothing came and nothing will: the ends were reached or the
             // log has a gap up to them.
             break;
         }
     }
-    out.flush().map_err(|e| format!("stdout: {e}"))
+    out.flush().map_err(|e| format!("stdout: {e}"))?;
+    if let Some(m) = member {
+        commit_progress(m, &cursors, &mut commit_marks).map_err(|e| e.to_string())?;
+    }
+    Ok((printed, cursors.len()))
+}
+
+/// Commits, for the partitions read past their last commit, the offset
+/// after the last record read.
+fn commit_progress(
+    member: &mut GroupMember,
+    cursors: &BTreeMap<i32, Cursor>,
+    marks: &mut BTreeMap<i32, i64>,
+) -> corelog_client::ClientResult<()> {
+    let moved: Vec<(i32, i64)> = cursors
+        .iter()
+        .filter(|(p, c)| marks.get(p) != Some(&c.next))
+        .map(|(&p, c)| (p, c.next))
+        .collect();
+    member.commit(&moved)?;
+    marks.extend(moved);
+    Ok(())
 }
 
 /// Decodes a Fetch answer's batches, decompressing with the storage

@@ -13,6 +13,7 @@
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -31,12 +32,13 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest,
-    DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
     ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
@@ -53,6 +55,7 @@ pub mod versions {
     /// 4 is the first that takes -1 for "the broker's default" counts.
     pub const CREATE_TOPICS: RangeInclusive<i16> = 4..=7;
     pub const DELETE_TOPICS: RangeInclusive<i16> = 1..=6;
+    pub const CREATE_PARTITIONS: RangeInclusive<i16> = 0..=3;
     pub const DESCRIBE_CONFIGS: RangeInclusive<i16> = 1..=4;
     pub const INCREMENTAL_ALTER_CONFIGS: RangeInclusive<i16> = 0..=1;
     /// 2 adds the isolation level.
@@ -224,6 +227,24 @@ impl Connection {
         self.request(ApiKey::DeleteTopics, version, &req)
     }
 
+    /// CreatePartitions: raises `topic`'s partition count to `count`,
+    /// the broker placing the new replicas.
+    pub fn create_partitions(
+        &mut self,
+        topic: &str,
+        count: i32,
+        timeout_ms: i32,
+    ) -> ClientResult<CreatePartitionsResponse> {
+        let version = self.negotiate(ApiKey::CreatePartitions, versions::CREATE_PARTITIONS)?;
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(count)
+                .with_assignments(None)]);
+        self.request(ApiKey::CreatePartitions, version, &req)
+    }
+
     /// DescribeConfigs of `resources`, with each entry's documentation off.
     pub fn describe_configs(
         &mut self,
@@ -325,13 +346,17 @@ impl Connection {
     }
 
     /// Fetches `topic`'s `(partition, offset)` pairs from this broker,
-    /// waiting up to `max_wait_ms` for at least one byte.
+    /// waiting up to `max_wait_ms` for at least one byte; at most
+    /// `max_bytes` in all and `partition_max_bytes` per partition (a
+    /// broker returns at least one batch even when it is larger).
+    #[allow(clippy::too_many_arguments)]
     pub fn fetch(
         &mut self,
         topic: &str,
         partitions: &[(i32, i64)],
         max_wait_ms: i32,
         max_bytes: i32,
+        partition_max_bytes: i32,
         isolation_level: i8,
     ) -> ClientResult<FetchResponse> {
         let version = self.negotiate(ApiKey::Fetch, versions::FETCH)?;
@@ -350,7 +375,7 @@ impl Connection {
                             FetchPartition::default()
                                 .with_partition(p)
                                 .with_fetch_offset(offset)
-                                .with_partition_max_bytes(max_bytes)
+                                .with_partition_max_bytes(partition_max_bytes)
                         })
                         .collect(),
                 )]);

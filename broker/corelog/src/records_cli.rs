@@ -23,14 +23,6 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
 use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
-};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -44,10 +36,8 @@ use corelog_client::Connection;
 use crate::group_cli::DEFAULT_BOOTSTRAP;
 use crate::topic_cli::{check, code_name, CONNECTION};
 
-const METADATA_VERSION: i16 = 12;
-const PRODUCE_VERSION: i16 = 9;
-const FETCH_VERSION: i16 = 12;
-const LIST_OFFSETS_VERSION: i16 = 7;
+/// How long the broker may take to replicate a produced batch (acks=all).
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// The longest line (record) `produce` reads; Kafka's default
 /// `max.message.bytes` is about 1 MiB.
@@ -195,19 +185,10 @@ fn connect(addr: &str) -> CliResult<Connection> {
     Connection::connect(addr, &CONNECTION).map_err(|e| e.to_string())
 }
 
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
 /// Partition index -> leader address, from the bootstrap broker.
 fn leaders(bootstrap: &str, topic: &str) -> CliResult<BTreeMap<i32, String>> {
     let mut c = connect(bootstrap)?;
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-    ]));
-    let md: MetadataResponse = c
-        .request(ApiKey::Metadata, METADATA_VERSION, &req)
-        .map_err(|e| e.to_string())?;
+    let md = c.metadata(Some(&[topic])).map_err(|e| e.to_string())?;
     let t = md
         .topics
         .first()
@@ -390,23 +371,14 @@ fn send(
         Acks::Leader => 1,
         Acks::All => -1,
     };
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&args.topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(buf.freeze()))])]);
-    if acks == 0 {
-        // No answer comes: send only.
-        return c
-            .send(ApiKey::Produce, PRODUCE_VERSION, &req)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-    }
-    let resp: ProduceResponse = c
-        .request(ApiKey::Produce, PRODUCE_VERSION, &req)
+    let resp = c
+        .produce(
+            &args.topic,
+            partition,
+            buf.freeze(),
+            acks,
+            PRODUCE_TIMEOUT_MS,
+        )
         .map_err(|e| e.to_string())?;
     for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
         check(
@@ -431,28 +403,8 @@ struct Cursor {
 }
 
 fn list_offset(c: &mut Connection, topic: &str, partition: i32, timestamp: i64) -> CliResult<i64> {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(timestamp)])]);
-    let resp: ListOffsetsResponse = c
-        .request(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &req)
-        .map_err(|e| e.to_string())?;
-    let p = resp
-        .topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .next()
-        .ok_or_else(|| format!("ListOffsets for partition {partition}: no answer"))?;
-    check(
-        &format!("offsets of {topic} partition {partition}"),
-        p.error_code,
-        None,
-    )?;
-    Ok(p.offset)
+    c.offset_for(topic, partition, timestamp)
+        .map_err(|e| format!("offsets of {topic} partition {partition}: {e}"))
 }
 
 /// Where to start reading partition `p` (--from), given its log end.
@@ -599,28 +551,17 @@ fn consume_records(
             by_leader.entry(&leaders[p]).or_default().push(*p);
         }
         for (addr, ps) in by_leader {
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(if args.follow { FETCH_WAIT_MS } else { 0 })
-                .with_min_bytes(1)
-                .with_max_bytes(FETCH_MAX_BYTES)
-                .with_isolation_level(isolation)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(topic_name(&args.topic))
-                    .with_partitions(
-                        ps.iter()
-                            .map(|p| {
-                                FetchPartition::default()
-                                    .with_partition(*p)
-                                    .with_fetch_offset(cursors[p].next)
-                                    .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES)
-                            })
-                            .collect(),
-                    )]);
             let c = conns.get_mut(addr).expect("connected above");
-            let resp: FetchResponse = c
-                .request(ApiKey::Fetch, FETCH_VERSION, &req)
+            let wait_ms = if args.follow { FETCH_WAIT_MS } else { 0 };
+            let resp = c
+                .fetch(
+                    &args.topic,
+                    &ps.iter().map(|p| (*p, cursors[p].next)).collect::<Vec<_>>(),
+                    wait_ms,
+                    FETCH_MAX_BYTES,
+                    FETCH_PARTITION_MAX_BYTES,
+                    isolation,
+                )
                 .map_err(|e| e.to_string())?;
             check("fetch", resp.error_code, None)?;
             for pd in resp.responses.iter().flat_map(|t| &t.partitions) {

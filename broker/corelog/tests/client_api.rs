@@ -144,7 +144,9 @@ fn typed_calls_negotiate_versions_and_do_what_the_cli_needs() {
         c.offset_for("client-api", 1, EARLIEST_TIMESTAMP).unwrap(),
         0
     );
-    let fetched = c.fetch("client-api", &[(1, 1)], 0, 1 << 20, 1).unwrap();
+    let fetched = c
+        .fetch("client-api", &[(1, 1)], 0, 1 << 20, 1 << 20, 1)
+        .unwrap();
     let pd = &fetched.responses[0].partitions[0];
     assert_eq!((pd.error_code, pd.high_watermark), (0, 3));
     let mut records = pd.records.clone().unwrap();

@@ -225,3 +225,57 @@ fn an_unreachable_broker_is_an_error_not_a_hang() {
         Ok(_) => panic!("connected to a closed port"),
     }
 }
+
+#[test]
+fn a_second_member_makes_the_first_rejoin_and_the_leader_splits_the_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let addr = format!("127.0.0.1:{}", broker.port);
+    let mut c = Connection::connect(&addr, &OPTIONS).expect("connect");
+    let created = c
+        .create_topics(
+            vec![CreatableTopic::default()
+                .with_name(TopicName(s("two-members")))
+                .with_num_partitions(4)
+                .with_replication_factor(-1)],
+            30_000,
+            false,
+        )
+        .unwrap();
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+
+    let mut first = GroupMember::join(&mut c, &OPTIONS, "two-members-group", "two-members")
+        .expect("first join");
+    assert_eq!(first.assignment(), &[0, 1, 2, 3]);
+    // The second join completes only once the first member has rejoined:
+    // it waits in its own thread.
+    let second = std::thread::spawn(move || {
+        let mut c = Connection::connect(&addr, &OPTIONS).expect("connect");
+        GroupMember::join(&mut c, &OPTIONS, "two-members-group", "two-members")
+    });
+    // The first member learns of the rebalance from its next heartbeat.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match first.heartbeat_if_due() {
+            Ok(()) => {}
+            Err(e) if corelog_client::member::needs_rejoin(&e) => break,
+            Err(e) => panic!("heartbeat: {e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "no rebalance seen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first.rejoin().expect("rejoin");
+    let second = second.join().unwrap().expect("second join");
+    let mut all: Vec<i32> = first
+        .assignment()
+        .iter()
+        .chain(second.assignment())
+        .copied()
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, vec![0, 1, 2, 3]);
+    assert_eq!(first.assignment().len(), 2, "{:?}", first.assignment());
+    assert_eq!(first.generation_id(), second.generation_id());
+    second.leave().unwrap();
+    first.leave().unwrap();
+}

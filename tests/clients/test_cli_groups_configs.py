@@ -147,3 +147,27 @@ def test_group_consume_reset_offsets_and_delete(broker):
         "group": group, "result": "deleted"}
     err = fails(b, "group", "delete", group)
     assert "GROUP_ID_NOT_FOUND (69)" in err, err
+
+
+def test_a_following_group_consumer_commits_and_leaves_on_ctrl_c(broker):
+    import signal
+    b = broker
+    topic = create_topic(b.bootstrap, partitions=1)
+    produce_all(b.bootstrap, topic, [{"value": b"v%d" % i} for i in range(3)])
+    group = "follow-" + uuid.uuid4().hex[:8]
+    p = subprocess.Popen([str(corelog_bin()), "consume", topic, "--group", group, "--follow",
+                          "--bootstrap-server", b.bootstrap],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [p.stdout.readline() for _ in range(3)]
+        assert lines == ["v0\n", "v1\n", "v2\n"], lines
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "consumed 3 record(s) from 1 partition(s)" in err, err
+    assert committed(b, group, topic, [0]) == {0: 3}
+    # It left: the group has no members, so its offsets can be reset.
+    corelog(b, "group", "reset-offsets", group, "--topic", topic, "--to", "earliest")

@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -485,7 +487,18 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
         }
         None => None,
     };
-    let result = consume_records(args, &leaders, member.as_mut());
+    // A group member that follows stops on Ctrl-C or SIGTERM at the end
+    // of a fetch round, to commit what it printed and leave the group, as
+    // `kcat -G` does; other reads keep the default (exit at once), which
+    // loses nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    if member.is_some() && args.follow {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+        }
+    }
+    let result = consume_records(args, &leaders, member.as_mut(), &stop);
     if let Some(m) = member {
         let group = args.group.as_deref().unwrap_or_default();
         if let Ok((printed, partitions)) = &result {
@@ -509,6 +522,7 @@ fn consume_records(
     args: &ConsumeArgs,
     leaders: &BTreeMap<i32, String>,
     mut member: Option<&mut GroupMember>,
+    stop: &AtomicBool,
 ) -> CliResult<(u64, usize)> {
     let partitions: Vec<i32> = match &member {
         Some(m) => m.assignment().to_vec(),
@@ -528,7 +542,7 @@ fn consume_records(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
     loop {
-        if args.count.is_some_and(|n| printed >= n) {
+        if args.count.is_some_and(|n| printed >= n) || stop.load(Ordering::Relaxed) {
             break;
         }
         let open: Vec<i32> = cursors

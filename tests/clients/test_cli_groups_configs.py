@@ -99,6 +99,12 @@ def test_group_consume_reset_offsets_and_delete(broker):
         (p, o) for p in (0, 1) for o in range(5)]
     assert "consumed 10 record(s) from 2 partition(s)" in r.stderr, r.stderr
     assert committed(b, group, topic, [0, 1]) == {0: 5, 1: 5}
+    described = json.loads(corelog(b, "group", "describe", group, "--format", "json").stdout)
+    assert described["members"] == 0 and described["type"] == "classic", described
+    assert [(p["partition"], p["committed_offset"], p["log_end_offset"], p["lag"])
+            for p in described["partitions"]] == [(0, 5, 5, 0), (1, 5, 5, 0)], described
+    listed = json.loads(corelog(b, "group", "list", "--format", "json").stdout)
+    assert {"group": group, "state": "Empty", "type": "classic"} in listed, listed
     # ... and the next run starts from the committed offsets.
     assert corelog(b, "consume", topic, "--group", group).stdout == ""
     # Consuming from a time: everything produced after `before`.

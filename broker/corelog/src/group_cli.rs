@@ -26,6 +26,9 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use corelog_client::api::READ_UNCOMMITTED;
+use serde_json::json;
+
+use crate::topic_cli::Format;
 use corelog_client::{ClientError, Connection, Options};
 use corelog_server::TopicPartition;
 
@@ -122,6 +125,9 @@ struct ListArgs {
     /// A broker to bootstrap from, host:port.
     #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
     bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -131,6 +137,9 @@ struct DescribeArgs {
     /// A broker to bootstrap from, host:port.
     #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
     bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 /// Runs one `corelog group` subcommand: the report goes to stdout, an error
@@ -139,9 +148,15 @@ pub fn run(args: GroupArgs) -> ExitCode {
     let result = match args.command {
         GroupCommand::ResetOffsets(a) => return crate::admin_cli::run_reset(&a),
         GroupCommand::Delete(a) => return crate::admin_cli::run_delete(&a),
-        GroupCommand::List(a) => list(&a.bootstrap_server).map(|groups| render_list(&groups)),
+        GroupCommand::List(a) => list(&a.bootstrap_server).map(|groups| match a.format {
+            Format::Text => render_list(&groups),
+            Format::Json => list_json(&groups),
+        }),
         GroupCommand::Describe(a) => {
-            describe(&a.bootstrap_server, &a.group).map(|report| render_describe(&report))
+            describe(&a.bootstrap_server, &a.group).map(|report| match a.format {
+                Format::Text => render_describe(&report),
+                Format::Json => describe_json(&report),
+            })
         }
     };
     match result {
@@ -718,6 +733,45 @@ fn build_rows(
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// `group list --format json`: one array of {group, state, type}.
+fn list_json(groups: &[ListedGroup]) -> String {
+    let rows: Vec<_> = groups
+        .iter()
+        .map(|g| json!({"group": g.group_id, "state": g.state, "type": g.group_type}))
+        .collect();
+    format!("{}\n", json!(rows))
+}
+
+/// `group describe --format json`: the header's fields and one object per
+/// partition (offsets and lag null where unknown).
+fn describe_json(report: &GroupReport) -> String {
+    let partitions: Vec<_> = report
+        .rows
+        .iter()
+        .map(|r| {
+            json!({
+                "topic": r.topic,
+                "partition": r.partition,
+                "committed_offset": r.committed_offset,
+                "log_end_offset": r.log_end_offset,
+                "lag": lag(r.committed_offset, r.log_end_offset),
+                "member": r.member_id,
+            })
+        })
+        .collect();
+    format!(
+        "{}\n",
+        json!({
+            "group": report.group_id,
+            "type": report.group_type,
+            "state": report.state,
+            "protocol": report.protocol,
+            "members": report.member_count,
+            "partitions": partitions,
+        })
+    )
 }
 
 fn render_describe(report: &GroupReport) -> String {

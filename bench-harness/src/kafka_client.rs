@@ -12,6 +12,14 @@
 //! next complete response (Kafka answers in order on one connection), waiting
 //! at most the given time, so a producer can keep several requests in flight
 //! and still wake up on its own send schedule.
+//!
+//! Why this is not `corelog_client`, the project's one blocking client:
+//! the producers' hot path needs what that client does not offer and
+//! should not (a non-blocking poll for the next of many responses,
+//! bounded by the producer's own schedule, and produce requests built and
+//! framed without an ApiVersions round trip per connection), and the
+//! benchmark's numbers must not move with a change of client. The load
+//! generator's topic setup does use `corelog_client` (`loadgen.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -561,21 +561,21 @@ pub fn run_scenario(
         run.measure_limits(dir, opts).context("measuring limits")?;
     }
 
-    // Topic setup.
-    let mut admin = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
-    admin.api_versions()?;
+    // Topic setup goes through the project's one admin client
+    // (corelog_client, versions negotiated with the broker). The
+    // preload, the producer ids and the producers' own connections stay on
+    // `KafkaClient`: its pipelined sends and time-bounded polls are what
+    // the producers' send schedule needs, and the benchmark's numbers must
+    // not move with a change of client.
     let topics = scenario.topic_names();
+    let mut setup = corelog_client::Connection::connect(bootstrap, &SETUP_CONNECTION)
+        .map_err(|e| anyhow!("{e}"))?;
     for topic in &topics {
-        admin.create_topic(
-            topic,
-            scenario.partitions as i32,
-            scenario.replication_factor,
-            &scenario.topic_configs,
-        )?;
+        create_topic(&mut setup, topic, scenario)?;
     }
     let mut partitions = Vec::new();
     for topic in &topics {
-        let found = wait_for_partitions(&mut admin, topic)?;
+        let found = wait_for_partitions(&mut setup, topic)?;
         if found.len() < scenario.partitions as usize {
             bail!(
                 "topic {topic} has {} partitions, the scenario asks for {}",
@@ -586,7 +586,15 @@ pub fn run_scenario(
         partitions = found[..scenario.partitions as usize].to_vec();
     }
     // The producers send each partition to its leader, as Metadata names it.
-    let leaders = Leaders::from_metadata(&admin.metadata(&topics).context("reading Metadata")?);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let leaders = Leaders::from_metadata(
+        &setup
+            .metadata(Some(&names))
+            .map_err(|e| anyhow!("reading Metadata: {e}"))?,
+    );
+    drop(setup);
+    let mut admin = KafkaClient::connect(bootstrap, Duration::from_secs(10))?;
+    admin.api_versions()?;
     if scenario.preload_mib > 0 {
         eprintln!("preloading {} MiB ...", scenario.preload_mib);
         preload(&mut admin, scenario, &topics, &partitions).context("preloading")?;
@@ -920,10 +928,79 @@ fn window_cpu(pids: &[u32], window: &Window) -> Result<Duration> {
     Ok(end.saturating_sub(start))
 }
 
-fn wait_for_partitions(c: &mut KafkaClient, topic: &str) -> Result<Vec<i32>> {
+/// The load generator's setup connection: named in broker logs, and
+/// patient enough for a broker creating many partitions.
+const SETUP_CONNECTION: corelog_client::Options = corelog_client::Options {
+    client_id: "corelog-loadgen",
+    connect_timeout: Duration::from_secs(10),
+    request_timeout: Duration::from_secs(30),
+    api_versions_handshake: true,
+};
+/// How long the broker may take to create a topic (CreateTopics timeout).
+const CREATE_TOPIC_TIMEOUT_MS: i32 = 30_000;
+/// Kafka error code TOPIC_ALREADY_EXISTS: a topic kept from an earlier run
+/// keeps its own settings.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// Creates the scenario's topic `topic`; one that exists is not an error.
+fn create_topic(
+    c: &mut corelog_client::Connection,
+    topic: &str,
+    scenario: &Scenario,
+) -> Result<()> {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    let resp = c
+        .create_topics(
+            vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_num_partitions(scenario.partitions as i32)
+                .with_replication_factor(scenario.replication_factor)
+                .with_configs(
+                    scenario
+                        .topic_configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.clone()))
+                                .with_value(Some(StrBytes::from_string(v.clone())))
+                        })
+                        .collect(),
+                )],
+            CREATE_TOPIC_TIMEOUT_MS,
+            false,
+        )
+        .map_err(|e| anyhow!("CreateTopics {topic}: {e}"))?;
+    let t = resp
+        .topics
+        .first()
+        .ok_or_else(|| anyhow!("CreateTopics {topic}: the broker answered nothing"))?;
+    if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+        c.check(
+            &format!("create topic {topic}"),
+            t.error_code,
+            t.error_message.as_ref(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+fn wait_for_partitions(c: &mut corelog_client::Connection, topic: &str) -> Result<Vec<i32>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(p) = c.topic_partitions(topic)? {
+        let md = c
+            .metadata(Some(&[topic]))
+            .map_err(|e| anyhow!("Metadata {topic}: {e}"))?;
+        if let Some(t) = md.topics.first() {
+            // UNKNOWN_TOPIC_OR_PARTITION: not created yet; wait for it.
+            if t.error_code != 0 && t.error_code != 3 {
+                c.check(&format!("topic {topic}"), t.error_code, None)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            let mut p: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+            p.sort_unstable();
             if !p.is_empty() {
                 return Ok(p);
             }

@@ -13,7 +13,12 @@
 //! `kafka-protocol` crate; it must not depend on the broker's own crates,
 //! so what uses it behaves like any other Kafka client.
 
+pub mod api;
+pub mod errors;
+pub mod member;
 pub mod partitioner;
+
+pub use kafka_protocol;
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
@@ -51,6 +56,23 @@ pub enum ClientError {
     /// The broker answered with something this client cannot use, or a
     /// request could not be encoded.
     Protocol { addr: String, reason: String },
+    /// The broker answered with a Kafka error code (see
+    /// [`errors::describe_error`]); `what` names what was asked.
+    Kafka {
+        what: String,
+        code: i16,
+        message: Option<String>,
+    },
+}
+
+impl ClientError {
+    /// The Kafka error code, for a [`ClientError::Kafka`].
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            ClientError::Kafka { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ClientError {
@@ -71,6 +93,15 @@ impl fmt::Display for ClientError {
             ClientError::Protocol { addr, reason } => {
                 write!(f, "broker {addr}: unexpected response: {reason}")
             }
+            ClientError::Kafka {
+                what,
+                code,
+                message,
+            } => write!(
+                f,
+                "{what}: {}",
+                errors::describe_error(*code, message.as_deref())
+            ),
         }
     }
 }

@@ -25,26 +25,33 @@ pub struct ClusterArgs {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// Show the quorum (leader, term, each voter's commit and applied
-    /// index) and the brokers (id, endpoints, epoch, fenced).
+    /// Show the cluster as any Kafka client sees it (cluster id,
+    /// controller, brokers, topic and partition counts); with --bootstrap,
+    /// a Corelog cluster's quorum instead (leader, term, each voter's
+    /// commit and applied index) and its brokers (id, endpoints, epoch,
+    /// fenced).
     Status(StatusArgs),
 }
 
 #[derive(Args)]
 struct StatusArgs {
-    /// A cluster node's internal listener (its cluster_listen), host:port.
+    /// A Corelog cluster node's internal listener (its cluster_listen),
+    /// host:port: show the metadata quorum.
     #[arg(long)]
-    bootstrap: String,
-    /// Print JSON instead of the table.
+    bootstrap: Option<String>,
+    /// With --bootstrap: print JSON instead of the table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    kafka: crate::admin_cli::InfoArgs,
 }
 
 pub fn run(args: ClusterArgs) -> ExitCode {
     match args.command {
-        ClusterCommand::Status(a) => match status(&a.bootstrap) {
+        ClusterCommand::Status(a) if a.bootstrap.is_none() => crate::admin_cli::run_info(&a.kafka),
+        ClusterCommand::Status(a) => match status(a.bootstrap.as_deref().unwrap_or_default()) {
             Ok(report) => {
-                if a.json {
+                if a.json || a.kafka.format == crate::topic_cli::Format::Json {
                     println!("{}", report.to_json());
                 } else {
                     print!("{}", report.render());

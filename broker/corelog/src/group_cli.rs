@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::consumer_group_describe_response;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    GroupId, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use corelog_client::api::READ_UNCOMMITTED;
+use serde_json::json;
+
+use crate::topic_cli::Format;
 use corelog_client::{ClientError, Connection, Options};
 use corelog_server::TopicPartition;
 
@@ -49,20 +49,12 @@ const CONNECTION: Options = Options {
 const COORDINATOR_WAIT_MS: u64 = 15_000;
 const RETRY_BACKOFF_MS: u64 = 200;
 
-const METADATA_VERSION: i16 = 12;
-const FIND_COORDINATOR_VERSION: i16 = 4;
 const DESCRIBE_GROUPS_VERSION: i16 = 5;
 const CONSUMER_GROUP_DESCRIBE_VERSION: i16 = 0;
-const OFFSET_FETCH_VERSION: i16 = 8;
-const LIST_OFFSETS_VERSION: i16 = 7;
 const LIST_GROUPS_VERSION: i16 = 5;
 
-/// FindCoordinator key type of a consumer group (1 would be a transaction).
-const COORDINATOR_KEY_TYPE_GROUP: i8 = 0;
 /// ListOffsets timestamp that asks for the log-end offset (high watermark).
 const LATEST_TIMESTAMP: i64 = -1;
-/// ListOffsets replica id of an ordinary client (not a follower).
-const CONSUMER_REPLICA_ID: i32 = -1;
 /// The protocol type of groups formed by Kafka consumers (as opposed to,
 /// say, Kafka Connect workers, whose assignments have another format).
 const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
@@ -120,6 +112,12 @@ enum GroupCommand {
     /// Show a group's state and members and, per partition, the committed
     /// offset, log-end offset, lag and owning member.
     Describe(DescribeArgs),
+    /// Move a group's committed offsets of a topic (the group must have no
+    /// members, as Kafka requires): to earliest/latest, an offset, a time,
+    /// or shifted by N; --dry-run shows the plan only.
+    ResetOffsets(crate::admin_cli::ResetArgs),
+    /// Delete groups that have no members, with their committed offsets.
+    Delete(crate::admin_cli::DeleteArgs),
 }
 
 #[derive(Args)]
@@ -127,6 +125,9 @@ struct ListArgs {
     /// A broker to bootstrap from, host:port.
     #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
     bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -136,15 +137,26 @@ struct DescribeArgs {
     /// A broker to bootstrap from, host:port.
     #[arg(long, default_value = DEFAULT_BOOTSTRAP)]
     bootstrap_server: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 /// Runs one `corelog group` subcommand: the report goes to stdout, an error
 /// to stderr with a non-zero exit code.
 pub fn run(args: GroupArgs) -> ExitCode {
     let result = match args.command {
-        GroupCommand::List(a) => list(&a.bootstrap_server).map(|groups| render_list(&groups)),
+        GroupCommand::ResetOffsets(a) => return crate::admin_cli::run_reset(&a),
+        GroupCommand::Delete(a) => return crate::admin_cli::run_delete(&a),
+        GroupCommand::List(a) => list(&a.bootstrap_server).map(|groups| match a.format {
+            Format::Text => render_list(&groups),
+            Format::Json => list_json(&groups),
+        }),
         GroupCommand::Describe(a) => {
-            describe(&a.bootstrap_server, &a.group).map(|report| render_describe(&report))
+            describe(&a.bootstrap_server, &a.group).map(|report| match a.format {
+                Format::Text => render_describe(&report),
+                Format::Json => describe_json(&report),
+            })
         }
     };
     match result {
@@ -182,7 +194,11 @@ impl fmt::Display for CliError {
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
-        CliError::Client(e)
+        match e.code() {
+            Some(code) if is_retriable(code) => CliError::Retriable(e.to_string()),
+            Some(_) => CliError::Broker(e.to_string()),
+            None => CliError::Client(e),
+        }
     }
 }
 
@@ -224,10 +240,6 @@ fn str_of(s: &StrBytes) -> String {
     s.as_str().to_string()
 }
 
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
 // ------------------------------------------------------------------ cluster --
 
 /// Connections to the brokers of one cluster, opened on first use and kept
@@ -266,37 +278,15 @@ impl Cluster {
 
     /// Metadata for all topics (`topics` None) or none (Some(empty)).
     fn metadata(&mut self, all_topics: bool) -> CliResult<MetadataResponse> {
-        let req = MetadataRequest::default()
-            .with_topics(if all_topics { None } else { Some(Vec::new()) })
-            .with_allow_auto_topic_creation(false);
         let bootstrap = self.bootstrap.clone();
-        Ok(self
-            .conn(&bootstrap)?
-            .call(ApiKey::Metadata, METADATA_VERSION, &req)?)
+        let topics: Option<&[&str]> = if all_topics { None } else { Some(&[]) };
+        Ok(self.conn(&bootstrap)?.metadata(topics)?)
     }
 
     /// The address of the group's coordinator.
     fn find_coordinator(&mut self, group: &str) -> CliResult<String> {
-        let req = FindCoordinatorRequest::default()
-            .with_key_type(COORDINATOR_KEY_TYPE_GROUP)
-            .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
         let bootstrap = self.bootstrap.clone();
-        let resp: FindCoordinatorResponse =
-            self.conn(&bootstrap)?
-                .call(ApiKey::FindCoordinator, FIND_COORDINATOR_VERSION, &req)?;
-        let Some(c) = resp.coordinators.into_iter().next() else {
-            return Err(CliError::Broker(
-                "FindCoordinator answered no coordinator".to_string(),
-            ));
-        };
-        if c.error_code != error_code::NONE {
-            return Err(code_error(
-                "FindCoordinator",
-                c.error_code,
-                c.error_message.as_ref(),
-            ));
-        }
-        Ok(format!("{}:{}", c.host.as_str(), c.port))
+        Ok(self.conn(&bootstrap)?.find_coordinator(group)?.addr)
     }
 }
 
@@ -629,38 +619,19 @@ fn committed_offsets(
     group: &str,
 ) -> CliResult<BTreeMap<TopicPartition, i64>> {
     // topics None asks for every partition the group has committed.
-    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_topics(None)]);
-    let resp: OffsetFetchResponse =
-        cluster
-            .conn(coordinator)?
-            .call(ApiKey::OffsetFetch, OFFSET_FETCH_VERSION, &req)?;
-    let Some(g) = resp.groups.into_iter().next() else {
-        return Err(CliError::Broker(
-            "OffsetFetch answered no group".to_string(),
-        ));
-    };
-    if g.error_code != error_code::NONE {
-        return Err(code_error("OffsetFetch", g.error_code, None));
-    }
+    let offsets = cluster.conn(coordinator)?.offset_fetch(group, None)?;
     let mut committed = BTreeMap::new();
-    for t in &g.topics {
-        for p in &t.partitions {
-            if p.error_code != error_code::NONE {
-                return Err(code_error(
-                    &format!("OffsetFetch {}-{}", t.name.0.as_str(), p.partition_index),
-                    p.error_code,
-                    None,
-                ));
-            }
-            // -1 means no offset is committed for the partition.
-            if p.committed_offset >= 0 {
-                committed.insert(
-                    TopicPartition::new(str_of(&t.name.0), p.partition_index),
-                    p.committed_offset,
-                );
-            }
+    for o in offsets {
+        if o.error_code != error_code::NONE {
+            return Err(code_error(
+                &format!("OffsetFetch {}-{}", o.topic, o.partition),
+                o.error_code,
+                None,
+            ));
+        }
+        // -1 means no offset is committed for the partition.
+        if o.offset >= 0 {
+            committed.insert(TopicPartition::new(o.topic, o.partition), o.offset);
         }
     }
     Ok(committed)
@@ -691,38 +662,20 @@ fn log_end_offsets(
     }
     let mut ends = HashMap::new();
     for (addr, topics) in by_leader {
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(CONSUMER_REPLICA_ID))
-            .with_topics(
-                topics
-                    .iter()
-                    .map(|(topic, partitions)| {
-                        ListOffsetsTopic::default()
-                            .with_name(topic_name(topic))
-                            .with_partitions(
-                                partitions
-                                    .iter()
-                                    .map(|&p| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(p)
-                                            .with_timestamp(LATEST_TIMESTAMP)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
-        let resp: ListOffsetsResponse =
-            cluster
+        for (topic, partitions) in topics {
+            let pairs: Vec<(i32, i64)> =
+                partitions.iter().map(|&p| (p, LATEST_TIMESTAMP)).collect();
+            let resp = cluster
                 .conn(addr)?
-                .call(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &req)?;
-        for t in &resp.topics {
-            for p in &t.partitions {
-                if p.error_code == error_code::NONE && p.offset >= 0 {
-                    ends.insert(
-                        TopicPartition::new(str_of(&t.name.0), p.partition_index),
-                        p.offset,
-                    );
+                .list_offsets(topic, &pairs, READ_UNCOMMITTED)?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    if p.error_code == error_code::NONE && p.offset >= 0 {
+                        ends.insert(
+                            TopicPartition::new(str_of(&t.name.0), p.partition_index),
+                            p.offset,
+                        );
+                    }
                 }
             }
         }
@@ -780,6 +733,45 @@ fn build_rows(
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// `group list --format json`: one array of {group, state, type}.
+fn list_json(groups: &[ListedGroup]) -> String {
+    let rows: Vec<_> = groups
+        .iter()
+        .map(|g| json!({"group": g.group_id, "state": g.state, "type": g.group_type}))
+        .collect();
+    format!("{}\n", json!(rows))
+}
+
+/// `group describe --format json`: the header's fields and one object per
+/// partition (offsets and lag null where unknown).
+fn describe_json(report: &GroupReport) -> String {
+    let partitions: Vec<_> = report
+        .rows
+        .iter()
+        .map(|r| {
+            json!({
+                "topic": r.topic,
+                "partition": r.partition,
+                "committed_offset": r.committed_offset,
+                "log_end_offset": r.log_end_offset,
+                "lag": lag(r.committed_offset, r.log_end_offset),
+                "member": r.member_id,
+            })
+        })
+        .collect();
+    format!(
+        "{}\n",
+        json!({
+            "group": report.group_id,
+            "type": report.group_type,
+            "state": report.state,
+            "protocol": report.protocol,
+            "members": report.member_count,
+            "partitions": partitions,
+        })
+    )
 }
 
 fn render_describe(report: &GroupReport) -> String {
@@ -855,6 +847,10 @@ mod tests {
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
     use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::protocol::Encodable;
+
+    fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
+        kafka_protocol::messages::TopicName(StrBytes::from_string(s.to_string()))
+    }
 
     fn tp(t: &str, p: i32) -> TopicPartition {
         TopicPartition::new(t, p)

@@ -3,10 +3,12 @@
 //! `corelog serve` with no arguments runs a single-node broker on port 9092
 //! with its data in `./data`. Flags override a TOML config file, which
 //! overrides the built-in defaults (see `corelog_server::ServerConfig`).
-//! `corelog group list|describe` inspects consumer groups over the Kafka
-//! protocol, as a client of any broker. `corelog cluster status` asks a
-//! cluster node's internal listener for the metadata quorum and the brokers.
+//! `corelog topic|group|config|produce|consume|cluster status` administer
+//! and use any Kafka-compatible broker over the Kafka protocol, through
+//! `corelog_client`; `corelog cluster status --bootstrap` asks a Corelog
+//! cluster node's internal listener for the metadata quorum and brokers.
 
+mod admin_cli;
 mod cluster_cli;
 mod group_cli;
 mod records_cli;
@@ -40,10 +42,10 @@ enum Command {
     Serve(ServeArgs),
     /// Audit, apply or revert host settings, or probe the data disk.
     Tune(corelog_tuning::TuneArgs),
-    /// List consumer groups, or describe one: members, offsets and lag.
+    /// List, describe, reset the offsets of, or delete consumer groups.
     Group(group_cli::GroupArgs),
-    /// Inspect a cluster's metadata quorum and brokers (issue 17, in
-    /// progress).
+    /// Show a cluster's id, controller, brokers and topic counts (any
+    /// Kafka-compatible broker), or a Corelog cluster's metadata quorum.
     Cluster(cluster_cli::ClusterArgs),
     /// Produce records read from stdin, one per line.
     Produce(records_cli::ProduceArgs),
@@ -52,6 +54,9 @@ enum Command {
     /// List, describe, create and delete topics, change their configs and
     /// partition counts (any Kafka-compatible broker).
     Topic(topic_cli::TopicArgs),
+    /// Show or change broker and topic configs (any Kafka-compatible
+    /// broker).
+    Config(admin_cli::ConfigArgs),
 }
 
 #[derive(clap::Args)]
@@ -311,6 +316,7 @@ fn main() -> ExitCode {
         Command::Group(args) => group_cli::run(args),
         Command::Cluster(args) => cluster_cli::run(args),
         Command::Topic(args) => topic_cli::run(args),
+        Command::Config(args) => admin_cli::run_config(args),
         Command::Produce(args) => records_cli::produce(args),
         Command::Consume(args) => records_cli::consume(args),
     }

@@ -18,35 +18,28 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
 use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
-};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use serde_json::json;
 
+use corelog_client::member::{needs_rejoin, GroupMember};
 use corelog_client::partitioner::partition_for_key;
 use corelog_client::Connection;
 
 use crate::group_cli::DEFAULT_BOOTSTRAP;
 use crate::topic_cli::{check, code_name, CONNECTION};
 
-const METADATA_VERSION: i16 = 12;
-const PRODUCE_VERSION: i16 = 9;
-const FETCH_VERSION: i16 = 12;
-const LIST_OFFSETS_VERSION: i16 = 7;
+/// How long the broker may take to replicate a produced batch (acks=all).
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// The longest line (record) `produce` reads; Kafka's default
 /// `max.message.bytes` is about 1 MiB.
@@ -170,6 +163,12 @@ pub struct ConsumeArgs {
     /// Also read records of open and aborted transactions.
     #[arg(long)]
     read_uncommitted: bool,
+    /// Consume as a member of this consumer group (classic protocol, range
+    /// assignor): read the partitions the group assigns from its committed
+    /// offsets (--from where it has none), commit what was printed, and
+    /// leave the group at the end. Like `kcat -G`.
+    #[arg(short = 'G', long, conflicts_with = "partitions")]
+    group: Option<String>,
 }
 
 type CliResult<T> = Result<T, String>;
@@ -188,19 +187,10 @@ fn connect(addr: &str) -> CliResult<Connection> {
     Connection::connect(addr, &CONNECTION).map_err(|e| e.to_string())
 }
 
-fn topic_name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
 /// Partition index -> leader address, from the bootstrap broker.
 fn leaders(bootstrap: &str, topic: &str) -> CliResult<BTreeMap<i32, String>> {
     let mut c = connect(bootstrap)?;
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-    ]));
-    let md: MetadataResponse = c
-        .request(ApiKey::Metadata, METADATA_VERSION, &req)
-        .map_err(|e| e.to_string())?;
+    let md = c.metadata(Some(&[topic])).map_err(|e| e.to_string())?;
     let t = md
         .topics
         .first()
@@ -383,23 +373,14 @@ fn send(
         Acks::Leader => 1,
         Acks::All => -1,
     };
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&args.topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(buf.freeze()))])]);
-    if acks == 0 {
-        // No answer comes: send only.
-        return c
-            .send(ApiKey::Produce, PRODUCE_VERSION, &req)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-    }
-    let resp: ProduceResponse = c
-        .request(ApiKey::Produce, PRODUCE_VERSION, &req)
+    let resp = c
+        .produce(
+            &args.topic,
+            partition,
+            buf.freeze(),
+            acks,
+            PRODUCE_TIMEOUT_MS,
+        )
         .map_err(|e| e.to_string())?;
     for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
         check(
@@ -424,67 +405,53 @@ struct Cursor {
 }
 
 fn list_offset(c: &mut Connection, topic: &str, partition: i32, timestamp: i64) -> CliResult<i64> {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(timestamp)])]);
-    let resp: ListOffsetsResponse = c
-        .request(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &req)
-        .map_err(|e| e.to_string())?;
-    let p = resp
-        .topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .next()
-        .ok_or_else(|| format!("ListOffsets for partition {partition}: no answer"))?;
-    check(
-        &format!("offsets of {topic} partition {partition}"),
-        p.error_code,
-        None,
-    )?;
-    Ok(p.offset)
+    c.offset_for(topic, partition, timestamp)
+        .map_err(|e| format!("offsets of {topic} partition {partition}: {e}"))
 }
 
-fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
-    let leaders = leaders(&args.bootstrap_server, &args.topic)?;
-    let partitions: Vec<i32> = if args.partitions.is_empty() {
-        leaders.keys().copied().collect()
-    } else {
-        for p in &args.partitions {
-            if !leaders.contains_key(p) {
-                return Err(format!("topic {} has no partition {p}", args.topic));
+/// Where to start reading partition `p` (--from), given its log end.
+fn start_offset(c: &mut Connection, args: &ConsumeArgs, p: i32, end: i64) -> CliResult<i64> {
+    Ok(match args.from.as_str() {
+        "beginning" => list_offset(c, &args.topic, p, -2)?,
+        "end" => end,
+        s => match s.strip_prefix('@') {
+            Some(ms) => {
+                let ms: i64 = ms.parse().map_err(|_| format!("--from {s:?}: bad time"))?;
+                // -1: nothing at or after that time; start at the end.
+                Some(list_offset(c, &args.topic, p, ms)?)
+                    .filter(|&o| o >= 0)
+                    .unwrap_or(end)
             }
-        }
-        args.partitions.clone()
-    };
-    let isolation: i8 = if args.read_uncommitted { 0 } else { 1 };
-    let mut conns: BTreeMap<String, Connection> = BTreeMap::new();
-    let mut cursors: BTreeMap<i32, Cursor> = BTreeMap::new();
-    for &p in &partitions {
-        let addr = leaders[&p].clone();
+            None => s.parse().map_err(|_| {
+                format!("--from {s:?}: expected beginning, end, an offset or @MILLIS")
+            })?,
+        },
+    })
+}
+
+/// Opens the read of `partitions`: from `committed[p]` where the group
+/// has an offset, else from --from; up to today's end unless following.
+fn open_cursors(
+    args: &ConsumeArgs,
+    leaders: &BTreeMap<i32, String>,
+    conns: &mut BTreeMap<String, Connection>,
+    partitions: &[i32],
+    committed: &BTreeMap<i32, i64>,
+) -> CliResult<BTreeMap<i32, Cursor>> {
+    let mut cursors = BTreeMap::new();
+    for &p in partitions {
+        let addr = leaders
+            .get(&p)
+            .ok_or_else(|| format!("topic {} has no partition {p}", args.topic))?
+            .clone();
         if !conns.contains_key(&addr) {
             conns.insert(addr.clone(), connect(&addr)?);
         }
         let c = conns.get_mut(&addr).expect("connected above");
         let end = list_offset(c, &args.topic, p, -1)?;
-        let next = match args.from.as_str() {
-            "beginning" => list_offset(c, &args.topic, p, -2)?,
-            "end" => end,
-            s => match s.strip_prefix('@') {
-                Some(ms) => {
-                    let ms: i64 = ms.parse().map_err(|_| format!("--from {s:?}: bad time"))?;
-                    // -1: nothing at or after that time; start at the end.
-                    Some(list_offset(c, &args.topic, p, ms)?)
-                        .filter(|&o| o >= 0)
-                        .unwrap_or(end)
-                }
-                None => s.parse().map_err(|_| {
-                    format!("--from {s:?}: expected beginning, end, an offset or @MILLIS")
-                })?,
-            },
+        let next = match committed.get(&p) {
+            Some(&o) if o >= 0 => o,
+            _ => start_offset(c, args, p, end)?,
         };
         cursors.insert(
             p,
@@ -494,11 +461,88 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             },
         );
     }
+    Ok(cursors)
+}
+
+/// The group's committed offsets of the member's partitions.
+fn committed_offsets(member: &mut GroupMember) -> CliResult<BTreeMap<i32, i64>> {
+    Ok(member
+        .committed()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|o| o.error_code == 0 && o.offset >= 0)
+        .map(|o| (o.partition, o.offset))
+        .collect())
+}
+
+fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
+    let leaders = leaders(&args.bootstrap_server, &args.topic)?;
+    let mut member = match &args.group {
+        Some(group) => {
+            let mut boot = connect(&args.bootstrap_server)?;
+            Some(
+                GroupMember::join(&mut boot, &CONNECTION, group, &args.topic)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    // A group member that follows stops on Ctrl-C or SIGTERM at the end
+    // of a fetch round, to commit what it printed and leave the group, as
+    // `kcat -G` does; other reads keep the default (exit at once), which
+    // loses nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    if member.is_some() && args.follow {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+        }
+    }
+    let result = consume_records(args, &leaders, member.as_mut(), &stop);
+    if let Some(m) = member {
+        let group = args.group.as_deref().unwrap_or_default();
+        if let Ok((printed, partitions)) = &result {
+            eprintln!(
+                "consumed {printed} record(s) from {partitions} partition(s) of {} as group {group}; offsets committed",
+                args.topic
+            );
+        }
+        // Leaving lets the other members take the partitions now rather
+        // than after the session timeout; a failure to leave changes
+        // nothing that was printed or committed.
+        if let Err(e) = m.leave() {
+            eprintln!("corelog: leaving group {group}: {e}");
+        }
+    }
+    result.map(|_| ())
+}
+
+/// Reads and prints records; returns how many, from how many partitions.
+fn consume_records(
+    args: &ConsumeArgs,
+    leaders: &BTreeMap<i32, String>,
+    mut member: Option<&mut GroupMember>,
+    stop: &AtomicBool,
+) -> CliResult<(u64, usize)> {
+    let partitions: Vec<i32> = match &member {
+        Some(m) => m.assignment().to_vec(),
+        None if args.partitions.is_empty() => leaders.keys().copied().collect(),
+        None => args.partitions.clone(),
+    };
+    let isolation: i8 = if args.read_uncommitted { 0 } else { 1 };
+    let mut conns: BTreeMap<String, Connection> = BTreeMap::new();
+    let committed = match member.as_deref_mut() {
+        Some(m) => committed_offsets(m)?,
+        None => BTreeMap::new(),
+    };
+    let mut cursors = open_cursors(args, leaders, &mut conns, &partitions, &committed)?;
+    // What the group has committed, so only progress is committed again.
+    let mut commit_marks: BTreeMap<i32, i64> = cursors.iter().map(|(&p, c)| (p, c.next)).collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
     loop {
-        if args.count.is_some_and(|n| printed >= n) {
+        if args.count.is_some_and(|n| printed >= n) || stop.load(Ordering::Relaxed) {
             break;
         }
         let open: Vec<i32> = cursors
@@ -507,7 +551,12 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             .map(|(&p, _)| p)
             .collect();
         if open.is_empty() {
-            break;
+            // A following group member with nothing assigned (more members
+            // than partitions) waits for a rebalance, heartbeating.
+            if !(args.follow && member.is_some()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(FETCH_WAIT_MS as u64));
         }
         let mut progressed = false;
         // One Fetch per leader for its open partitions.
@@ -516,28 +565,17 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             by_leader.entry(&leaders[p]).or_default().push(*p);
         }
         for (addr, ps) in by_leader {
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(if args.follow { FETCH_WAIT_MS } else { 0 })
-                .with_min_bytes(1)
-                .with_max_bytes(FETCH_MAX_BYTES)
-                .with_isolation_level(isolation)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(topic_name(&args.topic))
-                    .with_partitions(
-                        ps.iter()
-                            .map(|p| {
-                                FetchPartition::default()
-                                    .with_partition(*p)
-                                    .with_fetch_offset(cursors[p].next)
-                                    .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES)
-                            })
-                            .collect(),
-                    )]);
             let c = conns.get_mut(addr).expect("connected above");
-            let resp: FetchResponse = c
-                .request(ApiKey::Fetch, FETCH_VERSION, &req)
+            let wait_ms = if args.follow { FETCH_WAIT_MS } else { 0 };
+            let resp = c
+                .fetch(
+                    &args.topic,
+                    &ps.iter().map(|p| (*p, cursors[p].next)).collect::<Vec<_>>(),
+                    wait_ms,
+                    FETCH_MAX_BYTES,
+                    FETCH_PARTITION_MAX_BYTES,
+                    isolation,
+                )
                 .map_err(|e| e.to_string())?;
             check("fetch", resp.error_code, None)?;
             for pd in resp.responses.iter().flat_map(|t| &t.partitions) {
@@ -622,13 +660,52 @@ fn run_consume(args: &ConsumeArgs) -> CliResult<()> {
             }
         }
         out.flush().map_err(|e| format!("stdout: {e}"))?;
+        if let Some(m) = member.as_deref_mut() {
+            // Commit what was printed, then keep the membership alive; if
+            // the group rebalanced meanwhile, join again and read what it
+            // assigns now, from the offsets committed for it.
+            let round =
+                commit_progress(m, &cursors, &mut commit_marks).and_then(|()| m.heartbeat_if_due());
+            if let Err(e) = round {
+                if !needs_rejoin(&e) {
+                    return Err(e.to_string());
+                }
+                m.rejoin().map_err(|e| e.to_string())?;
+                let committed = committed_offsets(m)?;
+                let assigned = m.assignment().to_vec();
+                cursors = open_cursors(args, leaders, &mut conns, &assigned, &committed)?;
+                commit_marks = cursors.iter().map(|(&p, c)| (p, c.next)).collect();
+                continue;
+            }
+        }
         if !progressed && !args.follow {
             // Nothing came and nothing will: the ends were reached or the
             // log has a gap up to them.
             break;
         }
     }
-    out.flush().map_err(|e| format!("stdout: {e}"))
+    out.flush().map_err(|e| format!("stdout: {e}"))?;
+    if let Some(m) = member {
+        commit_progress(m, &cursors, &mut commit_marks).map_err(|e| e.to_string())?;
+    }
+    Ok((printed, cursors.len()))
+}
+
+/// Commits, for the partitions read past their last commit, the offset
+/// after the last record read.
+fn commit_progress(
+    member: &mut GroupMember,
+    cursors: &BTreeMap<i32, Cursor>,
+    marks: &mut BTreeMap<i32, i64>,
+) -> corelog_client::ClientResult<()> {
+    let moved: Vec<(i32, i64)> = cursors
+        .iter()
+        .filter(|(p, c)| marks.get(p) != Some(&c.next))
+        .map(|(&p, c)| (p, c.next))
+        .collect();
+    member.commit(&moved)?;
+    marks.extend(moved);
+    Ok(())
 }
 
 /// Decodes a Fetch answer's batches, decompressing with the storage

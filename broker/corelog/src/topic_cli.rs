@@ -15,26 +15,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
-};
+use kafka_protocol::messages::{BrokerId, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use serde_json::json;
 
-use corelog_client::{Connection, Options};
+use corelog_client::api::READ_UNCOMMITTED;
+use corelog_client::{ClientError, Connection, Options};
 
 use crate::group_cli::DEFAULT_BOOTSTRAP;
 
@@ -47,14 +38,6 @@ pub const CONNECTION: Options = Options {
     request_timeout: Duration::from_millis(30_000),
     api_versions_handshake: true,
 };
-
-const METADATA_VERSION: i16 = 12;
-const CREATE_TOPICS_VERSION: i16 = 7;
-const DELETE_TOPICS_VERSION: i16 = 6;
-const CREATE_PARTITIONS_VERSION: i16 = 3;
-const DESCRIBE_CONFIGS_VERSION: i16 = 4;
-const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
-const LIST_OFFSETS_VERSION: i16 = 7;
 
 /// Kafka's `ConfigResource.Type` of a topic.
 const RESOURCE_TOPIC: i8 = 2;
@@ -153,32 +136,18 @@ type CliResult<T> = Result<T, String>;
 
 /// Kafka's name of an error code (`TOPIC_ALREADY_EXISTS`), with the code.
 pub fn code_name(code: i16) -> String {
-    match ResponseError::try_from_code(code).filter(|e| !matches!(e, ResponseError::Unknown(_))) {
-        Some(e) => {
-            let mut name = String::new();
-            for (i, c) in format!("{e:?}").chars().enumerate() {
-                if c.is_ascii_uppercase() && i > 0 {
-                    name.push('_');
-                }
-                name.push(c.to_ascii_uppercase());
-            }
-            format!("{name} ({code})")
-        }
-        None => format!("error code {code}"),
-    }
+    format!("{} ({code})", corelog_client::errors::error_name(code))
 }
 
-/// `what: NAME (code): message`, or Ok for code 0.
+/// `what: NAME (code): message; advice`, or Ok for code 0.
 pub fn check(what: &str, code: i16, message: Option<&StrBytes>) -> CliResult<()> {
     if code == 0 {
         return Ok(());
     }
-    let mut text = format!("{what}: {}", code_name(code));
-    if let Some(m) = message.filter(|m| !m.is_empty()) {
-        text.push_str(": ");
-        text.push_str(m);
-    }
-    Err(text)
+    Err(format!(
+        "{what}: {}",
+        corelog_client::errors::describe_error(code, message.map(|m| m.as_str()))
+    ))
 }
 
 fn name(s: &str) -> TopicName {
@@ -189,13 +158,9 @@ fn connect(bootstrap: &str) -> CliResult<Connection> {
     Connection::connect(bootstrap, &CONNECTION).map_err(|e| format!("{bootstrap}: {e}"))
 }
 
-fn request<Req, Resp>(c: &mut Connection, key: ApiKey, version: i16, req: &Req) -> CliResult<Resp>
-where
-    Req: kafka_protocol::protocol::Encodable,
-    Resp: kafka_protocol::protocol::Decodable,
-{
-    c.request(key, version, req)
-        .map_err(|e| format!("{key:?}: {e}"))
+/// A client error as the CLI says it: which call failed, and why.
+fn failed(call: &str) -> impl Fn(ClientError) -> String + '_ {
+    move |e| format!("{call}: {e}")
 }
 
 /// Runs one `corelog topic` subcommand.
@@ -244,7 +209,7 @@ fn done(format: Format, what: &str, topic: &str) -> String {
 }
 
 /// Aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -270,12 +235,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn metadata(c: &mut Connection, topics: Option<&[&str]>) -> CliResult<MetadataResponse> {
-    let req = MetadataRequest::default().with_topics(topics.map(|ts| {
-        ts.iter()
-            .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
-            .collect()
-    }));
-    request(c, ApiKey::Metadata, METADATA_VERSION, &req)
+    c.metadata(topics).map_err(failed("Metadata"))
 }
 
 fn list(bootstrap: &str, internal: bool, format: Format) -> CliResult<String> {
@@ -360,26 +320,8 @@ fn describe(bootstrap: &str, topic: &str, format: Format) -> CliResult<String> {
             continue;
         };
         for (timestamp, low) in [(EARLIEST, true), (LATEST, false)] {
-            let req = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(name(topic))
-                    .with_partitions(
-                        indexes
-                            .iter()
-                            .map(|&i| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(i)
-                                    .with_timestamp(timestamp)
-                            })
-                            .collect(),
-                    )]);
-            let Ok(resp) = request::<_, ListOffsetsResponse>(
-                &mut lc,
-                ApiKey::ListOffsets,
-                LIST_OFFSETS_VERSION,
-                &req,
-            ) else {
+            let pairs: Vec<(i32, i64)> = indexes.iter().map(|&i| (i, timestamp)).collect();
+            let Ok(resp) = lc.list_offsets(topic, &pairs, READ_UNCOMMITTED) else {
                 continue;
             };
             for answer in resp.topics.iter().flat_map(|t| &t.partitions) {
@@ -451,13 +393,12 @@ fn describe(bootstrap: &str, topic: &str, format: Format) -> CliResult<String> {
 
 /// The configs set on the topic itself (not the broker's defaults).
 fn topic_overrides(c: &mut Connection, topic: &str) -> CliResult<BTreeMap<String, String>> {
-    let req =
-        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+    let resp = c
+        .describe_configs(vec![DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
             .with_resource_name(StrBytes::from_string(topic.to_string()))
-            .with_configuration_keys(None)]);
-    let resp: DescribeConfigsResponse =
-        request(c, ApiKey::DescribeConfigs, DESCRIBE_CONFIGS_VERSION, &req)?;
+            .with_configuration_keys(None)])
+        .map_err(failed("DescribeConfigs"))?;
     let mut out = BTreeMap::new();
     for r in &resp.results {
         check(
@@ -490,24 +431,23 @@ fn create(
     configs: &[(String, String)],
 ) -> CliResult<()> {
     let mut c = connect(bootstrap)?;
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(ADMIN_TIMEOUT_MS)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(partitions.unwrap_or(-1))
-            .with_replication_factor(replicas.unwrap_or(-1))
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.clone()))
-                            .with_value(Some(StrBytes::from_string(v.clone())))
-                    })
-                    .collect(),
-            )]);
-    let resp: CreateTopicsResponse =
-        request(&mut c, ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &req)?;
+    let topics = vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions.unwrap_or(-1))
+        .with_replication_factor(replicas.unwrap_or(-1))
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.clone()))
+                        .with_value(Some(StrBytes::from_string(v.clone())))
+                })
+                .collect(),
+        )];
+    let resp = c
+        .create_topics(topics, ADMIN_TIMEOUT_MS, false)
+        .map_err(failed("CreateTopics"))?;
     for t in &resp.topics {
         check(
             &format!("create {topic}"),
@@ -520,16 +460,10 @@ fn create(
 
 fn delete(bootstrap: &str, topics: &[String]) -> CliResult<()> {
     let mut c = connect(bootstrap)?;
-    let req = DeleteTopicsRequest::default()
-        .with_timeout_ms(ADMIN_TIMEOUT_MS)
-        .with_topics(
-            topics
-                .iter()
-                .map(|t| DeleteTopicState::default().with_name(Some(name(t))))
-                .collect(),
-        );
-    let resp: DeleteTopicsResponse =
-        request(&mut c, ApiKey::DeleteTopics, DELETE_TOPICS_VERSION, &req)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let resp = c
+        .delete_topics(&names, ADMIN_TIMEOUT_MS)
+        .map_err(failed("DeleteTopics"))?;
     for r in &resp.responses {
         let t = r.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
         check(
@@ -562,18 +496,15 @@ fn alter_config(
                 .with_value(v.map(|v| StrBytes::from_string(v.clone())))
         })
         .collect();
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_TOPIC)
-            .with_resource_name(StrBytes::from_string(topic.to_string()))
-            .with_configs(configs),
-    ]);
-    let resp: IncrementalAlterConfigsResponse = request(
-        &mut c,
-        ApiKey::IncrementalAlterConfigs,
-        INCREMENTAL_ALTER_CONFIGS_VERSION,
-        &req,
-    )?;
+    let resp = c
+        .incremental_alter_configs(
+            vec![AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(configs)],
+            false,
+        )
+        .map_err(failed("IncrementalAlterConfigs"))?;
     for r in &resp.responses {
         check(
             &format!("alter configs of {topic}"),
@@ -586,18 +517,9 @@ fn alter_config(
 
 fn add_partitions(bootstrap: &str, topic: &str, count: i32) -> CliResult<()> {
     let mut c = connect(bootstrap)?;
-    let req = CreatePartitionsRequest::default()
-        .with_timeout_ms(ADMIN_TIMEOUT_MS)
-        .with_topics(vec![CreatePartitionsTopic::default()
-            .with_name(name(topic))
-            .with_count(count)
-            .with_assignments(None)]);
-    let resp: CreatePartitionsResponse = request(
-        &mut c,
-        ApiKey::CreatePartitions,
-        CREATE_PARTITIONS_VERSION,
-        &req,
-    )?;
+    let resp = c
+        .create_partitions(topic, count, ADMIN_TIMEOUT_MS)
+        .map_err(failed("CreatePartitions"))?;
     for r in &resp.results {
         check(
             &format!("add partitions to {topic}"),
@@ -616,7 +538,7 @@ mod tests {
     fn error_codes_are_named_as_kafka_names_them() {
         assert_eq!(code_name(36), "TOPIC_ALREADY_EXISTS (36)");
         assert_eq!(code_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
-        assert_eq!(code_name(-12345), "error code -12345");
+        assert_eq!(code_name(-12345), "ERROR_CODE_-12345 (-12345)");
     }
 
     #[test]

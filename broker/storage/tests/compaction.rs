@@ -238,6 +238,50 @@ fn cleaning_keeps_the_latest_record_of_each_key_at_its_offset_with_every_codec()
     }
 }
 
+/// The storage's `READ_EMPTY_SEGMENTS_MAX` (private to its read module).
+const READ_EMPTY_SEGMENTS_MAX: usize = 16;
+
+#[test]
+fn a_read_passes_any_number_of_segments_the_cleaner_emptied() {
+    // One key overwritten over many small segments: cleaning empties every
+    // sealed segment but the one holding the latest value, far more in a
+    // row than a read walks past while they hold data
+    // (`READ_EMPTY_SEGMENTS_MAX`). A read from the log start must still
+    // reach the kept record (the crash test of issue 22 once got nothing
+    // back there, at the same offset, forever).
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_std(dir.path(), compact_config());
+    for i in 0..3 * READ_EMPTY_SEGMENTS_MAX * 4 {
+        let value = format!("value {i:04}");
+        put(&mut log, &[("k", Some(value.as_str()))], Compression::None);
+    }
+    put(&mut log, &[("other", Some("last"))], Compression::None);
+    assert!(log.segment_count() > 2 * READ_EMPTY_SEGMENTS_MAX);
+    assert!(clean(&mut log, NOW_MS, &budget()));
+    let empty = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            (e.path().extension().is_some_and(|x| x == "log") && e.metadata().unwrap().len() == 0)
+                .then_some(())
+        })
+        .count();
+    assert!(
+        empty > READ_EMPTY_SEGMENTS_MAX,
+        "{empty} emptied segments in a row"
+    );
+    let after = read_all(&log);
+    let keys: Vec<&[u8]> = after.iter().map(|r| r.1.as_deref().unwrap()).collect();
+    assert_eq!(keys.first().copied(), Some(&b"k"[..]), "{after:?}");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|r| r.1.as_deref() == Some(&b"k"[..]))
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn a_log_without_a_checkpoint_reopens_across_the_gaps_cleaning_left() {
     let dir = tempfile::tempdir().unwrap();

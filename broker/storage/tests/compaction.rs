@@ -390,6 +390,60 @@ fn tombstones_stay_for_delete_retention_after_the_first_pass_that_cleaned_them()
 }
 
 #[test]
+fn a_tombstone_past_its_horizon_makes_the_log_due_without_new_writes() {
+    // Kafka 3.x: a log no longer written is still cleaned once the delete
+    // horizon of a tombstone it keeps has passed, so the tombstone goes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 1000,
+        ..compact_config()
+    };
+    let (mut log, _) = open_std(dir.path(), config);
+    put(
+        &mut log,
+        &[("a", Some("1")), ("b", Some("1"))],
+        Compression::None,
+    );
+    put(&mut log, &[("a", None)], Compression::None);
+    for i in 0..8 {
+        put(
+            &mut log,
+            &[(&format!("f{i}"), Some("filler"))],
+            Compression::None,
+        );
+    }
+    assert!(clean(&mut log, NOW_MS, &budget()));
+    assert!(
+        read_all(&log)
+            .iter()
+            .any(|r| r.1.as_deref() == Some(b"a") && r.2.is_none()),
+        "the tombstone stays for delete.retention.ms"
+    );
+    // No new data: nothing is dirty, and before the horizon nothing is due.
+    let state = log.cleaner_state(NOW_MS + 999);
+    assert_eq!(state.dirty_bytes, 0);
+    assert!(!state.due, "{state:?}");
+    // At the horizon the log is due without a dirty byte, and the pass
+    // removes the tombstone and nothing else.
+    let before = read_all(&log);
+    let state = log.cleaner_state(NOW_MS + 1000);
+    assert!(state.due && state.dirty_bytes == 0, "{state:?}");
+    assert!(clean(&mut log, NOW_MS + 1000, &budget()));
+    let after = read_all(&log);
+    assert!(
+        !after.iter().any(|r| r.1.as_deref() == Some(b"a")),
+        "the tombstone is gone past its horizon"
+    );
+    let expected: Vec<Rec> = before
+        .into_iter()
+        .filter(|r| r.1.as_deref() != Some(b"a"))
+        .collect();
+    assert_eq!(after, expected);
+    // Then no tombstone is left and the log is not due again.
+    assert!(!log.cleaner_state(NOW_MS + 10_000).due);
+}
+
+#[test]
 fn aborted_transactions_lose_their_data_markers_stay_and_open_ones_bound_the_cleaning() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = open_std(dir.path(), compact_config());

@@ -5,7 +5,7 @@ What a user of a compacted topic relies on, checked with real clients:
   was told, and older values of a key go once their segment is cleaned;
 - offsets only increase (with gaps) for a consumer reading from the start;
 - a tombstone (null value) is kept for delete.retention.ms after the
-  cleaner first passed it, then removed;
+  cleaner first passed it, then removed, also when nothing more is written;
 - a record without a key is refused with INVALID_RECORD;
 - a SIGKILL while the cleaner works loses no latest value.
 
@@ -202,6 +202,42 @@ def test_tombstones_stay_for_delete_retention_ms_then_go(broker_factory, tmp_pat
         return not any(v is None for _, _, v in records), records
 
     records = _wait_until("the tombstones are removed", tombstones_gone, 60)
+    assert time.monotonic() - first_seen >= delete_retention_ms / 1000 * 0.5
+    _check_log(records, live)
+
+
+@pytest.mark.timeout(120)
+def test_tombstones_go_after_delete_retention_ms_without_new_writes(broker_factory, tmp_path):
+    # Kafka 3.x: a compacted topic that is no longer written still loses
+    # its tombstones once their delete horizon passes (the log is due for
+    # a pass then, without a dirty byte).
+    b = _broker(broker_factory, tmp_path)
+    delete_retention_ms = 3000
+    topic = _compacted_topic(b, **{"delete.retention.ms": str(delete_retention_ms)})
+    keys = [b"k%d" % i for i in range(10)]
+    rounds = [
+        [(k, b"first") for k in keys],
+        [(k, None) for k in keys[:5]],
+        [(b"other", b"x")],
+    ]
+    offsets = _produce_rounds(b, topic, rounds)
+    live = {(k, b"first"): offsets[(k, b"first")] for k in keys[5:]}
+
+    def tombstones_only():
+        records = _read_all(b.bootstrap, topic)
+        old = [r for r in records if r[1] in keys[:5] and r[2] is not None]
+        return not old, records
+
+    records = _wait_until("the deleted keys' old values are cleaned", tombstones_only, 60)
+    assert {k for _, k, v in records if v is None} == set(keys[:5]), records
+    first_seen = time.monotonic()
+
+    # Nothing more is produced.
+    def tombstones_gone():
+        records = _read_all(b.bootstrap, topic)
+        return not any(v is None for _, _, v in records), records
+
+    records = _wait_until("the tombstones are removed without new writes", tombstones_gone, 60)
     assert time.monotonic() - first_seen >= delete_retention_ms / 1000 * 0.5
     _check_log(records, live)
 

@@ -48,6 +48,12 @@
 //!   leaves batch bytes alone, where Kafka 3.x's stamps a delete horizon
 //!   into each batch's base timestamp. Merging old passes (at most
 //!   [`CLEANER_PASSES_MAX`] are kept) only makes tombstones live longer.
+//!   Each pass notes when the first tombstone it kept passes its horizon;
+//!   from then the log is due whatever its dirty ratio, and a pass with no
+//!   dirty range (an empty key map) filters the cleaned range, so a log
+//!   that is no longer written still loses its tombstones (Kafka 3.x's
+//!   trigger). That time is kept in memory only: after a restart such
+//!   tombstones wait until the log is due for another reason.
 //! - **Transactions**: the data batches of aborted transactions (by the
 //!   aborted-transaction index) are dropped like records without a key.
 //!   Transaction markers are always kept (Kafka drops them once their
@@ -174,7 +180,8 @@ pub struct CleanerState {
     /// `dirty_bytes / cleanable_bytes` (0 when nothing is cleanable).
     pub dirty_ratio: f64,
     /// Whether a pass would run now (the log compacts, the dirty ratio or
-    /// `max.compaction.lag.ms` says so, and no pass is running or waiting
+    /// `max.compaction.lag.ms` says so, or a tombstone the last pass kept
+    /// has passed its delete horizon, and no pass is running or waiting
     /// for its swap).
     pub due: bool,
 }
@@ -191,6 +198,9 @@ pub struct CleanStats {
     pub map_keys: usize,
     /// The new last cleaned offset.
     pub cleaned_to: Offset,
+    /// When the first tombstone this pass kept below `cleaned_to` passes
+    /// its delete horizon (None: it kept none).
+    pub tombstones_due_at_ms: Option<i64>,
 }
 
 /// The persisted cleaner state: the last cleaned offset and when each
@@ -447,7 +457,9 @@ impl<I: StorageIo> CleanJob<I> {
                 break;
             }
         }
-        if map_end <= self.first_dirty {
+        // A pass with no dirty range (one for tombstones past their
+        // horizon) maps nothing and filters the cleaned range only.
+        if map_end <= self.first_dirty && self.first_dirty < self.end {
             return Err(StorageError::Config(format!(
                 "the cleaner's key map ({} bytes) cannot hold one key of the dirty range",
                 self.budget.offset_map_bytes_max
@@ -457,6 +469,7 @@ impl<I: StorageIo> CleanJob<I> {
         stats.cleaned_to = map_end;
         // The rewrite of every segment below the map's end, a chunk at a time.
         let mut outputs = Vec::new();
+        let tombstones_due = std::cell::Cell::new(None);
         for input in self.inputs.iter().filter(|s| s.base < map_end) {
             stats.segments_read += 1;
             stats.bytes_read += input.size_bytes;
@@ -472,7 +485,7 @@ impl<I: StorageIo> CleanJob<I> {
                         if out.pending.len() >= CLEANER_IO_CHUNK_BYTES {
                             return ControlFlow::Break(());
                         }
-                        let kept = match self.filter(h, b, map_end, &map) {
+                        let kept = match self.filter(h, b, map_end, &map, &tombstones_due) {
                             Outcome::Keep => std::borrow::Cow::Borrowed(b),
                             Outcome::Drop => {
                                 changed = true;
@@ -535,11 +548,22 @@ impl<I: StorageIo> CleanJob<I> {
             });
             throttle(size_bytes).await;
         }
+        stats.tombstones_due_at_ms = tombstones_due.get();
         Ok((outputs, stats))
     }
 
     /// What becomes of one batch below the map's end (see the module doc).
-    fn filter(&self, h: &BatchHeader, b: &[u8], map_end: Offset, map: &OffsetMap) -> Outcome {
+    ///
+    /// Notes in `tombstones_due` the earliest horizon of the tombstones it
+    /// keeps below the map's end.
+    fn filter(
+        &self,
+        h: &BatchHeader,
+        b: &[u8],
+        map_end: Offset,
+        map: &OffsetMap,
+        tombstones_due: &std::cell::Cell<Option<i64>>,
+    ) -> Outcome {
         if h.is_control() {
             return Outcome::Keep;
         }
@@ -561,6 +585,18 @@ impl<I: StorageIo> CleanJob<I> {
                 return false;
             };
             let latest = map.get(k).is_none_or(|m| r.offset >= m);
+            if latest && r.tombstone && !horizon_passed {
+                // Kept for now: it goes once the pass that first cleaned
+                // it (this one, if none did) is `delete.retention.ms` old.
+                let at = self
+                    .cleaner
+                    .first_cleaned_ms(h.base_offset.0)
+                    .filter(|_| h.next_offset() <= self.first_dirty)
+                    .unwrap_or(self.now_ms)
+                    .saturating_add(self.delete_retention_ms);
+                let due = tombstones_due.get().map_or(at, |d| d.min(at));
+                tombstones_due.set(Some(due));
+            }
             latest && !(r.tombstone && horizon_passed)
         })
     }
@@ -713,11 +749,16 @@ impl<I: StorageIo> PartitionLog<I> {
         let c = &self.config;
         let lag_due =
             first_dirty_ts.is_some_and(|ts| now_ms.saturating_sub(ts) >= c.max_compaction_lag_ms);
+        // A tombstone past its horizon makes the log due without new
+        // dirty bytes: otherwise a compacted log that is no longer written
+        // would keep its tombstones for ever (Kafka 3.x cleans such a log
+        // once its delete horizon passes).
+        let tombstones_due = self.tombstones_due_at_ms.is_some_and(|at| at <= now_ms);
         let due = c.cleanup_policy.compacts()
-            && dirty_bytes > 0
             && !self.cleaning
             && self.pending_swap.is_none()
-            && (dirty_ratio >= c.min_cleanable_dirty_ratio || lag_due);
+            && ((dirty_bytes > 0 && (dirty_ratio >= c.min_cleanable_dirty_ratio || lag_due))
+                || tombstones_due);
         CleanerState {
             last_cleaned_offset: first_dirty,
             first_uncleanable_offset: end,
@@ -907,6 +948,7 @@ impl<I: StorageIo> PartitionLog<I> {
         };
         self.cleaner
             .add_pass(pending.stats.cleaned_to.0, pending.now_ms);
+        self.tombstones_due_at_ms = pending.stats.tombstones_due_at_ms;
         let mut cache_below = None;
         for o in pending.outputs {
             let log_path = self.path_of(o.base, "log");

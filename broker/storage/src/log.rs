@@ -297,6 +297,12 @@ pub struct PartitionLog<I: StorageIo> {
     pub(crate) cleaning: bool,
     /// A finished cleaning pass waiting for its swap job.
     pub(crate) pending_swap: Option<crate::clean::PendingSwap<I::File>>,
+    /// When the first tombstone the last pass kept in the cleaned range
+    /// passes its delete horizon: from then the log is due for a pass
+    /// whatever its dirty ratio (Kafka 3.x's delete-horizon trigger). In
+    /// memory only: after a restart such tombstones wait until the log is
+    /// due again for another reason, which only keeps them longer.
+    pub(crate) tombstones_due_at_ms: Option<i64>,
 }
 
 impl<I: StorageIo> PartitionLog<I> {

@@ -98,9 +98,11 @@ pub struct DiskRead<I: StorageIo> {
     later: Vec<(SegmentRef<I::File>, Offset, u64)>,
 }
 
-/// The most segments one read walks past when the cleaner left them
-/// without data at the offset read: bounds the work of one read; a reader
-/// that gets nothing back asks again from the offset it is given.
+/// The most non-empty segments one read walks past when the cleaner left
+/// them without data at the offset read (empty ones cost no read and are
+/// not counted): bounds the work of one read. A later non-empty segment
+/// always has a batch past the offset read, so the walk only ends empty
+/// at a limit.
 pub const READ_EMPTY_SEGMENTS_MAX: usize = 16;
 
 enum SegmentRef<F> {
@@ -220,9 +222,15 @@ impl<I: StorageIo> PartitionLog<I> {
         let mut later = Vec::new();
         let compacted = self.config.cleanup_policy.compacts() || !self.cleaner.passes.is_empty();
         if compacted && segment_base < self.active.base {
+            // Segments the cleaner emptied are passed over without a
+            // read: a log under steady overwrite empties many segments in
+            // a row, and counting them against the limit left a reader
+            // behind more than that many with nothing, at the same
+            // offset, forever (found by the crash test of issue 22).
             later.extend(
                 self.sealed
                     .range(segment_base.0 + 1..)
+                    .filter(|(_, s)| s.size_bytes > 0)
                     .take(READ_EMPTY_SEGMENTS_MAX)
                     .map(|(_, s)| (SegmentRef::Sealed(s.handle.clone()), s.base, s.size_bytes)),
             );

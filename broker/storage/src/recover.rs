@@ -645,6 +645,7 @@ impl<I: StorageIo> PartitionLog<I> {
             cleaner: Default::default(),
             cleaning: false,
             pending_swap: None,
+            tombstones_due_at_ms: None,
         }
     }
 }

@@ -238,6 +238,50 @@ fn cleaning_keeps_the_latest_record_of_each_key_at_its_offset_with_every_codec()
     }
 }
 
+/// The storage's `READ_EMPTY_SEGMENTS_MAX` (private to its read module).
+const READ_EMPTY_SEGMENTS_MAX: usize = 16;
+
+#[test]
+fn a_read_passes_any_number_of_segments_the_cleaner_emptied() {
+    // One key overwritten over many small segments: cleaning empties every
+    // sealed segment but the one holding the latest value, far more in a
+    // row than a read walks past while they hold data
+    // (`READ_EMPTY_SEGMENTS_MAX`). A read from the log start must still
+    // reach the kept record (the crash test of issue 22 once got nothing
+    // back there, at the same offset, forever).
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_std(dir.path(), compact_config());
+    for i in 0..3 * READ_EMPTY_SEGMENTS_MAX * 4 {
+        let value = format!("value {i:04}");
+        put(&mut log, &[("k", Some(value.as_str()))], Compression::None);
+    }
+    put(&mut log, &[("other", Some("last"))], Compression::None);
+    assert!(log.segment_count() > 2 * READ_EMPTY_SEGMENTS_MAX);
+    assert!(clean(&mut log, NOW_MS, &budget()));
+    let empty = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            (e.path().extension().is_some_and(|x| x == "log") && e.metadata().unwrap().len() == 0)
+                .then_some(())
+        })
+        .count();
+    assert!(
+        empty > READ_EMPTY_SEGMENTS_MAX,
+        "{empty} emptied segments in a row"
+    );
+    let after = read_all(&log);
+    let keys: Vec<&[u8]> = after.iter().map(|r| r.1.as_deref().unwrap()).collect();
+    assert_eq!(keys.first().copied(), Some(&b"k"[..]), "{after:?}");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|r| r.1.as_deref() == Some(&b"k"[..]))
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn a_log_without_a_checkpoint_reopens_across_the_gaps_cleaning_left() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,6 +387,60 @@ fn tombstones_stay_for_delete_retention_after_the_first_pass_that_cleaned_them()
         "the tombstone is gone past its horizon"
     );
     assert!(last.iter().any(|r| r.1.as_deref() == Some(b"b")));
+}
+
+#[test]
+fn a_tombstone_past_its_horizon_makes_the_log_due_without_new_writes() {
+    // Kafka 3.x: a log no longer written is still cleaned once the delete
+    // horizon of a tombstone it keeps has passed, so the tombstone goes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 1000,
+        ..compact_config()
+    };
+    let (mut log, _) = open_std(dir.path(), config);
+    put(
+        &mut log,
+        &[("a", Some("1")), ("b", Some("1"))],
+        Compression::None,
+    );
+    put(&mut log, &[("a", None)], Compression::None);
+    for i in 0..8 {
+        put(
+            &mut log,
+            &[(&format!("f{i}"), Some("filler"))],
+            Compression::None,
+        );
+    }
+    assert!(clean(&mut log, NOW_MS, &budget()));
+    assert!(
+        read_all(&log)
+            .iter()
+            .any(|r| r.1.as_deref() == Some(b"a") && r.2.is_none()),
+        "the tombstone stays for delete.retention.ms"
+    );
+    // No new data: nothing is dirty, and before the horizon nothing is due.
+    let state = log.cleaner_state(NOW_MS + 999);
+    assert_eq!(state.dirty_bytes, 0);
+    assert!(!state.due, "{state:?}");
+    // At the horizon the log is due without a dirty byte, and the pass
+    // removes the tombstone and nothing else.
+    let before = read_all(&log);
+    let state = log.cleaner_state(NOW_MS + 1000);
+    assert!(state.due && state.dirty_bytes == 0, "{state:?}");
+    assert!(clean(&mut log, NOW_MS + 1000, &budget()));
+    let after = read_all(&log);
+    assert!(
+        !after.iter().any(|r| r.1.as_deref() == Some(b"a")),
+        "the tombstone is gone past its horizon"
+    );
+    let expected: Vec<Rec> = before
+        .into_iter()
+        .filter(|r| r.1.as_deref() != Some(b"a"))
+        .collect();
+    assert_eq!(after, expected);
+    // Then no tombstone is left and the log is not due again.
+    assert!(!log.cleaner_state(NOW_MS + 10_000).due);
 }
 
 #[test]

@@ -8,17 +8,32 @@
 //! every offset it printed must be in the log after reopening. Each batch's
 //! record values are filled with a byte derived from the batch's base offset
 //! (`base % 251`), so a reader can check that every batch holds its own data.
+//!
+//! With `--compact-keys N` the log is compacted instead
+//! (`cleanup.policy=compact`, `min.cleanable.dirty.ratio=0`): the record at
+//! offset `o` has the key `k<o % N>` and a value that starts with `<o>:`,
+//! so a reader can check every record's key and value from its offset
+//! alone; and a second task runs cleaning passes through
+//! [`Partition::clean`], paced to `--clean-bytes-per-second` so that a
+//! pass spans several segments' worth of time. It prints `pass start`
+//! before each pass and `pass done <cleaned_to>` after it, so that the
+//! crash test knows whether its kill landed during one.
 
 use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use corelog_runtime::{GlommioIo, Partition};
 use corelog_storage::batch::build::{batch, BatchSpec};
-use corelog_storage::{BatchCache, CacheId, LogConfig, PartitionLog, RecordLimits, ValidBatch};
+use corelog_storage::clean::build::{keyed_batch, KeyValue};
+use corelog_storage::{
+    BatchCache, CacheId, CleanerBudget, CleanupPolicy, LogConfig, PartitionLog, RecordLimits,
+    ValidBatch,
+};
 use glommio::{LocalExecutorBuilder, Placement};
 
 struct Args {
@@ -36,12 +51,83 @@ struct Args {
     /// behind large ones), instead of appending a whole window from one
     /// task and waiting for all of it.
     sliding: bool,
+    /// Keys of a compacted log (0: the log is not compacted).
+    compact_keys: u64,
+    /// The pace of cleaning passes in compact mode.
+    clean_bytes_per_second: u64,
 }
 
 /// State the appending tasks share.
 struct Shared {
     appended: Cell<u64>,
     staged_printed: Cell<u64>,
+    compact_keys: u64,
+}
+
+/// The key of the record at `offset` in compact mode.
+fn compact_key(offset: u64, keys: u64) -> String {
+    format!("k{}", offset % keys)
+}
+
+/// The batch appended at `base` in compact mode: each record's key and
+/// value follow from its offset, the value padded to `value_bytes`.
+fn compact_batch(spec: &BatchSpec, base: u64, keys: u64) -> Vec<u8> {
+    let owned: Vec<(String, Vec<u8>)> = (0..spec.records as u64)
+        .map(|i| {
+            let o = base + i;
+            let mut value = format!("{o}:").into_bytes();
+            value.resize(value.len().max(spec.value_bytes), spec.fill);
+            (compact_key(o, keys), value)
+        })
+        .collect();
+    let records: Vec<KeyValue<'_>> = owned
+        .iter()
+        .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_slice())))
+        .collect();
+    keyed_batch(spec, false, &records)
+}
+
+fn print_line(line: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(line.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+/// Runs cleaning passes one after another while the log is due, each paced
+/// to `bytes_per_second` (a sleep after each segment for the bytes it
+/// moved), until the appenders are done.
+async fn clean_passes(
+    partition: Partition,
+    shared: Rc<Shared>,
+    bytes_per_second: u64,
+    batches_max: u64,
+) -> Result<(), String> {
+    let budget = CleanerBudget::default();
+    while shared.appended.get() < batches_max {
+        let due = partition.read_log(|l| l.cleaner_state(corelog_runtime::now_ms()).due);
+        if !due {
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        print_line("pass start\n")?;
+        let throttle = move |bytes: u64| async move {
+            glommio::timer::sleep(Duration::from_secs_f64(
+                bytes as f64 / bytes_per_second.max(1) as f64,
+            ))
+            .await;
+        };
+        match partition.clean(&budget, throttle).await {
+            Some(Ok(stats)) => print_line(&format!(
+                "pass done {} {}\n",
+                stats.cleaned_to.0, stats.segments_rewritten
+            ))?,
+            Some(Err(e)) => return Err(format!("cleaning pass failed: {e}")),
+            None => print_line("pass none\n")?,
+        }
+    }
+    Ok(())
 }
 
 /// Appends `window` batches, waits until the last is durable and prints
@@ -65,9 +151,14 @@ async fn append_windows(
                 base_timestamp_ms: corelog_runtime::now_ms(),
                 ..BatchSpec::default()
             };
+            let bytes = if shared.compact_keys > 0 {
+                compact_batch(&spec, base.0 as u64, shared.compact_keys)
+            } else {
+                batch(&spec)
+            };
             let (info, generation) = partition
                 .append(
-                    ValidBatch::new(Bytes::from(batch(&spec)), &RecordLimits::default())
+                    ValidBatch::new(Bytes::from(bytes), &RecordLimits::default())
                         .map_err(|e| format!("built batch refused: {e}"))?,
                 )
                 .map_err(|e| format!("append failed: {e}"))?;
@@ -87,11 +178,7 @@ async fn append_windows(
             line += &format!("staged {staged}\n");
             shared.staged_printed.set(staged);
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(line.as_bytes())
-            .and_then(|_| stdout.flush())
-            .map_err(|e| format!("stdout: {e}"))?;
+        print_line(&line)?;
     }
     Ok(())
 }
@@ -106,6 +193,8 @@ fn parse_args() -> Result<Args, String> {
         retention_bytes: None,
         pipeline_depth: 8,
         sliding: false,
+        compact_keys: 0,
+        clean_bytes_per_second: 4 << 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -120,6 +209,8 @@ fn parse_args() -> Result<Args, String> {
             "--retention-bytes" => args.retention_bytes = Some(num()?),
             "--pipeline-depth" => args.pipeline_depth = num()?.max(1) as usize,
             "--sliding" => args.sliding = num()? != 0,
+            "--compact-keys" => args.compact_keys = num()?,
+            "--clean-bytes-per-second" => args.clean_bytes_per_second = num()?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -150,6 +241,15 @@ fn main() -> ExitCode {
             retention_bytes: args.retention_bytes,
             ..LogConfig::default()
         };
+        let config = if args.compact_keys > 0 {
+            LogConfig {
+                cleanup_policy: CleanupPolicy::Compact,
+                min_cleanable_dirty_ratio: 0.0,
+                ..config
+            }
+        } else {
+            config
+        };
         let cache = BatchCache::shared(64 << 20);
         let (log, report) = match PartitionLog::open(
             GlommioIo,
@@ -178,6 +278,7 @@ fn main() -> ExitCode {
         let shared = Rc::new(Shared {
             appended: Cell::new(0),
             staged_printed: Cell::new(0),
+            compact_keys: args.compact_keys,
         });
         let mut handles = Vec::new();
         for _ in 0..tasks {
@@ -190,7 +291,15 @@ fn main() -> ExitCode {
                 args.batches_max,
             )));
         }
-        for h in handles {
+        let cleaner = (args.compact_keys > 0).then(|| {
+            glommio::spawn_local(clean_passes(
+                partition.clone(),
+                shared.clone(),
+                args.clean_bytes_per_second,
+                args.batches_max,
+            ))
+        });
+        for h in handles.into_iter().chain(cleaner) {
             if let Err(e) = h.await {
                 eprintln!("corelog-log-writer: {e}");
                 return ExitCode::FAILURE;

@@ -268,15 +268,18 @@ def test_promtool_accepts_the_exposition_and_prometheus_scrapes_it(admin_broker,
                              "--storage.tsdb.path=%s" % (tmp_path / "tsdb"),
                              "--web.listen-address=127.0.0.1:%d" % port],
                             stdout=log, stderr=subprocess.STDOUT)
+    def ask(query):
+        url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, urllib.parse.quote(query))
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.load(r)
+
     query = 'sum(corelog_partition_records_in_total{topic="%s"})' % topic
-    url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, urllib.parse.quote(query))
-    value, answer = None, None
+    value, answer, dashboard = None, None, {}
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    answer = json.load(r)
+                answer = ask(query)
                 result = answer["data"]["result"]
                 if result:
                     value = float(result[0]["value"][1])
@@ -285,6 +288,11 @@ def test_promtool_accepts_the_exposition_and_prometheus_scrapes_it(admin_broker,
             except OSError:
                 pass
             time.sleep(0.5)
+        # The shipped Grafana dashboard's queries, with its variables set as
+        # Grafana would: each is valid PromQL, every metric it names is in
+        # the exposition, and the server answers it.
+        for expr in _dashboard_queries():
+            dashboard[expr] = ask(expr.replace("$__rate_interval", "1m").replace("$job", ".*"))
     finally:
         prom.terminate()
         try:
@@ -293,3 +301,22 @@ def test_promtool_accepts_the_exposition_and_prometheus_scrapes_it(admin_broker,
             prom.kill()
         log.close()
     assert value == 42, (answer, (tmp_path / "prometheus.log").read_text()[-2000:])
+    assert len(dashboard) >= 10
+    for expr, answer in dashboard.items():
+        assert answer["status"] == "success", (expr, answer)
+    typed = {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE ")}
+    import re
+    for expr in dashboard:
+        for name in re.findall(r"\b((?:corelog|process)_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name) if name not in typed else name
+            assert base in typed, "the dashboard's %s is not in /metrics" % name
+
+
+def _dashboard_queries():
+    import json
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "broker", "corelog", "dashboards",
+                        "grafana-corelog.json")
+    with open(path) as f:
+        dashboard = json.load(f)
+    return [t["expr"] for p in dashboard["panels"] for t in p["targets"]]

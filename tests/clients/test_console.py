@@ -271,7 +271,9 @@ def test_console_topics_messages_groups_and_escaping(console_broker, browser, ar
     # The charts draw from /metrics.
     _open(d, "%s#/charts" % b.ui)
     _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "#chart-records polyline")
-          and d.find_elements(By.CSS_SELECTOR, "#chart-latency polyline"), "the charts drawn")
+          and d.find_elements(By.CSS_SELECTOR, "#chart-latency polyline")
+          and d.find_elements(By.CSS_SELECTOR, "#chart-produce polyline")
+          and d.find_elements(By.CSS_SELECTOR, "#chart-sync polyline"), "the charts drawn")
     _shot(d, artifacts, "05-charts")
 
     # Delete the topic from the page.

@@ -333,9 +333,49 @@ function sumMetrics(text) {
   return sums;
 }
 
+// Sums, over the shards, the buckets of histogram `name` whose labels hold
+// `match` (e.g. api="Produce"), by upper bound.
+function bucketSums(text, name, match) {
+  const out = {};
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "_bucket{")) continue;
+    const m = /^[^{]+\{(.*)\}\s+(\S+)/.exec(line);
+    if (!m || (match && !m[1].includes(match))) continue;
+    const le = /le="([^"]+)"/.exec(m[1]);
+    if (le) out[le[1]] = (out[le[1]] || 0) + Number(m[2]);
+  }
+  return out;
+}
+
+// The q-quantile of what was observed between two bucket snapshots,
+// interpolated within its bucket as Prometheus' histogram_quantile does;
+// null when nothing was observed.
+function quantileBetween(prev, cur, q) {
+  const bounds = Object.keys(cur)
+    .map((k) => [k === "+Inf" ? Infinity : Number(k), k])
+    .sort((a, b) => a[0] - b[0]);
+  const counts = bounds.map(([bound, k]) => [bound, (cur[k] || 0) - ((prev && prev[k]) || 0)]);
+  const total = counts.length ? counts[counts.length - 1][1] : 0;
+  if (total <= 0) return null;
+  const rank = q * total;
+  let lower = 0, below = 0;
+  for (const [bound, count] of counts) {
+    if (count >= rank) {
+      if (bound === Infinity) return lower;
+      return lower + (bound - lower) * ((rank - below) / Math.max(1e-9, count - below));
+    }
+    lower = bound;
+    below = count;
+  }
+  return lower;
+}
+
 const CHARTS = [
-  { id: "records", title: "Records appended / s", rate: "corelog_partition_log_end_offset" },
-  { id: "bytes", title: "Log bytes written / s", rate: "corelog_partition_size_bytes", unit: "bytes" },
+  { id: "records", title: "Records produced / s", rate: "corelog_partition_records_in_total" },
+  { id: "bytes", title: "Bytes in / s", rate: "corelog_partition_bytes_in_total", unit: "bytes" },
+  { id: "bytesout", title: "Bytes out / s", rate: "corelog_partition_bytes_out_total", unit: "bytes" },
+  { id: "produce", title: "Produce p99 (ms, each interval)", hist: "corelog_request_duration_seconds", match: 'api="Produce"' },
+  { id: "sync", title: "Durable write p99 (ms, each interval)", hist: "corelog_log_sync_duration_seconds" },
   { id: "cpu", title: "Broker CPU (cores)", rate: "process_cpu_seconds_total" },
   { id: "connections", title: "Connections", gauge: "corelog_connections" },
   { id: "inflight", title: "Request bytes in flight", gauge: "corelog_request_bytes_in_flight", unit: "bytes" },
@@ -391,9 +431,17 @@ async function viewCharts(view) {
     const now = Date.now();
     const sums = sumMetrics(text);
     const prev = state.charts.prev;
+    const hists = {};
+    for (const c of CHARTS) {
+      if (c.hist) hists[c.id] = bucketSums(text, c.hist, c.match);
+    }
     for (const c of CHARTS) {
       let v = null;
       if (c.latency) v = latency;
+      else if (c.hist) {
+        // An interval with nothing observed draws 0.
+        if (prev) v = (quantileBetween(prev.hists[c.id], hists[c.id], 0.99) || 0) * 1000;
+      }
       else if (c.gauge) v = sums[c.gauge] || 0;
       else if (prev) v = Math.max(0, ((sums[c.rate] || 0) - (prev.sums[c.rate] || 0)) / ((now - prev.at) / 1000));
       if (v === null) continue;
@@ -402,7 +450,7 @@ async function viewCharts(view) {
       if (s.length > CHART_POINTS) s.shift();
       drawChart(svgs[c.id], s, c.unit);
     }
-    state.charts.prev = { at: now, sums };
+    state.charts.prev = { at: now, sums, hists };
   };
   await tick();
   state.chartTimer = setInterval(tick, CHART_INTERVAL_MS);

@@ -12,6 +12,8 @@ bash ci/install-client-deps.sh
 export CARGO_TERM_COLOR=never
 # Crash test: how many SIGKILLs per run (the storage issue asks for >= 50).
 export CORELOG_CRASH_KILLS="${CORELOG_CRASH_KILLS:-50}"
+# Screenshots of the console tests (tests/clients/test_console.py) land here.
+export CORELOG_ARTIFACTS="${CORELOG_ARTIFACTS:-$PWD/target/test-artifacts}"
 
 # The rules a tool checks (issue 23): formatting, and clippy with the
 # workspace's lints ([workspace.lints] in Cargo.toml) and no warnings.

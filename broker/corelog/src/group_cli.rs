@@ -692,7 +692,8 @@ fn decode_consumer_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>, Stri
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    let assignment = corelog_protocol::consumer_protocol::decode_assignment(bytes)?;
+    let assignment =
+        corelog_protocol::consumer_protocol::decode_assignment(bytes).map_err(|e| e.to_string())?;
     Ok(assignment
         .assigned_partitions
         .iter()

@@ -92,9 +92,17 @@ pub fn find_api_support(table: &[ApiSupport], api_key: ApiKey) -> Option<&ApiSup
 /// Adding an api is one entry here, its request schema copied unmodified from
 /// Kafka into `broker/protocol/schemas/` (from which `build.rs` generates the
 /// pre-check walker `precheck::walk::<snake_name>`), and a handler file
-/// `handlers/<snake_name>.rs` in the server; a missing schema fails the
-/// build, a missing handler fails to compile. `build.rs` reads this macro's
-/// entries as text, one per line, in the syntax below.
+/// `handlers/<snake_name>.rs` in the server with its `pub mod` line in
+/// `handlers/mod.rs` (rustfmt does not format modules a macro declares, so
+/// that line stays written out); a missing schema fails the build, a missing
+/// handler fails to compile. `build.rs` reads this macro's entries as text,
+/// one per line, in the syntax below. The tests follow by themselves: their
+/// fully populated requests come from the schema where no hand-written
+/// builder exists (`tests/common/populated.rs`), and the network fuzzer's
+/// seed file, which the test `fuzz_seeds` finds stale, is rewritten with
+/// `UPDATE_FUZZ_SEEDS=1 cargo test -p corelog-protocol --test fuzz_seeds`.
+/// The response's error codes are counted for metrics once the response has
+/// a line in `error_counts.rs`.
 ///
 /// The callback is a `macro_rules!` macro in scope where `for_each_api!` is
 /// called; it receives the entries in the syntax above, and typically
@@ -150,6 +158,10 @@ macro_rules! for_each_api {
             DescribeTransactions(describe_transactions): DescribeTransactionsRequest => DescribeTransactionsResponse, 0..=0;
             ListTransactions(list_transactions): ListTransactionsRequest => ListTransactionsResponse, 0..=1;
             DescribeProducers(describe_producers): DescribeProducersRequest => DescribeProducersResponse, 0..=0;
+            // Security: no authorizer, so DescribeAcls answers as a Kafka
+            // broker without one does (SECURITY_DISABLED). v0 is gone from
+            // kafka-protocol 0.18 (KIP-896).
+            DescribeAcls(describe_acls): DescribeAclsRequest => DescribeAclsResponse, 1..=3;
         }
     };
 }

@@ -17,31 +17,57 @@ use crate::precheck::{precheck_consumer_assignment, precheck_consumer_subscripti
 /// start with the same fields, so they are read as this one.
 pub const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
 
-fn split_version(bytes: &Bytes) -> Result<(i16, Bytes), String> {
+/// Why a member's subscription or assignment bytes do not decode. The group
+/// coordinator treats such a member as subscribed to nothing and tools show
+/// no assignment; no Kafka error code is sent for it, as in Kafka, whose
+/// coordinator does not parse these bytes at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsumerProtocolError {
+    /// Fewer than the two bytes of the version field.
+    #[error("shorter than its version field")]
+    NoVersion,
+    #[error("negative version {0}")]
+    NegativeVersion(i16),
+    /// A length or count the bytes cannot hold, found before decoding.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// kafka-protocol's decoder refused the bytes; its error is an
+    /// `anyhow::Error`, kept as its text.
+    #[error("{0}")]
+    Decode(String),
+}
+
+fn split_version(bytes: &Bytes) -> Result<(i16, Bytes), ConsumerProtocolError> {
     let mut buf = bytes.clone();
     if buf.remaining() < 2 {
-        return Err("shorter than its version field".to_string());
+        return Err(ConsumerProtocolError::NoVersion);
     }
     let version = buf.get_i16();
     if version < 0 {
-        return Err(format!("negative version {version}"));
+        return Err(ConsumerProtocolError::NegativeVersion(version));
     }
     Ok((version.min(CONSUMER_PROTOCOL_VERSION_MAX), buf))
 }
 
 /// Decodes a member's subscription (JoinGroup protocol metadata).
-pub fn decode_subscription(bytes: &Bytes) -> Result<ConsumerProtocolSubscription, String> {
+pub fn decode_subscription(
+    bytes: &Bytes,
+) -> Result<ConsumerProtocolSubscription, ConsumerProtocolError> {
     let (version, mut buf) = split_version(bytes)?;
-    precheck_consumer_subscription(version, &buf).map_err(str::to_string)?;
-    ConsumerProtocolSubscription::decode(&mut buf, version).map_err(|e| e.to_string())
+    precheck_consumer_subscription(version, &buf).map_err(ConsumerProtocolError::Malformed)?;
+    ConsumerProtocolSubscription::decode(&mut buf, version)
+        .map_err(|e| ConsumerProtocolError::Decode(e.to_string()))
 }
 
 /// Decodes a member's assignment (SyncGroup). Empty bytes, a member with
 /// no assignment yet, are an error here; callers decide what they mean.
-pub fn decode_assignment(bytes: &Bytes) -> Result<ConsumerProtocolAssignment, String> {
+pub fn decode_assignment(
+    bytes: &Bytes,
+) -> Result<ConsumerProtocolAssignment, ConsumerProtocolError> {
     let (version, mut buf) = split_version(bytes)?;
-    precheck_consumer_assignment(&buf).map_err(str::to_string)?;
-    ConsumerProtocolAssignment::decode(&mut buf, version).map_err(|e| e.to_string())
+    precheck_consumer_assignment(&buf).map_err(ConsumerProtocolError::Malformed)?;
+    ConsumerProtocolAssignment::decode(&mut buf, version)
+        .map_err(|e| ConsumerProtocolError::Decode(e.to_string()))
 }
 
 #[cfg(test)]
@@ -98,7 +124,10 @@ mod tests {
         b.put_i16(0);
         b.put_i32(i32::MAX); // topic count
         assert!(decode_subscription(&b.clone().freeze()).is_err());
-        assert!(decode_assignment(&b.freeze()).is_err());
+        assert!(matches!(
+            decode_assignment(&b.freeze()),
+            Err(ConsumerProtocolError::Malformed(_))
+        ));
         let mut b = BytesMut::new();
         b.put_i16(1);
         b.put_i32(1);
@@ -107,7 +136,13 @@ mod tests {
         b.put_i32(i32::MAX); // partition count
         b.put_i32(-1);
         assert!(decode_assignment(&b.freeze()).is_err());
-        assert!(decode_subscription(&Bytes::from_static(&[0])).is_err());
-        assert!(decode_assignment(&Bytes::from_static(&[0xff, 0xff])).is_err());
+        assert_eq!(
+            decode_subscription(&Bytes::from_static(&[0])).unwrap_err(),
+            ConsumerProtocolError::NoVersion
+        );
+        assert_eq!(
+            decode_assignment(&Bytes::from_static(&[0xff, 0xff])).unwrap_err(),
+            ConsumerProtocolError::NegativeVersion(-1)
+        );
     }
 }

@@ -152,6 +152,7 @@ pub fn for_each_error_code(response: &Response, f: &mut dyn FnMut(i16)) {
             .iter()
             .flat_map(|t| &t.partitions)
             .for_each(|p| code(p.error_code)),
+        Response::DescribeAcls(r) => code(r.error_code),
         // Every api of the table is listed above. One added to the table
         // later reports no codes until it gets a line here; adding an api
         // stays one table entry and a handler, and its errors are counted

@@ -28,7 +28,7 @@ fn header_for(api_key: ApiKey, api_version: i16) -> RequestHeader {
 /// Runs a frame through the whole decode path, returning whether it decoded.
 fn decode_frame(frame: Bytes) -> bool {
     match decode_request_header(frame) {
-        Ok((header, body)) => decode_request_with(CODEC_APIS, &header, body).is_ok(),
+        Ok((header, body)) => decode_request_with(&CODEC_APIS, &header, body).is_ok(),
         Err(_) => false,
     }
 }
@@ -55,10 +55,13 @@ fn huge_array_lengths_are_refused_without_allocating() {
         &[0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0x00],
         &[0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff],
     ];
-    for (api_key, version) in pairs(CODEC_APIS) {
+    for (api_key, version) in pairs(&CODEC_APIS) {
         for body in bodies {
-            let result =
-                decode_request_with(CODEC_APIS, &header_for(api_key, version), Bytes::from(body));
+            let result = decode_request_with(
+                &CODEC_APIS,
+                &header_for(api_key, version),
+                Bytes::from(body),
+            );
             let _ = result;
         }
     }
@@ -84,8 +87,11 @@ fn huge_array_lengths_are_refused_without_allocating() {
     ];
     for (api_key, versions, body) in starts_with_array {
         for version in versions {
-            let result =
-                decode_request_with(CODEC_APIS, &header_for(api_key, version), Bytes::from(body));
+            let result = decode_request_with(
+                &CODEC_APIS,
+                &header_for(api_key, version),
+                Bytes::from(body),
+            );
             assert!(
                 matches!(result, Err(ProtocolError::MalformedRequest { .. })),
                 "{api_key:?} v{version}: {result:?}"
@@ -128,16 +134,16 @@ proptest! {
 
     #[test]
     fn random_bodies_never_panic(
-        pair in 0..pairs(CODEC_APIS).len(),
+        pair in 0..pairs(&CODEC_APIS).len(),
         body in proptest::collection::vec(any::<u8>(), 0..256),
     ) {
-        let (api_key, version) = pairs(CODEC_APIS)[pair];
-        let _ = decode_request_with(CODEC_APIS, &header_for(api_key, version), Bytes::from(body));
+        let (api_key, version) = pairs(&CODEC_APIS)[pair];
+        let _ = decode_request_with(&CODEC_APIS, &header_for(api_key, version), Bytes::from(body));
     }
 
     #[test]
-    fn truncated_frames_never_panic(pair in 0..pairs(CODEC_APIS).len(), cut in any::<prop::sample::Index>()) {
-        let (api_key, version) = pairs(CODEC_APIS)[pair];
+    fn truncated_frames_never_panic(pair in 0..pairs(&CODEC_APIS).len(), cut in any::<prop::sample::Index>()) {
+        let (api_key, version) = pairs(&CODEC_APIS)[pair];
         let (_, wire) = built_frame(api_key, version, 3);
         let frame = &wire[4..];
         let cut = cut.index(frame.len());
@@ -151,10 +157,10 @@ proptest! {
 
     #[test]
     fn corrupted_frames_never_panic(
-        pair in 0..pairs(CODEC_APIS).len(),
+        pair in 0..pairs(&CODEC_APIS).len(),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
     ) {
-        let (api_key, version) = pairs(CODEC_APIS)[pair];
+        let (api_key, version) = pairs(&CODEC_APIS)[pair];
         let (_, wire) = built_frame(api_key, version, 3);
         let mut frame = wire[4..].to_vec();
         for (at, value) in flips {

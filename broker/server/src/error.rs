@@ -61,6 +61,14 @@ pub enum ServerError {
     /// reached (cluster mode): its Kafka code and message.
     #[error("{message}")]
     Controller { code: i16, message: String },
+    /// The active controller could not be reached before the request's
+    /// deadline (no quorum leader, the leader's listener unreachable, a bad
+    /// answer): REQUEST_TIMED_OUT, as Kafka answers a forwarded request that
+    /// times out. The cause is the cluster module's `ForwardError`, held as
+    /// a trait object because this module sits below `cluster` (which
+    /// imports it through `metadata`) and may not name it.
+    #[error("the metadata quorum's controller could not be reached: {0}")]
+    ControllerUnreachable(Arc<dyn std::error::Error + Send + Sync>),
     /// A failure the client can do nothing about (UNKNOWN_SERVER_ERROR):
     /// a metadata change run off the controller shard, the controller
     /// shard gone.
@@ -90,6 +98,7 @@ impl ServerError {
             ServerError::InvalidConfig { .. } => ec::INVALID_CONFIG,
             ServerError::InvalidRequest(_) => ec::INVALID_REQUEST,
             ServerError::Controller { code, .. } => *code,
+            ServerError::ControllerUnreachable(_) => ec::REQUEST_TIMED_OUT,
             ServerError::MetadataCommit(_) | ServerError::Internal(_) => ec::UNKNOWN_SERVER_ERROR,
         }
     }
@@ -143,5 +152,25 @@ fn storage_code(e: &StorageError) -> i16 {
         StorageError::CoordinatorFenced { .. } => {
             corelog_protocol::ResponseError::TransactionCoordinatorFenced.code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A controller out of reach is a timeout to the client, whatever the
+    /// cause, and the message says why.
+    #[test]
+    fn an_unreachable_controller_is_request_timed_out() {
+        let cause = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = ServerError::ControllerUnreachable(Arc::new(cause));
+        assert_eq!(e.code(), ec::REQUEST_TIMED_OUT);
+        assert!(
+            e.message()
+                .starts_with("the metadata quorum's controller could not be reached: "),
+            "{}",
+            e.message()
+        );
     }
 }

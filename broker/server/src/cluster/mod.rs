@@ -746,12 +746,25 @@ pub async fn local_request(host: &Rc<RefCell<Host>>, request: ControlRequest) ->
     }
 }
 
+/// Why a request could not reach the active controller. The caller tries
+/// again while its deadline lasts; a client is then answered
+/// REQUEST_TIMED_OUT (`ServerError::ControllerUnreachable`).
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("the metadata quorum has no leader")]
+    NoLeader,
+    #[error("leader {0} is not a known voter")]
+    UnknownLeader(i32),
+    #[error(transparent)]
+    Link(#[from] net::LinkError),
+}
+
 /// Sends `request` to the active controller: this node's when it leads,
 /// else the leader's internal listener.
 pub(crate) async fn to_controller(
     host: &Rc<RefCell<Host>>,
     request: ControlRequest,
-) -> Result<ControlResponse, String> {
+) -> Result<ControlResponse, ForwardError> {
     let (me, is_leader, leader) = {
         let h = host.borrow();
         (h.settings.node_id, h.is_leader(), h.leader())
@@ -760,12 +773,12 @@ pub(crate) async fn to_controller(
         return Ok(local_request(host, request).await);
     }
     let Some(leader) = leader else {
-        return Err("the metadata quorum has no leader".into());
+        return Err(ForwardError::NoLeader);
     };
     let Some(addr) = host.borrow().address_of(leader) else {
-        return Err(format!("leader {} is not a known voter", leader.0));
+        return Err(ForwardError::UnknownLeader(leader.0));
     };
-    net::forward(&addr, me, &request).await
+    Ok(net::forward(&addr, me, &request).await?)
 }
 
 /// This node's broker: register, then heartbeat; register again when the
@@ -852,7 +865,7 @@ async fn broker_task(host: Rc<RefCell<Host>>, config: Rc<ServerConfig>) {
                 if let Some(suppressed) = failed_log.due() {
                     tracing::info!(
                         broker = me,
-                        error = e,
+                        error = %e,
                         suppressed,
                         "controller unreachable; retrying"
                     );

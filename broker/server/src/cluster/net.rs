@@ -55,43 +55,75 @@ async fn with_timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -
         .await
 }
 
+/// Why talking to a peer's internal listener failed: the connection is
+/// dropped (and remade for the next frame or request).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connect to {addr}: timed out")]
+    ConnectTimedOut { addr: String },
+    /// The peer closed the connection or it broke: the ordinary end of a
+    /// connection, which the listener does not log as a refusal.
+    #[error("read: {0}")]
+    Read(std::io::Error),
+    #[error("write: {0}")]
+    Write(std::io::Error),
+    /// No whole frame arrived in time.
+    #[error("timed out")]
+    TimedOut,
+    /// A frame the wire format refuses.
+    #[error(transparent)]
+    Frame(#[from] wire::WireError),
+    /// The controller answered a forwarded request with another frame.
+    #[error("{addr} answered with a frame of kind {kind}")]
+    UnexpectedKind { addr: String, kind: u8 },
+    #[error("encoding the request: {0}")]
+    Encode(serde_json::Error),
+    #[error("{addr}: bad answer: {source}")]
+    BadAnswer {
+        addr: String,
+        source: serde_json::Error,
+    },
+}
+
 /// Reads one frame: `(kind, body)`, bounded by its kind.
-async fn read_frame(s: &mut TcpStream, timeout: Duration) -> Result<(u8, Vec<u8>), String> {
+async fn read_frame(s: &mut TcpStream, timeout: Duration) -> Result<(u8, Vec<u8>), LinkError> {
     let read = async {
         let mut head = [0u8; 5];
-        s.read_exact(&mut head)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        s.read_exact(&mut head).await.map_err(LinkError::Read)?;
         let len = wire::check_length(u32::from_be_bytes([head[0], head[1], head[2], head[3]]))?;
         let kind = head[4];
-        if len - 1 > wire::frame_max(kind) {
-            return Err(format!(
-                "frame of kind {kind} and {len} bytes is over its bound"
-            ));
-        }
+        wire::check_kind_length(kind, len)?;
         let mut body = vec![0u8; len - 1];
-        s.read_exact(&mut body)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        s.read_exact(&mut body).await.map_err(LinkError::Read)?;
         Ok((kind, body))
     };
     with_timeout(timeout, read)
         .await
-        .unwrap_or_else(|| Err("timed out".into()))
+        .unwrap_or(Err(LinkError::TimedOut))
 }
 
-async fn write(s: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
+async fn write(s: &mut TcpStream, bytes: &[u8]) -> Result<(), LinkError> {
     with_timeout(WRITE_TIMEOUT, s.write_all(bytes))
         .await
         .unwrap_or_else(|| Err(std::io::Error::from(std::io::ErrorKind::TimedOut)))
-        .map_err(|e| format!("write: {e}"))
+        .map_err(LinkError::Write)
 }
 
-async fn connect(addr: &str) -> Result<TcpStream, String> {
+async fn connect(addr: &str) -> Result<TcpStream, LinkError> {
     let s = with_timeout(CONNECT_TIMEOUT, TcpStream::connect(addr.to_string()))
         .await
-        .ok_or_else(|| format!("connect to {addr}: timed out"))?
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
+        .ok_or_else(|| LinkError::ConnectTimedOut {
+            addr: addr.to_string(),
+        })?
+        .map_err(|e| LinkError::Connect {
+            addr: addr.to_string(),
+            source: e.into(),
+        })?;
     let _ = s.set_nodelay(true);
     Ok(s)
 }
@@ -102,17 +134,23 @@ pub async fn forward(
     addr: &str,
     me: i32,
     request: &ControlRequest,
-) -> Result<ControlResponse, String> {
+) -> Result<ControlResponse, LinkError> {
     let mut s = connect(addr).await?;
     let mut out = Hello { node_id: me }.encode();
-    let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(request).map_err(LinkError::Encode)?;
     out.extend_from_slice(&wire::frame(wire::KIND_REQUEST, &body));
     write(&mut s, &out).await?;
     let (kind, body) = read_frame(&mut s, FORWARD_TIMEOUT).await?;
     if kind != wire::KIND_RESPONSE {
-        return Err(format!("{addr} answered with a frame of kind {kind}"));
+        return Err(LinkError::UnexpectedKind {
+            addr: addr.to_string(),
+            kind,
+        });
     }
-    serde_json::from_slice(&body).map_err(|e| format!("{addr}: bad answer: {e}"))
+    serde_json::from_slice(&body).map_err(|source| LinkError::BadAnswer {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 /// Drains `frames` into a connection to peer `peer` at `addr`.
@@ -134,7 +172,7 @@ pub async fn peer_task(
             let made = async {
                 let mut s = connect(&addr).await?;
                 write(&mut s, &Hello { node_id: me }.encode()).await?;
-                Ok::<_, String>(s)
+                Ok::<_, LinkError>(s)
             }
             .await;
             match made {
@@ -145,7 +183,7 @@ pub async fn peer_task(
                 }
                 Err(e) => {
                     if let Some(suppressed) = failed_log.due() {
-                        tracing::info!(peer, error = e, suppressed, "quorum peer unreachable");
+                        tracing::info!(peer, error = %e, suppressed, "quorum peer unreachable");
                     }
                     // What is queued is stale by the time the peer is
                     // back: drop it (Raft retransmits).
@@ -159,7 +197,7 @@ pub async fn peer_task(
         if let Some(s) = conn.as_mut() {
             if let Err(e) = write(s, &wire::frame(wire::KIND_RAFT, &frame)).await {
                 if let Some(suppressed) = failed_log.due() {
-                    tracing::info!(peer, error = e, suppressed, "quorum peer connection lost");
+                    tracing::info!(peer, error = %e, suppressed, "quorum peer connection lost");
                 }
                 conn = None;
             }
@@ -226,7 +264,7 @@ fn refuse(refusals: &Rc<RefCell<Refusals>>, peer: Option<std::net::SocketAddr>, 
 async fn serve(host: &Rc<RefCell<Host>>, refusals: &Rc<RefCell<Refusals>>, mut s: TcpStream) {
     let peer = s.peer_addr().ok();
     let hello = match read_frame(&mut s, HELLO_TIMEOUT).await {
-        Ok((kind, body)) => Hello::decode(kind, &body),
+        Ok((kind, body)) => Hello::decode(kind, &body).map_err(LinkError::from),
         Err(e) => Err(e),
     };
     let from = match hello {
@@ -245,7 +283,7 @@ async fn serve(host: &Rc<RefCell<Host>>, refusals: &Rc<RefCell<Refusals>>, mut s
         let (kind, body) = match read_frame(&mut s, READ_TIMEOUT).await {
             Ok(f) => f,
             Err(e) => {
-                if !e.starts_with("read:") {
+                if !matches!(e, LinkError::Read(_)) {
                     refuse(refusals, peer, &format!("node {from}: {e}"));
                 }
                 return;

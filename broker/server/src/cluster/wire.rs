@@ -58,19 +58,43 @@ impl Hello {
         frame(KIND_HELLO, &body)
     }
 
-    pub fn decode(kind: u8, body: &[u8]) -> Result<Hello, String> {
+    pub fn decode(kind: u8, body: &[u8]) -> Result<Hello, WireError> {
         if kind != KIND_HELLO {
-            return Err(format!("expected a hello frame, got kind {kind}"));
+            return Err(WireError::NotHello { kind });
         }
         if body.len() != 9 || &body[..4] != MAGIC {
-            return Err("not a corelog cluster hello".into());
+            return Err(WireError::NotCorelogHello);
         }
         if body[4] != VERSION {
-            return Err(format!("hello of version {}, expected {VERSION}", body[4]));
+            return Err(WireError::HelloVersion { version: body[4] });
         }
         let node_id = i32::from_be_bytes([body[5], body[6], body[7], body[8]]);
         Ok(Hello { node_id })
     }
+}
+
+/// Why a frame of the internal listener, or its hello, is refused before
+/// anything reads its body: the connection is closed, the refusal logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// A length prefix of 0: a frame has at least its kind byte.
+    #[error("empty frame")]
+    EmptyFrame,
+    /// A length prefix over the largest frame of any kind.
+    #[error("frame of {bytes} bytes is over the bound")]
+    FrameTooLarge { bytes: usize },
+    /// A frame over the bound of its kind ([`frame_max`]).
+    #[error("frame of kind {kind} and {bytes} bytes is over its bound")]
+    FrameOverBound { kind: u8, bytes: usize },
+    /// The first frame of a connection is not a hello.
+    #[error("expected a hello frame, got kind {kind}")]
+    NotHello { kind: u8 },
+    /// A hello without Corelog's magic: another protocol on the port.
+    #[error("not a corelog cluster hello")]
+    NotCorelogHello,
+    /// A hello of another version of the internal protocol.
+    #[error("hello of version {version}, expected {VERSION}")]
+    HelloVersion { version: u8 },
 }
 
 /// One frame: length, kind, body.
@@ -92,15 +116,24 @@ pub fn frame_max(kind: u8) -> usize {
 }
 
 /// Checks a frame's length prefix (the bytes after it) before reading on.
-pub fn check_length(len: u32) -> Result<usize, String> {
+pub fn check_length(len: u32) -> Result<usize, WireError> {
     let len = len as usize;
     if len == 0 {
-        return Err("empty frame".into());
+        return Err(WireError::EmptyFrame);
     }
     if len - 1 > RAFT_FRAME_MAX {
-        return Err(format!("frame of {len} bytes is over the bound"));
+        return Err(WireError::FrameTooLarge { bytes: len });
     }
     Ok(len)
+}
+
+/// Checks a frame's size against the bound of its kind; `len` has passed
+/// [`check_length`].
+pub fn check_kind_length(kind: u8, len: usize) -> Result<(), WireError> {
+    if len - 1 > frame_max(kind) {
+        return Err(WireError::FrameOverBound { kind, bytes: len });
+    }
+    Ok(())
 }
 
 /// A controller request a node forwards to the active controller.
@@ -413,15 +446,8 @@ pub fn read_frame_blocking(r: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> 
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let mut kind = [0u8; 1];
     r.read_exact(&mut kind)?;
-    if len - 1 > frame_max(kind[0]) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "frame of kind {} and {len} bytes is over its bound",
-                kind[0]
-            ),
-        ));
-    }
+    check_kind_length(kind[0], len)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let mut body = vec![0u8; len - 1];
     r.read_exact(&mut body)?;
     Ok((kind[0], body))
@@ -462,17 +488,38 @@ mod tests {
         let len = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
         assert_eq!(len, f.len() - 4);
         assert_eq!(Hello::decode(f[4], &f[5..]), Ok(Hello { node_id: 3 }));
-        assert!(Hello::decode(KIND_RAFT, &f[5..]).is_err());
-        assert!(Hello::decode(KIND_HELLO, b"GET / HTTP/1.1").is_err());
+        assert_eq!(
+            Hello::decode(KIND_RAFT, &f[5..]),
+            Err(WireError::NotHello { kind: KIND_RAFT })
+        );
+        assert_eq!(
+            Hello::decode(KIND_HELLO, b"GET / HTTP/1.1"),
+            Err(WireError::NotCorelogHello)
+        );
         let mut old = f[5..].to_vec();
         old[4] = 9;
-        assert!(Hello::decode(KIND_HELLO, &old).is_err());
+        assert_eq!(
+            Hello::decode(KIND_HELLO, &old),
+            Err(WireError::HelloVersion { version: 9 })
+        );
     }
 
     #[test]
     fn lengths_are_bounded() {
-        assert!(check_length(0).is_err());
-        assert!(check_length(u32::MAX).is_err());
+        assert_eq!(check_length(0), Err(WireError::EmptyFrame));
+        assert_eq!(
+            check_length(u32::MAX),
+            Err(WireError::FrameTooLarge {
+                bytes: u32::MAX as usize
+            })
+        );
+        assert_eq!(
+            check_kind_length(KIND_STATUS, CONTROL_FRAME_MAX + 2),
+            Err(WireError::FrameOverBound {
+                kind: KIND_STATUS,
+                bytes: CONTROL_FRAME_MAX + 2
+            })
+        );
         assert_eq!(check_length(10), Ok(10));
         let mut r = std::io::Cursor::new(frame(KIND_STATUS, &vec![0u8; CONTROL_FRAME_MAX + 1]));
         assert!(read_frame_blocking(&mut r).is_err());

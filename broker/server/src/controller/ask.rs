@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corelog_controller as ctl;
@@ -56,10 +57,7 @@ pub async fn ask(shard: &Shard, request: ControlRequest) -> Result<ControlRespon
                     Err(ServerError::Controller { code, message })
                 }
                 Ok(r) => Ok(r),
-                Err(e) => Err(ServerError::Controller {
-                    code: ctl::codes::REQUEST_TIMED_OUT,
-                    message: format!("the metadata quorum's controller could not be reached: {e}"),
-                }),
+                Err(e) => Err(ServerError::ControllerUnreachable(Arc::new(e))),
             };
         }
         glommio::timer::sleep(Duration::from_millis(200)).await;

@@ -365,8 +365,10 @@ pub(crate) struct PendingSwap<F> {
     /// `.cleaned` files of a dropped pass, to remove.
     pub stale: Vec<PathBuf>,
     /// The segments the swap removes (see [`PartitionLog::emptied_segments`]),
-    /// set by the swap job so that its success applies the same choice.
-    pub removed: Vec<Offset>,
+    /// chosen by the first swap job and kept for its retries and its
+    /// success: a failed attempt may have written the checkpoint that no
+    /// longer lists them, so a retry must not bring them back.
+    pub removed: Option<Vec<Offset>>,
     pub stats: CleanStats,
     pub now_ms: i64,
 }
@@ -900,7 +902,7 @@ impl<I: StorageIo> PartitionLog<I> {
         self.pending_swap = Some(PendingSwap {
             outputs,
             stale: Vec::new(),
-            removed: Vec::new(),
+            removed: None,
             stats,
             now_ms: done.now_ms,
         });
@@ -935,7 +937,17 @@ impl<I: StorageIo> PartitionLog<I> {
                 .get(&o.base.0)
                 .is_some_and(|s| s.next == o.next && Rc::ptr_eq(&s.handle, &o.replaces))
         };
-        let removed = self.emptied_segments(&pending.outputs);
+        // Only outputs still to swap are removed: a pass dropped above
+        // (its outputs gone) removes nothing, so the checkpoint, the files
+        // deleted and the log in memory all follow the same list.
+        let removed: Vec<Offset> = match &pending.removed {
+            Some(removed) => removed
+                .iter()
+                .copied()
+                .filter(|b| pending.outputs.iter().any(|o| o.base == *b))
+                .collect(),
+            None => self.emptied_segments(&pending.outputs),
+        };
         let mut swaps = Vec::new();
         let mut stale = pending.stale.clone();
         let mut sizes = std::collections::BTreeMap::new();
@@ -968,7 +980,7 @@ impl<I: StorageIo> PartitionLog<I> {
         cleaner.add_pass(pending.stats.cleaned_to.0, pending.now_ms);
         let checkpoint = self.checkpoint_bytes_with_sizes(&sizes, &removed);
         if let Some(p) = self.pending_swap.as_mut() {
-            p.removed = removed;
+            p.removed = Some(removed);
         }
         self.in_flight = Some(InFlight::CleanSwap);
         Some(self.job(Work::CleanSwap {
@@ -1028,7 +1040,11 @@ impl<I: StorageIo> PartitionLog<I> {
         let mut cache_below = None;
         for o in pending.outputs {
             let log_path = self.path_of(o.base, "log");
-            if pending.removed.contains(&o.base) {
+            if pending
+                .removed
+                .as_ref()
+                .is_some_and(|r| r.contains(&o.base))
+            {
                 // The segment before it covers its offsets from now on.
                 // Reads planned before hold its handle, whose file the
                 // pass opened (it read the segment through this very

@@ -326,6 +326,10 @@ fn sigkill_while_large_writes_are_staged_never_loses_a_flushed_offset() {
 const COMPACT_KEYS: u64 = 300;
 /// Small segments, so that a round seals many and a pass rewrites many.
 const COMPACT_SEGMENT_BYTES: u64 = 64 << 10;
+/// The most segment files a fully cleaned log may keep: one per key (each
+/// sealed segment left holds a key's latest value), the first sealed
+/// segment (never removed, even when emptied) and the active one.
+const COMPACT_SEGMENT_FILES_MAX: u64 = COMPACT_KEYS + 2;
 /// The writer's cleaning pace is drawn per round between 1 and 16 times
 /// this: a pass over a few hundred KiB of segments then takes from tens to
 /// hundreds of milliseconds, the span the kills land in, and some rounds
@@ -464,6 +468,26 @@ fn verify_compacted(dir: &std::path::Path, acknowledged: Offset) -> (Offset, usi
         );
     }
     assert!(cleaner_leftovers(dir).is_empty());
+    // A swap removes the sealed segments its pass left with no batch, so
+    // after the passes above every sealed segment but the first holds some
+    // key's latest value: the files stay bounded by the keys, however many
+    // rounds overwrote them.
+    let segment_files = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
+        .count();
+    assert_eq!(
+        segment_files,
+        log.segment_count(),
+        "every segment file is one the log holds"
+    );
+    assert!(
+        segment_files as u64 <= COMPACT_SEGMENT_FILES_MAX,
+        "{segment_files} segment files after cleaning {COMPACT_KEYS} keys"
+    );
     (end, held)
 }
 

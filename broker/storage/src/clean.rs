@@ -60,7 +60,16 @@
 //!   transaction's data is gone and the delete horizon has passed; not
 //!   done here). So each segment's `.txnindex` stays as it is.
 //! - Segments are not grouped: each rewritten segment keeps its base
-//!   offset and file name, and may become small (or empty).
+//!   offset and file name, and may become small. One the pass left with
+//!   no batch at all is removed by the swap (see
+//!   [`PartitionLog::emptied_segments`]), except the first sealed segment:
+//!   the sealed segment before it then covers its offsets, so a segment's
+//!   last batch may be followed by a gap of any length up to the next
+//!   segment's base. Since every sealed segment left holds some key's
+//!   latest record (or a producer's last batch, or a transaction marker),
+//!   a log of N keys keeps about N + 2 segments however long it is
+//!   overwritten. Grouping nearly empty neighbours into one segment, as
+//!   Kafka's `groupSegmentsBySize` does, is not done.
 //!
 //! # Where the work runs
 //! [`crate::PartitionLog::clean_job`] hands out a [`CleanJob`] that runs
@@ -87,19 +96,34 @@
 //!   (atomically; this syncs the directory, making (1) and (2) durable);
 //!   (4) renames each `<base>.log.swap` over `<base>.log`; (5) writes the
 //!   cleaner checkpoint (atomically, syncing the directory, which makes (4)
-//!   durable); (6) writes the new index files.
+//!   durable); (6) writes the new index files; (7) deletes the files of
+//!   the segments the pass emptied (`.log`, `.index`, `.timeindex`,
+//!   `.txnindex`). Those segments get no `.swap` file (their empty
+//!   `.cleaned` file is deleted in (2) with the stale ones), and the
+//!   checkpoint of (3) no longer lists them: that one atomic write commits
+//!   their removal together with the new sizes.
 //! - On open, recovery deletes `.cleaned` files, and completes each
 //!   `<base>.log.swap` whose base is a checkpointed sealed segment: it
 //!   deletes that segment's index files, renames the swap file over the
 //!   `.log`, and takes the segment's size from the file (the checkpoint may
 //!   be the one before (3)). A missing index is rebuilt from the log on
-//!   first read. A swap file for any other base is deleted.
+//!   first read. A swap file for any other base is deleted. Before
+//!   renaming any swap file, recovery writes the checkpoint with the swap
+//!   files' sizes: once renamed, nothing else would tell a later open
+//!   (after another crash) that the checkpoint's size is the old file's.
+//!   Files of a segment below the checkpoint's active segment that it does
+//!   not list are an emptied segment's, left by a crash between (3) and
+//!   (7): recovery deletes them.
 //! - So after a crash at any point each segment is either its old file or
 //!   its new one, both holding every record the pass keeps, at its offset:
 //!   a pass only drops records superseded within the pass's own map (or
 //!   tombstones and aborted data already decided before it), so old and
 //!   new segments may mix without losing a kept record, and no offset is
-//!   ever duplicated (a segment is replaced under its own name).
+//!   ever duplicated (a segment is replaced under its own name). A removed
+//!   segment held only records the pass dropped: before (3) it is there
+//!   with its old file, after (3) it is gone and the segment before it
+//!   covers its offsets; without a checkpoint its file, if still there, is
+//!   walked like any other (old records, at their offsets).
 //! - A swap job that fails is handed out again before any other job that
 //!   writes a checkpoint, so no checkpoint with the old sizes lands after
 //!   a `.swap` was renamed into place. The last cleaned offset and the
@@ -340,6 +364,11 @@ pub(crate) struct PendingSwap<F> {
     pub outputs: Vec<Output<F>>,
     /// `.cleaned` files of a dropped pass, to remove.
     pub stale: Vec<PathBuf>,
+    /// The segments the swap removes (see [`PartitionLog::emptied_segments`]),
+    /// chosen by the first swap job and kept for its retries and its
+    /// success: a failed attempt may have written the checkpoint that no
+    /// longer lists them, so a retry must not bring them back.
+    pub removed: Option<Vec<Offset>>,
     pub stats: CleanStats,
     pub now_ms: i64,
 }
@@ -873,6 +902,7 @@ impl<I: StorageIo> PartitionLog<I> {
         self.pending_swap = Some(PendingSwap {
             outputs,
             stale: Vec::new(),
+            removed: None,
             stats,
             now_ms: done.now_ms,
         });
@@ -907,12 +937,31 @@ impl<I: StorageIo> PartitionLog<I> {
                 .get(&o.base.0)
                 .is_some_and(|s| s.next == o.next && Rc::ptr_eq(&s.handle, &o.replaces))
         };
+        // Only outputs still to swap are removed: a pass dropped above
+        // (its outputs gone) removes nothing, so the checkpoint, the files
+        // deleted and the log in memory all follow the same list.
+        let removed: Vec<Offset> = match &pending.removed {
+            Some(removed) => removed
+                .iter()
+                .copied()
+                .filter(|b| pending.outputs.iter().any(|o| o.base == *b))
+                .collect(),
+            None => self.emptied_segments(&pending.outputs),
+        };
         let mut swaps = Vec::new();
         let mut stale = pending.stale.clone();
         let mut sizes = std::collections::BTreeMap::new();
+        let mut removed_files = Vec::new();
         for o in &pending.outputs {
             let log_path = self.path_of(o.base, "log");
-            if live(o) {
+            if removed.contains(&o.base) {
+                // Its empty output is not swapped in: the segment goes.
+                stale.push(suffixed(&log_path, CLEANED_SUFFIX));
+                for ext in ["index", "timeindex", "txnindex"] {
+                    removed_files.push(self.path_of(o.base, ext));
+                }
+                removed_files.push(log_path);
+            } else if live(o) {
                 sizes.insert(o.base.0, o.size_bytes);
                 swaps.push(crate::job::CleanSwap {
                     cleaned: suffixed(&log_path, CLEANED_SUFFIX),
@@ -929,7 +978,10 @@ impl<I: StorageIo> PartitionLog<I> {
         }
         let mut cleaner = self.cleaner.clone();
         cleaner.add_pass(pending.stats.cleaned_to.0, pending.now_ms);
-        let checkpoint = self.checkpoint_bytes_with_sizes(&sizes);
+        let checkpoint = self.checkpoint_bytes_with_sizes(&sizes, &removed);
+        if let Some(p) = self.pending_swap.as_mut() {
+            p.removed = Some(removed);
+        }
         self.in_flight = Some(InFlight::CleanSwap);
         Some(self.job(Work::CleanSwap {
             dir: self.dir.clone(),
@@ -937,7 +989,43 @@ impl<I: StorageIo> PartitionLog<I> {
             stale,
             checkpoint,
             cleaner_checkpoint: (self.dir.join(CLEANER_CHECKPOINT_FILE), cleaner.encode()),
+            removed: removed_files,
         }))
+    }
+
+    /// The sealed segments a swap of `outputs` removes: those the pass left
+    /// with no batch at all (an empty output of a segment the log still
+    /// holds as it was read), except the first sealed segment, which keeps
+    /// the log's first file at or below the log start, and any segment with
+    /// aborted-transaction entries (none is expected: transaction markers
+    /// are always kept, so such a segment is never empty). Each removed
+    /// segment's offsets are then covered by the sealed segment before it,
+    /// whose last batch is followed by a gap up to the next segment's base
+    /// (reads, the indexes, truncation, retention and recovery all take
+    /// such gaps already: the cleaner leaves one wherever it drops a
+    /// segment's last batches). Only segments whose predecessor is
+    /// contiguous with them are taken, so the log's ranges stay a
+    /// partition of its offsets.
+    pub(crate) fn emptied_segments(&self, outputs: &[Output<I::File>]) -> Vec<Offset> {
+        let first_sealed = self.sealed.keys().next().copied();
+        outputs
+            .iter()
+            .filter(|o| {
+                o.size_bytes == 0
+                    && Some(o.base.0) != first_sealed
+                    && self.aborted.range(o.base.0..o.next.0).next().is_none()
+                    && self
+                        .sealed
+                        .get(&o.base.0)
+                        .is_some_and(|s| s.next == o.next && Rc::ptr_eq(&s.handle, &o.replaces))
+                    && self
+                        .sealed
+                        .range(..o.base.0)
+                        .next_back()
+                        .is_some_and(|(_, prev)| prev.next == o.base)
+            })
+            .map(|o| o.base)
+            .collect()
     }
 
     /// Applies a swap job that succeeded: the new segments replace the old
@@ -952,6 +1040,23 @@ impl<I: StorageIo> PartitionLog<I> {
         let mut cache_below = None;
         for o in pending.outputs {
             let log_path = self.path_of(o.base, "log");
+            if pending
+                .removed
+                .as_ref()
+                .is_some_and(|r| r.contains(&o.base))
+            {
+                // The segment before it covers its offsets from now on.
+                // Reads planned before hold its handle, whose file the
+                // pass opened (it read the segment through this very
+                // handle), so they still read it through that descriptor.
+                if let Some(gone) = self.sealed.remove(&o.base.0) {
+                    if let Some((_, prev)) = self.sealed.range_mut(..o.base.0).next_back() {
+                        prev.next = gone.next;
+                    }
+                    cache_below = Some(gone.next);
+                }
+                continue;
+            }
             let Some(s) = self.sealed.get_mut(&o.base.0) else {
                 continue;
             };

@@ -64,6 +64,9 @@ pub(crate) enum Work<F: DirectFile> {
         stale: Vec<PathBuf>,
         checkpoint: (PathBuf, Vec<u8>),
         cleaner_checkpoint: (PathBuf, Vec<u8>),
+        /// Files of the segments the pass left with no batch, which the
+        /// checkpoint no longer lists: deleted last.
+        removed: Vec<PathBuf>,
     },
     Repair {
         file: Rc<F>,
@@ -270,8 +273,17 @@ async fn run_work<I: StorageIo>(
             stale,
             checkpoint,
             cleaner_checkpoint,
+            removed,
         } => {
             run_clean_swap(io, &dir, &swaps, &stale, &checkpoint, &cleaner_checkpoint).await?;
+            // (7) The emptied segments' files go. The checkpoint of (3) no
+            // longer lists them, so a crash before or during this leaves
+            // files that recovery deletes as unlisted.
+            for path in &removed {
+                io.remove_file(path)
+                    .await
+                    .map_err(|e| StorageError::io("remove emptied segment", path, e))?;
+            }
             Ok(None)
         }
         Work::Repair {

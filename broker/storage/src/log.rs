@@ -1040,16 +1040,20 @@ impl<I: StorageIo> PartitionLog<I> {
         sealed_extra: Option<SealedSegmentMeta>,
         active: ActiveSegmentMeta,
     ) -> (PathBuf, Vec<u8>) {
-        self.checkpoint_bytes_sized(sealed_extra, active, &BTreeMap::new())
+        self.checkpoint_bytes_sized(sealed_extra, active, &BTreeMap::new(), &[])
     }
 
     /// The checkpoint as it stands, with the sealed segments of `sizes`
     /// (base -> bytes) at their new sizes: a cleaning pass's swap.
+    /// The checkpoint a cleaner swap writes: the rewritten segments with
+    /// their new sizes, and without the `removed` ones (whose offsets the
+    /// segment before each then covers).
     pub(crate) fn checkpoint_bytes_with_sizes(
         &self,
         sizes: &BTreeMap<i64, u64>,
+        removed: &[Offset],
     ) -> (PathBuf, Vec<u8>) {
-        self.checkpoint_bytes_sized(None, self.active_meta(), sizes)
+        self.checkpoint_bytes_sized(None, self.active_meta(), sizes, removed)
     }
 
     fn checkpoint_bytes_sized(
@@ -1057,10 +1061,12 @@ impl<I: StorageIo> PartitionLog<I> {
         sealed_extra: Option<SealedSegmentMeta>,
         active: ActiveSegmentMeta,
         sizes: &BTreeMap<i64, u64>,
+        removed: &[Offset],
     ) -> (PathBuf, Vec<u8>) {
         let mut sealed: Vec<SealedSegmentMeta> = self
             .sealed
             .values()
+            .filter(|s| !removed.contains(&s.base))
             .map(|s| SealedSegmentMeta {
                 base_offset: s.base.0,
                 size_bytes: sizes.get(&s.base.0).copied().unwrap_or(s.size_bytes),

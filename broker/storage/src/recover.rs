@@ -186,7 +186,7 @@ impl<I: StorageIo> PartitionLog<I> {
         let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         bases.sort_unstable();
         let cp_path = dir.join(CHECKPOINT_FILE);
-        let checkpoint = match io.read_small_file(&cp_path).await {
+        let mut checkpoint = match io.read_small_file(&cp_path).await {
             Ok(Some(bytes)) => match Checkpoint::decode(&bytes) {
                 Ok(cp) => Some(cp),
                 Err(e) => {
@@ -206,8 +206,9 @@ impl<I: StorageIo> PartitionLog<I> {
 
         // Cleaning passes that reached their commit mark are completed:
         // each swap file replaces its segment, whose size is then the
-        // file's (the checkpoint may predate the swap).
-        let swapped = finish_swaps(&io, &dir, &names, checkpoint.as_ref()).await?;
+        // file's (the checkpoint may predate the swap, and is written again
+        // with those sizes before the renames).
+        let swapped = finish_swaps(&io, &dir, &names, checkpoint.as_mut(), &cp_path).await?;
         let mut sealed = BTreeMap::new();
         let mut producers = checkpoint
             .as_ref()
@@ -263,6 +264,22 @@ impl<I: StorageIo> PartitionLog<I> {
                     report.removed_segments += 1;
                 }
                 bases.retain(|&b| b >= first_kept);
+                // Files of a segment below the active one that the
+                // checkpoint does not list are the segments a cleaner swap
+                // emptied and removed, from a crash between the swap's
+                // checkpoint and their deletion (see `crate::clean`): the
+                // segment before each covers their offsets now.
+                let listed = |b: i64| cp.sealed.iter().any(|s| s.base_offset == b);
+                let unlisted: Vec<i64> = bases
+                    .iter()
+                    .copied()
+                    .filter(|&b| b < cp.active.base_offset && !listed(b))
+                    .collect();
+                for &b in &unlisted {
+                    remove_segment_files(&io, &dir, b).await;
+                    report.removed_segments += 1;
+                }
+                bases.retain(|b| !unlisted.contains(b));
                 let on_disk = |b: i64| bases.binary_search(&b).is_ok();
                 for (i, s) in cp.sealed.iter().enumerate() {
                     if !on_disk(s.base_offset) {
@@ -830,13 +847,22 @@ async fn load_txn_indexes<I: StorageIo>(
 /// checkpoint lists as sealed (any segment, without a checkpoint), the old
 /// indexes go and the swap file replaces the `.log`. Returns the new
 /// sizes by base. Other swap files are deleted.
+///
+/// The checkpoint is written again with the swap files' sizes before any
+/// of them is renamed (as the swap job's step (3) does before its step
+/// (4)): once a swap file has taken its segment's name, nothing tells a
+/// later open that the checkpoint's size for it is the old file's, and a
+/// crash before the next checkpoint would leave the log reading past the
+/// end of the new, shorter file.
 async fn finish_swaps<I: StorageIo>(
     io: &I,
     dir: &Path,
     names: &[String],
-    checkpoint: Option<&Checkpoint>,
+    checkpoint: Option<&mut Checkpoint>,
+    checkpoint_path: &Path,
 ) -> Result<std::collections::HashMap<i64, u64>> {
     let mut sizes = std::collections::HashMap::new();
+    let mut ours = Vec::new();
     for name in names {
         let Some(base) = name
             .strip_suffix(SWAP_SUFFIX)
@@ -846,12 +872,35 @@ async fn finish_swaps<I: StorageIo>(
             continue;
         };
         let swap = dir.join(name);
-        let ours = checkpoint.is_none_or(|cp| cp.sealed.iter().any(|s| s.base_offset == base));
-        if !ours {
+        let listed = checkpoint
+            .as_deref()
+            .is_none_or(|cp| cp.sealed.iter().any(|s| s.base_offset == base));
+        if !listed {
             tracing::warn!(path = %swap.display(), "swap file of a segment the log no longer holds; removing it");
             let _ = io.remove_file(&swap).await;
             continue;
         }
+        let size = io
+            .open(&swap, false)
+            .await
+            .map_err(|e| StorageError::io("open swap file", &swap, e))?
+            .size()
+            .await
+            .map_err(|e| StorageError::io("stat swap file", &swap, e))?;
+        sizes.insert(base, size);
+        ours.push((base, swap));
+    }
+    if let Some(cp) = checkpoint.filter(|_| !ours.is_empty()) {
+        for s in cp.sealed.iter_mut() {
+            if let Some(&size) = sizes.get(&s.base_offset) {
+                s.size_bytes = size;
+            }
+        }
+        io.write_file_atomic(checkpoint_path, &cp.encode())
+            .await
+            .map_err(|e| StorageError::io("write checkpoint", checkpoint_path, e))?;
+    }
+    for (base, swap) in ours {
         let stem = segment_file_stem(Offset(base));
         for ext in ["index", "timeindex"] {
             let path = dir.join(format!("{stem}.{ext}"));
@@ -863,15 +912,7 @@ async fn finish_swaps<I: StorageIo>(
         io.rename(&swap, &log)
             .await
             .map_err(|e| StorageError::io("complete cleaned segment swap", &swap, e))?;
-        let size = io
-            .open(&log, false)
-            .await
-            .map_err(|e| StorageError::io("open segment", &log, e))?
-            .size()
-            .await
-            .map_err(|e| StorageError::io("stat segment", &log, e))?;
-        tracing::info!(path = %log.display(), size, "completed a cleaned segment's swap");
-        sizes.insert(base, size);
+        tracing::info!(path = %log.display(), size = sizes.get(&base).copied().unwrap_or_default(), "completed a cleaned segment's swap");
     }
     Ok(sizes)
 }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use corelog_client::api::{OffsetToCommit, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
@@ -15,28 +14,14 @@ use corelog_client::kafka_protocol::messages::incremental_alter_configs_request:
     AlterConfigsResource, AlterableConfig,
 };
 use corelog_client::kafka_protocol::protocol::StrBytes;
-use corelog_client::{ClientError, Connection, Options};
+use corelog_client::{ClientError, Connection};
 use serde_json::json;
 
 use crate::group_cli::DEFAULT_BOOTSTRAP;
-use crate::topic_cli::{table, Format};
+use crate::topic_cli::{table, Format, CONNECTION, OP_DELETE, OP_SET, RESOURCE_TOPIC};
 
-/// The admin verbs' connections: named as the CLI in broker logs, and
-/// asking for the broker's api versions first, so every request goes at
-/// a version both sides know.
-const CONNECTION: Options = Options {
-    client_id: "corelog-cli",
-    connect_timeout: Duration::from_millis(5_000),
-    request_timeout: Duration::from_millis(30_000),
-    api_versions_handshake: true,
-};
-
-/// Kafka's `ConfigResource.Type`s.
-const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's `ConfigResource.Type` of a broker.
 const RESOURCE_BROKER: i8 = 4;
-/// IncrementalAlterConfigs operations.
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
 
 type CliResult<T> = Result<T, String>;
 

@@ -40,12 +40,12 @@ pub const CONNECTION: Options = Options {
 };
 
 /// Kafka's `ConfigResource.Type` of a topic.
-const RESOURCE_TOPIC: i8 = 2;
+pub(crate) const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's `ConfigSource` of a topic's own override.
 const SOURCE_TOPIC_CONFIG: i8 = 1;
 /// IncrementalAlterConfigs operations.
-const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
+pub(crate) const OP_SET: i8 = 0;
+pub(crate) const OP_DELETE: i8 = 1;
 /// How long the broker may take to create or delete topics before it
 /// answers (the request's timeout_ms).
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
